@@ -1,0 +1,99 @@
+//! The command line: clap structs, then a call into the library, then printing.
+//!
+//! Each command lives in its own module. Commands return `anyhow::Result`; [`main`] prints
+//! the error chain and maps it to an exit status.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+mod parse;
+
+/// Global options shared by every command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rbuild",
+    version,
+    about = "Build, run and move container images, without a daemon"
+)]
+pub struct Cli {
+    /// Store root (default: /var/lib/rbuild for root, $XDG_DATA_HOME/rbuild otherwise)
+    #[arg(long, global = true, env = "RBUILD_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Enable debug output (same as --log-level=debug)
+    #[arg(short = 'D', long, global = true)]
+    pub debug: bool,
+
+    /// Log level: error, warn, info, debug
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
+    pub log_level: LogLevel,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse a Dockerfile and print its instructions
+    Parse(parse::ParseArgs),
+}
+
+/// Global settings resolved from the flags, handed to every command.
+#[derive(Debug, Clone)]
+pub struct Globals {
+    pub root: PathBuf,
+    pub log_level: LogLevel,
+}
+
+impl Globals {
+    fn resolve(cli: &Cli) -> Globals {
+        let log_level = if cli.debug {
+            LogLevel::Debug
+        } else {
+            cli.log_level
+        };
+        let root = cli.root.clone().unwrap_or_else(default_root);
+        Globals { root, log_level }
+    }
+}
+
+/// `/var/lib/rbuild` for root, `$XDG_DATA_HOME/rbuild` (or `~/.local/share/rbuild`) otherwise.
+pub fn default_root() -> PathBuf {
+    let is_root = std::env::var_os("USER").is_some_and(|u| u == "root")
+        || std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+            .unwrap_or(false);
+    if is_root {
+        return PathBuf::from("/var/lib/rbuild");
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("rbuild");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/".into());
+    PathBuf::from(home).join(".local/share/rbuild")
+}
+
+/// Runs the command line and returns the process exit status.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let globals = Globals::resolve(&cli);
+    let result = match cli.command {
+        Command::Parse(args) => parse::run(&globals, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            1
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Reading Dockerfiles: grammar, spanned AST, directives, typed instructions, variable expansion.
