@@ -1,0 +1,105 @@
+//! Shared helpers for integration tests: run the real `rbuild` binary in a temp store root.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// Path of the `rbuild` binary cargo built for these tests.
+pub fn rbuild_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rbuild")
+}
+
+/// The project's root directory (for `testdata/`).
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `testdata/<rel>`.
+pub fn testdata(rel: &str) -> PathBuf {
+    project_dir().join("testdata").join(rel)
+}
+
+/// A temp directory with a store root inside, and a way to run rbuild against it.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        TestEnv {
+            dir: tempfile::Builder::new()
+                .prefix("rbuild-test-")
+                .tempdir()
+                .expect("create temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// A `rbuild` command with `--root` set to this environment's store.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(rbuild_bin());
+        cmd.arg("--root").arg(self.root());
+        cmd.env_remove("RBUILD_ROOT");
+        cmd.current_dir(self.path());
+        cmd
+    }
+
+    /// Runs rbuild with `args`, stdin closed, and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn rbuild")
+    }
+
+    /// Runs rbuild and asserts it succeeded; returns stdout as a string.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "rbuild {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs rbuild and asserts it failed; returns stderr as a string.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "rbuild {args:?} unexpectedly succeeded\nstdout:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).expect("utf-8 stderr")
+    }
+}
+
+/// A tar of the busybox base rootfs (built once per test process by testdata/base/busybox-rootfs.sh).
+pub fn busybox_rootfs_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("rbuild-test-base-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create base dir");
+        let tar = dir.join("busybox-rootfs.tar");
+        let status = Command::new("bash")
+            .arg(testdata("base/busybox-rootfs.sh"))
+            .arg("--tar")
+            .arg(&tar)
+            .status()
+            .expect("run busybox-rootfs.sh");
+        assert!(status.success(), "busybox-rootfs.sh failed (is busybox-static installed?)");
+        tar
+    })
+}
