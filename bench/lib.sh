@@ -1,0 +1,48 @@
+# Shared helpers for rbuild's benchmarks (source this file). Benchmarks are run by hand on
+# the project's machine after ../shared/bench/peers.sh has installed and started the peers.
+# The machines are noisy: every figure is a median over several runs, and results are
+# printed as ratios against the fastest peer.
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PROJECT_DIR=$(dirname "$BENCH_DIR")
+RBUILD=${RBUILD:-$PROJECT_DIR/target/release/rbuild}
+PEERS_SH=${PEERS_SH:-$PROJECT_DIR/../shared/bench/peers.sh}
+RESULTS=()
+
+# ensure_rbuild: build the release binary once.
+ensure_rbuild() {
+    (cd "$PROJECT_DIR" && cargo build --release -q) || { echo "bench: cargo build failed" >&2; exit 1; }
+}
+
+# have TOOL: true when TOOL is usable (peers may be missing on a developer machine).
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# median_of N CMD...: runs CMD N times (output discarded) and prints the median wall time in seconds.
+median_of() {
+    local n=$1; shift
+    local times=() i start end
+    for ((i = 0; i < n; i++)); do
+        start=$(date +%s.%N)
+        "$@" >/dev/null 2>&1 || { echo "bench: command failed: $*" >&2; echo "nan"; return 1; }
+        end=$(date +%s.%N)
+        times+=("$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')")
+    done
+    printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+}
+
+# record CASE TOOL SECONDS: remember one median for the summary table.
+record() {
+    RESULTS+=("$1|$2|$3")
+    printf '  %-28s %-10s %8.3f s\n' "$1" "$2" "$3"
+}
+
+# summary: per case, each tool's median and its ratio to the fastest peer (non-rbuild) tool.
+summary() {
+    echo
+    printf '%-28s %-10s %10s %14s\n' CASE TOOL MEDIAN_S "x_FASTEST_PEER"
+    printf '%s\n' "${RESULTS[@]}" | awk -F'|' '
+        { c[NR]=$1; t[NR]=$2; s[NR]=$3; if ($2 != "rbuild" && $3 != "nan" && (!($1 in best) || $3 < best[$1])) best[$1]=$3 }
+        END { for (i = 1; i <= NR; i++) {
+                r = (c[i] in best && best[c[i]] > 0 && s[i] != "nan") ? sprintf("%.3f", s[i]/best[c[i]]) : "-";
+                printf "%-28s %-10s %10s %14s\n", c[i], t[i], s[i], r } }'
+}
