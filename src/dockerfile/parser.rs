@@ -1,0 +1,344 @@
+//! The parser driver: runs the pest grammar (`grammar/dockerfile.pest`) and builds the raw AST.
+//!
+//! Steps: (1) the `directives` rule reads parser directives; (2) `chunk_backslash` or
+//! `chunk_backtick` (chosen by the escape directive) reads blank lines, comments and
+//! instructions with their continuations; each instruction's physical-line segments are joined
+//! into a logical line, which [`super::line_parsers`] splits into keyword, flags and arguments;
+//! (3) when an instruction line names heredocs, their bodies are read here, line by line, and
+//! the grammar resumes after the last terminator.
+
+use pest::iterators::Pair;
+use pest::Parser as _;
+
+use super::ast::{Directive, Directives, Dockerfile, Flag, Heredoc, LineIndex, Node, Warning};
+use super::error::{ErrorKind, ParseError};
+use super::heredoc;
+use super::line_parsers::{node_from_line, RawNode};
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../grammar/dockerfile.pest"]
+struct Grammar;
+
+/// A logical line: physical-line segments joined, with a map back to source offsets.
+struct LogicalLine {
+    text: String,
+    /// (offset in `text`, offset in the source) where each segment starts.
+    map: Vec<(usize, usize)>,
+    /// Source offset just past the last segment.
+    source_end: usize,
+}
+
+impl LogicalLine {
+    /// Source offset of `text` offset `pos`.
+    fn source_pos(&self, pos: usize) -> usize {
+        let i = self.map.partition_point(|&(l, _)| l <= pos);
+        if i == 0 {
+            return self.map.first().map_or(self.source_end, |m| m.1);
+        }
+        let (l, s) = self.map[i - 1];
+        if i == self.map.len() && pos >= self.text.len() {
+            return self.source_end.max(s);
+        }
+        s + (pos - l)
+    }
+}
+
+struct Builder<'a> {
+    source: &'a str,
+    file: &'a str,
+    lines: LineIndex,
+    escape: char,
+    warnings: Vec<Warning>,
+}
+
+impl Builder<'_> {
+    fn error(&self, pos: usize, kind: ErrorKind) -> ParseError {
+        ParseError::at(self.file, self.source, &self.lines, pos, kind)
+    }
+
+    fn span(&self, start: usize, end: usize) -> super::ast::Span {
+        self.lines.span(self.source, start, end)
+    }
+}
+
+/// Parses `source` into the raw AST. `file_name` is used in error messages.
+pub fn parse(source: &str, file_name: &str) -> Result<Dockerfile, ParseError> {
+    let mut b = Builder {
+        source,
+        file: file_name,
+        lines: LineIndex::new(source),
+        escape: '\\',
+        warnings: Vec::new(),
+    };
+    let (directives, mut pos) = parse_directives(&mut b)?;
+    b.escape = directives.escape;
+    let entry = if b.escape == '`' {
+        Rule::chunk_backtick
+    } else {
+        Rule::chunk_backslash
+    };
+
+    let mut nodes = Vec::new();
+    let mut comments: Vec<String> = Vec::new();
+    'chunks: while pos < source.len() {
+        let base = pos;
+        let mut pairs = Grammar::parse(entry, &source[base..]).map_err(|e| {
+            let at = match e.location {
+                pest::error::InputLocation::Pos(p) => p,
+                pest::error::InputLocation::Span((p, _)) => p,
+            };
+            b.error(base + at, ErrorKind::Invalid(format!("syntax error: {e}")))
+        })?;
+        let Some(chunk) = pairs.next() else { break };
+        let chunk_end = base + chunk.as_span().end();
+        for pair in chunk.into_inner() {
+            match pair.as_rule() {
+                Rule::comment_line => {
+                    let text = pair.as_str().trim();
+                    let text = text.strip_prefix('#').unwrap_or(text).trim();
+                    if text.is_empty() {
+                        comments.clear();
+                    } else {
+                        comments.push(text.to_string());
+                    }
+                }
+                Rule::instruction | Rule::instruction_any => {
+                    let Some((mut node, line)) = instruction(&mut b, pair, base)? else {
+                        continue;
+                    };
+                    node.comments = std::mem::take(&mut comments);
+                    if needs_heredocs(&node) && line.text.contains("<<") {
+                        let body_start = line_after(source, line.source_end);
+                        let markers = heredoc::markers(&line.text)
+                            .map_err(|(at, kind)| b.error(line.source_pos(at), kind))?;
+                        if !markers.is_empty() {
+                            let end = read_heredocs(&b, &line, markers, body_start, &mut node)?;
+                            nodes.push(node);
+                            pos = end;
+                            continue 'chunks;
+                        }
+                    }
+                    nodes.push(node);
+                }
+                _ => {}
+            }
+        }
+        if chunk_end == base {
+            return Err(b.error(base, ErrorKind::Invalid("syntax error".into())));
+        }
+        pos = chunk_end;
+    }
+
+    if nodes.is_empty() {
+        return Err(b.error(0, ErrorKind::EmptyFile));
+    }
+    Ok(Dockerfile {
+        file_name: file_name.to_string(),
+        source: source.to_string(),
+        directives,
+        nodes,
+        warnings: b.warnings,
+        lines: b.lines,
+    })
+}
+
+/// Reads the directive block; returns the directives and the offset where the body starts.
+fn parse_directives(b: &mut Builder<'_>) -> Result<(Directives, usize), ParseError> {
+    let mut directives = Directives::default();
+    let mut pairs = Grammar::parse(Rule::directives, b.source)
+        .map_err(|_| b.error(0, ErrorKind::Invalid("syntax error".into())))?;
+    let Some(block) = pairs.next() else {
+        return Ok((directives, 0));
+    };
+    let end = block.as_span().end();
+    for line in block.into_inner() {
+        if line.as_rule() != Rule::directive_line {
+            continue;
+        }
+        let line_span = line.as_span();
+        let mut name = String::new();
+        let mut value = String::new();
+        for part in line.into_inner() {
+            match part.as_rule() {
+                Rule::directive_name => name = part.as_str().to_ascii_lowercase(),
+                Rule::directive_value => {
+                    value = part
+                        .as_str()
+                        .trim_end_matches([' ', '\t', '\r'])
+                        .to_string()
+                }
+                _ => {}
+            }
+        }
+        let text = line_span.as_str().trim_end_matches(['\n', '\r']);
+        let start = line_span.start() + (text.len() - text.trim_start().len());
+        let directive = Directive {
+            name: name.clone(),
+            value: value.clone(),
+            span: b.span(start, line_span.start() + text.len()),
+        };
+        let slot = match name.as_str() {
+            "escape" => &mut directives.escape_directive,
+            "syntax" => &mut directives.syntax,
+            _ => &mut directives.check,
+        };
+        if slot.is_some() {
+            return Err(b.error(start, ErrorKind::DuplicateDirective(name)));
+        }
+        if name == "escape" {
+            directives.escape = match value.as_str() {
+                "\\" => '\\',
+                "`" => '`',
+                _ => return Err(b.error(start, ErrorKind::InvalidEscape(value))),
+            };
+        }
+        *slot = Some(directive);
+    }
+    Ok((directives, end))
+}
+
+/// Builds the node of one `instruction` pair. `None` for a logical line with no text.
+fn instruction(
+    b: &mut Builder<'_>,
+    pair: Pair<'_, Rule>,
+    base: usize,
+) -> Result<Option<(Node, LogicalLine)>, ParseError> {
+    let pair_span = pair.as_span();
+    let mut line = LogicalLine {
+        text: String::new(),
+        map: Vec::new(),
+        source_end: base + pair_span.start(),
+    };
+    let mut empty_continuation = false;
+    for part in pair.into_inner() {
+        match part.as_rule() {
+            Rule::head | Rule::head_any | Rule::segment | Rule::segment_any => {
+                let span = part.as_span();
+                line.map.push((line.text.len(), base + span.start()));
+                line.text.push_str(span.as_str());
+                line.source_end = base + span.end();
+            }
+            Rule::skipped_line if !part.as_str().trim_start().starts_with('#') => {
+                empty_continuation = true;
+            }
+            _ => {}
+        }
+    }
+    if line.text.trim().is_empty() {
+        return Ok(None);
+    }
+    // The instruction ends at its last physical line (without the newline).
+    let text = pair_span.as_str();
+    let end = base + pair_span.start() + strip_eol(text).len();
+    let raw = node_from_line(&line.text, 0, b.escape)
+        .map_err(|(at, kind)| b.error(line.source_pos(at), kind))?;
+    let mut node = to_node(b, &line, &raw);
+    node.span = b.span(node.span.start, end.max(node.span.start));
+    if empty_continuation {
+        b.warnings.push(Warning {
+            message: format!("empty continuation line found in: {}", line.text),
+            span: node.span,
+        });
+    }
+    Ok(Some((node, line)))
+}
+
+fn to_node(b: &Builder<'_>, line: &LogicalLine, raw: &RawNode) -> Node {
+    let start = line.source_pos(raw.start);
+    let end = line.source_pos(raw.end);
+    let args_start = line.source_pos(raw.args_start);
+    Node {
+        keyword: raw.keyword.clone(),
+        flags: raw
+            .flags
+            .iter()
+            .map(|(text, s, e)| Flag {
+                text: text.clone(),
+                span: b.span(line.source_pos(*s), line.source_pos(*e)),
+            })
+            .collect(),
+        args: raw.args.clone(),
+        json: raw.json,
+        heredocs: Vec::new(),
+        children: raw.child.iter().map(|c| to_node(b, line, c)).collect(),
+        original: line.text[raw.start..raw.end].to_string(),
+        span: b.span(start, end.max(start)),
+        args_span: b.span(args_start, end.max(args_start)),
+        comments: Vec::new(),
+    }
+}
+
+/// RUN, COPY and ADD (also as an ONBUILD trigger) in shell form can have heredocs.
+fn needs_heredocs(node: &Node) -> bool {
+    let node = match node.children.first() {
+        Some(child) if node.keyword == "onbuild" => child,
+        _ => node,
+    };
+    matches!(node.keyword.as_str(), "run" | "copy" | "add") && !node.json
+}
+
+/// The offset of the start of the line after the one containing `pos`.
+fn line_after(source: &str, pos: usize) -> usize {
+    match source[pos..].find('\n') {
+        Some(i) => pos + i + 1,
+        None => source.len(),
+    }
+}
+
+/// Reads the heredoc bodies starting at `pos`; returns the offset after the last terminator.
+fn read_heredocs(
+    b: &Builder<'_>,
+    line: &LogicalLine,
+    markers: Vec<heredoc::Marker>,
+    mut pos: usize,
+    node: &mut Node,
+) -> Result<usize, ParseError> {
+    let source = b.source;
+    for marker in markers {
+        let body_start = pos;
+        let mut content = String::new();
+        let mut terminated = false;
+        while pos < source.len() {
+            let next = line_after(source, pos);
+            let physical = &source[pos..next];
+            pos = next;
+            let mut candidate = physical.trim_end_matches(['\n', '\r']);
+            if marker.chomp {
+                candidate = candidate.trim_start_matches('\t');
+            }
+            if candidate == marker.name {
+                terminated = true;
+                break;
+            }
+            if marker.chomp {
+                content.push_str(physical.trim_start_matches('\t'));
+            } else {
+                content.push_str(physical);
+            }
+        }
+        if !terminated {
+            return Err(b.error(
+                line.source_pos(marker.start),
+                ErrorKind::UnterminatedHeredoc(marker.name),
+            ));
+        }
+        let body_end = strip_eol(&source[..pos]).len();
+        node.heredocs.push(Heredoc {
+            name: marker.name,
+            expand: marker.expand,
+            chomp: marker.chomp,
+            fd: marker.fd,
+            content,
+            span: b.span(body_start, body_end.max(body_start)),
+        });
+    }
+    let end = strip_eol(&source[..pos]).len();
+    node.span = b.span(node.span.start, end.max(node.span.start));
+    Ok(pos)
+}
+
+/// `s` without one trailing `\n` or `\r\n`.
+fn strip_eol(s: &str) -> &str {
+    let s = s.strip_suffix('\n').unwrap_or(s);
+    s.strip_suffix('\r').unwrap_or(s)
+}
