@@ -5,4 +5,5 @@
 //! [`store`] keeps them, [`archive`] moves them as tarballs, and [`cli`] is thin glue.
 
 pub mod cli;
+pub mod context;
 pub mod dockerfile;

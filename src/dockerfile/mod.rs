@@ -34,6 +34,7 @@ mod heredoc;
 pub mod instructions;
 pub mod line_parsers;
 mod parser;
+pub mod shell;
 
 pub use ast::{Directive, Directives, Dockerfile, Flag, Heredoc, Node, Span, Warning};
 pub use error::{ErrorKind, ParseError};

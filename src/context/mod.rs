@@ -1,0 +1,143 @@
+//! Build contexts: the files a build may `COPY`/`ADD`.
+//!
+//! - [`IgnoreMatcher`] reads `.dockerignore` (or `<Dockerfile>.dockerignore`) with Docker's
+//!   semantics.
+//! - [`ContextSnapshot::scan`] walks a context directory into a sorted list of [`Entry`]s with
+//!   modes, owners and sha256 content digests, never following symlinks.
+//! - [`MetadataCache`] remembers digests by `stat` data in a redb file, so a re-scan of an
+//!   unchanged context reads no file content.
+//! - [`ContextSnapshot::resolve_source`] resolves COPY sources (with wildcards) without leaving
+//!   the context, and [`ContextSnapshot::digest_of`] gives the content digest of a selection for
+//!   cache keys.
+//!
+//! The Dockerfile and the ignore file are read by the builder directly, not through the
+//! snapshot: they are always available to the build, and ignore patterns that match them only
+//! keep them out of `COPY`/`ADD`, as in Docker.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use rbuild::context::{ContextSnapshot, IgnoreMatcher, MetadataCache};
+//!
+//! let context = Path::new("./app");
+//! let (ignore, _file) = IgnoreMatcher::load(context, Some(&context.join("Dockerfile")))?;
+//! let mut cache = MetadataCache::open(Path::new("/var/lib/rbuild/context-cache.redb"))?;
+//! let snapshot = ContextSnapshot::scan(context, &ignore, &mut cache)?;
+//! let sources = snapshot.resolve_source("src/*.rs")?;
+//! let key = snapshot.digest_of(sources.iter().map(|m| m.entry.path.as_str()))?;
+//! println!("{} files, sources digest {key}", snapshot.entries().len());
+//! # Ok::<(), rbuild::context::ContextError>(())
+//! ```
+
+mod cache;
+mod glob;
+mod ignore;
+mod snapshot;
+
+use std::path::PathBuf;
+
+pub use cache::{CacheStats, MetadataCache, RACY_WINDOW};
+pub use ignore::IgnoreMatcher;
+pub use snapshot::{ContextSnapshot, Entry, EntryKind, SourceMatch};
+
+/// A sha256 digest, shown as `sha256:<hex>`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub [u8; 32]);
+
+impl Digest {
+    /// The lowercase hex form, without the `sha256:` prefix.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+impl std::fmt::Debug for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+/// Errors of the build context module.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// A filesystem operation failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path it failed on.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The context path is not a directory.
+    #[error("{}: the build context is not a directory", path.display())]
+    NotADirectory {
+        /// The context path.
+        path: PathBuf,
+    },
+    /// A file name or link target that is not UTF-8.
+    #[error("{}: file names and link targets in the build context must be UTF-8", path.display())]
+    NonUtf8Path {
+        /// The offending path on disk.
+        path: PathBuf,
+    },
+    /// A bad line in an ignore file.
+    #[error("line {line}: invalid pattern {pattern:?}: {reason}")]
+    IgnorePattern {
+        /// 1-based line number.
+        line: usize,
+        /// The line, trimmed.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An error inside an ignore file.
+    #[error("{}: {source}", path.display())]
+    IgnoreFile {
+        /// The ignore file.
+        path: PathBuf,
+        /// The error in it.
+        source: Box<ContextError>,
+    },
+    /// The digest cache database failed.
+    #[error("context cache {}: {message}", path.display())]
+    Cache {
+        /// The database file.
+        path: PathBuf,
+        /// What redb said.
+        message: String,
+    },
+    /// A source path that leaves the context.
+    #[error("{path:?}: path is outside the build context")]
+    OutsideContext {
+        /// The path as given, relative to the context.
+        path: String,
+    },
+    /// A source that does not exist in the context (or is excluded by the ignore file).
+    #[error("{path:?}: not found in the build context")]
+    NotFound {
+        /// The path or pattern as given, relative to the context.
+        path: String,
+    },
+    /// A malformed source pattern.
+    #[error("{pattern:?}: invalid pattern: {reason}")]
+    SourcePattern {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Too many symlinks while resolving a source.
+    #[error("{path:?}: too many levels of symbolic links")]
+    SymlinkLoop {
+        /// The path as given.
+        path: String,
+    },
+    /// A hashing thread panicked.
+    #[error("a file hashing thread failed")]
+    HashThread,
+}

@@ -1,0 +1,505 @@
+//! A scanned build context: every kept entry with its metadata and content digest.
+
+use std::cmp::Ordering;
+use std::ffi::OsString;
+use std::fs::Metadata;
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use super::cache::{CacheReader, FileStat, MetadataCache};
+use super::glob::{clean, has_wildcards, Glob};
+use super::ignore::{IgnoreMatcher, ParentMatches};
+use super::{ContextError, Digest};
+
+/// What kind of filesystem object an entry is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A directory.
+    Dir,
+    /// A regular file and the sha256 of its content.
+    File {
+        /// sha256 of the content.
+        digest: Digest,
+    },
+    /// A symbolic link, never followed while scanning.
+    Symlink {
+        /// The link target as stored in the link.
+        target: String,
+    },
+}
+
+/// One file, directory or symlink of the context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Path relative to the context root, `/`-separated; the root itself is `.`.
+    pub path: String,
+    /// Type, with the content digest or link target.
+    pub kind: EntryKind,
+    /// Permission bits, with setuid/setgid/sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner user id.
+    pub uid: u32,
+    /// Owner group id.
+    pub gid: u32,
+    /// Size in bytes (content size for files, target length for symlinks).
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime_sec: i64,
+    /// Nanoseconds part of the modification time.
+    pub mtime_nsec: u32,
+}
+
+/// A COPY/ADD source resolved against the snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceMatch<'a> {
+    /// The matched path in the context, before following a final symlink; its last component
+    /// names the copy at the destination.
+    pub path: String,
+    /// The entry it resolves to (a symlink's target, followed within the context).
+    pub entry: &'a Entry,
+}
+
+/// A build context directory as the build sees it: filtered by the ignore patterns, sorted,
+/// with a content digest for every regular file.
+///
+/// Entries are sorted by path components (byte order within a component), so a directory comes
+/// right before everything below it. Sockets, FIFOs and device files are left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextSnapshot {
+    root: PathBuf,
+    entries: Vec<Entry>,
+}
+
+/// Compares two context paths component by component (`.` is the root and comes first).
+fn compare_paths(a: &str, b: &str) -> Ordering {
+    fn components(path: &str) -> impl Iterator<Item = &str> {
+        path.split('/')
+            .filter(|part| !part.is_empty() && *part != ".")
+    }
+    components(a).cmp(components(b))
+}
+
+/// The longest symlink chain followed while resolving a path.
+const MAX_SYMLINK_HOPS: usize = 40;
+
+impl ContextSnapshot {
+    /// Walks the context at `root`, leaving out what `ignore` excludes, and digests every regular
+    /// file (through `cache`, so unchanged files are not read again). Symlinks are recorded as
+    /// symlinks and never followed.
+    pub fn scan(
+        root: &Path,
+        ignore: &IgnoreMatcher,
+        cache: &mut MetadataCache,
+    ) -> Result<ContextSnapshot, ContextError> {
+        let root = std::fs::canonicalize(root).map_err(|source| ContextError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let metadata = std::fs::metadata(&root).map_err(|source| ContextError::Io {
+            path: root.clone(),
+            source,
+        })?;
+        if !metadata.is_dir() {
+            return Err(ContextError::NotADirectory { path: root });
+        }
+        let mut walker = Walker {
+            ignore,
+            reader: cache.reader()?,
+            entries: vec![entry_from(".".to_string(), EntryKind::Dir, &metadata)],
+            pending_parents: Vec::new(),
+            to_hash: Vec::new(),
+            hits: 0,
+        };
+        walker.walk(&root, ".", &ignore.root_matches())?;
+        let Walker {
+            mut entries,
+            mut reader,
+            to_hash,
+            hits,
+            ..
+        } = walker;
+        for _ in 0..hits {
+            cache.record_hit();
+        }
+        let hashed = hash_files(&to_hash)?;
+        for (job, (digest, bytes)) in to_hash.iter().zip(hashed) {
+            cache.record_miss(bytes);
+            let entry = &mut entries[job.index];
+            entry.kind = EntryKind::File { digest };
+            if bytes == job.stat.size() {
+                reader.remember(&job.path, &job.stat, &digest);
+            } else {
+                // The file changed while it was read: keep what was read, remember nothing.
+                entry.size = bytes;
+            }
+        }
+        cache.finish(reader)?;
+        Ok(ContextSnapshot { root, entries })
+    }
+
+    /// The context directory (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// All entries, the root (`.`) first.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Where an entry is on disk.
+    pub fn disk_path(&self, entry: &Entry) -> PathBuf {
+        if entry.path == "." {
+            self.root.clone()
+        } else {
+            self.root.join(&entry.path)
+        }
+    }
+
+    fn position(&self, path: &str) -> Option<usize> {
+        self.entries
+            .binary_search_by(|entry| compare_paths(&entry.path, path))
+            .ok()
+    }
+
+    /// The entry at `path` (relative, cleaned like Go's `filepath.Clean`), without following
+    /// symlinks.
+    pub fn get(&self, path: &str) -> Option<&Entry> {
+        let path = clean(path.trim_start_matches('/'));
+        self.position(&path).map(|index| &self.entries[index])
+    }
+
+    /// The entry at `path` and everything below it (contiguous, in order).
+    pub fn subtree(&self, path: &str) -> Option<&[Entry]> {
+        let path = clean(path.trim_start_matches('/'));
+        let start = self.position(&path)?;
+        if path == "." {
+            return Some(&self.entries);
+        }
+        let prefix = format!("{path}/");
+        let len = self.entries[start + 1..]
+            .iter()
+            .take_while(|entry| entry.path.starts_with(&prefix))
+            .count();
+        Some(&self.entries[start..start + 1 + len])
+    }
+
+    /// A digest of the selected entries and everything below them, for cache keys: paths,
+    /// types, contents, link targets, modes and owners, in the order given. Timestamps are not
+    /// part of it.
+    pub fn digest_of<'s>(
+        &self,
+        selection: impl IntoIterator<Item = &'s str>,
+    ) -> Result<Digest, ContextError> {
+        fn field(hasher: &mut Sha256, bytes: &[u8]) {
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        }
+        let mut hasher = Sha256::new();
+        field(&mut hasher, b"rbuild context selection v1");
+        for selected in selection {
+            let entries = self
+                .subtree(selected)
+                .ok_or_else(|| ContextError::NotFound {
+                    path: selected.to_string(),
+                })?;
+            field(&mut hasher, b"selection");
+            field(
+                &mut hasher,
+                clean(selected.trim_start_matches('/')).as_bytes(),
+            );
+            for entry in entries {
+                field(&mut hasher, entry.path.as_bytes());
+                hasher.update(entry.mode.to_le_bytes());
+                hasher.update(entry.uid.to_le_bytes());
+                hasher.update(entry.gid.to_le_bytes());
+                match &entry.kind {
+                    EntryKind::Dir => field(&mut hasher, b"dir"),
+                    EntryKind::File { digest } => {
+                        field(&mut hasher, b"file");
+                        hasher.update(entry.size.to_le_bytes());
+                        hasher.update(digest.0);
+                    }
+                    EntryKind::Symlink { target } => {
+                        field(&mut hasher, b"symlink");
+                        field(&mut hasher, target.as_bytes());
+                    }
+                }
+            }
+        }
+        Ok(Digest(hasher.finalize().into()))
+    }
+
+    /// Resolves a COPY/ADD source against the context.
+    ///
+    /// A leading `/` is ignored (sources are relative to the context) and the path is cleaned;
+    /// a path that leaves the context (`../x`) is an error. A plain path must exist; symlinks
+    /// along it, and a symlink at its end, are followed inside the context (an absolute target
+    /// starts at the context root, `..` stops at the root). A pattern with `*`, `?` or `[...]`
+    /// (Go's `filepath.Match` syntax) is matched against the context's paths and must match at
+    /// least one; matches come in path order.
+    pub fn resolve_source(&self, source: &str) -> Result<Vec<SourceMatch<'_>>, ContextError> {
+        let path = clean(source.trim_start_matches('/'));
+        if path == ".." || path.starts_with("../") {
+            return Err(ContextError::OutsideContext {
+                path: source.to_string(),
+            });
+        }
+        if !has_wildcards(&path) {
+            let entry = self.resolve_path(&path, source)?;
+            return Ok(vec![SourceMatch { path, entry }]);
+        }
+        let glob = Glob::parse(&path).map_err(|reason| ContextError::SourcePattern {
+            pattern: source.to_string(),
+            reason,
+        })?;
+        let mut matches = Vec::new();
+        for entry in &self.entries[1..] {
+            if glob.is_match(&entry.path) {
+                matches.push(SourceMatch {
+                    path: entry.path.clone(),
+                    entry: self.resolve_path(&entry.path, &entry.path)?,
+                });
+            }
+        }
+        if matches.is_empty() {
+            return Err(ContextError::NotFound {
+                path: source.to_string(),
+            });
+        }
+        Ok(matches)
+    }
+
+    /// Follows symlinks along `path` (cleaned, relative) inside the context.
+    fn resolve_path(&self, path: &str, source: &str) -> Result<&Entry, ContextError> {
+        let not_found = || ContextError::NotFound {
+            path: source.to_string(),
+        };
+        let mut todo: Vec<String> = path
+            .split('/')
+            .rev()
+            .map(str::to_string)
+            .collect::<Vec<_>>();
+        let mut resolved: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(component) = todo.pop() {
+            match component.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    resolved.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            resolved.push(component);
+            let current = resolved.join("/");
+            let entry = self.get(&current).ok_or_else(not_found)?;
+            match &entry.kind {
+                EntryKind::Symlink { target } => {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return Err(ContextError::SymlinkLoop {
+                            path: source.to_string(),
+                        });
+                    }
+                    resolved.pop();
+                    if target.starts_with('/') {
+                        resolved.clear();
+                    }
+                    todo.extend(target.split('/').rev().map(str::to_string));
+                }
+                EntryKind::File { .. } if !todo.iter().all(|c| c.is_empty() || c == ".") => {
+                    return Err(not_found());
+                }
+                _ => {}
+            }
+        }
+        let final_path = if resolved.is_empty() {
+            ".".to_string()
+        } else {
+            resolved.join("/")
+        };
+        self.get(&final_path).ok_or_else(not_found)
+    }
+}
+
+/// A regular file waiting to be hashed.
+struct HashJob {
+    index: usize,
+    path: PathBuf,
+    stat: FileStat,
+}
+
+struct Walker<'a> {
+    ignore: &'a IgnoreMatcher,
+    reader: CacheReader,
+    entries: Vec<Entry>,
+    /// Excluded directories being walked because an exception may include something below;
+    /// they are added only when something below them is.
+    pending_parents: Vec<Entry>,
+    to_hash: Vec<HashJob>,
+    hits: u64,
+}
+
+impl Walker<'_> {
+    fn walk(&mut self, dir: &Path, rel: &str, parents: &ParentMatches) -> Result<(), ContextError> {
+        let io_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ContextError::Io { path, source }
+        };
+        let mut names: Vec<OsString> = std::fs::read_dir(dir)
+            .map_err(io_error(dir))?
+            .map(|entry| entry.map(|entry| entry.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io_error(dir))?;
+        names.sort();
+        for name in names {
+            let disk_path = dir.join(&name);
+            let name = name.to_str().ok_or_else(|| ContextError::NonUtf8Path {
+                path: disk_path.clone(),
+            })?;
+            let path = if rel == "." {
+                name.to_string()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let metadata = std::fs::symlink_metadata(&disk_path).map_err(io_error(&disk_path))?;
+            let file_type = metadata.file_type();
+            let kind = if file_type.is_dir() {
+                EntryKind::Dir
+            } else if file_type.is_file() {
+                EntryKind::File {
+                    digest: Digest([0; 32]),
+                }
+            } else if file_type.is_symlink() {
+                let target = std::fs::read_link(&disk_path).map_err(io_error(&disk_path))?;
+                let target = target.into_os_string().into_string().map_err(|_| {
+                    ContextError::NonUtf8Path {
+                        path: disk_path.clone(),
+                    }
+                })?;
+                EntryKind::Symlink { target }
+            } else {
+                debug_assert!(
+                    file_type.is_socket()
+                        || file_type.is_fifo()
+                        || file_type.is_block_device()
+                        || file_type.is_char_device()
+                );
+                continue;
+            };
+            let mut matches = parents.clone();
+            let excluded =
+                !self.ignore.is_empty() && self.ignore.match_with_parents(&path, &mut matches);
+            let is_dir = kind == EntryKind::Dir;
+            let entry = entry_from(path, kind, &metadata);
+            if excluded {
+                if is_dir && self.ignore.may_include_below(&entry.path) {
+                    let path = entry.path.clone();
+                    self.pending_parents.push(entry);
+                    self.walk(&disk_path, &path, &matches)?;
+                    if self.pending_parents.last().is_some_and(|p| p.path == path) {
+                        self.pending_parents.pop();
+                    }
+                }
+                continue;
+            }
+            self.entries.append(&mut self.pending_parents);
+            let path = entry.path.clone();
+            let is_file = matches!(entry.kind, EntryKind::File { .. });
+            self.entries.push(entry);
+            if is_file {
+                let stat = FileStat::of(&metadata);
+                match self.reader.lookup(&disk_path, &stat)? {
+                    Some(digest) => {
+                        self.hits += 1;
+                        let last = self.entries.len() - 1;
+                        self.entries[last].kind = EntryKind::File { digest };
+                    }
+                    None => self.to_hash.push(HashJob {
+                        index: self.entries.len() - 1,
+                        path: disk_path,
+                        stat,
+                    }),
+                }
+            } else if is_dir {
+                self.walk(&disk_path, &path, &matches)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn entry_from(path: String, kind: EntryKind, metadata: &Metadata) -> Entry {
+    Entry {
+        path,
+        kind,
+        mode: metadata.mode() & 0o7777,
+        uid: metadata.uid(),
+        gid: metadata.gid(),
+        size: metadata.size(),
+        mtime_sec: metadata.mtime(),
+        mtime_nsec: metadata.mtime_nsec() as u32,
+    }
+}
+
+/// Hashes the files, on as many threads as there are cores. Returns each digest and how many
+/// bytes were read.
+fn hash_files(jobs: &[HashJob]) -> Result<Vec<(Digest, u64)>, ContextError> {
+    let threads = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .min(jobs.len().div_ceil(64))
+        .max(1);
+    if threads == 1 {
+        let mut buffer = vec![0u8; 64 * 1024];
+        return jobs
+            .iter()
+            .map(|job| hash_file(&job.path, &mut buffer))
+            .collect();
+    }
+    let chunk = jobs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    part.iter()
+                        .map(|job| hash_file(&job.path, &mut buffer))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(jobs.len());
+        for handle in handles {
+            let part = handle.join().map_err(|_| ContextError::HashThread)??;
+            results.extend(part);
+        }
+        Ok(results)
+    })
+}
+
+fn hash_file(path: &Path, buffer: &mut [u8]) -> Result<(Digest, u64), ContextError> {
+    let io_error = |source| ContextError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io_error)?;
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    loop {
+        let read = match file.read(buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(io_error(err)),
+        };
+        hasher.update(&buffer[..read]);
+        total += read as u64;
+    }
+    Ok((Digest(hasher.finalize().into()), total))
+}
