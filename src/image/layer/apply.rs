@@ -167,12 +167,14 @@ pub fn apply_tar<R: Read>(
                 let source = target.join(&link_rel);
                 match fs::symlink_metadata(&source) {
                     Ok(m) if !m.is_dir() => {}
-                    _ => return Err(unsafe_entry(
-                        &raw,
-                        &format!(
+                    _ => {
+                        return Err(unsafe_entry(
+                            &raw,
+                            &format!(
                             "hard link target {link_raw:?} is not a file in this layer or below"
                         ),
-                    )),
+                        ))
+                    }
                 }
                 if source != dest {
                     remove_existing(&dest)?;
@@ -212,7 +214,7 @@ pub fn apply_tar<R: Read>(
 }
 
 /// Normalises an entry path: relative, `.` dropped, no `..`, no absolute paths.
-fn safe_rel(raw: &str) -> Result<PathBuf, LayerError> {
+pub fn safe_rel(raw: &str) -> Result<PathBuf, LayerError> {
     let mut out = PathBuf::new();
     for c in Path::new(raw).components() {
         match c {
