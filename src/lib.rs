@@ -4,6 +4,9 @@
 //! [`dockerfile`] reads Dockerfiles, [`image`] models images and writes/applies layers,
 //! [`store`] keeps them, [`archive`] moves them as tarballs, and [`cli`] is thin glue.
 
+pub mod archive;
 pub mod cli;
 pub mod context;
 pub mod dockerfile;
+pub mod image;
+pub mod store;

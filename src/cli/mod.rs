@@ -7,7 +7,15 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod history;
+mod images;
+mod import;
+mod inspect;
+mod load;
 mod parse;
+mod rmi;
+mod save;
+mod tag;
 
 /// Global options shared by every command.
 #[derive(Debug, Parser)]
@@ -45,6 +53,25 @@ pub enum LogLevel {
 pub enum Command {
     /// Parse a Dockerfile and print its instructions
     Parse(parse::ParseArgs),
+    /// Import a rootfs tarball as a one-layer image
+    Import(import::ImportArgs),
+    /// List images
+    Images(images::ImagesArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(images::ImageCommand),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(tag::TagArgs),
+    /// Remove one or more images
+    Rmi(rmi::RmiArgs),
+    /// Show low-level information about images
+    Inspect(inspect::InspectArgs),
+    /// Show the history of an image
+    History(history::HistoryArgs),
+    /// Save images to a tar archive (stdout by default)
+    Save(save::SaveArgs),
+    /// Load images from a tar archive (stdin by default)
+    Load(load::LoadArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -88,6 +115,15 @@ pub fn main() -> i32 {
     let globals = Globals::resolve(&cli);
     let result = match cli.command {
         Command::Parse(args) => parse::run(&globals, args),
+        Command::Import(args) => import::run(&globals, args),
+        Command::Images(args) => images::run(&globals, args),
+        Command::Image(cmd) => images::run_image(&globals, cmd),
+        Command::Tag(args) => tag::run(&globals, args),
+        Command::Rmi(args) => rmi::run(&globals, args),
+        Command::Inspect(args) => inspect::run(&globals, args),
+        Command::History(args) => history::run(&globals, args),
+        Command::Save(args) => save::run(&globals, args),
+        Command::Load(args) => load::run(&globals, args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,253 @@
+//! `import`: a rootfs tarball (plain, gzip, bzip2, xz or zstd) → a one-layer image.
+
+use std::io::{self, BufWriter, Read, Write};
+
+use super::ArchiveError;
+use crate::image::compress::{self, Compression, Compressor};
+use crate::image::digest::HashWriter;
+use crate::image::layer::{apply::safe_rel, LayerInfo};
+use crate::image::oci::{self, ContainerConfig, History, ImageConfig, RootFs};
+use crate::image::reference::Reference;
+use crate::store::{ImageId, Store};
+
+/// Options of `import`.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Dockerfile instructions to apply to the config (`CMD ["sh"]`, `ENV A=b`, …).
+    pub changes: Vec<String>,
+    /// Commit message (history comment); default `Imported from <source>`.
+    pub message: Option<String>,
+    /// Where the tarball came from, for the default message (`-` for stdin).
+    pub source: String,
+}
+
+/// Imports the rootfs tarball read from `reader` as a new image tagged `tags`.
+///
+/// The tar is stored as is (decompressed, then gzip-compressed); every entry path is checked
+/// (no absolute paths, no `..`) before the image is committed.
+pub fn import_rootfs(
+    store: &Store,
+    reader: impl Read,
+    options: &ImportOptions,
+    tags: &[Reference],
+) -> Result<ImageId, ArchiveError> {
+    let mut config_changes = ContainerConfig::default();
+    for change in &options.changes {
+        apply_change(&mut config_changes, change)?;
+    }
+    let (_, plain) = compress::decompress_auto(reader).map_err(ArchiveError::Read)?;
+    let tmp = store.temp_dir()?;
+    let path = tmp.path().join("layer");
+    let file = std::fs::File::create(&path).map_err(super::io_err(&path))?;
+    let compressed = HashWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let gz = Compressor::new(Compression::Gzip, compressed).map_err(ArchiveError::Write)?;
+    let mut tee = Tee {
+        inner: plain,
+        out: HashWriter::new(gz),
+        error: None,
+    };
+    let entries = {
+        let mut archive = tar::Archive::new(&mut tee);
+        let mut n = 0u64;
+        for entry in archive.entries().map_err(ArchiveError::Read)? {
+            let entry = entry.map_err(ArchiveError::Read)?;
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            safe_rel(&raw)?;
+            if entry.header().entry_type() == tar::EntryType::Link {
+                if let Some(l) = entry.link_name_bytes() {
+                    safe_rel(&String::from_utf8_lossy(&l))?;
+                }
+            }
+            n += 1;
+        }
+        n
+    };
+    io::copy(&mut tee, &mut io::sink()).map_err(ArchiveError::Read)?;
+    if let Some(e) = tee.error {
+        return Err(ArchiveError::Write(e));
+    }
+    let (gz, diff_id, uncompressed_size) = tee.out.finish();
+    if entries == 0 && uncompressed_size < 1024 {
+        return Err(ArchiveError::NotATar(format!(
+            "{}: no tar entries in {uncompressed_size} bytes",
+            options.source
+        )));
+    }
+    let compressed = gz.finish().map_err(ArchiveError::Write)?;
+    let (buf, digest, size) = compressed.finish();
+    buf.into_inner()
+        .map_err(|e| ArchiveError::Write(e.into_error()))?
+        .sync_all()
+        .map_err(super::io_err(&path))?;
+    store.put_blob_file(&path, &digest)?;
+    let layer = LayerInfo {
+        digest,
+        diff_id: diff_id.clone(),
+        size,
+        uncompressed_size,
+        media_type: oci::MEDIA_LAYER_GZIP.to_string(),
+    };
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let message = options
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("Imported from {}", options.source));
+    let config = ImageConfig {
+        created: Some(now.clone()),
+        architecture: oci::host_architecture().to_string(),
+        os: "linux".to_string(),
+        config: Some(config_changes),
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![diff_id],
+        },
+        history: vec![History {
+            created: Some(now),
+            comment: Some(message),
+            ..History::default()
+        }],
+        ..ImageConfig::default()
+    };
+    Ok(store.commit_image(&config, &[layer], tags)?)
+}
+
+/// Reads from `inner` and copies everything read into `out`.
+struct Tee<R, W> {
+    inner: R,
+    out: W,
+    error: Option<io::Error>,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Err(e) = self.out.write_all(&buf[..n]) {
+            let msg = e.to_string();
+            self.error = Some(e);
+            return Err(io::Error::other(msg));
+        }
+        Ok(n)
+    }
+}
+
+/// Applies one `--change` Dockerfile instruction to a config.
+pub fn apply_change(config: &mut ContainerConfig, change: &str) -> Result<(), ArchiveError> {
+    let change = change.trim();
+    let (instr, rest) = change
+        .split_once(char::is_whitespace)
+        .unwrap_or((change, ""));
+    let rest = rest.trim();
+    let bad = |why: &str| ArchiveError::Invalid(format!("invalid change {change:?}: {why}"));
+    match instr.to_ascii_uppercase().as_str() {
+        "CMD" => config.cmd = Some(command_form(rest)),
+        "ENTRYPOINT" => config.entrypoint = Some(command_form(rest)),
+        "ENV" => {
+            let env = config.env.get_or_insert_with(Vec::new);
+            for (k, v) in key_values(rest).ok_or_else(|| bad("want ENV KEY=VALUE"))? {
+                env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
+                env.push(format!("{k}={v}"));
+            }
+        }
+        "LABEL" => {
+            let labels = config.labels.get_or_insert_with(Default::default);
+            for (k, v) in key_values(rest).ok_or_else(|| bad("want LABEL KEY=VALUE"))? {
+                labels.insert(k, v);
+            }
+        }
+        "WORKDIR" => config.working_dir = Some(rest.to_string()),
+        "USER" => config.user = Some(rest.to_string()),
+        "STOPSIGNAL" => config.stop_signal = Some(rest.to_string()),
+        "EXPOSE" => {
+            let ports = config.exposed_ports.get_or_insert_with(Default::default);
+            for p in rest.split_whitespace() {
+                let p = if p.contains('/') {
+                    p.to_string()
+                } else {
+                    format!("{p}/tcp")
+                };
+                ports.insert(p, serde_json::json!({}));
+            }
+        }
+        "VOLUME" => {
+            let vols = config.volumes.get_or_insert_with(Default::default);
+            let list: Vec<String> = serde_json::from_str(rest)
+                .unwrap_or_else(|_| rest.split_whitespace().map(str::to_string).collect());
+            for v in list {
+                vols.insert(v, serde_json::json!({}));
+            }
+        }
+        other => return Err(bad(&format!("{other} is not supported by import"))),
+    }
+    Ok(())
+}
+
+/// JSON exec form, or shell form wrapped in `/bin/sh -c`.
+fn command_form(rest: &str) -> Vec<String> {
+    match serde_json::from_str::<Vec<String>>(rest) {
+        Ok(v) => v,
+        Err(_) => vec!["/bin/sh".into(), "-c".into(), rest.to_string()],
+    }
+}
+
+/// `K=V K2="v 2"` or the legacy `K V` form.
+fn key_values(rest: &str) -> Option<Vec<(String, String)>> {
+    if !rest.contains('=') {
+        let (k, v) = rest.split_once(char::is_whitespace)?;
+        return Some(vec![(k.to_string(), v.trim().to_string())]);
+    }
+    let mut out = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        let mut val = String::new();
+        let mut quote = None;
+        while let Some(&c) = chars.peek() {
+            match (quote, c) {
+                (None, '"' | '\'') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, c) if c.is_whitespace() => break,
+                (_, '\\') => {
+                    chars.next();
+                    if let Some(n) = chars.peek() {
+                        val.push(*n);
+                    }
+                }
+                (_, c) => val.push(c),
+            }
+            chars.next();
+        }
+        if key.is_empty() {
+            return None;
+        }
+        out.push((key, val));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_update_the_config() {
+        let mut c = ContainerConfig::default();
+        apply_change(&mut c, r#"CMD ["/bin/sh", "-c", "echo hi"]"#).unwrap();
+        apply_change(&mut c, "ENTRYPOINT echo x").unwrap();
+        apply_change(&mut c, r#"ENV A=1 B="two words""#).unwrap();
+        apply_change(&mut c, "ENV A 3").unwrap();
+        apply_change(&mut c, "EXPOSE 80 53/udp").unwrap();
+        apply_change(&mut c, "LABEL org.x=y").unwrap();
+        assert_eq!(c.cmd.unwrap(), vec!["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(c.entrypoint.unwrap(), vec!["/bin/sh", "-c", "echo x"]);
+        assert_eq!(c.env.unwrap(), vec!["B=two words", "A=3"]);
+        assert!(c.exposed_ports.unwrap().contains_key("53/udp"));
+        assert_eq!(c.labels.unwrap()["org.x"], "y");
+        assert!(apply_change(&mut ContainerConfig::default(), "RUN x").is_err());
+    }
+}

@@ -1,0 +1,500 @@
+//! `load`: docker-archive (old `<id>/layer.tar` and new `blobs/sha256/…` layouts) and
+//! oci-archive, plain or compressed, into the store. Every digest is verified.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, BufReader, Read};
+use std::path::{Component, Path, PathBuf};
+
+use super::{io_err, ArchiveError};
+use crate::image::compress::{self, Compression};
+use crate::image::digest::{Digest, HashReader, HashWriter};
+use crate::image::layer::LayerInfo;
+use crate::image::oci::{self, ImageConfig, Index, Manifest};
+use crate::image::reference::Reference;
+use crate::store::{ImageId, Store, MAX_JSON_SIZE};
+
+/// An image that `load` added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedImage {
+    pub id: ImageId,
+    /// Tags it was loaded under (empty: print `Loaded image ID:`).
+    pub tags: Vec<Reference>,
+}
+
+/// A file of the archive, staged in the store's temp dir.
+struct Staged {
+    path: PathBuf,
+    digest: Digest,
+    size: u64,
+}
+
+/// The archive's entries by normalised path.
+struct Entries {
+    files: HashMap<String, Staged>,
+    /// Symlinks and hard links: path → target path (normalised).
+    links: HashMap<String, String>,
+}
+
+impl Entries {
+    fn get(&self, path: &str) -> Option<&Staged> {
+        let mut p = normalise(path).ok()?;
+        for _ in 0..16 {
+            if let Some(f) = self.files.get(&p) {
+                return Some(f);
+            }
+            p = self.links.get(&p)?.clone();
+        }
+        None
+    }
+
+    fn need(&self, path: &str, what: &str) -> Result<&Staged, ArchiveError> {
+        self.get(path).ok_or_else(|| ArchiveError::Missing {
+            what: what.to_string(),
+            path: path.to_string(),
+        })
+    }
+
+    fn json(&self, path: &str, what: &str) -> Result<Vec<u8>, ArchiveError> {
+        let f = self.need(path, what)?;
+        if f.size > MAX_JSON_SIZE {
+            return Err(ArchiveError::Invalid(format!(
+                "{what} {path:?} is too large for JSON"
+            )));
+        }
+        fs::read(&f.path).map_err(io_err(&f.path))
+    }
+}
+
+/// Loads every image in the archive read from `reader` (compression autodetected).
+pub fn load(store: &Store, reader: impl Read) -> Result<Vec<LoadedImage>, ArchiveError> {
+    let (_, plain) = compress::decompress_auto(reader).map_err(ArchiveError::Read)?;
+    let tmp = store.temp_dir()?;
+    let entries = stage(plain, tmp.path())?;
+    if entries.get("manifest.json").is_some() {
+        load_docker(store, &entries)
+    } else if entries.get("index.json").is_some() {
+        load_oci(store, &entries)
+    } else {
+        Err(ArchiveError::UnknownFormat(
+            "it has neither manifest.json nor index.json".into(),
+        ))
+    }
+}
+
+/// `a/./b` → `a/b`; rejects absolute paths and `..`.
+fn normalise(raw: &str) -> Result<String, ArchiveError> {
+    let mut parts = Vec::new();
+    for c in Path::new(raw).components() {
+        match c {
+            Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(ArchiveError::Unsafe {
+                    path: raw.into(),
+                    reason: "path contains `..`".into(),
+                })
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(ArchiveError::Unsafe {
+                    path: raw.into(),
+                    reason: "absolute path".into(),
+                })
+            }
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Resolves a symlink target relative to the link's directory, staying inside the archive.
+fn link_target(link: &str, target: &str) -> Result<String, ArchiveError> {
+    let unsafe_link = || ArchiveError::Unsafe {
+        path: link.into(),
+        reason: format!("link to {target:?} points outside the archive"),
+    };
+    if target.starts_with('/') {
+        return Err(unsafe_link());
+    }
+    let mut parts: Vec<&str> = link.split('/').collect();
+    parts.pop();
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop().ok_or_else(unsafe_link)?;
+            }
+            n => parts.push(n),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// Copies every file of the tar into `dir`, hashing as it goes.
+fn stage(reader: impl Read, dir: &Path) -> Result<Entries, ArchiveError> {
+    let mut counter = HashReader::new(reader);
+    let mut entries = Entries {
+        files: HashMap::new(),
+        links: HashMap::new(),
+    };
+    let mut n = 0u64;
+    {
+        let mut archive = tar::Archive::new(&mut counter);
+        for (i, entry) in archive.entries().map_err(ArchiveError::Read)?.enumerate() {
+            let mut entry = entry.map_err(ArchiveError::Read)?;
+            n += 1;
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let path = normalise(&raw)?;
+            let kind = entry.header().entry_type();
+            if kind.is_dir() || path.is_empty() || kind.is_pax_global_extensions() {
+                continue;
+            }
+            if entries.files.contains_key(&path) || entries.links.contains_key(&path) {
+                return Err(ArchiveError::Duplicate(raw));
+            }
+            match kind {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let staged = dir.join(i.to_string());
+                    let file = fs::File::create(&staged).map_err(io_err(&staged))?;
+                    let mut w = HashWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+                    io::copy(&mut entry, &mut w).map_err(ArchiveError::Read)?;
+                    let (buf, digest, size) = w.finish();
+                    buf.into_inner()
+                        .map_err(|e| io_err(&staged)(e.into_error()))?;
+                    entries.files.insert(
+                        path,
+                        Staged {
+                            path: staged,
+                            digest,
+                            size,
+                        },
+                    );
+                }
+                tar::EntryType::Symlink => {
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
+                    let t = link_target(&path, &target)?;
+                    entries.links.insert(path, t);
+                }
+                tar::EntryType::Link => {
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                        .unwrap_or_default();
+                    let t = normalise(&target)?;
+                    entries.links.insert(path, t);
+                }
+                other => {
+                    return Err(ArchiveError::Unsafe {
+                        path: raw,
+                        reason: format!("unexpected entry type {other:?} in an image archive"),
+                    })
+                }
+            }
+        }
+    }
+    io::copy(&mut counter, &mut io::sink()).map_err(ArchiveError::Read)?;
+    if n == 0 && counter.len() < 1024 {
+        return Err(ArchiveError::NotATar(format!(
+            "no tar entries in {} bytes",
+            counter.len()
+        )));
+    }
+    Ok(entries)
+}
+
+#[derive(serde::Deserialize)]
+struct DockerManifestEntry {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags", default)]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers")]
+    layers: Vec<String>,
+}
+
+/// Checks a staged file against a digest its name or a descriptor promises.
+fn verify(f: &Staged, expected: &Digest, what: &str) -> Result<(), ArchiveError> {
+    if &f.digest != expected {
+        return Err(ArchiveError::DigestMismatch {
+            what: what.to_string(),
+            expected: expected.clone(),
+            actual: f.digest.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// `blobs/sha256/<hex>` → the digest the name promises.
+fn digest_from_path(path: &str) -> Option<Digest> {
+    let hex = normalise(path)
+        .ok()?
+        .strip_prefix("blobs/sha256/")?
+        .to_string();
+    Digest::from_hex(&hex).ok()
+}
+
+fn parse_config(bytes: &[u8], what: &str) -> Result<ImageConfig, ArchiveError> {
+    serde_json::from_slice(bytes).map_err(|e| ArchiveError::BadJson {
+        what: what.to_string(),
+        source: e,
+    })
+}
+
+/// Computes a staged layer's DiffID and media type, checks it against the config, and moves
+/// it into the blob store.
+fn add_layer(
+    store: &Store,
+    f: &Staged,
+    expected_diff_id: &Digest,
+    what: &str,
+    media_type: Option<&str>,
+) -> Result<LayerInfo, ArchiveError> {
+    let mut file =
+        BufReader::with_capacity(1 << 20, fs::File::open(&f.path).map_err(io_err(&f.path))?);
+    let mut head = [0u8; 8];
+    let n = read_head(&mut file, &mut head).map_err(io_err(&f.path))?;
+    let kind = Compression::detect(&head[..n]);
+    let (diff_id, uncompressed_size) = if kind == Compression::None {
+        (f.digest.clone(), f.size)
+    } else {
+        let file =
+            BufReader::with_capacity(1 << 20, fs::File::open(&f.path).map_err(io_err(&f.path))?);
+        let mut r = HashReader::new(compress::decompress(kind, file).map_err(ArchiveError::Read)?);
+        io::copy(&mut r, &mut io::sink()).map_err(|e| {
+            ArchiveError::Invalid(format!("{what}: cannot decompress {}: {e}", kind.name()))
+        })?;
+        r.finish()
+    };
+    if &diff_id != expected_diff_id {
+        return Err(ArchiveError::DigestMismatch {
+            what: format!("{what} (DiffID listed in the config)"),
+            expected: expected_diff_id.clone(),
+            actual: diff_id,
+        });
+    }
+    let media_type = match (media_type, kind) {
+        (Some(m), _) => m.to_string(),
+        (None, Compression::None) => oci::MEDIA_LAYER_TAR.to_string(),
+        (None, Compression::Gzip) => oci::MEDIA_LAYER_GZIP.to_string(),
+        (None, Compression::Zstd) => oci::MEDIA_LAYER_ZSTD.to_string(),
+        (None, other) => {
+            return Err(ArchiveError::Invalid(format!(
+                "{what}: {} compressed layers are not supported",
+                other.name()
+            )))
+        }
+    };
+    store.put_blob_file(&f.path, &f.digest)?;
+    Ok(LayerInfo {
+        digest: f.digest.clone(),
+        diff_id,
+        size: f.size,
+        uncompressed_size,
+        media_type,
+    })
+}
+
+fn read_head(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        let k = r.read(&mut buf[n..])?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    Ok(n)
+}
+
+fn load_docker(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, ArchiveError> {
+    let bytes = entries.json("manifest.json", "archive")?;
+    let manifest: Vec<DockerManifestEntry> =
+        serde_json::from_slice(&bytes).map_err(|e| ArchiveError::BadJson {
+            what: "manifest.json".into(),
+            source: e,
+        })?;
+    if manifest.is_empty() {
+        return Err(ArchiveError::Invalid(
+            "manifest.json lists no images".into(),
+        ));
+    }
+    // Check everything before committing anything.
+    let mut plans = Vec::new();
+    for m in &manifest {
+        let cfg_file = entries.need(&m.config, "manifest.json")?;
+        if let Some(d) = digest_from_path(&m.config) {
+            verify(cfg_file, &d, &format!("config {}", m.config))?;
+        } else if let Some(hex) = m.config.strip_suffix(".json") {
+            if let Ok(d) = Digest::from_hex(hex) {
+                verify(cfg_file, &d, &format!("config {}", m.config))?;
+            }
+        }
+        let cfg_bytes = entries.json(&m.config, "manifest.json")?;
+        let config = parse_config(&cfg_bytes, &format!("config {}", m.config))?;
+        if config.rootfs.diff_ids.len() != m.layers.len() {
+            return Err(ArchiveError::Invalid(format!(
+                "config {} lists {} layers but manifest.json lists {}",
+                m.config,
+                config.rootfs.diff_ids.len(),
+                m.layers.len()
+            )));
+        }
+        let mut tags = Vec::new();
+        for t in m.repo_tags.iter().flatten() {
+            tags.push(Reference::parse(t).map_err(|e| {
+                ArchiveError::Invalid(format!("manifest.json RepoTags {t:?}: {e}"))
+            })?);
+        }
+        let mut layer_files = Vec::new();
+        for l in &m.layers {
+            let f = entries.need(l, "manifest.json")?;
+            if let Some(d) = digest_from_path(l) {
+                verify(f, &d, &format!("layer {l}"))?;
+            }
+            layer_files.push((l.as_str(), f));
+        }
+        plans.push((cfg_bytes, config, tags, layer_files));
+    }
+    let mut out = Vec::new();
+    for (cfg_bytes, config, tags, layer_files) in plans {
+        let mut layers = Vec::new();
+        for ((path, f), diff_id) in layer_files.into_iter().zip(&config.rootfs.diff_ids) {
+            layers.push(add_layer(
+                store,
+                f,
+                diff_id,
+                &format!("layer {path}"),
+                None,
+            )?);
+        }
+        let id = store.add_image(&cfg_bytes, &layers, None, &tags)?;
+        out.push(LoadedImage { id, tags });
+    }
+    Ok(out)
+}
+
+fn blob<'a>(
+    entries: &'a Entries,
+    d: &oci::Descriptor,
+    what: &str,
+) -> Result<&'a Staged, ArchiveError> {
+    let path = format!("blobs/sha256/{}", d.digest.hex());
+    let f = entries.need(&path, what)?;
+    verify(f, &d.digest, &path)?;
+    if f.size != d.size {
+        return Err(ArchiveError::SizeMismatch {
+            what: path,
+            expected: d.size,
+            actual: f.size,
+        });
+    }
+    Ok(f)
+}
+
+fn blob_json(entries: &Entries, d: &oci::Descriptor, what: &str) -> Result<Vec<u8>, ArchiveError> {
+    blob(entries, d, what)?;
+    entries.json(&format!("blobs/sha256/{}", d.digest.hex()), what)
+}
+
+/// The tag an `index.json` entry names, if it names a full reference.
+fn oci_tag(d: &oci::Descriptor) -> Result<Option<Reference>, ArchiveError> {
+    let Some(a) = &d.annotations else {
+        return Ok(None);
+    };
+    if let Some(name) = a.get(oci::ANNOTATION_CONTAINERD_NAME) {
+        return Reference::parse(name)
+            .map(Some)
+            .map_err(|e| ArchiveError::Invalid(format!("index.json image name {name:?}: {e}")));
+    }
+    match a.get(oci::ANNOTATION_REF_NAME) {
+        // A bare tag (`latest`) names no repository: load the image untagged.
+        Some(name) if name.contains(':') || name.contains('/') => Reference::parse(name)
+            .map(Some)
+            .map_err(|e| ArchiveError::Invalid(format!("index.json ref.name {name:?}: {e}"))),
+        _ => Ok(None),
+    }
+}
+
+fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, ArchiveError> {
+    let bytes = entries.json("index.json", "archive")?;
+    let index: Index = serde_json::from_slice(&bytes).map_err(|e| ArchiveError::BadJson {
+        what: "index.json".into(),
+        source: e,
+    })?;
+    let mut picked = Vec::new();
+    for d in &index.manifests {
+        let tag = oci_tag(d)?;
+        let d = if d.media_type == oci::MEDIA_INDEX || d.media_type == oci::MEDIA_DOCKER_LIST {
+            let inner: Index = serde_json::from_slice(&blob_json(entries, d, "index.json")?)
+                .map_err(|e| ArchiveError::BadJson {
+                    what: format!("image index {}", d.digest),
+                    source: e,
+                })?;
+            let arch = oci::host_architecture();
+            inner
+                .manifests
+                .iter()
+                .find(|m| {
+                    m.platform
+                        .as_ref()
+                        .is_some_and(|p| p.architecture == arch && p.os == "linux")
+                })
+                .or_else(|| inner.manifests.first())
+                .cloned()
+                .ok_or_else(|| {
+                    ArchiveError::Invalid(format!("image index {} is empty", d.digest))
+                })?
+        } else {
+            d.clone()
+        };
+        picked.push((d, tag));
+    }
+    if picked.is_empty() {
+        return Err(ArchiveError::Invalid("index.json lists no images".into()));
+    }
+    let mut plans = Vec::new();
+    for (d, tag) in picked {
+        let mbytes = blob_json(entries, &d, "index.json")?;
+        let manifest: Manifest =
+            serde_json::from_slice(&mbytes).map_err(|e| ArchiveError::BadJson {
+                what: format!("manifest {}", d.digest),
+                source: e,
+            })?;
+        let cfg_bytes = blob_json(entries, &manifest.config, &format!("manifest {}", d.digest))?;
+        let config = parse_config(&cfg_bytes, &format!("config {}", manifest.config.digest))?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(ArchiveError::Invalid(format!(
+                "config {} lists {} layers but manifest {} lists {}",
+                manifest.config.digest,
+                config.rootfs.diff_ids.len(),
+                d.digest,
+                manifest.layers.len()
+            )));
+        }
+        let mut files = Vec::new();
+        for l in &manifest.layers {
+            files.push((
+                l.clone(),
+                blob(entries, l, &format!("manifest {}", d.digest))?,
+            ));
+        }
+        plans.push((mbytes, cfg_bytes, config, files, tag));
+    }
+    let mut out: Vec<LoadedImage> = Vec::new();
+    for (mbytes, cfg_bytes, config, files, tag) in plans {
+        let mut layers = Vec::new();
+        for ((desc, f), diff_id) in files.into_iter().zip(&config.rootfs.diff_ids) {
+            let what = format!("layer {}", desc.digest);
+            layers.push(add_layer(store, f, diff_id, &what, Some(&desc.media_type))?);
+        }
+        let tags: Vec<Reference> = tag.into_iter().collect();
+        let id = store.add_image(&cfg_bytes, &layers, Some(&mbytes), &tags)?;
+        match out.iter_mut().find(|l| l.id == id) {
+            Some(l) => l.tags.extend(tags),
+            None => out.push(LoadedImage { id, tags }),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,312 @@
+//! `save`: images → docker-archive, oci-archive or an OCI layout directory, streamed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::{io_err, ArchiveError};
+use crate::image::compress;
+use crate::image::digest::Digest;
+use crate::image::oci::{self, Descriptor, Index};
+use crate::image::reference::Reference;
+use crate::store::{ImageRecord, Store};
+
+/// Output format of `save`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ArchiveFormat {
+    /// `manifest.json` + `repositories` + uncompressed layer tars (docker/podman load).
+    #[default]
+    DockerArchive,
+    /// An OCI image layout in a tar.
+    OciArchive,
+    /// An OCI image layout in a directory.
+    OciDir,
+}
+
+/// One image to save and the tags to save it under.
+struct Selected {
+    record: ImageRecord,
+    tags: Vec<Reference>,
+}
+
+/// Resolves `names` like docker: a tag saves that tag, an ID saves the image untagged;
+/// the same image named twice is stored once with all its tags.
+fn select(store: &Store, names: &[String]) -> Result<Vec<Selected>, ArchiveError> {
+    let mut out: Vec<Selected> = Vec::new();
+    for name in names {
+        let (record, tag) = store.resolve_name(name)?;
+        let pos = match out.iter().position(|s| s.record.id == record.id) {
+            Some(p) => p,
+            None => {
+                out.push(Selected {
+                    record,
+                    tags: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        if let Some(t) = tag {
+            if !out[pos].tags.contains(&t) {
+                out[pos].tags.push(t);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Where archive entries go: a tar stream or a directory.
+trait Sink {
+    fn dir(&mut self, path: &str) -> Result<(), ArchiveError>;
+    fn file(&mut self, path: &str, size: u64, data: &mut dyn Read) -> Result<(), ArchiveError>;
+}
+
+struct TarSink<W: Write> {
+    builder: tar::Builder<W>,
+}
+
+impl<W: Write> Sink for TarSink<W> {
+    fn dir(&mut self, path: &str) -> Result<(), ArchiveError> {
+        let mut h = header(tar::EntryType::Directory, 0o755, 0);
+        self.builder
+            .append_data(&mut h, format!("{path}/"), io::empty())
+            .map_err(ArchiveError::Write)
+    }
+
+    fn file(&mut self, path: &str, size: u64, data: &mut dyn Read) -> Result<(), ArchiveError> {
+        let mut h = header(tar::EntryType::Regular, 0o644, size);
+        let mut exact = ExactReader {
+            inner: data,
+            left: size,
+            what: path,
+        };
+        self.builder
+            .append_data(&mut h, path, &mut exact)
+            .map_err(ArchiveError::Write)?;
+        if exact.left != 0 {
+            return Err(ArchiveError::Invalid(format!(
+                "{path}: content ended {} bytes early",
+                exact.left
+            )));
+        }
+        Ok(())
+    }
+}
+
+struct DirSink {
+    root: PathBuf,
+}
+
+impl Sink for DirSink {
+    fn dir(&mut self, path: &str) -> Result<(), ArchiveError> {
+        let p = self.root.join(path);
+        fs::create_dir_all(&p).map_err(io_err(&p))
+    }
+
+    fn file(&mut self, path: &str, _size: u64, data: &mut dyn Read) -> Result<(), ArchiveError> {
+        let p = self.root.join(path);
+        let mut f = fs::File::create(&p).map_err(io_err(&p))?;
+        io::copy(data, &mut f).map_err(io_err(&p))?;
+        Ok(())
+    }
+}
+
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(0);
+    h.set_uid(0);
+    h.set_gid(0);
+    h
+}
+
+/// Reads exactly `left` bytes (errors on a longer source) so a tar header's size is never wrong.
+struct ExactReader<'a> {
+    inner: &'a mut dyn Read,
+    left: u64,
+    what: &'a str,
+}
+
+impl Read for ExactReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? != 0 {
+                return Err(io::Error::other(format!(
+                    "{}: content is longer than recorded",
+                    self.what
+                )));
+            }
+            return Ok(0);
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Streams `names` (tags or IDs) from `store` to `out` in `format` (not `OciDir`).
+pub fn save(
+    store: &Store,
+    names: &[String],
+    format: ArchiveFormat,
+    out: impl Write,
+) -> Result<(), ArchiveError> {
+    let images = select(store, names)?;
+    let mut sink = TarSink {
+        builder: tar::Builder::new(out),
+    };
+    match format {
+        ArchiveFormat::DockerArchive => write_docker(store, &images, &mut sink)?,
+        ArchiveFormat::OciArchive => write_oci(store, &images, &mut sink)?,
+        ArchiveFormat::OciDir => {
+            return Err(ArchiveError::Invalid(
+                "oci-dir output needs a directory (-o DIR)".into(),
+            ))
+        }
+    }
+    let mut out = sink.builder.into_inner().map_err(ArchiveError::Write)?;
+    out.flush().map_err(ArchiveError::Write)
+}
+
+/// Writes `names` as an OCI image layout into directory `dir` (created if missing).
+pub fn save_oci_dir(store: &Store, names: &[String], dir: &Path) -> Result<(), ArchiveError> {
+    let images = select(store, names)?;
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut sink = DirSink {
+        root: dir.to_path_buf(),
+    };
+    write_oci(store, &images, &mut sink)
+}
+
+fn copy_blob(
+    store: &Store,
+    sink: &mut dyn Sink,
+    digest: &Digest,
+    size: u64,
+) -> Result<(), ArchiveError> {
+    let mut f = io::BufReader::with_capacity(1 << 20, store.open_blob(digest)?);
+    sink.file(&format!("blobs/sha256/{}", digest.hex()), size, &mut f)
+}
+
+fn write_oci(store: &Store, images: &[Selected], sink: &mut dyn Sink) -> Result<(), ArchiveError> {
+    sink.file(
+        "oci-layout",
+        30,
+        &mut &br#"{"imageLayoutVersion":"1.0.0"}"#[..],
+    )?;
+    sink.dir("blobs")?;
+    sink.dir("blobs/sha256")?;
+    let mut written = BTreeSet::new();
+    let mut manifests = Vec::new();
+    for img in images {
+        let r = &img.record;
+        let blobs = std::iter::once((&r.manifest.digest, r.manifest.size))
+            .chain(std::iter::once((&r.id, r.config_size)))
+            .chain(r.layers.iter().map(|l| (&l.digest, l.size)));
+        for (d, size) in blobs {
+            if written.insert(d.clone()) {
+                copy_blob(store, sink, d, size)?;
+            }
+        }
+        let base = Descriptor {
+            media_type: r.manifest.media_type.clone(),
+            digest: r.manifest.digest.clone(),
+            size: r.manifest.size,
+            annotations: None,
+            platform: None,
+        };
+        if img.tags.is_empty() {
+            manifests.push(base.clone());
+        }
+        for t in &img.tags {
+            let mut a = BTreeMap::new();
+            a.insert(oci::ANNOTATION_REF_NAME.to_string(), t.familiar());
+            a.insert(oci::ANNOTATION_CONTAINERD_NAME.to_string(), t.to_string());
+            manifests.push(Descriptor {
+                annotations: Some(a),
+                ..base.clone()
+            });
+        }
+    }
+    let index = Index {
+        schema_version: 2,
+        media_type: Some(oci::MEDIA_INDEX.to_string()),
+        manifests,
+        annotations: None,
+    };
+    let bytes = serde_json::to_vec(&index).map_err(|e| ArchiveError::BadJson {
+        what: "index.json".into(),
+        source: e,
+    })?;
+    sink.file("index.json", bytes.len() as u64, &mut &bytes[..])
+}
+
+#[derive(serde::Serialize)]
+struct DockerManifestEntry {
+    #[serde(rename = "Config")]
+    config: String,
+    #[serde(rename = "RepoTags")]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers")]
+    layers: Vec<String>,
+}
+
+fn write_docker(
+    store: &Store,
+    images: &[Selected],
+    sink: &mut dyn Sink,
+) -> Result<(), ArchiveError> {
+    sink.dir("blobs")?;
+    sink.dir("blobs/sha256")?;
+    let mut written = BTreeSet::new();
+    let mut manifest = Vec::new();
+    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for img in images {
+        let r = &img.record;
+        if written.insert(r.id.clone()) {
+            copy_blob(store, sink, &r.id, r.config_size)?;
+        }
+        let mut layer_paths = Vec::new();
+        for l in &r.layers {
+            let path = format!("blobs/sha256/{}", l.diff_id.hex());
+            if written.insert(l.diff_id.clone()) {
+                // docker-archive layers are uncompressed tars named by DiffID.
+                let blob = io::BufReader::with_capacity(1 << 20, store.open_blob(&l.digest)?);
+                let (_, mut plain) = compress::decompress_auto(blob).map_err(ArchiveError::Read)?;
+                sink.file(&path, l.uncompressed_size, &mut plain)?;
+            }
+            layer_paths.push(path);
+        }
+        let tags: Vec<String> = img.tags.iter().map(Reference::familiar).collect();
+        if let Some(top) = r.layers.last() {
+            for t in &img.tags {
+                repositories.entry(t.familiar_name()).or_default().insert(
+                    t.tag.clone().unwrap_or_default(),
+                    top.diff_id.hex().to_string(),
+                );
+            }
+        }
+        manifest.push(DockerManifestEntry {
+            config: format!("blobs/sha256/{}", r.id.hex()),
+            repo_tags: if tags.is_empty() { None } else { Some(tags) },
+            layers: layer_paths,
+        });
+    }
+    let m = to_json("manifest.json", &manifest)?;
+    sink.file("manifest.json", m.len() as u64, &mut &m[..])?;
+    let r = to_json("repositories", &repositories)?;
+    sink.file("repositories", r.len() as u64, &mut &r[..])
+}
+
+fn to_json(what: &str, v: &impl serde::Serialize) -> Result<Vec<u8>, ArchiveError> {
+    serde_json::to_vec(v).map_err(|e| ArchiveError::BadJson {
+        what: what.into(),
+        source: e,
+    })
+}

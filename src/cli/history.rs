@@ -1,0 +1,76 @@
+//! `rbuild history IMAGE`: one row per history entry, newest first.
+
+use std::io::Write;
+
+use clap::Args;
+
+use super::images::{human_size, open_store, print_table, since};
+use super::Globals;
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Image to show
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+}
+
+pub fn run(globals: &Globals, args: HistoryArgs) -> anyhow::Result<i32> {
+    let store = open_store(globals)?;
+    let rec = store.resolve_image(&args.image)?;
+    let config = store.image_config(&rec.id)?;
+    let id = if args.no_trunc {
+        rec.id.to_string()
+    } else {
+        rec.id.short().to_string()
+    };
+    // Pair each non-empty history entry with its layer, bottom to top.
+    let mut layers = rec.layers.iter();
+    let mut rows = Vec::new();
+    for h in &config.history {
+        let size = if h.empty_layer {
+            0
+        } else {
+            layers.next().map(|l| l.uncompressed_size).unwrap_or(0)
+        };
+        rows.push((h, size));
+    }
+    rows.reverse();
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        writeln!(out, "{id}")?;
+        for _ in 1..rows.len() {
+            writeln!(out, "<missing>")?;
+        }
+        return Ok(0);
+    }
+    let mut lines = vec!["IMAGE\tCREATED\tCREATED BY\tSIZE\tCOMMENT".to_string()];
+    for (i, (h, size)) in rows.iter().enumerate() {
+        let created = h
+            .created
+            .as_deref()
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+            .map(|t| t.with_timezone(&chrono::Utc));
+        let by = h.created_by.clone().unwrap_or_default().replace('\t', " ");
+        let by = if !args.no_trunc && by.chars().count() > 45 {
+            format!("{}…", by.chars().take(44).collect::<String>())
+        } else {
+            by
+        };
+        lines.push(format!(
+            "{}\t{}\t{}\t{}\t{}",
+            if i == 0 { id.as_str() } else { "<missing>" },
+            since(created),
+            by,
+            human_size(*size),
+            h.comment.clone().unwrap_or_default()
+        ));
+    }
+    print_table(&mut out, lines.into_iter())?;
+    Ok(0)
+}

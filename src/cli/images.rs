@@ -1,0 +1,529 @@
+//! `rbuild images` and `rbuild image prune`, plus the formatting helpers the image commands
+//! share (docker's human sizes and durations, a small `--format` template renderer).
+
+use std::io::Write;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use super::Globals;
+use crate::image::reference::Reference;
+use crate::store::{ImageSummary, RemoveEvent, Store};
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show all images (intermediate images included; rbuild keeps none)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Show digests
+    #[arg(long)]
+    pub digests: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Filter output: dangling=true|false, before=IMG, since=IMG, reference=PATTERN, label=K[=V]
+    #[arg(short, long = "filter", value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// Format output: "json", or a template like '{{.Repository}}:{{.Tag}}' ("table ..." adds a header)
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Show images of this repository (and tag) only
+    pub repository: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Remove unused images
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// Opens the store named by the global flags.
+pub(super) fn open_store(globals: &Globals) -> anyhow::Result<Store> {
+    Store::open(&globals.root).with_context(|| format!("opening store {}", globals.root.display()))
+}
+
+/// One row of `images`, as the fields docker's templates name.
+fn row(
+    img: &ImageSummary,
+    tag: Option<&Reference>,
+    no_trunc: bool,
+) -> serde_json::Map<String, Value> {
+    let r = &img.record;
+    let (repo, tagname) = match tag {
+        Some(t) => (
+            t.familiar_name(),
+            t.tag.clone().unwrap_or_else(|| "<none>".into()),
+        ),
+        None => ("<none>".to_string(), "<none>".to_string()),
+    };
+    let id = if no_trunc {
+        r.id.to_string()
+    } else {
+        r.id.short().to_string()
+    };
+    let created = r.created_time();
+    let mut m = serde_json::Map::new();
+    m.insert("Containers".into(), json!("N/A"));
+    m.insert(
+        "CreatedAt".into(),
+        json!(created
+            .map(|c| c.format("%Y-%m-%d %H:%M:%S %z UTC").to_string())
+            .unwrap_or_default()),
+    );
+    m.insert("CreatedSince".into(), json!(since(created)));
+    m.insert(
+        "Digest".into(),
+        json!(if tag.is_some() {
+            r.manifest.digest.to_string()
+        } else {
+            "<none>".into()
+        }),
+    );
+    m.insert("ID".into(), json!(id));
+    m.insert("Repository".into(), json!(repo));
+    m.insert("SharedSize".into(), json!("N/A"));
+    m.insert("Size".into(), json!(human_size(r.size())));
+    m.insert("Tag".into(), json!(tagname));
+    m.insert("UniqueSize".into(), json!("N/A"));
+    m.insert("VirtualSize".into(), json!(human_size(r.size())));
+    m
+}
+
+pub fn run(globals: &Globals, args: ImagesArgs) -> anyhow::Result<i32> {
+    let store = open_store(globals)?;
+    let images = store.list_images()?;
+    let filters = Filters::parse(&args.filter, &store)?;
+    let mut rows = Vec::new();
+    for img in &images {
+        if !filters.keep_image(img, &store)? {
+            continue;
+        }
+        let tags: Vec<Option<&Reference>> = if img.tags.is_empty() {
+            vec![None]
+        } else {
+            img.tags.iter().map(Some).collect()
+        };
+        for t in tags {
+            if !filters.keep_tag(t) {
+                continue;
+            }
+            if let Some(repo) = &args.repository {
+                let Some(t) = t else { continue };
+                if !matches_repository(repo, t) {
+                    continue;
+                }
+            }
+            rows.push(row(img, t, args.no_trunc));
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if args.quiet {
+        let mut seen = Vec::new();
+        for r in &rows {
+            let id = r["ID"].as_str().unwrap_or_default().to_string();
+            if !seen.contains(&id) {
+                writeln!(out, "{id}")?;
+                seen.push(id);
+            }
+        }
+        return Ok(0);
+    }
+    match args.format.as_deref() {
+        Some("json") => {
+            for r in &rows {
+                writeln!(out, "{}", Value::Object(r.clone()))?;
+            }
+        }
+        Some(t) if t.starts_with("table") => {
+            let t = unescape(t.trim_start_matches("table").trim_start());
+            let header = header_row(&t);
+            let lines: Vec<String> = rows
+                .iter()
+                .map(|r| render(&t, &Value::Object(r.clone())))
+                .collect();
+            print_table(&mut out, std::iter::once(header).chain(lines))?;
+        }
+        Some(t) => {
+            let t = unescape(t);
+            for r in &rows {
+                writeln!(out, "{}", render(&t, &Value::Object(r.clone())))?;
+            }
+        }
+        None => {
+            let mut t = "{{.Repository}}\t{{.Tag}}\t".to_string();
+            if args.digests {
+                t.push_str("{{.Digest}}\t");
+            }
+            t.push_str("{{.ID}}\t{{.CreatedSince}}\t{{.Size}}");
+            let mut lines = vec![header_row(&t)];
+            lines.extend(rows.iter().map(|r| render(&t, &Value::Object(r.clone()))));
+            print_table(&mut out, lines.into_iter())?;
+        }
+    }
+    Ok(0)
+}
+
+fn matches_repository(pattern: &str, t: &Reference) -> bool {
+    match Reference::parse_no_default_tag(pattern) {
+        Ok(p) => p.name() == t.name() && (p.tag.is_none() || p.tag == t.tag),
+        Err(_) => false,
+    }
+}
+
+struct Filters {
+    dangling: Option<bool>,
+    before: Option<(i64, Option<chrono::DateTime<chrono::Utc>>)>,
+    since: Option<(i64, Option<chrono::DateTime<chrono::Utc>>)>,
+    references: Vec<String>,
+    labels: Vec<(String, Option<String>)>,
+}
+
+impl Filters {
+    fn parse(raw: &[String], store: &Store) -> anyhow::Result<Filters> {
+        let mut f = Filters {
+            dangling: None,
+            before: None,
+            since: None,
+            references: Vec::new(),
+            labels: Vec::new(),
+        };
+        for r in raw {
+            let Some((k, v)) = r.split_once('=') else {
+                bail!("bad format of filter (expected name=value): {r}");
+            };
+            match k {
+                "dangling" => {
+                    f.dangling = Some(match v {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => bail!("invalid filter 'dangling={v}'"),
+                    })
+                }
+                "before" | "since" => {
+                    let rec = store.resolve_image(v)?;
+                    let key = Some((rec.added, rec.created_time()));
+                    if k == "before" {
+                        f.before = key;
+                    } else {
+                        f.since = key;
+                    }
+                }
+                "reference" => f.references.push(v.to_string()),
+                "label" => f.labels.push(match v.split_once('=') {
+                    Some((a, b)) => (a.to_string(), Some(b.to_string())),
+                    None => (v.to_string(), None),
+                }),
+                other => bail!("invalid filter '{other}'"),
+            }
+        }
+        Ok(f)
+    }
+
+    fn keep_image(&self, img: &ImageSummary, store: &Store) -> anyhow::Result<bool> {
+        if let Some(d) = self.dangling {
+            if d != img.tags.is_empty() {
+                return Ok(false);
+            }
+        }
+        let key = (img.record.created_time(), img.record.added);
+        if let Some((added, created)) = &self.before {
+            if key >= (*created, *added) {
+                return Ok(false);
+            }
+        }
+        if let Some((added, created)) = &self.since {
+            if key <= (*created, *added) {
+                return Ok(false);
+            }
+        }
+        if !self.labels.is_empty() {
+            let config = store.image_config(&img.record.id)?;
+            let labels = config.config.and_then(|c| c.labels).unwrap_or_default();
+            for (k, v) in &self.labels {
+                match (labels.get(k), v) {
+                    (None, _) => return Ok(false),
+                    (Some(have), Some(want)) if have != want => return Ok(false),
+                    _ => {}
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn keep_tag(&self, tag: Option<&Reference>) -> bool {
+        if self.references.is_empty() {
+            return true;
+        }
+        let Some(t) = tag else { return false };
+        let with_tag = t.familiar();
+        let name = t.familiar_name();
+        self.references
+            .iter()
+            .any(|p| glob(p, &with_tag) || glob(p, &name) || glob(p, &t.to_string()))
+    }
+}
+
+/// Shell-style glob: `*` (not across `/`), `?`, literal otherwise.
+fn glob(pattern: &str, s: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let s: Vec<char> = s.chars().collect();
+    fn go(p: &[char], s: &[char]) -> bool {
+        match p.first() {
+            None => s.is_empty(),
+            Some('*') => (0..=s.len())
+                .take_while(|&i| i == 0 || s[i - 1] != '/')
+                .any(|i| go(&p[1..], &s[i..])),
+            Some('?') => !s.is_empty() && s[0] != '/' && go(&p[1..], &s[1..]),
+            Some(c) => s.first() == Some(c) && go(&p[1..], &s[1..]),
+        }
+    }
+    go(&p, &s)
+}
+
+pub fn run_image(globals: &Globals, cmd: ImageCommand) -> anyhow::Result<i32> {
+    match cmd {
+        ImageCommand::Prune(args) => prune(globals, args),
+    }
+}
+
+fn prune(globals: &Globals, args: PruneArgs) -> anyhow::Result<i32> {
+    if !args.force {
+        let what = if args.all {
+            "all images without at least one container associated to them"
+        } else {
+            "all dangling images"
+        };
+        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).ok();
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(0);
+        }
+    }
+    let store = open_store(globals)?;
+    let (events, freed) = store.prune_images(args.all)?;
+    let mut out = std::io::stdout().lock();
+    if !events.is_empty() {
+        writeln!(out, "Deleted Images:")?;
+        for e in &events {
+            match e {
+                RemoveEvent::Untagged(r) => writeln!(out, "untagged: {}", r.familiar())?,
+                RemoveEvent::Deleted(d) => writeln!(out, "deleted: {d}")?,
+            }
+        }
+        writeln!(out)?;
+    }
+    writeln!(out, "Total reclaimed space: {}", human_size(freed))?;
+    Ok(0)
+}
+
+/// Docker's `units.HumanSizeWithPrecision(n, 3)`: decimal units, 3 significant digits.
+pub(super) fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    format!("{}{}", sig3(v), units[i])
+}
+
+/// `%.3g` for values below 1000.
+fn sig3(v: f64) -> String {
+    let decimals = if v >= 100.0 {
+        0
+    } else if v >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// Docker's "N units ago" (`units.HumanDuration` + " ago").
+pub(super) fn since(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    let Some(t) = t else {
+        return "N/A".into();
+    };
+    let secs = (chrono::Utc::now() - t).num_seconds().max(0);
+    let (mins, hours) = (secs / 60, (secs as f64 / 3600.0).round() as i64);
+    let d = if secs < 1 {
+        "Less than a second".to_string()
+    } else if secs == 1 {
+        "1 second".into()
+    } else if secs < 60 {
+        format!("{secs} seconds")
+    } else if mins == 1 {
+        "About a minute".into()
+    } else if mins < 60 {
+        format!("{mins} minutes")
+    } else if hours == 1 {
+        "About an hour".into()
+    } else if hours < 48 {
+        format!("{hours} hours")
+    } else if hours < 24 * 7 * 2 {
+        format!("{} days", hours / 24)
+    } else if hours < 24 * 30 * 2 {
+        format!("{} weeks", hours / 24 / 7)
+    } else if hours < 24 * 365 * 2 {
+        format!("{} months", hours / 24 / 30)
+    } else {
+        format!("{} years", hours / 24 / 365)
+    };
+    format!("{d} ago")
+}
+
+/// `\t` and `\n` typed in a template mean tab and newline, as in docker.
+pub(super) fn unescape(t: &str) -> String {
+    t.replace("\\t", "\t").replace("\\n", "\n")
+}
+
+/// Renders `{{.A.B}}`, `{{json .A}}` and `{{json .}}` against `v`.
+pub(super) fn render(template: &str, v: &Value) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let expr = rest[start + 2..start + end].trim();
+        let (as_json, path) = match expr.strip_prefix("json ") {
+            Some(p) => (true, p.trim()),
+            None => (false, expr),
+        };
+        let mut cur = Some(v);
+        for part in path
+            .trim_start_matches('.')
+            .split('.')
+            .filter(|p| !p.is_empty())
+        {
+            cur = cur.and_then(|c| c.get(part));
+        }
+        let val = cur.cloned().unwrap_or(Value::Null);
+        out.push_str(&if as_json {
+            val.to_string()
+        } else {
+            go_string(&val)
+        });
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// How Go's templates print a value.
+fn go_string(v: &Value) -> String {
+    match v {
+        Value::Null => "<no value>".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(go_string).collect::<Vec<_>>().join(" ")
+        ),
+        Value::Object(m) => format!(
+            "map[{}]",
+            m.iter()
+                .map(|(k, v)| format!("{k}:{}", go_string(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The header line of a table template: field names in docker's upper-case spelling.
+fn header_row(template: &str) -> String {
+    let names = [
+        ("Repository", "REPOSITORY"),
+        ("Tag", "TAG"),
+        ("Digest", "DIGEST"),
+        ("ID", "IMAGE ID"),
+        ("CreatedSince", "CREATED"),
+        ("CreatedAt", "CREATED AT"),
+        ("Size", "SIZE"),
+        ("VirtualSize", "VIRTUAL SIZE"),
+        ("SharedSize", "SHARED SIZE"),
+        ("UniqueSize", "UNIQUE SIZE"),
+        ("Containers", "CONTAINERS"),
+    ];
+    let mut h = template.to_string();
+    for (field, title) in names {
+        h = h.replace(&format!("{{{{.{field}}}}}"), title);
+    }
+    h
+}
+
+/// Prints tab-separated lines as aligned columns (3 spaces between), like docker's tabwriter.
+pub(super) fn print_table(
+    out: &mut impl Write,
+    lines: impl Iterator<Item = String>,
+) -> std::io::Result<()> {
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect();
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; cols];
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    for r in &rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 < r.len() {
+                line.push_str(&format!("{c:<w$}   ", w = widths[i]));
+            } else {
+                line.push_str(c);
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_globs_like_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(4_260_000), "4.26MB");
+        assert_eq!(human_size(12_300), "12.3kB");
+        assert_eq!(human_size(1_000_000_000), "1GB");
+        assert!(glob("busy*", "busybox:latest"));
+        assert!(!glob("*", "a/b"));
+        assert!(glob("*/*", "a/b"));
+    }
+
+    #[test]
+    fn templates_render_fields_and_json() {
+        let v = json!({"ID": "abc", "Config": {"Cmd": ["sh", "-c"]}});
+        assert_eq!(render("{{.ID}}:{{ .Config.Cmd }}", &v), "abc:[sh -c]");
+        assert_eq!(render("{{json .Config.Cmd}}", &v), r#"["sh","-c"]"#);
+    }
+}

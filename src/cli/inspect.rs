@@ -1,0 +1,97 @@
+//! `rbuild inspect IMAGE...`: docker-like JSON about images.
+
+use std::collections::BTreeSet;
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::images::{open_store, render, unescape};
+use super::Globals;
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Format the output using a template ('{{.Id}}', '{{json .Config}}')
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Images to inspect
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+/// The docker `inspect` object of image `name`.
+pub(super) fn inspect_value(store: &Store, name: &str) -> anyhow::Result<Value> {
+    let rec = store.resolve_image(name)?;
+    let config = store.image_config(&rec.id)?;
+    let tags = store.image_tags(&rec.id)?;
+    let repo_tags: Vec<String> = tags.iter().map(|t| t.familiar()).collect();
+    let repos: BTreeSet<String> = tags.iter().map(|t| t.familiar_name()).collect();
+    let repo_digests: Vec<String> = repos
+        .iter()
+        .map(|r| format!("{r}@{}", rec.manifest.digest))
+        .collect();
+    let comment = config
+        .history
+        .last()
+        .and_then(|h| h.comment.clone())
+        .unwrap_or_default();
+    let container_config = serde_json::to_value(config.config.clone().unwrap_or_default())?;
+    Ok(json!({
+        "Id": rec.id.to_string(),
+        "RepoTags": repo_tags,
+        "RepoDigests": repo_digests,
+        "Parent": "",
+        "Comment": comment,
+        "Created": config.created.clone().unwrap_or_default(),
+        "DockerVersion": "",
+        "Author": config.author.clone().unwrap_or_default(),
+        "Config": container_config,
+        "Architecture": config.architecture,
+        "Variant": config.extra.get("variant").cloned(),
+        "Os": config.os,
+        "Size": rec.size(),
+        "VirtualSize": rec.size(),
+        "RootFS": {
+            "Type": config.rootfs.kind,
+            "Layers": config.rootfs.diff_ids.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        },
+        "History": serde_json::to_value(&config.history)?,
+        "Manifest": {
+            "MediaType": rec.manifest.media_type,
+            "Digest": rec.manifest.digest.to_string(),
+            "Size": rec.manifest.size,
+        },
+        "Metadata": { "LastTagTime": chrono::DateTime::from_timestamp(rec.added, 0).map(|t| t.to_rfc3339()) },
+    }))
+}
+
+pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
+    let store = open_store(globals)?;
+    let mut values = Vec::new();
+    let mut status = 0;
+    for name in &args.images {
+        match inspect_value(&store, name) {
+            Ok(v) => values.push(v),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                status = 1;
+            }
+        }
+    }
+    match &args.format {
+        Some(t) => {
+            let t = unescape(t);
+            for v in &values {
+                println!("{}", render(&t, v));
+            }
+        }
+        None => {
+            let mut buf = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+            serde::Serialize::serialize(&values, &mut ser)?;
+            println!("{}", String::from_utf8_lossy(&buf));
+        }
+    }
+    Ok(status)
+}

@@ -1,0 +1,70 @@
+//! `rbuild save [-o FILE] [--format docker-archive|oci-archive|oci-dir] IMAGE...`
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+
+use super::images::open_store;
+use super::Globals;
+use crate::archive::{save, save_oci_dir, ArchiveFormat};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SaveFormat {
+    DockerArchive,
+    OciArchive,
+    OciDir,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Write to a file (a directory for oci-dir) instead of stdout
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Archive format
+    #[arg(long, value_enum, default_value = "docker-archive")]
+    pub format: SaveFormat,
+    /// Images to save (tags are kept; IDs are saved untagged)
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+pub fn run(globals: &Globals, args: SaveArgs) -> anyhow::Result<i32> {
+    let store = open_store(globals)?;
+    let format = match args.format {
+        SaveFormat::DockerArchive => ArchiveFormat::DockerArchive,
+        SaveFormat::OciArchive => ArchiveFormat::OciArchive,
+        SaveFormat::OciDir => ArchiveFormat::OciDir,
+    };
+    match (&args.output, format) {
+        (Some(dir), ArchiveFormat::OciDir) => save_oci_dir(&store, &args.images, dir)?,
+        (None, ArchiveFormat::OciDir) => bail!("--format oci-dir needs -o DIR"),
+        (Some(path), _) => {
+            // Write next to the target and rename, so a failed save leaves no partial file.
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(".".as_ref());
+            let tmp = tempfile::Builder::new()
+                .prefix(".rbuild-save-")
+                .tempfile_in(dir)
+                .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+            let mut w = BufWriter::with_capacity(1 << 20, tmp);
+            save(&store, &args.images, format, &mut w)?;
+            let tmp = w.into_inner().map_err(|e| e.into_error())?;
+            tmp.persist(path)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        (None, _) => {
+            let stdout = std::io::stdout();
+            if stdout.is_terminal() {
+                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+            }
+            let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
+            save(&store, &args.images, format, &mut w)?;
+            w.flush()?;
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,374 @@
+//! Layer applier: unpacks a layer tar into a directory and never writes outside it.
+//!
+//! Every entry path must be relative and free of `..`; no entry may be written through a
+//! symlink (a symlink anywhere in the parent chain of an entry or a hard-link target is
+//! refused, whether it points inside or outside); hard links must name an existing
+//! non-directory inside the target. Existing files at an entry's path are removed first, so a
+//! symlink at the final component is replaced, never followed.
+//!
+//! Whiteouts are either applied (files removed — [`WhiteoutMode::Apply`], for flattening a
+//! stack into one rootfs) or converted to overlayfs form ([`WhiteoutMode::Overlay`]: a 0/0
+//! char device for `.wh.name`, `trusted.overlay.opaque=y` for `.wh..wh..opq`), for snapshots
+//! used as overlay lower dirs.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use super::{io_err, LayerError, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
+use crate::image::compress;
+
+/// What to do with whiteout entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhiteoutMode {
+    /// Delete what they name (the target holds the layers below).
+    #[default]
+    Apply,
+    /// Turn them into overlayfs whiteouts (the target is an empty snapshot dir).
+    Overlay,
+}
+
+/// How to apply a layer.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// What to do with whiteouts.
+    pub whiteouts: WhiteoutMode,
+    /// Skip `chown` (for unprivileged use; owners are then the caller's).
+    pub no_chown: bool,
+}
+
+/// Counts from applying a layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Entries read.
+    pub entries: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+}
+
+/// Applies a layer (compression autodetected) to `target`.
+pub fn apply_layer<R: Read>(
+    reader: R,
+    target: &Path,
+    options: &ApplyOptions,
+) -> Result<ApplyStats, LayerError> {
+    let (_, tar) = compress::decompress_auto(reader).map_err(LayerError::Read)?;
+    apply_tar(tar, target, options)
+}
+
+/// Applies an uncompressed layer tar to `target` (which must exist).
+pub fn apply_tar<R: Read>(
+    reader: R,
+    target: &Path,
+    options: &ApplyOptions,
+) -> Result<ApplyStats, LayerError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut stats = ApplyStats::default();
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    let mut dir_times: Vec<(PathBuf, filetime::FileTime)> = Vec::new();
+    for entry in archive.entries().map_err(LayerError::Read)? {
+        let mut entry = entry.map_err(LayerError::Read)?;
+        stats.entries += 1;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let rel = safe_rel(&raw)?;
+        let kind = entry.header().entry_type();
+        let header = entry.header().clone();
+        let xattrs = entry_xattrs(&mut entry).map_err(LayerError::Read)?;
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
+            continue;
+        }
+        if !seen.insert(rel.clone()) && !rel.as_os_str().is_empty() {
+            return Err(LayerError::Duplicate(raw));
+        }
+        if rel.as_os_str().is_empty() {
+            // The root itself ("./"): take its mode, keep it a directory.
+            if kind == tar::EntryType::Directory {
+                set_meta(target, &header, &xattrs, options, true)?;
+                dir_times.push((target.to_path_buf(), mtime_of(&header)));
+            }
+            continue;
+        }
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        ensure_parents(target, parent, &raw)?;
+        let name = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let dest = target.join(&rel);
+
+        if name == WHITEOUT_OPAQUE {
+            let dir = target.join(parent);
+            match options.whiteouts {
+                WhiteoutMode::Overlay => {
+                    xattr::set(&dir, "trusted.overlay.opaque", b"y").map_err(io_err(&dir))?;
+                }
+                WhiteoutMode::Apply => clear_dir_except(&dir, parent, &seen)?,
+            }
+            continue;
+        }
+        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+            if hidden.starts_with(".wh.") || hidden.is_empty() {
+                continue; // aufs metadata (.wh..wh.plnk etc.): nothing to apply
+            }
+            let victim = target.join(parent).join(hidden);
+            remove_existing(&victim)?;
+            if options.whiteouts == WhiteoutMode::Overlay {
+                mknod(&victim, nix::sys::stat::SFlag::S_IFCHR, 0, 0, 0)?;
+            }
+            continue;
+        }
+
+        let existing = fs::symlink_metadata(&dest).ok();
+        match kind {
+            tar::EntryType::Directory => {
+                if !existing.as_ref().is_some_and(|m| m.is_dir()) {
+                    remove_existing(&dest)?;
+                    fs::create_dir(&dest).map_err(io_err(&dest))?;
+                }
+                set_meta(&dest, &header, &xattrs, options, true)?;
+                dir_times.push((dest.clone(), mtime_of(&header)));
+                continue;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                remove_existing(&dest)?;
+                let mut file = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&dest)
+                    .map_err(io_err(&dest))?;
+                stats.bytes += io::copy(&mut entry, &mut file).map_err(LayerError::Read)?;
+            }
+            tar::EntryType::Symlink => {
+                let link = entry
+                    .link_name()
+                    .map_err(LayerError::Read)?
+                    .ok_or_else(|| unsafe_entry(&raw, "symlink without a target"))?;
+                remove_existing(&dest)?;
+                symlink(&link, &dest).map_err(io_err(&dest))?;
+            }
+            tar::EntryType::Link => {
+                let link_raw = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .ok_or_else(|| unsafe_entry(&raw, "hard link without a target"))?;
+                let link_rel = safe_rel(&link_raw).map_err(|_| {
+                    unsafe_entry(
+                        &raw,
+                        &format!("hard link to {link_raw:?} points outside the target"),
+                    )
+                })?;
+                let link_parent = link_rel.parent().unwrap_or(Path::new(""));
+                ensure_no_symlinks(target, link_parent, &raw)?;
+                let source = target.join(&link_rel);
+                match fs::symlink_metadata(&source) {
+                    Ok(m) if !m.is_dir() => {}
+                    _ => {
+                        return Err(unsafe_entry(
+                            &raw,
+                            &format!(
+                            "hard link target {link_raw:?} is not a file in this layer or below"
+                        ),
+                        ))
+                    }
+                }
+                if source != dest {
+                    remove_existing(&dest)?;
+                    fs::hard_link(&source, &dest).map_err(io_err(&dest))?;
+                }
+                continue; // a hard link shares its target's metadata
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                use nix::sys::stat::SFlag;
+                let flag = match kind {
+                    tar::EntryType::Char => SFlag::S_IFCHR,
+                    tar::EntryType::Block => SFlag::S_IFBLK,
+                    _ => SFlag::S_IFIFO,
+                };
+                let major = entry.header().device_major().ok().flatten().unwrap_or(0);
+                let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
+                remove_existing(&dest)?;
+                let mode = entry.header().mode().unwrap_or(0o600);
+                mknod(&dest, flag, mode, major, minor)?;
+            }
+            other => {
+                return Err(LayerError::Unsupported {
+                    path: raw,
+                    kind: format!("{other:?}"),
+                })
+            }
+        }
+        set_meta(&dest, &header, &xattrs, options, false)?;
+        let t = mtime_of(&header);
+        filetime::set_symlink_file_times(&dest, t, t).map_err(io_err(&dest))?;
+    }
+    // Directory mtimes last: creating their children changed them.
+    for (dir, t) in dir_times.iter().rev() {
+        filetime::set_symlink_file_times(dir, *t, *t).map_err(io_err(dir))?;
+    }
+    Ok(stats)
+}
+
+/// Normalises an entry path: relative, `.` dropped, no `..`, no absolute paths.
+pub fn safe_rel(raw: &str) -> Result<PathBuf, LayerError> {
+    let mut out = PathBuf::new();
+    for c in Path::new(raw).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => return Err(unsafe_entry(raw, "path contains `..`")),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(unsafe_entry(raw, "absolute path"))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn unsafe_entry(raw: &str, reason: &str) -> LayerError {
+    LayerError::Unsafe {
+        path: raw.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Creates missing parent directories of an entry, refusing to go through symlinks.
+fn ensure_parents(target: &Path, parent: &Path, raw: &str) -> Result<(), LayerError> {
+    let mut cur = target.to_path_buf();
+    for c in parent.components() {
+        cur.push(c);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(unsafe_entry(
+                    raw,
+                    &format!(
+                        "it would be written through the symlink {:?}",
+                        cur.strip_prefix(target).unwrap_or(&cur)
+                    ),
+                ))
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(unsafe_entry(
+                    raw,
+                    &format!(
+                        "parent {:?} is not a directory",
+                        cur.strip_prefix(target).unwrap_or(&cur)
+                    ),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&cur).map_err(io_err(&cur))?;
+            }
+            Err(e) => return Err(io_err(&cur)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Like [`ensure_parents`] but creates nothing.
+fn ensure_no_symlinks(target: &Path, parent: &Path, raw: &str) -> Result<(), LayerError> {
+    let mut cur = target.to_path_buf();
+    for c in parent.components() {
+        cur.push(c);
+        if fs::symlink_metadata(&cur).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(unsafe_entry(raw, "hard link target goes through a symlink"));
+        }
+    }
+    Ok(())
+}
+
+/// Removes whatever is at `path` (never following a symlink); nothing there is fine.
+fn remove_existing(path: &Path) -> Result<(), LayerError> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path).map_err(io_err(path)),
+        Ok(_) => fs::remove_file(path).map_err(io_err(path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Opaque dir in apply mode: removes the children that this layer did not write.
+fn clear_dir_except(dir: &Path, rel: &Path, seen: &HashSet<PathBuf>) -> Result<(), LayerError> {
+    for e in fs::read_dir(dir).map_err(io_err(dir))? {
+        let e = e.map_err(io_err(dir))?;
+        if !seen.contains(&rel.join(e.file_name())) {
+            remove_existing(&e.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn mknod(
+    path: &Path,
+    kind: nix::sys::stat::SFlag,
+    mode: u32,
+    major: u32,
+    minor: u32,
+) -> Result<(), LayerError> {
+    let perm = nix::sys::stat::Mode::from_bits_truncate(mode & 0o7777);
+    let dev = nix::sys::stat::makedev(u64::from(major), u64::from(minor));
+    nix::sys::stat::mknod(path, kind, perm, dev).map_err(|e| LayerError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::from(e),
+    })
+}
+
+fn mtime_of(header: &tar::Header) -> filetime::FileTime {
+    let secs = header.mtime().unwrap_or(0);
+    filetime::FileTime::from_unix_time(i64::try_from(secs).unwrap_or(0), 0)
+}
+
+/// The `SCHILY.xattr.*` pax records of an entry, minus overlayfs ones (a layer must not steer
+/// overlayfs).
+fn entry_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            let Ok(key) = ext.key() else { continue };
+            let Some(name) = key.strip_prefix("SCHILY.xattr.") else {
+                continue;
+            };
+            if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
+                continue;
+            }
+            out.push((name.to_string(), ext.value_bytes().to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+/// Owner, mode and xattrs, in the order that keeps them all (chown clears setuid and
+/// `security.capability`).
+fn set_meta(
+    path: &Path,
+    h: &tar::Header,
+    xattrs: &[(String, Vec<u8>)],
+    options: &ApplyOptions,
+    is_dir: bool,
+) -> Result<(), LayerError> {
+    let is_symlink = h.entry_type() == tar::EntryType::Symlink;
+    if !options.no_chown {
+        let uid = h.uid().ok().and_then(|u| u32::try_from(u).ok());
+        let gid = h.gid().ok().and_then(|g| u32::try_from(g).ok());
+        std::os::unix::fs::lchown(path, uid, gid).map_err(io_err(path))?;
+    }
+    if !is_symlink {
+        let mode = h.mode().unwrap_or(if is_dir { 0o755 } else { 0o644 }) & 0o7777;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))?;
+    }
+    for (name, value) in xattrs {
+        if let Err(e) = xattr::set(path, name, value) {
+            if is_symlink {
+                continue; // most xattr namespaces are not allowed on symlinks
+            }
+            return Err(io_err(path)(e));
+        }
+    }
+    Ok(())
+}

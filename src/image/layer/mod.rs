@@ -1,0 +1,74 @@
+//! Layers: write a directory, an overlayfs upper dir or a change set as a deterministic tar
+//! ([`writer`]), and apply a layer tar to a directory without ever writing outside it
+//! ([`apply`]).
+//!
+//! ```no_run
+//! use rbuild::image::layer::{self, LayerOptions, LayerSource, ApplyOptions};
+//! # fn main() -> Result<(), rbuild::image::layer::LayerError> {
+//! let out = std::fs::File::create("/tmp/layer.tar.gz").unwrap();
+//! let (_file, info) = layer::write_layer(&LayerSource::Dir("/tmp/rootfs".as_ref()), &LayerOptions::default(), out)?;
+//! println!("digest {} diff_id {}", info.digest, info.diff_id);
+//! let tar = std::fs::File::open("/tmp/layer.tar.gz").unwrap();
+//! layer::apply_layer(tar, "/tmp/target".as_ref(), &ApplyOptions::default())?;
+//! # Ok(()) }
+//! ```
+
+use std::io;
+use std::path::PathBuf;
+
+use super::digest::Digest;
+
+pub mod apply;
+pub mod writer;
+
+pub use apply::{apply_layer, apply_tar, ApplyOptions, ApplyStats, WhiteoutMode};
+pub use writer::{write_layer, write_tar, Change, LayerOptions, LayerSource};
+
+/// Prefix of a whiteout entry's file name.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// File name of an opaque-directory marker.
+pub const WHITEOUT_OPAQUE: &str = ".wh..wh..opq";
+
+/// A written layer: what a manifest's layer descriptor and a config's `diff_ids` need.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LayerInfo {
+    /// Digest of the blob as stored (compressed, if it is).
+    pub digest: Digest,
+    /// Digest of the uncompressed tar (the config's `rootfs.diff_ids` entry).
+    pub diff_id: Digest,
+    /// Size of the blob as stored.
+    pub size: u64,
+    /// Size of the uncompressed tar.
+    pub uncompressed_size: u64,
+    /// Media type of the blob.
+    pub media_type: String,
+}
+
+/// What can go wrong writing or applying a layer.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading layer tar (corrupt, truncated or not a tar): {0}")]
+    Read(#[source] io::Error),
+    #[error("writing layer tar: {0}")]
+    Write(#[source] io::Error),
+    #[error("refusing layer entry {path:?}: {reason}")]
+    Unsafe { path: String, reason: String },
+    #[error("layer entry {0:?} appears more than once")]
+    Duplicate(String),
+    #[error("layer entry {path:?} has unsupported type {kind}")]
+    Unsupported { path: String, kind: String },
+}
+
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> LayerError {
+    let path = path.into();
+    move |source| LayerError::Io { path, source }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,19 @@
+//! The image model and layers.
+//!
+//! - [`digest`]: `Digest` (`sha256:…`), hashing readers/writers, [`digest::chain_ids`].
+//! - [`reference`]: docker image references (`busybox` ⇄ `docker.io/library/busybox:latest`).
+//! - [`oci`]: OCI/docker JSON types (descriptor, manifest, index, image config) and media types.
+//! - [`compress`]: compression detection and streaming (gzip, zstd, bzip2, xz).
+//! - [`layer`]: deterministic layer writer (dir, overlay upper dir, change set) and safe applier.
+//!
+//! A layer's *digest* names the stored (compressed) blob; its *DiffID* names the uncompressed
+//! tar. [`layer::LayerInfo`] carries both, under those names.
+
+pub mod compress;
+pub mod digest;
+pub mod layer;
+pub mod oci;
+pub mod reference;
+
+pub use digest::Digest;
+pub use reference::Reference;

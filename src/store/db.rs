@@ -1,0 +1,140 @@
+//! The metadata database (redb) and the lock that serialises access to it across processes.
+
+use std::collections::BTreeMap;
+use std::fs;
+
+use redb::{ReadableTable, TableDefinition};
+
+use super::images::ImageRecord;
+use super::{io_err, Store, StoreError};
+use crate::image::oci::{self, Descriptor, Index};
+use crate::image::reference::Reference;
+
+/// Image ID hex → JSON [`ImageRecord`].
+pub(crate) const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
+/// Full reference (`docker.io/library/busybox:latest`) → image ID hex.
+pub(crate) const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
+/// Chain ID hex → JSON snapshot record.
+pub(crate) const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
+
+pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Db(Box::new(e.into()))
+}
+
+impl Store {
+    /// Runs `f` with the database open, holding the store's exclusive lock; rewrites
+    /// `index.json` afterwards when `f` returns `Ok` and the lock is still held.
+    pub(crate) fn with_db<T>(
+        &self,
+        f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let lock_path = self.root.join("lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        lock.lock().map_err(io_err(&lock_path))?;
+        let db = redb::Database::create(self.root.join("meta.redb")).map_err(db_err)?;
+        {
+            let tx = db.begin_write().map_err(db_err)?;
+            tx.open_table(IMAGES).map_err(db_err)?;
+            tx.open_table(TAGS).map_err(db_err)?;
+            tx.open_table(SNAPSHOTS).map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+        }
+        let out = f(&db)?;
+        self.write_index(&db)?;
+        drop(db);
+        drop(lock); // releases the flock
+        Ok(out)
+    }
+
+    /// Rebuilds `index.json` from the database.
+    fn write_index(&self, db: &redb::Database) -> Result<(), StoreError> {
+        let tx = db.begin_read().map_err(db_err)?;
+        let images = tx.open_table(IMAGES).map_err(db_err)?;
+        let tags = tx.open_table(TAGS).map_err(db_err)?;
+        let mut by_id: BTreeMap<String, Vec<Reference>> = BTreeMap::new();
+        for row in tags.iter().map_err(db_err)? {
+            let (name, id) = row.map_err(db_err)?;
+            if let Ok(r) = Reference::parse(name.value()) {
+                by_id.entry(id.value().to_string()).or_default().push(r);
+            }
+        }
+        let mut manifests = Vec::new();
+        for row in images.iter().map_err(db_err)? {
+            let (id, rec) = row.map_err(db_err)?;
+            let rec: ImageRecord =
+                serde_json::from_slice(rec.value()).map_err(|e| StoreError::BadJson {
+                    what: format!("image record {}", id.value()),
+                    source: e,
+                })?;
+            let base = Descriptor {
+                media_type: rec.manifest.media_type.clone(),
+                digest: rec.manifest.digest.clone(),
+                size: rec.manifest.size,
+                annotations: None,
+                platform: None,
+            };
+            match by_id.get(id.value()) {
+                None => manifests.push(base),
+                Some(refs) => {
+                    for r in refs {
+                        let mut a = BTreeMap::new();
+                        a.insert(oci::ANNOTATION_REF_NAME.to_string(), r.familiar());
+                        a.insert(oci::ANNOTATION_CONTAINERD_NAME.to_string(), r.to_string());
+                        manifests.push(Descriptor {
+                            annotations: Some(a),
+                            ..base.clone()
+                        });
+                    }
+                }
+            }
+        }
+        let index = Index {
+            schema_version: 2,
+            media_type: Some(oci::MEDIA_INDEX.to_string()),
+            manifests,
+            annotations: None,
+        };
+        let bytes = serde_json::to_vec(&index).map_err(|e| StoreError::BadJson {
+            what: "index.json".into(),
+            source: e,
+        })?;
+        let path = self.root.join("index.json");
+        if fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
+            self.write_atomic(&path, &bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// Tags as (reference, image ID hex) pairs.
+pub(crate) type TagList = Vec<(Reference, String)>;
+
+/// Reads all image records and tags in one read transaction.
+pub(crate) fn load_all(db: &redb::Database) -> Result<(Vec<ImageRecord>, TagList), StoreError> {
+    let tx = db.begin_read().map_err(db_err)?;
+    let images = tx.open_table(IMAGES).map_err(db_err)?;
+    let tags = tx.open_table(TAGS).map_err(db_err)?;
+    let mut recs = Vec::new();
+    for row in images.iter().map_err(db_err)? {
+        let (id, rec) = row.map_err(db_err)?;
+        recs.push(
+            serde_json::from_slice(rec.value()).map_err(|e| StoreError::BadJson {
+                what: format!("image record {}", id.value()),
+                source: e,
+            })?,
+        );
+    }
+    let mut out_tags = Vec::new();
+    for row in tags.iter().map_err(db_err)? {
+        let (name, id) = row.map_err(db_err)?;
+        if let Ok(r) = Reference::parse(name.value()) {
+            out_tags.push((r, id.value().to_string()));
+        }
+    }
+    Ok((recs, out_tags))
+}

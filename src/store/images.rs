@@ -1,0 +1,454 @@
+//! Image records: commit, resolve, list, tag, remove.
+
+use std::collections::HashSet;
+use std::fs;
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use super::db::{db_err, load_all, IMAGES, SNAPSHOTS, TAGS};
+use super::{ImageId, Store, StoreError};
+use crate::image::digest::{chain_ids, Digest};
+use crate::image::layer::LayerInfo;
+use crate::image::oci::{self, Descriptor, ImageConfig, Manifest};
+use crate::image::reference::Reference;
+
+/// What the database knows about one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// The image ID (digest of the config blob).
+    pub id: ImageId,
+    /// The manifest blob.
+    pub manifest: Descriptor,
+    /// Size of the config blob.
+    pub config_size: u64,
+    /// Layers, bottom to top.
+    pub layers: Vec<LayerInfo>,
+    /// `created` from the config (RFC 3339), if any.
+    pub created: Option<String>,
+    /// When the image entered this store (seconds since the epoch).
+    pub added: i64,
+}
+
+impl ImageRecord {
+    /// Uncompressed size of all layers (what `images` shows as SIZE).
+    pub fn size(&self) -> u64 {
+        self.layers.iter().map(|l| l.uncompressed_size).sum()
+    }
+
+    /// DiffIDs, bottom to top.
+    pub fn diff_ids(&self) -> Vec<Digest> {
+        self.layers.iter().map(|l| l.diff_id.clone()).collect()
+    }
+
+    /// Chain IDs, bottom to top (also the names of the image's snapshots).
+    pub fn chain_ids(&self) -> Vec<Digest> {
+        chain_ids(&self.diff_ids())
+    }
+
+    /// `created` parsed, if present and valid.
+    pub fn created_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.created
+            .as_deref()
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    }
+}
+
+/// An image and its tags.
+#[derive(Debug, Clone)]
+pub struct ImageSummary {
+    pub record: ImageRecord,
+    /// Tags, sorted.
+    pub tags: Vec<Reference>,
+}
+
+/// One line of `rmi` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoveEvent {
+    /// `Untagged: busybox:latest`
+    Untagged(Reference),
+    /// `Deleted: sha256:…` (image ID, then the chain IDs of layers no other image uses).
+    Deleted(Digest),
+}
+
+impl Store {
+    /// Stores a new image made of `config` and already-stored `layers` (bottom to top), tags
+    /// it with `tags` (moving a tag away from any image that had it) and returns its ID.
+    pub fn commit_image(
+        &self,
+        config: &ImageConfig,
+        layers: &[LayerInfo],
+        tags: &[Reference],
+    ) -> Result<ImageId, StoreError> {
+        let bytes = serde_json::to_vec(config).map_err(|e| StoreError::BadJson {
+            what: "image config".into(),
+            source: e,
+        })?;
+        self.add_image(&bytes, layers, None, tags)
+    }
+
+    /// Like [`Store::commit_image`] but with the config's exact bytes (so its ID is kept) and,
+    /// optionally, the exact manifest bytes (so the manifest digest is kept). Without a
+    /// manifest, an OCI manifest is generated.
+    pub fn add_image(
+        &self,
+        config_bytes: &[u8],
+        layers: &[LayerInfo],
+        manifest_bytes: Option<&[u8]>,
+        tags: &[Reference],
+    ) -> Result<ImageId, StoreError> {
+        let config: ImageConfig =
+            serde_json::from_slice(config_bytes).map_err(|e| StoreError::BadJson {
+                what: "image config".into(),
+                source: e,
+            })?;
+        let diff_ids: Vec<&Digest> = layers.iter().map(|l| &l.diff_id).collect();
+        let config_diff_ids: Vec<&Digest> = config.rootfs.diff_ids.iter().collect();
+        if diff_ids != config_diff_ids {
+            return Err(StoreError::Invalid(format!(
+                "config lists {} diff_ids that do not match the {} layers given",
+                config_diff_ids.len(),
+                diff_ids.len()
+            )));
+        }
+        let id = self.put_blob(config_bytes)?;
+        let manifest_bytes = match manifest_bytes {
+            Some(m) => m.to_vec(),
+            None => {
+                let m = Manifest {
+                    schema_version: 2,
+                    media_type: Some(oci::MEDIA_MANIFEST.to_string()),
+                    config: Descriptor {
+                        media_type: oci::MEDIA_CONFIG.to_string(),
+                        digest: id.clone(),
+                        size: config_bytes.len() as u64,
+                        annotations: None,
+                        platform: None,
+                    },
+                    layers: layers
+                        .iter()
+                        .map(|l| Descriptor {
+                            media_type: l.media_type.clone(),
+                            digest: l.digest.clone(),
+                            size: l.size,
+                            annotations: None,
+                            platform: None,
+                        })
+                        .collect(),
+                    annotations: None,
+                };
+                serde_json::to_vec(&m).map_err(|e| StoreError::BadJson {
+                    what: "manifest".into(),
+                    source: e,
+                })?
+            }
+        };
+        let parsed: Manifest =
+            serde_json::from_slice(&manifest_bytes).map_err(|e| StoreError::BadJson {
+                what: "manifest".into(),
+                source: e,
+            })?;
+        let manifest_digest = self.put_blob(&manifest_bytes)?;
+        let record = ImageRecord {
+            id: id.clone(),
+            manifest: Descriptor {
+                media_type: parsed
+                    .media_type
+                    .unwrap_or_else(|| oci::MEDIA_MANIFEST.to_string()),
+                digest: manifest_digest,
+                size: manifest_bytes.len() as u64,
+                annotations: None,
+                platform: None,
+            },
+            config_size: config_bytes.len() as u64,
+            layers: layers.to_vec(),
+            created: config.created.clone(),
+            added: chrono::Utc::now().timestamp(),
+        };
+        let record_json = serde_json::to_vec(&record).map_err(|e| StoreError::BadJson {
+            what: "image record".into(),
+            source: e,
+        })?;
+        self.with_db(|db| {
+            // Under the lock: make sure nothing this image needs was collected meanwhile.
+            for d in std::iter::once(&record.manifest.digest)
+                .chain(std::iter::once(&record.id))
+                .chain(layers.iter().map(|l| &l.digest))
+            {
+                if !self.has_blob(d) {
+                    return Err(StoreError::MissingBlob(d.clone()));
+                }
+            }
+            let tx = db.begin_write().map_err(db_err)?;
+            {
+                let mut images = tx.open_table(IMAGES).map_err(db_err)?;
+                let existing = images
+                    .get(id.hex())
+                    .map_err(db_err)?
+                    .map(|v| v.value().to_vec());
+                let json = match existing {
+                    // Keep when the image first arrived; only the manifest may change.
+                    Some(old) => match serde_json::from_slice::<ImageRecord>(&old) {
+                        Ok(old) => serde_json::to_vec(&ImageRecord {
+                            added: old.added,
+                            ..record.clone()
+                        })
+                        .unwrap_or_else(|_| record_json.clone()),
+                        Err(_) => record_json.clone(),
+                    },
+                    None => record_json.clone(),
+                };
+                images.insert(id.hex(), json.as_slice()).map_err(db_err)?;
+                let mut t = tx.open_table(TAGS).map_err(db_err)?;
+                for tag in tags {
+                    t.insert(tag.to_string().as_str(), id.hex())
+                        .map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(())
+        })?;
+        Ok(id)
+    }
+
+    /// Finds an image by reference (`busybox`, `busybox:1.36`, `name@sha256:…`), full ID
+    /// (`sha256:…`) or unique ID prefix, as docker does.
+    pub fn resolve_image(&self, name: &str) -> Result<ImageRecord, StoreError> {
+        self.resolve_name(name).map(|(r, _)| r)
+    }
+
+    /// Like [`Store::resolve_image`], also returning the tag when `name` was a tag.
+    pub fn resolve_name(&self, name: &str) -> Result<(ImageRecord, Option<Reference>), StoreError> {
+        self.with_db(|db| {
+            let (records, tags) = load_all(db)?;
+            resolve_in(&records, &tags, name)
+        })
+    }
+
+    /// The tags of image `id`, sorted.
+    pub fn image_tags(&self, id: &ImageId) -> Result<Vec<Reference>, StoreError> {
+        self.with_db(|db| {
+            let (_, tags) = load_all(db)?;
+            let mut out: Vec<Reference> = tags
+                .into_iter()
+                .filter(|(_, i)| i == id.hex())
+                .map(|(r, _)| r)
+                .collect();
+            out.sort();
+            Ok(out)
+        })
+    }
+
+    /// The parsed config of image `id`.
+    pub fn image_config(&self, id: &ImageId) -> Result<ImageConfig, StoreError> {
+        let bytes = self.read_blob(id)?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::BadJson {
+            what: format!("config {id}"),
+            source: e,
+        })
+    }
+
+    /// All images with their tags, newest first.
+    pub fn list_images(&self) -> Result<Vec<ImageSummary>, StoreError> {
+        self.with_db(|db| {
+            let (records, tags) = load_all(db)?;
+            let mut out: Vec<ImageSummary> = records
+                .into_iter()
+                .map(|record| {
+                    let mut t: Vec<Reference> = tags
+                        .iter()
+                        .filter(|(_, id)| id == record.id.hex())
+                        .map(|(r, _)| r.clone())
+                        .collect();
+                    t.sort();
+                    ImageSummary { record, tags: t }
+                })
+                .collect();
+            out.sort_by(|a, b| {
+                (b.record.created_time(), b.record.added, &b.record.id).cmp(&(
+                    a.record.created_time(),
+                    a.record.added,
+                    &a.record.id,
+                ))
+            });
+            Ok(out)
+        })
+    }
+
+    /// Points `reference` at image `source` (any name [`Store::resolve_image`] takes).
+    pub fn tag(&self, source: &str, reference: &Reference) -> Result<ImageId, StoreError> {
+        self.with_db(|db| {
+            let (records, tags) = load_all(db)?;
+            let (rec, _) = resolve_in(&records, &tags, source)?;
+            let tx = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = tx.open_table(TAGS).map_err(db_err)?;
+                t.insert(reference.to_string().as_str(), rec.id.hex())
+                    .map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(rec.id)
+        })
+    }
+
+    /// `rmi`: untags `name`, and deletes the image when no tag is left (or when it was named
+    /// by ID). Naming by ID an image with several tags needs `force`. Layers, blobs and
+    /// snapshots still used by other images stay.
+    pub fn remove_image(&self, name: &str, force: bool) -> Result<Vec<RemoveEvent>, StoreError> {
+        self.with_db(|db| {
+            let (records, tags) = load_all(db)?;
+            let (rec, by_tag) = resolve_in(&records, &tags, name)?;
+            let image_tags: Vec<Reference> = tags
+                .iter()
+                .filter(|(_, id)| id == rec.id.hex())
+                .map(|(r, _)| r.clone())
+                .collect();
+            let mut events = Vec::new();
+            let untag: Vec<Reference> = match &by_tag {
+                Some(r) if image_tags.len() > 1 => vec![r.clone()],
+                Some(_) => image_tags.clone(),
+                None if image_tags.len() > 1 && !force => {
+                    return Err(StoreError::Conflict(format!(
+                        "unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                        rec.id.short()
+                    )))
+                }
+                None => image_tags.clone(),
+            };
+            let delete = untag.len() == image_tags.len();
+            let tx = db.begin_write().map_err(db_err)?;
+            {
+                let mut t = tx.open_table(TAGS).map_err(db_err)?;
+                for r in &untag {
+                    t.remove(r.to_string().as_str()).map_err(db_err)?;
+                    events.push(RemoveEvent::Untagged(r.clone()));
+                }
+            }
+            let mut doomed = Vec::new();
+            if delete {
+                let mut images = tx.open_table(IMAGES).map_err(db_err)?;
+                images.remove(rec.id.hex()).map_err(db_err)?;
+                let others: Vec<&ImageRecord> =
+                    records.iter().filter(|r| r.id != rec.id).collect();
+                doomed = unshared(&rec, &others);
+                let mut snaps = tx.open_table(SNAPSHOTS).map_err(db_err)?;
+                events.push(RemoveEvent::Deleted(rec.id.clone()));
+                for chain in doomed.iter().filter_map(|d| match d {
+                    Doomed::Snapshot(c) => Some(c),
+                    _ => None,
+                }) {
+                    snaps.remove(chain.hex()).map_err(db_err)?;
+                    events.push(RemoveEvent::Deleted(chain.clone()));
+                }
+            }
+            tx.commit().map_err(db_err)?;
+            // Files go after the commit: a crash here leaves only unreferenced files.
+            for d in doomed {
+                match d {
+                    Doomed::Blob(b) => {
+                        let _ = fs::remove_file(self.blob_path(&b));
+                    }
+                    Doomed::Snapshot(c) => {
+                        let _ = fs::remove_dir_all(self.snapshot_path(&c));
+                    }
+                }
+            }
+            Ok(events)
+        })
+    }
+
+    /// `image prune`: removes dangling (untagged) images, or with `all` every image.
+    /// Returns what was removed and the bytes of blobs freed.
+    pub fn prune_images(&self, all: bool) -> Result<(Vec<RemoveEvent>, u64), StoreError> {
+        let mut events = Vec::new();
+        let mut freed = 0u64;
+        for img in self.list_images()? {
+            if !all && !img.tags.is_empty() {
+                continue;
+            }
+            let before = self.blob_bytes(&img.record);
+            let ev = self.remove_image(&img.record.id.to_string(), true)?;
+            let after = self.blob_bytes(&img.record);
+            freed += before.saturating_sub(after);
+            events.extend(ev);
+        }
+        Ok((events, freed))
+    }
+
+    fn blob_bytes(&self, rec: &ImageRecord) -> u64 {
+        std::iter::once(&rec.manifest.digest)
+            .chain(std::iter::once(&rec.id))
+            .chain(rec.layers.iter().map(|l| &l.digest))
+            .filter_map(|d| fs::metadata(self.blob_path(d)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+enum Doomed {
+    Blob(Digest),
+    Snapshot(Digest),
+}
+
+/// The blobs and snapshots of `rec` that none of `others` uses (snapshots top first).
+fn unshared(rec: &ImageRecord, others: &[&ImageRecord]) -> Vec<Doomed> {
+    let mut live: HashSet<&Digest> = HashSet::new();
+    let mut live_chains: HashSet<Digest> = HashSet::new();
+    for o in others {
+        live.insert(&o.manifest.digest);
+        live.insert(&o.id);
+        live.extend(o.layers.iter().map(|l| &l.digest));
+        live_chains.extend(o.chain_ids());
+    }
+    let mut out = Vec::new();
+    for c in rec.chain_ids().into_iter().rev() {
+        if !live_chains.contains(&c) {
+            out.push(Doomed::Snapshot(c));
+        }
+    }
+    let mut seen = HashSet::new();
+    for d in std::iter::once(&rec.manifest.digest)
+        .chain(std::iter::once(&rec.id))
+        .chain(rec.layers.iter().map(|l| &l.digest))
+    {
+        if !live.contains(d) && seen.insert(d) {
+            out.push(Doomed::Blob(d.clone()));
+        }
+    }
+    out
+}
+
+/// Resolves `name` among `records`; also returns the tag when it was found by tag.
+pub(crate) fn resolve_in(
+    records: &[ImageRecord],
+    tags: &[(Reference, String)],
+    name: &str,
+) -> Result<(ImageRecord, Option<Reference>), StoreError> {
+    let by_hex = |hex: &str| records.iter().find(|r| r.id.hex() == hex).cloned();
+    if let Ok(r) = Reference::parse(name) {
+        if let Some(d) = &r.digest {
+            if let Some(rec) = records.iter().find(|rec| &rec.manifest.digest == d) {
+                return Ok((rec.clone(), None));
+            }
+        } else if let Some((_, id)) = tags.iter().find(|(t, _)| t == &r) {
+            if let Some(rec) = by_hex(id) {
+                return Ok((rec, Some(r)));
+            }
+        }
+    }
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let hex = hex.to_ascii_lowercase();
+        let matches: Vec<&ImageRecord> = records
+            .iter()
+            .filter(|r| r.id.hex().starts_with(&hex))
+            .collect();
+        match matches.len() {
+            0 => {}
+            1 => return Ok((matches[0].clone(), None)),
+            _ => return Err(StoreError::Ambiguous(name.to_string())),
+        }
+    }
+    Err(StoreError::NoSuchImage(name.to_string()))
+}

@@ -1,0 +1,304 @@
+//! The local image store: an OCI image layout plus a transactional metadata database.
+//!
+//! ```text
+//! <root>/oci-layout               {"imageLayoutVersion":"1.0.0"}
+//! <root>/index.json               derived from the database: one entry per tag (+ untagged images)
+//! <root>/blobs/sha256/<hex>       manifests, configs, layers (content-addressed, immutable)
+//! <root>/meta.redb                tags, image records, snapshot records (the source of truth)
+//! <root>/lock                     flock held around every database transaction
+//! <root>/snapshots/<chain hex>/   one unpacked layer per chain ID, overlayfs-lowerdir ready
+//! <root>/tmp/                     temp files, renamed into place once complete
+//! ```
+//!
+//! `skopeo inspect oci:<root>:busybox:latest` and `umoci` read the root directly: each tagged
+//! manifest in `index.json` carries `org.opencontainers.image.ref.name` set to the **familiar**
+//! name (`busybox:latest`, `localhost:5000/app:v1`) and `io.containerd.image.name` set to the
+//! full one (`docker.io/library/busybox:latest`).
+//!
+//! Several rbuild processes may use one root at once: blobs are written to a temp file,
+//! digest-verified, fsynced and renamed into place (so concurrent writers of the same blob
+//! agree); all metadata changes run as redb transactions while holding an exclusive `flock` on
+//! `<root>/lock` (redb itself allows one process at a time, so the database is opened per
+//! operation); `index.json` is rewritten (temp + rename) under the same lock.
+//!
+//! Main API (see each method):
+//! [`Store::open`], [`Store::resolve_image`], [`Store::image_config`],
+//! [`Store::put_blob_from_reader`], [`Store::write_layer`], [`Store::commit_image`],
+//! [`Store::add_image`], [`Store::snapshot_dirs`], [`Store::list_images`], [`Store::tag`],
+//! [`Store::remove_image`].
+//!
+//! ```no_run
+//! use rbuild::store::Store;
+//! # fn main() -> Result<(), rbuild::store::StoreError> {
+//! let store = Store::open("/var/lib/rbuild".as_ref())?;
+//! let image = store.resolve_image("busybox")?;
+//! let lowers = store.snapshot_dirs(&image.id)?; // bottom to top
+//! # Ok(()) }
+//! ```
+
+mod db;
+mod images;
+mod snapshots;
+
+use std::fs;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::image::digest::{Digest, HashWriter};
+use crate::image::layer::{self, LayerError, LayerInfo, LayerOptions, LayerSource};
+use crate::image::reference::ReferenceError;
+
+pub use images::{ImageRecord, ImageSummary, RemoveEvent};
+
+/// An image ID: the digest of its config blob (as docker and podman define it).
+pub type ImageId = Digest;
+
+/// Largest JSON blob (manifest, config, index) the store reads into memory.
+pub const MAX_JSON_SIZE: u64 = 32 << 20;
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("metadata database: {0}")]
+    Db(Box<redb::Error>),
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
+    #[error("{0:?} matches more than one image; use more of the ID")]
+    Ambiguous(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("blob {0} is missing from the store")]
+    MissingBlob(Digest),
+    #[error("{what} is not valid JSON: {source}")]
+    BadJson {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{0} is larger than the {MAX_JSON_SIZE} bytes allowed for JSON")]
+    TooLarge(String),
+    #[error("invalid image: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+}
+
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.into();
+    move |source| StoreError::Io { path, source }
+}
+
+/// A handle on a store root. Cheap; holds no lock or open database between calls.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating the layout if it does not exist yet.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        for dir in ["blobs/sha256", "tmp", "snapshots"] {
+            let p = root.join(dir);
+            fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        let store = Store {
+            root: root.to_path_buf(),
+        };
+        let layout = root.join("oci-layout");
+        if !layout.exists() {
+            store.write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        if !root.join("index.json").exists() {
+            store.with_db(|_| Ok(()))?; // creates the database and index.json
+        }
+        Ok(store)
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob `digest` lives (whether or not it exists).
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// Whether the blob is present.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Opens a blob for reading.
+    pub fn open_blob(&self, digest: &Digest) -> Result<fs::File, StoreError> {
+        let p = self.blob_path(digest);
+        fs::File::open(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                StoreError::MissingBlob(digest.clone())
+            } else {
+                io_err(&p)(e)
+            }
+        })
+    }
+
+    /// Reads a small (JSON) blob into memory, checking its digest.
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let f = self.open_blob(digest)?;
+        let mut buf = Vec::new();
+        f.take(MAX_JSON_SIZE + 1)
+            .read_to_end(&mut buf)
+            .map_err(io_err(self.blob_path(digest)))?;
+        if buf.len() as u64 > MAX_JSON_SIZE {
+            return Err(StoreError::TooLarge(digest.to_string()));
+        }
+        let actual = Digest::of(&buf);
+        if &actual != digest {
+            return Err(StoreError::DigestMismatch {
+                what: format!("blob {}", self.blob_path(digest).display()),
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(buf)
+    }
+
+    /// A temp dir under `<root>/tmp` (same filesystem as the blobs, so renames work).
+    pub fn temp_dir(&self) -> Result<tempfile::TempDir, StoreError> {
+        let tmp = self.root.join("tmp");
+        tempfile::Builder::new()
+            .prefix("work-")
+            .tempdir_in(&tmp)
+            .map_err(io_err(&tmp))
+    }
+
+    fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
+        let tmp = self.root.join("tmp");
+        tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(&tmp)
+            .map_err(io_err(&tmp))
+    }
+
+    /// Streams `reader` into the store as a blob; verifies it against `expected` when given.
+    /// Returns the digest and size. The blob appears atomically (temp file, fsync, rename).
+    pub fn put_blob_from_reader(
+        &self,
+        mut reader: impl Read,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, u64), StoreError> {
+        let tmp = self.temp_file()?;
+        let mut w = HashWriter::new(BufWriter::with_capacity(1 << 20, tmp));
+        io::copy(&mut reader, &mut w).map_err(|e| StoreError::Io {
+            path: "blob being written".into(),
+            source: e,
+        })?;
+        let (buf, digest, size) = w.finish();
+        let tmp = buf
+            .into_inner()
+            .map_err(|e| io_err("blob temp file")(e.into_error()))?;
+        if let Some(expected) = expected {
+            if expected != &digest {
+                return Err(StoreError::DigestMismatch {
+                    what: "blob".into(),
+                    expected: expected.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        self.persist_blob(tmp, &digest)?;
+        Ok((digest, size))
+    }
+
+    /// Stores `bytes` as a blob and returns its digest.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
+        Ok(self.put_blob_from_reader(bytes, None)?.0)
+    }
+
+    /// Moves a complete, already-verified temp file (from [`Store::temp_dir`]) into place as
+    /// blob `digest`.
+    pub fn put_blob_file(&self, path: &Path, digest: &Digest) -> Result<(), StoreError> {
+        let dest = self.blob_path(digest);
+        if dest.exists() {
+            let _ = fs::remove_file(path);
+            touch(&dest);
+            return Ok(());
+        }
+        let f = fs::File::open(path).map_err(io_err(path))?;
+        f.sync_all().map_err(io_err(path))?;
+        fs::rename(path, &dest).map_err(io_err(&dest))?;
+        sync_dir(dest.parent().unwrap_or(&self.root));
+        Ok(())
+    }
+
+    fn persist_blob(
+        &self,
+        tmp: tempfile::NamedTempFile,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
+        let dest = self.blob_path(digest);
+        if dest.exists() {
+            touch(&dest);
+            return Ok(()); // same content already there; the temp file is dropped
+        }
+        tmp.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
+        sync_dir(dest.parent().unwrap_or(&self.root));
+        Ok(())
+    }
+
+    /// Writes a layer made from `source` straight into the blob store.
+    pub fn write_layer(
+        &self,
+        source: &LayerSource<'_>,
+        options: &LayerOptions,
+    ) -> Result<LayerInfo, StoreError> {
+        let tmp = self.temp_file()?;
+        let (buf, info) =
+            layer::write_layer(source, options, BufWriter::with_capacity(1 << 20, tmp))?;
+        let tmp = buf
+            .into_inner()
+            .map_err(|e| io_err("layer temp file")(e.into_error()))?;
+        self.persist_blob(tmp, &info.digest)?;
+        Ok(info)
+    }
+
+    /// Writes `bytes` to `path` atomically (temp file in the same dir, fsync, rename).
+    pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let dir = path.parent().unwrap_or(&self.root);
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .map_err(io_err(dir))?;
+        tmp.write_all(bytes).map_err(io_err(tmp.path()))?;
+        tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
+        tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
+        sync_dir(dir);
+        Ok(())
+    }
+}
+
+/// Marks a blob as recently used (so a concurrent garbage collection can tell).
+fn touch(path: &Path) {
+    let now = filetime::FileTime::now();
+    let _ = filetime::set_file_mtime(path, now);
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}

@@ -1,0 +1,67 @@
+//! Unpacked layer snapshots, one per chain ID, ready to be overlayfs lower dirs.
+
+use std::fs;
+use std::path::PathBuf;
+
+use super::db::{db_err, SNAPSHOTS};
+use super::{io_err, ImageId, Store, StoreError};
+use crate::image::digest::Digest;
+use crate::image::layer::{self, ApplyOptions, WhiteoutMode};
+
+impl Store {
+    /// The directory of the snapshot for `chain_id` (whether or not it exists).
+    pub fn snapshot_path(&self, chain_id: &Digest) -> PathBuf {
+        self.root.join("snapshots").join(chain_id.hex())
+    }
+
+    /// The unpacked snapshot dirs of image `id`, bottom to top, unpacking any that are
+    /// missing. Each holds only its own layer, whiteouts in overlayfs form (0/0 char devices,
+    /// `trusted.overlay.opaque=y`), so the list can be used as overlayfs `lowerdir`s (reversed:
+    /// overlayfs wants the top first). Unpacking needs root (device nodes, `trusted.` xattrs).
+    pub fn snapshot_dirs(&self, id: &ImageId) -> Result<Vec<PathBuf>, StoreError> {
+        let rec = self.resolve_image(&id.to_string())?;
+        let chains = rec.chain_ids();
+        let mut out = Vec::with_capacity(chains.len());
+        let mut created = Vec::new();
+        for (layer, chain) in rec.layers.iter().zip(&chains) {
+            let dir = self.snapshot_path(chain);
+            if !dir.is_dir() {
+                let tmp = tempfile::Builder::new()
+                    .prefix(".unpack-")
+                    .tempdir_in(self.root.join("snapshots"))
+                    .map_err(io_err(self.root.join("snapshots")))?;
+                let blob = self.open_blob(&layer.digest)?;
+                let opts = ApplyOptions {
+                    whiteouts: WhiteoutMode::Overlay,
+                    no_chown: false,
+                };
+                layer::apply_layer(std::io::BufReader::new(blob), tmp.path(), &opts)?;
+                let tmp = tmp.keep();
+                if let Err(e) = fs::rename(&tmp, &dir) {
+                    let _ = fs::remove_dir_all(&tmp);
+                    if !dir.is_dir() {
+                        return Err(io_err(&dir)(e));
+                    }
+                    // another process unpacked it first: use theirs
+                }
+                created.push((chain.clone(), layer.diff_id.clone()));
+            }
+            out.push(dir);
+        }
+        if !created.is_empty() {
+            self.with_db(|db| {
+                let tx = db.begin_write().map_err(db_err)?;
+                {
+                    let mut t = tx.open_table(SNAPSHOTS).map_err(db_err)?;
+                    for (chain, diff) in &created {
+                        let rec = serde_json::json!({ "diff_id": diff.to_string() }).to_string();
+                        t.insert(chain.hex(), rec.as_bytes()).map_err(db_err)?;
+                    }
+                }
+                tx.commit().map_err(db_err)?;
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+}
