@@ -1,0 +1,3 @@
+fn main() {
+    rbuild_runtime::init_hook();
+}
