@@ -332,9 +332,37 @@ impl Exec {
     /// 127 (not found) or 126 (not executable).
     fn exec(self) -> ! {
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-        // SAFETY: resetting a disposition to the default; Rust's runtime set SIGPIPE to
-        // ignored in this binary and the process must not inherit that.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        // Ignored signals survive exec: give the process default dispositions (Rust's
+        // runtime ignores SIGPIPE in this binary; the runner may ignore others).
+        // The raw syscall, because libc refuses to touch the signals it reserves (32, 33).
+        #[repr(C)]
+        struct KernelSigaction {
+            handler: usize,
+            flags: u64,
+            restorer: usize,
+            mask: u64,
+        }
+        let default = KernelSigaction {
+            handler: libc::SIG_DFL,
+            flags: 0,
+            restorer: 0,
+            mask: 0,
+        };
+        for signal in 1..=64 {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                // SAFETY: rt_sigaction reads a kernel sigaction (SIG_DFL, no flags, empty
+                // mask) of the layout above; the old action is not requested.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        signal,
+                        &default,
+                        std::ptr::null_mut::<KernelSigaction>(),
+                        8,
+                    )
+                };
+            }
+        }
         let (code, message) = match self.find() {
             Err(message) => (127, message),
             Ok(path) => {
