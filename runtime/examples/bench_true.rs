@@ -1,0 +1,74 @@
+//! Measures how long one `true` container takes: `run(spec{args: ["true"]})`, 20 times.
+//!
+//! `cargo run --release -p rbuild-runtime --example bench_true [ROOTFS]` (as root). Without
+//! ROOTFS a busybox rootfs is built with testdata/base/busybox-rootfs.sh. Each run uses a
+//! fresh overlay upper dir over the rootfs, as a RUN step does; the median and spread of
+//! both the overlay and the plain-directory rootfs are printed.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rbuild_runtime::{ContainerSpec, Rootfs, Stdio};
+
+fn main() {
+    rbuild_runtime::init_hook();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let rootfs = match std::env::args().nth(1) {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let dir = tmp.path().join("rootfs");
+            let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../testdata/base/busybox-rootfs.sh");
+            let ok = std::process::Command::new("bash")
+                .arg(script)
+                .arg(&dir)
+                .status()
+                .expect("run busybox-rootfs.sh")
+                .success();
+            assert!(ok, "busybox-rootfs.sh failed");
+            dir
+        }
+    };
+    let runs = 20;
+    let mut overlay = Vec::new();
+    for i in 0..runs {
+        let upper = tmp.path().join(format!("upper{i}"));
+        let work = tmp.path().join(format!("work{i}"));
+        std::fs::create_dir_all(&upper).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        let spec = ContainerSpec::new(
+            Rootfs::Overlay {
+                lowers: vec![rootfs.clone()],
+                upper,
+                work,
+            },
+            vec!["true".into()],
+        );
+        let start = Instant::now();
+        let status = rbuild_runtime::run(&spec, Stdio::null()).expect("run");
+        overlay.push(start.elapsed());
+        assert!(status.success(), "true exited {status:?}");
+    }
+    let mut dir = Vec::new();
+    for _ in 0..runs {
+        let spec = ContainerSpec::new(Rootfs::Dir(rootfs.clone()), vec!["true".into()]);
+        let start = Instant::now();
+        let status = rbuild_runtime::run(&spec, Stdio::null()).expect("run");
+        dir.push(start.elapsed());
+        assert!(status.success(), "true exited {status:?}");
+    }
+    report("overlay rootfs", &mut overlay);
+    report("directory rootfs", &mut dir);
+}
+
+fn report(name: &str, times: &mut [Duration]) {
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "{name}: run(true) median {:.1} ms (min {:.1}, max {:.1}, n={})",
+        ms(times[times.len() / 2]),
+        ms(times[0]),
+        ms(times[times.len() - 1]),
+        times.len()
+    );
+}

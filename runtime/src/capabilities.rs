@@ -1,0 +1,228 @@
+//! Capabilities (docker's default set), `no_new_privs`, resource limits and the switch to
+//! the container user.
+
+use nix::errno::Errno;
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use nix::unistd::{Gid, Uid};
+
+use crate::spec::{Rlimit, RlimitResource, UserSpec};
+
+/// Errors of privilege setup.
+#[derive(Debug, thiserror::Error)]
+pub enum CapabilityError {
+    #[error("failed to drop capability {cap} from the bounding set")]
+    DropBounding {
+        cap: u32,
+        #[source]
+        source: Errno,
+    },
+    #[error("failed to set capabilities")]
+    Capset(#[source] Errno),
+    #[error("failed to set {what}")]
+    Prctl {
+        what: &'static str,
+        #[source]
+        source: Errno,
+    },
+    #[error("failed to switch to uid {uid} gid {gid}")]
+    SwitchUser {
+        uid: u32,
+        gid: u32,
+        #[source]
+        source: Errno,
+    },
+    #[error("failed to set supplementary groups {gids:?}")]
+    Groups {
+        gids: Vec<u32>,
+        #[source]
+        source: Errno,
+    },
+    #[error("failed to set resource limit {resource:?}")]
+    Rlimit {
+        resource: RlimitResource,
+        #[source]
+        source: Errno,
+    },
+}
+
+/// Docker's default capability set, as capability numbers: CHOWN, DAC_OVERRIDE, FOWNER,
+/// FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD,
+/// AUDIT_WRITE, SETFCAP.
+pub const DEFAULT_CAPABILITIES: [u32; 14] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
+
+/// [`DEFAULT_CAPABILITIES`] as the bit mask `/proc/<pid>/status` shows in `CapEff`
+/// (`00000000a80425fb`).
+pub const fn default_capability_mask() -> u64 {
+    let mut mask = 0u64;
+    let mut i = 0;
+    while i < DEFAULT_CAPABILITIES.len() {
+        mask |= 1 << DEFAULT_CAPABILITIES[i];
+        i += 1;
+    }
+    mask
+}
+
+fn last_capability() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// Applies `limits`; a hard limit above what may be raised is lowered to the current one.
+pub(crate) fn apply_rlimits(limits: &[Rlimit]) -> Result<(), CapabilityError> {
+    for limit in limits {
+        let resource = match limit.resource {
+            RlimitResource::Nofile => Resource::RLIMIT_NOFILE,
+            RlimitResource::Nproc => Resource::RLIMIT_NPROC,
+            RlimitResource::Core => Resource::RLIMIT_CORE,
+            RlimitResource::Stack => Resource::RLIMIT_STACK,
+            RlimitResource::Memlock => Resource::RLIMIT_MEMLOCK,
+        };
+        let err = |source| CapabilityError::Rlimit {
+            resource: limit.resource,
+            source,
+        };
+        match setrlimit(resource, limit.soft, limit.hard) {
+            Ok(()) => {}
+            Err(Errno::EPERM) => {
+                let (_, current_hard) = getrlimit(resource).map_err(err)?;
+                let hard = limit.hard.min(current_hard);
+                setrlimit(resource, limit.soft.min(hard), hard).map_err(err)?;
+            }
+            Err(e) => return Err(err(e)),
+        }
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<(), CapabilityError> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [
+        CapData {
+            effective: effective as u32,
+            permitted: permitted as u32,
+            inheritable: inheritable as u32,
+        },
+        CapData {
+            effective: (effective >> 32) as u32,
+            permitted: (permitted >> 32) as u32,
+            inheritable: (inheritable >> 32) as u32,
+        },
+    ];
+    // SAFETY: capset(2) with a version-3 header reads exactly two CapData entries, which
+    // `data` provides; both structs are repr(C) like the kernel's.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if rc < 0 {
+        return Err(CapabilityError::Capset(Errno::last()));
+    }
+    Ok(())
+}
+
+fn prctl(
+    what: &'static str,
+    option: libc::c_int,
+    arg: libc::c_ulong,
+) -> Result<(), CapabilityError> {
+    // SAFETY: the prctl options used here take integer arguments only.
+    let rc = unsafe {
+        libc::prctl(
+            option,
+            arg,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if rc < 0 {
+        return Err(CapabilityError::Prctl {
+            what,
+            source: Errno::last(),
+        });
+    }
+    Ok(())
+}
+
+/// Drops every capability outside docker's default set from the bounding set, switches to
+/// `user` (groups first), leaves root with exactly the default set (effective = permitted),
+/// any other user with none (docker's behaviour: only the bounding set remains), clears the
+/// ambient set and sets `no_new_privs`.
+pub(crate) fn drop_privileges(user: &UserSpec) -> Result<(), CapabilityError> {
+    let keep = default_capability_mask();
+    for cap in 0..=last_capability() {
+        if keep & (1 << cap) != 0 {
+            continue;
+        }
+        // SAFETY: PR_CAPBSET_DROP takes a capability number.
+        let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if rc < 0 {
+            let source = Errno::last();
+            if source == Errno::EINVAL {
+                continue; // not known to this kernel
+            }
+            return Err(CapabilityError::DropBounding { cap, source });
+        }
+    }
+    prctl("keepcaps", libc::PR_SET_KEEPCAPS, 1)?;
+    let gids: Vec<Gid> = user
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    match nix::unistd::setgroups(&gids) {
+        Ok(()) => {}
+        // A user namespace with a single mapping denies setgroups; nothing to set then.
+        Err(Errno::EPERM) if gids.is_empty() => {}
+        Err(source) => {
+            return Err(CapabilityError::Groups {
+                gids: user.additional_gids.clone(),
+                source,
+            })
+        }
+    }
+    let switch_err = |source| CapabilityError::SwitchUser {
+        uid: user.uid,
+        gid: user.gid,
+        source,
+    };
+    let gid = Gid::from_raw(user.gid);
+    nix::unistd::setresgid(gid, gid, gid).map_err(switch_err)?;
+    let uid = Uid::from_raw(user.uid);
+    nix::unistd::setresuid(uid, uid, uid).map_err(switch_err)?;
+    let set = if user.uid == 0 { keep } else { 0 };
+    capset(set, set, 0)?;
+    prctl("keepcaps", libc::PR_SET_KEEPCAPS, 0)?;
+    prctl(
+        "ambient capabilities",
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+    )?;
+    prctl("no_new_privs", libc::PR_SET_NO_NEW_PRIVS, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn default_mask_matches_docker() {
+        assert_eq!(super::default_capability_mask(), 0xa80425fb);
+    }
+}

@@ -1,0 +1,511 @@
+//! The runner side: start a container's monitor, pass stdio or a pty, wait, map the status.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::thread::JoinHandle;
+
+use nix::errno::Errno;
+use nix::sys::termios::{self, SetArg, Termios};
+
+use crate::channel::{Channel, Message};
+use crate::init::INIT_ENV;
+use crate::signals::{self, Registration};
+use crate::spec::{ContainerSpec, Rootfs};
+use crate::{mounts, namespaces, RuntimeError};
+
+/// Errors of starting and supervising the container from the runner.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("failed to start the container monitor ({exe})")]
+    Spawn {
+        exe: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to pass the spec to the container monitor")]
+    Spec(#[source] std::io::Error),
+    #[error("failed to talk to the container monitor")]
+    Channel(#[source] Errno),
+    #[error(
+        "the container monitor exited before the container started ({status}); \
+         does the program call rbuild_runtime::init_hook() first thing in main?"
+    )]
+    EarlyExit { status: std::process::ExitStatus },
+    #[error("failed to wait for the container")]
+    Wait(#[source] std::io::Error),
+    #[error("failed to send signal {signal} to the container")]
+    Kill {
+        signal: i32,
+        #[source]
+        source: Errno,
+    },
+    #[error("failed to set up the terminal")]
+    Terminal(#[source] Errno),
+}
+
+/// Where one of the container's standard streams goes.
+#[derive(Debug, Default)]
+pub enum Io {
+    /// The runner's own stream.
+    #[default]
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// A file, pipe or socket (for example one end of [`std::io::pipe`]).
+    Fd(OwnedFd),
+}
+
+/// The container's stdin, stdout and stderr. With `terminal: true` the process gets a pty
+/// instead and the runner copies `stdin` into it and its output to `stdout`.
+#[derive(Debug, Default)]
+pub struct Stdio {
+    pub stdin: Io,
+    pub stdout: Io,
+    pub stderr: Io,
+}
+
+impl Stdio {
+    /// All three inherited from the runner.
+    pub fn inherit() -> Stdio {
+        Stdio::default()
+    }
+
+    /// All three `/dev/null`.
+    pub fn null() -> Stdio {
+        Stdio {
+            stdin: Io::Null,
+            stdout: Io::Null,
+            stderr: Io::Null,
+        }
+    }
+}
+
+fn to_std(io: Io) -> std::process::Stdio {
+    match io {
+        Io::Inherit => std::process::Stdio::inherit(),
+        Io::Null => std::process::Stdio::null(),
+        Io::Fd(fd) => std::process::Stdio::from(fd),
+    }
+}
+
+/// How a container ended, docker-style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The exit code, or 128+N when the process was killed by signal N (docker's mapping;
+    /// 126 and 127 when the program is not executable or not found).
+    pub code: i32,
+    /// The signal that killed PID 1, if one did.
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    pub fn success(&self) -> bool {
+        self.code == 0
+    }
+}
+
+/// A finished container's status and captured output, from [`output`].
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A running container. Dropping it without [`Container::wait`] kills it.
+#[derive(Debug)]
+pub struct Container {
+    monitor: Child,
+    chan: Channel,
+    pid: i32,
+    created: Vec<PathBuf>,
+    change_root: PathBuf,
+    tty: Option<TtyCopy>,
+    _forwarding: Registration,
+    finished: Option<ExitStatus>,
+}
+
+#[derive(Debug)]
+struct TtyCopy {
+    output: Option<JoinHandle<()>>,
+    restore: Option<(RawFd, Termios)>,
+}
+
+/// The program the runtime re-executes to set up containers: the running binary.
+fn current_exe() -> PathBuf {
+    PathBuf::from("/proc/self/exe")
+}
+
+fn validate(spec: &ContainerSpec) -> Result<(), RuntimeError> {
+    let invalid = |m: String| Err(RuntimeError::InvalidSpec(m));
+    if spec.process.args.is_empty() {
+        return invalid("process args are empty".into());
+    }
+    if !spec.process.cwd.is_absolute() {
+        return invalid(format!(
+            "working directory {} is not absolute",
+            spec.process.cwd.display()
+        ));
+    }
+    let dirs: Vec<&Path> = match &spec.rootfs {
+        Rootfs::Dir(d) => vec![d],
+        Rootfs::Overlay {
+            lowers,
+            upper,
+            work,
+        } => lowers
+            .iter()
+            .map(PathBuf::as_path)
+            .chain([upper.as_path(), work.as_path()])
+            .collect(),
+    };
+    for d in dirs {
+        if !d.is_absolute() || !d.is_dir() {
+            return invalid(format!(
+                "rootfs directory {} must be an existing absolute path",
+                d.display()
+            ));
+        }
+    }
+    mounts::validate(&spec.mounts)?;
+    Ok(())
+}
+
+fn spec_memfd(spec: &ContainerSpec) -> Result<File, ProcessError> {
+    let name = c"rbuild-container-spec";
+    // SAFETY: memfd_create reads a NUL-terminated name; the result is checked below.
+    let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if raw < 0 {
+        return Err(ProcessError::Spec(std::io::Error::last_os_error()));
+    }
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    let mut file = unsafe { File::from_raw_fd(raw) };
+    let json = serde_json::to_vec(spec).map_err(|e| ProcessError::Spec(e.into()))?;
+    file.write_all(&json).map_err(ProcessError::Spec)?;
+    file.rewind().map_err(ProcessError::Spec)?;
+    Ok(file)
+}
+
+/// Starts a container and returns once its process is about to be executed (setup errors
+/// are returned here). Signals the runner receives are forwarded to it until it is waited for.
+///
+/// The thread that calls `spawn` must stay alive until the container ends: the monitor
+/// process is killed when its parent thread exits (`PR_SET_PDEATHSIG`).
+pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeError> {
+    validate(spec)?;
+    let (ours, theirs) = Channel::pair().map_err(ProcessError::Channel)?;
+    let spec_file = spec_memfd(spec)?;
+    let (sock_fd, spec_fd) = (theirs.raw(), spec_file.as_raw_fd());
+    let exe = current_exe();
+    let mut cmd = Command::new(&exe);
+    cmd.arg0("rbuild-runtime-init")
+        .env(INIT_ENV, format!("{sock_fd},{spec_fd}"))
+        .process_group(0);
+    let terminal = spec.process.terminal;
+    let (tty_in, tty_out) = if terminal {
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(to_std(stdio.stderr));
+        (Some(stdio.stdin), Some(stdio.stdout))
+    } else {
+        cmd.stdin(to_std(stdio.stdin))
+            .stdout(to_std(stdio.stdout))
+            .stderr(to_std(stdio.stderr));
+        (None, None)
+    };
+    // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
+    // functions (fcntl, prctl) on descriptors and integers; it does not allocate.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in [sock_fd, spec_fd] {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let monitor = cmd.spawn().map_err(|source| ProcessError::Spawn {
+        exe: exe.clone(),
+        source,
+    })?;
+    drop(theirs);
+    drop(spec_file);
+    let forwarding = signals::register(monitor.id() as i32);
+    let change_root = match &spec.rootfs {
+        Rootfs::Dir(d) => d.clone(),
+        Rootfs::Overlay { upper, .. } => upper.clone(),
+    };
+    let mut container = Container {
+        monitor,
+        chan: ours,
+        pid: 0,
+        created: Vec::new(),
+        change_root,
+        tty: None,
+        _forwarding: forwarding,
+        finished: None,
+    };
+    let mut master = None;
+    let mut ready = false;
+    while !(ready && container.pid != 0) {
+        let message = container.chan.recv().map_err(ProcessError::Channel)?;
+        match message {
+            Some((Message::NeedIdMap, _)) => {
+                namespaces::write_id_maps(container.monitor.id() as i32)?;
+                container
+                    .chan
+                    .send(&Message::IdMapDone)
+                    .map_err(ProcessError::Channel)?;
+            }
+            Some((Message::Pid(pid), _)) => container.pid = pid,
+            Some((Message::Created(paths), _)) => container.created = paths,
+            Some((Message::Pty, fd)) => master = fd,
+            Some((Message::Ready, _)) => ready = true,
+            Some((Message::Error(message), _)) => {
+                let _ = container.finish();
+                return Err(RuntimeError::Setup(message));
+            }
+            Some((Message::Exit { .. } | Message::IdMapDone, _)) | None => {
+                let status = container.finish_status()?;
+                return Err(ProcessError::EarlyExit { status }.into());
+            }
+        }
+    }
+    if let (Some(master), Some(stdin), Some(stdout)) = (master, tty_in, tty_out) {
+        container.tty = Some(start_tty_copy(master, stdin, stdout)?);
+    }
+    Ok(container)
+}
+
+fn dup_std(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: the runner's standard descriptors stay open for the life of the process.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    borrowed.try_clone_to_owned().ok()
+}
+
+fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, ProcessError> {
+    let input = match stdin {
+        Io::Inherit => dup_std(0),
+        Io::Null => None,
+        Io::Fd(fd) => Some(fd),
+    };
+    let output = match stdout {
+        Io::Inherit => dup_std(1),
+        Io::Null => None,
+        Io::Fd(fd) => Some(fd),
+    };
+    // Size the pty like the runner's terminal, when there is one.
+    for fd in input.iter().chain(output.iter()) {
+        // SAFETY: ws is a plain C struct; TIOCGWINSZ fills it, TIOCSWINSZ reads it.
+        unsafe {
+            let mut ws: libc::winsize = std::mem::zeroed();
+            if libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0 {
+                libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+                break;
+            }
+        }
+    }
+    let mut restore = None;
+    if let Some(input) = &input {
+        if nix::unistd::isatty(input.as_raw_fd()).unwrap_or(false) {
+            let saved = termios::tcgetattr(input.as_fd()).map_err(ProcessError::Terminal)?;
+            let mut raw = saved.clone();
+            termios::cfmakeraw(&mut raw);
+            termios::tcsetattr(input.as_fd(), SetArg::TCSANOW, &raw)
+                .map_err(ProcessError::Terminal)?;
+            restore = Some((input.as_raw_fd(), saved));
+        }
+    }
+    let mut reader = File::from(
+        master
+            .try_clone()
+            .map_err(|e| ProcessError::Terminal(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?,
+    );
+    let output_thread = std::thread::spawn(move || {
+        let mut sink = output.map(File::from);
+        let mut buf = [0u8; 8192];
+        // Ends with EIO once every slave descriptor is closed (the container has exited).
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Some(sink) = sink.as_mut() {
+                if sink.write_all(&buf[..n]).is_err() {
+                    sink.flush().ok();
+                }
+            }
+        }
+    });
+    if let Some(input) = input {
+        let mut writer = File::from(master);
+        let restore_fd = restore.as_ref().map(|(fd, _)| *fd);
+        std::thread::spawn(move || {
+            let mut source = File::from(input);
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = source.read(&mut buf) {
+                if n == 0 || writer.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            // Keep the saved terminal descriptor open: `wait` restores its mode.
+            if restore_fd.is_some() {
+                std::mem::forget(source);
+            }
+        });
+    }
+    Ok(TtyCopy {
+        output: Some(output_thread),
+        restore,
+    })
+}
+
+impl Container {
+    /// The container's PID 1 as seen from the runner.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Sends `signal` to the container's PID 1 (which, as in docker, ignores signals it has
+    /// no handler for, except SIGKILL).
+    pub fn kill(&self, signal: i32) -> Result<(), ProcessError> {
+        // SAFETY: kill(2) with integer arguments.
+        if unsafe { libc::kill(self.pid, signal) } < 0 {
+            return Err(ProcessError::Kill {
+                signal,
+                source: Errno::last(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits for the container to end and returns its docker-style exit status.
+    pub fn wait(mut self) -> Result<ExitStatus, RuntimeError> {
+        self.finish()
+    }
+
+    fn finish_status(&mut self) -> Result<std::process::ExitStatus, ProcessError> {
+        self.monitor.wait().map_err(ProcessError::Wait)
+    }
+
+    fn finish(&mut self) -> Result<ExitStatus, RuntimeError> {
+        if let Some(status) = self.finished {
+            return Ok(status);
+        }
+        let mut reported = None;
+        while let Ok(Some((message, _))) = self.chan.recv() {
+            if let Message::Exit { code, signal } = message {
+                reported = Some(ExitStatus { code, signal });
+            }
+        }
+        let monitor_status = self.finish_status()?;
+        let status = reported.unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            match monitor_status.signal() {
+                Some(sig) => ExitStatus {
+                    code: 128 + sig,
+                    signal: Some(sig),
+                },
+                None => ExitStatus {
+                    code: monitor_status.code().unwrap_or(125),
+                    signal: None,
+                },
+            }
+        });
+        if let Some(tty) = self.tty.as_mut() {
+            if let Some(handle) = tty.output.take() {
+                let _ = handle.join();
+            }
+            if let Some((fd, saved)) = tty.restore.take() {
+                // SAFETY: the descriptor is kept open by the (leaked) input copy.
+                let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                let _ = termios::tcsetattr(borrowed, SetArg::TCSANOW, &saved);
+            }
+        }
+        remove_created(&self.change_root, &self.created);
+        self.finished = Some(status);
+        Ok(status)
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if self.finished.is_none() {
+            if self.pid > 0 {
+                let _ = self.kill(libc::SIGKILL);
+            }
+            let _ = self.monitor.kill();
+            let _ = self.finish();
+        }
+    }
+}
+
+/// Removes the mount points the runtime created (empty files and directories only, last
+/// first), so they do not show up in the change set.
+fn remove_created(root: &Path, created: &[PathBuf]) {
+    for rel in created.iter().rev() {
+        let path = root.join(rel);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = std::fs::remove_file(&path);
+            }
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(&path); // fails unless empty
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs a container to completion (blocking) and returns its docker-style exit status.
+pub fn run(spec: &ContainerSpec, stdio: Stdio) -> Result<ExitStatus, RuntimeError> {
+    spawn(spec, stdio)?.wait()
+}
+
+/// Runs a container with `stdin` as its input and returns its captured stdout and stderr
+/// (with `terminal: true` everything arrives on stdout).
+pub fn output(spec: &ContainerSpec, stdin: &[u8]) -> Result<Output, RuntimeError> {
+    let pipe = || std::io::pipe().map_err(|e| RuntimeError::from(ProcessError::Spec(e)));
+    let (in_r, mut in_w) = pipe()?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let stdio = Stdio {
+        stdin: Io::Fd(in_r.into()),
+        stdout: Io::Fd(out_w.into()),
+        stderr: Io::Fd(err_w.into()),
+    };
+    let drain = |mut r: std::io::PipeReader| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out_thread = drain(out_r);
+    let err_thread = drain(err_r);
+    let input = stdin.to_vec();
+    let in_thread = std::thread::spawn(move || {
+        let _ = in_w.write_all(&input);
+    });
+    let status = run(spec, stdio)?;
+    let _ = in_thread.join();
+    Ok(Output {
+        status,
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+    })
+}

@@ -1,0 +1,562 @@
+//! The container's root filesystem: overlayfs (or a bind of a plain directory), `/proc`,
+//! `/sys`, a minimal `/dev`, per-container `/etc` files, `pivot_root`, and docker's masked
+//! and read-only paths.
+
+use std::ffi::CString;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+
+use crate::paths::ensure_mountpoint;
+use crate::spec::Rootfs;
+
+/// Errors of root filesystem setup.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("failed to mount {what} on {target}")]
+    Mount {
+        what: String,
+        target: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("failed to create {path}")]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("overlay path {path} contains ':' or ',', which overlayfs options cannot express")]
+    BadOverlayPath { path: PathBuf },
+    #[error("failed to {step} while switching to the new root")]
+    PivotRoot {
+        step: &'static str,
+        #[source]
+        source: Errno,
+    },
+}
+
+fn mount_err(what: impl Into<String>, target: &Path) -> impl FnOnce(Errno) -> RootfsError + '_ {
+    let what = what.into();
+    move |source| RootfsError::Mount {
+        what,
+        target: target.to_path_buf(),
+        source,
+    }
+}
+
+fn create_err(path: &Path) -> impl FnOnce(std::io::Error) -> RootfsError + '_ {
+    move |source| RootfsError::Create {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Docker's masked paths: files get `/dev/null` bound over them, directories an empty
+/// read-only tmpfs.
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Docker's read-only paths.
+pub const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Makes every mount in the (new) mount namespace private, so nothing propagates back.
+pub(crate) fn make_private() -> Result<(), RootfsError> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(mount_err("private propagation", Path::new("/")))
+}
+
+/// Mounts the root filesystem at `target`; `rootless` adds overlayfs's `userxattr`.
+pub(crate) fn mount_rootfs(
+    rootfs: &Rootfs,
+    target: &Path,
+    empty_lower: &Path,
+    rootless: bool,
+) -> Result<(), RootfsError> {
+    match rootfs {
+        Rootfs::Dir(dir) => mount(
+            Some(dir.as_path()),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(mount_err(format!("bind of {}", dir.display()), target)),
+        Rootfs::Overlay {
+            lowers,
+            upper,
+            work,
+        } => {
+            let mut lower_dirs: Vec<&Path> = lowers.iter().rev().map(PathBuf::as_path).collect();
+            if lower_dirs.is_empty() {
+                lower_dirs.push(empty_lower);
+            }
+            for path in lower_dirs
+                .iter()
+                .copied()
+                .chain([upper.as_path(), work.as_path()])
+            {
+                let text = path.to_string_lossy();
+                if text.contains(':') || text.contains(',') {
+                    return Err(RootfsError::BadOverlayPath {
+                        path: path.to_path_buf(),
+                    });
+                }
+            }
+            let lowerdir: Vec<String> =
+                lower_dirs.iter().map(|p| p.display().to_string()).collect();
+            let mut options = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lowerdir.join(":"),
+                upper.display(),
+                work.display()
+            );
+            if rootless {
+                options.push_str(",userxattr");
+            }
+            // mount(2) data is limited to one page; the new mount API appends one lower at a time.
+            if options.len() < 4000 {
+                mount(
+                    Some("overlay"),
+                    target,
+                    Some("overlay"),
+                    MsFlags::empty(),
+                    Some(options.as_str()),
+                )
+                .map_err(mount_err("overlay", target))
+            } else {
+                mount_overlay_fsconfig(&lower_dirs, upper, work, rootless, target)
+                    .map_err(mount_err("overlay (fsconfig, lowerdir+)", target))
+            }
+        }
+    }
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s).unwrap_or_default()
+}
+
+fn path_cstring(p: &Path) -> Result<CString, Errno> {
+    CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)
+}
+
+/// Overlay through fsopen/fsconfig/fsmount/move_mount (Linux 6.8+ for `lowerdir+`).
+fn mount_overlay_fsconfig(
+    lowers_top_first: &[&Path],
+    upper: &Path,
+    work: &Path,
+    rootless: bool,
+    target: &Path,
+) -> Result<(), Errno> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    let check = |rc: libc::c_long| if rc < 0 { Err(Errno::last()) } else { Ok(rc) };
+    let fstype = cstring("overlay");
+    // SAFETY: fsopen(2) reads a NUL-terminated filesystem name.
+    let fs = check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
+    // SAFETY: `fs` is the descriptor fsopen just returned and nothing else owns it.
+    let fs = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fs as i32) };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&fs);
+    let set = |key: &str, value: Option<&CString>| -> Result<(), Errno> {
+        let key = cstring(key);
+        let (cmd, value_ptr) = match value {
+            Some(v) => (FSCONFIG_SET_STRING, v.as_ptr()),
+            None => (FSCONFIG_SET_FLAG, std::ptr::null()),
+        };
+        // SAFETY: fsconfig(2) reads the NUL-terminated key and value (or null for a flag).
+        check(unsafe { libc::syscall(libc::SYS_fsconfig, fd, cmd, key.as_ptr(), value_ptr, 0) })
+            .map(drop)
+    };
+    for lower in lowers_top_first {
+        set("lowerdir+", Some(&path_cstring(lower)?))?;
+    }
+    set("upperdir", Some(&path_cstring(upper)?))?;
+    set("workdir", Some(&path_cstring(work)?))?;
+    if rootless {
+        set("userxattr", None)?;
+    }
+    // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fd,
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    })?;
+    // SAFETY: fsmount(2) on the configured context descriptor; integer flags only.
+    let mnt = check(unsafe { libc::syscall(libc::SYS_fsmount, fd, FSMOUNT_CLOEXEC, 0) })?;
+    // SAFETY: `mnt` is the mount descriptor fsmount just returned.
+    let mnt = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(mnt as i32) };
+    let empty = cstring("");
+    let target = path_cstring(target)?;
+    // SAFETY: move_mount(2) reads two NUL-terminated paths; descriptors are valid.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            std::os::fd::AsRawFd::as_raw_fd(&mnt),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
+/// Mounts `/proc` and `/sys` (read-only) under `root`.
+pub(crate) fn mount_proc_sys(root: &Path) -> Result<(), RootfsError> {
+    let common = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let proc_dir = root.join("proc");
+    std::fs::create_dir_all(&proc_dir).map_err(create_err(&proc_dir))?;
+    mount(Some("proc"), &proc_dir, Some("proc"), common, None::<&str>)
+        .map_err(mount_err("proc", &proc_dir))?;
+    let sys_dir = root.join("sys");
+    std::fs::create_dir_all(&sys_dir).map_err(create_err(&sys_dir))?;
+    match mount(
+        Some("sysfs"),
+        &sys_dir,
+        Some("sysfs"),
+        common | MsFlags::MS_RDONLY,
+        None::<&str>,
+    ) {
+        Ok(()) => Ok(()),
+        // Rootless without a network namespace of our own: sysfs cannot be mounted; bind it.
+        Err(Errno::EPERM) => {
+            mount(
+                Some("/sys"),
+                &sys_dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(mount_err("bind of /sys", &sys_dir))?;
+            remount_readonly(&sys_dir)
+        }
+        Err(source) => Err(RootfsError::Mount {
+            what: "sysfs".into(),
+            target: sys_dir,
+            source,
+        }),
+    }
+}
+
+/// The device nodes of a minimal `/dev`: (name, major, minor).
+const DEVICES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// A tmpfs `/dev` with null, zero, full, random, urandom, tty, a private devpts, shm,
+/// mqueue and the usual symlinks. Devices are created with mknod, or bound from the host
+/// where mknod is not permitted (rootless).
+pub(crate) fn mount_dev(root: &Path) -> Result<(), RootfsError> {
+    let dev = root.join("dev");
+    std::fs::create_dir_all(&dev).map_err(create_err(&dev))?;
+    mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(mount_err("tmpfs", &dev))?;
+    for (name, major, minor) in DEVICES {
+        let path = dev.join(name);
+        let mode = Mode::from_bits_truncate(0o666);
+        match mknod(&path, SFlag::S_IFCHR, mode, makedev(*major, *minor)) {
+            Ok(()) => {
+                // mknod honours the umask; make the mode exact.
+                nix::sys::stat::fchmodat(
+                    None,
+                    &path,
+                    mode,
+                    nix::sys::stat::FchmodatFlags::FollowSymlink,
+                )
+                .map_err(|e| RootfsError::Create {
+                    path: path.clone(),
+                    source: e.into(),
+                })?;
+            }
+            Err(Errno::EPERM) => {
+                std::fs::File::create(&path).map_err(create_err(&path))?;
+                let host = Path::new("/dev").join(name);
+                mount(
+                    Some(host.as_path()),
+                    &path,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(mount_err(format!("bind of {}", host.display()), &path))?;
+            }
+            Err(source) => {
+                return Err(RootfsError::Create {
+                    path,
+                    source: source.into(),
+                })
+            }
+        }
+    }
+    let pts = dev.join("pts");
+    std::fs::create_dir_all(&pts).map_err(create_err(&pts))?;
+    let pts_flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
+    mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        pts_flags,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )
+    .or_else(|_| {
+        // gid 5 (tty) is not mapped in a rootless user namespace.
+        mount(
+            Some("devpts"),
+            &pts,
+            Some("devpts"),
+            pts_flags,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        )
+    })
+    .map_err(mount_err("devpts", &pts))?;
+    let shm = dev.join("shm");
+    std::fs::create_dir_all(&shm).map_err(create_err(&shm))?;
+    mount(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(mount_err("tmpfs", &shm))?;
+    let mqueue = dev.join("mqueue");
+    std::fs::create_dir_all(&mqueue).map_err(create_err(&mqueue))?;
+    mount(
+        Some("mqueue"),
+        &mqueue,
+        Some("mqueue"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(mount_err("mqueue", &mqueue))?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
+    ] {
+        let path = dev.join(link);
+        symlink(target, &path).map_err(create_err(&path))?;
+    }
+    Ok(())
+}
+
+/// Binds the per-container files (`hosts`, `hostname`, `resolv.conf` in `state`) over the
+/// rootfs's `/etc/<name>`, recording mount points it had to create.
+pub(crate) fn bind_etc_files(
+    root: &Path,
+    state: &Path,
+    created: &mut Vec<PathBuf>,
+) -> Result<(), RootfsError> {
+    for name in ["hosts", "hostname", "resolv.conf"] {
+        let dest = Path::new("/etc").join(name);
+        let target = ensure_mountpoint(root, &dest, false, created).map_err(create_err(&dest))?;
+        let source = state.join(name);
+        mount(
+            Some(source.as_path()),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(mount_err(format!("bind of {}", source.display()), &target))?;
+    }
+    Ok(())
+}
+
+/// Makes `root` the root directory (pivot_root, then detaches the old root).
+pub(crate) fn pivot_root(root: &Path) -> Result<(), RootfsError> {
+    let err = |step| move |source| RootfsError::PivotRoot { step, source };
+    nix::unistd::chdir(root).map_err(err("chdir to the new root"))?;
+    nix::unistd::pivot_root(".", ".").map_err(err("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(err("detach the old root"))?;
+    nix::unistd::chdir("/").map_err(err("chdir to /"))
+}
+
+/// Remounts the bind mount or filesystem at `path` read-only, keeping its other flags
+/// (locked flags such as nosuid must be kept in a user namespace).
+pub(crate) fn remount_readonly(path: &Path) -> Result<(), RootfsError> {
+    let current = nix::sys::statvfs::statvfs(path)
+        .map(|s| s.flags())
+        .map_err(mount_err("read-only remount (statvfs)", path))?;
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    use nix::sys::statvfs::FsFlags;
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if current.contains(fs) {
+            flags |= ms;
+        }
+    }
+    mount(None::<&str>, path, None::<&str>, flags, None::<&str>)
+        .map_err(mount_err("read-only remount", path))
+}
+
+/// Applies docker's masked and read-only paths (after pivot_root; missing paths are skipped).
+pub(crate) fn mask_paths() -> Result<(), RootfsError> {
+    for path in READONLY_PATHS.iter().map(Path::new) {
+        if !path.exists() {
+            continue;
+        }
+        mount(
+            Some(path),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(mount_err("bind", path))?;
+        remount_readonly(path)?;
+    }
+    for path in MASKED_PATHS.iter().map(Path::new) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            continue;
+        };
+        let result = if meta.is_dir() {
+            mount(
+                Some("tmpfs"),
+                path,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+        } else {
+            mount(
+                Some("/dev/null"),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+        };
+        result.map_err(mount_err("mask", path))?;
+    }
+    Ok(())
+}
+
+/// The contents of the per-container `/etc/hosts`.
+pub fn hosts_file(host_network: bool, hostname: &str, extra: &[(String, String)]) -> String {
+    let mut out = String::new();
+    if host_network {
+        out.push_str(&std::fs::read_to_string("/etc/hosts").unwrap_or_default());
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+    } else {
+        out.push_str("127.0.0.1\tlocalhost\n");
+        out.push_str("::1\tlocalhost ip6-localhost ip6-loopback\n");
+        out.push_str(&format!("127.0.1.1\t{hostname}\n"));
+    }
+    for (name, address) in extra {
+        out.push_str(&format!("{address}\t{name}\n"));
+    }
+    out
+}
+
+/// The per-container `/etc/resolv.conf` from the host's: with the host network it is a copy;
+/// otherwise loopback name servers (unreachable from another network namespace) are dropped
+/// and, when none remain, Google's public servers are used, as docker does.
+pub fn resolv_conf(host_network: bool, host: &str) -> String {
+    if host_network {
+        return host.to_string();
+    }
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("nameserver") {
+            let addr = words.next().unwrap_or("");
+            if addr.starts_with("127.") || addr == "::1" {
+                continue;
+            }
+            servers += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if servers == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_drops_loopback_servers() {
+        let host = "search example.com\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n";
+        assert_eq!(
+            resolv_conf(false, host),
+            "search example.com\nnameserver 10.0.0.2\n"
+        );
+        assert_eq!(
+            resolv_conf(false, "nameserver 127.0.0.1\n"),
+            "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
+        assert_eq!(resolv_conf(true, host), host);
+    }
+
+    #[test]
+    fn hosts_has_localhost_hostname_and_extras() {
+        let h = hosts_file(false, "box", &[("db".into(), "10.1.2.3".into())]);
+        assert!(h.starts_with("127.0.0.1\tlocalhost\n"));
+        assert!(h.contains("127.0.1.1\tbox\n"));
+        assert!(h.ends_with("10.1.2.3\tdb\n"));
+    }
+}

@@ -1,0 +1,181 @@
+//! What to run: the container description handed to [`crate::run`] and [`crate::spawn`].
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the runtime needs to start one container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// The root filesystem.
+    pub rootfs: Rootfs,
+    /// The process to run as the container's PID 1 (or as the only child of the init).
+    pub process: ProcessSpec,
+    /// Hostname inside the container's UTS namespace (also written to `/etc/hostname`).
+    pub hostname: String,
+    /// Extra mounts, applied in order after `/proc`, `/sys` and `/dev`.
+    pub mounts: Vec<MountSpec>,
+    /// Which network namespace the container gets.
+    pub network: NetworkMode,
+    /// Put a small init in front of the process: it reaps zombies and forwards signals.
+    pub init: bool,
+    /// Mount the root filesystem read-only.
+    pub readonly_rootfs: bool,
+    /// Resource limits set before the process starts; see [`default_rlimits`].
+    pub rlimits: Vec<Rlimit>,
+    /// Extra `/etc/hosts` lines, as (hostname, address).
+    pub extra_hosts: Vec<(String, String)>,
+}
+
+impl ContainerSpec {
+    /// A spec with docker's defaults: hostname `rbuild`, no extra mounts, a private network
+    /// namespace without interfaces other than loopback (`NetworkMode::None`), no init,
+    /// [`default_rlimits`], and the process running as root in `/`.
+    pub fn new(rootfs: Rootfs, args: Vec<String>) -> ContainerSpec {
+        ContainerSpec {
+            rootfs,
+            process: ProcessSpec {
+                args,
+                env: vec![format!("PATH={DEFAULT_PATH}")],
+                cwd: PathBuf::from("/"),
+                user: UserSpec::root(),
+                terminal: false,
+            },
+            hostname: "rbuild".to_string(),
+            mounts: Vec::new(),
+            network: NetworkMode::None,
+            init: false,
+            readonly_rootfs: false,
+            rlimits: default_rlimits(),
+            extra_hosts: Vec::new(),
+        }
+    }
+}
+
+/// Docker's default `PATH`, set when the process environment has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The container's root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rootfs {
+    /// An overlayfs of read-only snapshot directories plus a writable upper directory.
+    ///
+    /// `lowers` are ordered like image layers: the base layer first, the topmost last. After
+    /// the run, `upper` holds the change set (overlay whiteouts: a `0:0` character device for
+    /// a deleted path, the `trusted.overlay.opaque` (or `user.overlay.opaque` when rootless)
+    /// xattr for a replaced directory; see [`crate::changes`]). `work` must be an empty
+    /// directory on the same filesystem as `upper`.
+    Overlay {
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+    /// A plain directory used as the root directly (the fallback where overlayfs cannot be
+    /// mounted: the caller copies the lowers into it and diffs the tree afterwards).
+    Dir(PathBuf),
+}
+
+/// The process to start inside the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// `argv`; `args[0]` is looked up in the container's `PATH` when it has no `/`.
+    pub args: Vec<String>,
+    /// `KEY=value` entries. `PATH` defaults to [`DEFAULT_PATH`] and `HOME` to the user's
+    /// home directory (`/` when unknown) when absent, as docker does.
+    pub env: Vec<String>,
+    /// Working directory inside the container; created (as root) when missing.
+    pub cwd: PathBuf,
+    /// Who the process runs as; see [`crate::resolve_user`].
+    pub user: UserSpec,
+    /// Give the process a pseudo-terminal on stdin/stdout/stderr.
+    pub terminal: bool,
+}
+
+/// Numeric credentials of the container process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSpec {
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups.
+    pub additional_gids: Vec<u32>,
+    /// Home directory from `/etc/passwd`, used for `HOME` when the environment has none.
+    pub home: Option<PathBuf>,
+}
+
+impl UserSpec {
+    /// uid 0, gid 0, no supplementary groups, home `/root`.
+    pub fn root() -> UserSpec {
+        UserSpec {
+            uid: 0,
+            gid: 0,
+            additional_gids: Vec::new(),
+            home: Some(PathBuf::from("/root")),
+        }
+    }
+}
+
+/// An extra mount inside the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// Absolute path inside the container (symlinks resolve inside the rootfs).
+    pub destination: PathBuf,
+    pub kind: MountKind,
+    pub readonly: bool,
+}
+
+/// What is mounted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountKind {
+    /// A recursive bind mount of a host file or directory (also used for volumes).
+    Bind { source: PathBuf },
+    /// A fresh tmpfs; `size` in bytes, `mode` as octal permission bits (default 1777).
+    Tmpfs {
+        size: Option<u64>,
+        mode: Option<u32>,
+    },
+}
+
+/// The container's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetworkMode {
+    /// Share the host's network namespace (`/etc/hosts` and `/etc/resolv.conf` are the host's).
+    Host,
+    /// A new network namespace with only loopback, up.
+    None,
+    /// A new network namespace meant to be connected by the caller (port forwarding); for now
+    /// the same as [`NetworkMode::None`].
+    Private,
+}
+
+/// One resource limit, applied with `setrlimit` (the hard limit is lowered to what the
+/// runner may set when raising it is not permitted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    pub resource: RlimitResource,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// The resources [`Rlimit`] can limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RlimitResource {
+    /// `RLIMIT_NOFILE`
+    Nofile,
+    /// `RLIMIT_NPROC`
+    Nproc,
+    /// `RLIMIT_CORE`
+    Core,
+    /// `RLIMIT_STACK`
+    Stack,
+    /// `RLIMIT_MEMLOCK`
+    Memlock,
+}
+
+/// Docker's defaults (containerd's default OCI spec): 1024 open files soft, 524288 hard.
+pub fn default_rlimits() -> Vec<Rlimit> {
+    vec![Rlimit {
+        resource: RlimitResource::Nofile,
+        soft: 1024,
+        hard: 524_288,
+    }]
+}

@@ -1,0 +1,765 @@
+//! Real-kernel container tests (run as root, as CI does).
+//!
+//! `harness = false`: the runtime re-executes this very binary to set up each container,
+//! so `main` calls `rbuild_runtime::init_hook()` first, like the `rbuild` binary. Tests run
+//! one after another (signals sent to this process must reach only one container).
+//! `cargo test -p rbuild-runtime --test containers [FILTER]`.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rbuild_runtime::{
+    changes, ContainerSpec, Io, MountKind, MountSpec, NetworkMode, Output, Rootfs, RuntimeError,
+    Stdio,
+};
+
+static BASE: OnceLock<PathBuf> = OnceLock::new();
+
+/// A temporary directory for the whole run (busybox rootfs and one dir per test).
+fn base() -> &'static Path {
+    BASE.get().expect("base dir set in main")
+}
+
+/// The busybox rootfs, built once per test binary.
+fn busybox() -> PathBuf {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS
+        .get_or_init(|| {
+            let dir = base().join("busybox");
+            let script =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/base/busybox-rootfs.sh");
+            let status = std::process::Command::new("bash")
+                .arg(script)
+                .arg(&dir)
+                .status()
+                .expect("run busybox-rootfs.sh");
+            assert!(status.success(), "busybox-rootfs.sh failed");
+            dir
+        })
+        .clone()
+}
+
+/// A fresh directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = base().join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An overlay over the busybox rootfs with a fresh upper dir; returns the rootfs and upper.
+fn overlay(name: &str) -> (Rootfs, PathBuf) {
+    let dir = scratch(name);
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    let rootfs = Rootfs::Overlay {
+        lowers: vec![busybox()],
+        upper: upper.clone(),
+        work,
+    };
+    (rootfs, upper)
+}
+
+/// `sh -c script` in an overlay over busybox.
+fn sh(name: &str, script: &str) -> ContainerSpec {
+    let (rootfs, _) = overlay(name);
+    ContainerSpec::new(rootfs, vec!["sh".into(), "-c".into(), script.into()])
+}
+
+fn output(spec: &ContainerSpec, stdin: &[u8]) -> Output {
+    rbuild_runtime::output(spec, stdin).unwrap_or_else(|e| panic!("run failed: {e}"))
+}
+
+fn stdout_of(spec: &ContainerSpec) -> String {
+    let out = output(spec, b"");
+    assert!(
+        out.status.success(),
+        "exit {:?}, stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn status_line<'a>(status: &'a str, key: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("{key} missing in:\n{status}"))
+}
+
+// ---- isolation ----
+
+fn sees_only_its_own_pids() {
+    let out = stdout_of(&sh("pids", "echo $$; ls -d /proc/[0-9]*"));
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("1"), "the process is PID 1: {out}");
+    let pids: Vec<u32> = lines
+        .map(|l| l.trim_start_matches("/proc/").parse().unwrap())
+        .collect();
+    // sh (1) and ls; the host's processes (this test binary among them) are not visible.
+    assert!(pids.len() <= 2 && pids.iter().all(|p| *p < 10), "{pids:?}");
+    assert!(!pids.contains(&std::process::id()) || std::process::id() < 10);
+}
+
+fn has_its_own_hostname() {
+    let mut spec = sh(
+        "hostname",
+        "hostname; cat /etc/hostname; grep boxy /etc/hosts",
+    );
+    spec.hostname = "boxy".into();
+    let out = stdout_of(&spec);
+    assert_eq!(out, "boxy\nboxy\n127.0.1.1\tboxy\n");
+    let host = nix::unistd::gethostname().unwrap();
+    assert_ne!(host.to_str(), Some("boxy"));
+}
+
+fn sees_none_of_the_hosts_mounts() {
+    let out = stdout_of(&sh("mounts", "cut -d' ' -f5 /proc/self/mountinfo"));
+    let allowed = |m: &str| {
+        [
+            "/",
+            "/proc",
+            "/sys",
+            "/dev",
+            "/dev/pts",
+            "/dev/shm",
+            "/dev/mqueue",
+        ]
+        .contains(&m)
+            || ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"].contains(&m)
+            || rbuild_runtime::MASKED_PATHS.contains(&m)
+            || rbuild_runtime::READONLY_PATHS.contains(&m)
+    };
+    for m in out.lines() {
+        assert!(allowed(m), "unexpected mount {m} in:\n{out}");
+    }
+    // The host's own mounts (for example whatever is mounted under /mnt or /run) are absent.
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let host_only: Vec<&str> = host
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| !allowed(m))
+        .collect();
+    for m in host_only {
+        assert!(!out.lines().any(|l| l == m), "host mount {m} visible");
+    }
+}
+
+fn mount_is_denied() {
+    let out = output(
+        &sh("mountdeny", "mkdir -p /mnt && mount -t tmpfs none /mnt"),
+        b"",
+    );
+    assert_ne!(out.status.code, 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ermission denied") || err.contains("not permitted"),
+        "{err}"
+    );
+}
+
+fn proc_sys_is_read_only() {
+    let out = output(
+        &sh("procsys", "echo other > /proc/sys/kernel/hostname"),
+        b"",
+    );
+    assert_ne!(out.status.code, 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only"));
+    let out = stdout_of(&sh(
+        "procsys2",
+        "grep -E ' /proc/sys | /sys ' /proc/self/mountinfo | cut -d' ' -f5,6; \
+         touch /sys/x 2>/dev/null || echo sys-ro",
+    ));
+    assert!(out.contains("/proc/sys ro,"), "{out}");
+    assert!(out.contains("/sys ro,"), "{out}");
+    assert!(out.ends_with("sys-ro\n"), "{out}");
+    // Docker's masked files that exist on this kernel read as empty in the container.
+    let masked: Vec<&str> = rbuild_runtime::MASKED_PATHS
+        .iter()
+        .copied()
+        .filter(|p| p.starts_with("/proc/") && Path::new(p).is_file())
+        .collect();
+    assert!(!masked.is_empty());
+    for path in masked {
+        let host_len = std::fs::read(path).unwrap().len();
+        let out = stdout_of(&sh("masked", &format!("wc -c < {path}")));
+        assert_eq!(out, "0\n", "{path} (host: {host_len} bytes)");
+    }
+}
+
+fn capabilities_and_no_new_privs_are_dockers() {
+    // (`; true`: busybox sh would exec cat directly, with SIGQUIT ignored)
+    let out = stdout_of(&sh("caps", "cat /proc/self/status; true"));
+    let docker = format!("{:016x}", rbuild_runtime::default_capability_mask());
+    assert_eq!(docker, "00000000a80425fb");
+    assert_eq!(status_line(&out, "CapEff:"), docker);
+    assert_eq!(status_line(&out, "CapPrm:"), docker);
+    assert_eq!(status_line(&out, "CapBnd:"), docker);
+    assert_eq!(status_line(&out, "CapAmb:"), "0000000000000000");
+    assert_eq!(status_line(&out, "NoNewPrivs:"), "1");
+    // Nothing ignored or blocked is inherited from the runner (SIGPIPE in particular).
+    assert_eq!(status_line(&out, "SigIgn:"), "0000000000000000");
+    assert_eq!(status_line(&out, "SigBlk:"), "0000000000000000");
+
+    let mut spec = sh("caps-user", "cat /proc/self/status");
+    spec.process.user = rbuild_runtime::resolve_user(&busybox(), "app").unwrap();
+    let out = stdout_of(&spec);
+    assert_eq!(status_line(&out, "CapEff:"), "0000000000000000");
+    assert_eq!(status_line(&out, "CapBnd:"), docker);
+    assert_eq!(status_line(&out, "NoNewPrivs:"), "1");
+}
+
+fn dev_is_minimal() {
+    let out = stdout_of(&sh("dev", "ls /dev | tr '\\n' ' '; echo; ls -l /dev/null"));
+    assert!(
+        out.starts_with(
+            "core fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero \n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("1,   3"), "/dev/null is char 1,3: {out}");
+    let out = stdout_of(&sh(
+        "dev2",
+        "echo hi > /dev/null && head -c 4 /dev/zero | wc -c",
+    ));
+    assert_eq!(out.trim(), "4");
+}
+
+fn network_none_has_only_loopback_and_host_sees_host() {
+    let out = stdout_of(&sh(
+        "net-none",
+        "ls /sys/class/net; cat /sys/class/net/lo/operstate",
+    ));
+    let mut lines: Vec<&str> = out.lines().collect();
+    let _state = lines.pop();
+    assert_eq!(lines, vec!["lo"]);
+    let host: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut spec = sh("net-host", "ls /sys/class/net");
+    spec.network = NetworkMode::Host;
+    let out = stdout_of(&spec);
+    assert_eq!(out.lines().count(), host.len(), "{out} vs {host:?}");
+}
+
+// ---- process ----
+
+fn exit_codes_follow_docker() {
+    let code = |name: &str, args: &[&str]| {
+        let (rootfs, _) = overlay(name);
+        let spec = ContainerSpec::new(rootfs, args.iter().map(|s| s.to_string()).collect());
+        output(&spec, b"")
+    };
+    assert_eq!(code("x0", &["true"]).status.code, 0);
+    assert_eq!(code("x1", &["false"]).status.code, 1);
+    assert_eq!(code("x3", &["sh", "-c", "exit 3"]).status.code, 3);
+    let out = code("x126", &["/etc/passwd"]);
+    assert_eq!(out.status.code, 126);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"));
+    let out = code("x127", &["no-such-program"]);
+    assert_eq!(out.status.code, 127);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("executable file not found in $PATH"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(code("x127b", &["/no/such/file"]).status.code, 127);
+}
+
+fn sigkill_gives_137() {
+    let (rootfs, _) = overlay("kill");
+    let spec = ContainerSpec::new(rootfs, vec!["sleep".into(), "100".into()]);
+    let container = rbuild_runtime::spawn(&spec, Stdio::null()).unwrap();
+    assert!(container.pid() > 0);
+    container.kill(libc::SIGKILL).unwrap();
+    let status = container.wait().unwrap();
+    assert_eq!((status.code, status.signal), (137, Some(9)));
+
+    // With the init, a process killing itself is reported as 128+9 as well.
+    let mut spec = sh("kill-init", "kill -9 $$");
+    spec.init = true;
+    assert_eq!(output(&spec, b"").status.code, 137);
+}
+
+/// Spawns `spec` with stdout piped, waits for a "ready" line, sends `signal` to this test
+/// process (the runner), and returns the exit status and the rest of the output.
+fn signal_runner(spec: &ContainerSpec, signal: i32) -> (rbuild_runtime::ExitStatus, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    let stdio = Stdio {
+        stdin: Io::Null,
+        stdout: Io::Fd(writer.into()),
+        stderr: Io::Inherit,
+    };
+    let container = rbuild_runtime::spawn(spec, stdio).unwrap();
+    let mut reader = BufReader::new(reader);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // SAFETY: sending a signal to our own process; the runtime's handler is installed while
+    // the container runs.
+    unsafe { libc::kill(libc::getpid(), signal) };
+    let status = container.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    (status, rest)
+}
+
+fn sigterm_to_runner_reaches_the_process() {
+    let spec = sh(
+        "sigterm",
+        "trap 'echo got TERM; exit 42' TERM; echo ready; while true; do sleep 0.05; done",
+    );
+    let (status, rest) = signal_runner(&spec, libc::SIGTERM);
+    assert_eq!(status.code, 42);
+    assert_eq!(rest, "got TERM\n");
+
+    // With the init the process is not PID 1, so SIGTERM's default action applies: 128+15.
+    let mut spec = sh("sigterm-init", "echo ready; exec sleep 100");
+    spec.init = true;
+    let (status, _) = signal_runner(&spec, libc::SIGTERM);
+    assert_eq!(status.code, 143);
+
+    let mut spec = sh(
+        "sigusr1",
+        "trap 'echo got USR1; exit 7' USR1; echo ready; while true; do sleep 0.05; done",
+    );
+    spec.init = true;
+    let (status, rest) = signal_runner(&spec, libc::SIGUSR1);
+    assert_eq!((status.code, rest.as_str()), (7, "got USR1\n"));
+}
+
+fn init_reaps_zombies() {
+    // The subshell exits at once, so its `sleep 0.2` is orphaned and reparented to PID 1,
+    // the init, which must reap it when it exits: afterwards no zombie is left.
+    let mut spec = sh(
+        "zombies",
+        "echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo; (sleep 0.2 &); sleep 0.05; \
+         cat /proc/[0-9]*/stat; echo ---; sleep 0.5; cat /proc/[0-9]*/stat",
+    );
+    spec.init = true;
+    let out = stdout_of(&spec);
+    let mut lines = out.lines();
+    assert_ne!(
+        lines.next(),
+        Some("1"),
+        "with init the process is not PID 1"
+    );
+    assert!(lines.next().unwrap().starts_with("rbuild-runtime-init"));
+    // (comm, state, ppid) of every process listed
+    let parse = |l: &str| {
+        let comm = l
+            .split_once(" (")
+            .unwrap()
+            .1
+            .rsplit_once(") ")
+            .unwrap()
+            .0
+            .to_string();
+        let rest: Vec<String> = l
+            .rsplit(") ")
+            .next()
+            .unwrap()
+            .split(' ')
+            .map(String::from)
+            .collect();
+        (comm, rest[0].clone(), rest[1].clone())
+    };
+    let rest: Vec<&str> = lines.collect();
+    let split = rest.iter().position(|l| *l == "---").unwrap();
+    let before: Vec<_> = rest[..split].iter().map(|l| parse(l)).collect();
+    let after: Vec<_> = rest[split + 1..].iter().map(|l| parse(l)).collect();
+    assert!(
+        before
+            .iter()
+            .any(|(c, _, ppid)| c == "sleep" && ppid == "1"),
+        "orphan reparented to the init: {out}"
+    );
+    assert!(
+        after.iter().all(|(_, state, _)| state != "Z"),
+        "zombie left: {out}"
+    );
+    assert!(
+        !after.iter().any(|(c, _, ppid)| c == "sleep" && ppid == "1"),
+        "orphan gone: {out}"
+    );
+}
+
+fn terminal_mode_gives_a_tty() {
+    let mut spec = sh("tty", "tty; [ -t 0 ] && echo stdin-is-tty; echo $TERM");
+    spec.process.terminal = true;
+    let out = output(&spec, b"");
+    assert_eq!(out.status.code, 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("/dev/pts/0\r\n"), "{text:?}");
+    assert!(text.contains("stdin-is-tty\r\nxterm\r\n"), "{text:?}");
+
+    let mut spec = sh("tty2", "read line; echo got:$line");
+    spec.process.terminal = true;
+    let out = output(&spec, b"typed\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("got:typed"), "{text:?}");
+}
+
+fn stdin_is_piped() {
+    let out = output(&sh("stdin", "cat; echo; wc -c"), b"hello");
+    assert_eq!(out.status.code, 0);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "hello\n0\n");
+    let out = stdout_of(&sh("notty", "tty || true"));
+    assert_eq!(out, "not a tty\n");
+}
+
+fn user_switching_by_name_and_ids() {
+    let cases = [
+        (
+            "app",
+            "uid=1000(app) gid=1000(app) groups=50(staff)",
+            "/home/app",
+        ),
+        ("33:50", "uid=33(www-data) gid=50(staff)", "/var/www"),
+        (
+            "www-data:staff",
+            "uid=33(www-data) gid=50(staff)",
+            "/var/www",
+        ),
+        ("4242", "uid=4242 gid=0(root)", "/"),
+        ("", "uid=0(root) gid=0(root)", "/root"),
+    ];
+    for (i, (user, id, home)) in cases.iter().enumerate() {
+        let mut spec = sh(&format!("user{i}"), "id; echo $HOME");
+        spec.process.user = rbuild_runtime::resolve_user(&busybox(), user).unwrap();
+        let out = stdout_of(&spec);
+        let mut lines = out.lines();
+        let got = lines.next().unwrap();
+        // busybox `id` lists the groups in the kernel's order; compare as sets.
+        let sorted = |s: &str| {
+            let (head, groups) = s.split_once(" groups=").unwrap_or((s, ""));
+            let mut g: Vec<&str> = groups.split(',').collect();
+            g.sort();
+            format!("{head} groups={}", g.join(","))
+        };
+        assert_eq!(sorted(got), sorted(id), "user {user:?}");
+        assert_eq!(lines.next(), Some(*home), "HOME of {user:?}");
+    }
+    let err = rbuild_runtime::resolve_user(&busybox(), "nosuch").unwrap_err();
+    assert!(err.to_string().contains("nosuch"));
+}
+
+fn env_and_workdir() {
+    let mut spec = sh("env", "echo $FOO; pwd; echo $PATH");
+    spec.process.env = vec!["FOO=bar baz".into()];
+    spec.process.cwd = "/srv/app".into();
+    let out = stdout_of(&spec);
+    assert_eq!(
+        out,
+        format!("bar baz\n/srv/app\n{}\n", rbuild_runtime::DEFAULT_PATH)
+    );
+    // A user who cannot enter the working directory fails before exec.
+    let mut spec = sh("env-denied", "true");
+    spec.process.cwd = "/root".into();
+    spec.process.user = rbuild_runtime::resolve_user(&busybox(), "app").unwrap();
+    match rbuild_runtime::run(&spec, Stdio::null()) {
+        Err(RuntimeError::Setup(msg)) => assert!(msg.contains("/root"), "{msg}"),
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+}
+
+fn rlimits_are_set() {
+    let out = stdout_of(&sh("rlimit", "ulimit -n"));
+    assert_eq!(out, "1024\n");
+}
+
+// ---- filesystem ----
+
+fn overlay_upper_records_changes() {
+    let (rootfs, upper) = overlay("changes");
+    let spec = ContainerSpec::new(
+        rootfs,
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "set -e; echo new > /added; echo more >> /etc/issue; rm /etc/group; \
+             rm -rf /home; mkdir /home; touch /home/x"
+                .into(),
+        ],
+    );
+    stdout_of(&spec);
+    assert_eq!(
+        std::fs::read_to_string(upper.join("added")).unwrap(),
+        "new\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(upper.join("etc/issue")).unwrap(),
+        "rbuild-test-busybox\nmore\n"
+    );
+    let group = std::fs::symlink_metadata(upper.join("etc/group")).unwrap();
+    assert!(changes::is_whiteout(&group), "deleted file is a whiteout");
+    assert!(
+        changes::is_opaque(&upper.join("home")).unwrap(),
+        "replaced dir is opaque"
+    );
+    assert!(!changes::is_opaque(&upper.join("etc")).unwrap());
+    assert!(upper.join("home/x").exists());
+    assert!(!upper.join("home/app").exists());
+    // The runtime's own mount points are not part of the change set.
+    for name in [
+        "etc/hosts",
+        "etc/hostname",
+        "etc/resolv.conf",
+        "proc",
+        "dev",
+    ] {
+        let p = upper.join(name);
+        assert!(
+            std::fs::symlink_metadata(&p).is_err(),
+            "{name} left in the upper dir"
+        );
+    }
+    // The lower snapshot is untouched.
+    assert!(busybox().join("etc/group").exists());
+}
+
+fn plain_directory_rootfs() {
+    let dir = scratch("dirroot").join("rootfs");
+    let status = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(busybox())
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let spec = ContainerSpec::new(
+        Rootfs::Dir(dir.clone()),
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "echo hi > /out; cat /etc/issue".into(),
+        ],
+    );
+    assert_eq!(stdout_of(&spec), "rbuild-test-busybox\n");
+    assert_eq!(std::fs::read_to_string(dir.join("out")).unwrap(), "hi\n");
+    assert!(!dir.join("etc/hosts").exists(), "mount point removed again");
+}
+
+fn many_lowers_exceed_a_page() {
+    // 60 layers with long paths: the mount(2) option string would exceed 4096 bytes.
+    let dir = scratch("lowers");
+    let mut lowers = vec![busybox()];
+    for i in 0..60 {
+        let layer = dir.join(format!("layer-{i:03}-{}", "x".repeat(70)));
+        std::fs::create_dir_all(layer.join("layers")).unwrap();
+        std::fs::write(layer.join("layers").join(i.to_string()), "").unwrap();
+        std::fs::write(layer.join("top"), format!("{i}\n")).unwrap();
+        lowers.push(layer);
+    }
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    let spec = ContainerSpec::new(
+        Rootfs::Overlay {
+            lowers,
+            upper,
+            work,
+        },
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "cat /top; ls /layers | wc -l".into(),
+        ],
+    );
+    assert_eq!(stdout_of(&spec), "59\n60\n");
+}
+
+fn bind_tmpfs_and_readonly_mounts() {
+    let dir = scratch("binds");
+    let (rw, ro) = (dir.join("rw"), dir.join("ro"));
+    std::fs::create_dir_all(&rw).unwrap();
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(ro.join("data"), "ro-data\n").unwrap();
+    let mut spec = sh(
+        "binds-c",
+        "echo written > /vol/rw/f; cat /vol/ro/data; touch /vol/ro/x 2>/dev/null || echo ro-denied; \
+         echo t > /scratch/t && grep ' /scratch ' /proc/mounts | cut -d' ' -f3",
+    );
+    spec.mounts = vec![
+        MountSpec {
+            destination: "/vol/rw".into(),
+            kind: MountKind::Bind { source: rw.clone() },
+            readonly: false,
+        },
+        MountSpec {
+            destination: "/vol/ro".into(),
+            kind: MountKind::Bind { source: ro.clone() },
+            readonly: true,
+        },
+        MountSpec {
+            destination: "/scratch".into(),
+            kind: MountKind::Tmpfs {
+                size: Some(1 << 20),
+                mode: None,
+            },
+            readonly: false,
+        },
+    ];
+    let out = stdout_of(&spec);
+    assert_eq!(out, "ro-data\nro-denied\ntmpfs\n");
+    assert_eq!(std::fs::read_to_string(rw.join("f")).unwrap(), "written\n");
+    assert!(!ro.join("x").exists());
+}
+
+fn setup_errors_are_reported() {
+    // A missing rootfs is rejected before anything starts.
+    let spec = ContainerSpec::new(Rootfs::Dir("/no/such/rootfs".into()), vec!["true".into()]);
+    match rbuild_runtime::run(&spec, Stdio::null()) {
+        Err(RuntimeError::InvalidSpec(msg)) => assert!(msg.contains("/no/such/rootfs")),
+        other => panic!("expected InvalidSpec, got {other:?}"),
+    }
+    // upper and work on different filesystems: overlayfs refuses, inside the container setup.
+    let dir = scratch("badoverlay");
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    std::fs::create_dir(dir.join("work")).unwrap();
+    let spec = ContainerSpec::new(
+        Rootfs::Overlay {
+            lowers: vec![busybox()],
+            upper: shm.path().to_path_buf(),
+            work: dir.join("work"),
+        },
+        vec!["true".into()],
+    );
+    match rbuild_runtime::run(&spec, Stdio::null()) {
+        Err(RuntimeError::Setup(msg)) => assert!(msg.contains("overlay"), "{msg}"),
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+}
+
+fn concurrent_containers_from_threads() {
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let spec = sh(&format!("par{i}"), &format!("echo {i}; hostname"));
+            std::thread::spawn(move || stdout_of(&spec))
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), format!("{i}\nrbuild\n"));
+    }
+}
+
+fn startup_time() {
+    let mut times = Vec::new();
+    for i in 0..20 {
+        let (rootfs, _) = overlay(&format!("bench{i}"));
+        let spec = ContainerSpec::new(rootfs, vec!["true".into()]);
+        let start = Instant::now();
+        let status = rbuild_runtime::run(&spec, Stdio::null()).unwrap();
+        times.push(start.elapsed());
+        assert!(status.success());
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    println!(
+        "    run([\"true\"]) median of 20: {:.1} ms",
+        median.as_secs_f64() * 1e3
+    );
+    assert!(median < Duration::from_secs(1), "{times:?}");
+}
+
+fn main() {
+    rbuild_runtime::init_hook();
+    let tests: &[(&str, fn())] = &[
+        ("sees_only_its_own_pids", sees_only_its_own_pids),
+        ("has_its_own_hostname", has_its_own_hostname),
+        (
+            "sees_none_of_the_hosts_mounts",
+            sees_none_of_the_hosts_mounts,
+        ),
+        ("mount_is_denied", mount_is_denied),
+        ("proc_sys_is_read_only", proc_sys_is_read_only),
+        (
+            "capabilities_and_no_new_privs_are_dockers",
+            capabilities_and_no_new_privs_are_dockers,
+        ),
+        ("dev_is_minimal", dev_is_minimal),
+        (
+            "network_none_has_only_loopback_and_host_sees_host",
+            network_none_has_only_loopback_and_host_sees_host,
+        ),
+        ("exit_codes_follow_docker", exit_codes_follow_docker),
+        ("sigkill_gives_137", sigkill_gives_137),
+        (
+            "sigterm_to_runner_reaches_the_process",
+            sigterm_to_runner_reaches_the_process,
+        ),
+        ("init_reaps_zombies", init_reaps_zombies),
+        ("terminal_mode_gives_a_tty", terminal_mode_gives_a_tty),
+        ("stdin_is_piped", stdin_is_piped),
+        (
+            "user_switching_by_name_and_ids",
+            user_switching_by_name_and_ids,
+        ),
+        ("env_and_workdir", env_and_workdir),
+        ("rlimits_are_set", rlimits_are_set),
+        (
+            "overlay_upper_records_changes",
+            overlay_upper_records_changes,
+        ),
+        ("plain_directory_rootfs", plain_directory_rootfs),
+        ("many_lowers_exceed_a_page", many_lowers_exceed_a_page),
+        (
+            "bind_tmpfs_and_readonly_mounts",
+            bind_tmpfs_and_readonly_mounts,
+        ),
+        ("setup_errors_are_reported", setup_errors_are_reported),
+        (
+            "concurrent_containers_from_threads",
+            concurrent_containers_from_threads,
+        ),
+        ("startup_time", startup_time),
+    ];
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let tmp = tempfile::Builder::new()
+        .prefix("rbuild-runtime-test-")
+        .tempdir()
+        .expect("temp dir");
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    BASE.set(tmp.path().to_path_buf()).unwrap();
+    let selected: Vec<_> = tests
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} container tests", selected.len());
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    for (name, test) in selected.iter().copied() {
+        let t = Instant::now();
+        let ok = std::panic::catch_unwind(*test).is_ok();
+        println!(
+            "test {name} ... {} ({} ms)",
+            if ok { "ok" } else { "FAILED" },
+            t.elapsed().as_millis()
+        );
+        if !ok {
+            failed.push(*name);
+        }
+    }
+    println!(
+        "\ntest result: {}. {} passed; {} failed; finished in {:.2}s\n",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        selected.len() - failed.len(),
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    drop(tmp);
+    if !failed.is_empty() {
+        eprintln!("failed: {failed:?}");
+        std::process::exit(1);
+    }
+}
