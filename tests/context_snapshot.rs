@@ -399,3 +399,28 @@ fn scan_errors_name_the_path() {
     let err = ContextSnapshot::scan(&file, &IgnoreMatcher::empty(), &mut cache).unwrap_err();
     assert!(matches!(err, ContextError::NotADirectory { .. }), "{err}");
 }
+
+#[test]
+fn cache_open_waits_for_the_other_holder_and_memory_cache_works() {
+    let fx = Fixture::new();
+    write(&fx.ctx(), "f", "x");
+    let first = fx.cache();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(first);
+    });
+    let started = std::time::Instant::now();
+    let mut second = fx.cache();
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "open waited for the holder"
+    );
+    holder.join().unwrap();
+    fx.scan("", &mut second);
+    assert_eq!(second.stats().misses, 1);
+
+    let mut memory = MetadataCache::in_memory().unwrap();
+    let snap = fx.scan("", &mut memory);
+    assert_eq!(memory.stats().misses, 1);
+    assert_eq!(snap.entries().len(), 2);
+}
