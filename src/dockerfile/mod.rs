@@ -33,6 +33,7 @@ pub mod error;
 mod heredoc;
 pub mod instructions;
 pub mod line_parsers;
+pub mod lint;
 mod parser;
 pub mod shell;
 
