@@ -177,7 +177,13 @@ fn check_from(stage: &Stage, earlier: &HashMap<&str, usize>, sink: &mut Sink) {
     let [_, as_word, name] = node.args.as_slice() else {
         return;
     };
-    let name_at = sink.locate(stage.span, node.args_span.start, name, |_| true);
+    // Where the `AS` and the name are written (the FROM span when the line is unusual, for
+    // example split by a continuation inside a word).
+    let words = sink.words(stage.span, node.args_span.start);
+    let (as_at, name_at) = match words.as_slice() {
+        [_, (a, a_at), (n, n_at)] if a == as_word && n == name => (*a_at, *n_at),
+        _ => (stage.span, stage.span),
+    };
     if name != &name.to_lowercase() {
         sink.warn(
             &STAGE_NAME_CASING,
@@ -192,9 +198,6 @@ fn check_from(stage: &Stage, earlier: &HashMap<&str, usize>, sink: &mut Sink) {
     let as_upper = as_word == &as_word.to_uppercase();
     let as_lower = as_word == &as_word.to_lowercase();
     if (from_upper && !as_upper) || (from_lower && !as_lower) {
-        let as_at = sink.locate(stage.span, node.args_span.start, as_word, |rest| {
-            rest.starts_with(char::is_whitespace)
-        });
         sink.warn(
             &FROM_AS_CASING,
             stage.span,

@@ -260,6 +260,32 @@ impl<'a> Sink<'a> {
     }
 }
 
+impl Sink<'_> {
+    /// The spans of the whitespace-separated words of the instruction spanning `instruction`,
+    /// from byte `from` on, with their text.
+    pub(crate) fn words(&self, instruction: Span, from: usize) -> Vec<(&str, Span)> {
+        let source = &self.df.source;
+        let end = instruction.end.min(source.len());
+        let start = from.clamp(instruction.start, end);
+        let Some(text) = source.get(start..end) else {
+            return Vec::new();
+        };
+        let mut words = Vec::new();
+        let mut word_start = None;
+        for (i, c) in text.char_indices().chain([(text.len(), ' ')]) {
+            match (c.is_whitespace(), word_start) {
+                (true, Some(ws)) => {
+                    words.push((&text[ws..i], self.df.span(start + ws, start + i)));
+                    word_start = None;
+                }
+                (false, None) => word_start = Some(i),
+                _ => {}
+            }
+        }
+        words
+    }
+}
+
 /// Levenshtein distance between two strings (in characters).
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();

@@ -2,7 +2,8 @@
 //!
 //! Only names are tracked, never values. In scope for a FROM line: the global ARGs (before the
 //! first FROM), the automatic platform args (`TARGETPLATFORM`, `BUILDARCH`, ...) and the proxy
-//! args. In scope inside a stage: the ENV names of a base stage built in this Dockerfile,
+//! args. In scope inside a stage: the ENV and ARG names of a base stage built in this
+//! Dockerfile (BuildKit adds ARG values to the environment the next stage starts from),
 //! the ARG and ENV names declared earlier in the stage, the proxy args, and `PATH` (BuildKit
 //! always sets one). As in BuildKit, the platform args and global ARGs need an `ARG NAME` in
 //! the stage to be visible there; the message says so when that is the mistake.
@@ -86,7 +87,7 @@ pub(crate) fn run(df: &Dockerfile, stages: &Stages, sink: &mut Sink) {
         }
     }
 
-    // The ENV names set at the end of each named stage.
+    // The ENV and ARG names in scope at the end of each named stage.
     let mut stage_env: HashMap<String, Scope> = HashMap::new();
     for stage in &stages.stages {
         let mut from = Context {
@@ -145,6 +146,9 @@ pub(crate) fn run(df: &Dockerfile, stages: &Stages, sink: &mut Sink) {
             }
         }
         if let Some(name) = &stage.name {
+            // BuildKit puts ARG values into the stage's environment, so a stage built on
+            // this one sees its ARGs too.
+            env.extend(args);
             stage_env.insert(name.clone(), env);
         }
     }
