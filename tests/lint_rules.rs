@@ -295,6 +295,41 @@ fn legacy_key_value_format() {
 }
 
 #[test]
+fn workdir_relative_path() {
+    let msgs = fires(
+        "FROM alpine\nWORKDIR app\nWORKDIR sub\n",
+        "WorkdirRelativePath",
+        &[(2, 1)],
+    );
+    assert_eq!(
+        msgs[0],
+        "Relative workdir \"app\" can have unexpected results if the base image changes"
+    );
+    silent(
+        "FROM alpine\nWORKDIR /app\nWORKDIR sub\n",
+        "WorkdirRelativePath",
+    );
+    silent(
+        "FROM alpine AS base\nWORKDIR /app\nFROM base\nWORKDIR sub\n",
+        "WorkdirRelativePath",
+    );
+    silent(
+        "FROM alpine\nARG DIR=/srv\nWORKDIR $DIR\n",
+        "WorkdirRelativePath",
+    );
+}
+
+#[test]
+fn no_empty_continuation() {
+    fires(
+        "FROM alpine\nRUN echo a \\\n\n  b\n",
+        "NoEmptyContinuation",
+        &[(2, 1)],
+    );
+    silent("FROM alpine\nRUN echo a \\\n  b\n", "NoEmptyContinuation");
+}
+
+#[test]
 fn undefined_var_in_stage() {
     let source = "FROM alpine
 ARG DIR_ASSETS=assets/

@@ -62,6 +62,15 @@ pub(crate) const MULTIPLE_INSTRUCTIONS_DISALLOWED: Rule = Rule {
     name: "MultipleInstructionsDisallowed",
     description: "Only the last CMD, ENTRYPOINT or HEALTHCHECK of a stage takes effect; the earlier ones are dead code",
 };
+pub(crate) const WORKDIR_RELATIVE_PATH: Rule = Rule {
+    name: "WorkdirRelativePath",
+    description: "A relative WORKDIR before any absolute one in this Dockerfile depends on the base image's working directory, which can change",
+};
+pub(crate) const NO_EMPTY_CONTINUATION: Rule = Rule {
+    name: "NoEmptyContinuation",
+    description:
+        "An empty line inside a continued instruction is accepted today but will become an error",
+};
 pub(crate) const LEGACY_KEY_VALUE_FORMAT: Rule = Rule {
     name: "LegacyKeyValueFormat",
     description: "The ENV/LABEL key value form (whitespace separator) is legacy and ambiguous; write key=value",
@@ -90,16 +99,22 @@ pub(crate) fn run(df: &Dockerfile, stages: &Stages, sink: &mut Sink) {
     for command in &stages.meta_args {
         check_secrets(command, sink);
     }
-    // Per stage (by index): whether a SHELL instruction is in effect at its end.
-    let mut shell_set: Vec<bool> = Vec::new();
+    for warning in &df.warnings {
+        if warning.message.starts_with("empty continuation line") {
+            let message = "Empty continuation line".to_string();
+            sink.warn(&NO_EMPTY_CONTINUATION, warning.span, warning.span, message);
+        }
+    }
+    // Per stage (by index): the state at its end, which a stage built on it starts from.
+    let mut ends: Vec<StageState> = Vec::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (index, stage) in stages.stages.iter().enumerate() {
         check_from(stage, &names, sink);
         let parent = names.get(stage.base.to_lowercase().as_str()).copied();
-        let mut shell = parent.is_some_and(|p| shell_set[p]);
+        let mut state = parent.map(|p| ends[p]).unwrap_or_default();
         let mut seen: HashMap<&'static str, &Command> = HashMap::new();
         for (i, command) in stage.instructions.iter().enumerate() {
-            check_command(command, &stage.instructions[i + 1..], shell, sink);
+            check_command(command, &stage.instructions[i + 1..], state, sink);
             if let Some(name) = once_per_stage(&command.instruction) {
                 if let Some(previous) = seen.insert(name, command) {
                     sink.warn(
@@ -110,15 +125,26 @@ pub(crate) fn run(df: &Dockerfile, stages: &Stages, sink: &mut Sink) {
                     );
                 }
             }
-            if matches!(command.instruction, Instruction::Shell { .. }) {
-                shell = true;
+            match command.instruction {
+                Instruction::Shell { .. } => state.shell = true,
+                Instruction::Workdir { .. } => state.workdir = true,
+                _ => {}
             }
         }
-        shell_set.push(shell);
+        ends.push(state);
         if let Some(name) = &stage.name {
             names.insert(name.as_str(), index);
         }
     }
+}
+
+/// What earlier instructions of a stage (or of the stage it is built on) have set.
+#[derive(Debug, Clone, Copy, Default)]
+struct StageState {
+    /// A SHELL instruction: shell-form CMD/ENTRYPOINT are then deliberate.
+    shell: bool,
+    /// A WORKDIR instruction: later relative ones are relative to it.
+    workdir: bool,
 }
 
 fn once_per_stage(instruction: &Instruction) -> Option<&'static str> {
@@ -224,7 +250,7 @@ fn check_from(stage: &Stage, earlier: &HashMap<&str, usize>, sink: &mut Sink) {
     }
 }
 
-fn check_command(command: &Command, later: &[Command], shell_set: bool, sink: &mut Sink) {
+fn check_command(command: &Command, later: &[Command], state: StageState, sink: &mut Sink) {
     let span = command.span;
     match &command.instruction {
         Instruction::Run(run) => {
@@ -248,7 +274,7 @@ fn check_command(command: &Command, later: &[Command], shell_set: bool, sink: &m
         }
         | Instruction::Entrypoint {
             command: CommandLine::Shell(_),
-        } if !shell_set => {
+        } if !state.shell => {
             let name = if matches!(command.instruction, Instruction::Cmd { .. }) {
                 "CMD"
             } else {
@@ -273,6 +299,17 @@ fn check_command(command: &Command, later: &[Command], shell_set: bool, sink: &m
             check_legacy_key_value(command, sink);
         }
         Instruction::Arg { .. } => check_secrets(command, sink),
+        // A path starting with a variable may well be absolute.
+        Instruction::Workdir { path }
+            if !state.workdir && !path.starts_with('/') && !path.starts_with('$') =>
+        {
+            sink.warn(
+                &WORKDIR_RELATIVE_PATH,
+                span,
+                span,
+                format!("Relative workdir {path:?} can have unexpected results if the base image changes"),
+            );
+        }
         Instruction::Maintainer { .. } => sink.warn(
             &MAINTAINER_DEPRECATED,
             span,

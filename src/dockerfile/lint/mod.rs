@@ -81,6 +81,8 @@ pub const RULES: &[Rule] = &[
     checks::RESERVED_STAGE_NAME,
     checks::MULTIPLE_INSTRUCTIONS_DISALLOWED,
     checks::LEGACY_KEY_VALUE_FORMAT,
+    checks::WORKDIR_RELATIVE_PATH,
+    checks::NO_EMPTY_CONTINUATION,
     vars::UNDEFINED_VAR,
     vars::UNDEFINED_ARG_IN_FROM,
 ];
