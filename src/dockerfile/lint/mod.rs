@@ -159,11 +159,12 @@ pub fn lint(df: &Dockerfile, stages: &Stages) -> Result<LintReport, ParseError> 
     let mut sink = Sink::new(df);
     checks::run(df, stages, &mut sink);
     vars::run(df, stages, &mut sink);
+    let local = instruction_configs(df);
     let mut warnings: Vec<LintWarning> = sink
         .found
         .into_iter()
         .filter(|(node_start, w)| {
-            !config.skips(w.rule) && !instruction_skips(df, *node_start, w.rule)
+            !config.skips(w.rule) && !local.get(node_start).is_some_and(|c| c.skips(w.rule))
         })
         .map(|(_, w)| w)
         .collect();
@@ -177,22 +178,26 @@ pub fn lint(df: &Dockerfile, stages: &Stages) -> Result<LintReport, ParseError> 
     })
 }
 
-/// True when a `# check=skip=...` comment directly above the instruction starting at byte
-/// `node_start` skips `rule`. A malformed comment is ignored, as in BuildKit.
-fn instruction_skips(df: &Dockerfile, node_start: usize, rule: &str) -> bool {
-    let Some(node) = df.nodes.iter().find(|n| n.span.start == node_start) else {
-        return false;
-    };
-    node.comments.iter().any(|comment| {
-        let Some((name, value)) = comment.split_once('=') else {
-            return false;
-        };
-        if !name.trim().eq_ignore_ascii_case("check") {
-            return false;
+/// The `# check=...` comments directly above instructions, by the byte offset where the
+/// instruction starts. A malformed comment is ignored, as in BuildKit.
+fn instruction_configs(df: &Dockerfile) -> HashMap<usize, CheckConfig> {
+    let mut configs = HashMap::new();
+    for node in &df.nodes {
+        for comment in &node.comments {
+            let Some((name, value)) = comment.split_once('=') else {
+                continue;
+            };
+            if !name.trim().eq_ignore_ascii_case("check") {
+                continue;
+            }
+            let value = value.trim().split(' ').next().unwrap_or("");
+            if let Ok(config) = CheckConfig::parse(value) {
+                configs.insert(node.span.start, config);
+            }
+            break;
         }
-        let value = value.trim().split(' ').next().unwrap_or("");
-        CheckConfig::parse(value).is_ok_and(|c| c.skips(rule))
-    })
+    }
+    configs
 }
 
 /// Collects warnings with the instruction they belong to.
@@ -310,9 +315,14 @@ pub(crate) fn suggest<'o>(
     options: impl IntoIterator<Item = &'o str>,
 ) -> Option<String> {
     let mut best: Option<(usize, &str)> = None;
+    let length = name.chars().count();
     for option in options {
         if option == name {
             return None;
+        }
+        // The distance is at least the difference in length: skip the hopeless ones.
+        if option.len().abs_diff(name.len()) >= 3 && option.chars().count().abs_diff(length) >= 3 {
+            continue;
         }
         let distance = edit_distance(name, option);
         if distance < 3 && distance < name.chars().count() && best.is_none_or(|(d, _)| distance < d)

@@ -101,12 +101,14 @@ pub(crate) fn run(df: &Dockerfile, stages: &Stages, sink: &mut Sink) {
             from.check_word(platform, &global, &UNDEFINED_ARG_IN_FROM);
         }
 
-        let inherited = stage_env.get(&stage.base.to_lowercase()).cloned();
-        let mut env: Scope = inherited.unwrap_or_default();
-        declare(&mut env, "PATH");
-        let mut args: Scope = Scope::new();
+        // ARG and ENV names share one scope: only names matter here.
+        let mut scope: Scope = stage_env
+            .get(&stage.base.to_lowercase())
+            .cloned()
+            .unwrap_or_default();
+        declare(&mut scope, "PATH");
         for name in PROXY_ARGS {
-            declare(&mut args, name);
+            declare(&mut scope, name);
         }
         for command in &stage.instructions {
             let mut ctx = Context {
@@ -115,8 +117,6 @@ pub(crate) fn run(df: &Dockerfile, stages: &Stages, sink: &mut Sink) {
                 command_span: command.span,
                 meta_names: &meta_names,
             };
-            let mut scope = args.clone();
-            scope.extend(env.iter().map(|(k, v)| (k.clone(), *v)));
             match &command.instruction {
                 Instruction::Arg { args: defs } => {
                     // Each ARG sees the ones before it on the same line.
@@ -125,7 +125,6 @@ pub(crate) fn run(df: &Dockerfile, stages: &Stages, sink: &mut Sink) {
                             ctx.check_word(default, &scope, &UNDEFINED_VAR);
                         }
                         declare(&mut scope, &def.name);
-                        declare(&mut args, &def.name);
                     }
                 }
                 Instruction::Env { vars } => {
@@ -135,7 +134,7 @@ pub(crate) fn run(df: &Dockerfile, stages: &Stages, sink: &mut Sink) {
                         ctx.check_word(&var.value, &scope, &UNDEFINED_VAR);
                     }
                     for var in vars {
-                        declare(&mut env, &var.key);
+                        declare(&mut scope, &var.key);
                     }
                 }
                 instruction => {
@@ -147,9 +146,8 @@ pub(crate) fn run(df: &Dockerfile, stages: &Stages, sink: &mut Sink) {
         }
         if let Some(name) = &stage.name {
             // BuildKit puts ARG values into the stage's environment, so a stage built on
-            // this one sees its ARGs too.
-            env.extend(args);
-            stage_env.insert(name.clone(), env);
+            // this one sees its ARGs too, not only its ENVs.
+            stage_env.insert(name.clone(), scope);
         }
     }
 }
