@@ -476,3 +476,59 @@ fn every_rule_has_a_triggering_fixture() {
         assert!(found.contains(rule.name), "{} not triggered", rule.name);
     }
 }
+
+#[test]
+fn escape_directive_and_crlf() {
+    // With `# escape=``, a backslash is literal and a backtick escapes the dollar.
+    fires(
+        "# escape=`\r\nFROM alpine\r\nWORKDIR C:\\$DIR\r\nCOPY `$LITERAL $REAL\r\n",
+        "UndefinedVar",
+        &[(3, 12), (4, 16)],
+    );
+}
+
+#[test]
+fn onbuild_triggers_are_not_checked() {
+    // Triggers run in the child build, with the child's scope.
+    silent(
+        "FROM alpine\nONBUILD COPY $SRC /app\nONBUILD ADD . /app\n",
+        "UndefinedVar",
+    );
+    silent("FROM alpine\nONBUILD ADD . /app\n", "CopyInsteadOfAdd");
+}
+
+/// Every BuildKit parser test file that also gives typed stages lints without a panic, and
+/// every warning points into the file with a known rule.
+#[test]
+fn buildkit_testfiles_lint_sanely() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/conformance/buildkit/frontend/dockerfile/parser/testfiles");
+    let mut linted = 0;
+    for entry in std::fs::read_dir(&dir).expect("conformance data") {
+        let path = entry.unwrap().path().join("Dockerfile");
+        let source = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        let Ok(df) = parse(&source, "Dockerfile") else {
+            continue;
+        };
+        let Ok(stages) = parse_instructions(&df) else {
+            continue;
+        };
+        let report = lint(&df, &stages).expect("no check directive in these files");
+        let lines = source.lines().count();
+        for w in &report.warnings {
+            assert!(
+                RULES.iter().any(|r| r.name == w.rule),
+                "{}: {w:?}",
+                path.display()
+            );
+            assert!(
+                w.span.start_line >= 1 && w.span.start_line <= lines && w.span.start_col >= 1,
+                "{}: {w:?}",
+                path.display()
+            );
+            assert!(w.span.end <= source.len() && w.span.start <= w.span.end);
+        }
+        linted += 1;
+    }
+    assert!(linted >= 20, "only {linted} files linted");
+}
