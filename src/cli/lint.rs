@@ -4,7 +4,6 @@
 //! `# check=error=true`), the rule's explanation under its first warning, then a summary line.
 //! Exit status 0 without warnings, 1 with warnings or when the Dockerfile does not parse.
 
-use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -56,33 +55,10 @@ pub fn run(_globals: &Globals, args: LintArgs) -> anyhow::Result<i32> {
         }
     };
     match args.format {
-        Format::Text => print_text(&name, &report),
+        Format::Text => print!("{}", report.to_text(&name)),
         Format::Json => print_json(&name, &report)?,
     }
     Ok(i32::from(!report.warnings.is_empty()))
-}
-
-fn print_text(file: &str, report: &LintReport) {
-    let severity = if report.error_on_warning {
-        "error"
-    } else {
-        "warning"
-    };
-    let mut explained = BTreeSet::new();
-    for w in &report.warnings {
-        println!(
-            "{file}:{}:{}: {severity}: {}: {}",
-            w.span.start_line, w.span.start_col, w.rule, w.message
-        );
-        if explained.insert(w.rule) {
-            println!("  = {}: {}", w.rule, w.description);
-        }
-    }
-    match report.warnings.len() {
-        0 => println!("{file}: no warnings"),
-        1 => println!("{file}: 1 warning"),
-        n => println!("{file}: {n} warnings"),
-    }
 }
 
 fn print_json(file: &str, report: &LintReport) -> anyhow::Result<()> {

@@ -65,6 +65,37 @@ pub struct LintReport {
     pub error_on_warning: bool,
 }
 
+impl LintReport {
+    /// The report as `rbuild lint` prints it: one `FILE:LINE:COL: warning: Rule: message`
+    /// line per warning (`error:` under `# check=error=true`), the rule's explanation
+    /// (`  = Rule: ...`) under its first warning, then a summary line (`FILE: 2 warnings`,
+    /// `FILE: no warnings`). Each line ends with a newline.
+    pub fn to_text(&self, file: &str) -> String {
+        let severity = if self.error_on_warning {
+            "error"
+        } else {
+            "warning"
+        };
+        let mut out = String::new();
+        let mut explained = BTreeSet::new();
+        for w in &self.warnings {
+            out.push_str(&format!(
+                "{file}:{}:{}: {severity}: {}: {}\n",
+                w.span.start_line, w.span.start_col, w.rule, w.message
+            ));
+            if explained.insert(w.rule) {
+                out.push_str(&format!("  = {}: {}\n", w.rule, w.description));
+            }
+        }
+        match self.warnings.len() {
+            0 => out.push_str(&format!("{file}: no warnings\n")),
+            1 => out.push_str(&format!("{file}: 1 warning\n")),
+            n => out.push_str(&format!("{file}: {n} warnings\n")),
+        }
+        out
+    }
+}
+
 /// Every rule [`lint`] knows, in the order of the README table.
 pub const RULES: &[Rule] = &[
     checks::WORKDIR_INSTEAD_OF_CD,
