@@ -97,8 +97,12 @@ pub(crate) fn is_cd_only(script: &str) -> bool {
 /// An `apt-get`/`apt` subcommand found in a simple command (`install`, `update`, ...).
 pub(crate) fn apt_subcommand(words: &[String]) -> Option<&str> {
     let mut rest = words.iter().map(String::as_str).skip_while(|w| {
-        // Skip `sudo`, `env`, and leading `NAME=value` assignments.
-        *w == "sudo" || *w == "env" || is_assignment(w)
+        // Skip shell keywords and wrappers (`then apt-get ...`, `sudo apt-get ...`) and
+        // leading `NAME=value` assignments.
+        matches!(
+            *w,
+            "sudo" | "env" | "exec" | "time" | "!" | "then" | "else" | "do" | "if" | "while"
+        ) || is_assignment(w)
     });
     let command = rest.next()?;
     let base = command.rsplit('/').next().unwrap_or(command);
@@ -189,6 +193,12 @@ mod tests {
         );
         assert_eq!(sub("sudo /usr/bin/apt update").as_deref(), Some("update"));
         assert_eq!(sub("apt-cache policy"), None);
+        assert_eq!(
+            simple_commands("if true; then apt-get install -y x; fi")
+                .iter()
+                .find_map(|w| apt_subcommand(w)),
+            Some("install")
+        );
         assert_eq!(sub("echo apt-get install"), None);
     }
 
