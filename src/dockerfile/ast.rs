@@ -34,7 +34,7 @@ pub(crate) struct LineIndex {
 impl LineIndex {
     pub(crate) fn new(source: &str) -> LineIndex {
         let mut starts = vec![0];
-        starts.extend(memchr_newlines(source.as_bytes()));
+        starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
         LineIndex { starts }
     }
 
@@ -43,7 +43,12 @@ impl LineIndex {
         let pos = floor_char_boundary(source, pos.min(source.len()));
         let line = self.starts.partition_point(|&s| s <= pos);
         let line_start = self.starts[line - 1];
-        let col = source[line_start..pos].chars().count() + 1;
+        let prefix = &source[line_start..pos];
+        let col = if prefix.is_ascii() {
+            prefix.len()
+        } else {
+            prefix.chars().count()
+        } + 1;
         (line, col)
     }
 
@@ -77,14 +82,6 @@ impl LineIndex {
         let text = &source[start..end.max(start)];
         text.strip_suffix('\r').unwrap_or(text)
     }
-}
-
-fn memchr_newlines(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|(_, &b)| b == b'\n')
-        .map(|(i, _)| i + 1)
 }
 
 fn floor_char_boundary(s: &str, mut pos: usize) -> usize {
