@@ -238,7 +238,7 @@ fn digest_from_path(path: &str) -> Option<Digest> {
 fn parse_config(bytes: &[u8], what: &str) -> Result<ImageConfig, ArchiveError> {
     serde_json::from_slice(bytes).map_err(|e| ArchiveError::BadJson {
         what: what.to_string(),
-        source: e,
+        error: e,
     })
 }
 
@@ -251,16 +251,20 @@ fn add_layer(
     what: &str,
     media_type: Option<&str>,
 ) -> Result<LayerInfo, ArchiveError> {
-    let mut file =
-        BufReader::with_capacity(1 << 20, fs::File::open(&f.path).map_err(io_err(&f.path))?);
+    // A layer shared by several images may already have been moved into the store.
+    let path = if f.path.exists() {
+        f.path.clone()
+    } else {
+        store.blob_path(&f.digest)
+    };
+    let mut file = BufReader::with_capacity(1 << 20, fs::File::open(&path).map_err(io_err(&path))?);
     let mut head = [0u8; 8];
-    let n = read_head(&mut file, &mut head).map_err(io_err(&f.path))?;
+    let n = read_head(&mut file, &mut head).map_err(io_err(&path))?;
     let kind = Compression::detect(&head[..n]);
     let (diff_id, uncompressed_size) = if kind == Compression::None {
         (f.digest.clone(), f.size)
     } else {
-        let file =
-            BufReader::with_capacity(1 << 20, fs::File::open(&f.path).map_err(io_err(&f.path))?);
+        let file = BufReader::with_capacity(1 << 20, fs::File::open(&path).map_err(io_err(&path))?);
         let mut r = HashReader::new(compress::decompress(kind, file).map_err(ArchiveError::Read)?);
         io::copy(&mut r, &mut io::sink()).map_err(|e| {
             ArchiveError::Invalid(format!("{what}: cannot decompress {}: {e}", kind.name()))
@@ -313,7 +317,7 @@ fn load_docker(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Arc
     let manifest: Vec<DockerManifestEntry> =
         serde_json::from_slice(&bytes).map_err(|e| ArchiveError::BadJson {
             what: "manifest.json".into(),
-            source: e,
+            error: e,
         })?;
     if manifest.is_empty() {
         return Err(ArchiveError::Invalid(
@@ -421,7 +425,7 @@ fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Archiv
     let bytes = entries.json("index.json", "archive")?;
     let index: Index = serde_json::from_slice(&bytes).map_err(|e| ArchiveError::BadJson {
         what: "index.json".into(),
-        source: e,
+        error: e,
     })?;
     let mut picked = Vec::new();
     for d in &index.manifests {
@@ -430,7 +434,7 @@ fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Archiv
             let inner: Index = serde_json::from_slice(&blob_json(entries, d, "index.json")?)
                 .map_err(|e| ArchiveError::BadJson {
                     what: format!("image index {}", d.digest),
-                    source: e,
+                    error: e,
                 })?;
             let arch = oci::host_architecture();
             inner
@@ -460,7 +464,7 @@ fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Archiv
         let manifest: Manifest =
             serde_json::from_slice(&mbytes).map_err(|e| ArchiveError::BadJson {
                 what: format!("manifest {}", d.digest),
-                source: e,
+                error: e,
             })?;
         let cfg_bytes = blob_json(entries, &manifest.config, &format!("manifest {}", d.digest))?;
         let config = parse_config(&cfg_bytes, &format!("config {}", manifest.config.digest))?;

@@ -314,7 +314,7 @@ fn mknod(
     let dev = nix::sys::stat::makedev(u64::from(major), u64::from(minor));
     nix::sys::stat::mknod(path, kind, perm, dev).map_err(|e| LayerError::Io {
         path: path.to_path_buf(),
-        source: io::Error::from(e),
+        error: io::Error::from(e),
     })
 }
 
