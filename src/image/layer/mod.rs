@@ -21,7 +21,7 @@ use super::digest::Digest;
 pub mod apply;
 pub mod writer;
 
-pub use apply::{apply_layer, apply_tar, ApplyOptions, ApplyStats, WhiteoutMode};
+pub use apply::{apply_layer, apply_tar, check_tar, ApplyOptions, ApplyStats, WhiteoutMode};
 pub use writer::{write_layer, write_tar, Change, LayerOptions, LayerSource};
 
 /// Prefix of a whiteout entry's file name.
