@@ -291,3 +291,53 @@ fn docker_load_when_an_engine_runs() {
         .args(["rmi", "localhost:5000/team/app:v1"])
         .output();
 }
+
+/// Layers above 4 MiB are gzip-compressed in parallel as several gzip members; Go readers
+/// (umoci, skopeo) must read them back bit for bit.
+#[test]
+fn umoci_reads_parallel_gzip_layers() {
+    let env = TestEnv::new();
+    let rootfs = env.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let mut data = Vec::with_capacity(10 << 20);
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    while data.len() < (10 << 20) + 777 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes()[..3]);
+        data.extend_from_slice(b"text");
+    }
+    std::fs::write(rootfs.join("big"), &data).unwrap();
+    let tar = env.path().join("rootfs.tar");
+    tool(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    );
+    env.ok(&["import", tar.to_str().unwrap(), "big:1"]);
+    let v: Value = serde_json::from_str(&env.ok(&["inspect", "big:1"])).unwrap();
+    assert!(v[0]["Size"].as_u64().unwrap() > 10 << 20);
+    let layout = env.path().join("layout");
+    env.ok(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        layout.to_str().unwrap(),
+        "big:1",
+    ]);
+    let bundle = env.path().join("bundle");
+    tool(
+        Command::new("umoci")
+            .args(["unpack", "--image", &format!("{}:big:1", layout.display())])
+            .arg(&bundle),
+    );
+    assert!(
+        std::fs::read(bundle.join("rootfs/big")).unwrap() == data,
+        "content differs after umoci unpack"
+    );
+}
