@@ -669,8 +669,103 @@ fn startup_time() {
     assert!(median < Duration::from_secs(1), "{times:?}");
 }
 
+// ---- rootless ----
+
+/// Runs in this test binary started as uid 65534 by `rootless_as_nobody`: one container over
+/// the rootfs `lower`, with upper and work dirs under `dir`; prints what it saw.
+fn rootless_child(lower: &str, dir: &str) {
+    let dir = Path::new(dir);
+    let spec = ContainerSpec::new(
+        Rootfs::Overlay {
+            lowers: vec![PathBuf::from(lower)],
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+        },
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "id -u; cat /proc/self/uid_map; echo x > /new; rm /etc/issue; hostname; \
+             ls /sys/class/net; grep CapEff /proc/self/status"
+                .into(),
+        ],
+    );
+    match rbuild_runtime::output(&spec, b"") {
+        Ok(out) => {
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            std::process::exit(out.status.code);
+        }
+        Err(e) => {
+            eprintln!("rootless run failed: {e}");
+            std::process::exit(99);
+        }
+    }
+}
+
+fn rootless_as_nobody() {
+    // A rootless store unpacks layers as the caller, so the rootfs belongs to the caller
+    // (root inside); host root's files would be unmapped and read-only there.
+    let dir = scratch("rootless");
+    for sub in ["upper", "work"] {
+        std::fs::create_dir(dir.join(sub)).unwrap();
+    }
+    let lower = dir.join("lower");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(busybox())
+        .arg(&lower)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let nobody = "65534";
+    let status = std::process::Command::new("chown")
+        .args(["-R", &format!("{nobody}:{nobody}")])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={nobody}"),
+            &format!("--regid={nobody}"),
+            "--clear-groups",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .arg("--rootless-child")
+        .arg(&lower)
+        .arg(&dir)
+        .env("TMPDIR", &dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "0", "root inside: {stdout}");
+    let map: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        map,
+        ["0", nobody, "1"],
+        "the caller is mapped to root: {stdout}"
+    );
+    assert_eq!(&lines[2..4], ["rbuild", "lo"], "{stdout}");
+    assert_eq!(lines[4], "CapEff:\t00000000a80425fb", "{stdout}");
+    // The change set: a new file owned by the caller, a whiteout for the deleted one
+    // (rootless overlay uses the user.overlay.* xattrs).
+    let upper = dir.join("upper");
+    let meta = std::fs::metadata(upper.join("new")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 65534);
+    let issue = std::fs::symlink_metadata(upper.join("etc/issue")).unwrap();
+    assert!(changes::is_whiteout(&issue), "whiteout for /etc/issue");
+}
+
 fn main() {
     rbuild_runtime::init_hook();
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--rootless-child") {
+        rootless_child(&args[2], &args[3]);
+        return;
+    }
     let tests: &[(&str, fn())] = &[
         ("sees_only_its_own_pids", sees_only_its_own_pids),
         ("has_its_own_hostname", has_its_own_hostname),
@@ -719,6 +814,7 @@ fn main() {
             "concurrent_containers_from_threads",
             concurrent_containers_from_threads,
         ),
+        ("rootless_as_nobody", rootless_as_nobody),
         ("startup_time", startup_time),
     ];
     let filters: Vec<String> = std::env::args()
