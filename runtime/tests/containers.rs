@@ -407,6 +407,43 @@ fn terminal_mode_gives_a_tty() {
     assert!(text.contains("got:typed"), "{text:?}");
 }
 
+fn terminal_with_init_and_window_size() {
+    // The init gives the pty's foreground to the process.
+    let mut spec = sh("tty-init", "tty; echo $$");
+    spec.process.terminal = true;
+    spec.init = true;
+    let out = output(&spec, b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("/dev/pts/0\r\n"), "{text:?}");
+    assert_ne!(text.lines().nth(1), Some("1\r"), "{text:?}");
+
+    // When the runner's stdin is a terminal, the container's pty gets its size.
+    let pty = nix::pty::openpty(
+        Some(&nix::pty::Winsize {
+            ws_row: 40,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        }),
+        None,
+    )
+    .unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut spec = sh("tty-size", "stty size");
+    spec.process.terminal = true;
+    let stdio = Stdio {
+        stdin: Io::Fd(pty.slave),
+        stdout: Io::Fd(writer.into()),
+        stderr: Io::Null,
+    };
+    let status = rbuild_runtime::run(&spec, stdio).unwrap();
+    assert_eq!(status.code, 0);
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut BufReader::new(reader), &mut text).unwrap();
+    assert_eq!(text, "40 100\r\n");
+    drop(pty.master);
+}
+
 fn stdin_is_piped() {
     let out = output(&sh("stdin", "cat; echo; wc -c"), b"hello");
     assert_eq!(out.status.code, 0);
@@ -470,6 +507,20 @@ fn env_and_workdir() {
     }
 }
 
+fn no_descriptors_leak_into_the_container() {
+    // A descriptor the runner leaves inheritable must not reach the container's process.
+    let (reader, writer) = std::io::pipe().unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&writer);
+    // SAFETY: clearing FD_CLOEXEC on a descriptor this test owns.
+    unsafe { libc::fcntl(raw, libc::F_SETFD, 0) };
+    for init in [false, true] {
+        let mut spec = sh("fds", "ls /proc/self/fd | tr '\\n' ' '");
+        spec.init = init;
+        assert_eq!(stdout_of(&spec), "0 1 2 3 ", "init: {init}");
+    }
+    drop((reader, writer));
+}
+
 fn rlimits_are_set() {
     let out = stdout_of(&sh("rlimit", "ulimit -n"));
     assert_eq!(out, "1024\n");
@@ -523,6 +574,33 @@ fn overlay_upper_records_changes() {
     }
     // The lower snapshot is untouched.
     assert!(busybox().join("etc/group").exists());
+}
+
+fn renamed_directories_are_copied_not_redirected() {
+    // With redirect_dir=off a renamed lower directory is copied up whole, so the change set
+    // stays expressible as a layer (no overlay.redirect xattr pointing into a lower).
+    let (rootfs, upper) = overlay("rename");
+    let spec = ContainerSpec::new(
+        rootfs,
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "mv /home /home2 && ls /home2".into(),
+        ],
+    );
+    assert_eq!(stdout_of(&spec), "app\n");
+    assert!(upper.join("home2/app").is_dir());
+    let home = std::fs::symlink_metadata(upper.join("home")).unwrap();
+    assert!(changes::is_whiteout(&home));
+}
+
+fn readonly_rootfs() {
+    let mut spec = sh(
+        "readonly",
+        "touch /x 2>/dev/null || echo ro; echo ok > /dev/shm/y && cat /dev/shm/y",
+    );
+    spec.readonly_rootfs = true;
+    assert_eq!(stdout_of(&spec), "ro\nok\n");
 }
 
 fn plain_directory_rootfs() {
@@ -792,17 +870,30 @@ fn main() {
         ),
         ("init_reaps_zombies", init_reaps_zombies),
         ("terminal_mode_gives_a_tty", terminal_mode_gives_a_tty),
+        (
+            "terminal_with_init_and_window_size",
+            terminal_with_init_and_window_size,
+        ),
         ("stdin_is_piped", stdin_is_piped),
         (
             "user_switching_by_name_and_ids",
             user_switching_by_name_and_ids,
         ),
         ("env_and_workdir", env_and_workdir),
+        (
+            "no_descriptors_leak_into_the_container",
+            no_descriptors_leak_into_the_container,
+        ),
         ("rlimits_are_set", rlimits_are_set),
         (
             "overlay_upper_records_changes",
             overlay_upper_records_changes,
         ),
+        (
+            "renamed_directories_are_copied_not_redirected",
+            renamed_directories_are_copied_not_redirected,
+        ),
+        ("readonly_rootfs", readonly_rootfs),
         ("plain_directory_rootfs", plain_directory_rootfs),
         ("many_lowers_exceed_a_page", many_lowers_exceed_a_page),
         (
