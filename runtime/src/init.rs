@@ -205,6 +205,8 @@ fn container_main(
     set: &SigSet,
 ) -> Result<Infallible, RuntimeError> {
     let spec = &launch.spec;
+    // Docker's umask, whatever the runner's: files a RUN step creates must not depend on it.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|e| RuntimeError::Setup(format!("failed to set the parent-death signal: {e}")))?;
     unshare(CloneFlags::CLONE_NEWNS).map_err(|source| namespaces::NamespaceError::Unshare {

@@ -415,7 +415,13 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
             let mut source = File::from(input);
             let mut buf = [0u8; 8192];
             while let Ok(n) = source.read(&mut buf) {
-                if n == 0 || writer.write_all(&buf[..n]).is_err() {
+                if n == 0 {
+                    // End of input: the terminal's EOF character (at the start of a line in
+                    // canonical mode) so that a reading process sees end of file.
+                    let _ = writer.write_all(b"\x04");
+                    break;
+                }
+                if writer.write_all(&buf[..n]).is_err() {
                     break;
                 }
             }

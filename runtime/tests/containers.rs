@@ -400,11 +400,15 @@ fn terminal_mode_gives_a_tty() {
     assert!(text.starts_with("/dev/pts/0\r\n"), "{text:?}");
     assert!(text.contains("stdin-is-tty\r\nxterm\r\n"), "{text:?}");
 
-    let mut spec = sh("tty2", "read line; echo got:$line");
+    let mut spec = sh("tty2", "read line; echo got:$line; cat; echo eof");
     spec.process.terminal = true;
-    let out = output(&spec, b"typed\n");
+    let out = output(&spec, b"typed\nmore\n");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("got:typed"), "{text:?}");
+    assert!(
+        text.ends_with("more\r\neof\r\n"),
+        "input end reaches the process: {text:?}"
+    );
 }
 
 fn terminal_with_init_and_window_size() {
@@ -519,6 +523,13 @@ fn no_descriptors_leak_into_the_container() {
         assert_eq!(stdout_of(&spec), "0 1 2 3 ", "init: {init}");
     }
     drop((reader, writer));
+}
+
+fn umask_is_dockers() {
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let out = stdout_of(&sh("umask", "umask; mkdir /d; stat -c %a /d"));
+    nix::sys::stat::umask(old);
+    assert_eq!(out, "0022\n755\n");
 }
 
 fn rlimits_are_set() {
@@ -884,6 +895,7 @@ fn main() {
             "no_descriptors_leak_into_the_container",
             no_descriptors_leak_into_the_container,
         ),
+        ("umask_is_dockers", umask_is_dockers),
         ("rlimits_are_set", rlimits_are_set),
         (
             "overlay_upper_records_changes",
