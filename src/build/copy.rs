@@ -356,6 +356,9 @@ impl Copier {
             };
             let mtime = FileTime::from_unix_time(entry.mtime_sec, entry.mtime_nsec);
             match &entry.kind {
+                // A directory source's contents go into the destination, which keeps the
+                // metadata it has (existing, or created 0755).
+                EntryKind::Dir if rel.is_empty() && dst.is_dir() => {}
                 EntryKind::Dir => {
                     if !dst.is_dir() {
                         remove_existing(&dst);

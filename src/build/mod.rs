@@ -143,7 +143,7 @@ pub enum BuildError {
     Invalid(String),
     #[error("{0} is not supported yet")]
     Unsupported(String),
-    #[error("{file}:{line}: {instruction}: {source}")]
+    #[error("{file}:{line}: {instruction}")]
     At {
         file: String,
         line: usize,
