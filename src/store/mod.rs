@@ -36,6 +36,8 @@
 //! # Ok(()) }
 //! ```
 
+mod adopt;
+mod cache;
 mod db;
 mod images;
 mod snapshots;
@@ -48,6 +50,7 @@ use crate::image::digest::{Digest, HashWriter};
 use crate::image::layer::{self, LayerError, LayerInfo, LayerOptions, LayerSource};
 use crate::image::reference::ReferenceError;
 
+pub use cache::CacheRecord;
 pub use images::{ImageRecord, ImageSummary, RemoveEvent};
 
 /// An image ID: the digest of its config blob (as docker and podman define it).
