@@ -12,6 +12,7 @@ mod history;
 mod images;
 mod import;
 mod inspect;
+mod lint;
 mod load;
 mod parse;
 mod rmi;
@@ -75,6 +76,8 @@ pub enum Command {
     Save(save::SaveArgs),
     /// Load images from a tar archive (stdin by default)
     Load(load::LoadArgs),
+    /// Check a Dockerfile for common mistakes (exit status 1 when there are warnings)
+    Lint(lint::LintArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -128,6 +131,7 @@ pub fn main() -> i32 {
         Command::History(args) => history::run(&globals, args),
         Command::Save(args) => save::run(&globals, args),
         Command::Load(args) => load::run(&globals, args),
+        Command::Lint(args) => lint::run(&globals, args),
     };
     match result {
         Ok(code) => code,

@@ -34,6 +34,7 @@ pub mod eval;
 mod heredoc;
 pub mod instructions;
 pub mod line_parsers;
+pub mod lint;
 mod parser;
 pub mod shell;
 
