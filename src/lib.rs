@@ -5,6 +5,7 @@
 //! [`store`] keeps them, [`archive`] moves them as tarballs, and [`cli`] is thin glue.
 
 pub mod archive;
+pub mod build;
 pub mod cli;
 pub mod context;
 pub mod dockerfile;

@@ -9,9 +9,10 @@ use std::process::{Child, Command};
 use std::thread::JoinHandle;
 
 use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{self, SetArg, Termios};
 
-use crate::channel::{Channel, Message};
+use crate::channel::{Channel, Launch, Message};
 use crate::init::INIT_ENV;
 use crate::signals::{self, Registration};
 use crate::spec::{ContainerSpec, Rootfs};
@@ -175,7 +176,7 @@ fn validate(spec: &ContainerSpec) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-fn spec_memfd(spec: &ContainerSpec) -> Result<File, ProcessError> {
+fn spec_memfd(launch: &Launch) -> Result<File, ProcessError> {
     let name = c"rbuild-container-spec";
     // SAFETY: memfd_create reads a NUL-terminated name; the result is checked below.
     let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
@@ -184,7 +185,7 @@ fn spec_memfd(spec: &ContainerSpec) -> Result<File, ProcessError> {
     }
     // SAFETY: `raw` is a fresh descriptor nothing else owns.
     let mut file = unsafe { File::from_raw_fd(raw) };
-    let json = serde_json::to_vec(spec).map_err(|e| ProcessError::Spec(e.into()))?;
+    let json = serde_json::to_vec(launch).map_err(|e| ProcessError::Spec(e.into()))?;
     file.write_all(&json).map_err(ProcessError::Spec)?;
     file.rewind().map_err(ProcessError::Spec)?;
     Ok(file)
@@ -198,7 +199,22 @@ fn spec_memfd(spec: &ContainerSpec) -> Result<File, ProcessError> {
 pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeError> {
     validate(spec)?;
     let (ours, theirs) = Channel::pair().map_err(ProcessError::Channel)?;
-    let spec_file = spec_memfd(spec)?;
+    let window = if spec.process.terminal {
+        [&stdio.stdin, &stdio.stdout]
+            .into_iter()
+            .find_map(|io| match io {
+                Io::Inherit => window_size(0).or_else(|| window_size(1)),
+                Io::Null => None,
+                Io::Fd(fd) => window_size(fd.as_raw_fd()),
+            })
+            .map(|ws| (ws.ws_row, ws.ws_col))
+    } else {
+        None
+    };
+    let spec_file = spec_memfd(&Launch {
+        spec: spec.clone(),
+        window,
+    })?;
     let (sock_fd, spec_fd) = (theirs.raw(), spec_file.as_raw_fd());
     let exe = current_exe();
     let mut cmd = Command::new(&exe);
@@ -273,7 +289,16 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
                     .map_err(ProcessError::Channel)?;
             }
             Some((Message::Pid(pid), _)) => container.pid = pid,
-            Some((Message::Created(paths), _)) => container.created = paths,
+            Some((Message::Created(paths), _)) => {
+                // Only relative paths below the rootfs are ever removed again.
+                container.created = paths
+                    .into_iter()
+                    .filter(|p| {
+                        p.components()
+                            .all(|c| matches!(c, std::path::Component::Normal(_)))
+                    })
+                    .collect();
+            }
             Some((Message::Pty, fd)) => master = fd,
             Some((Message::Ready, _)) => ready = true,
             Some((Message::Error(message), _)) => {
@@ -298,6 +323,27 @@ fn dup_std(fd: RawFd) -> Option<OwnedFd> {
     borrowed.try_clone_to_owned().ok()
 }
 
+fn window_size(fd: RawFd) -> Option<libc::winsize> {
+    // SAFETY: ws is a plain C struct that TIOCGWINSZ fills in.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0).then_some(ws)
+    }
+}
+
+/// Copies the size of `source` (the runner's terminal) to the pty `master` when it changed;
+/// the kernel then sends SIGWINCH to the container's foreground process group.
+fn sync_window_size(source: Option<&OwnedFd>, master: &OwnedFd, last: &mut Option<(u16, u16)>) {
+    let Some(ws) = source.and_then(|fd| window_size(fd.as_raw_fd())) else {
+        return;
+    };
+    if *last != Some((ws.ws_row, ws.ws_col)) {
+        *last = Some((ws.ws_row, ws.ws_col));
+        // SAFETY: TIOCSWINSZ reads a valid winsize.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+}
+
 fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, ProcessError> {
     let input = match stdin {
         Io::Inherit => dup_std(0),
@@ -309,17 +355,14 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
         Io::Null => None,
         Io::Fd(fd) => Some(fd),
     };
-    // Size the pty like the runner's terminal, when there is one.
-    for fd in input.iter().chain(output.iter()) {
-        // SAFETY: ws is a plain C struct; TIOCGWINSZ fills it, TIOCSWINSZ reads it.
-        unsafe {
-            let mut ws: libc::winsize = std::mem::zeroed();
-            if libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0 {
-                libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-                break;
-            }
-        }
-    }
+    // Size the pty like the runner's terminal, when there is one, and follow its changes.
+    let size_source = input
+        .iter()
+        .chain(output.iter())
+        .find(|fd| window_size(fd.as_raw_fd()).is_some())
+        .and_then(|fd| fd.try_clone().ok());
+    let mut last_size = None;
+    sync_window_size(size_source.as_ref(), &master, &mut last_size); // normally already set
     let mut restore = None;
     if let Some(input) = &input {
         if nix::unistd::isatty(input.as_raw_fd()).unwrap_or(false) {
@@ -336,14 +379,28 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
             .try_clone()
             .map_err(|e| ProcessError::Terminal(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?,
     );
+    let size_master = master
+        .try_clone()
+        .map_err(|e| ProcessError::Terminal(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
     let output_thread = std::thread::spawn(move || {
         let mut sink = output.map(File::from);
         let mut buf = [0u8; 8192];
-        // Ends with EIO once every slave descriptor is closed (the container has exited).
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
+        loop {
+            // Wake up now and then to pass on window size changes.
+            let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(250u16)) {
+                Ok(0) | Err(Errno::EINTR) => {
+                    sync_window_size(size_source.as_ref(), &size_master, &mut last_size);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => break,
             }
+            // Ends with EIO once every slave descriptor is closed (the container has exited).
+            let n = match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
             if let Some(sink) = sink.as_mut() {
                 if sink.write_all(&buf[..n]).is_err() {
                     sink.flush().ok();
@@ -358,7 +415,13 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
             let mut source = File::from(input);
             let mut buf = [0u8; 8192];
             while let Ok(n) = source.read(&mut buf) {
-                if n == 0 || writer.write_all(&buf[..n]).is_err() {
+                if n == 0 {
+                    // End of input: the terminal's EOF character (at the start of a line in
+                    // canonical mode) so that a reading process sees end of file.
+                    let _ = writer.write_all(b"\x04");
+                    break;
+                }
+                if writer.write_all(&buf[..n]).is_err() {
                     break;
                 }
             }
@@ -406,6 +469,8 @@ impl Container {
         if let Some(status) = self.finished {
             return Ok(status);
         }
+        // After Ready only the monitor (and, with `init`, the init) hold the socket; the
+        // container's process never does, so an Exit message here is the monitor's.
         let mut reported = None;
         while let Ok(Some((message, _))) = self.chan.recv() {
             if let Message::Exit { code, signal } = message {
@@ -458,6 +523,18 @@ impl Drop for Container {
 /// first), so they do not show up in the change set.
 fn remove_created(root: &Path, created: &[PathBuf]) {
     for rel in created.iter().rev() {
+        // The container may have replaced a parent with a symlink: never follow one.
+        let mut parent = root.to_path_buf();
+        let mut through_symlink = false;
+        for part in rel.parent().into_iter().flat_map(Path::components) {
+            parent.push(part);
+            through_symlink |= std::fs::symlink_metadata(&parent)
+                .map(|m| !m.is_dir())
+                .unwrap_or(true);
+        }
+        if through_symlink {
+            continue;
+        }
         let path = root.join(rel);
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() && m.len() == 0 => {

@@ -143,14 +143,27 @@ pub(crate) fn mount_rootfs(
             }
             // mount(2) data is limited to one page; the new mount API appends one lower at a time.
             if options.len() < 4000 {
-                mount(
-                    Some("overlay"),
-                    target,
-                    Some("overlay"),
-                    MsFlags::empty(),
-                    Some(options.as_str()),
-                )
-                .map_err(mount_err("overlay", target))
+                // Renamed directories and metadata-only copy-ups cannot be expressed in a
+                // layer, so both are turned off (kernels without the options: plain mount).
+                let strict = format!("{options},redirect_dir=off,metacopy=off");
+                let overlay = |data: &str| {
+                    mount(
+                        Some("overlay"),
+                        target,
+                        Some("overlay"),
+                        MsFlags::empty(),
+                        Some(data),
+                    )
+                };
+                overlay(&strict)
+                    .or_else(|e| {
+                        if e == Errno::EINVAL {
+                            overlay(&options)
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(mount_err("overlay", target))
             } else {
                 mount_overlay_fsconfig(&lower_dirs, upper, work, rootless, target)
                     .map_err(mount_err("overlay (fsconfig, lowerdir+)", target))
@@ -206,6 +219,10 @@ fn mount_overlay_fsconfig(
     if rootless {
         set("userxattr", None)?;
     }
+    // As for mount(2): no redirects, no metacopy; older kernels may not know the keys.
+    let off = cstring("off");
+    let _ = set("redirect_dir", Some(&off));
+    let _ = set("metacopy", Some(&off));
     // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
     check(unsafe {
         libc::syscall(

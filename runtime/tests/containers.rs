@@ -400,11 +400,52 @@ fn terminal_mode_gives_a_tty() {
     assert!(text.starts_with("/dev/pts/0\r\n"), "{text:?}");
     assert!(text.contains("stdin-is-tty\r\nxterm\r\n"), "{text:?}");
 
-    let mut spec = sh("tty2", "read line; echo got:$line");
+    let mut spec = sh("tty2", "read line; echo got:$line; cat; echo eof");
     spec.process.terminal = true;
-    let out = output(&spec, b"typed\n");
+    let out = output(&spec, b"typed\nmore\n");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("got:typed"), "{text:?}");
+    assert!(
+        text.ends_with("more\r\neof\r\n"),
+        "input end reaches the process: {text:?}"
+    );
+}
+
+fn terminal_with_init_and_window_size() {
+    // The init gives the pty's foreground to the process.
+    let mut spec = sh("tty-init", "tty; echo $$");
+    spec.process.terminal = true;
+    spec.init = true;
+    let out = output(&spec, b"");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("/dev/pts/0\r\n"), "{text:?}");
+    assert_ne!(text.lines().nth(1), Some("1\r"), "{text:?}");
+
+    // When the runner's stdin is a terminal, the container's pty gets its size.
+    let pty = nix::pty::openpty(
+        Some(&nix::pty::Winsize {
+            ws_row: 40,
+            ws_col: 100,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        }),
+        None,
+    )
+    .unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut spec = sh("tty-size", "stty size");
+    spec.process.terminal = true;
+    let stdio = Stdio {
+        stdin: Io::Fd(pty.slave),
+        stdout: Io::Fd(writer.into()),
+        stderr: Io::Null,
+    };
+    let status = rbuild_runtime::run(&spec, stdio).unwrap();
+    assert_eq!(status.code, 0);
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut BufReader::new(reader), &mut text).unwrap();
+    assert_eq!(text, "40 100\r\n");
+    drop(pty.master);
 }
 
 fn stdin_is_piped() {
@@ -470,6 +511,27 @@ fn env_and_workdir() {
     }
 }
 
+fn no_descriptors_leak_into_the_container() {
+    // A descriptor the runner leaves inheritable must not reach the container's process.
+    let (reader, writer) = std::io::pipe().unwrap();
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&writer);
+    // SAFETY: clearing FD_CLOEXEC on a descriptor this test owns.
+    unsafe { libc::fcntl(raw, libc::F_SETFD, 0) };
+    for init in [false, true] {
+        let mut spec = sh("fds", "ls /proc/self/fd | tr '\\n' ' '");
+        spec.init = init;
+        assert_eq!(stdout_of(&spec), "0 1 2 3 ", "init: {init}");
+    }
+    drop((reader, writer));
+}
+
+fn umask_is_dockers() {
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let out = stdout_of(&sh("umask", "umask; mkdir /d; stat -c %a /d"));
+    nix::sys::stat::umask(old);
+    assert_eq!(out, "0022\n755\n");
+}
+
 fn rlimits_are_set() {
     let out = stdout_of(&sh("rlimit", "ulimit -n"));
     assert_eq!(out, "1024\n");
@@ -523,6 +585,33 @@ fn overlay_upper_records_changes() {
     }
     // The lower snapshot is untouched.
     assert!(busybox().join("etc/group").exists());
+}
+
+fn renamed_directories_are_copied_not_redirected() {
+    // With redirect_dir=off a renamed lower directory is copied up whole, so the change set
+    // stays expressible as a layer (no overlay.redirect xattr pointing into a lower).
+    let (rootfs, upper) = overlay("rename");
+    let spec = ContainerSpec::new(
+        rootfs,
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "mv /home /home2 && ls /home2".into(),
+        ],
+    );
+    assert_eq!(stdout_of(&spec), "app\n");
+    assert!(upper.join("home2/app").is_dir());
+    let home = std::fs::symlink_metadata(upper.join("home")).unwrap();
+    assert!(changes::is_whiteout(&home));
+}
+
+fn readonly_rootfs() {
+    let mut spec = sh(
+        "readonly",
+        "touch /x 2>/dev/null || echo ro; echo ok > /dev/shm/y && cat /dev/shm/y",
+    );
+    spec.readonly_rootfs = true;
+    assert_eq!(stdout_of(&spec), "ro\nok\n");
 }
 
 fn plain_directory_rootfs() {
@@ -669,8 +758,103 @@ fn startup_time() {
     assert!(median < Duration::from_secs(1), "{times:?}");
 }
 
+// ---- rootless ----
+
+/// Runs in this test binary started as uid 65534 by `rootless_as_nobody`: one container over
+/// the rootfs `lower`, with upper and work dirs under `dir`; prints what it saw.
+fn rootless_child(lower: &str, dir: &str) {
+    let dir = Path::new(dir);
+    let spec = ContainerSpec::new(
+        Rootfs::Overlay {
+            lowers: vec![PathBuf::from(lower)],
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+        },
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "id -u; cat /proc/self/uid_map; echo x > /new; rm /etc/issue; hostname; \
+             ls /sys/class/net; grep CapEff /proc/self/status"
+                .into(),
+        ],
+    );
+    match rbuild_runtime::output(&spec, b"") {
+        Ok(out) => {
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            std::process::exit(out.status.code);
+        }
+        Err(e) => {
+            eprintln!("rootless run failed: {e}");
+            std::process::exit(99);
+        }
+    }
+}
+
+fn rootless_as_nobody() {
+    // A rootless store unpacks layers as the caller, so the rootfs belongs to the caller
+    // (root inside); host root's files would be unmapped and read-only there.
+    let dir = scratch("rootless");
+    for sub in ["upper", "work"] {
+        std::fs::create_dir(dir.join(sub)).unwrap();
+    }
+    let lower = dir.join("lower");
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(busybox())
+        .arg(&lower)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let nobody = "65534";
+    let status = std::process::Command::new("chown")
+        .args(["-R", &format!("{nobody}:{nobody}")])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = std::process::Command::new("setpriv")
+        .args([
+            &format!("--reuid={nobody}"),
+            &format!("--regid={nobody}"),
+            "--clear-groups",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .arg("--rootless-child")
+        .arg(&lower)
+        .arg(&dir)
+        .env("TMPDIR", &dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}\n{stdout}\n{stderr}", out.status);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "0", "root inside: {stdout}");
+    let map: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        map,
+        ["0", nobody, "1"],
+        "the caller is mapped to root: {stdout}"
+    );
+    assert_eq!(&lines[2..4], ["rbuild", "lo"], "{stdout}");
+    assert_eq!(lines[4], "CapEff:\t00000000a80425fb", "{stdout}");
+    // The change set: a new file owned by the caller, a whiteout for the deleted one
+    // (rootless overlay uses the user.overlay.* xattrs).
+    let upper = dir.join("upper");
+    let meta = std::fs::metadata(upper.join("new")).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), 65534);
+    let issue = std::fs::symlink_metadata(upper.join("etc/issue")).unwrap();
+    assert!(changes::is_whiteout(&issue), "whiteout for /etc/issue");
+}
+
 fn main() {
     rbuild_runtime::init_hook();
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--rootless-child") {
+        rootless_child(&args[2], &args[3]);
+        return;
+    }
     let tests: &[(&str, fn())] = &[
         ("sees_only_its_own_pids", sees_only_its_own_pids),
         ("has_its_own_hostname", has_its_own_hostname),
@@ -697,17 +881,31 @@ fn main() {
         ),
         ("init_reaps_zombies", init_reaps_zombies),
         ("terminal_mode_gives_a_tty", terminal_mode_gives_a_tty),
+        (
+            "terminal_with_init_and_window_size",
+            terminal_with_init_and_window_size,
+        ),
         ("stdin_is_piped", stdin_is_piped),
         (
             "user_switching_by_name_and_ids",
             user_switching_by_name_and_ids,
         ),
         ("env_and_workdir", env_and_workdir),
+        (
+            "no_descriptors_leak_into_the_container",
+            no_descriptors_leak_into_the_container,
+        ),
+        ("umask_is_dockers", umask_is_dockers),
         ("rlimits_are_set", rlimits_are_set),
         (
             "overlay_upper_records_changes",
             overlay_upper_records_changes,
         ),
+        (
+            "renamed_directories_are_copied_not_redirected",
+            renamed_directories_are_copied_not_redirected,
+        ),
+        ("readonly_rootfs", readonly_rootfs),
         ("plain_directory_rootfs", plain_directory_rootfs),
         ("many_lowers_exceed_a_page", many_lowers_exceed_a_page),
         (
@@ -719,6 +917,7 @@ fn main() {
             "concurrent_containers_from_threads",
             concurrent_containers_from_threads,
         ),
+        ("rootless_as_nobody", rootless_as_nobody),
         ("startup_time", startup_time),
     ];
     let filters: Vec<String> = std::env::args()

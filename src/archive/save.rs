@@ -242,7 +242,7 @@ fn write_oci(store: &Store, images: &[Selected], sink: &mut dyn Sink) -> Result<
     };
     let bytes = serde_json::to_vec(&index).map_err(|e| ArchiveError::BadJson {
         what: "index.json".into(),
-        source: e,
+        error: e,
     })?;
     sink.file("index.json", bytes.len() as u64, &mut &bytes[..])
 }
@@ -307,6 +307,6 @@ fn write_docker(
 fn to_json(what: &str, v: &impl serde::Serialize) -> Result<Vec<u8>, ArchiveError> {
     serde_json::to_vec(v).map_err(|e| ArchiveError::BadJson {
         what: what.into(),
-        source: e,
+        error: e,
     })
 }

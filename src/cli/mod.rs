@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod build;
 mod history;
 mod images;
 mod import;
@@ -52,6 +53,8 @@ pub enum LogLevel {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build an image from a Dockerfile
+    Build(build::BuildArgs),
     /// Parse a Dockerfile and print its instructions
     Parse(parse::ParseArgs),
     /// Import a rootfs tarball as a one-layer image
@@ -117,6 +120,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let globals = Globals::resolve(&cli);
     let result = match cli.command {
+        Command::Build(args) => build::run(&globals, args),
         Command::Parse(args) => parse::run(&globals, args),
         Command::Import(args) => import::run(&globals, args),
         Command::Images(args) => images::run(&globals, args),

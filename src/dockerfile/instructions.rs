@@ -203,15 +203,27 @@ pub struct Copy {
 pub enum Healthcheck {
     /// `HEALTHCHECK NONE`: disable the base image's check.
     None,
-    /// `HEALTHCHECK [options] CMD command`.
+    /// `HEALTHCHECK [options] CMD command`. Durations serialize as nanoseconds, as in the
+    /// image config.
     Cmd {
         command: CommandLine,
+        #[serde(serialize_with = "nanos")]
         interval: Option<Duration>,
+        #[serde(serialize_with = "nanos")]
         timeout: Option<Duration>,
+        #[serde(serialize_with = "nanos")]
         start_period: Option<Duration>,
+        #[serde(serialize_with = "nanos")]
         start_interval: Option<Duration>,
         retries: Option<u32>,
     },
+}
+
+fn nanos<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&(d.as_nanos() as u64)),
+        None => s.serialize_none(),
+    }
 }
 
 /// Parses the typed stages of `df`.
@@ -287,7 +299,7 @@ fn parse_from(df: &Dockerfile, node: &Node) -> Result<Stage, ParseError> {
             if !valid_stage_name(&name) {
                 return Err(err(
                     df,
-                    node.args_span,
+                    find_in_args(df, node, &args[2]),
                     ErrorKind::Invalid(format!(
                         "invalid name for build stage: {:?}, name can't start with a number or contain symbols",
                         args[2]
@@ -306,6 +318,17 @@ fn parse_from(df: &Dockerfile, node: &Node) -> Result<Stage, ParseError> {
         original: node.original.clone(),
         instructions: Vec::new(),
     })
+}
+
+/// The span of the last occurrence of `needle` in the arguments of `node` (the arguments'
+/// start if it is not found verbatim).
+fn find_in_args(df: &Dockerfile, node: &Node, needle: &str) -> Span {
+    let start = node.args_span.start;
+    let end = node.span.end.min(df.source.len());
+    match df.source.get(start..end).and_then(|s| s.rfind(needle)) {
+        Some(i) => df.span(start + i, start + i + needle.len()),
+        None => node.args_span,
+    }
 }
 
 fn valid_stage_name(name: &str) -> bool {

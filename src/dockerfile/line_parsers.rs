@@ -99,7 +99,7 @@ pub(crate) fn node_from_line(
     let args_str = args_raw.trim();
     let args_start = rest_start + args_offset + (args_raw.len() - args_raw.trim_start().len());
 
-    let keyword = cmd.to_lowercase();
+    let keyword = cmd.to_ascii_lowercase();
     let mut node = RawNode {
         keyword,
         start: keyword_start,
@@ -143,6 +143,11 @@ pub(crate) fn node_from_line(
 /// BuildKit's `extractBuilderFlags`: leading `--flag[=value]` words, quotes and `\` escapes
 /// removed. Returns the offset where the arguments start and the flags with their ranges.
 pub(crate) fn extract_builder_flags(line: &str) -> (usize, Vec<(String, usize, usize)>) {
+    // Fast path: most instructions have no flags.
+    let trimmed = line.trim_start();
+    if !trimmed.starts_with("--") {
+        return (line.len() - trimmed.len(), Vec::new());
+    }
     #[derive(PartialEq)]
     enum Phase {
         Spaces,

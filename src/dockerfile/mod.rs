@@ -30,6 +30,7 @@
 pub mod ast;
 pub mod dump;
 pub mod error;
+pub mod eval;
 mod heredoc;
 pub mod instructions;
 pub mod line_parsers;

@@ -68,7 +68,7 @@ pub fn decompress<'a, R: BufRead + 'a>(
 /// trailer and returns `out`.
 pub enum Compressor<W: Write> {
     None(W),
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(ParallelGzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -77,10 +77,7 @@ impl<W: Write> Compressor<W> {
     pub fn new(kind: Compression, out: W) -> io::Result<Compressor<W>> {
         Ok(match kind {
             Compression::None => Compressor::None(out),
-            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
-                out,
-                flate2::Compression::fast(),
-            )),
+            Compression::Gzip => Compressor::Gzip(ParallelGzip::new(out)),
             Compression::Zstd => Compressor::Zstd(zstd::stream::write::Encoder::new(out, 3)?),
             other => {
                 return Err(io::Error::new(
@@ -116,5 +113,127 @@ impl<W: Write> Write for Compressor<W> {
             Compressor::Gzip(e) => e.flush(),
             Compressor::Zstd(e) => e.flush(),
         }
+    }
+}
+
+/// Uncompressed bytes per gzip member of [`ParallelGzip`]. Fixed, so the output does not
+/// depend on the number of CPUs.
+pub const GZIP_CHUNK: usize = 4 << 20;
+
+/// A gzip writer that compresses 4 MiB chunks on several threads and writes them, in order, as
+/// consecutive gzip members (a valid gzip stream, like `pigz --independent`; every gzip reader
+/// handles multi-member streams). Input below one chunk gives a plain single-member stream.
+/// Memory use is bounded: at most one chunk per thread is in flight.
+pub struct ParallelGzip<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+    pending: std::collections::VecDeque<std::thread::JoinHandle<io::Result<Vec<u8>>>>,
+    threads: usize,
+}
+
+impl<W: Write> ParallelGzip<W> {
+    /// Compresses into `out`.
+    pub fn new(out: W) -> ParallelGzip<W> {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8);
+        ParallelGzip {
+            out,
+            buf: Vec::with_capacity(GZIP_CHUNK),
+            pending: Default::default(),
+            threads,
+        }
+    }
+
+    fn spawn_chunk(&mut self) -> io::Result<()> {
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(GZIP_CHUNK));
+        self.pending.push_back(std::thread::spawn(move || {
+            let mut e = flate2::write::GzEncoder::new(
+                Vec::with_capacity(chunk.len() / 2),
+                flate2::Compression::fast(),
+            );
+            e.write_all(&chunk)?;
+            e.finish()
+        }));
+        while self.pending.len() > self.threads {
+            self.write_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn write_oldest(&mut self) -> io::Result<()> {
+        if let Some(h) = self.pending.pop_front() {
+            let bytes = h
+                .join()
+                .map_err(|_| io::Error::other("gzip worker thread panicked"))??;
+            self.out.write_all(&bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Compresses what is left, writes everything out and returns the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        if !self.buf.is_empty() || self.pending.is_empty() {
+            self.spawn_chunk()?;
+        }
+        while !self.pending.is_empty() {
+            self.write_oldest()?;
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> Write for ParallelGzip<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(GZIP_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == GZIP_CHUNK {
+            self.spawn_chunk()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(()) // members are only complete at chunk boundaries; `finish` writes the rest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_gzip_round_trips_and_is_deterministic() {
+        let data: Vec<u8> = (0..(GZIP_CHUNK * 2 + 12345))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let write = || {
+            let mut w = Compressor::new(Compression::Gzip, Vec::new()).unwrap();
+            for piece in data.chunks(100_000) {
+                w.write_all(piece).unwrap();
+            }
+            w.finish().unwrap()
+        };
+        let a = write();
+        assert_eq!(a, write());
+        let (kind, mut r) = decompress_auto(&a[..]).unwrap();
+        assert_eq!(kind, Compression::Gzip);
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+        // empty input is still a valid gzip stream
+        let empty = Compressor::new(Compression::Gzip, Vec::new())
+            .unwrap()
+            .finish()
+            .unwrap();
+        let mut back = Vec::new();
+        decompress_auto(&empty[..])
+            .unwrap()
+            .1
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back.is_empty());
     }
 }

@@ -69,7 +69,7 @@ impl Store {
             let rec: ImageRecord =
                 serde_json::from_slice(rec.value()).map_err(|e| StoreError::BadJson {
                     what: format!("image record {}", id.value()),
-                    source: e,
+                    error: e,
                 })?;
             let base = Descriptor {
                 media_type: rec.manifest.media_type.clone(),
@@ -101,7 +101,7 @@ impl Store {
         };
         let bytes = serde_json::to_vec(&index).map_err(|e| StoreError::BadJson {
             what: "index.json".into(),
-            source: e,
+            error: e,
         })?;
         let path = self.root.join("index.json");
         if fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
@@ -125,7 +125,7 @@ pub(crate) fn load_all(db: &redb::Database) -> Result<(Vec<ImageRecord>, TagList
         recs.push(
             serde_json::from_slice(rec.value()).map_err(|e| StoreError::BadJson {
                 what: format!("image record {}", id.value()),
-                source: e,
+                error: e,
             })?,
         );
     }

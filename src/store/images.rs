@@ -83,7 +83,7 @@ impl Store {
     ) -> Result<ImageId, StoreError> {
         let bytes = serde_json::to_vec(config).map_err(|e| StoreError::BadJson {
             what: "image config".into(),
-            source: e,
+            error: e,
         })?;
         self.add_image(&bytes, layers, None, tags)
     }
@@ -101,7 +101,7 @@ impl Store {
         let config: ImageConfig =
             serde_json::from_slice(config_bytes).map_err(|e| StoreError::BadJson {
                 what: "image config".into(),
-                source: e,
+                error: e,
             })?;
         let diff_ids: Vec<&Digest> = layers.iter().map(|l| &l.diff_id).collect();
         let config_diff_ids: Vec<&Digest> = config.rootfs.diff_ids.iter().collect();
@@ -140,14 +140,14 @@ impl Store {
                 };
                 serde_json::to_vec(&m).map_err(|e| StoreError::BadJson {
                     what: "manifest".into(),
-                    source: e,
+                    error: e,
                 })?
             }
         };
         let parsed: Manifest =
             serde_json::from_slice(&manifest_bytes).map_err(|e| StoreError::BadJson {
                 what: "manifest".into(),
-                source: e,
+                error: e,
             })?;
         let manifest_digest = self.put_blob(&manifest_bytes)?;
         let record = ImageRecord {
@@ -168,7 +168,7 @@ impl Store {
         };
         let record_json = serde_json::to_vec(&record).map_err(|e| StoreError::BadJson {
             what: "image record".into(),
-            source: e,
+            error: e,
         })?;
         self.with_db(|db| {
             // Under the lock: make sure nothing this image needs was collected meanwhile.
@@ -245,7 +245,7 @@ impl Store {
         let bytes = self.read_blob(id)?;
         serde_json::from_slice(&bytes).map_err(|e| StoreError::BadJson {
             what: format!("config {id}"),
-            source: e,
+            error: e,
         })
     }
 

@@ -36,6 +36,8 @@
 //! # Ok(()) }
 //! ```
 
+mod adopt;
+mod cache;
 mod db;
 mod images;
 mod snapshots;
@@ -48,6 +50,7 @@ use crate::image::digest::{Digest, HashWriter};
 use crate::image::layer::{self, LayerError, LayerInfo, LayerOptions, LayerSource};
 use crate::image::reference::ReferenceError;
 
+pub use cache::CacheRecord;
 pub use images::{ImageRecord, ImageSummary, RemoveEvent};
 
 /// An image ID: the digest of its config blob (as docker and podman define it).
@@ -59,12 +62,8 @@ pub const MAX_JSON_SIZE: u64 = 32 << 20;
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error("metadata database: {0}")]
     Db(Box<redb::Error>),
     #[error("No such image: {0}")]
@@ -81,11 +80,10 @@ pub enum StoreError {
     },
     #[error("blob {0} is missing from the store")]
     MissingBlob(Digest),
-    #[error("{what} is not valid JSON: {source}")]
+    #[error("{what} is not valid JSON: {error}")]
     BadJson {
         what: String,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("{0} is larger than the {MAX_JSON_SIZE} bytes allowed for JSON")]
     TooLarge(String),
@@ -99,7 +97,7 @@ pub enum StoreError {
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StoreError {
     let path = path.into();
-    move |source| StoreError::Io { path, source }
+    move |error| StoreError::Io { path, error }
 }
 
 /// A handle on a store root. Cheap; holds no lock or open database between calls.
@@ -204,7 +202,7 @@ impl Store {
         let mut w = HashWriter::new(BufWriter::with_capacity(1 << 20, tmp));
         io::copy(&mut reader, &mut w).map_err(|e| StoreError::Io {
             path: "blob being written".into(),
-            source: e,
+            error: e,
         })?;
         let (buf, digest, size) = w.finish();
         let tmp = buf

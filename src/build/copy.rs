@@ -1,0 +1,473 @@
+//! COPY and ADD: sources from the context or from another stage/image's snapshots, staged
+//! into a directory shaped like the layer (destination parents included), which the layer
+//! writer turns into the layer and which then becomes the snapshot.
+//!
+//! Rules (docker's): a directory source copies its contents; several sources (or a
+//! destination ending in `/`, or an existing directory) make the destination a directory;
+//! missing parents are created (0755, root); modes and mtimes are kept, owners become 0:0
+//! unless `--chown`; `--chmod` sets the mode of everything copied; symlinks inside copied
+//! directories stay symlinks; ADD extracts local tar archives (plain, gzip, bzip2, xz, zstd).
+
+use std::fs;
+use std::io::{BufReader, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use filetime::FileTime;
+
+use super::layered::{components, has_wildcards, wildcard_match, Layered};
+use super::{io_err, BuildError};
+use crate::context::{ContextSnapshot, EntryKind, IgnoreMatcher};
+use crate::image::compress;
+use crate::image::layer::{apply_tar, ApplyOptions};
+
+/// Where COPY reads from.
+pub(crate) enum From<'a> {
+    Context(&'a ContextSnapshot),
+    Layers(Vec<PathBuf>),
+}
+
+/// A fully evaluated COPY/ADD.
+pub(crate) struct CopySpec {
+    pub add: bool,
+    /// Sources (expanded), heredoc sources excluded.
+    pub sources: Vec<String>,
+    /// Heredoc sources: (name, content).
+    pub inline: Vec<(String, String)>,
+    /// Absolute destination as written (a trailing `/` kept).
+    pub dest: String,
+    pub chown: Option<(u32, u32)>,
+    pub chmod: Option<u32>,
+    pub exclude: Vec<String>,
+    pub parents: bool,
+}
+
+/// One resolved source.
+#[derive(Debug, Clone)]
+pub(crate) struct Selected {
+    /// The name it was matched by (its last component names the copy).
+    pub name: String,
+    /// Context path (for digests) or disk path in a snapshot.
+    pub path: String,
+    pub is_dir: bool,
+}
+
+/// Resolves the sources of `spec` against `from`.
+pub(crate) fn select(spec: &CopySpec, from: &From<'_>) -> Result<Vec<Selected>, BuildError> {
+    let mut out = Vec::new();
+    for src in &spec.sources {
+        match from {
+            From::Context(snap) => {
+                for m in snap.resolve_source(src)? {
+                    out.push(Selected {
+                        name: m.path.clone(),
+                        path: m.entry.path.clone(),
+                        is_dir: m.entry.kind == EntryKind::Dir,
+                    });
+                }
+            }
+            From::Layers(lowers) => {
+                let view = Layered { lowers };
+                let comps = components(src);
+                let (parent, last) = match comps.split_last() {
+                    Some((last, parent)) => (parent.to_vec(), Some(last.clone())),
+                    None => (Vec::new(), None),
+                };
+                let mut names = Vec::new();
+                match &last {
+                    Some(l) if has_wildcards(l) => {
+                        let parent_path = parent.join("/");
+                        let dir = view
+                            .resolve(&parent_path, true)
+                            .map(|(c, _)| c)
+                            .unwrap_or_default();
+                        for name in view.list(&dir).keys() {
+                            let name = name.to_string_lossy();
+                            if wildcard_match(l, &name) {
+                                names.push(format!("{parent_path}/{name}"));
+                            }
+                        }
+                    }
+                    _ => names.push(comps.join("/")),
+                }
+                if names.is_empty() {
+                    return Err(BuildError::Invalid(format!(
+                        "{src:?}: no such file or directory in the source image"
+                    )));
+                }
+                for name in names {
+                    let (_, disk) = view.resolve(&name, true).ok_or_else(|| {
+                        BuildError::Invalid(format!(
+                            "{src:?}: no such file or directory in the source image"
+                        ))
+                    })?;
+                    let is_dir = fs::metadata(&disk).map(|m| m.is_dir()).unwrap_or(false);
+                    out.push(Selected {
+                        name: name.clone(),
+                        path: disk.to_string_lossy().into_owned(),
+                        is_dir,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Stages the copy into `root` (an empty dir). `existing` is the merged view of the image
+/// being built (for the destination's parents and whether it is a directory).
+pub(crate) fn stage(
+    spec: &CopySpec,
+    from: &From<'_>,
+    selected: &[Selected],
+    existing: Layered<'_>,
+    root: &Path,
+) -> Result<(), BuildError> {
+    let dest_comps = components(&spec.dest);
+    let count = selected.len() + spec.inline.len();
+    let dest_exists_dir = existing
+        .resolve(&spec.dest, true)
+        .map(|(_, d)| d.is_dir())
+        .unwrap_or(false);
+    let dest_is_dir = spec.dest.ends_with('/')
+        || spec.dest.ends_with("/.")
+        || count > 1
+        || dest_exists_dir
+        || spec.parents
+        || (count == 1 && selected.first().is_some_and(|s| s.is_dir));
+    let excluder = if spec.exclude.is_empty() {
+        None
+    } else {
+        Some(
+            IgnoreMatcher::parse(&spec.exclude.join("\n"))
+                .map_err(|e| BuildError::Invalid(format!("--exclude: {e}")))?,
+        )
+    };
+    let (dir_comps, file_name) = if dest_is_dir {
+        (dest_comps.clone(), None)
+    } else {
+        match dest_comps.split_last() {
+            Some((last, parent)) => (parent.to_vec(), Some(last.clone())),
+            None => (Vec::new(), None),
+        }
+    };
+    let mut copier = Copier {
+        chown: spec.chown,
+        chmod: spec.chmod,
+        dirs: Vec::new(),
+    };
+    // The destination dir and its parents: existing ones keep their metadata.
+    let mut path = root.to_path_buf();
+    for (i, c) in dir_comps.iter().enumerate() {
+        path = path.join(c);
+        fs::create_dir(&path).map_err(io_err(&path))?;
+        match existing.lookup(&dir_comps[..=i]) {
+            Some(disk) => {
+                let md = fs::metadata(&disk).map_err(io_err(&disk))?;
+                copy_meta(&path, &md, None, None)?;
+            }
+            None => {
+                let owner = if i + 1 == dir_comps.len() && dest_is_dir {
+                    spec.chown
+                } else {
+                    None
+                };
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                    .map_err(io_err(&path))?;
+                if let Some((u, g)) = owner {
+                    std::os::unix::fs::lchown(&path, Some(u), Some(g)).map_err(io_err(&path))?;
+                }
+            }
+        }
+    }
+    let dest_dir = path;
+    for (name, content) in &spec.inline {
+        let target = match &file_name {
+            Some(f) => dest_dir.join(f),
+            None => dest_dir.join(name),
+        };
+        remove_existing(&target);
+        fs::write(&target, content).map_err(io_err(&target))?;
+        let mode = spec.chmod.unwrap_or(0o644);
+        fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(io_err(&target))?;
+        let (u, g) = spec.chown.unwrap_or((0, 0));
+        std::os::unix::fs::lchown(&target, Some(u), Some(g)).map_err(io_err(&target))?;
+    }
+    for sel in selected {
+        let base_name = sel
+            .name
+            .rsplit('/')
+            .find(|s| !s.is_empty() && *s != ".")
+            .unwrap_or(".")
+            .to_string();
+        let target = if spec.parents {
+            let mut t = dest_dir.clone();
+            let comps = components(&sel.name);
+            let n = comps.len();
+            for (i, c) in comps.iter().enumerate() {
+                t = t.join(c);
+                if i + 1 < n && !t.exists() {
+                    fs::create_dir(&t).map_err(io_err(&t))?;
+                    fs::set_permissions(&t, fs::Permissions::from_mode(0o755))
+                        .map_err(io_err(&t))?;
+                }
+            }
+            t
+        } else if sel.is_dir {
+            // A directory's contents go into the destination.
+            match &file_name {
+                Some(f) => dest_dir.join(f),
+                None => dest_dir.clone(),
+            }
+        } else {
+            match &file_name {
+                Some(f) => dest_dir.join(f),
+                None => dest_dir.join(&base_name),
+            }
+        };
+        match from {
+            From::Context(snap) => {
+                let disk = snap.root().join(&sel.path);
+                if spec.add && !sel.is_dir && is_tar(&disk) {
+                    let into = match &file_name {
+                        Some(f) => dest_dir.join(f),
+                        None => dest_dir.clone(),
+                    };
+                    fs::create_dir_all(&into).map_err(io_err(&into))?;
+                    extract(&disk, &into)?;
+                    continue;
+                }
+                copier.copy_context(snap, sel, &target, excluder.as_ref())?
+            }
+            From::Layers(lowers) => {
+                let view = Layered { lowers };
+                let comps = view
+                    .resolve(&sel.name, true)
+                    .map(|(c, _)| c)
+                    .unwrap_or_default();
+                copier.copy_layers(
+                    view,
+                    &comps,
+                    Path::new(&sel.path),
+                    &target,
+                    "",
+                    excluder.as_ref(),
+                )?;
+            }
+        }
+    }
+    copier.finish()
+}
+
+fn remove_existing(path: &Path) {
+    if let Ok(md) = fs::symlink_metadata(path) {
+        if md.is_dir() {
+            let _ = fs::remove_dir_all(path);
+        } else {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Sets owner, mode and remembers nothing; mtime is set right away for non-directories.
+fn copy_meta(
+    path: &Path,
+    md: &fs::Metadata,
+    chown: Option<(u32, u32)>,
+    chmod: Option<u32>,
+) -> Result<(), BuildError> {
+    let (u, g) = chown.unwrap_or((md.uid(), md.gid()));
+    std::os::unix::fs::lchown(path, Some(u), Some(g)).map_err(io_err(path))?;
+    if !md.file_type().is_symlink() {
+        let mode = chmod.unwrap_or(md.mode() & 0o7777);
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))?;
+    }
+    let mtime = FileTime::from_last_modification_time(md);
+    filetime::set_symlink_file_times(path, mtime, mtime).map_err(io_err(path))?;
+    Ok(())
+}
+
+struct Copier {
+    chown: Option<(u32, u32)>,
+    chmod: Option<u32>,
+    /// Directories whose mtime is set once their contents are written.
+    dirs: Vec<(PathBuf, FileTime)>,
+}
+
+impl Copier {
+    fn owner(&self) -> (u32, u32) {
+        self.chown.unwrap_or((0, 0))
+    }
+
+    fn set(
+        &mut self,
+        path: &Path,
+        mode: u32,
+        mtime: FileTime,
+        is_dir: bool,
+        is_link: bool,
+    ) -> Result<(), BuildError> {
+        let (u, g) = self.owner();
+        std::os::unix::fs::lchown(path, Some(u), Some(g)).map_err(io_err(path))?;
+        if !is_link {
+            let mode = self.chmod.unwrap_or(mode);
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))?;
+        }
+        if is_dir {
+            self.dirs.push((path.to_path_buf(), mtime));
+        } else {
+            filetime::set_symlink_file_times(path, mtime, mtime).map_err(io_err(path))?;
+        }
+        Ok(())
+    }
+
+    fn copy_context(
+        &mut self,
+        snap: &ContextSnapshot,
+        sel: &Selected,
+        target: &Path,
+        excluder: Option<&IgnoreMatcher>,
+    ) -> Result<(), BuildError> {
+        let entries = snap.subtree(&sel.path).ok_or_else(|| {
+            BuildError::Context(crate::context::ContextError::NotFound {
+                path: sel.name.clone(),
+            })
+        })?;
+        let prefix = if sel.path == "." {
+            String::new()
+        } else {
+            format!("{}/", sel.path)
+        };
+        for entry in entries {
+            let rel = if entry.path == sel.path {
+                ""
+            } else {
+                entry.path.strip_prefix(&prefix).unwrap_or(&entry.path)
+            };
+            if let Some(ex) = excluder {
+                if !rel.is_empty() && ex.is_excluded(rel) {
+                    continue;
+                }
+            }
+            let dst = if rel.is_empty() {
+                target.to_path_buf()
+            } else {
+                target.join(rel)
+            };
+            let mtime = FileTime::from_unix_time(entry.mtime_sec, entry.mtime_nsec);
+            match &entry.kind {
+                // A directory source's contents go into the destination, which keeps the
+                // metadata it has (existing, or created 0755).
+                EntryKind::Dir if rel.is_empty() && dst.is_dir() => {}
+                EntryKind::Dir => {
+                    if !dst.is_dir() {
+                        remove_existing(&dst);
+                        fs::create_dir_all(&dst).map_err(io_err(&dst))?;
+                    }
+                    self.set(&dst, entry.mode, mtime, true, false)?;
+                }
+                EntryKind::File { .. } => {
+                    let src = snap.disk_path(entry);
+                    remove_existing(&dst);
+                    fs::copy(&src, &dst).map_err(io_err(&src))?;
+                    self.set(&dst, entry.mode, mtime, false, false)?;
+                }
+                EntryKind::Symlink { target: link } => {
+                    remove_existing(&dst);
+                    std::os::unix::fs::symlink(link, &dst).map_err(io_err(&dst))?;
+                    self.set(&dst, 0o777, mtime, false, true)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_layers(
+        &mut self,
+        view: Layered<'_>,
+        comps: &[String],
+        disk: &Path,
+        target: &Path,
+        rel: &str,
+        excluder: Option<&IgnoreMatcher>,
+    ) -> Result<(), BuildError> {
+        if let Some(ex) = excluder {
+            if !rel.is_empty() && ex.is_excluded(rel) {
+                return Ok(());
+            }
+        }
+        let md = fs::symlink_metadata(disk).map_err(io_err(disk))?;
+        let mtime = FileTime::from_last_modification_time(&md);
+        let ft = md.file_type();
+        if ft.is_dir() {
+            if !target.is_dir() {
+                remove_existing(target);
+                fs::create_dir_all(target).map_err(io_err(target))?;
+            }
+            self.set(target, md.mode() & 0o7777, mtime, true, false)?;
+            for (name, child_disk) in view.list(comps) {
+                let mut child = comps.to_vec();
+                child.push(name.to_string_lossy().into_owned());
+                let child_rel = if rel.is_empty() {
+                    name.to_string_lossy().into_owned()
+                } else {
+                    format!("{rel}/{}", name.to_string_lossy())
+                };
+                self.copy_layers(
+                    view,
+                    &child,
+                    &child_disk,
+                    &target.join(&name),
+                    &child_rel,
+                    excluder,
+                )?;
+            }
+        } else if ft.is_symlink() {
+            remove_existing(target);
+            let link = fs::read_link(disk).map_err(io_err(disk))?;
+            std::os::unix::fs::symlink(&link, target).map_err(io_err(target))?;
+            self.set(target, 0o777, mtime, false, true)?;
+        } else if ft.is_file() {
+            remove_existing(target);
+            fs::copy(disk, target).map_err(io_err(disk))?;
+            self.set(target, md.mode() & 0o7777, mtime, false, false)?;
+        }
+        // Device nodes, fifos and sockets are not copied.
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), BuildError> {
+        for (path, mtime) in self.dirs.iter().rev() {
+            filetime::set_file_times(path, *mtime, *mtime).map_err(io_err(path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `path` is a tar archive (possibly compressed).
+fn is_tar(path: &Path) -> bool {
+    let Ok(f) = fs::File::open(path) else {
+        return false;
+    };
+    let Ok((_, mut r)) = compress::decompress_auto(BufReader::new(f)) else {
+        return false;
+    };
+    let mut header = [0u8; 512];
+    let mut n = 0;
+    while n < 512 {
+        match r.read(&mut header[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return false,
+        }
+    }
+    n == 512 && &header[257..262] == b"ustar"
+}
+
+/// Extracts a local archive into `dir` (ADD), safely (never outside `dir`).
+fn extract(path: &Path, dir: &Path) -> Result<(), BuildError> {
+    let f = fs::File::open(path).map_err(io_err(path))?;
+    let (_, r) = compress::decompress_auto(BufReader::new(f)).map_err(io_err(path))?;
+    apply_tar(r, dir, &ApplyOptions::default())?;
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! `rbuild build`: Dockerfile + context → image in the local store.
+//!
+//! The pipeline follows BuildKit's split:
+//!
+//! 1. [`plan`]: the typed Dockerfile (`crate::dockerfile::instructions`) → the stages the
+//!    target needs, with their bases resolved (an unused stage is never built).
+//! 2. [`stage`]: each stage's instructions are evaluated in order (ARG/ENV scoping from
+//!    `crate::dockerfile::eval`) into steps: config-only changes, or layer steps
+//!    ([`steps::LayerStep`]: RUN, COPY/ADD, WORKDIR's mkdir) that know their cache key and
+//!    how to produce a layer, and nothing about Dockerfile syntax.
+//! 3. [`steps`]: a layer step is a cache hit (the recorded layer is reused, nothing runs) or
+//!    runs: RUN in `rbuild_runtime` on an overlay of the parent's snapshots plus a fresh upper
+//!    dir (the upper dir becomes the layer and is adopted as the new snapshot), COPY/ADD into a
+//!    staging dir written with the layer writer.
+//! 4. The target's config and layers are committed to the store and tagged.
+//!
+//! Cache keys are `sha256(parent key, canonical step)`: COPY/ADD include the context selection
+//! digest (paths, contents, modes, owners, not mtimes), RUN its command, shell, env, visible
+//! args, user, workdir and network. Config-only instructions do not change the key (as in
+//! BuildKit), so a LABEL edit does not re-run later RUNs.
+//!
+//! ```no_run
+//! use rbuild::build::{build, BuildOptions, DockerfileSource, progress::{Progress, ProgressMode}};
+//! let store = rbuild::store::Store::open("/var/lib/rbuild".as_ref()).unwrap();
+//! let options = BuildOptions::new("./app".into(), DockerfileSource::Default);
+//! let id = build(&store, &options, Progress::new(ProgressMode::Plain)).unwrap();
+//! println!("{id}");
+//! ```
+
+mod copy;
+pub mod layered;
+pub mod plan;
+pub mod progress;
+mod run;
+mod stage;
+mod steps;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::context::ContextError;
+use crate::dockerfile::eval::EvalError;
+use crate::dockerfile::shell::ExpandError;
+use crate::dockerfile::ParseError;
+use crate::image::layer::LayerError;
+use crate::image::reference::Reference;
+use crate::store::StoreError;
+
+pub use stage::build;
+
+/// Where the Dockerfile comes from.
+#[derive(Debug, Clone)]
+pub enum DockerfileSource {
+    /// `<context>/Dockerfile`.
+    Default,
+    /// A file (`-f PATH`).
+    Path(PathBuf),
+    /// Text read elsewhere (`-f -`), with the name used in messages.
+    Text { name: String, text: String },
+}
+
+/// Everything a build needs, resolved from the command line.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The context directory.
+    pub context: PathBuf,
+    pub dockerfile: DockerfileSource,
+    /// Tags for the result.
+    pub tags: Vec<Reference>,
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--no-cache`: ignore cache hits (new results are still recorded).
+    pub no_cache: bool,
+    /// `--label` values, set on the final image.
+    pub labels: BTreeMap<String, String>,
+    /// `--network host`: RUN shares the host's network (default: none).
+    pub network_host: bool,
+    /// `--platform` (only the host platform is supported).
+    pub platform: Option<String>,
+    /// `SOURCE_DATE_EPOCH`: fixed layer mtimes and `created` times.
+    pub source_date_epoch: Option<i64>,
+}
+
+impl BuildOptions {
+    /// Options with defaults for `context` and `dockerfile`.
+    pub fn new(context: PathBuf, dockerfile: DockerfileSource) -> BuildOptions {
+        BuildOptions {
+            context,
+            dockerfile,
+            tags: Vec::new(),
+            build_args: BTreeMap::new(),
+            target: None,
+            no_cache: false,
+            labels: BTreeMap::new(),
+            network_host: false,
+            platform: None,
+            source_date_epoch: None,
+        }
+    }
+}
+
+/// What can go wrong in a build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error(transparent)]
+    Expand(#[from] ExpandError),
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Runtime(#[from] rbuild_runtime::RuntimeError),
+    #[error(transparent)]
+    User(#[from] rbuild_runtime::UserError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("target stage {target:?} could not be found; stages: {}", if stages.is_empty() { "(none named)".to_string() } else { stages.join(", ") })]
+    UnknownTarget { target: String, stages: Vec<String> },
+    #[error("{0}: image not found in the local store (pulling from a registry is not supported yet; use `rbuild load` or `rbuild import` first)")]
+    NoSuchBase(String),
+    #[error(
+        "process {command:?} did not complete successfully: exit code: {code}{}",
+        tail_text(tail)
+    )]
+    RunFailed {
+        command: String,
+        code: i32,
+        tail: Vec<String>,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} is not supported yet")]
+    Unsupported(String),
+    #[error("{file}:{line}: {instruction}")]
+    At {
+        file: String,
+        line: usize,
+        instruction: String,
+        #[source]
+        source: Box<BuildError>,
+    },
+}
+
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("\noutput (last lines):");
+    for l in tail {
+        s.push_str("\n  ");
+        s.push_str(l);
+    }
+    s
+}
+
+impl BuildError {
+    /// Locates `err` at `file:line` in `instruction`.
+    pub fn at(file: &str, line: usize, instruction: &str, err: BuildError) -> BuildError {
+        if matches!(err, BuildError::At { .. }) {
+            return err;
+        }
+        BuildError::At {
+            file: file.to_string(),
+            line,
+            instruction: instruction.to_string(),
+            source: Box::new(err),
+        }
+    }
+}
+
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> BuildError {
+    let path = path.into();
+    move |source| BuildError::Io { path, source }
+}

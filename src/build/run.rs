@@ -1,0 +1,105 @@
+//! RUN: one container on an overlay of the parent's snapshots plus a fresh upper dir.
+//!
+//! Output (stdout and stderr, merged) is streamed to the progress display line by line; the
+//! last lines are kept for the error message when the command fails.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use rbuild_runtime::{ContainerSpec, Io, NetworkMode, Rootfs, Stdio};
+
+use super::layered::Layered;
+use super::progress::{Progress, StepHandle};
+use super::{io_err, BuildError};
+
+/// Lines of output kept for the error of a failed RUN.
+const TAIL_LINES: usize = 20;
+
+/// A fully evaluated RUN.
+#[derive(Debug, Clone)]
+pub(crate) struct RunSpec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: String,
+    pub network_host: bool,
+}
+
+/// Runs `spec` on `lowers` with `upper`/`work` (empty dirs on the store's filesystem); on
+/// success the changes are in `upper`.
+pub(crate) fn execute(
+    spec: &RunSpec,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    empty: &Path,
+    progress: &Progress,
+    step: &StepHandle,
+) -> Result<(), BuildError> {
+    let view = Layered { lowers };
+    let user = if spec.user.is_empty() {
+        rbuild_runtime::UserSpec::root()
+    } else {
+        rbuild_runtime::resolve_user_from(
+            &view.read_to_string("/etc/passwd"),
+            &view.read_to_string("/etc/group"),
+            &spec.user,
+        )?
+    };
+    let lowers = if lowers.is_empty() {
+        vec![empty.to_path_buf()]
+    } else {
+        lowers.to_vec()
+    };
+    let rootfs = Rootfs::Overlay {
+        lowers,
+        upper: upper.to_path_buf(),
+        work: work.to_path_buf(),
+    };
+    let mut container = ContainerSpec::new(rootfs, spec.args.clone());
+    container.process.env = spec.env.clone();
+    container.process.cwd = PathBuf::from(if spec.cwd.is_empty() { "/" } else { &spec.cwd });
+    container.process.user = user;
+    container.network = if spec.network_host {
+        NetworkMode::Host
+    } else {
+        NetworkMode::None
+    };
+    let (reader, writer) = std::io::pipe().map_err(io_err("pipe"))?;
+    let writer2 = writer.try_clone().map_err(io_err("pipe"))?;
+    let stdio = Stdio {
+        stdin: Io::Null,
+        stdout: Io::Fd(writer.into()),
+        stderr: Io::Fd(writer2.into()),
+    };
+    let running = rbuild_runtime::spawn(&container, stdio)?;
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let mut reader = BufReader::new(reader);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buf);
+                for line in text.trim_end_matches(['\n', '\r']).split('\r') {
+                    progress.log(step, line);
+                    tail.push_back(line.to_string());
+                    if tail.len() > TAIL_LINES {
+                        tail.pop_front();
+                    }
+                }
+            }
+        }
+    }
+    let status = running.wait()?;
+    if !status.success() {
+        return Err(BuildError::RunFailed {
+            command: spec.args.join(" "),
+            code: status.code,
+            tail: tail.into_iter().collect(),
+        });
+    }
+    Ok(())
+}

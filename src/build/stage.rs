@@ -1,0 +1,1123 @@
+//! Evaluating stages: instructions → config changes and layer steps, in order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::copy::{self, CopySpec};
+use super::layered::{components, Layered};
+use super::plan::{self, resolve_ref, Plan, Source};
+use super::progress::Progress;
+use super::run::{self, RunSpec};
+use super::steps::{base_key, Engine, Produced};
+use super::{io_err, BuildError, BuildOptions, DockerfileSource};
+use crate::context::{ContextSnapshot, IgnoreMatcher, MetadataCache};
+use crate::dockerfile::eval::{platform_args, BuildArgs, MetaArgs, Platform, StageVars};
+use crate::dockerfile::instructions::{
+    self, ArgDef, Command, CommandLine, Copy, Healthcheck, Instruction, Stages,
+};
+use crate::dockerfile::shell::ShellLex;
+use crate::dockerfile::{self as df, Heredoc};
+use crate::image::digest::Digest;
+use crate::image::layer::LayerInfo;
+use crate::image::oci::{ContainerConfig, History, ImageConfig, RootFs};
+use crate::store::{ImageId, Store, StoreError};
+
+/// Default SHELL.
+const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// A built stage.
+#[derive(Debug, Clone)]
+struct StageState {
+    layers: Vec<LayerInfo>,
+    config: ImageConfig,
+    vars: StageVars,
+    key: Digest,
+    /// CMD was set in this stage (so ENTRYPOINT keeps it).
+    cmd_set: bool,
+    /// Time of the newest step (history entries of config-only steps use it).
+    created: String,
+}
+
+impl StageState {
+    fn cc(&mut self) -> &mut ContainerConfig {
+        self.config
+            .config
+            .get_or_insert_with(ContainerConfig::default)
+    }
+
+    fn shell(&self) -> Vec<String> {
+        self.config
+            .config
+            .as_ref()
+            .and_then(|c| c.extra.get("Shell"))
+            .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn workdir(&self) -> String {
+        self.config
+            .config
+            .as_ref()
+            .and_then(|c| c.working_dir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".to_string())
+    }
+
+    fn user(&self) -> String {
+        self.config
+            .config
+            .as_ref()
+            .and_then(|c| c.user.clone())
+            .unwrap_or_default()
+    }
+
+    fn history(&mut self, created_by: String, empty_layer: bool, created: &str) {
+        self.config.history.push(History {
+            created: Some(created.to_string()),
+            created_by: Some(created_by),
+            author: None,
+            comment: Some("buildkit.dockerfile.v0".to_string()),
+            empty_layer,
+        });
+    }
+}
+
+/// The build of one Dockerfile.
+struct Builder<'a> {
+    options: &'a BuildOptions,
+    engine: Engine<'a>,
+    file: String,
+    lex: ShellLex,
+    args: BuildArgs,
+    meta: MetaArgs,
+    plan: Plan,
+    stages: &'a Stages,
+    done: HashMap<usize, StageState>,
+    context: Option<ContextSnapshot>,
+    dockerfile_path: Option<PathBuf>,
+    sde: Option<String>,
+}
+
+fn rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Builds the image described by `options` into `store` and returns its ID. Progress goes
+/// to `progress`. Nothing is tagged unless the whole build succeeds.
+pub fn build(
+    store: &Store,
+    options: &BuildOptions,
+    progress: Progress,
+) -> Result<ImageId, BuildError> {
+    let host = Platform::host();
+    if let Some(p) = &options.platform {
+        let wanted = Platform::parse(p)
+            .ok_or_else(|| BuildError::Invalid(format!("invalid platform {p:?}")))?;
+        if wanted.os != host.os || wanted.architecture != host.architecture {
+            return Err(BuildError::Unsupported(format!(
+                "building for {wanted} on {host} (cross-platform builds)"
+            )));
+        }
+    }
+    let step = progress.start("[internal] load build definition from Dockerfile");
+    let (file, text, dockerfile_path) = match &options.dockerfile {
+        DockerfileSource::Default => {
+            let p = options.context.join("Dockerfile");
+            let t = std::fs::read_to_string(&p).map_err(io_err(&p))?;
+            ("Dockerfile".to_string(), t, Some(p))
+        }
+        DockerfileSource::Path(p) => {
+            let t = std::fs::read_to_string(p).map_err(io_err(p))?;
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "Dockerfile".into());
+            (name, t, Some(p.clone()))
+        }
+        DockerfileSource::Text { name, text } => (name.clone(), text.clone(), None),
+    };
+    let parsed = df::parse(&text, &file)?;
+    let stages = instructions::parse_instructions(&parsed)?;
+    progress.done(&step);
+    let lex = ShellLex::new(parsed.directives.escape);
+    let args = BuildArgs::new(options.build_args.clone(), platform_args(&host, &host));
+    let meta_defs: Vec<&ArgDef> = stages
+        .meta_args
+        .iter()
+        .flat_map(|c| match &c.instruction {
+            Instruction::Arg { args } => args.iter().collect::<Vec<_>>(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let meta = MetaArgs::evaluate(meta_defs, &args, &lex)?;
+    let plan = plan::plan(&stages, &meta, &lex, options.target.as_deref(), &file)?;
+    let now = match options.source_date_epoch {
+        Some(s) => rfc3339(s),
+        None => chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+    };
+    let mut builder = Builder {
+        options,
+        engine: Engine {
+            store,
+            no_cache: options.no_cache,
+            mtime: options.source_date_epoch.map(|s| s.max(0) as u64),
+            progress,
+            now,
+        },
+        file,
+        lex,
+        args,
+        meta,
+        plan,
+        stages: &stages,
+        done: HashMap::new(),
+        context: None,
+        dockerfile_path,
+        sde: options.source_date_epoch.map(rfc3339),
+    };
+    let order = builder.plan.order.clone();
+    for planned in &order {
+        let state = builder.build_stage(planned.index, &planned.display, &planned.base)?;
+        builder.done.insert(planned.index, state);
+    }
+    let target = builder.plan.target();
+    let mut state = builder
+        .done
+        .remove(&target)
+        .ok_or_else(|| BuildError::Invalid("the target stage was not built".into()))?;
+    let unused = builder.args.unused();
+    if !unused.is_empty() {
+        builder.engine.progress.warn(&format!(
+            "One or more build-args [{}] were not consumed",
+            unused.join(" ")
+        ));
+    }
+    // Export.
+    let progress = &builder.engine.progress;
+    let step = progress.start("exporting to image");
+    if !options.labels.is_empty() {
+        let labels = state.cc().labels.get_or_insert_with(BTreeMap::new);
+        for (k, v) in &options.labels {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    let mut config = state.config.clone();
+    config.config = Some(state.cc().clone());
+    config.created = Some(builder.sde.clone().unwrap_or_else(|| state.created.clone()));
+    config.architecture = host.architecture.clone();
+    config.os = host.os.clone();
+    config.rootfs = RootFs {
+        kind: "layers".into(),
+        diff_ids: state.layers.iter().map(|l| l.diff_id.clone()).collect(),
+    };
+    let id = store.commit_image(&config, &state.layers, &options.tags)?;
+    progress.info(&step, &format!("writing image {id}"));
+    for t in &options.tags {
+        progress.info(&step, &format!("naming to {t}"));
+    }
+    progress.done(&step);
+    Ok(id)
+}
+
+impl Builder<'_> {
+    fn at(&self, line: usize, original: &str, err: BuildError) -> BuildError {
+        BuildError::at(&self.file, line, original.trim(), err)
+    }
+
+    /// Starts a stage from its base and runs its (and its base's ONBUILD) instructions.
+    fn build_stage(
+        &mut self,
+        index: usize,
+        display: &str,
+        base: &Source,
+    ) -> Result<StageState, BuildError> {
+        let stages = self.stages;
+        let stage = &stages.stages[index];
+        let layer_ops = |cmds: &[Command]| {
+            cmds.iter()
+                .filter(|c| {
+                    matches!(
+                        c.instruction,
+                        Instruction::Run(_)
+                            | Instruction::Copy(_)
+                            | Instruction::Add(_)
+                            | Instruction::Workdir { .. }
+                    )
+                })
+                .count()
+        };
+        let base_text = match base {
+            Source::Image(name) => name.clone(),
+            Source::Scratch => "scratch".into(),
+            Source::Stage(i) => self
+                .plan
+                .order
+                .iter()
+                .find(|s| s.index == *i)
+                .map(|s| s.display.clone())
+                .unwrap_or_default(),
+        };
+        let mut state = self
+            .start_state(base)
+            .map_err(|e| self.at(stage.span.start_line, &stage.original, e))?;
+        // ONBUILD triggers of the base run first; the new image does not inherit them.
+        let triggers: Vec<String> = state
+            .config
+            .config
+            .as_mut()
+            .and_then(|c| c.extra.remove("OnBuild"))
+            .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
+            .unwrap_or_default();
+        let trigger_cmds = if triggers.is_empty() {
+            Vec::new()
+        } else {
+            let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
+            let parsed = df::parse(&text, "ONBUILD")
+                .map_err(|e| self.at(stage.span.start_line, &stage.original, e.into()))?;
+            let st = instructions::parse_instructions(&parsed)
+                .map_err(|e| self.at(stage.span.start_line, &stage.original, e.into()))?;
+            st.stages
+                .into_iter()
+                .next()
+                .map(|s| s.instructions)
+                .unwrap_or_default()
+        };
+        let total = 1 + layer_ops(&trigger_cmds) + layer_ops(&stage.instructions);
+        let from_step = self
+            .engine
+            .progress
+            .start(&format!("[{display} 1/{total}] FROM {base_text}"));
+        self.engine.progress.done(&from_step);
+        let mut n = 1;
+        for cmd in &trigger_cmds {
+            self.instruction(index, display, &mut n, total, &mut state, cmd)
+                .map_err(|e| {
+                    self.at(
+                        stage.span.start_line,
+                        &format!(
+                            "{} (ONBUILD {})",
+                            stage.original.trim(),
+                            cmd.original.trim()
+                        ),
+                        e,
+                    )
+                })?;
+        }
+        for cmd in &stage.instructions {
+            self.instruction(index, display, &mut n, total, &mut state, cmd)
+                .map_err(|e| self.at(cmd.span.start_line, &cmd.original, e))?;
+        }
+        let env = state.vars.config_env();
+        state.cc().env = if env.is_empty() { None } else { Some(env) };
+        Ok(state)
+    }
+
+    fn start_state(&mut self, base: &Source) -> Result<StageState, BuildError> {
+        match base {
+            Source::Scratch => Ok(StageState {
+                layers: Vec::new(),
+                config: ImageConfig {
+                    config: Some(ContainerConfig {
+                        env: Some(vec![format!("PATH={}", rbuild_runtime::DEFAULT_PATH)]),
+                        ..ContainerConfig::default()
+                    }),
+                    ..ImageConfig::default()
+                },
+                vars: StageVars::new(&[format!("PATH={}", rbuild_runtime::DEFAULT_PATH)]),
+                key: base_key("scratch"),
+                cmd_set: false,
+                created: self.sde.clone().unwrap_or_else(|| self.engine.now.clone()),
+            }),
+            Source::Stage(i) => {
+                let mut s = self
+                    .done
+                    .get(i)
+                    .cloned()
+                    .ok_or_else(|| BuildError::Invalid(format!("stage {i} was not built")))?;
+                let env = s
+                    .config
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.env.clone())
+                    .unwrap_or_default();
+                s.vars = StageVars::new(&env);
+                s.cmd_set = false;
+                Ok(s)
+            }
+            Source::Image(name) => {
+                let (layers, config, id) = self.image(name)?;
+                let mut config = config;
+                let mut env = config
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.env.clone())
+                    .unwrap_or_default();
+                if !env.iter().any(|e| e.starts_with("PATH=")) {
+                    // As BuildKit: an image without PATH gets the default one.
+                    env.insert(0, format!("PATH={}", rbuild_runtime::DEFAULT_PATH));
+                    config
+                        .config
+                        .get_or_insert_with(ContainerConfig::default)
+                        .env = Some(env.clone());
+                }
+                let created = self
+                    .sde
+                    .clone()
+                    .or_else(|| config.created.clone())
+                    .unwrap_or_else(|| self.engine.now.clone());
+                Ok(StageState {
+                    layers,
+                    config,
+                    vars: StageVars::new(&env),
+                    key: base_key(&id.to_string()),
+                    cmd_set: false,
+                    created,
+                })
+            }
+        }
+    }
+
+    fn image(&self, name: &str) -> Result<(Vec<LayerInfo>, ImageConfig, ImageId), BuildError> {
+        let rec = self.engine.store.resolve_image(name).map_err(|e| match e {
+            StoreError::NoSuchImage(_) => BuildError::NoSuchBase(name.to_string()),
+            other => other.into(),
+        })?;
+        let config = self.engine.store.image_config(&rec.id)?;
+        Ok((rec.layers, config, rec.id))
+    }
+
+    fn context(&mut self) -> Result<&ContextSnapshot, BuildError> {
+        if self.context.is_none() {
+            let step = self.engine.progress.start("[internal] load build context");
+            let (ignore, _) =
+                IgnoreMatcher::load(&self.options.context, self.dockerfile_path.as_deref())?;
+            let cache_path = self.engine.store.root().join("context-cache.redb");
+            let mut cache = MetadataCache::open(&cache_path)?;
+            let snap = ContextSnapshot::scan(&self.options.context, &ignore, &mut cache)?;
+            let stats = cache.stats();
+            self.engine.progress.info(
+                &step,
+                &format!(
+                    "{} entries, {} hashed, {} from cache",
+                    snap.entries().len(),
+                    stats.misses,
+                    stats.hits
+                ),
+            );
+            self.engine.progress.done(&step);
+            self.context = Some(snap);
+        }
+        Ok(self.context.as_ref().expect("set above"))
+    }
+
+    fn expand(&self, state: &StageState, word: &str) -> Result<String, BuildError> {
+        Ok(self.lex.process_word(word, &state.vars.expansion_env())?)
+    }
+
+    fn command_vec(&self, state: &StageState, command: &CommandLine) -> Vec<String> {
+        match command {
+            CommandLine::Exec(v) => v.clone(),
+            CommandLine::Shell(s) => {
+                let mut v = state.shell();
+                v.push(s.clone());
+                v
+            }
+        }
+    }
+
+    fn instruction(
+        &mut self,
+        stage_index: usize,
+        display: &str,
+        n: &mut usize,
+        total: usize,
+        state: &mut StageState,
+        cmd: &Command,
+    ) -> Result<(), BuildError> {
+        let created = state.created.clone();
+        match &cmd.instruction {
+            Instruction::Env { vars } => {
+                let env = state.vars.expansion_env();
+                let mut parts = Vec::new();
+                for kv in vars {
+                    let key = self.lex.process_word(&kv.key, &env)?;
+                    let value = self.lex.process_word(&kv.value, &env)?;
+                    state.vars.set_env(&key, &value);
+                    parts.push(format!("{key}={value}"));
+                }
+                let e = state.vars.config_env();
+                state.cc().env = Some(e);
+                state.history(format!("ENV {}", parts.join(" ")), true, &created);
+            }
+            Instruction::Arg { args } => {
+                let mut parts = Vec::new();
+                for def in args {
+                    state
+                        .vars
+                        .declare_arg(def, &self.args, self.meta.values(), &self.lex)?;
+                    if let Some((_, v)) = state
+                        .vars
+                        .visible_args()
+                        .iter()
+                        .find(|(k, _)| k == &def.name)
+                    {
+                        parts.push(format!("{}={v}", def.name));
+                    } else {
+                        parts.push(def.name.clone());
+                    }
+                }
+                state.history(format!("ARG {}", parts.join(" ")), true, &created);
+            }
+            Instruction::Label { labels } => {
+                let env = state.vars.expansion_env();
+                let mut parts = Vec::new();
+                for kv in labels {
+                    let key = self.lex.process_word(&kv.key, &env)?;
+                    let value = self.lex.process_word(&kv.value, &env)?;
+                    parts.push(format!("{key}={value}"));
+                    state
+                        .cc()
+                        .labels
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(key, value);
+                }
+                state.history(format!("LABEL {}", parts.join(" ")), true, &created);
+            }
+            Instruction::Maintainer { name } => {
+                state.config.author = Some(name.clone());
+                state.history(format!("MAINTAINER {name}"), true, &created);
+            }
+            Instruction::Volume { paths } => {
+                let mut done = Vec::new();
+                for p in paths {
+                    let p = self.expand(state, p)?;
+                    if p.is_empty() {
+                        return Err(BuildError::Invalid(
+                            "VOLUME specified can not be an empty string".into(),
+                        ));
+                    }
+                    state
+                        .cc()
+                        .volumes
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(p.clone(), json!({}));
+                    done.push(p);
+                }
+                state.history(
+                    format!(
+                        "VOLUME {}",
+                        serde_json::to_string(&done).unwrap_or_default()
+                    ),
+                    true,
+                    &created,
+                );
+            }
+            Instruction::Expose { ports } => {
+                let env = state.vars.expansion_env();
+                let mut done = Vec::new();
+                for p in ports {
+                    for word in self.lex.process_words(p, &env)? {
+                        let port = if word.contains('/') {
+                            word.to_ascii_lowercase()
+                        } else {
+                            format!("{word}/tcp")
+                        };
+                        state
+                            .cc()
+                            .exposed_ports
+                            .get_or_insert_with(BTreeMap::new)
+                            .insert(port.clone(), json!({}));
+                        done.push(port);
+                    }
+                }
+                state.history(format!("EXPOSE {}", done.join(" ")), true, &created);
+            }
+            Instruction::User { user, group } => {
+                let mut u = self.expand(state, user)?;
+                if let Some(g) = group {
+                    u = format!("{u}:{}", self.expand(state, g)?);
+                }
+                state.cc().user = Some(u.clone());
+                state.history(format!("USER {u}"), true, &created);
+            }
+            Instruction::Stopsignal { signal } => {
+                let s = self.expand(state, signal)?;
+                state.cc().stop_signal = Some(s.clone());
+                state.history(format!("STOPSIGNAL {s}"), true, &created);
+            }
+            Instruction::Shell { shell } => {
+                state.cc().extra.insert("Shell".into(), json!(shell));
+                state.history(
+                    format!("SHELL {}", serde_json::to_string(shell).unwrap_or_default()),
+                    true,
+                    &created,
+                );
+            }
+            Instruction::Cmd { command } => {
+                let v = self.command_vec(state, command);
+                state.cc().cmd = Some(v.clone());
+                state.cmd_set = true;
+                state.history(
+                    format!("CMD {}", serde_json::to_string(&v).unwrap_or_default()),
+                    true,
+                    &created,
+                );
+            }
+            Instruction::Entrypoint { command } => {
+                let v = self.command_vec(state, command);
+                state.cc().entrypoint = Some(v.clone());
+                if !state.cmd_set {
+                    state.cc().cmd = None;
+                }
+                state.history(
+                    format!(
+                        "ENTRYPOINT {}",
+                        serde_json::to_string(&v).unwrap_or_default()
+                    ),
+                    true,
+                    &created,
+                );
+            }
+            Instruction::Healthcheck(h) => {
+                let value = match h {
+                    Healthcheck::None => json!({ "Test": ["NONE"] }),
+                    Healthcheck::Cmd {
+                        command,
+                        interval,
+                        timeout,
+                        start_period,
+                        start_interval,
+                        retries,
+                    } => {
+                        let test: Vec<String> = match command {
+                            CommandLine::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+                            CommandLine::Exec(v) => {
+                                let mut t = vec!["CMD".to_string()];
+                                t.extend(v.iter().cloned());
+                                t
+                            }
+                        };
+                        let mut m = serde_json::Map::new();
+                        m.insert("Test".into(), json!(test));
+                        for (k, d) in [
+                            ("Interval", interval),
+                            ("Timeout", timeout),
+                            ("StartPeriod", start_period),
+                            ("StartInterval", start_interval),
+                        ] {
+                            if let Some(d) = d {
+                                m.insert(k.into(), json!(d.as_nanos() as u64));
+                            }
+                        }
+                        if let Some(r) = retries {
+                            m.insert("Retries".into(), json!(r));
+                        }
+                        Value::Object(m)
+                    }
+                };
+                state.cc().extra.insert("Healthcheck".into(), value);
+                state.history(
+                    format!(
+                        "HEALTHCHECK {}",
+                        cmd.original.trim().get(11..).unwrap_or("").trim()
+                    ),
+                    true,
+                    &created,
+                );
+            }
+            Instruction::Onbuild { trigger } => {
+                let text = trigger.original.trim().to_string();
+                let cc = state.cc();
+                let mut list: Vec<String> = cc
+                    .extra
+                    .get("OnBuild")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default();
+                list.push(text.clone());
+                cc.extra.insert("OnBuild".into(), json!(list));
+                state.history(format!("ONBUILD {text}"), true, &created);
+            }
+            Instruction::Workdir { path } => {
+                let p = self.expand(state, path)?;
+                let p = if p.starts_with('/') {
+                    p
+                } else {
+                    format!("{}/{}", state.workdir().trim_end_matches('/'), p)
+                };
+                let clean = format!("/{}", components(&p).join("/"));
+                state.cc().working_dir = Some(clean.clone());
+                *n += 1;
+                let step = self
+                    .engine
+                    .progress
+                    .start(&format!("[{display} {n}/{total}] WORKDIR {clean}"));
+                self.workdir_step(state, &clean, &step)?;
+            }
+            Instruction::Run(r) => {
+                *n += 1;
+                let step = self
+                    .engine
+                    .progress
+                    .start(&format!("[{display} {n}/{total}] {}", cmd.original.trim()));
+                self.run_step(state, r, &step).inspect_err(|e| {
+                    self.engine.progress.error(&step, &e.to_string());
+                })?;
+            }
+            Instruction::Copy(c) | Instruction::Add(c) => {
+                let add = matches!(cmd.instruction, Instruction::Add(_));
+                *n += 1;
+                let step = self
+                    .engine
+                    .progress
+                    .start(&format!("[{display} {n}/{total}] {}", cmd.original.trim()));
+                self.copy_step(stage_index, state, c, add, &step)
+                    .inspect_err(|e| {
+                        self.engine.progress.error(&step, &e.to_string());
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn lowers(&self, layers: &[LayerInfo]) -> Result<Vec<PathBuf>, BuildError> {
+        Ok(self.engine.store.layer_snapshot_dirs(layers)?)
+    }
+
+    /// Records the outcome of a layer step in the state.
+    fn apply(&self, state: &mut StageState, outcome: super::steps::Outcome, created_by: String) {
+        state.key = outcome.key;
+        let created = self.sde.clone().unwrap_or(outcome.created);
+        state.created = created.clone();
+        let empty = outcome.layer.is_none();
+        if let Some(l) = outcome.layer {
+            state.layers.push(l);
+        }
+        state.history(created_by, empty, &created);
+    }
+
+    fn workdir_step(
+        &mut self,
+        state: &mut StageState,
+        path: &str,
+        step: &super::progress::StepHandle,
+    ) -> Result<(), BuildError> {
+        let lowers = self.lowers(&state.layers)?;
+        if (Layered { lowers: &lowers }).resolve(path, true).is_some() {
+            self.engine.progress.done(step);
+            state.history(format!("WORKDIR {path}"), true, &state.created.clone());
+            return Ok(());
+        }
+        let store = self.engine.store;
+        let canonical = json!({ "op": "mkdir", "path": path });
+        let (key, layers) = (state.key.clone(), state.layers.clone());
+        let outcome = self
+            .engine
+            .layer_step(step, &key, &layers, canonical, |_| {
+                let tmp = store.temp_dir()?;
+                let root = tmp.path().join("layer");
+                std::fs::create_dir(&root).map_err(io_err(&root))?;
+                let view = Layered { lowers: &lowers };
+                let comps = components(path);
+                let mut dir = root.clone();
+                for (i, c) in comps.iter().enumerate() {
+                    dir = dir.join(c);
+                    std::fs::create_dir(&dir).map_err(io_err(&dir))?;
+                    if let Some(disk) = view.lookup(&comps[..=i]) {
+                        copy_dir_meta(&disk, &dir)?;
+                    } else {
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                            .map_err(io_err(&dir))?;
+                    }
+                }
+                Ok(Produced {
+                    _tmp: Some(tmp),
+                    dir: Some(root),
+                })
+            })?;
+        self.apply(state, outcome, format!("WORKDIR {path}"));
+        Ok(())
+    }
+
+    fn run_step(
+        &mut self,
+        state: &mut StageState,
+        r: &instructions::Run,
+        step: &super::progress::StepHandle,
+    ) -> Result<(), BuildError> {
+        if !r.mounts.is_empty() {
+            return Err(BuildError::Unsupported("RUN --mount".into()));
+        }
+        if r.security == Some(instructions::Security::Insecure) {
+            return Err(BuildError::Unsupported("RUN --security=insecure".into()));
+        }
+        let args = match &r.command {
+            CommandLine::Exec(v) => v.clone(),
+            CommandLine::Shell(s) => {
+                let mut v = state.shell();
+                v.push(shell_with_heredocs(s, &r.heredocs));
+                v
+            }
+        };
+        let network_host = match r.network {
+            Some(instructions::NetworkMode::Host) => true,
+            Some(instructions::NetworkMode::None) => false,
+            _ => self.options.network_host,
+        };
+        let proxies = self.args.proxies();
+        let key_env = state.vars.run_env(&[]);
+        let spec = RunSpec {
+            args: args.clone(),
+            env: state.vars.run_env(&proxies),
+            cwd: state.workdir(),
+            user: state.user(),
+            network_host,
+        };
+        let visible = state.vars.visible_args();
+        let canonical = json!({
+            "op": "run",
+            "args": args,
+            "env": key_env,
+            "cwd": spec.cwd,
+            "user": spec.user,
+            "network": if network_host { "host" } else { "none" },
+        });
+        let mut created_by = String::from("RUN ");
+        if !visible.is_empty() {
+            created_by.push_str(&format!("|{} ", visible.len()));
+            for (k, v) in &visible {
+                created_by.push_str(&format!("{k}={v} "));
+            }
+        }
+        created_by.push_str(&args.join(" "));
+        created_by.push_str(" # buildkit");
+        let lowers = self.lowers(&state.layers)?;
+        let store = self.engine.store;
+        let (key, layers) = (state.key.clone(), state.layers.clone());
+        let outcome = self
+            .engine
+            .layer_step(step, &key, &layers, canonical, |progress| {
+                let tmp = store.temp_dir()?;
+                let upper = tmp.path().join("upper");
+                let work = tmp.path().join("work");
+                let empty = tmp.path().join("empty");
+                for d in [&upper, &work, &empty] {
+                    std::fs::create_dir(d).map_err(io_err(d))?;
+                }
+                run::execute(&spec, &lowers, &upper, &work, &empty, progress, step)?;
+                Ok(Produced {
+                    _tmp: Some(tmp),
+                    dir: Some(upper),
+                })
+            })?;
+        self.apply(state, outcome, created_by);
+        Ok(())
+    }
+
+    fn copy_step(
+        &mut self,
+        stage_index: usize,
+        state: &mut StageState,
+        c: &Copy,
+        add: bool,
+        step: &super::progress::StepHandle,
+    ) -> Result<(), BuildError> {
+        let env = state.vars.expansion_env();
+        let mut sources = Vec::new();
+        let mut inline = Vec::new();
+        for s in &c.sources {
+            if let Some(name) = s.strip_prefix("<<") {
+                let name = name.trim_start_matches('-').trim_matches(['"', '\'']);
+                let doc =
+                    c.heredocs.iter().find(|h| h.name == name).ok_or_else(|| {
+                        BuildError::Invalid(format!("heredoc {name:?} has no body"))
+                    })?;
+                let content = if doc.expand {
+                    expand_vars(&doc.content, &env)
+                } else {
+                    doc.content.clone()
+                };
+                inline.push((doc.name.clone(), content));
+                continue;
+            }
+            let s = self.lex.process_word(s, &env)?;
+            if s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@") {
+                return Err(BuildError::Unsupported(format!(
+                    "{} from a URL ({s})",
+                    if add { "ADD" } else { "COPY" }
+                )));
+            }
+            sources.push(s);
+        }
+        let dest_raw = self.lex.process_word(&c.dest, &env)?;
+        let dest = if dest_raw.starts_with('/') {
+            dest_raw.clone()
+        } else {
+            let mut d = format!("{}/{}", state.workdir().trim_end_matches('/'), dest_raw);
+            if (dest_raw == "." || dest_raw.ends_with("/.")) && !d.ends_with('/') {
+                d.push('/');
+            }
+            d
+        };
+        let lowers = self.lowers(&state.layers)?;
+        let view = Layered { lowers: &lowers };
+        let chown = match &c.chown {
+            None => None,
+            Some(spec) => Some(resolve_chown(&self.lex.process_word(spec, &env)?, view)?),
+        };
+        let chmod = match &c.chmod {
+            None => None,
+            Some(m) => {
+                let m = self.lex.process_word(m, &env)?;
+                Some(
+                    u32::from_str_radix(&m, 8)
+                        .ok()
+                        .filter(|v| *v <= 0o7777)
+                        .ok_or_else(|| {
+                            BuildError::Invalid(format!(
+                                "invalid --chmod {m:?}: only octal modes are supported"
+                            ))
+                        })?,
+                )
+            }
+        };
+        let exclude = c
+            .exclude
+            .iter()
+            .map(|e| self.lex.process_word(e, &env))
+            .collect::<Result<Vec<_>, _>>()?;
+        let spec = CopySpec {
+            add,
+            sources,
+            inline,
+            dest,
+            chown,
+            chmod,
+            exclude,
+            parents: c.parents,
+        };
+        // Where the sources come from, and their part of the cache key.
+        let (from_lowers, from_key) = match &c.from {
+            None => (None, None),
+            Some(f) => {
+                let f = self.lex.process_word(f, &env)?;
+                match resolve_ref(&self.plan.names, stage_index, &f) {
+                    Source::Scratch => {
+                        return Err(BuildError::Invalid(
+                            "COPY --from=scratch has no files".into(),
+                        ))
+                    }
+                    Source::Stage(i) => {
+                        let s = self.done.get(&i).ok_or_else(|| {
+                            BuildError::Invalid(format!("stage {f} was not built"))
+                        })?;
+                        (
+                            Some(self.lowers(&s.layers.clone())?),
+                            Some(s.key.to_string()),
+                        )
+                    }
+                    Source::Image(name) => {
+                        let (layers, _, id) = self.image(&name)?;
+                        (Some(self.lowers(&layers)?), Some(id.to_string()))
+                    }
+                }
+            }
+        };
+        let (selected, source_digest) = match &from_lowers {
+            None => {
+                if spec.sources.is_empty() {
+                    (Vec::new(), String::new())
+                } else {
+                    self.context()?;
+                    let snap = self.context.as_ref().expect("loaded above");
+                    let from = copy::From::Context(snap);
+                    let selected = copy::select(&spec, &from)?;
+                    let digest = snap.digest_of(selected.iter().map(|s| s.path.as_str()))?;
+                    (selected, digest.to_string())
+                }
+            }
+            Some(l) => {
+                let from = copy::From::Layers(l.clone());
+                let selected = copy::select(&spec, &from)?;
+                // Content is named by the source stage's key; paths say what is taken.
+                let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
+                (
+                    selected.clone(),
+                    format!(
+                        "{}:{}",
+                        from_key.clone().unwrap_or_default(),
+                        names.join(",")
+                    ),
+                )
+            }
+        };
+        let canonical = json!({
+            "op": if add { "add" } else { "copy" },
+            "sources": selected.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            "content": source_digest,
+            "inline": spec.inline,
+            "dest": spec.dest,
+            "chown": spec.chown,
+            "chmod": spec.chmod,
+            "exclude": spec.exclude,
+            "parents": spec.parents,
+        });
+        let mut shown: Vec<String> = c.sources.clone();
+        shown.push(c.dest.clone());
+        let created_by = format!(
+            "{} {} # buildkit",
+            if add { "ADD" } else { "COPY" },
+            shown.join(" ")
+        );
+        let store = self.engine.store;
+        let context = &self.context;
+        let (key, layers) = (state.key.clone(), state.layers.clone());
+        let outcome = self
+            .engine
+            .layer_step(step, &key, &layers, canonical, |_| {
+                let tmp = store.temp_dir()?;
+                let root = tmp.path().join("layer");
+                std::fs::create_dir(&root).map_err(io_err(&root))?;
+                let from = match (&from_lowers, context) {
+                    (Some(l), _) => copy::From::Layers(l.clone()),
+                    (None, Some(snap)) => copy::From::Context(snap),
+                    (None, None) => copy::From::Layers(Vec::new()),
+                };
+                copy::stage(&spec, &from, &selected, Layered { lowers: &lowers }, &root)?;
+                Ok(Produced {
+                    _tmp: Some(tmp),
+                    dir: Some(root),
+                })
+            })?;
+        self.apply(state, outcome, created_by);
+        Ok(())
+    }
+}
+
+/// Copies mode, owner and mtime of `from` onto the directory `to`.
+fn copy_dir_meta(from: &Path, to: &Path) -> Result<(), BuildError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let md = std::fs::metadata(from).map_err(io_err(from))?;
+    std::os::unix::fs::lchown(to, Some(md.uid()), Some(md.gid())).map_err(io_err(to))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(md.mode() & 0o7777))
+        .map_err(io_err(to))?;
+    let t = filetime::FileTime::from_last_modification_time(&md);
+    filetime::set_file_times(to, t, t).map_err(io_err(to))?;
+    Ok(())
+}
+
+/// `--chown=user[:group]` → uid, gid, looked up in the image's `/etc/passwd` and `/etc/group`.
+/// A user name gives its primary group; a numeric uid without a group gives gid = uid.
+fn resolve_chown(spec: &str, view: Layered<'_>) -> Result<(u32, u32), BuildError> {
+    let passwd = view.read_to_string("/etc/passwd");
+    let group = view.read_to_string("/etc/group");
+    let (user, grp) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let resolved = rbuild_runtime::resolve_user_from(&passwd, &group, user)?;
+    let uid = resolved.uid;
+    let gid = match grp {
+        Some(g) => rbuild_runtime::resolve_user_from(&passwd, &group, &format!("0:{g}"))?.gid,
+        None if user.parse::<u32>().is_ok() => uid,
+        None => resolved.gid,
+    };
+    Ok((uid, gid))
+}
+
+/// The shell command of a RUN with heredocs: a command that is only `<<EOF` runs the body;
+/// otherwise the bodies follow the command line so the shell reads them as here-documents.
+fn shell_with_heredocs(command: &str, heredocs: &[Heredoc]) -> String {
+    if heredocs.is_empty() {
+        return command.to_string();
+    }
+    let only = command
+        .trim()
+        .trim_start_matches("<<")
+        .trim_start_matches('-');
+    let only = only.trim_matches(['"', '\'']);
+    if heredocs.len() == 1 && only == heredocs[0].name {
+        return heredocs[0].content.clone();
+    }
+    let mut s = command.to_string();
+    for h in heredocs {
+        s.push('\n');
+        s.push_str(&h.content);
+        s.push_str(&h.name);
+    }
+    s
+}
+
+/// `$NAME` and `${NAME}` substitution (heredoc bodies of COPY: no quote processing).
+fn expand_vars(text: &str, env: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' && i + 1 < chars.len() && chars[i + 1] == '$' {
+            out.push('$');
+            i += 2;
+            continue;
+        }
+        if c == '$' && i + 1 < chars.len() {
+            if chars[i + 1] == '{' {
+                if let Some(end) = chars[i + 2..].iter().position(|&c| c == '}') {
+                    let name: String = chars[i + 2..i + 2 + end].iter().collect();
+                    out.push_str(env.get(&name).map(String::as_str).unwrap_or(""));
+                    i += end + 3;
+                    continue;
+                }
+            } else if chars[i + 1] == '_' || chars[i + 1].is_ascii_alphabetic() {
+                let mut j = i + 1;
+                while j < chars.len() && (chars[j] == '_' || chars[j].is_ascii_alphanumeric()) {
+                    j += 1;
+                }
+                let name: String = chars[i + 1..j].iter().collect();
+                out.push_str(env.get(&name).map(String::as_str).unwrap_or(""));
+                i = j;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heredoc_commands() {
+        let h = |name: &str, content: &str| Heredoc {
+            name: name.into(),
+            expand: true,
+            chomp: false,
+            fd: 0,
+            content: content.into(),
+            span: Default::default(),
+        };
+        assert_eq!(
+            shell_with_heredocs("<<EOF", &[h("EOF", "echo a\n")]),
+            "echo a\n"
+        );
+        assert_eq!(
+            shell_with_heredocs("cat <<EOF > /x", &[h("EOF", "hi\n")]),
+            "cat <<EOF > /x\nhi\nEOF"
+        );
+    }
+
+    #[test]
+    fn heredoc_expansion() {
+        let mut env = BTreeMap::new();
+        env.insert("A".to_string(), "1".to_string());
+        assert_eq!(expand_vars("a=$A ${A} \\$A '$B'", &env), "a=1 1 $A ''");
+    }
+}

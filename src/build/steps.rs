@@ -1,0 +1,117 @@
+//! Layer steps and their cache: the part of the engine that knows keys and layers, not
+//! Dockerfile syntax.
+
+use std::path::PathBuf;
+
+use crate::image::digest::{chain_ids, Digest};
+use crate::image::layer::{LayerInfo, LayerOptions, LayerSource};
+use crate::store::{CacheRecord, Store};
+
+use super::progress::{Progress, StepHandle};
+use super::BuildError;
+
+/// The key of a step: `sha256(parent key, canonical step description)`.
+pub(crate) fn step_key(parent: &Digest, canonical: &serde_json::Value) -> Digest {
+    let text = format!("rbuild cache v1\n{parent}\n{canonical}");
+    Digest::of(text.as_bytes())
+}
+
+/// The first key of a chain: what a stage starts from.
+pub(crate) fn base_key(what: &str) -> Digest {
+    Digest::of(format!("rbuild base v1\n{what}").as_bytes())
+}
+
+/// What a layer step produced when it ran: a directory holding the layer's contents in
+/// overlay form (adopted as the snapshot), or nothing.
+pub(crate) struct Produced {
+    /// Keeps the directory's temp parent alive until the snapshot is adopted.
+    pub _tmp: Option<tempfile::TempDir>,
+    pub dir: Option<PathBuf>,
+}
+
+/// What a layer step ended with.
+pub(crate) struct Outcome {
+    pub key: Digest,
+    pub layer: Option<LayerInfo>,
+    pub created: String,
+}
+
+/// Settings shared by all steps of a build.
+pub(crate) struct Engine<'a> {
+    pub store: &'a Store,
+    pub no_cache: bool,
+    pub mtime: Option<u64>,
+    pub progress: Progress,
+    /// RFC 3339 time used for new history entries.
+    pub now: String,
+}
+
+impl Engine<'_> {
+    /// Runs a layer step on top of `parent_layers`: a cache hit reuses the recorded layer;
+    /// otherwise `exec` produces the layer's directory, which is written as a layer, adopted
+    /// as the snapshot and recorded in the cache.
+    pub fn layer_step(
+        &mut self,
+        step: &StepHandle,
+        parent_key: &Digest,
+        parent_layers: &[LayerInfo],
+        canonical: serde_json::Value,
+        exec: impl FnOnce(&Progress) -> Result<Produced, BuildError>,
+    ) -> Result<Outcome, BuildError> {
+        let key = step_key(parent_key, &canonical);
+        if !self.no_cache {
+            if let Some(rec) = self.store.cache_get(&key)? {
+                let usable = match &rec.layer {
+                    None => true,
+                    Some(l) => self.store.has_blob(&l.digest),
+                };
+                if usable {
+                    self.progress.cached(step);
+                    return Ok(Outcome {
+                        key,
+                        layer: rec.layer,
+                        created: rec.created,
+                    });
+                }
+            }
+        }
+        let produced = exec(&self.progress)?;
+        let layer = match &produced.dir {
+            Some(dir) if !is_empty_dir(dir)? => {
+                let info = self.store.write_layer(
+                    &LayerSource::OverlayUpper(dir),
+                    &LayerOptions {
+                        mtime: self.mtime,
+                        ..LayerOptions::default()
+                    },
+                )?;
+                let mut diff_ids: Vec<Digest> =
+                    parent_layers.iter().map(|l| l.diff_id.clone()).collect();
+                diff_ids.push(info.diff_id.clone());
+                let chain = chain_ids(&diff_ids)
+                    .pop()
+                    .unwrap_or_else(|| info.diff_id.clone());
+                self.store.adopt_snapshot(dir, &chain, &info.diff_id)?;
+                Some(info)
+            }
+            _ => None,
+        };
+        drop(produced);
+        let record = CacheRecord {
+            layer: layer.clone(),
+            created: self.now.clone(),
+        };
+        self.store.cache_put(&key, &record)?;
+        self.progress.done(step);
+        Ok(Outcome {
+            key,
+            layer,
+            created: self.now.clone(),
+        })
+    }
+}
+
+fn is_empty_dir(dir: &std::path::Path) -> Result<bool, BuildError> {
+    let mut rd = std::fs::read_dir(dir).map_err(super::io_err(dir))?;
+    Ok(rd.next().is_none())
+}

@@ -1,0 +1,1 @@
+echo "built in stage build"

@@ -1,0 +1,216 @@
+//! Helpers for the `build_*` integration tests: a store with the busybox base imported, build
+//! contexts, and reading built images (config via `inspect`, files via the store's snapshots).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use sha2::{Digest as _, Sha256};
+
+#[path = "../common/mod.rs"]
+mod common;
+
+pub use common::{testdata, TestEnv};
+
+/// A test store with `busybox:latest` imported.
+pub struct BuildEnv {
+    pub env: TestEnv,
+}
+
+impl BuildEnv {
+    pub fn new() -> BuildEnv {
+        let env = TestEnv::new();
+        let tar = common::busybox_rootfs_tar();
+        env.ok(&["import", tar.to_str().unwrap(), "busybox:latest"]);
+        BuildEnv { env }
+    }
+
+    /// A context dir with `files` (path, content); a path ending in `/` is a directory.
+    pub fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.env.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (path, content) in files {
+            let p = dir.join(path);
+            if path.ends_with('/') {
+                std::fs::create_dir_all(&p).unwrap();
+                continue;
+            }
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, content).unwrap();
+        }
+        dir
+    }
+
+    /// Runs `rbuild build ARGS` and returns the output.
+    pub fn build_out(&self, args: &[&str]) -> Output {
+        self.env
+            .cmd()
+            .arg("build")
+            .arg("--progress=plain")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn rbuild")
+    }
+
+    /// Runs a build that must succeed; returns its stderr (the progress output).
+    pub fn build(&self, args: &[&str]) -> String {
+        let out = self.build_out(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "rbuild build {args:?} failed\nstderr:\n{stderr}"
+        );
+        stderr
+    }
+
+    /// Runs a build that must fail; returns its stderr.
+    pub fn build_fails(&self, args: &[&str]) -> String {
+        let out = self.build_out(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "rbuild build {args:?} succeeded\n{stderr}"
+        );
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        stderr
+    }
+
+    /// Builds quietly and returns the image ID.
+    pub fn build_id(&self, args: &[&str]) -> String {
+        let mut all = vec!["-q"];
+        all.extend_from_slice(args);
+        let out = self.build_out(&all);
+        assert!(
+            out.status.success(),
+            "rbuild build {args:?} failed\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert!(id.starts_with("sha256:") && id.len() == 71, "{id:?}");
+        id
+    }
+
+    /// `rbuild inspect IMAGE` as JSON (the first element).
+    pub fn inspect(&self, image: &str) -> serde_json::Value {
+        let out = self.env.ok(&["inspect", image]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v[0].clone()
+    }
+
+    /// The image's snapshot dirs, bottom to top.
+    pub fn snapshots(&self, image: &str) -> Vec<PathBuf> {
+        let v = self.inspect(image);
+        let diff_ids: Vec<String> = v["RootFS"]["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect();
+        let mut chain = String::new();
+        let mut out = Vec::new();
+        for d in diff_ids {
+            chain = if chain.is_empty() {
+                d
+            } else {
+                format!(
+                    "sha256:{}",
+                    hex::encode(Sha256::digest(format!("{chain} {d}")))
+                )
+            };
+            out.push(
+                self.env
+                    .root()
+                    .join("snapshots")
+                    .join(chain.trim_start_matches("sha256:")),
+            );
+        }
+        out
+    }
+
+    /// The entry at `path` in the image's merged filesystem (no symlinks followed, whiteouts
+    /// respected), as the disk path in a snapshot.
+    pub fn image_path(&self, image: &str, path: &str) -> Option<PathBuf> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let rel = path.trim_start_matches('/');
+        for snap in self.snapshots(image).iter().rev() {
+            let p = snap.join(rel);
+            if let Ok(md) = std::fs::symlink_metadata(&p) {
+                if md.file_type().is_char_device() && md.rdev() == 0 {
+                    return None;
+                }
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// The content of the file at `path` in the image.
+    pub fn image_file(&self, image: &str, path: &str) -> Option<String> {
+        self.image_path(image, path)
+            .and_then(|p| std::fs::read_to_string(p).ok())
+    }
+
+    /// Runs the image's ENTRYPOINT + CMD (with its env, user and workdir) by building a
+    /// child image whose RUN executes them, and returns what they printed.
+    pub fn run_image(&self, image: &str) -> String {
+        let cfg = self.inspect(image)["Config"].clone();
+        let mut argv: Vec<String> = Vec::new();
+        for key in ["Entrypoint", "Cmd"] {
+            if let Some(a) = cfg[key].as_array() {
+                argv.extend(a.iter().map(|s| s.as_str().unwrap().to_string()));
+            }
+        }
+        self.run_in(image, "\"$@\"", &argv)
+    }
+
+    /// Runs `/bin/sh -c SCRIPT sh ARGS...` in a container of `image` (as a RUN of a child
+    /// build) and returns its output (stdout and stderr).
+    pub fn run_in(&self, image: &str, script: &str, args: &[String]) -> String {
+        let mut run = vec![
+            "/bin/sh".to_string(),
+            "-c".to_string(),
+            format!("({script}) > /tmp/run.out 2>&1"),
+            "sh".to_string(),
+        ];
+        run.extend(args.iter().cloned());
+        let dockerfile = format!(
+            "FROM {image}\nRUN {}\n",
+            serde_json::to_string(&run).unwrap()
+        );
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let ctx = self.context(&format!("run-{n}"), &[("Dockerfile", &dockerfile)]);
+        let tag = format!("run-{n}:latest");
+        self.build(&["-t", &tag, ctx.to_str().unwrap()]);
+        self.image_file(&tag, "/tmp/run.out").expect("run output")
+    }
+}
+
+/// Lines of `progress` that say a step was a cache hit.
+pub fn cached_steps(progress: &str) -> Vec<String> {
+    // "#N [stage i/n] INSTRUCTION" lines whose "#N CACHED" follows.
+    let mut names = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for line in progress.lines() {
+        let Some(rest) = line.strip_prefix('#') else {
+            continue;
+        };
+        let Some((n, text)) = rest.split_once(' ') else {
+            continue;
+        };
+        if text.starts_with('[') {
+            names.insert(n.to_string(), text.to_string());
+        } else if text == "CACHED" {
+            out.push(names.get(n).cloned().unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// `rbuild` in `dir`'s parent, for building testdata examples by path.
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
