@@ -10,4 +10,5 @@ pub mod cli;
 pub mod context;
 pub mod dockerfile;
 pub mod image;
+pub mod registry;
 pub mod store;

@@ -14,9 +14,14 @@ mod import;
 mod inspect;
 mod lint;
 mod load;
+mod login;
+mod logout;
 mod parse;
+mod pull;
+mod push;
 mod rmi;
 mod save;
+mod search;
 mod tag;
 
 /// Global options shared by every command.
@@ -78,6 +83,16 @@ pub enum Command {
     Load(load::LoadArgs),
     /// Check a Dockerfile for common mistakes (exit status 1 when there are warnings)
     Lint(lint::LintArgs),
+    /// Upload an image to a registry
+    Push(push::PushArgs),
+    /// Download an image from a registry
+    Pull(pull::PullArgs),
+    /// Log in to a registry
+    Login(login::LoginArgs),
+    /// Log out from a registry
+    Logout(logout::LogoutArgs),
+    /// Search a private registry's repositories (HOST/TERM)
+    Search(search::SearchArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -132,6 +147,11 @@ pub fn main() -> i32 {
         Command::Save(args) => save::run(&globals, args),
         Command::Load(args) => load::run(&globals, args),
         Command::Lint(args) => lint::run(&globals, args),
+        Command::Push(args) => push::run(&globals, args),
+        Command::Pull(args) => pull::run(&globals, args),
+        Command::Login(args) => login::run(&globals, args),
+        Command::Logout(args) => logout::run(&globals, args),
+        Command::Search(args) => search::run(&globals, args),
     };
     match result {
         Ok(code) => code,

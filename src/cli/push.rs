@@ -1,0 +1,93 @@
+//! `rbuild push NAME[:TAG]`, and the registry flags shared by push, pull, login and search.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::images::open_store;
+use super::Globals;
+use crate::image::reference::Reference;
+use crate::registry::{self, Event, PushOptions, RegistryOptions};
+
+/// Flags every registry command takes.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryFlags {
+    /// Require HTTPS with a verified certificate (true), or allow plain HTTP and unverified
+    /// TLS for this registry (false). Default: verify, except for localhost, 127.0.0.0/8 and
+    /// the `insecure-registries` of rbuild's config file
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+}
+
+impl RegistryFlags {
+    pub fn options(&self) -> RegistryOptions {
+        RegistryOptions {
+            tls_verify: self.tls_verify,
+            ..RegistryOptions::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Image to push (its registry is the first component of the name)
+    #[arg(value_name = "NAME[:TAG]")]
+    pub name: String,
+    /// Suppress progress output
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Upload blobs larger than this many bytes in chunks of that size
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "RBUILD_PUSH_CHUNK_SIZE",
+        hide = true
+    )]
+    pub chunk_size: Option<u64>,
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+}
+
+pub fn run(globals: &Globals, args: PushArgs) -> anyhow::Result<i32> {
+    let reference = Reference::parse(&args.name)?;
+    let store = open_store(globals)?;
+    // Fail on a missing image before talking to the registry.
+    store
+        .resolve_image(&reference.to_string())
+        .with_context(|| {
+            format!(
+                "An image does not exist locally with the tag: {}",
+                reference.familiar_name()
+            )
+        })?;
+    if !args.quiet {
+        println!("The push refers to repository [{}]", reference.name());
+    }
+    let out = Mutex::new(std::io::stdout());
+    let quiet = args.quiet;
+    let progress = |e: Event| {
+        if quiet {
+            return;
+        }
+        let line = match e {
+            Event::LayerExists(d) => format!("{}: Layer already exists", d.short()),
+            Event::Pushed(d) => format!("{}: Pushed", d.short()),
+            Event::Mounted { digest, from } => format!("{}: Mounted from {from}", digest.short()),
+            _ => return,
+        };
+        let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(o, "{line}");
+    };
+    let options = PushOptions {
+        registry: args.registry.options(),
+        chunk_size: args.chunk_size,
+    };
+    let result = registry::push(&store, &reference, &options, &progress)?;
+    println!(
+        "{}: digest: {} size: {}",
+        result.tag, result.digest, result.size
+    );
+    Ok(0)
+}

@@ -1,0 +1,368 @@
+//! Push: every layer the registry lacks (HEAD, then cross-repository mount, then upload), a
+//! few at a time; then the config; then the manifest, with the exact bytes the store holds (so
+//! the pushed digest is the local manifest digest).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+
+use reqwest::blocking::Body;
+use reqwest::StatusCode;
+
+use super::auth::Scope;
+use super::client::Client;
+use super::pull::parallel;
+use super::{Event, Progress, RegistryError, RegistryOptions};
+use crate::image::digest::Digest;
+use crate::image::oci::Descriptor;
+use crate::image::reference::Reference;
+use crate::store::Store;
+
+/// Default size above which blobs go up in chunks (PATCH … PUT) rather than in one PUT.
+pub const DEFAULT_CHUNK_SIZE: u64 = 64 << 20;
+
+/// Options for [`push`].
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    pub registry: RegistryOptions,
+    /// Blobs larger than this are uploaded in chunks of this size (default
+    /// [`DEFAULT_CHUNK_SIZE`]).
+    pub chunk_size: Option<u64>,
+}
+
+/// What [`push`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushResult {
+    /// The tag pushed.
+    pub tag: String,
+    /// Digest of the manifest.
+    pub digest: Digest,
+    /// Size of the manifest.
+    pub size: u64,
+    /// Blobs uploaded (layers and config).
+    pub uploaded: usize,
+}
+
+/// Pushes the local image `reference` names to its registry, under its tag.
+pub fn push(
+    store: &Store,
+    reference: &Reference,
+    options: &PushOptions,
+    progress: Progress<'_>,
+) -> Result<PushResult, RegistryError> {
+    if reference.digest.is_some() {
+        return Err(RegistryError::Invalid(format!(
+            "cannot push a digest reference: {}",
+            reference.familiar()
+        )));
+    }
+    let tag = reference.tag.clone().unwrap_or_else(|| "latest".into());
+    let rec = store.resolve_image(&reference.to_string())?;
+    let manifest_bytes = store.read_blob(&rec.manifest.digest)?;
+    let client = Client::new(&reference.domain, &options.registry)?;
+    let repo = reference.path.as_str();
+    let sources = mount_sources(store, reference);
+    let chunk = options.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE).max(1);
+    let pusher = Pusher {
+        client: &client,
+        store,
+        repo,
+        chunk,
+    };
+
+    let layer_descs: Vec<Descriptor> = rec
+        .layers
+        .iter()
+        .map(|l| Descriptor {
+            media_type: l.media_type.clone(),
+            digest: l.digest.clone(),
+            size: l.size,
+            annotations: None,
+            platform: None,
+        })
+        .collect();
+    // The same blob twice in one image is pushed once.
+    let mut unique: Vec<&Descriptor> = Vec::new();
+    for d in &layer_descs {
+        if !unique.iter().any(|u| u.digest == d.digest) {
+            unique.push(d);
+        }
+    }
+    let outcomes = parallel(&unique, options.registry.jobs(), |d| {
+        let from = sources.get(&d.digest).map(Vec::as_slice).unwrap_or(&[]);
+        let outcome = pusher.push_blob(d, from)?;
+        progress(match &outcome {
+            Outcome::Exists => Event::LayerExists(d.digest.clone()),
+            Outcome::Mounted(from) => Event::Mounted {
+                digest: d.digest.clone(),
+                from: from.clone(),
+            },
+            Outcome::Uploaded => Event::Pushed(d.digest.clone()),
+        });
+        Ok(outcome)
+    })?;
+    let config = Descriptor {
+        media_type: String::new(),
+        digest: rec.id.clone(),
+        size: rec.config_size,
+        annotations: None,
+        platform: None,
+    };
+    let config_outcome = pusher.push_blob(&config, &[])?;
+    let uploaded = outcomes
+        .iter()
+        .chain(std::iter::once(&config_outcome))
+        .filter(|o| matches!(o, Outcome::Uploaded))
+        .count();
+
+    let scopes = [Scope::push(repo)];
+    let url = client.url(&format!("/v2/{repo}/manifests/{tag}"));
+    let media_type = rec.manifest.media_type.clone();
+    let returned = client.retry("push manifest", || {
+        let resp = client.send_ok(&scopes, &format!("push manifest {repo}:{tag}"), |h| {
+            h.put(&url)
+                .header("Content-Type", &media_type)
+                .body(manifest_bytes.clone())
+        })?;
+        Ok(resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Digest::parse(v).ok()))
+    })?;
+    if let Some(d) = returned {
+        if d != rec.manifest.digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("manifest stored by {}", client.host()),
+                expected: rec.manifest.digest.clone(),
+                actual: d,
+            });
+        }
+    }
+    Ok(PushResult {
+        tag,
+        digest: rec.manifest.digest.clone(),
+        size: manifest_bytes.len() as u64,
+        uploaded,
+    })
+}
+
+/// For each blob, other repositories of the same registry that (locally known) hold it.
+fn mount_sources(store: &Store, reference: &Reference) -> HashMap<Digest, Vec<String>> {
+    let mut out: HashMap<Digest, Vec<String>> = HashMap::new();
+    let Ok(images) = store.list_images() else {
+        return out;
+    };
+    for img in images {
+        for t in &img.tags {
+            if t.domain != reference.domain || t.path == reference.path {
+                continue;
+            }
+            for l in &img.record.layers {
+                let v = out.entry(l.digest.clone()).or_default();
+                if !v.contains(&t.path) {
+                    v.push(t.path.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+enum Outcome {
+    Exists,
+    Mounted(String),
+    Uploaded,
+}
+
+struct Pusher<'a> {
+    client: &'a Client,
+    store: &'a Store,
+    repo: &'a str,
+    chunk: u64,
+}
+
+impl Pusher<'_> {
+    fn push_blob(&self, d: &Descriptor, mount_from: &[String]) -> Result<Outcome, RegistryError> {
+        let scopes = [Scope::push(self.repo)];
+        if self.exists(&d.digest)? {
+            return Ok(Outcome::Exists);
+        }
+        let mut upload_url = None;
+        if let Some(from) = mount_from.first() {
+            let mut mount_scopes = scopes.to_vec();
+            mount_scopes.push(Scope::pull(from));
+            let url = self.client.url(&format!(
+                "/v2/{}/blobs/uploads/?mount={}&from={from}",
+                self.repo, d.digest
+            ));
+            let mounted = self.client.retry("mount blob", || {
+                self.client
+                    .send_ok(&mount_scopes, &format!("mount {}", d.digest), |h| {
+                        h.post(&url).header("Content-Length", "0")
+                    })
+            });
+            match mounted {
+                Ok(resp) if resp.status() == StatusCode::CREATED => {
+                    return Ok(Outcome::Mounted(from.clone()));
+                }
+                Ok(resp) => upload_url = location(&resp),
+                // A registry that refuses the mount still takes an upload.
+                Err(e) if e.status().is_some() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Whole-upload retries: an upload session broken half-way is started again.
+        let mut first = upload_url;
+        self.client.retry(&format!("upload {}", d.digest), || {
+            if first.is_none() && self.exists(&d.digest)? {
+                return Ok(());
+            }
+            let start = match first.take() {
+                Some(u) => u,
+                None => self.start_upload()?,
+            };
+            self.upload(d, start)
+        })?;
+        Ok(Outcome::Uploaded)
+    }
+
+    fn exists(&self, digest: &Digest) -> Result<bool, RegistryError> {
+        let scopes = [Scope::push(self.repo)];
+        let url = self
+            .client
+            .url(&format!("/v2/{}/blobs/{digest}", self.repo));
+        self.client.retry("check blob", || {
+            let resp = self
+                .client
+                .send(&scopes, &format!("check blob {digest}"), |h| h.head(&url))?;
+            match resp.status() {
+                s if s.is_success() => Ok(true),
+                StatusCode::NOT_FOUND => Ok(false),
+                _ => Err(self
+                    .client
+                    .status_error(resp, &format!("check blob {digest}"))),
+            }
+        })
+    }
+
+    fn start_upload(&self) -> Result<String, RegistryError> {
+        let scopes = [Scope::push(self.repo)];
+        let url = self
+            .client
+            .url(&format!("/v2/{}/blobs/uploads/", self.repo));
+        self.client.retry("start upload", || {
+            let resp = self.client.send_ok(&scopes, "start upload", |h| {
+                h.post(&url).header("Content-Length", "0")
+            })?;
+            location(&resp).ok_or_else(|| {
+                RegistryError::Invalid(format!(
+                    "{}: upload started without a Location",
+                    self.client.host()
+                ))
+            })
+        })
+    }
+
+    /// Sends the blob to the upload session at `url`: one PUT, or PATCH chunks then a PUT.
+    fn upload(&self, d: &Descriptor, mut url: String) -> Result<(), RegistryError> {
+        let scopes = [Scope::push(self.repo)];
+        let path = self.store.blob_path(&d.digest);
+        let open = || {
+            fs::File::open(&path).map_err(|error| RegistryError::Io {
+                what: format!("blob {}", path.display()),
+                error,
+            })
+        };
+        let size = open()?
+            .metadata()
+            .map_err(|error| RegistryError::Io {
+                what: format!("blob {}", path.display()),
+                error,
+            })?
+            .len();
+        let what = format!("upload {}", d.digest);
+        if size > self.chunk {
+            let mut offset = 0u64;
+            while offset < size {
+                let len = self.chunk.min(size - offset);
+                let resp = self.client.send_ok(&scopes, &what, |h| {
+                    let body = open().and_then(|mut f| {
+                        f.seek(SeekFrom::Start(offset))
+                            .map_err(|error| RegistryError::Io {
+                                what: format!("blob {}", path.display()),
+                                error,
+                            })?;
+                        Ok(Body::sized(f.take(len), len))
+                    });
+                    let req = h
+                        .patch(&url)
+                        .header("Content-Type", "application/octet-stream")
+                        .header("Content-Range", format!("{}-{}", offset, offset + len - 1))
+                        .header("Content-Length", len.to_string());
+                    match body {
+                        Ok(b) => req.body(b),
+                        Err(_) => req.body(Vec::new()),
+                    }
+                })?;
+                url = location(&resp).unwrap_or(url);
+                offset += len;
+            }
+            let put = with_digest(&url, &d.digest);
+            self.client.send_ok(&scopes, &what, |h| {
+                h.put(&put).header("Content-Length", "0")
+            })?;
+        } else {
+            let put = with_digest(&url, &d.digest);
+            self.client.send_ok(&scopes, &what, |h| {
+                let req = h
+                    .put(&put)
+                    .header("Content-Type", "application/octet-stream");
+                match open() {
+                    Ok(f) => req.body(Body::sized(f, size)),
+                    Err(_) => req.body(Vec::new()),
+                }
+            })?;
+        }
+        Ok(())
+    }
+}
+
+fn location(resp: &reqwest::blocking::Response) -> Option<String> {
+    let loc = resp.headers().get("location")?.to_str().ok()?;
+    // A relative Location is relative to the request URL's origin.
+    if loc.starts_with("http://") || loc.starts_with("https://") {
+        return Some(loc.to_string());
+    }
+    let u = resp.url();
+    let origin = format!(
+        "{}://{}{}",
+        u.scheme(),
+        u.host_str().unwrap_or_default(),
+        u.port().map(|p| format!(":{p}")).unwrap_or_default()
+    );
+    Some(format!("{origin}{loc}"))
+}
+
+fn with_digest(url: &str, digest: &Digest) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}digest={digest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_query() {
+        let d = Digest::of(b"x");
+        assert_eq!(
+            with_digest("http://h/v2/a/blobs/uploads/u?_state=s", &d),
+            format!("http://h/v2/a/blobs/uploads/u?_state=s&digest={d}")
+        );
+        assert_eq!(
+            with_digest("http://h/v2/a/blobs/uploads/u", &d),
+            format!("http://h/v2/a/blobs/uploads/u?digest={d}")
+        );
+    }
+}
