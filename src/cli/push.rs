@@ -17,7 +17,7 @@ pub struct RegistryFlags {
     /// Require HTTPS with a verified certificate (true), or allow plain HTTP and unverified
     /// TLS for this registry (false). Default: verify, except for localhost, 127.0.0.0/8 and
     /// the `insecure-registries` of rbuild's config file
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub tls_verify: Option<bool>,
 }
 

@@ -331,14 +331,21 @@ impl Client {
 
     fn unauthorized(&self, resp: Response) -> RegistryError {
         let body = read_small(resp, &self.host, "auth").unwrap_or_default();
-        let message = match registry_error_body(&body) {
+        let detail = match registry_error_body(&body) {
             (Some(c), Some(m)) => format!("{c}: {m}"),
             (_, Some(m)) => m,
             (Some(c), None) => c,
-            (None, None) if self.credentials.is_some() => {
-                "incorrect username or password".to_string()
-            }
             (None, None) => "authentication required".to_string(),
+        };
+        let message = match &self.credentials {
+            Some(c) => format!(
+                "incorrect username or password for user {:?} ({detail})",
+                c.username
+            ),
+            None => format!(
+                "{detail} (no credentials; use `rbuild login {}`)",
+                self.host
+            ),
         };
         RegistryError::Unauthorized {
             host: self.host.clone(),

@@ -1,0 +1,929 @@
+//! push/pull/login/search against a real registry: Debian's `docker-registry` (Distribution
+//! 2.8) on a free 127.0.0.1 port, plain HTTP, with htpasswd auth over TLS, and behind a
+//! fault-injecting proxy.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{busybox_rootfs_tar, TestEnv};
+
+/// A running `docker-registry`, killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+struct RegistrySetup {
+    /// (certificate, key) for TLS.
+    tls: Option<(PathBuf, PathBuf)>,
+    /// htpasswd file.
+    htpasswd: Option<PathBuf>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl Registry {
+    fn start(setup: RegistrySetup) -> Registry {
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-registry-")
+            .tempdir()
+            .expect("temp dir");
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: rbuild-test-secret\n",
+            dir.path().join("data").display()
+        );
+        if let Some((cert, key)) = &setup.tls {
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
+        if let Some(h) = &setup.htpasswd {
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: rbuild-test\n    path: {}\n",
+                h.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("write registry config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start /usr/bin/docker-registry (is docker-registry installed?)");
+        let mut reg = Registry { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = reg.child.try_wait() {
+                panic!(
+                    "docker-registry exited with {status}: {}",
+                    std::fs::read_to_string(reg.dir.path().join("registry.log"))
+                        .unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "docker-registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+
+    fn plain() -> Registry {
+        Registry::start(RegistrySetup {
+            tls: None,
+            htpasswd: None,
+        })
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The registry's `/v2/_catalog` repositories (plain HTTP, no auth).
+    fn catalog(&self) -> Vec<String> {
+        let body = http_get(self.port, "/v2/_catalog");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("catalog JSON");
+        v["repositories"]
+            .as_array()
+            .expect("repositories")
+            .iter()
+            .map(|r| r.as_str().expect("name").to_string())
+            .collect()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.0 GET; returns the body.
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Imports the busybox base as `name`.
+fn import_base(env: &TestEnv, name: &str) {
+    env.ok(&[
+        "import",
+        busybox_rootfs_tar().to_str().expect("utf-8"),
+        name,
+    ]);
+}
+
+/// Builds `name` FROM `base` plus one COPY of `size` pseudo-random bytes (seeded).
+fn build_on(env: &TestEnv, base: &str, name: &str, size: usize, seed: u64) {
+    let ctx = env.path().join(format!("ctx-{seed}"));
+    std::fs::create_dir_all(&ctx).expect("ctx");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nCOPY data.bin hello.txt /srv/\n"),
+    )
+    .expect("Dockerfile");
+    std::fs::write(ctx.join("data.bin"), pseudo_random(size, seed)).expect("data");
+    std::fs::write(ctx.join("hello.txt"), format!("hello {seed}\n")).expect("hello");
+    env.ok(&["build", "-q", "-t", name, ctx.to_str().expect("utf-8")]);
+}
+
+fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed | 1);
+    (0..n).map(|_| rng.next() as u8).collect()
+}
+
+/// xorshift64*: small, seeded, good enough for test data and fault choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// `rbuild inspect` of one image as JSON.
+fn inspect(env: &TestEnv, name: &str) -> serde_json::Value {
+    let out = env.ok(&["inspect", name]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+    v[0].clone()
+}
+
+/// The manifest the store holds for `name` (by its RepoDigest).
+fn local_manifest(env: &TestEnv, name: &str) -> (String, serde_json::Value) {
+    let v = inspect(env, name);
+    let digest = v["RepoDigests"][0]
+        .as_str()
+        .expect("RepoDigests")
+        .split('@')
+        .nth(1)
+        .expect("digest")
+        .to_string();
+    let path = env
+        .root()
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let m = serde_json::from_slice(&std::fs::read(path).expect("manifest blob")).expect("JSON");
+    (digest, m)
+}
+
+fn layer_digests(manifest: &serde_json::Value) -> Vec<String> {
+    manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .collect()
+}
+
+/// Reads file `name` out of the (gzip) layer blob `digest` in `root`.
+fn file_in_layer(root: &Path, digest: &str, name: &str) -> Option<Vec<u8>> {
+    let f = std::fs::File::open(
+        root.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .expect("layer blob");
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    for e in tar.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        let path = e.path().expect("path").to_string_lossy().into_owned();
+        if path.trim_start_matches("./") == name {
+            let mut buf = Vec::new();
+            e.read_to_end(&mut buf).expect("read entry");
+            return Some(buf);
+        }
+    }
+    None
+}
+
+fn skopeo_inspect(reference: &str, extra: &[&str]) -> serde_json::Value {
+    let out = Command::new("skopeo")
+        .arg("inspect")
+        .args(extra)
+        .arg(format!("docker://{reference}"))
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo inspect failed: {}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).expect("skopeo JSON")
+}
+
+#[test]
+fn push_inspect_pull_search() {
+    let reg = Registry::plain();
+    let host = reg.host();
+    let env = TestEnv::new();
+    let base = format!("{host}/base:v1");
+    import_base(&env, &base);
+
+    let out = env.ok(&["push", &base]);
+    assert!(
+        out.contains(&format!("The push refers to repository [{host}/base]")),
+        "{out}"
+    );
+    assert_eq!(out.matches(": Pushed").count(), 1, "{out}");
+    let (digest, manifest) = local_manifest(&env, &base);
+    let size = std::fs::metadata(
+        env.root()
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .expect("manifest")
+    .len();
+    assert!(
+        out.contains(&format!("v1: digest: {digest} size: {size}")),
+        "{out}"
+    );
+
+    // skopeo sees the same manifest digest and layers.
+    let sk = skopeo_inspect(&base, &["--tls-verify=false"]);
+    assert_eq!(sk["Digest"].as_str(), Some(digest.as_str()));
+    let sk_layers: Vec<String> = sk["Layers"]
+        .as_array()
+        .expect("Layers")
+        .iter()
+        .map(|l| l.as_str().expect("layer").to_string())
+        .collect();
+    assert_eq!(sk_layers, layer_digests(&manifest));
+
+    // Same image again: nothing uploaded.
+    let again = env.ok(&["push", &base]);
+    assert_eq!(again.matches(": Pushed").count(), 0, "{again}");
+    assert_eq!(
+        again.matches(": Layer already exists").count(),
+        1,
+        "{again}"
+    );
+    assert!(again.contains(&format!("v1: digest: {digest}")), "{again}");
+
+    // A second image on the same base, in another repository: the base layer is mounted,
+    // only the new layer is uploaded.
+    let app = format!("{host}/team/app:v2");
+    build_on(&env, &base, &app, 300_000, 7);
+    let out = env.ok(&["push", &app]);
+    assert_eq!(out.matches(": Pushed").count(), 1, "{out}");
+    assert!(out.contains(": Mounted from base"), "{out}");
+    let (app_digest, app_manifest) = local_manifest(&env, &app);
+    assert!(out.contains(&format!("v2: digest: {app_digest}")), "{out}");
+
+    // Catalog and search.
+    let mut repos = reg.catalog();
+    repos.sort();
+    assert_eq!(repos, vec!["base".to_string(), "team/app".to_string()]);
+    let found = env.ok(&["search", &format!("{host}/app")]);
+    assert_eq!(found, format!("NAME\n{host}/team/app\n"));
+    let all = env.ok(&["search", "--quiet", &format!("{host}/")]);
+    assert_eq!(all, format!("{host}/base\n{host}/team/app\n"));
+
+    // Pull into a second store: same IDs, digests and files.
+    let env2 = TestEnv::new();
+    let out = env2.ok(&["pull", &app]);
+    assert_eq!(out.matches(": Pull complete").count(), 2, "{out}");
+    assert!(out.contains(&format!("Digest: {app_digest}")), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {app}")),
+        "{out}"
+    );
+    let a = inspect(&env, &app);
+    let b = inspect(&env2, &app);
+    assert_eq!(a["Id"], b["Id"]);
+    assert_eq!(a["RootFS"], b["RootFS"]);
+    assert_eq!(a["Config"], b["Config"]);
+    assert_eq!(
+        b["RepoDigests"][0].as_str(),
+        Some(format!("{host}/team/app@{app_digest}").as_str())
+    );
+    let top = layer_digests(&app_manifest).pop().expect("top layer");
+    assert_eq!(
+        file_in_layer(&env2.root(), &top, "srv/hello.txt").as_deref(),
+        Some(&b"hello 7\n"[..])
+    );
+    assert_eq!(
+        file_in_layer(&env2.root(), &top, "srv/data.bin"),
+        Some(pseudo_random(300_000, 7))
+    );
+    // Again: up to date, nothing downloaded.
+    let out = env2.ok(&["pull", &app]);
+    assert!(out.contains("Status: Image is up to date"), "{out}");
+    // The base now comes from the store.
+    let out = env2.ok(&["pull", &base]);
+    assert!(out.contains(": Already exists"), "{out}");
+    assert_eq!(inspect(&env2, &base)["Id"], inspect(&env, &base)["Id"]);
+
+    // By digest, into a third store.
+    let env3 = TestEnv::new();
+    env3.ok(&["pull", &format!("{host}/base@{digest}")]);
+    assert_eq!(
+        inspect(&env3, &format!("{host}/base@{digest}"))["Id"],
+        inspect(&env, &base)["Id"]
+    );
+
+    // Errors keep the registry's code.
+    let err = env3.fails(&["pull", &format!("{host}/base:nope")]);
+    assert!(err.contains("MANIFEST_UNKNOWN"), "{err}");
+    let err = env3.fails(&["push", &format!("{host}/missing:v1")]);
+    assert!(err.contains("does not exist locally"), "{err}");
+}
+
+#[test]
+fn chunked_push_and_platform_choice() {
+    let reg = Registry::plain();
+    let host = reg.host();
+    let env = TestEnv::new();
+    let base = format!("{host}/chunky:v1");
+    import_base(&env, &base);
+    // Chunks of 100 kB: the ~1 MB base layer goes up in several PATCH requests.
+    let out = env
+        .cmd()
+        .args(["push", "--chunk-size", "100000", &base])
+        .output()
+        .expect("rbuild");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (digest, _) = local_manifest(&env, &base);
+    let sk = skopeo_inspect(&base, &["--tls-verify=false"]);
+    assert_eq!(sk["Digest"].as_str(), Some(digest.as_str()));
+    let env2 = TestEnv::new();
+    env2.ok(&["pull", &base]);
+    assert_eq!(inspect(&env2, &base)["Id"], inspect(&env, &base)["Id"]);
+
+    // A multi-platform index made by skopeo: the host platform is picked, and an absent one
+    // is a clear error.
+    let multi = format!("{host}/multi:v1");
+    let copy = Command::new("skopeo")
+        .args([
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--format",
+            "oci",
+            &format!("docker://{base}"),
+            &format!("docker://{multi}"),
+        ])
+        .output()
+        .expect("skopeo copy");
+    assert!(copy.status.success(), "{}", stderr(&copy));
+    let index = make_index(&reg, "multi", &digest);
+    let env3 = TestEnv::new();
+    let out = env3.ok(&["pull", &format!("{host}/multi:index")]);
+    assert!(out.contains(&format!("Digest: {index}")), "{out}");
+    assert_eq!(
+        inspect(&env3, &format!("{host}/multi:index"))["Id"],
+        inspect(&env, &base)["Id"]
+    );
+    let err = env3.fails(&[
+        "pull",
+        "--platform",
+        "linux/s390x",
+        &format!("{host}/multi:index"),
+    ]);
+    assert!(
+        err.contains("no matching manifest for linux/s390x"),
+        "{err}"
+    );
+}
+
+/// PUTs an OCI index with the host platform → `manifest` as `repo:index`; returns its digest.
+fn make_index(reg: &Registry, repo: &str, manifest: &str) -> String {
+    let path = format!("/v2/{repo}/manifests/{manifest}");
+    let body = http_get(reg.port, &path);
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest,
+             "size": body.len(), "platform": {"architecture": "arm", "os": "linux", "variant": "v7"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest,
+             "size": body.len(), "platform": {"architecture": arch, "os": "linux"}}
+        ]
+    })
+    .to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", reg.port)).expect("connect");
+    write!(
+        s,
+        "PUT /v2/{repo}/manifests/index HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: {}\r\n\r\n{index}",
+        reg.port,
+        index.len()
+    )
+    .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    assert!(
+        out.starts_with("HTTP/1.0 201") || out.starts_with("HTTP/1.1 201"),
+        "{out}"
+    );
+    use sha2::Digest as _;
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(index.as_bytes()))
+    )
+}
+
+#[test]
+fn unreachable_default_registry_fails_fast() {
+    let env = TestEnv::new();
+    let start = Instant::now();
+    let out = env.run(&["pull", "busybox:1.36"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("registry-1.docker.io"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
+    // Nothing was added.
+    assert_eq!(env.ok(&["images", "-q"]), "");
+}
+
+/// A test CA and a server certificate for 127.0.0.1 signed by it.
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=rbuild test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.crt"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    )
+}
+
+#[test]
+fn htpasswd_auth_over_tls() {
+    let certs = tempfile::tempdir().expect("temp");
+    let (ca, cert, key) = make_certs(certs.path());
+    let htpasswd = certs.path().join("htpasswd");
+    let out = Command::new("htpasswd")
+        .args(["-Bbc", htpasswd.to_str().expect("utf-8"), "alice", "s3cret"])
+        .output()
+        .expect("run htpasswd (apache2-utils)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reg = Registry::start(RegistrySetup {
+        tls: Some((cert, key)),
+        htpasswd: Some(htpasswd),
+    });
+    let host = reg.host();
+    let env = TestEnv::new();
+    let docker_config = env.path().join("docker");
+    let rb = |args: &[&str], stdin: Option<&str>| -> Output {
+        let mut c = env.cmd();
+        c.args(args)
+            .env("DOCKER_CONFIG", &docker_config)
+            .env("SSL_CERT_FILE", &ca)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("rbuild");
+        if let Some(s) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(s.as_bytes())
+                .expect("write stdin");
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("wait")
+    };
+    let name = format!("{host}/private/base:v1");
+    import_base(&env, &name);
+
+    // No credentials: a clear 401.
+    let out = rb(&["push", "--tls-verify=true", &name], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("rbuild login"), "{}", stderr(&out));
+
+    // Wrong password: refused, nothing written.
+    let out = rb(
+        &[
+            "login",
+            "--tls-verify=true",
+            "-u",
+            "alice",
+            "--password-stdin",
+            &host,
+        ],
+        Some("wrong\n"),
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("incorrect username or password"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!docker_config.join("config.json").exists());
+
+    // Verified TLS needs the test CA: without it, a certificate error.
+    let out = env
+        .cmd()
+        .args([
+            "login",
+            "--tls-verify=true",
+            "-u",
+            "alice",
+            "-p",
+            "s3cret",
+            &host,
+        ])
+        .env("DOCKER_CONFIG", &docker_config)
+        .env("SSL_CERT_FILE", certs.path().join("server.key"))
+        .output()
+        .expect("rbuild");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).to_lowercase().contains("certificate"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = rb(
+        &[
+            "login",
+            "--tls-verify=true",
+            "-u",
+            "alice",
+            "--password-stdin",
+            &host,
+        ],
+        Some("s3cret\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Login Succeeded"));
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(docker_config.join("config.json")).expect("config"))
+            .expect("JSON");
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+    assert_eq!(cfg["auths"][&host]["auth"].as_str(), Some(auth.as_str()));
+
+    let out = rb(&["push", "--tls-verify=true", &name], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Default rules: 127.0.0.1 may use unverified TLS, so no CA is needed.
+    let env2 = TestEnv::new();
+    let out = env2
+        .cmd()
+        .args(["pull", &name])
+        .env("DOCKER_CONFIG", &docker_config)
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .expect("rbuild");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(inspect(&env2, &name)["Id"], inspect(&env, &name)["Id"]);
+
+    // Credentials from a config.json written by hand (not by login).
+    let hand = env.path().join("hand");
+    std::fs::create_dir_all(&hand).expect("dir");
+    std::fs::write(
+        hand.join("config.json"),
+        serde_json::json!({"auths": {host.clone(): {"auth": auth}}}).to_string(),
+    )
+    .expect("write config");
+    let env3 = TestEnv::new();
+    let out = env3
+        .cmd()
+        .args(["pull", "--tls-verify=true", &name])
+        .env("DOCKER_CONFIG", &hand)
+        .env("SSL_CERT_FILE", &ca)
+        .output()
+        .expect("rbuild");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env3
+        .cmd()
+        .args(["search", &format!("{host}/priv")])
+        .env("DOCKER_CONFIG", &hand)
+        .output()
+        .expect("rbuild");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("NAME\n{host}/private/base\n"));
+
+    // Logout forgets them; the next pull is refused.
+    let out = rb(&["logout", &host], None);
+    assert!(stdout(&out).contains(&format!("Removing login credentials for {host}")));
+    let env4 = TestEnv::new();
+    let out = env4
+        .cmd()
+        .args(["pull", &name])
+        .env("DOCKER_CONFIG", &docker_config)
+        .output()
+        .expect("rbuild");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
+}
+
+/// What the proxy does to requests.
+#[derive(Clone, Copy, PartialEq)]
+enum ProxyMode {
+    /// ~20% of requests: a 500, a connection dropped before forwarding, or a response cut short.
+    Faults,
+    /// Flip one byte of every blob body sent to the client.
+    CorruptBlobs,
+}
+
+/// A tiny HTTP/1.1 proxy thread in front of `upstream` (one request per connection).
+struct Proxy {
+    port: u16,
+    faults: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(upstream: u16, mode: ProxyMode, seed: u64, max_faults: usize) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let faults = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let rng = Arc::new(Mutex::new(Rng(seed)));
+        let (f, s) = (faults.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (f, rng) = (f.clone(), rng.clone());
+                std::thread::spawn(move || {
+                    let _ = handle(conn, upstream, mode, &rng, &f, max_faults);
+                });
+            }
+        });
+        Proxy { port, faults, stop }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn read_head(s: &mut TcpStream) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = buf.split_off(i + 4);
+            return Ok(Some((buf, rest)));
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn handle(
+    mut client: TcpStream,
+    upstream: u16,
+    mode: ProxyMode,
+    rng: &Mutex<Rng>,
+    faults: &AtomicUsize,
+    max_faults: usize,
+) -> std::io::Result<()> {
+    loop {
+        let Some((head, mut body)) = read_head(&mut client)? else {
+            return Ok(());
+        };
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let request_line = text.lines().next().unwrap_or_default().to_string();
+        let len: usize = text
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while body.len() < len {
+            let mut chunk = vec![0u8; 1 << 16];
+            let n = client.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(());
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        // 0: pass, 1: 500, 2: drop before forwarding, 3: forward then cut the response.
+        let fault = if mode == ProxyMode::Faults && faults.load(Ordering::SeqCst) < max_faults {
+            let r = rng.lock().unwrap_or_else(|p| p.into_inner()).next() % 100;
+            match r {
+                0..=6 => 1,
+                7..=13 => 2,
+                14..=19 => 3,
+                _ => 0,
+            }
+        } else {
+            0
+        };
+        if fault != 0 {
+            faults.fetch_add(1, Ordering::SeqCst);
+        }
+        match fault {
+            1 => {
+                client.write_all(
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )?;
+                return Ok(());
+            }
+            2 => {
+                let _ = client.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            _ => {}
+        }
+        // Forward with Connection: close, read the whole answer.
+        let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+        let mut fwd = String::new();
+        for l in text.split("\r\n").filter(|l| !l.is_empty()) {
+            if l.to_ascii_lowercase().starts_with("connection:") {
+                continue;
+            }
+            fwd.push_str(l);
+            fwd.push_str("\r\n");
+        }
+        fwd.push_str("Connection: close\r\n\r\n");
+        up.write_all(fwd.as_bytes())?;
+        up.write_all(&body[..len])?;
+        let mut resp = Vec::new();
+        up.read_to_end(&mut resp)?;
+        if fault == 3 {
+            let cut = resp.len() / 2;
+            client.write_all(&resp[..cut])?;
+            let _ = client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        let is_blob_get =
+            request_line.starts_with("GET ") && request_line.contains("/blobs/sha256:");
+        // Only layer-sized bodies (the small config passes intact).
+        if mode == ProxyMode::CorruptBlobs
+            && is_blob_get
+            && resp.starts_with(b"HTTP/1.1 200")
+            && resp.len() > 8192
+        {
+            if let Some(last) = resp.last_mut() {
+                *last ^= 0x55;
+            }
+        }
+        client.write_all(&resp)?;
+        let _ = client.shutdown(Shutdown::Both);
+        return Ok(());
+    }
+}
+
+#[test]
+fn push_and_pull_through_faults() {
+    let reg = Registry::plain();
+    let proxy = Proxy::start(reg.port, ProxyMode::Faults, 0x5eed_1234, 60);
+    let host = format!("127.0.0.1:{}", proxy.port);
+    let env = TestEnv::new();
+    let base = format!("{host}/flaky/base:v1");
+    import_base(&env, &base);
+    let app = format!("{host}/flaky/app:v1");
+    build_on(&env, &base, &app, 2_000_000, 11);
+    for name in [&base, &app] {
+        let out = env.run(&["push", name]);
+        assert!(out.status.success(), "push {name}: {}", stderr(&out));
+    }
+    let env2 = TestEnv::new();
+    for name in [&app, &base] {
+        let out = env2.run(&["pull", name]);
+        assert!(out.status.success(), "pull {name}: {}", stderr(&out));
+    }
+    for name in [&base, &app] {
+        let a = inspect(&env, name);
+        let b = inspect(&env2, name);
+        assert_eq!(a["Id"], b["Id"]);
+        assert_eq!(a["RepoDigests"], b["RepoDigests"]);
+    }
+    // The registry itself (not through the proxy) has what the manifests name.
+    let (digest, _) = local_manifest(&env, &app);
+    let sk = skopeo_inspect(
+        &format!("{}/flaky/app:v1", reg.host()),
+        &["--tls-verify=false"],
+    );
+    assert_eq!(sk["Digest"].as_str(), Some(digest.as_str()));
+    let injected = proxy.faults.load(Ordering::SeqCst);
+    assert!(injected >= 3, "only {injected} faults were injected");
+}
+
+#[test]
+fn corrupt_blob_is_rejected_and_nothing_is_stored() {
+    let reg = Registry::plain();
+    let env = TestEnv::new();
+    let direct = format!("{}/victim:v1", reg.host());
+    import_base(&env, &direct);
+    env.ok(&["push", &direct]);
+    let proxy = Proxy::start(reg.port, ProxyMode::CorruptBlobs, 1, 0);
+    let env2 = TestEnv::new();
+    let out = env2.run(&["pull", &format!("127.0.0.1:{}/victim:v1", proxy.port)]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("digest mismatch"), "{err}");
+    assert_eq!(env2.ok(&["images", "-q"]), "");
+    let blobs: Vec<_> = std::fs::read_dir(env2.root().join("blobs/sha256"))
+        .expect("blobs")
+        .collect();
+    assert!(blobs.is_empty(), "blobs were stored: {blobs:?}");
+    let tmp: Vec<_> = std::fs::read_dir(env2.root().join("tmp"))
+        .expect("tmp")
+        .collect();
+    assert!(tmp.is_empty(), "temp files left: {tmp:?}");
+}
