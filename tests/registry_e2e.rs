@@ -779,93 +779,90 @@ fn handle(
     faults: &AtomicUsize,
     max_faults: usize,
 ) -> std::io::Result<()> {
-    loop {
-        let Some((head, mut body)) = read_head(&mut client)? else {
+    let Some((head, mut body)) = read_head(&mut client)? else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let request_line = text.lines().next().unwrap_or_default().to_string();
+    let len: usize = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    while body.len() < len {
+        let mut chunk = vec![0u8; 1 << 16];
+        let n = client.read(&mut chunk)?;
+        if n == 0 {
             return Ok(());
-        };
-        let text = String::from_utf8_lossy(&head).into_owned();
-        let request_line = text.lines().next().unwrap_or_default().to_string();
-        let len: usize = text
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        while body.len() < len {
-            let mut chunk = vec![0u8; 1 << 16];
-            let n = client.read(&mut chunk)?;
-            if n == 0 {
-                return Ok(());
-            }
-            body.extend_from_slice(&chunk[..n]);
         }
-        // 0: pass, 1: 500, 2: drop before forwarding, 3: forward then cut the response.
-        let fault = if mode == ProxyMode::Faults && faults.load(Ordering::SeqCst) < max_faults {
-            let r = rng.lock().unwrap_or_else(|p| p.into_inner()).next() % 100;
-            match r {
-                0..=6 => 1,
-                7..=13 => 2,
-                14..=19 => 3,
-                _ => 0,
-            }
-        } else {
-            0
-        };
-        if fault != 0 {
-            faults.fetch_add(1, Ordering::SeqCst);
+        body.extend_from_slice(&chunk[..n]);
+    }
+    // 0: pass, 1: 500, 2: drop before forwarding, 3: forward then cut the response.
+    let fault = if mode == ProxyMode::Faults && faults.load(Ordering::SeqCst) < max_faults {
+        let r = rng.lock().unwrap_or_else(|p| p.into_inner()).next() % 100;
+        match r {
+            0..=6 => 1,
+            7..=13 => 2,
+            14..=19 => 3,
+            _ => 0,
         }
-        match fault {
-            1 => {
-                client.write_all(
-                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                )?;
-                return Ok(());
-            }
-            2 => {
-                let _ = client.shutdown(Shutdown::Both);
-                return Ok(());
-            }
-            _ => {}
+    } else {
+        0
+    };
+    if fault != 0 {
+        faults.fetch_add(1, Ordering::SeqCst);
+    }
+    match fault {
+        1 => {
+            client.write_all(
+                b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )?;
+            return Ok(());
         }
-        // Forward with Connection: close, read the whole answer.
-        let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
-        let mut fwd = String::new();
-        for l in text.split("\r\n").filter(|l| !l.is_empty()) {
-            if l.to_ascii_lowercase().starts_with("connection:") {
-                continue;
-            }
-            fwd.push_str(l);
-            fwd.push_str("\r\n");
-        }
-        fwd.push_str("Connection: close\r\n\r\n");
-        up.write_all(fwd.as_bytes())?;
-        up.write_all(&body[..len])?;
-        let mut resp = Vec::new();
-        up.read_to_end(&mut resp)?;
-        if fault == 3 {
-            let cut = resp.len() / 2;
-            client.write_all(&resp[..cut])?;
+        2 => {
             let _ = client.shutdown(Shutdown::Both);
             return Ok(());
         }
-        let is_blob_get =
-            request_line.starts_with("GET ") && request_line.contains("/blobs/sha256:");
-        // Only layer-sized bodies (the small config passes intact).
-        if mode == ProxyMode::CorruptBlobs
-            && is_blob_get
-            && resp.starts_with(b"HTTP/1.1 200")
-            && resp.len() > 8192
-        {
-            if let Some(last) = resp.last_mut() {
-                *last ^= 0x55;
-            }
+        _ => {}
+    }
+    // Forward with Connection: close, read the whole answer.
+    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    let mut fwd = String::new();
+    for l in text.split("\r\n").filter(|l| !l.is_empty()) {
+        if l.to_ascii_lowercase().starts_with("connection:") {
+            continue;
         }
-        client.write_all(&resp)?;
+        fwd.push_str(l);
+        fwd.push_str("\r\n");
+    }
+    fwd.push_str("Connection: close\r\n\r\n");
+    up.write_all(fwd.as_bytes())?;
+    up.write_all(&body[..len])?;
+    let mut resp = Vec::new();
+    up.read_to_end(&mut resp)?;
+    if fault == 3 {
+        let cut = resp.len() / 2;
+        client.write_all(&resp[..cut])?;
         let _ = client.shutdown(Shutdown::Both);
         return Ok(());
     }
+    let is_blob_get = request_line.starts_with("GET ") && request_line.contains("/blobs/sha256:");
+    // Only layer-sized bodies (the small config passes intact).
+    if mode == ProxyMode::CorruptBlobs
+        && is_blob_get
+        && resp.starts_with(b"HTTP/1.1 200")
+        && resp.len() > 8192
+    {
+        if let Some(last) = resp.last_mut() {
+            *last ^= 0x55;
+        }
+    }
+    client.write_all(&resp)?;
+    let _ = client.shutdown(Shutdown::Both);
+    Ok(())
 }
 
 #[test]
