@@ -356,6 +356,25 @@ fn push_inspect_pull_search() {
         inspect(&env, &base)["Id"]
     );
 
+    // A build FROM an image only the registry has pulls it first.
+    let env4 = TestEnv::new();
+    let ctx = env4.path().join("ctx");
+    std::fs::create_dir_all(&ctx).expect("ctx");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {app}\nENV PULLED=1\n"),
+    )
+    .expect("df");
+    env4.ok(&["build", "-q", "-t", "derived", ctx.to_str().expect("utf-8")]);
+    assert_eq!(inspect(&env4, &app)["Id"], a["Id"]);
+    assert_eq!(inspect(&env4, "derived")["RootFS"], a["RootFS"]);
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM {host}/base:gone\n")).expect("df");
+    let err = env4.fails(&["build", "-q", ctx.to_str().expect("utf-8")]);
+    assert!(
+        err.contains("pulling it failed") && err.contains("MANIFEST_UNKNOWN"),
+        "{err}"
+    );
+
     // Errors keep the registry's code.
     let err = env3.fails(&["pull", &format!("{host}/base:nope")]);
     assert!(err.contains("MANIFEST_UNKNOWN"), "{err}");

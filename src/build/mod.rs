@@ -31,6 +31,7 @@ mod copy;
 pub mod layered;
 pub mod plan;
 pub mod progress;
+mod pull_base;
 mod run;
 mod stage;
 mod steps;
@@ -130,6 +131,12 @@ pub enum BuildError {
     UnknownTarget { target: String, stages: Vec<String> },
     #[error("{0}: image not found in the local store (pulling from a registry is not supported yet; use `rbuild load` or `rbuild import` first)")]
     NoSuchBase(String),
+    #[error("{name}: image not found in the local store, and pulling it failed")]
+    Pull {
+        name: String,
+        #[source]
+        source: crate::registry::RegistryError,
+    },
     #[error(
         "process {command:?} did not complete successfully: exit code: {code}{}",
         tail_text(tail)

@@ -22,7 +22,7 @@ use crate::dockerfile::{self as df, Heredoc};
 use crate::image::digest::Digest;
 use crate::image::layer::LayerInfo;
 use crate::image::oci::{ContainerConfig, History, ImageConfig, RootFs};
-use crate::store::{ImageId, Store, StoreError};
+use crate::store::{ImageId, Store};
 
 /// Default SHELL.
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
@@ -383,10 +383,7 @@ impl Builder<'_> {
     }
 
     fn image(&self, name: &str) -> Result<(Vec<LayerInfo>, ImageConfig, ImageId), BuildError> {
-        let rec = self.engine.store.resolve_image(name).map_err(|e| match e {
-            StoreError::NoSuchImage(_) => BuildError::NoSuchBase(name.to_string()),
-            other => other.into(),
-        })?;
+        let rec = super::pull_base::resolve_or_pull(&self.engine.store, name)?;
         let config = self.engine.store.image_config(&rec.id)?;
         Ok((rec.layers, config, rec.id))
     }

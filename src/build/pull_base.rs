@@ -1,0 +1,25 @@
+//! A FROM naming an image the store lacks: pull it from its registry first.
+
+use super::BuildError;
+use crate::image::reference::Reference;
+use crate::registry::{self, PullOptions};
+use crate::store::{ImageRecord, Store, StoreError};
+
+/// Resolves `name` in the store; when it is absent and `name` is an image reference, pulls it
+/// (host platform, registry rules of [`crate::registry`]) and resolves the pulled image.
+pub(crate) fn resolve_or_pull(store: &Store, name: &str) -> Result<ImageRecord, BuildError> {
+    match store.resolve_image(name) {
+        Err(StoreError::NoSuchImage(_)) => {}
+        other => return other.map_err(Into::into),
+    }
+    let Ok(reference) = Reference::parse(name) else {
+        return Err(BuildError::NoSuchBase(name.to_string()));
+    };
+    let id = registry::pull(store, &reference, &PullOptions::default()).map_err(|source| {
+        BuildError::Pull {
+            name: name.to_string(),
+            source,
+        }
+    })?;
+    Ok(store.resolve_image(&id.to_string())?)
+}
