@@ -135,7 +135,7 @@ pub enum BuildError {
     Pull {
         name: String,
         #[source]
-        source: crate::registry::RegistryError,
+        source: Box<crate::registry::RegistryError>,
     },
     #[error(
         "process {command:?} did not complete successfully: exit code: {code}{}",

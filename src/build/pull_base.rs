@@ -18,7 +18,7 @@ pub(crate) fn resolve_or_pull(store: &Store, name: &str) -> Result<ImageRecord, 
     let id = registry::pull(store, &reference, &PullOptions::default()).map_err(|source| {
         BuildError::Pull {
             name: name.to_string(),
-            source,
+            source: Box::new(source),
         }
     })?;
     Ok(store.resolve_image(&id.to_string())?)
