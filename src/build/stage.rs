@@ -383,7 +383,7 @@ impl Builder<'_> {
     }
 
     fn image(&self, name: &str) -> Result<(Vec<LayerInfo>, ImageConfig, ImageId), BuildError> {
-        let rec = super::pull_base::resolve_or_pull(&self.engine.store, name)?;
+        let rec = super::pull_base::resolve_or_pull(self.engine.store, name)?;
         let config = self.engine.store.image_config(&rec.id)?;
         Ok((rec.layers, config, rec.id))
     }
