@@ -713,6 +713,62 @@ fn htpasswd_auth_over_tls() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("NAME\n{host}/private/base\n"));
 
+    // A credential helper named by credHelpers stores and serves them.
+    let bin = env.path().join("helper-bin");
+    std::fs::create_dir_all(&bin).expect("dir");
+    let script = bin.join("docker-credential-rbtest");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nstore=\"$(dirname \"$0\")/store.json\"\ncase \"$1\" in\n  store) cat > \"$store\" ;;\n  get) read -r host; [ -f \"$store\" ] && cat \"$store\" || { echo 'credentials not found in native keychain'; exit 1; } ;;\n  erase) rm -f \"$store\" ;;\nesac\n",
+    )
+    .expect("script");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let helper_cfg = env.path().join("helper-cfg");
+    std::fs::create_dir_all(&helper_cfg).expect("dir");
+    std::fs::write(
+        helper_cfg.join("config.json"),
+        serde_json::json!({"credHelpers": {host.clone(): "rbtest"}}).to_string(),
+    )
+    .expect("write config");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let env5 = TestEnv::new();
+    let out = env5
+        .cmd()
+        .args(["pull", &name])
+        .env("DOCKER_CONFIG", &helper_cfg)
+        .env("PATH", &path)
+        .output()
+        .expect("rbuild");
+    assert!(!out.status.success(), "pulled without credentials");
+    let out = env5
+        .cmd()
+        .args(["login", "-u", "alice", "-p", "s3cret", &host])
+        .env("DOCKER_CONFIG", &helper_cfg)
+        .env("PATH", &path)
+        .output()
+        .expect("rbuild");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bin.join("store.json")).expect("helper store"))
+            .expect("JSON");
+    assert_eq!(stored["Username"], "alice");
+    assert_eq!(stored["ServerURL"].as_str(), Some(host.as_str()));
+    let cfg = std::fs::read_to_string(helper_cfg.join("config.json")).expect("config");
+    assert!(!cfg.contains("auths"), "{cfg}");
+    let out = env5
+        .cmd()
+        .args(["pull", &name])
+        .env("DOCKER_CONFIG", &helper_cfg)
+        .env("PATH", &path)
+        .output()
+        .expect("rbuild");
+    assert!(out.status.success(), "{}", stderr(&out));
+
     // Logout forgets them; the next pull is refused.
     let out = rb(&["logout", &host], None);
     assert!(stdout(&out).contains(&format!("Removing login credentials for {host}")));

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Benchmark: push and pull a generated ~500 MiB image to a local registry with rbuild and with
+# `skopeo copy`, in one run; then re-push it unchanged.
+#
+#   bench/registry.sh [SIZE_MIB] [REGISTRY]      (by hand, never from tests)
+#
+# REGISTRY defaults to 127.0.0.1:5000 (the Distribution registry ../shared/bench/peers.sh
+# starts). The image is busybox + SIZE_MIB (default 500) of incompressible data in 64 MiB
+# files, imported by rbuild as one gzip layer; skopeo reads the very same blobs from rbuild's
+# store (an OCI layout). Every push goes to a fresh repository, so blobs are really uploaded
+# (rbuild would otherwise mount them); every pull goes into an empty store / OCI layout.
+#   push     rbuild push HOST/bench-N/img:1        skopeo copy oci:STORE:TAG docker://HOST/bench-N/img:1
+#   pull     rbuild pull (empty --root)            skopeo copy docker://… oci:EMPTY_DIR:img
+#   re-push  rbuild push of the same tag again     skopeo copy to the same repository again
+# Prints medians (REPS runs, default 3) and rbuild's ratio to skopeo, via bench/lib.sh.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+size=${1:-500}
+registry=${2:-127.0.0.1:5000}
+reps=${REPS:-3}
+have skopeo || { echo "bench: skopeo is not installed" >&2; exit 1; }
+curl -fsS "http://$registry/v2/" >/dev/null || { echo "bench: no registry at http://$registry (run $PEERS_SH)" >&2; exit 1; }
+ensure_rbuild
+
+work=$(mktemp -d /var/tmp/rbuild-registry-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+echo "generating a ${size} MiB rootfs in $work"
+bash "$PROJECT_DIR/testdata/base/busybox-rootfs.sh" "$work/rootfs" >/dev/null
+mkdir -p "$work/rootfs/data"
+for i in $(seq $(( (size + 63) / 64 ))); do head -c 64M /dev/urandom >"$work/rootfs/data/blob$i"; done
+tar --sort=name --mtime=@0 --numeric-owner -C "$work/rootfs" -cf "$work/rootfs.tar" .
+rm -rf "$work/rootfs"
+
+store=$work/store
+R() { "$RBUILD" --root "$store" "$@"; }
+R import "$work/rootfs.tar" rbuild-bench:1 >/dev/null
+rm -f "$work/rootfs.tar"
+du -sh "$store/blobs" | sed 's/^/store blobs: /'
+
+run_id=$(date +%s)
+n=0
+rbuild_push() {
+    n=$((n + 1))
+    local ref=$registry/bench-$run_id-rb-$n/img:1
+    R tag rbuild-bench:1 "$ref" && R push -q "$ref" && R rmi "$ref" >/dev/null
+}
+skopeo_push() {
+    n=$((n + 1))
+    skopeo copy -q --dest-tls-verify=false "oci:$store:rbuild-bench:1" \
+        "docker://$registry/bench-$run_id-sk-$n/img:1"
+}
+R tag rbuild-bench:1 "$registry/bench-$run_id/img:1"
+R push -q "$registry/bench-$run_id/img:1" >/dev/null
+R rmi "$registry/bench-$run_id/img:1" >/dev/null
+rbuild_pull() { rm -rf "$work/pull"; "$RBUILD" --root "$work/pull" pull -q "$registry/bench-$run_id/img:1"; }
+skopeo_pull() { rm -rf "$work/oci"; skopeo copy -q --src-tls-verify=false "docker://$registry/bench-$run_id/img:1" "oci:$work/oci:img"; }
+rbuild_repush() { R tag rbuild-bench:1 "$registry/bench-$run_id-re/img:1" && R push -q "$registry/bench-$run_id-re/img:1"; }
+skopeo_repush() { skopeo copy -q --dest-tls-verify=false "oci:$store:rbuild-bench:1" "docker://$registry/bench-$run_id-re-sk/img:1"; }
+rbuild_repush >/dev/null
+skopeo_repush >/dev/null
+
+echo "medians over $reps runs:"
+record "push ${size}MiB" rbuild "$(median_of "$reps" rbuild_push)"
+record "push ${size}MiB" skopeo "$(median_of "$reps" skopeo_push)"
+record "pull ${size}MiB" rbuild "$(median_of "$reps" rbuild_pull)"
+record "pull ${size}MiB" skopeo "$(median_of "$reps" skopeo_pull)"
+record "re-push unchanged" rbuild "$(median_of "$reps" rbuild_repush)"
+record "re-push unchanged" skopeo "$(median_of "$reps" skopeo_repush)"
+summary
