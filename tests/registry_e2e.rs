@@ -26,6 +26,8 @@ struct RegistrySetup {
     tls: Option<(PathBuf, PathBuf)>,
     /// htpasswd file.
     htpasswd: Option<PathBuf>,
+    /// Token auth: (realm URL, certificate bundle that signs tokens).
+    token: Option<(String, PathBuf)>,
 }
 
 fn free_port() -> u16 {
@@ -60,6 +62,12 @@ impl Registry {
                 h.display()
             ));
         }
+        if let Some((realm, bundle)) = &setup.token {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: rbuild-test-registry\n    issuer: rbuild-test-issuer\n    rootcertbundle: {}\n",
+                bundle.display()
+            ));
+        }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("write registry config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
@@ -91,6 +99,7 @@ impl Registry {
         Registry::start(RegistrySetup {
             tls: None,
             htpasswd: None,
+            token: None,
         })
     }
 
@@ -577,6 +586,7 @@ fn htpasswd_auth_over_tls() {
     let reg = Registry::start(RegistrySetup {
         tls: Some((cert, key)),
         htpasswd: Some(htpasswd),
+        token: None,
     });
     let host = reg.host();
     let env = TestEnv::new();
@@ -998,4 +1008,192 @@ fn corrupt_blob_is_rejected_and_nothing_is_stored() {
         .expect("tmp")
         .collect();
     assert!(tmp.is_empty(), "temp files left: {tmp:?}");
+}
+
+/// A token server (the Bearer flow's realm): checks Basic credentials alice:s3cret and issues
+/// RS256 JWTs signed with `key` (openssl), with `cert` in `x5c`, granting what was asked.
+struct TokenServer {
+    port: u16,
+    issued: Arc<AtomicUsize>,
+}
+
+impl TokenServer {
+    fn start(cert: PathBuf, key: PathBuf) -> TokenServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind token server");
+        let port = listener.local_addr().expect("addr").port();
+        let issued = Arc::new(AtomicUsize::new(0));
+        let counter = issued.clone();
+        let pem = std::fs::read_to_string(&cert).expect("cert");
+        let der_b64: String = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<Vec<_>>()
+            .join("");
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let Ok(Some((head, _))) = read_head(&mut conn) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&head).into_owned();
+                use base64::Engine;
+                let want = format!(
+                    "basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("alice:s3cret")
+                );
+                let authorized = text.lines().any(|l| {
+                    l.to_ascii_lowercase().trim()
+                        == format!("authorization: {}", want.to_ascii_lowercase())
+                });
+                if !authorized {
+                    let body =
+                        r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
+                    let _ = write!(conn, "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                    continue;
+                }
+                let target = text
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
+                let mut access = Vec::new();
+                for pair in query.split('&') {
+                    let Some(("scope", v)) = pair.split_once('=') else {
+                        continue;
+                    };
+                    let v = v
+                        .replace("%3A", ":")
+                        .replace("%3a", ":")
+                        .replace("%2C", ",")
+                        .replace("%2c", ",")
+                        .replace("%2F", "/")
+                        .replace("%2f", "/")
+                        .replace("%2A", "*")
+                        .replace("%2a", "*");
+                    let mut parts = v.splitn(3, ':');
+                    let (Some(kind), Some(name), Some(actions)) =
+                        (parts.next(), parts.next(), parts.next())
+                    else {
+                        continue;
+                    };
+                    access.push(serde_json::json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}));
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("time")
+                    .as_secs();
+                let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+                let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [der_b64]});
+                let claims = serde_json::json!({
+                    "iss": "rbuild-test-issuer", "sub": "alice", "aud": "rbuild-test-registry",
+                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("t{now}-{}", counter.load(Ordering::SeqCst)),
+                    "access": access,
+                });
+                let signing_input = format!(
+                    "{}.{}",
+                    b64(header.to_string().as_bytes()),
+                    b64(claims.to_string().as_bytes())
+                );
+                let mut child = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(&key)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("openssl");
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(signing_input.as_bytes())
+                    .expect("write");
+                let sig = child.wait_with_output().expect("openssl").stdout;
+                let jwt = format!("{signing_input}.{}", b64(&sig));
+                counter.fetch_add(1, Ordering::SeqCst);
+                let body = serde_json::json!({"token": jwt, "expires_in": 300}).to_string();
+                let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            }
+        });
+        TokenServer { port, issued }
+    }
+}
+
+#[test]
+fn bearer_token_auth() {
+    let certs = tempfile::tempdir().expect("temp");
+    let (ca, ca_key) = (
+        certs.path().join("signer.crt"),
+        certs.path().join("signer.key"),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rbuild token signer",
+            "-keyout",
+        ])
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&ca)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tokens = TokenServer::start(ca.clone(), ca_key);
+    let reg = Registry::start(RegistrySetup {
+        tls: None,
+        htpasswd: None,
+        token: Some((format!("http://127.0.0.1:{}/token", tokens.port), ca)),
+    });
+    let host = reg.host();
+    let env = TestEnv::new();
+    let name = format!("{host}/tok/base:v1");
+    import_base(&env, &name);
+    let docker_config = env.path().join("docker");
+    let with_config = |args: &[&str]| -> Output {
+        env.cmd()
+            .args(args)
+            .env("DOCKER_CONFIG", &docker_config)
+            .output()
+            .expect("rbuild")
+    };
+
+    // Anonymous: the token server refuses, the error says so.
+    let out = with_config(&["push", &name]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
+    let out = with_config(&["login", "-u", "alice", "-p", "wrong", &host]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("incorrect username or password"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = with_config(&["login", "-u", "alice", "-p", "s3cret", &host]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = tokens.issued.load(Ordering::SeqCst);
+    let out = with_config(&["push", &name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // One token for the repository's pull,push scope, reused for every request of the push.
+    assert_eq!(tokens.issued.load(Ordering::SeqCst) - before, 1);
+
+    let env2 = TestEnv::new();
+    let out = env2
+        .cmd()
+        .args(["pull", &name])
+        .env("DOCKER_CONFIG", &docker_config)
+        .output()
+        .expect("rbuild");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(inspect(&env2, &name)["Id"], inspect(&env, &name)["Id"]);
+    let out = with_config(&["search", &format!("{host}/tok")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("NAME\n{host}/tok/base\n"));
 }
