@@ -1197,3 +1197,86 @@ fn bearer_token_auth() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), format!("NAME\n{host}/tok/base\n"));
 }
+
+#[test]
+fn build_cache_through_registry_and_directory() {
+    let reg = Registry::plain();
+    let host = reg.host();
+    let env = TestEnv::new();
+    let base = format!("{host}/cachebase:v1");
+    import_base(&env, &base);
+    env.ok(&["push", "-q", &base]);
+    let ctx = env.path().join("ctx");
+    std::fs::create_dir_all(&ctx).expect("ctx");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nCOPY hello.txt /hello.txt\nRUN cat /proc/sys/kernel/random/uuid > /stamp\nENV X=1\n"),
+    )
+    .expect("Dockerfile");
+    std::fs::write(ctx.join("hello.txt"), "cached\n").expect("hello");
+    let ctx = ctx.to_str().expect("utf-8").to_string();
+    let local = env.path().join("cache-dir");
+    let build = |env: &TestEnv, extra: &[&str]| -> String {
+        let out = env
+            .cmd()
+            .args(["build", "-q", "-t", "cached:1"])
+            .args(extra)
+            .arg(&ctx)
+            .env("SOURCE_DATE_EPOCH", "0")
+            .output()
+            .expect("rbuild");
+        assert!(out.status.success(), "build {extra:?}: {}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    let cache_ref = format!("type=registry,ref={host}/buildcache:main,mode=max");
+    let id = build(&env, &["--cache-to", &cache_ref]);
+    let local_spec = format!("type=local,dest={}", local.display());
+    assert_eq!(build(&env, &["--cache-to", &local_spec]), id);
+    assert!(local.join("index.json").is_file());
+
+    // Empty stores: the RUN step (random output) is not run again, so the ID is the same.
+    let env2 = TestEnv::new();
+    assert_eq!(
+        build(
+            &env2,
+            &[
+                "--cache-from",
+                &format!("type=registry,ref={host}/buildcache:main")
+            ]
+        ),
+        id
+    );
+    let env3 = TestEnv::new();
+    assert_eq!(
+        build(
+            &env3,
+            &[
+                "--cache-from",
+                &format!("type=local,src={}", local.display())
+            ]
+        ),
+        id
+    );
+    // Without the cache the RUN step runs and makes another layer.
+    let env4 = TestEnv::new();
+    assert_ne!(build(&env4, &[]), id);
+    // A cache that is not there only warns.
+    let env5 = TestEnv::new();
+    let out = env5
+        .cmd()
+        .args([
+            "build",
+            "-q",
+            "--cache-from",
+            &format!("type=registry,ref={host}/nocache:x"),
+            &ctx,
+        ])
+        .output()
+        .expect("rbuild");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("WARNING: importing cache"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -12,6 +12,8 @@ use super::Globals;
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::{build, BuildOptions, DockerfileSource};
 use crate::image::reference::Reference;
+use crate::registry::cache::{export_cache, import_cache, CacheSpec};
+use crate::registry::RegistryOptions;
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -48,6 +50,14 @@ pub struct BuildArgs {
     /// Target platform (only the host's platform is supported)
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Export the build cache: type=registry,ref=HOST/REPO:TAG[,mode=min|max] or
+    /// type=local,dest=DIR[,mode=min|max]
+    #[arg(long, value_name = "SPEC")]
+    pub cache_to: Option<String>,
+    /// Import a build cache before building: type=registry,ref=HOST/REPO:TAG or
+    /// type=local,src=DIR (may be repeated)
+    #[arg(long, value_name = "SPEC")]
+    pub cache_from: Vec<String>,
     /// Build context directory
     #[arg(value_name = "CONTEXT")]
     pub context: String,
@@ -130,8 +140,25 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         (false, "quiet") => ProgressMode::Quiet,
         (false, other) => bail!("--progress {other:?}: use auto, tty or plain"),
     };
+    let cache_to = args.cache_to.as_deref().map(CacheSpec::parse).transpose()?;
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|s| CacheSpec::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
     let store = open_store(globals)?;
+    let registry_options = RegistryOptions::default();
+    for (spec, text) in cache_from.iter().zip(&args.cache_from) {
+        // As BuildKit: a cache that cannot be imported only costs time.
+        if let Err(e) = import_cache(&store, spec, &registry_options) {
+            eprintln!("WARNING: importing cache from {text}: {e}");
+        }
+    }
     let id = build(&store, &options, Progress::new(mode)).context("failed to solve")?;
+    if let (Some(spec), Some(text)) = (&cache_to, &args.cache_to) {
+        export_cache(&store, spec, &id, &registry_options)
+            .with_context(|| format!("exporting cache to {text}"))?;
+    }
     if let Some(f) = &args.iidfile {
         std::fs::write(f, id.to_string()).with_context(|| format!("writing {}", f.display()))?;
     }

@@ -24,6 +24,7 @@
 //! ```
 
 pub mod auth;
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod credentials;

@@ -202,7 +202,7 @@ fn parse_manifest(
 
 /// GETs a manifest; checks it against `expected` (a digest reference) and against the
 /// registry's `Docker-Content-Digest`. Returns bytes, media type and digest.
-fn get_manifest(
+pub(super) fn get_manifest(
     client: &Client,
     scopes: &[Scope],
     repo: &str,
@@ -324,7 +324,7 @@ fn check_diff_id(digest: &Digest, expected: &Digest, actual: &Digest) -> Result<
 }
 
 /// DiffID and size of the uncompressed content of a (possibly compressed) layer.
-fn decode_hash(reader: impl Read) -> io::Result<(Digest, u64)> {
+pub(super) fn decode_hash(reader: impl Read) -> io::Result<(Digest, u64)> {
     let (_, plain) = compress::decompress_auto(reader)?;
     let mut r = HashReader::new(plain);
     io::copy(&mut r, &mut io::sink())?;
@@ -333,7 +333,7 @@ fn decode_hash(reader: impl Read) -> io::Result<(Digest, u64)> {
 
 /// Downloads one layer to a temp file, hashing it and (in a second thread) its uncompressed
 /// content as it arrives; moves it into the store only when both digests are right.
-fn fetch_layer(
+pub(super) fn fetch_layer(
     client: &Client,
     scopes: &[Scope],
     store: &Store,

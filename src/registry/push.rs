@@ -59,18 +59,7 @@ pub fn push(
     let tag = reference.tag.clone().unwrap_or_else(|| "latest".into());
     let rec = store.resolve_image(&reference.to_string())?;
     let manifest_bytes = store.read_blob(&rec.manifest.digest)?;
-    let client = Client::new(&reference.domain, &options.registry)?;
-    let repo = reference.path.as_str();
-    let sources = mount_sources(store, reference);
-    let chunk = options.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE).max(1);
-    let pusher = Pusher {
-        client: &client,
-        store,
-        repo,
-        chunk,
-    };
-
-    let layer_descs: Vec<Descriptor> = rec
+    let layers: Vec<Descriptor> = rec
         .layers
         .iter()
         .map(|l| Descriptor {
@@ -81,9 +70,56 @@ pub fn push(
             platform: None,
         })
         .collect();
+    let config = Descriptor {
+        media_type: String::new(),
+        digest: rec.id.clone(),
+        size: rec.config_size,
+        annotations: None,
+        platform: None,
+    };
+    let uploaded = upload(
+        store,
+        reference,
+        &layers,
+        &config,
+        (&manifest_bytes, &rec.manifest.media_type),
+        options,
+        progress,
+    )?;
+    Ok(PushResult {
+        tag,
+        digest: rec.manifest.digest.clone(),
+        size: manifest_bytes.len() as u64,
+        uploaded,
+    })
+}
+
+/// Uploads `layers` (reporting each to `progress`) and `config` from the store, then PUTs the
+/// manifest `(bytes, media type)` under `reference`'s tag. Returns how many blobs went up.
+pub(crate) fn upload(
+    store: &Store,
+    reference: &Reference,
+    layers: &[Descriptor],
+    config: &Descriptor,
+    manifest: (&[u8], &str),
+    options: &PushOptions,
+    progress: Progress<'_>,
+) -> Result<usize, RegistryError> {
+    let tag = reference.tag.clone().unwrap_or_else(|| "latest".into());
+    let (manifest_bytes, media_type) = manifest;
+    let client = Client::new(&reference.domain, &options.registry)?;
+    let repo = reference.path.as_str();
+    let sources = mount_sources(store, reference);
+    let chunk = options.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE).max(1);
+    let pusher = Pusher {
+        client: &client,
+        store,
+        repo,
+        chunk,
+    };
     // The same blob twice in one image is pushed once.
     let mut unique: Vec<&Descriptor> = Vec::new();
-    for d in &layer_descs {
+    for d in layers {
         if !unique.iter().any(|u| u.digest == d.digest) {
             unique.push(d);
         }
@@ -101,14 +137,7 @@ pub fn push(
         });
         Ok(outcome)
     })?;
-    let config = Descriptor {
-        media_type: String::new(),
-        digest: rec.id.clone(),
-        size: rec.config_size,
-        annotations: None,
-        platform: None,
-    };
-    let config_outcome = pusher.push_blob(&config, &[])?;
+    let config_outcome = pusher.push_blob(config, &[])?;
     let uploaded = outcomes
         .iter()
         .chain(std::iter::once(&config_outcome))
@@ -117,12 +146,12 @@ pub fn push(
 
     let scopes = [Scope::push(repo)];
     let url = client.url(&format!("/v2/{repo}/manifests/{tag}"));
-    let media_type = rec.manifest.media_type.clone();
+    let expected = Digest::of(manifest_bytes);
     let returned = client.retry("push manifest", || {
         let resp = client.send_ok(&scopes, &format!("push manifest {repo}:{tag}"), |h| {
             h.put(&url)
-                .header("Content-Type", &media_type)
-                .body(manifest_bytes.clone())
+                .header("Content-Type", media_type)
+                .body(manifest_bytes.to_vec())
         })?;
         Ok(resp
             .headers()
@@ -131,20 +160,15 @@ pub fn push(
             .and_then(|v| Digest::parse(v).ok()))
     })?;
     if let Some(d) = returned {
-        if d != rec.manifest.digest {
+        if d != expected {
             return Err(RegistryError::DigestMismatch {
                 what: format!("manifest stored by {}", client.host()),
-                expected: rec.manifest.digest.clone(),
+                expected,
                 actual: d,
             });
         }
     }
-    Ok(PushResult {
-        tag,
-        digest: rec.manifest.digest.clone(),
-        size: manifest_bytes.len() as u64,
-        uploaded,
-    })
+    Ok(uploaded)
 }
 
 /// For each blob, other repositories of the same registry that (locally known) hold it.

@@ -58,3 +58,30 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Every build cache record, as (key, record); records that do not parse are skipped.
+    pub fn cache_list(&self) -> Result<Vec<(Digest, CacheRecord)>, StoreError> {
+        use redb::ReadableTable;
+        self.with_db(|db| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let table = match tx.open_table(CACHE) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(db_err(e)),
+            };
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(db_err)? {
+                let (k, v) = entry.map_err(db_err)?;
+                let (Ok(key), Ok(rec)) = (
+                    Digest::from_hex(k.value()),
+                    serde_json::from_slice::<CacheRecord>(v.value()),
+                ) else {
+                    continue;
+                };
+                out.push((key, rec));
+            }
+            Ok(out)
+        })
+    }
+}
