@@ -144,11 +144,12 @@ impl Client {
     }
 
     /// Sends the request `build` makes (called again for a retry after a 401), with auth for
-    /// `scopes`. Returns the response whatever its status, except 401 (an error).
+    /// `scopes`. Returns the response whatever its status, except 401 (an error). `_what`
+    /// names the request for the caller's error messages.
     pub fn send(
         &self,
         scopes: &[Scope],
-        what: &str,
+        _what: &str,
         build: impl Fn(&HttpClient) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
         let mut refreshed = false;
@@ -175,7 +176,6 @@ impl Client {
             if *lock(&self.challenge) == Challenge::None {
                 return Err(self.unauthorized(resp));
             }
-            let _ = what;
         }
     }
 

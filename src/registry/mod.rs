@@ -8,6 +8,7 @@
 //!   repository of the same registry known locally has the blob, monolithic or chunked
 //!   uploads, a few layers at a time), then PUTs the manifest.
 //! - [`login`], [`logout`], [`catalog`].
+//! - [`cache`]: build cache export/import (`--cache-to` / `--cache-from`).
 //!
 //! Auth: anonymous, Basic and Bearer tokens (see [`auth`]); credentials come from docker's
 //! `config.json` ([`credentials`]). Transport rules (TLS, insecure hosts, retries) are in
@@ -163,8 +164,6 @@ pub enum Event {
     AlreadyExists(Digest),
     /// The layer was downloaded and verified.
     PullComplete(Digest),
-    /// A request failed and is tried again.
-    Retrying { what: String, error: String },
 }
 
 /// A sink for [`Event`]s (called from worker threads).
