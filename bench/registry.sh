@@ -13,6 +13,7 @@
 #   pull     rbuild pull (empty --root)            skopeo copy docker://… oci:EMPTY_DIR:img
 #   re-push  rbuild push of the same tag again     skopeo copy to the same repository again
 # Prints medians (REPS runs, default 3) and rbuild's ratio to skopeo, via bench/lib.sh.
+# (Counters here must not be called n, i or times: lib.sh's median_of has locals of those names.)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 size=${1:-500}
@@ -38,16 +39,16 @@ rm -f "$work/rootfs.tar"
 du -sh "$store/blobs" | sed 's/^/store blobs: /'
 
 run_id=$(date +%s)
-n=0
+push_no=0
 rbuild_push() {
-    n=$((n + 1))
-    local ref=$registry/bench-$run_id-rb-$n/img:1
+    push_no=$((push_no + 1))
+    local ref=$registry/bench-$run_id-rb-$push_no/img:1
     R tag rbuild-bench:1 "$ref" && R push -q "$ref" && R rmi "$ref" >/dev/null
 }
 skopeo_push() {
-    n=$((n + 1))
+    push_no=$((push_no + 1))
     skopeo copy -q --dest-tls-verify=false "oci:$store:rbuild-bench:1" \
-        "docker://$registry/bench-$run_id-sk-$n/img:1"
+        "docker://$registry/bench-$run_id-sk-$push_no/img:1"
 }
 R tag rbuild-bench:1 "$registry/bench-$run_id/img:1"
 R push -q "$registry/bench-$run_id/img:1" >/dev/null
