@@ -7,11 +7,13 @@
 # REGISTRY defaults to 127.0.0.1:5000 (the Distribution registry ../shared/bench/peers.sh
 # starts). The image is busybox + SIZE_MIB (default 500) of incompressible data in 64 MiB
 # files, imported by rbuild as one gzip layer; skopeo reads the very same blobs from rbuild's
-# store (an OCI layout). Every push goes to a fresh repository, so blobs are really uploaded
-# (rbuild would otherwise mount them); every pull goes into an empty store / OCI layout.
-#   push     rbuild push HOST/bench-N/img:1        skopeo copy oci:STORE:TAG docker://HOST/bench-N/img:1
-#   pull     rbuild pull (empty --root)            skopeo copy docker://… oci:EMPTY_DIR:img
-#   re-push  rbuild push of the same tag again     skopeo copy to the same repository again
+# store (an OCI layout). Cases:
+#   push       into a fresh, empty docker-registry (one started per run on a free port, so
+#              nothing can be skipped or mounted): rbuild push / skopeo copy oci:STORE:TAG docker://…
+#   push+mount to a new repository of REGISTRY that already holds the blob in another
+#              repository (rbuild mounts it, skopeo too via its blob-info cache)
+#   pull       rbuild pull into an empty --root / skopeo copy docker://… oci:EMPTY_DIR:img
+#   re-push    the same image to the same repository again
 # Prints medians (REPS runs, default 3) and rbuild's ratio to skopeo, via bench/lib.sh.
 # (Counters here must not be called n, i or times: lib.sh's median_of has locals of those names.)
 set -euo pipefail
@@ -24,7 +26,31 @@ curl -fsS "http://$registry/v2/" >/dev/null || { echo "bench: no registry at htt
 ensure_rbuild
 
 work=$(mktemp -d /var/tmp/rbuild-registry-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# fresh_registries K: starts K empty docker-registry instances; their ports go into $ports.
+ports=()
+fresh_registries() {
+    local k port dir
+    for ((k = 0; k < $1; k++)); do
+        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        dir=$work/registry-$port
+        mkdir -p "$dir"
+        printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$dir/data" "$port" >"$dir/config.yml"
+        /usr/bin/docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+        pids+=($!)
+        ports+=("$port")
+    done
+    for port in "${ports[@]}"; do
+        for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+    done
+}
 echo "generating a ${size} MiB rootfs in $work"
 bash "$PROJECT_DIR/testdata/base/busybox-rootfs.sh" "$work/rootfs" >/dev/null
 mkdir -p "$work/rootfs/data"
@@ -39,30 +65,42 @@ rm -f "$work/rootfs.tar"
 du -sh "$store/blobs" | sed 's/^/store blobs: /'
 
 run_id=$(date +%s)
+fresh_registries $((2 * reps))
 push_no=0
 rbuild_push() {
+    local ref=127.0.0.1:${ports[$push_no]}/bench/img:1
     push_no=$((push_no + 1))
-    local ref=$registry/bench-$run_id-rb-$push_no/img:1
-    R tag rbuild-bench:1 "$ref" && R push -q "$ref" && R rmi "$ref" >/dev/null
+    R tag rbuild-bench:1 "$ref" && R push -q "$ref"
 }
 skopeo_push() {
+    local ref=127.0.0.1:${ports[$((reps + push_no))]}/bench/img:1
     push_no=$((push_no + 1))
-    skopeo copy -q --dest-tls-verify=false "oci:$store:rbuild-bench:1" \
-        "docker://$registry/bench-$run_id-sk-$push_no/img:1"
+    skopeo copy -q --dest-tls-verify=false "oci:$store:rbuild-bench:1" "docker://$ref"
 }
+# Seed REGISTRY with the blob (for the mount case and the pulls).
 R tag rbuild-bench:1 "$registry/bench-$run_id/img:1"
 R push -q "$registry/bench-$run_id/img:1" >/dev/null
-R rmi "$registry/bench-$run_id/img:1" >/dev/null
+skopeo copy -q --dest-tls-verify=false "oci:$store:rbuild-bench:1" "docker://$registry/bench-$run_id-sk/img:1"
+mount_no=0
+rbuild_mount() {
+    mount_no=$((mount_no + 1))
+    R tag rbuild-bench:1 "$registry/bench-$run_id-rbm-$mount_no/img:1" && R push -q "$registry/bench-$run_id-rbm-$mount_no/img:1"
+}
+skopeo_mount() {
+    mount_no=$((mount_no + 1))
+    skopeo copy -q --dest-tls-verify=false "oci:$store:rbuild-bench:1" "docker://$registry/bench-$run_id-skm-$mount_no/img:1"
+}
 rbuild_pull() { rm -rf "$work/pull"; "$RBUILD" --root "$work/pull" pull -q "$registry/bench-$run_id/img:1"; }
 skopeo_pull() { rm -rf "$work/oci"; skopeo copy -q --src-tls-verify=false "docker://$registry/bench-$run_id/img:1" "oci:$work/oci:img"; }
-rbuild_repush() { R tag rbuild-bench:1 "$registry/bench-$run_id-re/img:1" && R push -q "$registry/bench-$run_id-re/img:1"; }
-skopeo_repush() { skopeo copy -q --dest-tls-verify=false "oci:$store:rbuild-bench:1" "docker://$registry/bench-$run_id-re-sk/img:1"; }
-rbuild_repush >/dev/null
-skopeo_repush >/dev/null
+rbuild_repush() { R push -q "$registry/bench-$run_id/img:1"; }
+skopeo_repush() { skopeo copy -q --dest-tls-verify=false "oci:$store:rbuild-bench:1" "docker://$registry/bench-$run_id-sk/img:1"; }
 
 echo "medians over $reps runs:"
-record "push ${size}MiB" rbuild "$(median_of "$reps" rbuild_push)"
-record "push ${size}MiB" skopeo "$(median_of "$reps" skopeo_push)"
+record "push ${size}MiB (empty reg)" rbuild "$(median_of "$reps" rbuild_push)"
+push_no=0
+record "push ${size}MiB (empty reg)" skopeo "$(median_of "$reps" skopeo_push)"
+record "push+mount (new repo)" rbuild "$(median_of "$reps" rbuild_mount)"
+record "push+mount (new repo)" skopeo "$(median_of "$reps" skopeo_mount)"
 record "pull ${size}MiB" rbuild "$(median_of "$reps" rbuild_pull)"
 record "pull ${size}MiB" skopeo "$(median_of "$reps" skopeo_pull)"
 record "re-push unchanged" rbuild "$(median_of "$reps" rbuild_repush)"

@@ -3,13 +3,14 @@
 use std::io::Write;
 use std::sync::Mutex;
 
-use anyhow::Context;
+use anyhow::bail;
 use clap::Args;
 
 use super::images::open_store;
 use super::Globals;
 use crate::image::reference::Reference;
-use crate::registry::{self, Event, PushOptions, RegistryOptions};
+use crate::registry::{self, Event, PushOptions, RegistryError, RegistryOptions};
+use crate::store::StoreError;
 
 /// Flags every registry command takes.
 #[derive(Debug, Clone, Args)]
@@ -53,15 +54,6 @@ pub struct PushArgs {
 pub fn run(globals: &Globals, args: PushArgs) -> anyhow::Result<i32> {
     let reference = Reference::parse(&args.name)?;
     let store = open_store(globals)?;
-    // Fail on a missing image before talking to the registry.
-    store
-        .resolve_image(&reference.to_string())
-        .with_context(|| {
-            format!(
-                "An image does not exist locally with the tag: {}",
-                reference.familiar_name()
-            )
-        })?;
     if !args.quiet {
         println!("The push refers to repository [{}]", reference.name());
     }
@@ -84,7 +76,13 @@ pub fn run(globals: &Globals, args: PushArgs) -> anyhow::Result<i32> {
         registry: args.registry.options(),
         chunk_size: args.chunk_size,
     };
-    let result = registry::push(&store, &reference, &options, &progress)?;
+    let result = match registry::push(&store, &reference, &options, &progress) {
+        Err(RegistryError::Store(StoreError::NoSuchImage(_))) => bail!(
+            "An image does not exist locally with the tag: {}",
+            reference.familiar_name()
+        ),
+        other => other?,
+    };
     println!(
         "{}: digest: {} size: {}",
         result.tag, result.digest, result.size

@@ -109,7 +109,15 @@ pub(crate) fn upload(
     let (manifest_bytes, media_type) = manifest;
     let client = Client::new(&reference.domain, &options.registry)?;
     let repo = reference.path.as_str();
-    let sources = mount_sources(store, reference);
+    // Computed only when a blob is missing (a re-push does not need it).
+    let sources: std::sync::OnceLock<HashMap<Digest, Vec<String>>> = std::sync::OnceLock::new();
+    let mount_from = |d: &Digest| -> Vec<String> {
+        sources
+            .get_or_init(|| mount_sources(store, reference))
+            .get(d)
+            .cloned()
+            .unwrap_or_default()
+    };
     let chunk = options.chunk_size.unwrap_or(DEFAULT_CHUNK_SIZE).max(1);
     let pusher = Pusher {
         client: &client,
@@ -125,8 +133,7 @@ pub(crate) fn upload(
         }
     }
     let outcomes = parallel(&unique, options.registry.jobs(), |d| {
-        let from = sources.get(&d.digest).map(Vec::as_slice).unwrap_or(&[]);
-        let outcome = pusher.push_blob(d, from)?;
+        let outcome = pusher.push_blob(d, &mount_from)?;
         progress(match &outcome {
             Outcome::Exists => Event::LayerExists(d.digest.clone()),
             Outcome::Mounted(from) => Event::Mounted {
@@ -137,7 +144,7 @@ pub(crate) fn upload(
         });
         Ok(outcome)
     })?;
-    let config_outcome = pusher.push_blob(config, &[])?;
+    let config_outcome = pusher.push_blob(config, &|_| Vec::new())?;
     let uploaded = outcomes
         .iter()
         .chain(std::iter::once(&config_outcome))
@@ -207,13 +214,19 @@ struct Pusher<'a> {
 }
 
 impl Pusher<'_> {
-    fn push_blob(&self, d: &Descriptor, mount_from: &[String]) -> Result<Outcome, RegistryError> {
+    /// Pushes one blob unless the registry has it; `mount_from` names other repositories of
+    /// the registry that may hold it.
+    fn push_blob(
+        &self,
+        d: &Descriptor,
+        mount_from: &(dyn Fn(&Digest) -> Vec<String> + Sync),
+    ) -> Result<Outcome, RegistryError> {
         let scopes = [Scope::push(self.repo)];
         if self.exists(&d.digest)? {
             return Ok(Outcome::Exists);
         }
         let mut upload_url = None;
-        if let Some(from) = mount_from.first() {
+        if let Some(from) = mount_from(&d.digest).first() {
             let mut mount_scopes = scopes.to_vec();
             mount_scopes.push(Scope::pull(from));
             let url = self.client.url(&format!(
