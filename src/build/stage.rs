@@ -810,6 +810,7 @@ impl Builder<'_> {
                     std::fs::create_dir(d).map_err(io_err(d))?;
                 }
                 run::execute(&spec, &lowers, &upper, &work, &empty, progress, step)?;
+                run::prune_copy_ups(&upper, &lowers);
                 Ok(Produced {
                     _tmp: Some(tmp),
                     dir: Some(upper),
