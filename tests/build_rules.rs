@@ -440,3 +440,75 @@ fn quiet_iidfile_and_tags() {
     );
     assert!(tail[2].contains("writing image sha256:"), "{progress}");
 }
+
+const MOUNTS_DOCKERFILE: &str = r#"FROM busybox AS other
+RUN echo from-other > /o.txt
+FROM busybox
+RUN --mount=type=cache,id=counter,target=/cache echo ran >> /cache/count
+RUN --mount=type=bind,target=/ctx ls -a /ctx > /ctx-list && cat /ctx/c.txt > /ctx-c
+RUN --mount=type=bind,target=/ctx,rw touch /ctx/written
+RUN --mount=type=bind,from=other,source=/o.txt,target=/mnt/o.txt cat /mnt/o.txt > /from-other
+RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /secret-len
+RUN --mount=type=secret,id=tok,env=TOK echo "$TOK" | wc -c > /env-len
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/gone
+"#;
+
+#[test]
+fn run_mounts_cache_bind_secret_tmpfs() {
+    let b = BuildEnv::new();
+    let ctx = b.context(
+        "mounts",
+        &[
+            ("c.txt", "ctx file\n"),
+            ("ignored.txt", "x\n"),
+            (".dockerignore", "ignored.txt\n"),
+            ("Dockerfile", MOUNTS_DOCKERFILE),
+        ],
+    );
+    let secret = b.env.path().join("secret");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    let secret_arg = format!("id=tok,src={}", secret.display());
+    b.build(&["-t", "m", "--secret", &secret_arg, path_str(&ctx)]);
+    let f = |p: &str| b.image_file("m", p);
+    let list = f("/ctx-list").unwrap();
+    assert!(
+        list.contains("c.txt") && !list.contains("ignored.txt"),
+        "{list}"
+    );
+    assert_eq!(f("/ctx-c").unwrap(), "ctx file\n");
+    assert!(
+        !ctx.join("written").exists(),
+        "rw bind writes are thrown away"
+    );
+    assert_eq!(f("/from-other").unwrap(), "from-other\n");
+    assert_eq!(f("/secret-len").unwrap().trim(), "6");
+    assert_eq!(f("/env-len").unwrap().trim(), "7");
+    for gone in [
+        "/run/secrets",
+        "/run",
+        "/scratch/gone",
+        "/cache",
+        "/ctx/c.txt",
+    ] {
+        assert!(b.image_path("m", gone).is_none(), "{gone} is in the image");
+    }
+    let history = b.inspect("m")["History"].to_string();
+    assert!(!history.contains("s3cr3t"));
+    // The cache mount persists in the store: a counter on the host shows each real run.
+    let count = |b: &BuildEnv| {
+        let dir = b.env.root().join("cache-mounts");
+        let entry = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap();
+        std::fs::read_to_string(entry.path().join("count")).unwrap()
+    };
+    assert_eq!(count(&b), "ran\n");
+    b.build(&["--secret", &secret_arg, path_str(&ctx)]);
+    assert_eq!(count(&b), "ran\n", "a cache hit runs nothing");
+    b.build(&["--no-cache", "--secret", &secret_arg, path_str(&ctx)]);
+    assert_eq!(count(&b), "ran\nran\n");
+    // A required secret that is missing is an error.
+    let err = b.build_fails(&["--no-cache", path_str(&ctx)]);
+    assert!(
+        err.contains("secret tok is required") || err.contains("wc -c"),
+        "{err}"
+    );
+}

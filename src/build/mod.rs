@@ -29,6 +29,7 @@
 
 mod copy;
 pub mod layered;
+mod mounts;
 pub mod plan;
 pub mod progress;
 mod run;
@@ -81,6 +82,8 @@ pub struct BuildOptions {
     pub platform: Option<String>,
     /// `SOURCE_DATE_EPOCH`: fixed layer mtimes and `created` times.
     pub source_date_epoch: Option<i64>,
+    /// `--secret id=ID,src=PATH`: secret id → file (for `RUN --mount=type=secret`).
+    pub secrets: BTreeMap<String, PathBuf>,
 }
 
 impl BuildOptions {
@@ -97,6 +100,7 @@ impl BuildOptions {
             network_host: false,
             platform: None,
             source_date_epoch: None,
+            secrets: BTreeMap::new(),
         }
     }
 }

@@ -24,6 +24,7 @@ pub(crate) struct RunSpec {
     pub cwd: String,
     pub user: String,
     pub network_host: bool,
+    pub mounts: Vec<rbuild_runtime::MountSpec>,
 }
 
 /// Runs `spec` on `lowers` with `upper`/`work` (empty dirs on the store's filesystem); on
@@ -61,6 +62,7 @@ pub(crate) fn execute(
     container.process.env = spec.env.clone();
     container.process.cwd = PathBuf::from(if spec.cwd.is_empty() { "/" } else { &spec.cwd });
     container.process.user = user;
+    container.mounts = spec.mounts.clone();
     container.network = if spec.network_host {
         NetworkMode::Host
     } else {

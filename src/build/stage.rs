@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::copy::{self, CopySpec};
 use super::layered::{components, Layered};
+use super::mounts;
 use super::plan::{self, resolve_ref, Plan, Source};
 use super::progress::Progress;
 use super::run::{self, RunSpec};
@@ -664,9 +665,10 @@ impl Builder<'_> {
                     .engine
                     .progress
                     .start(&format!("[{display} {n}/{total}] {}", cmd.original.trim()));
-                self.run_step(state, r, &step).inspect_err(|e| {
-                    self.engine.progress.error(&step, &e.to_string());
-                })?;
+                self.run_step(stage_index, state, r, &step)
+                    .inspect_err(|e| {
+                        self.engine.progress.error(&step, &e.to_string());
+                    })?;
             }
             Instruction::Copy(c) | Instruction::Add(c) => {
                 let add = matches!(cmd.instruction, Instruction::Add(_));
@@ -746,13 +748,54 @@ impl Builder<'_> {
 
     fn run_step(
         &mut self,
+        stage_index: usize,
         state: &mut StageState,
         r: &instructions::Run,
         step: &super::progress::StepHandle,
     ) -> Result<(), BuildError> {
-        if !r.mounts.is_empty() {
-            return Err(BuildError::Unsupported("RUN --mount".into()));
+        let env_now = state.vars.expansion_env();
+        let mut inputs = Vec::new();
+        let needs_context = r
+            .mounts
+            .iter()
+            .any(|m| m.kind == instructions::MountType::Bind && m.from.is_none());
+        if needs_context {
+            self.context()?;
         }
+        for m in &r.mounts {
+            let mut m = m.clone();
+            for v in [
+                &mut m.target,
+                &mut m.source,
+                &mut m.from,
+                &mut m.id,
+                &mut m.mode,
+                &mut m.uid,
+                &mut m.gid,
+                &mut m.size,
+                &mut m.env,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *v = self.lex.process_word(v, &env_now)?;
+            }
+            let from = match m.from.as_deref() {
+                None => None,
+                Some(f) => Some(self.source_layers(stage_index, f)?),
+            };
+            inputs.push(mounts::MountInput {
+                mount: m,
+                from,
+                context: self.context.as_ref(),
+            });
+        }
+        let prepared = mounts::prepare(
+            self.engine.store,
+            &inputs,
+            &state.workdir(),
+            &self.options.secrets,
+        )?;
         if r.security == Some(instructions::Security::Insecure) {
             return Err(BuildError::Unsupported("RUN --security=insecure".into()));
         }
@@ -771,12 +814,15 @@ impl Builder<'_> {
         };
         let proxies = self.args.proxies();
         let key_env = state.vars.run_env(&[]);
+        let mut env = state.vars.run_env(&proxies);
+        env.extend(prepared.env.iter().cloned());
         let spec = RunSpec {
             args: args.clone(),
-            env: state.vars.run_env(&proxies),
+            env,
             cwd: state.workdir(),
             user: state.user(),
             network_host,
+            mounts: prepared.mounts.clone(),
         };
         let visible = state.vars.visible_args();
         let canonical = json!({
@@ -786,6 +832,7 @@ impl Builder<'_> {
             "cwd": spec.cwd,
             "user": spec.user,
             "network": if network_host { "host" } else { "none" },
+            "mounts": prepared.key,
         });
         let mut created_by = String::from("RUN ");
         if !visible.is_empty() {
@@ -816,8 +863,31 @@ impl Builder<'_> {
                     dir: Some(upper),
                 })
             })?;
+        drop(prepared);
         self.apply(state, outcome, created_by);
         Ok(())
+    }
+
+    /// The snapshot dirs and cache key of `COPY --from=X` / `--mount=from=X` (X expanded).
+    fn source_layers(
+        &self,
+        stage_index: usize,
+        from: &str,
+    ) -> Result<(Vec<PathBuf>, String), BuildError> {
+        match resolve_ref(&self.plan.names, stage_index, from) {
+            Source::Scratch => Err(BuildError::Invalid(format!("{from} has no files"))),
+            Source::Stage(i) => {
+                let s = self
+                    .done
+                    .get(&i)
+                    .ok_or_else(|| BuildError::Invalid(format!("stage {from} was not built")))?;
+                Ok((self.lowers(&s.layers)?, s.key.to_string()))
+            }
+            Source::Image(name) => {
+                let (layers, _, id) = self.image(&name)?;
+                Ok((self.lowers(&layers)?, id.to_string()))
+            }
+        }
     }
 
     fn copy_step(
@@ -907,26 +977,8 @@ impl Builder<'_> {
             None => (None, None),
             Some(f) => {
                 let f = self.lex.process_word(f, &env)?;
-                match resolve_ref(&self.plan.names, stage_index, &f) {
-                    Source::Scratch => {
-                        return Err(BuildError::Invalid(
-                            "COPY --from=scratch has no files".into(),
-                        ))
-                    }
-                    Source::Stage(i) => {
-                        let s = self.done.get(&i).ok_or_else(|| {
-                            BuildError::Invalid(format!("stage {f} was not built"))
-                        })?;
-                        (
-                            Some(self.lowers(&s.layers.clone())?),
-                            Some(s.key.to_string()),
-                        )
-                    }
-                    Source::Image(name) => {
-                        let (layers, _, id) = self.image(&name)?;
-                        (Some(self.lowers(&layers)?), Some(id.to_string()))
-                    }
-                }
+                let (lowers, key) = self.source_layers(stage_index, &f)?;
+                (Some(lowers), Some(key))
             }
         };
         let (selected, source_digest) = match &from_lowers {

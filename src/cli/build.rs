@@ -45,6 +45,9 @@ pub struct BuildArgs {
     /// Networking mode for RUN instructions: none (default) or host
     #[arg(long, default_value = "none", value_name = "MODE")]
     pub network: String,
+    /// Secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR
+    #[arg(long, value_name = "id=ID,src=PATH")]
+    pub secret: Vec<String>,
     /// Target platform (only the host's platform is supported)
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
@@ -113,6 +116,45 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         other => bail!("--network {other:?}: only \"none\" and \"host\" are supported"),
     };
     options.platform = args.platform.clone();
+    // Secrets from the environment go through temp files that live until the build ends.
+    let mut secret_files = Vec::new();
+    for spec in &args.secret {
+        let mut id = None;
+        let mut src = None;
+        let mut env = None;
+        for part in spec.split(',') {
+            match part.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                Some(("env", v)) => env = Some(v.to_string()),
+                Some(("type", "file" | "env")) => {}
+                _ => bail!("--secret {spec:?}: expected id=ID,src=PATH or id=ID,env=VAR"),
+            }
+        }
+        let Some(id) = id else {
+            bail!("--secret {spec:?}: missing id=");
+        };
+        let path = match (src, env) {
+            (Some(p), _) => {
+                if !p.is_file() {
+                    bail!("--secret {spec:?}: {} is not a file", p.display());
+                }
+                p
+            }
+            (None, var) => {
+                let var = var.unwrap_or_else(|| id.clone());
+                let value = std::env::var(&var).with_context(|| {
+                    format!("--secret {spec:?}: environment variable {var} is not set")
+                })?;
+                let mut f = tempfile::NamedTempFile::new().context("creating a secret file")?;
+                std::io::Write::write_all(&mut f, value.as_bytes())?;
+                let p = f.path().to_path_buf();
+                secret_files.push(f);
+                p
+            }
+        };
+        options.secrets.insert(id, path);
+    }
     if let Ok(s) = std::env::var("SOURCE_DATE_EPOCH") {
         if !s.is_empty() {
             options.source_date_epoch = Some(
@@ -132,6 +174,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
     };
     let store = open_store(globals)?;
     let id = build(&store, &options, Progress::new(mode)).context("failed to solve")?;
+    drop(secret_files);
     if let Some(f) = &args.iidfile {
         std::fs::write(f, id.to_string()).with_context(|| format!("writing {}", f.display()))?;
     }
