@@ -512,3 +512,87 @@ fn run_mounts_cache_bind_secret_tmpfs() {
         "{err}"
     );
 }
+
+#[test]
+fn context_from_tar_and_stdin_and_exporters() {
+    let b = BuildEnv::new();
+    let ctx = b.context(
+        "tarctx",
+        &[
+            ("page.html", "<p>hi</p>\n"),
+            ("Dockerfile", "FROM busybox\nCOPY page.html /www/\n"),
+        ],
+    );
+    let dir_id = b.build_id(&[path_str(&ctx)]);
+    let tgz = b.env.path().join("ctx.tar.gz");
+    let st = std::process::Command::new("tar")
+        .args(["-czf", path_str(&tgz), "-C", path_str(&ctx), "."])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // Same content, same cache keys: the same image from a tar file or from stdin.
+    assert_eq!(b.build_id(&[path_str(&tgz)]), dir_id);
+    let out = b
+        .env
+        .cmd()
+        .args(["build", "-q", "-"])
+        .stdin(std::fs::File::open(&tgz).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), dir_id);
+    // A Dockerfile on stdin, no context.
+    let out = b
+        .env
+        .cmd()
+        .args(["build", "-q", "-t", "stdin-df", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"FROM busybox\nRUN echo x > /x\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.image_file("stdin-df", "/x").unwrap(), "x\n");
+
+    // Exporters: a local rootfs, a docker archive another store loads with the same ID, and
+    // an OCI layout skopeo-style tools read.
+    let local = b.env.path().join("rootfs");
+    let archive = b.env.path().join("img.tar");
+    let oci = b.env.path().join("oci");
+    b.build(&[
+        "-t",
+        "exported:v1",
+        "-o",
+        path_str(&local),
+        "-o",
+        &format!("type=docker-archive,dest={}", archive.display()),
+        "-o",
+        &format!("type=oci-dir,dest={}", oci.display()),
+        path_str(&ctx),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(local.join("www/page.html")).unwrap(),
+        "<p>hi</p>\n"
+    );
+    assert!(local.join("bin/busybox").is_file());
+    let other = BuildEnv::new();
+    other.env.ok(&["load", "-i", path_str(&archive)]);
+    assert_eq!(other.inspect("exported:v1")["Id"], dir_id);
+    assert!(oci.join("index.json").is_file() && oci.join("oci-layout").is_file());
+}

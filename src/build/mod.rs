@@ -28,11 +28,13 @@
 //! ```
 
 mod copy;
+pub mod export;
 pub mod layered;
 mod mounts;
 pub mod plan;
 pub mod progress;
 mod run;
+pub mod source;
 mod stage;
 mod steps;
 

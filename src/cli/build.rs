@@ -9,7 +9,9 @@ use clap::Args;
 
 use super::images::open_store;
 use super::Globals;
+use crate::build::export::{export, Export};
 use crate::build::progress::{Progress, ProgressMode};
+use crate::build::source::unpack_context;
 use crate::build::{build, BuildOptions, DockerfileSource};
 use crate::image::reference::Reference;
 
@@ -48,31 +50,58 @@ pub struct BuildArgs {
     /// Secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR
     #[arg(long, value_name = "id=ID,src=PATH")]
     pub secret: Vec<String>,
+    /// Also export the result: type=docker-archive|oci,dest=FILE, type=oci-dir|local,dest=DIR, or DIR
+    #[arg(short, long, value_name = "type=TYPE,dest=PATH")]
+    pub output: Vec<String>,
     /// Target platform (only the host's platform is supported)
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
-    /// Build context directory
+    /// Build context: a directory, a tar archive (plain or compressed), or "-" for a tar or a
+    /// Dockerfile on stdin
     #[arg(value_name = "CONTEXT")]
     pub context: String,
 }
 
 pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
-    if args.context == "-" || args.context.ends_with(".tar") || args.context.contains("://") {
+    let store = open_store(globals)?;
+    // A tar file or stdin is unpacked into a temp dir of the store first.
+    let mut unpacked = None;
+    let context = if args.context == "-" {
+        let u = unpack_context(&store, std::io::stdin().lock())?;
+        let p = u.dir.path().join("context");
+        unpacked = Some(u);
+        p
+    } else if args.context.contains("://") || args.context.starts_with("git@") {
         bail!(
-            "build context {:?}: only a directory is supported as context yet",
+            "build context {:?}: URLs and git repositories are not supported yet",
             args.context
         );
-    }
-    let context = PathBuf::from(&args.context);
-    if !context.is_dir() {
-        bail!(
-            "unable to prepare context: path {:?} not found or not a directory",
-            args.context
-        );
-    }
-    let dockerfile = match args.file.as_deref() {
-        None => DockerfileSource::Default,
-        Some("-") => {
+    } else {
+        let p = PathBuf::from(&args.context);
+        if p.is_file() {
+            let f = std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
+            let u = unpack_context(&store, f)?;
+            let p = u.dir.path().join("context");
+            unpacked = Some(u);
+            p
+        } else if p.is_dir() {
+            p
+        } else {
+            bail!(
+                "unable to prepare context: path {:?} not found",
+                args.context
+            );
+        }
+    };
+    let stdin_dockerfile = unpacked.as_ref().and_then(|u| u.dockerfile.clone());
+    let dockerfile = match (args.file.as_deref(), stdin_dockerfile) {
+        (Some("-"), Some(_)) => bail!("-f - and a context from stdin cannot be used together"),
+        (None, Some(text)) => DockerfileSource::Text {
+            name: "Dockerfile".into(),
+            text,
+        },
+        (None, None) => DockerfileSource::Default,
+        (Some("-"), None) => {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
@@ -82,7 +111,15 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
                 text,
             }
         }
-        Some(p) => DockerfileSource::Path(PathBuf::from(p)),
+        (Some(p), _) => {
+            let p = PathBuf::from(p);
+            // Inside an unpacked context, a relative -f names a file of the context.
+            if unpacked.is_some() && p.is_relative() {
+                DockerfileSource::Path(context.join(p))
+            } else {
+                DockerfileSource::Path(p)
+            }
+        }
     };
     let mut options = BuildOptions::new(context, dockerfile);
     for t in &args.tag {
@@ -172,9 +209,16 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         (false, "quiet") => ProgressMode::Quiet,
         (false, other) => bail!("--progress {other:?}: use auto, tty or plain"),
     };
-    let store = open_store(globals)?;
+    let exports = args
+        .output
+        .iter()
+        .map(|o| Export::parse(o))
+        .collect::<Result<Vec<_>, _>>()?;
     let id = build(&store, &options, Progress::new(mode)).context("failed to solve")?;
     drop(secret_files);
+    for e in &exports {
+        export(&store, &id, &args.tag, e).with_context(|| format!("exporting to {e:?}"))?;
+    }
     if let Some(f) = &args.iidfile {
         std::fs::write(f, id.to_string()).with_context(|| format!("writing {}", f.display()))?;
     }
