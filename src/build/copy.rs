@@ -123,7 +123,7 @@ pub(crate) fn stage(
     existing: Layered<'_>,
     root: &Path,
 ) -> Result<(), BuildError> {
-    let dest_comps = components(&spec.dest);
+    let dest_comps = existing.resolve_lenient(&spec.dest);
     let count = selected.len() + spec.inline.len();
     let dest_exists_dir = existing
         .resolve(&spec.dest, true)

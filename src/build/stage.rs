@@ -724,7 +724,7 @@ impl Builder<'_> {
                 let root = tmp.path().join("layer");
                 std::fs::create_dir(&root).map_err(io_err(&root))?;
                 let view = Layered { lowers: &lowers };
-                let comps = components(path);
+                let comps = view.resolve_lenient(path);
                 let mut dir = root.clone();
                 for (i, c) in comps.iter().enumerate() {
                     dir = dir.join(c);
