@@ -596,3 +596,25 @@ fn context_from_tar_and_stdin_and_exporters() {
     assert_eq!(other.inspect("exported:v1")["Id"], dir_id);
     assert!(oci.join("index.json").is_file() && oci.join("oci-layout").is_file());
 }
+
+#[test]
+fn independent_stages_run_in_parallel() {
+    let b = BuildEnv::new();
+    // Each stage announces itself in a shared cache mount and waits (up to 20s) for the
+    // other: this only succeeds when both RUNs are alive at the same time.
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=sync,target=/sync touch /sync/{me} && \
+             for i in $(seq 200); do [ -e /sync/{other} ] && echo {me} > /{me} && exit 0; sleep 0.1; done; exit 1"
+        )
+    };
+    let dockerfile = format!(
+        "FROM busybox AS a\n{}\nFROM busybox AS b\n{}\nFROM busybox\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+        wait("a", "b"),
+        wait("b", "a")
+    );
+    let ctx = b.context("parallel", &[("Dockerfile", &dockerfile)]);
+    b.build(&["-t", "par", path_str(&ctx)]);
+    assert_eq!(b.image_file("par", "/a").unwrap(), "a\n");
+    assert_eq!(b.image_file("par", "/b").unwrap(), "b\n");
+}

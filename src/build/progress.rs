@@ -34,7 +34,7 @@ pub struct StepHandle {
 #[derive(Debug)]
 pub struct Progress {
     mode: ProgressMode,
-    next: std::cell::Cell<usize>,
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl Progress {
@@ -42,7 +42,7 @@ impl Progress {
     pub fn new(mode: ProgressMode) -> Progress {
         Progress {
             mode,
-            next: std::cell::Cell::new(1),
+            next: std::sync::atomic::AtomicUsize::new(1),
         }
     }
 
@@ -55,8 +55,7 @@ impl Progress {
 
     /// Starts step `name` (`#N name`).
     pub fn start(&self, name: &str) -> StepHandle {
-        let id = self.next.get();
-        self.next.set(id + 1);
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.line(&format!("#{id} {name}"));
         StepHandle {
             id,

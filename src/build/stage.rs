@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
 
 use serde_json::{json, Value};
 
@@ -96,8 +97,8 @@ struct Builder<'a> {
     meta: MetaArgs,
     plan: Plan,
     stages: &'a Stages,
-    done: HashMap<usize, StageState>,
-    context: Option<ContextSnapshot>,
+    done: Mutex<HashMap<usize, StageState>>,
+    context: Mutex<Option<Arc<ContextSnapshot>>>,
     dockerfile_path: Option<PathBuf>,
     sde: Option<String>,
 }
@@ -161,7 +162,7 @@ pub fn build(
         Some(s) => rfc3339(s),
         None => chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
     };
-    let mut builder = Builder {
+    let builder = Builder {
         options,
         engine: Engine {
             store,
@@ -176,19 +177,17 @@ pub fn build(
         meta,
         plan,
         stages: &stages,
-        done: HashMap::new(),
-        context: None,
+        done: Mutex::new(HashMap::new()),
+        context: Mutex::new(None),
         dockerfile_path,
         sde: options.source_date_epoch.map(rfc3339),
     };
-    let order = builder.plan.order.clone();
-    for planned in &order {
-        let state = builder.build_stage(planned.index, &planned.display, &planned.base)?;
-        builder.done.insert(planned.index, state);
-    }
+    builder.run_stages()?;
     let target = builder.plan.target();
     let mut state = builder
         .done
+        .lock()
+        .map_err(|_| BuildError::Invalid("a stage thread panicked".into()))?
         .remove(&target)
         .ok_or_else(|| BuildError::Invalid("the target stage was not built".into()))?;
     let unused = builder.args.unused();
@@ -226,13 +225,65 @@ pub fn build(
 }
 
 impl Builder<'_> {
+    /// Builds the planned stages, each as soon as the stages it needs are done, independent
+    /// ones in parallel threads. The first error is returned once running stages finish.
+    fn run_stages(&self) -> Result<(), BuildError> {
+        let order = &self.plan.order;
+        let mut first_error = None;
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel();
+            let mut started = vec![false; order.len()];
+            let mut finished: Vec<usize> = Vec::new();
+            let mut running = 0;
+            loop {
+                if first_error.is_none() {
+                    for (i, planned) in order.iter().enumerate() {
+                        if started[i] || !planned.deps.iter().all(|d| finished.contains(d)) {
+                            continue;
+                        }
+                        started[i] = true;
+                        running += 1;
+                        let tx = tx.clone();
+                        scope.spawn(move || {
+                            let result =
+                                self.build_stage(planned.index, &planned.display, &planned.base);
+                            let _ = tx.send((planned.index, result));
+                        });
+                    }
+                }
+                if running == 0 {
+                    break;
+                }
+                let Ok((index, result)) = rx.recv() else {
+                    break;
+                };
+                running -= 1;
+                match result {
+                    Ok(state) => {
+                        if let Ok(mut done) = self.done.lock() {
+                            done.insert(index, state);
+                        }
+                        finished.push(index);
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+        });
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     fn at(&self, line: usize, original: &str, err: BuildError) -> BuildError {
         BuildError::at(&self.file, line, original.trim(), err)
     }
 
     /// Starts a stage from its base and runs its (and its base's ONBUILD) instructions.
     fn build_stage(
-        &mut self,
+        &self,
         index: usize,
         display: &str,
         base: &Source,
@@ -318,7 +369,7 @@ impl Builder<'_> {
         Ok(state)
     }
 
-    fn start_state(&mut self, base: &Source) -> Result<StageState, BuildError> {
+    fn start_state(&self, base: &Source) -> Result<StageState, BuildError> {
         match base {
             Source::Scratch => Ok(StageState {
                 layers: Vec::new(),
@@ -337,8 +388,9 @@ impl Builder<'_> {
             Source::Stage(i) => {
                 let mut s = self
                     .done
-                    .get(i)
-                    .cloned()
+                    .lock()
+                    .ok()
+                    .and_then(|d| d.get(i).cloned())
                     .ok_or_else(|| BuildError::Invalid(format!("stage {i} was not built")))?;
                 let env = s
                     .config
@@ -392,28 +444,38 @@ impl Builder<'_> {
         Ok((rec.layers, config, rec.id))
     }
 
-    fn context(&mut self) -> Result<&ContextSnapshot, BuildError> {
-        if self.context.is_none() {
-            let step = self.engine.progress.start("[internal] load build context");
-            let (ignore, _) =
-                IgnoreMatcher::load(&self.options.context, self.dockerfile_path.as_deref())?;
-            let cache_path = self.engine.store.root().join("context-cache.redb");
-            let mut cache = MetadataCache::open(&cache_path)?;
-            let snap = ContextSnapshot::scan(&self.options.context, &ignore, &mut cache)?;
-            let stats = cache.stats();
-            self.engine.progress.info(
-                &step,
-                &format!(
-                    "{} entries, {} hashed, {} from cache",
-                    snap.entries().len(),
-                    stats.misses,
-                    stats.hits
-                ),
-            );
-            self.engine.progress.done(&step);
-            self.context = Some(snap);
+    /// The build context, scanned on first use (once, whichever stage asks first).
+    fn context(&self) -> Result<Arc<ContextSnapshot>, BuildError> {
+        let mut slot = self
+            .context
+            .lock()
+            .map_err(|_| BuildError::Invalid("a stage thread panicked".into()))?;
+        if let Some(snap) = slot.as_ref() {
+            return Ok(snap.clone());
         }
-        Ok(self.context.as_ref().expect("set above"))
+        let step = self.engine.progress.start("[internal] load build context");
+        let (ignore, _) =
+            IgnoreMatcher::load(&self.options.context, self.dockerfile_path.as_deref())?;
+        let cache_path = self.engine.store.root().join("context-cache.redb");
+        let mut cache = MetadataCache::open(&cache_path)?;
+        let snap = Arc::new(ContextSnapshot::scan(
+            &self.options.context,
+            &ignore,
+            &mut cache,
+        )?);
+        let stats = cache.stats();
+        self.engine.progress.info(
+            &step,
+            &format!(
+                "{} entries, {} hashed, {} from cache",
+                snap.entries().len(),
+                stats.misses,
+                stats.hits
+            ),
+        );
+        self.engine.progress.done(&step);
+        *slot = Some(snap.clone());
+        Ok(snap)
     }
 
     fn expand(&self, state: &StageState, word: &str) -> Result<String, BuildError> {
@@ -432,7 +494,7 @@ impl Builder<'_> {
     }
 
     fn instruction(
-        &mut self,
+        &self,
         stage_index: usize,
         display: &str,
         n: &mut usize,
@@ -703,7 +765,7 @@ impl Builder<'_> {
     }
 
     fn workdir_step(
-        &mut self,
+        &self,
         state: &mut StageState,
         path: &str,
         step: &super::progress::StepHandle,
@@ -747,7 +809,7 @@ impl Builder<'_> {
     }
 
     fn run_step(
-        &mut self,
+        &self,
         stage_index: usize,
         state: &mut StageState,
         r: &instructions::Run,
@@ -759,9 +821,11 @@ impl Builder<'_> {
             .mounts
             .iter()
             .any(|m| m.kind == instructions::MountType::Bind && m.from.is_none());
-        if needs_context {
-            self.context()?;
-        }
+        let context = if needs_context {
+            Some(self.context()?)
+        } else {
+            None
+        };
         for m in &r.mounts {
             let mut m = m.clone();
             for v in [
@@ -787,7 +851,7 @@ impl Builder<'_> {
             inputs.push(mounts::MountInput {
                 mount: m,
                 from,
-                context: self.context.as_ref(),
+                context: context.as_deref(),
             });
         }
         let prepared = mounts::prepare(
@@ -877,11 +941,13 @@ impl Builder<'_> {
         match resolve_ref(&self.plan.names, stage_index, from) {
             Source::Scratch => Err(BuildError::Invalid(format!("{from} has no files"))),
             Source::Stage(i) => {
-                let s = self
+                let (layers, key) = self
                     .done
-                    .get(&i)
+                    .lock()
+                    .ok()
+                    .and_then(|d| d.get(&i).map(|s| (s.layers.clone(), s.key.to_string())))
                     .ok_or_else(|| BuildError::Invalid(format!("stage {from} was not built")))?;
-                Ok((self.lowers(&s.layers)?, s.key.to_string()))
+                Ok((self.lowers(&layers)?, key))
             }
             Source::Image(name) => {
                 let (layers, _, id) = self.image(&name)?;
@@ -891,7 +957,7 @@ impl Builder<'_> {
     }
 
     fn copy_step(
-        &mut self,
+        &self,
         stage_index: usize,
         state: &mut StageState,
         c: &Copy,
@@ -986,9 +1052,8 @@ impl Builder<'_> {
                 if spec.sources.is_empty() {
                     (Vec::new(), String::new())
                 } else {
-                    self.context()?;
-                    let snap = self.context.as_ref().expect("loaded above");
-                    let from = copy::From::Context(snap);
+                    let snap = self.context()?;
+                    let from = copy::From::Context(&snap);
                     let selected = copy::select(&spec, &from)?;
                     let digest = snap.digest_of(selected.iter().map(|s| s.path.as_str()))?;
                     (selected, digest.to_string())
@@ -1028,7 +1093,11 @@ impl Builder<'_> {
             shown.join(" ")
         );
         let store = self.engine.store;
-        let context = &self.context;
+        let context = if from_lowers.is_none() && !spec.sources.is_empty() {
+            Some(self.context()?)
+        } else {
+            None
+        };
         let (key, layers) = (state.key.clone(), state.layers.clone());
         let outcome = self
             .engine
@@ -1036,7 +1105,7 @@ impl Builder<'_> {
                 let tmp = store.temp_dir()?;
                 let root = tmp.path().join("layer");
                 std::fs::create_dir(&root).map_err(io_err(&root))?;
-                let from = match (&from_lowers, context) {
+                let from = match (&from_lowers, &context) {
                     (Some(l), _) => copy::From::Layers(l.clone()),
                     (None, Some(snap)) => copy::From::Context(snap),
                     (None, None) => copy::From::Layers(Vec::new()),
