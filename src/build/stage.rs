@@ -456,6 +456,16 @@ impl Builder<'_> {
         let step = self.engine.progress.start("[internal] load build context");
         let (ignore, _) =
             IgnoreMatcher::load(&self.options.context, self.dockerfile_path.as_deref())?;
+        // The digest cache is one redb file, which one process may open at a time: builds
+        // sharing a store take turns scanning.
+        let lock_path = self.engine.store.root().join("context-cache.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        lock.lock().map_err(io_err(&lock_path))?;
         let cache_path = self.engine.store.root().join("context-cache.redb");
         let mut cache = MetadataCache::open(&cache_path)?;
         let snap = Arc::new(ContextSnapshot::scan(
@@ -473,6 +483,8 @@ impl Builder<'_> {
                 stats.hits
             ),
         );
+        drop(cache);
+        drop(lock);
         self.engine.progress.done(&step);
         *slot = Some(snap.clone());
         Ok(snap)
