@@ -375,6 +375,12 @@ fn errors_name_the_line_and_tag_nothing() {
     let err = b.build_fails(&[path_str(&ctx)]);
     assert!(err.contains("outside the build context"), "{err}");
 
+    let err = b.build_fails(&["--platform", "linux/s390x", path_str(&ctx)]);
+    assert!(
+        err.contains("building for linux/s390x on linux/") && err.contains("is not supported yet"),
+        "{err}"
+    );
+
     std::fs::write(ctx.join("Dockerfile"), "FROM not-in-store:1.0\n").unwrap();
     let err = b.build_fails(&[path_str(&ctx)]);
     assert!(
@@ -545,6 +551,33 @@ fn context_from_tar_and_stdin_and_exporters() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), dir_id);
+    // -f - reads the Dockerfile from stdin, the context stays the directory.
+    let out = b
+        .env
+        .cmd()
+        .args(["build", "-q", "-t", "dash-f", "-f", "-", path_str(&ctx)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"FROM busybox\nCOPY page.html /from-dash-f.html\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        b.image_file("dash-f", "/from-dash-f.html").unwrap(),
+        "<p>hi</p>\n"
+    );
     // A Dockerfile on stdin, no context.
     let out = b
         .env

@@ -12,7 +12,14 @@
 //!    runs: RUN in `rbuild_runtime` on an overlay of the parent's snapshots plus a fresh upper
 //!    dir (the upper dir becomes the layer and is adopted as the new snapshot), COPY/ADD into a
 //!    staging dir written with the layer writer.
-//! 4. The target's config and layers are committed to the store and tagged.
+//! 4. Stages run as soon as the stages they need are done; independent ones in parallel
+//!    threads. The target's config and layers are committed to the store and tagged, and
+//!    optionally exported ([`export`]).
+//!
+//! Other parts: [`layered`] reads the merged view of snapshot dirs without mounting them
+//! (`COPY --from`, `--chown` lookups, destination checks); `mounts` turns `RUN --mount` into
+//! runtime mounts; [`source`] unpacks tar/stdin contexts; [`progress`] prints BuildKit-like
+//! plain lines.
 //!
 //! Cache keys are `sha256(parent key, canonical step)`: COPY/ADD include the context selection
 //! digest (paths, contents, modes, owners, not mtimes), RUN its command, shell, env, visible
