@@ -438,6 +438,18 @@ fn quiet_iidfile_and_tags() {
             .any(|l| l.starts_with('#') && l.ends_with(" quiet-run")),
         "{progress}"
     );
+    // The live display: finished steps as `=> ...` lines, redrawn with ANSI sequences.
+    let out = b
+        .env
+        .cmd()
+        .args(["build", "--progress=tty", "--no-cache", path_str(&ctx)])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let tty = String::from_utf8_lossy(&out.stderr);
+    assert!(tty.contains("=> [stage-0 2/2] RUN echo quiet-run"), "{tty}");
+    assert!(tty.contains("=> => writing image sha256:"), "{tty}");
+    assert!(tty.contains("\x1b[J"), "{tty}");
     let tail: Vec<&str> = progress.lines().rev().take(3).collect();
     assert!(tail[0].contains(" DONE "), "{progress}");
     assert!(

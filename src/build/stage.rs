@@ -230,7 +230,17 @@ impl Builder<'_> {
     fn run_stages(&self) -> Result<(), BuildError> {
         let order = &self.plan.order;
         let mut first_error = None;
+        let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
+            if self.engine.progress.is_live() {
+                let stop = &stop;
+                scope.spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(std::time::Duration::from_millis(250));
+                        self.engine.progress.tick();
+                    }
+                });
+            }
             let (tx, rx) = mpsc::channel();
             let mut started = vec![false; order.len()];
             let mut finished: Vec<usize> = Vec::new();
@@ -270,6 +280,7 @@ impl Builder<'_> {
                     }
                 }
             }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
         match first_error {
             Some(e) => Err(e),

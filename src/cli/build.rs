@@ -41,7 +41,7 @@ pub struct BuildArgs {
     /// Write the image ID to the file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
-    /// Type of progress output: auto, tty, plain (tty prints plain lines for now)
+    /// Type of progress output: auto (tty on a terminal, else plain), tty, plain
     #[arg(long, default_value = "auto", value_name = "TYPE")]
     pub progress: String,
     /// Networking mode for RUN instructions: none (default) or host
@@ -201,12 +201,11 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         }
     }
     let mode = match (args.quiet, args.progress.as_str()) {
-        (true, _) => ProgressMode::Quiet,
-        (false, "auto" | "plain" | "tty") => {
-            let _ = std::io::stderr().is_terminal();
-            ProgressMode::Plain
-        }
-        (false, "quiet") => ProgressMode::Quiet,
+        (true, _) | (false, "quiet") => ProgressMode::Quiet,
+        (false, "plain") => ProgressMode::Plain,
+        (false, "tty") => ProgressMode::Tty,
+        (false, "auto") if std::io::stderr().is_terminal() => ProgressMode::Tty,
+        (false, "auto") => ProgressMode::Plain,
         (false, other) => bail!("--progress {other:?}: use auto, tty or plain"),
     };
     let exports = args
