@@ -794,11 +794,8 @@ impl Builder<'_> {
         step: &super::progress::StepHandle,
     ) -> Result<(), BuildError> {
         let lowers = self.lowers(&state.layers)?;
-        if (Layered { lowers: &lowers }).resolve(path, true).is_some() {
-            self.engine.progress.done(step);
-            state.history(format!("WORKDIR {path}"), true, &state.created.clone());
-            return Ok(());
-        }
+        // As docker: WORKDIR is a layer step; when the directory exists the layer is empty.
+        let exists = (Layered { lowers: &lowers }).resolve(path, true).is_some();
         let store = self.engine.store;
         let canonical = json!({ "op": "mkdir", "path": path });
         let (key, layers) = (state.key.clone(), state.layers.clone());
@@ -809,7 +806,11 @@ impl Builder<'_> {
                 let root = tmp.path().join("layer");
                 std::fs::create_dir(&root).map_err(io_err(&root))?;
                 let view = Layered { lowers: &lowers };
-                let comps = view.resolve_lenient(path);
+                let comps = if exists {
+                    Vec::new()
+                } else {
+                    view.resolve_lenient(path)
+                };
                 let mut dir = root.clone();
                 for (i, c) in comps.iter().enumerate() {
                     dir = dir.join(c);

@@ -76,8 +76,9 @@ impl Engine<'_> {
             }
         }
         let produced = exec(&self.progress)?;
+        // A step that changed nothing still adds a layer (an empty tar), as docker does.
         let layer = match &produced.dir {
-            Some(dir) if !is_empty_dir(dir)? => {
+            Some(dir) => {
                 let info = self.store.write_layer(
                     &LayerSource::OverlayUpper(dir),
                     &LayerOptions {
@@ -94,7 +95,7 @@ impl Engine<'_> {
                 self.store.adopt_snapshot(dir, &chain, &info.diff_id)?;
                 Some(info)
             }
-            _ => None,
+            None => None,
         };
         drop(produced);
         let record = CacheRecord {
@@ -109,9 +110,4 @@ impl Engine<'_> {
             created: self.now.clone(),
         })
     }
-}
-
-fn is_empty_dir(dir: &std::path::Path) -> Result<bool, BuildError> {
-    let mut rd = std::fs::read_dir(dir).map_err(super::io_err(dir))?;
-    Ok(rd.next().is_none())
 }
