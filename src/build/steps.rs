@@ -92,17 +92,19 @@ impl Engine<'_> {
                 let chain = chain_ids(&diff_ids)
                     .pop()
                     .unwrap_or_else(|| info.diff_id.clone());
-                self.store.adopt_snapshot(dir, &chain, &info.diff_id)?;
-                Some(info)
+                self.store.move_snapshot(dir, &chain)?;
+                Some((info, chain))
             }
             None => None,
         };
         drop(produced);
         let record = CacheRecord {
-            layer: layer.clone(),
+            layer: layer.as_ref().map(|(info, _)| info.clone()),
             created: self.now.clone(),
         };
-        self.store.cache_put(&key, &record)?;
+        let snapshot = layer.as_ref().map(|(info, chain)| (chain, &info.diff_id));
+        self.store.record_step(&key, &record, snapshot)?;
+        let layer = layer.map(|(info, _)| info);
         self.progress.done(step);
         Ok(Outcome {
             key,
