@@ -161,8 +161,9 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
                     125
                 }
             };
-            std::mem::forget(state); // the monitor removes it
-                                     // SAFETY: _exit ends this forked child without running the parent's atexit work.
+            // The monitor removes the state directory, not this child.
+            std::mem::forget(state);
+            // SAFETY: _exit ends this forked child without running the parent's atexit work.
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => {
