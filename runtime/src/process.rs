@@ -176,6 +176,20 @@ fn validate(spec: &ContainerSpec) -> Result<(), RuntimeError> {
     Ok(())
 }
 
+/// `fd` itself when it is above 2, else a close-on-exec duplicate that is.
+fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, ProcessError> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC on an open descriptor; the result is checked and owned below.
+    let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if raw < 0 {
+        return Err(ProcessError::Channel(Errno::last()));
+    }
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
 fn spec_memfd(launch: &Launch) -> Result<File, ProcessError> {
     let name = c"rbuild-container-spec";
     // SAFETY: memfd_create reads a NUL-terminated name; the result is checked below.
@@ -215,7 +229,11 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
         spec: spec.clone(),
         window,
     })?;
-    let (sock_fd, spec_fd) = (theirs.raw(), spec_file.as_raw_fd());
+    // Both must stay clear of 0..=2, which the child's stdio setup overwrites (a runner
+    // with a closed stdin would otherwise get one of them there).
+    let theirs = above_stdio(theirs.into_fd())?;
+    let spec_file = File::from(above_stdio(spec_file.into())?);
+    let (sock_fd, spec_fd) = (theirs.as_raw_fd(), spec_file.as_raw_fd());
     let exe = current_exe();
     let mut cmd = Command::new(&exe);
     cmd.arg0("rbuild-runtime-init")

@@ -525,6 +525,28 @@ fn no_descriptors_leak_into_the_container() {
     drop((reader, writer));
 }
 
+fn runner_with_closed_stdin_and_stdout() {
+    // The runtime's own descriptors must not land on 0..=2, where the monitor's stdio
+    // setup would overwrite them: with 0 and 1 closed, a socket pair takes exactly those.
+    let (rootfs, _) = overlay("closed-stdio");
+    let spec = ContainerSpec::new(rootfs, vec!["true".into()]);
+    // SAFETY: saves, closes and later restores this process's fds 0 and 1; tests run one
+    // after another and print nothing meanwhile.
+    let saved = unsafe { [libc::dup(0), libc::dup(1)] };
+    assert!(saved.iter().all(|fd| *fd > 2));
+    unsafe { libc::close(0) };
+    unsafe { libc::close(1) };
+    let result = rbuild_runtime::run(&spec, Stdio::null());
+    // SAFETY: restores fds 0 and 1 from the saved duplicates.
+    unsafe {
+        libc::dup2(saved[0], 0);
+        libc::dup2(saved[1], 1);
+        libc::close(saved[0]);
+        libc::close(saved[1]);
+    }
+    assert_eq!(result.unwrap().code, 0);
+}
+
 fn umask_is_dockers() {
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let out = stdout_of(&sh("umask", "umask; mkdir /d; stat -c %a /d"));
@@ -899,6 +921,10 @@ fn main() {
         (
             "no_descriptors_leak_into_the_container",
             no_descriptors_leak_into_the_container,
+        ),
+        (
+            "runner_with_closed_stdin_and_stdout",
+            runner_with_closed_stdin_and_stdout,
         ),
         ("umask_is_dockers", umask_is_dockers),
         ("rlimits_are_set", rlimits_are_set),
