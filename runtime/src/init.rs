@@ -221,9 +221,9 @@ fn container_main(
     if spec.network != NetworkMode::Host {
         namespaces::loopback_up()?;
     }
-    rootfs::mount_proc_sys(&root)?;
-    rootfs::mount_dev(&root)?;
     let mut created = Vec::new();
+    rootfs::mount_proc_sys(&root, &mut created)?;
+    rootfs::mount_dev(&root, &mut created)?;
     rootfs::bind_etc_files(&root, state, &mut created)?;
     mounts::apply(&root, &spec.mounts, &mut created)?;
     let cwd = resolve_in_root(&root, &spec.process.cwd);

@@ -255,14 +255,14 @@ fn mount_overlay_fsconfig(
 }
 
 /// Mounts `/proc` and `/sys` (read-only) under `root`.
-pub(crate) fn mount_proc_sys(root: &Path) -> Result<(), RootfsError> {
+pub(crate) fn mount_proc_sys(root: &Path, created: &mut Vec<PathBuf>) -> Result<(), RootfsError> {
     let common = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let proc_dir = root.join("proc");
-    std::fs::create_dir_all(&proc_dir).map_err(create_err(&proc_dir))?;
+    let proc_dir = ensure_mountpoint(root, Path::new("/proc"), true, created)
+        .map_err(create_err(Path::new("/proc")))?;
     mount(Some("proc"), &proc_dir, Some("proc"), common, None::<&str>)
         .map_err(mount_err("proc", &proc_dir))?;
-    let sys_dir = root.join("sys");
-    std::fs::create_dir_all(&sys_dir).map_err(create_err(&sys_dir))?;
+    let sys_dir = ensure_mountpoint(root, Path::new("/sys"), true, created)
+        .map_err(create_err(Path::new("/sys")))?;
     match mount(
         Some("sysfs"),
         &sys_dir,
@@ -304,9 +304,9 @@ const DEVICES: &[(&str, u64, u64)] = &[
 /// A tmpfs `/dev` with null, zero, full, random, urandom, tty, a private devpts, shm,
 /// mqueue and the usual symlinks. Devices are created with mknod, or bound from the host
 /// where mknod is not permitted (rootless).
-pub(crate) fn mount_dev(root: &Path) -> Result<(), RootfsError> {
-    let dev = root.join("dev");
-    std::fs::create_dir_all(&dev).map_err(create_err(&dev))?;
+pub(crate) fn mount_dev(root: &Path, created: &mut Vec<PathBuf>) -> Result<(), RootfsError> {
+    let dev = ensure_mountpoint(root, Path::new("/dev"), true, created)
+        .map_err(create_err(Path::new("/dev")))?;
     mount(
         Some("tmpfs"),
         &dev,

@@ -627,6 +627,38 @@ fn renamed_directories_are_copied_not_redirected() {
     assert!(changes::is_whiteout(&home));
 }
 
+fn minimal_rootfs_gets_mount_points_that_leave_no_trace() {
+    // A rootfs with nothing but a static busybox: /proc, /sys, /dev and /etc are created for
+    // the container and removed again afterwards, so the change set holds only real changes.
+    let dir = scratch("minimal");
+    let lower = dir.join("lower");
+    std::fs::create_dir_all(lower.join("bin")).unwrap();
+    std::fs::copy(busybox().join("bin/busybox"), lower.join("bin/busybox")).unwrap();
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    let spec = ContainerSpec::new(
+        Rootfs::Overlay {
+            lowers: vec![lower],
+            upper: upper.clone(),
+            work,
+        },
+        vec![
+            "/bin/busybox".into(),
+            "sh".into(),
+            "-c".into(),
+            "/bin/busybox cat /etc/hostname; /bin/busybox touch /made".into(),
+        ],
+    );
+    assert_eq!(stdout_of(&spec), "rbuild\n");
+    let mut left: Vec<String> = std::fs::read_dir(&upper)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["made"]);
+}
+
 fn readonly_rootfs() {
     let mut spec = sh(
         "readonly",
@@ -935,6 +967,10 @@ fn main() {
         (
             "renamed_directories_are_copied_not_redirected",
             renamed_directories_are_copied_not_redirected,
+        ),
+        (
+            "minimal_rootfs_gets_mount_points_that_leave_no_trace",
+            minimal_rootfs_gets_mount_points_that_leave_no_trace,
         ),
         ("readonly_rootfs", readonly_rootfs),
         ("plain_directory_rootfs", plain_directory_rootfs),
