@@ -99,6 +99,7 @@ struct StateDir(PathBuf);
 impl StateDir {
     fn create(spec: &ContainerSpec) -> std::io::Result<StateDir> {
         let base = std::env::temp_dir();
+        remove_stale_state_dirs(&base);
         let dir = base.join(format!("rbuild-runtime-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir); // a stale one from a recycled pid
         std::fs::create_dir(&dir)?;
@@ -115,6 +116,27 @@ impl StateDir {
             rootfs::resolv_conf(host_network, &host_resolv),
         )?;
         Ok(state)
+    }
+}
+
+/// Removes state directories whose monitor is gone without cleaning up (it was killed):
+/// their mounts lived only in that container's mount namespace, which is gone too.
+fn remove_stale_state_dirs(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("rbuild-runtime-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -756,6 +756,17 @@ fn bind_tmpfs_and_readonly_mounts() {
     assert!(!ro.join("x").exists());
 }
 
+fn stale_state_dirs_are_removed() {
+    // What a killed monitor leaves behind (no process can have a pid above pid_max).
+    let stale = std::env::temp_dir().join("rbuild-runtime-4194305");
+    std::fs::create_dir_all(stale.join("rootfs")).unwrap();
+    std::fs::write(stale.join("hosts"), "").unwrap();
+    let (rootfs, _) = overlay("stale");
+    let spec = ContainerSpec::new(rootfs, vec!["true".into()]);
+    assert_eq!(rbuild_runtime::run(&spec, Stdio::null()).unwrap().code, 0);
+    assert!(!stale.exists());
+}
+
 fn setup_errors_are_reported() {
     // A missing rootfs is rejected before anything starts.
     let spec = ContainerSpec::new(Rootfs::Dir("/no/such/rootfs".into()), vec!["true".into()]);
@@ -979,6 +990,7 @@ fn main() {
             "bind_tmpfs_and_readonly_mounts",
             bind_tmpfs_and_readonly_mounts,
         ),
+        ("stale_state_dirs_are_removed", stale_state_dirs_are_removed),
         ("setup_errors_are_reported", setup_errors_are_reported),
         (
             "concurrent_containers_from_threads",
