@@ -61,7 +61,10 @@ pub enum Io {
 }
 
 /// The container's stdin, stdout and stderr. With `terminal: true` the process gets a pty
-/// instead and the runner copies `stdin` into it and its output to `stdout`.
+/// instead and the runner copies `stdin` into it (when the caller's stdin is a terminal it
+/// is put in raw mode until [`Container::wait`] returns; at end of input the pty gets an
+/// EOF character) and its output to `stdout`; `stderr` is then unused. The thread copying
+/// `stdin` may stay blocked in a read after the container ended.
 #[derive(Debug, Default)]
 pub struct Stdio {
     pub stdin: Io,
