@@ -501,6 +501,12 @@ fn env_and_workdir() {
         out,
         format!("bar baz\n/srv/app\n{}\n", rbuild_runtime::DEFAULT_PATH)
     );
+    // A large environment (more than a socket message could carry) arrives whole.
+    let mut spec = sh("env-large", "env | grep -c '^BIG'; echo ${BIG1999}");
+    spec.process.env = (0..2000)
+        .map(|i| format!("BIG{i}={}", "v".repeat(200)))
+        .collect();
+    assert_eq!(stdout_of(&spec), format!("2000\n{}\n", "v".repeat(200)));
     // A user who cannot enter the working directory fails before exec.
     let mut spec = sh("env-denied", "true");
     spec.process.cwd = "/root".into();
@@ -774,10 +780,27 @@ fn setup_errors_are_reported() {
         Err(RuntimeError::InvalidSpec(msg)) => assert!(msg.contains("/no/such/rootfs")),
         other => panic!("expected InvalidSpec, got {other:?}"),
     }
-    // upper and work on different filesystems: overlayfs refuses, inside the container setup.
+    // Failures inside the container's setup come back with their cause: a hostname longer
+    // than the kernel allows,
+    let mut spec = sh("badhost", "true");
+    spec.hostname = "h".repeat(100);
+    match rbuild_runtime::run(&spec, Stdio::null()) {
+        Err(RuntimeError::Setup(msg)) => {
+            assert!(msg.contains("failed to set hostname"), "{msg}");
+            assert!(msg.contains("EINVAL"), "{msg}");
+        }
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+    // and upper and work dirs on different filesystems, which overlayfs refuses.
     let dir = scratch("badoverlay");
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     std::fs::create_dir(dir.join("work")).unwrap();
+    let dev = |p: &Path| std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(p).unwrap());
+    assert_ne!(
+        dev(shm.path()),
+        dev(&dir),
+        "/dev/shm must be its own filesystem"
+    );
     let spec = ContainerSpec::new(
         Rootfs::Overlay {
             lowers: vec![busybox()],
@@ -787,7 +810,7 @@ fn setup_errors_are_reported() {
         vec!["true".into()],
     );
     match rbuild_runtime::run(&spec, Stdio::null()) {
-        Err(RuntimeError::Setup(msg)) => assert!(msg.contains("overlay"), "{msg}"),
+        Err(RuntimeError::Setup(msg)) => assert!(msg.contains("mount overlay"), "{msg}"),
         other => panic!("expected a setup error, got {other:?}"),
     }
 }
