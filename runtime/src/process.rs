@@ -136,7 +136,11 @@ pub struct Container {
 #[derive(Debug)]
 struct TtyCopy {
     output: Option<JoinHandle<()>>,
-    restore: Option<(RawFd, Termios)>,
+    input: Option<JoinHandle<()>>,
+    /// Dropping it stops the input copy.
+    stop: Option<std::io::PipeWriter>,
+    /// The caller's terminal and its mode before raw mode.
+    restore: Option<(OwnedFd, Termios)>,
 }
 
 /// The program the runtime re-executes to set up containers: the running binary.
@@ -392,17 +396,20 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
             termios::cfmakeraw(&mut raw);
             termios::tcsetattr(input.as_fd(), SetArg::TCSANOW, &raw)
                 .map_err(ProcessError::Terminal)?;
-            restore = Some((input.as_raw_fd(), saved));
+            let terminal = input
+                .try_clone()
+                .map_err(|e| ProcessError::Terminal(io_errno(&e)))?;
+            restore = Some((terminal, saved));
         }
     }
     let mut reader = File::from(
         master
             .try_clone()
-            .map_err(|e| ProcessError::Terminal(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?,
+            .map_err(|e| ProcessError::Terminal(io_errno(&e)))?,
     );
     let size_master = master
         .try_clone()
-        .map_err(|e| ProcessError::Terminal(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+        .map_err(|e| ProcessError::Terminal(io_errno(&e)))?;
     let output_thread = std::thread::spawn(move || {
         let mut sink = output.map(File::from);
         let mut buf = [0u8; 8192];
@@ -429,13 +436,29 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
             }
         }
     });
+    let (mut input_thread, mut stop) = (None, None);
     if let Some(input) = input {
         let mut writer = File::from(master);
-        let restore_fd = restore.as_ref().map(|(fd, _)| *fd);
-        std::thread::spawn(move || {
+        let (stop_reader, stop_writer) =
+            std::io::pipe().map_err(|e| ProcessError::Terminal(io_errno(&e)))?;
+        stop = Some(stop_writer);
+        input_thread = Some(std::thread::spawn(move || {
             let mut source = File::from(input);
             let mut buf = [0u8; 8192];
-            while let Ok(n) = source.read(&mut buf) {
+            loop {
+                let mut fds = [
+                    PollFd::new(source.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(stop_reader.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(_) => break,
+                }
+                if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                    break; // the container ended
+                }
+                let n = source.read(&mut buf).unwrap_or(0);
                 if n == 0 {
                     // End of input: the terminal's EOF character (at the start of a line in
                     // canonical mode) so that a reading process sees end of file.
@@ -446,16 +469,18 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
                     break;
                 }
             }
-            // Keep the saved terminal descriptor open: `wait` restores its mode.
-            if restore_fd.is_some() {
-                std::mem::forget(source);
-            }
-        });
+        }));
     }
     Ok(TtyCopy {
         output: Some(output_thread),
+        input: input_thread,
+        stop,
         restore,
     })
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 impl Container {
@@ -516,10 +541,12 @@ impl Container {
             if let Some(handle) = tty.output.take() {
                 let _ = handle.join();
             }
+            drop(tty.stop.take());
+            if let Some(handle) = tty.input.take() {
+                let _ = handle.join();
+            }
             if let Some((fd, saved)) = tty.restore.take() {
-                // SAFETY: the descriptor is kept open by the (leaked) input copy.
-                let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-                let _ = termios::tcsetattr(borrowed, SetArg::TCSANOW, &saved);
+                let _ = termios::tcsetattr(fd.as_fd(), SetArg::TCSANOW, &saved);
             }
         }
         remove_created(&self.change_root, &self.created);

@@ -435,6 +435,14 @@ fn terminal_with_init_and_window_size() {
     let (reader, writer) = std::io::pipe().unwrap();
     let mut spec = sh("tty-size", "stty size");
     spec.process.terminal = true;
+    let terminal = pty.slave.try_clone().unwrap();
+    let canonical = |fd: &std::os::fd::OwnedFd| {
+        nix::sys::termios::tcgetattr(fd)
+            .unwrap()
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ICANON)
+    };
+    assert!(canonical(&terminal));
     let stdio = Stdio {
         stdin: Io::Fd(pty.slave),
         stdout: Io::Fd(writer.into()),
@@ -445,6 +453,8 @@ fn terminal_with_init_and_window_size() {
     let mut text = String::new();
     std::io::Read::read_to_string(&mut BufReader::new(reader), &mut text).unwrap();
     assert_eq!(text, "40 100\r\n");
+    // The caller's terminal was in raw mode while the container ran, and is restored.
+    assert!(canonical(&terminal), "terminal mode restored");
     drop(pty.master);
 }
 
