@@ -166,10 +166,60 @@ pub(crate) fn mount_rootfs(
                     .map_err(mount_err("overlay", target))
             } else {
                 mount_overlay_fsconfig(&lower_dirs, upper, work, rootless, target)
-                    .map_err(mount_err("overlay (fsconfig, lowerdir+)", target))
+                    .or_else(|_| {
+                        // Before Linux 6.8 (no `lowerdir+`): lower paths relative to their
+                        // common parent, which must then fit in a page.
+                        let (common, lowerdir) = relative_lowerdir(&lower_dirs);
+                        let mut options = format!(
+                            "lowerdir={lowerdir},upperdir={},workdir={}",
+                            upper.display(),
+                            work.display()
+                        );
+                        if rootless {
+                            options.push_str(",userxattr");
+                        }
+                        if options.len() >= 4096 {
+                            return Err(Errno::E2BIG);
+                        }
+                        let previous = std::env::current_dir().map_err(|_| Errno::ENOENT)?;
+                        nix::unistd::chdir(&common)?;
+                        let result = mount(
+                            Some("overlay"),
+                            target,
+                            Some("overlay"),
+                            MsFlags::empty(),
+                            Some(options.as_str()),
+                        );
+                        nix::unistd::chdir(&previous)?;
+                        result
+                    })
+                    .map_err(mount_err("overlay (many lower directories)", target))
             }
         }
     }
+}
+
+/// The deepest directory containing every lower, and the lowers relative to it joined for
+/// `lowerdir=` (topmost first, as given).
+fn relative_lowerdir(lowers_top_first: &[&Path]) -> (PathBuf, String) {
+    let mut common = lowers_top_first
+        .first()
+        .and_then(|l| l.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    while !lowers_top_first.iter().all(|l| l.starts_with(&common)) {
+        if !common.pop() {
+            break;
+        }
+    }
+    let relative: Vec<String> = lowers_top_first
+        .iter()
+        .map(|l| match l.strip_prefix(&common) {
+            Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+            _ => ".".to_string(),
+        })
+        .collect();
+    (common, relative.join(":"))
 }
 
 fn cstring(s: &str) -> CString {
@@ -554,6 +604,34 @@ pub fn resolv_conf(host_network: bool, host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_lowerdir_uses_the_common_parent() {
+        let a = Path::new("/var/lib/rbuild/snapshots/aaa");
+        let b = Path::new("/var/lib/rbuild/snapshots/bbb");
+        let c = Path::new("/var/lib/rbuild/other/ccc");
+        assert_eq!(
+            relative_lowerdir(&[a, b]),
+            (
+                PathBuf::from("/var/lib/rbuild/snapshots"),
+                "aaa:bbb".to_string()
+            )
+        );
+        assert_eq!(
+            relative_lowerdir(&[a, c]),
+            (
+                PathBuf::from("/var/lib/rbuild"),
+                "snapshots/aaa:other/ccc".to_string()
+            )
+        );
+        assert_eq!(
+            relative_lowerdir(&[a]),
+            (
+                PathBuf::from("/var/lib/rbuild/snapshots"),
+                "aaa".to_string()
+            )
+        );
+    }
 
     #[test]
     fn resolv_conf_drops_loopback_servers() {
