@@ -84,7 +84,9 @@ pub use error::RuntimeError;
 pub use mounts::MountError;
 pub use namespaces::NamespaceError;
 pub use paths::resolve_in_root;
-pub use process::{output, run, spawn, Container, ExitStatus, Io, Output, ProcessError, Stdio};
+pub use process::{
+    output, run, set_init_program, spawn, Container, ExitStatus, Io, Output, ProcessError, Stdio,
+};
 pub use rootfs::{RootfsError, MASKED_PATHS, READONLY_PATHS};
 pub use signals::FORWARDED_SIGNALS;
 pub use spec::{

@@ -143,9 +143,23 @@ struct TtyCopy {
     restore: Option<(OwnedFd, Termios)>,
 }
 
-/// The program the runtime re-executes to set up containers: the running binary.
+static INIT_PROGRAM: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// Makes the runtime execute `program` (which must call [`crate::init_hook`] first thing in
+/// `main`) to set up containers, instead of the running binary; `None` restores the default.
+/// For programs that cannot call the hook themselves, such as libtest unit tests: they can
+/// point it at the `rbuild` binary (`env!("CARGO_BIN_EXE_rbuild")` in integration tests).
+pub fn set_init_program(program: Option<PathBuf>) {
+    *INIT_PROGRAM.lock().unwrap_or_else(|e| e.into_inner()) = program;
+}
+
+/// The program the runtime re-executes to set up containers: by default the running binary.
 fn current_exe() -> PathBuf {
-    PathBuf::from("/proc/self/exe")
+    INIT_PROGRAM
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
 }
 
 fn validate(spec: &ContainerSpec) -> Result<(), RuntimeError> {

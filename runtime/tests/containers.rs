@@ -772,6 +772,33 @@ fn bind_tmpfs_and_readonly_mounts() {
     assert!(!ro.join("x").exists());
 }
 
+fn another_init_program() {
+    // A program other than the running one can set up containers (what libtest-based tests
+    // of other crates need): here a copy of this test binary.
+    let dir = scratch("init-program");
+    let copy = dir.join("init-copy");
+    std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+    rbuild_runtime::set_init_program(Some(copy.clone()));
+    let (rootfs, _) = overlay("init-program-c");
+    let spec = ContainerSpec::new(rootfs, vec!["sleep".into(), "10".into()]);
+    let spawned = rbuild_runtime::spawn(&spec, Stdio::null());
+    rbuild_runtime::set_init_program(None);
+    let container = spawned.unwrap();
+    // PID 1's parent is the monitor, which runs the copy.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", container.pid())).unwrap();
+    let monitor = status_line(&status, "PPid:").to_string();
+    let monitor_exe = std::fs::read_link(format!("/proc/{monitor}/exe")).unwrap();
+    container.kill(libc::SIGKILL).unwrap();
+    assert_eq!(container.wait().unwrap().code, 137);
+    assert_eq!(monitor_exe, copy);
+    // A program that does not call init_hook gets a clear error.
+    rbuild_runtime::set_init_program(Some("/bin/true".into()));
+    let result = rbuild_runtime::run(&spec, Stdio::null());
+    rbuild_runtime::set_init_program(None);
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("init_hook"), "{err}");
+}
+
 fn stale_state_dirs_are_removed() {
     // What a killed monitor leaves behind (no process can have a pid above pid_max).
     let stale = std::env::temp_dir().join("rbuild-runtime-4194305");
@@ -1023,6 +1050,7 @@ fn main() {
             "bind_tmpfs_and_readonly_mounts",
             bind_tmpfs_and_readonly_mounts,
         ),
+        ("another_init_program", another_init_program),
         ("stale_state_dirs_are_removed", stale_state_dirs_are_removed),
         ("setup_errors_are_reported", setup_errors_are_reported),
         (
