@@ -550,8 +550,11 @@ fn runner_with_closed_stdin_and_stdout() {
     // after another and print nothing meanwhile.
     let saved = unsafe { [libc::dup(0), libc::dup(1)] };
     assert!(saved.iter().all(|fd| *fd > 2));
-    unsafe { libc::close(0) };
-    unsafe { libc::close(1) };
+    // SAFETY: closing fds 0 and 1, which `saved` duplicates; nothing holds them as owned.
+    unsafe {
+        libc::close(0);
+        libc::close(1);
+    }
     let result = rbuild_runtime::run(&spec, Stdio::null());
     // SAFETY: restores fds 0 and 1 from the saved duplicates.
     unsafe {
