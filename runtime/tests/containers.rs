@@ -906,15 +906,38 @@ fn rootless_child(lower: &str, dir: &str) {
                 .into(),
         ],
     );
-    match rbuild_runtime::output(&spec, b"") {
-        Ok(out) => {
-            print!("{}", String::from_utf8_lossy(&out.stdout));
-            eprint!("{}", String::from_utf8_lossy(&out.stderr));
-            std::process::exit(out.status.code);
-        }
-        Err(e) => {
-            eprintln!("rootless run failed: {e}");
-            std::process::exit(99);
+    // Second: a plain directory rootfs, the host's network (sysfs then cannot be mounted and
+    // is bound instead), the init, and a tty.
+    let mut second = ContainerSpec::new(
+        Rootfs::Dir(PathBuf::from(lower)),
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "ls /sys/class/net | wc -l; tty; cat /proc/1/cmdline | tr '\\0' '\\n' | head -1".into(),
+        ],
+    );
+    second.network = NetworkMode::Host;
+    second.init = true;
+    second.process.terminal = true;
+    for spec in [spec, second] {
+        match rbuild_runtime::output(&spec, b"") {
+            Ok(out) => {
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                if out.status.code != 0 {
+                    std::process::exit(out.status.code);
+                }
+            }
+            Err(e) => {
+                let mut chain = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    chain.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                eprintln!("rootless run failed: {chain}");
+                std::process::exit(99);
+            }
         }
     }
 }
@@ -972,6 +995,11 @@ fn rootless_as_nobody() {
     );
     assert_eq!(&lines[2..4], ["rbuild", "lo"], "{stdout}");
     assert_eq!(lines[4], "CapEff:\t00000000a80425fb", "{stdout}");
+    let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
+    // (str::lines also strips the pty's carriage returns)
+    assert_eq!(lines[5], host_links.to_string(), "host network: {stdout}");
+    assert_eq!(lines[6], "/dev/pts/0", "{stdout}");
+    assert_eq!(lines[7], "rbuild-runtime-init", "{stdout}");
     // The change set: a new file owned by the caller, a whiteout for the deleted one
     // (rootless overlay uses the user.overlay.* xattrs).
     let upper = dir.join("upper");
