@@ -301,6 +301,17 @@ fn attach_pty(chan: &Channel, uid: u32, window: Option<(u16, u16)>) -> Result<()
     )
     .map_err(|e| err("open the pty slave", e))?;
     let _ = nix::unistd::fchown(slave, Some(nix::unistd::Uid::from_raw(uid)), None);
+    // As docker: the pty is also the container's /dev/console.
+    let console = Path::new("/dev/console");
+    std::fs::File::create(console).map_err(|e| err("create /dev/console", io_errno(&e)))?;
+    nix::mount::mount(
+        Some(name.as_str()),
+        console,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| err("bind the pty to /dev/console", e))?;
     if let Some((rows, cols)) = window {
         let ws = libc::winsize {
             ws_row: rows,
@@ -325,6 +336,10 @@ fn attach_pty(chan: &Channel, uid: u32, window: Option<(u16, u16)>) -> Result<()
         let _ = nix::unistd::close(slave);
     }
     Ok(())
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// Everything `execve` needs, prepared while still privileged (allocation happens here).

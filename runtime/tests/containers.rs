@@ -392,13 +392,18 @@ fn init_reaps_zombies() {
 }
 
 fn terminal_mode_gives_a_tty() {
-    let mut spec = sh("tty", "tty; [ -t 0 ] && echo stdin-is-tty; echo $TERM");
+    let mut spec = sh(
+        "tty",
+        "tty; [ -t 0 ] && echo stdin-is-tty; echo $TERM; stat -c %t,%T /dev/console /dev/pts/0",
+    );
     spec.process.terminal = true;
     let out = output(&spec, b"");
     assert_eq!(out.status.code, 0);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("/dev/pts/0\r\n"), "{text:?}");
     assert!(text.contains("stdin-is-tty\r\nxterm\r\n"), "{text:?}");
+    // /dev/console is the same pty (major 136 = 0x88).
+    assert!(text.ends_with("88,0\r\n88,0\r\n"), "{text:?}");
 
     let mut spec = sh("tty2", "read line; echo got:$line; cat; echo eof");
     spec.process.terminal = true;
