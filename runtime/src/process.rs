@@ -46,6 +46,8 @@ pub enum ProcessError {
     },
     #[error("failed to set up the terminal")]
     Terminal(#[source] Errno),
+    #[error("failed to connect into the container's network namespace")]
+    Connect(#[source] std::io::Error),
 }
 
 /// Where one of the container's standard streams goes.
@@ -514,6 +516,28 @@ impl Container {
             });
         }
         Ok(())
+    }
+
+    /// Opens a TCP connection to `port` on the container's loopback address, made from
+    /// inside the container's network namespace: the building block of port forwarding
+    /// (a listener on the host hands each connection's bytes to one of these). Needs root
+    /// (joining the namespace); with `NetworkMode::Host` it is the host's loopback.
+    pub fn connect_tcp(&self, port: u16) -> Result<std::net::TcpStream, ProcessError> {
+        let ns_path = format!("/proc/{}/ns/net", self.pid);
+        let ns = File::open(&ns_path).map_err(ProcessError::Connect)?;
+        // Joining a network namespace affects only the calling thread: a short-lived thread
+        // joins, connects, and ends; the socket stays in the container's namespace.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(std::io::Error::from)?;
+                    std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port))
+                })
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("connect thread panicked")))
+        })
+        .map_err(ProcessError::Connect)
     }
 
     /// Waits for the container to end and returns its docker-style exit status.

@@ -249,6 +249,39 @@ fn network_none_has_only_loopback_and_host_sees_host() {
     assert_eq!(out.lines().count(), host.len(), "{out} vs {host:?}");
 }
 
+fn tcp_connection_into_the_network_namespace() {
+    const PORT: u16 = 48271;
+    let (rootfs, _) = overlay("connect");
+    let spec = ContainerSpec::new(
+        rootfs,
+        ["httpd", "-f", "-p", &PORT.to_string(), "-h", "/etc"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let container = rbuild_runtime::spawn(&spec, Stdio::null()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut stream = loop {
+        match container.connect_tcp(PORT) {
+            Ok(stream) => break stream,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("cannot connect: {e}"),
+        }
+    };
+    std::io::Write::write_all(&mut stream, b"GET /issue HTTP/1.0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.ends_with("rbuild-test-busybox\n"), "{response}");
+    // The server listens only in the container's namespace, not on the host's loopback.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", PORT)).is_err());
+    assert!(
+        container.connect_tcp(PORT).is_ok(),
+        "still listening inside"
+    );
+    container.kill(libc::SIGKILL).unwrap();
+    assert_eq!(container.wait().unwrap().code, 137);
+}
+
 // ---- process ----
 
 fn exit_codes_follow_docker() {
@@ -1038,6 +1071,10 @@ fn main() {
         (
             "network_none_has_only_loopback_and_host_sees_host",
             network_none_has_only_loopback_and_host_sees_host,
+        ),
+        (
+            "tcp_connection_into_the_network_namespace",
+            tcp_connection_into_the_network_namespace,
         ),
         ("exit_codes_follow_docker", exit_codes_follow_docker),
         ("sigkill_gives_137", sigkill_gives_137),
