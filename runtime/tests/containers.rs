@@ -151,6 +151,37 @@ fn sees_none_of_the_hosts_mounts() {
     }
 }
 
+fn container_mounts_do_not_reach_the_host() {
+    // While a container runs, none of its mounts (overlay root, /proc, /dev, binds) may
+    // show up in the host's mount table: they live in its private mount namespace.
+    let dir = scratch("leak");
+    std::fs::create_dir_all(dir.join("vol")).unwrap();
+    let (rootfs, upper) = overlay("leak-c");
+    let mut spec = ContainerSpec::new(rootfs, vec!["sleep".into(), "10".into()]);
+    spec.mounts = vec![MountSpec {
+        destination: "/vol".into(),
+        kind: MountKind::Bind {
+            source: dir.join("vol"),
+        },
+        readonly: true,
+    }];
+    let container = rbuild_runtime::spawn(&spec, Stdio::null()).unwrap();
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let theirs = std::fs::read_to_string(format!("/proc/{}/mountinfo", container.pid())).unwrap();
+    container.kill(libc::SIGKILL).unwrap();
+    container.wait().unwrap();
+    assert!(
+        theirs.contains(" /vol "),
+        "the container has its mounts: {theirs}"
+    );
+    for needle in ["rbuild-runtime-", upper.to_str().unwrap(), " /vol "] {
+        assert!(
+            !host.contains(needle),
+            "{needle} leaked into the host:\n{host}"
+        );
+    }
+}
+
 fn mount_is_denied() {
     let out = output(
         &sh("mountdeny", "mkdir -p /mnt && mount -t tmpfs none /mnt"),
@@ -1060,6 +1091,10 @@ fn main() {
         (
             "sees_none_of_the_hosts_mounts",
             sees_none_of_the_hosts_mounts,
+        ),
+        (
+            "container_mounts_do_not_reach_the_host",
+            container_mounts_do_not_reach_the_host,
         ),
         ("mount_is_denied", mount_is_denied),
         ("proc_sys_is_read_only", proc_sys_is_read_only),
