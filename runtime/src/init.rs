@@ -238,7 +238,13 @@ fn container_main(
     })?;
     rootfs::make_private()?;
     let root = state.join("rootfs");
-    rootfs::mount_rootfs(&spec.rootfs, &root, &state.join("empty"), rootless)?;
+    rootfs::mount_rootfs(
+        &spec.rootfs,
+        &root,
+        &state.join("empty"),
+        rootless,
+        spec.volatile_overlay,
+    )?;
     namespaces::set_hostname(&spec.hostname)?;
     if spec.network != NetworkMode::Host {
         namespaces::loopback_up()?;

@@ -99,6 +99,7 @@ pub(crate) fn mount_rootfs(
     target: &Path,
     empty_lower: &Path,
     rootless: bool,
+    volatile: bool,
 ) -> Result<(), RootfsError> {
     match rootfs {
         Rootfs::Dir(dir) => mount(
@@ -144,28 +145,29 @@ pub(crate) fn mount_rootfs(
             // mount(2) data is limited to one page; the new mount API appends one lower at a time.
             if options.len() < 4000 {
                 // Renamed directories and metadata-only copy-ups cannot be expressed in a
-                // layer, so both are turned off (kernels without the options: plain mount).
+                // layer, so both are turned off; `volatile` skips syncs of the upper dir.
+                // Kernels without these options get the plain mount.
                 let strict = format!("{options},redirect_dir=off,metacopy=off");
-                let overlay = |data: &str| {
-                    mount(
+                let mut attempts = vec![strict.clone(), options.clone()];
+                if volatile {
+                    attempts.insert(0, format!("{strict},volatile"));
+                }
+                let mut result = Err(Errno::EINVAL);
+                for data in &attempts {
+                    result = mount(
                         Some("overlay"),
                         target,
                         Some("overlay"),
                         MsFlags::empty(),
-                        Some(data),
-                    )
-                };
-                overlay(&strict)
-                    .or_else(|e| {
-                        if e == Errno::EINVAL {
-                            overlay(&options)
-                        } else {
-                            Err(e)
-                        }
-                    })
-                    .map_err(mount_err("overlay", target))
+                        Some(data.as_str()),
+                    );
+                    if result != Err(Errno::EINVAL) {
+                        break;
+                    }
+                }
+                result.map_err(mount_err("overlay", target))
             } else {
-                mount_overlay_fsconfig(&lower_dirs, upper, work, rootless, target)
+                mount_overlay_fsconfig(&lower_dirs, upper, work, rootless, volatile, target)
                     .or_else(|_| {
                         // Before Linux 6.8 (no `lowerdir+`): lower paths relative to their
                         // common parent, which must then fit in a page.
@@ -236,6 +238,7 @@ fn mount_overlay_fsconfig(
     upper: &Path,
     work: &Path,
     rootless: bool,
+    volatile: bool,
     target: &Path,
 ) -> Result<(), Errno> {
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
@@ -273,6 +276,9 @@ fn mount_overlay_fsconfig(
     let off = cstring("off");
     let _ = set("redirect_dir", Some(&off));
     let _ = set("metacopy", Some(&off));
+    if volatile {
+        let _ = set("volatile", None);
+    }
     // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
     check(unsafe {
         libc::syscall(

@@ -650,18 +650,31 @@ fn rlimits_are_set() {
 // ---- filesystem ----
 
 fn overlay_upper_records_changes() {
-    let (rootfs, upper) = overlay("changes");
-    let spec = ContainerSpec::new(
+    for volatile in [false, true] {
+        upper_records_changes(volatile);
+    }
+}
+
+fn upper_records_changes(volatile: bool) {
+    let (rootfs, upper) = overlay(&format!("changes-{volatile}"));
+    let mut spec = ContainerSpec::new(
         rootfs,
         vec![
             "sh".into(),
             "-c".into(),
             "set -e; echo new > /added; echo more >> /etc/issue; rm /etc/group; \
-             rm -rf /home; mkdir /home; touch /home/x"
+             rm -rf /home; mkdir /home; touch /home/x; \
+             grep -c ' / .*overlay.*volatile' /proc/self/mountinfo || true"
                 .into(),
         ],
     );
-    stdout_of(&spec);
+    spec.volatile_overlay = volatile;
+    let out = stdout_of(&spec);
+    assert_eq!(
+        out,
+        if volatile { "1\n" } else { "0\n" },
+        "volatile: {volatile}"
+    );
     assert_eq!(
         std::fs::read_to_string(upper.join("added")).unwrap(),
         "new\n"
