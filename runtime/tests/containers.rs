@@ -760,6 +760,34 @@ fn minimal_rootfs_gets_mount_points_that_leave_no_trace() {
     assert_eq!(left, ["made"]);
 }
 
+fn empty_lowers_and_file_bind_mounts() {
+    // FROM scratch: no lower at all; the only program is a bind-mounted file.
+    let dir = scratch("scratch");
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    let mut spec = ContainerSpec::new(
+        Rootfs::Overlay {
+            lowers: Vec::new(),
+            upper: upper.clone(),
+            work,
+        },
+        ["/bin/busybox", "sh", "-c", "/bin/busybox ls /"]
+            .map(String::from)
+            .to_vec(),
+    );
+    spec.mounts = vec![MountSpec {
+        destination: "/bin/busybox".into(),
+        kind: MountKind::Bind {
+            source: busybox().join("bin/busybox"),
+        },
+        readonly: true,
+    }];
+    assert_eq!(stdout_of(&spec), "bin\ndev\netc\nproc\nsys\n");
+    // Every mount point was created by the runtime, so nothing is left in the change set.
+    assert_eq!(std::fs::read_dir(&upper).unwrap().count(), 0);
+}
+
 fn readonly_rootfs() {
     let mut spec = sh(
         "readonly",
@@ -1163,6 +1191,10 @@ fn main() {
         (
             "minimal_rootfs_gets_mount_points_that_leave_no_trace",
             minimal_rootfs_gets_mount_points_that_leave_no_trace,
+        ),
+        (
+            "empty_lowers_and_file_bind_mounts",
+            empty_lowers_and_file_bind_mounts,
         ),
         ("readonly_rootfs", readonly_rootfs),
         ("plain_directory_rootfs", plain_directory_rootfs),
