@@ -123,6 +123,7 @@ pub const GZIP_CHUNK: usize = 4 << 20;
 /// A gzip writer that compresses 4 MiB chunks on several threads and writes them, in order, as
 /// consecutive gzip members (a valid gzip stream, like `pigz --independent`; every gzip reader
 /// handles multi-member streams). Input below one chunk gives a plain single-member stream.
+/// A chunk that does not shrink is stored (deflate level 0) rather than expanded.
 /// Memory use is bounded: at most one chunk per thread is in flight.
 pub struct ParallelGzip<W: Write> {
     out: W,
@@ -149,12 +150,19 @@ impl<W: Write> ParallelGzip<W> {
     fn spawn_chunk(&mut self) -> io::Result<()> {
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(GZIP_CHUNK));
         self.pending.push_back(std::thread::spawn(move || {
-            let mut e = flate2::write::GzEncoder::new(
-                Vec::with_capacity(chunk.len() / 2),
-                flate2::Compression::fast(),
-            );
-            e.write_all(&chunk)?;
-            e.finish()
+            let gzip = |level| {
+                let mut e =
+                    flate2::write::GzEncoder::new(Vec::with_capacity(chunk.len() / 2), level);
+                e.write_all(&chunk)?;
+                e.finish()
+            };
+            let out = gzip(flate2::Compression::fast())?;
+            if out.len() < chunk.len() {
+                return Ok(out);
+            }
+            // Incompressible: store the chunk (deflate stored blocks), which inflates at
+            // memory speed instead of growing the layer.
+            gzip(flate2::Compression::none())
         }));
         while self.pending.len() > self.threads {
             self.write_oldest()?;

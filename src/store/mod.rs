@@ -232,6 +232,7 @@ impl Store {
             touch(&dest);
             return Ok(());
         }
+        set_blob_mode(path)?;
         let f = fs::File::open(path).map_err(io_err(path))?;
         f.sync_all().map_err(io_err(path))?;
         fs::rename(path, &dest).map_err(io_err(&dest))?;
@@ -244,6 +245,7 @@ impl Store {
         tmp: tempfile::NamedTempFile,
         digest: &Digest,
     ) -> Result<(), StoreError> {
+        set_blob_mode(tmp.path())?;
         tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
         let dest = self.blob_path(digest);
         if dest.exists() {
@@ -284,6 +286,12 @@ impl Store {
         sync_dir(dir);
         Ok(())
     }
+}
+
+/// Blobs are world-readable (0644), like any OCI layout, whatever the temp file had.
+fn set_blob_mode(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).map_err(io_err(path))
 }
 
 /// Marks a blob as recently used (so a concurrent garbage collection can tell).
