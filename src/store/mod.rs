@@ -48,7 +48,7 @@ use crate::image::digest::{Digest, HashWriter};
 use crate::image::layer::{self, LayerError, LayerInfo, LayerOptions, LayerSource};
 use crate::image::reference::ReferenceError;
 
-pub use images::{ImageRecord, ImageSummary, RemoveEvent};
+pub use images::{ImageRecord, ImageSummary, RemoveEvent, GC_GRACE};
 
 /// An image ID: the digest of its config blob (as docker and podman define it).
 pub type ImageId = Digest;
