@@ -305,3 +305,56 @@ fn loads_old_docker_archive_layout_with_symlinked_layers() {
     assert_eq!(id_of(&env2, "old:1"), id);
     assert_eq!(id_of(&env2, "old:2"), id);
 }
+
+/// A layer above 4 MiB is stored as several gzip members and decompressed in parallel by
+/// `save`; `load` then re-checks its DiffID, so any mistake in the order would fail here.
+#[test]
+fn multi_member_gzip_layers_save_exactly() {
+    let env = TestEnv::new();
+    let rootfs = env.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let mut text = String::new();
+    let mut i = 0u64;
+    while text.len() < (13 << 20) {
+        text.push_str(&format!(
+            "line {i} {}\n",
+            i.wrapping_mul(0x9E3779B97F4A7C15)
+        ));
+        i += 1;
+    }
+    std::fs::write(rootfs.join("big.txt"), &text).unwrap();
+    let tar = env.path().join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let id = env
+        .ok(&["import", tar.to_str().unwrap(), "big:1"])
+        .trim()
+        .to_string();
+    let a = env.path().join("big.tar");
+    env.ok(&["save", "-o", a.to_str().unwrap(), "big:1"]);
+    let env2 = TestEnv::new();
+    env2.ok(&["load", "-i", a.to_str().unwrap()]);
+    assert_eq!(id_of(&env2, "big:1"), id);
+    let files = tar_files(&a);
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let layer = &files[manifest[0]["Layers"][0].as_str().unwrap()];
+    let mut ar = tar::Archive::new(&layer[..]);
+    let mut found = false;
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().ends_with("big.txt") {
+            let mut got = String::new();
+            e.read_to_string(&mut got).unwrap();
+            assert!(got == text, "content differs");
+            found = true;
+        }
+    }
+    assert!(found);
+}

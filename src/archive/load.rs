@@ -356,6 +356,7 @@ fn check_layer(
         size: f.size,
         uncompressed_size,
         media_type,
+        gzip_members: Vec::new(),
     })
 }
 
