@@ -25,7 +25,12 @@
 //! [`Store::open`], [`Store::resolve_image`], [`Store::image_config`],
 //! [`Store::put_blob_from_reader`], [`Store::write_layer`], [`Store::commit_image`],
 //! [`Store::add_image`], [`Store::snapshot_dirs`], [`Store::list_images`], [`Store::tag`],
-//! [`Store::remove_image`].
+//! [`Store::remove_image`], [`Store::prune_images`], [`Store::collect_garbage`].
+//!
+//! Reference counting is done by scanning: removing an image deletes exactly the blobs and
+//! snapshots (chain IDs) that no remaining image references, inside the same locked
+//! transaction. Files a crash leaves behind (blobs not yet committed, half-unpacked snapshots,
+//! temp files) are collected by [`Store::collect_garbage`] once older than [`GC_GRACE`].
 //!
 //! ```no_run
 //! use rbuild::store::Store;
