@@ -358,3 +358,68 @@ fn multi_member_gzip_layers_save_exactly() {
     }
     assert!(found);
 }
+
+/// zstd layers (OCI, on request) are kept as zstd in oci-archive and decompressed for
+/// docker-archive.
+#[test]
+fn zstd_layers_save_in_both_formats() {
+    use rbuild::image::compress::Compression;
+    use rbuild::image::layer::{LayerOptions, LayerSource};
+    use rbuild::image::oci::{self, ImageConfig, RootFs};
+    use rbuild::image::Reference;
+    use rbuild::store::Store;
+
+    let env = TestEnv::new();
+    let rootfs = env.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(rootfs.join("etc/motd"), "zstd layer\n").unwrap();
+    let store = Store::open(&env.root()).unwrap();
+    let opts = LayerOptions {
+        compression: Compression::Zstd,
+        mtime: Some(0),
+    };
+    let layer = store
+        .write_layer(&LayerSource::Dir(&rootfs), &opts)
+        .unwrap();
+    assert_eq!(layer.media_type, oci::MEDIA_LAYER_ZSTD);
+    let config = ImageConfig {
+        architecture: oci::host_architecture().into(),
+        os: "linux".into(),
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![layer.diff_id.clone()],
+        },
+        ..ImageConfig::default()
+    };
+    let id = store
+        .commit_image(
+            &config,
+            &[layer.clone()],
+            &[Reference::parse("z:1").unwrap()],
+        )
+        .unwrap();
+    for format in ["docker-archive", "oci-archive"] {
+        let f = env.path().join(format!("{format}.tar"));
+        env.ok(&["save", "--format", format, "-o", f.to_str().unwrap(), "z:1"]);
+        let env2 = TestEnv::new();
+        assert_eq!(
+            env2.ok(&["load", "-i", f.to_str().unwrap()]),
+            "Loaded image: z:1\n"
+        );
+        assert_eq!(id_of(&env2, "z:1"), id.to_string(), "{format}");
+        let v: Value = serde_json::from_str(&env2.ok(&["inspect", "z:1"])).unwrap();
+        let files = tar_files(&f);
+        if format == "oci-archive" {
+            assert!(
+                files.contains_key(&format!("blobs/sha256/{}", layer.digest.hex())),
+                "zstd blob kept"
+            );
+        } else {
+            assert!(
+                files.contains_key(&format!("blobs/sha256/{}", layer.diff_id.hex())),
+                "tar named by DiffID"
+            );
+        }
+        assert_eq!(v[0]["RootFS"]["Layers"][0], layer.diff_id.to_string());
+    }
+}
