@@ -394,7 +394,7 @@ fn zstd_layers_save_in_both_formats() {
     let id = store
         .commit_image(
             &config,
-            &[layer.clone()],
+            std::slice::from_ref(&layer),
             &[Reference::parse("z:1").unwrap()],
         )
         .unwrap();
