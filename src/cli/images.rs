@@ -502,7 +502,8 @@ fn header_row(template: &str) -> String {
     h
 }
 
-/// Prints tab-separated lines as aligned columns (3 spaces between), like docker's tabwriter.
+/// Prints tab-separated lines as aligned columns (3 spaces between, at least 10 wide), like
+/// docker's tabwriter.
 pub(super) fn print_table(
     out: &mut impl Write,
     lines: impl Iterator<Item = String>,
@@ -521,7 +522,9 @@ pub(super) fn print_table(
         let mut line = String::new();
         for (i, c) in r.iter().enumerate() {
             if i + 1 < r.len() {
-                line.push_str(&format!("{c:<w$}   ", w = widths[i]));
+                // docker: tabwriter.NewWriter(out, 10, 1, 3, ' ', 0): 3 spaces of padding,
+                // cells at least 10 wide
+                line.push_str(&format!("{c:<w$}", w = (widths[i] + 3).max(10)));
             } else {
                 line.push_str(c);
             }
