@@ -27,6 +27,11 @@
 //! [`Store::add_image`], [`Store::snapshot_dirs`], [`Store::list_images`], [`Store::tag`],
 //! [`Store::remove_image`], [`Store::prune_images`], [`Store::collect_garbage`].
 //!
+//! Other parts of rbuild (cache records, containers) keep their own redb tables in the same
+//! database: `Store::with_db(|db| …)` (crate-visible) runs a closure with the database open
+//! under the store lock; keep it short (no I/O-heavy work inside), and use `db::db_err` to
+//! turn redb errors into [`StoreError`].
+//!
 //! Reference counting is done by scanning: removing an image deletes exactly the blobs and
 //! snapshots (chain IDs) that no remaining image references, inside the same locked
 //! transaction. Files a crash leaves behind (blobs not yet committed, half-unpacked snapshots,
@@ -41,7 +46,7 @@
 //! # Ok(()) }
 //! ```
 
-mod db;
+pub(crate) mod db;
 mod images;
 mod snapshots;
 
