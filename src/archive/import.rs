@@ -63,7 +63,7 @@ pub fn import_rootfs(
             options.source
         )));
     }
-    let compressed = gz.finish().map_err(ArchiveError::Write)?;
+    let (compressed, gzip_members) = gz.finish_with_members().map_err(ArchiveError::Write)?;
     let (buf, digest, size) = compressed.finish();
     buf.into_inner()
         .map_err(|e| ArchiveError::Write(e.into_error()))?
@@ -76,6 +76,7 @@ pub fn import_rootfs(
         size,
         uncompressed_size,
         media_type: oci::MEDIA_LAYER_GZIP.to_string(),
+        gzip_members,
     };
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let message = options

@@ -23,7 +23,8 @@ pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
 
 impl Store {
     /// Runs `f` with the database open, holding the store's exclusive lock; rewrites
-    /// `index.json` afterwards when `f` returns `Ok` and the lock is still held.
+    /// `index.json` afterwards when `f` returns `Ok` and the lock is still held. This is the
+    /// way for other modules to keep their own tables in the store's database.
     pub(crate) fn with_db<T>(
         &self,
         f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
