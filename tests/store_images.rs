@@ -296,6 +296,13 @@ fn two_processes_share_one_root() {
         .output()
         .unwrap();
     assert!(a.status.success() && c.status.success());
+    // Regression: `save -o` onto a device writes into it instead of renaming over it.
+    use std::os::unix::fs::FileTypeExt;
+    let null = std::fs::metadata("/dev/null").unwrap();
+    assert!(
+        null.file_type().is_char_device(),
+        "save -o /dev/null replaced the device"
+    );
     let b = b.wait_with_output().unwrap();
     assert!(b.status.success());
     assert!(String::from_utf8_lossy(&b.stdout).starts_with("Untagged: p1:r0\n"));
