@@ -197,3 +197,23 @@ fn cli_reports_errors_with_the_given_file_name() {
         )
     );
 }
+
+#[test]
+fn cli_prints_warnings_on_stderr() {
+    let env = common::TestEnv::new();
+    let path = env.path().join("Dockerfile");
+    std::fs::write(&path, "FROM a\nRUN a \\\n\n  b\n").unwrap();
+    let out = env.run(&["parse", "-f", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "(from \"a\")\n(run \"a   b\")\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{}:2:1: warning: empty continuation line found in: RUN a   b\n",
+            path.display()
+        )
+    );
+}
