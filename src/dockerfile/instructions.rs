@@ -197,6 +197,14 @@ pub struct Copy {
     pub unpack: Option<bool>,
 }
 
+impl Copy {
+    /// The heredoc a source refers to (`<<EOF`, `<<-"EOF"`, ...), if it is one.
+    pub fn heredoc(&self, source: &str) -> Option<&Heredoc> {
+        let marker = super::heredoc::markers(source).ok()?.into_iter().next()?;
+        self.heredocs.iter().find(|h| h.name == marker.name)
+    }
+}
+
 /// HEALTHCHECK.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -1061,6 +1069,25 @@ mod tests {
     fn edit_distances() {
         assert_eq!(edit_distance("runn", "run"), 1);
         assert_eq!(edit_distance("cpoy", "copy"), 2);
+    }
+
+    #[test]
+    fn copy_sources_find_their_heredoc() {
+        let df =
+            crate::dockerfile::parse("FROM a\nCOPY <<-'A' b <<B /d/\nx\nA\ny\nB\n", "D").unwrap();
+        let stages = parse_instructions(&df).unwrap();
+        let Instruction::Copy(copy) = &stages.stages[0].instructions[0].instruction else {
+            panic!("not a COPY");
+        };
+        assert_eq!(
+            copy.heredoc(&copy.sources[0]).map(|h| h.content.as_str()),
+            Some("x\n")
+        );
+        assert!(copy.heredoc(&copy.sources[1]).is_none());
+        assert_eq!(
+            copy.heredoc(&copy.sources[2]).map(|h| h.content.as_str()),
+            Some("y\n")
+        );
     }
 
     #[test]
