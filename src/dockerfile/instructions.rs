@@ -628,7 +628,14 @@ fn parse_command(
                 trigger: Box::new(trigger),
             }
         }
-        "from" => unreachable_from(df, node)?,
+        // FROM starts a stage (see parse_from) and is rejected as an ONBUILD trigger above.
+        "from" => {
+            return Err(err(
+                df,
+                node.span,
+                ErrorKind::Invalid("FROM is not allowed here".into()),
+            ))
+        }
         _ => return Err(unknown_instruction(df, node)),
     };
     Ok(Command {
@@ -636,15 +643,6 @@ fn parse_command(
         span: node.span,
         original: node.original.clone(),
     })
-}
-
-/// FROM is handled by [`parse_from`]; as an ONBUILD trigger it is rejected before we get here.
-fn unreachable_from(df: &Dockerfile, node: &Node) -> Result<Instruction, ParseError> {
-    Err(err(
-        df,
-        node.span,
-        ErrorKind::Invalid("FROM is not allowed here".into()),
-    ))
 }
 
 fn unknown_instruction(df: &Dockerfile, node: &Node) -> ParseError {
