@@ -78,7 +78,8 @@ pub fn parse(source: &str, file_name: &str) -> Result<Dockerfile, ParseError> {
         Rule::chunk_backslash
     };
 
-    let mut nodes = Vec::new();
+    // About one instruction per 80 bytes in real files; saves regrowing a large vector.
+    let mut nodes = Vec::with_capacity(source.len() / 80 + 1);
     let mut comments: Vec<String> = Vec::new();
     'chunks: while pos < source.len() {
         let base = pos;
