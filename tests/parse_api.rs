@@ -197,3 +197,65 @@ fn cli_reports_errors_with_the_given_file_name() {
         )
     );
 }
+
+#[test]
+fn cli_prints_warnings_on_stderr() {
+    let env = common::TestEnv::new();
+    let path = env.path().join("Dockerfile");
+    std::fs::write(&path, "FROM a\nRUN a \\\n\n  b\n").unwrap();
+    let out = env.run(&["parse", "-f", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "(from \"a\")\n(run \"a   b\")\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{}:2:1: warning: empty continuation line found in: RUN a   b\n",
+            path.display()
+        )
+    );
+}
+
+/// Inputs that would take minutes with a quadratic step finish quickly (the bound is generous
+/// for debug builds on a loaded machine).
+#[test]
+fn pathological_inputs_stay_linear() {
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "escape run",
+            format!("FROM a\nRUN {}x\n", "\\".repeat(300_000)),
+        ),
+        ("many heredoc lines", "FROM a\nRUN a<<b\n".repeat(30_000)),
+        (
+            "many heredocs",
+            "FROM a\nRUN <<EOF\nx\nEOF\n".repeat(20_000),
+        ),
+        (
+            "long continuation",
+            format!("FROM a\nRUN a \\\n{}b\n", "  x \\\n# c\n\n".repeat(50_000)),
+        ),
+        (
+            "many words",
+            format!("FROM a\nRUN {}\n", "<<a ".repeat(100_000)),
+        ),
+        (
+            "long comment",
+            format!("# {}\nFROM a\n", "#\\".repeat(300_000)),
+        ),
+    ];
+    for (name, src) in cases {
+        let start = std::time::Instant::now();
+        let result = dockerfile::parse(&src, "Dockerfile");
+        if let Ok(df) = &result {
+            let _ = instructions::parse_instructions(df);
+        }
+        let took = start.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(20),
+            "{name}: {took:?} for {} bytes",
+            src.len()
+        );
+    }
+}
