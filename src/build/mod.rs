@@ -12,7 +12,14 @@
 //!    runs: RUN in `rbuild_runtime` on an overlay of the parent's snapshots plus a fresh upper
 //!    dir (the upper dir becomes the layer and is adopted as the new snapshot), COPY/ADD into a
 //!    staging dir written with the layer writer.
-//! 4. The target's config and layers are committed to the store and tagged.
+//! 4. Stages run as soon as the stages they need are done; independent ones in parallel
+//!    threads. The target's config and layers are committed to the store and tagged, and
+//!    optionally exported ([`export`]).
+//!
+//! Other parts: [`layered`] reads the merged view of snapshot dirs without mounting them
+//! (`COPY --from`, `--chown` lookups, destination checks); `mounts` turns `RUN --mount` into
+//! runtime mounts; [`source`] unpacks tar/stdin contexts; [`progress`] prints BuildKit-like
+//! plain lines.
 //!
 //! Cache keys are `sha256(parent key, canonical step)`: COPY/ADD include the context selection
 //! digest (paths, contents, modes, owners, not mtimes), RUN its command, shell, env, visible
@@ -28,10 +35,13 @@
 //! ```
 
 mod copy;
+pub mod export;
 pub mod layered;
+mod mounts;
 pub mod plan;
 pub mod progress;
 mod run;
+pub mod source;
 mod stage;
 mod steps;
 
@@ -81,6 +91,8 @@ pub struct BuildOptions {
     pub platform: Option<String>,
     /// `SOURCE_DATE_EPOCH`: fixed layer mtimes and `created` times.
     pub source_date_epoch: Option<i64>,
+    /// `--secret id=ID,src=PATH`: secret id → file (for `RUN --mount=type=secret`).
+    pub secrets: BTreeMap<String, PathBuf>,
 }
 
 impl BuildOptions {
@@ -97,6 +109,7 @@ impl BuildOptions {
             network_host: false,
             platform: None,
             source_date_epoch: None,
+            secrets: BTreeMap::new(),
         }
     }
 }

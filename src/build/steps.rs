@@ -51,7 +51,7 @@ impl Engine<'_> {
     /// otherwise `exec` produces the layer's directory, which is written as a layer, adopted
     /// as the snapshot and recorded in the cache.
     pub fn layer_step(
-        &mut self,
+        &self,
         step: &StepHandle,
         parent_key: &Digest,
         parent_layers: &[LayerInfo],

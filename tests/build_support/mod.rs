@@ -10,6 +10,7 @@ use sha2::{Digest as _, Sha256};
 #[path = "../common/mod.rs"]
 mod common;
 
+#[allow(unused_imports)]
 pub use common::{testdata, TestEnv};
 
 /// A test store with `busybox:latest` imported.
@@ -22,6 +23,18 @@ impl BuildEnv {
         let env = TestEnv::new();
         let tar = common::busybox_rootfs_tar();
         env.ok(&["import", tar.to_str().unwrap(), "busybox:latest"]);
+        BuildEnv { env }
+    }
+
+    /// A store with the same `busybox:latest` as `other` (saved there, loaded here), so
+    /// images built on it can be compared byte for byte.
+    pub fn same_base_as(other: &BuildEnv) -> BuildEnv {
+        let env = TestEnv::new();
+        let tar = env.path().join("base.tar");
+        other
+            .env
+            .ok(&["save", "-o", tar.to_str().unwrap(), "busybox:latest"]);
+        env.ok(&["load", "-i", tar.to_str().unwrap()]);
         BuildEnv { env }
     }
 
