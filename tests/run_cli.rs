@@ -176,6 +176,12 @@ fn exit_codes() {
     // As PID 1 the shell is immune to its own SIGKILL (as in docker); behind --init it is not.
     let out = run(&env, &["--init", "bb", "sh", "-c", "kill -9 $$"]);
     assert_eq!(code(&out), 137);
+    // The image by ID prefix, full ID and full reference.
+    let short = env.ok(&["images", "-q"]).trim().to_string();
+    let full = env.ok(&["images", "-q", "--no-trunc"]).trim().to_string();
+    for name in [short.as_str(), full.as_str(), "docker.io/library/bb:latest"] {
+        assert_eq!(run_ok(&env, &[name, "echo", "ok"]), "ok\n", "{name}");
+    }
     // rbuild itself failing: docker's 125.
     let out = run(&env, &["no-such-image", "true"]);
     assert_eq!(code(&out), 125);
