@@ -257,7 +257,7 @@ fn tty_and_stdin() {
     // -t: the process gets a pty (script gives rbuild a terminal).
     let root = env.root();
     let command = format!(
-        "{} --root {} run --rm -t bb tty",
+        "{} --root {} run --rm -t bb sh -c 'tty; echo TERM=$TERM'",
         common::rbuild_bin(),
         root.display()
     );
@@ -269,6 +269,7 @@ fn tty_and_stdin() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("TERM=xterm"), "{text}");
     // Without -t: no tty.
     let out = run(&env, &["bb", "tty"]);
     assert_eq!(code(&out), 1);

@@ -475,3 +475,46 @@ pub fn remove(store: &Store, name: &str, force: bool) -> Result<String, Containe
     store.remove_container(&record.id)?;
     Ok(record.id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("new/dir");
+        let spec = format!("{}:/data:ro", host.display());
+        let mount = parse_volume(&spec).unwrap();
+        assert!(host.is_dir(), "a missing host dir is created");
+        assert_eq!(mount.destination, PathBuf::from("/data"));
+        assert!(mount.readonly);
+        assert_eq!(
+            mount.kind,
+            MountKind::Bind {
+                source: host.clone()
+            }
+        );
+        let rw = parse_volume(&format!("{}:/data:rw,z", host.display())).unwrap();
+        assert!(!rw.readonly);
+        for bad in [
+            "named:/data",
+            "/host",
+            "/host:relative",
+            "/host:/",
+            "/host:/data:bogus",
+            "/a:/b:ro:extra",
+        ] {
+            let err = parse_volume(bad).unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("web-1.a_b"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("a/b"));
+    }
+}
