@@ -592,10 +592,23 @@ fn kept_containers_ps_rm_and_rmi() {
         )),
         "{err}"
     );
-    env.ok(&["images", "-q"])
-        .lines()
-        .next()
-        .expect("image still there");
+    let image_id = env.ok(&["images", "-q"]).trim().to_string();
+    let err = env.fails(&["rmi", &image_id]);
+    assert!(
+        err.contains(&format!(
+            "conflict: unable to delete {image_id} (must be forced) - image is being used by stopped container {}",
+            &id[..12]
+        )),
+        "{err}"
+    );
+    // Untagging one of several tags is fine.
+    env.ok(&["tag", "bb", "bb2"]);
+    env.ok(&["rmi", "bb2"]);
+    assert_eq!(env.ok(&["images", "-q"]).trim(), image_id);
+
+    // A named --rm container frees its name when it ends.
+    run_ok(&env, &["--name", "temp", "bb", "true"]);
+    run_ok(&env, &["--name", "temp", "bb", "true"]);
 
     assert_eq!(env.ok(&["rm", "keep1"]).trim(), "keep1");
     assert_eq!(entries(&containers_dir(&env)), 0);
