@@ -48,6 +48,7 @@
 
 mod adopt;
 mod cache;
+mod containers;
 pub(crate) mod db;
 mod images;
 mod snapshots;
@@ -61,6 +62,7 @@ use crate::image::layer::{self, LayerError, LayerInfo, LayerOptions, LayerSource
 use crate::image::reference::ReferenceError;
 
 pub use cache::CacheRecord;
+pub use containers::{ContainerRecord, ContainerStatus};
 pub use images::{ImageRecord, ImageSummary, RemoveEvent, GC_GRACE};
 
 /// An image ID: the digest of its config blob (as docker and podman define it).
@@ -78,6 +80,8 @@ pub enum StoreError {
     Db(Box<redb::Error>),
     #[error("No such image: {0}")]
     NoSuchImage(String),
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
     #[error("{0:?} matches more than one image; use more of the ID")]
     Ambiguous(String),
     #[error("conflict: {0}")]
