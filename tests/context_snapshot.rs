@@ -399,3 +399,104 @@ fn scan_errors_name_the_path() {
     let err = ContextSnapshot::scan(&file, &IgnoreMatcher::empty(), &mut cache).unwrap_err();
     assert!(matches!(err, ContextError::NotADirectory { .. }), "{err}");
 }
+
+#[test]
+fn cache_open_waits_for_the_other_holder_and_memory_cache_works() {
+    let fx = Fixture::new();
+    write(&fx.ctx(), "f", "x");
+    let first = fx.cache();
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(first);
+    });
+    let started = std::time::Instant::now();
+    let mut second = fx.cache();
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "open waited for the holder"
+    );
+    holder.join().unwrap();
+    fx.scan("", &mut second);
+    assert_eq!(second.stats().misses, 1);
+
+    let mut memory = MetadataCache::in_memory().unwrap();
+    let snap = fx.scan("", &mut memory);
+    assert_eq!(memory.stats().misses, 1);
+    assert_eq!(snap.entries().len(), 2);
+}
+
+/// The walk (with its pruning of excluded directories) keeps exactly the paths that
+/// `is_excluded` does not exclude, plus the parents of those.
+#[test]
+fn walk_agrees_with_is_excluded() {
+    let fx = Fixture::new();
+    let ctx = fx.ctx();
+    let files = [
+        "a/b/c/file.txt",
+        "a/b/c/file.md",
+        "a/b/other.txt",
+        "a/top.md",
+        "a/keep/x",
+        "x/a/b/deep.md",
+        "x/y",
+        "README.md",
+        "Dockerfile",
+        ".git/config",
+        ".git/objects/ab/cdef",
+    ];
+    for file in files {
+        write(&ctx, file, file);
+    }
+    let mut all: Vec<String> = Vec::new();
+    for file in files {
+        let mut prefix = String::new();
+        for part in file.split('/') {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            if !all.contains(&prefix) {
+                all.push(prefix.clone());
+            }
+        }
+    }
+    let ignore_files = [
+        "a",
+        "a\n!a/keep",
+        "a\n!a/b/c/file.md",
+        "a/b\n!a",
+        "!a\na/b",
+        "**/*.md",
+        "*\n!**/*.md",
+        "*\n!a/b/**",
+        "*\n!a/b/*",
+        "**\n!x/a",
+        ".git\n*.md\n!README.md",
+        "a/**/c\n!a/b/c/*.txt",
+        "**/b\n!x/a/b/deep.md",
+    ];
+    let mut cache = fx.cache();
+    for text in ignore_files {
+        let ignore = IgnoreMatcher::parse(text).unwrap();
+        let mut expected: Vec<String> = Vec::new();
+        for path in &all {
+            if !ignore.is_excluded(path) {
+                let mut prefix = String::new();
+                for part in path.split('/') {
+                    if !prefix.is_empty() {
+                        prefix.push('/');
+                    }
+                    prefix.push_str(part);
+                    if !expected.contains(&prefix) {
+                        expected.push(prefix.clone());
+                    }
+                }
+            }
+        }
+        let snap = ContextSnapshot::scan(&ctx, &ignore, &mut cache).unwrap();
+        let mut got: Vec<String> = snap.entries()[1..].iter().map(|e| e.path.clone()).collect();
+        got.sort();
+        expected.sort();
+        assert_eq!(got, expected, "ignore file {text:?}");
+    }
+}

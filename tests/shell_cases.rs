@@ -459,3 +459,65 @@ fn env_sources() {
     let hash: HashMap<&str, &str> = [("A", "h")].into();
     assert_eq!(lex.process_word("$A", &hash).unwrap(), "h");
 }
+
+#[test]
+fn options_for_heredocs_and_display() {
+    let env = [("A", "a")];
+    // raw quotes: quotes stay, but still group words
+    let lex = ShellLex::new('\\').raw_quotes(true);
+    assert_eq!(
+        lex.process_words("x 'b c' \"$A d\"", &env).unwrap(),
+        ["x", "'b c'", "\"a d\""]
+    );
+    // raw escapes: escapes stay, but still escape
+    let lex = ShellLex::new('\\').raw_escapes(true);
+    assert_eq!(
+        lex.process_words(r"a\ b \$A", &env).unwrap(),
+        [r"a\ b", r"\$A"]
+    );
+    // quotes as ordinary characters
+    let lex = ShellLex::new('\\').skip_process_quotes(true);
+    assert_eq!(
+        lex.process_word("'$A' \"$A\" it's", &env).unwrap(),
+        "'a' \"a\" it's"
+    );
+    // unset variables left as written
+    let lex = ShellLex::new('\\').skip_unset_env(true);
+    let cases = [
+        ("$A $B", "a $B"),
+        ("${B}", "${B}"),
+        ("${B:-$A}", "${B:-a}"),
+        ("${B?must}", "${B?must}"),
+        ("${B#x*}", "${B#x*}"),
+        ("${B/x/y} ${B//x/$A}", "${B/x/y} ${B//x/a}"),
+        ("$1", "$1"),
+        ("${A:-x}", "a"),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(
+            lex.process_word(input, &env).unwrap(),
+            expected,
+            "{input:?}"
+        );
+    }
+    let (_, matches) = lex.process_word_with_matches("$A $B", &env).unwrap();
+    assert_eq!(matches.unmatched.iter().collect::<Vec<_>>(), ["B"]);
+    // BuildKit's heredoc detection: a quoted heredoc word differs between the two modes
+    let plain = ShellLex::new('\\').skip_unset_env(true);
+    let raw = plain.raw_quotes(true);
+    let empty: [(&str, &str); 0] = [];
+    assert_eq!(plain.process_words("<<'EOF'", &empty).unwrap(), ["<<EOF"]);
+    assert_eq!(raw.process_words("<<'EOF'", &empty).unwrap(), ["<<'EOF'"]);
+    assert_eq!(raw.process_words("<<EOF", &empty).unwrap(), ["<<EOF"]);
+}
+
+#[test]
+fn replacement_on_an_unset_variable() {
+    let lex = ShellLex::new('\\');
+    // Like Docker: the value is empty, and an empty pattern matches at its start.
+    assert_eq!(
+        lex.process_word("${NOPE/$E/ww}", &[("E", "")]).unwrap(),
+        "ww"
+    );
+    assert_eq!(lex.process_word("${NOPE/x/ww}", &[("E", "")]).unwrap(), "");
+}

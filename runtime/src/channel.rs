@@ -15,6 +15,14 @@ use serde::{Deserialize, Serialize};
 /// Largest message (the spec itself travels in a memfd, not here).
 const MAX_MESSAGE: usize = 256 * 1024;
 
+/// What the runner hands the monitor (through a memfd): the spec and, in terminal mode, the
+/// runner terminal's size (rows, columns) for the pty, set before the process starts.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Launch {
+    pub(crate) spec: crate::spec::ContainerSpec,
+    pub(crate) window: Option<(u16, u16)>,
+}
+
 /// What the runner and the container's setup processes tell each other.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Message {
@@ -59,6 +67,11 @@ impl Channel {
     pub(crate) unsafe fn from_raw(fd: RawFd) -> Channel {
         // SAFETY: guaranteed by the caller.
         Channel(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// The descriptor, for handing this end to another process.
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        self.0
     }
 
     pub(crate) fn raw(&self) -> RawFd {

@@ -25,7 +25,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::capabilities;
-use crate::channel::{Channel, Message};
+use crate::channel::{Channel, Launch, Message};
 use crate::mounts;
 use crate::namespaces;
 use crate::paths::resolve_in_root;
@@ -70,12 +70,12 @@ pub(crate) fn monitor_main(value: &OsStr) -> ! {
     // SAFETY: as above; the memfd holding the spec.
     let mut spec_file = unsafe { std::fs::File::from_raw_fd(spec_fd) };
     let mut text = String::new();
-    let spec: ContainerSpec = match spec_file
+    let launch: Launch = match spec_file
         .read_to_string(&mut text)
         .map_err(|e| e.to_string())
         .and_then(|_| serde_json::from_str(&text).map_err(|e| e.to_string()))
     {
-        Ok(spec) => spec,
+        Ok(launch) => launch,
         Err(e) => {
             let _ = chan.send(&Message::Error(format!(
                 "failed to read the container spec: {e}"
@@ -84,7 +84,7 @@ pub(crate) fn monitor_main(value: &OsStr) -> ! {
         }
     };
     drop(spec_file);
-    match monitor(&chan, &spec, &set) {
+    match monitor(&chan, &launch, &set) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             let _ = chan.send(&Message::Error(error_chain(&e)));
@@ -99,6 +99,7 @@ struct StateDir(PathBuf);
 impl StateDir {
     fn create(spec: &ContainerSpec) -> std::io::Result<StateDir> {
         let base = std::env::temp_dir();
+        remove_stale_state_dirs(&base);
         let dir = base.join(format!("rbuild-runtime-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir); // a stale one from a recycled pid
         std::fs::create_dir(&dir)?;
@@ -118,6 +119,27 @@ impl StateDir {
     }
 }
 
+/// Removes state directories whose monitor is gone without cleaning up (it was killed):
+/// their mounts lived only in that container's mount namespace, which is gone too.
+fn remove_stale_state_dirs(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("rbuild-runtime-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 impl Drop for StateDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -132,7 +154,8 @@ fn chan_err(e: Errno) -> RuntimeError {
     RuntimeError::Setup(format!("lost the runner's socket: {e}"))
 }
 
-fn monitor(chan: &Channel, spec: &ContainerSpec, set: &SigSet) -> Result<i32, RuntimeError> {
+fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, RuntimeError> {
+    let spec = &launch.spec;
     let rootless = !nix::unistd::geteuid().is_root();
     if rootless {
         namespaces::unshare_user()?;
@@ -153,15 +176,16 @@ fn monitor(chan: &Channel, spec: &ContainerSpec, set: &SigSet) -> Result<i32, Ru
     // the child may allocate and run ordinary Rust code.
     match unsafe { fork() }.map_err(|e| RuntimeError::Setup(format!("fork failed: {e}")))? {
         ForkResult::Child => {
-            let code = match container_main(chan, spec, &state.0, rootless, set) {
+            let code = match container_main(chan, launch, &state.0, rootless, set) {
                 Ok(never) => match never {},
                 Err(e) => {
                     let _ = chan.send(&Message::Error(error_chain(&e)));
                     125
                 }
             };
-            std::mem::forget(state); // the monitor removes it
-                                     // SAFETY: _exit ends this forked child without running the parent's atexit work.
+            // The monitor removes the state directory, not this child.
+            std::mem::forget(state);
+            // SAFETY: _exit ends this forked child without running the parent's atexit work.
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => {
@@ -198,11 +222,14 @@ fn supervise(child: Pid, set: &SigSet) -> (i32, Option<i32>) {
 /// Sets up PID 1 of the container and executes the process.
 fn container_main(
     chan: &Channel,
-    spec: &ContainerSpec,
+    launch: &Launch,
     state: &Path,
     rootless: bool,
     set: &SigSet,
 ) -> Result<Infallible, RuntimeError> {
+    let spec = &launch.spec;
+    // Docker's umask, whatever the runner's: files a RUN step creates must not depend on it.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|e| RuntimeError::Setup(format!("failed to set the parent-death signal: {e}")))?;
     unshare(CloneFlags::CLONE_NEWNS).map_err(|source| namespaces::NamespaceError::Unshare {
@@ -211,14 +238,20 @@ fn container_main(
     })?;
     rootfs::make_private()?;
     let root = state.join("rootfs");
-    rootfs::mount_rootfs(&spec.rootfs, &root, &state.join("empty"), rootless)?;
+    rootfs::mount_rootfs(
+        &spec.rootfs,
+        &root,
+        &state.join("empty"),
+        rootless,
+        spec.volatile_overlay,
+    )?;
     namespaces::set_hostname(&spec.hostname)?;
     if spec.network != NetworkMode::Host {
         namespaces::loopback_up()?;
     }
-    rootfs::mount_proc_sys(&root)?;
-    rootfs::mount_dev(&root)?;
     let mut created = Vec::new();
+    rootfs::mount_proc_sys(&root, &mut created)?;
+    rootfs::mount_dev(&root, &mut created)?;
     rootfs::bind_etc_files(&root, state, &mut created)?;
     mounts::apply(&root, &spec.mounts, &mut created)?;
     let cwd = resolve_in_root(&root, &spec.process.cwd);
@@ -234,7 +267,7 @@ fn container_main(
     chan.send(&Message::Created(created)).map_err(chan_err)?;
     nix::unistd::setsid().map_err(|e| RuntimeError::Setup(format!("setsid failed: {e}")))?;
     if spec.process.terminal {
-        attach_pty(chan, spec.process.user.uid)?;
+        attach_pty(chan, spec.process.user.uid, launch.window)?;
     }
     capabilities::apply_rlimits(&spec.rlimits)?;
     let exec = Exec::prepare(spec);
@@ -246,6 +279,10 @@ fn container_main(
         ))
     })?;
     chan.send(&Message::Ready).map_err(chan_err)?;
+    // Nothing in the container may hold the runner's socket (the process would also lose it
+    // at exec; the init would not). This process ends in exec or _exit, so the Channel's own
+    // close never runs after this one.
+    let _ = nix::unistd::close(chan.raw());
     if spec.init {
         run_init(exec, spec.process.terminal, set)
     } else {
@@ -255,7 +292,7 @@ fn container_main(
 
 /// Opens a pty in the container's devpts, sends the master to the runner, and makes the
 /// slave the controlling terminal and stdin/stdout/stderr.
-fn attach_pty(chan: &Channel, uid: u32) -> Result<(), RuntimeError> {
+fn attach_pty(chan: &Channel, uid: u32, window: Option<(u16, u16)>) -> Result<(), RuntimeError> {
     use nix::fcntl::OFlag;
     let err = |what: &str, e: Errno| RuntimeError::Setup(format!("failed to {what}: {e}"));
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
@@ -270,6 +307,27 @@ fn attach_pty(chan: &Channel, uid: u32) -> Result<(), RuntimeError> {
     )
     .map_err(|e| err("open the pty slave", e))?;
     let _ = nix::unistd::fchown(slave, Some(nix::unistd::Uid::from_raw(uid)), None);
+    // As docker: the pty is also the container's /dev/console.
+    let console = Path::new("/dev/console");
+    std::fs::File::create(console).map_err(|e| err("create /dev/console", io_errno(&e)))?;
+    nix::mount::mount(
+        Some(name.as_str()),
+        console,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| err("bind the pty to /dev/console", e))?;
+    if let Some((rows, cols)) = window {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a valid winsize; `master` is an open pty master.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
     chan.send_with(&Message::Pty, Some(master.as_raw_fd()))
         .map_err(chan_err)?;
     drop(master);
@@ -284,6 +342,10 @@ fn attach_pty(chan: &Channel, uid: u32) -> Result<(), RuntimeError> {
         let _ = nix::unistd::close(slave);
     }
     Ok(())
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// Everything `execve` needs, prepared while still privileged (allocation happens here).
@@ -331,6 +393,7 @@ impl Exec {
     /// Looks the program up and executes it; on failure prints docker's message and exits
     /// 127 (not found) or 126 (not executable).
     fn exec(self) -> ! {
+        close_inherited_fds();
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
         // Ignored signals survive exec: give the process default dispositions (Rust's
         // runtime ignores SIGPIPE in this binary; the runner may ignore others).
@@ -407,6 +470,28 @@ impl Exec {
     }
 }
 
+/// Marks every descriptor above stderr close-on-exec: the runner's (and this process's
+/// socket to it) must not reach the container's process.
+fn close_inherited_fds() {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range(2) with integer arguments only changes descriptor flags.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if rc == 0 {
+        return;
+    }
+    // Before Linux 5.11: walk the descriptor table.
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds.into_iter().filter(|fd| *fd > 2) {
+        // SAFETY: F_SETFD on a descriptor number; an already closed one just fails.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
 /// The small init: runs the process as its child, forwards signals to it, reaps every
 /// zombie, and exits with the process's status (128+N when killed by signal N).
 fn run_init(exec: Exec, terminal: bool, set: &SigSet) -> ! {
@@ -415,7 +500,11 @@ fn run_init(exec: Exec, terminal: bool, set: &SigSet) -> ! {
         Ok(ForkResult::Child) => {
             if terminal {
                 let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-                // Signals are still blocked, so taking the foreground raises no SIGTTOU.
+                // Taking the foreground from a background group raises SIGTTOU unless it is
+                // blocked; exec unblocks it again.
+                let mut ttou = SigSet::empty();
+                ttou.add(Signal::SIGTTOU);
+                let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None);
                 let _ = nix::unistd::tcsetpgrp(std::io::stdin(), nix::unistd::getpid());
             }
             exec.exec()

@@ -9,9 +9,10 @@ use std::process::{Child, Command};
 use std::thread::JoinHandle;
 
 use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{self, SetArg, Termios};
 
-use crate::channel::{Channel, Message};
+use crate::channel::{Channel, Launch, Message};
 use crate::init::INIT_ENV;
 use crate::signals::{self, Registration};
 use crate::spec::{ContainerSpec, Rootfs};
@@ -45,6 +46,8 @@ pub enum ProcessError {
     },
     #[error("failed to set up the terminal")]
     Terminal(#[source] Errno),
+    #[error("failed to connect into the container's network namespace")]
+    Connect(#[source] std::io::Error),
 }
 
 /// Where one of the container's standard streams goes.
@@ -60,7 +63,10 @@ pub enum Io {
 }
 
 /// The container's stdin, stdout and stderr. With `terminal: true` the process gets a pty
-/// instead and the runner copies `stdin` into it and its output to `stdout`.
+/// instead and the runner copies `stdin` into it (when the caller's stdin is a terminal it
+/// is put in raw mode until [`Container::wait`] returns; at end of input the pty gets an
+/// EOF character) and its output to `stdout`; `stderr` is then unused. The thread copying
+/// `stdin` may stay blocked in a read after the container ended.
 #[derive(Debug, Default)]
 pub struct Stdio {
     pub stdin: Io,
@@ -132,12 +138,30 @@ pub struct Container {
 #[derive(Debug)]
 struct TtyCopy {
     output: Option<JoinHandle<()>>,
-    restore: Option<(RawFd, Termios)>,
+    input: Option<JoinHandle<()>>,
+    /// Dropping it stops the input copy.
+    stop: Option<std::io::PipeWriter>,
+    /// The caller's terminal and its mode before raw mode.
+    restore: Option<(OwnedFd, Termios)>,
 }
 
-/// The program the runtime re-executes to set up containers: the running binary.
+static INIT_PROGRAM: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// Makes the runtime execute `program` (which must call [`crate::init_hook`] first thing in
+/// `main`) to set up containers, instead of the running binary; `None` restores the default.
+/// For programs that cannot call the hook themselves, such as libtest unit tests: they can
+/// point it at the `rbuild` binary (`env!("CARGO_BIN_EXE_rbuild")` in integration tests).
+pub fn set_init_program(program: Option<PathBuf>) {
+    *INIT_PROGRAM.lock().unwrap_or_else(|e| e.into_inner()) = program;
+}
+
+/// The program the runtime re-executes to set up containers: by default the running binary.
 fn current_exe() -> PathBuf {
-    PathBuf::from("/proc/self/exe")
+    INIT_PROGRAM
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
 }
 
 fn validate(spec: &ContainerSpec) -> Result<(), RuntimeError> {
@@ -175,7 +199,21 @@ fn validate(spec: &ContainerSpec) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-fn spec_memfd(spec: &ContainerSpec) -> Result<File, ProcessError> {
+/// `fd` itself when it is above 2, else a close-on-exec duplicate that is.
+fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, ProcessError> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC on an open descriptor; the result is checked and owned below.
+    let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if raw < 0 {
+        return Err(ProcessError::Channel(Errno::last()));
+    }
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+fn spec_memfd(launch: &Launch) -> Result<File, ProcessError> {
     let name = c"rbuild-container-spec";
     // SAFETY: memfd_create reads a NUL-terminated name; the result is checked below.
     let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
@@ -184,7 +222,7 @@ fn spec_memfd(spec: &ContainerSpec) -> Result<File, ProcessError> {
     }
     // SAFETY: `raw` is a fresh descriptor nothing else owns.
     let mut file = unsafe { File::from_raw_fd(raw) };
-    let json = serde_json::to_vec(spec).map_err(|e| ProcessError::Spec(e.into()))?;
+    let json = serde_json::to_vec(launch).map_err(|e| ProcessError::Spec(e.into()))?;
     file.write_all(&json).map_err(ProcessError::Spec)?;
     file.rewind().map_err(ProcessError::Spec)?;
     Ok(file)
@@ -198,8 +236,27 @@ fn spec_memfd(spec: &ContainerSpec) -> Result<File, ProcessError> {
 pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeError> {
     validate(spec)?;
     let (ours, theirs) = Channel::pair().map_err(ProcessError::Channel)?;
-    let spec_file = spec_memfd(spec)?;
-    let (sock_fd, spec_fd) = (theirs.raw(), spec_file.as_raw_fd());
+    let window = if spec.process.terminal {
+        [&stdio.stdin, &stdio.stdout]
+            .into_iter()
+            .find_map(|io| match io {
+                Io::Inherit => window_size(0).or_else(|| window_size(1)),
+                Io::Null => None,
+                Io::Fd(fd) => window_size(fd.as_raw_fd()),
+            })
+            .map(|ws| (ws.ws_row, ws.ws_col))
+    } else {
+        None
+    };
+    let spec_file = spec_memfd(&Launch {
+        spec: spec.clone(),
+        window,
+    })?;
+    // Both must stay clear of 0..=2, which the child's stdio setup overwrites (a runner
+    // with a closed stdin would otherwise get one of them there).
+    let theirs = above_stdio(theirs.into_fd())?;
+    let spec_file = File::from(above_stdio(spec_file.into())?);
+    let (sock_fd, spec_fd) = (theirs.as_raw_fd(), spec_file.as_raw_fd());
     let exe = current_exe();
     let mut cmd = Command::new(&exe);
     cmd.arg0("rbuild-runtime-init")
@@ -273,7 +330,16 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
                     .map_err(ProcessError::Channel)?;
             }
             Some((Message::Pid(pid), _)) => container.pid = pid,
-            Some((Message::Created(paths), _)) => container.created = paths,
+            Some((Message::Created(paths), _)) => {
+                // Only relative paths below the rootfs are ever removed again.
+                container.created = paths
+                    .into_iter()
+                    .filter(|p| {
+                        p.components()
+                            .all(|c| matches!(c, std::path::Component::Normal(_)))
+                    })
+                    .collect();
+            }
             Some((Message::Pty, fd)) => master = fd,
             Some((Message::Ready, _)) => ready = true,
             Some((Message::Error(message), _)) => {
@@ -298,6 +364,27 @@ fn dup_std(fd: RawFd) -> Option<OwnedFd> {
     borrowed.try_clone_to_owned().ok()
 }
 
+fn window_size(fd: RawFd) -> Option<libc::winsize> {
+    // SAFETY: ws is a plain C struct that TIOCGWINSZ fills in.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0).then_some(ws)
+    }
+}
+
+/// Copies the size of `source` (the runner's terminal) to the pty `master` when it changed;
+/// the kernel then sends SIGWINCH to the container's foreground process group.
+fn sync_window_size(source: Option<&OwnedFd>, master: &OwnedFd, last: &mut Option<(u16, u16)>) {
+    let Some(ws) = source.and_then(|fd| window_size(fd.as_raw_fd())) else {
+        return;
+    };
+    if *last != Some((ws.ws_row, ws.ws_col)) {
+        *last = Some((ws.ws_row, ws.ws_col));
+        // SAFETY: TIOCSWINSZ reads a valid winsize.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+}
+
 fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, ProcessError> {
     let input = match stdin {
         Io::Inherit => dup_std(0),
@@ -309,17 +396,14 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
         Io::Null => None,
         Io::Fd(fd) => Some(fd),
     };
-    // Size the pty like the runner's terminal, when there is one.
-    for fd in input.iter().chain(output.iter()) {
-        // SAFETY: ws is a plain C struct; TIOCGWINSZ fills it, TIOCSWINSZ reads it.
-        unsafe {
-            let mut ws: libc::winsize = std::mem::zeroed();
-            if libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0 {
-                libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-                break;
-            }
-        }
-    }
+    // Size the pty like the runner's terminal, when there is one, and follow its changes.
+    let size_source = input
+        .iter()
+        .chain(output.iter())
+        .find(|fd| window_size(fd.as_raw_fd()).is_some())
+        .and_then(|fd| fd.try_clone().ok());
+    let mut last_size = None;
+    sync_window_size(size_source.as_ref(), &master, &mut last_size); // normally already set
     let mut restore = None;
     if let Some(input) = &input {
         if nix::unistd::isatty(input.as_raw_fd()).unwrap_or(false) {
@@ -328,22 +412,39 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
             termios::cfmakeraw(&mut raw);
             termios::tcsetattr(input.as_fd(), SetArg::TCSANOW, &raw)
                 .map_err(ProcessError::Terminal)?;
-            restore = Some((input.as_raw_fd(), saved));
+            let terminal = input
+                .try_clone()
+                .map_err(|e| ProcessError::Terminal(io_errno(&e)))?;
+            restore = Some((terminal, saved));
         }
     }
     let mut reader = File::from(
         master
             .try_clone()
-            .map_err(|e| ProcessError::Terminal(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?,
+            .map_err(|e| ProcessError::Terminal(io_errno(&e)))?,
     );
+    let size_master = master
+        .try_clone()
+        .map_err(|e| ProcessError::Terminal(io_errno(&e)))?;
     let output_thread = std::thread::spawn(move || {
         let mut sink = output.map(File::from);
         let mut buf = [0u8; 8192];
-        // Ends with EIO once every slave descriptor is closed (the container has exited).
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
+        loop {
+            // Wake up now and then to pass on window size changes.
+            let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(250u16)) {
+                Ok(0) | Err(Errno::EINTR) => {
+                    sync_window_size(size_source.as_ref(), &size_master, &mut last_size);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => break,
             }
+            // Ends with EIO once every slave descriptor is closed (the container has exited).
+            let n = match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
             if let Some(sink) = sink.as_mut() {
                 if sink.write_all(&buf[..n]).is_err() {
                     sink.flush().ok();
@@ -351,27 +452,51 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
             }
         }
     });
+    let (mut input_thread, mut stop) = (None, None);
     if let Some(input) = input {
         let mut writer = File::from(master);
-        let restore_fd = restore.as_ref().map(|(fd, _)| *fd);
-        std::thread::spawn(move || {
+        let (stop_reader, stop_writer) =
+            std::io::pipe().map_err(|e| ProcessError::Terminal(io_errno(&e)))?;
+        stop = Some(stop_writer);
+        input_thread = Some(std::thread::spawn(move || {
             let mut source = File::from(input);
             let mut buf = [0u8; 8192];
-            while let Ok(n) = source.read(&mut buf) {
-                if n == 0 || writer.write_all(&buf[..n]).is_err() {
+            loop {
+                let mut fds = [
+                    PollFd::new(source.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(stop_reader.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(_) => break,
+                }
+                if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                    break; // the container ended
+                }
+                let n = source.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    // End of input: the terminal's EOF character (at the start of a line in
+                    // canonical mode) so that a reading process sees end of file.
+                    let _ = writer.write_all(b"\x04");
+                    break;
+                }
+                if writer.write_all(&buf[..n]).is_err() {
                     break;
                 }
             }
-            // Keep the saved terminal descriptor open: `wait` restores its mode.
-            if restore_fd.is_some() {
-                std::mem::forget(source);
-            }
-        });
+        }));
     }
     Ok(TtyCopy {
         output: Some(output_thread),
+        input: input_thread,
+        stop,
         restore,
     })
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 impl Container {
@@ -393,6 +518,28 @@ impl Container {
         Ok(())
     }
 
+    /// Opens a TCP connection to `port` on the container's loopback address, made from
+    /// inside the container's network namespace: the building block of port forwarding
+    /// (a listener on the host hands each connection's bytes to one of these). Needs root
+    /// (joining the namespace); with `NetworkMode::Host` it is the host's loopback.
+    pub fn connect_tcp(&self, port: u16) -> Result<std::net::TcpStream, ProcessError> {
+        let ns_path = format!("/proc/{}/ns/net", self.pid);
+        let ns = File::open(&ns_path).map_err(ProcessError::Connect)?;
+        // Joining a network namespace affects only the calling thread: a short-lived thread
+        // joins, connects, and ends; the socket stays in the container's namespace.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(std::io::Error::from)?;
+                    std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port))
+                })
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("connect thread panicked")))
+        })
+        .map_err(ProcessError::Connect)
+    }
+
     /// Waits for the container to end and returns its docker-style exit status.
     pub fn wait(mut self) -> Result<ExitStatus, RuntimeError> {
         self.finish()
@@ -406,6 +553,8 @@ impl Container {
         if let Some(status) = self.finished {
             return Ok(status);
         }
+        // After Ready only the monitor (and, with `init`, the init) hold the socket; the
+        // container's process never does, so an Exit message here is the monitor's.
         let mut reported = None;
         while let Ok(Some((message, _))) = self.chan.recv() {
             if let Message::Exit { code, signal } = message {
@@ -430,10 +579,12 @@ impl Container {
             if let Some(handle) = tty.output.take() {
                 let _ = handle.join();
             }
+            drop(tty.stop.take());
+            if let Some(handle) = tty.input.take() {
+                let _ = handle.join();
+            }
             if let Some((fd, saved)) = tty.restore.take() {
-                // SAFETY: the descriptor is kept open by the (leaked) input copy.
-                let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-                let _ = termios::tcsetattr(borrowed, SetArg::TCSANOW, &saved);
+                let _ = termios::tcsetattr(fd.as_fd(), SetArg::TCSANOW, &saved);
             }
         }
         remove_created(&self.change_root, &self.created);
@@ -458,6 +609,18 @@ impl Drop for Container {
 /// first), so they do not show up in the change set.
 fn remove_created(root: &Path, created: &[PathBuf]) {
     for rel in created.iter().rev() {
+        // The container may have replaced a parent with a symlink: never follow one.
+        let mut parent = root.to_path_buf();
+        let mut through_symlink = false;
+        for part in rel.parent().into_iter().flat_map(Path::components) {
+            parent.push(part);
+            through_symlink |= std::fs::symlink_metadata(&parent)
+                .map(|m| !m.is_dir())
+                .unwrap_or(true);
+        }
+        if through_symlink {
+            continue;
+        }
         let path = root.join(rel);
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() && m.len() == 0 => {

@@ -5,7 +5,7 @@ use std::io::{self, BufWriter, Read, Write};
 use super::ArchiveError;
 use crate::image::compress::{self, Compression, Compressor};
 use crate::image::digest::HashWriter;
-use crate::image::layer::{apply::safe_rel, LayerInfo};
+use crate::image::layer::{check_tar, LayerError, LayerInfo};
 use crate::image::oci::{self, ContainerConfig, History, ImageConfig, RootFs};
 use crate::image::reference::Reference;
 use crate::store::{ImageId, Store};
@@ -46,22 +46,12 @@ pub fn import_rootfs(
         out: HashWriter::new(gz),
         error: None,
     };
-    let entries = {
-        let mut archive = tar::Archive::new(&mut tee);
-        let mut n = 0u64;
-        for entry in archive.entries().map_err(ArchiveError::Read)? {
-            let entry = entry.map_err(ArchiveError::Read)?;
-            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            safe_rel(&raw)?;
-            if entry.header().entry_type() == tar::EntryType::Link {
-                if let Some(l) = entry.link_name_bytes() {
-                    safe_rel(&String::from_utf8_lossy(&l))?;
-                }
-            }
-            n += 1;
-        }
-        n
-    };
+    let entries = check_tar(&mut tee)
+        .map_err(|e| match e {
+            LayerError::Read(e) => ArchiveError::Read(e),
+            other => ArchiveError::Invalid(format!("{}: {other}", options.source)),
+        })?
+        .entries;
     io::copy(&mut tee, &mut io::sink()).map_err(ArchiveError::Read)?;
     if let Some(e) = tee.error {
         return Err(ArchiveError::Write(e));
@@ -73,7 +63,7 @@ pub fn import_rootfs(
             options.source
         )));
     }
-    let compressed = gz.finish().map_err(ArchiveError::Write)?;
+    let (compressed, gzip_members) = gz.finish_with_members().map_err(ArchiveError::Write)?;
     let (buf, digest, size) = compressed.finish();
     buf.into_inner()
         .map_err(|e| ArchiveError::Write(e.into_error()))?
@@ -86,6 +76,7 @@ pub fn import_rootfs(
         size,
         uncompressed_size,
         media_type: oci::MEDIA_LAYER_GZIP.to_string(),
+        gzip_members,
     };
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let message = options

@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use super::{io_err, ArchiveError};
 use crate::image::compress::{self, Compression};
 use crate::image::digest::{Digest, HashReader, HashWriter};
-use crate::image::layer::LayerInfo;
+use crate::image::layer::{check_tar, LayerInfo};
 use crate::image::oci::{self, ImageConfig, Index, Manifest};
 use crate::image::reference::Reference;
 use crate::store::{ImageId, Store, MAX_JSON_SIZE};
@@ -71,15 +71,26 @@ pub fn load(store: &Store, reader: impl Read) -> Result<Vec<LoadedImage>, Archiv
     let (_, plain) = compress::decompress_auto(reader).map_err(ArchiveError::Read)?;
     let tmp = store.temp_dir()?;
     let entries = stage(plain, tmp.path())?;
-    if entries.get("manifest.json").is_some() {
-        load_docker(store, &entries)
-    } else if entries.get("index.json").is_some() {
-        load_oci(store, &entries)
-    } else {
-        Err(ArchiveError::UnknownFormat(
-            "it has neither manifest.json nor index.json".into(),
-        ))
-    }
+    std::thread::scope(|scope| {
+        // Start writing the staged files to disk while they are checked: the blob store
+        // fsyncs each before renaming it into place, and that then has little left to wait for.
+        scope.spawn(|| {
+            for f in entries.files.values() {
+                if let Ok(file) = fs::File::open(&f.path) {
+                    let _ = file.sync_data();
+                }
+            }
+        });
+        if entries.get("manifest.json").is_some() {
+            load_docker(store, &entries)
+        } else if entries.get("index.json").is_some() {
+            load_oci(store, &entries)
+        } else {
+            Err(ArchiveError::UnknownFormat(
+                "it has neither manifest.json nor index.json".into(),
+            ))
+        }
+    })
 }
 
 /// `a/./b` → `a/b`; rejects absolute paths and `..`.
@@ -140,7 +151,21 @@ fn stage(reader: impl Read, dir: &Path) -> Result<Entries, ArchiveError> {
     {
         let mut archive = tar::Archive::new(&mut counter);
         for (i, entry) in archive.entries().map_err(ArchiveError::Read)?.enumerate() {
-            let mut entry = entry.map_err(ArchiveError::Read)?;
+            let mut entry = entry.map_err(|e| {
+                if n == 0 {
+                    let cause: String = e
+                        .to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .chars()
+                        .take(80)
+                        .collect();
+                    ArchiveError::NotATar(format!("no valid tar header at the start ({cause})"))
+                } else {
+                    ArchiveError::Read(e)
+                }
+            })?;
             n += 1;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let path = normalise(&raw)?;
@@ -155,6 +180,7 @@ fn stage(reader: impl Read, dir: &Path) -> Result<Entries, ArchiveError> {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let staged = dir.join(i.to_string());
                     let file = fs::File::create(&staged).map_err(io_err(&staged))?;
+                    let file = Writeback::new(file);
                     let mut w = HashWriter::new(io::BufWriter::with_capacity(1 << 20, file));
                     io::copy(&mut entry, &mut w).map_err(ArchiveError::Read)?;
                     let (buf, digest, size) = w.finish();
@@ -204,6 +230,46 @@ fn stage(reader: impl Read, dir: &Path) -> Result<Entries, ArchiveError> {
     Ok(entries)
 }
 
+/// A file writer that starts writeback every 64 MiB (an `fdatasync` on another thread), so
+/// the disk works while the archive is still being read and the final fsync is short.
+struct Writeback {
+    file: fs::File,
+    since_sync: u64,
+    syncing: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writeback {
+    const EVERY: u64 = 64 << 20;
+
+    fn new(file: fs::File) -> Writeback {
+        Writeback {
+            file,
+            since_sync: 0,
+            syncing: None,
+        }
+    }
+}
+
+impl io::Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.since_sync += n as u64;
+        if self.since_sync >= Self::EVERY && self.syncing.as_ref().is_none_or(|h| h.is_finished()) {
+            self.since_sync = 0;
+            if let Ok(f) = self.file.try_clone() {
+                self.syncing = Some(std::thread::spawn(move || {
+                    let _ = f.sync_data();
+                }));
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct DockerManifestEntry {
     #[serde(rename = "Config")]
@@ -238,33 +304,31 @@ fn digest_from_path(path: &str) -> Option<Digest> {
 fn parse_config(bytes: &[u8], what: &str) -> Result<ImageConfig, ArchiveError> {
     serde_json::from_slice(bytes).map_err(|e| ArchiveError::BadJson {
         what: what.to_string(),
-        source: e,
+        error: e,
     })
 }
 
-/// Computes a staged layer's DiffID and media type, checks it against the config, and moves
-/// it into the blob store.
-fn add_layer(
-    store: &Store,
+/// Reads a staged layer once: checks every entry (see [`check_tar`]), computes its DiffID
+/// and checks it against the config. Moves nothing.
+fn check_layer(
     f: &Staged,
     expected_diff_id: &Digest,
     what: &str,
     media_type: Option<&str>,
 ) -> Result<LayerInfo, ArchiveError> {
-    let mut file =
-        BufReader::with_capacity(1 << 20, fs::File::open(&f.path).map_err(io_err(&f.path))?);
-    let mut head = [0u8; 8];
-    let n = read_head(&mut file, &mut head).map_err(io_err(&f.path))?;
-    let kind = Compression::detect(&head[..n]);
+    let file = BufReader::with_capacity(1 << 20, fs::File::open(&f.path).map_err(io_err(&f.path))?);
+    let (kind, plain) = compress::decompress_auto(file).map_err(ArchiveError::Read)?;
+    let bad = |e: String| ArchiveError::Invalid(format!("{what}: {e}"));
     let (diff_id, uncompressed_size) = if kind == Compression::None {
+        let mut plain = plain;
+        check_tar(&mut plain).map_err(|e| bad(e.to_string()))?;
+        io::copy(&mut plain, &mut io::sink()).map_err(|e| bad(e.to_string()))?;
         (f.digest.clone(), f.size)
     } else {
-        let file =
-            BufReader::with_capacity(1 << 20, fs::File::open(&f.path).map_err(io_err(&f.path))?);
-        let mut r = HashReader::new(compress::decompress(kind, file).map_err(ArchiveError::Read)?);
-        io::copy(&mut r, &mut io::sink()).map_err(|e| {
-            ArchiveError::Invalid(format!("{what}: cannot decompress {}: {e}", kind.name()))
-        })?;
+        let mut r = HashReader::new(plain);
+        check_tar(&mut r).map_err(|e| bad(format!("{} layer: {e}", kind.name())))?;
+        io::copy(&mut r, &mut io::sink())
+            .map_err(|e| bad(format!("cannot decompress {}: {e}", kind.name())))?;
         r.finish()
     };
     if &diff_id != expected_diff_id {
@@ -280,32 +344,33 @@ fn add_layer(
         (None, Compression::Gzip) => oci::MEDIA_LAYER_GZIP.to_string(),
         (None, Compression::Zstd) => oci::MEDIA_LAYER_ZSTD.to_string(),
         (None, other) => {
-            return Err(ArchiveError::Invalid(format!(
-                "{what}: {} compressed layers are not supported",
+            return Err(bad(format!(
+                "{} compressed layers are not supported",
                 other.name()
             )))
         }
     };
-    store.put_blob_file(&f.path, &f.digest)?;
     Ok(LayerInfo {
         digest: f.digest.clone(),
         diff_id,
         size: f.size,
         uncompressed_size,
         media_type,
+        gzip_members: Vec::new(),
     })
 }
 
-fn read_head(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        let k = r.read(&mut buf[n..])?;
-        if k == 0 {
-            break;
-        }
-        n += k;
+/// Moves checked layers into the blob store.
+fn commit_layers(
+    store: &Store,
+    layers: Vec<(&Staged, LayerInfo)>,
+) -> Result<Vec<LayerInfo>, ArchiveError> {
+    let mut out = Vec::with_capacity(layers.len());
+    for (f, info) in layers {
+        store.put_blob_file(&f.path, &f.digest)?;
+        out.push(info);
     }
-    Ok(n)
+    Ok(out)
 }
 
 fn load_docker(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, ArchiveError> {
@@ -313,7 +378,7 @@ fn load_docker(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Arc
     let manifest: Vec<DockerManifestEntry> =
         serde_json::from_slice(&bytes).map_err(|e| ArchiveError::BadJson {
             what: "manifest.json".into(),
-            source: e,
+            error: e,
         })?;
     if manifest.is_empty() {
         return Err(ArchiveError::Invalid(
@@ -347,28 +412,20 @@ fn load_docker(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Arc
                 ArchiveError::Invalid(format!("manifest.json RepoTags {t:?}: {e}"))
             })?);
         }
-        let mut layer_files = Vec::new();
-        for l in &m.layers {
+        let mut layers = Vec::new();
+        for (l, diff_id) in m.layers.iter().zip(&config.rootfs.diff_ids) {
             let f = entries.need(l, "manifest.json")?;
             if let Some(d) = digest_from_path(l) {
                 verify(f, &d, &format!("layer {l}"))?;
             }
-            layer_files.push((l.as_str(), f));
+            layers.push((f, check_layer(f, diff_id, &format!("layer {l}"), None)?));
         }
-        plans.push((cfg_bytes, config, tags, layer_files));
+        plans.push((cfg_bytes, tags, layers));
     }
+    // Everything checked: now move blobs in and commit.
     let mut out = Vec::new();
-    for (cfg_bytes, config, tags, layer_files) in plans {
-        let mut layers = Vec::new();
-        for ((path, f), diff_id) in layer_files.into_iter().zip(&config.rootfs.diff_ids) {
-            layers.push(add_layer(
-                store,
-                f,
-                diff_id,
-                &format!("layer {path}"),
-                None,
-            )?);
-        }
+    for (cfg_bytes, tags, layers) in plans {
+        let layers = commit_layers(store, layers)?;
         let id = store.add_image(&cfg_bytes, &layers, None, &tags)?;
         out.push(LoadedImage { id, tags });
     }
@@ -421,7 +478,7 @@ fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Archiv
     let bytes = entries.json("index.json", "archive")?;
     let index: Index = serde_json::from_slice(&bytes).map_err(|e| ArchiveError::BadJson {
         what: "index.json".into(),
-        source: e,
+        error: e,
     })?;
     let mut picked = Vec::new();
     for d in &index.manifests {
@@ -430,7 +487,7 @@ fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Archiv
             let inner: Index = serde_json::from_slice(&blob_json(entries, d, "index.json")?)
                 .map_err(|e| ArchiveError::BadJson {
                     what: format!("image index {}", d.digest),
-                    source: e,
+                    error: e,
                 })?;
             let arch = oci::host_architecture();
             inner
@@ -460,7 +517,7 @@ fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Archiv
         let manifest: Manifest =
             serde_json::from_slice(&mbytes).map_err(|e| ArchiveError::BadJson {
                 what: format!("manifest {}", d.digest),
-                source: e,
+                error: e,
             })?;
         let cfg_bytes = blob_json(entries, &manifest.config, &format!("manifest {}", d.digest))?;
         let config = parse_config(&cfg_bytes, &format!("config {}", manifest.config.digest))?;
@@ -473,22 +530,17 @@ fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Archiv
                 manifest.layers.len()
             )));
         }
-        let mut files = Vec::new();
-        for l in &manifest.layers {
-            files.push((
-                l.clone(),
-                blob(entries, l, &format!("manifest {}", d.digest))?,
-            ));
+        let mut layers = Vec::new();
+        for (l, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+            let f = blob(entries, l, &format!("manifest {}", d.digest))?;
+            let what = format!("layer {}", l.digest);
+            layers.push((f, check_layer(f, diff_id, &what, Some(&l.media_type))?));
         }
-        plans.push((mbytes, cfg_bytes, config, files, tag));
+        plans.push((mbytes, cfg_bytes, layers, tag));
     }
     let mut out: Vec<LoadedImage> = Vec::new();
-    for (mbytes, cfg_bytes, config, files, tag) in plans {
-        let mut layers = Vec::new();
-        for ((desc, f), diff_id) in files.into_iter().zip(&config.rootfs.diff_ids) {
-            let what = format!("layer {}", desc.digest);
-            layers.push(add_layer(store, f, diff_id, &what, Some(&desc.media_type))?);
-        }
+    for (mbytes, cfg_bytes, layers, tag) in plans {
+        let layers = commit_layers(store, layers)?;
         let tags: Vec<Reference> = tag.into_iter().collect();
         let id = store.add_image(&cfg_bytes, &layers, Some(&mbytes), &tags)?;
         match out.iter_mut().find(|l| l.id == id) {

@@ -27,16 +27,12 @@ pub use save::{save, save_oci_dir, ArchiveFormat};
 /// What can go wrong importing, saving or loading.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error("reading archive (corrupt, truncated or not a tar): {0}")]
-    Read(#[source] io::Error),
+    Read(io::Error),
     #[error("writing archive: {0}")]
-    Write(#[source] io::Error),
+    Write(io::Error),
     #[error("not a tar archive: {0}")]
     NotATar(String),
     #[error("not a docker-archive or oci-archive: {0}")]
@@ -59,11 +55,10 @@ pub enum ArchiveError {
         expected: u64,
         actual: u64,
     },
-    #[error("{what} is not valid JSON: {source}")]
+    #[error("{what} is not valid JSON: {error}")]
     BadJson {
         what: String,
-        #[source]
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("{0}")]
     Invalid(String),
@@ -75,5 +70,5 @@ pub enum ArchiveError {
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> ArchiveError {
     let path = path.into();
-    move |source| ArchiveError::Io { path, source }
+    move |error| ArchiveError::Io { path, error }
 }

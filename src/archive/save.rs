@@ -242,7 +242,7 @@ fn write_oci(store: &Store, images: &[Selected], sink: &mut dyn Sink) -> Result<
     };
     let bytes = serde_json::to_vec(&index).map_err(|e| ArchiveError::BadJson {
         what: "index.json".into(),
-        source: e,
+        error: e,
     })?;
     sink.file("index.json", bytes.len() as u64, &mut &bytes[..])
 }
@@ -277,8 +277,20 @@ fn write_docker(
             let path = format!("blobs/sha256/{}", l.diff_id.hex());
             if written.insert(l.diff_id.clone()) {
                 // docker-archive layers are uncompressed tars named by DiffID.
-                let blob = io::BufReader::with_capacity(1 << 20, store.open_blob(&l.digest)?);
-                let (_, mut plain) = compress::decompress_auto(blob).map_err(ArchiveError::Read)?;
+                let mut plain: Box<dyn Read> = if !l.gzip_members.is_empty()
+                    && l.gzip_members.iter().sum::<u64>() == l.size
+                {
+                    store.open_blob(&l.digest)?; // a clear error if it is missing
+                    Box::new(compress::ParallelGunzip::new(
+                        &store.blob_path(&l.digest),
+                        &l.gzip_members,
+                    ))
+                } else {
+                    let blob = io::BufReader::with_capacity(1 << 20, store.open_blob(&l.digest)?);
+                    compress::decompress_auto(blob)
+                        .map_err(ArchiveError::Read)?
+                        .1
+                };
                 sink.file(&path, l.uncompressed_size, &mut plain)?;
             }
             layer_paths.push(path);
@@ -307,6 +319,6 @@ fn write_docker(
 fn to_json(what: &str, v: &impl serde::Serialize) -> Result<Vec<u8>, ArchiveError> {
     serde_json::to_vec(v).map_err(|e| ArchiveError::BadJson {
         what: what.into(),
-        source: e,
+        error: e,
     })
 }

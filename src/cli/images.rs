@@ -35,10 +35,29 @@ pub struct ImagesArgs {
     pub repository: Option<String>,
 }
 
+/// `rbuild image …`: docker's management-command spellings of the image commands.
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Remove unused images
     Prune(PruneArgs),
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls(ImagesArgs),
+    /// Remove one or more images
+    #[command(visible_alias = "remove")]
+    Rm(super::rmi::RmiArgs),
+    /// Show low-level information about images
+    Inspect(super::inspect::InspectArgs),
+    /// Show the history of an image
+    History(super::history::HistoryArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(super::tag::TagArgs),
+    /// Import a rootfs tarball as a one-layer image
+    Import(super::import::ImportArgs),
+    /// Save images to a tar archive
+    Save(super::save::SaveArgs),
+    /// Load images from a tar archive
+    Load(super::load::LoadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -297,6 +316,14 @@ fn glob(pattern: &str, s: &str) -> bool {
 pub fn run_image(globals: &Globals, cmd: ImageCommand) -> anyhow::Result<i32> {
     match cmd {
         ImageCommand::Prune(args) => prune(globals, args),
+        ImageCommand::Ls(args) => run(globals, args),
+        ImageCommand::Rm(args) => super::rmi::run(globals, args),
+        ImageCommand::Inspect(args) => super::inspect::run(globals, args),
+        ImageCommand::History(args) => super::history::run(globals, args),
+        ImageCommand::Tag(args) => super::tag::run(globals, args),
+        ImageCommand::Import(args) => super::import::run(globals, args),
+        ImageCommand::Save(args) => super::save::run(globals, args),
+        ImageCommand::Load(args) => super::load::run(globals, args),
     }
 }
 
@@ -475,7 +502,8 @@ fn header_row(template: &str) -> String {
     h
 }
 
-/// Prints tab-separated lines as aligned columns (3 spaces between), like docker's tabwriter.
+/// Prints tab-separated lines as aligned columns (3 spaces between, at least 10 wide), like
+/// docker's tabwriter.
 pub(super) fn print_table(
     out: &mut impl Write,
     lines: impl Iterator<Item = String>,
@@ -494,7 +522,9 @@ pub(super) fn print_table(
         let mut line = String::new();
         for (i, c) in r.iter().enumerate() {
             if i + 1 < r.len() {
-                line.push_str(&format!("{c:<w$}   ", w = widths[i]));
+                // docker: tabwriter.NewWriter(out, 10, 1, 3, ' ', 0): 3 spaces of padding,
+                // cells at least 10 wide
+                line.push_str(&format!("{c:<w$}", w = (widths[i] + 3).max(10)));
             } else {
                 line.push_str(c);
             }

@@ -12,9 +12,11 @@ mod history;
 mod images;
 mod import;
 mod inspect;
+mod lint;
 mod load;
 mod parse;
 mod rmi;
+mod run;
 mod save;
 mod tag;
 
@@ -75,6 +77,14 @@ pub enum Command {
     Save(save::SaveArgs),
     /// Load images from a tar archive (stdin by default)
     Load(load::LoadArgs),
+    /// Check a Dockerfile for common mistakes (exit status 1 when there are warnings)
+    Lint(lint::LintArgs),
+    /// Run a command in a new container (foreground)
+    Run(run::RunArgs),
+    /// List containers
+    Ps(run::PsArgs),
+    /// Remove one or more containers
+    Rm(run::RmArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -128,6 +138,10 @@ pub fn main() -> i32 {
         Command::History(args) => history::run(&globals, args),
         Command::Save(args) => save::run(&globals, args),
         Command::Load(args) => load::run(&globals, args),
+        Command::Lint(args) => lint::run(&globals, args),
+        Command::Run(args) => run::run(&globals, args),
+        Command::Ps(args) => run::ps(&globals, args),
+        Command::Rm(args) => run::rm(&globals, args),
     };
     match result {
         Ok(code) => code,

@@ -46,6 +46,12 @@ pub fn run(_globals: &Globals, args: ParseArgs) -> anyhow::Result<i32> {
         let out = dockerfile::instructions::to_json(&df, &typed)?;
         println!("{out}");
     } else {
+        for warning in &df.warnings {
+            eprintln!(
+                "{}:{}:{}: warning: {}",
+                df.file_name, warning.span.start_line, warning.span.start_col, warning.message
+            );
+        }
         print!("{}", dockerfile::dump::dump(&df));
     }
     Ok(0)

@@ -22,6 +22,9 @@ use super::{ContextError, Digest};
 /// documentation).
 pub const RACY_WINDOW: Duration = Duration::from_secs(2);
 
+/// How long [`MetadataCache::open`] waits for another process to close the database.
+pub const OPEN_WAIT: Duration = Duration::from_secs(10);
+
 /// Absolute path bytes → encoded [`CacheRecord`].
 const DIGESTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("context_file_digests_v1");
 
@@ -164,8 +167,36 @@ fn cache_error(path: &Path, err: impl std::fmt::Display) -> ContextError {
 
 impl MetadataCache {
     /// Opens the cache database at `path`, creating it if needed.
+    ///
+    /// redb allows one process at a time per file: while another process has it open, this
+    /// waits up to [`OPEN_WAIT`] and then fails. Keep the cache open only for the scan (a
+    /// caller that cannot wait can fall back to [`MetadataCache::in_memory`]).
     pub fn open(path: &Path) -> Result<MetadataCache, ContextError> {
-        let db = Database::create(path).map_err(|err| cache_error(path, err))?;
+        let deadline = std::time::Instant::now() + OPEN_WAIT;
+        let db = loop {
+            match Database::create(path) {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(err) => return Err(cache_error(path, err)),
+            }
+        };
+        MetadataCache::with_database(db, path)
+    }
+
+    /// A cache that lives in memory only (nothing persists after it is dropped).
+    pub fn in_memory() -> Result<MetadataCache, ContextError> {
+        let path = Path::new("<memory>");
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|err| cache_error(path, err))?;
+        MetadataCache::with_database(db, path)
+    }
+
+    fn with_database(db: Database, path: &Path) -> Result<MetadataCache, ContextError> {
         let txn = db.begin_write().map_err(|err| cache_error(path, err))?;
         txn.open_table(DIGESTS)
             .map_err(|err| cache_error(path, err))?;

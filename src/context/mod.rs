@@ -35,7 +35,7 @@ mod snapshot;
 
 use std::path::PathBuf;
 
-pub use cache::{CacheStats, MetadataCache, RACY_WINDOW};
+pub use cache::{CacheStats, MetadataCache, OPEN_WAIT, RACY_WINDOW};
 pub use ignore::IgnoreMatcher;
 pub use snapshot::{ContextSnapshot, Entry, EntryKind, SourceMatch};
 

@@ -34,7 +34,7 @@ pub(crate) struct LineIndex {
 impl LineIndex {
     pub(crate) fn new(source: &str) -> LineIndex {
         let mut starts = vec![0];
-        starts.extend(memchr_newlines(source.as_bytes()));
+        starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
         LineIndex { starts }
     }
 
@@ -42,9 +42,18 @@ impl LineIndex {
     pub(crate) fn line_col(&self, source: &str, pos: usize) -> (usize, usize) {
         let pos = floor_char_boundary(source, pos.min(source.len()));
         let line = self.starts.partition_point(|&s| s <= pos);
-        let line_start = self.starts[line - 1];
-        let col = source[line_start..pos].chars().count() + 1;
-        (line, col)
+        (line, self.col_in_line(source, line, pos))
+    }
+
+    /// 1-based column of `pos`, which lies on 1-based line `line`.
+    fn col_in_line(&self, source: &str, line: usize, pos: usize) -> usize {
+        let prefix = &source[self.starts[line - 1]..pos];
+        let chars = if prefix.is_ascii() {
+            prefix.len()
+        } else {
+            prefix.chars().count()
+        };
+        chars + 1
     }
 
     /// The span of the byte range `start..end`. `end_line`/`end_col` describe the last
@@ -52,9 +61,15 @@ impl LineIndex {
     pub(crate) fn span(&self, source: &str, start: usize, end: usize) -> Span {
         let (start_line, start_col) = self.line_col(source, start);
         let (end_line, end_col) = if end > start {
-            let last = floor_char_boundary(source, end - 1);
-            let (l, c) = self.line_col(source, last);
-            (l, c + 1)
+            let last = floor_char_boundary(source, (end - 1).min(source.len()));
+            // Most spans end on the line they start on: no second search.
+            let same_line = self.starts.get(start_line).is_none_or(|&next| last < next);
+            let line = if same_line {
+                start_line
+            } else {
+                self.starts.partition_point(|&s| s <= last)
+            };
+            (line, self.col_in_line(source, line, last) + 1)
         } else {
             (start_line, start_col)
         };
@@ -77,14 +92,6 @@ impl LineIndex {
         let text = &source[start..end.max(start)];
         text.strip_suffix('\r').unwrap_or(text)
     }
-}
-
-fn memchr_newlines(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    bytes
-        .iter()
-        .enumerate()
-        .filter(|(_, &b)| b == b'\n')
-        .map(|(i, _)| i + 1)
 }
 
 fn floor_char_boundary(s: &str, mut pos: usize) -> usize {

@@ -197,21 +197,41 @@ pub struct Copy {
     pub unpack: Option<bool>,
 }
 
+impl Copy {
+    /// The heredoc a source refers to (`<<EOF`, `<<-"EOF"`, ...), if it is one.
+    pub fn heredoc(&self, source: &str) -> Option<&Heredoc> {
+        let marker = super::heredoc::markers(source).ok()?.into_iter().next()?;
+        self.heredocs.iter().find(|h| h.name == marker.name)
+    }
+}
+
 /// HEALTHCHECK.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Healthcheck {
     /// `HEALTHCHECK NONE`: disable the base image's check.
     None,
-    /// `HEALTHCHECK [options] CMD command`.
+    /// `HEALTHCHECK [options] CMD command`. Durations serialize as nanoseconds, as in the
+    /// image config.
     Cmd {
         command: CommandLine,
+        #[serde(serialize_with = "nanos")]
         interval: Option<Duration>,
+        #[serde(serialize_with = "nanos")]
         timeout: Option<Duration>,
+        #[serde(serialize_with = "nanos")]
         start_period: Option<Duration>,
+        #[serde(serialize_with = "nanos")]
         start_interval: Option<Duration>,
         retries: Option<u32>,
     },
+}
+
+fn nanos<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&(d.as_nanos() as u64)),
+        None => s.serialize_none(),
+    }
 }
 
 /// Parses the typed stages of `df`.
@@ -287,7 +307,7 @@ fn parse_from(df: &Dockerfile, node: &Node) -> Result<Stage, ParseError> {
             if !valid_stage_name(&name) {
                 return Err(err(
                     df,
-                    node.args_span,
+                    find_in_args(df, node, &args[2]),
                     ErrorKind::Invalid(format!(
                         "invalid name for build stage: {:?}, name can't start with a number or contain symbols",
                         args[2]
@@ -306,6 +326,17 @@ fn parse_from(df: &Dockerfile, node: &Node) -> Result<Stage, ParseError> {
         original: node.original.clone(),
         instructions: Vec::new(),
     })
+}
+
+/// The span of the last occurrence of `needle` in the arguments of `node` (the arguments'
+/// start if it is not found verbatim).
+fn find_in_args(df: &Dockerfile, node: &Node, needle: &str) -> Span {
+    let start = node.args_span.start;
+    let end = node.span.end.min(df.source.len());
+    match df.source.get(start..end).and_then(|s| s.rfind(needle)) {
+        Some(i) => df.span(start + i, start + i + needle.len()),
+        None => node.args_span,
+    }
 }
 
 fn valid_stage_name(name: &str) -> bool {
@@ -597,7 +628,14 @@ fn parse_command(
                 trigger: Box::new(trigger),
             }
         }
-        "from" => unreachable_from(df, node)?,
+        // FROM starts a stage (see parse_from) and is rejected as an ONBUILD trigger above.
+        "from" => {
+            return Err(err(
+                df,
+                node.span,
+                ErrorKind::Invalid("FROM is not allowed here".into()),
+            ))
+        }
         _ => return Err(unknown_instruction(df, node)),
     };
     Ok(Command {
@@ -605,15 +643,6 @@ fn parse_command(
         span: node.span,
         original: node.original.clone(),
     })
-}
-
-/// FROM is handled by [`parse_from`]; as an ONBUILD trigger it is rejected before we get here.
-fn unreachable_from(df: &Dockerfile, node: &Node) -> Result<Instruction, ParseError> {
-    Err(err(
-        df,
-        node.span,
-        ErrorKind::Invalid("FROM is not allowed here".into()),
-    ))
 }
 
 fn unknown_instruction(df: &Dockerfile, node: &Node) -> ParseError {
@@ -1038,6 +1067,25 @@ mod tests {
     fn edit_distances() {
         assert_eq!(edit_distance("runn", "run"), 1);
         assert_eq!(edit_distance("cpoy", "copy"), 2);
+    }
+
+    #[test]
+    fn copy_sources_find_their_heredoc() {
+        let df =
+            crate::dockerfile::parse("FROM a\nCOPY <<-'A' b <<B /d/\nx\nA\ny\nB\n", "D").unwrap();
+        let stages = parse_instructions(&df).unwrap();
+        let Instruction::Copy(copy) = &stages.stages[0].instructions[0].instruction else {
+            panic!("not a COPY");
+        };
+        assert_eq!(
+            copy.heredoc(&copy.sources[0]).map(|h| h.content.as_str()),
+            Some("x\n")
+        );
+        assert!(copy.heredoc(&copy.sources[1]).is_none());
+        assert_eq!(
+            copy.heredoc(&copy.sources[2]).map(|h| h.content.as_str()),
+            Some("y\n")
+        );
     }
 
     #[test]

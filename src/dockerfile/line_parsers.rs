@@ -99,7 +99,7 @@ pub(crate) fn node_from_line(
     let args_str = args_raw.trim();
     let args_start = rest_start + args_offset + (args_raw.len() - args_raw.trim_start().len());
 
-    let keyword = cmd.to_lowercase();
+    let keyword = cmd.to_ascii_lowercase();
     let mut node = RawNode {
         keyword,
         start: keyword_start,
@@ -143,6 +143,11 @@ pub(crate) fn node_from_line(
 /// BuildKit's `extractBuilderFlags`: leading `--flag[=value]` words, quotes and `\` escapes
 /// removed. Returns the offset where the arguments start and the flags with their ranges.
 pub(crate) fn extract_builder_flags(line: &str) -> (usize, Vec<(String, usize, usize)>) {
+    // Fast path: most instructions have no flags.
+    let trimmed = line.trim_start();
+    if !trimmed.starts_with("--") {
+        return (line.len() - trimmed.len(), Vec::new());
+    }
     #[derive(PartialEq)]
     enum Phase {
         Spaces,
@@ -423,5 +428,32 @@ mod tests {
         );
         assert_eq!(parse_json("['a']").unwrap(), None);
         assert_eq!(parse_json("[1]"), Err(ErrorKind::NotStringArray));
+        // The shapes BuildKit's json_test.go checks.
+        for bad in [
+            r#"["a",42,"b"]"#,
+            r#"["a",123.456,"b"]"#,
+            r#"["a",{},"b"]"#,
+            r#"["a",{"c": "d"},"b"]"#,
+            r#"["a",["c"],"b"]"#,
+            r#"["a",true,"b"]"#,
+            r#"["a",false,"b"]"#,
+            r#"["a",null,"b"]"#,
+        ] {
+            assert_eq!(parse_json(bad), Err(ErrorKind::NotStringArray), "{bad}");
+        }
+        for (good, expected) in [
+            ("[]", vec![]),
+            (r#"[""]"#, vec![""]),
+            ("[\t\"a\",\t\"b\"\t]\t", vec!["a", "b"]),
+            (
+                r#"["\" \\ \/ \b \f \n \r \t \u0000"]"#,
+                vec!["\" \\ / \u{8} \u{c} \n \r \t \u{0}"],
+            ),
+        ] {
+            assert_eq!(
+                parse_json(good).unwrap(),
+                Some(expected.iter().map(|s| s.to_string()).collect())
+            );
+        }
     }
 }

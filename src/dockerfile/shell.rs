@@ -160,9 +160,22 @@ pub enum ExpandErrorKind {
 }
 
 /// Docker's word lexer, configured with the Dockerfile's escape character.
+///
+/// The default processing is what instructions such as `ENV`, `COPY` or `WORKDIR` get. The
+/// option methods give the variants BuildKit uses elsewhere (heredoc detection, heredoc bodies,
+/// step names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShellLex {
     escape: char,
+    options: Options,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Options {
+    raw_quotes: bool,
+    raw_escapes: bool,
+    skip_process_quotes: bool,
+    skip_unset_env: bool,
 }
 
 impl Default for ShellLex {
@@ -174,7 +187,35 @@ impl Default for ShellLex {
 impl ShellLex {
     /// A lexer using `escape` (`\` by default, or `` ` `` after `# escape=``).
     pub fn new(escape: char) -> ShellLex {
-        ShellLex { escape }
+        ShellLex {
+            escape,
+            options: Options::default(),
+        }
+    }
+
+    /// Keep quote characters in the result (they still group and protect as usual).
+    pub fn raw_quotes(mut self, on: bool) -> ShellLex {
+        self.options.raw_quotes = on;
+        self
+    }
+
+    /// Keep escape characters in the result (they still escape as usual).
+    pub fn raw_escapes(mut self, on: bool) -> ShellLex {
+        self.options.raw_escapes = on;
+        self
+    }
+
+    /// Treat quotes as ordinary characters (used for heredoc bodies).
+    pub fn skip_process_quotes(mut self, on: bool) -> ShellLex {
+        self.options.skip_process_quotes = on;
+        self
+    }
+
+    /// Leave references to unset variables as written (`$v`, `${v}`, `${v:-w}` with `w`
+    /// processed) instead of expanding them; `${v?}` then does not fail.
+    pub fn skip_unset_env(mut self, on: bool) -> ShellLex {
+        self.options.skip_unset_env = on;
+        self
     }
 
     /// The escape character.
@@ -200,7 +241,7 @@ impl ShellLex {
         word: &str,
         env: &E,
     ) -> Result<(String, Matches), ExpandError> {
-        let mut lexer = Lexer::new(self.escape, word, env);
+        let mut lexer = Lexer::new(*self, word, env);
         let (result, _) = lexer.run(word)?;
         Ok((result, lexer.matches))
     }
@@ -212,7 +253,7 @@ impl ShellLex {
         word: &str,
         env: &E,
     ) -> Result<Vec<String>, ExpandError> {
-        let mut lexer = Lexer::new(self.escape, word, env);
+        let mut lexer = Lexer::new(*self, word, env);
         let (_, words) = lexer.run(word)?;
         Ok(words)
     }
@@ -259,6 +300,7 @@ struct Lexer<'e, E: ?Sized> {
     chars: Vec<char>,
     pos: usize,
     escape: char,
+    options: Options,
     /// Keep escape characters in the output (inside patterns, where they still mean something).
     raw_escapes: bool,
     env: &'e E,
@@ -266,11 +308,12 @@ struct Lexer<'e, E: ?Sized> {
 }
 
 impl<'e, E: Env + ?Sized> Lexer<'e, E> {
-    fn new(escape: char, word: &str, env: &'e E) -> Self {
+    fn new(lex: ShellLex, word: &str, env: &'e E) -> Self {
         Lexer {
             chars: word.chars().collect(),
             pos: 0,
-            escape,
+            escape: lex.escape,
+            options: lex.options,
             raw_escapes: false,
             env,
             matches: Matches::default(),
@@ -278,10 +321,12 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
     }
 
     fn run(&mut self, word: &str) -> Result<(String, Vec<String>), ExpandError> {
-        self.process_until(None, false).map_err(|kind| ExpandError {
-            word: word.to_string(),
-            kind,
-        })
+        let raw_escapes = self.options.raw_escapes;
+        self.process_until(None, raw_escapes)
+            .map_err(|kind| ExpandError {
+                word: word.to_string(),
+                kind,
+            })
     }
 
     fn peek(&self) -> Option<char> {
@@ -331,12 +376,12 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
                     fields.add_raw(&text);
                     result.push_str(&text);
                 }
-                '\'' => {
+                '\'' if !self.options.skip_process_quotes => {
                     let text = self.process_single_quote()?;
                     fields.add_raw(&text);
                     result.push_str(&text);
                 }
-                '"' => {
+                '"' if !self.options.skip_process_quotes => {
                     let text = self.process_double_quote()?;
                     fields.add_raw(&text);
                     result.push_str(&text);
@@ -384,10 +429,18 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
     fn process_single_quote(&mut self) -> Result<String, ExpandErrorKind> {
         self.pos += 1; // the opening quote
         let mut result = String::new();
+        if self.options.raw_quotes {
+            result.push('\'');
+        }
         loop {
             match self.next() {
                 None => return Err(ExpandErrorKind::UnterminatedSingleQuote),
-                Some('\'') => return Ok(result),
+                Some('\'') => {
+                    if self.options.raw_quotes {
+                        result.push('\'');
+                    }
+                    return Ok(result);
+                }
                 Some(ch) => result.push(ch),
             }
         }
@@ -396,11 +449,17 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
     fn process_double_quote(&mut self) -> Result<String, ExpandErrorKind> {
         self.pos += 1; // the opening quote
         let mut result = String::new();
+        if self.options.raw_quotes {
+            result.push('"');
+        }
         loop {
             match self.peek() {
                 None => return Err(ExpandErrorKind::UnterminatedDoubleQuote),
                 Some('"') => {
                     self.pos += 1;
+                    if self.options.raw_quotes {
+                        result.push('"');
+                    }
                     return Ok(result);
                 }
                 Some('$') => result.push_str(&self.process_dollar()?),
@@ -495,7 +554,11 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
             if name.is_empty() {
                 return Ok("$".to_string());
             }
-            return Ok(self.lookup(&name).unwrap_or_default());
+            return Ok(match self.lookup(&name) {
+                Some(value) => value,
+                None if self.options.skip_unset_env => format!("${name}"),
+                None => String::new(),
+            });
         }
         self.pos += 1; // '{'
         match self.peek() {
@@ -512,7 +575,11 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
             modifier,
         };
         match ch {
-            '}' => Ok(self.lookup(&name).unwrap_or_default()),
+            '}' => Ok(match self.lookup(&name) {
+                Some(value) => value,
+                None if self.options.skip_unset_env => format!("${{{name}}}"),
+                None => String::new(),
+            }),
             ':' | '+' | '-' | '?' | '#' | '%' => {
                 let (null_is_unset, op) = if ch == ':' {
                     match self.next() {
@@ -533,6 +600,9 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
                 }
                 let mut word = self.process_word_part('}', is_pattern)?;
                 let value = self.lookup(&name);
+                if value.is_none() && self.options.skip_unset_env {
+                    return Ok(format!("${{{name}{modifier}{word}}}"));
+                }
                 let unset = match &value {
                     None => true,
                     Some(value) => null_is_unset && value.is_empty(),
@@ -586,7 +656,12 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
                 }
                 let pattern_text = self.process_word_part('/', true)?;
                 let replacement = self.process_word_part('}', true)?;
-                let value: Vec<char> = self.lookup(&name).unwrap_or_default().chars().collect();
+                let value = self.lookup(&name);
+                if value.is_none() && self.options.skip_unset_env {
+                    let slashes = if all { "//" } else { "/" };
+                    return Ok(format!("${{{name}{slashes}{pattern_text}/{replacement}}}"));
+                }
+                let value: Vec<char> = value.unwrap_or_default().chars().collect();
                 let pattern = Pattern::parse(&pattern_text).map_err(|reason| {
                     ExpandErrorKind::InvalidPattern {
                         name: name.clone(),

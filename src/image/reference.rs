@@ -44,7 +44,7 @@ pub enum ReferenceError {
     Invalid(String),
     #[error("invalid reference format: tag {tag:?} in {input:?}")]
     Tag { input: String, tag: String },
-    #[error("invalid reference format: {0}")]
+    #[error(transparent)]
     Digest(#[from] super::digest::DigestError),
 }
 

@@ -63,7 +63,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(record).map_err(|e| StoreError::BadJson {
             what: "cache record".into(),
-            source: e,
+            error: e,
         })?;
         self.with_db(|db| {
             let tx = db.begin_write().map_err(db_err)?;

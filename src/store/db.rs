@@ -23,7 +23,8 @@ pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
 
 impl Store {
     /// Runs `f` with the database open, holding the store's exclusive lock; rewrites
-    /// `index.json` afterwards when `f` returns `Ok` and the lock is still held.
+    /// `index.json` afterwards when `f` returns `Ok` and the lock is still held. This is the
+    /// way for other modules to keep their own tables in the store's database.
     pub(crate) fn with_db<T>(
         &self,
         f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
@@ -69,7 +70,7 @@ impl Store {
             let rec: ImageRecord =
                 serde_json::from_slice(rec.value()).map_err(|e| StoreError::BadJson {
                     what: format!("image record {}", id.value()),
-                    source: e,
+                    error: e,
                 })?;
             let base = Descriptor {
                 media_type: rec.manifest.media_type.clone(),
@@ -101,7 +102,7 @@ impl Store {
         };
         let bytes = serde_json::to_vec(&index).map_err(|e| StoreError::BadJson {
             what: "index.json".into(),
-            source: e,
+            error: e,
         })?;
         let path = self.root.join("index.json");
         if fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
@@ -125,7 +126,7 @@ pub(crate) fn load_all(db: &redb::Database) -> Result<(Vec<ImageRecord>, TagList
         recs.push(
             serde_json::from_slice(rec.value()).map_err(|e| StoreError::BadJson {
                 what: format!("image record {}", id.value()),
-                source: e,
+                error: e,
             })?,
         );
     }

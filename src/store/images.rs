@@ -2,16 +2,22 @@
 
 use std::collections::HashSet;
 use std::fs;
+use std::path::Path;
+use std::time::Duration;
 
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::db::{db_err, load_all, IMAGES, SNAPSHOTS, TAGS};
-use super::{ImageId, Store, StoreError};
+use super::{io_err, ImageId, Store, StoreError};
 use crate::image::digest::{chain_ids, Digest};
 use crate::image::layer::LayerInfo;
 use crate::image::oci::{self, Descriptor, ImageConfig, Manifest};
 use crate::image::reference::Reference;
+
+/// How old an unreferenced file must be before [`Store::collect_garbage`] (run by
+/// `image prune`) removes it.
+pub const GC_GRACE: Duration = Duration::from_secs(3600);
 
 /// What the database knows about one image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,7 +89,7 @@ impl Store {
     ) -> Result<ImageId, StoreError> {
         let bytes = serde_json::to_vec(config).map_err(|e| StoreError::BadJson {
             what: "image config".into(),
-            source: e,
+            error: e,
         })?;
         self.add_image(&bytes, layers, None, tags)
     }
@@ -101,7 +107,7 @@ impl Store {
         let config: ImageConfig =
             serde_json::from_slice(config_bytes).map_err(|e| StoreError::BadJson {
                 what: "image config".into(),
-                source: e,
+                error: e,
             })?;
         let diff_ids: Vec<&Digest> = layers.iter().map(|l| &l.diff_id).collect();
         let config_diff_ids: Vec<&Digest> = config.rootfs.diff_ids.iter().collect();
@@ -140,14 +146,14 @@ impl Store {
                 };
                 serde_json::to_vec(&m).map_err(|e| StoreError::BadJson {
                     what: "manifest".into(),
-                    source: e,
+                    error: e,
                 })?
             }
         };
         let parsed: Manifest =
             serde_json::from_slice(&manifest_bytes).map_err(|e| StoreError::BadJson {
                 what: "manifest".into(),
-                source: e,
+                error: e,
             })?;
         let manifest_digest = self.put_blob(&manifest_bytes)?;
         let record = ImageRecord {
@@ -168,7 +174,7 @@ impl Store {
         };
         let record_json = serde_json::to_vec(&record).map_err(|e| StoreError::BadJson {
             what: "image record".into(),
-            source: e,
+            error: e,
         })?;
         self.with_db(|db| {
             // Under the lock: make sure nothing this image needs was collected meanwhile.
@@ -245,7 +251,7 @@ impl Store {
         let bytes = self.read_blob(id)?;
         serde_json::from_slice(&bytes).map_err(|e| StoreError::BadJson {
             what: format!("config {id}"),
-            source: e,
+            error: e,
         })
     }
 
@@ -373,7 +379,66 @@ impl Store {
             freed += before.saturating_sub(after);
             events.extend(ev);
         }
+        freed += self.collect_garbage(GC_GRACE)?;
         Ok((events, freed))
+    }
+
+    /// Removes what no image references and is older than `grace`: blobs, snapshots and
+    /// temp files left by a crashed or killed rbuild. The grace period keeps the files of
+    /// concurrent writers that have not committed yet. Returns the bytes freed.
+    pub fn collect_garbage(&self, grace: Duration) -> Result<u64, StoreError> {
+        let old = |p: &Path| {
+            fs::symlink_metadata(p)
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default() > grace)
+                .unwrap_or(false)
+        };
+        self.with_db(|db| {
+            let (records, _) = load_all(db)?;
+            let mut live: HashSet<String> = HashSet::new();
+            let mut live_chains: HashSet<String> = HashSet::new();
+            for r in &records {
+                live.insert(r.manifest.digest.hex().to_string());
+                live.insert(r.id.hex().to_string());
+                live.extend(r.layers.iter().map(|l| l.digest.hex().to_string()));
+                live_chains.extend(r.chain_ids().iter().map(|c| c.hex().to_string()));
+            }
+            let mut freed = 0u64;
+            let blobs = self.root.join("blobs/sha256");
+            for e in fs::read_dir(&blobs).map_err(io_err(&blobs))?.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !live.contains(&name) && old(&e.path()) {
+                    freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+            let snaps = self.root.join("snapshots");
+            let mut dropped = Vec::new();
+            for e in fs::read_dir(&snaps).map_err(io_err(&snaps))?.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !live_chains.contains(&name) && old(&e.path()) {
+                    let _ = fs::remove_dir_all(e.path());
+                    dropped.push(name);
+                }
+            }
+            let tmp = self.root.join("tmp");
+            for e in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
+                if old(&e.path()) {
+                    let _ = fs::remove_dir_all(e.path()).or_else(|_| fs::remove_file(e.path()));
+                }
+            }
+            if !dropped.is_empty() {
+                let tx = db.begin_write().map_err(db_err)?;
+                {
+                    let mut t = tx.open_table(SNAPSHOTS).map_err(db_err)?;
+                    for name in &dropped {
+                        t.remove(name.as_str()).map_err(db_err)?;
+                    }
+                }
+                tx.commit().map_err(db_err)?;
+            }
+            Ok(freed)
+        })
     }
 
     fn blob_bytes(&self, rec: &ImageRecord) -> u64 {

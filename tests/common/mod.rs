@@ -99,7 +99,10 @@ pub fn busybox_rootfs_tar() -> &'static Path {
             .arg(&tar)
             .status()
             .expect("run busybox-rootfs.sh");
-        assert!(status.success(), "busybox-rootfs.sh failed (is busybox-static installed?)");
+        assert!(
+            status.success(),
+            "busybox-rootfs.sh failed (is busybox-static installed?)"
+        );
         tar
     })
 }

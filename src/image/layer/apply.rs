@@ -314,7 +314,7 @@ fn mknod(
     let dev = nix::sys::stat::makedev(u64::from(major), u64::from(minor));
     nix::sys::stat::mknod(path, kind, perm, dev).map_err(|e| LayerError::Io {
         path: path.to_path_buf(),
-        source: io::Error::from(e),
+        error: io::Error::from(e),
     })
 }
 
@@ -371,4 +371,66 @@ fn set_meta(
         }
     }
     Ok(())
+}
+
+/// Checks an uncompressed layer tar without writing anything, by the rules [`apply_tar`]
+/// enforces that do not depend on the lower layers: relative paths without `..`, no entry
+/// (or hard-link target) below a symlink of the same layer, hard-link targets inside, no
+/// duplicate entries. `load` and `import` run it so bad layers never enter the store.
+pub fn check_tar<R: Read>(reader: R) -> Result<ApplyStats, LayerError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut stats = ApplyStats::default();
+    let mut seen: HashSet<PathBuf> = HashSet::new();
+    let mut symlinks: HashSet<PathBuf> = HashSet::new();
+    let below_symlink = |symlinks: &HashSet<PathBuf>, rel: &Path| -> Option<PathBuf> {
+        rel.ancestors()
+            .skip(1)
+            .find(|a| symlinks.contains(*a))
+            .map(Path::to_path_buf)
+    };
+    for entry in archive.entries().map_err(LayerError::Read)? {
+        let mut entry = entry.map_err(LayerError::Read)?;
+        stats.entries += 1;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let rel = safe_rel(&raw)?;
+        let kind = entry.header().entry_type();
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        if !seen.insert(rel.clone()) {
+            return Err(LayerError::Duplicate(raw));
+        }
+        if let Some(link) = below_symlink(&symlinks, &rel) {
+            return Err(unsafe_entry(
+                &raw,
+                &format!("it would be written through the symlink {link:?}"),
+            ));
+        }
+        match kind {
+            tar::EntryType::Symlink => {
+                symlinks.insert(rel);
+            }
+            tar::EntryType::Link => {
+                let link_raw = entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .ok_or_else(|| unsafe_entry(&raw, "hard link without a target"))?;
+                let link_rel = safe_rel(&link_raw).map_err(|_| {
+                    unsafe_entry(
+                        &raw,
+                        &format!("hard link to {link_raw:?} points outside the target"),
+                    )
+                })?;
+                if below_symlink(&symlinks, &link_rel).is_some() {
+                    return Err(unsafe_entry(
+                        &raw,
+                        "hard link target goes through a symlink",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        stats.bytes += io::copy(&mut entry, &mut io::sink()).map_err(LayerError::Read)?;
+    }
+    Ok(stats)
 }

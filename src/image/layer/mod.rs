@@ -21,7 +21,7 @@ use super::digest::Digest;
 pub mod apply;
 pub mod writer;
 
-pub use apply::{apply_layer, apply_tar, ApplyOptions, ApplyStats, WhiteoutMode};
+pub use apply::{apply_layer, apply_tar, check_tar, ApplyOptions, ApplyStats, WhiteoutMode};
 pub use writer::{write_layer, write_tar, Change, LayerOptions, LayerSource};
 
 /// Prefix of a whiteout entry's file name.
@@ -42,21 +42,22 @@ pub struct LayerInfo {
     pub uncompressed_size: u64,
     /// Media type of the blob.
     pub media_type: String,
+    /// For gzip layers rbuild wrote: the compressed size of each gzip member, so the layer
+    /// can be decompressed in parallel ([`crate::image::compress::ParallelGunzip`]). Empty
+    /// when unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gzip_members: Vec<u64>,
 }
 
 /// What can go wrong writing or applying a layer.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error("reading layer tar (corrupt, truncated or not a tar): {0}")]
-    Read(#[source] io::Error),
+    Read(io::Error),
     #[error("writing layer tar: {0}")]
-    Write(#[source] io::Error),
+    Write(io::Error),
     #[error("refusing layer entry {path:?}: {reason}")]
     Unsafe { path: String, reason: String },
     #[error("layer entry {0:?} appears more than once")]
@@ -67,7 +68,7 @@ pub enum LayerError {
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> LayerError {
     let path = path.into();
-    move |source| LayerError::Io { path, source }
+    move |error| LayerError::Io { path, error }
 }
 
 #[cfg(test)]
