@@ -29,13 +29,5 @@ echo "== rbuild images / inspect / history"
 "$rb" inspect --format '{{json .Config}}' demo:latest
 "$rb" history demo:latest
 
-# Until `rbuild run` lands, run the image's web server inside a RUN of a child build and
-# fetch the page it serves.
-echo "== serving the site from the image (busybox httpd) and fetching it"
-tmp=$(mktemp -d /tmp/rbuild-demo-run.XXXXXX)
-cat > "$tmp/Dockerfile" <<'EOF'
-FROM demo:latest
-RUN httpd -p 80 -h /srv/www && sleep 0.2 && wget -q -O - http://127.0.0.1/ && wget -q -O - http://127.0.0.1/greeting.txt
-EOF
-"$rb" build --no-cache "$tmp"
-rm -rf "$tmp"
+echo "== rbuild run: serve the site with the image's busybox httpd and fetch it"
+"$rb" run --rm demo:latest sh -c 'httpd -p 80 -h /srv/www && sleep 0.2 && wget -q -O - http://127.0.0.1/ && wget -q -O - http://127.0.0.1/greeting.txt'
