@@ -56,6 +56,15 @@ pub struct BuildArgs {
     /// Target platform (only the host's platform is supported)
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Accepted for docker compatibility; rbuild never leaves intermediate containers
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub rm: Option<String>,
+    /// Accepted for docker compatibility (see --rm)
+    #[arg(long, hide = true)]
+    pub force_rm: bool,
+    /// Always pull base images: not supported (no registry client yet); --pull=false is fine
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub pull: Option<String>,
     /// Build context: a directory, a tar archive (plain or compressed), or "-" for a tar or a
     /// Dockerfile on stdin
     #[arg(value_name = "CONTEXT")]
@@ -63,6 +72,9 @@ pub struct BuildArgs {
 }
 
 pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
+    if matches!(args.pull.as_deref(), Some("true" | "always")) {
+        bail!("--pull is not supported yet: base images come from the local store (rbuild load/import)");
+    }
     let store = open_store(globals)?;
     // A tar file or stdin is unpacked into a temp dir of the store first.
     let mut unpacked = None;
