@@ -385,6 +385,14 @@ fn errors_name_the_line_and_tag_nothing() {
         "{err}"
     );
 
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUNN echo hi\n").unwrap();
+    let err = b.build_fails(&[path_str(&ctx)]);
+    assert!(
+        err.contains("Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)"),
+        "{err}"
+    );
+    assert_eq!(err.matches("unknown instruction").count(), 1, "{err}");
+
     std::fs::write(ctx.join("Dockerfile"), "FROM not-in-store:1.0\n").unwrap();
     let err = b.build_fails(&[path_str(&ctx)]);
     assert!(

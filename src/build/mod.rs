@@ -117,8 +117,9 @@ impl BuildOptions {
 /// What can go wrong in a build.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error(transparent)]
-    Parse(#[from] ParseError),
+    /// Shown whole (file, line, column, the line and a caret); no separate cause.
+    #[error("{0}")]
+    Parse(ParseError),
     #[error(transparent)]
     Eval(#[from] EvalError),
     #[error(transparent)]
@@ -164,6 +165,12 @@ pub enum BuildError {
         #[source]
         source: Box<BuildError>,
     },
+}
+
+impl From<ParseError> for BuildError {
+    fn from(e: ParseError) -> BuildError {
+        BuildError::Parse(e)
+    }
 }
 
 fn tail_text(tail: &[String]) -> String {
