@@ -608,17 +608,14 @@ impl Builder<'_> {
                 let mut done = Vec::new();
                 for p in ports {
                     for word in self.lex.process_words(p, &env)? {
-                        let port = if word.contains('/') {
-                            word.to_ascii_lowercase()
-                        } else {
-                            format!("{word}/tcp")
-                        };
-                        state
-                            .cc()
-                            .exposed_ports
-                            .get_or_insert_with(BTreeMap::new)
-                            .insert(port.clone(), json!({}));
-                        done.push(port);
+                        for port in expose_ports(&word)? {
+                            state
+                                .cc()
+                                .exposed_ports
+                                .get_or_insert_with(BTreeMap::new)
+                                .insert(port.clone(), json!({}));
+                            done.push(port);
+                        }
                     }
                 }
                 state.history(format!("EXPOSE {}", done.join(" ")), true, &created);
@@ -1157,6 +1154,29 @@ fn copy_dir_meta(from: &Path, to: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// One EXPOSE word → `port/proto` keys: `80` is `80/tcp`, a range `8000-8002/udp` gives each
+/// port (as docker); a port must be 1-65535 and the protocol tcp, udp or sctp.
+fn expose_ports(word: &str) -> Result<Vec<String>, BuildError> {
+    let bad = || BuildError::Invalid(format!("invalid EXPOSE port {word:?}"));
+    let lower = word.to_ascii_lowercase();
+    let (ports, proto) = lower.split_once('/').unwrap_or((lower.as_str(), "tcp"));
+    if !matches!(proto, "tcp" | "udp" | "sctp") {
+        return Err(bad());
+    }
+    let parse = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
+    let (first, last) = match ports.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => {
+            let p = parse(ports)?;
+            (p, p)
+        }
+    };
+    if last < first {
+        return Err(bad());
+    }
+    Ok((first..=last).map(|p| format!("{p}/{proto}")).collect())
+}
+
 /// `--chown=user[:group]` → uid, gid, looked up in the image's `/etc/passwd` and `/etc/group`.
 /// A user name gives its primary group; a numeric uid without a group gives gid = uid.
 fn resolve_chown(spec: &str, view: Layered<'_>) -> Result<(u32, u32), BuildError> {
@@ -1258,6 +1278,19 @@ mod tests {
             shell_with_heredocs("cat <<EOF > /x", &[h("EOF", "hi\n")]),
             "cat <<EOF > /x\nhi\nEOF"
         );
+    }
+
+    #[test]
+    fn expose_words() {
+        assert_eq!(expose_ports("80").unwrap(), ["80/tcp"]);
+        assert_eq!(expose_ports("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(
+            expose_ports("8000-8002").unwrap(),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
+        for bad in ["0", "x", "80/icmp", "9-1", "70000"] {
+            assert!(expose_ports(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
