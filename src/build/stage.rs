@@ -350,6 +350,7 @@ impl Builder<'_> {
                 .map(|s| s.instructions)
                 .unwrap_or_default()
         };
+        let history_start = state.config.history.len();
         let total = 1 + layer_ops(&trigger_cmds) + layer_ops(&stage.instructions);
         let from_step = self
             .engine
@@ -377,6 +378,7 @@ impl Builder<'_> {
         }
         let env = state.vars.config_env();
         state.cc().env = if env.is_empty() { None } else { Some(env) };
+        date_config_steps(&mut state.config.history[history_start..]);
         Ok(state)
     }
 
@@ -1152,6 +1154,28 @@ fn copy_dir_meta(from: &Path, to: &Path) -> Result<(), BuildError> {
     let t = filetime::FileTime::from_last_modification_time(&md);
     filetime::set_file_times(to, t, t).map_err(io_err(to))?;
     Ok(())
+}
+
+/// Gives each config-only history entry of a stage the time of the next layer step (or, at
+/// the end, of the previous one), as BuildKit's history reads: the times come from the steps
+/// that ran (or from their cache records), so a cached rebuild keeps them and the image ID.
+fn date_config_steps(history: &mut [History]) {
+    let layer_times: Vec<(usize, Option<String>)> = history
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !h.empty_layer)
+        .map(|(i, h)| (i, h.created.clone()))
+        .collect();
+    for (i, h) in history.iter_mut().enumerate() {
+        if !h.empty_layer {
+            continue;
+        }
+        let next = layer_times.iter().find(|(j, _)| *j > i);
+        let prev = layer_times.iter().rev().find(|(j, _)| *j < i);
+        if let Some((_, Some(t))) = next.or(prev) {
+            h.created = Some(t.clone());
+        }
+    }
 }
 
 /// One EXPOSE word → `port/proto` keys: `80` is `80/tcp`, a range `8000-8002/udp` gives each
