@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{io_err, ArchiveError};
 use crate::image::compress;
 use crate::image::digest::Digest;
-use crate::image::oci::{self, Descriptor, Index};
+use crate::image::oci::Index;
 use crate::image::reference::Reference;
 use crate::store::{ImageRecord, Store};
 
@@ -203,7 +203,6 @@ fn write_oci(store: &Store, images: &[Selected], sink: &mut dyn Sink) -> Result<
     sink.dir("blobs")?;
     sink.dir("blobs/sha256")?;
     let mut written = BTreeSet::new();
-    let mut manifests = Vec::new();
     for img in images {
         let r = &img.record;
         let blobs = std::iter::once((&r.manifest.digest, r.manifest.size))
@@ -214,32 +213,8 @@ fn write_oci(store: &Store, images: &[Selected], sink: &mut dyn Sink) -> Result<
                 copy_blob(store, sink, d, size)?;
             }
         }
-        let base = Descriptor {
-            media_type: r.manifest.media_type.clone(),
-            digest: r.manifest.digest.clone(),
-            size: r.manifest.size,
-            annotations: None,
-            platform: None,
-        };
-        if img.tags.is_empty() {
-            manifests.push(base.clone());
-        }
-        for t in &img.tags {
-            let mut a = BTreeMap::new();
-            a.insert(oci::ANNOTATION_REF_NAME.to_string(), t.familiar());
-            a.insert(oci::ANNOTATION_CONTAINERD_NAME.to_string(), t.to_string());
-            manifests.push(Descriptor {
-                annotations: Some(a),
-                ..base.clone()
-            });
-        }
     }
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(oci::MEDIA_INDEX.to_string()),
-        manifests,
-        annotations: None,
-    };
+    let index = Index::of_tagged(images.iter().map(|i| (&i.record.manifest, &i.tags[..])));
     let bytes = serde_json::to_vec(&index).map_err(|e| ArchiveError::BadJson {
         what: "index.json".into(),
         error: e,
