@@ -97,16 +97,41 @@ struct DirSink {
     root: PathBuf,
 }
 
+/// Writes below `root` without following symlinks found there: a symlinked directory is
+/// refused, and a file is written beside its final name and renamed over it (replacing a
+/// symlink rather than writing to its target).
 impl Sink for DirSink {
     fn dir(&mut self, path: &str) -> Result<(), ArchiveError> {
         let p = self.root.join(path);
-        fs::create_dir_all(&p).map_err(io_err(&p))
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => Err(ArchiveError::Invalid(format!(
+                "{} is a symlink; refusing to write through it",
+                p.display()
+            ))),
+            _ => fs::create_dir(&p).or_else(|e| {
+                if p.is_dir() {
+                    Ok(())
+                } else {
+                    Err(io_err(&p)(e))
+                }
+            }),
+        }
     }
 
     fn file(&mut self, path: &str, _size: u64, data: &mut dyn Read) -> Result<(), ArchiveError> {
         let p = self.root.join(path);
-        let mut f = fs::File::create(&p).map_err(io_err(&p))?;
-        io::copy(data, &mut f).map_err(io_err(&p))?;
+        let parent = p.parent().unwrap_or(&self.root);
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".rbuild-save-")
+            .tempfile_in(parent)
+            .map_err(io_err(parent))?;
+        io::copy(data, &mut tmp).map_err(io_err(tmp.path()))?;
+        // Temp files are 0600; blobs are as readable as `File::create` would make them.
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+        tmp.as_file()
+            .set_permissions(mode)
+            .map_err(io_err(tmp.path()))?;
+        tmp.persist(&p).map_err(|e| io_err(&p)(e.error))?;
         Ok(())
     }
 }
