@@ -652,3 +652,32 @@ fn rm_force_kills_a_running_container() {
     assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
     assert_eq!(entries(&containers_dir(&env)), 0);
 }
+
+/// Errors before the container starts say their cause once, with docker's wording, and exit 125.
+#[test]
+fn setup_errors_name_their_cause_once() {
+    let env = env_with_base();
+    let out = run(&env, &["-u", "nosuchuser", "bb", "true"]);
+    assert_eq!(code(&out), 125);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        "rbuild: error: unable to find user nosuchuser: no matching entries in passwd file"
+    );
+    let out = run(&env, &["-u", "0:nosuchgroup", "bb", "true"]);
+    assert_eq!(code(&out), 125);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        "rbuild: error: unable to find group nosuchgroup: no matching entries in group file"
+    );
+    let missing = env.path().join("no-such-env-file");
+    let out = run(
+        &env,
+        &["--env-file", missing.to_str().unwrap(), "bb", "true"],
+    );
+    assert_eq!(code(&out), 125);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
+}
