@@ -145,7 +145,19 @@ pub fn apply_change(config: &mut ContainerConfig, change: &str) -> Result<(), Ar
                 labels.insert(k, v);
             }
         }
-        "WORKDIR" => config.working_dir = Some(rest.to_string()),
+        "WORKDIR" => {
+            // Relative to the current one, as in a Dockerfile (a relative WorkingDir cannot run).
+            if rest.is_empty() {
+                return Err(bad("WORKDIR needs a path"));
+            }
+            let current = config.working_dir.as_deref().unwrap_or("");
+            let joined = if rest.starts_with('/') {
+                rest.to_string()
+            } else {
+                format!("/{current}/{rest}")
+            };
+            config.working_dir = Some(crate::context::glob::clean(&joined));
+        }
         "USER" => config.user = Some(rest.to_string()),
         "STOPSIGNAL" => config.stop_signal = Some(rest.to_string()),
         "EXPOSE" => {
@@ -239,6 +251,18 @@ mod tests {
         assert_eq!(c.env.unwrap(), vec!["B=two words", "A=3"]);
         assert!(c.exposed_ports.unwrap().contains_key("53/udp"));
         assert_eq!(c.labels.unwrap()["org.x"], "y");
+    }
+
+    #[test]
+    fn workdir_change_is_made_absolute() {
+        let mut c = ContainerConfig::default();
+        apply_change(&mut c, "WORKDIR rel").unwrap();
+        assert_eq!(c.working_dir.as_deref(), Some("/rel"));
+        apply_change(&mut c, "WORKDIR sub/../x/").unwrap();
+        assert_eq!(c.working_dir.as_deref(), Some("/rel/x"));
+        apply_change(&mut c, "WORKDIR /srv//app").unwrap();
+        assert_eq!(c.working_dir.as_deref(), Some("/srv/app"));
+        assert!(apply_change(&mut c, "WORKDIR").is_err());
         assert!(apply_change(&mut ContainerConfig::default(), "RUN x").is_err());
     }
 }

@@ -29,7 +29,7 @@
 //! ```
 
 mod cache;
-mod glob;
+pub(crate) mod glob;
 mod ignore;
 mod snapshot;
 
