@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -276,19 +275,7 @@ fn tty_and_stdin() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("not a tty"));
 
     // -i passes stdin through; without -i the container's stdin is /dev/null.
-    let with_stdin = |args: &[&str]| {
-        let mut child = env
-            .cmd()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let _ = stdin.write_all(b"hi\n");
-        drop(stdin);
-        child.wait_with_output().unwrap()
-    };
+    let with_stdin = |args: &[&str]| env.run_with_stdin(args, b"hi\n");
     let out = with_stdin(&["run", "--rm", "-i", "bb", "cat"]);
     assert_eq!(code(&out), 0);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
