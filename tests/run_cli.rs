@@ -534,6 +534,11 @@ fn kept_containers_ps_rm_and_rmi() {
     run_ok(&env, &["bb", "sh", "-c", "echo x > /file"]);
     assert_eq!(entries(&containers_dir(&env)), 0);
     assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
+    // docker's tabwriter: 3 spaces of padding, columns at least 10 wide.
+    assert_eq!(
+        env.ok(&["ps", "-a"]),
+        "CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    NAMES\n"
+    );
 
     // Without --rm the container dir (with its changes) and record stay.
     let out = env.run(&[
