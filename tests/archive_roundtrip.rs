@@ -423,3 +423,44 @@ fn zstd_layers_save_in_both_formats() {
         assert_eq!(v[0]["RootFS"]["Layers"][0], layer.diff_id.to_string());
     }
 }
+
+/// `save --format oci-dir` into a directory that holds symlinks replaces the links; it never
+/// writes through them to files outside the directory.
+#[test]
+fn oci_dir_save_does_not_write_through_symlinks() {
+    let (env, _) = setup();
+    let outside = env.path().join("outside");
+    std::fs::write(&outside, "keep me").unwrap();
+    let dir = env.path().join("layout");
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("index.json")).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("oci-layout")).unwrap();
+    let out = dir.to_str().unwrap();
+    env.ok(&["save", "--format", "oci-dir", "-o", out, "busybox"]);
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
+    assert!(dir.join("index.json").symlink_metadata().unwrap().is_file());
+    assert!(dir.join("oci-layout").symlink_metadata().unwrap().is_file());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("index.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+
+    // A symlinked blobs directory would put the blobs elsewhere: refused.
+    let dir2 = env.path().join("layout2");
+    let elsewhere = env.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir(&dir2).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir2.join("blobs")).unwrap();
+    let err = env.fails(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        dir2.to_str().unwrap(),
+        "busybox",
+    ]);
+    assert!(err.contains("blobs") && err.contains("symlink"), "{err}");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+}

@@ -2,9 +2,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use rbuild::dockerfile::{self, instructions, ErrorKind};
 
 #[test]
@@ -160,20 +157,8 @@ fn odd_inputs_give_errors_not_panics() {
 
 #[test]
 fn cli_reads_stdin() {
-    let mut child = Command::new(common::rbuild_bin())
-        .args(["parse", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"FROM a\nCMD [\"x\"]\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out =
+        common::TestEnv::new().run_with_stdin(&["parse", "-f", "-"], b"FROM a\nCMD [\"x\"]\n");
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -276,19 +275,7 @@ fn tty_and_stdin() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("not a tty"));
 
     // -i passes stdin through; without -i the container's stdin is /dev/null.
-    let with_stdin = |args: &[&str]| {
-        let mut child = env
-            .cmd()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let _ = stdin.write_all(b"hi\n");
-        drop(stdin);
-        child.wait_with_output().unwrap()
-    };
+    let with_stdin = |args: &[&str]| env.run_with_stdin(args, b"hi\n");
     let out = with_stdin(&["run", "--rm", "-i", "bb", "cat"]);
     assert_eq!(code(&out), 0);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
@@ -547,6 +534,11 @@ fn kept_containers_ps_rm_and_rmi() {
     run_ok(&env, &["bb", "sh", "-c", "echo x > /file"]);
     assert_eq!(entries(&containers_dir(&env)), 0);
     assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
+    // docker's tabwriter: 3 spaces of padding, columns at least 10 wide.
+    assert_eq!(
+        env.ok(&["ps", "-a"]),
+        "CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    NAMES\n"
+    );
 
     // Without --rm the container dir (with its changes) and record stay.
     let out = env.run(&[
@@ -651,4 +643,33 @@ fn rm_force_kills_a_running_container() {
     assert_eq!(code(&out), 137);
     assert_eq!(env.ok(&["ps", "-a", "-q"]), "");
     assert_eq!(entries(&containers_dir(&env)), 0);
+}
+
+/// Errors before the container starts say their cause once, with docker's wording, and exit 125.
+#[test]
+fn setup_errors_name_their_cause_once() {
+    let env = env_with_base();
+    let out = run(&env, &["-u", "nosuchuser", "bb", "true"]);
+    assert_eq!(code(&out), 125);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        "rbuild: error: unable to find user nosuchuser: no matching entries in passwd file"
+    );
+    let out = run(&env, &["-u", "0:nosuchgroup", "bb", "true"]);
+    assert_eq!(code(&out), 125);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim_end(),
+        "rbuild: error: unable to find group nosuchgroup: no matching entries in group file"
+    );
+    let missing = env.path().join("no-such-env-file");
+    let out = run(
+        &env,
+        &["--env-file", missing.to_str().unwrap(), "bb", "true"],
+    );
+    assert_eq!(code(&out), 125);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
 }

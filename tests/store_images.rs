@@ -359,6 +359,15 @@ fn library_commit_and_snapshots() {
         .commit_image(&config, &layers, &[Reference::parse("child:v1").unwrap()])
         .unwrap();
     assert_eq!(store.resolve_image("child:v1").unwrap().id, id);
+    // A digest reference is refused as a tag, by commit and by tag.
+    let digest_ref = Reference::parse(&format!("child@{id}")).unwrap();
+    let err = store
+        .commit_image(&config, &layers, std::slice::from_ref(&digest_ref))
+        .unwrap_err();
+    assert!(err.to_string().contains("digest reference"), "{err}");
+    let err = store.tag("child:v1", &digest_ref).unwrap_err();
+    assert!(err.to_string().contains("digest reference"), "{err}");
+    assert_eq!(store.image_tags(&id).unwrap().len(), 1);
     let out = env.ok(&["history", "child:v1"]);
     assert!(out.contains("RUN touch /etc/added"), "{out}");
 

@@ -408,9 +408,7 @@ fn load_docker(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Arc
         }
         let mut tags = Vec::new();
         for t in m.repo_tags.iter().flatten() {
-            tags.push(Reference::parse(t).map_err(|e| {
-                ArchiveError::Invalid(format!("manifest.json RepoTags {t:?}: {e}"))
-            })?);
+            tags.push(parse_tag(t, "manifest.json RepoTags")?);
         }
         let mut layers = Vec::new();
         for (l, diff_id) in m.layers.iter().zip(&config.rootfs.diff_ids) {
@@ -461,17 +459,27 @@ fn oci_tag(d: &oci::Descriptor) -> Result<Option<Reference>, ArchiveError> {
         return Ok(None);
     };
     if let Some(name) = a.get(oci::ANNOTATION_CONTAINERD_NAME) {
-        return Reference::parse(name)
-            .map(Some)
-            .map_err(|e| ArchiveError::Invalid(format!("index.json image name {name:?}: {e}")));
+        return parse_tag(name, "index.json image name").map(Some);
     }
     match a.get(oci::ANNOTATION_REF_NAME) {
         // A bare tag (`latest`) names no repository: load the image untagged.
-        Some(name) if name.contains(':') || name.contains('/') => Reference::parse(name)
-            .map(Some)
-            .map_err(|e| ArchiveError::Invalid(format!("index.json ref.name {name:?}: {e}"))),
+        Some(name) if name.contains(':') || name.contains('/') => {
+            parse_tag(name, "index.json ref.name").map(Some)
+        }
         _ => Ok(None),
     }
+}
+
+/// A tag named by the archive (`what` says where); a digest reference is no tag.
+fn parse_tag(name: &str, what: &str) -> Result<Reference, ArchiveError> {
+    let r = Reference::parse(name)
+        .map_err(|e| ArchiveError::Invalid(format!("{what} {name:?}: {e}")))?;
+    if r.digest.is_some() {
+        return Err(ArchiveError::Invalid(format!(
+            "{what} {name:?}: refusing to create a tag with a digest reference"
+        )));
+    }
+    Ok(r)
 }
 
 fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, ArchiveError> {

@@ -296,21 +296,42 @@ impl Filters {
     }
 }
 
-/// Shell-style glob: `*` (not across `/`), `?`, literal otherwise.
+/// Shell-style glob: `*` (not across `/`), `?`, literal otherwise. Neither wildcard matches
+/// `/`, so pattern and name are matched segment by segment.
 fn glob(pattern: &str, s: &str) -> bool {
+    let p: Vec<&str> = pattern.split('/').collect();
+    let s: Vec<&str> = s.split('/').collect();
+    p.len() == s.len() && p.iter().zip(&s).all(|(p, s)| glob_segment(p, s))
+}
+
+/// One segment: greedy, going back only to the last `*` on a mismatch (time linear in the
+/// pattern times the name, where trying every split for every `*` was exponential).
+fn glob_segment(pattern: &str, s: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let s: Vec<char> = s.chars().collect();
-    fn go(p: &[char], s: &[char]) -> bool {
-        match p.first() {
-            None => s.is_empty(),
-            Some('*') => (0..=s.len())
-                .take_while(|&i| i == 0 || s[i - 1] != '/')
-                .any(|i| go(&p[1..], &s[i..])),
-            Some('?') => !s.is_empty() && s[0] != '/' && go(&p[1..], &s[1..]),
-            Some(c) => s.first() == Some(c) && go(&p[1..], &s[1..]),
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None; // pattern index of the `*`, name index after it
+    while si < s.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, si));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || c == s[si] => {
+                pi += 1;
+                si += 1;
+            }
+            _ => match star {
+                Some((star_pi, star_si)) => {
+                    star = Some((star_pi, star_si + 1));
+                    pi = star_pi + 1;
+                    si = star_si + 1;
+                }
+                None => return false,
+            },
         }
     }
-    go(&p, &s)
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 pub fn run_image(globals: &Globals, cmd: ImageCommand) -> anyhow::Result<i32> {
@@ -548,6 +569,20 @@ mod tests {
         assert!(glob("busy*", "busybox:latest"));
         assert!(!glob("*", "a/b"));
         assert!(glob("*/*", "a/b"));
+        assert!(glob("b?sy*:*", "busybox:latest"));
+        assert!(glob("*box*", "busybox:latest"));
+        assert!(!glob("*box", "busybox:latest"));
+        assert!(glob("a*b*c", "aXbYbZc"));
+        assert!(!glob("a?c", "a/c"));
+        assert!(glob("", ""));
+        assert!(!glob("", "a"));
+        // Many stars against a long name that does not match: answered at once, not after
+        // trying every way to split the name (seconds here, minutes for longer names).
+        let name = "a".repeat(32);
+        let pattern = format!("{}b", "*a".repeat(10));
+        let start = std::time::Instant::now();
+        assert!(!glob(&pattern, &name));
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use rbuild_runtime::{Io, NetworkMode, Stdio};
 
-use super::images::open_store;
+use super::images::{open_store, print_table};
 use super::Globals;
 use crate::container::{self, env, RunOptions};
 
@@ -212,23 +212,14 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
             c.name.clone(),
         ]);
     }
-    let mut widths = [0usize; 6];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for row in &rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                line.push_str(&format!("{cell:<w$}   ", w = widths[i]));
-            }
-        }
-        println!("{}", line.trim_end());
-    }
+    // A tab inside a cell would start a new column.
+    let lines = rows.iter().map(|row| {
+        row.iter()
+            .map(|cell| cell.replace('\t', " "))
+            .collect::<Vec<_>>()
+            .join("\t")
+    });
+    print_table(&mut std::io::stdout().lock(), lines)?;
     Ok(0)
 }
 

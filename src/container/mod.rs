@@ -45,16 +45,12 @@ pub enum ContainerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    #[error("unable to find user {user}: {source}")]
-    User {
-        user: String,
-        #[source]
-        source: UserError,
-    },
+    /// The user or group of `-u`/`USER` is not in the image (its message names it, as docker's).
+    #[error(transparent)]
+    User(#[from] UserError),
     #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
         error: std::io::Error,
     },
     #[error("invalid environment variable {value:?}: {reason}")]
@@ -77,11 +73,10 @@ pub enum ContainerError {
         "cannot remove container \"/{0}\": container is running: stop the container before removing or force remove"
     )]
     Running(String),
-    #[error("failed to kill container {id}: {source}")]
+    #[error("failed to kill container {id}: {error}")]
     Kill {
         id: String,
-        #[source]
-        source: nix::errno::Errno,
+        error: nix::errno::Errno,
     },
 }
 
@@ -337,12 +332,7 @@ fn create(
     let user = if user_name.is_empty() {
         rbuild_runtime::UserSpec::root()
     } else {
-        rbuild_runtime::resolve_user_in_layers(&lowers, &user_name).map_err(|source| {
-            ContainerError::User {
-                user: user_name.clone(),
-                source,
-            }
-        })?
+        rbuild_runtime::resolve_user_in_layers(&lowers, &user_name)?
     };
     let id = new_id()?;
     let hostname = options
@@ -455,10 +445,10 @@ pub fn remove(store: &Store, name: &str, force: bool) -> Result<String, Containe
             let target = nix::unistd::Pid::from_raw(pid);
             match nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL) {
                 Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-                Err(source) => {
+                Err(error) => {
                     return Err(ContainerError::Kill {
                         id: record.id,
-                        source,
+                        error,
                     })
                 }
             }

@@ -670,7 +670,7 @@ fn unknown_instruction(df: &Dockerfile, node: &Node) -> ParseError {
 }
 
 /// Levenshtein distance between two strings (in characters).
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -104,6 +104,7 @@ impl Store {
         manifest_bytes: Option<&[u8]>,
         tags: &[Reference],
     ) -> Result<ImageId, StoreError> {
+        tags.iter().try_for_each(check_tag)?;
         let config: ImageConfig =
             serde_json::from_slice(config_bytes).map_err(|e| StoreError::BadJson {
                 what: "image config".into(),
@@ -284,6 +285,7 @@ impl Store {
 
     /// Points `reference` at image `source` (any name [`Store::resolve_image`] takes).
     pub fn tag(&self, source: &str, reference: &Reference) -> Result<ImageId, StoreError> {
+        check_tag(reference)?;
         self.with_db(|db| {
             let (records, tags) = load_all(db)?;
             let (rec, _) = resolve_in(&records, &tags, source)?;
@@ -485,6 +487,18 @@ fn unshared(rec: &ImageRecord, others: &[&ImageRecord]) -> Vec<Doomed> {
 }
 
 /// Resolves `name` among `records`; also returns the tag when it was found by tag.
+/// A tag names a repository and a tag; a digest reference (`name@sha256:…`) cannot be moved
+/// to another image, and a tag stored with one could not be looked up or removed by it.
+fn check_tag(tag: &Reference) -> Result<(), StoreError> {
+    if tag.digest.is_some() {
+        return Err(StoreError::Invalid(format!(
+            "refusing to create a tag with a digest reference: {}",
+            tag.familiar()
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn resolve_in(
     records: &[ImageRecord],
     tags: &[(Reference, String)],
