@@ -126,6 +126,9 @@ pub fn default_root() -> PathBuf {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let globals = Globals::resolve(&cli);
+    if globals.log_level >= LogLevel::Debug {
+        eprintln!("debug: store root {}", globals.root.display());
+    }
     let result = match cli.command {
         Command::Build(args) => build::run(&globals, args),
         Command::Parse(args) => parse::run(&globals, args),
@@ -147,6 +150,10 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
+            if globals.log_level >= LogLevel::Debug {
+                // The whole chain, one cause per line, with a backtrace when RUST_BACKTRACE=1.
+                eprintln!("debug: {err:?}");
+            }
             1
         }
     }
