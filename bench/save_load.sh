@@ -2,11 +2,12 @@
 # Benchmark: save and load a generated ~1 GiB image with rbuild, podman and docker, in one run.
 #
 #   bench/save_load.sh [SIZE_MIB]        (root; by hand, never from tests)
+#   DATA=text bench/save_load.sh         compressible data (base64 text) instead of random bytes
 #
 # Needs the release binary (cargo build --release) and the peers: /work/shared/bench/peers.sh
 # (installs docker.io, starts dockerd, configures podman). A peer that is not available is
 # skipped with a message. Each tool imports the same rootfs tarball (busybox + SIZE_MIB of
-# incompressible data in 64 MiB files), then, REPS times (default 2, best time kept):
+# data in 64 MiB files: random bytes, or base64 text with DATA=text), then, REPS times (default 2, best time kept):
 #   save  → <tool> save -o FILE IMAGE          (docker-archive, each tool's default)
 #   load  → <tool> rmi IMAGE; <tool> load -i FILE
 # Prints seconds per tool, rbuild's time / the fastest peer's, and rbuild's peak RSS (GNU time).
@@ -28,7 +29,13 @@ trap cleanup EXIT
 echo "generating a ${size} MiB rootfs in $work"
 bash "$here/testdata/base/busybox-rootfs.sh" "$work/rootfs"
 mkdir -p "$work/rootfs/data"
-for i in $(seq $((size / 64))); do head -c 64M /dev/urandom >"$work/rootfs/data/blob$i"; done
+for i in $(seq $((size / 64))); do
+    if [ "${DATA:-random}" = text ]; then
+        (set +o pipefail; base64 -w 76 /dev/urandom | head -c 64M) >"$work/rootfs/data/blob$i"
+    else
+        head -c 64M /dev/urandom >"$work/rootfs/data/blob$i"
+    fi
+done
 tar --sort=name --mtime=@0 --numeric-owner -C "$work/rootfs" -cf "$work/rootfs.tar" .
 rm -rf "$work/rootfs"
 ls -l "$work/rootfs.tar"

@@ -239,6 +239,28 @@ fn corpus() -> Vec<Case> {
         layer: None,
     });
 
+    // A digest reference is no tag: stored as one, it could not be looked up or removed.
+    let mut p = docker_parts(good_layer());
+    p.manifest = serde_json::json!([{"Config": p.config_name, "RepoTags": [format!("corpus@sha256:{}", sha(b"x"))], "Layers": [p.layer_name]}]).to_string().into_bytes();
+    out.push(Case {
+        name: "repotag-is-a-digest",
+        bytes: docker_archive(&p),
+        want: "refusing to create a tag with a digest reference",
+        layer: None,
+    });
+    out.push(Case {
+        name: "oci-name-is-a-digest",
+        bytes: oci_archive(
+            |i| {
+                i["manifests"][0]["annotations"]["io.containerd.image.name"] =
+                    serde_json::json!(format!("docker.io/library/corpus:oci@sha256:{}", sha(b"x")))
+            },
+            false,
+        ),
+        want: "refusing to create a tag with a digest reference",
+        layer: None,
+    });
+
     let mut p = docker_parts(good_layer());
     p.extra.push(("manifest.json".into(), p.manifest.clone()));
     out.push(Case {

@@ -305,3 +305,162 @@ fn loads_old_docker_archive_layout_with_symlinked_layers() {
     assert_eq!(id_of(&env2, "old:1"), id);
     assert_eq!(id_of(&env2, "old:2"), id);
 }
+
+/// A layer above 4 MiB is stored as several gzip members and decompressed in parallel by
+/// `save`; `load` then re-checks its DiffID, so any mistake in the order would fail here.
+#[test]
+fn multi_member_gzip_layers_save_exactly() {
+    let env = TestEnv::new();
+    let rootfs = env.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    let mut text = String::new();
+    let mut i = 0u64;
+    while text.len() < (13 << 20) {
+        text.push_str(&format!(
+            "line {i} {}\n",
+            i.wrapping_mul(0x9E3779B97F4A7C15)
+        ));
+        i += 1;
+    }
+    std::fs::write(rootfs.join("big.txt"), &text).unwrap();
+    let tar = env.path().join("rootfs.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let id = env
+        .ok(&["import", tar.to_str().unwrap(), "big:1"])
+        .trim()
+        .to_string();
+    let a = env.path().join("big.tar");
+    env.ok(&["save", "-o", a.to_str().unwrap(), "big:1"]);
+    let env2 = TestEnv::new();
+    env2.ok(&["load", "-i", a.to_str().unwrap()]);
+    assert_eq!(id_of(&env2, "big:1"), id);
+    let files = tar_files(&a);
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let layer = &files[manifest[0]["Layers"][0].as_str().unwrap()];
+    let mut ar = tar::Archive::new(&layer[..]);
+    let mut found = false;
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().ends_with("big.txt") {
+            let mut got = String::new();
+            e.read_to_string(&mut got).unwrap();
+            assert!(got == text, "content differs");
+            found = true;
+        }
+    }
+    assert!(found);
+}
+
+/// zstd layers (OCI, on request) are kept as zstd in oci-archive and decompressed for
+/// docker-archive.
+#[test]
+fn zstd_layers_save_in_both_formats() {
+    use rbuild::image::compress::Compression;
+    use rbuild::image::layer::{LayerOptions, LayerSource};
+    use rbuild::image::oci::{self, ImageConfig, RootFs};
+    use rbuild::image::Reference;
+    use rbuild::store::Store;
+
+    let env = TestEnv::new();
+    let rootfs = env.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(rootfs.join("etc/motd"), "zstd layer\n").unwrap();
+    let store = Store::open(&env.root()).unwrap();
+    let opts = LayerOptions {
+        compression: Compression::Zstd,
+        mtime: Some(0),
+    };
+    let layer = store
+        .write_layer(&LayerSource::Dir(&rootfs), &opts)
+        .unwrap();
+    assert_eq!(layer.media_type, oci::MEDIA_LAYER_ZSTD);
+    let config = ImageConfig {
+        architecture: oci::host_architecture().into(),
+        os: "linux".into(),
+        rootfs: RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![layer.diff_id.clone()],
+        },
+        ..ImageConfig::default()
+    };
+    let id = store
+        .commit_image(
+            &config,
+            std::slice::from_ref(&layer),
+            &[Reference::parse("z:1").unwrap()],
+        )
+        .unwrap();
+    for format in ["docker-archive", "oci-archive"] {
+        let f = env.path().join(format!("{format}.tar"));
+        env.ok(&["save", "--format", format, "-o", f.to_str().unwrap(), "z:1"]);
+        let env2 = TestEnv::new();
+        assert_eq!(
+            env2.ok(&["load", "-i", f.to_str().unwrap()]),
+            "Loaded image: z:1\n"
+        );
+        assert_eq!(id_of(&env2, "z:1"), id.to_string(), "{format}");
+        let v: Value = serde_json::from_str(&env2.ok(&["inspect", "z:1"])).unwrap();
+        let files = tar_files(&f);
+        if format == "oci-archive" {
+            assert!(
+                files.contains_key(&format!("blobs/sha256/{}", layer.digest.hex())),
+                "zstd blob kept"
+            );
+        } else {
+            assert!(
+                files.contains_key(&format!("blobs/sha256/{}", layer.diff_id.hex())),
+                "tar named by DiffID"
+            );
+        }
+        assert_eq!(v[0]["RootFS"]["Layers"][0], layer.diff_id.to_string());
+    }
+}
+
+/// `save --format oci-dir` into a directory that holds symlinks replaces the links; it never
+/// writes through them to files outside the directory.
+#[test]
+fn oci_dir_save_does_not_write_through_symlinks() {
+    let (env, _) = setup();
+    let outside = env.path().join("outside");
+    std::fs::write(&outside, "keep me").unwrap();
+    let dir = env.path().join("layout");
+    std::fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("index.json")).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("oci-layout")).unwrap();
+    let out = dir.to_str().unwrap();
+    env.ok(&["save", "--format", "oci-dir", "-o", out, "busybox"]);
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me");
+    assert!(dir.join("index.json").symlink_metadata().unwrap().is_file());
+    assert!(dir.join("oci-layout").symlink_metadata().unwrap().is_file());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("index.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+
+    // A symlinked blobs directory would put the blobs elsewhere: refused.
+    let dir2 = env.path().join("layout2");
+    let elsewhere = env.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir(&dir2).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir2.join("blobs")).unwrap();
+    let err = env.fails(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        dir2.to_str().unwrap(),
+        "busybox",
+    ]);
+    assert!(err.contains("blobs") && err.contains("symlink"), "{err}");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+}

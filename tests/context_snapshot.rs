@@ -500,3 +500,22 @@ fn walk_agrees_with_is_excluded() {
         assert_eq!(got, expected, "ignore file {text:?}");
     }
 }
+
+/// The error chain (as the CLI prints it, `{:#}`) names the file and the cause once each.
+#[test]
+fn context_errors_say_their_cause_once() {
+    let fx = Fixture::new();
+    let ctx = fx.ctx();
+    write(&ctx, ".dockerignore", "ok\n[bad\n");
+    let err = IgnoreMatcher::load(&ctx, None).unwrap_err();
+    let chain = format!("{:#}", anyhow::Error::new(err));
+    assert!(chain.starts_with(&format!("{}: line 2:", ctx.join(".dockerignore").display())));
+    assert_eq!(chain.matches("line 2").count(), 1, "{chain}");
+
+    let missing = ctx.join("no-such-dir");
+    let ignore = IgnoreMatcher::parse("").unwrap();
+    let err = ContextSnapshot::scan(&missing, &ignore, &mut fx.cache()).unwrap_err();
+    let chain = format!("{:#}", anyhow::Error::new(err));
+    assert_eq!(chain.matches("No such file").count(), 1, "{chain}");
+    assert!(chain.starts_with(missing.to_str().unwrap()), "{chain}");
+}

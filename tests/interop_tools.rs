@@ -287,9 +287,22 @@ fn docker_load_when_an_engine_runs() {
         "localhost:5000/team/app:v1",
     ]));
     assert_eq!(got.trim(), id);
+    // and back: docker's own (old layout) docker-archive loads into rbuild with the same ID
+    let back = env.path().join("from-docker.tar");
+    tool(
+        Command::new(docker)
+            .args(["save", "-o"])
+            .arg(&back)
+            .arg("localhost:5000/team/app:v1"),
+    );
     let _ = Command::new(docker)
         .args(["rmi", "localhost:5000/team/app:v1"])
         .output();
+    let env2 = TestEnv::new();
+    let out = env2.ok(&["load", "-i", back.to_str().unwrap()]);
+    assert_eq!(out, "Loaded image: localhost:5000/team/app:v1\n");
+    let got = env2.ok(&["inspect", "-f", "{{.Id}}", "localhost:5000/team/app:v1"]);
+    assert_eq!(got.trim(), id);
 }
 
 /// Layers above 4 MiB are gzip-compressed in parallel as several gzip members; Go readers

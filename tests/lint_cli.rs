@@ -3,9 +3,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
-
 use common::{testdata, TestEnv};
 
 /// Writes `source` as `Dockerfile` in the environment's directory.
@@ -92,21 +89,7 @@ fn json_format() {
 #[test]
 fn reads_stdin() {
     let env = TestEnv::new();
-    let mut child = env
-        .cmd()
-        .args(["lint", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"FROM alpine AS Build\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = env.run_with_stdin(&["lint", "-f", "-"], b"FROM alpine AS Build\n");
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stdout(&out).starts_with(

@@ -2,9 +2,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use rbuild::dockerfile::{self, instructions, ErrorKind};
 
 #[test]
@@ -160,20 +157,8 @@ fn odd_inputs_give_errors_not_panics() {
 
 #[test]
 fn cli_reads_stdin() {
-    let mut child = Command::new(common::rbuild_bin())
-        .args(["parse", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"FROM a\nCMD [\"x\"]\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out =
+        common::TestEnv::new().run_with_stdin(&["parse", "-f", "-"], b"FROM a\nCMD [\"x\"]\n");
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -196,4 +181,66 @@ fn cli_reports_errors_with_the_given_file_name() {
             path.display()
         )
     );
+}
+
+#[test]
+fn cli_prints_warnings_on_stderr() {
+    let env = common::TestEnv::new();
+    let path = env.path().join("Dockerfile");
+    std::fs::write(&path, "FROM a\nRUN a \\\n\n  b\n").unwrap();
+    let out = env.run(&["parse", "-f", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "(from \"a\")\n(run \"a   b\")\n"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "{}:2:1: warning: empty continuation line found in: RUN a   b\n",
+            path.display()
+        )
+    );
+}
+
+/// Inputs that would take minutes with a quadratic step finish quickly (the bound is generous
+/// for debug builds on a loaded machine).
+#[test]
+fn pathological_inputs_stay_linear() {
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "escape run",
+            format!("FROM a\nRUN {}x\n", "\\".repeat(300_000)),
+        ),
+        ("many heredoc lines", "FROM a\nRUN a<<b\n".repeat(30_000)),
+        (
+            "many heredocs",
+            "FROM a\nRUN <<EOF\nx\nEOF\n".repeat(20_000),
+        ),
+        (
+            "long continuation",
+            format!("FROM a\nRUN a \\\n{}b\n", "  x \\\n# c\n\n".repeat(50_000)),
+        ),
+        (
+            "many words",
+            format!("FROM a\nRUN {}\n", "<<a ".repeat(100_000)),
+        ),
+        (
+            "long comment",
+            format!("# {}\nFROM a\n", "#\\".repeat(300_000)),
+        ),
+    ];
+    for (name, src) in cases {
+        let start = std::time::Instant::now();
+        let result = dockerfile::parse(&src, "Dockerfile");
+        if let Ok(df) = &result {
+            let _ = instructions::parse_instructions(df);
+        }
+        let took = start.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(20),
+            "{name}: {took:?} for {} bytes",
+            src.len()
+        );
+    }
 }

@@ -57,6 +57,7 @@ fn import_lists_inspects_and_shows_history() {
     assert_eq!(&row[..3], &["busybox", "latest", &id[7..19]]);
     assert!(row.last().unwrap().ends_with("MB"), "{row:?}");
     assert_eq!(env.ok(&["images", "-q"]).trim(), &id[7..19]);
+    assert_eq!(env.ok(&["image", "ls", "-q"]).trim(), &id[7..19]);
     assert!(env.ok(&["images", "--no-trunc"]).contains(&id));
     assert!(env.ok(&["images", "--digests"]).contains("DIGEST"));
     assert_eq!(
@@ -295,6 +296,13 @@ fn two_processes_share_one_root() {
         .output()
         .unwrap();
     assert!(a.status.success() && c.status.success());
+    // Regression: `save -o` onto a device writes into it instead of renaming over it.
+    use std::os::unix::fs::FileTypeExt;
+    let null = std::fs::metadata("/dev/null").unwrap();
+    assert!(
+        null.file_type().is_char_device(),
+        "save -o /dev/null replaced the device"
+    );
     let b = b.wait_with_output().unwrap();
     assert!(b.status.success());
     assert!(String::from_utf8_lossy(&b.stdout).starts_with("Untagged: p1:r0\n"));
@@ -351,6 +359,15 @@ fn library_commit_and_snapshots() {
         .commit_image(&config, &layers, &[Reference::parse("child:v1").unwrap()])
         .unwrap();
     assert_eq!(store.resolve_image("child:v1").unwrap().id, id);
+    // A digest reference is refused as a tag, by commit and by tag.
+    let digest_ref = Reference::parse(&format!("child@{id}")).unwrap();
+    let err = store
+        .commit_image(&config, &layers, std::slice::from_ref(&digest_ref))
+        .unwrap_err();
+    assert!(err.to_string().contains("digest reference"), "{err}");
+    let err = store.tag("child:v1", &digest_ref).unwrap_err();
+    assert!(err.to_string().contains("digest reference"), "{err}");
+    assert_eq!(store.image_tags(&id).unwrap().len(), 1);
     let out = env.ok(&["history", "child:v1"]);
     assert!(out.contains("RUN touch /etc/added"), "{out}");
 
@@ -383,4 +400,37 @@ fn library_commit_and_snapshots() {
         .join("bin/sh")
         .symlink_metadata()
         .is_ok());
+}
+
+#[test]
+fn prune_collects_files_left_by_a_crash_after_a_grace_period() {
+    let env = TestEnv::new();
+    import(&env, Some("busybox"));
+    let blobs_before = blob_count(&env);
+    let root = env.root();
+    let hour_ago = filetime::FileTime::from_unix_time(chrono::Utc::now().timestamp() - 7200, 0);
+    let stale_blob = root.join("blobs/sha256").join("a".repeat(64));
+    let fresh_blob = root.join("blobs/sha256").join("b".repeat(64));
+    let stale_tmp = root.join("tmp/work-crashed");
+    let stale_snap = root.join("snapshots").join("c".repeat(64));
+    std::fs::write(&stale_blob, "orphan").unwrap();
+    std::fs::write(&fresh_blob, "being written by someone").unwrap();
+    std::fs::create_dir_all(&stale_tmp).unwrap();
+    std::fs::create_dir_all(&stale_snap).unwrap();
+    for p in [&stale_blob, &stale_tmp, &stale_snap] {
+        filetime::set_file_mtime(p, hour_ago).unwrap();
+    }
+    let out = env.ok(&["image", "prune", "-f"]);
+    assert!(out.contains("Total reclaimed space: 6B"), "{out}");
+    assert!(!stale_blob.exists() && !stale_tmp.exists() && !stale_snap.exists());
+    assert!(
+        fresh_blob.exists(),
+        "files younger than the grace period stay"
+    );
+    assert_eq!(blob_count(&env), blobs_before + 1);
+    assert_eq!(
+        env.ok(&["images", "-q"]).lines().count(),
+        1,
+        "tagged images stay"
+    );
 }

@@ -3,7 +3,7 @@
 //! `cargo run --release -p rbuild-runtime --example bench_true [ROOTFS]` (as root). Without
 //! ROOTFS a busybox rootfs is built with testdata/base/busybox-rootfs.sh. Each run uses a
 //! fresh overlay upper dir over the rootfs, as a RUN step does; the median and spread of
-//! both the overlay and the plain-directory rootfs are printed.
+//! the overlay (with and without `volatile`) and the plain-directory rootfs are printed.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -31,12 +31,13 @@ fn main() {
     };
     let runs = 20;
     let mut overlay = Vec::new();
-    for i in 0..runs {
+    let mut volatile = Vec::new();
+    for i in 0..runs * 2 {
         let upper = tmp.path().join(format!("upper{i}"));
         let work = tmp.path().join(format!("work{i}"));
         std::fs::create_dir_all(&upper).unwrap();
         std::fs::create_dir_all(&work).unwrap();
-        let spec = ContainerSpec::new(
+        let mut spec = ContainerSpec::new(
             Rootfs::Overlay {
                 lowers: vec![rootfs.clone()],
                 upper,
@@ -44,9 +45,15 @@ fn main() {
             },
             vec!["true".into()],
         );
+        spec.volatile_overlay = i % 2 == 1;
         let start = Instant::now();
         let status = rbuild_runtime::run(&spec, Stdio::null()).expect("run");
-        overlay.push(start.elapsed());
+        let elapsed = start.elapsed();
+        if spec.volatile_overlay {
+            volatile.push(elapsed);
+        } else {
+            overlay.push(elapsed);
+        }
         assert!(status.success(), "true exited {status:?}");
     }
     let mut dir = Vec::new();
@@ -58,6 +65,7 @@ fn main() {
         assert!(status.success(), "true exited {status:?}");
     }
     report("overlay rootfs", &mut overlay);
+    report("overlay rootfs, volatile", &mut volatile);
     report("directory rootfs", &mut dir);
 }
 

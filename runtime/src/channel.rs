@@ -69,6 +69,11 @@ impl Channel {
         Channel(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
+    /// The descriptor, for handing this end to another process.
+    pub(crate) fn into_fd(self) -> OwnedFd {
+        self.0
+    }
+
     pub(crate) fn raw(&self) -> RawFd {
         self.0.as_raw_fd()
     }

@@ -99,6 +99,7 @@ struct StateDir(PathBuf);
 impl StateDir {
     fn create(spec: &ContainerSpec) -> std::io::Result<StateDir> {
         let base = std::env::temp_dir();
+        remove_stale_state_dirs(&base);
         let dir = base.join(format!("rbuild-runtime-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir); // a stale one from a recycled pid
         std::fs::create_dir(&dir)?;
@@ -115,6 +116,27 @@ impl StateDir {
             rootfs::resolv_conf(host_network, &host_resolv),
         )?;
         Ok(state)
+    }
+}
+
+/// Removes state directories whose monitor is gone without cleaning up (it was killed):
+/// their mounts lived only in that container's mount namespace, which is gone too.
+fn remove_stale_state_dirs(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("rbuild-runtime-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -161,8 +183,9 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
                     125
                 }
             };
-            std::mem::forget(state); // the monitor removes it
-                                     // SAFETY: _exit ends this forked child without running the parent's atexit work.
+            // The monitor removes the state directory, not this child.
+            std::mem::forget(state);
+            // SAFETY: _exit ends this forked child without running the parent's atexit work.
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => {
@@ -215,14 +238,20 @@ fn container_main(
     })?;
     rootfs::make_private()?;
     let root = state.join("rootfs");
-    rootfs::mount_rootfs(&spec.rootfs, &root, &state.join("empty"), rootless)?;
+    rootfs::mount_rootfs(
+        &spec.rootfs,
+        &root,
+        &state.join("empty"),
+        rootless,
+        spec.volatile_overlay,
+    )?;
     namespaces::set_hostname(&spec.hostname)?;
     if spec.network != NetworkMode::Host {
         namespaces::loopback_up()?;
     }
-    rootfs::mount_proc_sys(&root)?;
-    rootfs::mount_dev(&root)?;
     let mut created = Vec::new();
+    rootfs::mount_proc_sys(&root, &mut created)?;
+    rootfs::mount_dev(&root, &mut created)?;
     rootfs::bind_etc_files(&root, state, &mut created)?;
     mounts::apply(&root, &spec.mounts, &mut created)?;
     let cwd = resolve_in_root(&root, &spec.process.cwd);
@@ -278,6 +307,17 @@ fn attach_pty(chan: &Channel, uid: u32, window: Option<(u16, u16)>) -> Result<()
     )
     .map_err(|e| err("open the pty slave", e))?;
     let _ = nix::unistd::fchown(slave, Some(nix::unistd::Uid::from_raw(uid)), None);
+    // As docker: the pty is also the container's /dev/console.
+    let console = Path::new("/dev/console");
+    std::fs::File::create(console).map_err(|e| err("create /dev/console", io_errno(&e)))?;
+    nix::mount::mount(
+        Some(name.as_str()),
+        console,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| err("bind the pty to /dev/console", e))?;
     if let Some((rows, cols)) = window {
         let ws = libc::winsize {
             ws_row: rows,
@@ -302,6 +342,10 @@ fn attach_pty(chan: &Channel, uid: u32, window: Option<(u16, u16)>) -> Result<()
         let _ = nix::unistd::close(slave);
     }
     Ok(())
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// Everything `execve` needs, prepared while still privileged (allocation happens here).

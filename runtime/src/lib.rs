@@ -32,8 +32,11 @@
 //! the runner (the build engine, `rbuild run`, a test harness) has threads. So [`spawn`]
 //! re-executes the running binary (`/proc/self/exe`) with the spec in a memfd and a socket,
 //! named by the hidden `_RBUILD_RUNTIME_INIT` environment variable. The binary's `main`
-//! calls [`init_hook`] first; in the re-executed copy it never returns. That fresh,
-//! single-threaded *monitor* process:
+//! calls [`init_hook`] first; in the re-executed copy it never returns (programs that cannot,
+//! such as libtest unit tests, name another binary with [`set_init_program`]). A `clone()`
+//! of the caller with a hand-written minimal child was the alternative; re-executing keeps
+//! all setup code ordinary Rust with ordinary error handling. That fresh, single-threaded
+//! *monitor* process:
 //!
 //! 1. (rootless) creates a user namespace, has the runner write its id maps, becomes root;
 //! 2. creates the UTS, IPC, network (unless [`NetworkMode::Host`]) and cgroup namespaces
@@ -56,6 +59,11 @@
 //! While a container runs, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to the
 //! runner are forwarded to it ([`FORWARDED_SIGNALS`]). As in docker, PID 1 ignores signals
 //! it installed no handler for; `init: true` makes default actions apply.
+//!
+//! The caller gets back the change set in the overlay's upper directory (read it with
+//! [`changes`]); mount points the runtime had to create (`/etc/hosts` and the like) are
+//! removed from it again. [`Container::connect_tcp`] opens connections inside the
+//! container's network namespace, for port forwarding.
 //!
 //! # Rootless
 //!
@@ -84,7 +92,9 @@ pub use error::RuntimeError;
 pub use mounts::MountError;
 pub use namespaces::NamespaceError;
 pub use paths::resolve_in_root;
-pub use process::{output, run, spawn, Container, ExitStatus, Io, Output, ProcessError, Stdio};
+pub use process::{
+    output, run, set_init_program, spawn, Container, ExitStatus, Io, Output, ProcessError, Stdio,
+};
 pub use rootfs::{RootfsError, MASKED_PATHS, READONLY_PATHS};
 pub use signals::FORWARDED_SIGNALS;
 pub use spec::{

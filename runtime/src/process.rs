@@ -46,6 +46,8 @@ pub enum ProcessError {
     },
     #[error("failed to set up the terminal")]
     Terminal(#[source] Errno),
+    #[error("failed to connect into the container's network namespace")]
+    Connect(#[source] std::io::Error),
 }
 
 /// Where one of the container's standard streams goes.
@@ -61,7 +63,10 @@ pub enum Io {
 }
 
 /// The container's stdin, stdout and stderr. With `terminal: true` the process gets a pty
-/// instead and the runner copies `stdin` into it and its output to `stdout`.
+/// instead and the runner copies `stdin` into it (when the caller's stdin is a terminal it
+/// is put in raw mode until [`Container::wait`] returns; at end of input the pty gets an
+/// EOF character) and its output to `stdout`; `stderr` is then unused. The thread copying
+/// `stdin` may stay blocked in a read after the container ended.
 #[derive(Debug, Default)]
 pub struct Stdio {
     pub stdin: Io,
@@ -133,12 +138,30 @@ pub struct Container {
 #[derive(Debug)]
 struct TtyCopy {
     output: Option<JoinHandle<()>>,
-    restore: Option<(RawFd, Termios)>,
+    input: Option<JoinHandle<()>>,
+    /// Dropping it stops the input copy.
+    stop: Option<std::io::PipeWriter>,
+    /// The caller's terminal and its mode before raw mode.
+    restore: Option<(OwnedFd, Termios)>,
 }
 
-/// The program the runtime re-executes to set up containers: the running binary.
+static INIT_PROGRAM: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// Makes the runtime execute `program` (which must call [`crate::init_hook`] first thing in
+/// `main`) to set up containers, instead of the running binary; `None` restores the default.
+/// For programs that cannot call the hook themselves, such as libtest unit tests: they can
+/// point it at the `rbuild` binary (`env!("CARGO_BIN_EXE_rbuild")` in integration tests).
+pub fn set_init_program(program: Option<PathBuf>) {
+    *INIT_PROGRAM.lock().unwrap_or_else(|e| e.into_inner()) = program;
+}
+
+/// The program the runtime re-executes to set up containers: by default the running binary.
 fn current_exe() -> PathBuf {
-    PathBuf::from("/proc/self/exe")
+    INIT_PROGRAM
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"))
 }
 
 fn validate(spec: &ContainerSpec) -> Result<(), RuntimeError> {
@@ -174,6 +197,20 @@ fn validate(spec: &ContainerSpec) -> Result<(), RuntimeError> {
     }
     mounts::validate(&spec.mounts)?;
     Ok(())
+}
+
+/// `fd` itself when it is above 2, else a close-on-exec duplicate that is.
+fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, ProcessError> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC on an open descriptor; the result is checked and owned below.
+    let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if raw < 0 {
+        return Err(ProcessError::Channel(Errno::last()));
+    }
+    // SAFETY: `raw` is a fresh descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 fn spec_memfd(launch: &Launch) -> Result<File, ProcessError> {
@@ -215,7 +252,11 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
         spec: spec.clone(),
         window,
     })?;
-    let (sock_fd, spec_fd) = (theirs.raw(), spec_file.as_raw_fd());
+    // Both must stay clear of 0..=2, which the child's stdio setup overwrites (a runner
+    // with a closed stdin would otherwise get one of them there).
+    let theirs = above_stdio(theirs.into_fd())?;
+    let spec_file = File::from(above_stdio(spec_file.into())?);
+    let (sock_fd, spec_fd) = (theirs.as_raw_fd(), spec_file.as_raw_fd());
     let exe = current_exe();
     let mut cmd = Command::new(&exe);
     cmd.arg0("rbuild-runtime-init")
@@ -371,17 +412,20 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
             termios::cfmakeraw(&mut raw);
             termios::tcsetattr(input.as_fd(), SetArg::TCSANOW, &raw)
                 .map_err(ProcessError::Terminal)?;
-            restore = Some((input.as_raw_fd(), saved));
+            let terminal = input
+                .try_clone()
+                .map_err(|e| ProcessError::Terminal(io_errno(&e)))?;
+            restore = Some((terminal, saved));
         }
     }
     let mut reader = File::from(
         master
             .try_clone()
-            .map_err(|e| ProcessError::Terminal(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?,
+            .map_err(|e| ProcessError::Terminal(io_errno(&e)))?,
     );
     let size_master = master
         .try_clone()
-        .map_err(|e| ProcessError::Terminal(Errno::from_raw(e.raw_os_error().unwrap_or(0))))?;
+        .map_err(|e| ProcessError::Terminal(io_errno(&e)))?;
     let output_thread = std::thread::spawn(move || {
         let mut sink = output.map(File::from);
         let mut buf = [0u8; 8192];
@@ -408,13 +452,29 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
             }
         }
     });
+    let (mut input_thread, mut stop) = (None, None);
     if let Some(input) = input {
         let mut writer = File::from(master);
-        let restore_fd = restore.as_ref().map(|(fd, _)| *fd);
-        std::thread::spawn(move || {
+        let (stop_reader, stop_writer) =
+            std::io::pipe().map_err(|e| ProcessError::Terminal(io_errno(&e)))?;
+        stop = Some(stop_writer);
+        input_thread = Some(std::thread::spawn(move || {
             let mut source = File::from(input);
             let mut buf = [0u8; 8192];
-            while let Ok(n) = source.read(&mut buf) {
+            loop {
+                let mut fds = [
+                    PollFd::new(source.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(stop_reader.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(_) => break,
+                }
+                if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                    break; // the container ended
+                }
+                let n = source.read(&mut buf).unwrap_or(0);
                 if n == 0 {
                     // End of input: the terminal's EOF character (at the start of a line in
                     // canonical mode) so that a reading process sees end of file.
@@ -425,16 +485,18 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
                     break;
                 }
             }
-            // Keep the saved terminal descriptor open: `wait` restores its mode.
-            if restore_fd.is_some() {
-                std::mem::forget(source);
-            }
-        });
+        }));
     }
     Ok(TtyCopy {
         output: Some(output_thread),
+        input: input_thread,
+        stop,
         restore,
     })
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 impl Container {
@@ -454,6 +516,28 @@ impl Container {
             });
         }
         Ok(())
+    }
+
+    /// Opens a TCP connection to `port` on the container's loopback address, made from
+    /// inside the container's network namespace: the building block of port forwarding
+    /// (a listener on the host hands each connection's bytes to one of these). Needs root
+    /// (joining the namespace); with `NetworkMode::Host` it is the host's loopback.
+    pub fn connect_tcp(&self, port: u16) -> Result<std::net::TcpStream, ProcessError> {
+        let ns_path = format!("/proc/{}/ns/net", self.pid);
+        let ns = File::open(&ns_path).map_err(ProcessError::Connect)?;
+        // Joining a network namespace affects only the calling thread: a short-lived thread
+        // joins, connects, and ends; the socket stays in the container's namespace.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(std::io::Error::from)?;
+                    std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port))
+                })
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("connect thread panicked")))
+        })
+        .map_err(ProcessError::Connect)
     }
 
     /// Waits for the container to end and returns its docker-style exit status.
@@ -495,10 +579,12 @@ impl Container {
             if let Some(handle) = tty.output.take() {
                 let _ = handle.join();
             }
+            drop(tty.stop.take());
+            if let Some(handle) = tty.input.take() {
+                let _ = handle.join();
+            }
             if let Some((fd, saved)) = tty.restore.take() {
-                // SAFETY: the descriptor is kept open by the (leaked) input copy.
-                let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-                let _ = termios::tcsetattr(borrowed, SetArg::TCSANOW, &saved);
+                let _ = termios::tcsetattr(fd.as_fd(), SetArg::TCSANOW, &saved);
             }
         }
         remove_created(&self.change_root, &self.created);

@@ -99,6 +99,7 @@ pub(crate) fn mount_rootfs(
     target: &Path,
     empty_lower: &Path,
     rootless: bool,
+    volatile: bool,
 ) -> Result<(), RootfsError> {
     match rootfs {
         Rootfs::Dir(dir) => mount(
@@ -144,32 +145,83 @@ pub(crate) fn mount_rootfs(
             // mount(2) data is limited to one page; the new mount API appends one lower at a time.
             if options.len() < 4000 {
                 // Renamed directories and metadata-only copy-ups cannot be expressed in a
-                // layer, so both are turned off (kernels without the options: plain mount).
+                // layer, so both are turned off; `volatile` skips syncs of the upper dir.
+                // Kernels without these options get the plain mount.
                 let strict = format!("{options},redirect_dir=off,metacopy=off");
-                let overlay = |data: &str| {
-                    mount(
+                let mut attempts = vec![strict.clone(), options.clone()];
+                if volatile {
+                    attempts.insert(0, format!("{strict},volatile"));
+                }
+                let mut result = Err(Errno::EINVAL);
+                for data in &attempts {
+                    result = mount(
                         Some("overlay"),
                         target,
                         Some("overlay"),
                         MsFlags::empty(),
-                        Some(data),
-                    )
-                };
-                overlay(&strict)
-                    .or_else(|e| {
-                        if e == Errno::EINVAL {
-                            overlay(&options)
-                        } else {
-                            Err(e)
-                        }
-                    })
-                    .map_err(mount_err("overlay", target))
+                        Some(data.as_str()),
+                    );
+                    if result != Err(Errno::EINVAL) {
+                        break;
+                    }
+                }
+                result.map_err(mount_err("overlay", target))
             } else {
-                mount_overlay_fsconfig(&lower_dirs, upper, work, rootless, target)
-                    .map_err(mount_err("overlay (fsconfig, lowerdir+)", target))
+                mount_overlay_fsconfig(&lower_dirs, upper, work, rootless, volatile, target)
+                    .or_else(|_| {
+                        // Before Linux 6.8 (no `lowerdir+`): lower paths relative to their
+                        // common parent, which must then fit in a page.
+                        let (common, lowerdir) = relative_lowerdir(&lower_dirs);
+                        let mut options = format!(
+                            "lowerdir={lowerdir},upperdir={},workdir={}",
+                            upper.display(),
+                            work.display()
+                        );
+                        if rootless {
+                            options.push_str(",userxattr");
+                        }
+                        if options.len() >= 4096 {
+                            return Err(Errno::E2BIG);
+                        }
+                        let previous = std::env::current_dir().map_err(|_| Errno::ENOENT)?;
+                        nix::unistd::chdir(&common)?;
+                        let result = mount(
+                            Some("overlay"),
+                            target,
+                            Some("overlay"),
+                            MsFlags::empty(),
+                            Some(options.as_str()),
+                        );
+                        nix::unistd::chdir(&previous)?;
+                        result
+                    })
+                    .map_err(mount_err("overlay (many lower directories)", target))
             }
         }
     }
+}
+
+/// The deepest directory containing every lower, and the lowers relative to it joined for
+/// `lowerdir=` (topmost first, as given).
+fn relative_lowerdir(lowers_top_first: &[&Path]) -> (PathBuf, String) {
+    let mut common = lowers_top_first
+        .first()
+        .and_then(|l| l.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    while !lowers_top_first.iter().all(|l| l.starts_with(&common)) {
+        if !common.pop() {
+            break;
+        }
+    }
+    let relative: Vec<String> = lowers_top_first
+        .iter()
+        .map(|l| match l.strip_prefix(&common) {
+            Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+            _ => ".".to_string(),
+        })
+        .collect();
+    (common, relative.join(":"))
 }
 
 fn cstring(s: &str) -> CString {
@@ -186,6 +238,7 @@ fn mount_overlay_fsconfig(
     upper: &Path,
     work: &Path,
     rootless: bool,
+    volatile: bool,
     target: &Path,
 ) -> Result<(), Errno> {
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
@@ -223,6 +276,9 @@ fn mount_overlay_fsconfig(
     let off = cstring("off");
     let _ = set("redirect_dir", Some(&off));
     let _ = set("metacopy", Some(&off));
+    if volatile {
+        let _ = set("volatile", None);
+    }
     // SAFETY: FSCONFIG_CMD_CREATE takes no key or value.
     check(unsafe {
         libc::syscall(
@@ -255,14 +311,14 @@ fn mount_overlay_fsconfig(
 }
 
 /// Mounts `/proc` and `/sys` (read-only) under `root`.
-pub(crate) fn mount_proc_sys(root: &Path) -> Result<(), RootfsError> {
+pub(crate) fn mount_proc_sys(root: &Path, created: &mut Vec<PathBuf>) -> Result<(), RootfsError> {
     let common = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let proc_dir = root.join("proc");
-    std::fs::create_dir_all(&proc_dir).map_err(create_err(&proc_dir))?;
+    let proc_dir = ensure_mountpoint(root, Path::new("/proc"), true, created)
+        .map_err(create_err(Path::new("/proc")))?;
     mount(Some("proc"), &proc_dir, Some("proc"), common, None::<&str>)
         .map_err(mount_err("proc", &proc_dir))?;
-    let sys_dir = root.join("sys");
-    std::fs::create_dir_all(&sys_dir).map_err(create_err(&sys_dir))?;
+    let sys_dir = ensure_mountpoint(root, Path::new("/sys"), true, created)
+        .map_err(create_err(Path::new("/sys")))?;
     match mount(
         Some("sysfs"),
         &sys_dir,
@@ -304,9 +360,9 @@ const DEVICES: &[(&str, u64, u64)] = &[
 /// A tmpfs `/dev` with null, zero, full, random, urandom, tty, a private devpts, shm,
 /// mqueue and the usual symlinks. Devices are created with mknod, or bound from the host
 /// where mknod is not permitted (rootless).
-pub(crate) fn mount_dev(root: &Path) -> Result<(), RootfsError> {
-    let dev = root.join("dev");
-    std::fs::create_dir_all(&dev).map_err(create_err(&dev))?;
+pub(crate) fn mount_dev(root: &Path, created: &mut Vec<PathBuf>) -> Result<(), RootfsError> {
+    let dev = ensure_mountpoint(root, Path::new("/dev"), true, created)
+        .map_err(create_err(Path::new("/dev")))?;
     mount(
         Some("tmpfs"),
         &dev,
@@ -554,6 +610,34 @@ pub fn resolv_conf(host_network: bool, host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_lowerdir_uses_the_common_parent() {
+        let a = Path::new("/var/lib/rbuild/snapshots/aaa");
+        let b = Path::new("/var/lib/rbuild/snapshots/bbb");
+        let c = Path::new("/var/lib/rbuild/other/ccc");
+        assert_eq!(
+            relative_lowerdir(&[a, b]),
+            (
+                PathBuf::from("/var/lib/rbuild/snapshots"),
+                "aaa:bbb".to_string()
+            )
+        );
+        assert_eq!(
+            relative_lowerdir(&[a, c]),
+            (
+                PathBuf::from("/var/lib/rbuild"),
+                "snapshots/aaa:other/ccc".to_string()
+            )
+        );
+        assert_eq!(
+            relative_lowerdir(&[a]),
+            (
+                PathBuf::from("/var/lib/rbuild/snapshots"),
+                "aaa".to_string()
+            )
+        );
+    }
 
     #[test]
     fn resolv_conf_drops_loopback_servers() {

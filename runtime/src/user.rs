@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::changes::{is_opaque, is_whiteout};
 use crate::paths::resolve_in_root;
 use crate::spec::UserSpec;
 
@@ -42,13 +43,31 @@ pub fn resolve_user_in_layers(layers: &[PathBuf], user: &str) -> Result<UserSpec
     resolve_user_from(&passwd, &group, user)
 }
 
+/// Reads `file` as the merged view of `layers` shows it: from the topmost layer that has
+/// it, unless a higher layer deleted it (a whiteout) or hid its directory (opaque).
 fn read_from_layers(layers: &[PathBuf], file: &str) -> Result<String, UserError> {
     for layer in layers.iter().rev() {
         let path = resolve_in_root(layer, Path::new(file));
-        match std::fs::read(&path) {
-            Ok(bytes) => return Ok(String::from_utf8_lossy(&bytes).into_owned()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(UserError::Read { path, source }),
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if is_whiteout(&meta) => break,
+            Ok(_) => {
+                return std::fs::read(&path)
+                    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                    .map_err(|source| UserError::Read { path, source })
+            }
+            Err(_) => {}
+        }
+        // An opaque or deleted directory on the way hides the layers below.
+        let hidden = path
+            .ancestors()
+            .skip(1)
+            .take_while(|dir| dir.starts_with(layer) && *dir != layer.as_path())
+            .any(|dir| {
+                std::fs::symlink_metadata(dir).is_ok_and(|m| is_whiteout(&m))
+                    || is_opaque(dir).unwrap_or(false)
+            });
+        if hidden {
+            break;
         }
     }
     Ok(String::new())
@@ -249,6 +268,45 @@ mod tests {
         assert_eq!((u.uid, u.gid), (33, 33));
         assert!(resolve_user(&root.join("missing"), "app").is_err());
         assert_eq!(resolve_user(&root.join("missing"), "7:8").unwrap().gid, 8);
+    }
+
+    #[test]
+    fn layers_respect_whiteouts_and_opaque_dirs() {
+        // Needs root (mknod of a whiteout, trusted.* xattr), as all of the runtime's tests.
+        let dir = tempfile::tempdir().unwrap();
+        let (base, mid, top) = (
+            dir.path().join("b"),
+            dir.path().join("m"),
+            dir.path().join("t"),
+        );
+        for l in [&base, &mid, &top] {
+            std::fs::create_dir_all(l.join("etc")).unwrap();
+        }
+        std::fs::write(base.join("etc/passwd"), "u:x:1:1::/:/bin/sh\n").unwrap();
+        // mid deletes /etc/passwd: the user is gone.
+        nix::sys::stat::mknod(
+            &mid.join("etc/passwd"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .unwrap();
+        let layers = vec![base.clone(), mid.clone()];
+        assert!(resolve_user_in_layers(&layers, "u").is_err());
+        // top makes /etc opaque with a fresh passwd of its own: that one counts.
+        std::fs::write(top.join("etc/passwd"), "u:x:3:3::/:/bin/sh\n").unwrap();
+        let layers = vec![base.clone(), mid, top.clone()];
+        assert_eq!(resolve_user_in_layers(&layers, "u").unwrap().uid, 3);
+        // An opaque /etc without passwd hides the base layer's.
+        std::fs::remove_file(top.join("etc/passwd")).unwrap();
+        let opaque = c"trusted.overlay.opaque";
+        let path =
+            std::ffi::CString::new(top.join("etc").into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: setxattr reads the NUL-terminated path and name and one value byte.
+        let rc =
+            unsafe { libc::setxattr(path.as_ptr(), opaque.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+        assert_eq!(rc, 0);
+        assert!(resolve_user_in_layers(&[base, top], "u").is_err());
     }
 
     #[test]

@@ -151,6 +151,37 @@ fn sees_none_of_the_hosts_mounts() {
     }
 }
 
+fn container_mounts_do_not_reach_the_host() {
+    // While a container runs, none of its mounts (overlay root, /proc, /dev, binds) may
+    // show up in the host's mount table: they live in its private mount namespace.
+    let dir = scratch("leak");
+    std::fs::create_dir_all(dir.join("vol")).unwrap();
+    let (rootfs, upper) = overlay("leak-c");
+    let mut spec = ContainerSpec::new(rootfs, vec!["sleep".into(), "10".into()]);
+    spec.mounts = vec![MountSpec {
+        destination: "/vol".into(),
+        kind: MountKind::Bind {
+            source: dir.join("vol"),
+        },
+        readonly: true,
+    }];
+    let container = rbuild_runtime::spawn(&spec, Stdio::null()).unwrap();
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let theirs = std::fs::read_to_string(format!("/proc/{}/mountinfo", container.pid())).unwrap();
+    container.kill(libc::SIGKILL).unwrap();
+    container.wait().unwrap();
+    assert!(
+        theirs.contains(" /vol "),
+        "the container has its mounts: {theirs}"
+    );
+    for needle in ["rbuild-runtime-", upper.to_str().unwrap(), " /vol "] {
+        assert!(
+            !host.contains(needle),
+            "{needle} leaked into the host:\n{host}"
+        );
+    }
+}
+
 fn mount_is_denied() {
     let out = output(
         &sh("mountdeny", "mkdir -p /mnt && mount -t tmpfs none /mnt"),
@@ -247,6 +278,39 @@ fn network_none_has_only_loopback_and_host_sees_host() {
     spec.network = NetworkMode::Host;
     let out = stdout_of(&spec);
     assert_eq!(out.lines().count(), host.len(), "{out} vs {host:?}");
+}
+
+fn tcp_connection_into_the_network_namespace() {
+    const PORT: u16 = 48271;
+    let (rootfs, _) = overlay("connect");
+    let spec = ContainerSpec::new(
+        rootfs,
+        ["httpd", "-f", "-p", &PORT.to_string(), "-h", "/etc"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let container = rbuild_runtime::spawn(&spec, Stdio::null()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut stream = loop {
+        match container.connect_tcp(PORT) {
+            Ok(stream) => break stream,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("cannot connect: {e}"),
+        }
+    };
+    std::io::Write::write_all(&mut stream, b"GET /issue HTTP/1.0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.ends_with("rbuild-test-busybox\n"), "{response}");
+    // The server listens only in the container's namespace, not on the host's loopback.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", PORT)).is_err());
+    assert!(
+        container.connect_tcp(PORT).is_ok(),
+        "still listening inside"
+    );
+    container.kill(libc::SIGKILL).unwrap();
+    assert_eq!(container.wait().unwrap().code, 137);
 }
 
 // ---- process ----
@@ -392,13 +456,18 @@ fn init_reaps_zombies() {
 }
 
 fn terminal_mode_gives_a_tty() {
-    let mut spec = sh("tty", "tty; [ -t 0 ] && echo stdin-is-tty; echo $TERM");
+    let mut spec = sh(
+        "tty",
+        "tty; [ -t 0 ] && echo stdin-is-tty; echo $TERM; stat -c %t,%T /dev/console /dev/pts/0",
+    );
     spec.process.terminal = true;
     let out = output(&spec, b"");
     assert_eq!(out.status.code, 0);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("/dev/pts/0\r\n"), "{text:?}");
     assert!(text.contains("stdin-is-tty\r\nxterm\r\n"), "{text:?}");
+    // /dev/console is the same pty (major 136 = 0x88).
+    assert!(text.ends_with("88,0\r\n88,0\r\n"), "{text:?}");
 
     let mut spec = sh("tty2", "read line; echo got:$line; cat; echo eof");
     spec.process.terminal = true;
@@ -435,6 +504,14 @@ fn terminal_with_init_and_window_size() {
     let (reader, writer) = std::io::pipe().unwrap();
     let mut spec = sh("tty-size", "stty size");
     spec.process.terminal = true;
+    let terminal = pty.slave.try_clone().unwrap();
+    let canonical = |fd: &std::os::fd::OwnedFd| {
+        nix::sys::termios::tcgetattr(fd)
+            .unwrap()
+            .local_flags
+            .contains(nix::sys::termios::LocalFlags::ICANON)
+    };
+    assert!(canonical(&terminal));
     let stdio = Stdio {
         stdin: Io::Fd(pty.slave),
         stdout: Io::Fd(writer.into()),
@@ -445,6 +522,8 @@ fn terminal_with_init_and_window_size() {
     let mut text = String::new();
     std::io::Read::read_to_string(&mut BufReader::new(reader), &mut text).unwrap();
     assert_eq!(text, "40 100\r\n");
+    // The caller's terminal was in raw mode while the container ran, and is restored.
+    assert!(canonical(&terminal), "terminal mode restored");
     drop(pty.master);
 }
 
@@ -501,6 +580,12 @@ fn env_and_workdir() {
         out,
         format!("bar baz\n/srv/app\n{}\n", rbuild_runtime::DEFAULT_PATH)
     );
+    // A large environment (more than a socket message could carry) arrives whole.
+    let mut spec = sh("env-large", "env | grep -c '^BIG'; echo ${BIG1999}");
+    spec.process.env = (0..2000)
+        .map(|i| format!("BIG{i}={}", "v".repeat(200)))
+        .collect();
+    assert_eq!(stdout_of(&spec), format!("2000\n{}\n", "v".repeat(200)));
     // A user who cannot enter the working directory fails before exec.
     let mut spec = sh("env-denied", "true");
     spec.process.cwd = "/root".into();
@@ -525,6 +610,31 @@ fn no_descriptors_leak_into_the_container() {
     drop((reader, writer));
 }
 
+fn runner_with_closed_stdin_and_stdout() {
+    // The runtime's own descriptors must not land on 0..=2, where the monitor's stdio
+    // setup would overwrite them: with 0 and 1 closed, a socket pair takes exactly those.
+    let (rootfs, _) = overlay("closed-stdio");
+    let spec = ContainerSpec::new(rootfs, vec!["true".into()]);
+    // SAFETY: saves, closes and later restores this process's fds 0 and 1; tests run one
+    // after another and print nothing meanwhile.
+    let saved = unsafe { [libc::dup(0), libc::dup(1)] };
+    assert!(saved.iter().all(|fd| *fd > 2));
+    // SAFETY: closing fds 0 and 1, which `saved` duplicates; nothing holds them as owned.
+    unsafe {
+        libc::close(0);
+        libc::close(1);
+    }
+    let result = rbuild_runtime::run(&spec, Stdio::null());
+    // SAFETY: restores fds 0 and 1 from the saved duplicates.
+    unsafe {
+        libc::dup2(saved[0], 0);
+        libc::dup2(saved[1], 1);
+        libc::close(saved[0]);
+        libc::close(saved[1]);
+    }
+    assert_eq!(result.unwrap().code, 0);
+}
+
 fn umask_is_dockers() {
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let out = stdout_of(&sh("umask", "umask; mkdir /d; stat -c %a /d"));
@@ -540,18 +650,31 @@ fn rlimits_are_set() {
 // ---- filesystem ----
 
 fn overlay_upper_records_changes() {
-    let (rootfs, upper) = overlay("changes");
-    let spec = ContainerSpec::new(
+    for volatile in [false, true] {
+        upper_records_changes(volatile);
+    }
+}
+
+fn upper_records_changes(volatile: bool) {
+    let (rootfs, upper) = overlay(&format!("changes-{volatile}"));
+    let mut spec = ContainerSpec::new(
         rootfs,
         vec![
             "sh".into(),
             "-c".into(),
             "set -e; echo new > /added; echo more >> /etc/issue; rm /etc/group; \
-             rm -rf /home; mkdir /home; touch /home/x"
+             rm -rf /home; mkdir /home; touch /home/x; \
+             grep -c ' / .*overlay.*volatile' /proc/self/mountinfo || true"
                 .into(),
         ],
     );
-    stdout_of(&spec);
+    spec.volatile_overlay = volatile;
+    let out = stdout_of(&spec);
+    assert_eq!(
+        out,
+        if volatile { "1\n" } else { "0\n" },
+        "volatile: {volatile}"
+    );
     assert_eq!(
         std::fs::read_to_string(upper.join("added")).unwrap(),
         "new\n"
@@ -603,6 +726,66 @@ fn renamed_directories_are_copied_not_redirected() {
     assert!(upper.join("home2/app").is_dir());
     let home = std::fs::symlink_metadata(upper.join("home")).unwrap();
     assert!(changes::is_whiteout(&home));
+}
+
+fn minimal_rootfs_gets_mount_points_that_leave_no_trace() {
+    // A rootfs with nothing but a static busybox: /proc, /sys, /dev and /etc are created for
+    // the container and removed again afterwards, so the change set holds only real changes.
+    let dir = scratch("minimal");
+    let lower = dir.join("lower");
+    std::fs::create_dir_all(lower.join("bin")).unwrap();
+    std::fs::copy(busybox().join("bin/busybox"), lower.join("bin/busybox")).unwrap();
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    let spec = ContainerSpec::new(
+        Rootfs::Overlay {
+            lowers: vec![lower],
+            upper: upper.clone(),
+            work,
+        },
+        vec![
+            "/bin/busybox".into(),
+            "sh".into(),
+            "-c".into(),
+            "/bin/busybox cat /etc/hostname; /bin/busybox touch /made".into(),
+        ],
+    );
+    assert_eq!(stdout_of(&spec), "rbuild\n");
+    let mut left: Vec<String> = std::fs::read_dir(&upper)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["made"]);
+}
+
+fn empty_lowers_and_file_bind_mounts() {
+    // FROM scratch: no lower at all; the only program is a bind-mounted file.
+    let dir = scratch("scratch");
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    let mut spec = ContainerSpec::new(
+        Rootfs::Overlay {
+            lowers: Vec::new(),
+            upper: upper.clone(),
+            work,
+        },
+        ["/bin/busybox", "sh", "-c", "/bin/busybox ls /"]
+            .map(String::from)
+            .to_vec(),
+    );
+    spec.mounts = vec![MountSpec {
+        destination: "/bin/busybox".into(),
+        kind: MountKind::Bind {
+            source: busybox().join("bin/busybox"),
+        },
+        readonly: true,
+    }];
+    assert_eq!(stdout_of(&spec), "bin\ndev\netc\nproc\nsys\n");
+    // Every mount point was created by the runtime, so nothing is left in the change set.
+    assert_eq!(std::fs::read_dir(&upper).unwrap().count(), 0);
 }
 
 fn readonly_rootfs() {
@@ -702,6 +885,44 @@ fn bind_tmpfs_and_readonly_mounts() {
     assert!(!ro.join("x").exists());
 }
 
+fn another_init_program() {
+    // A program other than the running one can set up containers (what libtest-based tests
+    // of other crates need): here a copy of this test binary.
+    let dir = scratch("init-program");
+    let copy = dir.join("init-copy");
+    std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+    rbuild_runtime::set_init_program(Some(copy.clone()));
+    let (rootfs, _) = overlay("init-program-c");
+    let spec = ContainerSpec::new(rootfs, vec!["sleep".into(), "10".into()]);
+    let spawned = rbuild_runtime::spawn(&spec, Stdio::null());
+    rbuild_runtime::set_init_program(None);
+    let container = spawned.unwrap();
+    // PID 1's parent is the monitor, which runs the copy.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", container.pid())).unwrap();
+    let monitor = status_line(&status, "PPid:").to_string();
+    let monitor_exe = std::fs::read_link(format!("/proc/{monitor}/exe")).unwrap();
+    container.kill(libc::SIGKILL).unwrap();
+    assert_eq!(container.wait().unwrap().code, 137);
+    assert_eq!(monitor_exe, copy);
+    // A program that does not call init_hook gets a clear error.
+    rbuild_runtime::set_init_program(Some("/bin/true".into()));
+    let result = rbuild_runtime::run(&spec, Stdio::null());
+    rbuild_runtime::set_init_program(None);
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("init_hook"), "{err}");
+}
+
+fn stale_state_dirs_are_removed() {
+    // What a killed monitor leaves behind (no process can have a pid above pid_max).
+    let stale = std::env::temp_dir().join("rbuild-runtime-4194305");
+    std::fs::create_dir_all(stale.join("rootfs")).unwrap();
+    std::fs::write(stale.join("hosts"), "").unwrap();
+    let (rootfs, _) = overlay("stale");
+    let spec = ContainerSpec::new(rootfs, vec!["true".into()]);
+    assert_eq!(rbuild_runtime::run(&spec, Stdio::null()).unwrap().code, 0);
+    assert!(!stale.exists());
+}
+
 fn setup_errors_are_reported() {
     // A missing rootfs is rejected before anything starts.
     let spec = ContainerSpec::new(Rootfs::Dir("/no/such/rootfs".into()), vec!["true".into()]);
@@ -709,10 +930,27 @@ fn setup_errors_are_reported() {
         Err(RuntimeError::InvalidSpec(msg)) => assert!(msg.contains("/no/such/rootfs")),
         other => panic!("expected InvalidSpec, got {other:?}"),
     }
-    // upper and work on different filesystems: overlayfs refuses, inside the container setup.
+    // Failures inside the container's setup come back with their cause: a hostname longer
+    // than the kernel allows,
+    let mut spec = sh("badhost", "true");
+    spec.hostname = "h".repeat(100);
+    match rbuild_runtime::run(&spec, Stdio::null()) {
+        Err(RuntimeError::Setup(msg)) => {
+            assert!(msg.contains("failed to set hostname"), "{msg}");
+            assert!(msg.contains("EINVAL"), "{msg}");
+        }
+        other => panic!("expected a setup error, got {other:?}"),
+    }
+    // and upper and work dirs on different filesystems, which overlayfs refuses.
     let dir = scratch("badoverlay");
     let shm = tempfile::tempdir_in("/dev/shm").unwrap();
     std::fs::create_dir(dir.join("work")).unwrap();
+    let dev = |p: &Path| std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(p).unwrap());
+    assert_ne!(
+        dev(shm.path()),
+        dev(&dir),
+        "/dev/shm must be its own filesystem"
+    );
     let spec = ContainerSpec::new(
         Rootfs::Overlay {
             lowers: vec![busybox()],
@@ -722,7 +960,7 @@ fn setup_errors_are_reported() {
         vec!["true".into()],
     );
     match rbuild_runtime::run(&spec, Stdio::null()) {
-        Err(RuntimeError::Setup(msg)) => assert!(msg.contains("overlay"), "{msg}"),
+        Err(RuntimeError::Setup(msg)) => assert!(msg.contains("mount overlay"), "{msg}"),
         other => panic!("expected a setup error, got {other:?}"),
     }
 }
@@ -778,15 +1016,38 @@ fn rootless_child(lower: &str, dir: &str) {
                 .into(),
         ],
     );
-    match rbuild_runtime::output(&spec, b"") {
-        Ok(out) => {
-            print!("{}", String::from_utf8_lossy(&out.stdout));
-            eprint!("{}", String::from_utf8_lossy(&out.stderr));
-            std::process::exit(out.status.code);
-        }
-        Err(e) => {
-            eprintln!("rootless run failed: {e}");
-            std::process::exit(99);
+    // Second: a plain directory rootfs, the host's network (sysfs then cannot be mounted and
+    // is bound instead), the init, and a tty.
+    let mut second = ContainerSpec::new(
+        Rootfs::Dir(PathBuf::from(lower)),
+        vec![
+            "sh".into(),
+            "-c".into(),
+            "ls /sys/class/net | wc -l; tty; cat /proc/1/cmdline | tr '\\0' '\\n' | head -1".into(),
+        ],
+    );
+    second.network = NetworkMode::Host;
+    second.init = true;
+    second.process.terminal = true;
+    for spec in [spec, second] {
+        match rbuild_runtime::output(&spec, b"") {
+            Ok(out) => {
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                if out.status.code != 0 {
+                    std::process::exit(out.status.code);
+                }
+            }
+            Err(e) => {
+                let mut chain = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    chain.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                eprintln!("rootless run failed: {chain}");
+                std::process::exit(99);
+            }
         }
     }
 }
@@ -813,13 +1074,18 @@ fn rootless_as_nobody() {
         .status()
         .unwrap();
     assert!(status.success());
+    // A copy of this test binary that uid 65534 can surely execute (the build directory
+    // may sit under a private home).
+    let exe = dir.join("containers-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = std::process::Command::new("setpriv")
         .args([
             &format!("--reuid={nobody}"),
             &format!("--regid={nobody}"),
             "--clear-groups",
         ])
-        .arg(std::env::current_exe().unwrap())
+        .arg(&exe)
         .arg("--rootless-child")
         .arg(&lower)
         .arg(&dir)
@@ -839,6 +1105,11 @@ fn rootless_as_nobody() {
     );
     assert_eq!(&lines[2..4], ["rbuild", "lo"], "{stdout}");
     assert_eq!(lines[4], "CapEff:\t00000000a80425fb", "{stdout}");
+    let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
+    // (str::lines also strips the pty's carriage returns)
+    assert_eq!(lines[5], host_links.to_string(), "host network: {stdout}");
+    assert_eq!(lines[6], "/dev/pts/0", "{stdout}");
+    assert_eq!(lines[7], "rbuild-runtime-init", "{stdout}");
     // The change set: a new file owned by the caller, a whiteout for the deleted one
     // (rootless overlay uses the user.overlay.* xattrs).
     let upper = dir.join("upper");
@@ -862,6 +1133,10 @@ fn main() {
             "sees_none_of_the_hosts_mounts",
             sees_none_of_the_hosts_mounts,
         ),
+        (
+            "container_mounts_do_not_reach_the_host",
+            container_mounts_do_not_reach_the_host,
+        ),
         ("mount_is_denied", mount_is_denied),
         ("proc_sys_is_read_only", proc_sys_is_read_only),
         (
@@ -872,6 +1147,10 @@ fn main() {
         (
             "network_none_has_only_loopback_and_host_sees_host",
             network_none_has_only_loopback_and_host_sees_host,
+        ),
+        (
+            "tcp_connection_into_the_network_namespace",
+            tcp_connection_into_the_network_namespace,
         ),
         ("exit_codes_follow_docker", exit_codes_follow_docker),
         ("sigkill_gives_137", sigkill_gives_137),
@@ -895,6 +1174,10 @@ fn main() {
             "no_descriptors_leak_into_the_container",
             no_descriptors_leak_into_the_container,
         ),
+        (
+            "runner_with_closed_stdin_and_stdout",
+            runner_with_closed_stdin_and_stdout,
+        ),
         ("umask_is_dockers", umask_is_dockers),
         ("rlimits_are_set", rlimits_are_set),
         (
@@ -905,6 +1188,14 @@ fn main() {
             "renamed_directories_are_copied_not_redirected",
             renamed_directories_are_copied_not_redirected,
         ),
+        (
+            "minimal_rootfs_gets_mount_points_that_leave_no_trace",
+            minimal_rootfs_gets_mount_points_that_leave_no_trace,
+        ),
+        (
+            "empty_lowers_and_file_bind_mounts",
+            empty_lowers_and_file_bind_mounts,
+        ),
         ("readonly_rootfs", readonly_rootfs),
         ("plain_directory_rootfs", plain_directory_rootfs),
         ("many_lowers_exceed_a_page", many_lowers_exceed_a_page),
@@ -912,6 +1203,8 @@ fn main() {
             "bind_tmpfs_and_readonly_mounts",
             bind_tmpfs_and_readonly_mounts,
         ),
+        ("another_init_program", another_init_program),
+        ("stale_state_dirs_are_removed", stale_state_dirs_are_removed),
         ("setup_errors_are_reported", setup_errors_are_reported),
         (
             "concurrent_containers_from_threads",
@@ -920,6 +1213,12 @@ fn main() {
         ("rootless_as_nobody", rootless_as_nobody),
         ("startup_time", startup_time),
     ];
+    if args.iter().any(|a| a == "--list") {
+        for (name, _) in tests {
+            println!("{name}: test");
+        }
+        return;
+    }
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))

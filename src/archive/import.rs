@@ -3,6 +3,11 @@
 use std::io::{self, BufWriter, Read, Write};
 
 use super::ArchiveError;
+use crate::dockerfile::{
+    self,
+    instructions::{parse_instructions, Instruction},
+    shell::ShellLex,
+};
 use crate::image::compress::{self, Compression, Compressor};
 use crate::image::digest::HashWriter;
 use crate::image::layer::{check_tar, LayerError, LayerInfo};
@@ -63,7 +68,7 @@ pub fn import_rootfs(
             options.source
         )));
     }
-    let compressed = gz.finish().map_err(ArchiveError::Write)?;
+    let (compressed, gzip_members) = gz.finish_with_members().map_err(ArchiveError::Write)?;
     let (buf, digest, size) = compressed.finish();
     buf.into_inner()
         .map_err(|e| ArchiveError::Write(e.into_error()))?
@@ -76,6 +81,7 @@ pub fn import_rootfs(
         size,
         uncompressed_size,
         media_type: oci::MEDIA_LAYER_GZIP.to_string(),
+        gzip_members,
     };
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
     let message = options
@@ -132,19 +138,33 @@ pub fn apply_change(config: &mut ContainerConfig, change: &str) -> Result<(), Ar
         "CMD" => config.cmd = Some(command_form(rest)),
         "ENTRYPOINT" => config.entrypoint = Some(command_form(rest)),
         "ENV" => {
-            let env = config.env.get_or_insert_with(Vec::new);
-            for (k, v) in key_values(rest).ok_or_else(|| bad("want ENV KEY=VALUE"))? {
+            for (k, v) in key_values(change, config).map_err(|why| bad(&why))? {
+                let env = config.env.get_or_insert_with(Vec::new);
                 env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
                 env.push(format!("{k}={v}"));
             }
         }
         "LABEL" => {
-            let labels = config.labels.get_or_insert_with(Default::default);
-            for (k, v) in key_values(rest).ok_or_else(|| bad("want LABEL KEY=VALUE"))? {
-                labels.insert(k, v);
+            for (k, v) in key_values(change, config).map_err(|why| bad(&why))? {
+                config
+                    .labels
+                    .get_or_insert_with(Default::default)
+                    .insert(k, v);
             }
         }
-        "WORKDIR" => config.working_dir = Some(rest.to_string()),
+        "WORKDIR" => {
+            // Relative to the current one, as in a Dockerfile (a relative WorkingDir cannot run).
+            if rest.is_empty() {
+                return Err(bad("WORKDIR needs a path"));
+            }
+            let current = config.working_dir.as_deref().unwrap_or("");
+            let joined = if rest.starts_with('/') {
+                rest.to_string()
+            } else {
+                format!("/{current}/{rest}")
+            };
+            config.working_dir = Some(crate::context::glob::clean(&joined));
+        }
         "USER" => config.user = Some(rest.to_string()),
         "STOPSIGNAL" => config.stop_signal = Some(rest.to_string()),
         "EXPOSE" => {
@@ -179,45 +199,41 @@ fn command_form(rest: &str) -> Vec<String> {
     }
 }
 
-/// `K=V K2="v 2"` or the legacy `K V` form.
-fn key_values(rest: &str) -> Option<Vec<(String, String)>> {
-    if !rest.contains('=') {
-        let (k, v) = rest.split_once(char::is_whitespace)?;
-        return Some(vec![(k.to_string(), v.trim().to_string())]);
-    }
+/// The pairs of an `ENV` or `LABEL` change (`K=V K2="v 2"` or the legacy `K V`), read by the
+/// Dockerfile parser and expanded like a Dockerfile's: quotes removed, `$VAR` from the
+/// config's environment (updated pair by pair, as `ENV A=1 B=$A` sees `A`).
+fn key_values(change: &str, config: &ContainerConfig) -> Result<Vec<(String, String)>, String> {
+    let df = dockerfile::parse(&format!("FROM scratch\n{change}\n"), "--change")
+        .map_err(|e| e.kind.to_string())?;
+    let stages = parse_instructions(&df).map_err(|e| e.kind.to_string())?;
+    let (pairs, is_env) = match stages.stages.first().map(|s| &s.instructions[..]) {
+        Some([c]) => match &c.instruction {
+            Instruction::Env { vars } => (vars, true),
+            Instruction::Label { labels } => (labels, false),
+            _ => return Err("not an ENV or LABEL instruction".into()),
+        },
+        _ => return Err("want one instruction".into()),
+    };
+    let mut env: Vec<(String, String)> = config
+        .env
+        .iter()
+        .flatten()
+        .filter_map(|e| e.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let lex = ShellLex::new('\\');
     let mut out = Vec::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
+    for kv in pairs {
+        let key = lex.process_word(&kv.key, &env).map_err(|e| e.to_string())?;
+        let value = lex
+            .process_word(&kv.value, &env)
+            .map_err(|e| e.to_string())?;
+        if is_env {
+            env.push((key.clone(), value.clone()));
         }
-        if chars.peek().is_none() {
-            break;
-        }
-        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        let mut val = String::new();
-        let mut quote = None;
-        while let Some(&c) = chars.peek() {
-            match (quote, c) {
-                (None, '"' | '\'') => quote = Some(c),
-                (Some(q), c) if c == q => quote = None,
-                (None, c) if c.is_whitespace() => break,
-                (_, '\\') => {
-                    chars.next();
-                    if let Some(n) = chars.peek() {
-                        val.push(*n);
-                    }
-                }
-                (_, c) => val.push(c),
-            }
-            chars.next();
-        }
-        if key.is_empty() {
-            return None;
-        }
-        out.push((key, val));
+        out.push((key, value));
     }
-    Some(out)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -233,11 +249,32 @@ mod tests {
         apply_change(&mut c, "ENV A 3").unwrap();
         apply_change(&mut c, "EXPOSE 80 53/udp").unwrap();
         apply_change(&mut c, "LABEL org.x=y").unwrap();
+        apply_change(&mut c, r#"LABEL "quoted.key"="v w" plain=$A"#).unwrap();
+        apply_change(&mut c, "ENV C=x D=${C}y").unwrap();
         assert_eq!(c.cmd.unwrap(), vec!["/bin/sh", "-c", "echo hi"]);
         assert_eq!(c.entrypoint.unwrap(), vec!["/bin/sh", "-c", "echo x"]);
-        assert_eq!(c.env.unwrap(), vec!["B=two words", "A=3"]);
+        assert_eq!(c.env.unwrap(), vec!["B=two words", "A=3", "C=x", "D=xy"]);
         assert!(c.exposed_ports.unwrap().contains_key("53/udp"));
-        assert_eq!(c.labels.unwrap()["org.x"], "y");
+        let labels = c.labels.unwrap();
+        assert_eq!(labels["org.x"], "y");
+        assert_eq!(labels["quoted.key"], "v w");
+        assert_eq!(labels["plain"], "3");
+        let mut c = ContainerConfig::default();
+        for bad in ["ENV", "ENV =x", "LABEL", "ENV A=1\nRUN x"] {
+            assert!(apply_change(&mut c, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn workdir_change_is_made_absolute() {
+        let mut c = ContainerConfig::default();
+        apply_change(&mut c, "WORKDIR rel").unwrap();
+        assert_eq!(c.working_dir.as_deref(), Some("/rel"));
+        apply_change(&mut c, "WORKDIR sub/../x/").unwrap();
+        assert_eq!(c.working_dir.as_deref(), Some("/rel/x"));
+        apply_change(&mut c, "WORKDIR /srv//app").unwrap();
+        assert_eq!(c.working_dir.as_deref(), Some("/srv/app"));
+        assert!(apply_change(&mut c, "WORKDIR").is_err());
         assert!(apply_change(&mut ContainerConfig::default(), "RUN x").is_err());
     }
 }

@@ -71,15 +71,26 @@ pub fn load(store: &Store, reader: impl Read) -> Result<Vec<LoadedImage>, Archiv
     let (_, plain) = compress::decompress_auto(reader).map_err(ArchiveError::Read)?;
     let tmp = store.temp_dir()?;
     let entries = stage(plain, tmp.path())?;
-    if entries.get("manifest.json").is_some() {
-        load_docker(store, &entries)
-    } else if entries.get("index.json").is_some() {
-        load_oci(store, &entries)
-    } else {
-        Err(ArchiveError::UnknownFormat(
-            "it has neither manifest.json nor index.json".into(),
-        ))
-    }
+    std::thread::scope(|scope| {
+        // Start writing the staged files to disk while they are checked: the blob store
+        // fsyncs each before renaming it into place, and that then has little left to wait for.
+        scope.spawn(|| {
+            for f in entries.files.values() {
+                if let Ok(file) = fs::File::open(&f.path) {
+                    let _ = file.sync_data();
+                }
+            }
+        });
+        if entries.get("manifest.json").is_some() {
+            load_docker(store, &entries)
+        } else if entries.get("index.json").is_some() {
+            load_oci(store, &entries)
+        } else {
+            Err(ArchiveError::UnknownFormat(
+                "it has neither manifest.json nor index.json".into(),
+            ))
+        }
+    })
 }
 
 /// `a/./b` → `a/b`; rejects absolute paths and `..`.
@@ -169,6 +180,7 @@ fn stage(reader: impl Read, dir: &Path) -> Result<Entries, ArchiveError> {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let staged = dir.join(i.to_string());
                     let file = fs::File::create(&staged).map_err(io_err(&staged))?;
+                    let file = Writeback::new(file);
                     let mut w = HashWriter::new(io::BufWriter::with_capacity(1 << 20, file));
                     io::copy(&mut entry, &mut w).map_err(ArchiveError::Read)?;
                     let (buf, digest, size) = w.finish();
@@ -216,6 +228,46 @@ fn stage(reader: impl Read, dir: &Path) -> Result<Entries, ArchiveError> {
         )));
     }
     Ok(entries)
+}
+
+/// A file writer that starts writeback every 64 MiB (an `fdatasync` on another thread), so
+/// the disk works while the archive is still being read and the final fsync is short.
+struct Writeback {
+    file: fs::File,
+    since_sync: u64,
+    syncing: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writeback {
+    const EVERY: u64 = 64 << 20;
+
+    fn new(file: fs::File) -> Writeback {
+        Writeback {
+            file,
+            since_sync: 0,
+            syncing: None,
+        }
+    }
+}
+
+impl io::Write for Writeback {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.since_sync += n as u64;
+        if self.since_sync >= Self::EVERY && self.syncing.as_ref().is_none_or(|h| h.is_finished()) {
+            self.since_sync = 0;
+            if let Ok(f) = self.file.try_clone() {
+                self.syncing = Some(std::thread::spawn(move || {
+                    let _ = f.sync_data();
+                }));
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -304,6 +356,7 @@ fn check_layer(
         size: f.size,
         uncompressed_size,
         media_type,
+        gzip_members: Vec::new(),
     })
 }
 
@@ -355,9 +408,7 @@ fn load_docker(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Arc
         }
         let mut tags = Vec::new();
         for t in m.repo_tags.iter().flatten() {
-            tags.push(Reference::parse(t).map_err(|e| {
-                ArchiveError::Invalid(format!("manifest.json RepoTags {t:?}: {e}"))
-            })?);
+            tags.push(parse_tag(t, "manifest.json RepoTags")?);
         }
         let mut layers = Vec::new();
         for (l, diff_id) in m.layers.iter().zip(&config.rootfs.diff_ids) {
@@ -408,17 +459,27 @@ fn oci_tag(d: &oci::Descriptor) -> Result<Option<Reference>, ArchiveError> {
         return Ok(None);
     };
     if let Some(name) = a.get(oci::ANNOTATION_CONTAINERD_NAME) {
-        return Reference::parse(name)
-            .map(Some)
-            .map_err(|e| ArchiveError::Invalid(format!("index.json image name {name:?}: {e}")));
+        return parse_tag(name, "index.json image name").map(Some);
     }
     match a.get(oci::ANNOTATION_REF_NAME) {
         // A bare tag (`latest`) names no repository: load the image untagged.
-        Some(name) if name.contains(':') || name.contains('/') => Reference::parse(name)
-            .map(Some)
-            .map_err(|e| ArchiveError::Invalid(format!("index.json ref.name {name:?}: {e}"))),
+        Some(name) if name.contains(':') || name.contains('/') => {
+            parse_tag(name, "index.json ref.name").map(Some)
+        }
         _ => Ok(None),
     }
+}
+
+/// A tag named by the archive (`what` says where); a digest reference is no tag.
+fn parse_tag(name: &str, what: &str) -> Result<Reference, ArchiveError> {
+    let r = Reference::parse(name)
+        .map_err(|e| ArchiveError::Invalid(format!("{what} {name:?}: {e}")))?;
+    if r.digest.is_some() {
+        return Err(ArchiveError::Invalid(format!(
+            "{what} {name:?}: refusing to create a tag with a digest reference"
+        )));
+    }
+    Ok(r)
 }
 
 fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, ArchiveError> {

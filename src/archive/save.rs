@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::{io_err, ArchiveError};
 use crate::image::compress;
 use crate::image::digest::Digest;
-use crate::image::oci::{self, Descriptor, Index};
+use crate::image::oci::Index;
 use crate::image::reference::Reference;
 use crate::store::{ImageRecord, Store};
 
@@ -97,16 +97,41 @@ struct DirSink {
     root: PathBuf,
 }
 
+/// Writes below `root` without following symlinks found there: a symlinked directory is
+/// refused, and a file is written beside its final name and renamed over it (replacing a
+/// symlink rather than writing to its target).
 impl Sink for DirSink {
     fn dir(&mut self, path: &str) -> Result<(), ArchiveError> {
         let p = self.root.join(path);
-        fs::create_dir_all(&p).map_err(io_err(&p))
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => Err(ArchiveError::Invalid(format!(
+                "{} is a symlink; refusing to write through it",
+                p.display()
+            ))),
+            _ => fs::create_dir(&p).or_else(|e| {
+                if p.is_dir() {
+                    Ok(())
+                } else {
+                    Err(io_err(&p)(e))
+                }
+            }),
+        }
     }
 
     fn file(&mut self, path: &str, _size: u64, data: &mut dyn Read) -> Result<(), ArchiveError> {
         let p = self.root.join(path);
-        let mut f = fs::File::create(&p).map_err(io_err(&p))?;
-        io::copy(data, &mut f).map_err(io_err(&p))?;
+        let parent = p.parent().unwrap_or(&self.root);
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".rbuild-save-")
+            .tempfile_in(parent)
+            .map_err(io_err(parent))?;
+        io::copy(data, &mut tmp).map_err(io_err(tmp.path()))?;
+        // Temp files are 0600; blobs are as readable as `File::create` would make them.
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+        tmp.as_file()
+            .set_permissions(mode)
+            .map_err(io_err(tmp.path()))?;
+        tmp.persist(&p).map_err(|e| io_err(&p)(e.error))?;
         Ok(())
     }
 }
@@ -203,7 +228,6 @@ fn write_oci(store: &Store, images: &[Selected], sink: &mut dyn Sink) -> Result<
     sink.dir("blobs")?;
     sink.dir("blobs/sha256")?;
     let mut written = BTreeSet::new();
-    let mut manifests = Vec::new();
     for img in images {
         let r = &img.record;
         let blobs = std::iter::once((&r.manifest.digest, r.manifest.size))
@@ -214,32 +238,8 @@ fn write_oci(store: &Store, images: &[Selected], sink: &mut dyn Sink) -> Result<
                 copy_blob(store, sink, d, size)?;
             }
         }
-        let base = Descriptor {
-            media_type: r.manifest.media_type.clone(),
-            digest: r.manifest.digest.clone(),
-            size: r.manifest.size,
-            annotations: None,
-            platform: None,
-        };
-        if img.tags.is_empty() {
-            manifests.push(base.clone());
-        }
-        for t in &img.tags {
-            let mut a = BTreeMap::new();
-            a.insert(oci::ANNOTATION_REF_NAME.to_string(), t.familiar());
-            a.insert(oci::ANNOTATION_CONTAINERD_NAME.to_string(), t.to_string());
-            manifests.push(Descriptor {
-                annotations: Some(a),
-                ..base.clone()
-            });
-        }
     }
-    let index = Index {
-        schema_version: 2,
-        media_type: Some(oci::MEDIA_INDEX.to_string()),
-        manifests,
-        annotations: None,
-    };
+    let index = Index::of_tagged(images.iter().map(|i| (&i.record.manifest, &i.tags[..])));
     let bytes = serde_json::to_vec(&index).map_err(|e| ArchiveError::BadJson {
         what: "index.json".into(),
         error: e,
@@ -277,8 +277,20 @@ fn write_docker(
             let path = format!("blobs/sha256/{}", l.diff_id.hex());
             if written.insert(l.diff_id.clone()) {
                 // docker-archive layers are uncompressed tars named by DiffID.
-                let blob = io::BufReader::with_capacity(1 << 20, store.open_blob(&l.digest)?);
-                let (_, mut plain) = compress::decompress_auto(blob).map_err(ArchiveError::Read)?;
+                let mut plain: Box<dyn Read> = if !l.gzip_members.is_empty()
+                    && l.gzip_members.iter().sum::<u64>() == l.size
+                {
+                    store.open_blob(&l.digest)?; // a clear error if it is missing
+                    Box::new(compress::ParallelGunzip::new(
+                        &store.blob_path(&l.digest),
+                        &l.gzip_members,
+                    ))
+                } else {
+                    let blob = io::BufReader::with_capacity(1 << 20, store.open_blob(&l.digest)?);
+                    compress::decompress_auto(blob)
+                        .map_err(ArchiveError::Read)?
+                        .1
+                };
                 sink.file(&path, l.uncompressed_size, &mut plain)?;
             }
             layer_paths.push(path);

@@ -123,7 +123,7 @@ pub(crate) fn stage(
     existing: Layered<'_>,
     root: &Path,
 ) -> Result<(), BuildError> {
-    let dest_comps = components(&spec.dest);
+    let dest_comps = existing.resolve_lenient(&spec.dest);
     let count = selected.len() + spec.inline.len();
     let dest_exists_dir = existing
         .resolve(&spec.dest, true)
@@ -400,11 +400,16 @@ impl Copier {
         let mtime = FileTime::from_last_modification_time(&md);
         let ft = md.file_type();
         if ft.is_dir() {
+            // As for the context: a directory source's contents go into an existing
+            // destination, which keeps its metadata.
+            let keep = rel.is_empty() && target.is_dir();
             if !target.is_dir() {
                 remove_existing(target);
                 fs::create_dir_all(target).map_err(io_err(target))?;
             }
-            self.set(target, md.mode() & 0o7777, mtime, true, false)?;
+            if !keep {
+                self.set(target, md.mode() & 0o7777, mtime, true, false)?;
+            }
             for (name, child_disk) in view.list(comps) {
                 let mut child = comps.to_vec();
                 child.push(name.to_string_lossy().into_owned());

@@ -137,6 +137,25 @@ impl Layered<'_> {
         Some((done, disk))
     }
 
+    /// Like [`Layered::resolve`] with the last component followed, but a path that does not
+    /// exist (yet) is fine: symlinks along the existing part are followed, the missing rest is
+    /// appended as written. This is where a COPY or WORKDIR creates `path`, so that a symlinked
+    /// parent (`/var/run -> /run`, `/lib -> usr/lib`) is kept and written through.
+    pub fn resolve_lenient(&self, path: &str) -> Vec<String> {
+        let comps = components(path);
+        for split in (0..=comps.len()).rev() {
+            let prefix = comps[..split].join("/");
+            if split == 0 {
+                return comps;
+            }
+            if let Some((mut done, _)) = self.resolve(&prefix, true) {
+                done.extend(comps[split..].iter().cloned());
+                return done;
+            }
+        }
+        comps
+    }
+
     /// Reads a file of the merged view (`/etc/passwd`), empty when missing.
     pub fn read_to_string(&self, path: &str) -> String {
         self.resolve(path, true)
@@ -198,5 +217,8 @@ mod tests {
         assert_eq!(l.read_to_string("/link"), "c");
         assert_eq!(l.read_to_string("etc/a"), "a");
         assert!(l.lookup(&components("etc/zz")).is_none());
+        std::os::unix::fs::symlink("etc", lowers[1].join("lnk")).unwrap();
+        assert_eq!(l.resolve_lenient("/lnk/new/file"), ["etc", "new", "file"]);
+        assert_eq!(l.resolve_lenient("/nope/x"), ["nope", "x"]);
     }
 }

@@ -12,7 +12,14 @@
 //!    runs: RUN in `rbuild_runtime` on an overlay of the parent's snapshots plus a fresh upper
 //!    dir (the upper dir becomes the layer and is adopted as the new snapshot), COPY/ADD into a
 //!    staging dir written with the layer writer.
-//! 4. The target's config and layers are committed to the store and tagged.
+//! 4. Stages run as soon as the stages they need are done; independent ones in parallel
+//!    threads. The target's config and layers are committed to the store and tagged, and
+//!    optionally exported ([`export`]).
+//!
+//! Other parts: [`layered`] reads the merged view of snapshot dirs without mounting them
+//! (`COPY --from`, `--chown` lookups, destination checks); `mounts` turns `RUN --mount` into
+//! runtime mounts; [`source`] unpacks tar/stdin contexts; [`progress`] prints BuildKit-like
+//! plain lines.
 //!
 //! Cache keys are `sha256(parent key, canonical step)`: COPY/ADD include the context selection
 //! digest (paths, contents, modes, owners, not mtimes), RUN its command, shell, env, visible
@@ -28,11 +35,14 @@
 //! ```
 
 mod copy;
+pub mod export;
 pub mod layered;
+mod mounts;
 pub mod plan;
 pub mod progress;
 mod pull_base;
 mod run;
+pub mod source;
 mod stage;
 mod steps;
 
@@ -82,6 +92,8 @@ pub struct BuildOptions {
     pub platform: Option<String>,
     /// `SOURCE_DATE_EPOCH`: fixed layer mtimes and `created` times.
     pub source_date_epoch: Option<i64>,
+    /// `--secret id=ID,src=PATH`: secret id → file (for `RUN --mount=type=secret`).
+    pub secrets: BTreeMap<String, PathBuf>,
 }
 
 impl BuildOptions {
@@ -98,6 +110,7 @@ impl BuildOptions {
             network_host: false,
             platform: None,
             source_date_epoch: None,
+            secrets: BTreeMap::new(),
         }
     }
 }
@@ -105,8 +118,9 @@ impl BuildOptions {
 /// What can go wrong in a build.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error(transparent)]
-    Parse(#[from] ParseError),
+    /// Shown whole (file, line, column, the line and a caret); no separate cause.
+    #[error("{0}")]
+    Parse(ParseError),
     #[error(transparent)]
     Eval(#[from] EvalError),
     #[error(transparent)]
@@ -158,6 +172,12 @@ pub enum BuildError {
         #[source]
         source: Box<BuildError>,
     },
+}
+
+impl From<ParseError> for BuildError {
+    fn from(e: ParseError) -> BuildError {
+        BuildError::Parse(e)
+    }
 }
 
 fn tail_text(tail: &[String]) -> String {

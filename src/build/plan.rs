@@ -33,6 +33,8 @@ pub struct PlannedStage {
     pub display: String,
     /// Its base.
     pub base: Source,
+    /// The stages it needs (its base, `COPY --from`, `RUN --mount=from=`).
+    pub deps: BTreeSet<usize>,
 }
 
 /// The stages to build, dependencies first; the last one is the target.
@@ -149,6 +151,7 @@ pub fn plan(
             index: i,
             display: names[i].clone().unwrap_or_else(|| format!("stage-{i}")),
             base: bases[i].clone(),
+            deps: deps[i].clone(),
         })
         .collect();
     Ok(Plan {

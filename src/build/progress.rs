@@ -1,4 +1,7 @@
-//! Progress output on stderr, BuildKit's plain format:
+//! Progress output on stderr.
+//!
+//! Plain mode (CI logs, `--progress=plain`, the default when stderr is not a terminal) prints
+//! BuildKit's plain format:
 //!
 //! ```text
 //! #3 [stage-0 2/4] RUN echo hi
@@ -8,10 +11,15 @@
 //! #4 CACHED
 //! ```
 //!
-//! `--progress=tty` currently prints the same lines (a live display is future work); quiet
-//! mode prints nothing (`-q`).
+//! Tty mode (`--progress=tty`, or `auto` on a terminal) is a compact live display: finished
+//! steps scroll up as one line each (`=> [stage-0 2/4] RUN echo hi  0.1s`), running steps
+//! stay at the bottom with their elapsed time and last output lines, redrawn in place. A
+//! failed step prints its output tail. Quiet mode (`-q`) prints nothing.
 
+use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// How much to print.
@@ -21,6 +29,8 @@ pub enum ProgressMode {
     Quiet,
     /// BuildKit-like plain lines.
     Plain,
+    /// A live display for terminals.
+    Tty,
 }
 
 /// One vertex (step) of the progress display.
@@ -30,19 +40,39 @@ pub struct StepHandle {
     start: Instant,
 }
 
-/// Writes progress lines to stderr.
+/// Output lines kept per running step in tty mode.
+const TTY_TAIL: usize = 5;
+
+#[derive(Debug, Default)]
+struct Live {
+    /// Running steps: id, name, start, last output lines.
+    running: Vec<(usize, String, Instant, VecDeque<String>)>,
+    /// Lines of the live region currently on screen.
+    drawn: usize,
+}
+
+/// Writes progress to stderr.
 #[derive(Debug)]
 pub struct Progress {
     mode: ProgressMode,
-    next: std::cell::Cell<usize>,
+    next: AtomicUsize,
+    live: Mutex<Live>,
+    width: usize,
 }
 
 impl Progress {
     /// A progress writer in `mode`.
     pub fn new(mode: ProgressMode) -> Progress {
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .filter(|w: &usize| *w >= 20)
+            .unwrap_or(100);
         Progress {
             mode,
-            next: std::cell::Cell::new(1),
+            next: AtomicUsize::new(1),
+            live: Mutex::new(Live::default()),
+            width,
         }
     }
 
@@ -53,46 +83,143 @@ impl Progress {
         }
     }
 
+    fn fit(&self, text: &str) -> String {
+        let one_line = text.replace(['\n', '\t'], " ");
+        if one_line.chars().count() <= self.width {
+            one_line
+        } else {
+            let mut s: String = one_line
+                .chars()
+                .take(self.width.saturating_sub(1))
+                .collect();
+            s.push('…');
+            s
+        }
+    }
+
+    /// Tty mode: prints `permanent` lines above the live region, then redraws it.
+    fn redraw(&self, live: &mut Live, permanent: &[String]) {
+        let mut err = std::io::stderr().lock();
+        let mut out = String::new();
+        if live.drawn > 0 {
+            out.push_str(&format!("\x1b[{}A\x1b[J", live.drawn));
+        }
+        for p in permanent {
+            out.push_str(&self.fit(p));
+            out.push('\n');
+        }
+        let mut drawn = 0;
+        for (_, name, start, tail) in &live.running {
+            let t = start.elapsed().as_secs_f64();
+            out.push_str(&self.fit(&format!("=> {name}  {t:.1}s")));
+            out.push('\n');
+            drawn += 1;
+            for l in tail {
+                out.push_str("\x1b[2m");
+                out.push_str(&self.fit(&format!("   {l}")));
+                out.push_str("\x1b[0m\n");
+                drawn += 1;
+            }
+        }
+        live.drawn = drawn;
+        let _ = err.write_all(out.as_bytes());
+        let _ = err.flush();
+    }
+
+    fn with_live(&self, f: impl FnOnce(&mut Live) -> Vec<String>) {
+        if self.mode != ProgressMode::Tty {
+            return;
+        }
+        if let Ok(mut live) = self.live.lock() {
+            let permanent = f(&mut live);
+            self.redraw(&mut live, &permanent);
+        }
+    }
+
+    fn finish(&self, step: &StepHandle, label: &str, with_tail: bool, extra: Option<&str>) {
+        self.with_live(|live| {
+            let mut lines = Vec::new();
+            if let Some(pos) = live.running.iter().position(|r| r.0 == step.id) {
+                let (_, name, start, tail) = live.running.remove(pos);
+                let t = start.elapsed().as_secs_f64();
+                lines.push(format!("=> {label}{name}  {t:.1}s"));
+                if with_tail {
+                    lines.extend(tail.into_iter().map(|l| format!("   {l}")));
+                }
+            }
+            if let Some(e) = extra.and_then(|e| e.lines().next()) {
+                lines.push(format!("   {e}"));
+            }
+            lines
+        });
+    }
+
+    /// Whether a live display wants [`Progress::tick`] called now and then.
+    pub fn is_live(&self) -> bool {
+        self.mode == ProgressMode::Tty
+    }
+
+    /// Redraws the live display (elapsed times of running steps).
+    pub fn tick(&self) {
+        self.with_live(|_| Vec::new());
+    }
+
     /// Starts step `name` (`#N name`).
     pub fn start(&self, name: &str) -> StepHandle {
-        let id = self.next.get();
-        self.next.set(id + 1);
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.line(&format!("#{id} {name}"));
-        StepHandle {
-            id,
-            start: Instant::now(),
-        }
+        let start = Instant::now();
+        self.with_live(|live| {
+            live.running
+                .push((id, name.to_string(), start, VecDeque::new()));
+            Vec::new()
+        });
+        StepHandle { id, start }
     }
 
     /// A line of the step's output, with the time since it started.
     pub fn log(&self, step: &StepHandle, text: &str) {
         let t = step.start.elapsed().as_secs_f64();
         self.line(&format!("#{} {t:.3} {text}", step.id));
+        self.with_live(|live| {
+            if let Some(r) = live.running.iter_mut().find(|r| r.0 == step.id) {
+                r.3.push_back(text.to_string());
+                if r.3.len() > TTY_TAIL {
+                    r.3.pop_front();
+                }
+            }
+            Vec::new()
+        });
     }
 
     /// A message of the step (no timestamp).
     pub fn info(&self, step: &StepHandle, text: &str) {
         self.line(&format!("#{} {text}", step.id));
+        self.with_live(|_| vec![format!("=> => {text}")]);
     }
 
     /// The step was a cache hit.
     pub fn cached(&self, step: &StepHandle) {
         self.line(&format!("#{} CACHED", step.id));
+        self.finish(step, "CACHED ", false, None);
     }
 
     /// The step finished.
     pub fn done(&self, step: &StepHandle) {
         let t = step.start.elapsed().as_secs_f64();
         self.line(&format!("#{} DONE {t:.1}s", step.id));
+        self.finish(step, "", false, None);
     }
 
     /// The step failed.
     pub fn error(&self, step: &StepHandle, text: &str) {
         self.line(&format!("#{} ERROR: {text}", step.id));
+        self.finish(step, "ERROR ", true, Some(text));
     }
 
     /// A warning outside any step.
     pub fn warn(&self, text: &str) {
         self.line(&format!("[Warning] {text}"));
+        self.with_live(|_| vec![format!("[Warning] {text}")]);
     }
 }

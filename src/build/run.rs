@@ -24,6 +24,7 @@ pub(crate) struct RunSpec {
     pub cwd: String,
     pub user: String,
     pub network_host: bool,
+    pub mounts: Vec<rbuild_runtime::MountSpec>,
 }
 
 /// Runs `spec` on `lowers` with `upper`/`work` (empty dirs on the store's filesystem); on
@@ -61,6 +62,7 @@ pub(crate) fn execute(
     container.process.env = spec.env.clone();
     container.process.cwd = PathBuf::from(if spec.cwd.is_empty() { "/" } else { &spec.cwd });
     container.process.user = user;
+    container.mounts = spec.mounts.clone();
     container.network = if spec.network_host {
         NetworkMode::Host
     } else {
@@ -102,4 +104,45 @@ pub(crate) fn execute(
         });
     }
     Ok(())
+}
+
+/// Removes directories of `upper` that overlayfs only copied up (the runtime's mount points
+/// under `/etc` and the like, removed again after the run): empty, not opaque, and a
+/// directory with the same mode and owner in the lowers. What remains is the real change set.
+pub(crate) fn prune_copy_ups(upper: &Path, lowers: &[PathBuf]) {
+    fn walk(dir: &Path, rel: &mut Vec<String>, view: Layered<'_>) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return false;
+        };
+        let mut empty = true;
+        for e in entries.flatten() {
+            let path = e.path();
+            let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if !is_dir {
+                empty = false;
+                continue;
+            }
+            rel.push(e.file_name().to_string_lossy().into_owned());
+            let child_empty = walk(&path, rel, view);
+            let same_as_lower = child_empty
+                && !rbuild_runtime::changes::is_opaque(&path).unwrap_or(true)
+                && match (view.lookup(rel), std::fs::symlink_metadata(&path)) {
+                    (Some(lower), Ok(md)) => std::fs::symlink_metadata(lower).is_ok_and(|l| {
+                        l.is_dir()
+                            && l.mode() == md.mode()
+                            && l.uid() == md.uid()
+                            && l.gid() == md.gid()
+                    }),
+                    _ => false,
+                };
+            rel.pop();
+            if same_as_lower && std::fs::remove_dir(&path).is_ok() {
+                continue;
+            }
+            empty = false;
+        }
+        empty
+    }
+    walk(upper, &mut Vec::new(), Layered { lowers });
 }

@@ -2,11 +2,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
 
 use serde_json::{json, Value};
 
 use super::copy::{self, CopySpec};
 use super::layered::{components, Layered};
+use super::mounts;
 use super::plan::{self, resolve_ref, Plan, Source};
 use super::progress::Progress;
 use super::run::{self, RunSpec};
@@ -95,8 +97,8 @@ struct Builder<'a> {
     meta: MetaArgs,
     plan: Plan,
     stages: &'a Stages,
-    done: HashMap<usize, StageState>,
-    context: Option<ContextSnapshot>,
+    done: Mutex<HashMap<usize, StageState>>,
+    context: Mutex<Option<Arc<ContextSnapshot>>>,
     dockerfile_path: Option<PathBuf>,
     sde: Option<String>,
 }
@@ -160,7 +162,7 @@ pub fn build(
         Some(s) => rfc3339(s),
         None => chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
     };
-    let mut builder = Builder {
+    let builder = Builder {
         options,
         engine: Engine {
             store,
@@ -175,19 +177,17 @@ pub fn build(
         meta,
         plan,
         stages: &stages,
-        done: HashMap::new(),
-        context: None,
+        done: Mutex::new(HashMap::new()),
+        context: Mutex::new(None),
         dockerfile_path,
         sde: options.source_date_epoch.map(rfc3339),
     };
-    let order = builder.plan.order.clone();
-    for planned in &order {
-        let state = builder.build_stage(planned.index, &planned.display, &planned.base)?;
-        builder.done.insert(planned.index, state);
-    }
+    builder.run_stages()?;
     let target = builder.plan.target();
     let mut state = builder
         .done
+        .lock()
+        .map_err(|_| BuildError::Invalid("a stage thread panicked".into()))?
         .remove(&target)
         .ok_or_else(|| BuildError::Invalid("the target stage was not built".into()))?;
     let unused = builder.args.unused();
@@ -225,13 +225,76 @@ pub fn build(
 }
 
 impl Builder<'_> {
+    /// Builds the planned stages, each as soon as the stages it needs are done, independent
+    /// ones in parallel threads. The first error is returned once running stages finish.
+    fn run_stages(&self) -> Result<(), BuildError> {
+        let order = &self.plan.order;
+        let mut first_error = None;
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            if self.engine.progress.is_live() {
+                let stop = &stop;
+                scope.spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::thread::sleep(std::time::Duration::from_millis(250));
+                        self.engine.progress.tick();
+                    }
+                });
+            }
+            let (tx, rx) = mpsc::channel();
+            let mut started = vec![false; order.len()];
+            let mut finished: Vec<usize> = Vec::new();
+            let mut running = 0;
+            loop {
+                if first_error.is_none() {
+                    for (i, planned) in order.iter().enumerate() {
+                        if started[i] || !planned.deps.iter().all(|d| finished.contains(d)) {
+                            continue;
+                        }
+                        started[i] = true;
+                        running += 1;
+                        let tx = tx.clone();
+                        scope.spawn(move || {
+                            let result =
+                                self.build_stage(planned.index, &planned.display, &planned.base);
+                            let _ = tx.send((planned.index, result));
+                        });
+                    }
+                }
+                if running == 0 {
+                    break;
+                }
+                let Ok((index, result)) = rx.recv() else {
+                    break;
+                };
+                running -= 1;
+                match result {
+                    Ok(state) => {
+                        if let Ok(mut done) = self.done.lock() {
+                            done.insert(index, state);
+                        }
+                        finished.push(index);
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     fn at(&self, line: usize, original: &str, err: BuildError) -> BuildError {
         BuildError::at(&self.file, line, original.trim(), err)
     }
 
     /// Starts a stage from its base and runs its (and its base's ONBUILD) instructions.
     fn build_stage(
-        &mut self,
+        &self,
         index: usize,
         display: &str,
         base: &Source,
@@ -287,6 +350,7 @@ impl Builder<'_> {
                 .map(|s| s.instructions)
                 .unwrap_or_default()
         };
+        let history_start = state.config.history.len();
         let total = 1 + layer_ops(&trigger_cmds) + layer_ops(&stage.instructions);
         let from_step = self
             .engine
@@ -314,10 +378,11 @@ impl Builder<'_> {
         }
         let env = state.vars.config_env();
         state.cc().env = if env.is_empty() { None } else { Some(env) };
+        date_config_steps(&mut state.config.history[history_start..]);
         Ok(state)
     }
 
-    fn start_state(&mut self, base: &Source) -> Result<StageState, BuildError> {
+    fn start_state(&self, base: &Source) -> Result<StageState, BuildError> {
         match base {
             Source::Scratch => Ok(StageState {
                 layers: Vec::new(),
@@ -336,8 +401,9 @@ impl Builder<'_> {
             Source::Stage(i) => {
                 let mut s = self
                     .done
-                    .get(i)
-                    .cloned()
+                    .lock()
+                    .ok()
+                    .and_then(|d| d.get(i).cloned())
                     .ok_or_else(|| BuildError::Invalid(format!("stage {i} was not built")))?;
                 let env = s
                     .config
@@ -388,28 +454,50 @@ impl Builder<'_> {
         Ok((rec.layers, config, rec.id))
     }
 
-    fn context(&mut self) -> Result<&ContextSnapshot, BuildError> {
-        if self.context.is_none() {
-            let step = self.engine.progress.start("[internal] load build context");
-            let (ignore, _) =
-                IgnoreMatcher::load(&self.options.context, self.dockerfile_path.as_deref())?;
-            let cache_path = self.engine.store.root().join("context-cache.redb");
-            let mut cache = MetadataCache::open(&cache_path)?;
-            let snap = ContextSnapshot::scan(&self.options.context, &ignore, &mut cache)?;
-            let stats = cache.stats();
-            self.engine.progress.info(
-                &step,
-                &format!(
-                    "{} entries, {} hashed, {} from cache",
-                    snap.entries().len(),
-                    stats.misses,
-                    stats.hits
-                ),
-            );
-            self.engine.progress.done(&step);
-            self.context = Some(snap);
+    /// The build context, scanned on first use (once, whichever stage asks first).
+    fn context(&self) -> Result<Arc<ContextSnapshot>, BuildError> {
+        let mut slot = self
+            .context
+            .lock()
+            .map_err(|_| BuildError::Invalid("a stage thread panicked".into()))?;
+        if let Some(snap) = slot.as_ref() {
+            return Ok(snap.clone());
         }
-        Ok(self.context.as_ref().expect("set above"))
+        let step = self.engine.progress.start("[internal] load build context");
+        let (ignore, _) =
+            IgnoreMatcher::load(&self.options.context, self.dockerfile_path.as_deref())?;
+        // The digest cache is one redb file, which one process may open at a time: builds
+        // sharing a store take turns scanning.
+        let lock_path = self.engine.store.root().join("context-cache.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        lock.lock().map_err(io_err(&lock_path))?;
+        let cache_path = self.engine.store.root().join("context-cache.redb");
+        let mut cache = MetadataCache::open(&cache_path)?;
+        let snap = Arc::new(ContextSnapshot::scan(
+            &self.options.context,
+            &ignore,
+            &mut cache,
+        )?);
+        let stats = cache.stats();
+        self.engine.progress.info(
+            &step,
+            &format!(
+                "{} entries, {} hashed, {} from cache",
+                snap.entries().len(),
+                stats.misses,
+                stats.hits
+            ),
+        );
+        drop(cache);
+        drop(lock);
+        self.engine.progress.done(&step);
+        *slot = Some(snap.clone());
+        Ok(snap)
     }
 
     fn expand(&self, state: &StageState, word: &str) -> Result<String, BuildError> {
@@ -428,7 +516,7 @@ impl Builder<'_> {
     }
 
     fn instruction(
-        &mut self,
+        &self,
         stage_index: usize,
         display: &str,
         n: &mut usize,
@@ -519,17 +607,14 @@ impl Builder<'_> {
                 let mut done = Vec::new();
                 for p in ports {
                     for word in self.lex.process_words(p, &env)? {
-                        let port = if word.contains('/') {
-                            word.to_ascii_lowercase()
-                        } else {
-                            format!("{word}/tcp")
-                        };
-                        state
-                            .cc()
-                            .exposed_ports
-                            .get_or_insert_with(BTreeMap::new)
-                            .insert(port.clone(), json!({}));
-                        done.push(port);
+                        for port in expose_ports(&word)? {
+                            state
+                                .cc()
+                                .exposed_ports
+                                .get_or_insert_with(BTreeMap::new)
+                                .insert(port.clone(), json!({}));
+                            done.push(port);
+                        }
                     }
                 }
                 state.history(format!("EXPOSE {}", done.join(" ")), true, &created);
@@ -661,9 +746,10 @@ impl Builder<'_> {
                     .engine
                     .progress
                     .start(&format!("[{display} {n}/{total}] {}", cmd.original.trim()));
-                self.run_step(state, r, &step).inspect_err(|e| {
-                    self.engine.progress.error(&step, &e.to_string());
-                })?;
+                self.run_step(stage_index, state, r, &step)
+                    .inspect_err(|e| {
+                        self.engine.progress.error(&step, &e.to_string());
+                    })?;
             }
             Instruction::Copy(c) | Instruction::Add(c) => {
                 let add = matches!(cmd.instruction, Instruction::Add(_));
@@ -698,17 +784,14 @@ impl Builder<'_> {
     }
 
     fn workdir_step(
-        &mut self,
+        &self,
         state: &mut StageState,
         path: &str,
         step: &super::progress::StepHandle,
     ) -> Result<(), BuildError> {
         let lowers = self.lowers(&state.layers)?;
-        if (Layered { lowers: &lowers }).resolve(path, true).is_some() {
-            self.engine.progress.done(step);
-            state.history(format!("WORKDIR {path}"), true, &state.created.clone());
-            return Ok(());
-        }
+        // As docker: WORKDIR is a layer step; when the directory exists the layer is empty.
+        let exists = (Layered { lowers: &lowers }).resolve(path, true).is_some();
         let store = self.engine.store;
         let canonical = json!({ "op": "mkdir", "path": path });
         let (key, layers) = (state.key.clone(), state.layers.clone());
@@ -719,7 +802,11 @@ impl Builder<'_> {
                 let root = tmp.path().join("layer");
                 std::fs::create_dir(&root).map_err(io_err(&root))?;
                 let view = Layered { lowers: &lowers };
-                let comps = components(path);
+                let comps = if exists {
+                    Vec::new()
+                } else {
+                    view.resolve_lenient(path)
+                };
                 let mut dir = root.clone();
                 for (i, c) in comps.iter().enumerate() {
                     dir = dir.join(c);
@@ -742,14 +829,57 @@ impl Builder<'_> {
     }
 
     fn run_step(
-        &mut self,
+        &self,
+        stage_index: usize,
         state: &mut StageState,
         r: &instructions::Run,
         step: &super::progress::StepHandle,
     ) -> Result<(), BuildError> {
-        if !r.mounts.is_empty() {
-            return Err(BuildError::Unsupported("RUN --mount".into()));
+        let env_now = state.vars.expansion_env();
+        let mut inputs = Vec::new();
+        let needs_context = r
+            .mounts
+            .iter()
+            .any(|m| m.kind == instructions::MountType::Bind && m.from.is_none());
+        let context = if needs_context {
+            Some(self.context()?)
+        } else {
+            None
+        };
+        for m in &r.mounts {
+            let mut m = m.clone();
+            for v in [
+                &mut m.target,
+                &mut m.source,
+                &mut m.from,
+                &mut m.id,
+                &mut m.mode,
+                &mut m.uid,
+                &mut m.gid,
+                &mut m.size,
+                &mut m.env,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *v = self.lex.process_word(v, &env_now)?;
+            }
+            let from = match m.from.as_deref() {
+                None => None,
+                Some(f) => Some(self.source_layers(stage_index, f)?),
+            };
+            inputs.push(mounts::MountInput {
+                mount: m,
+                from,
+                context: context.as_deref(),
+            });
         }
+        let prepared = mounts::prepare(
+            self.engine.store,
+            &inputs,
+            &state.workdir(),
+            &self.options.secrets,
+        )?;
         if r.security == Some(instructions::Security::Insecure) {
             return Err(BuildError::Unsupported("RUN --security=insecure".into()));
         }
@@ -768,12 +898,15 @@ impl Builder<'_> {
         };
         let proxies = self.args.proxies();
         let key_env = state.vars.run_env(&[]);
+        let mut env = state.vars.run_env(&proxies);
+        env.extend(prepared.env.iter().cloned());
         let spec = RunSpec {
             args: args.clone(),
-            env: state.vars.run_env(&proxies),
+            env,
             cwd: state.workdir(),
             user: state.user(),
             network_host,
+            mounts: prepared.mounts.clone(),
         };
         let visible = state.vars.visible_args();
         let canonical = json!({
@@ -783,6 +916,7 @@ impl Builder<'_> {
             "cwd": spec.cwd,
             "user": spec.user,
             "network": if network_host { "host" } else { "none" },
+            "mounts": prepared.key,
         });
         let mut created_by = String::from("RUN ");
         if !visible.is_empty() {
@@ -807,17 +941,43 @@ impl Builder<'_> {
                     std::fs::create_dir(d).map_err(io_err(d))?;
                 }
                 run::execute(&spec, &lowers, &upper, &work, &empty, progress, step)?;
+                run::prune_copy_ups(&upper, &lowers);
                 Ok(Produced {
                     _tmp: Some(tmp),
                     dir: Some(upper),
                 })
             })?;
+        drop(prepared);
         self.apply(state, outcome, created_by);
         Ok(())
     }
 
+    /// The snapshot dirs and cache key of `COPY --from=X` / `--mount=from=X` (X expanded).
+    fn source_layers(
+        &self,
+        stage_index: usize,
+        from: &str,
+    ) -> Result<(Vec<PathBuf>, String), BuildError> {
+        match resolve_ref(&self.plan.names, stage_index, from) {
+            Source::Scratch => Err(BuildError::Invalid(format!("{from} has no files"))),
+            Source::Stage(i) => {
+                let (layers, key) = self
+                    .done
+                    .lock()
+                    .ok()
+                    .and_then(|d| d.get(&i).map(|s| (s.layers.clone(), s.key.to_string())))
+                    .ok_or_else(|| BuildError::Invalid(format!("stage {from} was not built")))?;
+                Ok((self.lowers(&layers)?, key))
+            }
+            Source::Image(name) => {
+                let (layers, _, id) = self.image(&name)?;
+                Ok((self.lowers(&layers)?, id.to_string()))
+            }
+        }
+    }
+
     fn copy_step(
-        &mut self,
+        &self,
         stage_index: usize,
         state: &mut StageState,
         c: &Copy,
@@ -903,26 +1063,8 @@ impl Builder<'_> {
             None => (None, None),
             Some(f) => {
                 let f = self.lex.process_word(f, &env)?;
-                match resolve_ref(&self.plan.names, stage_index, &f) {
-                    Source::Scratch => {
-                        return Err(BuildError::Invalid(
-                            "COPY --from=scratch has no files".into(),
-                        ))
-                    }
-                    Source::Stage(i) => {
-                        let s = self.done.get(&i).ok_or_else(|| {
-                            BuildError::Invalid(format!("stage {f} was not built"))
-                        })?;
-                        (
-                            Some(self.lowers(&s.layers.clone())?),
-                            Some(s.key.to_string()),
-                        )
-                    }
-                    Source::Image(name) => {
-                        let (layers, _, id) = self.image(&name)?;
-                        (Some(self.lowers(&layers)?), Some(id.to_string()))
-                    }
-                }
+                let (lowers, key) = self.source_layers(stage_index, &f)?;
+                (Some(lowers), Some(key))
             }
         };
         let (selected, source_digest) = match &from_lowers {
@@ -930,9 +1072,8 @@ impl Builder<'_> {
                 if spec.sources.is_empty() {
                     (Vec::new(), String::new())
                 } else {
-                    self.context()?;
-                    let snap = self.context.as_ref().expect("loaded above");
-                    let from = copy::From::Context(snap);
+                    let snap = self.context()?;
+                    let from = copy::From::Context(&snap);
                     let selected = copy::select(&spec, &from)?;
                     let digest = snap.digest_of(selected.iter().map(|s| s.path.as_str()))?;
                     (selected, digest.to_string())
@@ -972,7 +1113,11 @@ impl Builder<'_> {
             shown.join(" ")
         );
         let store = self.engine.store;
-        let context = &self.context;
+        let context = if from_lowers.is_none() && !spec.sources.is_empty() {
+            Some(self.context()?)
+        } else {
+            None
+        };
         let (key, layers) = (state.key.clone(), state.layers.clone());
         let outcome = self
             .engine
@@ -980,7 +1125,7 @@ impl Builder<'_> {
                 let tmp = store.temp_dir()?;
                 let root = tmp.path().join("layer");
                 std::fs::create_dir(&root).map_err(io_err(&root))?;
-                let from = match (&from_lowers, context) {
+                let from = match (&from_lowers, &context) {
                     (Some(l), _) => copy::From::Layers(l.clone()),
                     (None, Some(snap)) => copy::From::Context(snap),
                     (None, None) => copy::From::Layers(Vec::new()),
@@ -1006,6 +1151,51 @@ fn copy_dir_meta(from: &Path, to: &Path) -> Result<(), BuildError> {
     let t = filetime::FileTime::from_last_modification_time(&md);
     filetime::set_file_times(to, t, t).map_err(io_err(to))?;
     Ok(())
+}
+
+/// Gives each config-only history entry of a stage the time of the next layer step (or, at
+/// the end, of the previous one), as BuildKit's history reads: the times come from the steps
+/// that ran (or from their cache records), so a cached rebuild keeps them and the image ID.
+fn date_config_steps(history: &mut [History]) {
+    let layer_times: Vec<(usize, Option<String>)> = history
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !h.empty_layer)
+        .map(|(i, h)| (i, h.created.clone()))
+        .collect();
+    for (i, h) in history.iter_mut().enumerate() {
+        if !h.empty_layer {
+            continue;
+        }
+        let next = layer_times.iter().find(|(j, _)| *j > i);
+        let prev = layer_times.iter().rev().find(|(j, _)| *j < i);
+        if let Some((_, Some(t))) = next.or(prev) {
+            h.created = Some(t.clone());
+        }
+    }
+}
+
+/// One EXPOSE word → `port/proto` keys: `80` is `80/tcp`, a range `8000-8002/udp` gives each
+/// port (as docker); a port must be 1-65535 and the protocol tcp, udp or sctp.
+fn expose_ports(word: &str) -> Result<Vec<String>, BuildError> {
+    let bad = || BuildError::Invalid(format!("invalid EXPOSE port {word:?}"));
+    let lower = word.to_ascii_lowercase();
+    let (ports, proto) = lower.split_once('/').unwrap_or((lower.as_str(), "tcp"));
+    if !matches!(proto, "tcp" | "udp" | "sctp") {
+        return Err(bad());
+    }
+    let parse = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
+    let (first, last) = match ports.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => {
+            let p = parse(ports)?;
+            (p, p)
+        }
+    };
+    if last < first {
+        return Err(bad());
+    }
+    Ok((first..=last).map(|p| format!("{p}/{proto}")).collect())
 }
 
 /// `--chown=user[:group]` → uid, gid, looked up in the image's `/etc/passwd` and `/etc/group`.
@@ -1109,6 +1299,19 @@ mod tests {
             shell_with_heredocs("cat <<EOF > /x", &[h("EOF", "hi\n")]),
             "cat <<EOF > /x\nhi\nEOF"
         );
+    }
+
+    #[test]
+    fn expose_words() {
+        assert_eq!(expose_ports("80").unwrap(), ["80/tcp"]);
+        assert_eq!(expose_ports("53/UDP").unwrap(), ["53/udp"]);
+        assert_eq!(
+            expose_ports("8000-8002").unwrap(),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
+        for bad in ["0", "x", "80/icmp", "9-1", "70000"] {
+            assert!(expose_ports(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

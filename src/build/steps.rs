@@ -51,7 +51,7 @@ impl Engine<'_> {
     /// otherwise `exec` produces the layer's directory, which is written as a layer, adopted
     /// as the snapshot and recorded in the cache.
     pub fn layer_step(
-        &mut self,
+        &self,
         step: &StepHandle,
         parent_key: &Digest,
         parent_layers: &[LayerInfo],
@@ -76,8 +76,9 @@ impl Engine<'_> {
             }
         }
         let produced = exec(&self.progress)?;
+        // A step that changed nothing still adds a layer (an empty tar), as docker does.
         let layer = match &produced.dir {
-            Some(dir) if !is_empty_dir(dir)? => {
+            Some(dir) => {
                 let info = self.store.write_layer(
                     &LayerSource::OverlayUpper(dir),
                     &LayerOptions {
@@ -91,17 +92,19 @@ impl Engine<'_> {
                 let chain = chain_ids(&diff_ids)
                     .pop()
                     .unwrap_or_else(|| info.diff_id.clone());
-                self.store.adopt_snapshot(dir, &chain, &info.diff_id)?;
-                Some(info)
+                self.store.move_snapshot(dir, &chain)?;
+                Some((info, chain))
             }
-            _ => None,
+            None => None,
         };
         drop(produced);
         let record = CacheRecord {
-            layer: layer.clone(),
+            layer: layer.as_ref().map(|(info, _)| info.clone()),
             created: self.now.clone(),
         };
-        self.store.cache_put(&key, &record)?;
+        let snapshot = layer.as_ref().map(|(info, chain)| (chain, &info.diff_id));
+        self.store.record_step(&key, &record, snapshot)?;
+        let layer = layer.map(|(info, _)| info);
         self.progress.done(step);
         Ok(Outcome {
             key,
@@ -109,9 +112,4 @@ impl Engine<'_> {
             created: self.now.clone(),
         })
     }
-}
-
-fn is_empty_dir(dir: &std::path::Path) -> Result<bool, BuildError> {
-    let mut rd = std::fs::read_dir(dir).map_err(super::io_err(dir))?;
-    Ok(rd.next().is_none())
 }

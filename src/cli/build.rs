@@ -9,7 +9,9 @@ use clap::Args;
 
 use super::images::open_store;
 use super::Globals;
+use crate::build::export::{export, Export};
 use crate::build::progress::{Progress, ProgressMode};
+use crate::build::source::unpack_context;
 use crate::build::{build, BuildOptions, DockerfileSource};
 use crate::image::reference::Reference;
 use crate::registry::cache::{export_cache, import_cache, CacheSpec};
@@ -41,12 +43,18 @@ pub struct BuildArgs {
     /// Write the image ID to the file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
-    /// Type of progress output: auto, tty, plain (tty prints plain lines for now)
+    /// Type of progress output: auto (tty on a terminal, else plain), tty, plain
     #[arg(long, default_value = "auto", value_name = "TYPE")]
     pub progress: String,
     /// Networking mode for RUN instructions: none (default) or host
     #[arg(long, default_value = "none", value_name = "MODE")]
     pub network: String,
+    /// Secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR
+    #[arg(long, value_name = "id=ID,src=PATH")]
+    pub secret: Vec<String>,
+    /// Also export the result: type=docker-archive|oci,dest=FILE, type=oci-dir|local,dest=DIR, or DIR
+    #[arg(short, long, value_name = "type=TYPE,dest=PATH")]
+    pub output: Vec<String>,
     /// Target platform (only the host's platform is supported)
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
@@ -58,28 +66,64 @@ pub struct BuildArgs {
     /// type=local,src=DIR (may be repeated)
     #[arg(long, value_name = "SPEC")]
     pub cache_from: Vec<String>,
-    /// Build context directory
+    /// Accepted for docker compatibility; rbuild never leaves intermediate containers
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub rm: Option<String>,
+    /// Accepted for docker compatibility (see --rm)
+    #[arg(long, hide = true)]
+    pub force_rm: bool,
+    /// Always pull base images: not supported (no registry client yet); --pull=false is fine
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub pull: Option<String>,
+    /// Build context: a directory, a tar archive (plain or compressed), or "-" for a tar or a
+    /// Dockerfile on stdin
     #[arg(value_name = "CONTEXT")]
     pub context: String,
 }
 
 pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
-    if args.context == "-" || args.context.ends_with(".tar") || args.context.contains("://") {
+    if matches!(args.pull.as_deref(), Some("true" | "always")) {
+        bail!("--pull is not supported yet: base images come from the local store (rbuild load/import)");
+    }
+    let store = open_store(globals)?;
+    // A tar file or stdin is unpacked into a temp dir of the store first.
+    let mut unpacked = None;
+    let context = if args.context == "-" {
+        let u = unpack_context(&store, std::io::stdin().lock())?;
+        let p = u.dir.path().join("context");
+        unpacked = Some(u);
+        p
+    } else if args.context.contains("://") || args.context.starts_with("git@") {
         bail!(
-            "build context {:?}: only a directory is supported as context yet",
+            "build context {:?}: URLs and git repositories are not supported yet",
             args.context
         );
-    }
-    let context = PathBuf::from(&args.context);
-    if !context.is_dir() {
-        bail!(
-            "unable to prepare context: path {:?} not found or not a directory",
-            args.context
-        );
-    }
-    let dockerfile = match args.file.as_deref() {
-        None => DockerfileSource::Default,
-        Some("-") => {
+    } else {
+        let p = PathBuf::from(&args.context);
+        if p.is_file() {
+            let f = std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
+            let u = unpack_context(&store, f)?;
+            let p = u.dir.path().join("context");
+            unpacked = Some(u);
+            p
+        } else if p.is_dir() {
+            p
+        } else {
+            bail!(
+                "unable to prepare context: path {:?} not found",
+                args.context
+            );
+        }
+    };
+    let stdin_dockerfile = unpacked.as_ref().and_then(|u| u.dockerfile.clone());
+    let dockerfile = match (args.file.as_deref(), stdin_dockerfile) {
+        (Some("-"), Some(_)) => bail!("-f - and a context from stdin cannot be used together"),
+        (None, Some(text)) => DockerfileSource::Text {
+            name: "Dockerfile".into(),
+            text,
+        },
+        (None, None) => DockerfileSource::Default,
+        (Some("-"), None) => {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
@@ -89,7 +133,15 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
                 text,
             }
         }
-        Some(p) => DockerfileSource::Path(PathBuf::from(p)),
+        (Some(p), _) => {
+            let p = PathBuf::from(p);
+            // Inside an unpacked context, a relative -f names a file of the context.
+            if unpacked.is_some() && p.is_relative() {
+                DockerfileSource::Path(context.join(p))
+            } else {
+                DockerfileSource::Path(p)
+            }
+        }
     };
     let mut options = BuildOptions::new(context, dockerfile);
     for t in &args.tag {
@@ -123,6 +175,45 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         other => bail!("--network {other:?}: only \"none\" and \"host\" are supported"),
     };
     options.platform = args.platform.clone();
+    // Secrets from the environment go through temp files that live until the build ends.
+    let mut secret_files = Vec::new();
+    for spec in &args.secret {
+        let mut id = None;
+        let mut src = None;
+        let mut env = None;
+        for part in spec.split(',') {
+            match part.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                Some(("env", v)) => env = Some(v.to_string()),
+                Some(("type", "file" | "env")) => {}
+                _ => bail!("--secret {spec:?}: expected id=ID,src=PATH or id=ID,env=VAR"),
+            }
+        }
+        let Some(id) = id else {
+            bail!("--secret {spec:?}: missing id=");
+        };
+        let path = match (src, env) {
+            (Some(p), _) => {
+                if !p.is_file() {
+                    bail!("--secret {spec:?}: {} is not a file", p.display());
+                }
+                p
+            }
+            (None, var) => {
+                let var = var.unwrap_or_else(|| id.clone());
+                let value = std::env::var(&var).with_context(|| {
+                    format!("--secret {spec:?}: environment variable {var} is not set")
+                })?;
+                let mut f = tempfile::NamedTempFile::new().context("creating a secret file")?;
+                std::io::Write::write_all(&mut f, value.as_bytes())?;
+                let p = f.path().to_path_buf();
+                secret_files.push(f);
+                p
+            }
+        };
+        options.secrets.insert(id, path);
+    }
     if let Ok(s) = std::env::var("SOURCE_DATE_EPOCH") {
         if !s.is_empty() {
             options.source_date_epoch = Some(
@@ -132,12 +223,11 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         }
     }
     let mode = match (args.quiet, args.progress.as_str()) {
-        (true, _) => ProgressMode::Quiet,
-        (false, "auto" | "plain" | "tty") => {
-            let _ = std::io::stderr().is_terminal();
-            ProgressMode::Plain
-        }
-        (false, "quiet") => ProgressMode::Quiet,
+        (true, _) | (false, "quiet") => ProgressMode::Quiet,
+        (false, "plain") => ProgressMode::Plain,
+        (false, "tty") => ProgressMode::Tty,
+        (false, "auto") if std::io::stderr().is_terminal() => ProgressMode::Tty,
+        (false, "auto") => ProgressMode::Plain,
         (false, other) => bail!("--progress {other:?}: use auto, tty or plain"),
     };
     let cache_to = args.cache_to.as_deref().map(CacheSpec::parse).transpose()?;
@@ -146,7 +236,11 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|s| CacheSpec::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let store = open_store(globals)?;
+    let exports = args
+        .output
+        .iter()
+        .map(|o| Export::parse(o))
+        .collect::<Result<Vec<_>, _>>()?;
     let registry_options = RegistryOptions::default();
     for (spec, text) in cache_from.iter().zip(&args.cache_from) {
         // As BuildKit: a cache that cannot be imported only costs time.
@@ -155,6 +249,10 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         }
     }
     let id = build(&store, &options, Progress::new(mode)).context("failed to solve")?;
+    drop(secret_files);
+    for e in &exports {
+        export(&store, &id, &args.tag, e).with_context(|| format!("exporting to {e:?}"))?;
+    }
     if let (Some(spec), Some(text)) = (&cache_to, &args.cache_to) {
         export_cache(&store, spec, &id, &registry_options)
             .with_context(|| format!("exporting cache to {text}"))?;

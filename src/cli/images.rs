@@ -35,10 +35,29 @@ pub struct ImagesArgs {
     pub repository: Option<String>,
 }
 
+/// `rbuild image …`: docker's management-command spellings of the image commands.
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Remove unused images
     Prune(PruneArgs),
+    /// List images
+    #[command(visible_alias = "list")]
+    Ls(ImagesArgs),
+    /// Remove one or more images
+    #[command(visible_alias = "remove")]
+    Rm(super::rmi::RmiArgs),
+    /// Show low-level information about images
+    Inspect(super::inspect::InspectArgs),
+    /// Show the history of an image
+    History(super::history::HistoryArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(super::tag::TagArgs),
+    /// Import a rootfs tarball as a one-layer image
+    Import(super::import::ImportArgs),
+    /// Save images to a tar archive
+    Save(super::save::SaveArgs),
+    /// Load images from a tar archive
+    Load(super::load::LoadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -277,26 +296,55 @@ impl Filters {
     }
 }
 
-/// Shell-style glob: `*` (not across `/`), `?`, literal otherwise.
+/// Shell-style glob: `*` (not across `/`), `?`, literal otherwise. Neither wildcard matches
+/// `/`, so pattern and name are matched segment by segment.
 fn glob(pattern: &str, s: &str) -> bool {
+    let p: Vec<&str> = pattern.split('/').collect();
+    let s: Vec<&str> = s.split('/').collect();
+    p.len() == s.len() && p.iter().zip(&s).all(|(p, s)| glob_segment(p, s))
+}
+
+/// One segment: greedy, going back only to the last `*` on a mismatch (time linear in the
+/// pattern times the name, where trying every split for every `*` was exponential).
+fn glob_segment(pattern: &str, s: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let s: Vec<char> = s.chars().collect();
-    fn go(p: &[char], s: &[char]) -> bool {
-        match p.first() {
-            None => s.is_empty(),
-            Some('*') => (0..=s.len())
-                .take_while(|&i| i == 0 || s[i - 1] != '/')
-                .any(|i| go(&p[1..], &s[i..])),
-            Some('?') => !s.is_empty() && s[0] != '/' && go(&p[1..], &s[1..]),
-            Some(c) => s.first() == Some(c) && go(&p[1..], &s[1..]),
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None; // pattern index of the `*`, name index after it
+    while si < s.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, si));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || c == s[si] => {
+                pi += 1;
+                si += 1;
+            }
+            _ => match star {
+                Some((star_pi, star_si)) => {
+                    star = Some((star_pi, star_si + 1));
+                    pi = star_pi + 1;
+                    si = star_si + 1;
+                }
+                None => return false,
+            },
         }
     }
-    go(&p, &s)
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 pub fn run_image(globals: &Globals, cmd: ImageCommand) -> anyhow::Result<i32> {
     match cmd {
         ImageCommand::Prune(args) => prune(globals, args),
+        ImageCommand::Ls(args) => run(globals, args),
+        ImageCommand::Rm(args) => super::rmi::run(globals, args),
+        ImageCommand::Inspect(args) => super::inspect::run(globals, args),
+        ImageCommand::History(args) => super::history::run(globals, args),
+        ImageCommand::Tag(args) => super::tag::run(globals, args),
+        ImageCommand::Import(args) => super::import::run(globals, args),
+        ImageCommand::Save(args) => super::save::run(globals, args),
+        ImageCommand::Load(args) => super::load::run(globals, args),
     }
 }
 
@@ -475,7 +523,8 @@ fn header_row(template: &str) -> String {
     h
 }
 
-/// Prints tab-separated lines as aligned columns (3 spaces between), like docker's tabwriter.
+/// Prints tab-separated lines as aligned columns (3 spaces between, at least 10 wide), like
+/// docker's tabwriter.
 pub(super) fn print_table(
     out: &mut impl Write,
     lines: impl Iterator<Item = String>,
@@ -494,7 +543,9 @@ pub(super) fn print_table(
         let mut line = String::new();
         for (i, c) in r.iter().enumerate() {
             if i + 1 < r.len() {
-                line.push_str(&format!("{c:<w$}   ", w = widths[i]));
+                // docker: tabwriter.NewWriter(out, 10, 1, 3, ' ', 0): 3 spaces of padding,
+                // cells at least 10 wide
+                line.push_str(&format!("{c:<w$}", w = (widths[i] + 3).max(10)));
             } else {
                 line.push_str(c);
             }
@@ -518,6 +569,20 @@ mod tests {
         assert!(glob("busy*", "busybox:latest"));
         assert!(!glob("*", "a/b"));
         assert!(glob("*/*", "a/b"));
+        assert!(glob("b?sy*:*", "busybox:latest"));
+        assert!(glob("*box*", "busybox:latest"));
+        assert!(!glob("*box", "busybox:latest"));
+        assert!(glob("a*b*c", "aXbYbZc"));
+        assert!(!glob("a?c", "a/c"));
+        assert!(glob("", ""));
+        assert!(!glob("", "a"));
+        // Many stars against a long name that does not match: answered at once, not after
+        // trying every way to split the name (seconds here, minutes for longer names).
+        let name = "a".repeat(32);
+        let pattern = format!("{}b", "*a".repeat(10));
+        let start = std::time::Instant::now();
+        assert!(!glob(&pattern, &name));
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub(super) fn inspect_value(store: &Store, name: &str) -> anyhow::Result<Value> 
         .and_then(|h| h.comment.clone())
         .unwrap_or_default();
     let container_config = serde_json::to_value(config.config.clone().unwrap_or_default())?;
-    Ok(json!({
+    let mut v = json!({
         "Id": rec.id.to_string(),
         "RepoTags": repo_tags,
         "RepoDigests": repo_digests,
@@ -47,7 +47,6 @@ pub(super) fn inspect_value(store: &Store, name: &str) -> anyhow::Result<Value> 
         "Author": config.author.clone().unwrap_or_default(),
         "Config": container_config,
         "Architecture": config.architecture,
-        "Variant": config.extra.get("variant").cloned(),
         "Os": config.os,
         "Size": rec.size(),
         "VirtualSize": rec.size(),
@@ -62,7 +61,11 @@ pub(super) fn inspect_value(store: &Store, name: &str) -> anyhow::Result<Value> 
             "Size": rec.manifest.size,
         },
         "Metadata": { "LastTagTime": chrono::DateTime::from_timestamp(rec.added, 0).map(|t| t.to_rfc3339()) },
-    }))
+    });
+    if let (Some(variant), Some(obj)) = (config.extra.get("variant"), v.as_object_mut()) {
+        obj.insert("Variant".into(), variant.clone());
+    }
+    Ok(v)
 }
 
 pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {

@@ -4,10 +4,8 @@
 //! `# check=error=true`), the rule's explanation under its first warning, then a summary line.
 //! Exit status 0 without warnings, 1 with warnings or when the Dockerfile does not parse.
 
-use std::io::Read;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::Globals;
@@ -31,18 +29,7 @@ pub enum Format {
 }
 
 pub fn run(_globals: &Globals, args: LintArgs) -> anyhow::Result<i32> {
-    let (name, bytes) = if args.file.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .context("reading the Dockerfile from stdin")?;
-        ("Dockerfile".to_string(), bytes)
-    } else {
-        let bytes = std::fs::read(&args.file)
-            .with_context(|| format!("reading {}", args.file.display()))?;
-        (args.file.display().to_string(), bytes)
-    };
-    let source = String::from_utf8_lossy(&bytes);
+    let (name, source) = super::parse::read_dockerfile(&args.file)?;
     let report = dockerfile::parse(&source, &name).and_then(|df| {
         let stages = dockerfile::instructions::parse_instructions(&df)?;
         dockerfile::lint::lint(&df, &stages)

@@ -20,6 +20,7 @@ mod parse;
 mod pull;
 mod push;
 mod rmi;
+mod run;
 mod save;
 mod search;
 mod tag;
@@ -83,6 +84,12 @@ pub enum Command {
     Load(load::LoadArgs),
     /// Check a Dockerfile for common mistakes (exit status 1 when there are warnings)
     Lint(lint::LintArgs),
+    /// Run a command in a new container (foreground)
+    Run(run::RunArgs),
+    /// List containers
+    Ps(run::PsArgs),
+    /// Remove one or more containers
+    Rm(run::RmArgs),
     /// Upload an image to a registry
     Push(push::PushArgs),
     /// Download an image from a registry
@@ -134,6 +141,9 @@ pub fn default_root() -> PathBuf {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let globals = Globals::resolve(&cli);
+    if globals.log_level >= LogLevel::Debug {
+        eprintln!("debug: store root {}", globals.root.display());
+    }
     let result = match cli.command {
         Command::Build(args) => build::run(&globals, args),
         Command::Parse(args) => parse::run(&globals, args),
@@ -147,6 +157,9 @@ pub fn main() -> i32 {
         Command::Save(args) => save::run(&globals, args),
         Command::Load(args) => load::run(&globals, args),
         Command::Lint(args) => lint::run(&globals, args),
+        Command::Run(args) => run::run(&globals, args),
+        Command::Ps(args) => run::ps(&globals, args),
+        Command::Rm(args) => run::rm(&globals, args),
         Command::Push(args) => push::run(&globals, args),
         Command::Pull(args) => pull::run(&globals, args),
         Command::Login(args) => login::run(&globals, args),
@@ -157,6 +170,10 @@ pub fn main() -> i32 {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
+            if globals.log_level >= LogLevel::Debug {
+                // The whole chain, one cause per line, with a backtrace when RUST_BACKTRACE=1.
+                eprintln!("debug: {err:?}");
+            }
             1
         }
     }

@@ -1,7 +1,7 @@
 //! `rbuild parse`: print a Dockerfile's instructions (BuildKit dump format, or JSON).
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -21,19 +21,7 @@ pub struct ParseArgs {
 }
 
 pub fn run(_globals: &Globals, args: ParseArgs) -> anyhow::Result<i32> {
-    let (name, bytes) = if args.file.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .context("reading the Dockerfile from stdin")?;
-        ("Dockerfile".to_string(), bytes)
-    } else {
-        let bytes = std::fs::read(&args.file)
-            .with_context(|| format!("reading {}", args.file.display()))?;
-        (args.file.display().to_string(), bytes)
-    };
-    // Invalid UTF-8 is replaced (U+FFFD) rather than rejected, as BuildKit reads bytes.
-    let source = String::from_utf8_lossy(&bytes);
+    let (name, source) = read_dockerfile(&args.file)?;
     let df = match dockerfile::parse(&source, &name) {
         Ok(df) => df,
         Err(err) => return Ok(report(&err)),
@@ -46,9 +34,32 @@ pub fn run(_globals: &Globals, args: ParseArgs) -> anyhow::Result<i32> {
         let out = dockerfile::instructions::to_json(&df, &typed)?;
         println!("{out}");
     } else {
+        for warning in &df.warnings {
+            eprintln!(
+                "{}:{}:{}: warning: {}",
+                df.file_name, warning.span.start_line, warning.span.start_col, warning.message
+            );
+        }
         print!("{}", dockerfile::dump::dump(&df));
     }
     Ok(0)
+}
+
+/// Reads the Dockerfile named by `-f` (`-` for stdin) and returns the name to show in
+/// messages with its text. Invalid UTF-8 is replaced (U+FFFD) rather than rejected, as BuildKit
+/// reads bytes.
+pub(super) fn read_dockerfile(file: &Path) -> anyhow::Result<(String, String)> {
+    let (name, bytes) = if file.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading the Dockerfile from stdin")?;
+        ("Dockerfile".to_string(), bytes)
+    } else {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        (file.display().to_string(), bytes)
+    };
+    Ok((name, String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// Prints a parse error (it carries its own location and snippet) and returns exit status 1.

@@ -40,6 +40,18 @@ pub fn run(globals: &Globals, args: SaveArgs) -> anyhow::Result<i32> {
     match (&args.output, format) {
         (Some(dir), ArchiveFormat::OciDir) => save_oci_dir(&store, &args.images, dir)?,
         (None, ArchiveFormat::OciDir) => bail!("--format oci-dir needs -o DIR"),
+        (Some(path), _) if is_special_file(path) => {
+            // A device or pipe (`-o /dev/null`, a fifo): write into it; renaming over it
+            // would replace the device node with a regular file.
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            let mut w = BufWriter::with_capacity(1 << 20, file);
+            save(&store, &args.images, format, &mut w)?;
+            w.flush()
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
         (Some(path), _) => {
             // Write next to the target and rename, so a failed save leaves no partial file.
             let dir = path
@@ -67,4 +79,9 @@ pub fn run(globals: &Globals, args: SaveArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Whether `path` exists and is neither a regular file nor a directory (a device, a fifo).
+fn is_special_file(path: &std::path::Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }

@@ -29,7 +29,7 @@
 //! ```
 
 mod cache;
-mod glob;
+pub(crate) mod glob;
 mod ignore;
 mod snapshot;
 
@@ -65,8 +65,8 @@ impl std::fmt::Debug for Digest {
 /// Errors of the build context module.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
-    /// A filesystem operation failed.
-    #[error("{}: {source}", path.display())]
+    /// A filesystem operation failed (the cause is the error's source, not in its message).
+    #[error("{}", path.display())]
     Io {
         /// The path it failed on.
         path: PathBuf,
@@ -95,8 +95,8 @@ pub enum ContextError {
         /// What is wrong with it.
         reason: String,
     },
-    /// An error inside an ignore file.
-    #[error("{}: {source}", path.display())]
+    /// An error inside an ignore file (the error is the source, not in the message).
+    #[error("{}", path.display())]
     IgnoreFile {
         /// The ignore file.
         path: PathBuf,

@@ -145,11 +145,11 @@ pub enum EvalError {
 
 /// The `--build-arg` values and the automatic args of one build, with a record of which
 /// were used (for docker's "build-args were not consumed" warning).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct BuildArgs {
     given: BTreeMap<String, String>,
     automatic: Vec<(String, String)>,
-    used: std::cell::RefCell<BTreeSet<String>>,
+    used: std::sync::Mutex<BTreeSet<String>>,
 }
 
 impl BuildArgs {
@@ -167,7 +167,9 @@ impl BuildArgs {
     fn given(&self, name: &str) -> Option<&str> {
         let v = self.given.get(name).map(String::as_str);
         if v.is_some() {
-            self.used.borrow_mut().insert(name.to_string());
+            if let Ok(mut used) = self.used.lock() {
+                used.insert(name.to_string());
+            }
         }
         v
     }
@@ -190,7 +192,7 @@ impl BuildArgs {
 
     /// `--build-arg` names that no ARG declared (proxy args excepted), sorted.
     pub fn unused(&self) -> Vec<String> {
-        let used = self.used.borrow();
+        let used = self.used.lock().map(|u| u.clone()).unwrap_or_default();
         self.given
             .keys()
             .filter(|k| !used.contains(*k) && !is_proxy_arg(k))

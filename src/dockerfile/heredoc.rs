@@ -30,6 +30,7 @@ pub(crate) fn markers(line: &str) -> Result<Vec<Marker>, (usize, ErrorKind)> {
             Some(r) => (true, r),
             None => (false, after),
         };
+        let rest = rest.trim_start();
         if rest.is_empty() || rest.contains('<') {
             continue;
         }
@@ -55,12 +56,13 @@ pub(crate) fn markers(line: &str) -> Result<Vec<Marker>, (usize, ErrorKind)> {
 }
 
 /// Shell words of `line` with their start offsets; quotes and escapes are kept. An unclosed
-/// quote runs to the end of the line.
+/// quote runs to the end of the line. As in BuildKit's lexer, blanks right after an unquoted
+/// `<<` belong to the word, so `<<  EOF` is one word.
 fn raw_words(line: &str) -> Vec<(&str, usize)> {
     let mut words = Vec::new();
     let mut start = None;
     let mut quote = None;
-    let mut chars = line.char_indices();
+    let mut chars = line.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
         match quote {
             Some(q) => {
@@ -81,6 +83,10 @@ fn raw_words(line: &str) -> Vec<(&str, usize)> {
                     '\'' | '"' => quote = Some(c),
                     '\\' => {
                         chars.next();
+                    }
+                    '<' if chars.peek().is_some_and(|&(_, n)| n == '<') => {
+                        chars.next();
+                        while chars.next_if(|&(_, n)| n == ' ' || n == '\t').is_some() {}
                     }
                     _ => {}
                 }
@@ -151,6 +157,26 @@ mod tests {
         assert!(names("RUN cat<<EOF").is_empty());
         assert!(names("RUN echo '<<EOF'").is_empty());
         assert!(names("RUN a <<").is_empty());
+        // Cases from BuildKit's parser_heredoc_test.go.
+        assert_eq!(
+            names("RUN <<  EOF  > foo"),
+            [("EOF".into(), true, false, 0)]
+        );
+        assert_eq!(names("RUN << -EOF"), [("-EOF".into(), true, false, 0)]);
+        assert!(names("RUN <<- EOF").is_empty());
+        assert_eq!(names("RUN <<eo'f'"), [("eof".into(), false, false, 0)]);
+        assert_eq!(names("RUN <<eo\\'f"), [("eo'f".into(), true, false, 0)]);
+        assert_eq!(names("RUN <<'e'o\\'f"), [("eo'f".into(), false, false, 0)]);
+        assert_eq!(
+            names("RUN <<'one two'"),
+            [("one two".into(), false, false, 0)]
+        );
+        assert_eq!(names("RUN <<$EOF"), [("$EOF".into(), true, false, 0)]);
+        assert!(names("RUN \"<<NOHEREDOC\"").is_empty());
+        assert!(names("RUN <<<EOF").is_empty());
+        for bad in ["RUN <<'EOF", "RUN <<\"EOF", "RUN <<EOF'", "RUN <<EOF\""] {
+            assert!(markers(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

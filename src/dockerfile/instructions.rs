@@ -197,6 +197,14 @@ pub struct Copy {
     pub unpack: Option<bool>,
 }
 
+impl Copy {
+    /// The heredoc a source refers to (`<<EOF`, `<<-"EOF"`, ...), if it is one.
+    pub fn heredoc(&self, source: &str) -> Option<&Heredoc> {
+        let marker = super::heredoc::markers(source).ok()?.into_iter().next()?;
+        self.heredocs.iter().find(|h| h.name == marker.name)
+    }
+}
+
 /// HEALTHCHECK.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -620,7 +628,14 @@ fn parse_command(
                 trigger: Box::new(trigger),
             }
         }
-        "from" => unreachable_from(df, node)?,
+        // FROM starts a stage (see parse_from) and is rejected as an ONBUILD trigger above.
+        "from" => {
+            return Err(err(
+                df,
+                node.span,
+                ErrorKind::Invalid("FROM is not allowed here".into()),
+            ))
+        }
         _ => return Err(unknown_instruction(df, node)),
     };
     Ok(Command {
@@ -628,15 +643,6 @@ fn parse_command(
         span: node.span,
         original: node.original.clone(),
     })
-}
-
-/// FROM is handled by [`parse_from`]; as an ONBUILD trigger it is rejected before we get here.
-fn unreachable_from(df: &Dockerfile, node: &Node) -> Result<Instruction, ParseError> {
-    Err(err(
-        df,
-        node.span,
-        ErrorKind::Invalid("FROM is not allowed here".into()),
-    ))
 }
 
 fn unknown_instruction(df: &Dockerfile, node: &Node) -> ParseError {
@@ -664,7 +670,7 @@ fn unknown_instruction(df: &Dockerfile, node: &Node) -> ParseError {
 }
 
 /// Levenshtein distance between two strings (in characters).
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -1061,6 +1067,25 @@ mod tests {
     fn edit_distances() {
         assert_eq!(edit_distance("runn", "run"), 1);
         assert_eq!(edit_distance("cpoy", "copy"), 2);
+    }
+
+    #[test]
+    fn copy_sources_find_their_heredoc() {
+        let df =
+            crate::dockerfile::parse("FROM a\nCOPY <<-'A' b <<B /d/\nx\nA\ny\nB\n", "D").unwrap();
+        let stages = parse_instructions(&df).unwrap();
+        let Instruction::Copy(copy) = &stages.stages[0].instructions[0].instruction else {
+            panic!("not a COPY");
+        };
+        assert_eq!(
+            copy.heredoc(&copy.sources[0]).map(|h| h.content.as_str()),
+            Some("x\n")
+        );
+        assert!(copy.heredoc(&copy.sources[1]).is_none());
+        assert_eq!(
+            copy.heredoc(&copy.sources[2]).map(|h| h.content.as_str()),
+            Some("y\n")
+        );
     }
 
     #[test]

@@ -428,5 +428,32 @@ mod tests {
         );
         assert_eq!(parse_json("['a']").unwrap(), None);
         assert_eq!(parse_json("[1]"), Err(ErrorKind::NotStringArray));
+        // The shapes BuildKit's json_test.go checks.
+        for bad in [
+            r#"["a",42,"b"]"#,
+            r#"["a",123.456,"b"]"#,
+            r#"["a",{},"b"]"#,
+            r#"["a",{"c": "d"},"b"]"#,
+            r#"["a",["c"],"b"]"#,
+            r#"["a",true,"b"]"#,
+            r#"["a",false,"b"]"#,
+            r#"["a",null,"b"]"#,
+        ] {
+            assert_eq!(parse_json(bad), Err(ErrorKind::NotStringArray), "{bad}");
+        }
+        for (good, expected) in [
+            ("[]", vec![]),
+            (r#"[""]"#, vec![""]),
+            ("[\t\"a\",\t\"b\"\t]\t", vec!["a", "b"]),
+            (
+                r#"["\" \\ \/ \b \f \n \r \t \u0000"]"#,
+                vec!["\" \\ / \u{8} \u{c} \n \r \t \u{0}"],
+            ),
+        ] {
+            assert_eq!(
+                parse_json(good).unwrap(),
+                Some(expected.iter().map(|s| s.to_string()).collect())
+            );
+        }
     }
 }

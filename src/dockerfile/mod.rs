@@ -11,12 +11,33 @@
 //!    with the shell lexer (`shell` module).
 //!
 //! ```
-//! let df = rbuild::dockerfile::parse("FROM alpine AS base\nRUN echo hi\n", "Dockerfile").unwrap();
-//! assert_eq!(df.nodes[1].keyword, "run");
-//! assert_eq!(df.nodes[1].span.start_line, 2);
-//! let stages = rbuild::dockerfile::instructions::parse_instructions(&df).unwrap();
-//! assert_eq!(stages.stages[0].name.as_deref(), Some("base"));
+//! use rbuild::dockerfile::{self, instructions::{self, Instruction}};
+//!
+//! let df = dockerfile::parse("ARG V=1\nFROM alpine AS base\nRUN echo hi\n", "Dockerfile").unwrap();
+//! assert_eq!(df.nodes[2].keyword, "run");
+//! assert_eq!(df.nodes[2].span.start_line, 3);
+//! assert_eq!(df.nodes[2].original, "RUN echo hi");
+//!
+//! let typed = instructions::parse_instructions(&df).unwrap();
+//! assert_eq!(typed.meta_args.len(), 1);
+//! let stage = &typed.stages[0];
+//! assert_eq!((stage.name.as_deref(), stage.base.as_str()), (Some("base"), "alpine"));
+//! assert!(matches!(stage.instructions[0].instruction, Instruction::Run(_)));
 //! ```
+//!
+//! Public API at a glance:
+//! - `parse(source: &str, file_name: &str) -> Result<Dockerfile, ParseError>`: raw AST;
+//!   `Dockerfile { directives, nodes, warnings, .. }`, each [`Node`] with `keyword` (lowercase),
+//!   `flags`, `args`, `json`, `heredocs`, `children` (ONBUILD), `original`, `span`, `args_span`.
+//! - `instructions::parse_instructions(&Dockerfile) -> Result<instructions::Stages, ParseError>`:
+//!   `Stages { meta_args, stages }`, each [`instructions::Stage`] with `name`, `base`,
+//!   `platform`, `span` and `instructions: Vec<Command>` (`Command { instruction, span,
+//!   original }`, `instruction` an [`instructions::Instruction`]).
+//! - `dump::dump(&Dockerfile) -> String`: BuildKit's AST dump (`rbuild parse`);
+//!   `instructions::to_json` for `rbuild parse --json`.
+//! - [`ParseError`] (`file`, `line`, `col`, `kind: Box<ErrorKind>`, `source_line`);
+//!   [`ParseError::in_file`] builds one for a span of a parsed file (for later stages, e.g.
+//!   expansion errors).
 //!
 //! Every error is a [`ParseError`] naming file, line and column; its `Display` shows the line
 //! with a caret under the column:

@@ -90,10 +90,16 @@ impl<W: Write> Compressor<W> {
 
     /// Writes the trailer and returns the inner writer.
     pub fn finish(self) -> io::Result<W> {
+        Ok(self.finish_with_members()?.0)
+    }
+
+    /// Like [`Compressor::finish`], also returning the compressed sizes of the gzip members
+    /// (empty for other formats).
+    pub fn finish_with_members(self) -> io::Result<(W, Vec<u64>)> {
         match self {
-            Compressor::None(w) => Ok(w),
+            Compressor::None(w) => Ok((w, Vec::new())),
             Compressor::Gzip(e) => e.finish(),
-            Compressor::Zstd(e) => e.finish(),
+            Compressor::Zstd(e) => Ok((e.finish()?, Vec::new())),
         }
     }
 }
@@ -116,6 +122,10 @@ impl<W: Write> Write for Compressor<W> {
     }
 }
 
+/// Deflate level of gzip layers: zlib-rs's level 1 barely compresses text; 2 is still fast
+/// and close to the default level's ratio.
+pub const GZIP_LEVEL: u32 = 2;
+
 /// Uncompressed bytes per gzip member of [`ParallelGzip`]. Fixed, so the output does not
 /// depend on the number of CPUs.
 pub const GZIP_CHUNK: usize = 4 << 20;
@@ -123,12 +133,14 @@ pub const GZIP_CHUNK: usize = 4 << 20;
 /// A gzip writer that compresses 4 MiB chunks on several threads and writes them, in order, as
 /// consecutive gzip members (a valid gzip stream, like `pigz --independent`; every gzip reader
 /// handles multi-member streams). Input below one chunk gives a plain single-member stream.
+/// A chunk that does not shrink is stored (deflate level 0) rather than expanded.
 /// Memory use is bounded: at most one chunk per thread is in flight.
 pub struct ParallelGzip<W: Write> {
     out: W,
     buf: Vec<u8>,
     pending: std::collections::VecDeque<std::thread::JoinHandle<io::Result<Vec<u8>>>>,
     threads: usize,
+    members: Vec<u64>,
 }
 
 impl<W: Write> ParallelGzip<W> {
@@ -143,18 +155,26 @@ impl<W: Write> ParallelGzip<W> {
             buf: Vec::with_capacity(GZIP_CHUNK),
             pending: Default::default(),
             threads,
+            members: Vec::new(),
         }
     }
 
     fn spawn_chunk(&mut self) -> io::Result<()> {
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(GZIP_CHUNK));
         self.pending.push_back(std::thread::spawn(move || {
-            let mut e = flate2::write::GzEncoder::new(
-                Vec::with_capacity(chunk.len() / 2),
-                flate2::Compression::fast(),
-            );
-            e.write_all(&chunk)?;
-            e.finish()
+            let gzip = |level| {
+                let mut e =
+                    flate2::write::GzEncoder::new(Vec::with_capacity(chunk.len() / 2), level);
+                e.write_all(&chunk)?;
+                e.finish()
+            };
+            let out = gzip(flate2::Compression::new(GZIP_LEVEL))?;
+            if out.len() < chunk.len() {
+                return Ok(out);
+            }
+            // Incompressible: store the chunk (deflate stored blocks), which inflates at
+            // memory speed instead of growing the layer.
+            gzip(flate2::Compression::none())
         }));
         while self.pending.len() > self.threads {
             self.write_oldest()?;
@@ -168,20 +188,22 @@ impl<W: Write> ParallelGzip<W> {
                 .join()
                 .map_err(|_| io::Error::other("gzip worker thread panicked"))??;
             self.out.write_all(&bytes)?;
+            self.members.push(bytes.len() as u64);
         }
         Ok(())
     }
 
-    /// Compresses what is left, writes everything out and returns the inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        if !self.buf.is_empty() || self.pending.is_empty() {
+    /// Compresses what is left, writes everything out and returns the inner writer and the
+    /// compressed size of each gzip member (see [`ParallelGunzip`]).
+    pub fn finish(mut self) -> io::Result<(W, Vec<u64>)> {
+        if !self.buf.is_empty() || (self.pending.is_empty() && self.members.is_empty()) {
             self.spawn_chunk()?;
         }
         while !self.pending.is_empty() {
             self.write_oldest()?;
         }
         self.out.flush()?;
-        Ok(self.out)
+        Ok((self.out, self.members))
     }
 }
 
@@ -197,6 +219,93 @@ impl<W: Write> Write for ParallelGzip<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(()) // members are only complete at chunk boundaries; `finish` writes the rest
+    }
+}
+
+/// Decompresses a multi-member gzip file whose member sizes are known (as [`ParallelGzip`]
+/// records them) on several threads, yielding the bytes in order. At most one member per
+/// thread is in memory.
+pub struct ParallelGunzip {
+    path: std::path::PathBuf,
+    /// (offset, size) of the members not yet started.
+    todo: std::collections::VecDeque<(u64, u64)>,
+    pending: std::collections::VecDeque<std::thread::JoinHandle<io::Result<Vec<u8>>>>,
+    threads: usize,
+    current: io::Cursor<Vec<u8>>,
+}
+
+impl ParallelGunzip {
+    /// Reads the gzip file at `path` made of members of the given compressed sizes.
+    pub fn new(path: &std::path::Path, members: &[u64]) -> ParallelGunzip {
+        let mut offset = 0;
+        let todo = members
+            .iter()
+            .map(|&m| {
+                let r = (offset, m);
+                offset += m;
+                r
+            })
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 8);
+        ParallelGunzip {
+            path: path.to_path_buf(),
+            todo,
+            pending: Default::default(),
+            threads,
+            current: io::Cursor::new(Vec::new()),
+        }
+    }
+
+    fn fill(&mut self) {
+        while self.pending.len() < self.threads + 1 {
+            let Some((offset, size)) = self.todo.pop_front() else {
+                break;
+            };
+            let path = self.path.clone();
+            self.pending.push_back(std::thread::spawn(move || {
+                use std::io::{Seek, SeekFrom};
+                if size > 16 * GZIP_CHUNK as u64 {
+                    return Err(io::Error::other(format!(
+                        "gzip member of {size} bytes in {} is larger than rbuild writes",
+                        path.display()
+                    )));
+                }
+                let mut f = std::fs::File::open(&path)?;
+                f.seek(SeekFrom::Start(offset))?;
+                let mut compressed = Vec::with_capacity(size as usize);
+                f.take(size).read_to_end(&mut compressed)?;
+                let mut out = Vec::with_capacity(GZIP_CHUNK);
+                flate2::read::GzDecoder::new(&compressed[..])
+                    .take(GZIP_CHUNK as u64 + 1)
+                    .read_to_end(&mut out)?;
+                if out.len() > GZIP_CHUNK {
+                    return Err(io::Error::other("gzip member larger than a chunk"));
+                }
+                Ok(out)
+            }));
+        }
+    }
+}
+
+impl Read for ParallelGunzip {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let n = self.current.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.fill();
+            let Some(h) = self.pending.pop_front() else {
+                return Ok(0);
+            };
+            let bytes = h
+                .join()
+                .map_err(|_| io::Error::other("gunzip worker thread panicked"))??;
+            self.current = io::Cursor::new(bytes);
+        }
     }
 }
 
@@ -222,6 +331,21 @@ mod tests {
         assert_eq!(kind, Compression::Gzip);
         let mut back = Vec::new();
         r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+        // and back in parallel, member by member
+        let (_, members) = {
+            let mut w = ParallelGzip::new(Vec::new());
+            w.write_all(&data).unwrap();
+            w.finish().unwrap()
+        };
+        assert_eq!(members.len(), 3);
+        assert_eq!(members.iter().sum::<u64>(), a.len() as u64);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("gz"), &a).unwrap();
+        let mut back = Vec::new();
+        ParallelGunzip::new(&dir.path().join("gz"), &members)
+            .read_to_end(&mut back)
+            .unwrap();
         assert_eq!(back, data);
         // empty input is still a valid gzip stream
         let empty = Compressor::new(Compression::Gzip, Vec::new())

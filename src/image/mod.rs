@@ -1,7 +1,7 @@
 //! The image model and layers.
 //!
 //! - [`digest`]: `Digest` (`sha256:…`), hashing readers/writers, [`digest::chain_ids`].
-//! - [`reference`]: docker image references (`busybox` ⇄ `docker.io/library/busybox:latest`).
+//! - [`reference`](mod@reference): docker image references (`busybox` ⇄ `docker.io/library/busybox:latest`).
 //! - [`oci`]: OCI/docker JSON types (descriptor, manifest, index, image config) and media types.
 //! - [`compress`]: compression detection and streaming (gzip, zstd, bzip2, xz).
 //! - [`layer`]: deterministic layer writer (dir, overlay upper dir, change set) and safe applier.

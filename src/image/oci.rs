@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::digest::Digest;
+use super::reference::Reference;
 
 /// OCI image manifest.
 pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -75,6 +76,42 @@ pub struct Index {
     pub manifests: Vec<Descriptor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
+}
+
+impl Index {
+    /// An OCI index (`application/vnd.oci.image.index.v1+json`) listing each manifest once per
+    /// tag, annotated with the tag's short and full names, or once without annotations when
+    /// it has no tags: the `index.json` of the store and of `save --format oci`.
+    pub fn of_tagged<'a>(
+        images: impl IntoIterator<Item = (&'a Descriptor, &'a [Reference])>,
+    ) -> Index {
+        let mut manifests = Vec::new();
+        for (manifest, tags) in images {
+            let base = Descriptor {
+                annotations: None,
+                platform: None,
+                ..manifest.clone()
+            };
+            if tags.is_empty() {
+                manifests.push(base.clone());
+            }
+            for t in tags {
+                let mut a = BTreeMap::new();
+                a.insert(ANNOTATION_REF_NAME.to_string(), t.familiar());
+                a.insert(ANNOTATION_CONTAINERD_NAME.to_string(), t.to_string());
+                manifests.push(Descriptor {
+                    annotations: Some(a),
+                    ..base.clone()
+                });
+            }
+        }
+        Index {
+            schema_version: 2,
+            media_type: Some(MEDIA_INDEX.to_string()),
+            manifests,
+            annotations: None,
+        }
+    }
 }
 
 /// An image config (`application/vnd.oci.image.config.v1+json`, same as docker's).

@@ -251,9 +251,11 @@ pub fn import_cache(
         CacheLocation::Registry(reference) => import_registry(store, reference, options)?,
         CacheLocation::Local(dir) => import_local(store, dir)?,
     };
-    for e in &entries {
-        store.cache_put(&e.key, &e.record)?;
-    }
+    let records: Vec<(Digest, CacheRecord)> = entries
+        .iter()
+        .map(|e| (e.key.clone(), e.record.clone()))
+        .collect();
+    store.cache_put_all(&records)?;
     Ok(CacheStats {
         records: entries.len(),
         layers: fetched,

@@ -309,6 +309,7 @@ fn local_layer(
         size,
         uncompressed_size,
         media_type: desc.media_type.clone(),
+        gzip_members: Vec::new(),
     })
 }
 
@@ -424,6 +425,7 @@ pub(super) fn fetch_layer(
         size,
         uncompressed_size,
         media_type: desc.media_type.clone(),
+        gzip_members: Vec::new(),
     })
 }
 

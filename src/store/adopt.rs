@@ -19,6 +19,18 @@ impl Store {
         chain_id: &Digest,
         diff_id: &Digest,
     ) -> Result<PathBuf, StoreError> {
+        let dest = self.move_snapshot(dir, chain_id)?;
+        self.record_snapshots(&[(chain_id.clone(), diff_id.clone())])?;
+        Ok(dest)
+    }
+
+    /// The file part of [`Store::adopt_snapshot`]: the caller records the snapshot in the
+    /// database itself (see [`Store::record_step`]).
+    pub(crate) fn move_snapshot(
+        &self,
+        dir: &Path,
+        chain_id: &Digest,
+    ) -> Result<PathBuf, StoreError> {
         let dest = self.snapshot_path(chain_id);
         if dest.is_dir() {
             let _ = fs::remove_dir_all(dir);
@@ -30,7 +42,6 @@ impl Store {
             }
             let _ = fs::remove_dir_all(dir);
         }
-        self.record_snapshots(&[(chain_id.clone(), diff_id.clone())])?;
         Ok(dest)
     }
 

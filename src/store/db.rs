@@ -7,7 +7,7 @@ use redb::{ReadableTable, TableDefinition};
 
 use super::images::ImageRecord;
 use super::{io_err, Store, StoreError};
-use crate::image::oci::{self, Descriptor, Index};
+use crate::image::oci::Index;
 use crate::image::reference::Reference;
 
 /// Image ID hex → JSON [`ImageRecord`].
@@ -23,7 +23,8 @@ pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
 
 impl Store {
     /// Runs `f` with the database open, holding the store's exclusive lock; rewrites
-    /// `index.json` afterwards when `f` returns `Ok` and the lock is still held.
+    /// `index.json` afterwards when `f` returns `Ok` and the lock is still held. This is the
+    /// way for other modules to keep their own tables in the store's database.
     pub(crate) fn with_db<T>(
         &self,
         f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
@@ -63,7 +64,7 @@ impl Store {
                 by_id.entry(id.value().to_string()).or_default().push(r);
             }
         }
-        let mut manifests = Vec::new();
+        let mut records = Vec::new();
         for row in images.iter().map_err(db_err)? {
             let (id, rec) = row.map_err(db_err)?;
             let rec: ImageRecord =
@@ -71,34 +72,10 @@ impl Store {
                     what: format!("image record {}", id.value()),
                     error: e,
                 })?;
-            let base = Descriptor {
-                media_type: rec.manifest.media_type.clone(),
-                digest: rec.manifest.digest.clone(),
-                size: rec.manifest.size,
-                annotations: None,
-                platform: None,
-            };
-            match by_id.get(id.value()) {
-                None => manifests.push(base),
-                Some(refs) => {
-                    for r in refs {
-                        let mut a = BTreeMap::new();
-                        a.insert(oci::ANNOTATION_REF_NAME.to_string(), r.familiar());
-                        a.insert(oci::ANNOTATION_CONTAINERD_NAME.to_string(), r.to_string());
-                        manifests.push(Descriptor {
-                            annotations: Some(a),
-                            ..base.clone()
-                        });
-                    }
-                }
-            }
+            let refs = by_id.remove(id.value()).unwrap_or_default();
+            records.push((rec.manifest, refs));
         }
-        let index = Index {
-            schema_version: 2,
-            media_type: Some(oci::MEDIA_INDEX.to_string()),
-            manifests,
-            annotations: None,
-        };
+        let index = Index::of_tagged(records.iter().map(|(m, refs)| (m, &refs[..])));
         let bytes = serde_json::to_vec(&index).map_err(|e| StoreError::BadJson {
             what: "index.json".into(),
             error: e,

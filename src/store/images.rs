@@ -2,16 +2,22 @@
 
 use std::collections::HashSet;
 use std::fs;
+use std::path::Path;
+use std::time::Duration;
 
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::db::{db_err, load_all, IMAGES, SNAPSHOTS, TAGS};
-use super::{ImageId, Store, StoreError};
+use super::{io_err, ImageId, Store, StoreError};
 use crate::image::digest::{chain_ids, Digest};
 use crate::image::layer::LayerInfo;
 use crate::image::oci::{self, Descriptor, ImageConfig, Manifest};
 use crate::image::reference::Reference;
+
+/// How old an unreferenced file must be before [`Store::collect_garbage`] (run by
+/// `image prune`) removes it.
+pub const GC_GRACE: Duration = Duration::from_secs(3600);
 
 /// What the database knows about one image.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +104,7 @@ impl Store {
         manifest_bytes: Option<&[u8]>,
         tags: &[Reference],
     ) -> Result<ImageId, StoreError> {
+        tags.iter().try_for_each(check_tag)?;
         let config: ImageConfig =
             serde_json::from_slice(config_bytes).map_err(|e| StoreError::BadJson {
                 what: "image config".into(),
@@ -278,6 +285,7 @@ impl Store {
 
     /// Points `reference` at image `source` (any name [`Store::resolve_image`] takes).
     pub fn tag(&self, source: &str, reference: &Reference) -> Result<ImageId, StoreError> {
+        check_tag(reference)?;
         self.with_db(|db| {
             let (records, tags) = load_all(db)?;
             let (rec, _) = resolve_in(&records, &tags, source)?;
@@ -373,7 +381,66 @@ impl Store {
             freed += before.saturating_sub(after);
             events.extend(ev);
         }
+        freed += self.collect_garbage(GC_GRACE)?;
         Ok((events, freed))
+    }
+
+    /// Removes what no image references and is older than `grace`: blobs, snapshots and
+    /// temp files left by a crashed or killed rbuild. The grace period keeps the files of
+    /// concurrent writers that have not committed yet. Returns the bytes freed.
+    pub fn collect_garbage(&self, grace: Duration) -> Result<u64, StoreError> {
+        let old = |p: &Path| {
+            fs::symlink_metadata(p)
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default() > grace)
+                .unwrap_or(false)
+        };
+        self.with_db(|db| {
+            let (records, _) = load_all(db)?;
+            let mut live: HashSet<String> = HashSet::new();
+            let mut live_chains: HashSet<String> = HashSet::new();
+            for r in &records {
+                live.insert(r.manifest.digest.hex().to_string());
+                live.insert(r.id.hex().to_string());
+                live.extend(r.layers.iter().map(|l| l.digest.hex().to_string()));
+                live_chains.extend(r.chain_ids().iter().map(|c| c.hex().to_string()));
+            }
+            let mut freed = 0u64;
+            let blobs = self.root.join("blobs/sha256");
+            for e in fs::read_dir(&blobs).map_err(io_err(&blobs))?.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !live.contains(&name) && old(&e.path()) {
+                    freed += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+            let snaps = self.root.join("snapshots");
+            let mut dropped = Vec::new();
+            for e in fs::read_dir(&snaps).map_err(io_err(&snaps))?.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !live_chains.contains(&name) && old(&e.path()) {
+                    let _ = fs::remove_dir_all(e.path());
+                    dropped.push(name);
+                }
+            }
+            let tmp = self.root.join("tmp");
+            for e in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
+                if old(&e.path()) {
+                    let _ = fs::remove_dir_all(e.path()).or_else(|_| fs::remove_file(e.path()));
+                }
+            }
+            if !dropped.is_empty() {
+                let tx = db.begin_write().map_err(db_err)?;
+                {
+                    let mut t = tx.open_table(SNAPSHOTS).map_err(db_err)?;
+                    for name in &dropped {
+                        t.remove(name.as_str()).map_err(db_err)?;
+                    }
+                }
+                tx.commit().map_err(db_err)?;
+            }
+            Ok(freed)
+        })
     }
 
     fn blob_bytes(&self, rec: &ImageRecord) -> u64 {
@@ -420,6 +487,18 @@ fn unshared(rec: &ImageRecord, others: &[&ImageRecord]) -> Vec<Doomed> {
 }
 
 /// Resolves `name` among `records`; also returns the tag when it was found by tag.
+/// A tag names a repository and a tag; a digest reference (`name@sha256:…`) cannot be moved
+/// to another image, and a tag stored with one could not be looked up or removed by it.
+fn check_tag(tag: &Reference) -> Result<(), StoreError> {
+    if tag.digest.is_some() {
+        return Err(StoreError::Invalid(format!(
+            "refusing to create a tag with a digest reference: {}",
+            tag.familiar()
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn resolve_in(
     records: &[ImageRecord],
     tags: &[(Reference, String)],

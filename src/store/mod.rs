@@ -25,7 +25,17 @@
 //! [`Store::open`], [`Store::resolve_image`], [`Store::image_config`],
 //! [`Store::put_blob_from_reader`], [`Store::write_layer`], [`Store::commit_image`],
 //! [`Store::add_image`], [`Store::snapshot_dirs`], [`Store::list_images`], [`Store::tag`],
-//! [`Store::remove_image`].
+//! [`Store::remove_image`], [`Store::prune_images`], [`Store::collect_garbage`].
+//!
+//! Other parts of rbuild (cache records, containers) keep their own redb tables in the same
+//! database: `Store::with_db(|db| …)` (crate-visible) runs a closure with the database open
+//! under the store lock; keep it short (no I/O-heavy work inside), and use `db::db_err` to
+//! turn redb errors into [`StoreError`].
+//!
+//! Reference counting is done by scanning: removing an image deletes exactly the blobs and
+//! snapshots (chain IDs) that no remaining image references, inside the same locked
+//! transaction. Files a crash leaves behind (blobs not yet committed, half-unpacked snapshots,
+//! temp files) are collected by [`Store::collect_garbage`] once older than [`GC_GRACE`].
 //!
 //! ```no_run
 //! use rbuild::store::Store;
@@ -38,7 +48,8 @@
 
 mod adopt;
 mod cache;
-mod db;
+mod containers;
+pub(crate) mod db;
 mod images;
 mod snapshots;
 
@@ -51,7 +62,8 @@ use crate::image::layer::{self, LayerError, LayerInfo, LayerOptions, LayerSource
 use crate::image::reference::ReferenceError;
 
 pub use cache::CacheRecord;
-pub use images::{ImageRecord, ImageSummary, RemoveEvent};
+pub use containers::{ContainerRecord, ContainerStatus};
+pub use images::{ImageRecord, ImageSummary, RemoveEvent, GC_GRACE};
 
 /// An image ID: the digest of its config blob (as docker and podman define it).
 pub type ImageId = Digest;
@@ -68,6 +80,8 @@ pub enum StoreError {
     Db(Box<redb::Error>),
     #[error("No such image: {0}")]
     NoSuchImage(String),
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
     #[error("{0:?} matches more than one image; use more of the ID")]
     Ambiguous(String),
     #[error("conflict: {0}")]
@@ -235,6 +249,7 @@ impl Store {
             touch(&dest);
             return Ok(());
         }
+        set_blob_mode(path)?;
         let f = fs::File::open(path).map_err(io_err(path))?;
         f.sync_all().map_err(io_err(path))?;
         fs::rename(path, &dest).map_err(io_err(&dest))?;
@@ -247,6 +262,7 @@ impl Store {
         tmp: tempfile::NamedTempFile,
         digest: &Digest,
     ) -> Result<(), StoreError> {
+        set_blob_mode(tmp.path())?;
         tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
         let dest = self.blob_path(digest);
         if dest.exists() {
@@ -287,6 +303,12 @@ impl Store {
         sync_dir(dir);
         Ok(())
     }
+}
+
+/// Blobs are world-readable (0644), like any OCI layout, whatever the temp file had.
+fn set_blob_mode(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).map_err(io_err(path))
 }
 
 /// Marks a blob as recently used (so a concurrent garbage collection can tell).

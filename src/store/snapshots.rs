@@ -30,6 +30,13 @@ impl Store {
                     .prefix(".unpack-")
                     .tempdir_in(self.root.join("snapshots"))
                     .map_err(io_err(self.root.join("snapshots")))?;
+                // The root of a layer without a "./" entry is a plain 0755 directory (temp dirs
+                // start as 0700, which would make "/" unreadable for non-root users).
+                fs::set_permissions(
+                    tmp.path(),
+                    std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                )
+                .map_err(io_err(tmp.path()))?;
                 let blob = self.open_blob(&layer.digest)?;
                 let opts = ApplyOptions {
                     whiteouts: WhiteoutMode::Overlay,

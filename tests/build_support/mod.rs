@@ -10,6 +10,7 @@ use sha2::{Digest as _, Sha256};
 #[path = "../common/mod.rs"]
 mod common;
 
+#[allow(unused_imports)]
 pub use common::{testdata, TestEnv};
 
 /// A test store with `busybox:latest` imported.
@@ -22,6 +23,18 @@ impl BuildEnv {
         let env = TestEnv::new();
         let tar = common::busybox_rootfs_tar();
         env.ok(&["import", tar.to_str().unwrap(), "busybox:latest"]);
+        BuildEnv { env }
+    }
+
+    /// A store with the same `busybox:latest` as `other` (saved there, loaded here), so
+    /// images built on it can be compared byte for byte.
+    pub fn same_base_as(other: &BuildEnv) -> BuildEnv {
+        let env = TestEnv::new();
+        let tar = env.path().join("base.tar");
+        other
+            .env
+            .ok(&["save", "-o", tar.to_str().unwrap(), "busybox:latest"]);
+        env.ok(&["load", "-i", tar.to_str().unwrap()]);
         BuildEnv { env }
     }
 
@@ -151,41 +164,36 @@ impl BuildEnv {
             .and_then(|p| std::fs::read_to_string(p).ok())
     }
 
-    /// Runs the image's ENTRYPOINT + CMD (with its env, user and workdir) by building a
-    /// child image whose RUN executes them, and returns what they printed.
+    /// Runs the image (its ENTRYPOINT + CMD, env, user and workdir) with `rbuild run --rm`
+    /// and returns what it printed (stdout, then stderr).
     pub fn run_image(&self, image: &str) -> String {
-        let cfg = self.inspect(image)["Config"].clone();
-        let mut argv: Vec<String> = Vec::new();
-        for key in ["Entrypoint", "Cmd"] {
-            if let Some(a) = cfg[key].as_array() {
-                argv.extend(a.iter().map(|s| s.as_str().unwrap().to_string()));
-            }
-        }
-        self.run_in(image, "\"$@\"", &argv)
+        self.run_args(&[image])
     }
 
-    /// Runs `/bin/sh -c SCRIPT sh ARGS...` in a container of `image` (as a RUN of a child
-    /// build) and returns its output (stdout and stderr).
+    /// Runs `/bin/sh -c SCRIPT sh ARGS...` in a container of `image` (`rbuild run --rm`) and
+    /// returns its output (stdout, then stderr).
     pub fn run_in(&self, image: &str, script: &str, args: &[String]) -> String {
-        let mut run = vec![
-            "/bin/sh".to_string(),
-            "-c".to_string(),
-            format!("({script}) > /tmp/run.out 2>&1"),
-            "sh".to_string(),
-        ];
-        run.extend(args.iter().cloned());
-        let dockerfile = format!(
-            "FROM {image}\nRUN {}\n",
-            serde_json::to_string(&run).unwrap()
+        let mut all: Vec<&str> = vec!["--entrypoint", "", image, "/bin/sh", "-c", script, "sh"];
+        all.extend(args.iter().map(String::as_str));
+        self.run_args(&all)
+    }
+
+    fn run_args(&self, args: &[&str]) -> String {
+        let out = self
+            .env
+            .cmd()
+            .args(["run", "--rm"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn rbuild run");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
-        let n = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let ctx = self.context(&format!("run-{n}"), &[("Dockerfile", &dockerfile)]);
-        let tag = format!("run-{n}:latest");
-        self.build(&["-t", &tag, ctx.to_str().unwrap()]);
-        self.image_file(&tag, "/tmp/run.out").expect("run output")
+        assert!(out.status.success(), "rbuild run {args:?} failed: {text}");
+        text
     }
 }
 

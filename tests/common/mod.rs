@@ -61,6 +61,26 @@ impl TestEnv {
             .expect("spawn rbuild")
     }
 
+    /// Runs rbuild with `args` and `input` on its stdin (a write error such as a closed pipe is
+    /// ignored: the command may not read it), and returns its output.
+    pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rbuild");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let _ = std::io::Write::write_all(&mut stdin, input);
+            });
+            child.wait_with_output().expect("wait for rbuild")
+        })
+    }
+
     /// Runs rbuild and asserts it succeeded; returns stdout as a string.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);

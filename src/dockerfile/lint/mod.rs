@@ -32,7 +32,7 @@ use serde::Serialize;
 
 use super::ast::{Dockerfile, Node, Span};
 use super::error::{ErrorKind, ParseError};
-use super::instructions::Stages;
+use super::instructions::{edit_distance, Stages};
 
 /// A check: its name and a one-sentence explanation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -322,21 +322,6 @@ impl Sink<'_> {
         }
         words
     }
-}
-
-/// Levenshtein distance between two strings (in characters).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// The closest of `options` to `name` (edit distance below 3, and below the name's length),

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{suggest, Rule, Sink};
 use crate::dockerfile::ast::{Dockerfile, Span};
+use crate::dockerfile::eval::PROXY_ARGS;
 use crate::dockerfile::instructions::{Instruction, Stages};
 use crate::dockerfile::shell::ShellLex;
 
@@ -40,20 +41,6 @@ const PLATFORM_ARGS: &[&str] = &[
     "BUILDVARIANT",
 ];
 
-/// The proxy args, usable without an ARG anywhere.
-const PROXY_ARGS: &[&str] = &[
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
-
 /// Declared names (the value is a placeholder so that `${v:?}` does not fail).
 type Scope = BTreeMap<String, &'static str>;
 
@@ -65,7 +52,7 @@ fn declare(scope: &mut Scope, name: &str) {
 pub(crate) fn run(df: &Dockerfile, stages: &Stages, sink: &mut Sink) {
     let lex = ShellLex::new(df.directives.escape);
     let mut global: Scope = Scope::new();
-    for name in PLATFORM_ARGS.iter().chain(PROXY_ARGS) {
+    for name in PLATFORM_ARGS.iter().chain(&PROXY_ARGS) {
         declare(&mut global, name);
     }
     let mut meta_names: Vec<String> = Vec::new();
@@ -107,7 +94,7 @@ pub(crate) fn run(df: &Dockerfile, stages: &Stages, sink: &mut Sink) {
             .cloned()
             .unwrap_or_default();
         declare(&mut scope, "PATH");
-        for name in PROXY_ARGS {
+        for name in &PROXY_ARGS {
             declare(&mut scope, name);
         }
         for command in &stage.instructions {

@@ -152,16 +152,7 @@ pub fn apply_tar<R: Read>(
                 symlink(&link, &dest).map_err(io_err(&dest))?;
             }
             tar::EntryType::Link => {
-                let link_raw = entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .ok_or_else(|| unsafe_entry(&raw, "hard link without a target"))?;
-                let link_rel = safe_rel(&link_raw).map_err(|_| {
-                    unsafe_entry(
-                        &raw,
-                        &format!("hard link to {link_raw:?} points outside the target"),
-                    )
-                })?;
+                let (link_raw, link_rel) = hard_link_target(&entry, &raw)?;
                 let link_parent = link_rel.parent().unwrap_or(Path::new(""));
                 ensure_no_symlinks(target, link_parent, &raw)?;
                 let source = target.join(&link_rel);
@@ -227,6 +218,25 @@ pub fn safe_rel(raw: &str) -> Result<PathBuf, LayerError> {
         }
     }
     Ok(out)
+}
+
+/// A hard link entry's target as written and as a path relative to the target dir
+/// (refused when it is missing or leaves the target).
+fn hard_link_target<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    raw: &str,
+) -> Result<(String, PathBuf), LayerError> {
+    let link_raw = entry
+        .link_name_bytes()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .ok_or_else(|| unsafe_entry(raw, "hard link without a target"))?;
+    let link_rel = safe_rel(&link_raw).map_err(|_| {
+        unsafe_entry(
+            raw,
+            &format!("hard link to {link_raw:?} points outside the target"),
+        )
+    })?;
+    Ok((link_raw, link_rel))
 }
 
 fn unsafe_entry(raw: &str, reason: &str) -> LayerError {
@@ -411,16 +421,7 @@ pub fn check_tar<R: Read>(reader: R) -> Result<ApplyStats, LayerError> {
                 symlinks.insert(rel);
             }
             tar::EntryType::Link => {
-                let link_raw = entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .ok_or_else(|| unsafe_entry(&raw, "hard link without a target"))?;
-                let link_rel = safe_rel(&link_raw).map_err(|_| {
-                    unsafe_entry(
-                        &raw,
-                        &format!("hard link to {link_raw:?} points outside the target"),
-                    )
-                })?;
+                let (_, link_rel) = hard_link_target(&entry, &raw)?;
                 if below_symlink(&symlinks, &link_rel).is_some() {
                     return Err(unsafe_entry(
                         &raw,

@@ -42,6 +42,11 @@ pub struct LayerInfo {
     pub uncompressed_size: u64,
     /// Media type of the blob.
     pub media_type: String,
+    /// For gzip layers rbuild wrote: the compressed size of each gzip member, so the layer
+    /// can be decompressed in parallel ([`crate::image::compress::ParallelGunzip`]). Empty
+    /// when unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gzip_members: Vec<u64>,
 }
 
 /// What can go wrong writing or applying a layer.

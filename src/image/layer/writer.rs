@@ -73,7 +73,9 @@ pub fn write_layer<W: Write>(
     let uncompressed = HashWriter::new(compressor);
     let uncompressed = write_tar(source, options.mtime, uncompressed)?;
     let (compressor, diff_id, uncompressed_size) = uncompressed.finish();
-    let compressed = compressor.finish().map_err(LayerError::Write)?;
+    let (compressed, gzip_members) = compressor
+        .finish_with_members()
+        .map_err(LayerError::Write)?;
     let (out, digest, size) = compressed.finish();
     let media_type = match options.compression {
         Compression::Gzip => oci::MEDIA_LAYER_GZIP,
@@ -88,6 +90,7 @@ pub fn write_layer<W: Write>(
             size,
             uncompressed_size,
             media_type: media_type.to_string(),
+            gzip_members,
         },
     ))
 }

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# rbuild build vs BuildKit (docker), podman build and buildah bud --layers.
+# Run by hand as root after ../shared/bench/peers.sh has installed and started the peers:
+#   bash bench/build.sh [RUNS]        (default 5 runs per case; medians and ratios printed)
+# Cases: a cold build (--no-cache) of a 10,000-file context, a no-op rebuild, a rebuild after
+# one file changed, and a Dockerfile of 10 trivial RUN steps (--no-cache). Every tool builds on
+# the same busybox rootfs (peers.sh imports it as localhost/busybox:latest; rbuild imports the
+# same tarball into a fresh store).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+RUNS=${1:-5}
+ensure_rbuild
+
+work=$(mktemp -d /tmp/rbuild-bench-build.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export RBUILD_ROOT=$work/root
+"$RBUILD" import /var/lib/rbuild-peers/busybox-rootfs.tar localhost/busybox:latest >/dev/null
+
+# The 10,000-file context.
+ctx=$work/ctx
+mkdir -p "$ctx"
+for d in $(seq 0 99); do
+    mkdir -p "$ctx/d$d"
+    for f in $(seq 0 99); do echo "file $d/$f" > "$ctx/d$d/f$f.txt"; done
+done
+cat > "$ctx/Dockerfile" <<'EOF'
+FROM localhost/busybox:latest
+COPY . /ctx/
+RUN find /ctx -type f | wc -l > /count
+EOF
+runs=$work/runs
+mkdir -p "$runs"
+{
+    echo "FROM localhost/busybox:latest"
+    for i in $(seq 1 10); do echo "RUN echo step $i > /step$i"; done
+} > "$runs/Dockerfile"
+
+tools=(rbuild)
+have /usr/bin/docker && tools+=(buildkit)
+have podman && tools+=(podman)
+have buildah && tools+=(buildah)
+
+# build TOOL CONTEXT [--no-cache]
+build() {
+    local tool=$1 dir=$2; shift 2
+    case $tool in
+        rbuild) "$RBUILD" build -q "$@" -t bench:latest "$dir" ;;
+        buildkit) DOCKER_BUILDKIT=1 /usr/bin/docker build -q --network none "$@" -t bench:latest "$dir" ;;
+        podman) podman build -q --network none "$@" -t bench:latest "$dir" ;;
+        buildah) buildah bud -q --layers --isolation chroot --network host "$@" -t bench:latest "$dir" ;;
+    esac
+}
+
+change_one_file() { date +%s%N > "$ctx/d42/f42.txt"; }
+build_after_change() { change_one_file; build "$@"; }
+
+echo "rbuild build benchmark: $RUNS runs per case"
+for tool in "${tools[@]}"; do
+    build "$tool" "$ctx" >/dev/null 2>&1 || { echo "bench: $tool cannot build; skipped" >&2; continue; }
+    record "cold-10k-files" "$tool" "$(median_of "$RUNS" build "$tool" "$ctx" --no-cache)"
+    build "$tool" "$ctx" >/dev/null 2>&1
+    record "noop-rebuild-10k" "$tool" "$(median_of "$RUNS" build "$tool" "$ctx")"
+    record "one-file-changed-10k" "$tool" "$(median_of "$RUNS" build_after_change "$tool" "$ctx")"
+    record "10-trivial-runs" "$tool" "$(median_of "$RUNS" build "$tool" "$runs" --no-cache)"
+done
+summary

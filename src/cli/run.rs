@@ -1,0 +1,265 @@
+//! `rbuild run`, `rbuild ps` and `rbuild rm`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use rbuild_runtime::{Io, NetworkMode, Stdio};
+
+use super::images::{open_store, print_table};
+use super::Globals;
+use crate::container::{self, env, RunOptions};
+
+/// Docker's status when rbuild itself fails before the container's process starts.
+const EXIT_RUN_FAILED: i32 = 125;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Keep STDIN open (attach it to the container)
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Set environment variables (KEY=VALUE, or KEY to take the host's value)
+    #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image ('' clears it)
+    #[arg(long, value_name = "PROGRAM")]
+    pub entrypoint: Option<String>,
+    /// Network: none (default; docker's bridge is not implemented) or host
+    #[arg(long, default_value = "none", value_name = "MODE")]
+    pub network: String,
+    /// Container host name
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Bind mount a host directory (HOST-DIR:CONTAINER-DIR[:ro])
+    #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    pub volume: Vec<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Detached mode (not supported: rbuild runs containers in the foreground only)
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Image to run (name, tag or ID)
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Command and arguments (replace the image's CMD)
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+fn host_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
+    if args.detach {
+        anyhow::bail!("-d/--detach is not supported: rbuild runs containers in the foreground");
+    }
+    let network = match args.network.as_str() {
+        "none" => NetworkMode::None,
+        "host" => NetworkMode::Host,
+        other => anyhow::bail!(
+            "network {other:?} is not supported: use none (default) or host (docker's bridge network is not implemented)"
+        ),
+    };
+    let mut env_entries = Vec::new();
+    for file in &args.env_file {
+        env_entries.extend(env::read_env_file(file, host_env)?);
+    }
+    for arg in &args.env {
+        env_entries.extend(env::parse_env_arg(arg, host_env)?);
+    }
+    let mounts = args
+        .volume
+        .iter()
+        .map(|v| container::parse_volume(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut options = RunOptions::new(&args.image, args.command);
+    options.entrypoint = args.entrypoint;
+    options.env = env_entries;
+    options.workdir = args.workdir;
+    options.user = args.user;
+    options.network = network;
+    options.hostname = args.hostname;
+    options.init = args.init;
+    options.mounts = mounts;
+    options.read_only = args.read_only;
+    options.name = args.name;
+    options.remove = args.rm;
+    options.tty = args.tty;
+    Ok(options)
+}
+
+/// Runs the container; returns its exit status, or 125 when it could not be started.
+pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
+    let interactive = args.interactive;
+    let result = options(args).and_then(|options| {
+        let store = open_store(globals)?;
+        let stdio = Stdio {
+            stdin: if interactive { Io::Inherit } else { Io::Null },
+            stdout: Io::Inherit,
+            stderr: Io::Inherit,
+        };
+        Ok(container::run(&store, &options, stdio)?)
+    });
+    match result {
+        Ok(outcome) => {
+            for w in &outcome.warnings {
+                eprintln!("warning: {w}");
+            }
+            Ok(outcome.status.code)
+        }
+        Err(err) => {
+            eprintln!("rbuild: error: {err:#}");
+            Ok(EXIT_RUN_FAILED)
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only display container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+/// `ps`: docker's columns (no PORTS: rbuild forwards none).
+pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
+    let store = open_store(globals)?;
+    let now = chrono::Utc::now().timestamp();
+    let containers: Vec<_> = store
+        .list_containers()?
+        .into_iter()
+        .filter(|c| args.all || c.is_running())
+        .collect();
+    if args.quiet {
+        for c in &containers {
+            println!(
+                "{}",
+                if args.no_trunc {
+                    &c.id[..]
+                } else {
+                    c.short_id()
+                }
+            );
+        }
+        return Ok(0);
+    }
+    let mut rows = vec![[
+        "CONTAINER ID".to_string(),
+        "IMAGE".into(),
+        "COMMAND".into(),
+        "CREATED".into(),
+        "STATUS".into(),
+        "NAMES".into(),
+    ]];
+    for c in &containers {
+        let mut command = c.command.join(" ");
+        if !args.no_trunc && command.chars().count() > 20 {
+            command = command.chars().take(19).collect::<String>() + "…";
+        }
+        let status = if c.is_running() {
+            format!("Up {}", human_duration(now - c.created))
+        } else {
+            match (c.status, c.exit_code, c.finished) {
+                (_, Some(code), Some(t)) => {
+                    format!("Exited ({code}) {} ago", human_duration(now - t))
+                }
+                (crate::store::ContainerStatus::Created, _, _) => "Created".to_string(),
+                _ => "Exited (unknown)".to_string(),
+            }
+        };
+        rows.push([
+            if args.no_trunc {
+                c.id.clone()
+            } else {
+                c.short_id().to_string()
+            },
+            c.image.clone(),
+            format!("\"{command}\""),
+            format!("{} ago", human_duration(now - c.created)),
+            status,
+            c.name.clone(),
+        ]);
+    }
+    // A tab inside a cell would start a new column.
+    let lines = rows.iter().map(|row| {
+        row.iter()
+            .map(|cell| cell.replace('\t', " "))
+            .collect::<Vec<_>>()
+            .join("\t")
+    });
+    print_table(&mut std::io::stdout().lock(), lines)?;
+    Ok(0)
+}
+
+/// docker's coarse "2 minutes" style.
+fn human_duration(seconds: i64) -> String {
+    let s = seconds.max(0);
+    match s {
+        0 => "Less than a second".to_string(),
+        1 => "1 second".to_string(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".to_string(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".to_string(),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Force the removal of a running container (uses SIGKILL)
+    #[arg(short, long)]
+    pub force: bool,
+    /// Containers to remove (names or IDs)
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// `rm`: prints each name as given once removed; exit status 1 when any failed.
+pub fn rm(globals: &Globals, args: RmArgs) -> anyhow::Result<i32> {
+    let store = open_store(globals)?;
+    let mut status = 0;
+    for name in &args.containers {
+        match container::remove(&store, name, args.force) {
+            Ok(_) => println!("{name}"),
+            Err(e) => {
+                eprintln!("Error: {e}");
+                status = 1;
+            }
+        }
+    }
+    Ok(status)
+}

@@ -1,0 +1,136 @@
+//! The build cache (hits and misses, judged by what ran) and reproducible image digests.
+
+mod build_support;
+
+use build_support::{cached_steps, path_str, BuildEnv};
+
+const DOCKERFILE: &str = "FROM busybox
+RUN echo first-run-executed && head -c 16 /dev/urandom | od -x > /random-1
+COPY a.txt /a.txt
+RUN echo second-run-executed && head -c 16 /dev/urandom | od -x > /random-2
+COPY b.txt /b.txt
+RUN echo third-run-executed && head -c 16 /dev/urandom | od -x > /random-3
+LABEL version=1
+";
+
+fn ran(progress: &str) -> Vec<&str> {
+    ["first", "second", "third"]
+        .into_iter()
+        .filter(|n| {
+            // Output lines are "#N SECONDS TEXT".
+            progress.lines().any(|l| {
+                let mut parts = l.splitn(3, ' ');
+                let (_, t, text) = (parts.next(), parts.next(), parts.next());
+                t.is_some_and(|t| t.parse::<f64>().is_ok())
+                    && text == Some(format!("{n}-run-executed").as_str())
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn cache_hits_and_invalidation() {
+    let b = BuildEnv::new();
+    let ctx = b.context(
+        "cache",
+        &[
+            ("a.txt", "a\n"),
+            ("b.txt", "b\n"),
+            ("Dockerfile", DOCKERFILE),
+        ],
+    );
+    let c = path_str(&ctx);
+    let p1 = b.build(&["-t", "c:1", c]);
+    assert_eq!(ran(&p1), ["first", "second", "third"]);
+    assert!(cached_steps(&p1).is_empty(), "{p1}");
+    let random3 = b.image_file("c:1", "/random-3").unwrap();
+
+    // Nothing changed: every step is a hit, nothing runs, same image.
+    let p2 = b.build(&["-t", "c:2", c]);
+    assert!(ran(&p2).is_empty(), "{p2}");
+    assert_eq!(cached_steps(&p2).len(), 5, "{p2}");
+    assert_eq!(b.inspect("c:1")["Id"], b.inspect("c:2")["Id"]);
+
+    // Touching a file without changing it keeps the cache.
+    let later = filetime::FileTime::from_unix_time(2_000_000_000, 0);
+    filetime::set_file_mtime(ctx.join("b.txt"), later).unwrap();
+    let p3 = b.build(&["-t", "c:3", c]);
+    assert!(ran(&p3).is_empty(), "{p3}");
+    assert_eq!(b.image_file("c:3", "/random-3").unwrap(), random3);
+
+    // Changing b.txt invalidates from the step that reads it; earlier steps stay cached.
+    std::fs::write(ctx.join("b.txt"), "b changed\n").unwrap();
+    let p4 = b.build(&["-t", "c:4", c]);
+    assert_eq!(ran(&p4), ["third"], "{p4}");
+    let cached = cached_steps(&p4);
+    assert_eq!(cached.len(), 3, "{p4}");
+    assert!(
+        cached[2].contains("RUN echo second-run-executed"),
+        "{cached:?}"
+    );
+    assert_eq!(b.image_file("c:4", "/b.txt").unwrap(), "b changed\n");
+    assert_ne!(b.image_file("c:4", "/random-3").unwrap(), random3);
+
+    // A config-only change (LABEL) re-runs nothing.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        DOCKERFILE.replace("version=1", "version=2"),
+    )
+    .unwrap();
+    let p5 = b.build(&["-t", "c:5", c]);
+    assert!(ran(&p5).is_empty(), "{p5}");
+
+    // --no-cache runs everything again.
+    let p6 = b.build(&["--no-cache", "-t", "c:6", c]);
+    assert_eq!(ran(&p6), ["first", "second", "third"]);
+    assert!(cached_steps(&p6).is_empty());
+
+    // A build arg a RUN can see is part of its key.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nARG V=1\nRUN echo first-run-executed\n",
+    )
+    .unwrap();
+    b.build(&[c]);
+    assert!(ran(&b.build(&[c])).is_empty());
+    assert_eq!(ran(&b.build(&["--build-arg", "V=2", c])), ["first"]);
+}
+
+#[test]
+fn source_date_epoch_gives_identical_digests() {
+    let one = BuildEnv::new();
+    let two = BuildEnv::same_base_as(&one);
+    let dockerfile = "FROM busybox\nCOPY . /src/\nRUN echo built > /built.txt && mkdir -p /var/x\nWORKDIR /app\nCMD [\"cat\", \"/built.txt\"]\n";
+    let files = [("f.txt", "same content\n"), ("Dockerfile", dockerfile)];
+    let c1 = one.context("ctx", &files);
+    let c2 = two.context("other-ctx", &files);
+    // Different mtimes in the two contexts do not matter.
+    filetime::set_file_mtime(
+        c2.join("f.txt"),
+        filetime::FileTime::from_unix_time(1_234_567_890, 0),
+    )
+    .unwrap();
+    let build = |b: &BuildEnv, c: &std::path::Path| {
+        let out = b
+            .env
+            .cmd()
+            .args(["build", "-q", path_str(c)])
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let id1 = build(&one, &c1);
+    let id2 = build(&two, &c2);
+    assert_eq!(id1, id2);
+    let v = one.inspect(&id1);
+    assert_eq!(v["Created"], "2023-11-14T22:13:20Z");
+    // Without SOURCE_DATE_EPOCH the two differ (mtimes and times are real).
+    let id3 = one.build_id(&["--no-cache", path_str(&c1)]);
+    assert_ne!(id3, id1);
+}
