@@ -377,6 +377,36 @@ fn push_inspect_pull_search() {
     env4.ok(&["build", "-q", "-t", "derived", ctx.to_str().expect("utf-8")]);
     assert_eq!(inspect(&env4, &app)["Id"], a["Id"]);
     assert_eq!(inspect(&env4, "derived")["RootFS"], a["RootFS"]);
+    // `--pull` re-checks the registry even when the store has the tag: move the local tag
+    // away, build without --pull (local wins), then with --pull (the registry's image wins).
+    env4.ok(&["tag", "derived", &app]);
+    let local = inspect(&env4, "derived")["Id"].clone();
+    assert_ne!(local, a["Id"]);
+    env4.ok(&[
+        "build",
+        "-q",
+        "-t",
+        "derived2",
+        ctx.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        inspect(&env4, &app)["Id"],
+        local,
+        "without --pull the store's tag is used"
+    );
+    env4.ok(&[
+        "build",
+        "-q",
+        "--pull",
+        "-t",
+        "derived3",
+        ctx.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        inspect(&env4, &app)["Id"],
+        a["Id"],
+        "--pull fetched the registry's image"
+    );
     std::fs::write(ctx.join("Dockerfile"), format!("FROM {host}/base:gone\n")).expect("df");
     let err = env4.fails(&["build", "-q", ctx.to_str().expect("utf-8")]);
     assert!(

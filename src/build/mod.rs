@@ -94,6 +94,8 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// `--secret id=ID,src=PATH`: secret id → file (for `RUN --mount=type=secret`).
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--pull`: pull every base image from its registry, even when the store has it.
+    pub pull: bool,
 }
 
 impl BuildOptions {
@@ -111,6 +113,7 @@ impl BuildOptions {
             platform: None,
             source_date_epoch: None,
             secrets: BTreeMap::new(),
+            pull: false,
         }
     }
 }
@@ -143,7 +146,7 @@ pub enum BuildError {
     },
     #[error("target stage {target:?} could not be found; stages: {}", if stages.is_empty() { "(none named)".to_string() } else { stages.join(", ") })]
     UnknownTarget { target: String, stages: Vec<String> },
-    #[error("{0}: image not found in the local store (pulling from a registry is not supported yet; use `rbuild load` or `rbuild import` first)")]
+    #[error("{0}: image not found in the local store, and it is not an image reference that could be pulled")]
     NoSuchBase(String),
     #[error("{name}: image not found in the local store, and pulling it failed")]
     Pull {

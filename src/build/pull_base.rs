@@ -5,11 +5,18 @@ use crate::image::reference::Reference;
 use crate::registry::{self, PullOptions};
 use crate::store::{ImageRecord, Store, StoreError};
 
-/// Resolves `name` in the store; when it is absent and `name` is an image reference, pulls it
-/// (host platform, registry rules of [`crate::registry`]) and resolves the pulled image.
-pub(crate) fn resolve_or_pull(store: &Store, name: &str) -> Result<ImageRecord, BuildError> {
+/// Resolves `name` in the store; when it is absent (or `always_pull`, as `build --pull`) and
+/// `name` is an image reference, pulls it (host platform, registry rules of
+/// [`crate::registry`]) and resolves the pulled image. An image ID is never pulled.
+pub(crate) fn resolve_or_pull(
+    store: &Store,
+    name: &str,
+    always_pull: bool,
+) -> Result<ImageRecord, BuildError> {
+    let by_id = name.starts_with("sha256:");
     match store.resolve_image(name) {
         Err(StoreError::NoSuchImage(_)) => {}
+        Ok(_) if always_pull && !by_id => {}
         other => return other.map_err(Into::into),
     }
     let Ok(reference) = Reference::parse(name) else {

@@ -167,6 +167,7 @@ pub fn build(
         engine: Engine {
             store,
             no_cache: options.no_cache,
+            pull: options.pull,
             mtime: options.source_date_epoch.map(|s| s.max(0) as u64),
             progress,
             now,
@@ -449,7 +450,7 @@ impl Builder<'_> {
     }
 
     fn image(&self, name: &str) -> Result<(Vec<LayerInfo>, ImageConfig, ImageId), BuildError> {
-        let rec = super::pull_base::resolve_or_pull(self.engine.store, name)?;
+        let rec = super::pull_base::resolve_or_pull(self.engine.store, name, self.engine.pull)?;
         let config = self.engine.store.image_config(&rec.id)?;
         Ok((rec.layers, config, rec.id))
     }

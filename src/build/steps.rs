@@ -40,6 +40,8 @@ pub(crate) struct Outcome {
 pub(crate) struct Engine<'a> {
     pub store: &'a Store,
     pub no_cache: bool,
+    /// `--pull`: base images are pulled even when the store has them.
+    pub pull: bool,
     pub mtime: Option<u64>,
     pub progress: Progress,
     /// RFC 3339 time used for new history entries.

@@ -72,7 +72,7 @@ pub struct BuildArgs {
     /// Accepted for docker compatibility (see --rm)
     #[arg(long, hide = true)]
     pub force_rm: bool,
-    /// Always pull base images: not supported (no registry client yet); --pull=false is fine
+    /// Always pull base images from their registries, even when the store has them
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub pull: Option<String>,
     /// Build context: a directory, a tar archive (plain or compressed), or "-" for a tar or a
@@ -82,9 +82,11 @@ pub struct BuildArgs {
 }
 
 pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
-    if matches!(args.pull.as_deref(), Some("true" | "always")) {
-        bail!("--pull is not supported yet: base images come from the local store (rbuild load/import)");
-    }
+    let pull = match args.pull.as_deref() {
+        None | Some("false" | "never" | "missing") => false,
+        Some("true" | "always") => true,
+        Some(other) => bail!("--pull={other}: expected true or false"),
+    };
     let store = open_store(globals)?;
     // A tar file or stdin is unpacked into a temp dir of the store first.
     let mut unpacked = None;
@@ -169,6 +171,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
     }
     options.target = args.target.clone();
     options.no_cache = args.no_cache;
+    options.pull = pull;
     options.network_host = match args.network.as_str() {
         "host" => true,
         "none" | "default" => false,
