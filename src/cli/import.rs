@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use std::time::Duration;
 
 use super::images::open_store;
 use super::Globals;
@@ -32,20 +33,20 @@ pub fn run(globals: &Globals, args: ImportArgs) -> anyhow::Result<i32> {
         Some(r) => vec![Reference::parse(r)?],
         None => Vec::new(),
     };
-    if args.file.starts_with("http://") || args.file.starts_with("https://") {
-        bail!(
-            "importing from a URL is not supported yet: download {} and import the file",
-            args.file
-        );
-    }
     let store = open_store(globals)?;
     let options = ImportOptions {
         changes: args.change.clone(),
         message: args.message.clone(),
         source: args.file.clone(),
     };
+    let is_url = args.file.starts_with("http://") || args.file.starts_with("https://");
     let id = if args.file == "-" {
         import_rootfs(&store, std::io::stdin().lock(), &options, &tags)?
+    } else if is_url {
+        // Streamed: the body goes through decompression and hashing as it arrives.
+        let response = download(&args.file)?;
+        import_rootfs(&store, BufReader::new(response), &options, &tags)
+            .with_context(|| format!("importing {}", args.file))?
     } else {
         let path = Path::new(&args.file);
         let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -54,4 +55,22 @@ pub fn run(globals: &Globals, args: ImportArgs) -> anyhow::Result<i32> {
     };
     println!("{id}");
     Ok(0)
+}
+
+/// Starts downloading `url`; fails on a connection error or a non-success status.
+fn download(url: &str) -> anyhow::Result<reqwest::blocking::Response> {
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(None)
+        .build()
+        .context("creating the HTTP client")?;
+    let response = client
+        .get(url)
+        .send()
+        .with_context(|| format!("downloading {url}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        bail!("downloading {url}: the server answered {status}");
+    }
+    Ok(response)
 }
