@@ -8,7 +8,7 @@ use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
 use super::db::{db_err, SNAPSHOTS};
-use super::{io_err, Store, StoreError};
+use super::{Store, StoreError};
 use crate::image::digest::Digest;
 use crate::image::layer::LayerInfo;
 
@@ -28,29 +28,17 @@ impl Store {
     /// The record of cache key `key`, if any. A read: it holds the store lock but neither
     /// commits to the database nor rewrites `index.json`.
     pub fn cache_get(&self, key: &Digest) -> Result<Option<CacheRecord>, StoreError> {
-        let lock_path = self.root().join("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        lock.lock().map_err(io_err(&lock_path))?;
-        let db_path = self.root().join("meta.redb");
-        if !db_path.exists() {
-            return Ok(None);
-        }
-        let db = redb::Database::open(&db_path).map_err(db_err)?;
-        let tx = db.begin_read().map_err(db_err)?;
-        let table = match tx.open_table(CACHE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(db_err(e)),
-        };
-        let Some(value) = table.get(key.hex()).map_err(db_err)? else {
-            return Ok(None);
-        };
-        Ok(serde_json::from_slice(value.value()).ok())
+        self.read_db(|tx| {
+            let table = match tx.open_table(CACHE) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(db_err(e)),
+            };
+            let Some(value) = table.get(key.hex()).map_err(db_err)? else {
+                return Ok(None);
+            };
+            Ok(serde_json::from_slice(value.value()).ok())
+        })
     }
 
     /// Records a finished build step in one transaction: its cache record and, when it made

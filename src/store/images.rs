@@ -8,7 +8,7 @@ use std::time::Duration;
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use super::db::{db_err, load_all, IMAGES, SNAPSHOTS, TAGS};
+use super::db::{db_err, load_all, load_all_in, IMAGES, SNAPSHOTS, TAGS};
 use super::{io_err, ImageId, Store, StoreError};
 use crate::image::digest::{chain_ids, Digest};
 use crate::image::layer::LayerInfo;
@@ -226,16 +226,16 @@ impl Store {
 
     /// Like [`Store::resolve_image`], also returning the tag when `name` was a tag.
     pub fn resolve_name(&self, name: &str) -> Result<(ImageRecord, Option<Reference>), StoreError> {
-        self.with_db(|db| {
-            let (records, tags) = load_all(db)?;
+        self.read_db(|tx| {
+            let (records, tags) = load_all_in(tx)?;
             resolve_in(&records, &tags, name)
         })
     }
 
     /// The tags of image `id`, sorted.
     pub fn image_tags(&self, id: &ImageId) -> Result<Vec<Reference>, StoreError> {
-        self.with_db(|db| {
-            let (_, tags) = load_all(db)?;
+        self.read_db(|tx| {
+            let (_, tags) = load_all_in(tx)?;
             let mut out: Vec<Reference> = tags
                 .into_iter()
                 .filter(|(_, i)| i == id.hex())
@@ -257,8 +257,8 @@ impl Store {
 
     /// All images with their tags, newest first.
     pub fn list_images(&self) -> Result<Vec<ImageSummary>, StoreError> {
-        self.with_db(|db| {
-            let (records, tags) = load_all(db)?;
+        self.read_db(|tx| {
+            let (records, tags) = load_all_in(tx)?;
             let mut out: Vec<ImageSummary> = records
                 .into_iter()
                 .map(|record| {
