@@ -4,10 +4,13 @@
 //! inputs)`); a record says which layer the step made (or that it made none) and when. A
 //! record whose layer blob is gone is treated as a miss by the caller.
 
-use redb::TableDefinition;
+use std::collections::HashSet;
+
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::db::{db_err, SNAPSHOTS};
+use super::db::{db_err, load_all, SNAPSHOTS};
+use super::images::GC_GRACE;
 use super::{Store, StoreError};
 use crate::image::digest::Digest;
 use crate::image::layer::LayerInfo;
@@ -67,5 +70,82 @@ impl Store {
             tx.commit().map_err(db_err)?;
             Ok(())
         })
+    }
+
+    /// The layers build cache records name (read in `db`, for the garbage collector).
+    pub(crate) fn cached_layers(&self, db: &redb::Database) -> Result<Vec<LayerInfo>, StoreError> {
+        let tx = db.begin_read().map_err(db_err)?;
+        let table = match tx.open_table(CACHE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(db_err(e)),
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            let (_, value) = row.map_err(db_err)?;
+            if let Ok(CacheRecord { layer: Some(l), .. }) = serde_json::from_slice(value.value()) {
+                out.push(l);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Chain IDs (hex) of the recorded snapshots whose own layer has a DiffID in `diffs`.
+    pub(crate) fn snapshots_of_diffs(
+        &self,
+        db: &redb::Database,
+        diffs: &HashSet<String>,
+    ) -> Result<Vec<String>, StoreError> {
+        let tx = db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(SNAPSHOTS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            let (chain, value) = row.map_err(db_err)?;
+            let diff = serde_json::from_slice::<serde_json::Value>(value.value())
+                .ok()
+                .and_then(|v| v.get("diff_id")?.as_str().map(str::to_string));
+            if diff.is_some_and(|d| diffs.contains(&d)) {
+                out.push(chain.value().to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// `builder prune`: drops the build cache records (with `all`, every one; otherwise those
+    /// whose layer no image uses), then collects what nothing references any more (see
+    /// [`Store::collect_garbage`], [`GC_GRACE`]). Returns the records dropped and the bytes
+    /// of blobs freed.
+    pub fn prune_build_cache(&self, all: bool) -> Result<(usize, u64), StoreError> {
+        let dropped = self.with_db(|db| {
+            let (images, _) = load_all(db)?;
+            let used: HashSet<&Digest> = images
+                .iter()
+                .flat_map(|i| i.layers.iter().map(|l| &l.digest))
+                .collect();
+            let tx = db.begin_write().map_err(db_err)?;
+            let dropped = {
+                let mut table = tx.open_table(CACHE).map_err(db_err)?;
+                let mut doomed = Vec::new();
+                for row in table.iter().map_err(db_err)? {
+                    let (key, value) = row.map_err(db_err)?;
+                    let keep = !all
+                        && match serde_json::from_slice::<CacheRecord>(value.value()) {
+                            Ok(CacheRecord { layer: Some(l), .. }) => used.contains(&l.digest),
+                            _ => false,
+                        };
+                    if !keep {
+                        doomed.push(key.value().to_string());
+                    }
+                }
+                for key in &doomed {
+                    table.remove(key.as_str()).map_err(db_err)?;
+                }
+                doomed.len()
+            };
+            tx.commit().map_err(db_err)?;
+            Ok(dropped)
+        })?;
+        let freed = self.collect_garbage(GC_GRACE)?;
+        Ok((dropped, freed))
     }
 }

@@ -338,6 +338,19 @@ impl Store {
                 let others: Vec<&ImageRecord> =
                     records.iter().filter(|r| r.id != rec.id).collect();
                 doomed = unshared(&rec, &others);
+                // What the build cache uses stays, as docker keeps build cache on `rmi`.
+                let cached = self.cached_layers(db)?;
+                if !cached.is_empty() {
+                    let blobs: HashSet<&Digest> = cached.iter().map(|l| &l.digest).collect();
+                    let diffs: HashSet<String> =
+                        cached.iter().map(|l| l.diff_id.to_string()).collect();
+                    let chains: HashSet<String> =
+                        self.snapshots_of_diffs(db, &diffs)?.into_iter().collect();
+                    doomed.retain(|d| match d {
+                        Doomed::Blob(b) => !blobs.contains(b),
+                        Doomed::Snapshot(c) => !chains.contains(c.hex()),
+                    });
+                }
                 let mut snaps = tx.open_table(SNAPSHOTS).map_err(db_err)?;
                 events.push(RemoveEvent::Deleted(rec.id.clone()));
                 for chain in doomed.iter().filter_map(|d| match d {
@@ -403,6 +416,13 @@ impl Store {
                 live.extend(r.layers.iter().map(|l| l.digest.hex().to_string()));
                 live_chains.extend(r.chain_ids().iter().map(|c| c.hex().to_string()));
             }
+            // The build cache keeps its layers and their snapshots, as docker keeps build
+            // cache across `image prune` (`builder prune` drops the records first).
+            let cached = self.cached_layers(db)?;
+            live.extend(cached.iter().map(|l| l.digest.hex().to_string()));
+            let cached_diffs: HashSet<String> =
+                cached.iter().map(|l| l.diff_id.to_string()).collect();
+            live_chains.extend(self.snapshots_of_diffs(db, &cached_diffs)?);
             let mut freed = 0u64;
             let blobs = self.root.join("blobs/sha256");
             for e in fs::read_dir(&blobs).map_err(io_err(&blobs))?.flatten() {
