@@ -186,6 +186,9 @@ impl Store {
                     return Err(StoreError::MissingBlob(d.clone()));
                 }
             }
+            if unchanged(db, &record, tags)? {
+                return Ok(()); // a rebuild that changed nothing: no commit
+            }
             let tx = db.begin_write().map_err(db_err)?;
             {
                 let mut images = tx.open_table(IMAGES).map_err(db_err)?;
@@ -469,6 +472,38 @@ impl Store {
             .map(|m| m.len())
             .sum()
     }
+}
+
+/// Whether `record` is stored already (but for when it arrived) with every one of `tags`.
+fn unchanged(
+    db: &redb::Database,
+    record: &ImageRecord,
+    tags: &[Reference],
+) -> Result<bool, StoreError> {
+    let tx = db.begin_read().map_err(db_err)?;
+    let images = tx.open_table(IMAGES).map_err(db_err)?;
+    let Some(old) = images.get(record.id.hex()).map_err(db_err)? else {
+        return Ok(false);
+    };
+    let Ok(old) = serde_json::from_slice::<ImageRecord>(old.value()) else {
+        return Ok(false);
+    };
+    if old
+        != (ImageRecord {
+            added: old.added,
+            ..record.clone()
+        })
+    {
+        return Ok(false);
+    }
+    let t = tx.open_table(TAGS).map_err(db_err)?;
+    for tag in tags {
+        match t.get(tag.to_string().as_str()).map_err(db_err)? {
+            Some(id) if id.value() == record.id.hex() => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
 }
 
 enum Doomed {
