@@ -4,7 +4,7 @@
 //! inputs)`); a record says which layer the step made (or that it made none) and when. A
 //! record whose layer blob is gone is treated as a miss by the caller.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,24 @@ impl Store {
                 return Ok(None);
             };
             Ok(serde_json::from_slice(value.value()).ok())
+        })
+    }
+
+    /// Every build cache record (key hex → record JSON) in one read transaction, for a build
+    /// to look its keys up without opening the database per step.
+    pub fn cache_records(&self) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+        self.read_db(|tx| {
+            let table = match tx.open_table(CACHE) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
+                Err(e) => return Err(db_err(e)),
+            };
+            let mut out = HashMap::new();
+            for row in table.iter().map_err(db_err)? {
+                let (key, value) = row.map_err(db_err)?;
+                out.insert(key.value().to_string(), value.value().to_vec());
+            }
+            Ok(out)
         })
     }
 
