@@ -18,7 +18,7 @@
 //!
 //! Other parts: [`layered`] reads the merged view of snapshot dirs without mounting them
 //! (`COPY --from`, `--chown` lookups, destination checks); `mounts` turns `RUN --mount` into
-//! runtime mounts; [`source`] unpacks tar/stdin contexts; [`progress`] prints BuildKit-like
+//! runtime mounts; [`source`] unpacks tar/stdin contexts; [`git`] fetches git contexts; [`progress`] prints BuildKit-like
 //! plain lines.
 //!
 //! Cache keys are `sha256(parent key, canonical step)`: COPY/ADD include the context selection
@@ -36,6 +36,7 @@
 
 mod copy;
 pub mod export;
+pub mod git;
 pub mod layered;
 mod mounts;
 pub mod plan;
@@ -167,6 +168,8 @@ pub enum BuildError {
     Invalid(String),
     #[error("{0} is not supported yet")]
     Unsupported(String),
+    #[error("git context {url}: {message}")]
+    Git { url: String, message: String },
     #[error("{file}:{line}: {instruction}")]
     At {
         file: String,

@@ -63,6 +63,9 @@ pub(crate) fn execute(
     container.process.cwd = PathBuf::from(if spec.cwd.is_empty() { "/" } else { &spec.cwd });
     container.process.user = user;
     container.mounts = spec.mounts.clone();
+    // The upper dir becomes a layer (written and fsynced as a blob) right after the step:
+    // skip overlayfs's sync of it on unmount, which costs far more than the step itself.
+    container.volatile_overlay = true;
     container.network = if spec.network_host {
         NetworkMode::Host
     } else {

@@ -171,6 +171,7 @@ pub fn build(
             mtime: options.source_date_epoch.map(|s| s.max(0) as u64),
             progress,
             now,
+            records: std::sync::OnceLock::new(),
         },
         file,
         lex,

@@ -1,7 +1,9 @@
 //! Layer steps and their cache: the part of the engine that knows keys and layers, not
 //! Dockerfile syntax.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use crate::image::digest::{chain_ids, Digest};
 use crate::image::layer::{LayerInfo, LayerOptions, LayerSource};
@@ -46,9 +48,25 @@ pub(crate) struct Engine<'a> {
     pub progress: Progress,
     /// RFC 3339 time used for new history entries.
     pub now: String,
+    /// The cache records as read at the first lookup (see [`Engine::cached`]).
+    pub records: OnceLock<HashMap<String, Vec<u8>>>,
 }
 
 impl Engine<'_> {
+    /// The cache record of `key`: from the records read once per build (one database open
+    /// for all hits), else from the database (a record another build wrote meanwhile).
+    fn cached(&self, key: &Digest) -> Result<Option<CacheRecord>, BuildError> {
+        if self.records.get().is_none() {
+            let all = self.store.cache_records()?;
+            let _ = self.records.set(all);
+        }
+        let known = self.records.get().and_then(|r| r.get(key.hex()));
+        match known.and_then(|bytes| serde_json::from_slice(bytes).ok()) {
+            Some(rec) => Ok(Some(rec)),
+            None => Ok(self.store.cache_get(key)?),
+        }
+    }
+
     /// Runs a layer step on top of `parent_layers`: a cache hit reuses the recorded layer;
     /// otherwise `exec` produces the layer's directory, which is written as a layer, adopted
     /// as the snapshot and recorded in the cache.
@@ -62,7 +80,7 @@ impl Engine<'_> {
     ) -> Result<Outcome, BuildError> {
         let key = step_key(parent_key, &canonical);
         if !self.no_cache {
-            if let Some(rec) = self.store.cache_get(&key)? {
+            if let Some(rec) = self.cached(&key)? {
                 let usable = match &rec.layer {
                     None => true,
                     Some(l) => self.store.has_blob(&l.digest),

@@ -10,6 +10,7 @@ use clap::Args;
 use super::images::open_store;
 use super::Globals;
 use crate::build::export::{export, Export};
+use crate::build::git::GitContext;
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::source::unpack_context;
 use crate::build::{build, BuildOptions, DockerfileSource};
@@ -92,6 +93,11 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
     let mut unpacked = None;
     let context = if args.context == "-" {
         let u = unpack_context(&store, std::io::stdin().lock())?;
+        let p = u.dir.path().join("context");
+        unpacked = Some(u);
+        p
+    } else if let Some(git) = GitContext::parse(&args.context) {
+        let u = git.fetch(&store)?;
         let p = u.dir.path().join("context");
         unpacked = Some(u);
         p

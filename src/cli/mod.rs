@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod build;
+mod builder;
 mod history;
 mod images;
 mod import;
@@ -72,6 +73,9 @@ pub enum Command {
     Image(images::ImageCommand),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(tag::TagArgs),
+    /// Manage the build cache
+    #[command(subcommand)]
+    Builder(builder::BuilderCommand),
     /// Remove one or more images
     Rmi(rmi::RmiArgs),
     /// Show low-level information about images
@@ -151,6 +155,7 @@ pub fn main() -> i32 {
         Command::Images(args) => images::run(&globals, args),
         Command::Image(cmd) => images::run_image(&globals, cmd),
         Command::Tag(args) => tag::run(&globals, args),
+        Command::Builder(cmd) => builder::run(&globals, cmd),
         Command::Rmi(args) => rmi::run(&globals, args),
         Command::Inspect(args) => inspect::run(&globals, args),
         Command::History(args) => history::run(&globals, args),

@@ -197,10 +197,22 @@ impl MetadataCache {
     }
 
     fn with_database(db: Database, path: &Path) -> Result<MetadataCache, ContextError> {
-        let txn = db.begin_write().map_err(|err| cache_error(path, err))?;
-        txn.open_table(DIGESTS)
-            .map_err(|err| cache_error(path, err))?;
-        txn.commit().map_err(|err| cache_error(path, err))?;
+        // Creating the table is a commit (fsyncs): only when it is missing.
+        let exists = match db
+            .begin_read()
+            .map_err(|err| cache_error(path, err))?
+            .open_table(DIGESTS)
+        {
+            Ok(_) => true,
+            Err(redb::TableError::TableDoesNotExist(_)) => false,
+            Err(err) => return Err(cache_error(path, err)),
+        };
+        if !exists {
+            let txn = db.begin_write().map_err(|err| cache_error(path, err))?;
+            txn.open_table(DIGESTS)
+                .map_err(|err| cache_error(path, err))?;
+            txn.commit().map_err(|err| cache_error(path, err))?;
+        }
         Ok(MetadataCache {
             db,
             path: path.to_path_buf(),

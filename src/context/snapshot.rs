@@ -350,13 +350,14 @@ impl Walker<'_> {
             let path = path.to_path_buf();
             move |source| ContextError::Io { path, source }
         };
-        let mut names: Vec<OsString> = std::fs::read_dir(dir)
+        // The entries' metadata comes from `fstatat` on the open directory: no path walk.
+        let mut names: Vec<(OsString, std::fs::DirEntry)> = std::fs::read_dir(dir)
             .map_err(io_error(dir))?
-            .map(|entry| entry.map(|entry| entry.file_name()))
+            .map(|entry| entry.map(|entry| (entry.file_name(), entry)))
             .collect::<Result<_, _>>()
             .map_err(io_error(dir))?;
-        names.sort();
-        for name in names {
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, dir_entry) in names {
             let disk_path = dir.join(&name);
             let name = name.to_str().ok_or_else(|| ContextError::NonUtf8Path {
                 path: disk_path.clone(),
@@ -366,7 +367,7 @@ impl Walker<'_> {
             } else {
                 format!("{rel}/{name}")
             };
-            let metadata = std::fs::symlink_metadata(&disk_path).map_err(io_error(&disk_path))?;
+            let metadata = dir_entry.metadata().map_err(io_error(&disk_path))?;
             let file_type = metadata.file_type();
             let kind = if file_type.is_dir() {
                 EntryKind::Dir

@@ -4,11 +4,14 @@
 //! inputs)`); a record says which layer the step made (or that it made none) and when. A
 //! record whose layer blob is gone is treated as a miss by the caller.
 
-use redb::TableDefinition;
+use std::collections::{HashMap, HashSet};
+
+use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::db::{db_err, SNAPSHOTS};
-use super::{io_err, Store, StoreError};
+use super::db::{db_err, load_all, SNAPSHOTS};
+use super::images::GC_GRACE;
+use super::{Store, StoreError};
 use crate::image::digest::Digest;
 use crate::image::layer::LayerInfo;
 
@@ -28,29 +31,35 @@ impl Store {
     /// The record of cache key `key`, if any. A read: it holds the store lock but neither
     /// commits to the database nor rewrites `index.json`.
     pub fn cache_get(&self, key: &Digest) -> Result<Option<CacheRecord>, StoreError> {
-        let lock_path = self.root().join("lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        lock.lock().map_err(io_err(&lock_path))?;
-        let db_path = self.root().join("meta.redb");
-        if !db_path.exists() {
-            return Ok(None);
-        }
-        let db = redb::Database::open(&db_path).map_err(db_err)?;
-        let tx = db.begin_read().map_err(db_err)?;
-        let table = match tx.open_table(CACHE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(db_err(e)),
-        };
-        let Some(value) = table.get(key.hex()).map_err(db_err)? else {
-            return Ok(None);
-        };
-        Ok(serde_json::from_slice(value.value()).ok())
+        self.read_db(|tx| {
+            let table = match tx.open_table(CACHE) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(db_err(e)),
+            };
+            let Some(value) = table.get(key.hex()).map_err(db_err)? else {
+                return Ok(None);
+            };
+            Ok(serde_json::from_slice(value.value()).ok())
+        })
+    }
+
+    /// Every build cache record (key hex → record JSON) in one read transaction, for a build
+    /// to look its keys up without opening the database per step.
+    pub fn cache_records(&self) -> Result<HashMap<String, Vec<u8>>, StoreError> {
+        self.read_db(|tx| {
+            let table = match tx.open_table(CACHE) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
+                Err(e) => return Err(db_err(e)),
+            };
+            let mut out = HashMap::new();
+            for row in table.iter().map_err(db_err)? {
+                let (key, value) = row.map_err(db_err)?;
+                out.insert(key.value().to_string(), value.value().to_vec());
+            }
+            Ok(out)
+        })
     }
 
     /// Records a finished build step in one transaction: its cache record and, when it made
@@ -66,7 +75,11 @@ impl Store {
             error: e,
         })?;
         self.with_db(|db| {
-            let tx = db.begin_write().map_err(db_err)?;
+            let mut tx = db.begin_write().map_err(db_err)?;
+            // Closing the database (at the end of `with_db`) makes the commit durable; a crash
+            // before that loses only this record (a later miss) and leaves the snapshot dir
+            // unrecorded (collected by gc): not worth two more fsyncs per step.
+            tx.set_durability(redb::Durability::None);
             {
                 let mut table = tx.open_table(CACHE).map_err(db_err)?;
                 table.insert(key.hex(), bytes.as_slice()).map_err(db_err)?;
@@ -79,6 +92,83 @@ impl Store {
             tx.commit().map_err(db_err)?;
             Ok(())
         })
+    }
+
+    /// The layers build cache records name (read in `db`, for the garbage collector).
+    pub(crate) fn cached_layers(&self, db: &redb::Database) -> Result<Vec<LayerInfo>, StoreError> {
+        let tx = db.begin_read().map_err(db_err)?;
+        let table = match tx.open_table(CACHE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(db_err(e)),
+        };
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            let (_, value) = row.map_err(db_err)?;
+            if let Ok(CacheRecord { layer: Some(l), .. }) = serde_json::from_slice(value.value()) {
+                out.push(l);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Chain IDs (hex) of the recorded snapshots whose own layer has a DiffID in `diffs`.
+    pub(crate) fn snapshots_of_diffs(
+        &self,
+        db: &redb::Database,
+        diffs: &HashSet<String>,
+    ) -> Result<Vec<String>, StoreError> {
+        let tx = db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(SNAPSHOTS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            let (chain, value) = row.map_err(db_err)?;
+            let diff = serde_json::from_slice::<serde_json::Value>(value.value())
+                .ok()
+                .and_then(|v| v.get("diff_id")?.as_str().map(str::to_string));
+            if diff.is_some_and(|d| diffs.contains(&d)) {
+                out.push(chain.value().to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    /// `builder prune`: drops the build cache records (with `all`, every one; otherwise those
+    /// whose layer no image uses), then collects what nothing references any more (see
+    /// [`Store::collect_garbage`], [`GC_GRACE`]). Returns the records dropped and the bytes
+    /// of blobs freed.
+    pub fn prune_build_cache(&self, all: bool) -> Result<(usize, u64), StoreError> {
+        let dropped = self.with_db(|db| {
+            let (images, _) = load_all(db)?;
+            let used: HashSet<&Digest> = images
+                .iter()
+                .flat_map(|i| i.layers.iter().map(|l| &l.digest))
+                .collect();
+            let tx = db.begin_write().map_err(db_err)?;
+            let dropped = {
+                let mut table = tx.open_table(CACHE).map_err(db_err)?;
+                let mut doomed = Vec::new();
+                for row in table.iter().map_err(db_err)? {
+                    let (key, value) = row.map_err(db_err)?;
+                    let keep = !all
+                        && match serde_json::from_slice::<CacheRecord>(value.value()) {
+                            Ok(CacheRecord { layer: Some(l), .. }) => used.contains(&l.digest),
+                            _ => false,
+                        };
+                    if !keep {
+                        doomed.push(key.value().to_string());
+                    }
+                }
+                for key in &doomed {
+                    table.remove(key.as_str()).map_err(db_err)?;
+                }
+                doomed.len()
+            };
+            tx.commit().map_err(db_err)?;
+            Ok(dropped)
+        })?;
+        let freed = self.collect_garbage(GC_GRACE)?;
+        Ok((dropped, freed))
     }
 }
 

@@ -38,7 +38,8 @@ impl Store {
             .map_err(io_err(&lock_path))?;
         lock.lock().map_err(io_err(&lock_path))?;
         let db = redb::Database::create(self.root.join("meta.redb")).map_err(db_err)?;
-        {
+        // Creating the tables is a commit (two fsyncs): only when one is missing.
+        if !has_tables(&db)? {
             let tx = db.begin_write().map_err(db_err)?;
             tx.open_table(IMAGES).map_err(db_err)?;
             tx.open_table(TAGS).map_err(db_err)?;
@@ -47,6 +48,38 @@ impl Store {
         }
         let out = f(&db)?;
         self.write_index(&db)?;
+        drop(db);
+        drop(lock); // releases the flock
+        Ok(out)
+    }
+
+    /// Runs `f` on one read transaction of the database, holding the store's lock: no commit,
+    /// no `index.json` rewrite. Before the database exists, `f` sees it freshly created.
+    pub(crate) fn read_db<T>(
+        &self,
+        f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let db_path = self.root.join("meta.redb");
+        if !db_path.exists() {
+            return self.with_db(|db| f(&db.begin_read().map_err(db_err)?));
+        }
+        let lock_path = self.root.join("lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        lock.lock().map_err(io_err(&lock_path))?;
+        let db = redb::Database::open(&db_path).map_err(db_err)?;
+        if !has_tables(&db)? {
+            drop(db);
+            drop(lock);
+            return self.with_db(|db| f(&db.begin_read().map_err(db_err)?));
+        }
+        let tx = db.begin_read().map_err(db_err)?;
+        let out = f(&tx)?;
+        drop(tx);
         drop(db);
         drop(lock); // releases the flock
         Ok(out)
@@ -88,12 +121,35 @@ impl Store {
     }
 }
 
+/// Whether the store's own tables exist (a read, no commit).
+fn has_tables(db: &redb::Database) -> Result<bool, StoreError> {
+    let tx = db.begin_read().map_err(db_err)?;
+    for table in [IMAGES, SNAPSHOTS] {
+        match tx.open_table(table) {
+            Ok(_) => {}
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(db_err(e)),
+        }
+    }
+    match tx.open_table(TAGS) {
+        Ok(_) => Ok(true),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(false),
+        Err(e) => Err(db_err(e)),
+    }
+}
+
 /// Tags as (reference, image ID hex) pairs.
 pub(crate) type TagList = Vec<(Reference, String)>;
 
 /// Reads all image records and tags in one read transaction.
 pub(crate) fn load_all(db: &redb::Database) -> Result<(Vec<ImageRecord>, TagList), StoreError> {
-    let tx = db.begin_read().map_err(db_err)?;
+    load_all_in(&db.begin_read().map_err(db_err)?)
+}
+
+/// [`load_all`] in an open read transaction.
+pub(crate) fn load_all_in(
+    tx: &redb::ReadTransaction,
+) -> Result<(Vec<ImageRecord>, TagList), StoreError> {
     let images = tx.open_table(IMAGES).map_err(db_err)?;
     let tags = tx.open_table(TAGS).map_err(db_err)?;
     let mut recs = Vec::new();

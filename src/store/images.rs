@@ -8,7 +8,7 @@ use std::time::Duration;
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
-use super::db::{db_err, load_all, IMAGES, SNAPSHOTS, TAGS};
+use super::db::{db_err, load_all, load_all_in, IMAGES, SNAPSHOTS, TAGS};
 use super::{io_err, ImageId, Store, StoreError};
 use crate::image::digest::{chain_ids, Digest};
 use crate::image::layer::LayerInfo;
@@ -187,6 +187,9 @@ impl Store {
                     return Err(StoreError::MissingBlob(d.clone()));
                 }
             }
+            if unchanged(db, &record, tags)? {
+                return Ok(()); // a rebuild that changed nothing: no commit
+            }
             let tx = db.begin_write().map_err(db_err)?;
             {
                 let mut images = tx.open_table(IMAGES).map_err(db_err)?;
@@ -227,16 +230,16 @@ impl Store {
 
     /// Like [`Store::resolve_image`], also returning the tag when `name` was a tag.
     pub fn resolve_name(&self, name: &str) -> Result<(ImageRecord, Option<Reference>), StoreError> {
-        self.with_db(|db| {
-            let (records, tags) = load_all(db)?;
+        self.read_db(|tx| {
+            let (records, tags) = load_all_in(tx)?;
             resolve_in(&records, &tags, name)
         })
     }
 
     /// The tags of image `id`, sorted.
     pub fn image_tags(&self, id: &ImageId) -> Result<Vec<Reference>, StoreError> {
-        self.with_db(|db| {
-            let (_, tags) = load_all(db)?;
+        self.read_db(|tx| {
+            let (_, tags) = load_all_in(tx)?;
             let mut out: Vec<Reference> = tags
                 .into_iter()
                 .filter(|(_, i)| i == id.hex())
@@ -258,8 +261,8 @@ impl Store {
 
     /// All images with their tags, newest first.
     pub fn list_images(&self) -> Result<Vec<ImageSummary>, StoreError> {
-        self.with_db(|db| {
-            let (records, tags) = load_all(db)?;
+        self.read_db(|tx| {
+            let (records, tags) = load_all_in(tx)?;
             let mut out: Vec<ImageSummary> = records
                 .into_iter()
                 .map(|record| {
@@ -340,6 +343,19 @@ impl Store {
                 let others: Vec<&ImageRecord> =
                     records.iter().filter(|r| r.id != rec.id).collect();
                 doomed = unshared(&rec, &others);
+                // What the build cache uses stays, as docker keeps build cache on `rmi`.
+                let cached = self.cached_layers(db)?;
+                if !cached.is_empty() {
+                    let blobs: HashSet<&Digest> = cached.iter().map(|l| &l.digest).collect();
+                    let diffs: HashSet<String> =
+                        cached.iter().map(|l| l.diff_id.to_string()).collect();
+                    let chains: HashSet<String> =
+                        self.snapshots_of_diffs(db, &diffs)?.into_iter().collect();
+                    doomed.retain(|d| match d {
+                        Doomed::Blob(b) => !blobs.contains(b),
+                        Doomed::Snapshot(c) => !chains.contains(c.hex()),
+                    });
+                }
                 let mut snaps = tx.open_table(SNAPSHOTS).map_err(db_err)?;
                 events.push(RemoveEvent::Deleted(rec.id.clone()));
                 for chain in doomed.iter().filter_map(|d| match d {
@@ -405,6 +421,13 @@ impl Store {
                 live.extend(r.layers.iter().map(|l| l.digest.hex().to_string()));
                 live_chains.extend(r.chain_ids().iter().map(|c| c.hex().to_string()));
             }
+            // The build cache keeps its layers and their snapshots, as docker keeps build
+            // cache across `image prune` (`builder prune` drops the records first).
+            let cached = self.cached_layers(db)?;
+            live.extend(cached.iter().map(|l| l.digest.hex().to_string()));
+            let cached_diffs: HashSet<String> =
+                cached.iter().map(|l| l.diff_id.to_string()).collect();
+            live_chains.extend(self.snapshots_of_diffs(db, &cached_diffs)?);
             let mut freed = 0u64;
             let blobs = self.root.join("blobs/sha256");
             for e in fs::read_dir(&blobs).map_err(io_err(&blobs))?.flatten() {
@@ -451,6 +474,38 @@ impl Store {
             .map(|m| m.len())
             .sum()
     }
+}
+
+/// Whether `record` is stored already (but for when it arrived) with every one of `tags`.
+fn unchanged(
+    db: &redb::Database,
+    record: &ImageRecord,
+    tags: &[Reference],
+) -> Result<bool, StoreError> {
+    let tx = db.begin_read().map_err(db_err)?;
+    let images = tx.open_table(IMAGES).map_err(db_err)?;
+    let Some(old) = images.get(record.id.hex()).map_err(db_err)? else {
+        return Ok(false);
+    };
+    let Ok(old) = serde_json::from_slice::<ImageRecord>(old.value()) else {
+        return Ok(false);
+    };
+    if old
+        != (ImageRecord {
+            added: old.added,
+            ..record.clone()
+        })
+    {
+        return Ok(false);
+    }
+    let t = tx.open_table(TAGS).map_err(db_err)?;
+    for tag in tags {
+        match t.get(tag.to_string().as_str()).map_err(db_err)? {
+            Some(id) if id.value() == record.id.hex() => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
 }
 
 enum Doomed {

@@ -120,6 +120,23 @@ pub struct Store {
     root: PathBuf,
 }
 
+/// Marks `dir` (the store's `tmp`, where build steps make their directories) as the top of
+/// unrelated directory trees (`chattr +T`, ext2/3/4's TOPDIR flag): ext4 then places each new
+/// subdirectory in a lightly used block group. Without it every staging dir lands in the
+/// group of `tmp`, where the inodes of dirs removed in the last 30 seconds (an identical
+/// snapshot, a finished step's work dir) make each file creation scan past them (on ext4
+/// without a journal): a 10,000-file COPY ran 2-3 times slower on a busy store. Best effort:
+/// other filesystems, or no `chattr`, change nothing.
+fn spread_directories(dir: &Path) {
+    let _ = std::process::Command::new("chattr")
+        .arg("+T")
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
 impl Store {
     /// Opens the store at `root`, creating the layout if it does not exist yet.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
@@ -132,6 +149,7 @@ impl Store {
         };
         let layout = root.join("oci-layout");
         if !layout.exists() {
+            spread_directories(&root.join("tmp"));
             store.write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
         if !root.join("index.json").exists() {

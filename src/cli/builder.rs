@@ -1,0 +1,48 @@
+//! `rbuild builder prune`: docker's command to drop the build cache.
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+
+use super::images::{human_size, open_store};
+use super::Globals;
+
+/// `rbuild builder …`.
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Remove build cache
+    Prune(BuilderPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuilderPruneArgs {
+    /// Remove all build cache, not just what no image uses
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+pub fn run(globals: &Globals, cmd: BuilderCommand) -> anyhow::Result<i32> {
+    let BuilderCommand::Prune(args) = cmd;
+    if !args.force {
+        let what = if args.all {
+            "all build cache"
+        } else {
+            "all dangling build cache"
+        };
+        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).ok();
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(0);
+        }
+    }
+    let store = open_store(globals)?;
+    let (records, freed) = store.prune_build_cache(args.all)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Deleted build cache records: {records}")?;
+    writeln!(out, "Total:\t{}", human_size(freed))?;
+    Ok(0)
+}
