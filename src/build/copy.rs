@@ -6,7 +6,8 @@
 //! destination ending in `/`, or an existing directory) make the destination a directory;
 //! missing parents are created (0755, root); modes and mtimes are kept, owners become 0:0
 //! unless `--chown`; `--chmod` sets the mode of everything copied; symlinks inside copied
-//! directories stay symlinks; ADD extracts local tar archives (plain, gzip, bzip2, xz, zstd).
+//! directories stay symlinks; ADD extracts local tar archives (plain, gzip, bzip2, xz, zstd);
+//! ADD's URL sources are downloaded files (see `download`), never extracted.
 
 use std::fs;
 use std::io::{BufReader, Read};
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use filetime::FileTime;
 
+use super::download::Downloaded;
 use super::layered::{components, has_wildcards, wildcard_match, Layered};
 use super::{io_err, BuildError};
 use crate::context::{ContextSnapshot, EntryKind, IgnoreMatcher};
@@ -40,6 +42,8 @@ pub(crate) struct CopySpec {
     pub chmod: Option<u32>,
     pub exclude: Vec<String>,
     pub parents: bool,
+    /// ADD URL sources, downloaded: (file, its mtime in seconds since the epoch).
+    pub downloads: Vec<(Downloaded, i64)>,
 }
 
 /// One resolved source.
@@ -124,7 +128,7 @@ pub(crate) fn stage(
     root: &Path,
 ) -> Result<(), BuildError> {
     let dest_comps = existing.resolve_lenient(&spec.dest);
-    let count = selected.len() + spec.inline.len();
+    let count = selected.len() + spec.inline.len() + spec.downloads.len();
     let dest_exists_dir = existing
         .resolve(&spec.dest, true)
         .map(|(_, d)| d.is_dir())
@@ -255,6 +259,24 @@ pub(crate) fn stage(
                 )?;
             }
         }
+    }
+    // Downloads stay files (never extracted), named by their URL unless DEST names them.
+    for (file, mtime) in &spec.downloads {
+        let target = match &file_name {
+            Some(f) => dest_dir.join(f),
+            None => dest_dir.join(&file.name),
+        };
+        remove_existing(&target);
+        if fs::rename(&file.path, &target).is_err() {
+            fs::copy(&file.path, &target).map_err(io_err(&file.path))?;
+        }
+        copier.set(
+            &target,
+            0o600,
+            FileTime::from_unix_time(*mtime, 0),
+            false,
+            false,
+        )?;
     }
     copier.finish()
 }

@@ -35,6 +35,7 @@
 //! ```
 
 mod copy;
+pub mod download;
 pub mod export;
 pub mod git;
 pub mod layered;
@@ -170,6 +171,8 @@ pub enum BuildError {
     Unsupported(String),
     #[error("git context {url}: {message}")]
     Git { url: String, message: String },
+    #[error(transparent)]
+    Download(#[from] download::DownloadError),
     #[error("{file}:{line}: {instruction}")]
     At {
         file: String,

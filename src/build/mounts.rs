@@ -141,6 +141,7 @@ pub(crate) fn prepare(
                     chmod: None,
                     exclude: Vec::new(),
                     parents: false,
+                    downloads: Vec::new(),
                 };
                 let (from, key) = match (&input.from, input.context) {
                     (Some((lowers, key)), _) => (copy::From::Layers(lowers.clone()), key.clone()),

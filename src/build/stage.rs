@@ -7,6 +7,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use serde_json::{json, Value};
 
 use super::copy::{self, CopySpec};
+use super::download;
 use super::layered::{components, Layered};
 use super::mounts;
 use super::plan::{self, resolve_ref, Plan, Source};
@@ -989,6 +990,7 @@ impl Builder<'_> {
         let env = state.vars.expansion_env();
         let mut sources = Vec::new();
         let mut inline = Vec::new();
+        let mut urls = Vec::new();
         for s in &c.sources {
             if let Some(name) = s.strip_prefix("<<") {
                 let name = name.trim_start_matches('-').trim_matches(['"', '\'']);
@@ -1005,13 +1007,50 @@ impl Builder<'_> {
                 continue;
             }
             let s = self.lex.process_word(s, &env)?;
-            if s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@") {
+            let git =
+                s.starts_with("git@") || s.split('#').next().is_some_and(|u| u.ends_with(".git"));
+            if download::is_http(&s) && !add {
+                return Err(BuildError::Invalid(format!(
+                    "COPY does not accept a URL ({s}); use ADD"
+                )));
+            }
+            if git {
                 return Err(BuildError::Unsupported(format!(
-                    "{} from a URL ({s})",
+                    "{} from a git URL ({s})",
                     if add { "ADD" } else { "COPY" }
                 )));
             }
+            if download::is_http(&s) {
+                urls.push(s);
+                continue;
+            }
             sources.push(s);
+        }
+        let checksum = match &c.checksum {
+            None => None,
+            Some(sum) => {
+                if urls.len() != 1 || c.sources.len() != 1 {
+                    return Err(BuildError::Invalid(
+                        "ADD --checksum needs exactly one source, an http(s) URL".into(),
+                    ));
+                }
+                Some(download::parse_checksum(
+                    &self.lex.process_word(sum, &env)?,
+                )?)
+            }
+        };
+        if !urls.is_empty() && c.unpack == Some(true) {
+            return Err(BuildError::Unsupported("ADD --unpack with a URL".into()));
+        }
+        // Downloads happen before the cache lookup: their content is part of the key.
+        let build_time = chrono::DateTime::parse_from_rfc3339(&self.engine.now)
+            .map(|t| t.timestamp())
+            .unwrap_or(0);
+        let mut downloads = Vec::new();
+        for url in &urls {
+            let file = download::download(url, self.engine.store.temp_dir()?, checksum.as_ref())?;
+            let mtime = file.last_modified.unwrap_or(build_time);
+            downloads.push((file, mtime));
         }
         let dest_raw = self.lex.process_word(&c.dest, &env)?;
         let dest = if dest_raw.starts_with('/') {
@@ -1059,6 +1098,7 @@ impl Builder<'_> {
             chmod,
             exclude,
             parents: c.parents,
+            downloads,
         };
         // Where the sources come from, and their part of the cache key.
         let (from_lowers, from_key) = match &c.from {
@@ -1107,6 +1147,23 @@ impl Builder<'_> {
             "exclude": spec.exclude,
             "parents": spec.parents,
         });
+        let mut canonical = canonical;
+        if !spec.downloads.is_empty() {
+            // Content and name, and the mtime when it is not the build's (which would make
+            // every build a miss): an unchanged download is a hit, a changed one a miss.
+            let sde = self.options.source_date_epoch;
+            canonical["downloads"] = spec
+                .downloads
+                .iter()
+                .map(|(f, _)| {
+                    json!({
+                        "name": f.name,
+                        "digest": f.digest,
+                        "mtime": f.last_modified.or(sde),
+                    })
+                })
+                .collect();
+        }
         let mut shown: Vec<String> = c.sources.clone();
         shown.push(c.dest.clone());
         let created_by = format!(

@@ -1,0 +1,208 @@
+//! `ADD http(s)://…`: a remote file downloaded into the store's temp dir while hashed.
+//!
+//! Rules (docker's): the file is named by the URL's last path segment (`__unnamed__` when
+//! there is none), is never extracted, gets mode 0600 and the `Last-Modified` time when the
+//! server sends one; `--checksum=sha256:<hex>` must match the content.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::image::digest::{Digest, Hasher};
+
+/// Errors of a download.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("creating the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("downloading {url}: {source}")]
+    Request {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("downloading {url}: the server answered {status}")]
+    Status { url: String, status: String },
+    #[error("downloading {url}: {source}")]
+    Read {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid --checksum {0:?}: expected sha256:<64 hex digits>")]
+    BadChecksum(String),
+    #[error("{url}: checksum mismatch: expected {expected}, got {actual}")]
+    Mismatch {
+        url: String,
+        expected: Digest,
+        actual: Digest,
+    },
+}
+
+/// A downloaded file, kept in a temp dir until staged.
+#[derive(Debug)]
+pub(crate) struct Downloaded {
+    /// The name docker gives it: the URL's last path segment.
+    pub name: String,
+    /// Where the content is on disk (inside the temp dir `dir`).
+    pub path: PathBuf,
+    pub digest: Digest,
+    /// Seconds since the epoch from `Last-Modified`, if the server sent a valid one.
+    pub last_modified: Option<i64>,
+    /// Keeps `path` alive.
+    pub _dir: tempfile::TempDir,
+}
+
+/// Whether an ADD source is a URL this module downloads.
+pub(crate) fn is_http(src: &str) -> bool {
+    src.starts_with("http://") || src.starts_with("https://")
+}
+
+/// Parses `--checksum`: only `sha256:<hex>` is supported.
+pub(crate) fn parse_checksum(s: &str) -> Result<Digest, DownloadError> {
+    s.strip_prefix("sha256:")
+        .and_then(|hex| Digest::from_hex(&hex.to_ascii_lowercase()).ok())
+        .ok_or_else(|| DownloadError::BadChecksum(s.to_string()))
+}
+
+/// The file name docker gives a download of `url`: the last segment of the URL's path
+/// (percent-decoded), or `__unnamed__` when the path has none.
+pub(crate) fn file_name(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let path = rest.find('/').map(|i| &rest[i..]).unwrap_or("");
+    let decoded = percent_decode(path);
+    match decoded.trim_end_matches('/').rsplit('/').next() {
+        Some(base) if !base.is_empty() && base != "." && base != ".." => base.to_string(),
+        _ => "__unnamed__".to_string(),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Downloads `url` into `dir` (a fresh temp dir, kept in the result), hashing it; checks
+/// it against `expected` when given. Fails on a connection error, a non-2xx status or a
+/// checksum mismatch.
+pub(crate) fn download(
+    url: &str,
+    dir: tempfile::TempDir,
+    expected: Option<&Digest>,
+) -> Result<Downloaded, DownloadError> {
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(None)
+        .build()
+        .map_err(DownloadError::Client)?;
+    let mut response = client
+        .get(url)
+        .send()
+        .map_err(|source| DownloadError::Request {
+            url: url.to_string(),
+            source,
+        })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(DownloadError::Status {
+            url: url.to_string(),
+            status: status.to_string(),
+        });
+    }
+    let last_modified = response
+        .headers()
+        .get(reqwest::header::LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| chrono::DateTime::parse_from_rfc2822(v.trim()).ok())
+        .map(|t| t.timestamp());
+    let path = dir.path().join("download");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DownloadError::Io { path, source }
+    };
+    let mut file = fs::File::create(&path).map_err(io(&path))?;
+    let mut hasher = Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match response.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(DownloadError::Read {
+                    url: url.to_string(),
+                    source,
+                })
+            }
+        };
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n]).map_err(io(&path))?;
+    }
+    file.flush().map_err(io(&path))?;
+    drop(file);
+    let digest = hasher.finish();
+    if let Some(expected) = expected {
+        if *expected != digest {
+            return Err(DownloadError::Mismatch {
+                url: url.to_string(),
+                expected: expected.clone(),
+                actual: digest,
+            });
+        }
+    }
+    Ok(Downloaded {
+        name: file_name(url),
+        path,
+        digest,
+        last_modified,
+        _dir: dir,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_last_path_segment() {
+        assert_eq!(
+            file_name("https://example.com/a/b/tool.tar.gz"),
+            "tool.tar.gz"
+        );
+        assert_eq!(file_name("http://example.com/x/file?v=1#frag"), "file");
+        assert_eq!(file_name("http://example.com/dir/"), "dir");
+        assert_eq!(file_name("http://example.com/my%20file"), "my file");
+        assert_eq!(file_name("http://example.com"), "__unnamed__");
+        assert_eq!(file_name("http://example.com/"), "__unnamed__");
+    }
+
+    #[test]
+    fn checksums_are_sha256_hex() {
+        let hex = "a".repeat(64);
+        assert_eq!(parse_checksum(&format!("sha256:{hex}")).unwrap().hex(), hex);
+        assert!(parse_checksum("sha256:abc").is_err());
+        assert!(parse_checksum(&format!("md5:{hex}")).is_err());
+    }
+}
