@@ -32,10 +32,7 @@ pub fn run(globals: &Globals, cmd: BuilderCommand) -> anyhow::Result<i32> {
         } else {
             "all dangling build cache"
         };
-        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer).ok();
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        if !super::images::confirm_removal(what) {
             return Ok(0);
         }
     }

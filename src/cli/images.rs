@@ -355,10 +355,7 @@ fn prune(globals: &Globals, args: PruneArgs) -> anyhow::Result<i32> {
         } else {
             "all dangling images"
         };
-        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer).ok();
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        if !confirm_removal(what) {
             return Ok(0);
         }
     }
@@ -553,6 +550,14 @@ pub(super) fn print_table(
         writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
+}
+
+/// Docker's prune prompt: warns that `what` will be removed and asks on stderr; true for yes.
+pub(super) fn confirm_removal(what: &str) -> bool {
+    eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).ok();
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
 #[cfg(test)]
