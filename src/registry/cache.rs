@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Scope;
-use super::client::{read_small, Client};
-use super::pull::{decode_hash, fetch_layer, get_manifest};
+use super::client::Client;
+use super::pull::{decode_hash, fetch_config, fetch_layer, get_manifest};
 use super::push::{upload, PushOptions};
 use super::{RegistryError, RegistryOptions};
 use crate::image::digest::Digest;
@@ -310,19 +310,13 @@ fn import_registry(
             manifest.config.media_type
         )));
     }
-    let config = client.retry("fetch cache config", || {
-        let url = client.url(&format!("/v2/{repo}/blobs/{}", manifest.config.digest));
-        let resp = client.send_ok(&scopes, "fetch cache config", |h| h.get(&url))?;
-        read_small(resp, client.host(), "cache config")
-    })?;
-    let actual = Digest::of(&config);
-    if actual != manifest.config.digest {
-        return Err(RegistryError::DigestMismatch {
-            what: format!("cache config from {}", client.host()),
-            expected: manifest.config.digest.clone(),
-            actual,
-        });
-    }
+    let config = fetch_config(
+        &client,
+        repo,
+        &scopes,
+        &manifest.config.digest,
+        "cache config",
+    )?;
     let entries = parse_config(&config, &format!("cache {reference}"))?;
     let needed: Vec<(Descriptor, Digest)> = needed_layers(&entries)
         .into_iter()

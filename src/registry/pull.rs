@@ -109,19 +109,13 @@ pub fn pull_with_progress(
         }
     }
 
-    let config_bytes = client.retry("fetch config", || {
-        let url = client.url(&format!("/v2/{repo}/blobs/{}", manifest.config.digest));
-        let resp = client.send_ok(&scopes, "fetch image config", |h| h.get(&url))?;
-        read_small(resp, client.host(), "image config")
-    })?;
-    let actual = Digest::of(&config_bytes);
-    if actual != manifest.config.digest {
-        return Err(RegistryError::DigestMismatch {
-            what: format!("image config from {}", client.host()),
-            expected: manifest.config.digest.clone(),
-            actual,
-        });
-    }
+    let config_bytes = fetch_config(
+        &client,
+        repo,
+        &scopes,
+        &manifest.config.digest,
+        "image config",
+    )?;
     let config: ImageConfig = serde_json::from_slice(&config_bytes)
         .map_err(|e| RegistryError::Invalid(format!("{reference}: image config: {e}")))?;
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
@@ -505,6 +499,30 @@ pub(crate) fn parallel<T: Sync, R: Send>(
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// Fetches a config blob (small, read into memory) of `repo` and checks its digest.
+pub(crate) fn fetch_config(
+    client: &Client,
+    repo: &str,
+    scopes: &[Scope],
+    digest: &Digest,
+    what: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    let bytes = client.retry(&format!("fetch {what}"), || {
+        let url = client.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let resp = client.send_ok(scopes, &format!("fetch {what}"), |h| h.get(&url))?;
+        read_small(resp, client.host(), what)
+    })?;
+    let actual = Digest::of(&bytes);
+    if &actual != digest {
+        return Err(RegistryError::DigestMismatch {
+            what: format!("{what} from {}", client.host()),
+            expected: digest.clone(),
+            actual,
+        });
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
