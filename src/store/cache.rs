@@ -47,19 +47,7 @@ impl Store {
     /// Every build cache record (key hex → record JSON) in one read transaction, for a build
     /// to look its keys up without opening the database per step.
     pub fn cache_records(&self) -> Result<HashMap<String, Vec<u8>>, StoreError> {
-        self.read_db(|tx| {
-            let table = match tx.open_table(CACHE) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(HashMap::new()),
-                Err(e) => return Err(db_err(e)),
-            };
-            let mut out = HashMap::new();
-            for row in table.iter().map_err(db_err)? {
-                let (key, value) = row.map_err(db_err)?;
-                out.insert(key.value().to_string(), value.value().to_vec());
-            }
-            Ok(out)
-        })
+        self.read_db(|tx| Ok(cache_rows(tx)?.into_iter().collect()))
     }
 
     /// Records a finished build step in one transaction: its cache record and, when it made
@@ -97,15 +85,9 @@ impl Store {
     /// The layers build cache records name (read in `db`, for the garbage collector).
     pub(crate) fn cached_layers(&self, db: &redb::Database) -> Result<Vec<LayerInfo>, StoreError> {
         let tx = db.begin_read().map_err(db_err)?;
-        let table = match tx.open_table(CACHE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(db_err(e)),
-        };
         let mut out = Vec::new();
-        for row in table.iter().map_err(db_err)? {
-            let (_, value) = row.map_err(db_err)?;
-            if let Ok(CacheRecord { layer: Some(l), .. }) = serde_json::from_slice(value.value()) {
+        for (_, value) in cache_rows(&tx)? {
+            if let Ok(CacheRecord { layer: Some(l), .. }) = serde_json::from_slice(&value) {
                 out.push(l);
             }
         }
@@ -175,20 +157,12 @@ impl Store {
 impl Store {
     /// Every build cache record, as (key, record); records that do not parse are skipped.
     pub fn cache_list(&self) -> Result<Vec<(Digest, CacheRecord)>, StoreError> {
-        use redb::ReadableTable;
-        self.with_db(|db| {
-            let tx = db.begin_read().map_err(db_err)?;
-            let table = match tx.open_table(CACHE) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(db_err(e)),
-            };
+        self.read_db(|tx| {
             let mut out = Vec::new();
-            for entry in table.iter().map_err(db_err)? {
-                let (k, v) = entry.map_err(db_err)?;
+            for (key, value) in cache_rows(tx)? {
                 let (Ok(key), Ok(rec)) = (
-                    Digest::from_hex(k.value()),
-                    serde_json::from_slice::<CacheRecord>(v.value()),
+                    Digest::from_hex(&key),
+                    serde_json::from_slice::<CacheRecord>(&value),
                 ) else {
                     continue;
                 };
@@ -224,4 +198,19 @@ impl Store {
             Ok(())
         })
     }
+}
+
+/// Every row of the build cache table (key hex, record JSON); none when the table is missing.
+fn cache_rows(tx: &redb::ReadTransaction) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let table = match tx.open_table(CACHE) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(db_err(e)),
+    };
+    let mut out = Vec::new();
+    for row in table.iter().map_err(db_err)? {
+        let (key, value) = row.map_err(db_err)?;
+        out.push((key.value().to_string(), value.value().to_vec()));
+    }
+    Ok(out)
 }
