@@ -576,23 +576,10 @@ fn context_from_tar_and_stdin_and_exporters() {
     );
     assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), dir_id);
     // -f - reads the Dockerfile from stdin, the context stays the directory.
-    let out = b
-        .env
-        .cmd()
-        .args(["build", "-q", "-t", "dash-f", "-f", "-", path_str(&ctx)])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(b"FROM busybox\nCOPY page.html /from-dash-f.html\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let out = b.env.run_with_stdin(
+        &["build", "-q", "-t", "dash-f", "-f", "-", path_str(&ctx)],
+        b"FROM busybox\nCOPY page.html /from-dash-f.html\n",
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -603,23 +590,10 @@ fn context_from_tar_and_stdin_and_exporters() {
         "<p>hi</p>\n"
     );
     // A Dockerfile on stdin, no context.
-    let out = b
-        .env
-        .cmd()
-        .args(["build", "-q", "-t", "stdin-df", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(b"FROM busybox\nRUN echo x > /x\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let out = b.env.run_with_stdin(
+        &["build", "-q", "-t", "stdin-df", "-"],
+        b"FROM busybox\nRUN echo x > /x\n",
+    );
     assert!(
         out.status.success(),
         "{}",
