@@ -2,7 +2,7 @@
 # rbuild build vs BuildKit (docker), podman build and buildah bud --layers.
 # Run by hand as root after ../shared/bench/peers.sh has installed and started the peers:
 #   bash bench/build.sh [RUNS]        (default 5 runs per case; medians and ratios printed)
-# Cases: a cold build (--no-cache) of a 10,000-file context, a no-op rebuild, a rebuild after
+# Cases: a cold build (--no-cache) of a ~10-instruction Dockerfile on a 10,000-file context, a no-op rebuild, a rebuild after
 # one file changed, and a Dockerfile of 10 trivial RUN steps (--no-cache). Every tool builds on
 # the same busybox rootfs (peers.sh imports it as localhost/busybox:latest; rbuild imports the
 # same tarball into a fresh store).
@@ -23,10 +23,20 @@ for d in $(seq 0 99); do
     mkdir -p "$ctx/d$d"
     for f in $(seq 0 99); do echo "file $d/$f" > "$ctx/d$d/f$f.txt"; done
 done
+# About ten instructions, several RUN and a COPY, as a typical small service's Dockerfile.
 cat > "$ctx/Dockerfile" <<'EOF'
 FROM localhost/busybox:latest
+ENV APP_HOME=/app
+WORKDIR /app
+RUN mkdir -p bin etc && echo v1 > etc/version
+RUN echo 'app:x:1000:1000::/app:/bin/sh' >> /etc/passwd
 COPY . /ctx/
 RUN find /ctx -type f | wc -l > /count
+RUN echo 'echo hello' > bin/hello && chmod +x bin/hello
+LABEL org.example.bench=build
+EXPOSE 8080
+USER app
+CMD ["sh", "/app/bin/hello"]
 EOF
 runs=$work/runs
 mkdir -p "$runs"
