@@ -134,3 +134,88 @@ fn source_date_epoch_gives_identical_digests() {
     let id3 = one.build_id(&["--no-cache", path_str(&c1)]);
     assert_ne!(id3, id1);
 }
+
+fn inode(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+/// A COPY that runs again shares the files it copied before (the store's file pool) instead
+/// of copying them anew; what changed, or got other metadata, is a new file.
+#[test]
+fn copy_snapshots_share_unchanged_files() {
+    use std::os::unix::fs::MetadataExt;
+    let b = BuildEnv::new();
+    let ctx = b.context(
+        "pool",
+        &[
+            ("a.txt", "a\n"),
+            ("b.txt", "b\n"),
+            ("dup1.txt", "same\n"),
+            ("dup2.txt", "same\n"),
+            ("Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
+        ],
+    );
+    let c = path_str(&ctx);
+    b.build(&["-t", "p:1", c]);
+    let file = |image: &str, path: &str| b.image_path(image, path).unwrap();
+    // Identical files at two paths stay two files (the layer has no hard links).
+    assert_ne!(
+        inode(&file("p:1", "/ctx/dup1.txt")),
+        inode(&file("p:1", "/ctx/dup2.txt"))
+    );
+
+    std::fs::write(ctx.join("b.txt"), "b changed\n").unwrap();
+    b.build(&["-t", "p:2", c]);
+    assert_eq!(
+        inode(&file("p:1", "/ctx/a.txt")),
+        inode(&file("p:2", "/ctx/a.txt"))
+    );
+    assert_ne!(
+        inode(&file("p:1", "/ctx/b.txt")),
+        inode(&file("p:2", "/ctx/b.txt"))
+    );
+    assert_eq!(b.image_file("p:1", "/ctx/b.txt").unwrap(), "b\n");
+    assert_eq!(b.image_file("p:2", "/ctx/b.txt").unwrap(), "b changed\n");
+    let out = b.run_in("p:2", "cat /ctx/a.txt /ctx/b.txt", &[]);
+    assert_eq!(out, "a\nb changed\n");
+
+    // --no-cache runs the COPY again: the same files, the same layer.
+    b.build(&["--no-cache", "-t", "p:3", c]);
+    assert_eq!(
+        inode(&file("p:2", "/ctx/a.txt")),
+        inode(&file("p:3", "/ctx/a.txt"))
+    );
+    assert_eq!(
+        b.inspect("p:2")["RootFS"]["Layers"],
+        b.inspect("p:3")["RootFS"]["Layers"]
+    );
+
+    // Other metadata, another file: the shared one keeps its mode.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nCOPY --chmod=600 . /ctx/\n",
+    )
+    .unwrap();
+    b.build(&["-t", "p:4", c]);
+    let (shared, private) = (file("p:2", "/ctx/a.txt"), file("p:4", "/ctx/a.txt"));
+    assert_ne!(inode(&shared), inode(&private));
+    assert_eq!(std::fs::metadata(&private).unwrap().mode() & 0o7777, 0o600);
+    assert_eq!(std::fs::metadata(&shared).unwrap().mode() & 0o7777, 0o644);
+
+    // Once no image or cache record needs them, prune leaves no pooled file behind.
+    let pool = b.env.root().join("pool");
+    assert!(std::fs::read_dir(&pool).unwrap().count() > 0);
+    b.env.ok(&["rmi", "p:1", "p:2", "p:3", "p:4"]);
+    // Snapshots younger than the store's grace period may be a concurrent build's: age them.
+    let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+    for e in std::fs::read_dir(b.env.root().join("snapshots"))
+        .unwrap()
+        .flatten()
+    {
+        filetime::set_file_mtime(e.path(), old).unwrap();
+    }
+    b.env.ok(&["builder", "prune", "-a", "-f"]);
+    let left: Vec<_> = std::fs::read_dir(&pool).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

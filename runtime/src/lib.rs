@@ -76,6 +76,7 @@
 mod capabilities;
 pub mod changes;
 mod channel;
+pub mod dirfd;
 mod error;
 mod init;
 mod mounts;

@@ -10,7 +10,7 @@
 //! ADD's URL sources are downloaded files (see `download`), never extracted.
 
 use std::fs;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -19,9 +19,11 @@ use filetime::FileTime;
 use super::download::Downloaded;
 use super::layered::{components, has_wildcards, wildcard_match, Layered};
 use super::{io_err, BuildError};
-use crate::context::{ContextSnapshot, EntryKind, IgnoreMatcher};
+use crate::context::{ContextSnapshot, Digest, Entry, EntryKind, IgnoreMatcher};
 use crate::image::compress;
 use crate::image::layer::{apply_tar, ApplyOptions};
+use crate::store::{Pool, PoolFile};
+use rbuild_runtime::dirfd::Dir;
 
 /// Where COPY reads from.
 pub(crate) enum From<'a> {
@@ -119,13 +121,15 @@ pub(crate) fn select(spec: &CopySpec, from: &From<'_>) -> Result<Vec<Selected>, 
 }
 
 /// Stages the copy into `root` (an empty dir). `existing` is the merged view of the image
-/// being built (for the destination's parents and whether it is a directory).
+/// being built (for the destination's parents and whether it is a directory). Files from the
+/// context are linked from `pool` when it has them, and added to it otherwise.
 pub(crate) fn stage(
     spec: &CopySpec,
     from: &From<'_>,
     selected: &[Selected],
     existing: Layered<'_>,
     root: &Path,
+    pool: Option<Pool>,
 ) -> Result<(), BuildError> {
     let dest_comps = existing.resolve_lenient(&spec.dest);
     let count = selected.len() + spec.inline.len() + spec.downloads.len();
@@ -159,6 +163,8 @@ pub(crate) fn stage(
         chown: spec.chown,
         chmod: spec.chmod,
         dirs: Vec::new(),
+        root: root.to_path_buf(),
+        pool,
     };
     // The destination dir and its parents: existing ones keep their metadata.
     let mut path = root.to_path_buf();
@@ -309,11 +315,137 @@ fn copy_meta(
     Ok(())
 }
 
+/// A regular file of the context to copy.
+struct FileJob<'a> {
+    src: PathBuf,
+    dst: PathBuf,
+    entry: &'a Entry,
+    digest: &'a Digest,
+}
+
+/// Copies context files into a staging dir, linking them from the pool when it can.
+struct FileCopier<'a> {
+    root: &'a Path,
+    pool: Option<&'a Pool>,
+    owner: (u32, u32),
+    chmod: Option<u32>,
+}
+
+impl FileCopier<'_> {
+    /// Copies `files` (their parent dirs exist), on up to 4 threads for large sets: each
+    /// file costs a few syscalls, and a COPY may have tens of thousands.
+    fn copy_all(&self, files: &[FileJob<'_>]) -> Result<(), BuildError> {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 4);
+        if threads == 1 || files.len() < 512 {
+            return self.copy_range(files);
+        }
+        let per = files.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let mut chunks = files.chunks(per);
+            let first = chunks.next().unwrap_or_default();
+            let handles: Vec<_> = chunks
+                .map(|chunk| scope.spawn(move || self.copy_range(chunk)))
+                .collect();
+            let mut result = self.copy_range(first);
+            for h in handles {
+                let r = h
+                    .join()
+                    .unwrap_or_else(|_| Err(BuildError::Invalid("a copy thread panicked".into())));
+                result = result.and(r);
+            }
+            result
+        })
+    }
+
+    fn copy_range(&self, files: &[FileJob<'_>]) -> Result<(), BuildError> {
+        // The directory files were last put in, open (most files share it with the last).
+        let mut parent: Option<(&Path, Dir)> = None;
+        for job in files {
+            self.copy_one(job, &mut parent)?;
+        }
+        Ok(())
+    }
+
+    /// Copies one context file over whatever is at its destination (linked from the pool
+    /// when it has the same file). The copy is hashed as it is written, so only content
+    /// matching the file's digest enters the pool.
+    fn copy_one<'j>(
+        &self,
+        job: &'j FileJob<'_>,
+        parent: &mut Option<(&'j Path, Dir)>,
+    ) -> Result<(), BuildError> {
+        let FileJob {
+            src,
+            dst,
+            entry,
+            digest,
+        } = job;
+        let (Some(pool), Some(dir_path), Some(name)) = (self.pool, dst.parent(), dst.file_name())
+        else {
+            return self.copy_file(src, dst, entry).map(drop);
+        };
+        let pooled = PoolFile {
+            path: dst
+                .strip_prefix(self.root)
+                .ok()
+                .and_then(Path::to_str)
+                .unwrap_or_default(),
+            sha256: &digest.0,
+            size: entry.size,
+            mode: self.chmod.unwrap_or(entry.mode),
+            uid: self.owner.0,
+            gid: self.owner.1,
+            mtime: (entry.mtime_sec, entry.mtime_nsec),
+        };
+        let dir = match parent {
+            Some((p, dir)) if *p == dir_path => dir,
+            _ => {
+                let dir = Dir::open(dir_path).map_err(io_err(dir_path))?;
+                &parent.insert((dir_path, dir)).1
+            }
+        };
+        // Linking fails when `dst` exists (overlapping sources): then it is replaced by a copy.
+        if pool.link_to(&pooled, dir, name) {
+            return Ok(());
+        }
+        let (written, size) = self.copy_file(src, dst, entry)?;
+        if written == **digest && size == entry.size {
+            pool.add(&pooled, dir, name);
+        }
+        Ok(())
+    }
+
+    /// Copies a context file to `dst` (replacing what is there) with the entry's metadata;
+    /// returns the digest and size of what was written.
+    fn copy_file(
+        &self,
+        src: &Path,
+        dst: &Path,
+        entry: &Entry,
+    ) -> Result<(Digest, u64), BuildError> {
+        remove_existing(dst);
+        let written = copy_hashing(src, dst)?;
+        let (u, g) = self.owner;
+        std::os::unix::fs::lchown(dst, Some(u), Some(g)).map_err(io_err(dst))?;
+        let mode = self.chmod.unwrap_or(entry.mode);
+        fs::set_permissions(dst, fs::Permissions::from_mode(mode)).map_err(io_err(dst))?;
+        let mtime = FileTime::from_unix_time(entry.mtime_sec, entry.mtime_nsec);
+        filetime::set_symlink_file_times(dst, mtime, mtime).map_err(io_err(dst))?;
+        Ok(written)
+    }
+}
+
 struct Copier {
     chown: Option<(u32, u32)>,
     chmod: Option<u32>,
     /// Directories whose mtime is set once their contents are written.
     dirs: Vec<(PathBuf, FileTime)>,
+    /// The staging dir (paths in the layer are relative to it).
+    root: PathBuf,
+    pool: Option<Pool>,
 }
 
 impl Copier {
@@ -360,6 +492,8 @@ impl Copier {
         } else {
             format!("{}/", sel.path)
         };
+        // Directories and symlinks first, in order; then the files, on several threads.
+        let mut files = Vec::new();
         for entry in entries {
             let rel = if entry.path == sel.path {
                 ""
@@ -388,12 +522,12 @@ impl Copier {
                     }
                     self.set(&dst, entry.mode, mtime, true, false)?;
                 }
-                EntryKind::File { .. } => {
-                    let src = snap.disk_path(entry);
-                    remove_existing(&dst);
-                    fs::copy(&src, &dst).map_err(io_err(&src))?;
-                    self.set(&dst, entry.mode, mtime, false, false)?;
-                }
+                EntryKind::File { digest } => files.push(FileJob {
+                    src: snap.disk_path(entry),
+                    dst,
+                    entry,
+                    digest,
+                }),
                 EntryKind::Symlink { target: link } => {
                     remove_existing(&dst);
                     std::os::unix::fs::symlink(link, &dst).map_err(io_err(&dst))?;
@@ -401,7 +535,13 @@ impl Copier {
                 }
             }
         }
-        Ok(())
+        let copier = FileCopier {
+            root: &self.root,
+            pool: self.pool.as_ref(),
+            owner: self.owner(),
+            chmod: self.chmod,
+        };
+        copier.copy_all(&files)
     }
 
     fn copy_layers(
@@ -471,6 +611,33 @@ impl Copier {
     }
 }
 
+/// Copies `src` to the new file `dst`, hashing the bytes written; returns their digest and
+/// count.
+fn copy_hashing(src: &Path, dst: &Path) -> Result<(Digest, u64), BuildError> {
+    use sha2::Digest as _;
+    let mut input = fs::File::open(src).map_err(io_err(src))?;
+    let mut output = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dst)
+        .map_err(io_err(dst))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut total = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(src)(e)),
+        };
+        hasher.update(&buf[..n]);
+        output.write_all(&buf[..n]).map_err(io_err(dst))?;
+        total += n as u64;
+    }
+    Ok((Digest(hasher.finalize().into()), total))
+}
+
 /// Whether `path` is a tar archive (possibly compressed).
 fn is_tar(path: &Path) -> bool {
     let Ok(f) = fs::File::open(path) else {
@@ -497,4 +664,86 @@ fn extract(path: &Path, dir: &Path) -> Result<(), BuildError> {
     let (_, r) = compress::decompress_auto(BufReader::new(f)).map_err(io_err(path))?;
     apply_tar(r, dir, &ApplyOptions::default())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest as _;
+
+    fn entry(path: &str, content: &[u8], digest: Digest) -> Entry {
+        Entry {
+            path: path.into(),
+            kind: EntryKind::File { digest },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            size: content.len() as u64,
+            mtime_sec: 1_700_000_000,
+            mtime_nsec: 5,
+        }
+    }
+
+    fn ino(path: &Path) -> u64 {
+        fs::metadata(path).unwrap().ino()
+    }
+
+    /// Copies `src` to `<staging>/dst.txt` through a `FileCopier` on `pool`.
+    fn copy(pool: &Pool, staging: &Path, src: &Path, entry: &Entry) {
+        let EntryKind::File { digest } = &entry.kind else {
+            unreachable!()
+        };
+        fs::create_dir_all(staging).unwrap();
+        let copier = FileCopier {
+            root: staging,
+            pool: Some(pool),
+            owner: (0, 0),
+            chmod: None,
+        };
+        let job = FileJob {
+            src: src.to_path_buf(),
+            dst: staging.join("dst.txt"),
+            entry,
+            digest,
+        };
+        copier.copy_all(std::slice::from_ref(&job)).unwrap();
+    }
+
+    #[test]
+    fn pool_shares_verified_files_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src.txt");
+        fs::write(&src, b"hello").unwrap();
+        let pool = Pool::new(tmp.path().join("pool"));
+        let good = entry(
+            "src.txt",
+            b"hello",
+            Digest(sha2::Sha256::digest(b"hello").into()),
+        );
+
+        // First copy: a real copy, added to the pool; second: the same inode, linked.
+        copy(&pool, &tmp.path().join("s1"), &src, &good);
+        copy(&pool, &tmp.path().join("s2"), &src, &good);
+        let (a, b) = (tmp.path().join("s1/dst.txt"), tmp.path().join("s2/dst.txt"));
+        assert_eq!(fs::read(&b).unwrap(), b"hello");
+        assert_eq!(ino(&a), ino(&b));
+        assert_eq!(fs::metadata(&a).unwrap().mode() & 0o7777, 0o644);
+        assert_eq!(fs::read_dir(tmp.path().join("pool")).unwrap().count(), 1);
+
+        // A file whose content no longer matches the digest it was scanned with (changed
+        // meanwhile) is copied as it is now, but never pooled.
+        let stale = entry("src.txt", b"hello", Digest([7; 32]));
+        copy(&pool, &tmp.path().join("s3"), &src, &stale);
+        copy(&pool, &tmp.path().join("s4"), &src, &stale);
+        let (c, d) = (tmp.path().join("s3/dst.txt"), tmp.path().join("s4/dst.txt"));
+        assert_ne!(ino(&c), ino(&d));
+        assert_eq!(fs::read_dir(tmp.path().join("pool")).unwrap().count(), 1);
+
+        // Dropping every snapshot's link leaves the pooled file alone in the pool: swept.
+        for s in ["s1", "s2"] {
+            fs::remove_dir_all(tmp.path().join(s)).unwrap();
+        }
+        pool.sweep();
+        assert_eq!(fs::read_dir(tmp.path().join("pool")).unwrap().count(), 0);
+    }
 }

@@ -156,7 +156,15 @@ pub(crate) fn prepare(
                 };
                 let selected = copy::select(&spec, &from)?;
                 let empty: Vec<PathBuf> = Vec::new();
-                copy::stage(&spec, &from, &selected, Layered { lowers: &empty }, &root)?;
+                // No pool: a bind mount may be writable, and pooled files must never change.
+                copy::stage(
+                    &spec,
+                    &from,
+                    &selected,
+                    Layered { lowers: &empty },
+                    &root,
+                    None,
+                )?;
                 let src = match selected.first() {
                     Some(s) if !s.is_dir => {
                         let name = components(&s.name).pop().unwrap_or_default();

@@ -1189,7 +1189,14 @@ impl Builder<'_> {
                     (None, Some(snap)) => copy::From::Context(snap),
                     (None, None) => copy::From::Layers(Vec::new()),
                 };
-                copy::stage(&spec, &from, &selected, Layered { lowers: &lowers }, &root)?;
+                copy::stage(
+                    &spec,
+                    &from,
+                    &selected,
+                    Layered { lowers: &lowers },
+                    &root,
+                    Some(store.pool()),
+                )?;
                 Ok(Produced {
                     _tmp: Some(tmp),
                     dir: Some(root),

@@ -464,6 +464,10 @@ impl Store {
             }
             Ok(freed)
         })
+        .inspect(|_| {
+            // Pooled files of the snapshots just removed (and of earlier `rmi`s).
+            self.pool().sweep();
+        })
     }
 
     fn blob_bytes(&self, rec: &ImageRecord) -> u64 {

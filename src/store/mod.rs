@@ -7,6 +7,7 @@
 //! <root>/meta.redb                tags, image records, snapshot records (the source of truth)
 //! <root>/lock                     flock held around every database transaction
 //! <root>/snapshots/<chain hex>/   one unpacked layer per chain ID, overlayfs-lowerdir ready
+//! <root>/pool/<key>               files of COPY snapshots, hard-linked into them (see `pool`)
 //! <root>/tmp/                     temp files, renamed into place once complete
 //! ```
 //!
@@ -51,6 +52,7 @@ mod cache;
 mod containers;
 pub(crate) mod db;
 mod images;
+mod pool;
 mod snapshots;
 
 use std::fs;
@@ -64,6 +66,7 @@ use crate::image::reference::ReferenceError;
 pub use cache::CacheRecord;
 pub use containers::{ContainerRecord, ContainerStatus};
 pub use images::{ImageRecord, ImageSummary, RemoveEvent, GC_GRACE};
+pub(crate) use pool::{Pool, PoolFile};
 
 /// An image ID: the digest of its config blob (as docker and podman define it).
 pub type ImageId = Digest;

@@ -102,6 +102,75 @@ fn write_is_sorted_deterministic_and_digests_are_right() {
     assert_eq!(zinfo.media_type, crate::image::oci::MEDIA_LAYER_ZSTD);
 }
 
+/// Directories of many small files are read ahead on several threads: the tar must be the
+/// same as one read file by file (order, contents, xattrs, hard links), with a large file and
+/// a subdirectory breaking the runs.
+#[test]
+fn many_small_files_are_written_in_order_with_content_and_xattrs() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir_all(src.join("d/sub")).unwrap();
+    for i in 0..300 {
+        let p = src.join(format!("d/f{i:03}"));
+        fs::write(&p, format!("content {i}\n")).unwrap();
+        if i % 7 == 0 {
+            xattr::set(&p, "user.rbuild", format!("x{i}").as_bytes()).unwrap();
+        }
+    }
+    fs::write(src.join("d/f150-big"), vec![b'z'; (1 << 20) + 1]).unwrap();
+    fs::write(src.join("d/sub/inner"), "inner").unwrap();
+    fs::hard_link(src.join("d/f010"), src.join("d/f299-link")).unwrap();
+    let (bytes, _) = layer_bytes(&LayerSource::Dir(&src), Compression::None, Some(0));
+    let mut ar = tar::Archive::new(&bytes[..]);
+    let mut seen = Vec::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let xattrs: Vec<(String, Vec<u8>)> = e
+            .pax_extensions()
+            .unwrap()
+            .into_iter()
+            .flatten()
+            .map(|ext| ext.unwrap())
+            .filter(|ext| ext.key().unwrap().starts_with("SCHILY.xattr."))
+            .map(|ext| (ext.key().unwrap().to_string(), ext.value_bytes().to_vec()))
+            .collect();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        if let Some(i) = name
+            .strip_prefix("d/f")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            assert_eq!(data, format!("content {i}\n").as_bytes(), "{name}");
+            let expected: Vec<(String, Vec<u8>)> = if i % 7 == 0 {
+                vec![(
+                    "SCHILY.xattr.user.rbuild".into(),
+                    format!("x{i}").into_bytes(),
+                )]
+            } else {
+                Vec::new()
+            };
+            assert_eq!(xattrs, expected, "{name}");
+        }
+        if name == "d/f150-big" {
+            assert_eq!(data.len(), (1 << 20) + 1);
+        }
+        if name == "d/f299-link" {
+            assert_eq!(e.header().entry_type(), tar::EntryType::Link);
+        }
+        seen.push(name);
+    }
+    let mut expected = vec!["d/".to_string()];
+    let mut files: Vec<String> = (0..300).map(|i| format!("d/f{i:03}")).collect();
+    files.push("d/f150-big".into());
+    files.push("d/f299-link".into());
+    files.sort();
+    expected.extend(files);
+    expected.push("d/sub/".into());
+    expected.push("d/sub/inner".into());
+    assert_eq!(seen, expected);
+}
+
 #[test]
 fn apply_restores_metadata() {
     let t = tempfile::tempdir().unwrap();

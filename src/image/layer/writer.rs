@@ -7,10 +7,13 @@
 //! and the DiffID of the tar inside it are computed in the same pass.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+
+use rbuild_runtime::dirfd::Dir;
 
 use super::{io_err, LayerError, LayerInfo, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 use crate::image::compress::{Compression, Compressor};
@@ -128,14 +131,50 @@ struct TreeWriter<W: Write> {
 
 impl<W: Write> TreeWriter<W> {
     fn children(&mut self, dir: &Path, rel: &Path) -> Result<(), LayerError> {
-        let mut names: Vec<_> = fs::read_dir(dir)
+        let mut entries: Vec<(OsString, fs::DirEntry)> = fs::read_dir(dir)
             .map_err(io_err(dir))?
-            .map(|e| e.map(|e| e.file_name()))
+            .map(|e| e.map(|e| (e.file_name(), e)))
             .collect::<Result<_, _>>()
             .map_err(io_err(dir))?;
-        names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
-        for name in names {
-            self.entry(&dir.join(&name), &rel.join(&name), true)?;
+        entries.sort_by(|a, b| a.0.as_encoded_bytes().cmp(b.0.as_encoded_bytes()));
+        // `fstatat`/`openat` on the open directory: no walk of the whole path per entry.
+        let handle = Dir::open(dir).map_err(io_err(dir))?;
+        let mut items = Vec::with_capacity(entries.len());
+        for (name, entry) in entries {
+            let meta = entry.metadata().map_err(io_err(dir.join(&name)))?;
+            items.push((name, meta));
+        }
+        let mut i = 0;
+        while i < items.len() {
+            // Runs of small regular files are read ahead on several threads.
+            let (mut j, mut bytes) = (i, 0);
+            while j < items.len()
+                && j - i < PRELOAD_BATCH_FILES
+                && is_small_file(&items[j].1)
+                && bytes + items[j].1.len() <= PRELOAD_BATCH_BYTES
+            {
+                bytes += items[j].1.len();
+                j += 1;
+            }
+            if j - i < PRELOAD_MIN_FILES {
+                let (name, meta) = &items[i];
+                let at = Some((&handle, name.as_os_str()));
+                self.entry_with(&dir.join(name), at, &rel.join(name), meta.clone(), None)?;
+                i += 1;
+                continue;
+            }
+            let loaded = preload_batch(&handle, dir, &items[i..j], self.overlay)?;
+            for ((name, meta), pre) in items[i..j].iter().zip(loaded) {
+                let at = Some((&handle, name.as_os_str()));
+                self.entry_with(
+                    &dir.join(name),
+                    at,
+                    &rel.join(name),
+                    meta.clone(),
+                    Some(pre),
+                )?;
+            }
+            i = j;
         }
         Ok(())
     }
@@ -202,6 +241,42 @@ impl<W: Write> TreeWriter<W> {
 
     fn entry(&mut self, abs: &Path, rel: &Path, recurse: bool) -> Result<(), LayerError> {
         let meta = fs::symlink_metadata(abs).map_err(io_err(abs))?;
+        if recurse {
+            self.entry_with(abs, None, rel, meta, None)
+        } else {
+            self.entry_only(abs, rel, meta)
+        }
+    }
+
+    /// Writes the entry at `abs` alone (a directory without its contents).
+    fn entry_only(&mut self, abs: &Path, rel: &Path, meta: fs::Metadata) -> Result<(), LayerError> {
+        self.write_entry(abs, None, rel, false, meta, None)
+    }
+
+    /// Writes the entry at `abs` and, for a directory, everything below it.
+    fn entry_with(
+        &mut self,
+        abs: &Path,
+        at: Option<(&Dir, &OsStr)>,
+        rel: &Path,
+        meta: fs::Metadata,
+        preloaded: Option<Preloaded>,
+    ) -> Result<(), LayerError> {
+        self.write_entry(abs, at, rel, true, meta, preloaded)
+    }
+
+    /// Writes the entry at `abs` (also `name` in the open directory `at`, when given) whose
+    /// `lstat` is `meta`; a regular file's xattrs and content come from `preloaded` when
+    /// they were read ahead.
+    fn write_entry(
+        &mut self,
+        abs: &Path,
+        at: Option<(&Dir, &OsStr)>,
+        rel: &Path,
+        recurse: bool,
+        meta: fs::Metadata,
+        preloaded: Option<Preloaded>,
+    ) -> Result<(), LayerError> {
         let ft = meta.file_type();
         if self.overlay && ft.is_char_device() && meta.rdev() == 0 {
             return self.whiteout(rel);
@@ -209,7 +284,23 @@ impl<W: Write> TreeWriter<W> {
         if ft.is_socket() {
             return Ok(()); // sockets cannot live in a tar; docker skips them too
         }
-        let (xattrs, opaque) = read_xattrs(abs, self.overlay)?;
+        // A regular file is opened once: its xattrs and content are read through the handle.
+        let (content, xattrs, opaque) = match preloaded {
+            Some(p) => (Some(Content::Memory(p.data)), p.xattrs, false),
+            None if ft.is_file() => {
+                let opened = match at {
+                    Some((dir, name)) => dir.open_file(name),
+                    None => fs::File::open(abs),
+                };
+                let file = opened.map_err(io_err(abs))?;
+                let (xattrs, opaque) = read_xattrs(XattrSource::File(&file), abs, self.overlay)?;
+                (Some(Content::File(file)), xattrs, opaque)
+            }
+            None => {
+                let (xattrs, opaque) = read_xattrs(XattrSource::Path(abs), abs, self.overlay)?;
+                (None, xattrs, opaque)
+            }
+        };
         let mut h = tar::Header::new_gnu();
         h.set_mode(meta.mode() & 0o7777);
         h.set_uid(u64::from(meta.uid()));
@@ -247,7 +338,7 @@ impl<W: Write> TreeWriter<W> {
             self.builder
                 .append_link(&mut h, rel, &target)
                 .map_err(LayerError::Write)?;
-        } else if ft.is_file() {
+        } else if let Some(content) = content {
             if meta.nlink() > 1 {
                 let key = (meta.dev(), meta.ino());
                 if let Some(first) = self.links.get(&key) {
@@ -262,12 +353,16 @@ impl<W: Write> TreeWriter<W> {
             }
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(meta.len());
-            let file = fs::File::open(abs).map_err(io_err(abs))?;
-            // A file that changes size while we read it would corrupt the tar: read exactly len.
-            let mut reader = std::io::Read::take(file, meta.len());
-            self.builder
-                .append_data(&mut h, rel, &mut reader)
-                .map_err(LayerError::Write)?;
+            match content {
+                Content::Memory(data) => self.builder.append_data(&mut h, rel, &data[..]),
+                // A file that changes size while we read it would corrupt the tar: read
+                // exactly len.
+                Content::File(file) => {
+                    let mut reader = std::io::Read::take(file, meta.len());
+                    self.builder.append_data(&mut h, rel, &mut reader)
+                }
+            }
+            .map_err(LayerError::Write)?;
         } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
             h.set_entry_type(if ft.is_char_device() {
                 tar::EntryType::Char
@@ -309,14 +404,107 @@ fn check_rel(rel: &Path) -> Result<(), LayerError> {
     }
 }
 
+/// Regular files up to this size are read ahead of the tar stream, on several threads: for
+/// many small files the syscalls per file, not the bytes, are the cost.
+const PRELOAD_MAX_FILE: u64 = 1 << 20;
+/// Bounds of one read-ahead batch (consecutive small files of one directory).
+const PRELOAD_BATCH_FILES: usize = 1024;
+const PRELOAD_BATCH_BYTES: u64 = 16 << 20;
+/// Shorter runs are not worth the threads.
+const PRELOAD_MIN_FILES: usize = 32;
+
+/// A regular file's content: open, or read ahead.
+enum Content {
+    File(fs::File),
+    Memory(Vec<u8>),
+}
+
+/// A small regular file read ahead: its xattrs and content.
+struct Preloaded {
+    xattrs: BTreeMap<String, Vec<u8>>,
+    data: Vec<u8>,
+}
+
+fn is_small_file(meta: &fs::Metadata) -> bool {
+    meta.file_type().is_file() && meta.len() <= PRELOAD_MAX_FILE
+}
+
+/// Reads the files `items` (names in `handle`, the directory `dir`) on up to 4 threads;
+/// results in order.
+fn preload_batch(
+    handle: &Dir,
+    dir: &Path,
+    items: &[(OsString, fs::Metadata)],
+    overlay: bool,
+) -> Result<Vec<Preloaded>, LayerError> {
+    let read = |chunk: &[(OsString, fs::Metadata)]| -> Result<Vec<Preloaded>, LayerError> {
+        chunk
+            .iter()
+            .map(|(name, meta)| preload(handle, &dir.join(name), name, meta.len(), overlay))
+            .collect()
+    };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
+    if threads == 1 {
+        return read(items);
+    }
+    let per = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut chunks = items.chunks(per);
+        let first = chunks.next().unwrap_or_default();
+        let handles: Vec<_> = chunks.map(|c| scope.spawn(move || read(c))).collect();
+        let mut out = read(first)?;
+        for h in handles {
+            let more = h.join().map_err(|_| {
+                LayerError::Write(io::Error::other("a read-ahead thread panicked"))
+            })??;
+            out.extend(more);
+        }
+        Ok(out)
+    })
+}
+
+fn preload(
+    handle: &Dir,
+    abs: &Path,
+    name: &OsStr,
+    len: u64,
+    overlay: bool,
+) -> Result<Preloaded, LayerError> {
+    let file = handle.open_file(name).map_err(io_err(abs))?;
+    let (xattrs, _) = read_xattrs(XattrSource::File(&file), abs, overlay)?;
+    let mut data = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut data).map_err(io_err(abs))?;
+    if data.len() as u64 != len {
+        return Err(io_err(abs)(io::Error::other(
+            "the file changed size while it was read",
+        )));
+    }
+    Ok(Preloaded { xattrs, data })
+}
+
+/// Where xattrs are read from: an open file, or a path (not followed if a symlink).
+enum XattrSource<'a> {
+    File(&'a fs::File),
+    Path(&'a Path),
+}
+
 /// Reads the xattrs worth keeping (sorted) and whether the dir is an overlay opaque dir.
 fn read_xattrs(
+    source: XattrSource<'_>,
     path: &Path,
     overlay: bool,
 ) -> Result<(BTreeMap<String, Vec<u8>>, bool), LayerError> {
+    use xattr::FileExt;
     let mut out = BTreeMap::new();
     let mut opaque = false;
-    let names = match xattr::list(path) {
+    let listed = match source {
+        XattrSource::File(f) => f.list_xattr(),
+        XattrSource::Path(p) => xattr::list(p),
+    };
+    let names = match listed {
         Ok(n) => n,
         Err(e) if e.raw_os_error() == Some(nix::libc::ENOTSUP) => return Ok((out, false)),
         Err(e) => return Err(io_err(path)(e)),
@@ -326,7 +514,11 @@ fn read_xattrs(
             continue;
         };
         let is_overlay = name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.");
-        let value = xattr::get(path, &name).map_err(io_err(path))?;
+        let value = match source {
+            XattrSource::File(f) => f.get_xattr(&name),
+            XattrSource::Path(p) => xattr::get(p, &name),
+        }
+        .map_err(io_err(path))?;
         if is_overlay {
             if overlay && name.ends_with(".overlay.opaque") && value.as_deref() == Some(b"y") {
                 opaque = true;
