@@ -173,6 +173,7 @@ pub fn build(
             progress,
             now,
             records: std::sync::OnceLock::new(),
+            cleanups: Mutex::new(Vec::new()),
         },
         file,
         lex,
@@ -185,7 +186,9 @@ pub fn build(
         dockerfile_path,
         sde: options.source_date_epoch.map(rfc3339),
     };
-    builder.run_stages()?;
+    let built = builder.run_stages();
+    builder.engine.finish();
+    built?;
     let target = builder.plan.target();
     let mut state = builder
         .done

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use crate::image::digest::{chain_ids, Digest};
 use crate::image::layer::{LayerInfo, LayerOptions, LayerSource};
@@ -50,9 +50,34 @@ pub(crate) struct Engine<'a> {
     pub now: String,
     /// The cache records as read at the first lookup (see [`Engine::cached`]).
     pub records: OnceLock<HashMap<String, Vec<u8>>>,
+    /// Threads removing what steps left behind (see [`Engine::finish`]).
+    pub cleanups: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl Engine<'_> {
+    /// Removes a step's leftovers (a staging dir whose snapshot existed already can hold tens
+    /// of thousands of entries) on another thread, while the build goes on.
+    fn dispose(&self, produced: Produced) {
+        let handle = std::thread::spawn(move || drop(produced));
+        match self.cleanups.lock() {
+            Ok(mut list) => list.push(handle),
+            Err(_) => {
+                let _ = handle.join();
+            }
+        }
+    }
+
+    /// Waits for the cleanups still running.
+    pub fn finish(&self) {
+        let handles = match self.cleanups.lock() {
+            Ok(mut list) => std::mem::take(&mut *list),
+            Err(_) => return,
+        };
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
     /// The cache record of `key`: from the records read once per build (one database open
     /// for all hits), else from the database (a record another build wrote meanwhile).
     fn cached(&self, key: &Digest) -> Result<Option<CacheRecord>, BuildError> {
@@ -117,7 +142,7 @@ impl Engine<'_> {
             }
             None => None,
         };
-        drop(produced);
+        self.dispose(produced);
         let record = CacheRecord {
             layer: layer.as_ref().map(|(info, _)| info.clone()),
             created: self.now.clone(),
