@@ -219,3 +219,26 @@ fn copy_snapshots_share_unchanged_files() {
     let left: Vec<_> = std::fs::read_dir(&pool).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Steps that succeeded before a failing step are cached: the fixed build does not run them.
+#[test]
+fn steps_before_a_failure_are_cached() {
+    let b = BuildEnv::new();
+    let ctx = b.context(
+        "fails",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo first-run-executed\nRUN exit 3\n",
+        )],
+    );
+    let c = path_str(&ctx);
+    let p1 = b.build_fails(&["-t", "f:1", c]);
+    assert_eq!(ran(&p1), ["first"], "{p1}");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo first-run-executed\nRUN echo second-run-executed\n",
+    )
+    .unwrap();
+    let p2 = b.build(&["-t", "f:1", c]);
+    assert_eq!(ran(&p2), ["second"], "{p2}");
+}

@@ -174,6 +174,7 @@ pub fn build(
             now,
             records: std::sync::OnceLock::new(),
             cleanups: Mutex::new(Vec::new()),
+            ran: Mutex::new(Vec::new()),
         },
         file,
         lex,
@@ -187,8 +188,9 @@ pub fn build(
         sde: options.source_date_epoch.map(rfc3339),
     };
     let built = builder.run_stages();
-    builder.engine.finish();
+    let recorded = builder.engine.finish();
     built?;
+    recorded?;
     let target = builder.plan.target();
     let mut state = builder
         .done

@@ -7,7 +7,7 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::image::digest::{chain_ids, Digest};
 use crate::image::layer::{LayerInfo, LayerOptions, LayerSource};
-use crate::store::{CacheRecord, Store};
+use crate::store::{CacheRecord, StepRecord, Store};
 
 use super::progress::{Progress, StepHandle};
 use super::BuildError;
@@ -52,6 +52,9 @@ pub(crate) struct Engine<'a> {
     pub records: OnceLock<HashMap<String, Vec<u8>>>,
     /// Threads removing what steps left behind (see [`Engine::finish`]).
     pub cleanups: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Steps that ran, recorded in the store's cache by [`Engine::finish`] in one
+    /// transaction.
+    pub ran: Mutex<Vec<StepRecord>>,
 }
 
 impl Engine<'_> {
@@ -67,29 +70,40 @@ impl Engine<'_> {
         }
     }
 
-    /// Waits for the cleanups still running.
-    pub fn finish(&self) {
-        let handles = match self.cleanups.lock() {
-            Ok(mut list) => std::mem::take(&mut *list),
-            Err(_) => return,
-        };
+    /// Waits for the cleanups still running and records the steps that ran (also after a
+    /// failed build: what succeeded is cached).
+    pub fn finish(&self) -> Result<(), BuildError> {
+        let handles = self
+            .cleanups
+            .lock()
+            .map(|mut list| std::mem::take(&mut *list))
+            .unwrap_or_default();
         for h in handles {
             let _ = h.join();
         }
+        let steps = self
+            .ran
+            .lock()
+            .map(|mut list| std::mem::take(&mut *list))
+            .unwrap_or_default();
+        Ok(self.store.record_steps(&steps)?)
     }
 
-    /// The cache record of `key`: from the records read once per build (one database open
-    /// for all hits), else from the database (a record another build wrote meanwhile).
+    /// The cache record of `key`: a step this build ran, or one of the records read once at
+    /// the first lookup (one database read for all steps; a record another build writes
+    /// meanwhile is a miss here, and the step runs).
     fn cached(&self, key: &Digest) -> Result<Option<CacheRecord>, BuildError> {
+        if let Ok(ran) = self.ran.lock() {
+            if let Some(step) = ran.iter().find(|s| &s.key == key) {
+                return Ok(Some(step.record.clone()));
+            }
+        }
         if self.records.get().is_none() {
             let all = self.store.cache_records()?;
             let _ = self.records.set(all);
         }
         let known = self.records.get().and_then(|r| r.get(key.hex()));
-        match known.and_then(|bytes| serde_json::from_slice(bytes).ok()) {
-            Some(rec) => Ok(Some(rec)),
-            None => Ok(self.store.cache_get(key)?),
-        }
+        Ok(known.and_then(|bytes| serde_json::from_slice(bytes).ok()))
     }
 
     /// Runs a layer step on top of `parent_layers`: a cache hit reuses the recorded layer;
@@ -147,8 +161,16 @@ impl Engine<'_> {
             layer: layer.as_ref().map(|(info, _)| info.clone()),
             created: self.now.clone(),
         };
-        let snapshot = layer.as_ref().map(|(info, chain)| (chain, &info.diff_id));
-        self.store.record_step(&key, &record, snapshot)?;
+        let snapshot = layer
+            .as_ref()
+            .map(|(info, chain)| (chain.clone(), info.diff_id.clone()));
+        if let Ok(mut ran) = self.ran.lock() {
+            ran.push(StepRecord {
+                key: key.clone(),
+                record,
+                snapshot,
+            });
+        }
         let layer = layer.map(|(info, _)| info);
         self.progress.done(step);
         Ok(Outcome {

@@ -23,7 +23,7 @@ impl Store {
     }
 
     /// The file part of [`Store::adopt_snapshot`]: the caller records the snapshot in the
-    /// database itself (see [`Store::record_step`]).
+    /// database itself (see [`Store::record_steps`]).
     pub(crate) fn move_snapshot(
         &self,
         dir: &Path,

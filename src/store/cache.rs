@@ -27,6 +27,15 @@ pub struct CacheRecord {
     pub created: String,
 }
 
+/// A finished build step, as [`Store::record_steps`] records it.
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    pub key: Digest,
+    pub record: CacheRecord,
+    /// The snapshot the step made (chain ID, DiffID), when it made one.
+    pub snapshot: Option<(Digest, Digest)>,
+}
+
 impl Store {
     /// The record of cache key `key`, if any. A read: it holds the store lock but neither
     /// commits to the database nor rewrites `index.json`.
@@ -50,31 +59,37 @@ impl Store {
         self.read_db(|tx| Ok(cache_rows(tx)?.into_iter().collect()))
     }
 
-    /// Records a finished build step in one transaction: its cache record and, when it made
-    /// a new snapshot (moved into place already), that snapshot (chain ID, DiffID).
-    pub fn record_step(
-        &self,
-        key: &Digest,
-        record: &CacheRecord,
-        snapshot: Option<(&Digest, &Digest)>,
-    ) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(record).map_err(|e| StoreError::BadJson {
-            what: "cache record".into(),
-            error: e,
-        })?;
+    /// Records finished build steps in one transaction: each one's cache record and, when it
+    /// made a new snapshot (moved into place already), that snapshot.
+    pub fn record_steps(&self, steps: &[StepRecord]) -> Result<(), StoreError> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let mut encoded = Vec::with_capacity(steps.len());
+        for step in steps {
+            let bytes = serde_json::to_vec(&step.record).map_err(|e| StoreError::BadJson {
+                what: "cache record".into(),
+                error: e,
+            })?;
+            encoded.push((step, bytes));
+        }
         self.with_db(|db| {
             let mut tx = db.begin_write().map_err(db_err)?;
             // Closing the database (at the end of `with_db`) makes the commit durable; a crash
-            // before that loses only this record (a later miss) and leaves the snapshot dir
-            // unrecorded (collected by gc): not worth two more fsyncs per step.
+            // before that loses only these records (later misses) and leaves the snapshot dirs
+            // unrecorded (collected by gc): not worth two more fsyncs.
             tx.set_durability(redb::Durability::None);
             {
                 let mut table = tx.open_table(CACHE).map_err(db_err)?;
-                table.insert(key.hex(), bytes.as_slice()).map_err(db_err)?;
-                if let Some((chain, diff)) = snapshot {
-                    let mut snaps = tx.open_table(SNAPSHOTS).map_err(db_err)?;
-                    let rec = serde_json::json!({ "diff_id": diff.to_string() }).to_string();
-                    snaps.insert(chain.hex(), rec.as_bytes()).map_err(db_err)?;
+                let mut snaps = tx.open_table(SNAPSHOTS).map_err(db_err)?;
+                for (step, bytes) in &encoded {
+                    table
+                        .insert(step.key.hex(), bytes.as_slice())
+                        .map_err(db_err)?;
+                    if let Some((chain, diff)) = &step.snapshot {
+                        let rec = serde_json::json!({ "diff_id": diff.to_string() }).to_string();
+                        snaps.insert(chain.hex(), rec.as_bytes()).map_err(db_err)?;
+                    }
                 }
             }
             tx.commit().map_err(db_err)?;

@@ -63,7 +63,7 @@ use crate::image::digest::{Digest, HashWriter};
 use crate::image::layer::{self, LayerError, LayerInfo, LayerOptions, LayerSource};
 use crate::image::reference::ReferenceError;
 
-pub use cache::CacheRecord;
+pub use cache::{CacheRecord, StepRecord};
 pub use containers::{ContainerRecord, ContainerStatus};
 pub use images::{ImageRecord, ImageSummary, RemoveEvent, GC_GRACE};
 pub(crate) use pool::{Pool, PoolFile};
