@@ -2,8 +2,9 @@
 # rbuild build vs BuildKit (docker), podman build and buildah bud --layers.
 # Run by hand as root after ../shared/bench/peers.sh has installed and started the peers:
 #   bash bench/build.sh [RUNS]        (default 5 runs per case; medians and ratios printed)
-# Cases: a cold build (--no-cache) of a ~10-instruction Dockerfile on a 10,000-file context, a no-op rebuild, a rebuild after
-# one file changed, and a Dockerfile of 10 trivial RUN steps (--no-cache). Every tool builds on
+# Cases: a cold build (--no-cache) of a ~10-instruction Dockerfile on a 10,000-file context,
+# the same build on a fresh store (rbuild and BuildKit), a no-op rebuild, a rebuild after one
+# file changed, and a Dockerfile of 10 trivial RUN steps (--no-cache). Every tool builds on
 # the same busybox rootfs (peers.sh imports it as localhost/busybox:latest; rbuild imports the
 # same tarball into a fresh store).
 set -euo pipefail
@@ -15,6 +16,8 @@ work=$(mktemp -d /tmp/rbuild-bench-build.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export RBUILD_ROOT=$work/root
 "$RBUILD" import /var/lib/rbuild-peers/busybox-rootfs.tar localhost/busybox:latest >/dev/null
+RBUILD_ROOT=$work/base-root "$RBUILD" import /var/lib/rbuild-peers/busybox-rootfs.tar \
+    localhost/busybox:latest >/dev/null
 
 # The 10,000-file context.
 ctx=$work/ctx
@@ -61,6 +64,26 @@ build() {
     esac
 }
 
+# The first build on a fresh store (as on a new CI machine): rbuild gets a new root holding
+# only the base image; BuildKit's build cache (and its copy of the context) is pruned. Podman
+# and buildah keep no separate build cache to drop, so they are not timed here.
+# (Each rbuild run gets a new root, all removed at the end: deleting one between runs would
+# slow the next run's file creation, see the README.)
+fresh_n=0
+fresh_setup() {
+    case $tool in
+        rbuild) fresh_n=$((fresh_n + 1)) && cp -a "$work/base-root" "$work/fresh-$fresh_n" ;;
+        buildkit) /usr/bin/docker builder prune -af ;;
+        *) return 1 ;;
+    esac
+}
+fresh_build() {
+    case $tool in
+        rbuild) RBUILD_ROOT=$work/fresh-$fresh_n build rbuild "$ctx" ;;
+        *) build "$tool" "$ctx" ;;
+    esac
+}
+
 change_one_file() { date +%s%N > "$ctx/d42/f42.txt"; }
 build_after_change() { change_one_file; build "$@"; }
 
@@ -72,5 +95,9 @@ for tool in "${tools[@]}"; do
     record "noop-rebuild-10k" "$tool" "$(median_of "$RUNS" build "$tool" "$ctx")"
     record "one-file-changed-10k" "$tool" "$(median_of "$RUNS" build_after_change "$tool" "$ctx")"
     record "10-trivial-runs" "$tool" "$(median_of "$RUNS" build "$tool" "$runs" --no-cache)"
+    # Last: pruning BuildKit's cache deletes many files, which slows file creation after it.
+    case $tool in rbuild | buildkit)
+        record "first-build-fresh-store" "$tool" "$(median_after "$RUNS" fresh_setup fresh_build)" ;;
+    esac
 done
 summary

@@ -30,6 +30,21 @@ median_of() {
     printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
 }
 
+# median_after N SETUP CMD...: like median_of, but runs SETUP (a command name, untimed)
+# before each timed run of CMD.
+median_after() {
+    local n=$1 setup=$2; shift 2
+    local times=() i start end
+    for ((i = 0; i < n; i++)); do
+        "$setup" >/dev/null 2>&1 || { echo "bench: setup failed: $setup" >&2; echo "nan"; return 1; }
+        start=$(date +%s.%N)
+        "$@" >/dev/null 2>&1 || { echo "bench: command failed: $*" >&2; echo "nan"; return 1; }
+        end=$(date +%s.%N)
+        times+=("$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')")
+    done
+    printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+}
+
 # record CASE TOOL SECONDS: remember one median for the summary table.
 record() {
     RESULTS+=("$1|$2|$3")
