@@ -159,20 +159,16 @@ impl<W: Write> TreeWriter<W> {
             if j - i < PRELOAD_MIN_FILES {
                 let (name, meta) = &items[i];
                 let at = Some((&handle, name.as_os_str()));
-                self.entry_with(&dir.join(name), at, &rel.join(name), meta.clone(), None)?;
+                let (abs, rel) = (dir.join(name), rel.join(name));
+                self.write_entry(&abs, at, &rel, true, meta.clone(), None)?;
                 i += 1;
                 continue;
             }
             let loaded = preload_batch(&handle, dir, &items[i..j], self.overlay)?;
             for ((name, meta), pre) in items[i..j].iter().zip(loaded) {
                 let at = Some((&handle, name.as_os_str()));
-                self.entry_with(
-                    &dir.join(name),
-                    at,
-                    &rel.join(name),
-                    meta.clone(),
-                    Some(pre),
-                )?;
+                let (abs, rel) = (dir.join(name), rel.join(name));
+                self.write_entry(&abs, at, &rel, true, meta.clone(), Some(pre))?;
             }
             i = j;
         }
@@ -241,33 +237,12 @@ impl<W: Write> TreeWriter<W> {
 
     fn entry(&mut self, abs: &Path, rel: &Path, recurse: bool) -> Result<(), LayerError> {
         let meta = fs::symlink_metadata(abs).map_err(io_err(abs))?;
-        if recurse {
-            self.entry_with(abs, None, rel, meta, None)
-        } else {
-            self.entry_only(abs, rel, meta)
-        }
-    }
-
-    /// Writes the entry at `abs` alone (a directory without its contents).
-    fn entry_only(&mut self, abs: &Path, rel: &Path, meta: fs::Metadata) -> Result<(), LayerError> {
-        self.write_entry(abs, None, rel, false, meta, None)
-    }
-
-    /// Writes the entry at `abs` and, for a directory, everything below it.
-    fn entry_with(
-        &mut self,
-        abs: &Path,
-        at: Option<(&Dir, &OsStr)>,
-        rel: &Path,
-        meta: fs::Metadata,
-        preloaded: Option<Preloaded>,
-    ) -> Result<(), LayerError> {
-        self.write_entry(abs, at, rel, true, meta, preloaded)
+        self.write_entry(abs, None, rel, recurse, meta, None)
     }
 
     /// Writes the entry at `abs` (also `name` in the open directory `at`, when given) whose
-    /// `lstat` is `meta`; a regular file's xattrs and content come from `preloaded` when
-    /// they were read ahead.
+    /// `lstat` is `meta`, and with `recurse` everything below a directory; a regular file's
+    /// xattrs and content come from `preloaded` when they were read ahead.
     fn write_entry(
         &mut self,
         abs: &Path,
