@@ -363,8 +363,9 @@ impl FileCopier<'_> {
     fn copy_range(&self, files: &[FileJob<'_>]) -> Result<(), BuildError> {
         // The directory files were last put in, open (most files share it with the last).
         let mut parent: Option<(&Path, Dir)> = None;
+        let mut buf = Vec::new();
         for job in files {
-            self.copy_one(job, &mut parent)?;
+            self.copy_one(job, &mut parent, &mut buf)?;
         }
         Ok(())
     }
@@ -376,6 +377,7 @@ impl FileCopier<'_> {
         &self,
         job: &'j FileJob<'_>,
         parent: &mut Option<(&'j Path, Dir)>,
+        buf: &mut Vec<u8>,
     ) -> Result<(), BuildError> {
         let FileJob {
             src,
@@ -385,7 +387,7 @@ impl FileCopier<'_> {
         } = job;
         let (Some(pool), Some(dir_path), Some(name)) = (self.pool, dst.parent(), dst.file_name())
         else {
-            return self.copy_file(src, dst, entry).map(drop);
+            return self.copy_file(src, dst, entry, buf).map(drop);
         };
         let pooled = PoolFile {
             path: dst
@@ -411,7 +413,7 @@ impl FileCopier<'_> {
         if pool.link_to(&pooled, dir, name) {
             return Ok(());
         }
-        let (written, size) = self.copy_file(src, dst, entry)?;
+        let (written, size) = self.copy_file(src, dst, entry, buf)?;
         if written == **digest && size == entry.size {
             pool.add(&pooled, dir, name);
         }
@@ -425,15 +427,25 @@ impl FileCopier<'_> {
         src: &Path,
         dst: &Path,
         entry: &Entry,
+        buf: &mut Vec<u8>,
     ) -> Result<(Digest, u64), BuildError> {
+        use std::os::unix::fs::fchown;
         remove_existing(dst);
-        let written = copy_hashing(src, dst)?;
+        let mut output = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dst)
+            .map_err(io_err(dst))?;
+        let written = copy_hashing(src, &mut output, dst, buf)?;
+        // Metadata through the open file: no path lookups.
         let (u, g) = self.owner;
-        std::os::unix::fs::lchown(dst, Some(u), Some(g)).map_err(io_err(dst))?;
+        fchown(&output, Some(u), Some(g)).map_err(io_err(dst))?;
         let mode = self.chmod.unwrap_or(entry.mode);
-        fs::set_permissions(dst, fs::Permissions::from_mode(mode)).map_err(io_err(dst))?;
+        output
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io_err(dst))?;
         let mtime = FileTime::from_unix_time(entry.mtime_sec, entry.mtime_nsec);
-        filetime::set_symlink_file_times(dst, mtime, mtime).map_err(io_err(dst))?;
+        filetime::set_file_handle_times(&output, Some(mtime), Some(mtime)).map_err(io_err(dst))?;
         Ok(written)
     }
 }
@@ -611,21 +623,23 @@ impl Copier {
     }
 }
 
-/// Copies `src` to the new file `dst`, hashing the bytes written; returns their digest and
-/// count.
-fn copy_hashing(src: &Path, dst: &Path) -> Result<(Digest, u64), BuildError> {
+/// Copies `src` into `output` (the new file `dst`), hashing the bytes written; returns
+/// their digest and count.
+fn copy_hashing(
+    src: &Path,
+    output: &mut fs::File,
+    dst: &Path,
+    buf: &mut Vec<u8>,
+) -> Result<(Digest, u64), BuildError> {
     use sha2::Digest as _;
     let mut input = fs::File::open(src).map_err(io_err(src))?;
-    let mut output = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(dst)
-        .map_err(io_err(dst))?;
     let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 256 << 10];
+    if buf.len() < COPY_BUFFER {
+        buf.resize(COPY_BUFFER, 0);
+    }
     let mut total = 0u64;
     loop {
-        let n = match input.read(&mut buf) {
+        let n = match input.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -637,6 +651,9 @@ fn copy_hashing(src: &Path, dst: &Path) -> Result<(Digest, u64), BuildError> {
     }
     Ok((Digest(hasher.finalize().into()), total))
 }
+
+/// The buffer [`copy_hashing`] reads through (one per copying thread).
+const COPY_BUFFER: usize = 256 << 10;
 
 /// Whether `path` is a tar archive (possibly compressed).
 fn is_tar(path: &Path) -> bool {
