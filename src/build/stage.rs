@@ -25,7 +25,7 @@ use crate::dockerfile::{self as df, Heredoc};
 use crate::image::digest::Digest;
 use crate::image::layer::LayerInfo;
 use crate::image::oci::{ContainerConfig, History, ImageConfig, RootFs};
-use crate::store::{ImageId, Store};
+use crate::store::{BuildView, ImageId, Store};
 
 /// Default SHELL.
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
@@ -92,6 +92,8 @@ impl StageState {
 struct Builder<'a> {
     options: &'a BuildOptions,
     engine: Engine<'a>,
+    /// Images and tags as the build started (base images resolve here first).
+    view: BuildView,
     file: String,
     lex: ShellLex,
     args: BuildArgs,
@@ -163,6 +165,9 @@ pub fn build(
         Some(s) => rfc3339(s),
         None => chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
     };
+    // One read of the database for the base images and all cache records.
+    let mut view = store.build_view()?;
+    let records = std::mem::take(&mut view.cache_records);
     let builder = Builder {
         options,
         engine: Engine {
@@ -172,8 +177,9 @@ pub fn build(
             mtime: options.source_date_epoch.map(|s| s.max(0) as u64),
             progress,
             now,
-            records: std::sync::OnceLock::new(),
+            records: std::sync::OnceLock::from(records),
         },
+        view,
         file,
         lex,
         args,
@@ -452,7 +458,12 @@ impl Builder<'_> {
     }
 
     fn image(&self, name: &str) -> Result<(Vec<LayerInfo>, ImageConfig, ImageId), BuildError> {
-        let rec = super::pull_base::resolve_or_pull(self.engine.store, name, self.engine.pull)?;
+        let rec = super::pull_base::resolve_or_pull(
+            self.engine.store,
+            &self.view,
+            name,
+            self.engine.pull,
+        )?;
         let config = self.engine.store.image_config(&rec.id)?;
         Ok((rec.layers, config, rec.id))
     }
@@ -469,18 +480,8 @@ impl Builder<'_> {
         let step = self.engine.progress.start("[internal] load build context");
         let (ignore, _) =
             IgnoreMatcher::load(&self.options.context, self.dockerfile_path.as_deref())?;
-        // The digest cache is one redb file, which one process may open at a time: builds
-        // sharing a store take turns scanning.
-        let lock_path = self.engine.store.root().join("context-cache.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        lock.lock().map_err(io_err(&lock_path))?;
-        let cache_path = self.engine.store.root().join("context-cache.redb");
-        let mut cache = MetadataCache::open(&cache_path)?;
+        // One index file per context root; concurrent builds need no lock (see MetadataCache).
+        let mut cache = MetadataCache::open(&self.engine.store.root().join("context-cache"))?;
         let snap = Arc::new(ContextSnapshot::scan(
             &self.options.context,
             &ignore,
@@ -496,8 +497,6 @@ impl Builder<'_> {
                 stats.hits
             ),
         );
-        drop(cache);
-        drop(lock);
         self.engine.progress.done(&step);
         *slot = Some(snap.clone());
         Ok(snap)

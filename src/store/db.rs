@@ -71,7 +71,10 @@ impl Store {
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
         lock.lock().map_err(io_err(&lock_path))?;
-        let db = redb::Database::open(&db_path).map_err(db_err)?;
+        let db = match open_read_only(&db_path) {
+            Some(db) => db,
+            None => redb::Database::open(&db_path).map_err(db_err)?,
+        };
         if !has_tables(&db)? {
             drop(db);
             drop(lock);
@@ -87,7 +90,12 @@ impl Store {
 
     /// Rebuilds `index.json` from the database.
     fn write_index(&self, db: &redb::Database) -> Result<(), StoreError> {
-        let tx = db.begin_read().map_err(db_err)?;
+        self.write_index_in(&db.begin_read().map_err(db_err)?)
+    }
+
+    /// Rebuilds `index.json` from the database as read by `tx` (with the lock held), when it
+    /// differs.
+    pub(crate) fn write_index_in(&self, tx: &redb::ReadTransaction) -> Result<(), StoreError> {
         let images = tx.open_table(IMAGES).map_err(db_err)?;
         let tags = tx.open_table(TAGS).map_err(db_err)?;
         let mut by_id: BTreeMap<String, Vec<Reference>> = BTreeMap::new();
@@ -119,6 +127,53 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The database file for reading only: reads go to the file; writes, resizes and syncs are
+/// dropped, so the file is never changed.
+///
+/// redb writes even in a session that only reads: it marks the file as open (for crash
+/// recovery) when it opens it and saves its allocator state when it closes it, with three
+/// fdatasyncs in all, a few milliseconds that every build paid several times. Under the
+/// store lock no other session changes the file meanwhile, so dropping those writes leaves
+/// the file exactly as the last session closed it.
+#[derive(Debug)]
+struct ReadOnlyFile(fs::File);
+
+impl redb::StorageBackend for ReadOnlyFile {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, std::io::Error> {
+        use std::os::unix::fs::FileExt;
+        let mut buffer = vec![0; len];
+        self.0.read_exact_at(&mut buffer, offset)?;
+        Ok(buffer)
+    }
+
+    fn set_len(&self, _len: u64) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+
+    fn sync_data(&self, _eventual: bool) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+
+    fn write(&self, _offset: u64, _data: &[u8]) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+}
+
+/// Opens the database at `path` for reading only (see [`ReadOnlyFile`]); call with the store
+/// lock held. `None` when that is not possible, e.g. the file needs a repair (a process
+/// died with it open), which only a normal open does (and writes).
+fn open_read_only(path: &std::path::Path) -> Option<redb::Database> {
+    let file = fs::File::open(path).ok()?;
+    redb::Database::builder()
+        .set_repair_callback(|session| session.abort())
+        .create_with_backend(ReadOnlyFile(file))
+        .ok()
 }
 
 /// Whether the store's own tables exist (a read, no commit).

@@ -177,8 +177,8 @@ impl Store {
             what: "image record".into(),
             error: e,
         })?;
-        self.with_db(|db| {
-            // Under the lock: make sure nothing this image needs was collected meanwhile.
+        // Under the lock: make sure nothing this image needs was collected meanwhile.
+        let check_blobs = || {
             for d in std::iter::once(&record.manifest.digest)
                 .chain(std::iter::once(&record.id))
                 .chain(layers.iter().map(|l| &l.digest))
@@ -187,8 +187,25 @@ impl Store {
                     return Err(StoreError::MissingBlob(d.clone()));
                 }
             }
-            if unchanged(db, &record, tags)? {
-                return Ok(()); // a rebuild that changed nothing: no commit
+            Ok(())
+        };
+        // A rebuild that changed nothing needs no commit: a read (which opens the database
+        // without writing to it) tells.
+        let same = self.read_db(|tx| {
+            check_blobs()?;
+            let same = unchanged(tx, &record, tags)?;
+            if same {
+                self.write_index_in(tx)?; // as every commit does, should it be stale
+            }
+            Ok(same)
+        })?;
+        if same {
+            return Ok(id);
+        }
+        self.with_db(|db| {
+            check_blobs()?;
+            if unchanged(&db.begin_read().map_err(db_err)?, &record, tags)? {
+                return Ok(()); // made so by another process meanwhile
             }
             let tx = db.begin_write().map_err(db_err)?;
             {
@@ -478,11 +495,10 @@ impl Store {
 
 /// Whether `record` is stored already (but for when it arrived) with every one of `tags`.
 fn unchanged(
-    db: &redb::Database,
+    tx: &redb::ReadTransaction,
     record: &ImageRecord,
     tags: &[Reference],
 ) -> Result<bool, StoreError> {
-    let tx = db.begin_read().map_err(db_err)?;
     let images = tx.open_table(IMAGES).map_err(db_err)?;
     let Some(old) = images.get(record.id.hex()).map_err(db_err)? else {
         return Ok(false);

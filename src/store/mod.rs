@@ -61,7 +61,7 @@ use crate::image::digest::{Digest, HashWriter};
 use crate::image::layer::{self, LayerError, LayerInfo, LayerOptions, LayerSource};
 use crate::image::reference::ReferenceError;
 
-pub use cache::CacheRecord;
+pub use cache::{BuildView, CacheRecord};
 pub use containers::{ContainerRecord, ContainerStatus};
 pub use images::{ImageRecord, ImageSummary, RemoveEvent, GC_GRACE};
 
@@ -253,9 +253,16 @@ impl Store {
         Ok((digest, size))
     }
 
-    /// Stores `bytes` as a blob and returns its digest.
+    /// Stores `bytes` as a blob and returns its digest. A blob that is there already is only
+    /// touched (marked as recently used), not written again.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
-        Ok(self.put_blob_from_reader(bytes, None)?.0)
+        let digest = Digest::of(bytes);
+        let dest = self.blob_path(&digest);
+        if dest.is_file() {
+            touch(&dest);
+            return Ok(digest);
+        }
+        Ok(self.put_blob_from_reader(bytes, Some(&digest))?.0)
     }
 
     /// Moves a complete, already-verified temp file (from [`Store::temp_dir`]) into place as
@@ -280,13 +287,13 @@ impl Store {
         tmp: tempfile::NamedTempFile,
         digest: &Digest,
     ) -> Result<(), StoreError> {
-        set_blob_mode(tmp.path())?;
-        tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
         let dest = self.blob_path(digest);
-        if dest.exists() {
+        if dest.is_file() {
             touch(&dest);
             return Ok(()); // same content already there; the temp file is dropped
         }
+        set_blob_mode(tmp.path())?;
+        tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
         tmp.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
         sync_dir(dest.parent().unwrap_or(&self.root));
         Ok(())
