@@ -5,19 +5,19 @@ use crate::image::reference::Reference;
 use crate::registry::{self, PullOptions};
 use crate::store::{BuildView, ImageRecord, Store, StoreError};
 
-/// Resolves `name` in `view` (the store as the build started), else in the store; when it
-/// is absent (or `always_pull`, as `build --pull`) and `name` is an image reference, pulls it
+/// Resolves `name` in `view` (the store as the build started) if given, else in the store;
+/// when it is absent (or `always_pull`, as `build --pull`) and `name` is an image reference, pulls it
 /// (host platform, registry rules of [`crate::registry`]) and resolves the pulled image. An
 /// image ID is never pulled.
 pub(crate) fn resolve_or_pull(
     store: &Store,
-    view: &BuildView,
+    view: Option<&BuildView>,
     name: &str,
     always_pull: bool,
 ) -> Result<ImageRecord, BuildError> {
     let by_id = name.starts_with("sha256:");
     if !always_pull || by_id {
-        if let Ok(record) = view.resolve_image(name) {
+        if let Some(Ok(record)) = view.map(|view| view.resolve_image(name)) {
             return Ok(record);
         }
     }

@@ -92,8 +92,9 @@ impl StageState {
 struct Builder<'a> {
     options: &'a BuildOptions,
     engine: Engine<'a>,
-    /// Images and tags as the build started (base images resolve here first).
-    view: BuildView,
+    /// Images and tags as the build started (base images resolve here first); read by
+    /// `run_stages`.
+    view: std::sync::OnceLock<BuildView>,
     file: String,
     lex: ShellLex,
     args: BuildArgs,
@@ -165,9 +166,6 @@ pub fn build(
         Some(s) => rfc3339(s),
         None => chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
     };
-    // One read of the database for the base images and all cache records.
-    let mut view = store.build_view()?;
-    let records = std::mem::take(&mut view.cache_records);
     let builder = Builder {
         options,
         engine: Engine {
@@ -177,9 +175,9 @@ pub fn build(
             mtime: options.source_date_epoch.map(|s| s.max(0) as u64),
             progress,
             now,
-            records: std::sync::OnceLock::from(records),
+            records: std::sync::OnceLock::new(),
         },
-        view,
+        view: std::sync::OnceLock::new(),
         file,
         lex,
         args,
@@ -241,6 +239,28 @@ impl Builder<'_> {
         let mut first_error = None;
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
+            if self.uses_context() {
+                // Scans the context while the stages start (reading the store, base images,
+                // cached steps); a stage that needs it waits for this scan. An error is
+                // left for the stage to meet (it scans again).
+                scope.spawn(|| {
+                    let _ = self.context();
+                });
+            }
+            // One read of the database for the base images and all cache records.
+            match self.engine.store.build_view() {
+                Ok(mut view) => {
+                    let _ = self
+                        .engine
+                        .records
+                        .set(std::mem::take(&mut view.cache_records));
+                    let _ = self.view.set(view);
+                }
+                Err(e) => {
+                    first_error = Some(e.into());
+                    return;
+                }
+            }
             if self.engine.progress.is_live() {
                 let stop = &stop;
                 scope.spawn(move || {
@@ -295,6 +315,27 @@ impl Builder<'_> {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Whether a planned stage copies from the build context (COPY/ADD without `--from`, a
+    /// RUN bind mount of the context). ONBUILD instructions of base images are not known yet.
+    fn uses_context(&self) -> bool {
+        self.plan.order.iter().any(|planned| {
+            self.stages.stages[planned.index]
+                .instructions
+                .iter()
+                .any(|cmd| match &cmd.instruction {
+                    Instruction::Copy(c) => c.from.is_none(),
+                    Instruction::Add(c) => {
+                        c.from.is_none() && c.sources.iter().any(|s| !s.contains("://"))
+                    }
+                    Instruction::Run(r) => r
+                        .mounts
+                        .iter()
+                        .any(|m| m.kind == instructions::MountType::Bind && m.from.is_none()),
+                    _ => false,
+                })
+        })
     }
 
     fn at(&self, line: usize, original: &str, err: BuildError) -> BuildError {
@@ -460,7 +501,7 @@ impl Builder<'_> {
     fn image(&self, name: &str) -> Result<(Vec<LayerInfo>, ImageConfig, ImageId), BuildError> {
         let rec = super::pull_base::resolve_or_pull(
             self.engine.store,
-            &self.view,
+            self.view.get(),
             name,
             self.engine.pull,
         )?;

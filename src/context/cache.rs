@@ -140,81 +140,77 @@ impl FileStat {
     }
 }
 
-/// One remembered file.
-#[derive(Debug, Clone)]
-struct Record {
-    /// Where the path is in [`Index::paths`].
-    path: (usize, usize),
-    stat: FileStat,
-    digest: Digest,
-}
-
-/// The parsed index of one context root.
+/// The index file of one context root, checked and ready to search. Records are decoded
+/// when looked at.
 #[derive(Debug, Default)]
 struct Index {
-    /// All paths, one after the other.
-    paths: String,
-    /// Sorted by path bytes, no duplicates.
-    records: Vec<Record>,
+    /// The whole file.
+    bytes: Vec<u8>,
+    /// Where each record starts (at its path length), in path order.
+    records: Vec<usize>,
 }
 
 impl Index {
-    fn path(&self, record: &Record) -> &str {
-        &self.paths[record.path.0..record.path.1]
+    /// The path of record `number`, as stored.
+    fn path(&self, number: usize) -> &[u8] {
+        let at = self.records[number];
+        let len = u32::from_le_bytes([
+            self.bytes[at],
+            self.bytes[at + 1],
+            self.bytes[at + 2],
+            self.bytes[at + 3],
+        ]) as usize;
+        &self.bytes[at + 4..at + 4 + len]
     }
 
-    /// Parses an index file; `None` when it is not a complete, valid file of this version.
-    fn parse(bytes: &[u8]) -> Option<Index> {
+    /// The stat fields and digest of record `number`.
+    fn record(&self, number: usize) -> (FileStat, Digest) {
+        let at = self.records[number];
+        let start = at + 4 + self.path(number).len();
+        let record = &self.bytes[start..start + RECORD_LEN];
+        let mut digest = [0; 32];
+        digest.copy_from_slice(&record[RECORD_LEN - 32..]);
+        (FileStat::decode(record), Digest(digest))
+    }
+
+    /// Checks an index file; `None` when it is not a complete, valid file of this version.
+    fn parse(bytes: Vec<u8>) -> Option<Index> {
         let body_len = bytes.len().checked_sub(32)?;
         let (body, checksum) = bytes.split_at(body_len);
         if Sha256::digest(body)[..] != checksum[..] {
             return None;
         }
-        let mut cursor = body.strip_prefix(MAGIC)?;
-        let mut take = |len: usize| -> Option<&[u8]> {
-            if cursor.len() < len {
-                return None;
-            }
-            let (head, tail) = cursor.split_at(len);
-            cursor = tail;
-            Some(head)
+        let read_u32 = |at: usize| -> Option<u32> {
+            Some(u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?))
         };
-        if u32::from_le_bytes(take(4)?.try_into().ok()?) != VERSION {
+        let mut at = MAGIC.len();
+        if !body.starts_with(MAGIC) || read_u32(at)? != VERSION {
             return None;
         }
-        let count = u64::from_le_bytes(take(8)?.try_into().ok()?);
-        // Each entry takes at least RECORD_LEN + 4 bytes: a bad count cannot allocate much.
+        at += 4;
+        let count = u64::from_le_bytes(body.get(at..at + 8)?.try_into().ok()?);
+        at += 8;
+        // Each record takes at least RECORD_LEN + 4 bytes: a bad count cannot allocate much.
         let count = usize::try_from(count).ok()?;
         if count > body.len() / (RECORD_LEN + 4) {
             return None;
         }
-        let mut index = Index {
-            paths: String::new(),
-            records: Vec::with_capacity(count),
-        };
-        for _ in 0..count {
-            let len = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
-            let path = std::str::from_utf8(take(len)?).ok()?;
-            if let Some(last) = index.records.last() {
-                if index.path(last) >= path {
-                    return None;
-                }
+        let mut records = Vec::with_capacity(count);
+        let mut previous: &[u8] = &[];
+        for number in 0..count {
+            let len = read_u32(at)? as usize;
+            let path = body.get(at + 4..at + 4 + len)?;
+            if number > 0 && previous >= path {
+                return None;
             }
-            let record = take(RECORD_LEN)?;
-            let start = index.paths.len();
-            index.paths.push_str(path);
-            let mut digest = [0; 32];
-            digest.copy_from_slice(&record[RECORD_LEN - 32..]);
-            index.records.push(Record {
-                path: (start, index.paths.len()),
-                stat: FileStat::decode(record),
-                digest: Digest(digest),
-            });
+            previous = path;
+            records.push(at);
+            at += 4 + len + RECORD_LEN;
         }
-        if !cursor.is_empty() {
+        if at != body.len() {
             return None;
         }
-        Some(index)
+        Some(Index { bytes, records })
     }
 }
 
@@ -258,16 +254,70 @@ pub(crate) struct Learned {
 }
 
 impl CacheReader {
+    /// Where the records of the directory `dir` (relative to the context root; `.` for the
+    /// root) start: the cursor for [`CacheReader::lookup`] of its children.
+    pub(crate) fn cursor(&self, dir: &str) -> usize {
+        if dir == "." {
+            return 0;
+        }
+        let records = &self.index.records;
+        let prefix = dir.as_bytes();
+        // The first record after `dir` itself: `dir/…` sorts before `dir0`, after `dir.x`.
+        let mut low = 0;
+        let mut high = records.len();
+        while low < high {
+            let middle = (low + high) / 2;
+            let path = self.index.path(middle);
+            let before = match path.strip_prefix(prefix) {
+                Some(rest) => rest.first().is_none_or(|&byte| byte < b'/'),
+                None => path < prefix,
+            };
+            if before {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low
+    }
+
     /// The cached digest of the file at `path` (relative to the context root) and its record
-    /// number (for [`MetadataCache::finish`]), if its stat is unchanged.
-    pub(crate) fn lookup(&self, path: &str, stat: &FileStat) -> Option<(usize, Digest)> {
-        let at = self
-            .index
-            .records
-            .binary_search_by(|record| self.index.path(record).cmp(path))
-            .ok()?;
-        let record = &self.index.records[at];
-        (record.stat == *stat).then_some((at, record.digest))
+    /// number (for [`MetadataCache::finish`]), if its stat is unchanged. The paths looked up
+    /// with one `cursor` must come in increasing order (as a directory's sorted children do):
+    /// the search starts at the cursor and moves it on.
+    pub(crate) fn lookup(
+        &self,
+        cursor: &mut usize,
+        path: &str,
+        stat: &FileStat,
+    ) -> Option<(usize, Digest)> {
+        let key = path.as_bytes();
+        let records = self.index.records.len();
+        // Gallop from the cursor to a range that holds the key, then bisect it.
+        let mut low = (*cursor).min(records);
+        let mut step = 1;
+        let mut high = low;
+        while high < records && self.index.path(high) < key {
+            low = high + 1;
+            high += step;
+            step *= 2;
+        }
+        let mut high = high.min(records);
+        while low < high {
+            let middle = (low + high) / 2;
+            if self.index.path(middle) < key {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        *cursor = low;
+        if low == records || self.index.path(low) != key {
+            return None;
+        }
+        *cursor = low + 1;
+        let (cached, digest) = self.index.record(low);
+        (cached == *stat).then_some((low, digest))
     }
 
     /// Whether a digest computed now for a file with `stat` may be remembered (the file did
@@ -346,9 +396,7 @@ impl MetadataCache {
                 }
             }
         };
-        let index = bytes
-            .and_then(|bytes| Index::parse(&bytes))
-            .unwrap_or_default();
+        let index = bytes.and_then(Index::parse).unwrap_or_default();
         Ok(CacheReader {
             name,
             index,
@@ -369,19 +417,23 @@ impl MetadataCache {
         excluded: impl Fn(&str) -> bool,
     ) -> Result<(), ContextError> {
         let CacheReader { name, index, .. } = reader;
-        let mut entries: Vec<(&str, FileStat, Digest)> =
-            Vec::with_capacity(index.records.len() + learned.len());
-        let mut dropped = false;
-        for (number, record) in index.records.iter().enumerate() {
-            let path = index.path(record);
-            if hit.get(number).copied().unwrap_or(false) || excluded(path) {
-                entries.push((path, record.stat, record.digest));
-            } else {
-                dropped = true;
-            }
-        }
+        let hit = |number: usize| hit.get(number).copied().unwrap_or(false);
+        let keep = |number: usize| {
+            let path = std::str::from_utf8(index.path(number)).ok()?;
+            (hit(number) || excluded(path)).then_some(path)
+        };
+        // Usually every record was a hit: then nothing changed unless something was learned.
+        let dropped = (0..index.records.len()).any(|number| !hit(number) && keep(number).is_none());
         if !dropped && learned.is_empty() {
             return Ok(());
+        }
+        let mut entries: Vec<(&str, FileStat, Digest)> =
+            Vec::with_capacity(index.records.len() + learned.len());
+        for number in 0..index.records.len() {
+            if let Some(path) = keep(number) {
+                let (stat, digest) = index.record(number);
+                entries.push((path, stat, digest));
+            }
         }
         entries.extend(
             learned
@@ -442,24 +494,84 @@ mod tests {
             ("é", stat(3), Digest([3; 32])),
         ];
         let bytes = encode(&entries);
-        let index = Index::parse(&bytes).expect("valid");
-        let got: Vec<(&str, FileStat, Digest)> = index
-            .records
-            .iter()
-            .map(|r| (index.path(r), r.stat, r.digest))
+        let index = Index::parse(bytes.clone()).expect("valid");
+        let got: Vec<(&[u8], FileStat, Digest)> = (0..index.records.len())
+            .map(|n| {
+                let (stat, digest) = index.record(n);
+                (index.path(n), stat, digest)
+            })
             .collect();
-        assert_eq!(got, entries);
+        let want: Vec<(&[u8], FileStat, Digest)> = entries
+            .iter()
+            .map(|(path, stat, digest)| (path.as_bytes(), *stat, *digest))
+            .collect();
+        assert_eq!(got, want);
         // Every truncation and every flipped byte is refused.
         for len in 0..bytes.len() {
-            assert!(Index::parse(&bytes[..len]).is_none(), "truncated to {len}");
+            assert!(
+                Index::parse(bytes[..len].to_vec()).is_none(),
+                "truncated to {len}"
+            );
         }
         for at in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[at] ^= 0x40;
-            assert!(Index::parse(&bad).is_none(), "byte {at} flipped");
+            assert!(Index::parse(bad).is_none(), "byte {at} flipped");
         }
-        // Unsorted entries with a valid checksum are refused too.
+        // Duplicated or unsorted entries with a valid checksum are refused too.
+        assert!(Index::parse(encode(&[entries[0], entries[0]])).is_none());
         let unsorted = encode(&[entries[1], entries[0]]);
-        assert!(Index::parse(&unsorted).is_none());
+        assert!(Index::parse(unsorted).is_none());
+    }
+
+    /// Looking a directory's children up with one cursor finds exactly the records a plain
+    /// search finds, whatever sorts between them (`a.b` before `a/…` before `a0`).
+    #[test]
+    fn cursor_lookups_find_every_child() {
+        let mut paths = [
+            "a", "a.b", "a.b/x", "a/b", "a/b/c", "a/b.c", "a/b0", "a/c", "a0", "a0/a", "b", "b/a",
+        ];
+        paths.sort();
+        let entries: Vec<(&str, FileStat, Digest)> = paths
+            .iter()
+            .enumerate()
+            .map(|(n, path)| (*path, stat(n as u64), Digest([n as u8; 32])))
+            .collect();
+        let reader = CacheReader {
+            name: String::new(),
+            index: Index::parse(encode(&entries)).expect("valid"),
+            cutoff: (0, 0),
+        };
+        let dirs = [".", "a", "a.b", "a/b", "a0", "b", "missing", "a/b/c"];
+        for dir in dirs {
+            let mut children: Vec<&str> = paths
+                .iter()
+                .copied()
+                .filter(|p| match dir {
+                    "." => !p.contains('/'),
+                    _ => p
+                        .strip_prefix(dir)
+                        .and_then(|rest| rest.strip_prefix('/'))
+                        .is_some_and(|name| !name.contains('/')),
+                })
+                .collect();
+            // Names that are not there, looked up in between.
+            let absent = format!("{}/zz", dir.trim_start_matches('.'));
+            children.push(absent.trim_start_matches('/'));
+            children.sort();
+            let mut cursor = reader.cursor(dir);
+            for child in children {
+                let number = paths.iter().position(|p| *p == child);
+                let found = reader.lookup(&mut cursor, child, &stat(number.unwrap_or(99) as u64));
+                assert_eq!(found.map(|(n, _)| n), number, "{child} in {dir}");
+                if let Some(n) = number {
+                    // A changed stat is not a hit.
+                    let mut cursor = reader.cursor(dir);
+                    assert!(reader
+                        .lookup(&mut cursor, child, &stat(n as u64 + 1))
+                        .is_none());
+                }
+            }
+        }
     }
 }

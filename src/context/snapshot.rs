@@ -108,9 +108,17 @@ impl ContextSnapshot {
         }
         let reader = cache.reader(&root)?;
         let listings = walk_parallel(&root, ignore, &reader);
+        let count = listings
+            .iter()
+            .flatten()
+            .map(|l| l.items.len())
+            .sum::<usize>()
+            + 1;
+        let mut entries = Vec::with_capacity(count);
+        entries.push(entry_from(".".to_string(), EntryKind::Dir, &metadata));
         let mut walked = Walked {
             listings,
-            entries: vec![entry_from(".".to_string(), EntryKind::Dir, &metadata)],
+            entries,
             pending_parents: Vec::new(),
             to_hash: Vec::new(),
             hit: Vec::new(),
@@ -352,8 +360,8 @@ struct DirJob {
 enum FileState {
     /// Its digest came from cache record number `.0` (already in the entry).
     Hit(usize),
-    /// It must be hashed.
-    Miss(PathBuf, FileStat),
+    /// It must be hashed (on disk at `.0`).
+    Miss(Box<(PathBuf, FileStat)>),
 }
 
 /// One child of a listed directory, in name order.
@@ -414,6 +422,7 @@ fn list_dir_into(
         .map_err(io_error(dir))?;
     names.sort_by(|a, b| a.0.cmp(&b.0));
     items.reserve(names.len());
+    let mut cursor = reader.cursor(rel);
     for (name, dir_entry) in names {
         let disk_path = || dir.join(&name);
         let name = name
@@ -476,12 +485,12 @@ fn list_dir_into(
         }
         let state = if let EntryKind::File { digest } = &mut entry.kind {
             let stat = FileStat::of(&metadata);
-            Some(match reader.lookup(&entry.path, &stat) {
+            Some(match reader.lookup(&mut cursor, &entry.path, &stat) {
                 Some((record, cached)) => {
                     *digest = cached;
                     FileState::Hit(record)
                 }
-                None => FileState::Miss(disk_path(), stat),
+                None => FileState::Miss(Box::new((disk_path(), stat))),
             })
         } else {
             None
@@ -624,11 +633,14 @@ impl Walked {
                             }
                             self.hit[record] = true;
                         }
-                        Some(FileState::Miss(path, stat)) => self.to_hash.push(HashJob {
-                            index: self.entries.len() - 1,
-                            path,
-                            stat,
-                        }),
+                        Some(FileState::Miss(miss)) => {
+                            let (path, stat) = *miss;
+                            self.to_hash.push(HashJob {
+                                index: self.entries.len() - 1,
+                                path,
+                                stat,
+                            });
+                        }
                         None => {}
                     }
                 }

@@ -226,3 +226,79 @@ pub(crate) fn load_all_in(
     }
     Ok((recs, out_tags))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put_tag(store: &Store, name: &str, id: &str) {
+        store
+            .with_db(|db| {
+                let tx = db.begin_write().map_err(db_err)?;
+                tx.open_table(TAGS)
+                    .map_err(db_err)?
+                    .insert(name, id)
+                    .map_err(db_err)?;
+                tx.commit().map_err(db_err)
+            })
+            .unwrap();
+    }
+
+    fn get_tag(store: &Store, name: &str) -> Option<String> {
+        store
+            .read_db(|tx| {
+                let tags = tx.open_table(TAGS).map_err(db_err)?;
+                Ok(tags
+                    .get(name)
+                    .map_err(db_err)?
+                    .map(|v| v.value().to_string()))
+            })
+            .unwrap()
+    }
+
+    /// A read leaves the database file exactly as it was (no header or allocator writes).
+    #[test]
+    fn reads_do_not_change_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        put_tag(&store, "a", "1");
+        let path = dir.path().join("meta.redb");
+        let before = fs::read(&path).unwrap();
+        for _ in 0..3 {
+            assert_eq!(get_tag(&store, "a").as_deref(), Some("1"));
+        }
+        assert!(fs::read(&path).unwrap() == before, "the file changed");
+        put_tag(&store, "b", "2");
+        assert_eq!(get_tag(&store, "b").as_deref(), Some("2"));
+    }
+
+    /// A file left by a process that died with the database open (copied while open) needs
+    /// a repair: reads fall back to a normal open, which repairs it, and see the commits.
+    #[test]
+    fn reads_repair_a_file_left_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        put_tag(&store, "a", "1");
+        let crashed = tempfile::tempdir().unwrap();
+        let copy = Store::open(crashed.path()).unwrap();
+        {
+            let db = redb::Database::create(dir.path().join("meta.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(TAGS).unwrap().insert("b", "2").unwrap();
+            tx.commit().unwrap();
+            // The file as a SIGKILL now would leave it.
+            fs::copy(
+                dir.path().join("meta.redb"),
+                crashed.path().join("meta.redb"),
+            )
+            .unwrap();
+        }
+        assert!(open_read_only(&crashed.path().join("meta.redb")).is_none());
+        assert_eq!(get_tag(&copy, "a").as_deref(), Some("1"));
+        assert_eq!(get_tag(&copy, "b").as_deref(), Some("2"));
+        assert!(
+            open_read_only(&crashed.path().join("meta.redb")).is_some(),
+            "repaired"
+        );
+    }
+}
