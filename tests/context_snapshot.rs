@@ -618,3 +618,45 @@ fn context_errors_say_their_cause_once() {
     assert_eq!(chain.matches("No such file").count(), 1, "{chain}");
     assert!(chain.starts_with(missing.to_str().unwrap()), "{chain}");
 }
+
+/// The walk lists directories on several threads, yet its entries and its first error are
+/// those of a walk in path order, every time.
+#[test]
+fn parallel_walk_is_deterministic() {
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fixture::new();
+    let ctx = fx.ctx();
+    let mut expected = vec![".".to_string()];
+    for d in 0..30 {
+        expected.push(format!("d{d:02}"));
+        expected.push(format!("d{d:02}/s"));
+        for f in 0..5 {
+            write(&ctx, &format!("d{d:02}/s/f{f}"), &format!("{d} {f}"));
+            expected.push(format!("d{d:02}/s/f{f}"));
+        }
+        write(&ctx, &format!("d{d:02}.txt"), "t");
+        expected.push(format!("d{d:02}.txt"));
+    }
+    let mut cache = fx.cache();
+    let first = fx.scan("", &mut cache);
+    assert_eq!(paths(&first), expected);
+    for _ in 0..10 {
+        assert_eq!(fx.scan("", &mut cache), first);
+    }
+    // Bad names in three directories: the first one in path order is the error.
+    for d in [20, 3, 7] {
+        let bad = ctx
+            .join(format!("d{d:02}/s"))
+            .join(std::ffi::OsStr::from_bytes(b"bad\xff"));
+        fs::write(bad, "").unwrap();
+    }
+    for _ in 0..10 {
+        let err = ContextSnapshot::scan(&ctx, &IgnoreMatcher::empty(), &mut cache).unwrap_err();
+        match err {
+            ContextError::NonUtf8Path { path } => {
+                assert_eq!(path.parent().unwrap(), ctx.join("d03/s"), "{path:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -522,7 +522,8 @@ impl Builder<'_> {
         let (ignore, _) =
             IgnoreMatcher::load(&self.options.context, self.dockerfile_path.as_deref())?;
         // One index file per context root; concurrent builds need no lock (see MetadataCache).
-        let mut cache = MetadataCache::open(&self.engine.store.root().join("context-cache"))?;
+        let dir = self.engine.store.root().join(crate::store::CONTEXT_CACHE);
+        let mut cache = MetadataCache::open(&dir)?;
         let snap = Arc::new(ContextSnapshot::scan(
             &self.options.context,
             &ignore,

@@ -427,19 +427,18 @@ impl MetadataCache {
         if !dropped && learned.is_empty() {
             return Ok(());
         }
-        let mut entries: Vec<(&str, FileStat, Digest)> =
-            Vec::with_capacity(index.records.len() + learned.len());
+        // What was learned first: of two records of one path, the first is kept.
+        let mut entries: Vec<(&str, FileStat, Digest)> = learned
+            .iter()
+            .map(|file| (file.path.as_str(), file.stat, file.digest))
+            .collect();
+        entries.reserve(index.records.len());
         for number in 0..index.records.len() {
             if let Some(path) = keep(number) {
                 let (stat, digest) = index.record(number);
                 entries.push((path, stat, digest));
             }
         }
-        entries.extend(
-            learned
-                .iter()
-                .map(|file| (file.path.as_str(), file.stat, file.digest)),
-        );
         entries.sort_by(|a, b| a.0.cmp(b.0));
         entries.dedup_by(|later, earlier| later.0 == earlier.0);
         let bytes = encode(&entries);
@@ -460,6 +459,8 @@ fn write_replace(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), ContextErro
         let path = path.to_path_buf();
         move |source| ContextError::Io { path, source }
     };
+    // The directory may have been removed (`builder prune --all`) since the cache was opened.
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
         .tempfile_in(dir)

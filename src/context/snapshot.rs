@@ -89,7 +89,8 @@ const MAX_SYMLINK_HOPS: usize = 40;
 impl ContextSnapshot {
     /// Walks the context at `root`, leaving out what `ignore` excludes, and digests every regular
     /// file (through `cache`, so unchanged files are not read again). Symlinks are recorded as
-    /// symlinks and never followed.
+    /// symlinks and never followed. Directories are listed on several threads; the entries
+    /// and the first error are those of a walk in path order.
     pub fn scan(
         root: &Path,
         ignore: &IgnoreMatcher,
@@ -500,6 +501,9 @@ fn list_dir_into(
     Ok(())
 }
 
+/// The most threads listing directories (statx calls scale to a few cores).
+const WALK_THREADS: usize = 8;
+
 /// The walk's shared work list.
 struct WorkQueue {
     /// Directories to list, with their job numbers.
@@ -547,10 +551,15 @@ fn walk_parallel(
         );
         first
     };
-    let threads = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1)
-        .min(children.len());
+    // Threads are only worth starting when there are subdirectories (each may have more).
+    let threads = if children.is_empty() {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+            .min(WALK_THREADS)
+    };
     add(&mut lock(), children);
     let work = || loop {
         let (number, job) = {

@@ -146,11 +146,15 @@ impl Store {
         Ok(out)
     }
 
-    /// `builder prune`: drops the build cache records (with `all`, every one; otherwise those
-    /// whose layer no image uses), then collects what nothing references any more (see
-    /// [`Store::collect_garbage`], [`GC_GRACE`]). Returns the records dropped and the bytes
-    /// of blobs freed.
+    /// `builder prune`: drops the build cache records (with `all`, every one, and the context
+    /// digest cache; otherwise those whose layer no image uses), then collects what nothing
+    /// references any more (see [`Store::collect_garbage`], [`GC_GRACE`]). Returns the
+    /// records dropped and the bytes of blobs freed.
     pub fn prune_build_cache(&self, all: bool) -> Result<(usize, u64), StoreError> {
+        if all {
+            // A build scanning meanwhile only hashes everything again.
+            let _ = std::fs::remove_dir_all(self.root.join(super::CONTEXT_CACHE));
+        }
         let dropped = self.with_db(|db| {
             let (images, _) = load_all(db)?;
             let used: HashSet<&Digest> = images

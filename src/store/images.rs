@@ -9,7 +9,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::db::{db_err, load_all, load_all_in, IMAGES, SNAPSHOTS, TAGS};
-use super::{io_err, ImageId, Store, StoreError};
+use super::{io_err, ImageId, Store, StoreError, CONTEXT_CACHE};
 use crate::image::digest::{chain_ids, Digest};
 use crate::image::layer::LayerInfo;
 use crate::image::oci::{self, Descriptor, ImageConfig, Manifest};
@@ -461,6 +461,18 @@ impl Store {
                 if !live_chains.contains(&name) && old(&e.path()) {
                     let _ = fs::remove_dir_all(e.path());
                     dropped.push(name);
+                }
+            }
+            // The context digest cache of earlier versions (one redb file and its lock), and
+            // temp files a crash left among the context indexes.
+            for legacy in ["context-cache.redb", "context-cache.lock"] {
+                let _ = fs::remove_file(self.root.join(legacy));
+            }
+            if let Ok(dir) = fs::read_dir(self.root.join(CONTEXT_CACHE)) {
+                for e in dir.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(".tmp-") && old(&e.path()) {
+                        let _ = fs::remove_file(e.path());
+                    }
                 }
             }
             let tmp = self.root.join("tmp");

@@ -7,6 +7,7 @@
 //! <root>/meta.redb                tags, image records, snapshot records (the source of truth)
 //! <root>/lock                     flock held around every database transaction
 //! <root>/snapshots/<chain hex>/   one unpacked layer per chain ID, overlayfs-lowerdir ready
+//! <root>/context-cache/<hex>      build context digest index, one per context directory
 //! <root>/tmp/                     temp files, renamed into place once complete
 //! ```
 //!
@@ -64,6 +65,10 @@ use crate::image::reference::ReferenceError;
 pub use cache::{BuildView, CacheRecord};
 pub use containers::{ContainerRecord, ContainerStatus};
 pub use images::{ImageRecord, ImageSummary, RemoveEvent, GC_GRACE};
+
+/// The directory under the store root that holds the build context digest cache (see
+/// `crate::context::MetadataCache`): `builder prune --all` empties it.
+pub const CONTEXT_CACHE: &str = "context-cache";
 
 /// An image ID: the digest of its config blob (as docker and podman define it).
 pub type ImageId = Digest;
