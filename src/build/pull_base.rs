@@ -6,9 +6,9 @@ use crate::registry::{self, PullOptions};
 use crate::store::{BuildView, ImageRecord, Store, StoreError};
 
 /// Resolves `name` in `view` (the store as the build started) if given, else in the store;
-/// when it is absent (or `always_pull`, as `build --pull`) and `name` is an image reference, pulls it
-/// (host platform, registry rules of [`crate::registry`]) and resolves the pulled image. An
-/// image ID is never pulled.
+/// when it is absent (or `always_pull`, as `build --pull`) and `name` is an image reference,
+/// pulls it (host platform, registry rules of [`crate::registry`]) and resolves the pulled
+/// image. An image ID is never pulled.
 pub(crate) fn resolve_or_pull(
     store: &Store,
     view: Option<&BuildView>,

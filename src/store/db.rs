@@ -54,7 +54,8 @@ impl Store {
     }
 
     /// Runs `f` on one read transaction of the database, holding the store's lock: no commit,
-    /// no `index.json` rewrite. Before the database exists, `f` sees it freshly created.
+    /// no `index.json` rewrite, and the file is opened without writing to it (see
+    /// [`ReadOnlyFile`]). Before the database exists, `f` sees it freshly created.
     pub(crate) fn read_db<T>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
