@@ -21,5 +21,5 @@ echo "generated in $((($(date +%s%N) - start) / 1000000)) ms ($(du -sh "$work/ct
 # Files changed within the racy window are not remembered by the cache; let them age.
 sleep 2.5
 
-run first "$work/ctx" "$work/cache.redb" "$runs"
-run rescan "$work/ctx" "$work/cache.redb" "$runs"
+run first "$work/ctx" "$work/cache" "$runs"
+run rescan "$work/ctx" "$work/cache" "$runs"

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! context_scan generate <dir> <files>
-//! context_scan first <dir> <cache-file> <runs>    # scans with an empty cache
-//! context_scan rescan <dir> <cache-file> <runs>   # scans with a filled cache
+//! context_scan first <dir> <cache-dir> <runs>    # scans with an empty cache
+//! context_scan rescan <dir> <cache-dir> <runs>   # scans with a filled cache
 //! ```
 //! Prints one line per run (seconds) and the median.
 
@@ -53,7 +53,7 @@ fn time_scans(mode: &str, dir: &Path, cache_path: &Path, runs: usize) {
     let mut times = Vec::new();
     for run in 0..runs {
         if mode == "first" {
-            let _ = std::fs::remove_file(cache_path);
+            let _ = std::fs::remove_dir_all(cache_path);
         }
         let start = Instant::now();
         let mut cache = MetadataCache::open(cache_path).expect("open cache");

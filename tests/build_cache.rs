@@ -242,3 +242,64 @@ fn steps_before_a_failure_are_cached() {
     let p2 = b.build(&["-t", "f:1", c]);
     assert_eq!(ran(&p2), ["second"], "{p2}");
 }
+
+/// A rebuild in which every step is a cache hit writes nothing to the store: the database
+/// file is not even opened for writing (its mtime stays), no blob is written again (no temp
+/// file is made; blobs are only touched), the context cache is not rewritten and no context
+/// file is read.
+#[test]
+fn noop_rebuild_writes_nothing() {
+    use std::os::unix::fs::MetadataExt;
+    let b = BuildEnv::new();
+    let ctx = b.context(
+        "noop",
+        &[
+            ("a.txt", "a\n"),
+            ("b.txt", "b\n"),
+            ("Dockerfile", DOCKERFILE),
+        ],
+    );
+    // Files younger than the context cache's racy window are hashed on every scan.
+    std::thread::sleep(rbuild::context::RACY_WINDOW + std::time::Duration::from_millis(200));
+    let first = b.build_id(&["-t", "noop:1", path_str(&ctx)]);
+    let root = b.env.root();
+    // Path, inode and mtime of what a write would change.
+    let state = || {
+        let mut paths = vec![
+            root.join("meta.redb"),
+            root.join("index.json"),
+            root.join("tmp"),
+            root.join("context-cache"),
+            root.join("blobs/sha256"),
+        ];
+        for dir in ["context-cache", "blobs/sha256"] {
+            paths.extend(
+                std::fs::read_dir(root.join(dir))
+                    .unwrap()
+                    .map(|e| e.unwrap().path()),
+            );
+        }
+        paths.sort();
+        paths
+            .into_iter()
+            .map(|p| {
+                let m = std::fs::metadata(&p).unwrap();
+                // Blobs a build uses are touched (for the garbage collector's grace period).
+                if p.parent() == Some(&root.join("blobs/sha256")) {
+                    return (p, m.ino(), 0, 0);
+                }
+                (p, m.ino(), m.mtime(), m.mtime_nsec())
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = state();
+    let progress = b.build(&["-t", "noop:1", path_str(&ctx)]);
+    assert!(ran(&progress).is_empty(), "{progress}");
+    assert!(progress.contains(" 0 hashed, 3 from cache"), "{progress}");
+    assert_eq!(b.build_id(&["-t", "noop:1", path_str(&ctx)]), first);
+    let after = state();
+    for (was, is) in before.iter().zip(&after) {
+        assert_eq!(was, is, "changed by a no-op rebuild");
+    }
+    assert_eq!(before.len(), after.len());
+}

@@ -97,10 +97,17 @@ fn builder_prune_keeps_records_images_use_unless_all() {
     assert!(out.contains("Deleted build cache records: 0"), "{out}");
     let p = b.build(&["-t", "c:2", path_str(&ctx)]);
     assert!(!ran(&p), "{p}");
+    let context_cache = b.env.root().join("context-cache");
+    assert!(context_cache.is_dir());
     let out = b.env.ok(&["builder", "prune", "-a", "-f"]);
     assert!(out.contains("Deleted build cache records: 2"), "{out}");
+    assert!(
+        !context_cache.exists(),
+        "-a drops the context digest cache too"
+    );
     let p = b.build(&["-t", "c:3", path_str(&ctx)]);
     assert!(ran(&p), "{p}");
+    assert!(context_cache.is_dir());
 }
 
 #[test]

@@ -17,7 +17,7 @@ fn write(root: &Path, rel: &str, content: &str) {
     fs::write(path, content).unwrap();
 }
 
-/// A context dir and a cache file outside it.
+/// A context dir and a cache dir outside it.
 struct Fixture {
     dir: TempDir,
 }
@@ -32,7 +32,7 @@ impl Fixture {
         self.dir.path().join("ctx")
     }
     fn cache(&self) -> MetadataCache {
-        MetadataCache::open(&self.dir.path().join("cache.redb")).unwrap()
+        MetadataCache::open(&self.dir.path().join("cache")).unwrap()
     }
     fn scan(&self, ignore: &str, cache: &mut MetadataCache) -> ContextSnapshot {
         let ignore = IgnoreMatcher::parse(ignore).unwrap();
@@ -400,29 +400,128 @@ fn scan_errors_name_the_path() {
     assert!(matches!(err, ContextError::NotADirectory { .. }), "{err}");
 }
 
+/// Two caches on one directory (as two builds on one store) need no lock: both work, and
+/// the last to write leaves a valid index.
 #[test]
-fn cache_open_waits_for_the_other_holder_and_memory_cache_works() {
+fn caches_share_a_directory_and_memory_cache_works() {
     let fx = Fixture::new();
     write(&fx.ctx(), "f", "x");
-    let first = fx.cache();
-    let holder = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        drop(first);
-    });
-    let started = std::time::Instant::now();
+    write(&fx.ctx(), "g", "y");
+    std::thread::sleep(RACY_WINDOW + Duration::from_millis(200));
+    let mut first = fx.cache();
     let mut second = fx.cache();
-    assert!(
-        started.elapsed() >= Duration::from_millis(250),
-        "open waited for the holder"
-    );
-    holder.join().unwrap();
+    fx.scan("", &mut first);
     fx.scan("", &mut second);
-    assert_eq!(second.stats().misses, 1);
+    assert_eq!(first.stats().misses, 2);
+    assert_eq!(
+        second.stats().hits,
+        2,
+        "the second saw what the first wrote"
+    );
+    let scans: Vec<_> = (0..4)
+        .map(|_| {
+            let ctx = fx.ctx();
+            let dir = fx.dir.path().join("cache");
+            std::thread::spawn(move || {
+                let mut cache = MetadataCache::open(&dir).unwrap();
+                for _ in 0..20 {
+                    ContextSnapshot::scan(&ctx, &IgnoreMatcher::empty(), &mut cache).unwrap();
+                }
+                cache.stats()
+            })
+        })
+        .collect();
+    for scan in scans {
+        assert_eq!(scan.join().unwrap().misses, 0);
+    }
 
-    let mut memory = MetadataCache::in_memory().unwrap();
+    let mut memory = MetadataCache::in_memory();
     let snap = fx.scan("", &mut memory);
-    assert_eq!(memory.stats().misses, 1);
-    assert_eq!(snap.entries().len(), 2);
+    assert_eq!(memory.stats().misses, 2);
+    assert_eq!(snap.entries().len(), 3);
+    fx.scan("", &mut memory);
+    assert_eq!(memory.stats().hits, 2);
+}
+
+/// An index file that is damaged (torn, truncated, garbage) is ignored, never trusted: the
+/// files are hashed again and the index is rewritten.
+#[test]
+fn damaged_index_is_ignored() {
+    let fx = Fixture::new();
+    write(&fx.ctx(), "a/b", "content b");
+    write(&fx.ctx(), "c", "content c");
+    std::thread::sleep(RACY_WINDOW + Duration::from_millis(200));
+    let mut cache = fx.cache();
+    let good = fx.scan("", &mut cache);
+    let dir = fx.dir.path().join("cache");
+    let files: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one index file per context: {files:?}");
+    let index = fs::read(&files[0]).unwrap();
+    let mut flipped = index.clone();
+    let at = index.len() / 2;
+    flipped[at] ^= 1;
+    let damages = [
+        index[..index.len() - 1].to_vec(),
+        index[..index.len() / 2].to_vec(),
+        Vec::new(),
+        flipped,
+        b"garbage".repeat(100),
+    ];
+    for damaged in damages {
+        fs::write(&files[0], &damaged).unwrap();
+        let mut cache = fx.cache();
+        let snap = fx.scan("", &mut cache);
+        assert_eq!(snap, good);
+        assert_eq!(cache.stats().misses, 2);
+        assert_eq!(fs::read(&files[0]).unwrap(), index, "rewritten");
+        let mut cache = fx.cache();
+        fx.scan("", &mut cache);
+        assert_eq!(cache.stats().hits, 2);
+    }
+}
+
+/// A context scanned with other ignore rules keeps the digests of the files this scan does
+/// not see; the digests of deleted files are dropped; an unchanged context writes nothing.
+#[test]
+fn index_keeps_excluded_files_and_drops_deleted_ones() {
+    let fx = Fixture::new();
+    let ctx = fx.ctx();
+    write(&ctx, "keep", "k");
+    write(&ctx, "logs/a.log", "a");
+    write(&ctx, "gone", "g");
+    std::thread::sleep(RACY_WINDOW + Duration::from_millis(200));
+    let mut cache = fx.cache();
+    fx.scan("", &mut cache);
+    assert_eq!(cache.stats().misses, 3);
+    cache.reset_stats();
+    fx.scan("logs\n", &mut cache);
+    assert_eq!((cache.stats().hits, cache.stats().misses), (2, 0));
+    cache.reset_stats();
+    fx.scan("", &mut cache);
+    assert_eq!(
+        (cache.stats().hits, cache.stats().misses),
+        (3, 0),
+        "logs/a.log kept"
+    );
+
+    let dir = fx.dir.path().join("cache");
+    let index_file = fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    let size = fs::metadata(&index_file).unwrap().len();
+    fs::remove_file(ctx.join("gone")).unwrap();
+    fx.scan("", &mut cache);
+    let smaller = fs::metadata(&index_file).unwrap().len();
+    assert!(smaller < size, "the deleted file's record is dropped");
+    let before = fs::metadata(&index_file).unwrap().modified().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    fx.scan("", &mut cache);
+    assert_eq!(
+        fs::metadata(&index_file).unwrap().modified().unwrap(),
+        before,
+        "an unchanged context does not rewrite its index"
+    );
 }
 
 /// The walk (with its pruning of excluded directories) keeps exactly the paths that
@@ -518,4 +617,46 @@ fn context_errors_say_their_cause_once() {
     let chain = format!("{:#}", anyhow::Error::new(err));
     assert_eq!(chain.matches("No such file").count(), 1, "{chain}");
     assert!(chain.starts_with(missing.to_str().unwrap()), "{chain}");
+}
+
+/// The walk lists directories on several threads, yet its entries and its first error are
+/// those of a walk in path order, every time.
+#[test]
+fn parallel_walk_is_deterministic() {
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fixture::new();
+    let ctx = fx.ctx();
+    let mut expected = vec![".".to_string()];
+    for d in 0..30 {
+        expected.push(format!("d{d:02}"));
+        expected.push(format!("d{d:02}/s"));
+        for f in 0..5 {
+            write(&ctx, &format!("d{d:02}/s/f{f}"), &format!("{d} {f}"));
+            expected.push(format!("d{d:02}/s/f{f}"));
+        }
+        write(&ctx, &format!("d{d:02}.txt"), "t");
+        expected.push(format!("d{d:02}.txt"));
+    }
+    let mut cache = fx.cache();
+    let first = fx.scan("", &mut cache);
+    assert_eq!(paths(&first), expected);
+    for _ in 0..10 {
+        assert_eq!(fx.scan("", &mut cache), first);
+    }
+    // Bad names in three directories: the first one in path order is the error.
+    for d in [20, 3, 7] {
+        let bad = ctx
+            .join(format!("d{d:02}/s"))
+            .join(std::ffi::OsStr::from_bytes(b"bad\xff"));
+        fs::write(bad, "").unwrap();
+    }
+    for _ in 0..10 {
+        let err = ContextSnapshot::scan(&ctx, &IgnoreMatcher::empty(), &mut cache).unwrap_err();
+        match err {
+            ContextError::NonUtf8Path { path } => {
+                assert_eq!(path.parent().unwrap(), ctx.join("d03/s"), "{path:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -25,7 +25,7 @@ use crate::dockerfile::{self as df, Heredoc};
 use crate::image::digest::Digest;
 use crate::image::layer::LayerInfo;
 use crate::image::oci::{ContainerConfig, History, ImageConfig, RootFs};
-use crate::store::{ImageId, Store};
+use crate::store::{BuildView, ImageId, Store};
 
 /// Default SHELL.
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
@@ -92,6 +92,9 @@ impl StageState {
 struct Builder<'a> {
     options: &'a BuildOptions,
     engine: Engine<'a>,
+    /// Images and tags as the build started (base images resolve here first); read by
+    /// `run_stages`.
+    view: std::sync::OnceLock<BuildView>,
     file: String,
     lex: ShellLex,
     args: BuildArgs,
@@ -176,6 +179,7 @@ pub fn build(
             cleanups: Mutex::new(Vec::new()),
             ran: Mutex::new(Vec::new()),
         },
+        view: std::sync::OnceLock::new(),
         file,
         lex,
         args,
@@ -240,6 +244,28 @@ impl Builder<'_> {
         let mut first_error = None;
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
+            if self.uses_context() {
+                // Scans the context while the stages start (reading the store, base images,
+                // cached steps); a stage that needs it waits for this scan. An error is
+                // left for the stage to meet (it scans again).
+                scope.spawn(|| {
+                    let _ = self.context();
+                });
+            }
+            // One read of the database for the base images and all cache records.
+            match self.engine.store.build_view() {
+                Ok(mut view) => {
+                    let _ = self
+                        .engine
+                        .records
+                        .set(std::mem::take(&mut view.cache_records));
+                    let _ = self.view.set(view);
+                }
+                Err(e) => {
+                    first_error = Some(e.into());
+                    return;
+                }
+            }
             if self.engine.progress.is_live() {
                 let stop = &stop;
                 scope.spawn(move || {
@@ -294,6 +320,27 @@ impl Builder<'_> {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Whether a planned stage copies from the build context (COPY/ADD without `--from`, a
+    /// RUN bind mount of the context). ONBUILD instructions of base images are not known yet.
+    fn uses_context(&self) -> bool {
+        self.plan.order.iter().any(|planned| {
+            self.stages.stages[planned.index]
+                .instructions
+                .iter()
+                .any(|cmd| match &cmd.instruction {
+                    Instruction::Copy(c) => c.from.is_none(),
+                    Instruction::Add(c) => {
+                        c.from.is_none() && c.sources.iter().any(|s| !s.contains("://"))
+                    }
+                    Instruction::Run(r) => r
+                        .mounts
+                        .iter()
+                        .any(|m| m.kind == instructions::MountType::Bind && m.from.is_none()),
+                    _ => false,
+                })
+        })
     }
 
     fn at(&self, line: usize, original: &str, err: BuildError) -> BuildError {
@@ -457,7 +504,12 @@ impl Builder<'_> {
     }
 
     fn image(&self, name: &str) -> Result<(Vec<LayerInfo>, ImageConfig, ImageId), BuildError> {
-        let rec = super::pull_base::resolve_or_pull(self.engine.store, name, self.engine.pull)?;
+        let rec = super::pull_base::resolve_or_pull(
+            self.engine.store,
+            self.view.get(),
+            name,
+            self.engine.pull,
+        )?;
         let config = self.engine.store.image_config(&rec.id)?;
         Ok((rec.layers, config, rec.id))
     }
@@ -474,18 +526,9 @@ impl Builder<'_> {
         let step = self.engine.progress.start("[internal] load build context");
         let (ignore, _) =
             IgnoreMatcher::load(&self.options.context, self.dockerfile_path.as_deref())?;
-        // The digest cache is one redb file, which one process may open at a time: builds
-        // sharing a store take turns scanning.
-        let lock_path = self.engine.store.root().join("context-cache.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        lock.lock().map_err(io_err(&lock_path))?;
-        let cache_path = self.engine.store.root().join("context-cache.redb");
-        let mut cache = MetadataCache::open(&cache_path)?;
+        // One index file per context root; concurrent builds need no lock (see MetadataCache).
+        let dir = self.engine.store.root().join(crate::store::CONTEXT_CACHE);
+        let mut cache = MetadataCache::open(&dir)?;
         let snap = Arc::new(ContextSnapshot::scan(
             &self.options.context,
             &ignore,
@@ -501,8 +544,6 @@ impl Builder<'_> {
                 stats.hits
             ),
         );
-        drop(cache);
-        drop(lock);
         self.engine.progress.done(&step);
         *slot = Some(snap.clone());
         Ok(snap)

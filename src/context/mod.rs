@@ -4,8 +4,8 @@
 //!   semantics.
 //! - [`ContextSnapshot::scan`] walks a context directory into a sorted list of [`Entry`]s with
 //!   modes, owners and sha256 content digests, never following symlinks.
-//! - [`MetadataCache`] remembers digests by `stat` data in a redb file, so a re-scan of an
-//!   unchanged context reads no file content.
+//! - [`MetadataCache`] remembers digests by `stat` data in one index file per context (like
+//!   git's index), so a re-scan of an unchanged context reads no file content.
 //! - [`ContextSnapshot::resolve_source`] resolves COPY sources (with wildcards) without leaving
 //!   the context, and [`ContextSnapshot::digest_of`] gives the content digest of a selection for
 //!   cache keys.
@@ -20,7 +20,7 @@
 //!
 //! let context = Path::new("./app");
 //! let (ignore, _file) = IgnoreMatcher::load(context, Some(&context.join("Dockerfile")))?;
-//! let mut cache = MetadataCache::open(Path::new("/var/lib/rbuild/context-cache.redb"))?;
+//! let mut cache = MetadataCache::open(Path::new("/var/lib/rbuild/context-cache"))?;
 //! let snapshot = ContextSnapshot::scan(context, &ignore, &mut cache)?;
 //! let sources = snapshot.resolve_source("src/*.rs")?;
 //! let key = snapshot.digest_of(sources.iter().map(|m| m.entry.path.as_str()))?;
@@ -35,7 +35,7 @@ mod snapshot;
 
 use std::path::PathBuf;
 
-pub use cache::{CacheStats, MetadataCache, OPEN_WAIT, RACY_WINDOW};
+pub use cache::{CacheStats, MetadataCache, RACY_WINDOW};
 pub use ignore::IgnoreMatcher;
 pub use snapshot::{ContextSnapshot, Entry, EntryKind, SourceMatch};
 
@@ -103,14 +103,6 @@ pub enum ContextError {
         /// The error in it.
         source: Box<ContextError>,
     },
-    /// The digest cache database failed.
-    #[error("context cache {}: {message}", path.display())]
-    Cache {
-        /// The database file.
-        path: PathBuf,
-        /// What redb said.
-        message: String,
-    },
     /// A source path that leaves the context.
     #[error("{path:?}: path is outside the build context")]
     OutsideContext {
@@ -140,4 +132,7 @@ pub enum ContextError {
     /// A hashing thread panicked.
     #[error("a file hashing thread failed")]
     HashThread,
+    /// A directory walking thread panicked.
+    #[error("a directory walking thread failed")]
+    WalkThread,
 }

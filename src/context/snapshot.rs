@@ -6,10 +6,11 @@ use std::fs::Metadata;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use sha2::{Digest as _, Sha256};
 
-use super::cache::{CacheReader, FileStat, MetadataCache};
+use super::cache::{CacheReader, FileStat, Learned, MetadataCache};
 use super::glob::{clean, has_wildcards, Glob};
 use super::ignore::{IgnoreMatcher, ParentMatches};
 use super::{ContextError, Digest};
@@ -88,7 +89,8 @@ const MAX_SYMLINK_HOPS: usize = 40;
 impl ContextSnapshot {
     /// Walks the context at `root`, leaving out what `ignore` excludes, and digests every regular
     /// file (through `cache`, so unchanged files are not read again). Symlinks are recorded as
-    /// symlinks and never followed.
+    /// symlinks and never followed. Directories are listed on several threads; the entries
+    /// and the first error are those of a walk in path order.
     pub fn scan(
         root: &Path,
         ignore: &IgnoreMatcher,
@@ -105,38 +107,51 @@ impl ContextSnapshot {
         if !metadata.is_dir() {
             return Err(ContextError::NotADirectory { path: root });
         }
-        let mut walker = Walker {
-            ignore,
-            reader: cache.reader()?,
-            entries: vec![entry_from(".".to_string(), EntryKind::Dir, &metadata)],
+        let reader = cache.reader(&root)?;
+        let listings = walk_parallel(&root, ignore, &reader);
+        let count = listings
+            .iter()
+            .flatten()
+            .map(|l| l.items.len())
+            .sum::<usize>()
+            + 1;
+        let mut entries = Vec::with_capacity(count);
+        entries.push(entry_from(".".to_string(), EntryKind::Dir, &metadata));
+        let mut walked = Walked {
+            listings,
+            entries,
             pending_parents: Vec::new(),
             to_hash: Vec::new(),
+            hit: Vec::new(),
             hits: 0,
         };
-        walker.walk(&root, ".", &ignore.root_matches())?;
-        let Walker {
+        walked.assemble(0)?;
+        let Walked {
             mut entries,
-            mut reader,
             to_hash,
+            hit,
             hits,
             ..
-        } = walker;
-        for _ in 0..hits {
-            cache.record_hit();
-        }
+        } = walked;
+        cache.record_hits(hits);
         let hashed = hash_files(&to_hash)?;
+        let mut learned = Vec::new();
         for (job, (digest, bytes)) in to_hash.iter().zip(hashed) {
             cache.record_miss(bytes);
             let entry = &mut entries[job.index];
             entry.kind = EntryKind::File { digest };
-            if bytes == job.stat.size() {
-                reader.remember(&job.path, &job.stat, &digest);
-            } else {
+            if bytes != job.stat.size() {
                 // The file changed while it was read: keep what was read, remember nothing.
                 entry.size = bytes;
+            } else if reader.may_remember(&job.stat) {
+                learned.push(Learned {
+                    path: entry.path.clone(),
+                    stat: job.stat,
+                    digest,
+                });
             }
         }
-        cache.finish(reader)?;
+        cache.finish(reader, &hit, &learned, |path| ignore.is_excluded(path))?;
         Ok(ContextSnapshot { root, entries })
     }
 
@@ -333,101 +348,333 @@ struct HashJob {
     stat: FileStat,
 }
 
-struct Walker<'a> {
-    ignore: &'a IgnoreMatcher,
-    reader: CacheReader,
+/// A directory to list.
+struct DirJob {
+    dir: PathBuf,
+    /// Its path relative to the context root (`.` for the root).
+    rel: String,
+    /// The ignore patterns' results for it.
+    parents: ParentMatches,
+}
+
+/// What the cache said about a regular file.
+enum FileState {
+    /// Its digest came from cache record number `.0` (already in the entry).
+    Hit(usize),
+    /// It must be hashed (on disk at `.0`).
+    Miss(Box<(PathBuf, FileStat)>),
+}
+
+/// One child of a listed directory, in name order.
+enum Item {
+    /// A kept file or symlink (for a file, what the cache said).
+    Entry(Entry, Option<FileState>),
+    /// A subdirectory, listed by job `Listing::first_child + child`. An `excluded` one is
+    /// walked because an exception may include something below it: it is kept only if
+    /// something below it is.
+    Dir {
+        entry: Entry,
+        excluded: bool,
+        child: usize,
+    },
+    /// Listing the directory failed here (nothing after it was looked at).
+    Error(ContextError),
+}
+
+/// A listed directory.
+struct Listing {
+    items: Vec<Item>,
+    /// The job number of its first subdirectory; the others follow in order.
+    first_child: usize,
+}
+
+/// Lists one directory: its children's metadata, ignore results and cache lookups. Returns
+/// the items and the subdirectories to list (in the order of their `Item::Dir::child`).
+fn list_dir(
+    job: &DirJob,
+    ignore: &IgnoreMatcher,
+    reader: &CacheReader,
+) -> (Vec<Item>, Vec<DirJob>) {
+    let mut items = Vec::new();
+    let mut children = Vec::new();
+    if let Err(err) = list_dir_into(job, ignore, reader, &mut items, &mut children) {
+        items.push(Item::Error(err));
+    }
+    (items, children)
+}
+
+fn list_dir_into(
+    job: &DirJob,
+    ignore: &IgnoreMatcher,
+    reader: &CacheReader,
+    items: &mut Vec<Item>,
+    children: &mut Vec<DirJob>,
+) -> Result<(), ContextError> {
+    let DirJob { dir, rel, parents } = job;
+    let io_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ContextError::Io { path, source }
+    };
+    // The entries' metadata comes from `fstatat` on the open directory: no path walk.
+    let mut names: Vec<(OsString, std::fs::DirEntry)> = std::fs::read_dir(dir)
+        .map_err(io_error(dir))?
+        .map(|entry| entry.map(|entry| (entry.file_name(), entry)))
+        .collect::<Result<_, _>>()
+        .map_err(io_error(dir))?;
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    items.reserve(names.len());
+    let mut cursor = reader.cursor(rel);
+    for (name, dir_entry) in names {
+        let disk_path = || dir.join(&name);
+        let name = name
+            .to_str()
+            .ok_or_else(|| ContextError::NonUtf8Path { path: disk_path() })?;
+        let path = if rel == "." {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let metadata = dir_entry.metadata().map_err(|source| ContextError::Io {
+            path: disk_path(),
+            source,
+        })?;
+        let file_type = metadata.file_type();
+        let kind = if file_type.is_dir() {
+            EntryKind::Dir
+        } else if file_type.is_file() {
+            EntryKind::File {
+                digest: Digest([0; 32]),
+            }
+        } else if file_type.is_symlink() {
+            let target = std::fs::read_link(disk_path()).map_err(io_error(&disk_path()))?;
+            let target = target
+                .into_os_string()
+                .into_string()
+                .map_err(|_| ContextError::NonUtf8Path { path: disk_path() })?;
+            EntryKind::Symlink { target }
+        } else {
+            debug_assert!(
+                file_type.is_socket()
+                    || file_type.is_fifo()
+                    || file_type.is_block_device()
+                    || file_type.is_char_device()
+            );
+            continue;
+        };
+        let mut matches = parents.clone();
+        let excluded = !ignore.is_empty() && ignore.match_with_parents(&path, &mut matches);
+        let is_dir = kind == EntryKind::Dir;
+        let mut entry = entry_from(path, kind, &metadata);
+        if is_dir {
+            if excluded && !ignore.may_include_below(&entry.path) {
+                continue;
+            }
+            children.push(DirJob {
+                dir: disk_path(),
+                rel: entry.path.clone(),
+                parents: matches,
+            });
+            items.push(Item::Dir {
+                entry,
+                excluded,
+                child: children.len() - 1,
+            });
+            continue;
+        }
+        if excluded {
+            continue;
+        }
+        let state = if let EntryKind::File { digest } = &mut entry.kind {
+            let stat = FileStat::of(&metadata);
+            Some(match reader.lookup(&mut cursor, &entry.path, &stat) {
+                Some((record, cached)) => {
+                    *digest = cached;
+                    FileState::Hit(record)
+                }
+                None => FileState::Miss(Box::new((disk_path(), stat))),
+            })
+        } else {
+            None
+        };
+        items.push(Item::Entry(entry, state));
+    }
+    Ok(())
+}
+
+/// The most threads listing directories (statx calls scale to a few cores).
+const WALK_THREADS: usize = 8;
+
+/// The walk's shared work list.
+struct WorkQueue {
+    /// Directories to list, with their job numbers.
+    todo: Vec<(usize, DirJob)>,
+    /// Per job number, its listing once done.
+    listings: Vec<Option<Listing>>,
+    /// Jobs being listed right now.
+    active: usize,
+}
+
+/// Lists the context's directories on up to as many threads as there are cores (each thread
+/// takes the next directory to list). Returns the listings by job number; job 0 is the root.
+fn walk_parallel(
+    root: &Path,
+    ignore: &IgnoreMatcher,
+    reader: &CacheReader,
+) -> Vec<Option<Listing>> {
+    let root_job = DirJob {
+        dir: root.to_path_buf(),
+        rel: ".".to_string(),
+        parents: ignore.root_matches(),
+    };
+    // The root is listed first, on this thread: a small context needs no other thread.
+    let (items, children) = list_dir(&root_job, ignore, reader);
+    let queue = Mutex::new(WorkQueue {
+        todo: Vec::new(),
+        listings: vec![Some(Listing {
+            items,
+            first_child: 1,
+        })],
+        active: 0,
+    });
+    let ready = Condvar::new();
+    let lock = || queue.lock().unwrap_or_else(PoisonError::into_inner);
+    let add = |queue: &mut WorkQueue, children: Vec<DirJob>| -> usize {
+        let first = queue.listings.len();
+        queue.listings.extend(children.iter().map(|_| None));
+        // Last pushed is taken first: the first child, then its children (depth first).
+        queue.todo.extend(
+            children
+                .into_iter()
+                .enumerate()
+                .rev()
+                .map(|(k, job)| (first + k, job)),
+        );
+        first
+    };
+    // Threads are only worth starting when there are subdirectories (each may have more).
+    let threads = if children.is_empty() {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(1)
+            .min(WALK_THREADS)
+    };
+    add(&mut lock(), children);
+    let work = || loop {
+        let (number, job) = {
+            let mut queue = lock();
+            loop {
+                if let Some(next) = queue.todo.pop() {
+                    queue.active += 1;
+                    break next;
+                }
+                if queue.active == 0 {
+                    ready.notify_all();
+                    return;
+                }
+                queue = ready.wait(queue).unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        // Counts this job as done even if listing it panics, so other threads do not wait
+        // for it forever; its listing then stays `None`.
+        struct Done<'q>(&'q Mutex<WorkQueue>, &'q Condvar);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+                queue.active -= 1;
+                self.1.notify_all();
+            }
+        }
+        let done = Done(&queue, &ready);
+        let (items, children) = list_dir(&job, ignore, reader);
+        {
+            let mut queue = lock();
+            let first_child = add(&mut queue, children);
+            queue.listings[number] = Some(Listing { items, first_child });
+        }
+        drop(done);
+    };
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        work();
+        for helper in helpers {
+            // A panicked helper leaves its listing `None`, reported when assembling.
+            let _ = helper.join();
+        }
+    });
+    queue
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .listings
+}
+
+/// Puts the listings together in walk order, as a walk on one thread would have.
+struct Walked {
+    listings: Vec<Option<Listing>>,
     entries: Vec<Entry>,
-    /// Excluded directories being walked because an exception may include something below;
-    /// they are added only when something below them is.
+    /// Excluded directories walked because an exception may include something below; they
+    /// are added only when something below them is.
     pending_parents: Vec<Entry>,
     to_hash: Vec<HashJob>,
+    /// Per cache record number, whether it was a hit.
+    hit: Vec<bool>,
     hits: u64,
 }
 
-impl Walker<'_> {
-    fn walk(&mut self, dir: &Path, rel: &str, parents: &ParentMatches) -> Result<(), ContextError> {
-        let io_error = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| ContextError::Io { path, source }
-        };
-        // The entries' metadata comes from `fstatat` on the open directory: no path walk.
-        let mut names: Vec<(OsString, std::fs::DirEntry)> = std::fs::read_dir(dir)
-            .map_err(io_error(dir))?
-            .map(|entry| entry.map(|entry| (entry.file_name(), entry)))
-            .collect::<Result<_, _>>()
-            .map_err(io_error(dir))?;
-        names.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, dir_entry) in names {
-            let disk_path = dir.join(&name);
-            let name = name.to_str().ok_or_else(|| ContextError::NonUtf8Path {
-                path: disk_path.clone(),
-            })?;
-            let path = if rel == "." {
-                name.to_string()
-            } else {
-                format!("{rel}/{name}")
-            };
-            let metadata = dir_entry.metadata().map_err(io_error(&disk_path))?;
-            let file_type = metadata.file_type();
-            let kind = if file_type.is_dir() {
-                EntryKind::Dir
-            } else if file_type.is_file() {
-                EntryKind::File {
-                    digest: Digest([0; 32]),
-                }
-            } else if file_type.is_symlink() {
-                let target = std::fs::read_link(&disk_path).map_err(io_error(&disk_path))?;
-                let target = target.into_os_string().into_string().map_err(|_| {
-                    ContextError::NonUtf8Path {
-                        path: disk_path.clone(),
+impl Walked {
+    fn assemble(&mut self, number: usize) -> Result<(), ContextError> {
+        let Listing { items, first_child } = self
+            .listings
+            .get_mut(number)
+            .and_then(Option::take)
+            .ok_or(ContextError::WalkThread)?;
+        for item in items {
+            match item {
+                Item::Entry(entry, state) => {
+                    self.entries.append(&mut self.pending_parents);
+                    self.entries.push(entry);
+                    match state {
+                        Some(FileState::Hit(record)) => {
+                            self.hits += 1;
+                            if self.hit.len() <= record {
+                                self.hit.resize(record + 1, false);
+                            }
+                            self.hit[record] = true;
+                        }
+                        Some(FileState::Miss(miss)) => {
+                            let (path, stat) = *miss;
+                            self.to_hash.push(HashJob {
+                                index: self.entries.len() - 1,
+                                path,
+                                stat,
+                            });
+                        }
+                        None => {}
                     }
-                })?;
-                EntryKind::Symlink { target }
-            } else {
-                debug_assert!(
-                    file_type.is_socket()
-                        || file_type.is_fifo()
-                        || file_type.is_block_device()
-                        || file_type.is_char_device()
-                );
-                continue;
-            };
-            let mut matches = parents.clone();
-            let excluded =
-                !self.ignore.is_empty() && self.ignore.match_with_parents(&path, &mut matches);
-            let is_dir = kind == EntryKind::Dir;
-            let entry = entry_from(path, kind, &metadata);
-            if excluded {
-                if is_dir && self.ignore.may_include_below(&entry.path) {
+                }
+                Item::Dir {
+                    entry,
+                    excluded: false,
+                    child,
+                } => {
+                    self.entries.append(&mut self.pending_parents);
+                    self.entries.push(entry);
+                    self.assemble(first_child + child)?;
+                }
+                Item::Dir {
+                    entry,
+                    excluded: true,
+                    child,
+                } => {
                     let path = entry.path.clone();
                     self.pending_parents.push(entry);
-                    self.walk(&disk_path, &path, &matches)?;
+                    self.assemble(first_child + child)?;
                     if self.pending_parents.last().is_some_and(|p| p.path == path) {
                         self.pending_parents.pop();
                     }
                 }
-                continue;
-            }
-            self.entries.append(&mut self.pending_parents);
-            let path = entry.path.clone();
-            let is_file = matches!(entry.kind, EntryKind::File { .. });
-            self.entries.push(entry);
-            if is_file {
-                let stat = FileStat::of(&metadata);
-                match self.reader.lookup(&disk_path, &stat)? {
-                    Some(digest) => {
-                        self.hits += 1;
-                        let last = self.entries.len() - 1;
-                        self.entries[last].kind = EntryKind::File { digest };
-                    }
-                    None => self.to_hash.push(HashJob {
-                        index: self.entries.len() - 1,
-                        path: disk_path,
-                        stat,
-                    }),
-                }
-            } else if is_dir {
-                self.walk(&disk_path, &path, &matches)?;
+                Item::Error(err) => return Err(err),
             }
         }
         Ok(())

@@ -9,14 +9,30 @@ use std::collections::{HashMap, HashSet};
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::db::{db_err, load_all, SNAPSHOTS};
-use super::images::GC_GRACE;
+use super::db::{db_err, load_all, load_all_in, TagList, SNAPSHOTS};
+use super::images::{resolve_in, ImageRecord, GC_GRACE};
 use super::{Store, StoreError};
 use crate::image::digest::Digest;
 use crate::image::layer::LayerInfo;
 
 /// Cache key hex → JSON [`CacheRecord`].
 pub(crate) const CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("build_cache");
+
+/// The store as a build saw it when it started: see [`Store::build_view`].
+#[derive(Debug, Clone, Default)]
+pub struct BuildView {
+    images: Vec<ImageRecord>,
+    tags: TagList,
+    /// Cache key hex → record JSON.
+    pub cache_records: HashMap<String, Vec<u8>>,
+}
+
+impl BuildView {
+    /// Finds an image as [`Store::resolve_image`] would have when the view was read.
+    pub fn resolve_image(&self, name: &str) -> Result<ImageRecord, StoreError> {
+        resolve_in(&self.images, &self.tags, name).map(|(record, _)| record)
+    }
+}
 
 /// What a cached build step produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +73,21 @@ impl Store {
     /// to look its keys up without opening the database per step.
     pub fn cache_records(&self) -> Result<HashMap<String, Vec<u8>>, StoreError> {
         self.read_db(|tx| Ok(cache_rows(tx)?.into_iter().collect()))
+    }
+
+    /// What a build reads before it starts, in one read transaction (each opening of the
+    /// database costs fsyncs): the images and tags, to resolve base images, and every build
+    /// cache record (as [`Store::cache_records`]).
+    pub fn build_view(&self) -> Result<BuildView, StoreError> {
+        self.read_db(|tx| {
+            let (images, tags) = load_all_in(tx)?;
+            let cache_records = cache_rows(tx)?.into_iter().collect();
+            Ok(BuildView {
+                images,
+                tags,
+                cache_records,
+            })
+        })
     }
 
     /// Records finished build steps in one transaction: each one's cache record and, when it
@@ -130,11 +161,15 @@ impl Store {
         Ok(out)
     }
 
-    /// `builder prune`: drops the build cache records (with `all`, every one; otherwise those
-    /// whose layer no image uses), then collects what nothing references any more (see
-    /// [`Store::collect_garbage`], [`GC_GRACE`]). Returns the records dropped and the bytes
-    /// of blobs freed.
+    /// `builder prune`: drops the build cache records (with `all`, every one, and the context
+    /// digest cache; otherwise those whose layer no image uses), then collects what nothing
+    /// references any more (see [`Store::collect_garbage`], [`GC_GRACE`]). Returns the
+    /// records dropped and the bytes of blobs freed.
     pub fn prune_build_cache(&self, all: bool) -> Result<(usize, u64), StoreError> {
+        if all {
+            // A build scanning meanwhile only hashes everything again.
+            let _ = std::fs::remove_dir_all(self.root.join(super::CONTEXT_CACHE));
+        }
         let dropped = self.with_db(|db| {
             let (images, _) = load_all(db)?;
             let used: HashSet<&Digest> = images

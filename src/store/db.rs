@@ -54,7 +54,8 @@ impl Store {
     }
 
     /// Runs `f` on one read transaction of the database, holding the store's lock: no commit,
-    /// no `index.json` rewrite. Before the database exists, `f` sees it freshly created.
+    /// no `index.json` rewrite, and the file is opened without writing to it (see
+    /// [`ReadOnlyFile`]). Before the database exists, `f` sees it freshly created.
     pub(crate) fn read_db<T>(
         &self,
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
@@ -71,7 +72,10 @@ impl Store {
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
         lock.lock().map_err(io_err(&lock_path))?;
-        let db = redb::Database::open(&db_path).map_err(db_err)?;
+        let db = match open_read_only(&db_path) {
+            Some(db) => db,
+            None => redb::Database::open(&db_path).map_err(db_err)?,
+        };
         if !has_tables(&db)? {
             drop(db);
             drop(lock);
@@ -87,7 +91,12 @@ impl Store {
 
     /// Rebuilds `index.json` from the database.
     fn write_index(&self, db: &redb::Database) -> Result<(), StoreError> {
-        let tx = db.begin_read().map_err(db_err)?;
+        self.write_index_in(&db.begin_read().map_err(db_err)?)
+    }
+
+    /// Rebuilds `index.json` from the database as read by `tx` (with the lock held), when it
+    /// differs.
+    pub(crate) fn write_index_in(&self, tx: &redb::ReadTransaction) -> Result<(), StoreError> {
         let images = tx.open_table(IMAGES).map_err(db_err)?;
         let tags = tx.open_table(TAGS).map_err(db_err)?;
         let mut by_id: BTreeMap<String, Vec<Reference>> = BTreeMap::new();
@@ -119,6 +128,53 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The database file for reading only: reads go to the file; writes, resizes and syncs are
+/// dropped, so the file is never changed.
+///
+/// redb writes even in a session that only reads: it marks the file as open (for crash
+/// recovery) when it opens it and saves its allocator state when it closes it, with three
+/// fdatasyncs in all, a few milliseconds that every build paid several times. Under the
+/// store lock no other session changes the file meanwhile, so dropping those writes leaves
+/// the file exactly as the last session closed it.
+#[derive(Debug)]
+struct ReadOnlyFile(fs::File);
+
+impl redb::StorageBackend for ReadOnlyFile {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, std::io::Error> {
+        use std::os::unix::fs::FileExt;
+        let mut buffer = vec![0; len];
+        self.0.read_exact_at(&mut buffer, offset)?;
+        Ok(buffer)
+    }
+
+    fn set_len(&self, _len: u64) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+
+    fn sync_data(&self, _eventual: bool) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+
+    fn write(&self, _offset: u64, _data: &[u8]) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+}
+
+/// Opens the database at `path` for reading only (see [`ReadOnlyFile`]); call with the store
+/// lock held. `None` when that is not possible, e.g. the file needs a repair (a process
+/// died with it open), which only a normal open does (and writes).
+fn open_read_only(path: &std::path::Path) -> Option<redb::Database> {
+    let file = fs::File::open(path).ok()?;
+    redb::Database::builder()
+        .set_repair_callback(|session| session.abort())
+        .create_with_backend(ReadOnlyFile(file))
+        .ok()
 }
 
 /// Whether the store's own tables exist (a read, no commit).
@@ -170,4 +226,80 @@ pub(crate) fn load_all_in(
         }
     }
     Ok((recs, out_tags))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put_tag(store: &Store, name: &str, id: &str) {
+        store
+            .with_db(|db| {
+                let tx = db.begin_write().map_err(db_err)?;
+                tx.open_table(TAGS)
+                    .map_err(db_err)?
+                    .insert(name, id)
+                    .map_err(db_err)?;
+                tx.commit().map_err(db_err)
+            })
+            .unwrap();
+    }
+
+    fn get_tag(store: &Store, name: &str) -> Option<String> {
+        store
+            .read_db(|tx| {
+                let tags = tx.open_table(TAGS).map_err(db_err)?;
+                Ok(tags
+                    .get(name)
+                    .map_err(db_err)?
+                    .map(|v| v.value().to_string()))
+            })
+            .unwrap()
+    }
+
+    /// A read leaves the database file exactly as it was (no header or allocator writes).
+    #[test]
+    fn reads_do_not_change_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        put_tag(&store, "a", "1");
+        let path = dir.path().join("meta.redb");
+        let before = fs::read(&path).unwrap();
+        for _ in 0..3 {
+            assert_eq!(get_tag(&store, "a").as_deref(), Some("1"));
+        }
+        assert!(fs::read(&path).unwrap() == before, "the file changed");
+        put_tag(&store, "b", "2");
+        assert_eq!(get_tag(&store, "b").as_deref(), Some("2"));
+    }
+
+    /// A file left by a process that died with the database open (copied while open) needs
+    /// a repair: reads fall back to a normal open, which repairs it, and see the commits.
+    #[test]
+    fn reads_repair_a_file_left_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        put_tag(&store, "a", "1");
+        let crashed = tempfile::tempdir().unwrap();
+        let copy = Store::open(crashed.path()).unwrap();
+        {
+            let db = redb::Database::create(dir.path().join("meta.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(TAGS).unwrap().insert("b", "2").unwrap();
+            tx.commit().unwrap();
+            // The file as a SIGKILL now would leave it.
+            fs::copy(
+                dir.path().join("meta.redb"),
+                crashed.path().join("meta.redb"),
+            )
+            .unwrap();
+        }
+        assert!(open_read_only(&crashed.path().join("meta.redb")).is_none());
+        assert_eq!(get_tag(&copy, "a").as_deref(), Some("1"));
+        assert_eq!(get_tag(&copy, "b").as_deref(), Some("2"));
+        assert!(
+            open_read_only(&crashed.path().join("meta.redb")).is_some(),
+            "repaired"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::db::{db_err, load_all, load_all_in, IMAGES, SNAPSHOTS, TAGS};
-use super::{io_err, ImageId, Store, StoreError};
+use super::{io_err, ImageId, Store, StoreError, CONTEXT_CACHE};
 use crate::image::digest::{chain_ids, Digest};
 use crate::image::layer::LayerInfo;
 use crate::image::oci::{self, Descriptor, ImageConfig, Manifest};
@@ -177,8 +177,8 @@ impl Store {
             what: "image record".into(),
             error: e,
         })?;
-        self.with_db(|db| {
-            // Under the lock: make sure nothing this image needs was collected meanwhile.
+        // Under the lock: make sure nothing this image needs was collected meanwhile.
+        let check_blobs = || {
             for d in std::iter::once(&record.manifest.digest)
                 .chain(std::iter::once(&record.id))
                 .chain(layers.iter().map(|l| &l.digest))
@@ -187,8 +187,25 @@ impl Store {
                     return Err(StoreError::MissingBlob(d.clone()));
                 }
             }
-            if unchanged(db, &record, tags)? {
-                return Ok(()); // a rebuild that changed nothing: no commit
+            Ok(())
+        };
+        // A rebuild that changed nothing needs no commit: a read (which opens the database
+        // without writing to it) tells.
+        let same = self.read_db(|tx| {
+            check_blobs()?;
+            let same = unchanged(tx, &record, tags)?;
+            if same {
+                self.write_index_in(tx)?; // as every commit does, should it be stale
+            }
+            Ok(same)
+        })?;
+        if same {
+            return Ok(id);
+        }
+        self.with_db(|db| {
+            check_blobs()?;
+            if unchanged(&db.begin_read().map_err(db_err)?, &record, tags)? {
+                return Ok(()); // made so by another process meanwhile
             }
             let tx = db.begin_write().map_err(db_err)?;
             {
@@ -446,6 +463,18 @@ impl Store {
                     dropped.push(name);
                 }
             }
+            // The context digest cache of earlier versions (one redb file and its lock), and
+            // temp files a crash left among the context indexes.
+            for legacy in ["context-cache.redb", "context-cache.lock"] {
+                let _ = fs::remove_file(self.root.join(legacy));
+            }
+            if let Ok(dir) = fs::read_dir(self.root.join(CONTEXT_CACHE)) {
+                for e in dir.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(".tmp-") && old(&e.path()) {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
+            }
             let tmp = self.root.join("tmp");
             for e in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
                 if old(&e.path()) {
@@ -482,11 +511,10 @@ impl Store {
 
 /// Whether `record` is stored already (but for when it arrived) with every one of `tags`.
 fn unchanged(
-    db: &redb::Database,
+    tx: &redb::ReadTransaction,
     record: &ImageRecord,
     tags: &[Reference],
 ) -> Result<bool, StoreError> {
-    let tx = db.begin_read().map_err(db_err)?;
     let images = tx.open_table(IMAGES).map_err(db_err)?;
     let Some(old) = images.get(record.id.hex()).map_err(db_err)? else {
         return Ok(false);

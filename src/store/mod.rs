@@ -8,6 +8,7 @@
 //! <root>/lock                     flock held around every database transaction
 //! <root>/snapshots/<chain hex>/   one unpacked layer per chain ID, overlayfs-lowerdir ready
 //! <root>/pool/<key>               files of COPY snapshots, hard-linked into them (see `pool`)
+//! <root>/context-cache/<hex>      build context digest index, one per context directory
 //! <root>/tmp/                     temp files, renamed into place once complete
 //! ```
 //!
@@ -63,10 +64,14 @@ use crate::image::digest::{Digest, HashWriter};
 use crate::image::layer::{self, LayerError, LayerInfo, LayerOptions, LayerSource};
 use crate::image::reference::ReferenceError;
 
-pub use cache::{CacheRecord, StepRecord};
+pub use cache::{BuildView, CacheRecord, StepRecord};
 pub use containers::{ContainerRecord, ContainerStatus};
 pub use images::{ImageRecord, ImageSummary, RemoveEvent, GC_GRACE};
 pub(crate) use pool::{Pool, PoolFile};
+
+/// The directory under the store root that holds the build context digest cache (see
+/// `crate::context::MetadataCache`): `builder prune --all` empties it.
+pub const CONTEXT_CACHE: &str = "context-cache";
 
 /// An image ID: the digest of its config blob (as docker and podman define it).
 pub type ImageId = Digest;
@@ -256,9 +261,16 @@ impl Store {
         Ok((digest, size))
     }
 
-    /// Stores `bytes` as a blob and returns its digest.
+    /// Stores `bytes` as a blob and returns its digest. A blob that is there already is only
+    /// touched (marked as recently used), not written again.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
-        Ok(self.put_blob_from_reader(bytes, None)?.0)
+        let digest = Digest::of(bytes);
+        let dest = self.blob_path(&digest);
+        if dest.is_file() {
+            touch(&dest);
+            return Ok(digest);
+        }
+        Ok(self.put_blob_from_reader(bytes, Some(&digest))?.0)
     }
 
     /// Moves a complete, already-verified temp file (from [`Store::temp_dir`]) into place as
@@ -283,13 +295,13 @@ impl Store {
         tmp: tempfile::NamedTempFile,
         digest: &Digest,
     ) -> Result<(), StoreError> {
-        set_blob_mode(tmp.path())?;
-        tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
         let dest = self.blob_path(digest);
-        if dest.exists() {
+        if dest.is_file() {
             touch(&dest);
             return Ok(()); // same content already there; the temp file is dropped
         }
+        set_blob_mode(tmp.path())?;
+        tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
         tmp.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
         sync_dir(dest.parent().unwrap_or(&self.root));
         Ok(())
