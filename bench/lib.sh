@@ -17,14 +17,15 @@ ensure_rbuild() {
 # have TOOL: true when TOOL is usable (peers may be missing on a developer machine).
 have() { command -v "$1" >/dev/null 2>&1; }
 
-# median_of N CMD...: runs CMD N times (output discarded) and prints the median wall time in seconds.
+# median_of N CMD...: runs CMD N times (output discarded) and prints the median wall time in
+# seconds (bash's clock: no `date` process in the measured time).
 median_of() {
     local n=$1; shift
     local times=() i start end
     for ((i = 0; i < n; i++)); do
-        start=$(date +%s.%N)
+        start=$EPOCHREALTIME
         "$@" >/dev/null 2>&1 || { echo "bench: command failed: $*" >&2; echo "nan"; return 1; }
-        end=$(date +%s.%N)
+        end=$EPOCHREALTIME
         times+=("$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')")
     done
     printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
@@ -37,9 +38,9 @@ median_after() {
     local times=() i start end
     for ((i = 0; i < n; i++)); do
         "$setup" >/dev/null 2>&1 || { echo "bench: setup failed: $setup" >&2; echo "nan"; return 1; }
-        start=$(date +%s.%N)
+        start=$EPOCHREALTIME
         "$@" >/dev/null 2>&1 || { echo "bench: command failed: $*" >&2; echo "nan"; return 1; }
-        end=$(date +%s.%N)
+        end=$EPOCHREALTIME
         times+=("$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')")
     done
     printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'

@@ -17,7 +17,8 @@
 //! same directory) only when something changed. No lock is needed: concurrent scans of one
 //! root each rename a complete file into place, and the last one wins. A cache needs no fsync:
 //! a file that is torn, truncated or garbage fails its checksum and is ignored (every file is
-//! hashed again), never trusted.
+//! hashed again), never trusted. The checksum is a CRC-32: it guards against torn and damaged
+//! files, not against someone forging the cache (who could as well edit the context).
 //!
 //! The file, little-endian:
 //!
@@ -27,7 +28,7 @@
 //!     path length u32, path (relative to the root, UTF-8),
 //!     size u64, mtime s i64, mtime ns i64, ctime s i64, ctime ns i64, inode u64, device u64,
 //!     mode u32, sha256 of the content (32 bytes)
-//! sha256 of everything above (32 bytes)
+//! CRC-32 of everything above (u32)
 //! ```
 
 use std::collections::HashMap;
@@ -45,7 +46,9 @@ use super::{ContextError, Digest};
 pub const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 const MAGIC: &[u8] = b"rbuild context index\n";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The CRC-32 at the end of the file.
+const CHECKSUM_LEN: usize = 4;
 /// The fixed part of an entry after its path: the stat fields and the digest.
 const RECORD_LEN: usize = 8 + 16 + 16 + 8 + 8 + 4 + 32;
 
@@ -175,9 +178,9 @@ impl Index {
 
     /// Checks an index file; `None` when it is not a complete, valid file of this version.
     fn parse(bytes: Vec<u8>) -> Option<Index> {
-        let body_len = bytes.len().checked_sub(32)?;
+        let body_len = bytes.len().checked_sub(CHECKSUM_LEN)?;
         let (body, checksum) = bytes.split_at(body_len);
-        if Sha256::digest(body)[..] != checksum[..] {
+        if crc32(body).to_le_bytes()[..] != checksum[..] {
             return None;
         }
         let read_u32 = |at: usize| -> Option<u32> {
@@ -220,7 +223,7 @@ fn encode(entries: &[(&str, FileStat, Digest)]) -> Vec<u8> {
         .iter()
         .map(|(path, ..)| 4 + path.len() + RECORD_LEN)
         .sum();
-    let mut out = Vec::with_capacity(MAGIC.len() + 12 + size + 32);
+    let mut out = Vec::with_capacity(MAGIC.len() + 12 + size + CHECKSUM_LEN);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(entries.len() as u64).to_le_bytes());
@@ -230,9 +233,15 @@ fn encode(entries: &[(&str, FileStat, Digest)]) -> Vec<u8> {
         stat.encode(&mut out);
         out.extend_from_slice(&digest.0);
     }
-    let checksum = Sha256::digest(&out);
-    out.extend_from_slice(&checksum);
+    let checksum = crc32(&out);
+    out.extend_from_slice(&checksum.to_le_bytes());
     out
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = flate2::Crc::new();
+    crc.update(bytes);
+    crc.sum()
 }
 
 /// Looks digests up during one scan of one context root. Shared by the walking threads.
