@@ -48,6 +48,14 @@ mkdir -p "$runs"
     for i in $(seq 1 10); do echo "RUN echo step $i > /step$i"; done
 } > "$runs/Dockerfile"
 
+# Files changed in the last 2 s are hashed again on every scan (rbuild's racy window): let
+# the fresh context age first, as any context in real use has.
+sleep 2.5
+
+# Before each case: write back what the previous one left dirty, so background writeback does
+# not land in the next tool's or case's timings.
+settle() { sync; sleep 1; }
+
 tools=(rbuild)
 have /usr/bin/docker && tools+=(buildkit)
 have podman && tools+=(podman)
@@ -90,12 +98,17 @@ build_after_change() { change_one_file; build "$@"; }
 echo "rbuild build benchmark: $RUNS runs per case"
 for tool in "${tools[@]}"; do
     build "$tool" "$ctx" >/dev/null 2>&1 || { echo "bench: $tool cannot build; skipped" >&2; continue; }
+    settle
     record "cold-10k-files" "$tool" "$(median_of "$RUNS" build "$tool" "$ctx" --no-cache)"
     build "$tool" "$ctx" >/dev/null 2>&1
+    settle
     record "noop-rebuild-10k" "$tool" "$(median_of "$RUNS" build "$tool" "$ctx")"
+    settle
     record "one-file-changed-10k" "$tool" "$(median_of "$RUNS" build_after_change "$tool" "$ctx")"
+    settle
     record "10-trivial-runs" "$tool" "$(median_of "$RUNS" build "$tool" "$runs" --no-cache)"
     # Last: pruning BuildKit's cache deletes many files, which slows file creation after it.
+    settle
     case $tool in rbuild | buildkit)
         record "first-build-fresh-store" "$tool" "$(median_after "$RUNS" fresh_setup fresh_build)" ;;
     esac
