@@ -385,16 +385,15 @@ impl FileCopier<'_> {
             entry,
             digest,
         } = job;
-        let (Some(pool), Some(dir_path), Some(name)) = (self.pool, dst.parent(), dst.file_name())
+        // The pool key names the path in the layer: without one, no pool.
+        let layer_path = dst.strip_prefix(self.root).ok().and_then(Path::to_str);
+        let (Some(pool), Some(dir_path), Some(name), Some(layer_path)) =
+            (self.pool, dst.parent(), dst.file_name(), layer_path)
         else {
             return self.copy_file(src, dst, entry, buf).map(drop);
         };
         let pooled = PoolFile {
-            path: dst
-                .strip_prefix(self.root)
-                .ok()
-                .and_then(Path::to_str)
-                .unwrap_or_default(),
+            path: layer_path,
             sha256: &digest.0,
             size: entry.size,
             mode: self.chmod.unwrap_or(entry.mode),
