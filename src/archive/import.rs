@@ -83,7 +83,7 @@ pub fn import_rootfs(
         media_type: oci::MEDIA_LAYER_GZIP.to_string(),
         gzip_members,
     };
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let now = crate::image::oci::timestamp(chrono::Utc::now());
     let message = options
         .message
         .clone()

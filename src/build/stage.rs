@@ -164,7 +164,7 @@ pub fn build(
     let plan = plan::plan(&stages, &meta, &lex, options.target.as_deref(), &file)?;
     let now = match options.source_date_epoch {
         Some(s) => rfc3339(s),
-        None => chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        None => crate::image::oci::timestamp(chrono::Utc::now()),
     };
     let builder = Builder {
         options,

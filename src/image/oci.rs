@@ -210,3 +210,36 @@ pub fn host_architecture() -> &'static str {
         other => other,
     }
 }
+
+/// `t` as Go's `time.RFC3339Nano` writes it (UTC): nanoseconds without trailing zeros, no
+/// fraction at all when they are zero. Docker, podman and containers/image write image times
+/// this way and may re-encode a config when they convert it (podman's oci-archive does): a
+/// time written with other digits would then change the config's bytes and the image ID.
+pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let nanos = t.timestamp_subsec_nanos();
+    if nanos == 0 {
+        return format!("{base}Z");
+    }
+    let fraction = format!("{nanos:09}");
+    format!("{base}.{}Z", fraction.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timestamp;
+
+    #[test]
+    fn timestamps_are_written_as_go_writes_them() {
+        let at = |secs: i64, nanos: u32| {
+            timestamp(chrono::DateTime::from_timestamp(secs, nanos).unwrap())
+        };
+        assert_eq!(at(1_700_000_000, 0), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            at(1_700_000_000, 136_312_240),
+            "2023-11-14T22:13:20.13631224Z"
+        );
+        assert_eq!(at(1_700_000_000, 5), "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(at(1_700_000_000, 500_000_000), "2023-11-14T22:13:20.5Z");
+    }
+}
