@@ -180,15 +180,12 @@ fn copy_snapshots_share_unchanged_files() {
     let out = b.run_in("p:2", "cat /ctx/a.txt /ctx/b.txt", &[]);
     assert_eq!(out, "a\nb changed\n");
 
-    // --no-cache runs the COPY again: the same files, the same layer.
+    // --no-cache runs the COPY again: the same files. (Not necessarily the same layer: the
+    // created /ctx directory gets the time of the build.)
     b.build(&["--no-cache", "-t", "p:3", c]);
     assert_eq!(
         inode(&file("p:2", "/ctx/a.txt")),
         inode(&file("p:3", "/ctx/a.txt"))
-    );
-    assert_eq!(
-        b.inspect("p:2")["RootFS"]["Layers"],
-        b.inspect("p:3")["RootFS"]["Layers"]
     );
 
     // Other metadata, another file: the shared one keeps its mode.
