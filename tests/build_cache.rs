@@ -300,3 +300,48 @@ fn noop_rebuild_writes_nothing() {
     }
     assert_eq!(before.len(), after.len());
 }
+
+/// `COPY --from` is keyed by the content of the stage it copies from (its layers' chain ID),
+/// not by that stage's steps: a stage that runs again and makes the same layers keeps the
+/// copy and what follows it cached; a stage that makes other content does not.
+#[test]
+fn copy_from_a_stage_is_keyed_by_its_content() {
+    let b = BuildEnv::new();
+    let ctx = b.context(
+        "from",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS builder\nARG X\nARG OUT=built\nRUN echo \"$OUT\" > /out\n\
+             FROM busybox\nCOPY --from=builder /out /out\nRUN echo second-run-executed\n",
+        )],
+    );
+    let build = |args: &[&str]| {
+        let out = b
+            .env
+            .cmd()
+            .args(["build", "--progress=plain", "-t", "from:1"])
+            .args(args)
+            .arg(path_str(&ctx))
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let p1 = build(&["--build-arg", "X=1"]);
+    assert_eq!(ran(&p1), ["second"], "{p1}");
+    // X changes the builder's RUN (it runs again) but not its output: same layers.
+    let p2 = build(&["--build-arg", "X=2"]);
+    assert!(
+        !cached_steps(&p2)
+            .iter()
+            .any(|s| s.contains("echo \"$OUT\"")),
+        "{p2}"
+    );
+    assert!(ran(&p2).is_empty(), "{p2}");
+    // Other output: the copy and the step after it run again.
+    let p3 = build(&["--build-arg", "X=2", "--build-arg", "OUT=other"]);
+    assert_eq!(ran(&p3), ["second"], "{p3}");
+    assert_eq!(b.image_file("from:1", "/out").unwrap(), "other\n");
+}

@@ -1002,27 +1002,29 @@ impl Builder<'_> {
     }
 
     /// The snapshot dirs and cache key of `COPY --from=X` / `--mount=from=X` (X expanded).
+    /// The key names the content: the chain ID of X's layers (not X's step key, so a stage
+    /// that ran again and made the same layers keeps what copies from it cached).
     fn source_layers(
         &self,
         stage_index: usize,
         from: &str,
     ) -> Result<(Vec<PathBuf>, String), BuildError> {
-        match resolve_ref(&self.plan.names, stage_index, from) {
-            Source::Scratch => Err(BuildError::Invalid(format!("{from} has no files"))),
-            Source::Stage(i) => {
-                let (layers, key) = self
-                    .done
-                    .lock()
-                    .ok()
-                    .and_then(|d| d.get(&i).map(|s| (s.layers.clone(), s.key.to_string())))
-                    .ok_or_else(|| BuildError::Invalid(format!("stage {from} was not built")))?;
-                Ok((self.lowers(&layers)?, key))
-            }
-            Source::Image(name) => {
-                let (layers, _, id) = self.image(&name)?;
-                Ok((self.lowers(&layers)?, id.to_string()))
-            }
-        }
+        let layers = match resolve_ref(&self.plan.names, stage_index, from) {
+            Source::Scratch => return Err(BuildError::Invalid(format!("{from} has no files"))),
+            Source::Stage(i) => self
+                .done
+                .lock()
+                .ok()
+                .and_then(|d| d.get(&i).map(|s| s.layers.clone()))
+                .ok_or_else(|| BuildError::Invalid(format!("stage {from} was not built")))?,
+            Source::Image(name) => self.image(&name)?.0,
+        };
+        let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let content = crate::image::digest::chain_ids(&diff_ids)
+            .pop()
+            .map(|chain| chain.to_string())
+            .unwrap_or_else(|| "no layers".to_string());
+        Ok((self.lowers(&layers)?, content))
     }
 
     fn copy_step(
@@ -1170,7 +1172,7 @@ impl Builder<'_> {
             Some(l) => {
                 let from = copy::From::Layers(l.clone());
                 let selected = copy::select(&spec, &from)?;
-                // Content is named by the source stage's key; paths say what is taken.
+                // Content is named by the source's chain ID; paths say what is taken.
                 let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
                 (
                     selected.clone(),
