@@ -16,8 +16,17 @@ use sha2::{Digest as _, Sha256};
 /// Path → (body, Last-Modified header).
 type Routes = Arc<Mutex<HashMap<String, (Vec<u8>, Option<String>)>>>;
 
+/// Path → how many times its body was sent.
+type Served = Arc<Mutex<HashMap<String, usize>>>;
+
 /// Serves `routes` (404 for other paths) until the test ends; returns `http://ADDR`.
 fn serve(routes: Routes) -> String {
+    serve_counting(routes, Served::default())
+}
+
+/// As [`serve`], counting bodies sent in `served`. Every body has an `ETag` (from its
+/// content); a request whose `If-None-Match` names it gets `304 Not Modified`.
+fn serve_counting(routes: Routes, served: Served) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     thread::spawn(move || {
@@ -28,8 +37,14 @@ fn serve(routes: Routes) -> String {
             if reader.read_line(&mut request_line).is_err() {
                 continue;
             }
+            let mut if_none_match = None;
             let mut line = String::new();
             while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("if-none-match") {
+                        if_none_match = Some(value.trim().to_string());
+                    }
+                }
                 line.clear();
             }
             let target = request_line.split(' ').nth(1).unwrap_or("");
@@ -37,15 +52,24 @@ fn serve(routes: Routes) -> String {
             let found = routes.lock().unwrap().get(&path).cloned();
             let _ = match found {
                 Some((body, modified)) => {
+                    let etag = format!("\"{}\"", &sha256(&body)[..16]);
                     let header = modified
                         .map(|m| format!("Last-Modified: {m}\r\n"))
                         .unwrap_or_default();
-                    write!(
-                        stream,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{header}Connection: close\r\n\r\n",
-                        body.len()
-                    )
-                    .and_then(|_| stream.write_all(&body))
+                    if if_none_match.as_deref() == Some(etag.as_str()) {
+                        write!(
+                            stream,
+                            "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\n{header}Connection: close\r\n\r\n"
+                        )
+                    } else {
+                        *served.lock().unwrap().entry(path).or_default() += 1;
+                        write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: {etag}\r\n{header}Connection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .and_then(|_| stream.write_all(&body))
+                    }
                 }
                 None => stream.write_all(
                     b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -218,7 +242,16 @@ fn add_url_checksum_and_errors() {
 fn add_url_cache_follows_the_content() {
     let b = BuildEnv::new();
     let routes = Routes::default();
-    let base = serve(routes.clone());
+    let served = Served::default();
+    let base = serve_counting(routes.clone(), served.clone());
+    let bodies = || {
+        served
+            .lock()
+            .unwrap()
+            .get("/c/data.txt")
+            .copied()
+            .unwrap_or(0)
+    };
     route(&routes, "/c/data.txt", b"version one\n", Some(MODIFIED));
     let ctx = b.context(
         "cache",
@@ -235,12 +268,15 @@ fn add_url_cache_follows_the_content() {
     };
     let first = b.build(&["-t", "cache:1", path_str(&ctx)]);
     assert_eq!(adds(&first), 0, "{first}");
+    assert_eq!(bodies(), 1);
     let second = b.build(&["-t", "cache:2", path_str(&ctx)]);
     assert_eq!(
         adds(&second),
         1,
         "unchanged download must be cached\n{second}"
     );
+    // The rebuild asked whether the file changed (If-None-Match) and got no body again.
+    assert_eq!(bodies(), 1, "an unchanged file is not downloaded again");
     assert_eq!(
         b.inspect("cache:1")["Id"],
         b.inspect("cache:2")["Id"],
@@ -250,8 +286,36 @@ fn add_url_cache_follows_the_content() {
     route(&routes, "/c/data.txt", b"version two\n", Some(MODIFIED));
     let third = b.build(&["-t", "cache:3", path_str(&ctx)]);
     assert_eq!(adds(&third), 0, "changed content must re-run\n{third}");
+    assert_eq!(bodies(), 2);
     assert_eq!(
         b.image_file("cache:3", "/data/data.txt").as_deref(),
         Some("version two\n")
     );
+
+    // --no-cache downloads again, without asking; the content is the same, the step runs.
+    let fourth = b.build(&["--no-cache", "-t", "cache:4", path_str(&ctx)]);
+    assert_eq!(adds(&fourth), 0, "{fourth}");
+    assert_eq!(bodies(), 3);
+    // The kept download survives the garbage collector (blobs aged past its grace period):
+    // the next build still only revalidates.
+    b.env
+        .ok(&["rmi", "cache:1", "cache:2", "cache:3", "cache:4"]);
+    let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+    for e in std::fs::read_dir(b.env.root().join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+    {
+        filetime::set_file_mtime(e.path(), old).unwrap();
+    }
+    b.env.ok(&["image", "prune", "-f"]);
+    let fifth = b.build(&["-t", "cache:5", path_str(&ctx)]);
+    assert_eq!(bodies(), 3, "{fifth}");
+    assert_eq!(
+        b.image_file("cache:5", "/data/data.txt").as_deref(),
+        Some("version two\n")
+    );
+    // `builder prune -a` forgets it, as the rest of the build cache.
+    b.env.ok(&["builder", "prune", "-a", "-f"]);
+    b.build(&["-t", "cache:6", path_str(&ctx)]);
+    assert_eq!(bodies(), 4);
 }

@@ -56,8 +56,19 @@ pub(crate) struct Downloaded {
     pub digest: Digest,
     /// Seconds since the epoch from `Last-Modified`, if the server sent a valid one.
     pub last_modified: Option<i64>,
+    /// The response's `ETag` and `Last-Modified` headers, as sent.
+    pub validators: (Option<String>, Option<String>),
+    /// The server said the file did not change since `previous` (the content is that one).
+    pub not_modified: bool,
     /// Keeps `path` alive.
     pub _dir: tempfile::TempDir,
+}
+
+/// What an earlier download of the same URL left: its validators, and its content on disk.
+#[derive(Debug)]
+pub(crate) struct Previous<'a> {
+    pub record: &'a crate::store::DownloadRecord,
+    pub content: PathBuf,
 }
 
 /// Whether an ADD source is a URL this module downloads.
@@ -105,43 +116,73 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Downloads `url` into `dir` (a fresh temp dir, kept in the result), hashing it; checks
-/// it against `expected` when given. Fails on a connection error, a non-2xx status or a
-/// checksum mismatch.
+/// it against `expected` when given. With `previous`, the request is conditional
+/// (`If-None-Match`, `If-Modified-Since`) and a `304 Not Modified` answer copies the previous
+/// content instead. Fails on a connection error, another non-2xx status or a checksum
+/// mismatch.
 pub(crate) fn download(
     url: &str,
     dir: tempfile::TempDir,
     expected: Option<&Digest>,
+    previous: Option<Previous<'_>>,
 ) -> Result<Downloaded, DownloadError> {
     let client = reqwest::blocking::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .timeout(None)
         .build()
         .map_err(DownloadError::Client)?;
-    let mut response = client
-        .get(url)
-        .send()
-        .map_err(|source| DownloadError::Request {
-            url: url.to_string(),
-            source,
-        })?;
+    let mut request = client.get(url);
+    if let Some(p) = &previous {
+        if let Some(etag) = &p.record.etag {
+            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        if let Some(modified) = &p.record.last_modified {
+            request = request.header(reqwest::header::IF_MODIFIED_SINCE, modified);
+        }
+    }
+    let mut response = request.send().map_err(|source| DownloadError::Request {
+        url: url.to_string(),
+        source,
+    })?;
     let status = response.status();
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let validators = (
+        header(reqwest::header::ETAG),
+        header(reqwest::header::LAST_MODIFIED),
+    );
+    let path = dir.path().join("download");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DownloadError::Io { path, source }
+    };
+    if let (reqwest::StatusCode::NOT_MODIFIED, Some(p)) = (status, &previous) {
+        // A copy, not a link: the staged file gets its own mode and mtime.
+        fs::copy(&p.content, &path).map_err(io(&p.content))?;
+        let digest = p.record.digest.clone();
+        check(url, expected, &digest)?;
+        return Ok(Downloaded {
+            name: file_name(url),
+            path,
+            last_modified: parse_http_date(p.record.last_modified.as_deref()),
+            digest,
+            validators: (p.record.etag.clone(), p.record.last_modified.clone()),
+            not_modified: true,
+            _dir: dir,
+        });
+    }
     if !status.is_success() {
         return Err(DownloadError::Status {
             url: url.to_string(),
             status: status.to_string(),
         });
     }
-    let last_modified = response
-        .headers()
-        .get(reqwest::header::LAST_MODIFIED)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| chrono::DateTime::parse_from_rfc2822(v.trim()).ok())
-        .map(|t| t.timestamp());
-    let path = dir.path().join("download");
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DownloadError::Io { path, source }
-    };
+    let last_modified = parse_http_date(validators.1.as_deref());
     let mut file = fs::File::create(&path).map_err(io(&path))?;
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 64 * 1024];
@@ -163,22 +204,35 @@ pub(crate) fn download(
     file.flush().map_err(io(&path))?;
     drop(file);
     let digest = hasher.finish();
-    if let Some(expected) = expected {
-        if *expected != digest {
-            return Err(DownloadError::Mismatch {
-                url: url.to_string(),
-                expected: expected.clone(),
-                actual: digest,
-            });
-        }
-    }
+    check(url, expected, &digest)?;
     Ok(Downloaded {
         name: file_name(url),
         path,
         digest,
         last_modified,
+        validators,
+        not_modified: false,
         _dir: dir,
     })
+}
+
+/// Seconds since the epoch of an HTTP date (`Last-Modified`), if it is one.
+fn parse_http_date(value: Option<&str>) -> Option<i64> {
+    value
+        .and_then(|v| chrono::DateTime::parse_from_rfc2822(v.trim()).ok())
+        .map(|t| t.timestamp())
+}
+
+/// `--checksum`: the content must have the expected digest.
+fn check(url: &str, expected: Option<&Digest>, actual: &Digest) -> Result<(), DownloadError> {
+    match expected {
+        Some(expected) if expected != actual => Err(DownloadError::Mismatch {
+            url: url.to_string(),
+            expected: expected.clone(),
+            actual: actual.clone(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

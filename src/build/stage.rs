@@ -1095,8 +1095,27 @@ impl Builder<'_> {
             .map(|t| t.timestamp())
             .unwrap_or(0);
         let mut downloads = Vec::new();
+        let store = self.engine.store;
         for url in &urls {
-            let file = download::download(url, self.engine.store.temp_dir()?, checksum.as_ref())?;
+            // A file downloaded before is revalidated (a conditional request) unless
+            // --no-cache.
+            let record = match self.options.no_cache {
+                true => None,
+                false => store.download_record(url)?,
+            };
+            let previous = record.as_ref().map(|record| download::Previous {
+                record,
+                content: store.blob_path(&record.digest),
+            });
+            let file = download::download(url, store.temp_dir()?, checksum.as_ref(), previous)?;
+            if !file.not_modified && (file.validators.0.is_some() || file.validators.1.is_some()) {
+                let record = crate::store::DownloadRecord {
+                    etag: file.validators.0.clone(),
+                    last_modified: file.validators.1.clone(),
+                    digest: file.digest.clone(),
+                };
+                store.record_download(url, &record, &file.path)?;
+            }
             let mtime = file.last_modified.unwrap_or(build_time);
             downloads.push((file, mtime));
         }

@@ -196,6 +196,13 @@ impl Store {
                 }
                 doomed.len()
             };
+            if all {
+                // Downloads kept for ADD URL revalidation are build cache too.
+                tx.open_table(super::downloads::DOWNLOADS)
+                    .map_err(db_err)?
+                    .retain(|_, _| false)
+                    .map_err(db_err)?;
+            }
             tx.commit().map_err(db_err)?;
             Ok(dropped)
         })?;

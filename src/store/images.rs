@@ -442,6 +442,8 @@ impl Store {
             // cache across `image prune` (`builder prune` drops the records first).
             let cached = self.cached_layers(db)?;
             live.extend(cached.iter().map(|l| l.digest.hex().to_string()));
+            // Downloads kept for `ADD` URL revalidation.
+            live.extend(self.download_blobs(db)?.iter().map(|d| d.hex().to_string()));
             let cached_diffs: HashSet<String> =
                 cached.iter().map(|l| l.diff_id.to_string()).collect();
             live_chains.extend(self.snapshots_of_diffs(db, &cached_diffs)?);

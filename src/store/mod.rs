@@ -52,6 +52,7 @@ mod adopt;
 mod cache;
 mod containers;
 pub(crate) mod db;
+mod downloads;
 mod images;
 mod pool;
 mod snapshots;
@@ -66,6 +67,7 @@ use crate::image::reference::ReferenceError;
 
 pub use cache::{BuildView, CacheRecord, StepRecord};
 pub use containers::{ContainerRecord, ContainerStatus};
+pub use downloads::DownloadRecord;
 pub use images::{ImageRecord, ImageSummary, RemoveEvent, GC_GRACE};
 pub(crate) use pool::{Pool, PoolFile};
 
