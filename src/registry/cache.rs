@@ -129,13 +129,7 @@ pub fn export_cache(
     let mut layers: Vec<Descriptor> = Vec::new();
     for l in records.iter().filter_map(|e| e.record.layer.as_ref()) {
         if !layers.iter().any(|d| d.digest == l.digest) {
-            layers.push(Descriptor {
-                media_type: l.media_type.clone(),
-                digest: l.digest.clone(),
-                size: l.size,
-                annotations: None,
-                platform: None,
-            });
+            layers.push(l.descriptor());
         }
     }
     let config_bytes = serde_json::to_vec(&CacheConfig { records })
@@ -273,16 +267,7 @@ fn needed_layers(entries: &[Entry]) -> Vec<(Descriptor, Digest)> {
     let mut out: Vec<(Descriptor, Digest)> = Vec::new();
     for l in entries.iter().filter_map(|e| e.record.layer.as_ref()) {
         if !out.iter().any(|(d, _)| d.digest == l.digest) {
-            out.push((
-                Descriptor {
-                    media_type: l.media_type.clone(),
-                    digest: l.digest.clone(),
-                    size: l.size,
-                    annotations: None,
-                    platform: None,
-                },
-                l.diff_id.clone(),
-            ));
+            out.push((l.descriptor(), l.diff_id.clone()));
         }
     }
     out

@@ -62,13 +62,7 @@ pub fn push(
     let layers: Vec<Descriptor> = rec
         .layers
         .iter()
-        .map(|l| Descriptor {
-            media_type: l.media_type.clone(),
-            digest: l.digest.clone(),
-            size: l.size,
-            annotations: None,
-            platform: None,
-        })
+        .map(crate::image::layer::LayerInfo::descriptor)
         .collect();
     let config = Descriptor {
         media_type: String::new(),

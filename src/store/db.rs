@@ -22,13 +22,9 @@ pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
 }
 
 impl Store {
-    /// Runs `f` with the database open, holding the store's exclusive lock; rewrites
-    /// `index.json` afterwards when `f` returns `Ok` and the lock is still held. This is the
-    /// way for other modules to keep their own tables in the store's database.
-    pub(crate) fn with_db<T>(
-        &self,
-        f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    /// Takes the store's exclusive lock (an flock on `<root>/lock`, released when the file is
+    /// dropped).
+    fn lock(&self) -> Result<fs::File, StoreError> {
         let lock_path = self.root.join("lock");
         let lock = fs::OpenOptions::new()
             .create(true)
@@ -37,6 +33,17 @@ impl Store {
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
         lock.lock().map_err(io_err(&lock_path))?;
+        Ok(lock)
+    }
+
+    /// Runs `f` with the database open, holding the store's exclusive lock; rewrites
+    /// `index.json` afterwards when `f` returns `Ok` and the lock is still held. This is the
+    /// way for other modules to keep their own tables in the store's database.
+    pub(crate) fn with_db<T>(
+        &self,
+        f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let lock = self.lock()?;
         let db = redb::Database::create(self.root.join("meta.redb")).map_err(db_err)?;
         // Creating the tables is a commit (two fsyncs): only when one is missing.
         if !has_tables(&db)? {
@@ -64,14 +71,7 @@ impl Store {
         if !db_path.exists() {
             return self.with_db(|db| f(&db.begin_read().map_err(db_err)?));
         }
-        let lock_path = self.root.join("lock");
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        lock.lock().map_err(io_err(&lock_path))?;
+        let lock = self.lock()?;
         let db = match open_read_only(&db_path) {
             Some(db) => db,
             None => redb::Database::open(&db_path).map_err(db_err)?,

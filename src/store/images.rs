@@ -133,16 +133,7 @@ impl Store {
                         annotations: None,
                         platform: None,
                     },
-                    layers: layers
-                        .iter()
-                        .map(|l| Descriptor {
-                            media_type: l.media_type.clone(),
-                            digest: l.digest.clone(),
-                            size: l.size,
-                            annotations: None,
-                            platform: None,
-                        })
-                        .collect(),
+                    layers: layers.iter().map(LayerInfo::descriptor).collect(),
                     annotations: None,
                 };
                 serde_json::to_vec(&m).map_err(|e| StoreError::BadJson {

@@ -49,6 +49,19 @@ pub struct LayerInfo {
     pub gzip_members: Vec<u64>,
 }
 
+impl LayerInfo {
+    /// The layer's descriptor in a manifest.
+    pub fn descriptor(&self) -> crate::image::oci::Descriptor {
+        crate::image::oci::Descriptor {
+            media_type: self.media_type.clone(),
+            digest: self.digest.clone(),
+            size: self.size,
+            annotations: None,
+            platform: None,
+        }
+    }
+}
+
 /// What can go wrong writing or applying a layer.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
