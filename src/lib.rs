@@ -11,5 +11,6 @@ pub mod container;
 pub mod context;
 pub mod dockerfile;
 pub mod image;
+mod parallel;
 pub mod registry;
 pub mod store;

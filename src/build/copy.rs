@@ -10,7 +10,7 @@
 //! ADD's URL sources are downloaded files (see `download`), never extracted.
 
 use std::fs;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,9 @@ use filetime::FileTime;
 use super::download::Downloaded;
 use super::layered::{components, has_wildcards, wildcard_match, Layered};
 use super::{io_err, BuildError};
-use crate::context::{ContextSnapshot, Digest, Entry, EntryKind, IgnoreMatcher};
+use crate::context::{
+    copy_hashed, ContextSnapshot, CopyFailed, Digest, Entry, EntryKind, IgnoreMatcher,
+};
 use crate::image::compress;
 use crate::image::layer::{apply_tar, ApplyOptions};
 use crate::store::{Pool, PoolFile};
@@ -335,29 +337,17 @@ impl FileCopier<'_> {
     /// Copies `files` (their parent dirs exist), on up to 4 threads for large sets: each
     /// file costs a few syscalls, and a COPY may have tens of thousands.
     fn copy_all(&self, files: &[FileJob<'_>]) -> Result<(), BuildError> {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 4);
-        if threads == 1 || files.len() < 512 {
-            return self.copy_range(files);
-        }
-        let per = files.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let mut chunks = files.chunks(per);
-            let first = chunks.next().unwrap_or_default();
-            let handles: Vec<_> = chunks
-                .map(|chunk| scope.spawn(move || self.copy_range(chunk)))
-                .collect();
-            let mut result = self.copy_range(first);
-            for h in handles {
-                let r = h
-                    .join()
-                    .unwrap_or_else(|_| Err(BuildError::Invalid("a copy thread panicked".into())));
-                result = result.and(r);
-            }
-            result
-        })
+        let threads = match files.len() {
+            0..512 => 1,
+            _ => crate::parallel::threads(4),
+        };
+        crate::parallel::map_chunks(
+            files,
+            threads,
+            |chunk| self.copy_range(chunk).map(|()| Vec::<()>::new()),
+            || BuildError::Invalid("a copy thread panicked".into()),
+        )
+        .map(drop)
     }
 
     fn copy_range(&self, files: &[FileJob<'_>]) -> Result<(), BuildError> {
@@ -630,25 +620,14 @@ fn copy_hashing(
     dst: &Path,
     buf: &mut Vec<u8>,
 ) -> Result<(Digest, u64), BuildError> {
-    use sha2::Digest as _;
     let mut input = fs::File::open(src).map_err(io_err(src))?;
-    let mut hasher = sha2::Sha256::new();
     if buf.len() < COPY_BUFFER {
         buf.resize(COPY_BUFFER, 0);
     }
-    let mut total = 0u64;
-    loop {
-        let n = match input.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(src)(e)),
-        };
-        hasher.update(&buf[..n]);
-        output.write_all(&buf[..n]).map_err(io_err(dst))?;
-        total += n as u64;
-    }
-    Ok((Digest(hasher.finalize().into()), total))
+    copy_hashed(&mut input, output, buf).map_err(|failed| match failed {
+        CopyFailed::Read(e) => io_err(src)(e),
+        CopyFailed::Write(e) => io_err(dst)(e),
+    })
 }
 
 /// The buffer [`copy_hashing`] reads through (one per copying thread).

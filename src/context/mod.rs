@@ -62,6 +62,39 @@ impl std::fmt::Debug for Digest {
     }
 }
 
+/// Where [`copy_hashed`] failed: reading its input or writing its output.
+#[derive(Debug)]
+pub(crate) enum CopyFailed {
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// Copies `input` to `output` through `buffer`; returns the sha256 of the bytes and their
+/// count. (Hashing alone: `std::io::sink()` as the output.)
+pub(crate) fn copy_hashed(
+    input: &mut impl std::io::Read,
+    output: &mut impl std::io::Write,
+    buffer: &mut [u8],
+) -> Result<(Digest, u64), CopyFailed> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    let mut total = 0u64;
+    loop {
+        let read = match input.read(buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(CopyFailed::Read(err)),
+        };
+        hasher.update(&buffer[..read]);
+        output
+            .write_all(&buffer[..read])
+            .map_err(CopyFailed::Write)?;
+        total += read as u64;
+    }
+    Ok((Digest(hasher.finalize().into()), total))
+}
+
 /// Errors of the build context module.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {

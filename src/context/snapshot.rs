@@ -3,7 +3,6 @@
 use std::cmp::Ordering;
 use std::ffi::OsString;
 use std::fs::Metadata;
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -555,10 +554,7 @@ fn walk_parallel(
     let threads = if children.is_empty() {
         1
     } else {
-        std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(1)
-            .min(WALK_THREADS)
+        crate::parallel::threads(WALK_THREADS)
     };
     add(&mut lock(), children);
     let work = || loop {
@@ -697,38 +693,19 @@ fn entry_from(path: String, kind: EntryKind, metadata: &Metadata) -> Entry {
 /// Hashes the files, on as many threads as there are cores. Returns each digest and how many
 /// bytes were read.
 fn hash_files(jobs: &[HashJob]) -> Result<Vec<(Digest, u64)>, ContextError> {
-    let threads = std::thread::available_parallelism()
-        .map(usize::from)
-        .unwrap_or(1)
-        .min(jobs.len().div_ceil(64))
-        .max(1);
-    if threads == 1 {
-        let mut buffer = vec![0u8; 64 * 1024];
-        return jobs
-            .iter()
-            .map(|job| hash_file(&job.path, &mut buffer))
-            .collect();
-    }
-    let chunk = jobs.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut buffer = vec![0u8; 64 * 1024];
-                    part.iter()
-                        .map(|job| hash_file(&job.path, &mut buffer))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-            })
-            .collect();
-        let mut results = Vec::with_capacity(jobs.len());
-        for handle in handles {
-            let part = handle.join().map_err(|_| ContextError::HashThread)??;
-            results.extend(part);
-        }
-        Ok(results)
-    })
+    // A thread per 64 files at most.
+    let threads = crate::parallel::threads(jobs.len().div_ceil(64));
+    crate::parallel::map_chunks(
+        jobs,
+        threads,
+        |part| {
+            let mut buffer = vec![0u8; 64 * 1024];
+            part.iter()
+                .map(|job| hash_file(&job.path, &mut buffer))
+                .collect()
+        },
+        || ContextError::HashThread,
+    )
 }
 
 fn hash_file(path: &Path, buffer: &mut [u8]) -> Result<(Digest, u64), ContextError> {
@@ -737,17 +714,7 @@ fn hash_file(path: &Path, buffer: &mut [u8]) -> Result<(Digest, u64), ContextErr
         source,
     };
     let mut file = std::fs::File::open(path).map_err(io_error)?;
-    let mut hasher = Sha256::new();
-    let mut total = 0u64;
-    loop {
-        let read = match file.read(buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(io_error(err)),
-        };
-        hasher.update(&buffer[..read]);
-        total += read as u64;
-    }
-    Ok((Digest(hasher.finalize().into()), total))
+    super::copy_hashed(&mut file, &mut std::io::sink(), buffer).map_err(|failed| match failed {
+        super::CopyFailed::Read(err) | super::CopyFailed::Write(err) => io_error(err),
+    })
 }

@@ -146,10 +146,7 @@ pub struct ParallelGzip<W: Write> {
 impl<W: Write> ParallelGzip<W> {
     /// Compresses into `out`.
     pub fn new(out: W) -> ParallelGzip<W> {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 8);
+        let threads = crate::parallel::threads(8);
         ParallelGzip {
             out,
             buf: Vec::with_capacity(GZIP_CHUNK),
@@ -246,10 +243,7 @@ impl ParallelGunzip {
                 r
             })
             .collect();
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, 8);
+        let threads = crate::parallel::threads(8);
         ParallelGunzip {
             path: path.to_path_buf(),
             todo,

@@ -418,26 +418,8 @@ fn preload_batch(
             .map(|(name, meta)| preload(handle, &dir.join(name), name, meta.len(), overlay))
             .collect()
     };
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 4);
-    if threads == 1 {
-        return read(items);
-    }
-    let per = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut chunks = items.chunks(per);
-        let first = chunks.next().unwrap_or_default();
-        let handles: Vec<_> = chunks.map(|c| scope.spawn(move || read(c))).collect();
-        let mut out = read(first)?;
-        for h in handles {
-            let more = h.join().map_err(|_| {
-                LayerError::Write(io::Error::other("a read-ahead thread panicked"))
-            })??;
-            out.extend(more);
-        }
-        Ok(out)
+    crate::parallel::map_chunks(items, crate::parallel::threads(4), read, || {
+        LayerError::Write(io::Error::other("a read-ahead thread panicked"))
     })
 }
 
