@@ -11,6 +11,7 @@ pub mod container;
 pub mod context;
 pub mod dockerfile;
 pub mod image;
+pub(crate) mod killpoint;
 mod parallel;
 pub mod registry;
 pub mod store;

@@ -22,7 +22,7 @@ use crate::image::layer::LayerError;
 use crate::store::StoreError;
 
 pub use load::{load, LoadedImage};
-pub use save::{save, save_oci_dir, ArchiveFormat};
+pub use save::{save, save_oci_dir, save_to_file, ArchiveFormat};
 
 /// What can go wrong importing, saving or loading.
 #[derive(Debug, thiserror::Error)]

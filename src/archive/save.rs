@@ -121,10 +121,7 @@ impl Sink for DirSink {
     fn file(&mut self, path: &str, _size: u64, data: &mut dyn Read) -> Result<(), ArchiveError> {
         let p = self.root.join(path);
         let parent = p.parent().unwrap_or(&self.root);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".rbuild-save-")
-            .tempfile_in(parent)
-            .map_err(io_err(parent))?;
+        let mut tmp = locked_temp_file(parent)?;
         io::copy(data, &mut tmp).map_err(io_err(tmp.path()))?;
         // Temp files are 0600; blobs are as readable as `File::create` would make them.
         let mode = std::os::unix::fs::PermissionsExt::from_mode(0o644);
@@ -203,6 +200,9 @@ pub fn save(
 pub fn save_oci_dir(store: &Store, names: &[String], dir: &Path) -> Result<(), ArchiveError> {
     let images = select(store, names)?;
     fs::create_dir_all(dir).map_err(io_err(dir))?;
+    for d in [dir.to_path_buf(), dir.join("blobs/sha256")] {
+        clean_dead_temp_files(&d);
+    }
     let mut sink = DirSink {
         root: dir.to_path_buf(),
     };
@@ -321,4 +321,89 @@ fn to_json(what: &str, v: &impl serde::Serialize) -> Result<Vec<u8>, ArchiveErro
         what: what.into(),
         error: e,
     })
+}
+
+/// Saves `names` to the file `path` (not `OciDir`): written to a temp file beside it and
+/// renamed over it, so `path` is the whole archive or untouched. The temp file is locked
+/// (`flock`) while being written: the temp files of killed saves (unlocked) are removed by
+/// the next save into the same directory.
+pub fn save_to_file(
+    store: &Store,
+    names: &[String],
+    format: ArchiveFormat,
+    path: &Path,
+) -> Result<(), ArchiveError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(".".as_ref());
+    clean_dead_temp_files(dir);
+    let tmp = locked_temp_file(dir)?;
+    let mut w = io::BufWriter::with_capacity(
+        1 << 20,
+        KillPointWriter {
+            inner: tmp,
+            bytes: 0,
+        },
+    );
+    save(store, names, format, &mut w)?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| ArchiveError::Write(e.into_error()))?
+        .inner;
+    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
+    Ok(())
+}
+
+/// The prefix of `save`'s temp files, created beside their final names.
+const TEMP_PREFIX: &str = ".rbuild-save-";
+
+/// A temp file in `dir`, locked (`flock`) for as long as it is open.
+fn locked_temp_file(dir: &Path) -> Result<tempfile::NamedTempFile, ArchiveError> {
+    let tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+        .map_err(io_err(dir))?;
+    tmp.as_file().lock().map_err(io_err(tmp.path()))?;
+    Ok(tmp)
+}
+
+/// Removes the temp files of killed saves in `dir`: those nobody holds locked. Best effort.
+fn clean_dead_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let Ok(f) = fs::File::open(e.path()) else {
+            continue;
+        };
+        if f.try_lock().is_ok() && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Passes writes through, reaching the test kill point `save-write` at each MiB.
+struct KillPointWriter<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for KillPointWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let before = self.bytes >> 20;
+        self.bytes += n as u64;
+        if self.bytes >> 20 != before {
+            crate::killpoint::reached("save-write");
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }

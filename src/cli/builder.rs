@@ -4,7 +4,7 @@ use std::io::Write;
 
 use clap::{Args, Subcommand};
 
-use super::images::{human_size, open_store};
+use super::images::{human_size, open_store_as_is};
 use super::Globals;
 
 /// `rbuild builder …`.
@@ -36,7 +36,7 @@ pub fn run(globals: &Globals, cmd: BuilderCommand) -> anyhow::Result<i32> {
             return Ok(0);
         }
     }
-    let store = open_store(globals)?;
+    let store = open_store_as_is(globals)?;
     let (records, freed) = store.prune_build_cache(args.all)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "Deleted build cache records: {records}")?;

@@ -70,8 +70,18 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
-/// Opens the store named by the global flags.
+/// Opens the store named by the global flags, first removing what killed rbuild processes
+/// left there (see [`Store::clean_leftovers`]).
 pub(super) fn open_store(globals: &Globals) -> anyhow::Result<Store> {
+    let store = open_store_as_is(globals)?;
+    store
+        .clean_leftovers()
+        .with_context(|| format!("cleaning store {}", globals.root.display()))?;
+    Ok(store)
+}
+
+/// Opens the store without cleaning (for the prunes, which clean and count what they free).
+pub(super) fn open_store_as_is(globals: &Globals) -> anyhow::Result<Store> {
     Store::open(&globals.root).with_context(|| format!("opening store {}", globals.root.display()))
 }
 
@@ -359,7 +369,7 @@ fn prune(globals: &Globals, args: PruneArgs) -> anyhow::Result<i32> {
             return Ok(0);
         }
     }
-    let store = open_store(globals)?;
+    let store = open_store_as_is(globals)?;
     let (events, freed) = store.prune_images(args.all)?;
     let mut out = std::io::stdout().lock();
     if !events.is_empty() {

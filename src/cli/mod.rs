@@ -24,6 +24,7 @@ mod rmi;
 mod run;
 mod save;
 mod search;
+mod system;
 mod tag;
 
 /// Global options shared by every command.
@@ -104,6 +105,9 @@ pub enum Command {
     Logout(logout::LogoutArgs),
     /// Search a private registry's repositories (HOST/TERM)
     Search(search::SearchArgs),
+    /// Store maintenance (`system check`)
+    #[command(subcommand)]
+    System(system::SystemCommand),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -170,7 +174,10 @@ pub fn main() -> i32 {
         Command::Login(args) => login::run(&globals, args),
         Command::Logout(args) => logout::run(&globals, args),
         Command::Search(args) => search::run(&globals, args),
+        Command::System(cmd) => system::run(&globals, cmd),
     };
+    // This process's temp files (none are in use any more).
+    crate::store::end_sessions();
     match result {
         Ok(code) => code,
         Err(err) => {

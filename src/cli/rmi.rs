@@ -23,13 +23,6 @@ pub fn run(globals: &Globals, args: RmiArgs) -> anyhow::Result<i32> {
     let store = open_store(globals)?;
     let mut status = 0;
     for name in &args.images {
-        if !args.force {
-            if let Err(e) = check_unused(&store, name) {
-                eprintln!("Error: {e}");
-                status = 1;
-                continue;
-            }
-        }
         match store.remove_image(name, args.force) {
             Ok(events) => {
                 for e in events {
@@ -46,29 +39,4 @@ pub fn run(globals: &Globals, args: RmiArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(status)
-}
-
-/// Refuses (as docker does) to delete an image a container uses: naming it by ID, or by its
-/// last tag. Untagging one of several tags stays allowed.
-fn check_unused(store: &crate::store::Store, name: &str) -> anyhow::Result<()> {
-    let Ok((image, tag)) = store.resolve_name(name) else {
-        return Ok(()); // remove_image reports the error
-    };
-    let Some(user) = store.containers_using(&image.id)?.into_iter().next() else {
-        return Ok(());
-    };
-    match tag {
-        Some(_) if store.image_tags(&image.id)?.len() > 1 => Ok(()),
-        Some(_) => anyhow::bail!(
-            "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
-            user.short_id(),
-            image.id.short()
-        ),
-        None => anyhow::bail!(
-            "conflict: unable to delete {} (must be forced) - image is being used by {} container {}",
-            image.id.short(),
-            if user.is_running() { "running" } else { "stopped" },
-            user.short_id()
-        ),
-    }
 }

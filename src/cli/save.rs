@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use super::images::open_store;
 use super::Globals;
-use crate::archive::{save, save_oci_dir, ArchiveFormat};
+use crate::archive::{save, save_oci_dir, save_to_file, ArchiveFormat};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum SaveFormat {
@@ -52,22 +52,8 @@ pub fn run(globals: &Globals, args: SaveArgs) -> anyhow::Result<i32> {
             w.flush()
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        (Some(path), _) => {
-            // Write next to the target and rename, so a failed save leaves no partial file.
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(".".as_ref());
-            let tmp = tempfile::Builder::new()
-                .prefix(".rbuild-save-")
-                .tempfile_in(dir)
-                .with_context(|| format!("creating a temp file in {}", dir.display()))?;
-            let mut w = BufWriter::with_capacity(1 << 20, tmp);
-            save(&store, &args.images, format, &mut w)?;
-            let tmp = w.into_inner().map_err(|e| e.into_error())?;
-            tmp.persist(path)
-                .with_context(|| format!("writing {}", path.display()))?;
-        }
+        (Some(path), _) => save_to_file(&store, &args.images, format, path)
+            .with_context(|| format!("writing {}", path.display()))?,
         (None, _) => {
             let stdout = std::io::stdout();
             if stdout.is_terminal() {

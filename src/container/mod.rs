@@ -33,10 +33,7 @@ use rbuild_runtime::{
     UserError,
 };
 
-use crate::image::digest::chain_ids;
-use crate::image::oci::{ImageConfig, Index, Manifest, ANNOTATION_CONTAINERD_NAME};
-use crate::image::reference::Reference;
-use crate::store::{ContainerRecord, ContainerStatus, ImageId, Store, StoreError};
+use crate::store::{ContainerRecord, ContainerStatus, HeldLease, Lease, Store, StoreError};
 
 /// What can go wrong before the container's process starts (docker's exit status 125).
 #[derive(Debug, thiserror::Error)]
@@ -229,16 +226,16 @@ pub fn run(
     // The runtime wants absolute paths (a relative --root is relative to our cwd).
     let absolute = std::path::absolute(store.root()).map_err(io_err(store.root()))?;
     let store = &Store::open(&absolute)?;
-    let (record, spec) = create(store, options)?;
+    let (record, spec, lease) = create(store, options)?;
     let id = record.id.clone();
-    let dir = store.container_dir(&id);
+    let dir = lease.dir.clone();
     let recorded = !options.remove || options.name.is_some();
     let cleanup = |warnings: &mut Vec<String>| {
         if options.remove {
             let result = if recorded {
-                store.remove_container(&id).map_err(|e| e.to_string())
+                store.remove_container(&id)
             } else {
-                fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))
+                store.trash(&dir).map(|_| ())
             };
             if let Err(e) = result {
                 warnings.push(format!("failed to remove container {id}: {e}"));
@@ -248,7 +245,7 @@ pub fn run(
     let mut record = record;
     if recorded {
         if let Err(e) = store.add_container(&record) {
-            let _ = fs::remove_dir_all(&dir);
+            let _ = store.trash(&dir);
             return Err(e.into());
         }
     }
@@ -271,6 +268,7 @@ pub fn run(
             warnings.push(format!("failed to record container {}: {e}", record.id));
         }
     }
+    crate::killpoint::reached("container-started");
     let status = container.wait()?;
     if recorded && !options.remove {
         record.status = ContainerStatus::Exited;
@@ -282,6 +280,7 @@ pub fn run(
         }
     }
     cleanup(&mut warnings);
+    drop(lease);
     Ok(RunOutcome {
         id: record.id,
         status,
@@ -290,11 +289,12 @@ pub fn run(
 }
 
 /// Resolves the image and options into a container record (status `Created`) and a runtime
-/// spec, and creates the container's upper and work dirs.
+/// spec, and creates the container's dir (upper and work dirs) with its lease, held while
+/// the returned [`HeldLease`] lives.
 fn create(
     store: &Store,
     options: &RunOptions,
-) -> Result<(ContainerRecord, ContainerSpec), ContainerError> {
+) -> Result<(ContainerRecord, ContainerSpec, HeldLease), ContainerError> {
     if let Some(name) = &options.name {
         if !valid_name(name) {
             return Err(ContainerError::BadName(name.clone()));
@@ -305,15 +305,12 @@ fn create(
             return Err(ContainerError::BadWorkdir(dir.clone()));
         }
     }
-    let (image_id, config, lowers) = match lookup_in_index(store, &options.image) {
-        Some(found) => found,
-        None => {
-            let image = store.resolve_image(&options.image)?;
-            let config = store.image_config(&image.id)?;
-            let lowers = store.snapshot_dirs(&image.id)?;
-            (image.id, config, lowers)
-        }
-    };
+    // A tag is one point lookup in the database (a read, no fsync): the cost does not grow
+    // with the number of tags in the store.
+    let image = store.resolve_image(&options.image)?;
+    let image_id = image.id.clone();
+    let config = store.image_config(&image.id)?;
+    let lowers = store.layer_snapshot_dirs(&image.layers)?;
     let cc = config.config.unwrap_or_default();
     let args = command::combine(
         cc.entrypoint.as_deref(),
@@ -352,17 +349,34 @@ fn create(
         &options.env,
     );
 
-    let dir = store.container_dir(&id);
+    // The container dir appears with its lease, which keeps the snapshots from `rmi` and
+    // the collectors; a snapshot removed before that is unpacked again.
+    let lease = Lease {
+        image_id: image.id.clone(),
+        layers: image.layers.iter().map(|l| l.digest.clone()).collect(),
+        chains: image.chain_ids(),
+        recorded: !options.remove || options.name.is_some(),
+    };
+    let mut held = None;
+    for _ in 0..3 {
+        held = store.lease_container(&id, &lease, &["upper", "work", "empty"])?;
+        if held.is_some() {
+            break;
+        }
+        store.layer_snapshot_dirs(&image.layers)?;
+    }
+    let held = held.ok_or_else(|| {
+        StoreError::Conflict(format!(
+            "the layers of {} keep being removed while the container starts",
+            image.id.short()
+        ))
+    })?;
+    let dir = held.dir.clone();
     let upper = dir.join("upper");
     let work = dir.join("work");
-    for d in [&upper, &work] {
-        fs::create_dir_all(d).map_err(io_err(d))?;
-    }
     let lowers = if lowers.is_empty() {
         // An image without layers: overlayfs needs at least one lower dir.
-        let empty = dir.join("empty");
-        fs::create_dir_all(&empty).map_err(io_err(&empty))?;
-        vec![empty]
+        vec![dir.join("empty")]
     } else {
         lowers
     };
@@ -399,38 +413,7 @@ fn create(
         runner_pid: None,
         pid: None,
     };
-    Ok((record, spec))
-}
-
-/// The fast path of image lookup for a tag: `index.json` (rewritten atomically from the
-/// database under the store's lock) → manifest → config, with all snapshots unpacked.
-/// Opening the database costs a few fsyncs, a third of `run --rm`'s start-up; `None` sends
-/// the caller to the database (IDs, digests, missing snapshots, errors).
-fn lookup_in_index(store: &Store, name: &str) -> Option<(ImageId, ImageConfig, Vec<PathBuf>)> {
-    let reference = Reference::parse(name).ok()?;
-    if reference.digest.is_some() {
-        return None;
-    }
-    let full = reference.to_string();
-    let index: Index =
-        serde_json::from_slice(&fs::read(store.root().join("index.json")).ok()?).ok()?;
-    let entry = index.manifests.iter().find(|d| {
-        d.annotations
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_CONTAINERD_NAME))
-            == Some(&full)
-    })?;
-    let manifest: Manifest = serde_json::from_slice(&store.read_blob(&entry.digest).ok()?).ok()?;
-    let id = manifest.config.digest;
-    let config = store.image_config(&id).ok()?;
-    let lowers: Vec<PathBuf> = chain_ids(&config.rootfs.diff_ids)
-        .iter()
-        .map(|c| store.snapshot_path(c))
-        .collect();
-    if !lowers.iter().all(|d| d.is_dir()) || lowers.len() != manifest.layers.len() {
-        return None;
-    }
-    Some((id, config, lowers))
+    Ok((record, spec, held))
 }
 
 /// `rm`: deletes a stopped container (record and dir); with `force` a running one is killed

@@ -31,14 +31,15 @@ impl Store {
     ) -> Result<PathBuf, StoreError> {
         let dest = self.snapshot_path(chain_id);
         if dest.is_dir() {
-            let _ = fs::remove_dir_all(dir);
+            let _ = self.trash(dir);
             return Ok(dest);
         }
+        // One rename: the snapshot appears complete under its final name, or not at all.
         if let Err(e) = fs::rename(dir, &dest) {
             if !dest.is_dir() {
                 return Err(io_err(&dest)(e));
             }
-            let _ = fs::remove_dir_all(dir);
+            let _ = self.trash(dir);
         }
         Ok(dest)
     }

@@ -130,11 +130,38 @@ impl Store {
 
     /// The layers build cache records name (read in `db`, for the garbage collector).
     pub(crate) fn cached_layers(&self, db: &redb::Database) -> Result<Vec<LayerInfo>, StoreError> {
-        let tx = db.begin_read().map_err(db_err)?;
+        self.cached_layers_in(&db.begin_read().map_err(db_err)?)
+    }
+
+    /// [`Store::cached_layers`] in an open read transaction.
+    pub(crate) fn cached_layers_in(
+        &self,
+        tx: &redb::ReadTransaction,
+    ) -> Result<Vec<LayerInfo>, StoreError> {
         let mut out = Vec::new();
-        for (_, value) in cache_rows(&tx)? {
+        for (_, value) in cache_rows(tx)? {
             if let Ok(CacheRecord { layer: Some(l), .. }) = serde_json::from_slice(&value) {
                 out.push(l);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every recorded snapshot: chain ID hex → the DiffID of its own layer.
+    pub(crate) fn snapshot_diff_ids(
+        &self,
+        tx: &redb::ReadTransaction,
+    ) -> Result<HashMap<String, Digest>, StoreError> {
+        let table = tx.open_table(SNAPSHOTS).map_err(db_err)?;
+        let mut out = HashMap::new();
+        for row in table.iter().map_err(db_err)? {
+            let (chain, value) = row.map_err(db_err)?;
+            let diff = serde_json::from_slice::<serde_json::Value>(value.value())
+                .ok()
+                .and_then(|v| v.get("diff_id")?.as_str().map(str::to_string))
+                .and_then(|d| Digest::parse(&d).ok());
+            if let Some(d) = diff {
+                out.insert(chain.value().to_string(), d);
             }
         }
         Ok(out)

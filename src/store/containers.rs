@@ -4,14 +4,15 @@
 //! Each record lives in the `containers` table (container ID hex → JSON [`ContainerRecord`]);
 //! the container's files live in `<root>/containers/<id hex>/` ([`Store::container_dir`]).
 
-use std::fs;
 use std::path::PathBuf;
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::db::db_err;
-use super::{io_err, ImageId, Store, StoreError};
+use super::db::{db_err, IMAGES};
+use super::images::ImageRecord;
+use super::leases::{ContainerUse, Lease};
+use super::{ImageId, Store, StoreError};
 
 /// Container ID hex → JSON [`ContainerRecord`].
 const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
@@ -81,7 +82,7 @@ impl Store {
 
     /// Adds a new container record. Fails with [`StoreError::Conflict`] when the name is taken.
     pub fn add_container(&self, record: &ContainerRecord) -> Result<(), StoreError> {
-        self.with_db(|db| {
+        self.with_db_no_index(|db| {
             let tx = db.begin_write().map_err(db_err)?;
             {
                 let mut t = tx.open_table(CONTAINERS).map_err(db_err)?;
@@ -109,7 +110,7 @@ impl Store {
     /// Replaces the record with the same ID (status changes); does nothing when the record
     /// is gone (removed by `rm -f` while the container ran).
     pub fn update_container(&self, record: &ContainerRecord) -> Result<(), StoreError> {
-        self.with_db(|db| {
+        self.with_db_no_index(|db| {
             let tx = db.begin_write().map_err(db_err)?;
             {
                 let mut t = tx.open_table(CONTAINERS).map_err(db_err)?;
@@ -127,7 +128,7 @@ impl Store {
 
     /// All container records, newest first.
     pub fn list_containers(&self) -> Result<Vec<ContainerRecord>, StoreError> {
-        self.with_db(|db| {
+        self.with_db_no_index(|db| {
             let tx = db.begin_read().map_err(db_err)?;
             let t = match tx.open_table(CONTAINERS) {
                 Ok(t) => t,
@@ -173,10 +174,62 @@ impl Store {
             .collect())
     }
 
+    /// Every container that holds its image's layers (see [`super::leases`]), in `tx` with the
+    /// store lock held: leased ones, and recorded ones of earlier versions, without a lease
+    /// (their image's layers as the image record has them).
+    pub(crate) fn container_uses(
+        &self,
+        tx: &redb::ReadTransaction,
+    ) -> Result<Vec<ContainerUse>, StoreError> {
+        let mut out = self.leased_containers();
+        let t = match tx.open_table(CONTAINERS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
+            Err(e) => return Err(db_err(e)),
+        };
+        let images = tx.open_table(IMAGES).map_err(db_err)?;
+        for row in t.iter().map_err(db_err)? {
+            let (id, rec) = row.map_err(db_err)?;
+            if out.iter().any(|u| u.id == id.value()) {
+                continue;
+            }
+            let Ok(rec) = serde_json::from_slice::<ContainerRecord>(rec.value()) else {
+                continue;
+            };
+            let image = images
+                .get(rec.image_id.hex())
+                .map_err(db_err)?
+                .and_then(|v| serde_json::from_slice::<ImageRecord>(v.value()).ok());
+            let (layers, chains) = image
+                .map(|i| {
+                    (
+                        i.layers.iter().map(|l| l.digest.clone()).collect(),
+                        i.chain_ids(),
+                    )
+                })
+                .unwrap_or_default();
+            let running = rec.is_running();
+            out.push(ContainerUse {
+                id: rec.id,
+                lease: Lease {
+                    image_id: rec.image_id,
+                    layers,
+                    chains,
+                    recorded: true,
+                },
+                running,
+            });
+        }
+        Ok(out)
+    }
+
     /// Deletes the record of container `id` and its directory. The caller makes sure it is
     /// not running.
     pub fn remove_container(&self, id: &str) -> Result<(), StoreError> {
-        self.with_db(|db| {
+        // The dir first (one rename, then the deletion): a kill in between leaves a record
+        // without a dir, which `rm` removes again, never a dir nothing would remove.
+        self.trash(&self.container_dir(id))?;
+        self.with_db_no_index(|db| {
             let tx = db.begin_write().map_err(db_err)?;
             {
                 let mut t = tx.open_table(CONTAINERS).map_err(db_err)?;
@@ -184,11 +237,6 @@ impl Store {
             }
             tx.commit().map_err(db_err)?;
             Ok(())
-        })?;
-        let dir = self.container_dir(id);
-        match fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&dir)(e)),
-            _ => Ok(()),
-        }
+        })
     }
 }

@@ -17,6 +17,9 @@ pub(crate) const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags"
 /// Chain ID hex → JSON snapshot record.
 pub(crate) const SNAPSHOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("snapshots");
 
+/// Exists while a database change may not be in `index.json` yet (see [`Store::with_db`]).
+pub(crate) const INDEX_DIRTY: &str = "index.json.dirty";
+
 pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Db(Box::new(e.into()))
 }
@@ -24,7 +27,7 @@ pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
 impl Store {
     /// Takes the store's exclusive lock (an flock on `<root>/lock`, released when the file is
     /// dropped).
-    fn lock(&self) -> Result<fs::File, StoreError> {
+    pub(crate) fn lock(&self) -> Result<fs::File, StoreError> {
         let lock_path = self.root.join("lock");
         let lock = fs::OpenOptions::new()
             .create(true)
@@ -39,11 +42,36 @@ impl Store {
     /// Runs `f` with the database open, holding the store's exclusive lock; rewrites
     /// `index.json` afterwards when `f` returns `Ok` and the lock is still held. This is the
     /// way for other modules to keep their own tables in the store's database.
+    ///
+    /// `index.json` is derived from the database and rewritten after the commit, so a kill in
+    /// between would leave it stale: [`INDEX_DIRTY`] is created before `f` runs and removed
+    /// once `index.json` is rewritten; while it exists, [`Store::read_db`] first repairs.
     pub(crate) fn with_db<T>(
         &self,
         f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.with_db_then(f, true)
+    }
+
+    /// [`Store::with_db`] for tables `index.json` does not show (containers): no rewrite of
+    /// `index.json`, whose cost grows with the number of tags.
+    pub(crate) fn with_db_no_index<T>(
+        &self,
+        f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.with_db_then(f, false)
+    }
+
+    fn with_db_then<T>(
+        &self,
+        f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
+        index: bool,
+    ) -> Result<T, StoreError> {
         let lock = self.lock()?;
+        let dirty = self.root.join(INDEX_DIRTY);
+        if index {
+            fs::File::create(&dirty).map_err(io_err(&dirty))?;
+        }
         let db = redb::Database::create(self.root.join("meta.redb")).map_err(db_err)?;
         // Creating the tables is a commit (two fsyncs): only when one is missing.
         if !has_tables(&db)? {
@@ -54,7 +82,10 @@ impl Store {
             tx.commit().map_err(db_err)?;
         }
         let out = f(&db)?;
-        self.write_index(&db)?;
+        if index {
+            self.write_index(&db)?;
+            fs::remove_file(&dirty).map_err(io_err(&dirty))?;
+        }
         drop(db);
         drop(lock); // releases the flock
         Ok(out)
@@ -68,7 +99,7 @@ impl Store {
         f: impl FnOnce(&redb::ReadTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let db_path = self.root.join("meta.redb");
-        if !db_path.exists() {
+        if !db_path.exists() || self.root.join(INDEX_DIRTY).exists() {
             return self.with_db(|db| f(&db.begin_read().map_err(db_err)?));
         }
         let lock = self.lock()?;
@@ -97,6 +128,76 @@ impl Store {
     /// Rebuilds `index.json` from the database as read by `tx` (with the lock held), when it
     /// differs.
     pub(crate) fn write_index_in(&self, tx: &redb::ReadTransaction) -> Result<(), StoreError> {
+        let bytes = index_bytes(tx)?;
+        let path = self.root.join("index.json");
+        if fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
+            self.write_refs(tx)?;
+            self.write_atomic(&path, &bytes)?;
+        } else if !self.root.join(REFS).is_dir() {
+            self.write_refs(tx)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites `<root>/refs/`: one file per tag, named by the sha256 of the full reference,
+    /// holding the image record as JSON: what [`Store::lookup_ref`] reads instead of opening
+    /// the database. Files are replaced by rename (no fsync: [`INDEX_DIRTY`] covers a kill).
+    fn write_refs(&self, tx: &redb::ReadTransaction) -> Result<(), StoreError> {
+        let images = tx.open_table(IMAGES).map_err(db_err)?;
+        let tags = tx.open_table(TAGS).map_err(db_err)?;
+        let dir = self.root.join(REFS);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let mut want: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for row in tags.iter().map_err(db_err)? {
+            let (name, id) = row.map_err(db_err)?;
+            if let Some(rec) = images.get(id.value()).map_err(db_err)? {
+                want.insert(ref_file_name(name.value()), rec.value().to_vec());
+            }
+        }
+        for e in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !want.contains_key(&name) {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        let session = self.session()?;
+        for (name, bytes) in want {
+            let path = dir.join(&name);
+            if fs::read(&path).ok().as_deref() == Some(&bytes[..]) {
+                continue;
+            }
+            let tmp = session.dir.join(format!("ref-{name}"));
+            fs::write(&tmp, &bytes).map_err(io_err(&tmp))?;
+            fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        }
+        Ok(())
+    }
+
+    /// The image record tag `full` (a full reference) points at, from `<root>/refs/`, without
+    /// opening the database or taking the lock: `None` when it is not there, or while
+    /// [`INDEX_DIRTY`] says the files may lag behind the database (the caller asks the
+    /// database then). Its cost does not depend on the number of tags.
+    pub(crate) fn lookup_ref(&self, full: &str) -> Option<ImageRecord> {
+        if self.root.join(INDEX_DIRTY).exists() {
+            return None;
+        }
+        let bytes = fs::read(self.root.join(REFS).join(ref_file_name(full))).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// The dir of per-tag files (see [`Store::write_refs`]).
+const REFS: &str = "refs";
+
+fn ref_file_name(full: &str) -> String {
+    crate::image::digest::Digest::of(full.as_bytes())
+        .hex()
+        .to_string()
+}
+
+/// What `index.json` holds for the database as read by `tx`.
+pub(crate) fn index_bytes(tx: &redb::ReadTransaction) -> Result<Vec<u8>, StoreError> {
+    {
         let images = tx.open_table(IMAGES).map_err(db_err)?;
         let tags = tx.open_table(TAGS).map_err(db_err)?;
         let mut by_id: BTreeMap<String, Vec<Reference>> = BTreeMap::new();
@@ -118,15 +219,10 @@ impl Store {
             records.push((rec.manifest, refs));
         }
         let index = Index::of_tagged(records.iter().map(|(m, refs)| (m, &refs[..])));
-        let bytes = serde_json::to_vec(&index).map_err(|e| StoreError::BadJson {
+        serde_json::to_vec(&index).map_err(|e| StoreError::BadJson {
             what: "index.json".into(),
             error: e,
-        })?;
-        let path = self.root.join("index.json");
-        if fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
-            self.write_atomic(&path, &bytes)?;
-        }
-        Ok(())
+        })
     }
 }
 

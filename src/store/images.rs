@@ -238,7 +238,17 @@ impl Store {
 
     /// Like [`Store::resolve_image`], also returning the tag when `name` was a tag.
     pub fn resolve_name(&self, name: &str) -> Result<(ImageRecord, Option<Reference>), StoreError> {
+        if let Ok(r) = Reference::parse(name) {
+            if r.digest.is_none() {
+                if let Some(rec) = self.lookup_ref(&r.to_string()) {
+                    return Ok((rec, Some(r)));
+                }
+            }
+        }
         self.read_db(|tx| {
+            if let Some(found) = resolve_tag_in(tx, name)? {
+                return Ok(found);
+            }
             let (records, tags) = load_all_in(tx)?;
             resolve_in(&records, &tags, name)
         })
@@ -313,7 +323,11 @@ impl Store {
 
     /// `rmi`: untags `name`, and deletes the image when no tag is left (or when it was named
     /// by ID). Naming by ID an image with several tags needs `force`. Layers, blobs and
-    /// snapshots still used by other images stay.
+    /// snapshots still used by other images or by containers stay.
+    ///
+    /// Containers, as docker: an image a container uses (running or stopped) is not deleted
+    /// by its last tag (with `force` it is only untagged), nor by ID without `force`; by ID
+    /// with `force` only when no container using it runs.
     pub fn remove_image(&self, name: &str, force: bool) -> Result<Vec<RemoveEvent>, StoreError> {
         self.with_db(|db| {
             let (records, tags) = load_all(db)?;
@@ -323,19 +337,43 @@ impl Store {
                 .filter(|(_, id)| id == rec.id.hex())
                 .map(|(r, _)| r.clone())
                 .collect();
+            let uses = self.container_uses(&db.begin_read().map_err(db_err)?)?;
+            let user = uses
+                .iter()
+                .find(|u| u.lease.image_id == rec.id && u.running)
+                .or_else(|| uses.iter().find(|u| u.lease.image_id == rec.id));
+            let short = |id: &str| id[..id.len().min(12)].to_string();
             let mut events = Vec::new();
-            let untag: Vec<Reference> = match &by_tag {
-                Some(r) if image_tags.len() > 1 => vec![r.clone()],
-                Some(_) => image_tags.clone(),
-                None if image_tags.len() > 1 && !force => {
+            let untag: Vec<Reference> = match (&by_tag, user) {
+                (Some(r), _) if image_tags.len() > 1 => vec![r.clone()],
+                (Some(_), Some(u)) if !force => {
+                    return Err(StoreError::Conflict(format!(
+                        "unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
+                        short(&u.id),
+                        rec.id.short()
+                    )))
+                }
+                // Forced, by its last tag, while a container uses it: docker only untags.
+                (Some(r), Some(_)) => vec![r.clone()],
+                (Some(_), None) => image_tags.clone(),
+                (None, Some(u)) if u.running || !force => {
+                    return Err(StoreError::Conflict(format!(
+                        "unable to delete {} ({}) - image is being used by {} container {}",
+                        rec.id.short(),
+                        if u.running { "cannot be forced" } else { "must be forced" },
+                        if u.running { "running" } else { "stopped" },
+                        short(&u.id)
+                    )))
+                }
+                (None, _) if image_tags.len() > 1 && !force => {
                     return Err(StoreError::Conflict(format!(
                         "unable to delete {} (must be forced) - image is referenced in multiple repositories",
                         rec.id.short()
                     )))
                 }
-                None => image_tags.clone(),
+                (None, _) => image_tags.clone(),
             };
-            let delete = untag.len() == image_tags.len();
+            let delete = untag.len() == image_tags.len() && !(by_tag.is_some() && user.is_some());
             let tx = db.begin_write().map_err(db_err)?;
             {
                 let mut t = tx.open_table(TAGS).map_err(db_err)?;
@@ -351,6 +389,15 @@ impl Store {
                 let others: Vec<&ImageRecord> =
                     records.iter().filter(|r| r.id != rec.id).collect();
                 doomed = unshared(&rec, &others);
+                // What containers use stays (a stopped container's image deleted by ID).
+                let leased_blobs: HashSet<&Digest> =
+                    uses.iter().flat_map(|u| &u.lease.layers).collect();
+                let leased_chains: HashSet<&Digest> =
+                    uses.iter().flat_map(|u| &u.lease.chains).collect();
+                doomed.retain(|d| match d {
+                    Doomed::Blob(b) => !leased_blobs.contains(b),
+                    Doomed::Snapshot(c) => !leased_chains.contains(c),
+                });
                 // What the build cache uses stays, as docker keeps build cache on `rmi`.
                 let cached = self.cached_layers(db)?;
                 if !cached.is_empty() {
@@ -375,6 +422,7 @@ impl Store {
                 }
             }
             tx.commit().map_err(db_err)?;
+            crate::killpoint::reached("rmi-committed");
             // Files go after the commit: a crash here leaves only unreferenced files.
             for d in doomed {
                 match d {
@@ -382,7 +430,7 @@ impl Store {
                         let _ = fs::remove_file(self.blob_path(&b));
                     }
                     Doomed::Snapshot(c) => {
-                        let _ = fs::remove_dir_all(self.snapshot_path(&c));
+                        let _ = self.trash(&self.snapshot_path(&c));
                     }
                 }
             }
@@ -395,9 +443,14 @@ impl Store {
     pub fn prune_images(&self, all: bool) -> Result<(Vec<RemoveEvent>, u64), StoreError> {
         let mut events = Vec::new();
         let mut freed = 0u64;
+        let used: HashSet<ImageId> = self
+            .read_db(|tx| self.container_uses(tx))?
+            .into_iter()
+            .map(|u| u.lease.image_id)
+            .collect();
         for img in self.list_images()? {
-            if !all && !img.tags.is_empty() {
-                continue;
+            if (!all && !img.tags.is_empty()) || used.contains(&img.record.id) {
+                continue; // docker keeps images containers use
             }
             let before = self.blob_bytes(&img.record);
             let ev = self.remove_image(&img.record.id.to_string(), true)?;
@@ -419,6 +472,8 @@ impl Store {
                 .map(|t| t.elapsed().unwrap_or_default() > grace)
                 .unwrap_or(false)
         };
+        // Dead sessions' temp files, first (their owners are provably gone).
+        let leftovers = self.clean_leftovers()?;
         self.with_db(|db| {
             let (records, _) = load_all(db)?;
             let mut live: HashSet<String> = HashSet::new();
@@ -438,6 +493,11 @@ impl Store {
             let cached_diffs: HashSet<String> =
                 cached.iter().map(|l| l.diff_id.to_string()).collect();
             live_chains.extend(self.snapshots_of_diffs(db, &cached_diffs)?);
+            // What containers (running, or stopped and recorded) use.
+            for u in self.container_uses(&db.begin_read().map_err(db_err)?)? {
+                live.extend(u.lease.layers.iter().map(|d| d.hex().to_string()));
+                live_chains.extend(u.lease.chains.iter().map(|c| c.hex().to_string()));
+            }
             let mut freed = 0u64;
             let blobs = self.root.join("blobs/sha256");
             for e in fs::read_dir(&blobs).map_err(io_err(&blobs))?.flatten() {
@@ -451,8 +511,8 @@ impl Store {
             let mut dropped = Vec::new();
             for e in fs::read_dir(&snaps).map_err(io_err(&snaps))?.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if !live_chains.contains(&name) && old(&e.path()) {
-                    let _ = fs::remove_dir_all(e.path());
+                if !live_chains.contains(&name) && !name.starts_with('.') && old(&e.path()) {
+                    let _ = self.trash(&e.path());
                     dropped.push(name);
                 }
             }
@@ -468,12 +528,6 @@ impl Store {
                     }
                 }
             }
-            let tmp = self.root.join("tmp");
-            for e in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
-                if old(&e.path()) {
-                    let _ = fs::remove_dir_all(e.path()).or_else(|_| fs::remove_file(e.path()));
-                }
-            }
             if !dropped.is_empty() {
                 let tx = db.begin_write().map_err(db_err)?;
                 {
@@ -484,7 +538,7 @@ impl Store {
                 }
                 tx.commit().map_err(db_err)?;
             }
-            Ok(freed)
+            Ok(freed + leftovers)
         })
         .inspect(|_| {
             // Pooled files of the snapshots just removed (and of earlier `rmi`s).
@@ -500,6 +554,31 @@ impl Store {
             .map(|m| m.len())
             .sum()
     }
+}
+
+/// `name` as a tag, looked up by key (two reads, whatever the number of images and tags):
+/// what [`resolve_in`] finds first, or `None` for anything else (IDs, digests, unknown tags).
+fn resolve_tag_in(
+    tx: &redb::ReadTransaction,
+    name: &str,
+) -> Result<Option<(ImageRecord, Option<Reference>)>, StoreError> {
+    let Ok(r) = Reference::parse(name) else {
+        return Ok(None);
+    };
+    if r.digest.is_some() {
+        return Ok(None);
+    }
+    let tags = tx.open_table(TAGS).map_err(db_err)?;
+    let Some(id) = tags.get(r.to_string().as_str()).map_err(db_err)? else {
+        return Ok(None);
+    };
+    let images = tx.open_table(IMAGES).map_err(db_err)?;
+    let Some(rec) = images.get(id.value()).map_err(db_err)? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice::<ImageRecord>(rec.value())
+        .ok()
+        .map(|rec| (rec, Some(r))))
 }
 
 /// Whether `record` is stored already (but for when it arrived) with every one of `tags`.

@@ -50,11 +50,14 @@
 
 mod adopt;
 mod cache;
+mod check;
 mod containers;
 pub(crate) mod db;
 mod downloads;
 mod images;
+mod leases;
 mod pool;
+mod session;
 mod snapshots;
 
 use std::fs;
@@ -66,10 +69,13 @@ use crate::image::layer::{self, LayerError, LayerInfo, LayerOptions, LayerSource
 use crate::image::reference::ReferenceError;
 
 pub use cache::{BuildView, CacheRecord, StepRecord};
+pub use check::CheckReport;
 pub use containers::{ContainerRecord, ContainerStatus};
 pub use downloads::DownloadRecord;
 pub use images::{ImageRecord, ImageSummary, RemoveEvent, GC_GRACE};
+pub use leases::{HeldLease, Lease};
 pub(crate) use pool::{Pool, PoolFile};
+pub use session::end_sessions;
 
 /// The directory under the store root that holds the build context digest cache (see
 /// `crate::context::MetadataCache`): `builder prune --all` empties it.
@@ -216,21 +222,28 @@ impl Store {
         Ok(buf)
     }
 
-    /// A temp dir under `<root>/tmp` (same filesystem as the blobs, so renames work).
+    /// A temp dir in this process's session dir under `<root>/tmp` (same filesystem as the
+    /// blobs, so renames work; removed by the next command should this process be killed).
     pub fn temp_dir(&self) -> Result<tempfile::TempDir, StoreError> {
-        let tmp = self.root.join("tmp");
+        let session = self.session()?;
+        if !session
+            .spread
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            spread_directories(&session.dir);
+        }
         tempfile::Builder::new()
             .prefix("work-")
-            .tempdir_in(&tmp)
-            .map_err(io_err(&tmp))
+            .tempdir_in(&session.dir)
+            .map_err(io_err(&session.dir))
     }
 
     fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
-        let tmp = self.root.join("tmp");
+        let session = self.session()?;
         tempfile::Builder::new()
             .prefix("blob-")
-            .tempfile_in(&tmp)
-            .map_err(io_err(&tmp))
+            .tempfile_in(&session.dir)
+            .map_err(io_err(&session.dir))
     }
 
     /// Streams `reader` into the store as a blob; verifies it against `expected` when given.
@@ -242,7 +255,7 @@ impl Store {
     ) -> Result<(Digest, u64), StoreError> {
         let tmp = self.temp_file()?;
         let mut w = HashWriter::new(BufWriter::with_capacity(1 << 20, tmp));
-        io::copy(&mut reader, &mut w).map_err(|e| StoreError::Io {
+        copy_with_kill_point(&mut reader, &mut w).map_err(|e| StoreError::Io {
             path: "blob being written".into(),
             error: e,
         })?;
@@ -325,18 +338,37 @@ impl Store {
         Ok(info)
     }
 
-    /// Writes `bytes` to `path` atomically (temp file in the same dir, fsync, rename).
+    /// Writes `bytes` to `path` (a file in the store) atomically: a temp file in the
+    /// session dir, fsync, rename.
     pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         let dir = path.parent().unwrap_or(&self.root);
+        let session = self.session()?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
-            .tempfile_in(dir)
-            .map_err(io_err(dir))?;
+            .tempfile_in(&session.dir)
+            .map_err(io_err(&session.dir))?;
         tmp.write_all(bytes).map_err(io_err(tmp.path()))?;
         tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
         tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
         sync_dir(dir);
         Ok(())
+    }
+}
+
+/// `io::copy` with the test kill point `blob-write` at each MiB.
+fn copy_with_kill_point(reader: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+        crate::killpoint::reached("blob-write");
     }
 }
 

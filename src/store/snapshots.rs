@@ -43,14 +43,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Unpacks `layer` into a temp dir beside `dir`, then renames it into place; when another
-    /// process got there first, theirs is kept.
+    /// Unpacks `layer` into a temp dir in the session dir, then renames it into place; when
+    /// another process got there first, theirs is kept. A snapshot dir under its final name
+    /// is thus always complete: a kill mid-unpack leaves only the session dir's temp dir.
     fn unpack_snapshot(&self, layer: &LayerInfo, dir: &Path) -> Result<(), StoreError> {
-        let snapshots = self.root.join("snapshots");
+        let session = self.session()?;
         let tmp = tempfile::Builder::new()
-            .prefix(".unpack-")
-            .tempdir_in(&snapshots)
-            .map_err(io_err(&snapshots))?;
+            .prefix("unpack-")
+            .tempdir_in(&session.dir)
+            .map_err(io_err(&session.dir))?;
         // The root of a layer without a "./" entry is a plain 0755 directory (temp dirs
         // start as 0700, which would make "/" unreadable for non-root users).
         fs::set_permissions(
@@ -64,6 +65,7 @@ impl Store {
             no_chown: false,
         };
         layer::apply_layer(std::io::BufReader::new(blob), tmp.path(), &opts)?;
+        crate::killpoint::reached("unpack-applied");
         let tmp = tmp.keep();
         if let Err(e) = fs::rename(&tmp, dir) {
             let _ = fs::remove_dir_all(&tmp);

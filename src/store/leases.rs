@@ -1,0 +1,146 @@
+//! Container leases: what keeps an image's layers and snapshots while a container uses them.
+//!
+//! Every container, `--rm` ones included, has `<root>/containers/<id>/lease`: the image ID,
+//! its layer blobs and snapshot chain IDs, and whether the container has a database record.
+//! The dir appears with its lease in one rename, under the store lock, after the snapshots
+//! were checked to exist; `rmi`, the prunes and the garbage collector read every lease under
+//! the same lock. So a snapshot is either leased before it is mounted, or gone before the
+//! container looks for it (and unpacked again).
+//!
+//! The runner keeps an `flock` on the lease while the container runs: a locked lease is a
+//! running container. An unlocked lease of a recorded container is a stopped container (kept
+//! until `rm`); an unlocked lease without a record is a `--rm` container whose runner was
+//! killed, removed by [`Store::clean_leftovers`].
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::session::try_lock;
+use super::{io_err, ImageId, Store, StoreError};
+use crate::image::digest::Digest;
+
+const LEASE: &str = "lease";
+
+/// What a container holds on to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lease {
+    pub image_id: ImageId,
+    /// Layer blobs, bottom to top.
+    pub layers: Vec<Digest>,
+    /// Snapshot chain IDs, bottom to top.
+    pub chains: Vec<Digest>,
+    /// Whether the container has a database record (not a plain `--rm` container).
+    pub recorded: bool,
+}
+
+/// A container using an image, as `rmi` and the collectors see it.
+#[derive(Debug, Clone)]
+pub(crate) struct ContainerUse {
+    /// Container ID (64 hex digits).
+    pub id: String,
+    pub lease: Lease,
+    pub running: bool,
+}
+
+/// A lease held by the running process: the container is running while this lives.
+#[derive(Debug)]
+pub struct HeldLease {
+    _file: fs::File,
+    /// The container dir (`<root>/containers/<id>`).
+    pub dir: PathBuf,
+}
+
+impl Store {
+    /// Creates the container dir of `id` with `lease` (locked, kept so while the returned
+    /// value lives) and the empty `subdirs`, once every snapshot of the lease exists, all
+    /// under the store lock. `Ok(None)` when a snapshot disappeared meanwhile (removed by an
+    /// `rmi`): the caller unpacks again and retries.
+    pub fn lease_container(
+        &self,
+        id: &str,
+        lease: &Lease,
+        subdirs: &[&str],
+    ) -> Result<Option<HeldLease>, StoreError> {
+        let session = self.session()?;
+        let staged = session.dir.join(format!("container-{id}"));
+        for sub in subdirs {
+            let d = staged.join(sub);
+            fs::create_dir_all(&d).map_err(io_err(&d))?;
+        }
+        fs::create_dir_all(&staged).map_err(io_err(&staged))?;
+        let path = staged.join(LEASE);
+        let mut file = fs::File::create(&path).map_err(io_err(&path))?;
+        file.lock().map_err(io_err(&path))?;
+        let json = serde_json::to_vec(lease).map_err(|e| StoreError::BadJson {
+            what: "container lease".into(),
+            error: e,
+        })?;
+        file.write_all(&json).map_err(io_err(&path))?;
+        let dir = self.container_dir(id);
+        let parent = self.root.join("containers");
+        fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+        let lock = self.lock()?;
+        if !lease.chains.iter().all(|c| self.snapshot_path(c).is_dir()) {
+            drop(lock);
+            let _ = super::session::remove_tree(&staged);
+            return Ok(None);
+        }
+        fs::rename(&staged, &dir).map_err(io_err(&dir))?;
+        drop(lock);
+        Ok(Some(HeldLease { _file: file, dir }))
+    }
+
+    /// The containers with a lease that holds its image's layers: running ones (lease
+    /// locked) and recorded ones. Call with the store lock held.
+    pub(crate) fn leased_containers(&self) -> Vec<ContainerUse> {
+        let mut out = Vec::new();
+        let Ok(dir) = fs::read_dir(self.root.join("containers")) else {
+            return out;
+        };
+        for e in dir.flatten() {
+            let Some(lease) = read_lease(&e.path()) else {
+                continue;
+            };
+            let running = try_lock(&e.path().join(LEASE)).is_none();
+            if running || lease.recorded {
+                out.push(ContainerUse {
+                    id: e.file_name().to_string_lossy().into_owned(),
+                    lease,
+                    running,
+                });
+            }
+        }
+        out
+    }
+
+    /// Removes the dirs of `--rm` containers whose runner died (lease unlocked, no record),
+    /// under the store lock. Returns the bytes freed.
+    pub(crate) fn clean_dead_containers(&self) -> Result<u64, StoreError> {
+        let Ok(dir) = fs::read_dir(self.root.join("containers")) else {
+            return Ok(0);
+        };
+        let candidates: Vec<PathBuf> = dir
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| read_lease(p).is_some_and(|l| !l.recorded))
+            .collect();
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let _lock = self.lock()?;
+        let mut freed = 0;
+        for path in candidates {
+            if let Some(_held) = try_lock(&path.join(LEASE)) {
+                freed += self.trash(&path)?;
+            }
+        }
+        Ok(freed)
+    }
+}
+
+fn read_lease(dir: &Path) -> Option<Lease> {
+    serde_json::from_slice(&fs::read(dir.join(LEASE)).ok()?).ok()
+}
