@@ -6,9 +6,11 @@
 //!
 //! Points: `delete-file` (each file a deletion removes), `trash-renamed` (a snapshot or
 //! container dir moved aside, before its files go), `rmi-committed` (after `rmi`'s database
-//! commit, before `index.json` is rewritten), `blob-write` (each MiB of a blob being
-//! written), `unpack-file` (each file a snapshot unpack writes), `save-write` (each MiB
-//! `save` writes), `container-started` (a container's process is running).
+//! commit, before `index.json` is rewritten), `blob-write` (each MiB of a blob streamed into
+//! the store), `unpack-applied` (a snapshot unpacked, not yet renamed into place),
+//! `step-layer-written` (a build step's layer written, its snapshot not yet moved),
+//! `save-write` (each MiB `save -o` writes), `container-started` (a container's process is
+//! running).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};

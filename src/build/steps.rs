@@ -151,6 +151,7 @@ impl Engine<'_> {
                 let chain = chain_ids(&diff_ids)
                     .pop()
                     .unwrap_or_else(|| info.diff_id.clone());
+                crate::killpoint::reached("step-layer-written");
                 self.store.move_snapshot(dir, &chain)?;
                 Some((info, chain))
             }
