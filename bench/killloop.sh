@@ -3,6 +3,8 @@
 #
 #   bench/killloop.sh [KILLS] [FILES]          (by hand, never from tests; needs root)
 #
+# RBUILD=/path/to/rbuild runs that binary (default: target/release/rbuild, built first).
+#
 # Repeats build / load / save / pull / push / rmi / image prune / builder prune / run, each
 # started in the background and sent SIGKILL after a random delay (0 to 0.9x that command's
 # usual duration), until KILLS (default 200) commands were really killed (a command that
@@ -19,8 +21,10 @@ kills_wanted=${1:-200}
 files=${2:-10000}
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PROJECT_DIR=$(dirname "$BENCH_DIR")
-RBUILD=${RBUILD:-$PROJECT_DIR/target/release/rbuild}
-(cd "$PROJECT_DIR" && cargo build --release -q) || { echo "killloop: cargo build failed" >&2; exit 1; }
+if [ -z "${RBUILD:-}" ]; then
+    (cd "$PROJECT_DIR" && cargo build --release -q) || { echo "killloop: cargo build failed" >&2; exit 1; }
+    RBUILD=$PROJECT_DIR/target/release/rbuild
+fi
 
 work=$(mktemp -d /var/tmp/rbuild-killloop.XXXXXX)
 root=$work/root

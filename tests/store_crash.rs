@@ -251,15 +251,22 @@ fn rmi_force_keeps_what_a_running_container_uses() {
     assert_eq!(snapshot_dirs(&env).len(), 1, "the snapshot stays");
     assert_eq!(env.ok(&["images", "-q"]).trim(), id, "the image stays");
     check_ok(&env);
-    // The runner dies: its --rm container's dir is a leftover the next command removes.
+    // The runner dies: its --rm container's dir is a leftover the next command removes,
+    // once every process of the container (which may hold the lease) is gone.
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(
-        std::fs::read_dir(env.root().join("containers"))
-            .unwrap()
-            .count(),
-        1
-    );
+    let dirs: Vec<PathBuf> = std::fs::read_dir(env.root().join("containers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1);
+    let lease = std::fs::File::open(dirs[0].join("lease")).unwrap();
+    let start = std::time::Instant::now();
+    while lease.try_lock().is_err() {
+        assert!(start.elapsed().as_secs() < 20, "the lease stays locked");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(lease);
     check_ok(&env);
     assert_eq!(
         std::fs::read_dir(env.root().join("containers"))

@@ -133,10 +133,29 @@ impl Store {
         if fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
             self.write_refs(tx)?;
             self.write_atomic(&path, &bytes)?;
-        } else if !self.root.join(REFS).is_dir() {
+            self.write_refs_stamp()?;
+        } else if self.refs_stamp().is_none() {
             self.write_refs(tx)?;
+            self.write_refs_stamp()?;
         }
         Ok(())
+    }
+
+    /// Records which `index.json` (inode, size, mtime) `refs/` was written with: should a
+    /// writer that does not know `refs/` (an earlier rbuild) rewrite `index.json`, the stamp
+    /// no longer matches and [`Store::lookup_ref`] stops trusting the files.
+    fn write_refs_stamp(&self) -> Result<(), StoreError> {
+        let stamp = self.root.join(REFS).join(REFS_STAMP);
+        let Some(now) = index_identity(&self.root) else {
+            return Ok(());
+        };
+        fs::write(&stamp, now).map_err(io_err(&stamp))
+    }
+
+    /// The stamp, when it matches the current `index.json`.
+    fn refs_stamp(&self) -> Option<String> {
+        let stamp = fs::read_to_string(self.root.join(REFS).join(REFS_STAMP)).ok()?;
+        (Some(&stamp) == index_identity(&self.root).as_ref()).then_some(stamp)
     }
 
     /// Rewrites `<root>/refs/`: one file per tag, named by the sha256 of the full reference,
@@ -156,7 +175,7 @@ impl Store {
         }
         for e in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if !want.contains_key(&name) {
+            if !want.contains_key(&name) && name != REFS_STAMP {
                 let _ = fs::remove_file(e.path());
             }
         }
@@ -178,7 +197,7 @@ impl Store {
     /// [`INDEX_DIRTY`] says the files may lag behind the database (the caller asks the
     /// database then). Its cost does not depend on the number of tags.
     pub(crate) fn lookup_ref(&self, full: &str) -> Option<ImageRecord> {
-        if self.root.join(INDEX_DIRTY).exists() {
+        if self.root.join(INDEX_DIRTY).exists() || self.refs_stamp().is_none() {
             return None;
         }
         let bytes = fs::read(self.root.join(REFS).join(ref_file_name(full))).ok()?;
@@ -188,6 +207,21 @@ impl Store {
 
 /// The dir of per-tag files (see [`Store::write_refs`]).
 const REFS: &str = "refs";
+/// In [`REFS`]: which `index.json` the files go with (see [`Store::write_refs_stamp`]).
+const REFS_STAMP: &str = "index-stamp";
+
+/// `index.json`'s inode, size and mtime, as text.
+fn index_identity(root: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let md = fs::metadata(root.join("index.json")).ok()?;
+    Some(format!(
+        "{} {} {}.{}",
+        md.ino(),
+        md.size(),
+        md.mtime(),
+        md.mtime_nsec()
+    ))
+}
 
 fn ref_file_name(full: &str) -> String {
     crate::image::digest::Digest::of(full.as_bytes())
@@ -351,6 +385,61 @@ mod tests {
                     .map(|v| v.value().to_string()))
             })
             .unwrap()
+    }
+
+    /// Tags are found through `refs/` without the database; not once another writer (one
+    /// that does not know `refs/`) replaced `index.json`, nor while a change is in flight.
+    #[test]
+    fn refs_are_trusted_only_with_their_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rec = super::super::images::ImageRecord {
+            id: crate::image::digest::Digest::of(b"config"),
+            manifest: crate::image::oci::Descriptor {
+                media_type: crate::image::oci::MEDIA_MANIFEST.into(),
+                digest: crate::image::digest::Digest::of(b"manifest"),
+                size: 8,
+                annotations: None,
+                platform: None,
+            },
+            config_size: 6,
+            layers: Vec::new(),
+            created: None,
+            added: 0,
+        };
+        let full = "docker.io/library/a:1";
+        store
+            .with_db(|db| {
+                let tx = db.begin_write().map_err(db_err)?;
+                let json = serde_json::to_vec(&rec).unwrap();
+                tx.open_table(IMAGES)
+                    .map_err(db_err)?
+                    .insert(rec.id.hex(), json.as_slice())
+                    .map_err(db_err)?;
+                tx.open_table(TAGS)
+                    .map_err(db_err)?
+                    .insert(full, rec.id.hex())
+                    .map_err(db_err)?;
+                tx.commit().map_err(db_err)
+            })
+            .unwrap();
+        assert_eq!(store.lookup_ref(full), Some(rec.clone()));
+        assert_eq!(store.lookup_ref("docker.io/library/b:1"), None);
+        let dirty = dir.path().join(INDEX_DIRTY);
+        fs::write(&dirty, "").unwrap();
+        assert_eq!(store.lookup_ref(full), None, "a change in flight");
+        fs::remove_file(&dirty).unwrap();
+        let index = dir.path().join("index.json");
+        let copy = dir.path().join("index.copy");
+        fs::copy(&index, &copy).unwrap();
+        fs::rename(&copy, &index).unwrap();
+        assert_eq!(
+            store.lookup_ref(full),
+            None,
+            "index.json replaced by another writer"
+        );
+        store.with_db(|_| Ok(())).unwrap();
+        assert_eq!(store.lookup_ref(full), Some(rec), "rewritten");
     }
 
     /// A read leaves the database file exactly as it was (no header or allocator writes).

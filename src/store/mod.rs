@@ -3,13 +3,16 @@
 //! ```text
 //! <root>/oci-layout               {"imageLayoutVersion":"1.0.0"}
 //! <root>/index.json               derived from the database: one entry per tag (+ untagged images)
+//! <root>/index.json.dirty         exists while index.json and refs/ may lag the database
+//! <root>/refs/<sha256 of ref>     derived: one image record per tag, for lookups (`Store::lookup_ref`)
 //! <root>/blobs/sha256/<hex>       manifests, configs, layers (content-addressed, immutable)
 //! <root>/meta.redb                tags, image records, snapshot records (the source of truth)
 //! <root>/lock                     flock held around every database transaction
 //! <root>/snapshots/<chain hex>/   one unpacked layer per chain ID, overlayfs-lowerdir ready
 //! <root>/pool/<key>               files of COPY snapshots, hard-linked into them (see `pool`)
 //! <root>/context-cache/<hex>      build context digest index, one per context directory
-//! <root>/tmp/                     temp files, renamed into place once complete
+//! <root>/containers/<id>/         a container's upper/work dirs and its `lease` (see `leases`)
+//! <root>/tmp/s-<pid>-<rand>/       one process's temp files, flock'ed while it lives (`session`)
 //! ```
 //!
 //! `skopeo inspect oci:<root>:busybox:latest` and `umoci` read the root directly: each tagged
@@ -35,9 +38,12 @@
 //! turn redb errors into [`StoreError`].
 //!
 //! Reference counting is done by scanning: removing an image deletes exactly the blobs and
-//! snapshots (chain IDs) that no remaining image references, inside the same locked
-//! transaction. Files a crash leaves behind (blobs not yet committed, half-unpacked snapshots,
-//! temp files) are collected by [`Store::collect_garbage`] once older than [`GC_GRACE`].
+//! snapshots (chain IDs) that no remaining image, build cache record or container lease
+//! references, inside the same locked transaction. Snapshots appear and disappear by one
+//! rename each (never half there under their final name). Temp files a crash or kill leaves
+//! are in a dead process's session dir, removed by the next command
+//! ([`Store::clean_leftovers`]); unreferenced blobs and snapshots by
+//! [`Store::collect_garbage`] once older than [`GC_GRACE`]. [`Store::check`] verifies it all.
 //!
 //! ```no_run
 //! use rbuild::store::Store;
