@@ -131,102 +131,10 @@ impl Store {
         let bytes = index_bytes(tx)?;
         let path = self.root.join("index.json");
         if fs::read(&path).ok().as_deref() != Some(&bytes[..]) {
-            self.write_refs(tx)?;
             self.write_atomic(&path, &bytes)?;
-            self.write_refs_stamp()?;
-        } else if self.refs_stamp().is_none() {
-            self.write_refs(tx)?;
-            self.write_refs_stamp()?;
         }
         Ok(())
     }
-
-    /// Records which `index.json` (inode, size, mtime) `refs/` was written with: should a
-    /// writer that does not know `refs/` (an earlier rbuild) rewrite `index.json`, the stamp
-    /// no longer matches and [`Store::lookup_ref`] stops trusting the files.
-    fn write_refs_stamp(&self) -> Result<(), StoreError> {
-        let stamp = self.root.join(REFS).join(REFS_STAMP);
-        let Some(now) = index_identity(&self.root) else {
-            return Ok(());
-        };
-        fs::write(&stamp, now).map_err(io_err(&stamp))
-    }
-
-    /// The stamp, when it matches the current `index.json`.
-    fn refs_stamp(&self) -> Option<String> {
-        let stamp = fs::read_to_string(self.root.join(REFS).join(REFS_STAMP)).ok()?;
-        (Some(&stamp) == index_identity(&self.root).as_ref()).then_some(stamp)
-    }
-
-    /// Rewrites `<root>/refs/`: one file per tag, named by the sha256 of the full reference,
-    /// holding the image record as JSON: what [`Store::lookup_ref`] reads instead of opening
-    /// the database. Files are replaced by rename (no fsync: [`INDEX_DIRTY`] covers a kill).
-    fn write_refs(&self, tx: &redb::ReadTransaction) -> Result<(), StoreError> {
-        let images = tx.open_table(IMAGES).map_err(db_err)?;
-        let tags = tx.open_table(TAGS).map_err(db_err)?;
-        let dir = self.root.join(REFS);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let mut want: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        for row in tags.iter().map_err(db_err)? {
-            let (name, id) = row.map_err(db_err)?;
-            if let Some(rec) = images.get(id.value()).map_err(db_err)? {
-                want.insert(ref_file_name(name.value()), rec.value().to_vec());
-            }
-        }
-        for e in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if !want.contains_key(&name) && name != REFS_STAMP {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-        let session = self.session()?;
-        for (name, bytes) in want {
-            let path = dir.join(&name);
-            if fs::read(&path).ok().as_deref() == Some(&bytes[..]) {
-                continue;
-            }
-            let tmp = session.dir.join(format!("ref-{name}"));
-            fs::write(&tmp, &bytes).map_err(io_err(&tmp))?;
-            fs::rename(&tmp, &path).map_err(io_err(&path))?;
-        }
-        Ok(())
-    }
-
-    /// The image record tag `full` (a full reference) points at, from `<root>/refs/`, without
-    /// opening the database or taking the lock: `None` when it is not there, or while
-    /// [`INDEX_DIRTY`] says the files may lag behind the database (the caller asks the
-    /// database then). Its cost does not depend on the number of tags.
-    pub(crate) fn lookup_ref(&self, full: &str) -> Option<ImageRecord> {
-        if self.root.join(INDEX_DIRTY).exists() || self.refs_stamp().is_none() {
-            return None;
-        }
-        let bytes = fs::read(self.root.join(REFS).join(ref_file_name(full))).ok()?;
-        serde_json::from_slice(&bytes).ok()
-    }
-}
-
-/// The dir of per-tag files (see [`Store::write_refs`]).
-const REFS: &str = "refs";
-/// In [`REFS`]: which `index.json` the files go with (see [`Store::write_refs_stamp`]).
-const REFS_STAMP: &str = "index-stamp";
-
-/// `index.json`'s inode, size and mtime, as text.
-fn index_identity(root: &std::path::Path) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let md = fs::metadata(root.join("index.json")).ok()?;
-    Some(format!(
-        "{} {} {}.{}",
-        md.ino(),
-        md.size(),
-        md.mtime(),
-        md.mtime_nsec()
-    ))
-}
-
-fn ref_file_name(full: &str) -> String {
-    crate::image::digest::Digest::of(full.as_bytes())
-        .hex()
-        .to_string()
 }
 
 /// What `index.json` holds for the database as read by `tx`.
@@ -385,61 +293,6 @@ mod tests {
                     .map(|v| v.value().to_string()))
             })
             .unwrap()
-    }
-
-    /// Tags are found through `refs/` without the database; not once another writer (one
-    /// that does not know `refs/`) replaced `index.json`, nor while a change is in flight.
-    #[test]
-    fn refs_are_trusted_only_with_their_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let rec = super::super::images::ImageRecord {
-            id: crate::image::digest::Digest::of(b"config"),
-            manifest: crate::image::oci::Descriptor {
-                media_type: crate::image::oci::MEDIA_MANIFEST.into(),
-                digest: crate::image::digest::Digest::of(b"manifest"),
-                size: 8,
-                annotations: None,
-                platform: None,
-            },
-            config_size: 6,
-            layers: Vec::new(),
-            created: None,
-            added: 0,
-        };
-        let full = "docker.io/library/a:1";
-        store
-            .with_db(|db| {
-                let tx = db.begin_write().map_err(db_err)?;
-                let json = serde_json::to_vec(&rec).unwrap();
-                tx.open_table(IMAGES)
-                    .map_err(db_err)?
-                    .insert(rec.id.hex(), json.as_slice())
-                    .map_err(db_err)?;
-                tx.open_table(TAGS)
-                    .map_err(db_err)?
-                    .insert(full, rec.id.hex())
-                    .map_err(db_err)?;
-                tx.commit().map_err(db_err)
-            })
-            .unwrap();
-        assert_eq!(store.lookup_ref(full), Some(rec.clone()));
-        assert_eq!(store.lookup_ref("docker.io/library/b:1"), None);
-        let dirty = dir.path().join(INDEX_DIRTY);
-        fs::write(&dirty, "").unwrap();
-        assert_eq!(store.lookup_ref(full), None, "a change in flight");
-        fs::remove_file(&dirty).unwrap();
-        let index = dir.path().join("index.json");
-        let copy = dir.path().join("index.copy");
-        fs::copy(&index, &copy).unwrap();
-        fs::rename(&copy, &index).unwrap();
-        assert_eq!(
-            store.lookup_ref(full),
-            None,
-            "index.json replaced by another writer"
-        );
-        store.with_db(|_| Ok(())).unwrap();
-        assert_eq!(store.lookup_ref(full), Some(rec), "rewritten");
     }
 
     /// A read leaves the database file exactly as it was (no header or allocator writes).

@@ -238,13 +238,6 @@ impl Store {
 
     /// Like [`Store::resolve_image`], also returning the tag when `name` was a tag.
     pub fn resolve_name(&self, name: &str) -> Result<(ImageRecord, Option<Reference>), StoreError> {
-        if let Ok(r) = Reference::parse(name) {
-            if r.digest.is_none() {
-                if let Some(rec) = self.lookup_ref(&r.to_string()) {
-                    return Ok((rec, Some(r)));
-                }
-            }
-        }
         self.read_db(|tx| {
             if let Some(found) = resolve_tag_in(tx, name)? {
                 return Ok(found);

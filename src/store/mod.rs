@@ -3,8 +3,7 @@
 //! ```text
 //! <root>/oci-layout               {"imageLayoutVersion":"1.0.0"}
 //! <root>/index.json               derived from the database: one entry per tag (+ untagged images)
-//! <root>/index.json.dirty         exists while index.json and refs/ may lag the database
-//! <root>/refs/<sha256 of ref>     derived: one image record per tag, for lookups (`Store::lookup_ref`)
+//! <root>/index.json.dirty         exists while index.json may lag behind the database
 //! <root>/blobs/sha256/<hex>       manifests, configs, layers (content-addressed, immutable)
 //! <root>/meta.redb                tags, image records, snapshot records (the source of truth)
 //! <root>/lock                     flock held around every database transaction
