@@ -358,14 +358,23 @@ pub fn save_to_file(
 /// The prefix of `save`'s temp files, created beside their final names.
 const TEMP_PREFIX: &str = ".rbuild-save-";
 
-/// A temp file in `dir`, locked (`flock`) for as long as it is open.
+/// A temp file in `dir`, locked (`flock`) for as long as it is open. It is made under
+/// another name, locked, then renamed: a cleaner never sees it unlocked while it is in use.
 fn locked_temp_file(dir: &Path) -> Result<tempfile::NamedTempFile, ArchiveError> {
-    let tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+    let fresh = tempfile::Builder::new()
+        .prefix(".rbuild-saving-")
         .tempfile_in(dir)
         .map_err(io_err(dir))?;
-    tmp.as_file().lock().map_err(io_err(tmp.path()))?;
-    Ok(tmp)
+    fresh.as_file().lock().map_err(io_err(fresh.path()))?;
+    let name = fresh
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().replace(".rbuild-saving-", TEMP_PREFIX))
+        .unwrap_or_default();
+    let path = dir.join(name);
+    let file = fresh.persist(&path).map_err(|e| io_err(&path)(e.error))?;
+    let path = tempfile::TempPath::try_from_path(&path).map_err(io_err(&path))?;
+    Ok(tempfile::NamedTempFile::from_parts(file, path))
 }
 
 /// Removes the temp files of killed saves in `dir`: those nobody holds locked. Best effort.

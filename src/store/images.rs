@@ -417,17 +417,27 @@ impl Store {
             tx.commit().map_err(db_err)?;
             crate::killpoint::reached("rmi-committed");
             // Files go after the commit: a crash here leaves only unreferenced files.
+            // Snapshots are moved aside under the lock, and deleted once it is released.
+            let mut trashed = Vec::new();
             for d in doomed {
                 match d {
                     Doomed::Blob(b) => {
                         let _ = fs::remove_file(self.blob_path(&b));
                     }
                     Doomed::Snapshot(c) => {
-                        let _ = self.trash(&self.snapshot_path(&c));
+                        if let Ok(Some(moved)) = self.move_to_trash(&self.snapshot_path(&c)) {
+                            trashed.push(moved);
+                        }
                     }
                 }
             }
-            Ok(events)
+            Ok((events, trashed))
+        })
+        .map(|(events, trashed)| {
+            for moved in trashed {
+                let _ = super::session::remove_tree(&moved);
+            }
+            events
         })
     }
 

@@ -47,15 +47,23 @@ impl Store {
                 return Ok(s.clone());
             }
         }
+        // Made under a name cleaners leave alone (for an hour), locked, then renamed to its
+        // session name: a cleaner never sees a session dir unlocked while its owner lives.
         let tmp = self.root.join("tmp");
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{SESSION_PREFIX}{}-", std::process::id()))
+        let prefix = format!("new-{}-", std::process::id());
+        let fresh = tempfile::Builder::new()
+            .prefix(&prefix)
             .tempdir_in(&tmp)
             .map_err(io_err(&tmp))?
             .keep();
-        let lock = fs::File::open(&dir).map_err(io_err(&dir))?;
-        // Nobody else knows the fresh name yet: this cannot block.
-        lock.lock().map_err(io_err(&dir))?;
+        let lock = fs::File::open(&fresh).map_err(io_err(&fresh))?;
+        lock.lock().map_err(io_err(&fresh))?;
+        let suffix = fresh
+            .file_name()
+            .map(|n| n.to_string_lossy()[prefix.len()..].to_string())
+            .unwrap_or_default();
+        let dir = tmp.join(format!("{SESSION_PREFIX}{}-{suffix}", std::process::id()));
+        fs::rename(&fresh, &dir).map_err(io_err(&dir))?;
         let s = Arc::new(Session {
             dir,
             spread: Default::default(),
@@ -70,6 +78,15 @@ impl Store {
     /// leaves only a dead session dir, which [`Store::clean_leftovers`] removes. Returns the
     /// bytes freed; a missing `path` is no error.
     pub(crate) fn trash(&self, path: &Path) -> Result<u64, StoreError> {
+        Ok(match self.move_to_trash(path)? {
+            Some(moved) => remove_tree(&moved).unwrap_or(0),
+            None => 0,
+        })
+    }
+
+    /// The first half of [`Store::trash`]: `path` moved into the session dir (returned; the
+    /// caller deletes it, e.g. once it released the store lock), or `None` when missing.
+    pub(crate) fn move_to_trash(&self, path: &Path) -> Result<Option<PathBuf>, StoreError> {
         let session = self.session()?;
         let name = path
             .file_name()
@@ -82,9 +99,9 @@ impl Store {
         match fs::rename(path, &dest) {
             Ok(()) => {
                 killpoint::reached("trash-renamed");
-                Ok(remove_tree(&dest).unwrap_or(0))
+                Ok(Some(dest))
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_err(path)(e)),
         }
     }
