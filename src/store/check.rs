@@ -139,8 +139,14 @@ impl Store {
         let tmp = self.root.join("tmp");
         for e in fs::read_dir(&tmp).map_err(super::io_err(&tmp))?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let live = name.starts_with(SESSION_PREFIX) && try_lock(&e.path()).is_none();
-            if !live {
+            // A session dir's owner is alive while it is locked; anything else (a session dir
+            // being made, files of earlier versions) is removed once an hour old.
+            let dead = if name.starts_with(SESSION_PREFIX) {
+                try_lock(&e.path()).is_some()
+            } else {
+                super::session::older_than_grace(&e.path())
+            };
+            if dead {
                 report.problems.push(format!("tmp/{name}: a leftover"));
             }
         }

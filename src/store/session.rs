@@ -163,7 +163,7 @@ pub(crate) fn try_lock(path: &Path) -> Option<fs::File> {
     Some(f)
 }
 
-fn older_than_grace(p: &Path) -> bool {
+pub(crate) fn older_than_grace(p: &Path) -> bool {
     fs::symlink_metadata(p)
         .and_then(|m| m.modified())
         .map(|t| t.elapsed().unwrap_or_default() > super::GC_GRACE)
