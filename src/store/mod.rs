@@ -10,7 +10,12 @@
 //! <root>/pool/<key>               files of COPY snapshots, hard-linked into them (see `pool`)
 //! <root>/context-cache/<hex>      build context digest index, one per context directory
 //! <root>/tmp/                     temp files, renamed into place once complete
+//! <root>/containers/<id>/         a container's upper and work dirs
+//! <root>/cache-mounts/<hex>/      `RUN --mount=type=cache` dirs
 //! ```
+//!
+//! The root, `snapshots/`, `containers/`, `tmp/`, `pool/` and `cache-mounts/` are 0700: they
+//! hold setuid files and device nodes as images and containers made them (see `permissions`).
 //!
 //! `skopeo inspect oci:<root>:busybox:latest` and `umoci` read the root directly: each tagged
 //! manifest in `index.json` carries `org.opencontainers.image.ref.name` set to the **familiar**
@@ -54,6 +59,7 @@ mod containers;
 pub(crate) mod db;
 mod downloads;
 mod images;
+mod permissions;
 mod pool;
 mod snapshots;
 
@@ -148,12 +154,15 @@ fn spread_directories(dir: &Path) {
 }
 
 impl Store {
-    /// Opens the store at `root`, creating the layout if it does not exist yet.
+    /// Opens the store at `root`, creating the layout if it does not exist yet. The root and
+    /// the directories holding unpacked or container content are owner-only (0700), fixed
+    /// here on a store made with looser modes (see `permissions`).
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        for dir in ["blobs/sha256", "tmp", "snapshots"] {
+        for dir in std::iter::once("blobs/sha256").chain(permissions::PRIVATE_DIRS) {
             let p = root.join(dir);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
+        permissions::restrict(root)?;
         let store = Store {
             root: root.to_path_buf(),
         };
