@@ -2,7 +2,6 @@
 //! fails naming the image and its missing layer, not only a blob digest (issue 10).
 
 mod build_support;
-mod common;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -23,6 +22,15 @@ fn cache_mount(root: &Path) -> Option<std::path::PathBuf> {
         .map(|e| e.unwrap().path())
 }
 
+/// busybox:latest saved to a tar (once), to load it again after a scenario removed it.
+fn saved_base(b: &BuildEnv) -> std::path::PathBuf {
+    let tar = b.env.path().join("busybox.tar");
+    if !tar.exists() {
+        b.env.ok(&["save", "-o", path_str(&tar), "busybox:latest"]);
+    }
+    tar
+}
+
 /// Builds `dockerfile` on busybox:latest, removing busybox:latest with `rmi -f` while the
 /// WAIT step runs; returns the build's stderr (it must fail) and the removed image's ID.
 fn build_while_base_is_removed(b: &BuildEnv, name: &str, dockerfile: &str) -> (String, String) {
@@ -30,6 +38,7 @@ fn build_while_base_is_removed(b: &BuildEnv, name: &str, dockerfile: &str) -> (S
         .as_str()
         .unwrap()
         .to_string();
+    saved_base(b);
     let ctx = b.context(name, &[("Dockerfile", dockerfile)]);
     let root = b.env.root();
     let mut child = b
@@ -63,11 +72,7 @@ fn build_while_base_is_removed(b: &BuildEnv, name: &str, dockerfile: &str) -> (S
     assert_eq!(out.status.code(), Some(1), "{err}");
     // Ready for the next scenario: no signals left, the base back.
     std::fs::remove_dir_all(&sig).unwrap();
-    b.env.ok(&[
-        "import",
-        common::busybox_rootfs_tar().to_str().unwrap(),
-        "busybox:latest",
-    ]);
+    b.env.ok(&["load", "-i", path_str(&saved_base(b))]);
     (err, id)
 }
 
@@ -93,6 +98,6 @@ fn base_image_removed_during_the_build_is_named() {
         "base image busybox:latest ({id}) was removed from the store during the build: layer 1/1 blob sha256:"
     );
     assert!(err.contains(&named), "{err}");
-    // Nothing was committed: only the re-imported base is there.
+    // Nothing was committed: only the reloaded base is there.
     assert_eq!(b.env.ok(&["images", "-q"]).lines().count(), 1);
 }
