@@ -1480,3 +1480,27 @@ fn build_cache_through_registry_and_directory() {
         stderr(&out)
     );
 }
+
+#[test]
+fn push_to_a_server_that_stops_reading_fails_before_the_upload_deadline() {
+    let reg = Registry::plain();
+    let proxy = Proxy::start(reg.port, ProxyMode::Stall, 1, 0);
+    let host = format!("127.0.0.1:{}", proxy.port);
+    let env = TestEnv::new();
+    // One 16 MiB incompressible layer: with RBUILD_REGISTRY_TIMEOUT=1 its upload request may
+    // take 1 s + 16 s, but the proxy reads none of it, and TCP_USER_TIMEOUT drops the
+    // connection once the sent data stays unacknowledged for 1 s.
+    let ctx = env.path().join("big");
+    std::fs::create_dir_all(&ctx).expect("ctx");
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY data.bin /\n").expect("Dockerfile");
+    std::fs::write(ctx.join("data.bin"), pseudo_random(16 << 20, 7)).expect("data");
+    let name = format!("{host}/big:v1");
+    env.ok(&["build", "-q", "-t", &name, ctx.to_str().expect("utf-8")]);
+    let (out, took) = run_with_short_timeout(&env, &["push", &name]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&host), "{err}");
+    assert!(took < Duration::from_secs(10), "took {took:?}: {err}");
+    let manifest = http_get(reg.port, "/v2/big/manifests/v1");
+    assert!(!manifest.contains("schemaVersion"), "{manifest}");
+}

@@ -303,10 +303,11 @@ impl Client {
                     self.timeouts.connect().as_secs_f64()
                 )
             } else {
+                // (Uploads get longer than the setting, so no "within {setting}" here.)
                 format!(
-                    "{what}: timed out: no answer within {} ({} sets the limit)",
-                    self.timeouts.describe(),
-                    timeouts::ENV
+                    "{what}: timed out waiting for the registry (limit set by {}, now {})",
+                    timeouts::ENV,
+                    self.timeouts.describe()
                 )
             };
             return RegistryError::Transport {
@@ -437,7 +438,7 @@ pub fn body_error(host: &str, what: &str, e: std::io::Error) -> RegistryError {
     let message = if timeouts::is_timeout(&e) {
         let limit = Timeouts::from_env().unwrap_or_default();
         format!(
-            "reading {what}: timed out: no data for {} in the middle of the transfer ({} sets the limit)",
+            "reading {what}: timed out: no data for {} in the middle of the transfer (limit set by {})",
             limit.describe(),
             timeouts::ENV
         )
