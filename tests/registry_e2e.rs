@@ -830,6 +830,9 @@ enum ProxyMode {
     Faults,
     /// Flip one byte of every blob body sent to the client.
     CorruptBlobs,
+    /// Never answer an upload (a PUT or PATCH of a blob, whose body is not even read), and
+    /// stop blob bodies larger than 8 KiB half-way (headers sent, connection held open).
+    Stall,
 }
 
 /// A tiny HTTP/1.1 proxy thread in front of `upstream` (one request per connection).
@@ -853,9 +856,9 @@ impl Proxy {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (f, rng) = (f.clone(), rng.clone());
+                let (f, rng, s) = (f.clone(), rng.clone(), s.clone());
                 std::thread::spawn(move || {
-                    let _ = handle(conn, upstream, mode, &rng, &f, max_faults);
+                    let _ = handle(conn, upstream, mode, &rng, &f, max_faults, &s);
                 });
             }
         });
@@ -886,6 +889,13 @@ fn read_head(s: &mut TcpStream) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
     }
 }
 
+/// Keeps the caller's connection open, silent, until the proxy stops.
+fn hold(stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn handle(
     mut client: TcpStream,
     upstream: u16,
@@ -893,12 +903,20 @@ fn handle(
     rng: &Mutex<Rng>,
     faults: &AtomicUsize,
     max_faults: usize,
+    stop: &AtomicBool,
 ) -> std::io::Result<()> {
     let Some((head, mut body)) = read_head(&mut client)? else {
         return Ok(());
     };
     let text = String::from_utf8_lossy(&head).into_owned();
     let request_line = text.lines().next().unwrap_or_default().to_string();
+    if mode == ProxyMode::Stall
+        && (request_line.starts_with("PUT ") || request_line.starts_with("PATCH "))
+        && request_line.contains("/blobs/uploads/")
+    {
+        hold(stop);
+        return Ok(());
+    }
     let len: usize = text
         .lines()
         .find_map(|l| {
@@ -975,9 +993,161 @@ fn handle(
             *last ^= 0x55;
         }
     }
+    if mode == ProxyMode::Stall
+        && is_blob_get
+        && resp.starts_with(b"HTTP/1.1 200")
+        && resp.len() > 8192
+    {
+        client.write_all(&resp[..resp.len() / 2])?;
+        hold(stop);
+        return Ok(());
+    }
     client.write_all(&resp)?;
     let _ = client.shutdown(Shutdown::Both);
     Ok(())
+}
+
+/// A server on 127.0.0.1 that accepts connections and never answers (it holds them open
+/// until dropped).
+struct Silent {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Silent {
+    fn start() -> Silent {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind silent server");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                held.extend(conn.ok());
+            }
+        });
+        Silent { port, stop }
+    }
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Runs rbuild with `RBUILD_REGISTRY_TIMEOUT=1`; fails the test (killing rbuild) when it is
+/// still running after 60 s. Returns its output and how long it took.
+fn run_with_short_timeout(env: &TestEnv, args: &[&str]) -> (Output, Duration) {
+    let start = Instant::now();
+    let mut child = env
+        .cmd()
+        .args(args)
+        .env("RBUILD_REGISTRY_TIMEOUT", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rbuild");
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rbuild {args:?} still hangs after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = start.elapsed();
+    (child.wait_with_output().expect("output"), took)
+}
+
+/// rbuild failed with exit status 1 well within the bound, naming `host`, a timeout and
+/// each of `names`.
+fn assert_timed_out(out: &Output, took: Duration, host: &str, names: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(host), "{err}");
+    assert!(err.contains("timed out"), "{err}");
+    assert!(err.contains("RBUILD_REGISTRY_TIMEOUT"), "{err}");
+    for name in names {
+        assert!(err.contains(name), "{name:?} not in: {err}");
+    }
+    assert!(took < Duration::from_secs(20), "took {took:?}: {err}");
+}
+
+/// No image, no blob, no temp file in the store of `env`.
+fn assert_nothing_stored(env: &TestEnv) {
+    assert_eq!(env.ok(&["images", "-q"]), "");
+    for dir in ["blobs/sha256", "tmp"] {
+        let left: Vec<_> = std::fs::read_dir(env.root().join(dir))
+            .expect("store dir")
+            .collect();
+        assert!(left.is_empty(), "left in {dir}: {left:?}");
+    }
+}
+
+/// The first `sha256:<hex>` after `prefix` in `text`.
+fn digest_after(text: &str, prefix: &str) -> String {
+    let at = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("{prefix:?} not in {text}"));
+    text[at + prefix.len()..]
+        .chars()
+        .take("sha256:".len() + 64)
+        .collect()
+}
+
+#[test]
+fn pull_and_push_against_a_server_that_never_answers_time_out() {
+    let silent = Silent::start();
+    let host = format!("127.0.0.1:{}", silent.port);
+    let env = TestEnv::new();
+    let (out, took) = run_with_short_timeout(&env, &["pull", &format!("{host}/x")]);
+    assert_timed_out(&out, took, &host, &["ping /v2/"]);
+    assert_nothing_stored(&env);
+    let name = format!("{host}/x:v1");
+    import_base(&env, &name);
+    let (out, took) = run_with_short_timeout(&env, &["push", &name]);
+    assert_timed_out(&out, took, &host, &["ping /v2/"]);
+}
+
+#[test]
+fn pull_stalled_mid_blob_and_push_of_an_unanswered_upload_time_out() {
+    let reg = Registry::plain();
+    let env = TestEnv::new();
+    let direct = format!("{}/stall/base:v1", reg.host());
+    import_base(&env, &direct);
+    env.ok(&["push", &direct]);
+    let proxy = Proxy::start(reg.port, ProxyMode::Stall, 1, 0);
+    let host = format!("127.0.0.1:{}", proxy.port);
+
+    // Pull: headers and half the layer, then silence.
+    let env2 = TestEnv::new();
+    let (out, took) = run_with_short_timeout(&env2, &["pull", &format!("{host}/stall/base:v1")]);
+    assert_timed_out(&out, took, &host, &["no data for 1s"]);
+    let layer = digest_after(&stderr(&out), "layer ");
+    let blob = env
+        .root()
+        .join("blobs/sha256")
+        .join(&layer["sha256:".len()..]);
+    assert!(
+        blob.is_file(),
+        "the error names the layer: {}",
+        stderr(&out)
+    );
+    assert_nothing_stored(&env2);
+
+    // Push: the upload is never answered (nor read).
+    let up = format!("{host}/stall/up:v1");
+    env.ok(&["tag", &direct, &up]);
+    let (out, took) = run_with_short_timeout(&env, &["push", &up]);
+    assert_timed_out(&out, took, &host, &[&format!("upload {layer}")]);
+    let manifest = http_get(reg.port, "/v2/stall/up/manifests/v1");
+    assert!(!manifest.contains("schemaVersion"), "{manifest}");
 }
 
 #[test]
@@ -1309,4 +1479,28 @@ fn build_cache_through_registry_and_directory() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn push_to_a_server_that_stops_reading_fails_before_the_upload_deadline() {
+    let reg = Registry::plain();
+    let proxy = Proxy::start(reg.port, ProxyMode::Stall, 1, 0);
+    let host = format!("127.0.0.1:{}", proxy.port);
+    let env = TestEnv::new();
+    // One 16 MiB incompressible layer: with RBUILD_REGISTRY_TIMEOUT=1 its upload request may
+    // take 1 s + 16 s, but the proxy reads none of it, and TCP_USER_TIMEOUT drops the
+    // connection once the sent data stays unacknowledged for 1 s.
+    let ctx = env.path().join("big");
+    std::fs::create_dir_all(&ctx).expect("ctx");
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY data.bin /\n").expect("Dockerfile");
+    std::fs::write(ctx.join("data.bin"), pseudo_random(16 << 20, 7)).expect("data");
+    let name = format!("{host}/big:v1");
+    env.ok(&["build", "-q", "-t", &name, ctx.to_str().expect("utf-8")]);
+    let (out, took) = run_with_short_timeout(&env, &["push", &name]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&host), "{err}");
+    assert!(took < Duration::from_secs(10), "took {took:?}: {err}");
+    let manifest = http_get(reg.port, "/v2/big/manifests/v1");
+    assert!(!manifest.contains("schemaVersion"), "{manifest}");
 }

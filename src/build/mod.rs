@@ -150,6 +150,15 @@ pub enum BuildError {
     UnknownTarget { target: String, stages: Vec<String> },
     #[error("{0}: image not found in the local store, and it is not an image reference that could be pulled")]
     NoSuchBase(String),
+    /// A blob of the stage's base image went missing (the image was removed meanwhile).
+    #[error("base image {name} ({id}) was removed from the store during the build: layer {layer}/{layers} blob {digest} is missing")]
+    BaseRemoved {
+        name: String,
+        id: crate::store::ImageId,
+        layer: usize,
+        layers: usize,
+        digest: crate::image::digest::Digest,
+    },
     #[error("{name}: image not found in the local store, and pulling it failed")]
     Pull {
         name: String,

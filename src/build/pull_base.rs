@@ -1,9 +1,11 @@
-//! A FROM naming an image the store lacks: pull it from its registry first.
+//! A FROM naming an image the store lacks: pull it from its registry first; and what the
+//! build remembers of a base image ([`BaseImage`]).
 
 use super::BuildError;
+use crate::image::digest::Digest;
 use crate::image::reference::Reference;
 use crate::registry::{self, PullOptions};
-use crate::store::{BuildView, ImageRecord, Store, StoreError};
+use crate::store::{BuildView, ImageId, ImageRecord, Store, StoreError};
 
 /// Resolves `name` in `view` (the store as the build started) if given, else in the store;
 /// when it is absent (or `always_pull`, as `build --pull`) and `name` is an image reference,
@@ -36,4 +38,35 @@ pub(crate) fn resolve_or_pull(
         }
     })?;
     Ok(store.resolve_image(&id.to_string())?)
+}
+
+/// The image a stage started from, kept to explain a layer blob the store lost during the
+/// build: `rmi -f` of the base from another process deletes its blobs and snapshots, and the
+/// next step that needs them would otherwise only say which blob is missing.
+#[derive(Debug, Clone)]
+pub(crate) struct BaseImage {
+    /// As the FROM line names it.
+    pub name: String,
+    pub id: ImageId,
+    /// Its layers' blob digests, bottom to top.
+    pub layers: Vec<Digest>,
+}
+
+impl BaseImage {
+    /// `error` as a [`BuildError`]: [`BuildError::BaseRemoved`] when it is a missing blob of
+    /// this base's layers.
+    pub(crate) fn explain(base: Option<&BaseImage>, error: StoreError) -> BuildError {
+        if let (Some(base), StoreError::MissingBlob(digest)) = (base, &error) {
+            if let Some(i) = base.layers.iter().position(|l| l == digest) {
+                return BuildError::BaseRemoved {
+                    name: base.name.clone(),
+                    id: base.id.clone(),
+                    layer: i + 1,
+                    layers: base.layers.len(),
+                    digest: digest.clone(),
+                };
+            }
+        }
+        error.into()
+    }
 }

@@ -12,6 +12,7 @@ use super::layered::{components, Layered};
 use super::mounts;
 use super::plan::{self, resolve_ref, Plan, Source};
 use super::progress::Progress;
+use super::pull_base::BaseImage;
 use super::run::{self, RunSpec};
 use super::steps::{base_key, Engine, Produced};
 use super::{io_err, BuildError, BuildOptions, DockerfileSource};
@@ -41,6 +42,8 @@ struct StageState {
     cmd_set: bool,
     /// Time of the newest step (history entries of config-only steps use it).
     created: String,
+    /// The image the stage (or the stage it starts from) is based on; none for scratch.
+    base: Option<BaseImage>,
 }
 
 impl StageState {
@@ -227,7 +230,9 @@ pub fn build(
         kind: "layers".into(),
         diff_ids: state.layers.iter().map(|l| l.diff_id.clone()).collect(),
     };
-    let id = store.commit_image(&config, &state.layers, &options.tags)?;
+    let id = store
+        .commit_image(&config, &state.layers, &options.tags)
+        .map_err(|e| BaseImage::explain(state.base.as_ref(), e))?;
     progress.info(&step, &format!("writing image {id}"));
     for t in &options.tags {
         progress.info(&step, &format!("naming to {t}"));
@@ -452,6 +457,7 @@ impl Builder<'_> {
                 key: base_key("scratch"),
                 cmd_set: false,
                 created: self.sde.clone().unwrap_or_else(|| self.engine.now.clone()),
+                base: None,
             }),
             Source::Stage(i) => {
                 let mut s = self
@@ -472,6 +478,11 @@ impl Builder<'_> {
             }
             Source::Image(name) => {
                 let (layers, config, id) = self.image(name)?;
+                let base = BaseImage {
+                    name: name.clone(),
+                    id: id.clone(),
+                    layers: layers.iter().map(|l| l.digest.clone()).collect(),
+                };
                 let mut config = config;
                 let mut env = config
                     .config
@@ -498,6 +509,7 @@ impl Builder<'_> {
                     key: base_key(&id.to_string()),
                     cmd_set: false,
                     created,
+                    base: Some(base),
                 })
             }
         }
@@ -820,6 +832,14 @@ impl Builder<'_> {
         Ok(self.engine.store.layer_snapshot_dirs(layers)?)
     }
 
+    /// The snapshot dirs of the stage's layers; a base image removed meanwhile is named.
+    fn stage_lowers(&self, state: &StageState) -> Result<Vec<PathBuf>, BuildError> {
+        self.engine
+            .store
+            .layer_snapshot_dirs(&state.layers)
+            .map_err(|e| BaseImage::explain(state.base.as_ref(), e))
+    }
+
     /// Records the outcome of a layer step in the state.
     fn apply(&self, state: &mut StageState, outcome: super::steps::Outcome, created_by: String) {
         state.key = outcome.key;
@@ -838,7 +858,7 @@ impl Builder<'_> {
         path: &str,
         step: &super::progress::StepHandle,
     ) -> Result<(), BuildError> {
-        let lowers = self.lowers(&state.layers)?;
+        let lowers = self.stage_lowers(state)?;
         // As docker: WORKDIR is a layer step; when the directory exists the layer is empty.
         let exists = (Layered { lowers: &lowers }).resolve(path, true).is_some();
         let store = self.engine.store;
@@ -976,7 +996,7 @@ impl Builder<'_> {
         }
         created_by.push_str(&args.join(" "));
         created_by.push_str(" # buildkit");
-        let lowers = self.lowers(&state.layers)?;
+        let lowers = self.stage_lowers(state)?;
         let store = self.engine.store;
         let (key, layers) = (state.key.clone(), state.layers.clone());
         let outcome = self
@@ -1129,7 +1149,7 @@ impl Builder<'_> {
             }
             d
         };
-        let lowers = self.lowers(&state.layers)?;
+        let lowers = self.stage_lowers(state)?;
         let view = Layered { lowers: &lowers };
         let chown = match &c.chown {
             None => None,

@@ -5,7 +5,8 @@
 //! also tells the auth scheme. [`Client::send`] adds auth (Basic, or a Bearer token cached per
 //! scope set) and redoes a request once after a 401 with a fresh token. [`Client::retry`]
 //! retries connection errors, 429 and 5xx with exponential backoff (honouring
-//! `Retry-After`), never other 4xx answers, and never DNS failures.
+//! `Retry-After`), never other 4xx answers, and never DNS failures, within a time budget.
+//! Every request and body read is bounded by [`super::timeouts`].
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -18,11 +19,10 @@ use reqwest::StatusCode;
 use super::auth::{self, Challenge, Scope};
 use super::config;
 use super::credentials::{self, Credentials};
+use super::timeouts::{self, Timeouts};
 use super::{RegistryError, RegistryOptions};
 
-/// Connect timeout: an unreachable registry fails fast.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Attempts per retried operation.
+/// Attempts per retried operation (quick failures; slow ones hit the time budget first).
 const ATTEMPTS: u32 = 7;
 /// Largest JSON answer read into memory.
 pub const MAX_SMALL: u64 = 32 << 20;
@@ -37,6 +37,7 @@ pub struct Client {
     credentials: Option<Credentials>,
     challenge: Mutex<Challenge>,
     tokens: Mutex<HashMap<Vec<Scope>, String>>,
+    timeouts: Timeouts,
 }
 
 impl std::fmt::Debug for Client {
@@ -59,7 +60,8 @@ impl Client {
             Some(c) => Some(c.clone()),
             None => credentials::lookup(domain)?,
         };
-        let http = http_client(endpoint, insecure)?;
+        let timeouts = Timeouts::from_env()?;
+        let http = http_client(endpoint, insecure, &timeouts)?;
         let mut client = Client {
             http,
             base: format!("https://{endpoint}"),
@@ -67,6 +69,7 @@ impl Client {
             credentials,
             challenge: Mutex::new(Challenge::None),
             tokens: Mutex::new(HashMap::new()),
+            timeouts,
         };
         let challenge = match client.ping() {
             Ok(c) => c,
@@ -86,6 +89,11 @@ impl Client {
         &self.host
     }
 
+    /// The limits this client works with (for requests that set their own, as uploads do).
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
     /// An absolute URL for `path` (`/v2/…`) or a `Location` header value.
     pub fn url(&self, path: &str) -> String {
         if path.starts_with("http://") || path.starts_with("https://") {
@@ -102,7 +110,7 @@ impl Client {
             .http
             .get(self.url("/v2/"))
             .send()
-            .map_err(|e| self.transport(e))?;
+            .map_err(|e| self.transport(e, "ping /v2/"))?;
         match resp.status() {
             s if s.is_success() => Ok(Challenge::None),
             StatusCode::UNAUTHORIZED => {
@@ -131,7 +139,7 @@ impl Client {
             Challenge::Basic => {
                 let resp = self.retry("log in", || {
                     let resp = self.authorize(self.http.get(self.url("/v2/")), &[])?;
-                    resp.send().map_err(|e| self.transport(e))
+                    resp.send().map_err(|e| self.transport(e, "log in"))
                 })?;
                 match resp.status() {
                     s if s.is_success() => Ok(()),
@@ -144,18 +152,18 @@ impl Client {
     }
 
     /// Sends the request `build` makes (called again for a retry after a 401), with auth for
-    /// `scopes`. Returns the response whatever its status, except 401 (an error). `_what`
-    /// names the request for the caller's error messages.
+    /// `scopes`. Returns the response whatever its status, except 401 (an error). `what`
+    /// names the request in error messages.
     pub fn send(
         &self,
         scopes: &[Scope],
-        _what: &str,
+        what: &str,
         build: impl Fn(&HttpClient) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
         let mut refreshed = false;
         loop {
             let req = self.authorize(build(&self.http), scopes)?;
-            let resp = req.send().map_err(|e| self.transport(e))?;
+            let resp = req.send().map_err(|e| self.transport(e, what))?;
             if resp.status() != StatusCode::UNAUTHORIZED {
                 return Ok(resp);
             }
@@ -230,7 +238,7 @@ impl Client {
             if let Some(c) = &self.credentials {
                 req = req.basic_auth(&c.username, Some(&c.password));
             }
-            let resp = req.send().map_err(|e| self.transport(e))?;
+            let resp = req.send().map_err(|e| self.transport(e, "get a token"))?;
             if resp.status().is_server_error() || resp.status() == StatusCode::TOO_MANY_REQUESTS {
                 return Err(self.status_error(resp, "get a token"));
             }
@@ -252,19 +260,27 @@ impl Client {
         Ok(token)
     }
 
-    /// Runs `op` until it succeeds, fails for good, or `ATTEMPTS` are used up; waits between
+    /// Runs `op` until it succeeds, fails for good, or `ATTEMPTS` are used up, or the next
+    /// attempt would start later than [`Timeouts::retry_budget`] after the first (so a
+    /// registry that times out costs about three attempts, not seven); waits between
     /// attempts (exponential backoff from 200 ms, at most 5 s, or the registry's `Retry-After`).
     pub fn retry<T>(
         &self,
         what: &str,
         mut op: impl FnMut() -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
+        let start = std::time::Instant::now();
+        let budget = self.timeouts.retry_budget();
         let mut delay = Duration::from_millis(200);
         let mut attempt = 1;
         loop {
             match op() {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
+                Err(e)
+                    if e.is_retryable()
+                        && attempt < ATTEMPTS
+                        && start.elapsed() + e.retry_after().unwrap_or(delay) <= budget =>
+                {
                     let wait = e.retry_after().unwrap_or(delay);
                     if std::env::var_os("RBUILD_DEBUG_REGISTRY").is_some() {
                         eprintln!("{what}: {e}; retrying in {wait:?}");
@@ -278,8 +294,28 @@ impl Client {
         }
     }
 
-    /// Maps a transport error; DNS failures are not worth retrying.
-    pub fn transport(&self, e: reqwest::Error) -> RegistryError {
+    /// Maps a transport error of the request `what`; DNS failures are not worth retrying.
+    pub fn transport(&self, e: reqwest::Error, what: &str) -> RegistryError {
+        if e.is_timeout() {
+            let message = if e.is_connect() {
+                format!(
+                    "{what}: could not connect within {}s",
+                    self.timeouts.connect().as_secs_f64()
+                )
+            } else {
+                // (Uploads get longer than the setting, so no "within {setting}" here.)
+                format!(
+                    "{what}: timed out waiting for the registry (limit set by {}, now {})",
+                    timeouts::ENV,
+                    self.timeouts.describe()
+                )
+            };
+            return RegistryError::Transport {
+                host: self.host_and_endpoint(),
+                message,
+                retryable: true,
+            };
+        }
         let mut message = e.to_string();
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
@@ -292,20 +328,24 @@ impl Client {
             || lower.contains("failed to lookup address")
             || lower.contains("name or service not known");
         let tls = lower.contains("certificate") || lower.contains("invalidcontenttype");
-        let endpoint = config::endpoint_host(&self.host);
-        let host = if endpoint == self.host {
-            self.host.clone()
-        } else {
-            format!("{} ({endpoint})", self.host)
-        };
         RegistryError::Transport {
-            host,
+            host: self.host_and_endpoint(),
             message: if dns {
                 format!("cannot resolve the registry's host name: {message}")
             } else {
                 message
             },
             retryable: !dns && !tls,
+        }
+    }
+
+    /// `docker.io (registry-1.docker.io)`, or the host alone when it is the endpoint.
+    fn host_and_endpoint(&self) -> String {
+        let endpoint = config::endpoint_host(&self.host);
+        if endpoint == self.host {
+            self.host.clone()
+        } else {
+            format!("{} ({endpoint})", self.host)
         }
     }
 
@@ -383,11 +423,7 @@ pub fn read_small(resp: Response, host: &str, what: &str) -> Result<Vec<u8>, Reg
     let mut buf = Vec::new();
     resp.take(MAX_SMALL + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| RegistryError::Transport {
-            host: host.to_string(),
-            message: format!("reading {what}: {e}"),
-            retryable: true,
-        })?;
+        .map_err(|e| body_error(host, what, e))?;
     if buf.len() as u64 > MAX_SMALL {
         return Err(RegistryError::Invalid(format!(
             "{host}: {what} is larger than {MAX_SMALL} bytes"
@@ -396,10 +432,38 @@ pub fn read_small(resp: Response, host: &str, what: &str) -> Result<Vec<u8>, Reg
     Ok(buf)
 }
 
-fn http_client(endpoint: &str, insecure: bool) -> Result<HttpClient, RegistryError> {
+/// The error for a failed read of the body of `what` from `host`; a stall past the idle
+/// limit says so.
+pub fn body_error(host: &str, what: &str, e: std::io::Error) -> RegistryError {
+    let message = if timeouts::is_timeout(&e) {
+        let limit = Timeouts::from_env().unwrap_or_default();
+        format!(
+            "reading {what}: timed out: no data for {} in the middle of the transfer (limit set by {})",
+            limit.describe(),
+            timeouts::ENV
+        )
+    } else {
+        format!("reading {what}: {e}")
+    };
+    RegistryError::Transport {
+        host: host.to_string(),
+        message,
+        retryable: true,
+    }
+}
+
+/// A blocking client whose `timeout` bounds the wait for an answer's headers and each read of
+/// its body (reqwest's blocking reads apply it per read), with `TCP_USER_TIMEOUT` for a
+/// server that stops reading what is sent.
+fn http_client(
+    endpoint: &str,
+    insecure: bool,
+    timeouts: &Timeouts,
+) -> Result<HttpClient, RegistryError> {
     let mut b = HttpClient::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(None::<Duration>)
+        .connect_timeout(timeouts.connect())
+        .timeout(timeouts.idle)
+        .tcp_user_timeout(timeouts.idle)
         .pool_idle_timeout(Duration::from_secs(30))
         .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")));
     if insecure {

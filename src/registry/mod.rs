@@ -31,6 +31,7 @@ pub mod config;
 pub mod credentials;
 pub mod pull;
 mod push;
+pub mod timeouts;
 
 use std::time::Duration;
 

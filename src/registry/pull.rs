@@ -9,7 +9,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Mutex;
 
 use super::auth::Scope;
-use super::client::{read_small, Client};
+use super::client::{body_error, read_small, Client};
 use super::{Event, Progress, RegistryError, RegistryOptions};
 use crate::image::compress;
 use crate::image::digest::{Digest, HashReader, Hasher};
@@ -360,13 +360,7 @@ pub(super) fn fetch_layer(
             Ok(0) => break Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                break Err(RegistryError::Transport {
-                    host: client.host().to_string(),
-                    message: format!("reading {what}: {e}"),
-                    retryable: true,
-                })
-            }
+            Err(e) => break Err(body_error(client.host(), &what, e)),
         };
         size += n as u64;
         if size > desc.size {

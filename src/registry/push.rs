@@ -328,6 +328,7 @@ impl Pusher<'_> {
                     });
                     let req = h
                         .patch(&url)
+                        .timeout(self.client.timeouts().upload(len))
                         .header("Content-Type", "application/octet-stream")
                         .header("Content-Range", format!("{}-{}", offset, offset + len - 1))
                         .header("Content-Length", len.to_string());
@@ -348,6 +349,7 @@ impl Pusher<'_> {
             self.client.send_ok(&scopes, &what, |h| {
                 let req = h
                     .put(&put)
+                    .timeout(self.client.timeouts().upload(size))
                     .header("Content-Type", "application/octet-stream");
                 match open() {
                     Ok(f) => req.body(Body::sized(f, size)),

@@ -12,7 +12,11 @@
 //! <root>/context-cache/<hex>      build context digest index, one per context directory
 //! <root>/containers/<id>/         a container's upper/work dirs and its `lease` (see `leases`)
 //! <root>/tmp/s-<pid>-<rand>/       one process's temp files, flock'ed while it lives (`session`)
+//! <root>/cache-mounts/<hex>/      `RUN --mount=type=cache` dirs
 //! ```
+//!
+//! The root, `snapshots/`, `containers/`, `tmp/`, `pool/` and `cache-mounts/` are 0700: they
+//! hold setuid files and device nodes as images and containers made them (see `permissions`).
 //!
 //! `skopeo inspect oci:<root>:busybox:latest` and `umoci` read the root directly: each tagged
 //! manifest in `index.json` carries `org.opencontainers.image.ref.name` set to the **familiar**
@@ -61,6 +65,7 @@ pub(crate) mod db;
 mod downloads;
 mod images;
 mod leases;
+mod permissions;
 mod pool;
 mod session;
 mod snapshots;
@@ -159,12 +164,15 @@ fn spread_directories(dir: &Path) {
 }
 
 impl Store {
-    /// Opens the store at `root`, creating the layout if it does not exist yet.
+    /// Opens the store at `root`, creating the layout if it does not exist yet. The root and
+    /// the directories holding unpacked or container content are owner-only (0700), fixed
+    /// here on a store made with looser modes (see `permissions`).
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        for dir in ["blobs/sha256", "tmp", "snapshots"] {
+        for dir in std::iter::once("blobs/sha256").chain(permissions::PRIVATE_DIRS) {
             let p = root.join(dir);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
+        permissions::restrict(root)?;
         let store = Store {
             root: root.to_path_buf(),
         };
