@@ -10,6 +10,9 @@ use super::{io_err, ArchiveError};
 use crate::image::compress::{self, Compression};
 use crate::image::digest::{Digest, HashReader, HashWriter};
 use crate::image::layer::{check_tar, LayerInfo};
+use crate::image::limits::{
+    MAX_IMAGES_PER_ARCHIVE, MAX_LAYERS, MAX_TAGS_PER_ARCHIVE, MAX_TAGS_PER_IMAGE,
+};
 use crate::image::oci::{self, ImageConfig, Index, Manifest};
 use crate::image::reference::Reference;
 use crate::store::{ImageId, Store, MAX_JSON_SIZE};
@@ -280,6 +283,17 @@ struct DockerManifestEntry {
     layers: Vec<String>,
 }
 
+/// Refuses `count` `things` in `what` above `max` (bounds on what an archive may create: see
+/// [`crate::image::limits`]).
+fn at_most(what: &str, count: usize, max: usize, things: &str) -> Result<(), ArchiveError> {
+    if count > max {
+        return Err(ArchiveError::Invalid(format!(
+            "{what} lists {count} {things}; rbuild loads at most {max}"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a staged file against a digest its name or a descriptor promises.
 fn verify(f: &Staged, expected: &Digest, what: &str) -> Result<(), ArchiveError> {
     if &f.digest != expected {
@@ -385,6 +399,27 @@ fn load_docker(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Arc
             "manifest.json lists no images".into(),
         ));
     }
+    // The counts first: they cost nothing to check.
+    at_most(
+        "manifest.json",
+        manifest.len(),
+        MAX_IMAGES_PER_ARCHIVE,
+        "images",
+    )?;
+    let mut all_tags = 0;
+    for m in &manifest {
+        let what = format!("manifest.json entry of {}", m.config);
+        at_most(&what, m.layers.len(), MAX_LAYERS, "layers")?;
+        let n_tags = m.repo_tags.as_ref().map_or(0, Vec::len);
+        at_most(&what, n_tags, MAX_TAGS_PER_IMAGE, "RepoTags")?;
+        all_tags += n_tags;
+    }
+    at_most(
+        "manifest.json",
+        all_tags,
+        MAX_TAGS_PER_ARCHIVE,
+        "RepoTags in all",
+    )?;
     // Check everything before committing anything.
     let mut plans = Vec::new();
     for m in &manifest {
@@ -488,6 +523,12 @@ fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Archiv
         what: "index.json".into(),
         error: e,
     })?;
+    at_most(
+        "index.json",
+        index.manifests.len(),
+        MAX_IMAGES_PER_ARCHIVE,
+        "images",
+    )?;
     let mut picked = Vec::new();
     for d in &index.manifests {
         let tag = oci_tag(d)?;
@@ -520,6 +561,8 @@ fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Archiv
         return Err(ArchiveError::Invalid("index.json lists no images".into()));
     }
     let mut plans = Vec::new();
+    // Tags per image (by config): one index entry names one, but entries may repeat an image.
+    let mut tag_counts: HashMap<Digest, usize> = HashMap::new();
     for (d, tag) in picked {
         let mbytes = blob_json(entries, &d, "index.json")?;
         let manifest: Manifest =
@@ -527,6 +570,18 @@ fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Archiv
                 what: format!("manifest {}", d.digest),
                 error: e,
             })?;
+        let what = format!("manifest {}", d.digest);
+        at_most(&what, manifest.layers.len(), MAX_LAYERS, "layers")?;
+        let n_tags = tag_counts
+            .entry(manifest.config.digest.clone())
+            .or_default();
+        *n_tags += usize::from(tag.is_some());
+        at_most(
+            &format!("index.json: image {}", manifest.config.digest),
+            *n_tags,
+            MAX_TAGS_PER_IMAGE,
+            "tags",
+        )?;
         let cfg_bytes = blob_json(entries, &manifest.config, &format!("manifest {}", d.digest))?;
         let config = parse_config(&cfg_bytes, &format!("config {}", manifest.config.digest))?;
         if config.rootfs.diff_ids.len() != manifest.layers.len() {
