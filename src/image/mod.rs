@@ -5,6 +5,7 @@
 //! - [`oci`]: OCI/docker JSON types (descriptor, manifest, index, image config) and media types.
 //! - [`compress`]: compression detection and streaming (gzip, zstd, bzip2, xz).
 //! - [`layer`]: deterministic layer writer (dir, overlay upper dir, change set) and safe applier.
+//! - [`sparse`]: reading and writing sparse files (holes kept).
 //! - [`limits`]: bounds on paths, layers and tags, checked where images enter the store.
 //!
 //! A layer's *digest* names the stored (compressed) blob; its *DiffID* names the uncompressed
@@ -16,6 +17,7 @@ pub mod layer;
 pub mod limits;
 pub mod oci;
 pub mod reference;
+pub mod sparse;
 
 pub use digest::Digest;
 pub use reference::Reference;

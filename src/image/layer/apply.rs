@@ -19,6 +19,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use super::{io_err, LayerError, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
+use crate::image::sparse::SparseWriter;
 use crate::image::{compress, limits};
 
 /// What to do with whiteout entries.
@@ -146,12 +147,16 @@ pub fn apply_tar<R: Read>(
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 remove_existing(&dest)?;
-                let mut file = fs::OpenOptions::new()
+                let file = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .open(&dest)
                     .map_err(io_err(&dest))?;
-                stats.bytes += io::copy(&mut entry, &mut file).map_err(LayerError::Read)?;
+                // Runs of zero blocks become holes: a layer's large zero-filled file (a
+                // sparse file when it was written) takes no disk in the snapshot.
+                let mut out = SparseWriter::new(&file);
+                stats.bytes += io::copy(&mut entry, &mut out).map_err(LayerError::Read)?;
+                out.finish().map_err(io_err(&dest))?;
             }
             tar::EntryType::Symlink => {
                 let link = entry
