@@ -165,13 +165,13 @@ impl Write for SparseWriter<'_> {
         let block = HOLE_BLOCK as u64;
         let mut data = buf;
         // Complete the pending block first.
-        if self.pos % block != 0 {
+        if !self.pos.is_multiple_of(block) {
             let room = (block - self.pos % block) as usize;
             let take = room.min(data.len());
             self.pending.extend_from_slice(&data[..take]);
             self.pos += take as u64;
             data = &data[take..];
-            if self.pos % block == 0 {
+            if self.pos.is_multiple_of(block) {
                 let pending = std::mem::take(&mut self.pending);
                 self.write_blocks(&pending, self.pos - block)?;
                 self.pending = pending;
