@@ -15,6 +15,7 @@ use crate::image::limits::{
 };
 use crate::image::oci::{self, ImageConfig, Index, Manifest};
 use crate::image::reference::Reference;
+use crate::image::sparse::SparseWriter;
 use crate::store::{ImageId, Store, MAX_JSON_SIZE};
 
 /// An image that `load` added.
@@ -183,12 +184,14 @@ fn stage(reader: impl Read, dir: &Path) -> Result<Entries, ArchiveError> {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let staged = dir.join(i.to_string());
                     let file = fs::File::create(&staged).map_err(io_err(&staged))?;
-                    let file = Writeback::new(file);
+                    let file = Writeback::new(&file);
                     let mut w = HashWriter::new(io::BufWriter::with_capacity(1 << 20, file));
                     io::copy(&mut entry, &mut w).map_err(ArchiveError::Read)?;
                     let (buf, digest, size) = w.finish();
                     buf.into_inner()
-                        .map_err(|e| io_err(&staged)(e.into_error()))?;
+                        .map_err(|e| io_err(&staged)(e.into_error()))?
+                        .finish()
+                        .map_err(io_err(&staged))?;
                     entries.files.insert(
                         path,
                         Staged {
@@ -234,28 +237,36 @@ fn stage(reader: impl Read, dir: &Path) -> Result<Entries, ArchiveError> {
 }
 
 /// A file writer that starts writeback every 64 MiB (an `fdatasync` on another thread), so
-/// the disk works while the archive is still being read and the final fsync is short.
-struct Writeback {
-    file: fs::File,
+/// the disk works while the archive is still being read and the final fsync is short. Runs
+/// of zeros are left as holes (an uncompressed layer's zero-filled file takes no disk in the
+/// blob store); [`Writeback::finish`] sets the length.
+struct Writeback<'a> {
+    file: &'a fs::File,
+    out: SparseWriter<'a>,
     since_sync: u64,
     syncing: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Writeback {
+impl<'a> Writeback<'a> {
     const EVERY: u64 = 64 << 20;
 
-    fn new(file: fs::File) -> Writeback {
+    fn new(file: &'a fs::File) -> Writeback<'a> {
         Writeback {
             file,
+            out: SparseWriter::new(file),
             since_sync: 0,
             syncing: None,
         }
     }
+
+    fn finish(self) -> io::Result<u64> {
+        self.out.finish()
+    }
 }
 
-impl io::Write for Writeback {
+impl io::Write for Writeback<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let n = self.out.write(buf)?;
         self.since_sync += n as u64;
         if self.since_sync >= Self::EVERY && self.syncing.as_ref().is_none_or(|h| h.is_finished()) {
             self.since_sync = 0;
@@ -269,7 +280,7 @@ impl io::Write for Writeback {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        Ok(())
     }
 }
 
