@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -71,6 +71,7 @@ pub fn apply_tar<R: Read>(
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut dir_times: Vec<(PathBuf, filetime::FileTime)> = Vec::new();
     let mut known = KnownDirs::default();
+    let mut buf = vec![0u8; 256 << 10];
     for entry in archive.entries().map_err(LayerError::Read)? {
         let mut entry = entry.map_err(LayerError::Read)?;
         stats.entries += 1;
@@ -154,8 +155,18 @@ pub fn apply_tar<R: Read>(
                     .map_err(io_err(&dest))?;
                 // Runs of zero blocks become holes: a layer's large zero-filled file (a
                 // sparse file when it was written) takes no disk in the snapshot.
+                // Read in large pieces: whole blocks go from `buf` to the file directly.
                 let mut out = SparseWriter::new(&file);
-                stats.bytes += io::copy(&mut entry, &mut out).map_err(LayerError::Read)?;
+                loop {
+                    let n = match entry.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(LayerError::Read(e)),
+                    };
+                    out.write_all(&buf[..n]).map_err(io_err(&dest))?;
+                    stats.bytes += n as u64;
+                }
                 out.finish().map_err(io_err(&dest))?;
             }
             tar::EntryType::Symlink => {
