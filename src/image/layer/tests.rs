@@ -592,3 +592,38 @@ fn deeply_nested_layer_applies_quickly() {
     assert!(took.as_secs() < 20, "took {took:?}");
     eprintln!("1900-level tree checked and applied in {took:?}");
 }
+
+/// A sparse file is written into the tar with every byte (holes as zeros, read without
+/// reading them), and unpacked with its holes again.
+#[test]
+fn sparse_file_round_trips_with_its_bytes_and_holes() {
+    use std::os::unix::fs::FileExt;
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let size: u64 = 8 << 20;
+    let f = fs::File::create(src.join("sparse")).unwrap();
+    f.set_len(size).unwrap();
+    f.write_all_at(b"data", size / 2).unwrap();
+    drop(f);
+    let (tar, _) = layer_bytes(&LayerSource::Dir(&src), Compression::None, Some(0));
+    let mut a = tar::Archive::new(&tar[..]);
+    let mut entry = a.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(entry.header().entry_type(), tar::EntryType::Regular);
+    let mut content = Vec::new();
+    entry.read_to_end(&mut content).unwrap();
+    let mut want = vec![0u8; size as usize];
+    want[size as usize / 2..size as usize / 2 + 4].copy_from_slice(b"data");
+    assert!(content == want, "the tar entry holds every byte");
+    let dst = t.path().join("dst");
+    fs::create_dir(&dst).unwrap();
+    apply_tar(&tar[..], &dst, &ApplyOptions::default()).unwrap();
+    let md = fs::metadata(dst.join("sparse")).unwrap();
+    assert_eq!(md.len(), size);
+    assert!(
+        md.blocks() * 512 <= 128 << 10,
+        "{} bytes",
+        md.blocks() * 512
+    );
+    assert!(fs::read(dst.join("sparse")).unwrap() == want);
+}
