@@ -97,16 +97,16 @@ pub fn apply_tar<R: Read>(
             }
             continue;
         }
+        let dest = target.join(&rel);
+        if let Some(problem) = limits::host_path_problem(&dest) {
+            return Err(unsafe_entry(&limits::abbreviate(&raw), &problem));
+        }
         let parent = rel.parent().unwrap_or(Path::new(""));
         known.ensure(target, parent, &raw)?;
         let name = rel
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let dest = target.join(&rel);
-        if let Some(problem) = limits::host_path_problem(&dest) {
-            return Err(unsafe_entry(&limits::abbreviate(&raw), &problem));
-        }
 
         if name == WHITEOUT_OPAQUE {
             let dir = target.join(parent);

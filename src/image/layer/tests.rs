@@ -559,6 +559,19 @@ fn paths_linux_cannot_hold_are_refused_before_anything_is_written() {
         );
         assert_eq!(fs::read_dir(&target).unwrap().count(), 0, "{what}: wrote");
     }
+    // A path an image may hold, under a target whose own path leaves no room for it.
+    let long_target = t.path().join("x".repeat(250)).join("y".repeat(250));
+    fs::create_dir_all(&long_target).unwrap();
+    let tar = long_names(&[(format!("{}f", "a/".repeat(1800)), Regular, String::new())]);
+    check_tar(&tar[..]).unwrap();
+    let err = apply_tar(&tar[..], &long_target, &ApplyOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("its path would be") && err.contains("PATH_MAX"),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(&long_target).unwrap().count(), 0);
     // The longest names Linux allows still apply.
     let name = "n".repeat(255);
     let deepest = format!("{}b", "a/".repeat((limits::IMAGE_PATH_MAX - 4) / 2));
