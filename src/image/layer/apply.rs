@@ -235,25 +235,29 @@ pub fn apply_tar<R: Read>(
 /// enough for Linux ([`limits::path_problem`]): every layer is checked here, whether loaded,
 /// imported, pulled or built.
 pub fn safe_rel(raw: &str) -> Result<PathBuf, LayerError> {
-    let mut out = PathBuf::new();
-    for c in Path::new(raw).components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir => {}
-            Component::ParentDir => return Err(unsafe_entry(raw, "path contains `..`")),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(unsafe_entry(raw, "absolute path"))
-            }
-        }
-    }
+    let out = rel_inside(raw).map_err(|why| unsafe_entry(raw, why))?;
     if let Some(problem) = limits::path_problem(out.as_os_str().as_bytes()) {
         return Err(unsafe_entry(&limits::abbreviate(raw), &problem));
     }
     Ok(out)
 }
 
+/// `raw` without `.` components; why not when it is absolute or has `..`.
+fn rel_inside(raw: &str) -> Result<PathBuf, &'static str> {
+    let mut out = PathBuf::new();
+    for c in Path::new(raw).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("path contains `..`"),
+            Component::RootDir | Component::Prefix(_) => return Err("absolute path"),
+        }
+    }
+    Ok(out)
+}
+
 /// A hard link entry's target as written and as a path relative to the target dir
-/// (refused when it is missing or leaves the target).
+/// (refused when it is missing, leaves the target or is too long for Linux).
 fn hard_link_target<R: Read>(
     entry: &tar::Entry<'_, R>,
     raw: &str,
@@ -262,12 +266,21 @@ fn hard_link_target<R: Read>(
         .link_name_bytes()
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .ok_or_else(|| unsafe_entry(raw, "hard link without a target"))?;
-    let link_rel = safe_rel(&link_raw).map_err(|_| {
+    let link_rel = rel_inside(&link_raw).map_err(|_| {
         unsafe_entry(
             raw,
-            &format!("hard link to {link_raw:?} points outside the target"),
+            &format!(
+                "hard link to {:?} points outside the target",
+                limits::abbreviate(&link_raw)
+            ),
         )
     })?;
+    if let Some(problem) = limits::path_problem(link_rel.as_os_str().as_bytes()) {
+        return Err(unsafe_entry(
+            &limits::abbreviate(raw),
+            &format!("hard link target: {problem}"),
+        ));
+    }
     Ok((link_raw, link_rel))
 }
 

@@ -506,7 +506,7 @@ fn long_names(entries: &[(String, tar::EntryType, String)]) -> Vec<u8> {
         h.set_entry_type(*kind);
         h.set_mode(0o755);
         h.set_size(0);
-        if kind.is_symlink() {
+        if kind.is_symlink() || kind.is_hard_link() {
             b.append_link(&mut h, name, link).unwrap();
         } else {
             b.append_data(&mut h, name, std::io::empty()).unwrap();
@@ -530,6 +530,11 @@ fn paths_linux_cannot_hold_are_refused_before_anything_is_written() {
             "long component",
             vec![(format!("d/{}", "n".repeat(256)), Regular, String::new())],
             "NAME_MAX",
+        ),
+        (
+            "long hard link target",
+            vec![("h".to_string(), tar::EntryType::Link, "t/".repeat(2100))],
+            "hard link target: its path is 4199 bytes",
         ),
         (
             "long symlink target",
