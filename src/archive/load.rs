@@ -419,7 +419,10 @@ fn load_docker(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Arc
     )?;
     let mut all_tags = 0;
     for m in &manifest {
-        let what = format!("manifest.json entry of {}", m.config);
+        let what = format!(
+            "manifest.json entry of {}",
+            crate::image::limits::abbreviate(&m.config)
+        );
         at_most(&what, m.layers.len(), MAX_LAYERS, "layers")?;
         let n_tags = m.repo_tags.as_ref().map_or(0, Vec::len);
         at_most(&what, n_tags, MAX_TAGS_PER_IMAGE, "RepoTags")?;
