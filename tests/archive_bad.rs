@@ -43,6 +43,21 @@ fn tar_of(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
+/// A layer of one entry with a long name or link target (GNU long-name entries).
+fn long_entry(name: &str, kind: tar::EntryType, link: &str) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_size(0);
+    if kind == tar::EntryType::Symlink {
+        b.append_link(&mut h, name, link).unwrap();
+    } else {
+        b.append_data(&mut h, name, std::io::empty()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
 fn reg<'a>(name: &'a str, data: &'a [u8]) -> (&'a str, tar::EntryType, &'a str, &'a [u8]) {
     (name, tar::EntryType::Regular, "", data)
 }
@@ -186,6 +201,30 @@ fn corpus() -> Vec<Case> {
             tar_of(&[reg("f", b"1"), reg("f", b"2")]),
             "more than once",
         ),
+        // `run` spent 82 s unpacking this before failing with `File name too long`.
+        (
+            "layer-5000-level-path",
+            long_entry(
+                &format!("{}f", "d/".repeat(5000)),
+                tar::EntryType::Regular,
+                "",
+            ),
+            "its path is 10001 bytes; at most 3838 fit in Linux's PATH_MAX",
+        ),
+        (
+            "layer-component-over-name-max",
+            long_entry(
+                &format!("etc/{}", "n".repeat(300)),
+                tar::EntryType::Regular,
+                "",
+            ),
+            "is 300 bytes; Linux allows at most 255 (NAME_MAX)",
+        ),
+        (
+            "layer-symlink-target-over-path-max",
+            long_entry("link", Symlink, &"t/".repeat(2500)),
+            "its link target is 5000 bytes; Linux allows at most 4095",
+        ),
     ];
     let mut out: Vec<Case> = bad_layers
         .into_iter()
@@ -267,6 +306,60 @@ fn corpus() -> Vec<Case> {
         name: "duplicate-entries",
         bytes: docker_archive(&p),
         want: "appears more than once",
+        layer: None,
+    });
+
+    // 300,000 tags in a 1 MB archive made an 82 MB image index that slowed every `run`.
+    let mut p = docker_parts(good_layer());
+    let tags: Vec<String> = (0..300_000).map(|i| format!("corpus:t{i}")).collect();
+    p.manifest =
+        serde_json::json!([{"Config": p.config_name, "RepoTags": tags, "Layers": [p.layer_name]}])
+            .to_string()
+            .into_bytes();
+    out.push(Case {
+        name: "too-many-repotags",
+        bytes: docker_archive(&p),
+        want: "lists 300000 RepoTags; rbuild loads at most 1000",
+        layer: None,
+    });
+    let mut p = docker_parts(good_layer());
+    let layers = vec![p.layer_name.clone(); 501];
+    p.manifest = serde_json::json!([{"Config": p.config_name, "RepoTags": ["corpus:bad"], "Layers": layers}]).to_string().into_bytes();
+    out.push(Case {
+        name: "too-many-layers",
+        bytes: docker_archive(&p),
+        want: "lists 501 layers; rbuild loads at most 500",
+        layer: None,
+    });
+    let mut p = docker_parts(good_layer());
+    let one = serde_json::json!({"Config": p.config_name, "Layers": [p.layer_name]});
+    p.manifest = serde_json::json!(vec![one; 10_001])
+        .to_string()
+        .into_bytes();
+    out.push(Case {
+        name: "too-many-images",
+        bytes: docker_archive(&p),
+        want: "manifest.json lists 10001 images; rbuild loads at most 10000",
+        layer: None,
+    });
+    out.push(Case {
+        name: "oci-too-many-tags",
+        bytes: oci_archive(
+            |i| {
+                let first = i["manifests"][0].clone();
+                let entries: Vec<serde_json::Value> = (0..1001)
+                    .map(|n| {
+                        let mut e = first.clone();
+                        e["annotations"]["org.opencontainers.image.ref.name"] =
+                            serde_json::json!(format!("corpus:t{n}"));
+                        e
+                    })
+                    .collect();
+                i["manifests"] = serde_json::json!(entries);
+            },
+            false,
+        ),
+        want: "lists 1001 tags; rbuild loads at most 1000",
         layer: None,
     });
 

@@ -10,8 +10,12 @@ use super::{io_err, ArchiveError};
 use crate::image::compress::{self, Compression};
 use crate::image::digest::{Digest, HashReader, HashWriter};
 use crate::image::layer::{check_tar, LayerInfo};
+use crate::image::limits::{
+    MAX_IMAGES_PER_ARCHIVE, MAX_LAYERS, MAX_TAGS_PER_ARCHIVE, MAX_TAGS_PER_IMAGE,
+};
 use crate::image::oci::{self, ImageConfig, Index, Manifest};
 use crate::image::reference::Reference;
+use crate::image::sparse::SparseWriter;
 use crate::store::{ImageId, Store, MAX_JSON_SIZE};
 
 /// An image that `load` added.
@@ -180,12 +184,14 @@ fn stage(reader: impl Read, dir: &Path) -> Result<Entries, ArchiveError> {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let staged = dir.join(i.to_string());
                     let file = fs::File::create(&staged).map_err(io_err(&staged))?;
-                    let file = Writeback::new(file);
+                    let file = Writeback::new(&file);
                     let mut w = HashWriter::new(io::BufWriter::with_capacity(1 << 20, file));
                     io::copy(&mut entry, &mut w).map_err(ArchiveError::Read)?;
                     let (buf, digest, size) = w.finish();
                     buf.into_inner()
-                        .map_err(|e| io_err(&staged)(e.into_error()))?;
+                        .map_err(|e| io_err(&staged)(e.into_error()))?
+                        .finish()
+                        .map_err(io_err(&staged))?;
                     entries.files.insert(
                         path,
                         Staged {
@@ -231,28 +237,36 @@ fn stage(reader: impl Read, dir: &Path) -> Result<Entries, ArchiveError> {
 }
 
 /// A file writer that starts writeback every 64 MiB (an `fdatasync` on another thread), so
-/// the disk works while the archive is still being read and the final fsync is short.
-struct Writeback {
-    file: fs::File,
+/// the disk works while the archive is still being read and the final fsync is short. Runs
+/// of zeros are left as holes (an uncompressed layer's zero-filled file takes no disk in the
+/// blob store); [`Writeback::finish`] sets the length.
+struct Writeback<'a> {
+    file: &'a fs::File,
+    out: SparseWriter<'a>,
     since_sync: u64,
     syncing: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Writeback {
+impl<'a> Writeback<'a> {
     const EVERY: u64 = 64 << 20;
 
-    fn new(file: fs::File) -> Writeback {
+    fn new(file: &'a fs::File) -> Writeback<'a> {
         Writeback {
             file,
+            out: SparseWriter::new(file),
             since_sync: 0,
             syncing: None,
         }
     }
+
+    fn finish(self) -> io::Result<u64> {
+        self.out.finish()
+    }
 }
 
-impl io::Write for Writeback {
+impl io::Write for Writeback<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let n = self.out.write(buf)?;
         self.since_sync += n as u64;
         if self.since_sync >= Self::EVERY && self.syncing.as_ref().is_none_or(|h| h.is_finished()) {
             self.since_sync = 0;
@@ -266,7 +280,7 @@ impl io::Write for Writeback {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        Ok(())
     }
 }
 
@@ -278,6 +292,17 @@ struct DockerManifestEntry {
     repo_tags: Option<Vec<String>>,
     #[serde(rename = "Layers")]
     layers: Vec<String>,
+}
+
+/// Refuses `count` `things` in `what` above `max` (bounds on what an archive may create: see
+/// [`crate::image::limits`]).
+fn at_most(what: &str, count: usize, max: usize, things: &str) -> Result<(), ArchiveError> {
+    if count > max {
+        return Err(ArchiveError::Invalid(format!(
+            "{what} lists {count} {things}; rbuild loads at most {max}"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks a staged file against a digest its name or a descriptor promises.
@@ -385,6 +410,30 @@ fn load_docker(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Arc
             "manifest.json lists no images".into(),
         ));
     }
+    // The counts first: they cost nothing to check.
+    at_most(
+        "manifest.json",
+        manifest.len(),
+        MAX_IMAGES_PER_ARCHIVE,
+        "images",
+    )?;
+    let mut all_tags = 0;
+    for m in &manifest {
+        let what = format!(
+            "manifest.json entry of {}",
+            crate::image::limits::abbreviate(&m.config)
+        );
+        at_most(&what, m.layers.len(), MAX_LAYERS, "layers")?;
+        let n_tags = m.repo_tags.as_ref().map_or(0, Vec::len);
+        at_most(&what, n_tags, MAX_TAGS_PER_IMAGE, "RepoTags")?;
+        all_tags += n_tags;
+    }
+    at_most(
+        "manifest.json",
+        all_tags,
+        MAX_TAGS_PER_ARCHIVE,
+        "RepoTags in all",
+    )?;
     // Check everything before committing anything.
     let mut plans = Vec::new();
     for m in &manifest {
@@ -488,6 +537,12 @@ fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Archiv
         what: "index.json".into(),
         error: e,
     })?;
+    at_most(
+        "index.json",
+        index.manifests.len(),
+        MAX_IMAGES_PER_ARCHIVE,
+        "images",
+    )?;
     let mut picked = Vec::new();
     for d in &index.manifests {
         let tag = oci_tag(d)?;
@@ -520,6 +575,8 @@ fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Archiv
         return Err(ArchiveError::Invalid("index.json lists no images".into()));
     }
     let mut plans = Vec::new();
+    // Tags per image (by config): one index entry names one, but entries may repeat an image.
+    let mut tag_counts: HashMap<Digest, usize> = HashMap::new();
     for (d, tag) in picked {
         let mbytes = blob_json(entries, &d, "index.json")?;
         let manifest: Manifest =
@@ -527,6 +584,18 @@ fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Archiv
                 what: format!("manifest {}", d.digest),
                 error: e,
             })?;
+        let what = format!("manifest {}", d.digest);
+        at_most(&what, manifest.layers.len(), MAX_LAYERS, "layers")?;
+        let n_tags = tag_counts
+            .entry(manifest.config.digest.clone())
+            .or_default();
+        *n_tags += usize::from(tag.is_some());
+        at_most(
+            &format!("index.json: image {}", manifest.config.digest),
+            *n_tags,
+            MAX_TAGS_PER_IMAGE,
+            "tags",
+        )?;
         let cfg_bytes = blob_json(entries, &manifest.config, &format!("manifest {}", d.digest))?;
         let config = parse_config(&cfg_bytes, &format!("config {}", manifest.config.digest))?;
         if config.rootfs.diff_ids.len() != manifest.layers.len() {

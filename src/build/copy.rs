@@ -22,8 +22,8 @@ use super::{io_err, BuildError};
 use crate::context::{
     copy_hashed, ContextSnapshot, CopyFailed, Digest, Entry, EntryKind, IgnoreMatcher,
 };
-use crate::image::compress;
 use crate::image::layer::{apply_tar, ApplyOptions};
+use crate::image::{compress, sparse};
 use crate::store::{Pool, PoolFile};
 use rbuild_runtime::dirfd::Dir;
 
@@ -276,7 +276,7 @@ pub(crate) fn stage(
         };
         remove_existing(&target);
         if fs::rename(&file.path, &target).is_err() {
-            fs::copy(&file.path, &target).map_err(io_err(&file.path))?;
+            copy_file_sparse(&file.path, &target)?;
         }
         copier.set(
             &target,
@@ -597,7 +597,7 @@ impl Copier {
             self.set(target, 0o777, mtime, false, true)?;
         } else if ft.is_file() {
             remove_existing(target);
-            fs::copy(disk, target).map_err(io_err(disk))?;
+            copy_file_sparse(disk, target)?;
             self.set(target, md.mode() & 0o7777, mtime, false, false)?;
         }
         // Device nodes, fifos and sockets are not copied.
@@ -621,13 +621,35 @@ fn copy_hashing(
     buf: &mut Vec<u8>,
 ) -> Result<(Digest, u64), BuildError> {
     let mut input = fs::File::open(src).map_err(io_err(src))?;
+    let meta = input.metadata().map_err(io_err(src))?;
     if buf.len() < COPY_BUFFER {
         buf.resize(COPY_BUFFER, 0);
     }
-    copy_hashed(&mut input, output, buf).map_err(|failed| match failed {
+    let failed = |failed| match failed {
         CopyFailed::Read(e) => io_err(src)(e),
         CopyFailed::Write(e) => io_err(dst)(e),
-    })
+    };
+    if !sparse::may_have_holes(&meta) {
+        return copy_hashed(&mut input, output, buf).map_err(failed);
+    }
+    // A sparse file stays sparse (its holes are neither read nor written).
+    let mut reader = sparse::HoleReader::new(input, meta.len(), true);
+    let mut writer = sparse::SparseWriter::new(output);
+    let copied = copy_hashed(&mut reader, &mut writer, buf).map_err(failed)?;
+    writer.finish().map_err(io_err(dst))?;
+    Ok(copied)
+}
+
+/// Copies the file `src` to the new file `dst`, keeping its holes.
+fn copy_file_sparse(src: &Path, dst: &Path) -> Result<(), BuildError> {
+    let input = fs::File::open(src).map_err(io_err(src))?;
+    let meta = input.metadata().map_err(io_err(src))?;
+    let output = fs::File::create(dst).map_err(io_err(dst))?;
+    output
+        .set_permissions(meta.permissions())
+        .map_err(io_err(dst))?;
+    sparse::copy_sparse(input, &meta, &output).map_err(io_err(dst))?;
+    Ok(())
 }
 
 /// The buffer [`copy_hashing`] reads through (one per copying thread).

@@ -5,6 +5,8 @@
 //! - [`oci`]: OCI/docker JSON types (descriptor, manifest, index, image config) and media types.
 //! - [`compress`]: compression detection and streaming (gzip, zstd, bzip2, xz).
 //! - [`layer`]: deterministic layer writer (dir, overlay upper dir, change set) and safe applier.
+//! - [`sparse`]: reading and writing sparse files (holes kept).
+//! - [`limits`]: bounds on paths, layers and tags, checked where images enter the store.
 //!
 //! A layer's *digest* names the stored (compressed) blob; its *DiffID* names the uncompressed
 //! tar. [`layer::LayerInfo`] carries both, under those names.
@@ -12,8 +14,10 @@
 pub mod compress;
 pub mod digest;
 pub mod layer;
+pub mod limits;
 pub mod oci;
 pub mod reference;
+pub mod sparse;
 
 pub use digest::Digest;
 pub use reference::Reference;

@@ -13,12 +13,14 @@
 
 use std::collections::HashSet;
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use super::{io_err, LayerError, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
-use crate::image::compress;
+use crate::image::sparse::SparseWriter;
+use crate::image::{compress, limits};
 
 /// What to do with whiteout entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,6 +70,8 @@ pub fn apply_tar<R: Read>(
     let mut stats = ApplyStats::default();
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut dir_times: Vec<(PathBuf, filetime::FileTime)> = Vec::new();
+    let mut known = KnownDirs::default();
+    let mut buf = vec![0u8; 256 << 10];
     for entry in archive.entries().map_err(LayerError::Read)? {
         let mut entry = entry.map_err(LayerError::Read)?;
         stats.entries += 1;
@@ -93,13 +97,16 @@ pub fn apply_tar<R: Read>(
             }
             continue;
         }
+        let dest = target.join(&rel);
+        if let Some(problem) = limits::host_path_problem(&dest) {
+            return Err(unsafe_entry(&limits::abbreviate(&raw), &problem));
+        }
         let parent = rel.parent().unwrap_or(Path::new(""));
-        ensure_parents(target, parent, &raw)?;
+        known.ensure(target, parent, &raw)?;
         let name = rel
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let dest = target.join(&rel);
 
         if name == WHITEOUT_OPAQUE {
             let dir = target.join(parent);
@@ -107,7 +114,10 @@ pub fn apply_tar<R: Read>(
                 WhiteoutMode::Overlay => {
                     xattr::set(&dir, "trusted.overlay.opaque", b"y").map_err(io_err(&dir))?;
                 }
-                WhiteoutMode::Apply => clear_dir_except(&dir, parent, &seen)?,
+                WhiteoutMode::Apply => {
+                    known.forget_below(parent);
+                    clear_dir_except(&dir, parent, &seen)?
+                }
             }
             continue;
         }
@@ -115,6 +125,7 @@ pub fn apply_tar<R: Read>(
             if hidden.starts_with(".wh.") || hidden.is_empty() {
                 continue; // aufs metadata (.wh..wh.plnk etc.): nothing to apply
             }
+            known.forget(&parent.join(hidden));
             let victim = target.join(parent).join(hidden);
             remove_existing(&victim)?;
             if options.whiteouts == WhiteoutMode::Overlay {
@@ -123,6 +134,7 @@ pub fn apply_tar<R: Read>(
             continue;
         }
 
+        known.forget(&rel);
         let existing = fs::symlink_metadata(&dest).ok();
         match kind {
             tar::EntryType::Directory => {
@@ -136,18 +148,33 @@ pub fn apply_tar<R: Read>(
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 remove_existing(&dest)?;
-                let mut file = fs::OpenOptions::new()
+                let file = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .open(&dest)
                     .map_err(io_err(&dest))?;
-                stats.bytes += io::copy(&mut entry, &mut file).map_err(LayerError::Read)?;
+                // Runs of zero blocks become holes: a layer's large zero-filled file (a
+                // sparse file when it was written) takes no disk in the snapshot.
+                // Read in large pieces: whole blocks go from `buf` to the file directly.
+                let mut out = SparseWriter::new(&file);
+                loop {
+                    let n = match entry.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(LayerError::Read(e)),
+                    };
+                    out.write_all(&buf[..n]).map_err(io_err(&dest))?;
+                    stats.bytes += n as u64;
+                }
+                out.finish().map_err(io_err(&dest))?;
             }
             tar::EntryType::Symlink => {
                 let link = entry
                     .link_name()
                     .map_err(LayerError::Read)?
                     .ok_or_else(|| unsafe_entry(&raw, "symlink without a target"))?;
+                check_link_target(&raw, link.as_os_str().as_bytes())?;
                 remove_existing(&dest)?;
                 symlink(&link, &dest).map_err(io_err(&dest))?;
             }
@@ -204,24 +231,33 @@ pub fn apply_tar<R: Read>(
     Ok(stats)
 }
 
-/// Normalises an entry path: relative, `.` dropped, no `..`, no absolute paths.
+/// Normalises an entry path: relative, `.` dropped, no `..`, no absolute paths, and short
+/// enough for Linux ([`limits::path_problem`]): every layer is checked here, whether loaded,
+/// imported, pulled or built.
 pub fn safe_rel(raw: &str) -> Result<PathBuf, LayerError> {
+    let out = rel_inside(raw).map_err(|why| unsafe_entry(raw, why))?;
+    if let Some(problem) = limits::path_problem(out.as_os_str().as_bytes()) {
+        return Err(unsafe_entry(&limits::abbreviate(raw), &problem));
+    }
+    Ok(out)
+}
+
+/// `raw` without `.` components; why not when it is absolute or has `..`.
+fn rel_inside(raw: &str) -> Result<PathBuf, &'static str> {
     let mut out = PathBuf::new();
     for c in Path::new(raw).components() {
         match c {
             Component::Normal(n) => out.push(n),
             Component::CurDir => {}
-            Component::ParentDir => return Err(unsafe_entry(raw, "path contains `..`")),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(unsafe_entry(raw, "absolute path"))
-            }
+            Component::ParentDir => return Err("path contains `..`"),
+            Component::RootDir | Component::Prefix(_) => return Err("absolute path"),
         }
     }
     Ok(out)
 }
 
 /// A hard link entry's target as written and as a path relative to the target dir
-/// (refused when it is missing or leaves the target).
+/// (refused when it is missing, leaves the target or is too long for Linux).
 fn hard_link_target<R: Read>(
     entry: &tar::Entry<'_, R>,
     raw: &str,
@@ -230,13 +266,30 @@ fn hard_link_target<R: Read>(
         .link_name_bytes()
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .ok_or_else(|| unsafe_entry(raw, "hard link without a target"))?;
-    let link_rel = safe_rel(&link_raw).map_err(|_| {
+    let link_rel = rel_inside(&link_raw).map_err(|_| {
         unsafe_entry(
             raw,
-            &format!("hard link to {link_raw:?} points outside the target"),
+            &format!(
+                "hard link to {:?} points outside the target",
+                limits::abbreviate(&link_raw)
+            ),
         )
     })?;
+    if let Some(problem) = limits::path_problem(link_rel.as_os_str().as_bytes()) {
+        return Err(unsafe_entry(
+            &limits::abbreviate(raw),
+            &format!("hard link target: {problem}"),
+        ));
+    }
     Ok((link_raw, link_rel))
+}
+
+/// Refuses a symlink target `symlink(2)` would refuse (too long).
+fn check_link_target(raw: &str, target: &[u8]) -> Result<(), LayerError> {
+    match limits::link_target_problem(target) {
+        Some(problem) => Err(unsafe_entry(&limits::abbreviate(raw), &problem)),
+        None => Ok(()),
+    }
 }
 
 fn unsafe_entry(raw: &str, reason: &str) -> LayerError {
@@ -246,11 +299,53 @@ fn unsafe_entry(raw: &str, reason: &str) -> LayerError {
     }
 }
 
-/// Creates missing parent directories of an entry, refusing to go through symlinks.
-fn ensure_parents(target: &Path, parent: &Path, raw: &str) -> Result<(), LayerError> {
+/// The parent directory of the last entry (relative to the target), known to be a chain of
+/// real directories (no symlinks) that this apply created or checked. The next entry only
+/// checks the components of its parent below what the two share: checking every component
+/// of every entry costs the depth cubed in path lookups, and a 2,000-level tree took minutes.
+#[derive(Default)]
+struct KnownDirs {
+    known: PathBuf,
+}
+
+impl KnownDirs {
+    /// Creates missing parent directories of an entry, refusing to go through symlinks.
+    fn ensure(&mut self, target: &Path, parent: &Path, raw: &str) -> Result<(), LayerError> {
+        let shared = self
+            .known
+            .components()
+            .zip(parent.components())
+            .take_while(|(a, b)| a == b)
+            .count();
+        ensure_parents(target, parent, shared, raw)?;
+        self.known = parent.to_path_buf();
+        Ok(())
+    }
+
+    /// `rel` is about to be removed or replaced: it and what is below it are no longer known.
+    fn forget(&mut self, rel: &Path) {
+        if self.known.starts_with(rel) {
+            self.known = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+        }
+    }
+
+    /// The children of `dir` are about to be removed.
+    fn forget_below(&mut self, dir: &Path) {
+        if self.known.starts_with(dir) {
+            self.known = dir.to_path_buf();
+        }
+    }
+}
+
+/// Creates missing parent directories of an entry, refusing to go through symlinks; the first
+/// `known` components are known to be directories already.
+fn ensure_parents(target: &Path, parent: &Path, known: usize, raw: &str) -> Result<(), LayerError> {
     let mut cur = target.to_path_buf();
-    for c in parent.components() {
+    for (i, c) in parent.components().enumerate() {
         cur.push(c);
+        if i < known {
+            continue;
+        }
         match fs::symlink_metadata(&cur) {
             Ok(m) if m.file_type().is_symlink() => {
                 return Err(unsafe_entry(
@@ -392,7 +487,12 @@ pub fn check_tar<R: Read>(reader: R) -> Result<ApplyStats, LayerError> {
     let mut stats = ApplyStats::default();
     let mut seen: HashSet<PathBuf> = HashSet::new();
     let mut symlinks: HashSet<PathBuf> = HashSet::new();
+    // Most layers have no symlink above another entry: skip the walk up then (it costs
+    // the path's depth squared in hashing, which adds up in a deeply nested layer).
     let below_symlink = |symlinks: &HashSet<PathBuf>, rel: &Path| -> Option<PathBuf> {
+        if symlinks.is_empty() {
+            return None;
+        }
         rel.ancestors()
             .skip(1)
             .find(|a| symlinks.contains(*a))
@@ -418,6 +518,8 @@ pub fn check_tar<R: Read>(reader: R) -> Result<ApplyStats, LayerError> {
         }
         match kind {
             tar::EntryType::Symlink => {
+                let target = entry.link_name_bytes().unwrap_or_default();
+                check_link_target(&raw, &target)?;
                 symlinks.insert(rel);
             }
             tar::EntryType::Link => {

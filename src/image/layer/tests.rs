@@ -8,6 +8,7 @@ use std::path::Path;
 use super::*;
 use crate::image::compress::Compression;
 use crate::image::digest::Digest;
+use crate::image::limits;
 
 fn is_root() -> bool {
     nix::unistd::Uid::effective().is_root()
@@ -423,6 +424,17 @@ fn applier_never_writes_outside_the_target() {
             crafted(&[("f", Regular, "", b"1"), ("f", Regular, "", b"2")]),
             "more than once",
         ),
+        (
+            // The applier remembers `a/b` as a checked directory: replacing `a` by a symlink
+            // must make it check again.
+            "dir replaced by a symlink after use",
+            crafted(&[
+                ("a/b/f", Regular, "", b"x"),
+                ("a", Symlink, &out, b""),
+                ("a/b/evil", Regular, "", b"x"),
+            ]),
+            "through the symlink",
+        ),
     ];
     for (what, tar, want) in cases {
         let target = t.path().join(format!("target-{}", what.replace(' ', "-")));
@@ -484,4 +496,152 @@ fn not_a_tar_and_truncated_gzip_are_errors() {
     fs::create_dir(&target).unwrap();
     let err = apply_layer(&gz[..gz.len() / 2], &target, &ApplyOptions::default()).unwrap_err();
     assert!(err.to_string().contains("corrupt, truncated"), "{err}");
+}
+
+/// A tar with GNU long names and link names (the tar crate writes the extension entries).
+fn long_names(entries: &[(String, tar::EntryType, String)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(0o755);
+        h.set_size(0);
+        if kind.is_symlink() || kind.is_hard_link() {
+            b.append_link(&mut h, name, link).unwrap();
+        } else {
+            b.append_data(&mut h, name, std::io::empty()).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn paths_linux_cannot_hold_are_refused_before_anything_is_written() {
+    use tar::EntryType::{Directory, Regular, Symlink};
+    let t = tempfile::tempdir().unwrap();
+    let deep = format!("{}f", "a/".repeat(5000));
+    let cases = [
+        (
+            "5000-level path",
+            vec![(deep, Regular, String::new())],
+            "PATH_MAX",
+        ),
+        (
+            "long component",
+            vec![(format!("d/{}", "n".repeat(256)), Regular, String::new())],
+            "NAME_MAX",
+        ),
+        (
+            "long hard link target",
+            vec![("h".to_string(), tar::EntryType::Link, "t/".repeat(2100))],
+            "hard link target: its path is 4199 bytes",
+        ),
+        (
+            "long symlink target",
+            vec![("l".to_string(), Symlink, "t/".repeat(2100))],
+            "link target is 4200 bytes",
+        ),
+    ];
+    for (what, entries, want) in cases {
+        let tar = long_names(&entries);
+        let err = check_tar(&tar[..]).expect_err(what).to_string();
+        assert!(err.contains(want), "check {what}: {err}");
+        assert!(
+            err.len() < 400,
+            "{what}: the error abbreviates the path: {err}"
+        );
+        let target = t.path().join(what.replace(' ', "-"));
+        fs::create_dir(&target).unwrap();
+        let started = std::time::Instant::now();
+        let err = apply_tar(&tar[..], &target, &ApplyOptions::default())
+            .expect_err(what)
+            .to_string();
+        assert!(err.contains(want), "apply {what}: {err}");
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "{what}: apply took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(fs::read_dir(&target).unwrap().count(), 0, "{what}: wrote");
+    }
+    // A path an image may hold, under a target whose own path leaves no room for it.
+    let long_target = t.path().join("x".repeat(250)).join("y".repeat(250));
+    fs::create_dir_all(&long_target).unwrap();
+    let tar = long_names(&[(format!("{}f", "a/".repeat(1800)), Regular, String::new())]);
+    check_tar(&tar[..]).unwrap();
+    let err = apply_tar(&tar[..], &long_target, &ApplyOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("its path would be") && err.contains("PATH_MAX"),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(&long_target).unwrap().count(), 0);
+    // The longest names Linux allows still apply.
+    let name = "n".repeat(255);
+    let deepest = format!("{}b", "a/".repeat((limits::IMAGE_PATH_MAX - 4) / 2));
+    let tar = long_names(&[
+        (format!("d/{name}"), Regular, String::new()),
+        (deepest.clone(), Directory, String::new()),
+    ]);
+    check_tar(&tar[..]).unwrap();
+    let target = t.path().join("ok");
+    fs::create_dir(&target).unwrap();
+    apply_tar(&tar[..], &target, &ApplyOptions::default()).unwrap();
+    assert!(target.join("d").join(&name).is_file());
+}
+
+/// Every directory of a 1,900-level tree as its own entry: each entry's parents are known
+/// from the one before, so applying costs the depth squared, not cubed (it took minutes).
+#[test]
+fn deeply_nested_layer_applies_quickly() {
+    let t = tempfile::tempdir().unwrap();
+    let mut entries = Vec::new();
+    let mut path = String::from("a");
+    for _ in 0..1900 {
+        entries.push((path.clone(), tar::EntryType::Directory, String::new()));
+        path.push_str("/a");
+    }
+    let tar = long_names(&entries);
+    let started = std::time::Instant::now();
+    check_tar(&tar[..]).unwrap();
+    apply_tar(&tar[..], t.path(), &ApplyOptions::default()).unwrap();
+    let took = started.elapsed();
+    assert!(took.as_secs() < 20, "took {took:?}");
+    eprintln!("1900-level tree checked and applied in {took:?}");
+}
+
+/// A sparse file is written into the tar with every byte (holes as zeros, read without
+/// reading them), and unpacked with its holes again.
+#[test]
+fn sparse_file_round_trips_with_its_bytes_and_holes() {
+    use std::os::unix::fs::FileExt;
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let size: u64 = 8 << 20;
+    let f = fs::File::create(src.join("sparse")).unwrap();
+    f.set_len(size).unwrap();
+    f.write_all_at(b"data", size / 2).unwrap();
+    drop(f);
+    let (tar, _) = layer_bytes(&LayerSource::Dir(&src), Compression::None, Some(0));
+    let mut a = tar::Archive::new(&tar[..]);
+    let mut entry = a.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(entry.header().entry_type(), tar::EntryType::Regular);
+    let mut content = Vec::new();
+    entry.read_to_end(&mut content).unwrap();
+    let mut want = vec![0u8; size as usize];
+    want[size as usize / 2..size as usize / 2 + 4].copy_from_slice(b"data");
+    assert!(content == want, "the tar entry holds every byte");
+    let dst = t.path().join("dst");
+    fs::create_dir(&dst).unwrap();
+    apply_tar(&tar[..], &dst, &ApplyOptions::default()).unwrap();
+    let md = fs::metadata(dst.join("sparse")).unwrap();
+    assert_eq!(md.len(), size);
+    assert!(
+        md.blocks() * 512 <= 128 << 10,
+        "{} bytes",
+        md.blocks() * 512
+    );
+    assert!(fs::read(dst.join("sparse")).unwrap() == want);
 }

@@ -19,6 +19,7 @@ use super::{io_err, LayerError, LayerInfo, WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 use crate::image::compress::{Compression, Compressor};
 use crate::image::digest::HashWriter;
 use crate::image::oci;
+use crate::image::sparse::{may_have_holes, HoleReader};
 
 /// How to write a layer.
 #[derive(Debug, Clone)]
@@ -331,9 +332,10 @@ impl<W: Write> TreeWriter<W> {
             match content {
                 Content::Memory(data) => self.builder.append_data(&mut h, rel, &data[..]),
                 // A file that changes size while we read it would corrupt the tar: read
-                // exactly len.
+                // exactly len. Holes are read as zeros without reading them; the entry
+                // holds every byte (tar has no holes here, as docker's), and zeros compress.
                 Content::File(file) => {
-                    let mut reader = std::io::Read::take(file, meta.len());
+                    let mut reader = HoleReader::new(file, meta.len(), may_have_holes(&meta));
                     self.builder.append_data(&mut h, rel, &mut reader)
                 }
             }
