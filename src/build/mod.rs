@@ -68,8 +68,9 @@ pub enum DockerfileSource {
     Default,
     /// A file (`-f PATH`).
     Path(PathBuf),
-    /// Text read elsewhere (`-f -`), with the name used in messages.
-    Text { name: String, text: String },
+    /// Bytes read elsewhere (`-f -`), with the name used in messages. They are decoded as
+    /// a file's are (see [`crate::dockerfile::decode`]).
+    Text { name: String, text: Vec<u8> },
 }
 
 /// Everything a build needs, resolved from the command line.

@@ -134,11 +134,11 @@ pub fn build(
     let (file, text, dockerfile_path) = match &options.dockerfile {
         DockerfileSource::Default => {
             let p = options.context.join("Dockerfile");
-            let t = std::fs::read_to_string(&p).map_err(io_err(&p))?;
+            let t = std::fs::read(&p).map_err(io_err(&p))?;
             ("Dockerfile".to_string(), t, Some(p))
         }
         DockerfileSource::Path(p) => {
-            let t = std::fs::read_to_string(p).map_err(io_err(p))?;
+            let t = std::fs::read(p).map_err(io_err(p))?;
             let name = p
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -147,10 +147,14 @@ pub fn build(
         }
         DockerfileSource::Text { name, text } => (name.clone(), text.clone(), None),
     };
-    let parsed = df::parse(&text, &file)?;
+    // The text moves into the AST, and the AST is dropped once the typed stages are made: a
+    // huge instruction (a 50 MB LABEL) is not kept in several copies for the whole build.
+    let parsed = df::parse_owned(df::decode(text, &file)?, &file)?;
     let stages = instructions::parse_instructions(&parsed)?;
+    let escape = parsed.directives.escape;
+    drop(parsed);
     progress.done(&step);
-    let lex = ShellLex::new(parsed.directives.escape);
+    let lex = ShellLex::new(escape);
     let args = BuildArgs::new(options.build_args.clone(), platform_args(&host, &host));
     let meta_defs: Vec<&ArgDef> = stages
         .meta_args

@@ -38,6 +38,12 @@ impl LineIndex {
         LineIndex { starts }
     }
 
+    /// The number of lines (a final line without a newline counts; so does an empty one
+    /// after a final newline).
+    pub(crate) fn line_count(&self) -> usize {
+        self.starts.len()
+    }
+
     /// 1-based line and column (in characters) of byte offset `pos`.
     pub(crate) fn line_col(&self, source: &str, pos: usize) -> (usize, usize) {
         let pos = floor_char_boundary(source, pos.min(source.len()));
