@@ -203,7 +203,8 @@ fn tail_text(tail: &[String]) -> String {
 }
 
 impl BuildError {
-    /// Locates `err` at `file:line` in `instruction`.
+    /// Locates `err` at `file:line` in `instruction` (a long one cut, see
+    /// [`progress::echo`]).
     pub fn at(file: &str, line: usize, instruction: &str, err: BuildError) -> BuildError {
         if matches!(err, BuildError::At { .. }) {
             return err;
@@ -211,7 +212,7 @@ impl BuildError {
         BuildError::At {
             file: file.to_string(),
             line,
-            instruction: instruction.to_string(),
+            instruction: progress::echo(instruction).into_owned(),
             source: Box::new(err),
         }
     }

@@ -213,8 +213,12 @@ pub fn build(
             unused.join(" ")
         ));
     }
-    // Export.
-    let progress = &builder.engine.progress;
+    // Export. The typed stages are dropped first, and the config is moved out of the state
+    // rather than cloned: a huge LABEL is held once in the config while it is serialized.
+    let Builder { engine, sde, .. } = builder;
+    let progress = engine.progress;
+    drop(stages);
+    let progress = &progress;
     let step = progress.start("exporting to image");
     if !options.labels.is_empty() {
         let labels = state.cc().labels.get_or_insert_with(BTreeMap::new);
@@ -222,9 +226,9 @@ pub fn build(
             labels.insert(k.clone(), v.clone());
         }
     }
-    let mut config = state.config.clone();
-    config.config = Some(state.cc().clone());
-    config.created = Some(builder.sde.clone().unwrap_or_else(|| state.created.clone()));
+    state.cc();
+    let mut config = std::mem::take(&mut state.config);
+    config.created = Some(sde.unwrap_or_else(|| state.created.clone()));
     config.architecture = host.architecture.clone();
     config.os = host.os.clone();
     config.rootfs = RootFs {
@@ -613,18 +617,22 @@ impl Builder<'_> {
             }
             Instruction::Label { labels } => {
                 let env = state.vars.expansion_env();
-                let mut parts = Vec::new();
+                // Written straight into the history text: no per-label copies to join.
+                let mut created_by = String::from("LABEL");
                 for kv in labels {
                     let key = self.lex.process_word(&kv.key, &env)?;
                     let value = self.lex.process_word(&kv.value, &env)?;
-                    parts.push(format!("{key}={value}"));
+                    created_by.reserve(key.len() + value.len() + 2);
+                    for part in [" ", &key, "=", &value] {
+                        created_by.push_str(part);
+                    }
                     state
                         .cc()
                         .labels
                         .get_or_insert_with(BTreeMap::new)
                         .insert(key, value);
                 }
-                state.history(format!("LABEL {}", parts.join(" ")), true, &created);
+                state.history(created_by, true, &created);
             }
             Instruction::Maintainer { name } => {
                 state.config.author = Some(name.clone());

@@ -188,7 +188,9 @@ pub struct Node {
     pub children: Vec<Node>,
     /// The logical line as written, continuations joined (escape and newline removed), without
     /// heredoc bodies.
-    pub original: String,
+    /// Shared with the typed [`super::instructions::Command`] made from the node (one copy of
+    /// a huge line, not two).
+    pub original: std::sync::Arc<str>,
     /// The whole instruction: from the keyword to the end of its last line (heredoc bodies and
     /// their terminators included, the final newline excluded).
     pub span: Span,

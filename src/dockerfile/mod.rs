@@ -16,7 +16,7 @@
 //! let df = dockerfile::parse("ARG V=1\nFROM alpine AS base\nRUN echo hi\n", "Dockerfile").unwrap();
 //! assert_eq!(df.nodes[2].keyword, "run");
 //! assert_eq!(df.nodes[2].span.start_line, 3);
-//! assert_eq!(df.nodes[2].original, "RUN echo hi");
+//! assert_eq!(&*df.nodes[2].original, "RUN echo hi");
 //!
 //! let typed = instructions::parse_instructions(&df).unwrap();
 //! assert_eq!(typed.meta_args.len(), 1);

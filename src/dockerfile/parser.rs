@@ -304,7 +304,7 @@ fn to_node(b: &Builder<'_>, line: &LogicalLine, raw: RawNode, span_end: Option<u
             .map(|c| to_node(b, line, *c, None))
             .collect(),
         keyword: raw.keyword,
-        original: line.text[raw.start..raw.end].to_string(),
+        original: line.text[raw.start..raw.end].into(),
         span: b.span(start, span_end.max(start)),
         args_span: b.span(args_start, end.max(args_start)),
         comments: Vec::new(),
