@@ -246,3 +246,20 @@ impl Progress {
         self.with_live(|_| vec![format!("[Warning] {text}")]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_cuts_long_text_on_a_character_boundary() {
+        assert_eq!(echo("RUN make"), "RUN make");
+        let exact = "x".repeat(ECHO_MAX);
+        assert!(matches!(echo(&exact), Cow::Borrowed(_)));
+        let long = format!("RUN {}", "é".repeat(1000));
+        let cut = echo(&long);
+        let (head, tail) = cut.split_once('…').unwrap();
+        assert_eq!(head.chars().count(), ECHO_MAX);
+        assert_eq!(tail, format!(" ({} more bytes)", long.len() - head.len()));
+    }
+}
