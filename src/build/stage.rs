@@ -235,7 +235,9 @@ pub fn build(
         kind: "layers".into(),
         diff_ids: state.layers.iter().map(|l| l.diff_id.clone()).collect(),
     };
-    let id = store.commit_image(&config, &state.layers, &options.tags)?;
+    let id = store
+        .commit_image(&config, &state.layers, &options.tags)
+        .inspect_err(|e| progress.error(&step, &e.to_string()))?;
     progress.info(&step, &format!("writing image {id}"));
     for t in &options.tags {
         progress.info(&step, &format!("naming to {t}"));
