@@ -643,7 +643,8 @@ fn parallel_walk_is_deterministic() {
     for _ in 0..10 {
         assert_eq!(fx.scan("", &mut cache), first);
     }
-    // Bad names in three directories: the first one in path order is the error.
+    // Bad names in three directories: problems in path order, the entries unchanged; a
+    // selection above one fails with the first in path order.
     for d in [20, 3, 7] {
         let bad = ctx
             .join(format!("d{d:02}/s"))
@@ -651,12 +652,67 @@ fn parallel_walk_is_deterministic() {
         fs::write(bad, "").unwrap();
     }
     for _ in 0..10 {
-        let err = ContextSnapshot::scan(&ctx, &IgnoreMatcher::empty(), &mut cache).unwrap_err();
-        match err {
-            ContextError::NonUtf8Path { path } => {
-                assert_eq!(path.parent().unwrap(), ctx.join("d03/s"), "{path:?}")
-            }
+        let snap = ContextSnapshot::scan(&ctx, &IgnoreMatcher::empty(), &mut cache).unwrap();
+        assert_eq!(paths(&snap), expected);
+        let problems: Vec<&str> = snap.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            problems,
+            [
+                "d03/s/bad\u{FFFD}",
+                "d07/s/bad\u{FFFD}",
+                "d20/s/bad\u{FFFD}"
+            ]
+        );
+        match snap.digest_of(["."]).unwrap_err() {
+            ContextError::Unusable { path, .. } => assert_eq!(path, "d03/s/bad\u{FFFD}"),
             other => panic!("{other:?}"),
         }
     }
+}
+
+/// Issue 10: a file name that is not UTF-8 failed every build, even one whose `.dockerignore`
+/// excludes it. Excluded, it is not looked at; kept, it fails only a selection that takes it,
+/// naming it.
+#[test]
+fn non_utf8_names_fail_only_the_selections_that_take_them() {
+    use std::os::unix::ffi::OsStrExt;
+    let fx = Fixture::new();
+    let ctx = fx.ctx();
+    write(&ctx, "app/main.c", "int main;");
+    write(&ctx, "logs/ok.txt", "ok");
+    fs::write(
+        ctx.join("logs")
+            .join(std::ffi::OsStr::from_bytes(b"caf\xe9.log")),
+        "x",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(b"t\xff"), ctx.join("app/link"))
+        .unwrap();
+
+    let excluded = fx.scan("logs/*.log\napp/link\n", &mut fx.cache());
+    assert!(excluded.problems().is_empty(), "{:?}", excluded.problems());
+    excluded.digest_of(["."]).unwrap();
+
+    let kept = fx.scan("", &mut fx.cache());
+    assert_eq!(
+        paths(&kept),
+        [".", "app", "app/main.c", "logs", "logs/ok.txt"]
+    );
+    kept.digest_of(["app/main.c", "logs/ok.txt"]).unwrap();
+    for (selection, problem) in [
+        ("logs", "logs/caf\u{FFFD}.log"),
+        (".", "app/link"),
+        ("app", "app/link"),
+    ] {
+        let err = kept.digest_of([selection]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(&err, ContextError::Unusable { path, .. } if path == problem),
+            "{text}"
+        );
+        assert!(text.contains("not UTF-8"), "{text}");
+    }
+    let err = kept.resolve_source("logs/*.log").unwrap_err();
+    assert!(err.to_string().contains(r#""caf\xE9.log""#), "{err}");
+    assert!(kept.resolve_source("logs/*.txt").is_ok());
 }

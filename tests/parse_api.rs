@@ -10,7 +10,7 @@ fn nodes_keep_spans_and_original_text() {
     let df = dockerfile::parse(src, "Dockerfile").unwrap();
     let run = &df.nodes[1];
     assert_eq!(run.keyword, "run");
-    assert_eq!(run.original, "run echo a     b");
+    assert_eq!(&*run.original, "run echo a     b");
     assert_eq!((run.span.start_line, run.span.start_col), (3, 3));
     assert_eq!((run.span.end_line, run.span.end_col), (4, 6));
     assert_eq!(&src[run.span.start..run.span.end], "run echo a \\\n    b");
@@ -71,7 +71,7 @@ fn heredoc_flags_are_recorded() {
     );
     assert_eq!(heredocs[1].content, "$Y\n");
     assert_eq!(df.nodes[1].span.end_line, 6);
-    assert_eq!(df.nodes[2].original, "RUN next");
+    assert_eq!(&*df.nodes[2].original, "RUN next");
 }
 
 #[test]

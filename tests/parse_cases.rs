@@ -101,7 +101,7 @@ fn errors_show_file_line_col_and_caret() {
         );
         let line: usize = parts.next().unwrap().parse().expect("line number");
         let col: usize = parts.next().unwrap().parse().expect("column");
-        let source = std::fs::read_to_string(dir.join("Dockerfile")).unwrap();
+        let source = shown_text(&std::fs::read(dir.join("Dockerfile")).unwrap());
         let source_line = source
             .lines()
             .nth(line - 1)
@@ -124,6 +124,66 @@ fn errors_show_file_line_col_and_caret() {
         );
         assert!(caret.ends_with('^'));
     }
+}
+
+/// The text of a Dockerfile as an error snippet shows it: a UTF-16 file decoded, invalid UTF-8
+/// as U+FFFD, a NUL byte as U+2400.
+fn shown_text(bytes: &[u8]) -> String {
+    let utf16 = |big_endian: bool| {
+        let units = bytes[2..].chunks_exact(2).map(|c| {
+            let pair = [c[0], c[1]];
+            if big_endian {
+                u16::from_be_bytes(pair)
+            } else {
+                u16::from_le_bytes(pair)
+            }
+        });
+        char::decode_utf16(units).map(Result::unwrap).collect()
+    };
+    match bytes {
+        [0xFF, 0xFE, ..] => utf16(false),
+        [0xFE, 0xFF, ..] => utf16(true),
+        _ => String::from_utf8_lossy(bytes).replace('\0', "\u{2400}"),
+    }
+}
+
+/// Encodings and bytes that are not Dockerfile text: each rejected at its line and column
+/// (issue 10: a UTF-16 file parsed to garbage with exit 0, invalid UTF-8 failed the build with
+/// no line, NUL bytes were silently dropped from RUN).
+#[test]
+fn bad_encodings_and_bytes_are_located() {
+    let dir = common::testdata("dockerfile");
+    for (case, head) in [
+        (
+            "err-utf16-le",
+            "Dockerfile:1:1: the file is UTF-16 (little-endian) encoded",
+        ),
+        (
+            "err-utf16-be",
+            "Dockerfile:1:1: the file is UTF-16 (big-endian) encoded",
+        ),
+        (
+            "err-invalid-utf8",
+            "Dockerfile:4:11: invalid UTF-8 (byte 0xe9)",
+        ),
+        (
+            "err-nul-byte",
+            "Dockerfile:2:12: NUL byte in the Dockerfile",
+        ),
+    ] {
+        let out = parse(&dir.join(case), false);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{case}: {stderr}");
+        assert!(stderr.starts_with(head), "{case}: {stderr}");
+    }
+    // A UTF-8 byte order mark is skipped (BuildKit does too): directives after it still count.
+    let out = parse(&dir.join("utf8-bom"), false);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(run \"echo a   b\")"));
 }
 
 trait IsErrCase {

@@ -6,8 +6,10 @@ use libfuzzer_sys::fuzz_target;
 use rbuild::dockerfile;
 
 fuzz_target!(|data: &[u8]| {
-    let source = String::from_utf8_lossy(data);
-    match dockerfile::parse(&source, "Dockerfile") {
+    // The bytes go through decode as a build's do (encoding errors are errors too).
+    match dockerfile::decode(data.to_vec(), "Dockerfile")
+        .and_then(|source| dockerfile::parse_owned(source, "Dockerfile"))
+    {
         Ok(df) => {
             let _ = dockerfile::dump::dump(&df);
             match dockerfile::instructions::parse_instructions(&df) {

@@ -68,8 +68,9 @@ pub enum DockerfileSource {
     Default,
     /// A file (`-f PATH`).
     Path(PathBuf),
-    /// Text read elsewhere (`-f -`), with the name used in messages.
-    Text { name: String, text: String },
+    /// Bytes read elsewhere (`-f -`), with the name used in messages. They are decoded as
+    /// a file's are (see [`crate::dockerfile::decode`]).
+    Text { name: String, text: Vec<u8> },
 }
 
 /// Everything a build needs, resolved from the command line.
@@ -211,7 +212,8 @@ fn tail_text(tail: &[String]) -> String {
 }
 
 impl BuildError {
-    /// Locates `err` at `file:line` in `instruction`.
+    /// Locates `err` at `file:line` in `instruction` (a long one cut, see
+    /// [`progress::echo`]).
     pub fn at(file: &str, line: usize, instruction: &str, err: BuildError) -> BuildError {
         if matches!(err, BuildError::At { .. }) {
             return err;
@@ -219,7 +221,7 @@ impl BuildError {
         BuildError::At {
             file: file.to_string(),
             line,
-            instruction: instruction.to_string(),
+            instruction: progress::echo(instruction).into_owned(),
             source: Box::new(err),
         }
     }

@@ -16,6 +16,7 @@
 //! stay at the bottom with their elapsed time and last output lines, redrawn in place. A
 //! failed step prints its output tail. Quiet mode (`-q`) prints nothing.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,6 +43,27 @@ pub struct StepHandle {
 
 /// Output lines kept per running step in tty mode.
 const TTY_TAIL: usize = 5;
+
+/// The most characters of an instruction echoed in a step name or an error (BuildKit shortens
+/// long vertex names too): a 50 MB RUN line must not print 50 MB, twice.
+pub const ECHO_MAX: usize = 512;
+
+/// `text` as echoed in progress and errors: cut to [`ECHO_MAX`] characters, with `…` and the
+/// size of what was left out when cut.
+pub fn echo(text: &str) -> Cow<'_, str> {
+    // Bytes ≥ characters: a short text needs no count.
+    if text.len() <= ECHO_MAX {
+        return Cow::Borrowed(text);
+    }
+    match text.char_indices().nth(ECHO_MAX) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => Cow::Owned(format!(
+            "{}… ({} more bytes)",
+            &text[..cut],
+            text.len() - cut
+        )),
+    }
+}
 
 #[derive(Debug, Default)]
 struct Live {
@@ -164,8 +186,9 @@ impl Progress {
         self.with_live(|_| Vec::new());
     }
 
-    /// Starts step `name` (`#N name`).
+    /// Starts step `name` (`#N name`; a long name is cut, see [`echo`]).
     pub fn start(&self, name: &str) -> StepHandle {
+        let name = &*echo(name);
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.line(&format!("#{id} {name}"));
         let start = Instant::now();
@@ -221,5 +244,22 @@ impl Progress {
     pub fn warn(&self, text: &str) {
         self.line(&format!("[Warning] {text}"));
         self.with_live(|_| vec![format!("[Warning] {text}")]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_cuts_long_text_on_a_character_boundary() {
+        assert_eq!(echo("RUN make"), "RUN make");
+        let exact = "x".repeat(ECHO_MAX);
+        assert!(matches!(echo(&exact), Cow::Borrowed(_)));
+        let long = format!("RUN {}", "é".repeat(1000));
+        let cut = echo(&long);
+        let (head, tail) = cut.split_once('…').unwrap();
+        assert_eq!(head.chars().count(), ECHO_MAX);
+        assert_eq!(tail, format!(" ({} more bytes)", long.len() - head.len()));
     }
 }

@@ -101,7 +101,7 @@ pub(crate) fn execute(
     let status = running.wait()?;
     if !status.success() {
         return Err(BuildError::RunFailed {
-            command: spec.args.join(" "),
+            command: super::progress::echo(&spec.args.join(" ")).into_owned(),
             code: status.code,
             tail: tail.into_iter().collect(),
         });

@@ -13,8 +13,9 @@ use super::{io_err, BuildError};
 /// An unpacked context: its dir lives as long as this value.
 pub struct UnpackedContext {
     pub dir: tempfile::TempDir,
-    /// Stdin held a Dockerfile, not a tar.
-    pub dockerfile: Option<String>,
+    /// Stdin held a Dockerfile, not a tar (its bytes: the build decodes them and names the
+    /// line of a bad byte).
+    pub dockerfile: Option<Vec<u8>>,
 }
 
 /// Reads `reader` (a tar, possibly compressed, or a Dockerfile) into a context dir.
@@ -46,8 +47,7 @@ pub fn unpack_context(store: &Store, reader: impl Read) -> Result<UnpackedContex
         apply_tar(open()?, &dir, &ApplyOptions::default())?;
         None
     } else {
-        let text = std::fs::read(&spool).map_err(io_err(&spool))?;
-        Some(String::from_utf8_lossy(&text).into_owned())
+        Some(std::fs::read(&spool).map_err(io_err(&spool))?)
     };
     let _ = std::fs::remove_file(&spool);
     Ok(UnpackedContext {

@@ -137,11 +137,11 @@ pub fn build(
     let (file, text, dockerfile_path) = match &options.dockerfile {
         DockerfileSource::Default => {
             let p = options.context.join("Dockerfile");
-            let t = std::fs::read_to_string(&p).map_err(io_err(&p))?;
+            let t = std::fs::read(&p).map_err(io_err(&p))?;
             ("Dockerfile".to_string(), t, Some(p))
         }
         DockerfileSource::Path(p) => {
-            let t = std::fs::read_to_string(p).map_err(io_err(p))?;
+            let t = std::fs::read(p).map_err(io_err(p))?;
             let name = p
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -150,10 +150,14 @@ pub fn build(
         }
         DockerfileSource::Text { name, text } => (name.clone(), text.clone(), None),
     };
-    let parsed = df::parse(&text, &file)?;
+    // The text moves into the AST, and the AST is dropped once the typed stages are made: a
+    // huge instruction (a 50 MB LABEL) is not kept in several copies for the whole build.
+    let parsed = df::parse_owned(df::decode(text, &file)?, &file)?;
     let stages = instructions::parse_instructions(&parsed)?;
+    let escape = parsed.directives.escape;
+    drop(parsed);
     progress.done(&step);
-    let lex = ShellLex::new(parsed.directives.escape);
+    let lex = ShellLex::new(escape);
     let args = BuildArgs::new(options.build_args.clone(), platform_args(&host, &host));
     let meta_defs: Vec<&ArgDef> = stages
         .meta_args
@@ -212,8 +216,12 @@ pub fn build(
             unused.join(" ")
         ));
     }
-    // Export.
-    let progress = &builder.engine.progress;
+    // Export. The typed stages are dropped first, and the config is moved out of the state
+    // rather than cloned: a huge LABEL is held once in the config while it is serialized.
+    let Builder { engine, sde, .. } = builder;
+    let progress = engine.progress;
+    drop(stages);
+    let progress = &progress;
     let step = progress.start("exporting to image");
     if !options.labels.is_empty() {
         let labels = state.cc().labels.get_or_insert_with(BTreeMap::new);
@@ -221,9 +229,9 @@ pub fn build(
             labels.insert(k.clone(), v.clone());
         }
     }
-    let mut config = state.config.clone();
-    config.config = Some(state.cc().clone());
-    config.created = Some(builder.sde.clone().unwrap_or_else(|| state.created.clone()));
+    state.cc();
+    let mut config = std::mem::take(&mut state.config);
+    config.created = Some(sde.unwrap_or_else(|| state.created.clone()));
     config.architecture = host.architecture.clone();
     config.os = host.os.clone();
     config.rootfs = RootFs {
@@ -232,7 +240,8 @@ pub fn build(
     };
     let id = store
         .commit_image(&config, &state.layers, &options.tags)
-        .map_err(|e| BaseImage::explain(state.base.as_ref(), e))?;
+        .map_err(|e| BaseImage::explain(state.base.as_ref(), e))
+        .inspect_err(|e| progress.error(&step, &e.to_string()))?;
     progress.info(&step, &format!("writing image {id}"));
     for t in &options.tags {
         progress.info(&step, &format!("naming to {t}"));
@@ -621,18 +630,22 @@ impl Builder<'_> {
             }
             Instruction::Label { labels } => {
                 let env = state.vars.expansion_env();
-                let mut parts = Vec::new();
+                // Written straight into the history text: no per-label copies to join.
+                let mut created_by = String::from("LABEL");
                 for kv in labels {
                     let key = self.lex.process_word(&kv.key, &env)?;
                     let value = self.lex.process_word(&kv.value, &env)?;
-                    parts.push(format!("{key}={value}"));
+                    created_by.reserve(key.len() + value.len() + 2);
+                    for part in [" ", &key, "=", &value] {
+                        created_by.push_str(part);
+                    }
                     state
                         .cc()
                         .labels
                         .get_or_insert_with(BTreeMap::new)
                         .insert(key, value);
                 }
-                state.history(format!("LABEL {}", parts.join(" ")), true, &created);
+                state.history(created_by, true, &created);
             }
             Instruction::Maintainer { name } => {
                 state.config.author = Some(name.clone());

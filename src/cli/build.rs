@@ -132,9 +132,9 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         },
         (None, None) => DockerfileSource::Default,
         (Some("-"), None) => {
-            let mut text = String::new();
+            let mut text = Vec::new();
             std::io::stdin()
-                .read_to_string(&mut text)
+                .read_to_end(&mut text)
                 .context("reading the Dockerfile from stdin")?;
             DockerfileSource::Text {
                 name: "Dockerfile".into(),

@@ -30,10 +30,12 @@ pub enum Format {
 
 pub fn run(_globals: &Globals, args: LintArgs) -> anyhow::Result<i32> {
     let (name, source) = super::parse::read_dockerfile(&args.file)?;
-    let report = dockerfile::parse(&source, &name).and_then(|df| {
-        let stages = dockerfile::instructions::parse_instructions(&df)?;
-        dockerfile::lint::lint(&df, &stages)
-    });
+    let report = dockerfile::decode(source, &name)
+        .and_then(|source| dockerfile::parse_owned(source, &name))
+        .and_then(|df| {
+            let stages = dockerfile::instructions::parse_instructions(&df)?;
+            dockerfile::lint::lint(&df, &stages)
+        });
     let report = match report {
         Ok(report) => report,
         Err(err) => {

@@ -22,7 +22,8 @@ pub struct ParseArgs {
 
 pub fn run(_globals: &Globals, args: ParseArgs) -> anyhow::Result<i32> {
     let (name, source) = read_dockerfile(&args.file)?;
-    let df = match dockerfile::parse(&source, &name) {
+    let df = match dockerfile::decode(source, &name).and_then(|s| dockerfile::parse_owned(s, &name))
+    {
         Ok(df) => df,
         Err(err) => return Ok(report(&err)),
     };
@@ -46,9 +47,8 @@ pub fn run(_globals: &Globals, args: ParseArgs) -> anyhow::Result<i32> {
 }
 
 /// Reads the Dockerfile named by `-f` (`-` for stdin) and returns the name to show in
-/// messages with its text. Invalid UTF-8 is replaced (U+FFFD) rather than rejected, as BuildKit
-/// reads bytes.
-pub(super) fn read_dockerfile(file: &Path) -> anyhow::Result<(String, String)> {
+/// messages with its bytes (for [`dockerfile::decode`], which says where they are not UTF-8).
+pub(super) fn read_dockerfile(file: &Path) -> anyhow::Result<(String, Vec<u8>)> {
     let (name, bytes) = if file.as_os_str() == "-" {
         let mut bytes = Vec::new();
         std::io::stdin()
@@ -59,7 +59,7 @@ pub(super) fn read_dockerfile(file: &Path) -> anyhow::Result<(String, String)> {
         let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         (file.display().to_string(), bytes)
     };
-    Ok((name, String::from_utf8_lossy(&bytes).into_owned()))
+    Ok((name, bytes))
 }
 
 /// Prints a parse error (it carries its own location and snippet) and returns exit status 1.

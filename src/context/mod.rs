@@ -37,7 +37,7 @@ use std::path::PathBuf;
 
 pub use cache::{CacheStats, MetadataCache, RACY_WINDOW};
 pub use ignore::IgnoreMatcher;
-pub use snapshot::{ContextSnapshot, Entry, EntryKind, SourceMatch};
+pub use snapshot::{ContextSnapshot, Entry, EntryKind, Problem, SourceMatch};
 
 /// A sha256 digest, shown as `sha256:<hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -112,11 +112,13 @@ pub enum ContextError {
         /// The context path.
         path: PathBuf,
     },
-    /// A file name or link target that is not UTF-8.
-    #[error("{}: file names and link targets in the build context must be UTF-8", path.display())]
-    NonUtf8Path {
-        /// The offending path on disk.
-        path: PathBuf,
+    /// A selected path that the scan could not use (see [`Problem`]).
+    #[error("{path:?}: cannot be used from the build context: {reason}")]
+    Unusable {
+        /// The path, relative to the context.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A bad line in an ignore file.
     #[error("line {line}: invalid pattern {pattern:?}: {reason}")]

@@ -52,6 +52,30 @@ pub struct Entry {
     pub mtime_nsec: u32,
 }
 
+/// A path of the context that the scan could not use: a file it could not read, a directory
+/// it could not list, a name or link target that is not UTF-8. It is not an entry. A COPY
+/// that selects it (or a directory above it) fails naming it; a COPY that does not never
+/// notices it, and neither does a build that the ignore file keeps it out of (excluded paths
+/// are never looked at).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Path relative to the context root, `/`-separated (bytes that are not UTF-8 shown as
+    /// U+FFFD).
+    pub path: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Problem {
+    /// The error of a COPY that selects it.
+    pub fn error(&self) -> ContextError {
+        ContextError::Unusable {
+            path: self.path.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
 /// A COPY/ADD source resolved against the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceMatch<'a> {
@@ -71,6 +95,8 @@ pub struct SourceMatch<'a> {
 pub struct ContextSnapshot {
     root: PathBuf,
     entries: Vec<Entry>,
+    /// In path order.
+    problems: Vec<Problem>,
 }
 
 /// Compares two context paths component by component (`.` is the root and comes first).
@@ -123,6 +149,7 @@ impl ContextSnapshot {
             to_hash: Vec::new(),
             hit: Vec::new(),
             hits: 0,
+            problems: Vec::new(),
         };
         walked.assemble(0)?;
         let Walked {
@@ -130,12 +157,25 @@ impl ContextSnapshot {
             to_hash,
             hit,
             hits,
+            mut problems,
             ..
         } = walked;
         cache.record_hits(hits);
         let hashed = hash_files(&to_hash)?;
         let mut learned = Vec::new();
-        for (job, (digest, bytes)) in to_hash.iter().zip(hashed) {
+        let mut unreadable = Vec::new();
+        for (job, hashed) in to_hash.iter().zip(hashed) {
+            let (digest, bytes) = match hashed {
+                Ok(hashed) => hashed,
+                Err(reason) => {
+                    unreadable.push(job.index);
+                    problems.push(Problem {
+                        path: entries[job.index].path.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+            };
             cache.record_miss(bytes);
             let entry = &mut entries[job.index];
             entry.kind = EntryKind::File { digest };
@@ -151,7 +191,48 @@ impl ContextSnapshot {
             }
         }
         cache.finish(reader, &hit, &learned, |path| ignore.is_excluded(path))?;
-        Ok(ContextSnapshot { root, entries })
+        if !unreadable.is_empty() {
+            // `unreadable` is in index order.
+            let mut index = 0;
+            let mut next = unreadable.iter().peekable();
+            entries.retain(|_| {
+                let drop = next.next_if_eq(&&index).is_some();
+                index += 1;
+                !drop
+            });
+            problems.sort_by(|a, b| compare_paths(&a.path, &b.path));
+        }
+        Ok(ContextSnapshot {
+            root,
+            entries,
+            problems,
+        })
+    }
+
+    /// The paths the scan could not use, in path order (see [`Problem`]).
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// A problem at `path` (cleaned) or below it.
+    fn problem_within(&self, path: &str) -> Option<&Problem> {
+        self.problems.iter().find(|p| {
+            path == "."
+                || p.path == path
+                || p.path
+                    .strip_prefix(path)
+                    .is_some_and(|r| r.starts_with('/'))
+        })
+    }
+
+    /// A problem at, below or above `path` (cleaned): why a path may be missing.
+    fn problem_near(&self, path: &str) -> Option<&Problem> {
+        self.problem_within(path).or_else(|| {
+            self.problems.iter().find(|p| {
+                path.strip_prefix(p.path.as_str())
+                    .is_some_and(|r| r.starts_with('/'))
+            })
+        })
     }
 
     /// The context directory (canonical).
@@ -215,6 +296,9 @@ impl ContextSnapshot {
         let mut hasher = Sha256::new();
         field(&mut hasher, b"rbuild context selection v1");
         for selected in selection {
+            if let Some(problem) = self.problem_within(&clean(selected.trim_start_matches('/'))) {
+                return Err(problem.error());
+            }
             let entries = self
                 .subtree(selected)
                 .ok_or_else(|| ContextError::NotFound {
@@ -263,13 +347,21 @@ impl ContextSnapshot {
             });
         }
         if !has_wildcards(&path) {
-            let entry = self.resolve_path(&path, source)?;
+            let entry = self.resolve_path(&path, source).map_err(|err| {
+                match (&err, self.problem_near(&path)) {
+                    (ContextError::NotFound { .. }, Some(problem)) => problem.error(),
+                    _ => err,
+                }
+            })?;
             return Ok(vec![SourceMatch { path, entry }]);
         }
         let glob = Glob::parse(&path).map_err(|reason| ContextError::SourcePattern {
             pattern: source.to_string(),
             reason,
         })?;
+        if let Some(problem) = self.problems.iter().find(|p| glob.is_match(&p.path)) {
+            return Err(problem.error());
+        }
         let mut matches = Vec::new();
         for entry in &self.entries[1..] {
             if glob.is_match(&entry.path) {
@@ -376,7 +468,9 @@ enum Item {
         excluded: bool,
         child: usize,
     },
-    /// Listing the directory failed here (nothing after it was looked at).
+    /// A path that cannot be used (see [`Problem`]).
+    Problem(Problem),
+    /// Listing the context root failed.
     Error(ContextError),
 }
 
@@ -397,7 +491,17 @@ fn list_dir(
     let mut items = Vec::new();
     let mut children = Vec::new();
     if let Err(err) = list_dir_into(job, ignore, reader, &mut items, &mut children) {
-        items.push(Item::Error(err));
+        // The context root must be listed; a directory below it that cannot be is a problem
+        // only for a COPY that selects it.
+        match err {
+            ContextError::Io { source, .. } if job.rel != "." => {
+                items.push(Item::Problem(Problem {
+                    path: job.rel.clone(),
+                    reason: format!("cannot list the directory: {source}"),
+                }))
+            }
+            err => items.push(Item::Error(err)),
+        }
     }
     (items, children)
 }
@@ -425,33 +529,33 @@ fn list_dir_into(
     let mut cursor = reader.cursor(rel);
     for (name, dir_entry) in names {
         let disk_path = || dir.join(&name);
-        let name = name
-            .to_str()
-            .ok_or_else(|| ContextError::NonUtf8Path { path: disk_path() })?;
+        // A name that is not UTF-8 is matched against the ignore patterns with U+FFFD for
+        // its bad bytes (Go matches the bytes; `*` and `?` agree either way).
+        let shown_name = name.to_string_lossy();
         let path = if rel == "." {
-            name.to_string()
+            shown_name.to_string()
         } else {
-            format!("{rel}/{name}")
+            format!("{rel}/{shown_name}")
         };
-        let metadata = dir_entry.metadata().map_err(|source| ContextError::Io {
-            path: disk_path(),
-            source,
-        })?;
-        let file_type = metadata.file_type();
-        let kind = if file_type.is_dir() {
-            EntryKind::Dir
-        } else if file_type.is_file() {
-            EntryKind::File {
-                digest: Digest([0; 32]),
+        let problem = |reason: String| {
+            Item::Problem(Problem {
+                path: path.clone(),
+                reason,
+            })
+        };
+        // The type comes from the directory listing: nothing that the ignore file excludes
+        // is stat'ed, read or hashed.
+        let file_type = match dir_entry.file_type() {
+            Ok(t) => t,
+            Err(err) => {
+                if ignore.is_empty() || !ignore.match_with_parents(&path, &mut parents.clone()) {
+                    items.push(problem(format!("cannot stat it: {err}")));
+                }
+                continue;
             }
-        } else if file_type.is_symlink() {
-            let target = std::fs::read_link(disk_path()).map_err(io_error(&disk_path()))?;
-            let target = target
-                .into_os_string()
-                .into_string()
-                .map_err(|_| ContextError::NonUtf8Path { path: disk_path() })?;
-            EntryKind::Symlink { target }
-        } else {
+        };
+        let is_dir = file_type.is_dir();
+        if !(is_dir || file_type.is_file() || file_type.is_symlink()) {
             debug_assert!(
                 file_type.is_socket()
                     || file_type.is_fifo()
@@ -459,15 +563,51 @@ fn list_dir_into(
                     || file_type.is_char_device()
             );
             continue;
-        };
+        }
         let mut matches = parents.clone();
         let excluded = !ignore.is_empty() && ignore.match_with_parents(&path, &mut matches);
-        let is_dir = kind == EntryKind::Dir;
-        let mut entry = entry_from(path, kind, &metadata);
-        if is_dir {
-            if excluded && !ignore.may_include_below(&entry.path) {
+        if excluded && !(is_dir && ignore.may_include_below(&path)) {
+            continue;
+        }
+        if name.to_str().is_none() {
+            items.push(problem(format!(
+                "its name {name:?} is not UTF-8 (rbuild copies UTF-8 names only)"
+            )));
+            continue;
+        }
+        let metadata = match dir_entry.metadata() {
+            Ok(m) => m,
+            Err(err) => {
+                items.push(problem(format!("cannot stat it: {err}")));
                 continue;
             }
+        };
+        let kind = if is_dir {
+            EntryKind::Dir
+        } else if file_type.is_file() {
+            EntryKind::File {
+                digest: Digest([0; 32]),
+            }
+        } else {
+            let target = match std::fs::read_link(disk_path()) {
+                Ok(t) => t,
+                Err(err) => {
+                    items.push(problem(format!("cannot read the symlink: {err}")));
+                    continue;
+                }
+            };
+            match target.into_os_string().into_string() {
+                Ok(target) => EntryKind::Symlink { target },
+                Err(target) => {
+                    items.push(problem(format!(
+                        "its link target {target:?} is not UTF-8 (rbuild copies UTF-8 targets only)"
+                    )));
+                    continue;
+                }
+            }
+        };
+        let mut entry = entry_from(path, kind, &metadata);
+        if is_dir {
             children.push(DirJob {
                 dir: disk_path(),
                 rel: entry.path.clone(),
@@ -478,9 +618,6 @@ fn list_dir_into(
                 excluded,
                 child: children.len() - 1,
             });
-            continue;
-        }
-        if excluded {
             continue;
         }
         let state = if let EntryKind::File { digest } = &mut entry.kind {
@@ -613,6 +750,7 @@ struct Walked {
     /// are added only when something below them is.
     pending_parents: Vec<Entry>,
     to_hash: Vec<HashJob>,
+    problems: Vec<Problem>,
     /// Per cache record number, whether it was a hit.
     hit: Vec<bool>,
     hits: u64,
@@ -670,6 +808,7 @@ impl Walked {
                         self.pending_parents.pop();
                     }
                 }
+                Item::Problem(problem) => self.problems.push(problem),
                 Item::Error(err) => return Err(err),
             }
         }
@@ -691,8 +830,10 @@ fn entry_from(path: String, kind: EntryKind, metadata: &Metadata) -> Entry {
 }
 
 /// Hashes the files, on as many threads as there are cores. Returns each digest and how many
-/// bytes were read.
-fn hash_files(jobs: &[HashJob]) -> Result<Vec<(Digest, u64)>, ContextError> {
+/// bytes were read, or why the file could not be read (a problem only for a COPY that selects
+/// it).
+#[allow(clippy::type_complexity)]
+fn hash_files(jobs: &[HashJob]) -> Result<Vec<Result<(Digest, u64), String>>, ContextError> {
     // A thread per 64 files at most.
     let threads = crate::parallel::threads(jobs.len().div_ceil(64));
     crate::parallel::map_chunks(
@@ -702,19 +843,18 @@ fn hash_files(jobs: &[HashJob]) -> Result<Vec<(Digest, u64)>, ContextError> {
             let mut buffer = vec![0u8; 64 * 1024];
             part.iter()
                 .map(|job| hash_file(&job.path, &mut buffer))
+                .map(Ok)
                 .collect()
         },
         || ContextError::HashThread,
     )
 }
 
-fn hash_file(path: &Path, buffer: &mut [u8]) -> Result<(Digest, u64), ContextError> {
-    let io_error = |source| ContextError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io_error)?;
+fn hash_file(path: &Path, buffer: &mut [u8]) -> Result<(Digest, u64), String> {
+    let mut file = std::fs::File::open(path).map_err(|err| format!("cannot open it: {err}"))?;
     super::copy_hashed(&mut file, &mut std::io::sink(), buffer).map_err(|failed| match failed {
-        super::CopyFailed::Read(err) | super::CopyFailed::Write(err) => io_error(err),
+        super::CopyFailed::Read(err) | super::CopyFailed::Write(err) => {
+            format!("cannot read it: {err}")
+        }
     })
 }

@@ -38,6 +38,12 @@ impl LineIndex {
         LineIndex { starts }
     }
 
+    /// The number of lines (a final line without a newline counts; so does an empty one
+    /// after a final newline).
+    pub(crate) fn line_count(&self) -> usize {
+        self.starts.len()
+    }
+
     /// 1-based line and column (in characters) of byte offset `pos`.
     pub(crate) fn line_col(&self, source: &str, pos: usize) -> (usize, usize) {
         let pos = floor_char_boundary(source, pos.min(source.len()));
@@ -182,7 +188,9 @@ pub struct Node {
     pub children: Vec<Node>,
     /// The logical line as written, continuations joined (escape and newline removed), without
     /// heredoc bodies.
-    pub original: String,
+    /// Shared with the typed [`super::instructions::Command`] made from the node (one copy of
+    /// a huge line, not two).
+    pub original: std::sync::Arc<str>,
     /// The whole instruction: from the keyword to the end of its last line (heredoc bodies and
     /// their terminators included, the final newline excluded).
     pub span: Span,

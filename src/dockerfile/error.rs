@@ -77,6 +77,15 @@ pub enum ErrorKind {
     /// Any other invalid instruction content.
     #[error("{0}")]
     Invalid(String),
+    /// The file is in an encoding other than UTF-8 (a UTF-16 or UTF-32 byte order mark).
+    #[error("{0}")]
+    Encoding(String),
+    /// A byte that is not valid UTF-8 (the first byte of the bad sequence).
+    #[error("invalid UTF-8 (byte 0x{0:02x}): Dockerfiles must be UTF-8 text")]
+    InvalidUtf8(u8),
+    /// A NUL byte, which no Dockerfile text contains (and which a shell could not receive).
+    #[error("NUL byte in the Dockerfile (is it UTF-16 without a byte order mark, or binary?)")]
+    NulByte,
 }
 
 /// A Dockerfile error with its location. `Display` renders

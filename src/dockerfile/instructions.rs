@@ -34,8 +34,8 @@ pub struct Stage {
     pub platform: Option<String>,
     /// The FROM instruction.
     pub span: Span,
-    /// The FROM line as written.
-    pub original: String,
+    /// The FROM line as written (shared with its node).
+    pub original: std::sync::Arc<str>,
     /// The instructions after FROM.
     pub instructions: Vec<Command>,
 }
@@ -47,8 +47,8 @@ pub struct Command {
     pub instruction: Instruction,
     /// Where it is (heredoc bodies included).
     pub span: Span,
-    /// The logical line as written.
-    pub original: String,
+    /// The logical line as written (shared with its node).
+    pub original: std::sync::Arc<str>,
 }
 
 /// A command given in shell form (one string for `/bin/sh -c`) or exec form (JSON array).

@@ -16,7 +16,7 @@
 //! let df = dockerfile::parse("ARG V=1\nFROM alpine AS base\nRUN echo hi\n", "Dockerfile").unwrap();
 //! assert_eq!(df.nodes[2].keyword, "run");
 //! assert_eq!(df.nodes[2].span.start_line, 3);
-//! assert_eq!(df.nodes[2].original, "RUN echo hi");
+//! assert_eq!(&*df.nodes[2].original, "RUN echo hi");
 //!
 //! let typed = instructions::parse_instructions(&df).unwrap();
 //! assert_eq!(typed.meta_args.len(), 1);
@@ -26,7 +26,10 @@
 //! ```
 //!
 //! Public API at a glance:
-//! - `parse(source: &str, file_name: &str) -> Result<Dockerfile, ParseError>`: raw AST;
+//! - `decode(bytes: Vec<u8>, file_name: &str) -> Result<String, ParseError>`: a file's bytes as
+//!   text (UTF-8 only; a UTF-16/32 byte order mark or invalid UTF-8 is an error at its line).
+//! - `parse(source: &str, file_name: &str) -> Result<Dockerfile, ParseError>` (or
+//!   `parse_owned(String, ..)`, which keeps the text without copying it): raw AST;
 //!   `Dockerfile { directives, nodes, warnings, .. }`, each [`Node`] with `keyword` (lowercase),
 //!   `flags`, `args`, `json`, `heredocs`, `children` (ONBUILD), `original`, `span`, `args_span`.
 //! - `instructions::parse_instructions(&Dockerfile) -> Result<instructions::Stages, ParseError>`:
@@ -49,6 +52,7 @@
 //! ```
 
 pub mod ast;
+mod decode;
 pub mod dump;
 pub mod error;
 pub mod eval;
@@ -60,5 +64,6 @@ mod parser;
 pub mod shell;
 
 pub use ast::{Directive, Directives, Dockerfile, Flag, Heredoc, Node, Span, Warning};
+pub use decode::decode;
 pub use error::{ErrorKind, ParseError};
-pub use parser::parse;
+pub use parser::{parse, parse_owned};

@@ -7,6 +7,8 @@
 //! (3) when an instruction line names heredocs, their bodies are read here, line by line, and
 //! the grammar resumes after the last terminator.
 
+use std::borrow::Cow;
+
 use pest::iterators::Pair;
 use pest::Parser as _;
 
@@ -19,16 +21,17 @@ use super::line_parsers::{node_from_line, RawNode};
 #[grammar = "../grammar/dockerfile.pest"]
 struct Grammar;
 
-/// A logical line: physical-line segments joined, with a map back to source offsets.
-struct LogicalLine {
-    text: String,
+/// A logical line: physical-line segments joined, with a map back to source offsets. A line
+/// of one segment (most) borrows its text from the source.
+struct LogicalLine<'s> {
+    text: Cow<'s, str>,
     /// (offset in `text`, offset in the source) where each segment starts.
     map: Vec<(usize, usize)>,
     /// Source offset just past the last segment.
     source_end: usize,
 }
 
-impl LogicalLine {
+impl LogicalLine<'_> {
     /// Source offset of `text` offset `pos`.
     fn source_pos(&self, pos: usize) -> usize {
         let i = self.map.partition_point(|&(l, _)| l <= pos);
@@ -63,6 +66,13 @@ impl Builder<'_> {
 
 /// Parses `source` into the raw AST. `file_name` is used in error messages.
 pub fn parse(source: &str, file_name: &str) -> Result<Dockerfile, ParseError> {
+    parse_owned(source.to_string(), file_name)
+}
+
+/// [`parse`] for text the caller owns: it moves into the returned [`Dockerfile`] rather than
+/// being copied (a Dockerfile can be large: a 50 MB LABEL is one line).
+pub fn parse_owned(owned: String, file_name: &str) -> Result<Dockerfile, ParseError> {
+    let source = owned.as_str();
     let mut b = Builder {
         source,
         file: file_name,
@@ -70,6 +80,13 @@ pub fn parse(source: &str, file_name: &str) -> Result<Dockerfile, ParseError> {
         escape: '\\',
         warnings: Vec::new(),
     };
+    if let Some(pos) = source.find('\0') {
+        let mut err = b.error(pos, ErrorKind::NulByte);
+        // Shown as a visible symbol: a terminal prints nothing for NUL, which would put the
+        // caret one column off.
+        err.source_line = err.source_line.replace('\0', "\u{2400}");
+        return Err(err);
+    }
     let (directives, mut pos) = parse_directives(&mut b)?;
     b.escape = directives.escape;
     let entry = if b.escape == '`' {
@@ -78,8 +95,9 @@ pub fn parse(source: &str, file_name: &str) -> Result<Dockerfile, ParseError> {
         Rule::chunk_backslash
     };
 
-    // About one instruction per 80 bytes in real files; saves regrowing a large vector.
-    let mut nodes = Vec::with_capacity(source.len() / 80 + 1);
+    // About one instruction per 80 bytes in real files; saves regrowing a large vector. No
+    // more than one per line (a huge one-line LABEL is one node, not 650,000 reserved ones).
+    let mut nodes = Vec::with_capacity((source.len() / 80 + 1).min(b.lines.line_count()));
     let mut comments: Vec<String> = Vec::new();
     'chunks: while pos < source.len() {
         let base = pos;
@@ -133,13 +151,16 @@ pub fn parse(source: &str, file_name: &str) -> Result<Dockerfile, ParseError> {
     if nodes.is_empty() {
         return Err(b.error(0, ErrorKind::EmptyFile));
     }
+    let Builder {
+        warnings, lines, ..
+    } = b;
     Ok(Dockerfile {
         file_name: file_name.to_string(),
-        source: source.to_string(),
+        source: owned,
         directives,
         nodes,
-        warnings: b.warnings,
-        lines: b.lines,
+        warnings,
+        lines,
     })
 }
 
@@ -199,14 +220,15 @@ fn parse_directives(b: &mut Builder<'_>) -> Result<(Directives, usize), ParseErr
 }
 
 /// Builds the node of one `instruction` pair. `None` for a logical line with no text.
-fn instruction(
-    b: &mut Builder<'_>,
+fn instruction<'s>(
+    b: &mut Builder<'s>,
     pair: Pair<'_, Rule>,
     base: usize,
-) -> Result<Option<(Node, LogicalLine)>, ParseError> {
+) -> Result<Option<(Node, LogicalLine<'s>)>, ParseError> {
+    let source = b.source;
     let pair_span = pair.as_span();
     let mut line = LogicalLine {
-        text: String::new(),
+        text: Cow::Borrowed(""),
         map: Vec::new(),
         source_end: base + pair_span.start(),
     };
@@ -215,14 +237,20 @@ fn instruction(
         match part.as_rule() {
             Rule::head | Rule::segment => {
                 let span = part.as_span();
-                let mut text = span.as_str();
+                let start = base + span.start();
+                let mut end = base + span.end();
                 // A `\r` before the newline belongs to the line ending.
-                if text.ends_with('\r') && b.source[base + span.end()..].starts_with('\n') {
-                    text = &text[..text.len() - 1];
+                if source[..end].ends_with('\r') && source[end..].starts_with('\n') {
+                    end -= 1;
                 }
-                line.map.push((line.text.len(), base + span.start()));
-                line.text.push_str(text);
-                line.source_end = base + span.start() + text.len();
+                let text = &source[start..end];
+                line.map.push((line.text.len(), start));
+                if line.map.len() == 1 {
+                    line.text = Cow::Borrowed(text);
+                } else {
+                    line.text.to_mut().push_str(text);
+                }
+                line.source_end = end;
             }
             Rule::skipped_line if !part.as_str().trim_start().starts_with('#') => {
                 empty_continuation = true;
@@ -276,7 +304,7 @@ fn to_node(b: &Builder<'_>, line: &LogicalLine, raw: RawNode, span_end: Option<u
             .map(|c| to_node(b, line, *c, None))
             .collect(),
         keyword: raw.keyword,
-        original: line.text[raw.start..raw.end].to_string(),
+        original: line.text[raw.start..raw.end].into(),
         span: b.span(start, span_end.max(start)),
         args_span: b.span(args_start, end.max(args_start)),
         comments: Vec::new(),

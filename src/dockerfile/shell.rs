@@ -241,7 +241,7 @@ impl ShellLex {
         word: &str,
         env: &E,
     ) -> Result<(String, Matches), ExpandError> {
-        let mut lexer = Lexer::new(*self, word, env);
+        let mut lexer = Lexer::new(*self, word, env, false);
         let (result, _) = lexer.run(word)?;
         Ok((result, lexer.matches))
     }
@@ -253,15 +253,16 @@ impl ShellLex {
         word: &str,
         env: &E,
     ) -> Result<Vec<String>, ExpandError> {
-        let mut lexer = Lexer::new(*self, word, env);
+        let mut lexer = Lexer::new(*self, word, env, true);
         let (_, words) = lexer.run(word)?;
         Ok(words)
     }
 }
 
-/// Builds the fields of [`ShellLex::process_words`].
+/// Builds the fields of [`ShellLex::process_words`] (nothing when not `enabled`).
 #[derive(Default)]
 struct Fields {
+    enabled: bool,
     current: String,
     done: Vec<String>,
 }
@@ -269,6 +270,9 @@ struct Fields {
 impl Fields {
     /// A character that splits fields when it is whitespace.
     fn add_char(&mut self, ch: char) {
+        if !self.enabled {
+            return;
+        }
         if ch.is_whitespace() {
             if !self.current.is_empty() {
                 self.done.push(std::mem::take(&mut self.current));
@@ -279,12 +283,16 @@ impl Fields {
     }
 
     fn add_str(&mut self, text: &str) {
-        text.chars().for_each(|ch| self.add_char(ch));
+        if self.enabled {
+            text.chars().for_each(|ch| self.add_char(ch));
+        }
     }
 
     /// Quoted or escaped text: never splits.
     fn add_raw(&mut self, text: &str) {
-        self.current.push_str(text);
+        if self.enabled {
+            self.current.push_str(text);
+        }
     }
 
     fn finish(mut self) -> Vec<String> {
@@ -296,9 +304,14 @@ impl Fields {
 }
 
 /// One run of the lexer over one word.
-struct Lexer<'e, E: ?Sized> {
-    chars: Vec<char>,
+struct Lexer<'w, 'e, E: ?Sized> {
+    /// The word, read in place (a huge LABEL value is not turned into 4-byte `char`s).
+    text: &'w str,
+    /// Byte offset of the next character.
     pos: usize,
+    /// Whether [`ShellLex::process_words`] wants the fields (else they are not built: they
+    /// would be a second copy of the result).
+    want_fields: bool,
     escape: char,
     options: Options,
     /// Keep escape characters in the output (inside patterns, where they still mean something).
@@ -307,11 +320,12 @@ struct Lexer<'e, E: ?Sized> {
     matches: Matches,
 }
 
-impl<'e, E: Env + ?Sized> Lexer<'e, E> {
-    fn new(lex: ShellLex, word: &str, env: &'e E) -> Self {
+impl<'w, 'e, E: Env + ?Sized> Lexer<'w, 'e, E> {
+    fn new(lex: ShellLex, word: &'w str, env: &'e E, want_fields: bool) -> Self {
         Lexer {
-            chars: word.chars().collect(),
+            text: word,
             pos: 0,
+            want_fields,
             escape: lex.escape,
             options: lex.options,
             raw_escapes: false,
@@ -330,14 +344,19 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
     }
 
     fn peek(&self) -> Option<char> {
-        self.chars.get(self.pos).copied()
+        self.text[self.pos..].chars().next()
+    }
+
+    /// Moves past the next character.
+    fn advance(&mut self) {
+        if let Some(ch) = self.peek() {
+            self.pos += ch.len_utf8();
+        }
     }
 
     fn next(&mut self) -> Option<char> {
         let ch = self.peek();
-        if ch.is_some() {
-            self.pos += 1;
-        }
+        self.advance();
         ch
     }
 
@@ -359,10 +378,13 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
         stop: Option<char>,
     ) -> Result<(String, Vec<String>), ExpandErrorKind> {
         let mut result = String::new();
-        let mut fields = Fields::default();
+        let mut fields = Fields {
+            enabled: self.want_fields,
+            ..Fields::default()
+        };
         while let Some(ch) = self.peek() {
             if Some(ch) == stop {
-                self.pos += 1;
+                self.advance();
                 return Ok((result, fields.finish()));
             }
             match ch {
@@ -387,7 +409,7 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
                     result.push_str(&text);
                 }
                 _ => {
-                    self.pos += 1;
+                    self.advance();
                     if ch == self.escape {
                         if self.raw_escapes {
                             fields.add_raw(ch.encode_utf8(&mut [0; 4]));
@@ -427,7 +449,7 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
     }
 
     fn process_single_quote(&mut self) -> Result<String, ExpandErrorKind> {
-        self.pos += 1; // the opening quote
+        self.advance(); // the opening quote
         let mut result = String::new();
         if self.options.raw_quotes {
             result.push('\'');
@@ -447,7 +469,7 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
     }
 
     fn process_double_quote(&mut self) -> Result<String, ExpandErrorKind> {
-        self.pos += 1; // the opening quote
+        self.advance(); // the opening quote
         let mut result = String::new();
         if self.options.raw_quotes {
             result.push('"');
@@ -456,7 +478,7 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
             match self.peek() {
                 None => return Err(ExpandErrorKind::UnterminatedDoubleQuote),
                 Some('"') => {
-                    self.pos += 1;
+                    self.advance();
                     if self.options.raw_quotes {
                         result.push('"');
                     }
@@ -464,7 +486,7 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
                 }
                 Some('$') => result.push_str(&self.process_dollar()?),
                 Some(ch) => {
-                    self.pos += 1;
+                    self.advance();
                     if ch == self.escape {
                         if self.raw_escapes {
                             result.push(ch);
@@ -473,7 +495,7 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
                             // A trailing escape is ignored; the loop then reports the open quote.
                             None => continue,
                             Some(next) if next == '"' || next == '$' || next == self.escape => {
-                                self.pos += 1;
+                                self.advance();
                                 result.push(next);
                                 continue;
                             }
@@ -489,15 +511,15 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
 
     /// `<<` followed by blanks stays one piece, so `<< EOF` is one field (heredoc markers).
     fn process_possible_heredoc(&mut self) -> String {
-        self.pos += 1;
+        self.advance();
         if self.peek() != Some('<') {
             return "<".to_string();
         }
-        self.pos += 1;
+        self.advance();
         let mut text = "<<".to_string();
         while let Some(ch @ (' ' | '\t' | '\r')) = self.peek() {
             text.push(ch);
-            self.pos += 1;
+            self.advance();
         }
         text
     }
@@ -510,17 +532,17 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
             Some(ch) if ch.is_ascii_digit() => {
                 while let Some(digit) = self.peek().filter(char::is_ascii_digit) {
                     name.push(digit);
-                    self.pos += 1;
+                    self.advance();
                 }
             }
             Some(ch) if is_special_param(ch) => {
                 name.push(ch);
-                self.pos += 1;
+                self.advance();
             }
             _ => {
                 while let Some(ch) = self.peek().filter(|ch| ch.is_alphanumeric() || *ch == '_') {
                     name.push(ch);
-                    self.pos += 1;
+                    self.advance();
                 }
             }
         }
@@ -548,7 +570,7 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
     }
 
     fn process_dollar(&mut self) -> Result<String, ExpandErrorKind> {
-        self.pos += 1; // '$'
+        self.advance(); // '$'
         if self.peek() != Some('{') {
             let name = self.process_name();
             if name.is_empty() {
@@ -560,7 +582,7 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
                 None => String::new(),
             });
         }
-        self.pos += 1; // '{'
+        self.advance(); // '{'
         match self.peek() {
             None => return Err(ExpandErrorKind::MissingBrace),
             Some('{' | '}' | ':') => return Err(ExpandErrorKind::BadSubstitution),
@@ -652,7 +674,7 @@ impl<'e, E: Env + ?Sized> Lexer<'e, E> {
             '/' => {
                 let all = self.peek() == Some('/');
                 if all {
-                    self.pos += 1;
+                    self.advance();
                 }
                 let pattern_text = self.process_word_part('/', true)?;
                 let replacement = self.process_word_part('}', true)?;

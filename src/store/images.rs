@@ -105,7 +105,23 @@ impl Store {
         tags: &[Reference],
     ) -> Result<ImageId, StoreError> {
         tags.iter().try_for_each(check_tag)?;
-        let config: ImageConfig =
+        // Never store a config that `read_blob` would refuse to read back (a build with a
+        // 50 MB LABEL fails here, clearly, rather than making an image nothing can use).
+        if config_bytes.len() as u64 > super::MAX_JSON_SIZE {
+            return Err(StoreError::TooLarge(format!(
+                "the image config ({} bytes)",
+                config_bytes.len()
+            )));
+        }
+        // Only the fields checked and recorded here are read (a config can be large: a 50 MB
+        // label); the others are skipped without being copied.
+        #[derive(serde::Deserialize)]
+        struct ConfigHead {
+            #[serde(default)]
+            created: Option<String>,
+            rootfs: crate::image::oci::RootFs,
+        }
+        let config: ConfigHead =
             serde_json::from_slice(config_bytes).map_err(|e| StoreError::BadJson {
                 what: "image config".into(),
                 error: e,
