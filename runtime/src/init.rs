@@ -25,11 +25,14 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::capabilities;
+use crate::cgroup::Cgroup;
 use crate::channel::{Channel, Launch, Message};
+use crate::keyring;
 use crate::mounts;
 use crate::namespaces;
 use crate::paths::resolve_in_root;
 use crate::rootfs;
+use crate::seccomp;
 use crate::signals::supervised_set;
 use crate::spec::{ContainerSpec, NetworkMode, DEFAULT_PATH};
 use crate::RuntimeError;
@@ -171,26 +174,45 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
         namespaces::become_root()?;
     }
     let state = StateDir::create(spec).map_err(io_err("failed to create the state directory"))?;
+    let cgroup = if spec.resources.pids_max.is_some() {
+        let name = spec
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("run-{}", std::process::id()));
+        match Cgroup::create(&name, &spec.resources)? {
+            Ok(cgroup) => Some(cgroup),
+            Err(note) => {
+                chan.send(&Message::Note(note)).map_err(chan_err)?;
+                None
+            }
+        }
+    } else {
+        None
+    };
     namespaces::unshare_container(spec.network)?;
     // SAFETY: this process is single-threaded (a fresh exec that started no threads), so
     // the child may allocate and run ordinary Rust code.
     match unsafe { fork() }.map_err(|e| RuntimeError::Setup(format!("fork failed: {e}")))? {
         ForkResult::Child => {
-            let code = match container_main(chan, launch, &state.0, rootless, set) {
+            let code = match container_main(chan, launch, &state.0, rootless, set, cgroup.as_ref())
+            {
                 Ok(never) => match never {},
                 Err(e) => {
                     let _ = chan.send(&Message::Error(error_chain(&e)));
                     125
                 }
             };
-            // The monitor removes the state directory, not this child.
+            // The monitor removes the state directory and the cgroup, not this child.
             std::mem::forget(state);
+            std::mem::forget(cgroup);
             // SAFETY: _exit ends this forked child without running the parent's atexit work.
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => {
             chan.send(&Message::Pid(child.as_raw())).map_err(chan_err)?;
             let (code, signal) = supervise(child, set);
+            // Gone before the runner hears of the exit.
+            drop(cgroup);
             drop(state);
             let _ = chan.send(&Message::Exit { code, signal });
             Ok(code)
@@ -226,8 +248,19 @@ fn container_main(
     state: &Path,
     rootless: bool,
     set: &SigSet,
+    cgroup: Option<&Cgroup>,
 ) -> Result<Infallible, RuntimeError> {
     let spec = &launch.spec;
+    // Into the cgroup before anything else runs here, then a cgroup namespace rooted at it.
+    if let Some(cgroup) = cgroup {
+        cgroup.join()?;
+    }
+    namespaces::unshare_cgroup()?;
+    if let Some(note) = keyring::join_new_session()
+        .map_err(|e| RuntimeError::Setup(format!("failed to join a new session keyring: {e}")))?
+    {
+        chan.send(&Message::Note(note)).map_err(chan_err)?;
+    }
     // Docker's umask, whatever the runner's: files a RUN step creates must not depend on it.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
@@ -271,6 +304,7 @@ fn container_main(
     }
     capabilities::apply_rlimits(&spec.rlimits)?;
     let exec = Exec::prepare(spec);
+    let filters = seccomp::unpack(&launch.seccomp);
     capabilities::drop_privileges(&spec.process.user)?;
     nix::unistd::chdir(&spec.process.cwd).map_err(|e| {
         RuntimeError::Setup(format!(
@@ -278,6 +312,9 @@ fn container_main(
             spec.process.cwd.display()
         ))
     })?;
+    // Last, after no_new_privs: from here on only calls every profile must allow (the
+    // messages to the runner, close, exec; with `init`, fork and wait) are made here.
+    seccomp::install(&filters)?;
     chan.send(&Message::Ready).map_err(chan_err)?;
     // Nothing in the container may hold the runner's socket (the process would also lose it
     // at exec; the init would not). This process ends in exec or _exit, so the Channel's own

@@ -74,21 +74,25 @@
 //! `/sys` is bind-mounted when it cannot be mounted (host network).
 
 mod capabilities;
+mod cgroup;
 pub mod changes;
 mod channel;
 pub mod dirfd;
 mod error;
 mod init;
+mod keyring;
 mod mounts;
 mod namespaces;
 mod paths;
 mod process;
 mod rootfs;
+mod seccomp;
 mod signals;
 mod spec;
 mod user;
 
 pub use capabilities::{default_capability_mask, CapabilityError, DEFAULT_CAPABILITIES};
+pub use cgroup::CgroupError;
 pub use error::RuntimeError;
 pub use mounts::MountError;
 pub use namespaces::NamespaceError;
@@ -97,10 +101,14 @@ pub use process::{
     output, run, set_init_program, spawn, Container, ExitStatus, Io, Output, ProcessError, Stdio,
 };
 pub use rootfs::{RootfsError, MASKED_PATHS, READONLY_PATHS};
+pub use seccomp::{
+    Action as SeccompAction, ArchMapEntry, ArgCondition, CompareOp, Conditions, SeccompError,
+    SeccompProfile, SyscallEntry,
+};
 pub use signals::FORWARDED_SIGNALS;
 pub use spec::{
-    default_rlimits, ContainerSpec, MountKind, MountSpec, NetworkMode, ProcessSpec, Rlimit,
-    RlimitResource, Rootfs, UserSpec, DEFAULT_PATH,
+    default_rlimits, ContainerSpec, MountKind, MountSpec, NetworkMode, ProcessSpec, Resources,
+    Rlimit, RlimitResource, Rootfs, UserSpec, DEFAULT_PATH, DEFAULT_PIDS_MAX,
 };
 pub use user::{resolve_user, resolve_user_from, resolve_user_in_layers, UserError};
 
