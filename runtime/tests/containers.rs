@@ -1438,124 +1438,125 @@ fn probe_main(what: &str, arg: Option<&str>) {
     unsafe {
         match what {
             "syscalls" => {
-                let mut calls: Vec<(&str, String)> = Vec::new();
-                calls.push(("getpid", result(libc::syscall(libc::SYS_getpid))));
-                calls.push((
-                    "mkdir",
-                    result(libc::mkdir(c"/tmp/probe-dir".as_ptr(), 0o755) as libc::c_long),
-                ));
-                calls.push((
-                    "socket_tcp",
-                    result(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) as libc::c_long),
-                ));
-                calls.push((
-                    "socket_raw",
-                    result(
-                        libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP)
-                            as libc::c_long,
-                    ),
-                ));
-                calls.push((
-                    "socket_vsock",
-                    result(libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) as libc::c_long),
-                ));
-                calls.push((
-                    "unshare_user",
-                    result(libc::unshare(libc::CLONE_NEWUSER) as libc::c_long),
-                ));
-                let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_long;
-                calls.push((
-                    "clone_newuser",
-                    forked(libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0)),
-                ));
                 let mut args = [0u64; 11];
-                args[4] = libc::SIGCHLD as u64; // exit_signal
-                calls.push((
-                    "clone3",
-                    forked(libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), 88usize)),
-                ));
-                calls.push((
-                    "fork",
-                    forked(libc::syscall(
-                        libc::SYS_clone,
-                        libc::SIGCHLD as libc::c_long,
-                        0,
-                        0,
-                        0,
-                        0,
-                    )),
-                ));
-                calls.push((
-                    "keyctl",
-                    result(libc::syscall(libc::SYS_keyctl, 0, session_keyring, 0)),
-                ));
-                calls.push((
-                    "add_key",
-                    result(libc::syscall(
-                        libc::SYS_add_key,
-                        c"user".as_ptr(),
-                        c"probe".as_ptr(),
-                        c"x".as_ptr(),
-                        1usize,
-                        session_keyring,
-                    )),
-                ));
-                calls.push((
-                    "request_key",
-                    result(libc::syscall(
-                        libc::SYS_request_key,
-                        c"user".as_ptr(),
-                        c"probe-missing".as_ptr(),
-                        std::ptr::null::<libc::c_char>(),
-                        0,
-                    )),
-                ));
                 let mut params = [0u8; 120];
-                calls.push((
-                    "io_uring_setup",
-                    result(libc::syscall(
-                        libc::SYS_io_uring_setup,
-                        1,
-                        params.as_mut_ptr(),
-                    )),
-                ));
                 let mut attr = [0u8; 128];
+                let handle = [0u8; 16];
+                let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_long;
+                args[4] = libc::SIGCHLD as u64; // exit_signal
                 attr[0..4].copy_from_slice(&1u32.to_ne_bytes()); // PERF_TYPE_SOFTWARE
                 attr[4..8].copy_from_slice(&128u32.to_ne_bytes()); // size
-                calls.push((
-                    "perf_event_open",
-                    result(libc::syscall(
-                        libc::SYS_perf_event_open,
-                        attr.as_ptr(),
-                        0,
-                        -1,
-                        -1,
-                        0,
-                    )),
-                ));
-                let handle = [0u8; 16];
-                calls.push((
-                    "open_by_handle_at",
-                    result(libc::syscall(
-                        libc::SYS_open_by_handle_at,
-                        libc::AT_FDCWD,
-                        handle.as_ptr(),
-                        0,
-                    )),
-                ));
-                calls.push(("bpf", result(libc::syscall(libc::SYS_bpf, 0, 0, 0))));
-                calls.push((
-                    "personality_query",
-                    result(libc::syscall(libc::SYS_personality, 0xffff_ffffu64)),
-                ));
-                calls.push((
-                    "personality_no_aslr",
-                    result(libc::syscall(libc::SYS_personality, 0x0040000u64)),
-                ));
-                calls.push((
-                    "kexec_load",
-                    result(libc::syscall(libc::SYS_kexec_load, 0, 0, 0, 0)),
-                ));
+                let calls: Vec<(&str, String)> = vec![
+                    ("getpid", result(libc::syscall(libc::SYS_getpid))),
+                    (
+                        "mkdir",
+                        result(libc::mkdir(c"/tmp/probe-dir".as_ptr(), 0o755) as libc::c_long),
+                    ),
+                    (
+                        "socket_tcp",
+                        result(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) as libc::c_long),
+                    ),
+                    (
+                        "socket_raw",
+                        result(
+                            libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP)
+                                as libc::c_long,
+                        ),
+                    ),
+                    (
+                        "socket_vsock",
+                        result(libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) as libc::c_long),
+                    ),
+                    (
+                        "unshare_user",
+                        result(libc::unshare(libc::CLONE_NEWUSER) as libc::c_long),
+                    ),
+                    (
+                        "clone_newuser",
+                        forked(libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0)),
+                    ),
+                    (
+                        "clone3",
+                        forked(libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), 88usize)),
+                    ),
+                    (
+                        "fork",
+                        forked(libc::syscall(
+                            libc::SYS_clone,
+                            libc::SIGCHLD as libc::c_long,
+                            0,
+                            0,
+                            0,
+                            0,
+                        )),
+                    ),
+                    (
+                        "keyctl",
+                        result(libc::syscall(libc::SYS_keyctl, 0, session_keyring, 0)),
+                    ),
+                    (
+                        "add_key",
+                        result(libc::syscall(
+                            libc::SYS_add_key,
+                            c"user".as_ptr(),
+                            c"probe".as_ptr(),
+                            c"x".as_ptr(),
+                            1usize,
+                            session_keyring,
+                        )),
+                    ),
+                    (
+                        "request_key",
+                        result(libc::syscall(
+                            libc::SYS_request_key,
+                            c"user".as_ptr(),
+                            c"probe-missing".as_ptr(),
+                            std::ptr::null::<libc::c_char>(),
+                            0,
+                        )),
+                    ),
+                    (
+                        "io_uring_setup",
+                        result(libc::syscall(
+                            libc::SYS_io_uring_setup,
+                            1,
+                            params.as_mut_ptr(),
+                        )),
+                    ),
+                    (
+                        "perf_event_open",
+                        result(libc::syscall(
+                            libc::SYS_perf_event_open,
+                            attr.as_ptr(),
+                            0,
+                            -1,
+                            -1,
+                            0,
+                        )),
+                    ),
+                    (
+                        "open_by_handle_at",
+                        result(libc::syscall(
+                            libc::SYS_open_by_handle_at,
+                            libc::AT_FDCWD,
+                            handle.as_ptr(),
+                            0,
+                        )),
+                    ),
+                    ("bpf", result(libc::syscall(libc::SYS_bpf, 0, 0, 0))),
+                    (
+                        "personality_query",
+                        result(libc::syscall(libc::SYS_personality, 0xffff_ffffu64)),
+                    ),
+                    (
+                        "personality_no_aslr",
+                        result(libc::syscall(libc::SYS_personality, 0x0040000u64)),
+                    ),
+                    (
+                        "kexec_load",
+                        result(libc::syscall(libc::SYS_kexec_load, 0, 0, 0, 0)),
+                    ),
+                ];
                 for (name, rc) in calls {
                     println!("{name}={rc}");
                 }
