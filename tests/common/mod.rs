@@ -126,3 +126,54 @@ pub fn busybox_rootfs_tar() -> &'static Path {
         tar
     })
 }
+
+/// Copies the host's `keyctl` (Debian package `keyutils`), its shared libraries and the
+/// dynamic loader into `dir`, so that a busybox container with `dir` mounted at `mount` can
+/// run it; returns that command line (append keyctl's arguments).
+pub fn keyctl_bundle(dir: &Path, mount: &str) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let keyctl = Path::new("/usr/bin/keyctl");
+    assert!(keyctl.exists(), "keyctl missing: install keyutils");
+    std::fs::copy(keyctl, dir.join("keyctl")).unwrap();
+    let ldd = Command::new("ldd").arg(keyctl).output().expect("ldd");
+    let mut loader = None;
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) else {
+            continue;
+        };
+        let name = Path::new(path)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        std::fs::copy(path, dir.join(&name)).unwrap();
+        if name.starts_with("ld-linux") {
+            loader = Some(name);
+        }
+    }
+    let loader = loader.expect("dynamic loader in ldd output");
+    vec![
+        format!("{mount}/{loader}"),
+        "--library-path".into(),
+        mount.into(),
+        format!("{mount}/keyctl"),
+    ]
+}
+
+/// Adds a `user` key with a description unique to this process and `tag` to root's user
+/// keyring with the host's `keyctl`; returns (description, key id).
+pub fn add_host_key(tag: &str) -> (String, String) {
+    let description = format!("rbuild-test-{tag}-{}", std::process::id());
+    let out = Command::new("keyctl")
+        .args(["add", "user", &description, "host-secret", "@u"])
+        .output()
+        .expect("keyctl add");
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    (description, id)
+}
+
+/// Revokes a key made by [`add_host_key`].
+pub fn revoke_host_key(id: &str) {
+    let _ = Command::new("keyctl").args(["revoke", id]).output();
+}
