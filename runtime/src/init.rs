@@ -4,9 +4,11 @@
 //!
 //! ```text
 //! runner (your program, any number of threads)
-//!  └─ monitor: /proc/self/exe re-executed, single-threaded; new user (rootless), UTS, IPC,
-//!     │        network and cgroup namespaces; forwards signals, reports the exit status
-//!     └─ PID 1 of a new PID namespace: new mount namespace, rootfs, pivot_root, privileges,
+//!  └─ monitor: /proc/self/exe re-executed, single-threaded; new user (rootless), UTS, IPC
+//!     │        and network namespaces; creates and removes the container's cgroup;
+//!     │        forwards signals, reports the exit status
+//!     └─ PID 1 of a new PID namespace: joins the cgroup, new cgroup and mount namespaces,
+//!        │      own session keyring, rootfs, pivot_root, privileges, seccomp filter,
 //!        │      then exec of the process (or the small init, with `init: true`)
 //!        └─ (init mode only) the process
 //! ```

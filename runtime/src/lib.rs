@@ -39,16 +39,25 @@
 //! *monitor* process:
 //!
 //! 1. (rootless) creates a user namespace, has the runner write its id maps, becomes root;
-//! 2. creates the UTS, IPC, network (unless [`NetworkMode::Host`]) and cgroup namespaces
-//!    and a PID namespace for its next child;
-//! 3. forks the container's PID 1, then forwards signals to it and reports its exit status.
+//! 2. creates the container's cgroup `rbuild/<id>` with its limits ([`Resources`]: podman's
+//!    2048 processes by default; skipped with a [`Container::notes`] entry where cgroups
+//!    cannot be created);
+//! 3. creates the UTS, IPC and network (unless [`NetworkMode::Host`]) namespaces and a PID
+//!    namespace for its next child;
+//! 4. forks the container's PID 1, then forwards signals to it, reports its exit status and
+//!    removes the cgroup (empty groups left by a killed monitor go at the next start).
 //!
-//! PID 1 creates its mount namespace, mounts the rootfs (overlayfs, or a bind of a plain
+//! PID 1 moves itself into the cgroup and creates a cgroup namespace rooted there, joins a
+//! new session keyring (keyrings are not namespaced: the runner's keys must not be
+//! reachable), creates its mount namespace, mounts the rootfs (overlayfs, or a bind of a plain
 //! directory), `/proc`, read-only `/sys`, a minimal `/dev` (null zero full random urandom
 //! tty, devpts, shm, mqueue), the per-container `/etc/hosts`, `/etc/hostname` and
 //! `/etc/resolv.conf`, the extra mounts, then `pivot_root`s, applies docker's masked and
 //! read-only paths, sets rlimits, switches user, keeps docker's default capabilities
-//! ([`DEFAULT_CAPABILITIES`]), sets `no_new_privs` and executes the process (or, with
+//! ([`DEFAULT_CAPABILITIES`]), sets `no_new_privs`, installs the seccomp filter (docker's
+//! default profile, [`SeccompProfile::default_profile`], compiled by the runner; another
+//! profile in docker's JSON format, or none, through [`ContainerSpec::seccomp`]) and
+//! executes the process (or, with
 //! `init: true`, a small init that runs the process as its child, reaps zombies and
 //! forwards signals). The process is PID 1 as in docker.
 //!
