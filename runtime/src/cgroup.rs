@@ -4,9 +4,10 @@
 //! Each container gets `rbuild/<name>` in the hierarchy that has the `pids` controller: the
 //! cgroup v2 tree when its `cgroup.controllers` lists `pids` (pure v2, or a hybrid layout's
 //! `unified` mount once controllers move there), else the v1 `pids` hierarchy. The monitor
-//! creates the group and sets the limits; the container's PID 1 moves itself in before it
-//! starts anything and then creates its cgroup namespace (so inside, `/proc/self/cgroup`
-//! shows `/`); the monitor removes the group when PID 1 has ended (by then the PID
+//! creates the group, sets the limits and moves PID 1 in while PID 1 mounts its rootfs;
+//! PID 1 waits for that before it creates its cgroup namespace (so inside,
+//! `/proc/self/cgroup` shows `/`) and executes anything; the monitor removes the group
+//! when PID 1 has ended (by then the PID
 //! namespace's other processes are gone too). Groups left by a killed monitor are empty and
 //! are removed when the next container starts. Without write access (rootless without a
 //! delegated hierarchy) or without a `pids` controller the container runs without limits and
@@ -200,24 +201,27 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Moves the calling process into the group (before it starts any other process).
-    pub(crate) fn join(&self) -> Result<(), CgroupError> {
+    /// Moves process `pid` (as the caller sees it) into the group. Moving a process waits
+    /// for an RCU grace period in the kernel (milliseconds), so the monitor does it while
+    /// PID 1 sets up its mounts, and PID 1 waits for it only before it goes on to exec.
+    pub(crate) fn add(&self, pid: i32) -> Result<(), CgroupError> {
         let procs = self.path.join("cgroup.procs");
+        let value = pid.to_string();
         for _ in 0..3 {
-            match std::fs::write(&procs, "0") {
+            match std::fs::write(&procs, &value) {
                 Ok(()) => return Ok(()),
                 // Swept away as stale between creation and now: create it again.
                 Err(e) if e.kind() == ErrorKind::NotFound => self.make()?,
                 Err(source) => {
                     return Err(CgroupError::Write {
                         path: procs,
-                        value: "0".into(),
+                        value,
                         source,
                     })
                 }
             }
         }
-        write(&procs, "0")
+        write(&procs, &value)
     }
 }
 

@@ -7,7 +7,8 @@
 //!  └─ monitor: /proc/self/exe re-executed, single-threaded; new user (rootless), UTS, IPC
 //!     │        and network namespaces; creates and removes the container's cgroup;
 //!     │        forwards signals, reports the exit status
-//!     └─ PID 1 of a new PID namespace: joins the cgroup, new cgroup and mount namespaces,
+//!     └─ PID 1 of a new PID namespace (moved into the cgroup by the monitor meanwhile):
+//!        │      new mount and (once in the cgroup) cgroup namespaces,
 //!        │      own session keyring, rootfs, pivot_root, privileges, seccomp filter,
 //!        │      then exec of the process (or the small init, with `init: true`)
 //!        └─ (init mode only) the process
@@ -16,7 +17,7 @@
 use std::convert::Infallible;
 use std::ffi::{CString, OsStr};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -192,12 +193,16 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
         None
     };
     namespaces::unshare_container(spec.network)?;
+    // PID 1 learns through this pipe that it is in its cgroup (one byte, 1).
+    let (moved_r, moved_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| RuntimeError::Setup(format!("pipe failed: {e}")))?;
     // SAFETY: this process is single-threaded (a fresh exec that started no threads), so
     // the child may allocate and run ordinary Rust code.
     match unsafe { fork() }.map_err(|e| RuntimeError::Setup(format!("fork failed: {e}")))? {
         ForkResult::Child => {
-            let code = match container_main(chan, launch, &state.0, rootless, set, cgroup.as_ref())
-            {
+            drop(moved_w);
+            let moved = cgroup.is_some().then_some(moved_r);
+            let code = match container_main(chan, launch, &state.0, rootless, set, moved) {
                 Ok(never) => match never {},
                 Err(e) => {
                     let _ = chan.send(&Message::Error(error_chain(&e)));
@@ -211,7 +216,19 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => {
+            drop(moved_r);
             chan.send(&Message::Pid(child.as_raw())).map_err(chan_err)?;
+            if let Some(cgroup) = &cgroup {
+                if let Err(e) = cgroup.add(child.as_raw()) {
+                    let _ = kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    return Err(e.into());
+                }
+                nix::unistd::write(&moved_w, &[1]).map_err(|e| {
+                    RuntimeError::Setup(format!("failed to tell PID 1 it is in its cgroup: {e}"))
+                })?;
+            }
+            drop(moved_w);
             let (code, signal) = supervise(child, set);
             // Gone before the runner hears of the exit.
             drop(cgroup);
@@ -250,14 +267,9 @@ fn container_main(
     state: &Path,
     rootless: bool,
     set: &SigSet,
-    cgroup: Option<&Cgroup>,
+    moved: Option<OwnedFd>,
 ) -> Result<Infallible, RuntimeError> {
     let spec = &launch.spec;
-    // Into the cgroup before anything else runs here, then a cgroup namespace rooted at it.
-    if let Some(cgroup) = cgroup {
-        cgroup.join()?;
-    }
-    namespaces::unshare_cgroup()?;
     if let Some(note) = keyring::join_new_session()
         .map_err(|e| RuntimeError::Setup(format!("failed to join a new session keyring: {e}")))?
     {
@@ -307,6 +319,18 @@ fn container_main(
     capabilities::apply_rlimits(&spec.rlimits)?;
     let exec = Exec::prepare(spec);
     let filters = seccomp::unpack(&launch.seccomp);
+    // In the cgroup before anything of the container runs (the monitor moved this process
+    // while it mounted: moving waits for an RCU grace period), then a cgroup namespace
+    // rooted there (while CAP_SYS_ADMIN is still held).
+    if let Some(moved) = moved {
+        let mut byte = [0u8];
+        if nix::unistd::read(moved.as_raw_fd(), &mut byte) != Ok(1) || byte[0] != 1 {
+            return Err(RuntimeError::Setup(
+                "the monitor did not move the container into its cgroup".into(),
+            ));
+        }
+    }
+    namespaces::unshare_cgroup()?;
     capabilities::drop_privileges(&spec.process.user)?;
     nix::unistd::chdir(&spec.process.cwd).map_err(|e| {
         RuntimeError::Setup(format!(

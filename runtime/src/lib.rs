@@ -47,7 +47,8 @@
 //! 4. forks the container's PID 1, then forwards signals to it, reports its exit status and
 //!    removes the cgroup (empty groups left by a killed monitor go at the next start).
 //!
-//! PID 1 moves itself into the cgroup and creates a cgroup namespace rooted there, joins a
+//! PID 1 (which the monitor moves into the cgroup while PID 1 mounts; PID 1 waits for that
+//! before creating a cgroup namespace rooted there and executing anything) joins a
 //! new session keyring (keyrings are not namespaced: the runner's keys must not be
 //! reachable), creates its mount namespace, mounts the rootfs (overlayfs, or a bind of a plain
 //! directory), `/proc`, read-only `/sys`, a minimal `/dev` (null zero full random urandom
