@@ -276,6 +276,18 @@ mod tests {
             Some((PathBuf::from("/sys/fs/cgroup/pids"), false))
         );
         assert_eq!(pids_hierarchy("1 0 0:1 / / rw - ext4 /dev/sda rw\n"), None);
+        // cgroup v2 is used when it has the pids controller (a mount point with spaces).
+        let dir = std::env::temp_dir().join(format!("rbuild cgroup-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .unwrap();
+        let escaped = dir.display().to_string().replace(' ', "\\040");
+        let v2 = format!("{hybrid}36 25 0:32 / {escaped} rw,relatime - cgroup2 cgroup2 rw\n");
+        assert_eq!(pids_hierarchy(&v2), Some((dir.clone(), true)));
+        std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(unescape("/a\\040b"), "/a b");
     }
 }
