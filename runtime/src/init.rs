@@ -224,9 +224,8 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
                     let _ = waitpid(child, None);
                     return Err(e.into());
                 }
-                nix::unistd::write(&moved_w, &[1]).map_err(|e| {
-                    RuntimeError::Setup(format!("failed to tell PID 1 it is in its cgroup: {e}"))
-                })?;
+                // Fails only when PID 1 already ended (a setup error it reported itself).
+                let _ = nix::unistd::write(&moved_w, &[1]);
             }
             drop(moved_w);
             let (code, signal) = supervise(child, set);
