@@ -1108,6 +1108,15 @@ fn containers_get_their_own_session_keyring() {
         )
     };
     assert!(key > 0, "add_key: {}", nix::errno::Errno::last());
+    // Revoked however the test ends.
+    struct Revoke(libc::c_long);
+    impl Drop for Revoke {
+        fn drop(&mut self) {
+            keyctl(3, self.0, 0); // KEYCTL_REVOKE
+            keyctl(9, self.0, -4); // KEYCTL_UNLINK from @u
+        }
+    }
+    let _revoke = Revoke(key);
     let host_session = keyctl(0, -3, 0); // KEYCTL_GET_KEYRING_ID of @s
     let args = ["--probe", "keys", description.as_str()];
     // By default keyctl, add_key and request_key are denied outright; /proc/keys is masked.
@@ -1128,7 +1137,6 @@ fn containers_get_their_own_session_keyring() {
     // Root's user keyring itself is still there by its special ID: the container's root is
     // the host's uid 0 (no user namespace), as in docker and runc. Only seccomp closes that.
     assert_eq!(open["search_user"], "ok", "{open:?}");
-    keyctl(3, key, 0); // KEYCTL_REVOKE
 }
 
 /// The group `rbuild/<id>` in whichever hierarchy has the pids controller, if it exists.

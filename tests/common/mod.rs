@@ -160,9 +160,15 @@ pub fn keyctl_bundle(dir: &Path, mount: &str) -> Vec<String> {
     ]
 }
 
+/// A `user` key in root's user keyring on the host, revoked and unlinked when dropped.
+pub struct HostKey {
+    pub description: String,
+    pub id: String,
+}
+
 /// Adds a `user` key with a description unique to this process and `tag` to root's user
-/// keyring with the host's `keyctl`; returns (description, key id).
-pub fn add_host_key(tag: &str) -> (String, String) {
+/// keyring with the host's `keyctl`.
+pub fn add_host_key(tag: &str) -> HostKey {
     let description = format!("rbuild-test-{tag}-{}", std::process::id());
     let out = Command::new("keyctl")
         .args(["add", "user", &description, "host-secret", "@u"])
@@ -170,10 +176,14 @@ pub fn add_host_key(tag: &str) -> (String, String) {
         .expect("keyctl add");
     assert!(out.status.success(), "{out:?}");
     let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    (description, id)
+    HostKey { description, id }
 }
 
-/// Revokes a key made by [`add_host_key`].
-pub fn revoke_host_key(id: &str) {
-    let _ = Command::new("keyctl").args(["revoke", id]).output();
+impl Drop for HostKey {
+    fn drop(&mut self) {
+        let _ = Command::new("keyctl").args(["revoke", &self.id]).output();
+        let _ = Command::new("keyctl")
+            .args(["unlink", &self.id, "@u"])
+            .output();
+    }
 }
