@@ -13,13 +13,12 @@
 //! older kernel than `minKernel`) or whose `excludes` hold are left out; names this
 //! architecture does not know are skipped.
 //!
-//! A BPF filter has one action per outcome, and seccompiler builds filters with one
-//! "matched" and one "not matched" action. So the profile becomes a stack of filters: first
-//! the allow-list (not matched: the default action), then one filter per other action of the
-//! profile (clone3's `ENOSYS`, say) that returns that action for its entries and allows the
-//! rest. The kernel runs every filter and takes the most restrictive result; between two
-//! errno results the filter installed last wins, which gives the entry's errno over the
-//! default one.
+//! seccompiler builds filters with one "matched" and one "not matched" action, and a profile
+//! has several actions. So the profile becomes a stack of filters: first one that allows
+//! every call some entry matches and gives the rest the default action, then one filter per
+//! other action of the profile (clone3's `ENOSYS`, say) that returns that action for its
+//! entries and allows the rest. The kernel runs every filter and takes the most restrictive
+//! result: an entry's action for the calls it matches, the default for all others.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -238,37 +237,44 @@ impl SeccompProfile {
                 }
             }
         }
+        // The first filter allows every call some entry matches (whatever its action) and
+        // gives the rest the default action; then one filter per other action returns that
+        // action for its entries and allows the rest. The kernel takes the most restrictive
+        // result of all filters: an entry's action for the calls it matches, the default
+        // action for the others.
+        let mut allow: Rules = BTreeMap::new();
+        for (_, rules) in &groups {
+            for (number, r) in rules {
+                let slot = allow.entry(*number).or_insert(Some(Vec::new()));
+                match (r, slot.as_mut()) {
+                    (None, _) => *slot = None,
+                    (Some(r), Some(rules)) => rules.extend(r.iter().cloned()),
+                    (Some(_), None) => {}
+                }
+            }
+        }
         // seccompiler's form: an empty rule list matches unconditionally.
-        let mut groups: Vec<(SeccompAction, BTreeMap<i64, Vec<SeccompRule>>)> = groups
-            .into_iter()
-            .map(|(a, rules)| {
-                let rules = rules
-                    .into_iter()
-                    .map(|(n, r)| (n, r.unwrap_or_default()))
-                    .collect();
-                (a, rules)
-            })
-            .collect();
+        let plain = |rules: Rules| -> BTreeMap<i64, Vec<SeccompRule>> {
+            rules
+                .into_iter()
+                .map(|(n, r)| (n, r.unwrap_or_default()))
+                .collect()
+        };
         let compile = |rules, mismatch, matched| -> Result<BpfProgram, SeccompError> {
-            let filter = SeccompFilter::new(rules, mismatch, matched, arch)
+            let filter = SeccompFilter::new(plain(rules), mismatch, matched, arch)
                 .map_err(|e| SeccompError::Compile(e.to_string()))?;
             filter
                 .try_into()
                 .map_err(|e: seccompiler::BackendError| SeccompError::Compile(e.to_string()))
         };
         let mut programs = Vec::new();
-        // The allow-list first (its "not matched" is the profile's default action),
-        let allow = groups
-            .iter()
-            .position(|(a, _)| *a == SeccompAction::Allow)
-            .map(|i| groups.remove(i).1)
-            .unwrap_or_default();
         if default != SeccompAction::Allow {
             programs.push(compile(allow, default, SeccompAction::Allow)?);
         }
-        // then one filter per other action; installed later, their errno wins over the default.
         for (matched, rules) in groups {
-            programs.push(compile(rules, SeccompAction::Allow, matched)?);
+            if matched != SeccompAction::Allow {
+                programs.push(compile(rules, SeccompAction::Allow, matched)?);
+            }
         }
         Ok(programs)
     }
@@ -551,6 +557,19 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(notify.compile(0), Err(SeccompError::Invalid(_))));
+        // A default more restrictive than an entry's action: the entry's calls are in the
+        // first filter's allowed set, so its own filter decides for them.
+        let kill: SeccompProfile = serde_json::from_str(
+            r#"{"defaultAction":"SCMP_ACT_KILL_PROCESS","syscalls":[
+                {"names":["read"],"action":"SCMP_ACT_ALLOW"},
+                {"names":["mkdir"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        let programs = kill.compile(0).unwrap();
+        assert_eq!(programs.len(), 2);
+        let mkdir = syscall_number("mkdir").unwrap() as u32;
+        let allows_mkdir = programs[0].iter().any(|i| i.k == mkdir);
+        assert!(allows_mkdir, "mkdir is in the first filter's allowed set");
         let bad = serde_json::from_str::<SeccompProfile>(r#"{"defaultAction":"SCMP_ACT_BOGUS"}"#);
         assert!(bad.is_err());
     }
