@@ -649,3 +649,38 @@ fn independent_stages_run_in_parallel() {
     assert_eq!(b.image_file("par", "/a").unwrap(), "a\n");
     assert_eq!(b.image_file("par", "/b").unwrap(), "b\n");
 }
+
+#[test]
+fn run_steps_get_seccomp_own_keyring_and_pids_limit() {
+    // The bugs: RUN steps ran without a seccomp filter, could read the host's keys and start
+    // any number of processes.
+    let b = BuildEnv::new();
+    let ctx = b.context("hostsafety", &[]);
+    let keyctl = build_support::keyctl_bundle(&ctx.join("k"), "/k").join(" ");
+    let key = build_support::add_host_key("build");
+    let (description, id) = (key.description.as_str(), key.id.as_str());
+    let dockerfile = format!(
+        "FROM busybox\n\
+         RUN grep '^Seccomp:' /proc/self/status > /seccomp\n\
+         RUN --mount=type=bind,source=k,target=/k {keyctl} request user {description} > /key 2>&1; \
+             cat /proc/keys >> /key\n\
+         RUN sh -c 'n=0; while [ $n -lt 2100 ]; do sleep 60 & n=$((n+1)); echo $n > /n; done'; true\n"
+    );
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let out = b.build_out(&["-t", "safe", path_str(&ctx)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f = |p: &str| b.image_file("safe", p).unwrap();
+    assert_eq!(f("/seccomp"), "Seccomp:\t2\n");
+    let key = f("/key");
+    assert!(key.contains("Operation not permitted"), "{key}");
+    assert!(!key.contains(id), "{key}");
+    let started: u32 = f("/n").trim().parse().unwrap();
+    assert!(
+        (2000..2048).contains(&started),
+        "{started} processes started"
+    );
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{busybox_rootfs_tar, TestEnv};
+use common::{add_host_key, busybox_rootfs_tar, keyctl_bundle, TestEnv};
 
 /// A store with the busybox rootfs imported as `bb`.
 fn env_with_base() -> TestEnv {
@@ -672,4 +672,131 @@ fn setup_errors_name_their_cause_once() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     assert!(err.contains(missing.to_str().unwrap()), "{err}");
+}
+
+#[test]
+fn seccomp_default_unconfined_and_custom_profiles() {
+    let env = env_with_base();
+    let status = ["bb", "grep", "^Seccomp:", "/proc/self/status"];
+    assert_eq!(run_ok(&env, &status), "Seccomp:\t2\n");
+    let mut args = vec!["--security-opt", "seccomp=unconfined"];
+    args.extend(status);
+    assert_eq!(run_ok(&env, &args), "Seccomp:\t0\n");
+    // The docker default denies new user namespaces (busybox `unshare -U`).
+    let out = run(&env, &["bb", "unshare", "-U", "true"]);
+    assert_ne!(code(&out), 0);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Operation not permitted"), "{err}");
+    // A profile file in docker's format that denies mkdir.
+    let profile = env.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let out = run(&env, &["--security-opt", &opt, "bb", "mkdir", "/tmp/d"]);
+    assert_eq!(code(&out), 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Operation not permitted"), "{err}");
+    assert_eq!(
+        run_ok(&env, &["--security-opt", &opt, "bb", "echo", "still runs"]),
+        "still runs\n"
+    );
+    // A broken profile: 125, naming the file and the problem.
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": 7}"#,
+    )
+    .unwrap();
+    let out = run(&env, &["--security-opt", &opt, "bb", "true"]);
+    assert_eq!(code(&out), 125);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-mkdir.json") && err.contains("invalid type"),
+        "{err}"
+    );
+    let out = run(
+        &env,
+        &["--security-opt", "apparmor=unconfined", "bb", "true"],
+    );
+    assert_eq!(code(&out), 125);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("apparmor=unconfined"));
+}
+
+#[test]
+fn host_keys_are_out_of_reach() {
+    // The bug: a key added to root's user keyring on the host was listed and read from run.
+    let env = env_with_base();
+    let bundle = env.path().join("keyctl");
+    let keyctl = keyctl_bundle(&bundle, "/k");
+    let volume = format!("{}:/k:ro", bundle.display());
+    let key = add_host_key("run");
+    let (description, id) = (key.description.as_str(), key.id.as_str());
+    let script = format!(
+        "{k} request user {description}; {k} show @s; cat /proc/keys | wc -l",
+        k = keyctl.join(" ")
+    );
+    // By default keyctl is denied; /proc/keys is masked.
+    let out = run(&env, &["-v", &volume, "bb", "sh", "-c", &script]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!stdout.contains(id), "{stdout}");
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+    assert_eq!(stdout.lines().last(), Some("0"), "{stdout}");
+    // Unconfined, the container's session keyring is its own and empty.
+    let out = run(
+        &env,
+        &[
+            "--security-opt",
+            "seccomp=unconfined",
+            "-v",
+            &volume,
+            "bb",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!stdout.contains(id), "{stdout}");
+    assert!(stderr.contains("Required key not available"), "{stderr}");
+    assert!(stdout.contains("_ses"), "a session keyring: {stdout}");
+    assert!(!stdout.contains(description), "{stdout}");
+    assert_eq!(stdout.lines().last(), Some("0"), "{stdout}");
+}
+
+#[test]
+fn fork_loop_stops_at_the_default_pids_limit() {
+    // The bug: a container could start any number of processes. podman's default: 2048.
+    let env = env_with_base();
+    let out_dir = env.path().join("out");
+    let volume = format!("{}:/out", out_dir.display());
+    let out = run(
+        &env,
+        &[
+            "-v",
+            &volume,
+            "bb",
+            "sh",
+            "-c",
+            "n=0; while [ $n -lt 2100 ]; do sleep 60 & n=$((n+1)); echo $n > /out/n; done",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("can't fork"), "{stderr}");
+    // sh itself is one of the 2048.
+    let count: u32 = std::fs::read_to_string(out_dir.join("n"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((2000..2048).contains(&count), "{count} processes started");
+    assert!(entries(&containers_dir(&env)) == 0, "--rm cleaned up");
 }

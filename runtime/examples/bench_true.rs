@@ -3,7 +3,8 @@
 //! `cargo run --release -p rbuild-runtime --example bench_true [ROOTFS]` (as root). Without
 //! ROOTFS a busybox rootfs is built with testdata/base/busybox-rootfs.sh. Each run uses a
 //! fresh overlay upper dir over the rootfs, as a RUN step does; the median and spread of
-//! the overlay (with and without `volatile`) and the plain-directory rootfs are printed.
+//! the overlay (with and without `volatile`) and the plain-directory rootfs are printed,
+//! then (volatile overlay) what the seccomp filter and the pids cgroup each cost.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -64,9 +65,46 @@ fn main() {
         dir.push(start.elapsed());
         assert!(status.success(), "true exited {status:?}");
     }
+    // Host-safety defaults, interleaved so that load changes hit every variant alike.
+    let variants = [
+        "neither",
+        "seccomp only",
+        "pids cgroup only",
+        "both (default)",
+    ];
+    let mut times = vec![Vec::new(); variants.len()];
+    for i in 0..runs * variants.len() {
+        let v = i % variants.len();
+        let upper = tmp.path().join(format!("safety-upper{i}"));
+        let work = tmp.path().join(format!("safety-work{i}"));
+        std::fs::create_dir_all(&upper).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        let mut spec = ContainerSpec::new(
+            Rootfs::Overlay {
+                lowers: vec![rootfs.clone()],
+                upper,
+                work,
+            },
+            vec!["true".into()],
+        );
+        spec.volatile_overlay = true;
+        if v == 0 || v == 2 {
+            spec.seccomp = None;
+        }
+        if v == 0 || v == 1 {
+            spec.resources.pids_max = None;
+        }
+        let start = Instant::now();
+        let status = rbuild_runtime::run(&spec, Stdio::null()).expect("run");
+        times[v].push(start.elapsed());
+        assert!(status.success(), "true exited {status:?}");
+    }
     report("overlay rootfs", &mut overlay);
     report("overlay rootfs, volatile", &mut volatile);
     report("directory rootfs", &mut dir);
+    for (name, t) in variants.iter().zip(times.iter_mut()) {
+        report(&format!("volatile overlay, {name}"), t);
+    }
 }
 
 fn report(name: &str, times: &mut [Duration]) {

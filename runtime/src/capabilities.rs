@@ -62,6 +62,66 @@ pub const fn default_capability_mask() -> u64 {
     mask
 }
 
+/// Capability names (`CAP_CHOWN` ...) by number, as `capabilities(7)` lists them; used to read
+/// capability conditions in seccomp profiles.
+const CAPABILITY_NAMES: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The number of capability `name` (`CAP_SYS_ADMIN`, case-insensitive, `CAP_` optional).
+pub(crate) fn capability_number(name: &str) -> Option<u32> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    CAPABILITY_NAMES
+        .iter()
+        .position(|n| *n == full)
+        .map(|i| i as u32)
+}
+
 fn last_capability() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
@@ -221,6 +281,14 @@ pub(crate) fn drop_privileges(user: &UserSpec) -> Result<(), CapabilityError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn capability_names() {
+        assert_eq!(super::capability_number("CAP_SYS_ADMIN"), Some(21));
+        assert_eq!(super::capability_number("net_raw"), Some(13));
+        assert_eq!(super::capability_number("CAP_BPF"), Some(39));
+        assert_eq!(super::capability_number("CAP_NOPE"), None);
+    }
+
     #[test]
     fn default_mask_matches_docker() {
         assert_eq!(super::default_capability_mask(), 0xa80425fb);

@@ -21,6 +21,9 @@ const MAX_MESSAGE: usize = 256 * 1024;
 pub(crate) struct Launch {
     pub(crate) spec: crate::spec::ContainerSpec,
     pub(crate) window: Option<(u16, u16)>,
+    /// The seccomp filters to install, compiled by the runner (see `seccomp::pack`); the
+    /// spec's profile itself is not sent.
+    pub(crate) seccomp: Vec<Vec<u64>>,
 }
 
 /// What the runner and the container's setup processes tell each other.
@@ -40,6 +43,9 @@ pub(crate) enum Message {
     Ready,
     /// Setup → runner: setup failed.
     Error(String),
+    /// Setup → runner: something the container goes without (no cgroup limits, say), for
+    /// the runner's debug output.
+    Note(String),
     /// Setup → runner: the container's PID 1 ended.
     Exit { code: i32, signal: Option<i32> },
 }

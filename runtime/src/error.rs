@@ -1,10 +1,12 @@
 //! The crate error: every module's error, plus failures reported from inside the container.
 
 use crate::capabilities::CapabilityError;
+use crate::cgroup::CgroupError;
 use crate::mounts::MountError;
 use crate::namespaces::NamespaceError;
 use crate::process::ProcessError;
 use crate::rootfs::RootfsError;
+use crate::seccomp::SeccompError;
 use crate::user::UserError;
 
 /// Any error of the runtime.
@@ -28,4 +30,8 @@ pub enum RuntimeError {
     User(#[from] UserError),
     #[error(transparent)]
     Process(#[from] ProcessError),
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
 }

@@ -4,9 +4,12 @@
 //!
 //! ```text
 //! runner (your program, any number of threads)
-//!  └─ monitor: /proc/self/exe re-executed, single-threaded; new user (rootless), UTS, IPC,
-//!     │        network and cgroup namespaces; forwards signals, reports the exit status
-//!     └─ PID 1 of a new PID namespace: new mount namespace, rootfs, pivot_root, privileges,
+//!  └─ monitor: /proc/self/exe re-executed, single-threaded; new user (rootless), UTS, IPC
+//!     │        and network namespaces; creates and removes the container's cgroup;
+//!     │        forwards signals, reports the exit status
+//!     └─ PID 1 of a new PID namespace (moved into the cgroup by the monitor meanwhile):
+//!        │      new mount and (once in the cgroup) cgroup namespaces,
+//!        │      own session keyring, rootfs, pivot_root, privileges, seccomp filter,
 //!        │      then exec of the process (or the small init, with `init: true`)
 //!        └─ (init mode only) the process
 //! ```
@@ -14,7 +17,7 @@
 use std::convert::Infallible;
 use std::ffi::{CString, OsStr};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -25,11 +28,14 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::capabilities;
+use crate::cgroup::Cgroup;
 use crate::channel::{Channel, Launch, Message};
+use crate::keyring;
 use crate::mounts;
 use crate::namespaces;
 use crate::paths::resolve_in_root;
 use crate::rootfs;
+use crate::seccomp;
 use crate::signals::supervised_set;
 use crate::spec::{ContainerSpec, NetworkMode, DEFAULT_PATH};
 use crate::RuntimeError;
@@ -171,26 +177,60 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
         namespaces::become_root()?;
     }
     let state = StateDir::create(spec).map_err(io_err("failed to create the state directory"))?;
+    let cgroup = if spec.resources.pids_max.is_some() {
+        let name = spec
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("run-{}", std::process::id()));
+        match Cgroup::create(&name, &spec.resources)? {
+            Ok(cgroup) => Some(cgroup),
+            Err(note) => {
+                chan.send(&Message::Note(note)).map_err(chan_err)?;
+                None
+            }
+        }
+    } else {
+        None
+    };
     namespaces::unshare_container(spec.network)?;
+    // PID 1 learns through this pipe that it is in its cgroup (one byte, 1).
+    let (moved_r, moved_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| RuntimeError::Setup(format!("pipe failed: {e}")))?;
     // SAFETY: this process is single-threaded (a fresh exec that started no threads), so
     // the child may allocate and run ordinary Rust code.
     match unsafe { fork() }.map_err(|e| RuntimeError::Setup(format!("fork failed: {e}")))? {
         ForkResult::Child => {
-            let code = match container_main(chan, launch, &state.0, rootless, set) {
+            drop(moved_w);
+            let moved = cgroup.is_some().then_some(moved_r);
+            let code = match container_main(chan, launch, &state.0, rootless, set, moved) {
                 Ok(never) => match never {},
                 Err(e) => {
                     let _ = chan.send(&Message::Error(error_chain(&e)));
                     125
                 }
             };
-            // The monitor removes the state directory, not this child.
+            // The monitor removes the state directory and the cgroup, not this child.
             std::mem::forget(state);
+            std::mem::forget(cgroup);
             // SAFETY: _exit ends this forked child without running the parent's atexit work.
             unsafe { libc::_exit(code) }
         }
         ForkResult::Parent { child } => {
+            drop(moved_r);
             chan.send(&Message::Pid(child.as_raw())).map_err(chan_err)?;
+            if let Some(cgroup) = &cgroup {
+                if let Err(e) = cgroup.add(child.as_raw()) {
+                    let _ = kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    return Err(e.into());
+                }
+                // Fails only when PID 1 already ended (a setup error it reported itself).
+                let _ = nix::unistd::write(&moved_w, &[1]);
+            }
+            drop(moved_w);
             let (code, signal) = supervise(child, set);
+            // Gone before the runner hears of the exit.
+            drop(cgroup);
             drop(state);
             let _ = chan.send(&Message::Exit { code, signal });
             Ok(code)
@@ -226,8 +266,14 @@ fn container_main(
     state: &Path,
     rootless: bool,
     set: &SigSet,
+    moved: Option<OwnedFd>,
 ) -> Result<Infallible, RuntimeError> {
     let spec = &launch.spec;
+    if let Some(note) = keyring::join_new_session()
+        .map_err(|e| RuntimeError::Setup(format!("failed to join a new session keyring: {e}")))?
+    {
+        chan.send(&Message::Note(note)).map_err(chan_err)?;
+    }
     // Docker's umask, whatever the runner's: files a RUN step creates must not depend on it.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
@@ -271,6 +317,19 @@ fn container_main(
     }
     capabilities::apply_rlimits(&spec.rlimits)?;
     let exec = Exec::prepare(spec);
+    let filters = seccomp::unpack(&launch.seccomp);
+    // In the cgroup before anything of the container runs (the monitor moved this process
+    // while it mounted: moving waits for an RCU grace period), then a cgroup namespace
+    // rooted there (while CAP_SYS_ADMIN is still held).
+    if let Some(moved) = moved {
+        let mut byte = [0u8];
+        if nix::unistd::read(moved.as_raw_fd(), &mut byte) != Ok(1) || byte[0] != 1 {
+            return Err(RuntimeError::Setup(
+                "the monitor did not move the container into its cgroup".into(),
+            ));
+        }
+    }
+    namespaces::unshare_cgroup()?;
     capabilities::drop_privileges(&spec.process.user)?;
     nix::unistd::chdir(&spec.process.cwd).map_err(|e| {
         RuntimeError::Setup(format!(
@@ -278,6 +337,9 @@ fn container_main(
             spec.process.cwd.display()
         ))
     })?;
+    // Last, after no_new_privs: from here on only calls every profile must allow (the
+    // messages to the runner, close, exec; with `init`, fork and wait) are made here.
+    seccomp::install(&filters)?;
     chan.send(&Message::Ready).map_err(chan_err)?;
     // Nothing in the container may hold the runner's socket (the process would also lose it
     // at exec; the init would not). This process ends in exec or _exit, so the Channel's own

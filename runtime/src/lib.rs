@@ -39,16 +39,26 @@
 //! *monitor* process:
 //!
 //! 1. (rootless) creates a user namespace, has the runner write its id maps, becomes root;
-//! 2. creates the UTS, IPC, network (unless [`NetworkMode::Host`]) and cgroup namespaces
-//!    and a PID namespace for its next child;
-//! 3. forks the container's PID 1, then forwards signals to it and reports its exit status.
+//! 2. creates the container's cgroup `rbuild/<id>` with its limits ([`Resources`]: podman's
+//!    2048 processes by default; skipped with a [`Container::notes`] entry where cgroups
+//!    cannot be created);
+//! 3. creates the UTS, IPC and network (unless [`NetworkMode::Host`]) namespaces and a PID
+//!    namespace for its next child;
+//! 4. forks the container's PID 1, then forwards signals to it, reports its exit status and
+//!    removes the cgroup (empty groups left by a killed monitor go at the next start).
 //!
-//! PID 1 creates its mount namespace, mounts the rootfs (overlayfs, or a bind of a plain
+//! PID 1 (which the monitor moves into the cgroup while PID 1 mounts; PID 1 waits for that
+//! before creating a cgroup namespace rooted there and executing anything) joins a
+//! new session keyring (keyrings are not namespaced: the runner's keys must not be
+//! reachable), creates its mount namespace, mounts the rootfs (overlayfs, or a bind of a plain
 //! directory), `/proc`, read-only `/sys`, a minimal `/dev` (null zero full random urandom
 //! tty, devpts, shm, mqueue), the per-container `/etc/hosts`, `/etc/hostname` and
 //! `/etc/resolv.conf`, the extra mounts, then `pivot_root`s, applies docker's masked and
 //! read-only paths, sets rlimits, switches user, keeps docker's default capabilities
-//! ([`DEFAULT_CAPABILITIES`]), sets `no_new_privs` and executes the process (or, with
+//! ([`DEFAULT_CAPABILITIES`]), sets `no_new_privs`, installs the seccomp filter (docker's
+//! default profile, [`SeccompProfile::default_profile`], compiled by the runner; another
+//! profile in docker's JSON format, or none, through [`ContainerSpec::seccomp`]) and
+//! executes the process (or, with
 //! `init: true`, a small init that runs the process as its child, reaps zombies and
 //! forwards signals). The process is PID 1 as in docker.
 //!
@@ -74,21 +84,25 @@
 //! `/sys` is bind-mounted when it cannot be mounted (host network).
 
 mod capabilities;
+mod cgroup;
 pub mod changes;
 mod channel;
 pub mod dirfd;
 mod error;
 mod init;
+mod keyring;
 mod mounts;
 mod namespaces;
 mod paths;
 mod process;
 mod rootfs;
+mod seccomp;
 mod signals;
 mod spec;
 mod user;
 
 pub use capabilities::{default_capability_mask, CapabilityError, DEFAULT_CAPABILITIES};
+pub use cgroup::CgroupError;
 pub use error::RuntimeError;
 pub use mounts::MountError;
 pub use namespaces::NamespaceError;
@@ -97,10 +111,14 @@ pub use process::{
     output, run, set_init_program, spawn, Container, ExitStatus, Io, Output, ProcessError, Stdio,
 };
 pub use rootfs::{RootfsError, MASKED_PATHS, READONLY_PATHS};
+pub use seccomp::{
+    Action as SeccompAction, ArchMapEntry, ArgCondition, CompareOp, Conditions, SeccompError,
+    SeccompProfile, SyscallEntry,
+};
 pub use signals::FORWARDED_SIGNALS;
 pub use spec::{
-    default_rlimits, ContainerSpec, MountKind, MountSpec, NetworkMode, ProcessSpec, Rlimit,
-    RlimitResource, Rootfs, UserSpec, DEFAULT_PATH,
+    default_rlimits, ContainerSpec, MountKind, MountSpec, NetworkMode, ProcessSpec, Resources,
+    Rlimit, RlimitResource, Rootfs, UserSpec, DEFAULT_PATH, DEFAULT_PIDS_MAX,
 };
 pub use user::{resolve_user, resolve_user_from, resolve_user_in_layers, UserError};
 

@@ -37,22 +37,33 @@ pub enum NamespaceError {
     Loopback(#[source] Errno),
 }
 
-/// Creates the UTS, IPC, PID (for the next child), network (unless `Host`) and, where the
-/// kernel has it, cgroup namespaces for the calling process.
+/// Creates the UTS, IPC, PID (for the next child) and network (unless `Host`) namespaces for
+/// the calling process. The cgroup namespace comes later ([`unshare_cgroup`]), once the
+/// container's PID 1 is in its own cgroup.
 pub(crate) fn unshare_container(network: NetworkMode) -> Result<(), NamespaceError> {
     let mut flags = CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
     if network != NetworkMode::Host {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    let what = "uts, ipc, pid or network";
-    if Path::new("/proc/self/ns/cgroup").exists() {
-        match unshare(flags | CloneFlags::CLONE_NEWCGROUP) {
-            Ok(()) => return Ok(()),
-            Err(Errno::EINVAL) => {} // no cgroup namespaces: go on without
-            Err(source) => return Err(NamespaceError::Unshare { what, source }),
-        }
+    unshare(flags).map_err(|source| NamespaceError::Unshare {
+        what: "uts, ipc, pid or network",
+        source,
+    })
+}
+
+/// Creates a cgroup namespace rooted at the calling process's cgroup, where the kernel has
+/// cgroup namespaces.
+pub(crate) fn unshare_cgroup() -> Result<(), NamespaceError> {
+    if !Path::new("/proc/self/ns/cgroup").exists() {
+        return Ok(());
     }
-    unshare(flags).map_err(|source| NamespaceError::Unshare { what, source })
+    match unshare(CloneFlags::CLONE_NEWCGROUP) {
+        Ok(()) | Err(Errno::EINVAL) => Ok(()), // EINVAL: no cgroup namespaces, go on without
+        Err(source) => Err(NamespaceError::Unshare {
+            what: "cgroup",
+            source,
+        }),
+    }
 }
 
 /// Creates a new user namespace for the calling process (rootless mode).

@@ -12,8 +12,10 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{self, SetArg, Termios};
 
+use crate::capabilities::default_capability_mask;
 use crate::channel::{Channel, Launch, Message};
 use crate::init::INIT_ENV;
+use crate::seccomp::{self, SeccompProfile};
 use crate::signals::{self, Registration};
 use crate::spec::{ContainerSpec, Rootfs};
 use crate::{mounts, namespaces, RuntimeError};
@@ -133,6 +135,7 @@ pub struct Container {
     tty: Option<TtyCopy>,
     _forwarding: Registration,
     finished: Option<ExitStatus>,
+    notes: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -196,7 +199,40 @@ fn validate(spec: &ContainerSpec) -> Result<(), RuntimeError> {
         }
     }
     mounts::validate(&spec.mounts)?;
+    if let Some(id) = &spec.id {
+        let valid = !id.is_empty()
+            && id != "."
+            && id != ".."
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !valid {
+            return invalid(format!("container id {id:?} is not [A-Za-z0-9_.-]+"));
+        }
+    }
     Ok(())
+}
+
+/// The spec's seccomp profile compiled for the container's capability set, packed for the
+/// launch description. The last result is kept: runners use one profile (the default) for
+/// every container, and compiling it costs more than the comparison.
+fn compiled_seccomp(spec: &ContainerSpec) -> Result<Vec<Vec<u64>>, RuntimeError> {
+    type Cache = Option<(SeccompProfile, u64, Vec<Vec<u64>>)>;
+    static LAST: std::sync::Mutex<Cache> = std::sync::Mutex::new(None);
+    let Some(profile) = &spec.seccomp else {
+        return Ok(Vec::new());
+    };
+    // Capability conditions are evaluated against the container's set (its bounding set).
+    let caps = default_capability_mask();
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((p, c, packed)) = last.as_ref() {
+        if p == profile && *c == caps {
+            return Ok(packed.clone());
+        }
+    }
+    let packed = seccomp::pack(&profile.compile(caps)?);
+    *last = Some((profile.clone(), caps, packed.clone()));
+    Ok(packed)
 }
 
 /// `fd` itself when it is above 2, else a close-on-exec duplicate that is.
@@ -248,9 +284,14 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
     } else {
         None
     };
+    let seccomp = compiled_seccomp(spec)?;
+    // The profile travels compiled; the spec goes without it.
+    let mut shipped = spec.clone();
+    shipped.seccomp = None;
     let spec_file = spec_memfd(&Launch {
-        spec: spec.clone(),
+        spec: shipped,
         window,
+        seccomp,
     })?;
     // Both must stay clear of 0..=2, which the child's stdio setup overwrites (a runner
     // with a closed stdin would otherwise get one of them there).
@@ -316,6 +357,7 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
         tty: None,
         _forwarding: forwarding,
         finished: None,
+        notes: Vec::new(),
     };
     let mut master = None;
     let mut ready = false;
@@ -341,6 +383,7 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
                     .collect();
             }
             Some((Message::Pty, fd)) => master = fd,
+            Some((Message::Note(note), _)) => container.notes.push(note),
             Some((Message::Ready, _)) => ready = true,
             Some((Message::Error(message), _)) => {
                 let _ = container.finish();
@@ -503,6 +546,12 @@ impl Container {
     /// The container's PID 1 as seen from the runner.
     pub fn pid(&self) -> i32 {
         self.pid
+    }
+
+    /// What the container goes without and why (no cgroup limits where the runner may not
+    /// create cgroups, say): for the runner's debug output.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// Sends `signal` to the container's PID 1 (which, as in docker, ignores signals it has

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::seccomp::SeccompProfile;
+
 /// Everything the runtime needs to start one container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerSpec {
@@ -29,12 +31,21 @@ pub struct ContainerSpec {
     pub rlimits: Vec<Rlimit>,
     /// Extra `/etc/hosts` lines, as (hostname, address).
     pub extra_hosts: Vec<(String, String)>,
+    /// The system call filter: docker's default profile unless changed; `None` runs the
+    /// container unconfined (docker's `--security-opt seccomp=unconfined`).
+    pub seccomp: Option<SeccompProfile>,
+    /// Limits for the container's whole process tree, set through its cgroup.
+    pub resources: Resources,
+    /// Names the container's cgroup `rbuild/<id>` (a container ID; `[A-Za-z0-9_.-]`). `None`:
+    /// the runtime makes one up from the monitor's pid.
+    pub id: Option<String>,
 }
 
 impl ContainerSpec {
     /// A spec with docker's defaults: hostname `rbuild`, no extra mounts, a private network
     /// namespace without interfaces other than loopback (`NetworkMode::None`), no init,
-    /// [`default_rlimits`], and the process running as root in `/`.
+    /// [`default_rlimits`], docker's default seccomp profile, podman's default pids limit
+    /// ([`Resources::default`]), and the process running as root in `/`.
     pub fn new(rootfs: Rootfs, args: Vec<String>) -> ContainerSpec {
         ContainerSpec {
             rootfs,
@@ -53,6 +64,9 @@ impl ContainerSpec {
             volatile_overlay: false,
             rlimits: default_rlimits(),
             extra_hosts: Vec::new(),
+            seccomp: Some(SeccompProfile::default_profile()),
+            resources: Resources::default(),
+            id: None,
         }
     }
 }
@@ -183,4 +197,24 @@ pub fn default_rlimits() -> Vec<Rlimit> {
         soft: 1024,
         hard: 524_288,
     }]
+}
+
+/// podman's default limit on the number of processes (threads count) in one container.
+pub const DEFAULT_PIDS_MAX: u64 = 2048;
+
+/// Resource limits of the container's cgroup (`None`: unlimited). Fields map to docker's
+/// `--pids-limit`, and later `--memory` and the like.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// `pids.max`: how many processes and threads the container may have at once.
+    pub pids_max: Option<u64>,
+}
+
+impl Default for Resources {
+    /// [`DEFAULT_PIDS_MAX`] processes, nothing else limited.
+    fn default() -> Resources {
+        Resources {
+            pids_max: Some(DEFAULT_PIDS_MAX),
+        }
+    }
 }

@@ -996,6 +996,239 @@ fn startup_time() {
     assert!(median < Duration::from_secs(1), "{times:?}");
 }
 
+fn seccomp_is_on_by_default_and_off_when_unconfined() {
+    let line = "grep '^Seccomp:' /proc/self/status";
+    assert_eq!(stdout_of(&sh("seccomp-on", line)), "Seccomp:\t2\n");
+    // With the init, the init itself (PID 1) and the process are filtered.
+    let mut spec = sh(
+        "seccomp-init",
+        "grep '^Seccomp:' /proc/1/status /proc/self/status | cut -d/ -f3-",
+    );
+    spec.init = true;
+    let out = stdout_of(&spec);
+    assert_eq!(out, "1/status:Seccomp:\t2\nself/status:Seccomp:\t2\n");
+    let mut spec = sh("seccomp-off", line);
+    spec.seccomp = None;
+    assert_eq!(stdout_of(&spec), "Seccomp:\t0\n");
+}
+
+fn seccomp_denies_what_dockers_profile_denies() {
+    let results = probe(&probe_spec("probe-default", &["--probe", "syscalls"]));
+    for denied in [
+        "unshare_user",
+        "clone_newuser",
+        "socket_vsock",
+        "keyctl",
+        "add_key",
+        "request_key",
+        "io_uring_setup",
+        "perf_event_open",
+        "open_by_handle_at",
+        "bpf",
+        "personality_no_aslr",
+        "kexec_load",
+    ] {
+        assert_eq!(results[denied], "EPERM", "{denied}: {results:?}");
+    }
+    // clone3 gets ENOSYS, so that libc falls back to clone, whose flags the filter can see.
+    assert_eq!(results["clone3"], "ENOSYS", "{results:?}");
+    // Ordinary calls work; raw sockets too for root, as in docker (CAP_NET_RAW is in its
+    // default set; docker's profile allows every socket family but AF_VSOCK).
+    for allowed in [
+        "getpid",
+        "mkdir",
+        "socket_tcp",
+        "socket_raw",
+        "fork",
+        "personality_query",
+    ] {
+        assert_eq!(results[allowed], "ok", "{allowed}: {results:?}");
+    }
+    // Unconfined, the same calls reach the kernel: the EPERMs above are the filter's.
+    let mut spec = probe_spec("probe-unconfined", &["--probe", "syscalls"]);
+    spec.seccomp = None;
+    let open = probe(&spec);
+    for reached in ["keyctl", "add_key", "clone3"] {
+        assert_eq!(open[reached], "ok", "{reached}: {open:?}");
+    }
+    assert_eq!(open["request_key"], "ENOKEY", "{open:?}");
+    assert_ne!(open["socket_vsock"], "EPERM", "{open:?}");
+    // Any other user has no capabilities: no raw sockets either.
+    let mut spec = probe_spec("probe-user", &["--probe", "syscalls"]);
+    spec.process.user = rbuild_runtime::resolve_user(&busybox(), "app").unwrap();
+    assert_eq!(probe(&spec)["socket_raw"], "EPERM");
+}
+
+fn custom_seccomp_profile_denies_mkdir() {
+    let dir = scratch("seccomp-custom");
+    let file = dir.join("deny-mkdir.json");
+    std::fs::write(
+        &file,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let mut spec = sh(
+        "seccomp-custom-c",
+        "touch /tmp/file && echo touched; mkdir /tmp/dir || echo denied",
+    );
+    spec.seccomp = Some(rbuild_runtime::SeccompProfile::from_file(&file).unwrap());
+    let out = output(&spec, b"");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "touched\ndenied\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Permission denied"), "{err}");
+    // A broken profile names the file and the problem.
+    std::fs::write(&file, r#"{"defaultAction": "SCMP_ACT_NOPE"}"#).unwrap();
+    let err = rbuild_runtime::SeccompProfile::from_file(&file)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("deny-mkdir.json"), "{err}");
+    assert!(err.contains("SCMP_ACT_NOPE"), "{err}");
+}
+
+/// `keyctl(cmd, a, b, c, d)` in this process.
+fn keyctl(cmd: libc::c_long, a: libc::c_long, b: libc::c_long) -> libc::c_long {
+    // SAFETY: keyctl with integer arguments only.
+    unsafe { libc::syscall(libc::SYS_keyctl, cmd, a, b, 0, 0) }
+}
+
+fn containers_get_their_own_session_keyring() {
+    // The bug: a key in root's keyrings on the host could be listed and read from inside.
+    let description = format!("rbuild-test-{}", std::process::id());
+    let c_description = std::ffi::CString::new(description.clone()).unwrap();
+    // SAFETY: add_key reads the NUL-terminated strings and the 6-byte payload given.
+    let key = unsafe {
+        libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            c_description.as_ptr(),
+            c"secret".as_ptr(),
+            6usize,
+            -4 as libc::c_long, // KEY_SPEC_USER_KEYRING
+        )
+    };
+    assert!(key > 0, "add_key: {}", nix::errno::Errno::last());
+    // Revoked however the test ends.
+    struct Revoke(libc::c_long);
+    impl Drop for Revoke {
+        fn drop(&mut self) {
+            keyctl(3, self.0, 0); // KEYCTL_REVOKE
+            keyctl(9, self.0, -4); // KEYCTL_UNLINK from @u
+        }
+    }
+    let _revoke = Revoke(key);
+    let host_session = keyctl(0, -3, 0); // KEYCTL_GET_KEYRING_ID of @s
+    let args = ["--probe", "keys", description.as_str()];
+    // By default keyctl, add_key and request_key are denied outright; /proc/keys is masked.
+    let denied = probe(&probe_spec("keys-default", &args));
+    for call in ["search_session", "search_user", "request"] {
+        assert_eq!(denied[call], "EPERM", "{call}: {denied:?}");
+    }
+    assert_eq!(denied["proc_keys_lines"], "0", "{denied:?}");
+    // Unconfined, the container has a new, empty session keyring of its own: the key is not
+    // found through it, nor by request_key (which searches the session).
+    let mut spec = probe_spec("keys-unconfined", &args);
+    spec.seccomp = None;
+    let open = probe(&spec);
+    assert_ne!(open["session_id"], host_session.to_string(), "{open:?}");
+    assert_eq!(open["search_session"], "ENOKEY", "{open:?}");
+    assert_eq!(open["request"], "ENOKEY", "{open:?}");
+    assert_eq!(open["proc_keys_lines"], "0", "{open:?}");
+    // Root's user keyring itself is still there by its special ID: the container's root is
+    // the host's uid 0 (no user namespace), as in docker and runc. Only seccomp closes that.
+    assert_eq!(open["search_user"], "ok", "{open:?}");
+}
+
+/// The group `rbuild/<id>` in whichever hierarchy has the pids controller, if it exists.
+fn pids_group(id: &str) -> Option<PathBuf> {
+    [
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup",
+    ]
+    .iter()
+    .map(|root| Path::new(root).join("rbuild").join(id))
+    .find(|p| p.join("pids.max").exists())
+}
+
+fn fork_loop_stops_at_the_pids_limit() {
+    // The container's cgroup exists while it runs, with the limit, and PID 1 is in it.
+    let (rootfs, _) = overlay("pids-group");
+    let mut spec = ContainerSpec::new(rootfs, vec!["sleep".into(), "30".into()]);
+    spec.resources.pids_max = Some(20);
+    spec.id = Some("rbuild-test-pids-group".into());
+    let container = rbuild_runtime::spawn(&spec, Stdio::null()).unwrap();
+    let group = pids_group("rbuild-test-pids-group").expect("the container's group exists");
+    assert_eq!(
+        std::fs::read_to_string(group.join("pids.max")).unwrap(),
+        "20\n"
+    );
+    let procs = std::fs::read_to_string(group.join("cgroup.procs")).unwrap();
+    assert_eq!(procs.trim(), container.pid().to_string());
+    container.kill(libc::SIGKILL).unwrap();
+    container.wait().unwrap();
+    assert!(!group.exists(), "{} removed", group.display());
+
+    // A fork loop stops at the limit (sh itself is one of the 20).
+    let (rootfs, upper) = overlay("pids");
+    let script = "cat /proc/self/cgroup > /tmp/cgroup; n=0; \
+                  while [ $n -lt 100 ]; do sleep 30 & n=$((n+1)); echo $n > /tmp/started; done";
+    let mut spec = ContainerSpec::new(rootfs, vec!["sh".into(), "-c".into(), script.into()]);
+    spec.resources.pids_max = Some(20);
+    spec.id = Some("rbuild-test-pids".into());
+    let out = output(&spec, b"");
+    let started: u32 = std::fs::read_to_string(upper.join("tmp/started"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        (10..20).contains(&started),
+        "{started} processes started; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Inside, the cgroup namespace is rooted at the container's group.
+    let inside = std::fs::read_to_string(upper.join("tmp/cgroup")).unwrap();
+    assert!(inside.lines().all(|l| l.ends_with(":/")), "{inside}");
+    assert!(pids_group("rbuild-test-pids").is_none(), "group removed");
+}
+
+fn stale_cgroups_are_removed_after_the_monitor_is_killed() {
+    // SIGKILL of the runner kills the monitor (parent-death signal), which leaves its group.
+    let (rootfs, _) = overlay("pids-stale");
+    let mut spec = ContainerSpec::new(rootfs, vec!["sleep".into(), "30".into()]);
+    spec.id = Some("rbuild-test-stale".into());
+    let container = rbuild_runtime::spawn(&spec, Stdio::null()).unwrap();
+    let group = pids_group("rbuild-test-stale").expect("group exists");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", container.pid())).unwrap();
+    let monitor: i32 = status_line(&status, "PPid:").parse().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = container.wait();
+    // PID 1 dies with its monitor (parent-death signal); wait until the group is empty.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(group.join("cgroup.procs"))
+        .unwrap()
+        .trim()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the container's processes are gone"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(group.exists(), "left behind by the killed monitor");
+    // The next container's start removes it.
+    let (rootfs, _) = overlay("pids-stale-next");
+    let spec = ContainerSpec::new(rootfs, vec!["true".into()]);
+    assert!(rbuild_runtime::run(&spec, Stdio::null()).unwrap().success());
+    assert!(!group.exists(), "stale group removed");
+}
+
 // ---- rootless ----
 
 /// Runs in this test binary started as uid 65534 by `rootless_as_nobody`: one container over
@@ -1119,9 +1352,265 @@ fn rootless_as_nobody() {
     assert!(changes::is_whiteout(&issue), "whiteout for /etc/issue");
 }
 
+// ---- host safety: seccomp, keyrings, pids cgroup ----
+
+/// A directory with this test binary, the shared libraries it needs and the dynamic loader,
+/// for running it inside a busybox container as a syscall probe: `(dir, argv prefix)`, to be
+/// bind-mounted at `/probe`.
+fn probe_dir() -> (PathBuf, Vec<String>) {
+    static DIR: OnceLock<(PathBuf, Vec<String>)> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = base().join("probe");
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        std::fs::copy(&exe, dir.join("probe")).unwrap();
+        let ldd = std::process::Command::new("ldd")
+            .arg(&exe)
+            .output()
+            .unwrap();
+        assert!(ldd.status.success(), "ldd failed");
+        let mut loader = None;
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)` or `/lib64/ld-linux... (0x...)`
+            let path = line
+                .split_whitespace()
+                .find(|w| w.starts_with('/'))
+                .map(PathBuf::from);
+            let Some(path) = path else { continue };
+            let name = path.file_name().unwrap().to_owned();
+            std::fs::copy(&path, dir.join(&name)).unwrap();
+            if name.to_string_lossy().starts_with("ld-linux") {
+                loader = Some(name.to_string_lossy().into_owned());
+            }
+        }
+        let loader = loader.expect("dynamic loader in ldd output");
+        let argv = vec![
+            format!("/probe/{loader}"),
+            "--library-path".into(),
+            "/probe".into(),
+            "/probe/probe".into(),
+        ];
+        (dir, argv)
+    })
+    .clone()
+}
+
+/// A spec running the probe (`probe_main`) with `args` in an overlay over busybox.
+fn probe_spec(name: &str, args: &[&str]) -> ContainerSpec {
+    let (dir, mut argv) = probe_dir();
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let (rootfs, _) = overlay(name);
+    let mut spec = ContainerSpec::new(rootfs, argv);
+    spec.mounts.push(MountSpec {
+        destination: "/probe".into(),
+        kind: MountKind::Bind { source: dir },
+        readonly: true,
+    });
+    spec
+}
+
+/// The probe's `name=result` lines.
+fn probe(spec: &ContainerSpec) -> std::collections::BTreeMap<String, String> {
+    stdout_of(spec)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Inside a container: makes each system call of interest once and prints `name=ok` or
+/// `name=ERRNO`.
+fn probe_main(what: &str, arg: Option<&str>) {
+    fn result(rc: libc::c_long) -> String {
+        if rc < 0 {
+            format!("{:?}", nix::errno::Errno::last())
+        } else {
+            "ok".into()
+        }
+    }
+    /// For clone-like calls: the child leaves at once, the parent reaps it.
+    fn forked(rc: libc::c_long) -> String {
+        if rc == 0 {
+            // SAFETY: the child of a raw clone ends here without touching shared state.
+            unsafe { libc::_exit(0) };
+        }
+        if rc > 0 {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(rc as i32), None);
+        }
+        result(rc)
+    }
+    let user_keyring: libc::c_long = -4; // KEY_SPEC_USER_KEYRING
+    let session_keyring: libc::c_long = -3; // KEY_SPEC_SESSION_KEYRING
+                                            // SAFETY (all calls below): raw system calls with integer arguments or pointers to
+                                            // local buffers that outlive the call; descriptors they return are leaked on purpose.
+    unsafe {
+        match what {
+            "syscalls" => {
+                let mut args = [0u64; 11];
+                let mut params = [0u8; 120];
+                let mut attr = [0u8; 128];
+                let handle = [0u8; 16];
+                let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_long;
+                args[4] = libc::SIGCHLD as u64; // exit_signal
+                attr[0..4].copy_from_slice(&1u32.to_ne_bytes()); // PERF_TYPE_SOFTWARE
+                attr[4..8].copy_from_slice(&128u32.to_ne_bytes()); // size
+                let calls: Vec<(&str, String)> = vec![
+                    ("getpid", result(libc::syscall(libc::SYS_getpid))),
+                    (
+                        "mkdir",
+                        result(libc::mkdir(c"/tmp/probe-dir".as_ptr(), 0o755) as libc::c_long),
+                    ),
+                    (
+                        "socket_tcp",
+                        result(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) as libc::c_long),
+                    ),
+                    (
+                        "socket_raw",
+                        result(
+                            libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP)
+                                as libc::c_long,
+                        ),
+                    ),
+                    (
+                        "socket_vsock",
+                        result(libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM, 0) as libc::c_long),
+                    ),
+                    (
+                        "unshare_user",
+                        result(libc::unshare(libc::CLONE_NEWUSER) as libc::c_long),
+                    ),
+                    (
+                        "clone_newuser",
+                        forked(libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0)),
+                    ),
+                    (
+                        "clone3",
+                        forked(libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), 88usize)),
+                    ),
+                    (
+                        "fork",
+                        forked(libc::syscall(
+                            libc::SYS_clone,
+                            libc::SIGCHLD as libc::c_long,
+                            0,
+                            0,
+                            0,
+                            0,
+                        )),
+                    ),
+                    (
+                        "keyctl",
+                        result(libc::syscall(libc::SYS_keyctl, 0, session_keyring, 0)),
+                    ),
+                    (
+                        "add_key",
+                        result(libc::syscall(
+                            libc::SYS_add_key,
+                            c"user".as_ptr(),
+                            c"probe".as_ptr(),
+                            c"x".as_ptr(),
+                            1usize,
+                            session_keyring,
+                        )),
+                    ),
+                    (
+                        "request_key",
+                        result(libc::syscall(
+                            libc::SYS_request_key,
+                            c"user".as_ptr(),
+                            c"probe-missing".as_ptr(),
+                            std::ptr::null::<libc::c_char>(),
+                            0,
+                        )),
+                    ),
+                    (
+                        "io_uring_setup",
+                        result(libc::syscall(
+                            libc::SYS_io_uring_setup,
+                            1,
+                            params.as_mut_ptr(),
+                        )),
+                    ),
+                    (
+                        "perf_event_open",
+                        result(libc::syscall(
+                            libc::SYS_perf_event_open,
+                            attr.as_ptr(),
+                            0,
+                            -1,
+                            -1,
+                            0,
+                        )),
+                    ),
+                    (
+                        "open_by_handle_at",
+                        result(libc::syscall(
+                            libc::SYS_open_by_handle_at,
+                            libc::AT_FDCWD,
+                            handle.as_ptr(),
+                            0,
+                        )),
+                    ),
+                    ("bpf", result(libc::syscall(libc::SYS_bpf, 0, 0, 0))),
+                    (
+                        "personality_query",
+                        result(libc::syscall(libc::SYS_personality, 0xffff_ffffu64)),
+                    ),
+                    (
+                        "personality_no_aslr",
+                        result(libc::syscall(libc::SYS_personality, 0x0040000u64)),
+                    ),
+                    (
+                        "kexec_load",
+                        result(libc::syscall(libc::SYS_kexec_load, 0, 0, 0, 0)),
+                    ),
+                ];
+                for (name, rc) in calls {
+                    println!("{name}={rc}");
+                }
+            }
+            "keys" => {
+                // Can the host's key (in root's user keyring) be found from here?
+                let description = std::ffi::CString::new(arg.unwrap()).unwrap();
+                let find = |keyring: libc::c_long| {
+                    libc::syscall(
+                        libc::SYS_keyctl,
+                        10, // KEYCTL_SEARCH
+                        keyring,
+                        c"user".as_ptr(),
+                        description.as_ptr(),
+                        0,
+                    )
+                };
+                println!(
+                    "session_id={}",
+                    libc::syscall(libc::SYS_keyctl, 0, session_keyring, 0)
+                );
+                println!("search_session={}", result(find(session_keyring)));
+                println!("search_user={}", result(find(user_keyring)));
+                let request = libc::syscall(
+                    libc::SYS_request_key,
+                    c"user".as_ptr(),
+                    description.as_ptr(),
+                    std::ptr::null::<libc::c_char>(),
+                    0,
+                );
+                println!("request={}", result(request));
+                let keys = std::fs::read_to_string("/proc/keys").unwrap_or_default();
+                println!("proc_keys_lines={}", keys.lines().count());
+            }
+            other => panic!("unknown probe {other}"),
+        }
+    }
+}
+
 fn main() {
     rbuild_runtime::init_hook();
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--probe") {
+        probe_main(&args[2], args.get(3).map(String::as_str));
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("--rootless-child") {
         rootless_child(&args[2], &args[3]);
         return;
@@ -1209,6 +1698,30 @@ fn main() {
         (
             "concurrent_containers_from_threads",
             concurrent_containers_from_threads,
+        ),
+        (
+            "seccomp_is_on_by_default_and_off_when_unconfined",
+            seccomp_is_on_by_default_and_off_when_unconfined,
+        ),
+        (
+            "seccomp_denies_what_dockers_profile_denies",
+            seccomp_denies_what_dockers_profile_denies,
+        ),
+        (
+            "custom_seccomp_profile_denies_mkdir",
+            custom_seccomp_profile_denies_mkdir,
+        ),
+        (
+            "containers_get_their_own_session_keyring",
+            containers_get_their_own_session_keyring,
+        ),
+        (
+            "fork_loop_stops_at_the_pids_limit",
+            fork_loop_stops_at_the_pids_limit,
+        ),
+        (
+            "stale_cgroups_are_removed_after_the_monitor_is_killed",
+            stale_cgroups_are_removed_after_the_monitor_is_killed,
         ),
         ("rootless_as_nobody", rootless_as_nobody),
         ("startup_time", startup_time),

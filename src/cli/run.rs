@@ -7,6 +7,7 @@ use rbuild_runtime::{Io, NetworkMode, Stdio};
 
 use super::images::{open_store, print_table};
 use super::Globals;
+use crate::container::security::SecurityOpt;
 use crate::container::{self, env, RunOptions};
 
 /// Docker's status when rbuild itself fails before the container's process starts.
@@ -56,6 +57,10 @@ pub struct RunArgs {
     /// Assign a name to the container
     #[arg(long)]
     pub name: Option<String>,
+    /// Security options: seccomp=PROFILE.json (docker's format), seccomp=unconfined,
+    /// no-new-privileges (always on)
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
     /// Detached mode (not supported: rbuild runs containers in the foreground only)
     #[arg(short, long)]
     pub detach: bool,
@@ -99,6 +104,12 @@ fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
         .map(|v| container::parse_volume(v))
         .collect::<Result<Vec<_>, _>>()?;
     let mut options = RunOptions::new(&args.image, args.command);
+    for value in &args.security_opt {
+        match container::security::parse_security_opt(value)? {
+            SecurityOpt::Seccomp(profile) => options.seccomp = profile,
+            SecurityOpt::NoNewPrivileges => {}
+        }
+    }
     options.entrypoint = args.entrypoint;
     options.env = env_entries;
     options.workdir = args.workdir;
@@ -117,6 +128,7 @@ fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
 /// Runs the container; returns its exit status, or 125 when it could not be started.
 pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     let interactive = args.interactive;
+    let debug = globals.log_level >= super::LogLevel::Debug;
     let result = options(args).and_then(|options| {
         let store = open_store(globals)?;
         let stdio = Stdio {
@@ -128,6 +140,11 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     });
     match result {
         Ok(outcome) => {
+            if debug {
+                for note in &outcome.notes {
+                    eprintln!("debug: {note}");
+                }
+            }
             for w in &outcome.warnings {
                 eprintln!("warning: {w}");
             }

@@ -22,6 +22,7 @@
 
 pub mod command;
 pub mod env;
+pub mod security;
 
 use std::fs;
 use std::io::Read;
@@ -62,6 +63,10 @@ pub enum ContainerError {
     BadVolume { spec: String, reason: String },
     #[error("the working directory {0:?} is invalid, it needs to be an absolute path")]
     BadWorkdir(String),
+    #[error("invalid --security-opt {value:?}: {reason}")]
+    BadSecurityOpt { value: String, reason: String },
+    #[error(transparent)]
+    Seccomp(#[from] rbuild_runtime::SeccompError),
     #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     BadName(String),
     #[error("no command specified")]
@@ -111,6 +116,9 @@ pub struct RunOptions {
     pub remove: bool,
     /// `-t`: a pty on the process's stdin/stdout/stderr.
     pub tty: bool,
+    /// The system call filter (`--security-opt seccomp=`): docker's default profile, a
+    /// profile file, or `None` for `unconfined`.
+    pub seccomp: Option<rbuild_runtime::SeccompProfile>,
 }
 
 impl RunOptions {
@@ -132,6 +140,7 @@ impl RunOptions {
             name: None,
             remove: false,
             tty: false,
+            seccomp: Some(rbuild_runtime::SeccompProfile::default_profile()),
         }
     }
 }
@@ -146,6 +155,9 @@ pub struct RunOutcome {
     /// Problems after the process ended (record update, cleanup) that do not change the
     /// exit status; the CLI prints them as warnings.
     pub warnings: Vec<String>,
+    /// What the container went without (no pids limit where cgroups cannot be created, for
+    /// one); the CLI shows them at debug level.
+    pub notes: Vec<String>,
 }
 
 /// Parses `-v HOST:CONTAINER[:OPTIONS]`: `HOST` must be an absolute path (named volumes are
@@ -269,6 +281,7 @@ pub fn run(
         }
     }
     crate::killpoint::reached("container-started");
+    let notes = container.notes().to_vec();
     let status = container.wait()?;
     if recorded && !options.remove {
         record.status = ContainerStatus::Exited;
@@ -285,6 +298,7 @@ pub fn run(
         id: record.id,
         status,
         warnings,
+        notes,
     })
 }
 
@@ -397,6 +411,9 @@ fn create(
     spec.init = options.init;
     spec.readonly_rootfs = options.read_only;
     spec.mounts = options.mounts.clone();
+    spec.seccomp = options.seccomp.clone();
+    // The container's cgroup is rbuild/<id>.
+    spec.id = Some(id.clone());
     // A --rm container's upper dir is deleted right after: no need to sync it.
     spec.volatile_overlay = options.remove;
 

@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 mod common;
 
 #[allow(unused_imports)]
-pub use common::{testdata, TestEnv};
+pub use common::{add_host_key, keyctl_bundle, testdata, TestEnv};
 
 /// A test store with `busybox:latest` imported.
 pub struct BuildEnv {

@@ -126,3 +126,64 @@ pub fn busybox_rootfs_tar() -> &'static Path {
         tar
     })
 }
+
+/// Copies the host's `keyctl` (Debian package `keyutils`), its shared libraries and the
+/// dynamic loader into `dir`, so that a busybox container with `dir` mounted at `mount` can
+/// run it; returns that command line (append keyctl's arguments).
+pub fn keyctl_bundle(dir: &Path, mount: &str) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let keyctl = Path::new("/usr/bin/keyctl");
+    assert!(keyctl.exists(), "keyctl missing: install keyutils");
+    std::fs::copy(keyctl, dir.join("keyctl")).unwrap();
+    let ldd = Command::new("ldd").arg(keyctl).output().expect("ldd");
+    let mut loader = None;
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) else {
+            continue;
+        };
+        let name = Path::new(path)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        std::fs::copy(path, dir.join(&name)).unwrap();
+        if name.starts_with("ld-linux") {
+            loader = Some(name);
+        }
+    }
+    let loader = loader.expect("dynamic loader in ldd output");
+    vec![
+        format!("{mount}/{loader}"),
+        "--library-path".into(),
+        mount.into(),
+        format!("{mount}/keyctl"),
+    ]
+}
+
+/// A `user` key in root's user keyring on the host, revoked and unlinked when dropped.
+pub struct HostKey {
+    pub description: String,
+    pub id: String,
+}
+
+/// Adds a `user` key with a description unique to this process and `tag` to root's user
+/// keyring with the host's `keyctl`.
+pub fn add_host_key(tag: &str) -> HostKey {
+    let description = format!("rbuild-test-{tag}-{}", std::process::id());
+    let out = Command::new("keyctl")
+        .args(["add", "user", &description, "host-secret", "@u"])
+        .output()
+        .expect("keyctl add");
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    HostKey { description, id }
+}
+
+impl Drop for HostKey {
+    fn drop(&mut self) {
+        let _ = Command::new("keyctl").args(["revoke", &self.id]).output();
+        let _ = Command::new("keyctl")
+            .args(["unlink", &self.id, "@u"])
+            .output();
+    }
+}
