@@ -6,7 +6,7 @@
 //! the overlay (with and without `volatile`) and the plain-directory rootfs are printed,
 //! then (volatile overlay) what the seccomp filter and the pids cgroup each cost.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rbuild_runtime::{ContainerSpec, Rootfs, Stdio};
@@ -34,18 +34,7 @@ fn main() {
     let mut overlay = Vec::new();
     let mut volatile = Vec::new();
     for i in 0..runs * 2 {
-        let upper = tmp.path().join(format!("upper{i}"));
-        let work = tmp.path().join(format!("work{i}"));
-        std::fs::create_dir_all(&upper).unwrap();
-        std::fs::create_dir_all(&work).unwrap();
-        let mut spec = ContainerSpec::new(
-            Rootfs::Overlay {
-                lowers: vec![rootfs.clone()],
-                upper,
-                work,
-            },
-            vec!["true".into()],
-        );
+        let mut spec = overlay_spec(tmp.path(), &rootfs, &format!("{i}"));
         spec.volatile_overlay = i % 2 == 1;
         let start = Instant::now();
         let status = rbuild_runtime::run(&spec, Stdio::null()).expect("run");
@@ -75,18 +64,7 @@ fn main() {
     let mut times = vec![Vec::new(); variants.len()];
     for i in 0..runs * variants.len() {
         let v = i % variants.len();
-        let upper = tmp.path().join(format!("safety-upper{i}"));
-        let work = tmp.path().join(format!("safety-work{i}"));
-        std::fs::create_dir_all(&upper).unwrap();
-        std::fs::create_dir_all(&work).unwrap();
-        let mut spec = ContainerSpec::new(
-            Rootfs::Overlay {
-                lowers: vec![rootfs.clone()],
-                upper,
-                work,
-            },
-            vec!["true".into()],
-        );
+        let mut spec = overlay_spec(tmp.path(), &rootfs, &format!("safety-{i}"));
         spec.volatile_overlay = true;
         if v == 0 || v == 2 {
             spec.seccomp = None;
@@ -117,4 +95,21 @@ fn report(name: &str, times: &mut [Duration]) {
         ms(times[times.len() - 1]),
         times.len()
     );
+}
+
+/// A `true` container on a fresh overlay upper dir (`upper<name>`, `work<name>` under `tmp`)
+/// over `rootfs`, as a RUN step gets.
+fn overlay_spec(tmp: &Path, rootfs: &Path, name: &str) -> ContainerSpec {
+    let upper = tmp.join(format!("upper{name}"));
+    let work = tmp.join(format!("work{name}"));
+    std::fs::create_dir_all(&upper).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    ContainerSpec::new(
+        Rootfs::Overlay {
+            lowers: vec![rootfs.to_path_buf()],
+            upper,
+            work,
+        },
+        vec!["true".into()],
+    )
 }

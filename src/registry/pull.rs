@@ -118,6 +118,13 @@ pub fn pull_with_progress(
     )?;
     let config: ImageConfig = serde_json::from_slice(&config_bytes)
         .map_err(|e| RegistryError::Invalid(format!("{reference}: image config: {e}")))?;
+    if manifest.layers.len() > crate::image::limits::MAX_LAYERS {
+        return Err(RegistryError::Invalid(format!(
+            "{reference}: the manifest lists {} layers; rbuild pulls at most {} (overlayfs' stack limit)",
+            manifest.layers.len(),
+            crate::image::limits::MAX_LAYERS
+        )));
+    }
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(RegistryError::Invalid(format!(
             "{reference}: the config lists {} diff_ids but the manifest has {} layers",

@@ -174,18 +174,12 @@ impl Store {
         diffs: &HashSet<String>,
     ) -> Result<Vec<String>, StoreError> {
         let tx = db.begin_read().map_err(db_err)?;
-        let table = tx.open_table(SNAPSHOTS).map_err(db_err)?;
-        let mut out = Vec::new();
-        for row in table.iter().map_err(db_err)? {
-            let (chain, value) = row.map_err(db_err)?;
-            let diff = serde_json::from_slice::<serde_json::Value>(value.value())
-                .ok()
-                .and_then(|v| v.get("diff_id")?.as_str().map(str::to_string));
-            if diff.is_some_and(|d| diffs.contains(&d)) {
-                out.push(chain.value().to_string());
-            }
-        }
-        Ok(out)
+        Ok(self
+            .snapshot_diff_ids(&tx)?
+            .into_iter()
+            .filter(|(_, diff)| diffs.contains(&diff.to_string()))
+            .map(|(chain, _)| chain)
+            .collect())
     }
 
     /// `builder prune`: drops the build cache records (with `all`, every one, and the context
