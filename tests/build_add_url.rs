@@ -319,3 +319,70 @@ fn add_url_cache_follows_the_content() {
     b.build(&["-t", "cache:6", path_str(&ctx)]);
     assert_eq!(bodies(), 4);
 }
+
+/// A server on 127.0.0.1 that accepts connections and, per connection, sends `prefix` (maybe
+/// nothing) and then nothing more while the test runs.
+fn stalling_server(prefix: &'static [u8]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = stream.write_all(prefix);
+            held.push(stream);
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Regression (issue 10, "hangs"): `ADD <url>` and `import <url>` waited forever on a server
+/// that never answers or stalls mid-body; they now give up after RBUILD_REGISTRY_TIMEOUT.
+#[test]
+fn add_url_and_import_url_from_a_stalling_server_time_out() {
+    let b = BuildEnv::new();
+    let silent = stalling_server(b"");
+    let midway = stalling_server(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly a part");
+    for base in [&silent, &midway] {
+        let url = format!("{base}/file.txt");
+        let ctx = b.context(
+            "stall",
+            &[(
+                "Dockerfile",
+                &format!("FROM busybox\nADD {url} /file.txt\n"),
+            )],
+        );
+        let start = std::time::Instant::now();
+        let out = b
+            .env
+            .cmd()
+            .env("RBUILD_REGISTRY_TIMEOUT", "1")
+            .args(["build", "--progress=plain", path_str(&ctx)])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
+        assert!(err.contains(&url), "the error names the URL: {err}");
+
+        let start = std::time::Instant::now();
+        let out = b
+            .env
+            .cmd()
+            .env("RBUILD_REGISTRY_TIMEOUT", "1")
+            .args(["import", &url, "stalled:1"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
+        assert!(err.contains(&url), "the error names the URL: {err}");
+    }
+    assert!(!b.env.ok(&["images"]).contains("stalled"));
+}

@@ -7,7 +7,6 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::image::digest::{Digest, Hasher};
 
@@ -16,6 +15,8 @@ use crate::image::digest::{Digest, Hasher};
 pub enum DownloadError {
     #[error("creating the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    #[error("{0}")]
+    Config(String),
     #[error("downloading {url}: {source}")]
     Request {
         url: String,
@@ -126,9 +127,10 @@ pub(crate) fn download(
     expected: Option<&Digest>,
     previous: Option<Previous<'_>>,
 ) -> Result<Downloaded, DownloadError> {
-    let client = reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(None)
+    let timeouts = crate::registry::timeouts::Timeouts::from_env()
+        .map_err(|e| DownloadError::Config(e.to_string()))?;
+    let client = timeouts
+        .client_builder()
         .build()
         .map_err(DownloadError::Client)?;
     let mut request = client.get(url);

@@ -5,7 +5,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use std::time::Duration;
 
 use super::images::open_store;
 use super::Globals;
@@ -59,9 +58,8 @@ pub fn run(globals: &Globals, args: ImportArgs) -> anyhow::Result<i32> {
 
 /// Starts downloading `url`; fails on a connection error or a non-success status.
 fn download(url: &str) -> anyhow::Result<reqwest::blocking::Response> {
-    let client = reqwest::blocking::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(None)
+    let client = crate::registry::timeouts::Timeouts::from_env()?
+        .client_builder()
         .build()
         .context("creating the HTTP client")?;
     let response = client

@@ -460,10 +460,8 @@ fn http_client(
     insecure: bool,
     timeouts: &Timeouts,
 ) -> Result<HttpClient, RegistryError> {
-    let mut b = HttpClient::builder()
-        .connect_timeout(timeouts.connect())
-        .timeout(timeouts.idle)
-        .tcp_user_timeout(timeouts.idle)
+    let mut b = timeouts
+        .client_builder()
         .pool_idle_timeout(Duration::from_secs(30))
         .user_agent(concat!("rbuild/", env!("CARGO_PKG_VERSION")));
     if insecure {

@@ -80,6 +80,17 @@ impl Timeouts {
         self.idle * RETRY_BUDGET_FACTOR
     }
 
+    /// An HTTP client builder with these limits: connecting, the wait for an answer's headers
+    /// and each read of its body (reqwest's blocking reads apply `timeout` per read), and
+    /// `TCP_USER_TIMEOUT` for a server that stops reading what is sent. Registry requests and
+    /// plain downloads (`ADD <url>`, `import <url>`) start from it.
+    pub fn client_builder(&self) -> reqwest::blocking::ClientBuilder {
+        reqwest::blocking::Client::builder()
+            .connect_timeout(self.connect())
+            .timeout(self.idle)
+            .tcp_user_timeout(self.idle)
+    }
+
     /// The setting as people write it (`30s`, `0.5s`).
     pub fn describe(&self) -> String {
         format!("{}s", self.idle.as_secs_f64())
