@@ -180,6 +180,21 @@ fn tag_and_rmi_follow_docker_semantics() {
     assert!(err.contains("invalid reference"), "{err}");
 }
 
+/// Regression (issue 11): `tag busybox:1 index.docker.io/busybox:2` names `busybox:2`, as
+/// docker normalises Docker Hub's legacy host name.
+#[test]
+fn tag_with_docker_hubs_legacy_host_names_the_short_form() {
+    let env = TestEnv::new();
+    let id = import(&env, Some("busybox:1"));
+    env.ok(&["tag", "busybox:1", "index.docker.io/busybox:2"]);
+    assert_eq!(inspect(&env, "busybox:2")["Id"], id);
+    assert_eq!(inspect(&env, "docker.io/library/busybox:2")["Id"], id);
+    let listed = env.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let mut names: Vec<&str> = listed.lines().collect();
+    names.sort();
+    assert_eq!(names, ["busybox:1", "busybox:2"], "{listed}");
+}
+
 #[test]
 fn shared_layers_survive_rmi_and_dangling_images_can_be_removed() {
     let env = TestEnv::new();

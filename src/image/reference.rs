@@ -17,6 +17,9 @@ use super::digest::Digest;
 
 /// The registry that references without a domain point at.
 pub const DEFAULT_DOMAIN: &str = "docker.io";
+
+/// Docker Hub's old registry name, read as [`DEFAULT_DOMAIN`].
+pub const LEGACY_DEFAULT_DOMAIN: &str = "index.docker.io";
 /// The tag used when a reference names none.
 pub const DEFAULT_TAG: &str = "latest";
 
@@ -93,6 +96,13 @@ impl Reference {
                 (first.to_string(), rest.to_string())
             }
             _ => (DEFAULT_DOMAIN.to_string(), name.to_string()),
+        };
+        // Docker Hub's legacy name is Docker Hub (docker's `normalize`): `index.docker.io/busybox`
+        // is `docker.io/library/busybox`, `busybox` for short.
+        let domain = if domain == LEGACY_DEFAULT_DOMAIN {
+            DEFAULT_DOMAIN.to_string()
+        } else {
+            domain
         };
         if !valid_domain(&domain) {
             return Err(ReferenceError::Invalid(s.to_string()));
@@ -268,6 +278,17 @@ mod tests {
                 "my-app__x.y",
                 "docker.io/library/my-app__x.y:latest",
                 "my-app__x.y:latest",
+            ),
+            // Regression: Docker Hub's legacy host name is Docker Hub.
+            (
+                "index.docker.io/busybox:2",
+                "docker.io/library/busybox:2",
+                "busybox:2",
+            ),
+            (
+                "index.docker.io/user/app",
+                "docker.io/user/app:latest",
+                "user/app:latest",
             ),
         ];
         for (input, full, familiar) in cases {
