@@ -22,7 +22,8 @@ fn static_site_is_served_by_httpd() {
     // Serve it (the CMD without -f, so it goes to the background) and fetch the page.
     let page = b.run_in(
         "site:v1",
-        "httpd -p 8080 -h /srv/www && sleep 0.2 && wget -q -O - http://127.0.0.1:8080/",
+        "httpd -p 8080 -h /srv/www && for i in $(seq 100); do \
+         wget -q -O - http://127.0.0.1:8080/ && exit 0; sleep 0.1; done; exit 1",
         &[],
     );
     assert!(

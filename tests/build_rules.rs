@@ -243,6 +243,36 @@ fn copy_and_add_rules() {
     assert_eq!(md("/deep/new").mode() & 0o7777, 0o755);
 }
 
+/// Regression (issue 11): `COPY --from=x /a/[ab].txt` matched `[ab]` literally; it follows the
+/// same pattern rules as a COPY from the context (Go's filepath.Match: classes, ranges, `^`).
+#[test]
+fn copy_from_a_stage_matches_character_classes() {
+    let b = BuildEnv::new();
+    let ctx = b.context(
+        "classes",
+        &[(
+            "Dockerfile",
+            "FROM busybox AS x\nRUN mkdir /a && for f in a b c; do echo $f > /a/$f.txt; done\n\
+             FROM busybox\nCOPY --from=x /a/[ab].txt /out/\nCOPY --from=x /a/[^a-b].txt /not/\n",
+        )],
+    );
+    b.build(&["-t", "classes", path_str(&ctx)]);
+    assert_eq!(
+        b.image_file("classes", "/out/a.txt").as_deref(),
+        Some("a\n")
+    );
+    assert_eq!(
+        b.image_file("classes", "/out/b.txt").as_deref(),
+        Some("b\n")
+    );
+    assert!(b.image_path("classes", "/out/c.txt").is_none());
+    assert_eq!(
+        b.image_file("classes", "/not/c.txt").as_deref(),
+        Some("c\n")
+    );
+    assert!(b.image_path("classes", "/not/a.txt").is_none());
+}
+
 #[test]
 fn copy_from_stage_index_and_image() {
     let b = BuildEnv::new();

@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use filetime::FileTime;
 
 use super::download::Downloaded;
-use super::layered::{components, has_wildcards, wildcard_match, Layered};
+use super::layered::{components, Layered};
 use super::{io_err, BuildError};
+use crate::context::glob::{has_wildcards, Glob};
 use crate::context::{
     copy_hashed, ContextSnapshot, CopyFailed, Digest, Entry, EntryKind, IgnoreMatcher,
 };
@@ -84,6 +85,10 @@ pub(crate) fn select(spec: &CopySpec, from: &From<'_>) -> Result<Vec<Selected>, 
                 let mut names = Vec::new();
                 match &last {
                     Some(l) if has_wildcards(l) => {
+                        // The same pattern rules as a COPY from the context (Go's filepath.Match).
+                        let glob = Glob::parse(l).map_err(|e| {
+                            BuildError::Invalid(format!("{src:?}: bad pattern: {e}"))
+                        })?;
                         let parent_path = parent.join("/");
                         let dir = view
                             .resolve(&parent_path, true)
@@ -91,7 +96,7 @@ pub(crate) fn select(spec: &CopySpec, from: &From<'_>) -> Result<Vec<Selected>, 
                             .unwrap_or_default();
                         for name in view.list(&dir).keys() {
                             let name = name.to_string_lossy();
-                            if wildcard_match(l, &name) {
+                            if glob.is_match(&name) {
                                 names.push(format!("{parent_path}/{name}"));
                             }
                         }

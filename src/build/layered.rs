@@ -165,39 +165,9 @@ impl Layered<'_> {
     }
 }
 
-/// Shell-style match of one path component: `*` any run, `?` one character, `\` escapes.
-pub fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
-            Some('?') => !n.is_empty() && go(&p[1..], &n[1..]),
-            Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && go(&p[2..], &n[1..]),
-            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
-        }
-    }
-    go(&p, &n)
-}
-
-/// Whether `text` has `*`, `?` or `[`.
-pub fn has_wildcards(text: &str) -> bool {
-    text.contains(['*', '?', '['])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcards() {
-        assert!(wildcard_match("*.txt", "a.txt"));
-        assert!(!wildcard_match("*.txt", "a.tx"));
-        assert!(wildcard_match("a?c", "abc"));
-        assert!(wildcard_match("a\\*", "a*"));
-        assert!(!wildcard_match("a\\*", "ab"));
-    }
 
     #[test]
     fn merged_view_with_whiteouts() {
