@@ -243,6 +243,32 @@ fn copy_and_add_rules() {
     assert_eq!(md("/deep/new").mode() & 0o7777, 0o755);
 }
 
+/// Regression (issue 11): `USER u` then `WORKDIR /home/u/w` made the directory as root, so
+/// `RUN touch x` failed with `Permission denied`; BuildKit creates it owned by the user.
+#[test]
+fn workdir_after_user_belongs_to_the_user() {
+    let b = BuildEnv::new();
+    let ctx = b.context(
+        "wduser",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo u:x:1000:1000::/home/u:/bin/sh >> /etc/passwd && echo u:x:1000: >> /etc/group && mkdir -p /home/u && chown 1000:1000 /home/u\nUSER u\nWORKDIR /home/u/w/deep\n\
+             RUN touch x && stat -c '%u:%g %n' /home/u/w /home/u/w/deep /home/u > /home/u/w/deep/owners\n\
+             USER root\nWORKDIR /rootdir\nRUN stat -c '%u:%g' /rootdir > /rootdir/owner\n",
+        )],
+    );
+    b.build(&["-t", "wduser", path_str(&ctx)]);
+    assert!(b.image_path("wduser", "/home/u/w/deep/x").is_some());
+    let owners = b.image_file("wduser", "/home/u/w/deep/owners").unwrap();
+    for line in owners.lines() {
+        assert!(
+            line.starts_with("1000:"),
+            "every dir on the path is the user's: {owners}"
+        );
+    }
+    assert_eq!(b.image_file("wduser", "/rootdir/owner").unwrap(), "0:0\n");
+}
+
 /// Regression (issue 11): `COPY --from=x /a/[ab].txt` matched `[ab]` literally; it follows the
 /// same pattern rules as a COPY from the context (Go's filepath.Match: classes, ranges, `^`).
 #[test]

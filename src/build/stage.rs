@@ -875,7 +875,25 @@ impl Builder<'_> {
         // As docker: WORKDIR is a layer step; when the directory exists the layer is empty.
         let exists = (Layered { lowers: &lowers }).resolve(path, true).is_some();
         let store = self.engine.store;
-        let canonical = json!({ "op": "mkdir", "path": path });
+        // As BuildKit: the directories WORKDIR creates belong to the current USER (so a RUN as
+        // that user can write there). The key names the user only when there is one, so the
+        // keys of WORKDIR steps without USER stay as they were.
+        let user = state.user();
+        let owner = if user.is_empty() || exists {
+            None
+        } else {
+            let view = Layered { lowers: &lowers };
+            let spec = rbuild_runtime::resolve_user_from(
+                &view.read_to_string("/etc/passwd"),
+                &view.read_to_string("/etc/group"),
+                &user,
+            )?;
+            Some((spec.uid, spec.gid))
+        };
+        let canonical = match owner {
+            None => json!({ "op": "mkdir", "path": path }),
+            Some((uid, gid)) => json!({ "op": "mkdir", "path": path, "owner": [uid, gid] }),
+        };
         let (key, layers) = (state.key.clone(), state.layers.clone());
         let outcome = self
             .engine
@@ -899,6 +917,10 @@ impl Builder<'_> {
                         use std::os::unix::fs::PermissionsExt;
                         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
                             .map_err(io_err(&dir))?;
+                        if let Some((uid, gid)) = owner {
+                            std::os::unix::fs::lchown(&dir, Some(uid), Some(gid))
+                                .map_err(io_err(&dir))?;
+                        }
                     }
                 }
                 Ok(Produced {
