@@ -356,33 +356,30 @@ fn add_url_and_import_url_from_a_stalling_server_time_out() {
                 &format!("FROM busybox\nADD {url} /file.txt\n"),
             )],
         );
-        let start = std::time::Instant::now();
-        let out = b
-            .env
-            .cmd()
-            .env("RBUILD_REGISTRY_TIMEOUT", "1")
-            .args(["build", "--progress=plain", path_str(&ctx)])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{err}");
-        assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
-        assert!(err.contains(&url), "the error names the URL: {err}");
-
-        let start = std::time::Instant::now();
-        let out = b
-            .env
-            .cmd()
-            .env("RBUILD_REGISTRY_TIMEOUT", "1")
-            .args(["import", &url, "stalled:1"])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{err}");
-        assert!(start.elapsed().as_secs() < 20, "took {:?}", start.elapsed());
-        assert!(err.contains(&url), "the error names the URL: {err}");
+        let build = ["build", "--progress=plain", path_str(&ctx)];
+        let import = ["import", url.as_str(), "stalled:1"];
+        for args in [&build[..], &import[..]] {
+            let start = std::time::Instant::now();
+            let out = b
+                .env
+                .cmd()
+                .env("RBUILD_REGISTRY_TIMEOUT", "1")
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?}: {err}");
+            assert!(
+                start.elapsed().as_secs() < 20,
+                "{args:?} took {:?}",
+                start.elapsed()
+            );
+            assert!(
+                err.contains(&url),
+                "{args:?}: the error names the URL: {err}"
+            );
+        }
     }
     assert!(!b.env.ok(&["images"]).contains("stalled"));
 }
