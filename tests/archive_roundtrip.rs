@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Command, Stdio};
 
-use common::{busybox_rootfs_tar, TestEnv};
+use common::{busybox_rootfs_tar, ok_cmd, TestEnv};
 use serde_json::Value;
 
 fn setup() -> (TestEnv, String) {
@@ -153,16 +153,10 @@ fn streams_through_pipes_and_compressors() {
         assert_eq!(id_of(&env2, "busybox"), id, "{tool}");
         // and from stdin
         let env3 = TestEnv::new();
-        let out = env3
-            .cmd()
-            .arg("load")
-            .stdin(std::fs::File::open(&f).unwrap())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{tool}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        ok_cmd(
+            env3.cmd()
+                .arg("load")
+                .stdin(std::fs::File::open(&f).unwrap()),
         );
         assert_eq!(id_of(&env3, "busybox"), id);
     }

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use build_support::{path_str, BuildEnv, TestEnv};
+use build_support::{path_str, rbuild_bin, BuildEnv, TestEnv};
 
 /// A context dir `name` under `env` with a Dockerfile made of `dockerfile` bytes.
 fn context(env: &TestEnv, name: &str, dockerfile: &[u8]) -> std::path::PathBuf {
@@ -23,7 +23,7 @@ fn context(env: &TestEnv, name: &str, dockerfile: &[u8]) -> std::path::PathBuf {
 fn build_measured(env: &TestEnv, args: &[&str]) -> (Option<i32>, String, u64) {
     let report = env.path().join("time.txt");
     let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M", "-o", path_str(&report), build_support_bin()])
+        .args(["-f", "%M", "-o", path_str(&report), rbuild_bin()])
         .arg("--root")
         .arg(env.root())
         .args(args)
@@ -38,10 +38,6 @@ fn build_measured(env: &TestEnv, args: &[&str]) -> (Option<i32>, String, u64) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
         rss,
     )
-}
-
-fn build_support_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_rbuild")
 }
 
 /// Issue 10: a 50 MB LABEL peaked at 728 MB RSS (1.17 GB in the report) and made a 100 MB
@@ -222,7 +218,7 @@ fn build_without_dac(env: &TestEnv, ctx: &Path, dockerfile: &str) -> std::proces
         .args([
             "--bounding-set=-dac_override,-dac_read_search",
             "--inh-caps=-dac_override,-dac_read_search",
-            build_support_bin(),
+            rbuild_bin(),
         ])
         .arg("--root")
         .arg(env.root())

@@ -2,7 +2,7 @@
 
 mod build_support;
 
-use build_support::{path_str, BuildEnv};
+use build_support::{ok_cmd, path_str, BuildEnv};
 use serde_json::json;
 
 #[test]
@@ -618,19 +618,13 @@ fn context_from_tar_and_stdin_and_exporters() {
     assert!(st.success());
     // Same content, same cache keys: the same image from a tar file or from stdin.
     assert_eq!(b.build_id(&[path_str(&tgz)]), dir_id);
-    let out = b
-        .env
-        .cmd()
-        .args(["build", "-q", "-"])
-        .stdin(std::fs::File::open(&tgz).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = ok_cmd(
+        b.env
+            .cmd()
+            .args(["build", "-q", "-"])
+            .stdin(std::fs::File::open(&tgz).unwrap()),
     );
-    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), dir_id);
+    assert_eq!(out.trim(), dir_id);
     // -f - reads the Dockerfile from stdin, the context stays the directory.
     let out = b.env.run_with_stdin(
         &["build", "-q", "-t", "dash-f", "-f", "-", path_str(&ctx)],

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{busybox_rootfs_tar, TestEnv};
+use common::{busybox_rootfs_tar, ok_cmd as tool, TestEnv};
 use serde_json::Value;
 
 fn setup() -> (TestEnv, String) {
@@ -18,19 +18,6 @@ fn setup() -> (TestEnv, String) {
         .to_string();
     env.ok(&["tag", "busybox", "localhost:5000/team/app:v1"]);
     (env, id)
-}
-
-fn tool(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (see .ci/setup)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn skopeo_inspect(target: &str) -> Value {
@@ -45,8 +32,7 @@ fn skopeo_config(target: &str) -> Value {
 }
 
 fn diff_ids(env: &TestEnv, name: &str) -> Value {
-    let v: Value = serde_json::from_str(&env.ok(&["inspect", name])).unwrap();
-    v[0]["RootFS"]["Layers"].clone()
+    env.inspect(name)["RootFS"]["Layers"].clone()
 }
 
 #[test]

@@ -35,16 +35,8 @@ fn parse(dir: &Path, json: bool) -> std::process::Output {
 }
 
 fn check(path: &Path, actual: &str, failures: &mut Vec<String>) {
-    if std::env::var_os("RBUILD_BLESS").is_some() {
-        std::fs::write(path, actual).expect("write expected file");
-        return;
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_default();
-    if expected != actual {
-        failures.push(format!(
-            "{}:\n--- expected\n{expected}\n--- got\n{actual}",
-            path.display()
-        ));
+    if let Err(e) = common::golden::check(path, actual) {
+        failures.push(e);
     }
 }
 

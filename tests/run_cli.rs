@@ -9,13 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{add_host_key, busybox_rootfs_tar, keyctl_bundle, TestEnv};
+use common::{add_host_key, assert_success, busybox_rootfs_tar, keyctl_bundle, TestEnv};
 
 /// A store with the busybox rootfs imported as `bb`.
 fn env_with_base() -> TestEnv {
-    let env = TestEnv::new();
-    env.ok(&["import", busybox_rootfs_tar().to_str().unwrap(), "bb"]);
-    env
+    TestEnv::with_base("bb")
 }
 
 /// The busybox rootfs plus `/usr/bin/showargs`, a script printing `[$0][$1]...`, imported
@@ -60,15 +58,7 @@ fn run(env: &TestEnv, args: &[&str]) -> Output {
 
 /// `rbuild run --rm ARGS`: asserts exit status 0 and returns stdout.
 fn run_ok(env: &TestEnv, args: &[&str]) -> String {
-    let out = run(env, args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "rbuild run {args:?}\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    assert_success(&format!("rbuild run {args:?}"), &run(env, args))
 }
 
 fn code(out: &Output) -> i32 {

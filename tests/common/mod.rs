@@ -1,5 +1,14 @@
-//! Shared helpers for integration tests: run the real `rbuild` binary in a temp store root.
+//! The shared test kit: run the real `rbuild` binary in a temp store root, read what it
+//! printed, assert success or failure with the command and its output in the panic message,
+//! inspect images as JSON; [`golden`] compares output with golden files (bless switch
+//! `RBUILD_BLESS=1`); [`registry`] holds a real registry and a token server on loopback.
+//!
+//! Every test binary includes this module (`mod common;`, or through `build_support`), so a
+//! helper that two test files need lives here once instead of as a private copy in each.
 #![allow(dead_code)]
+
+pub mod golden;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -83,27 +92,87 @@ impl TestEnv {
 
     /// Runs rbuild and asserts it succeeded; returns stdout as a string.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "rbuild {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 stdout")
+        assert_success(&format!("rbuild {args:?}"), &self.run(args))
     }
 
     /// Runs rbuild and asserts it failed; returns stderr as a string.
     pub fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "rbuild {args:?} unexpectedly succeeded\nstdout:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stderr).expect("utf-8 stderr")
+        assert_failure(&format!("rbuild {args:?}"), &self.run(args))
     }
+
+    /// A store with the busybox base (see [`busybox_rootfs_tar`]) imported as `name`.
+    pub fn with_base(name: &str) -> TestEnv {
+        let env = TestEnv::new();
+        env.import_base(name);
+        env
+    }
+
+    /// Imports the busybox base as `name`.
+    pub fn import_base(&self, name: &str) {
+        self.ok(&[
+            "import",
+            busybox_rootfs_tar().to_str().expect("utf-8"),
+            name,
+        ]);
+    }
+
+    /// `rbuild inspect NAME` as JSON: the one element of the array it prints.
+    pub fn inspect(&self, name: &str) -> serde_json::Value {
+        let out = self.ok(&["inspect", name]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+        v[0].clone()
+    }
+}
+
+/// What the process wrote to stdout (lossy UTF-8).
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What the process wrote to stderr (lossy UTF-8).
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts that `out`, the output of `what` (a command line, shown in the panic message),
+/// succeeded; returns its stdout.
+pub fn assert_success(what: &str, out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+    stdout(out)
+}
+
+/// Asserts that `out`, the output of `what`, failed; returns its stderr.
+pub fn assert_failure(what: &str, out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "{what} unexpectedly succeeded\nstdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+    stderr(out)
+}
+
+/// Runs `cmd` (any program, e.g. `env.cmd()` with stdin set), asserts it succeeded and returns
+/// its stdout; the panic names the command.
+pub fn ok_cmd(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (see .ci/setup)"));
+    assert_success(&format!("{cmd:?}"), &out)
+}
+
+/// Like [`ok_cmd`] for a command that must fail; returns its stderr.
+pub fn fails_cmd(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (see .ci/setup)"));
+    assert_failure(&format!("{cmd:?}"), &out)
 }
 
 /// A tar of the busybox base rootfs (built once per test process by testdata/base/busybox-rootfs.sh).
