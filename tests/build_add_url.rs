@@ -10,8 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use build_support::{cached_steps, path_str, BuildEnv};
-use sha2::{Digest as _, Sha256};
+use build_support::{cached_steps, path_str, sha256_hex as sha256, BuildEnv};
 
 /// Path → (body, Last-Modified header).
 type Routes = Arc<Mutex<HashMap<String, (Vec<u8>, Option<String>)>>>;
@@ -97,10 +96,6 @@ fn tar_gz(b: &BuildEnv) -> Vec<u8> {
         .expect("tar");
     assert!(status.success());
     std::fs::read(out).unwrap()
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 // Wed, 21 Oct 2015 07:28:00 GMT

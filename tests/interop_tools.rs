@@ -6,16 +6,12 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{busybox_rootfs_tar, ok_cmd as tool, TestEnv};
+use common::{ok_cmd as tool, sha256sum_hex, TestEnv};
 use serde_json::Value;
 
 fn setup() -> (TestEnv, String) {
     let env = TestEnv::new();
-    let tar = busybox_rootfs_tar().to_str().unwrap().to_string();
-    let id = env
-        .ok(&["import", "-c", "CMD [\"/bin/sh\"]", &tar, "busybox"])
-        .trim()
-        .to_string();
+    let id = env.import_base_with("busybox", &["CMD [\"/bin/sh\"]"]);
     env.ok(&["tag", "busybox", "localhost:5000/team/app:v1"]);
     (env, id)
 }
@@ -75,20 +71,9 @@ fn skopeo_reads_every_format_rbuild_writes() {
             "--config",
             &format!("oci:{root}:{name}"),
         ]));
-        let digest = format!("sha256:{}", sha256_hex(cfg.as_bytes()));
+        let digest = format!("sha256:{}", sha256sum_hex(cfg.as_bytes()));
         assert_eq!(digest, id, "{name}: config digest is the image ID");
     }
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    use std::io::Write;
-    let mut c = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(b).unwrap();
-    String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()[..64].to_string()
 }
 
 #[test]

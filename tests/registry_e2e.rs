@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::registry::{http_get, make_certs, read_head, Registry, RegistrySetup, TokenServer};
-use common::{stderr, stdout, TestEnv};
+use common::{ok_cmd, stderr, stdout, TestEnv};
 
 /// Builds `name` FROM `base` plus one COPY of `size` pseudo-random bytes (seeded).
 fn build_on(env: &TestEnv, base: &str, name: &str, size: usize, seed: u64) {
@@ -990,25 +990,24 @@ fn bearer_token_auth() {
         certs.path().join("signer.crt"),
         certs.path().join("signer.key"),
     );
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=rbuild token signer",
-            "-keyout",
-        ])
-        .arg(&ca_key)
-        .arg("-out")
-        .arg(&ca)
-        .output()
-        .expect("openssl");
-    assert!(out.status.success(), "{}", stderr(&out));
+    ok_cmd(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=rbuild token signer",
+                "-keyout",
+            ])
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&ca),
+    );
     let tokens = TokenServer::start(ca.clone(), ca_key);
     let reg = Registry::start(RegistrySetup {
         tls: None,

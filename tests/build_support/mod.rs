@@ -12,8 +12,8 @@ mod common;
 
 #[allow(unused_imports)]
 pub use common::{
-    add_host_key, assert_failure, assert_success, keyctl_bundle, ok_cmd, rbuild_bin, stderr,
-    stdout, testdata, TestEnv,
+    add_host_key, assert_failure, assert_success, keyctl_bundle, ok_cmd, rbuild_bin, sha256_hex,
+    stderr, stdout, testdata, write_file, TestEnv,
 };
 
 /// A test store with `busybox:latest` imported.
@@ -45,13 +45,11 @@ impl BuildEnv {
         let dir = self.env.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         for (path, content) in files {
-            let p = dir.join(path);
             if path.ends_with('/') {
-                std::fs::create_dir_all(&p).unwrap();
-                continue;
+                std::fs::create_dir_all(dir.join(path)).unwrap();
+            } else {
+                write_file(&dir, path, content);
             }
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, content).unwrap();
         }
         dir
     }

@@ -109,11 +109,18 @@ impl TestEnv {
 
     /// Imports the busybox base as `name`.
     pub fn import_base(&self, name: &str) {
-        self.ok(&[
-            "import",
-            busybox_rootfs_tar().to_str().expect("utf-8"),
-            name,
-        ]);
+        self.import_base_with(name, &[]);
+    }
+
+    /// Imports the busybox base as `name` with `changes` (each a `-c` Dockerfile
+    /// instruction); returns the image ID.
+    pub fn import_base_with(&self, name: &str, changes: &[&str]) -> String {
+        let mut args = vec!["import"];
+        for c in changes {
+            args.extend(["-c", c]);
+        }
+        args.extend([busybox_rootfs_tar().to_str().expect("utf-8"), name]);
+        self.ok(&args).trim().to_string()
     }
 
     /// `rbuild inspect NAME` as JSON: the one element of the array it prints.
@@ -173,6 +180,35 @@ pub fn fails_cmd(cmd: &mut Command) -> String {
         .output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (see .ci/setup)"));
     assert_failure(&format!("{cmd:?}"), &out)
+}
+
+/// The SHA-256 of `bytes` in hex (the `sha2` crate; see [`sha256sum_hex`] for an independent
+/// check).
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes.as_ref()))
+}
+
+/// The SHA-256 of `bytes` in hex as coreutils' `sha256sum` computes it: a digest that does
+/// not come from the Rust code under test.
+pub fn sha256sum_hex(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn sha256sum");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    std::io::Write::write_all(&mut stdin, bytes).expect("write to sha256sum");
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait for sha256sum");
+    String::from_utf8(out.stdout).expect("utf-8")[..64].to_string()
+}
+
+/// Writes `content` to `root/rel`, creating its parent directories.
+pub fn write_file(root: &Path, rel: &str, content: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("create parent dirs");
+    std::fs::write(path, content).expect("write file");
 }
 
 /// A tar of the busybox base rootfs (built once per test process by testdata/base/busybox-rootfs.sh).

@@ -138,16 +138,7 @@ pub fn http_get(port: u16, path: &str) -> String {
 /// (CA certificate, server certificate, server key).
 pub fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            super::stderr(&out)
-        );
+        super::ok_cmd(Command::new("openssl").args(args).current_dir(dir));
     };
     run(&[
         "req",
