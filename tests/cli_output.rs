@@ -6,7 +6,7 @@
 //! After an intended change of output, run `RBUILD_BLESS=1 cargo test --release --test
 //! cli_output` and review the diff of testdata/cli/.
 //!
-//! Two stores are shared by the tests of this binary (each made once):
+//! Two stores are shared by the tests of this binary (each made once, under target/):
 //! - [`scratch`]: only images built FROM scratch with SOURCE_DATE_EPOCH, so their IDs, sizes
 //!   and dates are the same on every host: those goldens keep the IDs unmasked and so also
 //!   pin the image serialisation.
@@ -24,6 +24,11 @@ use common::{testdata, TestEnv};
 
 /// SOURCE_DATE_EPOCH of every golden build: 2023-11-14T22:13:20Z.
 const EPOCH: &str = "1700000000";
+
+/// A new store for a fixture: in a `static`, so never removed; kept under `target/`.
+fn fixture_env() -> TestEnv {
+    TestEnv::new_in(Path::new(env!("CARGO_TARGET_TMPDIR")))
+}
 
 /// A store, and the output of the build that made its image.
 struct Fixture {
@@ -59,7 +64,7 @@ fn build_cmd(env: &TestEnv, context: &Path, tag: &str) -> Command {
 fn scratch() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let env = TestEnv::new();
+        let env = fixture_env();
         let context = env.path().join("ctx");
         write_context(
             &context,
@@ -88,7 +93,8 @@ fn scratch() -> &'static Fixture {
 fn busybox() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let env = TestEnv::with_base("busybox");
+        let env = fixture_env();
+        env.import_base("busybox");
         let context = env.path().join("ctx");
         write_context(
             &context,
@@ -283,13 +289,14 @@ fn error_bad_format_template() {
     );
 }
 
-/// Grouping keeps each step's lines in their order and puts other lines last.
+/// Grouping keeps each step's lines in their order, orders the steps by title, numbers them
+/// again and puts other lines last.
 #[test]
-fn group_steps_orders_steps_and_keeps_their_lines() {
-    let progress = "#1 a\n#2 b\n#10 x\n#1 DONE\nerror: e\n#2 c\n";
+fn group_steps_orders_steps_by_title_and_keeps_their_lines() {
+    let progress = "#1 b\n#2 a\n#10 c\n#1 DONE 1\nerror: e\n#2 DONE 2\n";
     assert_eq!(
         golden::group_steps(progress),
-        "#1 a\n#1 DONE\n#2 b\n#2 c\n#10 x\nerror: e\n"
+        "#1 a\n#1 DONE 2\n#2 b\n#2 DONE 1\n#3 c\nerror: e\n"
     );
 }
 

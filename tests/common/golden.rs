@@ -41,23 +41,33 @@ pub struct Mask {
     pub columns: bool,
 }
 
-/// `--progress=plain` output with each step's lines together, steps in number order, other
-/// lines (an error) after them. Steps run in parallel and print as they go (as BuildKit's),
-/// so their interleaving changes from run to run; what each step prints, in order, does not.
+/// `--progress=plain` output with each step's lines together, the steps ordered by their
+/// first line (the title: `[internal] load build context`, `[stage-0 2/3] COPY ...`,
+/// `exporting to image`) and numbered again from #1, other lines (an error) after them. Steps
+/// run in parallel and are numbered and printed as they start and go (as BuildKit's), so
+/// their numbers and interleaving change from run to run; what each step prints does not.
 pub fn group_steps(progress: &str) -> String {
-    let mut steps: std::collections::BTreeMap<u32, String> = Default::default();
+    let mut steps: std::collections::BTreeMap<u32, Vec<&str>> = Default::default();
     let mut rest = String::new();
     for line in progress.split_inclusive('\n') {
         let step = line
             .strip_prefix('#')
             .and_then(|l| l.split_once(' '))
-            .and_then(|(n, _)| n.parse().ok());
+            .and_then(|(n, text)| Some((n.parse().ok()?, text)));
         match step {
-            Some(n) => steps.entry(n).or_default().push_str(line),
+            Some((n, text)) => steps.entry(n).or_default().push(text),
             None => rest.push_str(line),
         }
     }
-    steps.into_values().collect::<String>() + &rest
+    let mut steps: Vec<Vec<&str>> = steps.into_values().collect();
+    steps.sort_by(|a, b| a[0].cmp(b[0]));
+    let mut out = String::new();
+    for (i, lines) in steps.iter().enumerate() {
+        for text in lines {
+            out.push_str(&format!("#{} {text}", i + 1));
+        }
+    }
+    out + &rest
 }
 
 /// Replaces what changes from run to run: step durations of `--progress=plain` (`DONE 0.1s`,

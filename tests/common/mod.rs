@@ -36,10 +36,16 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub fn new() -> TestEnv {
+        TestEnv::new_in(&std::env::temp_dir())
+    }
+
+    /// An environment in a new temp directory under `parent`: for one that lives in a
+    /// `static` (never dropped), under cargo's `CARGO_TARGET_TMPDIR` rather than in /tmp.
+    pub fn new_in(parent: &Path) -> TestEnv {
         TestEnv {
             dir: tempfile::Builder::new()
                 .prefix("rbuild-test-")
-                .tempdir()
+                .tempdir_in(parent)
                 .expect("create temp dir"),
         }
     }
