@@ -363,7 +363,7 @@ fn add_url_and_import_url_from_a_stalling_server_time_out() {
                 .stdin(std::process::Stdio::null())
                 .output()
                 .unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
+            let err = build_support::stderr(&out);
             assert!(!out.status.success(), "{args:?}: {err}");
             assert!(
                 start.elapsed().as_secs() < 20,

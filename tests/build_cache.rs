@@ -320,7 +320,7 @@ fn copy_from_a_stage_is_keyed_by_its_content() {
             .env("SOURCE_DATE_EPOCH", "1700000000")
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        let text = build_support::stderr(&out);
         assert!(out.status.success(), "{text}");
         text
     };

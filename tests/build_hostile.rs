@@ -33,11 +33,7 @@ fn build_measured(env: &TestEnv, args: &[&str]) -> (Option<i32>, String, u64) {
         .expect("run /usr/bin/time (Debian package time)");
     let rss = std::fs::read_to_string(&report).unwrap();
     let rss = rss.lines().last().unwrap().trim().parse().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        rss,
-    )
+    (out.status.code(), build_support::stderr(&out), rss)
 }
 
 /// Issue 10: a 50 MB LABEL peaked at 728 MB RSS (1.17 GB in the report) and made a 100 MB
@@ -103,7 +99,7 @@ fn long_run_lines_are_echoed_cut() {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = build_support::stderr(&out);
         assert!(
             out.status.success(),
             "{}",
@@ -166,14 +162,14 @@ fn bad_bytes_in_the_dockerfile_fail_the_build_at_their_line() {
     for (name, bytes, expected) in cases {
         let ctx = context(&env, name, bytes);
         let out = env.run(&["build", "--progress=plain", path_str(&ctx)]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = build_support::stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
         assert!(stderr.contains(expected), "{name}: {stderr}");
         let out = env.run_with_stdin(
             &["build", "--progress=plain", "-f", "-", path_str(&ctx)],
             bytes,
         );
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = build_support::stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{name} on stdin: {stderr}");
         assert!(stderr.contains(expected), "{name} on stdin: {stderr}");
     }
@@ -200,7 +196,7 @@ fn non_utf8_name_excluded_by_dockerignore_does_not_fail_copy() {
 
     std::fs::remove_file(ctx.join(".dockerignore")).unwrap();
     let out = env.run(&["build", "--progress=plain", path_str(&ctx)]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = build_support::stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(r#"its name "caf\xE9.log" is not UTF-8"#),
@@ -245,11 +241,7 @@ fn unreadable_file_unused_by_copy_does_not_fail_it() {
     std::fs::set_permissions(ctx.join("locked"), PermissionsExt::from_mode(0o000)).unwrap();
 
     let out = build_without_dac(&env, &ctx, "FROM scratch\nCOPY used.txt /\n");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", build_support::stderr(&out));
     for (dockerfile, named, cause) in [
         (
             "FROM scratch\nCOPY . /\n",
@@ -273,7 +265,7 @@ fn unreadable_file_unused_by_copy_does_not_fail_it() {
         ),
     ] {
         let out = build_without_dac(&env, &ctx, dockerfile);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = build_support::stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{dockerfile}: {stderr}");
         let error = stderr
             .lines()

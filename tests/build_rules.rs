@@ -514,7 +514,7 @@ fn quiet_iidfile_and_tags() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let tty = String::from_utf8_lossy(&out.stderr);
+    let tty = build_support::stderr(&out);
     assert!(tty.contains("=> [stage-0 2/2] RUN echo quiet-run"), "{tty}");
     assert!(tty.contains("=> => writing image sha256:"), "{tty}");
     assert!(tty.contains("\x1b[J"), "{tty}");
@@ -630,11 +630,7 @@ fn context_from_tar_and_stdin_and_exporters() {
         &["build", "-q", "-t", "dash-f", "-f", "-", path_str(&ctx)],
         b"FROM busybox\nCOPY page.html /from-dash-f.html\n",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", build_support::stderr(&out));
     assert_eq!(
         b.image_file("dash-f", "/from-dash-f.html").unwrap(),
         "<p>hi</p>\n"
@@ -644,11 +640,7 @@ fn context_from_tar_and_stdin_and_exporters() {
         &["build", "-q", "-t", "stdin-df", "-"],
         b"FROM busybox\nRUN echo x > /x\n",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", build_support::stderr(&out));
     assert_eq!(b.image_file("stdin-df", "/x").unwrap(), "x\n");
 
     // Exporters: a local rootfs, a docker archive another store loads with the same ID, and
@@ -718,11 +710,7 @@ fn run_steps_get_seccomp_own_keyring_and_pids_limit() {
     );
     std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
     let out = b.build_out(&["-t", "safe", path_str(&ctx)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", build_support::stderr(&out));
     let f = |p: &str| b.image_file("safe", p).unwrap();
     assert_eq!(f("/seccomp"), "Seccomp:\t2\n");
     let key = f("/key");

@@ -16,7 +16,7 @@ fn root_comes_from_flag_then_env() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr(&out);
     assert!(
         err.contains(&format!("debug: store root {}", from_env.display())),
         "{err}"
@@ -34,7 +34,7 @@ fn root_comes_from_flag_then_env() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr(&out);
     assert!(
         err.contains(&format!("debug: store root {}", from_flag.display())),
         "{err}"

@@ -50,10 +50,15 @@ fn write_context(dir: &Path, files: &[(&str, &str, u32)]) {
     }
 }
 
-/// `rbuild build --progress=plain -t TAG .` in `context`, with SOURCE_DATE_EPOCH.
+/// The arguments of the golden builds: `build --progress=plain -t TAG .`.
+fn build_line(tag: &str) -> String {
+    format!("build --progress=plain -t {tag} .")
+}
+
+/// `rbuild` + [`build_line`] in `context`, with SOURCE_DATE_EPOCH.
 fn build_cmd(env: &TestEnv, context: &Path, tag: &str) -> Command {
     let mut cmd = env.cmd();
-    cmd.args(["build", "--progress=plain", "-t", tag, "."])
+    cmd.args(build_line(tag).split(' '))
         .current_dir(context)
         .env("SOURCE_DATE_EPOCH", EPOCH)
         .stdin(Stdio::null());
@@ -172,23 +177,32 @@ const COLUMNS: Mask = Mask {
 #[test]
 fn build_plain_progress_from_scratch() {
     let f = scratch();
-    let command = "build --progress=plain -t golden:1 .";
-    assert_golden("build-scratch", &f.env, command, &f.build, EXACT);
+    assert_golden(
+        "build-scratch",
+        &f.env,
+        &build_line("golden:1"),
+        &f.build,
+        EXACT,
+    );
 }
 
 #[test]
 fn build_plain_progress_all_cached() {
     let f = scratch();
     let out = build_cmd(&f.env, &f.context, "golden:1").output().unwrap();
-    let command = "build --progress=plain -t golden:1 .";
-    assert_golden("build-scratch-cached", &f.env, command, &out, EXACT);
+    assert_golden(
+        "build-scratch-cached",
+        &f.env,
+        &build_line("golden:1"),
+        &out,
+        EXACT,
+    );
 }
 
 #[test]
 fn build_plain_progress_with_run_output() {
     let f = busybox();
-    let command = "build --progress=plain -t app:1 .";
-    assert_golden("build-run", &f.env, command, &f.build, IDS);
+    assert_golden("build-run", &f.env, &build_line("app:1"), &f.build, IDS);
 }
 
 #[test]
@@ -273,8 +287,13 @@ fn error_dockerfile_syntax_names_file_line_and_column() {
         &[("Dockerfile", "FROM scratch\nCOPY a /a\nFROOM x\n", 0o644)],
     );
     let out = build_cmd(&f.env, &dir, "bad:1").output().unwrap();
-    let command = "build --progress=plain -t bad:1 .";
-    assert_golden("error-dockerfile-syntax", &f.env, command, &out, EXACT);
+    assert_golden(
+        "error-dockerfile-syntax",
+        &f.env,
+        &build_line("bad:1"),
+        &out,
+        EXACT,
+    );
 }
 
 #[test]

@@ -276,7 +276,7 @@ fn two_processes_share_one_root() {
             assert!(
                 out.status.success(),
                 "parallel import failed: {}",
-                String::from_utf8_lossy(&out.stderr)
+                common::stderr(&out)
             );
         }
     }
@@ -309,7 +309,7 @@ fn two_processes_share_one_root() {
     );
     let b = b.wait_with_output().unwrap();
     assert!(b.status.success());
-    assert!(String::from_utf8_lossy(&b.stdout).starts_with("Untagged: p1:r0\n"));
+    assert!(common::stdout(&b).starts_with("Untagged: p1:r0\n"));
     let index: Value =
         serde_json::from_slice(&std::fs::read(env.root().join("index.json")).unwrap()).unwrap();
     assert_eq!(
