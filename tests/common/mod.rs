@@ -1,13 +1,14 @@
 //! The shared test kit: run the real `rbuild` binary in a temp store root, read what it
 //! printed, assert success or failure with the command and its output in the panic message,
 //! inspect images as JSON; [`golden`] compares output with golden files (bless switch
-//! `RBUILD_BLESS=1`); [`registry`] holds a real registry and a token server on loopback.
+//! `RBUILD_BLESS=1`); [`http`] serves downloads on loopback; [`registry`] holds a real registry and a token server on loopback.
 //!
 //! Every test binary includes this module (`mod common;`, or through `build_support`), so a
 //! helper that two test files need lives here once instead of as a private copy in each.
 #![allow(dead_code)]
 
 pub mod golden;
+pub mod http;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
