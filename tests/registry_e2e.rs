@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::http::stalling_server;
 use common::registry::{http_get, make_certs, read_head, Registry, RegistrySetup, TokenServer};
 use common::{ok_cmd, stderr, stdout, TestEnv};
 
@@ -780,39 +781,6 @@ fn handle(
     Ok(())
 }
 
-/// A server on 127.0.0.1 that accepts connections and never answers (it holds them open
-/// until dropped).
-struct Silent {
-    port: u16,
-    stop: Arc<AtomicBool>,
-}
-
-impl Silent {
-    fn start() -> Silent {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind silent server");
-        let port = listener.local_addr().expect("addr").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for conn in listener.incoming() {
-                if s.load(Ordering::SeqCst) {
-                    break;
-                }
-                held.extend(conn.ok());
-            }
-        });
-        Silent { port, stop }
-    }
-}
-
-impl Drop for Silent {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-    }
-}
-
 /// Runs rbuild with `RBUILD_REGISTRY_TIMEOUT=1`; fails the test (killing rbuild) when it is
 /// still running after 60 s. Returns its output and how long it took.
 fn run_with_short_timeout(env: &TestEnv, args: &[&str]) -> (Output, Duration) {
@@ -876,8 +844,9 @@ fn digest_after(text: &str, prefix: &str) -> String {
 
 #[test]
 fn pull_and_push_against_a_server_that_never_answers_time_out() {
-    let silent = Silent::start();
-    let host = format!("127.0.0.1:{}", silent.port);
+    // Accepts connections and never answers.
+    let silent = stalling_server(b"");
+    let host = silent.trim_start_matches("http://").to_string();
     let env = TestEnv::new();
     let (out, took) = run_with_short_timeout(&env, &["pull", &format!("{host}/x")]);
     assert_timed_out(&out, took, &host, &["ping /v2/"]);
