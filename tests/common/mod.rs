@@ -1,7 +1,8 @@
 //! The shared test kit: run the real `rbuild` binary in a temp store root, read what it
 //! printed, assert success or failure with the command and its output in the panic message,
-//! inspect images as JSON; [`golden`] compares output with golden files (bless switch
-//! `RBUILD_BLESS=1`); [`http`] serves downloads on loopback; [`registry`] holds a real registry and a token server on loopback.
+//! inspect images as JSON. [`golden`] compares output with golden files (bless switch
+//! `RBUILD_BLESS=1`); [`http`] serves downloads on loopback; [`registry`] runs a real
+//! registry and a token server on loopback.
 //!
 //! Every test binary includes this module (`mod common;`, or through `build_support`), so a
 //! helper that two test files need lives here once instead of as a private copy in each.
@@ -179,14 +180,6 @@ pub fn ok_cmd(cmd: &mut Command) -> String {
         .output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (see .ci/setup)"));
     assert_success(&format!("{cmd:?}"), &out)
-}
-
-/// Like [`ok_cmd`] for a command that must fail; returns its stderr.
-pub fn fails_cmd(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (see .ci/setup)"));
-    assert_failure(&format!("{cmd:?}"), &out)
 }
 
 /// The SHA-256 of `bytes` in hex (the `sha2` crate; see [`sha256sum_hex`] for an independent
