@@ -27,6 +27,20 @@ fn skopeo_config(target: &str) -> Value {
     .unwrap()
 }
 
+/// `rbuild save --format oci-dir -o DIR/layout NAME`; returns that layout directory.
+fn save_oci_dir(env: &TestEnv, name: &str) -> std::path::PathBuf {
+    let layout = env.path().join("layout");
+    env.ok(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        layout.to_str().unwrap(),
+        name,
+    ]);
+    layout
+}
+
 fn diff_ids(env: &TestEnv, name: &str) -> Value {
     env.inspect(name)["RootFS"]["Layers"].clone()
 }
@@ -79,15 +93,7 @@ fn skopeo_reads_every_format_rbuild_writes() {
 #[test]
 fn umoci_unpacks_rbuild_output_and_store() {
     let (env, _) = setup();
-    let layout = env.path().join("layout");
-    env.ok(&[
-        "save",
-        "--format",
-        "oci-dir",
-        "-o",
-        layout.to_str().unwrap(),
-        "busybox",
-    ]);
+    let layout = save_oci_dir(&env, "busybox");
     for (src, bundle) in [
         (
             format!("{}:busybox:latest", layout.display()),
@@ -303,17 +309,8 @@ fn umoci_reads_parallel_gzip_layers() {
             .arg("."),
     );
     env.ok(&["import", tar.to_str().unwrap(), "big:1"]);
-    let v: Value = serde_json::from_str(&env.ok(&["inspect", "big:1"])).unwrap();
-    assert!(v[0]["Size"].as_u64().unwrap() > 10 << 20);
-    let layout = env.path().join("layout");
-    env.ok(&[
-        "save",
-        "--format",
-        "oci-dir",
-        "-o",
-        layout.to_str().unwrap(),
-        "big:1",
-    ]);
+    assert!(env.inspect("big:1")["Size"].as_u64().unwrap() > 10 << 20);
+    let layout = save_oci_dir(&env, "big:1");
     let bundle = env.path().join("bundle");
     tool(
         Command::new("umoci")
