@@ -250,7 +250,10 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|o| Export::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
-    let registry_options = RegistryOptions::default();
+    let registry_options = RegistryOptions {
+        on_retry: super::push::retry_warnings(globals),
+        ..RegistryOptions::default()
+    };
     for (spec, text) in cache_from.iter().zip(&args.cache_from) {
         // As BuildKit: a cache that cannot be imported only costs time.
         if let Err(e) = import_cache(&store, spec, &registry_options) {

@@ -164,10 +164,7 @@ pub enum ContextError {
         /// The path as given.
         path: String,
     },
-    /// A hashing thread panicked.
-    #[error("a file hashing thread failed")]
-    HashThread,
-    /// A directory walking thread panicked.
+    /// A directory of the walk was never listed (a bug: its listing task did not finish).
     #[error("a directory walking thread failed")]
     WalkThread,
 }

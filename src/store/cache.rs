@@ -10,7 +10,8 @@ use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::db::{db_err, load_all, load_all_in, TagList, SNAPSHOTS};
-use super::images::{resolve_in, ImageRecord, GC_GRACE};
+use super::db::ImageRecord;
+use super::images::{resolve_in, GC_GRACE};
 use super::{Store, StoreError};
 use crate::image::digest::Digest;
 use crate::image::layer::LayerInfo;

@@ -10,7 +10,7 @@ use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::db::{db_err, IMAGES};
-use super::images::ImageRecord;
+use super::db::ImageRecord;
 use super::leases::{ContainerUse, Lease};
 use super::{ImageId, Store, StoreError};
 
