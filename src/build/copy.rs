@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use filetime::FileTime;
 
 use super::download::Downloaded;
-use super::layered::{components, Layered};
+use super::layered::Layered;
+use crate::image::path::components;
 use super::{io_err, BuildError};
 use crate::context::glob::{has_wildcards, Glob};
 use crate::context::{

@@ -19,7 +19,8 @@ use rbuild_runtime::{MountKind, MountSpec};
 use serde_json::{json, Value};
 
 use super::copy::{self, CopySpec};
-use super::layered::{components, Layered};
+use super::layered::Layered;
+use crate::image::path::components;
 use super::{io_err, BuildError};
 use crate::context::ContextSnapshot;
 use crate::dockerfile::instructions::{Mount, MountType};

@@ -15,7 +15,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::glob::{clean, IgnoreGlob};
+use super::glob::IgnoreGlob;
+use crate::image::path::clean;
 use super::ContextError;
 
 /// One parsed line of an ignore file.

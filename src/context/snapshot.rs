@@ -10,7 +10,8 @@ use std::sync::{Mutex, PoisonError};
 use sha2::{Digest as _, Sha256};
 
 use super::cache::{CacheReader, FileStat, Learned, MetadataCache};
-use super::glob::{clean, has_wildcards, Glob};
+use super::glob::{has_wildcards, Glob};
+use crate::image::path::{clean, names};
 use super::ignore::{IgnoreMatcher, ParentMatches};
 use super::{ContextError, Digest};
 
@@ -101,11 +102,7 @@ pub struct ContextSnapshot {
 
 /// Compares two context paths component by component (`.` is the root and comes first).
 fn compare_paths(a: &str, b: &str) -> Ordering {
-    fn components(path: &str) -> impl Iterator<Item = &str> {
-        path.split('/')
-            .filter(|part| !part.is_empty() && *part != ".")
-    }
-    components(a).cmp(components(b))
+    names(a).cmp(names(b))
 }
 
 /// The longest symlink chain followed while resolving a path.
