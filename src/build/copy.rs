@@ -18,13 +18,13 @@ use filetime::FileTime;
 
 use super::download::Downloaded;
 use super::layered::Layered;
-use crate::image::path::components;
 use super::{io_err, BuildError};
 use crate::context::glob::{has_wildcards, Glob};
 use crate::context::{
     copy_hashed, ContextSnapshot, CopyFailed, Digest, Entry, EntryKind, IgnoreMatcher,
 };
 use crate::image::layer::{apply_tar, ApplyOptions};
+use crate::image::path::components;
 use crate::image::{compress, sparse};
 use crate::store::{Pool, PoolFile};
 use rbuild_runtime::dirfd::Dir;

@@ -20,10 +20,10 @@ use serde_json::{json, Value};
 
 use super::copy::{self, CopySpec};
 use super::layered::Layered;
-use crate::image::path::components;
 use super::{io_err, BuildError};
 use crate::context::ContextSnapshot;
 use crate::dockerfile::instructions::{Mount, MountType};
+use crate::image::path::components;
 use crate::store::Store;
 
 /// A mount with every value expanded, plus where bind sources come from.

@@ -16,8 +16,8 @@
 use std::path::{Path, PathBuf};
 
 use super::glob::IgnoreGlob;
-use crate::image::path::clean;
 use super::ContextError;
+use crate::image::path::clean;
 
 /// One parsed line of an ignore file.
 #[derive(Debug, Clone, PartialEq, Eq)]

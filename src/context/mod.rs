@@ -1,5 +1,7 @@
 //! Build contexts: the files a build may `COPY`/`ADD`.
 //!
+//! - [`Source::resolve`] turns the `CONTEXT` argument (a directory, a tar file, `-` for
+//!   stdin, a git repository, see [`source`] and [`git`]) into a directory to build from.
 //! - [`IgnoreMatcher`] reads `.dockerignore` (or `<Dockerfile>.dockerignore`) with Docker's
 //!   semantics.
 //! - [`ContextSnapshot::scan`] walks a context directory into a sorted list of [`Entry`]s with
@@ -29,15 +31,18 @@
 //! ```
 
 mod cache;
+pub mod git;
 pub(crate) mod glob;
 mod ignore;
 mod snapshot;
+pub mod source;
 
 use std::path::PathBuf;
 
 pub use cache::{CacheStats, MetadataCache, RACY_WINDOW};
 pub use ignore::IgnoreMatcher;
 pub use snapshot::{ContextSnapshot, Entry, EntryKind, Problem, SourceMatch};
+pub use source::{ResolvedContext, Source, SourceError};
 
 /// A sha256 digest, shown as `sha256:<hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

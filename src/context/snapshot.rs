@@ -11,9 +11,9 @@ use sha2::{Digest as _, Sha256};
 
 use super::cache::{CacheReader, FileStat, Learned, MetadataCache};
 use super::glob::{has_wildcards, Glob};
-use crate::image::path::{clean, names};
 use super::ignore::{IgnoreMatcher, ParentMatches};
 use super::{ContextError, Digest};
+use crate::image::path::{clean, names};
 
 /// What kind of filesystem object an entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
