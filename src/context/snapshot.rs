@@ -645,6 +645,18 @@ struct Walk<'a> {
     listings: Mutex<Vec<Option<Listing>>>,
 }
 
+impl Walk<'_> {
+    /// Stores the listing of job `number` and gives its `children` the next job numbers;
+    /// returns the first of them.
+    fn record(&self, number: usize, items: Vec<Item>, children: &[DirJob]) -> usize {
+        let mut listings = self.listings.lock().unwrap_or_else(PoisonError::into_inner);
+        let first_child = listings.len();
+        listings.extend(children.iter().map(|_| None));
+        listings[number] = Some(Listing { items, first_child });
+        first_child
+    }
+}
+
 /// Lists the context's directories on rayon's pool (at most [`WALK_THREADS`] at once): each
 /// directory is a task that spawns its subdirectories' tasks, and idle threads steal them.
 /// Returns the listings by job number; job 0 is the root.
@@ -663,16 +675,10 @@ fn walk_parallel(
     let walk = Walk {
         ignore,
         reader,
-        listings: Mutex::new(vec![Some(Listing {
-            items,
-            first_child: 1,
-        })]),
+        listings: Mutex::new(vec![None]),
     };
+    let first_child = walk.record(0, items, &children);
     if !children.is_empty() {
-        walk.listings
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(children.iter().map(|_| None));
         // More threads than WALK_THREADS: a pool of that many (none to be had: the global
         // pool still works).
         let pool = (rayon::current_num_threads() > WALK_THREADS)
@@ -685,8 +691,8 @@ fn walk_parallel(
             .flatten();
         let walk = &walk;
         match &pool {
-            Some(pool) => pool.scope(|scope| spawn_children(scope, walk, 1, children)),
-            None => rayon::scope(|scope| spawn_children(scope, walk, 1, children)),
+            Some(pool) => pool.scope(|scope| spawn_children(scope, walk, first_child, children)),
+            None => rayon::scope(|scope| spawn_children(scope, walk, first_child, children)),
         }
     }
     walk.listings
@@ -706,13 +712,7 @@ fn spawn_children<'s, 'w: 's>(
     for (k, job) in children.into_iter().enumerate().rev() {
         scope.spawn(move |scope| {
             let (items, children) = list_dir(&job, walk.ignore, walk.reader);
-            let first_child = {
-                let mut listings = walk.listings.lock().unwrap_or_else(PoisonError::into_inner);
-                let first_child = listings.len();
-                listings.extend(children.iter().map(|_| None));
-                listings[first + k] = Some(Listing { items, first_child });
-                first_child
-            };
+            let first_child = walk.record(first + k, items, &children);
             spawn_children(scope, walk, first_child, children);
         });
     }

@@ -169,3 +169,36 @@ fn unpack(
     let _ = std::fs::remove_file(&spool);
     Ok((tmp, dockerfile))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_tells_the_kinds_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("context.tar");
+        std::fs::write(&file, b"").unwrap();
+        let dir_arg = dir.path().to_str().unwrap();
+        let file_arg = file.to_str().unwrap();
+        assert_eq!(Source::parse("-").unwrap(), Source::Stdin);
+        assert_eq!(
+            Source::parse(dir_arg).unwrap(),
+            Source::Dir(dir.path().into())
+        );
+        assert_eq!(Source::parse(file_arg).unwrap(), Source::Tar(file.clone()));
+        assert!(matches!(
+            Source::parse("https://example.com/repo.git#main"),
+            Ok(Source::Git(_))
+        ));
+        assert!(matches!(
+            Source::parse("https://example.com/context.tar.gz"),
+            Err(SourceError::Unsupported(_))
+        ));
+        let missing = dir.path().join("missing");
+        assert!(matches!(
+            Source::parse(missing.to_str().unwrap()),
+            Err(SourceError::NotFound(_))
+        ));
+    }
+}

@@ -407,9 +407,8 @@ fn is_small_file(meta: &fs::Metadata) -> bool {
 }
 
 /// Reads the files `items` (names in `handle`, the directory `dir`) on rayon's pool, in
-/// pieces of at least a quarter of the batch (at most 4 reads at once: more threads do not
-/// read small files faster); results in order; on an error, the reads not yet started are
-/// skipped.
+/// pieces of at least a quarter of the batch (so at most 4 threads read, as before); results
+/// in order; on an error, the reads not yet started are skipped.
 fn preload_batch(
     handle: &Dir,
     dir: &Path,
