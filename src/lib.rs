@@ -12,6 +12,5 @@ pub mod context;
 pub mod dockerfile;
 pub mod image;
 pub(crate) mod killpoint;
-mod parallel;
 pub mod registry;
 pub mod store;

@@ -17,13 +17,14 @@ use std::path::{Path, PathBuf};
 use filetime::FileTime;
 
 use super::download::Downloaded;
-use super::layered::{components, Layered};
+use super::layered::Layered;
 use super::{io_err, BuildError};
 use crate::context::glob::{has_wildcards, Glob};
 use crate::context::{
     copy_hashed, ContextSnapshot, CopyFailed, Digest, Entry, EntryKind, IgnoreMatcher,
 };
 use crate::image::layer::{apply_tar, ApplyOptions};
+use crate::image::path::components;
 use crate::image::{compress, sparse};
 use crate::store::{Pool, PoolFile};
 use rbuild_runtime::dirfd::Dir;
@@ -339,20 +340,21 @@ struct FileCopier<'a> {
 }
 
 impl FileCopier<'_> {
-    /// Copies `files` (their parent dirs exist), on up to 4 threads for large sets: each
-    /// file costs a few syscalls, and a COPY may have tens of thousands.
+    /// Copies `files` (their parent dirs exist); large sets on rayon's pool in pieces of at
+    /// least a quarter of the set (at most 4 at once): each file costs a few syscalls, and a
+    /// COPY may have tens of thousands. After an error, the copies not yet started are skipped.
     fn copy_all(&self, files: &[FileJob<'_>]) -> Result<(), BuildError> {
-        let threads = match files.len() {
-            0..512 => 1,
-            _ => crate::parallel::threads(4),
-        };
-        crate::parallel::map_chunks(
-            files,
-            threads,
-            |chunk| self.copy_range(chunk).map(|()| Vec::<()>::new()),
-            || BuildError::Invalid("a copy thread panicked".into()),
-        )
-        .map(drop)
+        use rayon::prelude::*;
+        if files.len() < 512 {
+            return self.copy_range(files);
+        }
+        files
+            .par_iter()
+            .with_min_len(files.len().div_ceil(4))
+            .try_for_each_init(
+                || (None, Vec::new()),
+                |(parent, buf), job| self.copy_one(job, parent, buf),
+            )
     }
 
     fn copy_range(&self, files: &[FileJob<'_>]) -> Result<(), BuildError> {

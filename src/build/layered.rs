@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 
 use rbuild_runtime::changes::{is_opaque, is_whiteout};
 
@@ -17,20 +17,8 @@ pub struct Layered<'a> {
     pub lowers: &'a [PathBuf],
 }
 
-/// Splits a relative path into its normal components (`.` and `/` dropped; `..` pops).
-pub fn components(path: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for c in Path::new(path).components() {
-        match c {
-            Component::Normal(n) => out.push(n.to_string_lossy().into_owned()),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
-}
+/// (Re-exported for the callers that name it here; the rules live in `image::path`.)
+pub use crate::image::path::components;
 
 impl Layered<'_> {
     /// Where the merged entry at `rel` (components, no symlinks followed) is on disk.

@@ -18,8 +18,8 @@
 //!
 //! Other parts: [`layered`] reads the merged view of snapshot dirs without mounting them
 //! (`COPY --from`, `--chown` lookups, destination checks); `mounts` turns `RUN --mount` into
-//! runtime mounts; [`source`] unpacks tar/stdin contexts; [`git`] fetches git contexts; [`progress`] prints BuildKit-like
-//! plain lines.
+//! runtime mounts; [`progress`] prints BuildKit-like plain lines. (Contexts that are not a
+//! directory are prepared by `crate::context::source`.)
 //!
 //! Cache keys are `sha256(parent key, canonical step)`: COPY/ADD include the context selection
 //! digest (paths, contents, modes, owners, not mtimes), RUN its command, shell, env, visible
@@ -37,14 +37,12 @@
 mod copy;
 pub mod download;
 pub mod export;
-pub mod git;
 pub mod layered;
 mod mounts;
 pub mod plan;
 pub mod progress;
 mod pull_base;
 mod run;
-pub mod source;
 mod stage;
 mod steps;
 
@@ -179,8 +177,6 @@ pub enum BuildError {
     Invalid(String),
     #[error("{0} is not supported yet")]
     Unsupported(String),
-    #[error("git context {url}: {message}")]
-    Git { url: String, message: String },
     #[error(transparent)]
     Download(#[from] download::DownloadError),
     #[error("{file}:{line}: {instruction}")]

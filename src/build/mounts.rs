@@ -19,10 +19,11 @@ use rbuild_runtime::{MountKind, MountSpec};
 use serde_json::{json, Value};
 
 use super::copy::{self, CopySpec};
-use super::layered::{components, Layered};
+use super::layered::Layered;
 use super::{io_err, BuildError};
 use crate::context::ContextSnapshot;
 use crate::dockerfile::instructions::{Mount, MountType};
+use crate::image::path::components;
 use crate::store::Store;
 
 /// A mount with every value expanded, plus where bind sources come from.

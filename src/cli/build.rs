@@ -10,10 +10,9 @@ use clap::Args;
 use super::images::open_store;
 use super::Globals;
 use crate::build::export::{export, Export};
-use crate::build::git::GitContext;
 use crate::build::progress::{Progress, ProgressMode};
-use crate::build::source::unpack_context;
 use crate::build::{build, BuildOptions, DockerfileSource};
+use crate::context::Source;
 use crate::image::reference::Reference;
 use crate::registry::cache::{export_cache, import_cache, CacheSpec};
 use crate::registry::RegistryOptions;
@@ -89,42 +88,8 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         Some(other) => bail!("--pull={other}: expected true or false"),
     };
     let store = open_store(globals)?;
-    // A tar file or stdin is unpacked into a temp dir of the store first.
-    let mut unpacked = None;
-    let context = if args.context == "-" {
-        let u = unpack_context(&store, std::io::stdin().lock())?;
-        let p = u.dir.path().join("context");
-        unpacked = Some(u);
-        p
-    } else if let Some(git) = GitContext::parse(&args.context) {
-        let u = git.fetch(&store)?;
-        let p = u.dir.path().join("context");
-        unpacked = Some(u);
-        p
-    } else if args.context.contains("://") || args.context.starts_with("git@") {
-        bail!(
-            "build context {:?}: URLs and git repositories are not supported yet",
-            args.context
-        );
-    } else {
-        let p = PathBuf::from(&args.context);
-        if p.is_file() {
-            let f = std::fs::File::open(&p).with_context(|| format!("opening {}", p.display()))?;
-            let u = unpack_context(&store, f)?;
-            let p = u.dir.path().join("context");
-            unpacked = Some(u);
-            p
-        } else if p.is_dir() {
-            p
-        } else {
-            bail!(
-                "unable to prepare context: path {:?} not found",
-                args.context
-            );
-        }
-    };
-    let stdin_dockerfile = unpacked.as_ref().and_then(|u| u.dockerfile.clone());
-    let dockerfile = match (args.file.as_deref(), stdin_dockerfile) {
+    let context = Source::resolve(&args.context, &store, &mut std::io::stdin().lock())?;
+    let dockerfile = match (args.file.as_deref(), context.dockerfile.clone()) {
         (Some("-"), Some(_)) => bail!("-f - and a context from stdin cannot be used together"),
         (None, Some(text)) => DockerfileSource::Text {
             name: "Dockerfile".into(),
@@ -141,17 +106,9 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
                 text,
             }
         }
-        (Some(p), _) => {
-            let p = PathBuf::from(p);
-            // Inside an unpacked context, a relative -f names a file of the context.
-            if unpacked.is_some() && p.is_relative() {
-                DockerfileSource::Path(context.join(p))
-            } else {
-                DockerfileSource::Path(p)
-            }
-        }
+        (Some(p), _) => DockerfileSource::Path(context.dockerfile_path(p.as_ref())),
     };
-    let mut options = BuildOptions::new(context, dockerfile);
+    let mut options = BuildOptions::new(context.dir.clone(), dockerfile);
     for t in &args.tag {
         options
             .tags
@@ -250,7 +207,10 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|o| Export::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
-    let registry_options = RegistryOptions::default();
+    let registry_options = RegistryOptions {
+        on_retry: super::push::retry_warnings(globals),
+        ..RegistryOptions::default()
+    };
     for (spec, text) in cache_from.iter().zip(&args.cache_from) {
         // As BuildKit: a cache that cannot be imported only costs time.
         if let Err(e) = import_cache(&store, spec, &registry_options) {

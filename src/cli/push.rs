@@ -1,15 +1,17 @@
 //! `rbuild push NAME[:TAG]`, and the registry flags shared by push, pull, login and search.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::bail;
 use clap::Args;
 
 use super::images::open_store;
-use super::Globals;
+use super::{Globals, LogLevel};
 use crate::image::reference::Reference;
-use crate::registry::{self, Event, PushOptions, RegistryError, RegistryOptions};
+use crate::registry::{
+    self, Event, PushOptions, RegistryError, RegistryOptions, RetryLog, Retrying,
+};
 use crate::store::StoreError;
 
 /// Flags every registry command takes.
@@ -23,12 +25,28 @@ pub struct RegistryFlags {
 }
 
 impl RegistryFlags {
-    pub fn options(&self) -> RegistryOptions {
+    pub fn options(&self, globals: &Globals) -> RegistryOptions {
         RegistryOptions {
             tls_verify: self.tls_verify,
+            on_retry: retry_warnings(globals),
             ..RegistryOptions::default()
         }
     }
+}
+
+/// Shows each retried registry request as a warning on stderr (unless `--log-level=error`):
+/// a slow transfer then says why it is slow.
+pub fn retry_warnings(globals: &Globals) -> Option<RetryLog> {
+    (globals.log_level >= LogLevel::Warn).then(|| {
+        RetryLog(Arc::new(|r: &Retrying<'_>| {
+            eprintln!(
+                "WARNING: {}: {}; retrying in {:.1}s",
+                r.what,
+                r.error,
+                r.wait.as_secs_f64()
+            )
+        }))
+    })
 }
 
 #[derive(Debug, Args)]
@@ -73,7 +91,7 @@ pub fn run(globals: &Globals, args: PushArgs) -> anyhow::Result<i32> {
         let _ = writeln!(o, "{line}");
     };
     let options = PushOptions {
-        registry: args.registry.options(),
+        registry: args.registry.options(globals),
         chunk_size: args.chunk_size,
     };
     let result = match registry::push(&store, &reference, &options, &progress) {

@@ -6,6 +6,9 @@
 //! - only in `.dockerignore` patterns: `**` matches any number of directories (also none),
 //!   and a trailing `**` matches everything below.
 
+/// (Re-exported for callers that name it here; the rules live in `image::path`.)
+pub(crate) use crate::image::path::clean;
+
 /// One element of a compiled pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
@@ -261,54 +264,9 @@ fn class_char(chars: &[char], i: &mut usize) -> Result<char, String> {
     Ok(ch)
 }
 
-/// Go's `path.Clean`: the shortest equivalent path (`.` and `..` resolved lexically, repeated
-/// and trailing slashes removed, `..` above a leading `/` dropped, `.` for an empty result).
-pub(crate) fn clean(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => match parts.last() {
-                Some(&last) if last != ".." => {
-                    parts.pop();
-                }
-                _ if rooted => {}
-                _ => parts.push(".."),
-            },
-            other => parts.push(other),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_string(),
-        (false, false) => joined,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clean_like_go() {
-        for (input, expected) in [
-            ("", "."),
-            (".", "."),
-            ("a/", "a"),
-            ("a//b", "a/b"),
-            ("./a/./b/", "a/b"),
-            ("a/../b", "b"),
-            ("a/../..", ".."),
-            ("../../a", "../../a"),
-            ("/../a", "/a"),
-            ("/", "/"),
-            ("//a", "/a"),
-        ] {
-            assert_eq!(clean(input), expected, "clean({input:?})");
-        }
-    }
 
     #[test]
     fn ignore_glob_kinds() {

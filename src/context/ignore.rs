@@ -15,8 +15,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::glob::{clean, IgnoreGlob};
+use super::glob::IgnoreGlob;
 use super::ContextError;
+use crate::image::path::clean;
 
 /// One parsed line of an ignore file.
 #[derive(Debug, Clone, PartialEq, Eq)]

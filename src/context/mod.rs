@@ -1,5 +1,7 @@
 //! Build contexts: the files a build may `COPY`/`ADD`.
 //!
+//! - [`Source::resolve`] turns the `CONTEXT` argument (a directory, a tar file, `-` for
+//!   stdin, a git repository, see [`source`] and [`git`]) into a directory to build from.
 //! - [`IgnoreMatcher`] reads `.dockerignore` (or `<Dockerfile>.dockerignore`) with Docker's
 //!   semantics.
 //! - [`ContextSnapshot::scan`] walks a context directory into a sorted list of [`Entry`]s with
@@ -29,15 +31,18 @@
 //! ```
 
 mod cache;
+pub mod git;
 pub(crate) mod glob;
 mod ignore;
 mod snapshot;
+pub mod source;
 
 use std::path::PathBuf;
 
 pub use cache::{CacheStats, MetadataCache, RACY_WINDOW};
 pub use ignore::IgnoreMatcher;
 pub use snapshot::{ContextSnapshot, Entry, EntryKind, Problem, SourceMatch};
+pub use source::{ResolvedContext, Source, SourceError};
 
 /// A sha256 digest, shown as `sha256:<hex>`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -164,10 +169,7 @@ pub enum ContextError {
         /// The path as given.
         path: String,
     },
-    /// A hashing thread panicked.
-    #[error("a file hashing thread failed")]
-    HashThread,
-    /// A directory walking thread panicked.
+    /// A directory of the walk was never listed (a bug: its listing task did not finish).
     #[error("a directory walking thread failed")]
     WalkThread,
 }

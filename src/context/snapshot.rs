@@ -5,14 +5,15 @@ use std::ffi::OsString;
 use std::fs::Metadata;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use sha2::{Digest as _, Sha256};
 
 use super::cache::{CacheReader, FileStat, Learned, MetadataCache};
-use super::glob::{clean, has_wildcards, Glob};
+use super::glob::{has_wildcards, Glob};
 use super::ignore::{IgnoreMatcher, ParentMatches};
 use super::{ContextError, Digest};
+use crate::image::path::{clean, names};
 
 /// What kind of filesystem object an entry is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,11 +102,7 @@ pub struct ContextSnapshot {
 
 /// Compares two context paths component by component (`.` is the root and comes first).
 fn compare_paths(a: &str, b: &str) -> Ordering {
-    fn components(path: &str) -> impl Iterator<Item = &str> {
-        path.split('/')
-            .filter(|part| !part.is_empty() && *part != ".")
-    }
-    components(a).cmp(components(b))
+    names(a).cmp(names(b))
 }
 
 /// The longest symlink chain followed while resolving a path.
@@ -161,7 +158,7 @@ impl ContextSnapshot {
             ..
         } = walked;
         cache.record_hits(hits);
-        let hashed = hash_files(&to_hash)?;
+        let hashed = hash_files(&to_hash);
         let mut learned = Vec::new();
         let mut unreadable = Vec::new();
         for (job, hashed) in to_hash.iter().zip(hashed) {
@@ -640,18 +637,29 @@ fn list_dir_into(
 /// The most threads listing directories (statx calls scale to a few cores).
 const WALK_THREADS: usize = 8;
 
-/// The walk's shared work list.
-struct WorkQueue {
-    /// Directories to list, with their job numbers.
-    todo: Vec<(usize, DirJob)>,
-    /// Per job number, its listing once done.
-    listings: Vec<Option<Listing>>,
-    /// Jobs being listed right now.
-    active: usize,
+/// What every directory listing task of a walk shares.
+struct Walk<'a> {
+    ignore: &'a IgnoreMatcher,
+    reader: &'a CacheReader,
+    /// Per job number, its listing once done (job 0 is the root).
+    listings: Mutex<Vec<Option<Listing>>>,
 }
 
-/// Lists the context's directories on up to as many threads as there are cores (each thread
-/// takes the next directory to list). Returns the listings by job number; job 0 is the root.
+impl Walk<'_> {
+    /// Stores the listing of job `number` and gives its `children` the next job numbers;
+    /// returns the first of them.
+    fn record(&self, number: usize, items: Vec<Item>, children: &[DirJob]) -> usize {
+        let mut listings = self.listings.lock().unwrap_or_else(PoisonError::into_inner);
+        let first_child = listings.len();
+        listings.extend(children.iter().map(|_| None));
+        listings[number] = Some(Listing { items, first_child });
+        first_child
+    }
+}
+
+/// Lists the context's directories on rayon's pool (at most [`WALK_THREADS`] at once): each
+/// directory is a task that spawns its subdirectories' tasks, and idle threads steal them.
+/// Returns the listings by job number; job 0 is the root.
 fn walk_parallel(
     root: &Path,
     ignore: &IgnoreMatcher,
@@ -664,82 +672,50 @@ fn walk_parallel(
     };
     // The root is listed first, on this thread: a small context needs no other thread.
     let (items, children) = list_dir(&root_job, ignore, reader);
-    let queue = Mutex::new(WorkQueue {
-        todo: Vec::new(),
-        listings: vec![Some(Listing {
-            items,
-            first_child: 1,
-        })],
-        active: 0,
-    });
-    let ready = Condvar::new();
-    let lock = || queue.lock().unwrap_or_else(PoisonError::into_inner);
-    let add = |queue: &mut WorkQueue, children: Vec<DirJob>| -> usize {
-        let first = queue.listings.len();
-        queue.listings.extend(children.iter().map(|_| None));
-        // Last pushed is taken first: the first child, then its children (depth first).
-        queue.todo.extend(
-            children
-                .into_iter()
-                .enumerate()
-                .rev()
-                .map(|(k, job)| (first + k, job)),
-        );
-        first
+    let walk = Walk {
+        ignore,
+        reader,
+        listings: Mutex::new(vec![None]),
     };
-    // Threads are only worth starting when there are subdirectories (each may have more).
-    let threads = if children.is_empty() {
-        1
-    } else {
-        crate::parallel::threads(WALK_THREADS)
-    };
-    add(&mut lock(), children);
-    let work = || loop {
-        let (number, job) = {
-            let mut queue = lock();
-            loop {
-                if let Some(next) = queue.todo.pop() {
-                    queue.active += 1;
-                    break next;
-                }
-                if queue.active == 0 {
-                    ready.notify_all();
-                    return;
-                }
-                queue = ready.wait(queue).unwrap_or_else(PoisonError::into_inner);
-            }
-        };
-        // Counts this job as done even if listing it panics, so other threads do not wait
-        // for it forever; its listing then stays `None`.
-        struct Done<'q>(&'q Mutex<WorkQueue>, &'q Condvar);
-        impl Drop for Done<'_> {
-            fn drop(&mut self) {
-                let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-                queue.active -= 1;
-                self.1.notify_all();
-            }
+    let first_child = walk.record(0, items, &children);
+    if !children.is_empty() {
+        // More threads than WALK_THREADS: a pool of that many (none to be had: the global
+        // pool still works).
+        let pool = (rayon::current_num_threads() > WALK_THREADS)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(WALK_THREADS)
+                    .build()
+                    .ok()
+            })
+            .flatten();
+        let walk = &walk;
+        match &pool {
+            Some(pool) => pool.scope(|scope| spawn_children(scope, walk, first_child, children)),
+            None => rayon::scope(|scope| spawn_children(scope, walk, first_child, children)),
         }
-        let done = Done(&queue, &ready);
-        let (items, children) = list_dir(&job, ignore, reader);
-        {
-            let mut queue = lock();
-            let first_child = add(&mut queue, children);
-            queue.listings[number] = Some(Listing { items, first_child });
-        }
-        drop(done);
-    };
-    std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-        work();
-        for helper in helpers {
-            // A panicked helper leaves its listing `None`, reported when assembling.
-            let _ = helper.join();
-        }
-    });
-    queue
+    }
+    walk.listings
         .into_inner()
         .unwrap_or_else(PoisonError::into_inner)
-        .listings
+}
+
+/// Spawns the listing of `children` (job numbers from `first`). The last spawned is taken
+/// first by this thread, so they go in reverse: the first child, then its children (depth
+/// first, as a walk on one thread).
+fn spawn_children<'s, 'w: 's>(
+    scope: &rayon::Scope<'s>,
+    walk: &'s Walk<'w>,
+    first: usize,
+    children: Vec<DirJob>,
+) {
+    for (k, job) in children.into_iter().enumerate().rev() {
+        scope.spawn(move |scope| {
+            let (items, children) = list_dir(&job, walk.ignore, walk.reader);
+            let first_child = walk.record(first + k, items, &children);
+            spawn_children(scope, walk, first_child, children);
+        });
+    }
 }
 
 /// Puts the listings together in walk order, as a walk on one thread would have.
@@ -829,25 +805,18 @@ fn entry_from(path: String, kind: EntryKind, metadata: &Metadata) -> Entry {
     }
 }
 
-/// Hashes the files, on as many threads as there are cores. Returns each digest and how many
-/// bytes were read, or why the file could not be read (a problem only for a COPY that selects
-/// it).
-#[allow(clippy::type_complexity)]
-fn hash_files(jobs: &[HashJob]) -> Result<Vec<Result<(Digest, u64), String>>, ContextError> {
-    // A thread per 64 files at most.
-    let threads = crate::parallel::threads(jobs.len().div_ceil(64));
-    crate::parallel::map_chunks(
-        jobs,
-        threads,
-        |part| {
-            let mut buffer = vec![0u8; 64 * 1024];
-            part.iter()
-                .map(|job| hash_file(&job.path, &mut buffer))
-                .map(Ok)
-                .collect()
-        },
-        || ContextError::HashThread,
-    )
+/// Hashes the files on rayon's pool (in pieces of at least 64 files). Returns each digest
+/// and how many bytes were read, or why the file could not be read (a problem only for a COPY
+/// that selects it).
+fn hash_files(jobs: &[HashJob]) -> Vec<Result<(Digest, u64), String>> {
+    use rayon::prelude::*;
+    jobs.par_iter()
+        .with_min_len(64)
+        .map_init(
+            || vec![0u8; 64 * 1024],
+            |buffer, job| hash_file(&job.path, buffer),
+        )
+        .collect()
 }
 
 fn hash_file(path: &Path, buffer: &mut [u8]) -> Result<(Digest, u64), String> {

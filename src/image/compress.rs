@@ -130,6 +130,16 @@ pub const GZIP_LEVEL: u32 = 2;
 /// depend on the number of CPUs.
 pub const GZIP_CHUNK: usize = 4 << 20;
 
+/// The most chunks compressed or decompressed at once: one per core, at most 8 (each holds
+/// a chunk in and out in memory).
+///
+/// These pipelines stream, so they run on threads of their own, not on rayon's pool: a
+/// caller that is itself a rayon task (several layers at once) would otherwise block pool
+/// threads waiting for chunks queued behind it on the same pool.
+fn gzip_threads() -> usize {
+    rayon::current_num_threads().clamp(1, 8)
+}
+
 /// A gzip writer that compresses 4 MiB chunks on several threads and writes them, in order, as
 /// consecutive gzip members (a valid gzip stream, like `pigz --independent`; every gzip reader
 /// handles multi-member streams). Input below one chunk gives a plain single-member stream.
@@ -146,7 +156,7 @@ pub struct ParallelGzip<W: Write> {
 impl<W: Write> ParallelGzip<W> {
     /// Compresses into `out`.
     pub fn new(out: W) -> ParallelGzip<W> {
-        let threads = crate::parallel::threads(8);
+        let threads = gzip_threads();
         ParallelGzip {
             out,
             buf: Vec::with_capacity(GZIP_CHUNK),
@@ -243,7 +253,7 @@ impl ParallelGunzip {
                 r
             })
             .collect();
-        let threads = crate::parallel::threads(8);
+        let threads = gzip_threads();
         ParallelGunzip {
             path: path.to_path_buf(),
             todo,

@@ -6,6 +6,8 @@
 //! - [`compress`]: compression detection and streaming (gzip, zstd, bzip2, xz).
 //! - [`layer`]: deterministic layer writer (dir, overlay upper dir, change set) and safe applier.
 //! - [`sparse`]: reading and writing sparse files (holes kept).
+//! - [`path`]: lexical path cleaning (Go's `path.Clean`) and splitting, for every path inside
+//!   an image or a build context.
 //! - [`limits`]: bounds on paths, layers and tags, checked where images enter the store.
 //!
 //! A layer's *digest* names the stored (compressed) blob; its *DiffID* names the uncompressed
@@ -16,6 +18,7 @@ pub mod digest;
 pub mod layer;
 pub mod limits;
 pub mod oci;
+pub mod path;
 pub mod reference;
 pub mod sparse;
 

@@ -140,6 +140,30 @@ pub struct RegistryOptions {
     pub credentials: Option<Credentials>,
     /// Transfers at once (default 3, as docker).
     pub jobs: usize,
+    /// Told about every request that failed and is about to be tried again.
+    pub on_retry: Option<RetryLog>,
+}
+
+/// A request that failed and will be tried again after `wait`.
+#[derive(Debug)]
+pub struct Retrying<'a> {
+    /// What was being done (`download layer`, `ping`).
+    pub what: &'a str,
+    /// Why it failed.
+    pub error: &'a RegistryError,
+    /// How long until the next attempt.
+    pub wait: Duration,
+}
+
+/// Where the registry code reports retries: the library does not print, the CLI decides how
+/// (it shows them as warnings). Called from transfer threads.
+#[derive(Clone)]
+pub struct RetryLog(pub std::sync::Arc<dyn Fn(&Retrying<'_>) + Send + Sync>);
+
+impl std::fmt::Debug for RetryLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryLog")
+    }
 }
 
 impl RegistryOptions {

@@ -4,9 +4,7 @@
 
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
-use std::sync::Mutex;
 
 use super::auth::Scope;
 use super::client::{body_error, read_small, Client};
@@ -459,47 +457,21 @@ impl Read for ChannelReader<'_> {
     }
 }
 
-/// Runs `work` on every item with at most `jobs` at once; results in input order. Stops
-/// handing out items after the first error and returns it.
+/// Runs `work` on every item on a rayon pool of `jobs` threads (transfers at once, as
+/// docker's `max-concurrent-downloads`), each item a task of its own so that a free thread
+/// takes the next one whatever the sizes; results in input order. After an error, the items
+/// not yet started are skipped and that error is returned.
 pub(crate) fn parallel<T: Sync, R: Send>(
     items: &[T],
     jobs: usize,
-    work: impl Fn(&T) -> Result<R, RegistryError> + Sync,
+    work: impl Fn(&T) -> Result<R, RegistryError> + Sync + Send,
 ) -> Result<Vec<R>, RegistryError> {
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Vec<Mutex<Option<Result<R, RegistryError>>>> =
-        items.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, items.len().max(1)) {
-            s.spawn(|| loop {
-                if failed.load(Ordering::SeqCst) {
-                    break;
-                }
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(item) = items.get(i) else { break };
-                let r = work(item);
-                if r.is_err() {
-                    failed.store(true, Ordering::SeqCst);
-                }
-                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-            });
-        }
-    });
-    let mut out = Vec::with_capacity(items.len());
-    let mut first_err = None;
-    for r in results {
-        match r.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            Some(Ok(v)) => out.push(v),
-            Some(Err(e)) if first_err.is_none() => first_err = Some(e),
-            Some(Err(_)) => {}
-            None => {}
-        }
-    }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(out),
-    }
+    use rayon::prelude::*;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.clamp(1, items.len().max(1)))
+        .build()
+        .map_err(|e| RegistryError::Invalid(format!("starting transfer threads: {e}")))?;
+    pool.install(|| items.par_iter().with_max_len(1).map(work).collect())
 }
 
 /// Fetches a config blob (small, read into memory) of `repo` and checks its digest.
@@ -576,19 +548,35 @@ mod tests {
     }
 
     #[test]
-    fn parallel_keeps_order_and_reports_errors() {
+    fn parallel_keeps_order() {
         let items: Vec<u32> = (0..20).collect();
         let out = parallel(&items, 3, |i| Ok(i * 2)).unwrap();
         assert_eq!(out, (0..20).map(|i| i * 2).collect::<Vec<_>>());
-        let err = parallel(&items, 3, |i| {
-            if *i == 7 {
-                Err(RegistryError::Invalid("seven".into()))
-            } else {
-                Ok(*i)
+    }
+
+    /// The rayon map stops handing out items after the first error: on one thread the items
+    /// run in order, so exactly the items up to the failing one ran.
+    #[test]
+    fn parallel_stops_early_on_the_first_error() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let items: Vec<u32> = (0..100).collect();
+        for jobs in [1, 3] {
+            let ran = AtomicUsize::new(0);
+            let err = parallel(&items, jobs, |i| {
+                ran.fetch_add(1, Ordering::SeqCst);
+                if *i == 3 {
+                    Err(RegistryError::Invalid("three".into()))
+                } else {
+                    Ok(*i)
+                }
+            })
+            .unwrap_err();
+            assert_eq!(err.to_string(), "three");
+            // (With more threads, how many others ran before they saw the error is timing.)
+            if jobs == 1 {
+                assert_eq!(ran.into_inner(), 4, "items after the error ran");
             }
-        })
-        .unwrap_err();
-        assert_eq!(err.to_string(), "seven");
+        }
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::db::{db_err, load_all, load_all_in, TagList, SNAPSHOTS};
-use super::images::{resolve_in, ImageRecord, GC_GRACE};
+use super::db::{db_err, load_all, load_all_in, ImageRecord, TagList, SNAPSHOTS};
+use super::images::{resolve_in, GC_GRACE};
 use super::{Store, StoreError};
 use crate::image::digest::Digest;
 use crate::image::layer::LayerInfo;

@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::db::{db_err, IMAGES};
-use super::images::ImageRecord;
+use super::db::{db_err, ImageRecord, IMAGES};
 use super::leases::{ContainerUse, Lease};
 use super::{ImageId, Store, StoreError};
 

@@ -4,9 +4,12 @@ use std::collections::BTreeMap;
 use std::fs;
 
 use redb::{ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
 
-use super::images::ImageRecord;
-use super::{io_err, Store, StoreError};
+use super::{io_err, ImageId, Store, StoreError};
+use crate::image::digest::{chain_ids, Digest};
+use crate::image::layer::LayerInfo;
+use crate::image::oci::Descriptor;
 use crate::image::oci::Index;
 use crate::image::reference::Reference;
 
@@ -134,6 +137,48 @@ impl Store {
             self.write_atomic(&path, &bytes)?;
         }
         Ok(())
+    }
+}
+
+/// What the database knows about one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// The image ID (digest of the config blob).
+    pub id: ImageId,
+    /// The manifest blob.
+    pub manifest: Descriptor,
+    /// Size of the config blob.
+    pub config_size: u64,
+    /// Layers, bottom to top.
+    pub layers: Vec<LayerInfo>,
+    /// `created` from the config (RFC 3339), if any.
+    pub created: Option<String>,
+    /// When the image entered this store (seconds since the epoch).
+    pub added: i64,
+}
+
+impl ImageRecord {
+    /// Uncompressed size of all layers (what `images` shows as SIZE).
+    pub fn size(&self) -> u64 {
+        self.layers.iter().map(|l| l.uncompressed_size).sum()
+    }
+
+    /// DiffIDs, bottom to top.
+    pub fn diff_ids(&self) -> Vec<Digest> {
+        self.layers.iter().map(|l| l.diff_id.clone()).collect()
+    }
+
+    /// Chain IDs, bottom to top (also the names of the image's snapshots).
+    pub fn chain_ids(&self) -> Vec<Digest> {
+        chain_ids(&self.diff_ids())
+    }
+
+    /// `created` parsed, if present and valid.
+    pub fn created_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.created
+            .as_deref()
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
     }
 }
 

@@ -6,11 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use redb::ReadableTable;
-use serde::{Deserialize, Serialize};
 
-use super::db::{db_err, load_all, load_all_in, IMAGES, SNAPSHOTS, TAGS};
+use super::db::{db_err, load_all, load_all_in, ImageRecord, IMAGES, SNAPSHOTS, TAGS};
 use super::{io_err, ImageId, Store, StoreError, CONTEXT_CACHE};
-use crate::image::digest::{chain_ids, Digest};
+use crate::image::digest::Digest;
 use crate::image::layer::LayerInfo;
 use crate::image::oci::{self, Descriptor, ImageConfig, Manifest};
 use crate::image::reference::Reference;
@@ -18,48 +17,6 @@ use crate::image::reference::Reference;
 /// How old an unreferenced file must be before [`Store::collect_garbage`] (run by
 /// `image prune`) removes it.
 pub const GC_GRACE: Duration = Duration::from_secs(3600);
-
-/// What the database knows about one image.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageRecord {
-    /// The image ID (digest of the config blob).
-    pub id: ImageId,
-    /// The manifest blob.
-    pub manifest: Descriptor,
-    /// Size of the config blob.
-    pub config_size: u64,
-    /// Layers, bottom to top.
-    pub layers: Vec<LayerInfo>,
-    /// `created` from the config (RFC 3339), if any.
-    pub created: Option<String>,
-    /// When the image entered this store (seconds since the epoch).
-    pub added: i64,
-}
-
-impl ImageRecord {
-    /// Uncompressed size of all layers (what `images` shows as SIZE).
-    pub fn size(&self) -> u64 {
-        self.layers.iter().map(|l| l.uncompressed_size).sum()
-    }
-
-    /// DiffIDs, bottom to top.
-    pub fn diff_ids(&self) -> Vec<Digest> {
-        self.layers.iter().map(|l| l.diff_id.clone()).collect()
-    }
-
-    /// Chain IDs, bottom to top (also the names of the image's snapshots).
-    pub fn chain_ids(&self) -> Vec<Digest> {
-        chain_ids(&self.diff_ids())
-    }
-
-    /// `created` parsed, if present and valid.
-    pub fn created_time(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.created
-            .as_deref()
-            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
-            .map(|t| t.with_timezone(&chrono::Utc))
-    }
-}
 
 /// An image and its tags.
 #[derive(Debug, Clone)]

@@ -7,11 +7,8 @@
 use std::path::{Component, Path};
 use std::process::Command;
 
+use super::source::{io_err, SourceError, CONTEXT_DIR};
 use crate::store::Store;
-
-use super::io_err;
-use super::source::UnpackedContext;
-use super::BuildError;
 
 /// A parsed git context.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,8 +65,8 @@ impl GitContext {
     }
 
     /// Fetches the repository and checks out the reference into a temp dir of `store`; the
-    /// context is the returned dir's `context` subdir.
-    pub fn fetch(&self, store: &Store) -> Result<UnpackedContext, BuildError> {
+    /// context is the returned dir's [`CONTEXT_DIR`] subdir.
+    pub(crate) fn fetch(&self, store: &Store) -> Result<tempfile::TempDir, SourceError> {
         if let Some(sub) = &self.subdir {
             let bad = Path::new(sub)
                 .components()
@@ -146,16 +143,13 @@ impl GitContext {
                 "subdirectory {sub:?} is not a directory at {reference}"
             )));
         }
-        let context = tmp.path().join("context");
+        let context = tmp.path().join(CONTEXT_DIR);
         std::fs::rename(&top, &context).map_err(io_err(&context))?;
-        Ok(UnpackedContext {
-            dir: tmp,
-            dockerfile: None,
-        })
+        Ok(tmp)
     }
 
     /// Runs `git ARGS` in `dir`, without prompts or the user's configuration.
-    fn git(&self, dir: &Path, args: &[&str]) -> Result<(), BuildError> {
+    fn git(&self, dir: &Path, args: &[&str]) -> Result<(), SourceError> {
         let out = Command::new("git")
             .args([
                 "-c",
@@ -178,8 +172,8 @@ impl GitContext {
         Err(self.error(format!("git {} failed: {}", args[0], stderr.trim())))
     }
 
-    fn error(&self, message: String) -> BuildError {
-        BuildError::Git {
+    fn error(&self, message: String) -> SourceError {
+        SourceError::Git {
             url: self.url.clone(),
             message,
         }
