@@ -4,7 +4,7 @@ use std::io::Write;
 
 use clap::Args;
 
-use super::images::{human_size, open_store, print_table, since};
+use super::common::{human_size, open_store, print_table, since};
 use super::Globals;
 
 #[derive(Debug, Args)]

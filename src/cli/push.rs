@@ -1,4 +1,4 @@
-//! `rbuild push NAME[:TAG]`, and the registry flags shared by push, pull, login and search.
+//! `rbuild push NAME[:TAG]`.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -6,30 +6,11 @@ use std::sync::Mutex;
 use anyhow::bail;
 use clap::Args;
 
-use super::images::open_store;
+use super::common::{open_store, RegistryFlags};
 use super::Globals;
 use crate::image::reference::Reference;
-use crate::registry::{self, Event, PushOptions, RegistryError, RegistryOptions};
+use crate::registry::{self, Event, PushOptions, RegistryError};
 use crate::store::StoreError;
-
-/// Flags every registry command takes.
-#[derive(Debug, Clone, Args)]
-pub struct RegistryFlags {
-    /// Require HTTPS with a verified certificate (true), or allow plain HTTP and unverified
-    /// TLS for this registry (false). Default: verify, except for localhost, 127.0.0.0/8 and
-    /// the `insecure-registries` of rbuild's config file
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub tls_verify: Option<bool>,
-}
-
-impl RegistryFlags {
-    pub fn options(&self) -> RegistryOptions {
-        RegistryOptions {
-            tls_verify: self.tls_verify,
-            ..RegistryOptions::default()
-        }
-    }
-}
 
 #[derive(Debug, Args)]
 pub struct PushArgs {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use rbuild_runtime::{Io, NetworkMode, Stdio};
 
-use super::images::{open_store, print_table};
+use super::common::{open_store, print_table};
 use super::Globals;
 use crate::container::security::SecurityOpt;
 use crate::container::{self, env, RunOptions};
