@@ -63,7 +63,7 @@ pub enum Term {
 }
 
 #[derive(Debug, PartialEq)]
-enum End {
+enum Stop {
     Eof,
     End,
     Else,
@@ -88,9 +88,9 @@ pub fn parse(src: &str, toks: Vec<Token>) -> Result<Vec<Node>, TemplateError> {
     };
     let (list, end) = p.list()?;
     match end {
-        End::Eof => Ok(list),
-        End::End => Err(p.err_at(p.last_pos(), "unexpected {{end}}")),
-        End::Else => Err(p.err_at(p.last_pos(), "unexpected {{else}}")),
+        Stop::Eof => Ok(list),
+        Stop::End => Err(p.err_at(p.last_pos(), "unexpected {{end}}")),
+        Stop::Else => Err(p.err_at(p.last_pos(), "unexpected {{else}}")),
     }
 }
 
@@ -135,7 +135,7 @@ impl Parser<'_> {
 
     /// Nodes up to `{{end}}`, `{{else}}` (left for the caller, which reads what follows) or
     /// the end of the template.
-    fn list(&mut self) -> Result<(Vec<Node>, End), TemplateError> {
+    fn list(&mut self) -> Result<(Vec<Node>, Stop), TemplateError> {
         let mut nodes = Vec::new();
         while let Some(t) = self.toks.get(self.i).cloned() {
             self.i += 1;
@@ -145,11 +145,11 @@ impl Parser<'_> {
                     Some(Tok::Ident(k)) if k == "end" => {
                         self.i += 1;
                         self.expect_close("end")?;
-                        return Ok((nodes, End::End));
+                        return Ok((nodes, Stop::End));
                     }
                     Some(Tok::Ident(k)) if k == "else" => {
                         self.i += 1;
-                        return Ok((nodes, End::Else));
+                        return Ok((nodes, Stop::Else));
                     }
                     Some(Tok::Ident(k)) if matches!(k.as_str(), "if" | "range" | "with") => {
                         let k = k.clone();
@@ -188,7 +188,7 @@ impl Parser<'_> {
                 other => return Err(self.err_at(t.pos, format!("unexpected {}", describe(&other)))),
             }
         }
-        Ok((nodes, End::Eof))
+        Ok((nodes, Stop::Eof))
     }
 
     /// `if`/`range`/`with` after its keyword, up to and including its `{{end}}`.
@@ -210,9 +210,9 @@ impl Parser<'_> {
             self.range_depth -= 1;
         }
         let else_list = match end {
-            End::Eof => return Err(self.err_at(self.src.len(), "unexpected EOF")),
-            End::End => None,
-            End::Else => {
+            Stop::Eof => return Err(self.err_at(self.src.len(), "unexpected EOF")),
+            Stop::End => None,
+            Stop::Else => {
                 // `{{else if …}}` / `{{else with …}}`: a nested block that shares our {{end}}
                 match self.peek() {
                     Some(Tok::Ident(k)) if (k == "if" || k == "with") && kind != "range" => {
@@ -223,12 +223,12 @@ impl Parser<'_> {
                     _ => {
                         self.expect_close("else")?;
                         let (else_list, end) = self.list()?;
-                        if end != End::End {
+                        if end != Stop::End {
                             return Err(self.err_at(
                                 self.last_pos(),
                                 format!(
                                     "expected end; found {}",
-                                    if end == End::Else { "{{else}}" } else { "EOF" }
+                                    if end == Stop::Else { "{{else}}" } else { "EOF" }
                                 ),
                             ));
                         }

@@ -1,0 +1,203 @@
+//! `--format`/`-f` templates through the real binary: Go's text/template grammar with
+//! docker's functions on `images` rows and `inspect` objects, docker's renderings of empty
+//! values, and exit status 1 with nothing on stdout for bad templates and missing fields.
+
+mod common;
+
+use common::{busybox_rootfs_tar, TestEnv};
+
+/// A store with one small image, `busybox:latest` and `busybox:1.0`, with labels, a CMD and
+/// an ENV (and no entrypoint, volumes or healthcheck).
+fn env_with_image() -> TestEnv {
+    let env = TestEnv::new();
+    let tar = busybox_rootfs_tar().to_str().unwrap().to_string();
+    env.ok(&[
+        "import",
+        "-c",
+        r#"CMD ["sh", "-c", "echo hi"]"#,
+        "-c",
+        "LABEL b=2 a=1",
+        "-c",
+        "ENV X=1",
+        &tar,
+        "busybox:latest",
+    ]);
+    env.ok(&["tag", "busybox:latest", "busybox:1.0"]);
+    env
+}
+
+fn stdout_of(env: &TestEnv, args: &[&str]) -> String {
+    env.ok(args)
+}
+
+/// Runs a command that must fail: exit status 1, nothing on stdout; returns stderr.
+fn fails_quietly(env: &TestEnv, args: &[&str]) -> String {
+    let out = env.run(args);
+    assert_eq!(out.status.code(), Some(1), "rbuild {args:?}: {out:?}");
+    assert!(out.stdout.is_empty(), "rbuild {args:?} printed {out:?}");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// The bug: only `{{.A.B}}` and `{{json}}` worked; `index`, `range`, `len`, `join`, `printf`,
+/// `upper`, `if eq` and pipes printed `<no value>` (or the object) and exited 0.
+#[test]
+fn bug_format_templates_only_fields_and_json_worked() {
+    let env = env_with_image();
+    let out = stdout_of(
+        &env,
+        &[
+            "inspect",
+            "-f",
+            r#"{{index .RepoTags 0}}|{{range $i, $t := .RepoTags}}{{$i}}={{$t}};{{end}}|{{len .RepoTags}}|{{join .Config.Cmd "+"}}|{{printf "%-6s|" .Os}}{{upper .Architecture}}|{{if eq .Os "linux"}}L{{else}}N{{end}}|{{.Os | upper | printf "<%s>"}}"#,
+            "busybox:latest",
+        ],
+    );
+    let arch = stdout_of(&env, &["inspect", "-f", "{{.Architecture}}", "busybox"]);
+    assert_eq!(
+        out,
+        format!(
+            "busybox:1.0|0=busybox:1.0;1=busybox:latest;|2|sh+-c+echo hi|linux |{}|L|<LINUX>\n",
+            arch.trim().to_uppercase()
+        )
+    );
+}
+
+#[test]
+fn images_rows_through_templates_and_docker_functions() {
+    let env = env_with_image();
+    let id = stdout_of(&env, &["images", "-q"]).trim().to_string();
+    let out = stdout_of(
+        &env,
+        &[
+            "images",
+            "--format",
+            r#"{{upper .Repository}}|{{len .Tag}}|{{if eq .Tag "latest"}}L{{else}}{{.Tag}}{{end}}|{{truncate .ID 4}}|[{{pad .Tag 1 2}}]|{{title "big box"}}|{{lower "ABC"}}|{{split .Repository "y"}}|{{json .Containers}}|{{.ID | len | printf "%03d"}}"#,
+            "busybox",
+        ],
+    );
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    let id4: String = id.chars().take(4).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("BUSYBOX|3|1.0|{id4}|[ 1.0  ]|Big Box|abc|[bus box]|\"N/A\"|012"),
+            format!("BUSYBOX|6|L|{id4}|[ latest  ]|Big Box|abc|[bus box]|\"N/A\"|012"),
+        ]
+    );
+    // `\t` typed in the format is a tab; a trailing action's `-}}` trims
+    let out = stdout_of(
+        &env,
+        &[
+            "images",
+            "--format",
+            r"{{.Repository}}\t{{.Tag -}}   ",
+            "busybox:1.0",
+        ],
+    );
+    assert_eq!(out, "busybox\t1.0\n");
+}
+
+#[test]
+fn images_table_prefix_as_docker() {
+    let env = env_with_image();
+    // `table` alone is the default table
+    assert_eq!(
+        stdout_of(&env, &["images", "--format", "table"]),
+        stdout_of(&env, &["images"])
+    );
+    // `table TEMPLATE`: the header is the template run over the column titles, functions too
+    let out = stdout_of(
+        &env,
+        &[
+            "images",
+            "--format",
+            r"table {{.Repository}}\t{{lower .Tag}}",
+            "busybox:1.0",
+        ],
+    );
+    assert_eq!(out, "REPOSITORY   tag\nbusybox      1.0\n");
+    // `json`: one object per row, as before
+    let out = stdout_of(&env, &["images", "--format", "json", "busybox:1.0"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["Tag"], "1.0");
+}
+
+#[test]
+fn inspect_maps_structs_and_docker_empty_renderings() {
+    let env = env_with_image();
+    let out = stdout_of(
+        &env,
+        &[
+            "inspect",
+            "-f",
+            r#"{{.Config.Labels}}|{{range $k, $v := .Config.Labels}}{{$k}}={{$v}},{{end}}|{{.Config.Labels.nope}}|[{{index .Config.Labels "nope"}}]|{{json .Config.Labels}}|{{with .Config}}{{.Env}}{{end}}"#,
+            "busybox",
+        ],
+    );
+    assert_eq!(
+        out,
+        "map[a:1 b:2]|a=1,b=2,|<no value>|[]|{\"a\":\"1\",\"b\":\"2\"}|[X=1]\n"
+    );
+    // fields docker always has, unset here: Go's zero values; sizes as plain integers
+    let out = stdout_of(
+        &env,
+        &[
+            "inspect",
+            "-f",
+            "{{.Config.Volumes}}|{{.Config.Entrypoint}}|{{.Config.Healthcheck}}|{{json .Config.Volumes}}|{{.Parent}}|{{.Size}}",
+            "busybox",
+        ],
+    );
+    let size = stdout_of(&env, &["inspect", "-f", "{{json .Size}}", "busybox"]);
+    assert_eq!(out, format!("map[]|[]|<nil>|null||{}", size));
+    assert!(!size.contains('e'), "{size}");
+    // `--format json` is the default output, as in docker
+    assert_eq!(
+        stdout_of(&env, &["inspect", "--format", "json", "busybox"]),
+        stdout_of(&env, &["inspect", "busybox"])
+    );
+}
+
+#[test]
+fn bad_templates_exit_1_before_any_output() {
+    let env = env_with_image();
+    for args in [["images", "--format", "{{.ID"], ["inspect", "-f", "{{.Id"]] {
+        let err = fails_quietly(&env, &[args[0], args[1], args[2], "busybox"]);
+        assert!(
+            err.contains("template parsing error: template: :1: unclosed action"),
+            "{err}"
+        );
+    }
+    let err = fails_quietly(&env, &["images", "--format", "{{nofunc .ID}}"]);
+    assert!(
+        err.contains(r#"template parsing error: template: :1: function "nofunc" not defined"#),
+        "{err}"
+    );
+    let err = fails_quietly(&env, &["inspect", "-f", "{{if .Id}}x", "busybox"]);
+    assert!(err.contains("template parsing error"), "{err}");
+}
+
+#[test]
+fn missing_fields_exit_1_naming_the_field() {
+    let env = env_with_image();
+    let err = fails_quietly(&env, &["images", "--format", "{{.Nope}}"]);
+    assert!(
+        err.contains(r#"template: :1:2: executing "" at <.Nope>: can't evaluate field Nope in type ImageSummary"#),
+        "{err}"
+    );
+    // the table header does not hide it either
+    let err = fails_quietly(&env, &["images", "--format", "table {{.ID}}\t{{.Nope}}"]);
+    assert!(err.contains("can't evaluate field Nope"), "{err}");
+    let err = fails_quietly(&env, &["inspect", "-f", "{{.Config.Nope}}", "busybox"]);
+    assert!(
+        err.contains(r#"template: :1:2: executing "" at <.Config.Nope>: can't evaluate field Nope in type Config"#),
+        "{err}"
+    );
+    // a function's error names it
+    let err = fails_quietly(&env, &["inspect", "-f", "{{index .RepoTags 7}}", "busybox"]);
+    assert!(
+        err.contains("at <index>: error calling index: index out of range: 7"),
+        "{err}"
+    );
+}
