@@ -265,27 +265,7 @@ fn quoted(src: &str, j: &mut usize) -> Result<String, TemplateError> {
             '\n' => break,
             '\\' => {
                 let Some((_, e)) = chars.next() else { break };
-                let hex = |chars: &mut std::str::CharIndices, n: usize| {
-                    let digits: String = chars.by_ref().take(n).map(|(_, c)| c).collect();
-                    u32::from_str_radix(&digits, 16)
-                        .ok()
-                        .and_then(char::from_u32)
-                };
-                let decoded = match e {
-                    'n' => Some('\n'),
-                    't' => Some('\t'),
-                    'r' => Some('\r'),
-                    'a' => Some('\x07'),
-                    'b' => Some('\x08'),
-                    'f' => Some('\x0c'),
-                    'v' => Some('\x0b'),
-                    '\\' | '"' | '\'' => Some(e),
-                    'x' => hex(&mut chars, 2),
-                    'u' => hex(&mut chars, 4),
-                    'U' => hex(&mut chars, 8),
-                    _ => None,
-                };
-                match decoded {
+                match escape(e, &mut chars) {
                     Some(d) => out.push(d),
                     None => {
                         return Err(parse_err(
@@ -302,31 +282,45 @@ fn quoted(src: &str, j: &mut usize) -> Result<String, TemplateError> {
     Err(parse_err(src, start, "unterminated quoted string"))
 }
 
+/// Go's escape after a backslash (`\n`, `\x41`, `\u00e9`, …); `chars` is just after `e`.
+fn escape(e: char, chars: &mut std::str::CharIndices) -> Option<char> {
+    let mut hex = |n: usize| {
+        let digits: String = chars.by_ref().take(n).map(|(_, c)| c).collect();
+        u32::from_str_radix(&digits, 16)
+            .ok()
+            .and_then(char::from_u32)
+    };
+    match e {
+        'n' => Some('\n'),
+        't' => Some('\t'),
+        'r' => Some('\r'),
+        'a' => Some('\x07'),
+        'b' => Some('\x08'),
+        'f' => Some('\x0c'),
+        'v' => Some('\x0b'),
+        '0' => Some('\0'),
+        '\\' | '"' | '\'' => Some(e),
+        'x' => hex(2),
+        'u' => hex(4),
+        'U' => hex(8),
+        _ => None,
+    }
+}
+
 /// `'a'`: a character constant is its code point, as in Go.
 fn char_constant(src: &str, j: &mut usize) -> Result<Tok, TemplateError> {
     let start = *j;
     let rest = &src[start + 1..];
     let mut it = rest.char_indices();
-    let (c, after) = match it.next() {
-        Some((_, '\\')) => match it.next() {
-            Some((k, e)) => {
-                let c = match e {
-                    'n' => '\n',
-                    't' => '\t',
-                    'r' => '\r',
-                    '0' => '\0',
-                    other => other,
-                };
-                (c, k + e.len_utf8())
-            }
-            None => return Err(parse_err(src, start, "unterminated character constant")),
-        },
-        Some((k, c)) => (c, k + c.len_utf8()),
-        None => return Err(parse_err(src, start, "unterminated character constant")),
+    let c = match it.next() {
+        Some((_, '\\')) => it.next().and_then(|(_, e)| escape(e, &mut it)),
+        Some((_, c)) => Some(c),
+        None => None,
     };
-    if !rest[after..].starts_with('\'') {
+    let after = it.next().map_or(rest.len(), |(k, _)| k);
+    let (Some(c), true) = (c, rest[after..].starts_with('\'')) else {
         return Err(parse_err(src, start, "unterminated character constant"));
-    }
+    };
     *j = start + 1 + after + 1;
     Ok(Tok::Int(c as i64))
 }

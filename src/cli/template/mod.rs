@@ -215,6 +215,11 @@ mod tests {
             "97 31 1000 2.5 -3"
         );
         assert_eq!(render("{{ true }} {{ nil }}"), "true <nil>");
+        assert_eq!(
+            render(r#"{{ '\n' }} {{ "\x41\u00e9" }} {{ '\'' }}"#),
+            "10 Aé 39"
+        );
+        assert!(render("{{ 'ab' }}").contains("unterminated character constant"));
     }
 
     #[test]

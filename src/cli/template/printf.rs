@@ -2,7 +2,7 @@
 //! flags `- + 0 space`, width and precision (also `*`), and Go's complaints in the output
 //! (`%!d(string=x)`, `%!s(MISSING)`, `%!(EXTRA int=1)`) rather than an error.
 
-use super::value::{go_float, Val};
+use super::value::{go_exponent, go_float, Val};
 
 pub fn sprintf(format: &str, args: &[Val]) -> String {
     let mut out = String::new();
@@ -146,7 +146,7 @@ impl Spec {
             ('f' | 'F' | 'e' | 'g' | 'v', Val::Float(f)) => {
                 let p = self.prec;
                 let s = match verb {
-                    'e' => go_exp(*f, p.unwrap_or(6)),
+                    'e' => go_exponent(&format!("{:.*e}", p.unwrap_or(6), f)),
                     'g' | 'v' => match p {
                         Some(p) => format!("{:.*}", p.saturating_sub(1), f),
                         None => go_float(*f),
@@ -178,17 +178,6 @@ impl Spec {
             format!("{}{body}", " ".repeat(fill))
         }
     }
-}
-
-/// `%e`: Rust writes `1.5e3`, Go `1.500000e+03`.
-fn go_exp(f: f64, prec: usize) -> String {
-    let s = format!("{f:.prec$e}");
-    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
-    let (sign, digits) = match exp.strip_prefix('-') {
-        Some(d) => ('-', d),
-        None => ('+', exp),
-    };
-    format!("{mant}e{sign}{digits:0>2}")
 }
 
 /// Go's `strconv.Quote`: double quotes, backslash escapes for quotes, backslashes and control

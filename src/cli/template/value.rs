@@ -273,14 +273,17 @@ pub fn go_float(f: f64) -> String {
     }
     let a = f.abs();
     if a != 0.0 && !(1e-4..1e21).contains(&a) {
-        // Rust: "1.5e-5"; Go: "1.5e-05"
-        let s = format!("{f:e}");
-        let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
-        let (sign, digits) = match exp.strip_prefix('-') {
-            Some(d) => ('-', d),
-            None => ('+', exp),
-        };
-        return format!("{mant}e{sign}{digits:0>2}");
+        return go_exponent(&format!("{f:e}"));
     }
     format!("{f}")
+}
+
+/// Rust's exponent form (`1.5e-5`, `1e21`) in Go's spelling (`1.5e-05`, `1e+21`).
+pub fn go_exponent(rust: &str) -> String {
+    let (mant, exp) = rust.split_once('e').unwrap_or((rust, "0"));
+    let (sign, digits) = match exp.strip_prefix('-') {
+        Some(d) => ('-', d),
+        None => ('+', exp),
+    };
+    format!("{mant}e{sign}{digits:0>2}")
 }
