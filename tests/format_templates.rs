@@ -201,3 +201,55 @@ fn missing_fields_exit_1_naming_the_field() {
         "{err}"
     );
 }
+
+#[test]
+fn history_and_ps_take_format_too() {
+    let env = env_with_image();
+    // history: the default table is unchanged; templates see docker's fields
+    let table = stdout_of(&env, &["history", "busybox"]);
+    assert!(table.starts_with("IMAGE "), "{table}");
+    assert_eq!(
+        stdout_of(&env, &["history", "--format", "table", "busybox"]),
+        table
+    );
+    let id = stdout_of(&env, &["images", "-q"]).trim().to_string();
+    let out = stdout_of(
+        &env,
+        &[
+            "history",
+            "--format",
+            "{{.ID}}|{{len .CreatedAt}}|{{.Comment}}|{{json .Size}}",
+            "busybox",
+        ],
+    );
+    let first = out.lines().next().unwrap();
+    assert!(first.starts_with(&format!("{id}|")), "{out}");
+    assert!(first.contains("|20|Imported from"), "{out}");
+    let err = fails_quietly(&env, &["history", "--format", "{{.Nope}}", "busybox"]);
+    assert!(
+        err.contains("can't evaluate field Nope in type HistoryEntry"),
+        "{err}"
+    );
+
+    // ps: a stopped container, through a template and a custom table
+    let out = env.run(&["run", "--name", "keep1", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = stdout_of(
+        &env,
+        &[
+            "ps",
+            "-a",
+            "--format",
+            r#"{{.Names}}|{{.Image}}|{{.State}}|{{slice .Status 0 10}}|{{.Command}}"#,
+        ],
+    );
+    assert_eq!(out, "keep1|busybox|exited|Exited (3)|\"sh -c exit 3\"\n");
+    let out = stdout_of(
+        &env,
+        &["ps", "-a", "--format", r"table {{.Names}}\t{{.State}}"],
+    );
+    assert_eq!(out, "NAMES     STATE\nkeep1     exited\n");
+    let err = fails_quietly(&env, &["ps", "--format", "{{.Names"]);
+    assert!(err.contains("template parsing error"), "{err}");
+    env.ok(&["rm", "keep1"]);
+}
