@@ -59,12 +59,21 @@ fn sig3(v: f64) -> String {
 
 /// Docker's "N units ago" (`units.HumanDuration` + " ago").
 pub(super) fn since(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
-    let Some(t) = t else {
-        return "N/A".into();
-    };
-    let secs = (chrono::Utc::now() - t).num_seconds().max(0);
+    match t {
+        Some(t) => format!(
+            "{} ago",
+            human_duration((chrono::Utc::now() - t).num_seconds())
+        ),
+        None => "N/A".into(),
+    }
+}
+
+/// Docker's `units.HumanDuration`: "Less than a second", "About a minute", "3 hours",
+/// "2 weeks", … (used by `images`, `history` and `ps`).
+pub(super) fn human_duration(seconds: i64) -> String {
+    let secs = seconds.max(0);
     let (mins, hours) = (secs / 60, (secs as f64 / 3600.0).round() as i64);
-    let d = if secs < 1 {
+    if secs < 1 {
         "Less than a second".to_string()
     } else if secs == 1 {
         "1 second".into()
@@ -86,8 +95,7 @@ pub(super) fn since(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
         format!("{} months", hours / 24 / 30)
     } else {
         format!("{} years", hours / 24 / 365)
-    };
-    format!("{d} ago")
+    }
 }
 
 /// `\t` and `\n` typed in a template mean tab and newline, as in docker.
@@ -246,5 +254,36 @@ pub(super) fn server_host(server: Option<&str>) -> String {
     match s {
         "index.docker.io" | "registry-1.docker.io" => "docker.io".into(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One rule for `images`, `history` and `ps` (ps had its own copy that said "About an
+    /// hour" up to 2 hours and never said weeks).
+    #[test]
+    fn durations_as_docker() {
+        let cases = [
+            (0, "Less than a second"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (60, "About a minute"),
+            (119, "About a minute"),
+            (3599, "59 minutes"),
+            (3600, "About an hour"),
+            (5399, "About an hour"),
+            (5400, "2 hours"),
+            (47 * 3600, "47 hours"),
+            (48 * 3600, "2 days"),
+            (15 * 86_400, "2 weeks"),
+            (70 * 86_400, "2 months"),
+            (800 * 86_400, "2 years"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(human_duration(secs), want, "{secs} s");
+        }
+        assert_eq!(since(None), "N/A");
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use rbuild_runtime::{Io, NetworkMode, Stdio};
 
-use super::common::{open_store, ListFormat};
+use super::common::{human_duration, open_store, ListFormat};
 use super::Globals;
 use crate::container::security::SecurityOpt;
 use crate::container::{self, env, RunOptions};
@@ -275,21 +275,6 @@ const PS_HEADERS: [(&str, &str); 8] = [
     ("State", "STATE"),
     ("Names", "NAMES"),
 ];
-
-/// docker's coarse "2 minutes" style.
-fn human_duration(seconds: i64) -> String {
-    let s = seconds.max(0);
-    match s {
-        0 => "Less than a second".to_string(),
-        1 => "1 second".to_string(),
-        2..=59 => format!("{s} seconds"),
-        60..=119 => "About a minute".to_string(),
-        120..=3599 => format!("{} minutes", s / 60),
-        3600..=7199 => "About an hour".to_string(),
-        7200..=172_799 => format!("{} hours", s / 3600),
-        _ => format!("{} days", s / 86_400),
-    }
-}
 
 #[derive(Debug, Args)]
 pub struct RmArgs {
