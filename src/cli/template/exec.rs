@@ -255,6 +255,8 @@ fn field(v: Val, name: &str) -> Result<Val, Failure> {
             .remove(name)
             .ok_or_else(|| Failure(format!("can't evaluate field {name} in type {ty}"))),
         Val::Map { mut entries, .. } => Ok(entries.remove(name).unwrap_or(Val::NoValue)),
+        // a field of a missing map key is missing too, as in Go
+        Val::NoValue => Ok(Val::NoValue),
         Val::Nil => Err(Failure(format!(
             "nil pointer evaluating interface {{}}.{name}"
         ))),

@@ -100,6 +100,13 @@ mod tests {
         assert_eq!(render("{{.Nothing}}"), "<nil>");
         assert_eq!(render("{{.Size}} {{.Ratio}} {{.Big}}"), "4260000 0.5 1e+21");
         assert_eq!(render("{{.Config.Labels.nope}}"), "<no value>");
+        assert_eq!(render("{{.Config.Labels.nope.deeper}}"), "<no value>");
+        assert_eq!(
+            render("{{.Config.Labels.a}} {{\"}}\"}} {{with $c := .Config}}{{$c.Env}}{{end}}"),
+            "1 }} [A=1]"
+        );
+        assert_eq!(render("{{range .History}}{{.}}{{end}}"), "{x}");
+        assert_eq!(render("{{else}}"), "ERR template: :1: unexpected {{else}}");
         // docker's Config fields that rbuild's JSON leaves out: Go's zero values
         assert_eq!(render("{{.Config.Volumes}}|{{.Config.Entrypoint}}|{{.Config.User}}|{{.Config.Healthcheck}}"), "map[]|[]||<nil>");
         assert_eq!(render("{{json .Config.Volumes}}"), "null");
@@ -291,5 +298,53 @@ mod tests {
             "14 x"
         );
         assert_eq!(render("{{.RepoTags | join \"+\"}}"), "ERR template: :1:14: executing \"\" at <join>: error calling join: wrong type for value; expected []string; got string");
+    }
+
+    /// Every template made of three of these pieces parses and runs, or fails with an error:
+    /// no panic (slicing inside multi-byte text, unbalanced blocks, stray delimiters).
+    #[test]
+    fn pieces_never_panic() {
+        let pieces = [
+            "{{",
+            "}}",
+            "{{-",
+            "-}}",
+            " ",
+            "é",
+            "{{.Id}}",
+            "{{if .Id}}",
+            "{{else}}",
+            "{{end}}",
+            "{{range .RepoTags}}",
+            "{{break}}",
+            "$x",
+            ":=",
+            "\"",
+            "`",
+            "'",
+            "(",
+            ")",
+            "|",
+            "/*",
+            "*/",
+            ".Config",
+            "index",
+            "printf \"%",
+            "1e",
+            "-",
+            "{{with",
+            "{{$x := 1}}",
+        ];
+        let d = data();
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let t = format!("{a}{b}{c}");
+                    if let Ok(t) = Template::parse(&t) {
+                        let _ = t.execute(&d);
+                    }
+                }
+            }
+        }
     }
 }
