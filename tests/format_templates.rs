@@ -4,38 +4,27 @@
 
 mod common;
 
-use common::{busybox_rootfs_tar, TestEnv};
+use common::{assert_failure, stdout, TestEnv};
 
 /// A store with one small image, `busybox:latest` and `busybox:1.0`, with labels, a CMD and
 /// an ENV (and no entrypoint, volumes or healthcheck).
 fn env_with_image() -> TestEnv {
     let env = TestEnv::new();
-    let tar = busybox_rootfs_tar().to_str().unwrap().to_string();
-    env.ok(&[
-        "import",
-        "-c",
-        r#"CMD ["sh", "-c", "echo hi"]"#,
-        "-c",
-        "LABEL b=2 a=1",
-        "-c",
-        "ENV X=1",
-        &tar,
+    env.import_base_with(
         "busybox:latest",
-    ]);
+        &[r#"CMD ["sh", "-c", "echo hi"]"#, "LABEL b=2 a=1", "ENV X=1"],
+    );
     env.ok(&["tag", "busybox:latest", "busybox:1.0"]);
     env
-}
-
-fn stdout_of(env: &TestEnv, args: &[&str]) -> String {
-    env.ok(args)
 }
 
 /// Runs a command that must fail: exit status 1, nothing on stdout; returns stderr.
 fn fails_quietly(env: &TestEnv, args: &[&str]) -> String {
     let out = env.run(args);
-    assert_eq!(out.status.code(), Some(1), "rbuild {args:?}: {out:?}");
-    assert!(out.stdout.is_empty(), "rbuild {args:?} printed {out:?}");
-    String::from_utf8(out.stderr).unwrap()
+    let err = assert_failure(&format!("rbuild {args:?}"), &out);
+    assert_eq!(out.status.code(), Some(1), "rbuild {args:?}: {err}");
+    assert_eq!(stdout(&out), "", "rbuild {args:?} printed to stdout");
+    err
 }
 
 /// The bug: only `{{.A.B}}` and `{{json}}` worked; `index`, `range`, `len`, `join`, `printf`,
@@ -43,8 +32,7 @@ fn fails_quietly(env: &TestEnv, args: &[&str]) -> String {
 #[test]
 fn bug_format_templates_only_fields_and_json_worked() {
     let env = env_with_image();
-    let out = stdout_of(
-        &env,
+    let out = env.ok(
         &[
             "inspect",
             "-f",
@@ -52,7 +40,7 @@ fn bug_format_templates_only_fields_and_json_worked() {
             "busybox:latest",
         ],
     );
-    let arch = stdout_of(&env, &["inspect", "-f", "{{.Architecture}}", "busybox"]);
+    let arch = env.ok(&["inspect", "-f", "{{.Architecture}}", "busybox"]);
     assert_eq!(
         out,
         format!(
@@ -65,9 +53,8 @@ fn bug_format_templates_only_fields_and_json_worked() {
 #[test]
 fn images_rows_through_templates_and_docker_functions() {
     let env = env_with_image();
-    let id = stdout_of(&env, &["images", "-q"]).trim().to_string();
-    let out = stdout_of(
-        &env,
+    let id = env.ok(&["images", "-q"]).trim().to_string();
+    let out = env.ok(
         &[
             "images",
             "--format",
@@ -86,15 +73,12 @@ fn images_rows_through_templates_and_docker_functions() {
         ]
     );
     // `\t` typed in the format is a tab; a trailing action's `-}}` trims
-    let out = stdout_of(
-        &env,
-        &[
-            "images",
-            "--format",
-            r"{{.Repository}}\t{{.Tag -}}   ",
-            "busybox:1.0",
-        ],
-    );
+    let out = env.ok(&[
+        "images",
+        "--format",
+        r"{{.Repository}}\t{{.Tag -}}   ",
+        "busybox:1.0",
+    ]);
     assert_eq!(out, "busybox\t1.0\n");
 }
 
@@ -103,22 +87,19 @@ fn images_table_prefix_as_docker() {
     let env = env_with_image();
     // `table` alone is the default table
     assert_eq!(
-        stdout_of(&env, &["images", "--format", "table"]),
-        stdout_of(&env, &["images"])
+        env.ok(&["images", "--format", "table"]),
+        env.ok(&["images"])
     );
     // `table TEMPLATE`: the header is the template run over the column titles, functions too
-    let out = stdout_of(
-        &env,
-        &[
-            "images",
-            "--format",
-            r"table {{.Repository}}\t{{lower .Tag}}",
-            "busybox:1.0",
-        ],
-    );
+    let out = env.ok(&[
+        "images",
+        "--format",
+        r"table {{.Repository}}\t{{lower .Tag}}",
+        "busybox:1.0",
+    ]);
     assert_eq!(out, "REPOSITORY   tag\nbusybox      1.0\n");
     // `json`: one object per row, as before
-    let out = stdout_of(&env, &["images", "--format", "json", "busybox:1.0"]);
+    let out = env.ok(&["images", "--format", "json", "busybox:1.0"]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["Tag"], "1.0");
 }
@@ -126,8 +107,7 @@ fn images_table_prefix_as_docker() {
 #[test]
 fn inspect_maps_structs_and_docker_empty_renderings() {
     let env = env_with_image();
-    let out = stdout_of(
-        &env,
+    let out = env.ok(
         &[
             "inspect",
             "-f",
@@ -140,8 +120,7 @@ fn inspect_maps_structs_and_docker_empty_renderings() {
         "map[a:1 b:2]|a=1,b=2,|<no value>|[]|{\"a\":\"1\",\"b\":\"2\"}|[X=1]\n"
     );
     // fields docker always has, unset here: Go's zero values; sizes as plain integers
-    let out = stdout_of(
-        &env,
+    let out = env.ok(
         &[
             "inspect",
             "-f",
@@ -149,13 +128,13 @@ fn inspect_maps_structs_and_docker_empty_renderings() {
             "busybox",
         ],
     );
-    let size = stdout_of(&env, &["inspect", "-f", "{{json .Size}}", "busybox"]);
+    let size = env.ok(&["inspect", "-f", "{{json .Size}}", "busybox"]);
     assert_eq!(out, format!("map[]|[]|<nil>|null||{}", size));
     assert!(!size.contains('e'), "{size}");
     // `--format json` is the default output, as in docker
     assert_eq!(
-        stdout_of(&env, &["inspect", "--format", "json", "busybox"]),
-        stdout_of(&env, &["inspect", "busybox"])
+        env.ok(&["inspect", "--format", "json", "busybox"]),
+        env.ok(&["inspect", "busybox"])
     );
 }
 
@@ -206,22 +185,16 @@ fn missing_fields_exit_1_naming_the_field() {
 fn history_and_ps_take_format_too() {
     let env = env_with_image();
     // history: the default table is unchanged; templates see docker's fields
-    let table = stdout_of(&env, &["history", "busybox"]);
+    let table = env.ok(&["history", "busybox"]);
     assert!(table.starts_with("IMAGE "), "{table}");
-    assert_eq!(
-        stdout_of(&env, &["history", "--format", "table", "busybox"]),
-        table
-    );
-    let id = stdout_of(&env, &["images", "-q"]).trim().to_string();
-    let out = stdout_of(
-        &env,
-        &[
-            "history",
-            "--format",
-            "{{.ID}}|{{len .CreatedAt}}|{{.Comment}}|{{json .Size}}",
-            "busybox",
-        ],
-    );
+    assert_eq!(env.ok(&["history", "--format", "table", "busybox"]), table);
+    let id = env.ok(&["images", "-q"]).trim().to_string();
+    let out = env.ok(&[
+        "history",
+        "--format",
+        "{{.ID}}|{{len .CreatedAt}}|{{.Comment}}|{{json .Size}}",
+        "busybox",
+    ]);
     let first = out.lines().next().unwrap();
     assert!(first.starts_with(&format!("{id}|")), "{out}");
     assert!(first.contains("|20|Imported from"), "{out}");
@@ -234,20 +207,14 @@ fn history_and_ps_take_format_too() {
     // ps: a stopped container, through a template and a custom table
     let out = env.run(&["run", "--name", "keep1", "busybox", "sh", "-c", "exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    let out = stdout_of(
-        &env,
-        &[
-            "ps",
-            "-a",
-            "--format",
-            r#"{{.Names}}|{{.Image}}|{{.State}}|{{slice .Status 0 10}}|{{.Command}}"#,
-        ],
-    );
+    let out = env.ok(&[
+        "ps",
+        "-a",
+        "--format",
+        r#"{{.Names}}|{{.Image}}|{{.State}}|{{slice .Status 0 10}}|{{.Command}}"#,
+    ]);
     assert_eq!(out, "keep1|busybox|exited|Exited (3)|\"sh -c exit 3\"\n");
-    let out = stdout_of(
-        &env,
-        &["ps", "-a", "--format", r"table {{.Names}}\t{{.State}}"],
-    );
+    let out = env.ok(&["ps", "-a", "--format", r"table {{.Names}}\t{{.State}}"]);
     assert_eq!(out, "NAMES     STATE\nkeep1     exited\n");
     let err = fails_quietly(&env, &["ps", "--format", "{{.Names"]);
     assert!(err.contains("template parsing error"), "{err}");
