@@ -131,6 +131,10 @@ fn inspect_maps_structs_and_docker_empty_renderings() {
     let size = env.ok(&["inspect", "-f", "{{json .Size}}", "busybox"]);
     assert_eq!(out, format!("map[]|[]|<nil>|null||{}", size));
     assert!(!size.contains('e'), "{size}");
+    // `json` of a struct is the object as `inspect` prints it (no zero values added)
+    let config: serde_json::Value =
+        serde_json::from_str(&env.ok(&["inspect", "-f", "{{json .Config}}", "busybox"])).unwrap();
+    assert_eq!(config, env.inspect("busybox")["Config"]);
     // `--format json` is the default output, as in docker
     assert_eq!(
         env.ok(&["inspect", "--format", "json", "busybox"]),

@@ -251,6 +251,7 @@ fn field(v: Val, name: &str) -> Result<Val, Failure> {
         Val::Struct {
             name: ty,
             mut fields,
+            ..
         } => fields
             .remove(name)
             .ok_or_else(|| Failure(format!("can't evaluate field {name} in type {ty}"))),

@@ -110,6 +110,11 @@ mod tests {
         // docker's Config fields that rbuild's JSON leaves out: Go's zero values
         assert_eq!(render("{{.Config.Volumes}}|{{.Config.Entrypoint}}|{{.Config.User}}|{{.Config.Healthcheck}}"), "map[]|[]||<nil>");
         assert_eq!(render("{{json .Config.Volumes}}"), "null");
+        // `json` of a struct is the JSON it came from, without the zero values added
+        assert_eq!(
+            render("{{json .Config}}"),
+            r#"{"Cmd":["sh","-c","echo"],"Env":["A=1"],"Labels":{"a":"1","b":"2"}}"#
+        );
         assert_eq!(
             render("{{json .RepoTags}}"),
             r#"["busybox:latest","busybox:1"]"#

@@ -45,10 +45,13 @@ pub enum Val {
         entries: BTreeMap<String, Val>,
         nil: bool,
     },
-    /// A Go struct: its type name (for error messages) and fields.
+    /// A Go struct: its type name (for error messages) and fields; `filled` names the fields
+    /// the JSON did not have (zero values from [`known_fields`]), which `json` leaves out so
+    /// that `{{json .Config}}` prints the image's config as it is.
     Struct {
         name: String,
         fields: BTreeMap<String, Val>,
+        filled: Vec<String>,
     },
 }
 
@@ -122,6 +125,7 @@ impl Val {
         Val::Struct {
             name: type_name.to_string(),
             fields: fields.into_iter().map(|(k, v)| (k, Val::Str(v))).collect(),
+            filled: Vec::new(),
         }
     }
 
@@ -194,12 +198,16 @@ impl Val {
             Val::Str(s) => Value::String(s.clone()),
             Val::List { nil: true, .. } | Val::Map { nil: true, .. } => Value::Null,
             Val::List { items, .. } => Value::Array(items.iter().map(Val::to_json).collect()),
-            Val::Map {
-                entries: fields, ..
-            }
-            | Val::Struct { fields, .. } => Value::Object(
+            Val::Map { entries, .. } => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
+            Val::Struct { fields, filled, .. } => Value::Object(
                 fields
                     .iter()
+                    .filter(|(k, _)| !filled.contains(k))
                     .map(|(k, v)| (k.clone(), v.to_json()))
                     .collect(),
             ),
@@ -240,15 +248,19 @@ fn convert(v: &Value, struct_name: Option<&str>, in_map: bool) -> Val {
                 .iter()
                 .map(|(k, x)| (k.clone(), convert_field(k, x)))
                 .collect();
+            let mut filled = Vec::new();
             for (k, zero) in known_fields(name) {
-                let absent = fields.get(*k).is_none_or(|f| *f == Val::Nil);
-                if absent {
-                    fields.insert((*k).to_string(), zero.val());
+                match fields.get(*k) {
+                    None => filled.push((*k).to_string()),
+                    Some(Val::Nil) => {}
+                    Some(_) => continue,
                 }
+                fields.insert((*k).to_string(), zero.val());
             }
             Val::Struct {
                 name: name.to_string(),
                 fields,
+                filled,
             }
         }
     }
