@@ -1,8 +1,9 @@
 //! Helpers the commands share, so that no command module imports another: opening the
-//! store, docker's human sizes and durations, aligned tables, `--format` handling (the
+//! store, docker's human sizes and durations, aligned tables, `--format` handling, reading a Dockerfile from `-f` (the
 //! template engine itself is [`super::template`]), the prune prompt and the registry flags.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::path::Path;
 
 use anyhow::Context;
 use clap::Args;
@@ -255,6 +256,22 @@ pub(super) fn server_host(server: Option<&str>) -> String {
         "index.docker.io" | "registry-1.docker.io" => "docker.io".into(),
         other => other.to_string(),
     }
+}
+
+/// Reads the Dockerfile named by `-f` (`-` for stdin) and returns the name to show in
+/// messages with its bytes (for [`crate::dockerfile::decode`], which says where they are not UTF-8).
+pub(super) fn read_dockerfile(file: &Path) -> anyhow::Result<(String, Vec<u8>)> {
+    let (name, bytes) = if file.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .context("reading the Dockerfile from stdin")?;
+        ("Dockerfile".to_string(), bytes)
+    } else {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        (file.display().to_string(), bytes)
+    };
+    Ok((name, bytes))
 }
 
 #[cfg(test)]
