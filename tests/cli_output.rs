@@ -298,8 +298,8 @@ fn error_dockerfile_syntax_names_file_line_and_column() {
 
 #[test]
 fn error_bad_format_template() {
-    // Today an unclosed action is printed as text with exit 0 (issue 11's template work
-    // makes it an error: re-bless then).
+    // An unclosed action is a parse error, exit 1 before any output (it used to be printed
+    // as text with exit 0).
     golden_run(
         "error-bad-format",
         scratch(),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::images::open_store;
+use super::common::open_store;
 use super::Globals;
 use crate::build::export::{export, Export};
 use crate::build::progress::{Progress, ProgressMode};
@@ -208,7 +208,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         .map(|o| Export::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
     let registry_options = RegistryOptions {
-        on_retry: super::push::retry_warnings(globals),
+        on_retry: super::common::retry_warnings(globals),
         ..RegistryOptions::default()
     };
     for (spec, text) in cache_from.iter().zip(&args.cache_from) {

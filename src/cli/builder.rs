@@ -4,7 +4,7 @@ use std::io::Write;
 
 use clap::{Args, Subcommand};
 
-use super::images::{human_size, open_store_as_is};
+use super::common::{human_size, open_store_as_is};
 use super::Globals;
 
 /// `rbuild builder …`.
@@ -32,7 +32,7 @@ pub fn run(globals: &Globals, cmd: BuilderCommand) -> anyhow::Result<i32> {
         } else {
             "all dangling build cache"
         };
-        if !super::images::confirm_removal(what) {
+        if !super::common::confirm_removal(what) {
             return Ok(0);
         }
     }

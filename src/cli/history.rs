@@ -3,8 +3,9 @@
 use std::io::Write;
 
 use clap::Args;
+use serde_json::{json, Map};
 
-use super::images::{human_size, open_store, print_table, since};
+use super::common::{human_size, open_store, since, ListFormat};
 use super::Globals;
 
 #[derive(Debug, Args)]
@@ -15,6 +16,9 @@ pub struct HistoryArgs {
     /// Only show image IDs
     #[arg(short, long)]
     pub quiet: bool,
+    /// Format output: "json", or a template like '{{.CreatedBy}}' ("table ..." adds a header)
+    #[arg(long)]
+    pub format: Option<String>,
     /// Image to show
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -49,7 +53,11 @@ pub fn run(globals: &Globals, args: HistoryArgs) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    let mut lines = vec!["IMAGE\tCREATED\tCREATED BY\tSIZE\tCOMMENT".to_string()];
+    let format = ListFormat::parse(
+        args.format.as_deref(),
+        "{{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}",
+    )?;
+    let mut lines = Vec::new();
     for (i, (h, size)) in rows.iter().enumerate() {
         let created = h
             .created
@@ -62,15 +70,36 @@ pub fn run(globals: &Globals, args: HistoryArgs) -> anyhow::Result<i32> {
         } else {
             by
         };
-        lines.push(format!(
-            "{}\t{}\t{}\t{}\t{}",
-            if i == 0 { id.as_str() } else { "<missing>" },
-            since(created),
-            by,
-            human_size(*size),
-            h.comment.clone().unwrap_or_default()
-        ));
+        let mut m = Map::new();
+        m.insert(
+            "ID".into(),
+            json!(if i == 0 { id.as_str() } else { "<missing>" }),
+        );
+        m.insert("CreatedSince".into(), json!(since(created)));
+        m.insert(
+            "CreatedAt".into(),
+            json!(created
+                .map(|c| c.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default()),
+        );
+        m.insert("CreatedBy".into(), json!(by));
+        m.insert("Size".into(), json!(human_size(*size)));
+        m.insert(
+            "Comment".into(),
+            json!(h.comment.clone().unwrap_or_default()),
+        );
+        lines.push(m);
     }
-    print_table(&mut out, lines.into_iter())?;
+    format.print(&mut out, &lines, "HistoryEntry", &HEADERS)?;
     Ok(0)
 }
+
+/// The column titles of `history` tables, docker's spellings.
+const HEADERS: [(&str, &str); 6] = [
+    ("ID", "IMAGE"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedBy", "CREATED BY"),
+    ("Size", "SIZE"),
+    ("Comment", "COMMENT"),
+];

@@ -1,12 +1,13 @@
-//! `rbuild images` and `rbuild image prune`, plus the formatting helpers the image commands
-//! share (docker's human sizes and durations, a small `--format` template renderer).
+//! `rbuild images` and `rbuild image prune`, and the `rbuild image …` spellings of the other
+//! image commands.
 
 use std::io::Write;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
+use super::common::{confirm_removal, human_size, open_store, open_store_as_is, since, ListFormat};
 use super::Globals;
 use crate::image::reference::Reference;
 use crate::store::{ImageSummary, RemoveEvent, Store};
@@ -68,21 +69,6 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     pub force: bool,
-}
-
-/// Opens the store named by the global flags, first removing what killed rbuild processes
-/// left there (see [`Store::clean_leftovers`]).
-pub(super) fn open_store(globals: &Globals) -> anyhow::Result<Store> {
-    let store = open_store_as_is(globals)?;
-    store
-        .clean_leftovers()
-        .with_context(|| format!("cleaning store {}", globals.root.display()))?;
-    Ok(store)
-}
-
-/// Opens the store without cleaning (for the prunes, which clean and count what they free).
-pub(super) fn open_store_as_is(globals: &Globals) -> anyhow::Result<Store> {
-    Store::open(&globals.root).with_context(|| format!("opening store {}", globals.root.display()))
 }
 
 /// One row of `images`, as the fields docker's templates name.
@@ -171,38 +157,13 @@ pub fn run(globals: &Globals, args: ImagesArgs) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    match args.format.as_deref() {
-        Some("json") => {
-            for r in &rows {
-                writeln!(out, "{}", Value::Object(r.clone()))?;
-            }
-        }
-        Some(t) if t.starts_with("table") => {
-            let t = unescape(t.trim_start_matches("table").trim_start());
-            let header = header_row(&t);
-            let lines: Vec<String> = rows
-                .iter()
-                .map(|r| render(&t, &Value::Object(r.clone())))
-                .collect();
-            print_table(&mut out, std::iter::once(header).chain(lines))?;
-        }
-        Some(t) => {
-            let t = unescape(t);
-            for r in &rows {
-                writeln!(out, "{}", render(&t, &Value::Object(r.clone())))?;
-            }
-        }
-        None => {
-            let mut t = "{{.Repository}}\t{{.Tag}}\t".to_string();
-            if args.digests {
-                t.push_str("{{.Digest}}\t");
-            }
-            t.push_str("{{.ID}}\t{{.CreatedSince}}\t{{.Size}}");
-            let mut lines = vec![header_row(&t)];
-            lines.extend(rows.iter().map(|r| render(&t, &Value::Object(r.clone()))));
-            print_table(&mut out, lines.into_iter())?;
-        }
+    let mut t = "{{.Repository}}\t{{.Tag}}\t".to_string();
+    if args.digests {
+        t.push_str("{{.Digest}}\t");
     }
+    t.push_str("{{.ID}}\t{{.CreatedSince}}\t{{.Size}}");
+    let format = ListFormat::parse(args.format.as_deref(), &t)?;
+    format.print(&mut out, &rows, "ImageSummary", &HEADERS)?;
     Ok(0)
 }
 
@@ -386,189 +347,20 @@ fn prune(globals: &Globals, args: PruneArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Docker's `units.HumanSizeWithPrecision(n, 3)`: decimal units, 3 significant digits.
-pub(super) fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    format!("{}{}", sig3(v), units[i])
-}
-
-/// `%.3g` for values below 1000.
-fn sig3(v: f64) -> String {
-    let decimals = if v >= 100.0 {
-        0
-    } else if v >= 10.0 {
-        1
-    } else {
-        2
-    };
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
-
-/// Docker's "N units ago" (`units.HumanDuration` + " ago").
-pub(super) fn since(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
-    let Some(t) = t else {
-        return "N/A".into();
-    };
-    let secs = (chrono::Utc::now() - t).num_seconds().max(0);
-    let (mins, hours) = (secs / 60, (secs as f64 / 3600.0).round() as i64);
-    let d = if secs < 1 {
-        "Less than a second".to_string()
-    } else if secs == 1 {
-        "1 second".into()
-    } else if secs < 60 {
-        format!("{secs} seconds")
-    } else if mins == 1 {
-        "About a minute".into()
-    } else if mins < 60 {
-        format!("{mins} minutes")
-    } else if hours == 1 {
-        "About an hour".into()
-    } else if hours < 48 {
-        format!("{hours} hours")
-    } else if hours < 24 * 7 * 2 {
-        format!("{} days", hours / 24)
-    } else if hours < 24 * 30 * 2 {
-        format!("{} weeks", hours / 24 / 7)
-    } else if hours < 24 * 365 * 2 {
-        format!("{} months", hours / 24 / 30)
-    } else {
-        format!("{} years", hours / 24 / 365)
-    };
-    format!("{d} ago")
-}
-
-/// `\t` and `\n` typed in a template mean tab and newline, as in docker.
-pub(super) fn unescape(t: &str) -> String {
-    t.replace("\\t", "\t").replace("\\n", "\n")
-}
-
-/// Renders `{{.A.B}}`, `{{json .A}}` and `{{json .}}` against `v`.
-pub(super) fn render(template: &str, v: &Value) -> String {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find("}}") else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let expr = rest[start + 2..start + end].trim();
-        let (as_json, path) = match expr.strip_prefix("json ") {
-            Some(p) => (true, p.trim()),
-            None => (false, expr),
-        };
-        let mut cur = Some(v);
-        for part in path
-            .trim_start_matches('.')
-            .split('.')
-            .filter(|p| !p.is_empty())
-        {
-            cur = cur.and_then(|c| c.get(part));
-        }
-        let val = cur.cloned().unwrap_or(Value::Null);
-        out.push_str(&if as_json {
-            val.to_string()
-        } else {
-            go_string(&val)
-        });
-        rest = &rest[start + end + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// How Go's templates print a value.
-fn go_string(v: &Value) -> String {
-    match v {
-        Value::Null => "<no value>".into(),
-        Value::String(s) => s.clone(),
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter().map(go_string).collect::<Vec<_>>().join(" ")
-        ),
-        Value::Object(m) => format!(
-            "map[{}]",
-            m.iter()
-                .map(|(k, v)| format!("{k}:{}", go_string(v)))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-        other => other.to_string(),
-    }
-}
-
-/// The header line of a table template: field names in docker's upper-case spelling.
-fn header_row(template: &str) -> String {
-    let names = [
-        ("Repository", "REPOSITORY"),
-        ("Tag", "TAG"),
-        ("Digest", "DIGEST"),
-        ("ID", "IMAGE ID"),
-        ("CreatedSince", "CREATED"),
-        ("CreatedAt", "CREATED AT"),
-        ("Size", "SIZE"),
-        ("VirtualSize", "VIRTUAL SIZE"),
-        ("SharedSize", "SHARED SIZE"),
-        ("UniqueSize", "UNIQUE SIZE"),
-        ("Containers", "CONTAINERS"),
-    ];
-    let mut h = template.to_string();
-    for (field, title) in names {
-        h = h.replace(&format!("{{{{.{field}}}}}"), title);
-    }
-    h
-}
-
-/// Prints tab-separated lines as aligned columns (3 spaces between, at least 10 wide), like
-/// docker's tabwriter.
-pub(super) fn print_table(
-    out: &mut impl Write,
-    lines: impl Iterator<Item = String>,
-) -> std::io::Result<()> {
-    let rows: Vec<Vec<String>> = lines
-        .map(|l| l.split('\t').map(str::to_string).collect())
-        .collect();
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let mut widths = vec![0; cols];
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    for r in &rows {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 < r.len() {
-                // docker: tabwriter.NewWriter(out, 10, 1, 3, ' ', 0): 3 spaces of padding,
-                // cells at least 10 wide
-                line.push_str(&format!("{c:<w$}", w = (widths[i] + 3).max(10)));
-            } else {
-                line.push_str(c);
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
-}
-
-/// Docker's prune prompt: warns that `what` will be removed and asks on stderr; true for yes.
-pub(super) fn confirm_removal(what: &str) -> bool {
-    eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).ok();
-    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
-}
+/// The column titles of `images` tables, docker's spellings.
+const HEADERS: [(&str, &str); 11] = [
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("ID", "IMAGE ID"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+    ("VirtualSize", "VIRTUAL SIZE"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("Containers", "CONTAINERS"),
+];
 
 #[cfg(test)]
 mod tests {
@@ -598,12 +390,5 @@ mod tests {
         let start = std::time::Instant::now();
         assert!(!glob(&pattern, &name));
         assert!(start.elapsed() < std::time::Duration::from_secs(1));
-    }
-
-    #[test]
-    fn templates_render_fields_and_json() {
-        let v = json!({"ID": "abc", "Config": {"Cmd": ["sh", "-c"]}});
-        assert_eq!(render("{{.ID}}:{{ .Config.Cmd }}", &v), "abc:[sh -c]");
-        assert_eq!(render("{{json .Config.Cmd}}", &v), r#"["sh","-c"]"#);
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::images::open_store;
+use super::common::open_store;
 use super::Globals;
 use crate::archive::import::{import_rootfs, ImportOptions};
 use crate::image::reference::Reference;

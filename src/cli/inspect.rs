@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::images::{open_store, render, unescape};
+use super::common::{open_store, parse_template, unescape};
+use super::template::Val;
 use super::Globals;
 use crate::store::Store;
 
@@ -69,6 +70,12 @@ pub(super) fn inspect_value(store: &Store, name: &str) -> anyhow::Result<Value> 
 }
 
 pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
+    // `json` means the default output, as in docker; any other format is a template, checked
+    // before anything is looked up or printed
+    let template = match args.format.as_deref() {
+        None | Some("json") => None,
+        Some(t) => Some(parse_template(&unescape(t))?),
+    };
     let store = open_store(globals)?;
     let mut values = Vec::new();
     let mut status = 0;
@@ -81,11 +88,15 @@ pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    match &args.format {
+    match template {
         Some(t) => {
-            let t = unescape(t);
-            for v in &values {
-                println!("{}", render(&t, v));
+            // every image first: a template error prints nothing
+            let lines = values
+                .iter()
+                .map(|v| t.execute(&Val::from_json(v, "ImageInspect")))
+                .collect::<Result<Vec<_>, _>>()?;
+            for line in lines {
+                println!("{line}");
             }
         }
         None => {

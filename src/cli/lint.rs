@@ -29,7 +29,7 @@ pub enum Format {
 }
 
 pub fn run(_globals: &Globals, args: LintArgs) -> anyhow::Result<i32> {
-    let (name, source) = super::parse::read_dockerfile(&args.file)?;
+    let (name, source) = super::common::read_dockerfile(&args.file)?;
     let report = dockerfile::decode(source, &name)
         .and_then(|source| dockerfile::parse_owned(source, &name))
         .and_then(|df| {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::images::open_store;
+use super::common::open_store;
 use super::Globals;
 use crate::archive::load;
 

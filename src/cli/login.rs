@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::push::RegistryFlags;
+use super::common::{server_host, RegistryFlags};
 use super::Globals;
 use crate::registry::{self, Credentials};
 
@@ -25,19 +25,6 @@ pub struct LoginArgs {
     pub password_stdin: bool,
     #[command(flatten)]
     pub registry: RegistryFlags,
-}
-
-/// `https://host/v1/` and `host/` as docker accepts them → `host`.
-pub(super) fn server_host(server: Option<&str>) -> String {
-    let s = server.unwrap_or("docker.io");
-    let s = s
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    let s = s.split('/').next().unwrap_or(s);
-    match s {
-        "index.docker.io" | "registry-1.docker.io" => "docker.io".into(),
-        other => other.to_string(),
-    }
 }
 
 pub fn run(globals: &Globals, args: LoginArgs) -> anyhow::Result<i32> {

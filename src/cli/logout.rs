@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::login::server_host;
+use super::common::server_host;
 use super::Globals;
 use crate::registry;
 

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod build;
 mod builder;
+mod common;
 mod history;
 mod images;
 mod import;
@@ -26,6 +27,7 @@ mod save;
 mod search;
 mod system;
 mod tag;
+mod template;
 
 /// Global options shared by every command.
 #[derive(Debug, Parser)]

@@ -1,9 +1,7 @@
 //! `rbuild parse`: print a Dockerfile's instructions (BuildKit dump format, or JSON).
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
 use super::Globals;
@@ -21,7 +19,7 @@ pub struct ParseArgs {
 }
 
 pub fn run(_globals: &Globals, args: ParseArgs) -> anyhow::Result<i32> {
-    let (name, source) = read_dockerfile(&args.file)?;
+    let (name, source) = super::common::read_dockerfile(&args.file)?;
     let df = match dockerfile::decode(source, &name).and_then(|s| dockerfile::parse_owned(s, &name))
     {
         Ok(df) => df,
@@ -44,22 +42,6 @@ pub fn run(_globals: &Globals, args: ParseArgs) -> anyhow::Result<i32> {
         print!("{}", dockerfile::dump::dump(&df));
     }
     Ok(0)
-}
-
-/// Reads the Dockerfile named by `-f` (`-` for stdin) and returns the name to show in
-/// messages with its bytes (for [`dockerfile::decode`], which says where they are not UTF-8).
-pub(super) fn read_dockerfile(file: &Path) -> anyhow::Result<(String, Vec<u8>)> {
-    let (name, bytes) = if file.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .context("reading the Dockerfile from stdin")?;
-        ("Dockerfile".to_string(), bytes)
-    } else {
-        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        (file.display().to_string(), bytes)
-    };
-    Ok((name, bytes))
 }
 
 /// Prints a parse error (it carries its own location and snippet) and returns exit status 1.

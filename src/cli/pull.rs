@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use clap::Args;
 
-use super::images::open_store;
-use super::push::RegistryFlags;
+use super::common::open_store;
+use super::common::RegistryFlags;
 use super::Globals;
 use crate::image::reference::Reference;
 use crate::registry::{self, Event, PullOptions};

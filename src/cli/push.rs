@@ -1,53 +1,16 @@
-//! `rbuild push NAME[:TAG]`, and the registry flags shared by push, pull, login and search.
+//! `rbuild push NAME[:TAG]`.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use anyhow::bail;
 use clap::Args;
 
-use super::images::open_store;
-use super::{Globals, LogLevel};
+use super::common::{open_store, RegistryFlags};
+use super::Globals;
 use crate::image::reference::Reference;
-use crate::registry::{
-    self, Event, PushOptions, RegistryError, RegistryOptions, RetryLog, Retrying,
-};
+use crate::registry::{self, Event, PushOptions, RegistryError};
 use crate::store::StoreError;
-
-/// Flags every registry command takes.
-#[derive(Debug, Clone, Args)]
-pub struct RegistryFlags {
-    /// Require HTTPS with a verified certificate (true), or allow plain HTTP and unverified
-    /// TLS for this registry (false). Default: verify, except for localhost, 127.0.0.0/8 and
-    /// the `insecure-registries` of rbuild's config file
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
-    pub tls_verify: Option<bool>,
-}
-
-impl RegistryFlags {
-    pub fn options(&self, globals: &Globals) -> RegistryOptions {
-        RegistryOptions {
-            tls_verify: self.tls_verify,
-            on_retry: retry_warnings(globals),
-            ..RegistryOptions::default()
-        }
-    }
-}
-
-/// Shows each retried registry request as a warning on stderr (unless `--log-level=error`):
-/// a slow transfer then says why it is slow.
-pub fn retry_warnings(globals: &Globals) -> Option<RetryLog> {
-    (globals.log_level >= LogLevel::Warn).then(|| {
-        RetryLog(Arc::new(|r: &Retrying<'_>| {
-            eprintln!(
-                "WARNING: {}: {}; retrying in {:.1}s",
-                r.what,
-                r.error,
-                r.wait.as_secs_f64()
-            )
-        }))
-    })
-}
 
 #[derive(Debug, Args)]
 pub struct PushArgs {

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::images::open_store;
+use super::common::open_store;
 use super::Globals;
 use crate::store::RemoveEvent;
 

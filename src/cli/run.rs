@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use rbuild_runtime::{Io, NetworkMode, Stdio};
 
-use super::images::{open_store, print_table};
+use super::common::{human_duration, open_store, ListFormat};
 use super::Globals;
 use crate::container::security::SecurityOpt;
 use crate::container::{self, env, RunOptions};
@@ -168,6 +168,9 @@ pub struct PsArgs {
     /// Don't truncate output
     #[arg(long)]
     pub no_trunc: bool,
+    /// Format output: "json", or a template like '{{.Names}}' ("table ..." adds a header)
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 /// `ps`: docker's columns (no PORTS: rbuild forwards none).
@@ -192,14 +195,11 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    let mut rows = vec![[
-        "CONTAINER ID".to_string(),
-        "IMAGE".into(),
-        "COMMAND".into(),
-        "CREATED".into(),
-        "STATUS".into(),
-        "NAMES".into(),
-    ]];
+    let format = ListFormat::parse(
+        args.format.as_deref(),
+        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}",
+    )?;
+    let mut rows = Vec::new();
     for c in &containers {
         let mut command = c.command.join(" ");
         if !args.no_trunc && command.chars().count() > 20 {
@@ -216,44 +216,65 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
                 _ => "Exited (unknown)".to_string(),
             }
         };
-        rows.push([
-            if args.no_trunc {
-                c.id.clone()
-            } else {
-                c.short_id().to_string()
-            },
-            c.image.clone(),
-            format!("\"{command}\""),
-            format!("{} ago", human_duration(now - c.created)),
-            status,
-            c.name.clone(),
-        ]);
+        let state = match c.status {
+            _ if c.is_running() => "running",
+            crate::store::ContainerStatus::Created => "created",
+            _ => "exited",
+        };
+        let id = if args.no_trunc {
+            c.id.clone()
+        } else {
+            c.short_id().to_string()
+        };
+        let created_at = chrono::DateTime::from_timestamp(c.created, 0)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S %z UTC").to_string())
+            .unwrap_or_default();
+        let cells = [
+            ("ID", id),
+            ("Image", c.image.clone()),
+            ("Command", format!("\"{command}\"")),
+            ("CreatedAt", created_at),
+            (
+                "RunningFor",
+                format!("{} ago", human_duration(now - c.created)),
+            ),
+            ("Status", status),
+            ("State", state.to_string()),
+            ("Names", c.name.clone()),
+        ];
+        // A tab inside a cell would start a new column.
+        rows.push(
+            cells
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        serde_json::Value::String(v.replace('\t', " ")),
+                    )
+                })
+                .collect(),
+        );
     }
-    // A tab inside a cell would start a new column.
-    let lines = rows.iter().map(|row| {
-        row.iter()
-            .map(|cell| cell.replace('\t', " "))
-            .collect::<Vec<_>>()
-            .join("\t")
-    });
-    print_table(&mut std::io::stdout().lock(), lines)?;
+    format.print(
+        &mut std::io::stdout().lock(),
+        &rows,
+        "ContainerRow",
+        &PS_HEADERS,
+    )?;
     Ok(0)
 }
 
-/// docker's coarse "2 minutes" style.
-fn human_duration(seconds: i64) -> String {
-    let s = seconds.max(0);
-    match s {
-        0 => "Less than a second".to_string(),
-        1 => "1 second".to_string(),
-        2..=59 => format!("{s} seconds"),
-        60..=119 => "About a minute".to_string(),
-        120..=3599 => format!("{} minutes", s / 60),
-        3600..=7199 => "About an hour".to_string(),
-        7200..=172_799 => format!("{} hours", s / 3600),
-        _ => format!("{} days", s / 86_400),
-    }
-}
+/// The column titles of `ps` tables, docker's spellings.
+const PS_HEADERS: [(&str, &str); 8] = [
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Status", "STATUS"),
+    ("State", "STATE"),
+    ("Names", "NAMES"),
+];
 
 #[derive(Debug, Args)]
 pub struct RmArgs {

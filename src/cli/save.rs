@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
-use super::images::open_store;
+use super::common::open_store;
 use super::Globals;
 use crate::archive::{save, save_oci_dir, save_to_file, ArchiveFormat};
 

@@ -3,7 +3,7 @@
 use anyhow::bail;
 use clap::Args;
 
-use super::push::RegistryFlags;
+use super::common::RegistryFlags;
 use super::Globals;
 use crate::registry;
 

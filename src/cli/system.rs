@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::images::open_store;
+use super::common::open_store;
 use super::Globals;
 
 /// `rbuild system …`

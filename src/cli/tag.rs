@@ -3,7 +3,7 @@
 use anyhow::bail;
 use clap::Args;
 
-use super::images::open_store;
+use super::common::open_store;
 use super::Globals;
 use crate::image::reference::Reference;
 
