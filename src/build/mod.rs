@@ -34,6 +34,7 @@
 //! println!("{id}");
 //! ```
 
+pub mod convert;
 mod copy;
 pub mod download;
 pub mod export;
@@ -55,6 +56,7 @@ use crate::context::ContextError;
 use crate::dockerfile::eval::EvalError;
 use crate::dockerfile::shell::ExpandError;
 use crate::dockerfile::ParseError;
+use crate::image::config_rules::ConfigError;
 use crate::image::layer::LayerError;
 use crate::image::reference::Reference;
 use crate::store::StoreError;
@@ -129,6 +131,8 @@ pub enum BuildError {
     Parse(ParseError),
     #[error(transparent)]
     Eval(#[from] EvalError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Expand(#[from] ExpandError),
     #[error(transparent)]

@@ -4,11 +4,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
+use super::convert;
 use super::copy::{self, CopySpec};
 use super::download;
-use super::layered::{components, Layered};
+use super::layered::Layered;
 use super::mounts;
 use super::plan::{self, resolve_ref, Plan, Source};
 use super::progress::Progress;
@@ -19,17 +20,15 @@ use super::{io_err, BuildError, BuildOptions, DockerfileSource};
 use crate::context::{ContextSnapshot, IgnoreMatcher, MetadataCache};
 use crate::dockerfile::eval::{platform_args, BuildArgs, MetaArgs, Platform, StageVars};
 use crate::dockerfile::instructions::{
-    self, ArgDef, Command, CommandLine, Copy, Healthcheck, Instruction, Stages,
+    self, ArgDef, Command, CommandLine, Copy, Instruction, Stages,
 };
 use crate::dockerfile::shell::ShellLex;
 use crate::dockerfile::{self as df, Heredoc};
+use crate::image::config_rules::{self, ConfigChange, ConfigEditor};
 use crate::image::digest::Digest;
 use crate::image::layer::LayerInfo;
 use crate::image::oci::{ContainerConfig, History, ImageConfig, RootFs};
 use crate::store::{BuildView, ImageId, Store};
-
-/// Default SHELL.
-const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
 /// A built stage.
 #[derive(Debug, Clone)]
@@ -38,8 +37,8 @@ struct StageState {
     config: ImageConfig,
     vars: StageVars,
     key: Digest,
-    /// CMD was set in this stage (so ENTRYPOINT keeps it).
-    cmd_set: bool,
+    /// Applies the stage's config changes (it knows whether CMD was set in this stage).
+    editor: ConfigEditor,
     /// Time of the newest step (history entries of config-only steps use it).
     created: String,
     /// The image the stage (or the stage it starts from) is based on; none for scratch.
@@ -54,13 +53,7 @@ impl StageState {
     }
 
     fn shell(&self) -> Vec<String> {
-        self.config
-            .config
-            .as_ref()
-            .and_then(|c| c.extra.get("Shell"))
-            .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
+        config_rules::shell(self.config.config.as_ref())
     }
 
     fn workdir(&self) -> String {
@@ -402,22 +395,17 @@ impl Builder<'_> {
             .config
             .config
             .as_mut()
-            .and_then(|c| c.extra.remove("OnBuild"))
-            .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
+            .and_then(|c| {
+                // A null or malformed `OnBuild` of a base is not inherited either.
+                c.extra.remove("OnBuild");
+                c.on_build.take()
+            })
             .unwrap_or_default();
         let trigger_cmds = if triggers.is_empty() {
             Vec::new()
         } else {
-            let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
-            let parsed = df::parse(&text, "ONBUILD")
-                .map_err(|e| self.at(stage.span.start_line, &stage.original, e.into()))?;
-            let st = instructions::parse_instructions(&parsed)
-                .map_err(|e| self.at(stage.span.start_line, &stage.original, e.into()))?;
-            st.stages
-                .into_iter()
-                .next()
-                .map(|s| s.instructions)
-                .unwrap_or_default()
+            instructions::parse_commands(&triggers.join("\n"), "ONBUILD")
+                .map_err(|e| self.at(stage.span.start_line, &stage.original, e.into()))?
         };
         let history_start = state.config.history.len();
         let total = 1 + layer_ops(&trigger_cmds) + layer_ops(&stage.instructions);
@@ -464,7 +452,7 @@ impl Builder<'_> {
                 },
                 vars: StageVars::new(&[format!("PATH={}", rbuild_runtime::DEFAULT_PATH)]),
                 key: base_key("scratch"),
-                cmd_set: false,
+                editor: ConfigEditor::default(),
                 created: self.sde.clone().unwrap_or_else(|| self.engine.now.clone()),
                 base: None,
             }),
@@ -482,7 +470,7 @@ impl Builder<'_> {
                     .and_then(|c| c.env.clone())
                     .unwrap_or_default();
                 s.vars = StageVars::new(&env);
-                s.cmd_set = false;
+                s.editor = ConfigEditor::default();
                 Ok(s)
             }
             Source::Image(name) => {
@@ -516,7 +504,7 @@ impl Builder<'_> {
                     config,
                     vars: StageVars::new(&env),
                     key: base_key(&id.to_string()),
-                    cmd_set: false,
+                    editor: ConfigEditor::default(),
                     created,
                     base: Some(base),
                 })
@@ -574,17 +562,6 @@ impl Builder<'_> {
         Ok(self.lex.process_word(word, &state.vars.expansion_env())?)
     }
 
-    fn command_vec(&self, state: &StageState, command: &CommandLine) -> Vec<String> {
-        match command {
-            CommandLine::Exec(v) => v.clone(),
-            CommandLine::Shell(s) => {
-                let mut v = state.shell();
-                v.push(s.clone());
-                v
-            }
-        }
-    }
-
     fn instruction(
         &self,
         stage_index: usize,
@@ -596,19 +573,6 @@ impl Builder<'_> {
     ) -> Result<(), BuildError> {
         let created = state.created.clone();
         match &cmd.instruction {
-            Instruction::Env { vars } => {
-                let env = state.vars.expansion_env();
-                let mut parts = Vec::new();
-                for kv in vars {
-                    let key = self.lex.process_word(&kv.key, &env)?;
-                    let value = self.lex.process_word(&kv.value, &env)?;
-                    state.vars.set_env(&key, &value);
-                    parts.push(format!("{key}={value}"));
-                }
-                let e = state.vars.config_env();
-                state.cc().env = Some(e);
-                state.history(format!("ENV {}", parts.join(" ")), true, &created);
-            }
             Instruction::Arg { args } => {
                 let mut parts = Vec::new();
                 for def in args {
@@ -628,185 +592,10 @@ impl Builder<'_> {
                 }
                 state.history(format!("ARG {}", parts.join(" ")), true, &created);
             }
-            Instruction::Label { labels } => {
-                let env = state.vars.expansion_env();
-                // Written straight into the history text: no per-label copies to join.
-                let mut created_by = String::from("LABEL");
-                for kv in labels {
-                    let key = self.lex.process_word(&kv.key, &env)?;
-                    let value = self.lex.process_word(&kv.value, &env)?;
-                    created_by.reserve(key.len() + value.len() + 2);
-                    for part in [" ", &key, "=", &value] {
-                        created_by.push_str(part);
-                    }
-                    state
-                        .cc()
-                        .labels
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(key, value);
-                }
-                state.history(created_by, true, &created);
-            }
-            Instruction::Maintainer { name } => {
-                state.config.author = Some(name.clone());
-                state.history(format!("MAINTAINER {name}"), true, &created);
-            }
-            Instruction::Volume { paths } => {
-                let mut done = Vec::new();
-                for p in paths {
-                    let p = self.expand(state, p)?;
-                    if p.is_empty() {
-                        return Err(BuildError::Invalid(
-                            "VOLUME specified can not be an empty string".into(),
-                        ));
-                    }
-                    state
-                        .cc()
-                        .volumes
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(p.clone(), json!({}));
-                    done.push(p);
-                }
-                state.history(
-                    format!(
-                        "VOLUME {}",
-                        serde_json::to_string(&done).unwrap_or_default()
-                    ),
-                    true,
-                    &created,
-                );
-            }
-            Instruction::Expose { ports } => {
-                let env = state.vars.expansion_env();
-                let mut done = Vec::new();
-                for p in ports {
-                    for word in self.lex.process_words(p, &env)? {
-                        for port in expose_ports(&word)? {
-                            state
-                                .cc()
-                                .exposed_ports
-                                .get_or_insert_with(BTreeMap::new)
-                                .insert(port.clone(), json!({}));
-                            done.push(port);
-                        }
-                    }
-                }
-                state.history(format!("EXPOSE {}", done.join(" ")), true, &created);
-            }
-            Instruction::User { user, group } => {
-                let mut u = self.expand(state, user)?;
-                if let Some(g) = group {
-                    u = format!("{u}:{}", self.expand(state, g)?);
-                }
-                state.cc().user = Some(u.clone());
-                state.history(format!("USER {u}"), true, &created);
-            }
-            Instruction::Stopsignal { signal } => {
-                let s = self.expand(state, signal)?;
-                state.cc().stop_signal = Some(s.clone());
-                state.history(format!("STOPSIGNAL {s}"), true, &created);
-            }
-            Instruction::Shell { shell } => {
-                state.cc().extra.insert("Shell".into(), json!(shell));
-                state.history(
-                    format!("SHELL {}", serde_json::to_string(shell).unwrap_or_default()),
-                    true,
-                    &created,
-                );
-            }
-            Instruction::Cmd { command } => {
-                let v = self.command_vec(state, command);
-                state.cc().cmd = Some(v.clone());
-                state.cmd_set = true;
-                state.history(
-                    format!("CMD {}", serde_json::to_string(&v).unwrap_or_default()),
-                    true,
-                    &created,
-                );
-            }
-            Instruction::Entrypoint { command } => {
-                let v = self.command_vec(state, command);
-                state.cc().entrypoint = Some(v.clone());
-                if !state.cmd_set {
-                    state.cc().cmd = None;
-                }
-                state.history(
-                    format!(
-                        "ENTRYPOINT {}",
-                        serde_json::to_string(&v).unwrap_or_default()
-                    ),
-                    true,
-                    &created,
-                );
-            }
-            Instruction::Healthcheck(h) => {
-                let value = match h {
-                    Healthcheck::None => json!({ "Test": ["NONE"] }),
-                    Healthcheck::Cmd {
-                        command,
-                        interval,
-                        timeout,
-                        start_period,
-                        start_interval,
-                        retries,
-                    } => {
-                        let test: Vec<String> = match command {
-                            CommandLine::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
-                            CommandLine::Exec(v) => {
-                                let mut t = vec!["CMD".to_string()];
-                                t.extend(v.iter().cloned());
-                                t
-                            }
-                        };
-                        let mut m = serde_json::Map::new();
-                        m.insert("Test".into(), json!(test));
-                        for (k, d) in [
-                            ("Interval", interval),
-                            ("Timeout", timeout),
-                            ("StartPeriod", start_period),
-                            ("StartInterval", start_interval),
-                        ] {
-                            if let Some(d) = d {
-                                m.insert(k.into(), json!(d.as_nanos() as u64));
-                            }
-                        }
-                        if let Some(r) = retries {
-                            m.insert("Retries".into(), json!(r));
-                        }
-                        Value::Object(m)
-                    }
-                };
-                state.cc().extra.insert("Healthcheck".into(), value);
-                state.history(
-                    format!(
-                        "HEALTHCHECK {}",
-                        cmd.original.trim().get(11..).unwrap_or("").trim()
-                    ),
-                    true,
-                    &created,
-                );
-            }
-            Instruction::Onbuild { trigger } => {
-                let text = trigger.original.trim().to_string();
-                let cc = state.cc();
-                let mut list: Vec<String> = cc
-                    .extra
-                    .get("OnBuild")
-                    .and_then(|v| serde_json::from_value(v.clone()).ok())
-                    .unwrap_or_default();
-                list.push(text.clone());
-                cc.extra.insert("OnBuild".into(), json!(list));
-                state.history(format!("ONBUILD {text}"), true, &created);
-            }
             Instruction::Workdir { path } => {
-                let p = self.expand(state, path)?;
-                let p = if p.starts_with('/') {
-                    p
-                } else {
-                    format!("{}/{}", state.workdir().trim_end_matches('/'), p)
-                };
-                let clean = format!("/{}", components(&p).join("/"));
-                state.cc().working_dir = Some(clean.clone());
+                let change = ConfigChange::Workdir(self.expand(state, path)?);
+                state.editor.apply(&mut state.config, change)?;
+                let clean = state.workdir();
                 *n += 1;
                 let step = self
                     .engine
@@ -836,6 +625,20 @@ impl Builder<'_> {
                     .inspect_err(|e| {
                         self.engine.progress.error(&step, &e.to_string());
                     })?;
+            }
+            _ => {
+                let env = state.vars.expansion_env();
+                let Some(change) = convert::config_change(cmd, &self.lex, &env)? else {
+                    return Ok(());
+                };
+                if let ConfigChange::Env(pairs) = &change {
+                    for (k, v) in pairs {
+                        state.vars.set_env(k, v);
+                    }
+                }
+                let history = state.editor.apply(&mut state.config, change)?;
+                let history = convert::history_as_written(cmd).unwrap_or(history);
+                state.history(history, true, &created);
             }
         }
         Ok(())
@@ -1363,29 +1166,6 @@ fn date_config_steps(history: &mut [History]) {
     }
 }
 
-/// One EXPOSE word → `port/proto` keys: `80` is `80/tcp`, a range `8000-8002/udp` gives each
-/// port (as docker); a port must be 1-65535 and the protocol tcp, udp or sctp.
-fn expose_ports(word: &str) -> Result<Vec<String>, BuildError> {
-    let bad = || BuildError::Invalid(format!("invalid EXPOSE port {word:?}"));
-    let lower = word.to_ascii_lowercase();
-    let (ports, proto) = lower.split_once('/').unwrap_or((lower.as_str(), "tcp"));
-    if !matches!(proto, "tcp" | "udp" | "sctp") {
-        return Err(bad());
-    }
-    let parse = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
-    let (first, last) = match ports.split_once('-') {
-        Some((a, b)) => (parse(a)?, parse(b)?),
-        None => {
-            let p = parse(ports)?;
-            (p, p)
-        }
-    };
-    if last < first {
-        return Err(bad());
-    }
-    Ok((first..=last).map(|p| format!("{p}/{proto}")).collect())
-}
-
 /// `--chown=user[:group]` → uid, gid, looked up in the image's `/etc/passwd` and `/etc/group`.
 /// A user name gives its primary group; a numeric uid without a group gives gid = uid.
 fn resolve_chown(spec: &str, view: Layered<'_>) -> Result<(u32, u32), BuildError> {
@@ -1487,19 +1267,6 @@ mod tests {
             shell_with_heredocs("cat <<EOF > /x", &[h("EOF", "hi\n")]),
             "cat <<EOF > /x\nhi\nEOF"
         );
-    }
-
-    #[test]
-    fn expose_words() {
-        assert_eq!(expose_ports("80").unwrap(), ["80/tcp"]);
-        assert_eq!(expose_ports("53/UDP").unwrap(), ["53/udp"]);
-        assert_eq!(
-            expose_ports("8000-8002").unwrap(),
-            ["8000/tcp", "8001/tcp", "8002/tcp"]
-        );
-        for bad in ["0", "x", "80/icmp", "9-1", "70000"] {
-            assert!(expose_ports(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -1,0 +1,222 @@
+//! The Dockerfile frontend's config part: config instructions (ENV, LABEL, CMD, …) → typed
+//! [`ConfigChange`]s with their words expanded, for a build's stages and for the `-c` changes
+//! of `import` (one reading of the syntax for both; the changes themselves are applied by
+//! [`crate::image::config_rules`], the one owner of those rules).
+
+use std::collections::BTreeMap;
+
+use super::BuildError;
+use crate::dockerfile::eval::StageVars;
+use crate::dockerfile::instructions::{self, Command, CommandLine, Healthcheck, Instruction};
+use crate::dockerfile::shell::ShellLex;
+use crate::image::config_rules::{CommandForm, ConfigChange};
+use crate::image::oci;
+
+/// The config change of `cmd`, its words expanded with `env` (the variables as they were
+/// before the instruction: docker expands every pair of one ENV with the same values), or
+/// `None` when `cmd` does not change the config (ARG, RUN, COPY, ADD).
+pub(crate) fn config_change(
+    cmd: &Command,
+    lex: &ShellLex,
+    env: &BTreeMap<String, String>,
+) -> Result<Option<ConfigChange>, BuildError> {
+    let word = |w: &String| lex.process_word(w, env);
+    let pairs = |kvs: &[instructions::KeyValue]| {
+        kvs.iter()
+            .map(|kv| Ok((word(&kv.key)?, word(&kv.value)?)))
+            .collect::<Result<Vec<_>, BuildError>>()
+    };
+    Ok(Some(match &cmd.instruction {
+        Instruction::Env { vars } => ConfigChange::Env(pairs(vars)?),
+        Instruction::Label { labels } => ConfigChange::Label(pairs(labels)?),
+        Instruction::Maintainer { name } => ConfigChange::Maintainer(name.clone()),
+        Instruction::Volume { paths } => {
+            ConfigChange::Volume(paths.iter().map(word).collect::<Result<_, _>>()?)
+        }
+        Instruction::Expose { ports } => {
+            let mut words = Vec::new();
+            for p in ports {
+                words.extend(lex.process_words(p, env)?);
+            }
+            ConfigChange::Expose(words)
+        }
+        Instruction::User { user, group } => {
+            let mut u = word(user)?;
+            if let Some(g) = group {
+                u = format!("{u}:{}", word(g)?);
+            }
+            ConfigChange::User(u)
+        }
+        Instruction::Stopsignal { signal } => ConfigChange::StopSignal(word(signal)?),
+        Instruction::Shell { shell } => ConfigChange::Shell(shell.clone()),
+        Instruction::Cmd { command } => ConfigChange::Cmd(command_form(command)),
+        Instruction::Entrypoint { command } => ConfigChange::Entrypoint(command_form(command)),
+        Instruction::Healthcheck(h) => ConfigChange::Healthcheck(healthcheck(h)),
+        Instruction::Onbuild { trigger } => {
+            ConfigChange::OnBuild(trigger.original.trim().to_string())
+        }
+        Instruction::Workdir { path } => ConfigChange::Workdir(word(path)?),
+        Instruction::Arg { .. }
+        | Instruction::Run(_)
+        | Instruction::Copy(_)
+        | Instruction::Add(_) => return Ok(None),
+    }))
+}
+
+/// The history text of `cmd` when the build writes it as written rather than as the config
+/// rules describe the change: HEALTHCHECK (as rbuild has always recorded it).
+pub(crate) fn history_as_written(cmd: &Command) -> Option<String> {
+    match cmd.instruction {
+        Instruction::Healthcheck(_) => Some(format!(
+            "HEALTHCHECK {}",
+            cmd.original.trim().get(11..).unwrap_or("").trim()
+        )),
+        _ => None,
+    }
+}
+
+/// A command line as the config rules take it.
+pub(crate) fn command_form(command: &CommandLine) -> CommandForm {
+    match command {
+        CommandLine::Exec(v) => CommandForm::Exec(v.clone()),
+        CommandLine::Shell(s) => CommandForm::Shell(s.clone()),
+    }
+}
+
+/// HEALTHCHECK → the config's `Healthcheck` (durations in nanoseconds).
+fn healthcheck(h: &Healthcheck) -> oci::Healthcheck {
+    match h {
+        Healthcheck::None => oci::Healthcheck {
+            test: Some(vec!["NONE".into()]),
+            ..oci::Healthcheck::default()
+        },
+        Healthcheck::Cmd {
+            command,
+            interval,
+            timeout,
+            start_period,
+            start_interval,
+            retries,
+        } => {
+            let test = match command {
+                CommandLine::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+                CommandLine::Exec(v) => std::iter::once("CMD".to_string())
+                    .chain(v.iter().cloned())
+                    .collect(),
+            };
+            let nanos = |d: &Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64);
+            oci::Healthcheck {
+                interval: nanos(interval),
+                retries: retries.map(i64::from),
+                start_interval: nanos(start_interval),
+                start_period: nanos(start_period),
+                test: Some(test),
+                timeout: nanos(timeout),
+            }
+        }
+    }
+}
+
+/// The `-c` changes of `import` (and `commit`) → typed changes. Each line is read by the
+/// Dockerfile parser and expanded as a Dockerfile's would be, with the variables of `env`
+/// (`KEY=value`, the image's `Env`) and of the ENV changes before it. Only the instructions
+/// docker accepts there are allowed.
+pub fn config_changes(lines: &[String], env: &[String]) -> Result<Vec<ConfigChange>, BuildError> {
+    let mut vars = StageVars::new(env);
+    let lex = ShellLex::new('\\');
+    let mut out = Vec::new();
+    for line in lines {
+        let bad = |why: String| BuildError::Invalid(format!("invalid change {line:?}: {why}"));
+        let cmds =
+            instructions::parse_commands(line, "--change").map_err(|e| bad(e.kind.to_string()))?;
+        let [cmd] = &cmds[..] else {
+            return Err(bad("want one instruction".into()));
+        };
+        if matches!(
+            cmd.instruction,
+            Instruction::Shell { .. } | Instruction::Maintainer { .. }
+        ) {
+            return Err(bad("not supported by import".into()));
+        }
+        let change = config_change(cmd, &lex, &vars.expansion_env())
+            .map_err(|e| bad(e.to_string()))?
+            .ok_or_else(|| bad("not supported by import".into()))?;
+        if let ConfigChange::Env(pairs) = &change {
+            for (k, v) in pairs {
+                vars.set_env(k, v);
+            }
+        }
+        out.push(change);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::config_rules::ConfigEditor;
+    use crate::image::oci::{ContainerConfig, ImageConfig};
+
+    fn apply(lines: &[&str]) -> Result<ContainerConfig, BuildError> {
+        let lines: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        let mut image = ImageConfig::default();
+        let mut editor = ConfigEditor::default();
+        for change in config_changes(&lines, &[])? {
+            editor.apply(&mut image, change)?;
+        }
+        Ok(image.config.unwrap_or_default())
+    }
+
+    #[test]
+    fn changes_update_the_config() {
+        let c = apply(&[
+            r#"CMD ["/bin/sh", "-c", "echo hi"]"#,
+            "ENTRYPOINT echo x",
+            r#"ENV A=1 B="two words""#,
+            "ENV A 3",
+            "EXPOSE 80 53/udp",
+            "LABEL org.x=y",
+            r#"LABEL "quoted.key"="v w" plain=$A"#,
+            "ENV C=x",
+            "ENV D=${C}y",
+        ])
+        .unwrap();
+        assert_eq!(c.cmd.unwrap(), vec!["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(c.entrypoint.unwrap(), vec!["/bin/sh", "-c", "echo x"]);
+        // A replaced where it was, as docker's ENV.
+        assert_eq!(c.env.unwrap(), vec!["A=3", "B=two words", "C=x", "D=xy"]);
+        assert!(c.exposed_ports.unwrap().contains_key("53/udp"));
+        let labels = c.labels.unwrap();
+        assert_eq!(labels["org.x"], "y");
+        assert_eq!(labels["quoted.key"], "v w");
+        assert_eq!(labels["plain"], "3");
+        for bad in [
+            "ENV",
+            "ENV =x",
+            "LABEL",
+            "ENV A=1\nRUN x",
+            "RUN x",
+            "SHELL [\"a\"]",
+        ] {
+            assert!(apply(&[bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn one_env_change_expands_with_the_values_before_it() {
+        // As a Dockerfile's ENV (docker's rule): D sees C as it was before this change.
+        let c = apply(&["ENV C=old", "ENV C=x D=${C}y"]).unwrap();
+        assert_eq!(c.env.unwrap(), vec!["C=x", "D=oldy"]);
+    }
+
+    #[test]
+    fn workdir_change_is_made_absolute() {
+        let c = apply(&["WORKDIR rel"]).unwrap();
+        assert_eq!(c.working_dir.as_deref(), Some("/rel"));
+        let c = apply(&["WORKDIR rel", "WORKDIR sub/../x/"]).unwrap();
+        assert_eq!(c.working_dir.as_deref(), Some("/rel/x"));
+        let c = apply(&["WORKDIR /srv//app"]).unwrap();
+        assert_eq!(c.working_dir.as_deref(), Some("/srv/app"));
+        assert!(apply(&["WORKDIR"]).is_err());
+    }
+}
