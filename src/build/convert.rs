@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use super::BuildError;
+use super::{download, BuildError};
 use crate::dockerfile::eval::StageVars;
 use crate::dockerfile::instructions::{self, Command, CommandLine, Healthcheck, Instruction};
 use crate::dockerfile::shell::ShellLex;
 use crate::image::config_rules::{CommandForm, ConfigChange};
+use crate::image::digest::Digest;
 use crate::image::oci;
 
 /// The config change of `cmd`, its words expanded with `env` (the variables as they were
@@ -115,6 +116,123 @@ fn healthcheck(h: &Healthcheck) -> oci::Healthcheck {
             }
         }
     }
+}
+
+/// COPY or ADD with its words expanded and its sources sorted by kind: what the engine needs
+/// to select, download and copy, without Dockerfile syntax.
+#[derive(Debug)]
+pub(crate) struct CopyOp {
+    pub add: bool,
+    /// Local sources (context or `--from` paths and patterns).
+    pub sources: Vec<String>,
+    /// Heredoc sources: (name, content, expanded when the heredoc asks for it).
+    pub inline: Vec<(String, String)>,
+    /// ADD http(s) sources.
+    pub urls: Vec<String>,
+    /// ADD --checksum of the one URL.
+    pub checksum: Option<Digest>,
+    /// The destination as written (relative to the working directory unless absolute).
+    pub dest: String,
+    /// `--chown` (`user[:group]`), resolved against the image's files when it runs.
+    pub chown: Option<String>,
+    pub chmod: Option<u32>,
+    pub exclude: Vec<String>,
+    pub parents: bool,
+    /// `--from`: a stage name or index, or an image.
+    pub from: Option<String>,
+    /// The history text (`COPY src... dest # buildkit`).
+    pub created_by: String,
+}
+
+/// COPY/ADD `c` → a [`CopyOp`], words expanded with `env`. Heredoc bodies that expand are
+/// expanded as BuildKit does: quotes are plain characters, `\` escapes (the escape is `\`
+/// whatever the Dockerfile's escape directive says).
+pub(crate) fn copy_op(
+    c: &instructions::Copy,
+    add: bool,
+    lex: &ShellLex,
+    env: &BTreeMap<String, String>,
+) -> Result<CopyOp, BuildError> {
+    let word = |w: &String| lex.process_word(w, env);
+    let heredoc_lex = ShellLex::new('\\').skip_process_quotes(true);
+    let (mut sources, mut inline, mut urls) = (Vec::new(), Vec::new(), Vec::new());
+    for s in &c.sources {
+        if s.starts_with("<<") {
+            let doc = c.heredoc(s).ok_or_else(|| {
+                BuildError::Invalid(format!(
+                    "heredoc {:?} has no body",
+                    s.trim_start_matches('<')
+                ))
+            })?;
+            let content = match doc.expand {
+                true => heredoc_lex.process_word(&doc.content, env)?,
+                false => doc.content.clone(),
+            };
+            inline.push((doc.name.clone(), content));
+            continue;
+        }
+        let s = word(s)?;
+        let git = s.starts_with("git@") || s.split('#').next().is_some_and(|u| u.ends_with(".git"));
+        if download::is_http(&s) && !add {
+            return Err(BuildError::Invalid(format!(
+                "COPY does not accept a URL ({s}); use ADD"
+            )));
+        }
+        if git {
+            let what = if add { "ADD" } else { "COPY" };
+            return Err(BuildError::Unsupported(format!(
+                "{what} from a git URL ({s})"
+            )));
+        }
+        match download::is_http(&s) {
+            true => urls.push(s),
+            false => sources.push(s),
+        }
+    }
+    let checksum = match &c.checksum {
+        None => None,
+        Some(_) if urls.len() != 1 || c.sources.len() != 1 => {
+            return Err(BuildError::Invalid(
+                "ADD --checksum needs exactly one source, an http(s) URL".into(),
+            ))
+        }
+        Some(sum) => Some(download::parse_checksum(&word(sum)?)?),
+    };
+    if !urls.is_empty() && c.unpack == Some(true) {
+        return Err(BuildError::Unsupported("ADD --unpack with a URL".into()));
+    }
+    let chmod = match &c.chmod {
+        None => None,
+        Some(m) => {
+            let m = word(m)?;
+            let mode = u32::from_str_radix(&m, 8).ok().filter(|v| *v <= 0o7777);
+            Some(mode.ok_or_else(|| {
+                BuildError::Invalid(format!(
+                    "invalid --chmod {m:?}: only octal modes are supported"
+                ))
+            })?)
+        }
+    };
+    let mut shown: Vec<&str> = c.sources.iter().map(String::as_str).collect();
+    shown.push(&c.dest);
+    Ok(CopyOp {
+        add,
+        sources,
+        inline,
+        urls,
+        checksum,
+        dest: word(&c.dest)?,
+        chown: c.chown.as_ref().map(word).transpose()?,
+        chmod,
+        exclude: c.exclude.iter().map(word).collect::<Result<_, _>>()?,
+        parents: c.parents,
+        from: c.from.as_ref().map(word).transpose()?,
+        created_by: format!(
+            "{} {} # buildkit",
+            if add { "ADD" } else { "COPY" },
+            shown.join(" ")
+        ),
+    })
 }
 
 /// The `-c` changes of `import` (and `commit`) → typed changes. Each line is read by the

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::convert;
 use super::copy::{self, CopySpec};
@@ -893,215 +893,48 @@ impl Builder<'_> {
         add: bool,
         step: &super::progress::StepHandle,
     ) -> Result<(), BuildError> {
-        let env = state.vars.expansion_env();
-        let mut sources = Vec::new();
-        let mut inline = Vec::new();
-        let mut urls = Vec::new();
-        for s in &c.sources {
-            if let Some(name) = s.strip_prefix("<<") {
-                let name = name.trim_start_matches('-').trim_matches(['"', '\'']);
-                let doc =
-                    c.heredocs.iter().find(|h| h.name == name).ok_or_else(|| {
-                        BuildError::Invalid(format!("heredoc {name:?} has no body"))
-                    })?;
-                let content = if doc.expand {
-                    expand_vars(&doc.content, &env)
-                } else {
-                    doc.content.clone()
-                };
-                inline.push((doc.name.clone(), content));
-                continue;
-            }
-            let s = self.lex.process_word(s, &env)?;
-            let git =
-                s.starts_with("git@") || s.split('#').next().is_some_and(|u| u.ends_with(".git"));
-            if download::is_http(&s) && !add {
-                return Err(BuildError::Invalid(format!(
-                    "COPY does not accept a URL ({s}); use ADD"
-                )));
-            }
-            if git {
-                return Err(BuildError::Unsupported(format!(
-                    "{} from a git URL ({s})",
-                    if add { "ADD" } else { "COPY" }
-                )));
-            }
-            if download::is_http(&s) {
-                urls.push(s);
-                continue;
-            }
-            sources.push(s);
-        }
-        let checksum = match &c.checksum {
-            None => None,
-            Some(sum) => {
-                if urls.len() != 1 || c.sources.len() != 1 {
-                    return Err(BuildError::Invalid(
-                        "ADD --checksum needs exactly one source, an http(s) URL".into(),
-                    ));
-                }
-                Some(download::parse_checksum(
-                    &self.lex.process_word(sum, &env)?,
-                )?)
-            }
-        };
-        if !urls.is_empty() && c.unpack == Some(true) {
-            return Err(BuildError::Unsupported("ADD --unpack with a URL".into()));
-        }
+        let op = convert::copy_op(c, add, &self.lex, &state.vars.expansion_env())?;
         // Downloads happen before the cache lookup: their content is part of the key.
-        let build_time = chrono::DateTime::parse_from_rfc3339(&self.engine.now)
-            .map(|t| t.timestamp())
-            .unwrap_or(0);
-        let mut downloads = Vec::new();
-        let store = self.engine.store;
-        for url in &urls {
-            // A file downloaded before is revalidated (a conditional request) unless
-            // --no-cache.
-            let record = match self.options.no_cache {
-                true => None,
-                false => store.download_record(url)?,
-            };
-            let previous = record.as_ref().map(|record| download::Previous {
-                record,
-                content: store.blob_path(&record.digest),
-            });
-            let file = download::download(url, store.temp_dir()?, checksum.as_ref(), previous)?;
-            if !file.not_modified && (file.validators.0.is_some() || file.validators.1.is_some()) {
-                let record = crate::store::DownloadRecord {
-                    etag: file.validators.0.clone(),
-                    last_modified: file.validators.1.clone(),
-                    digest: file.digest.clone(),
-                };
-                store.record_download(url, &record, &file.path)?;
-            }
-            let mtime = file.last_modified.unwrap_or(build_time);
-            downloads.push((file, mtime));
-        }
-        let dest_raw = self.lex.process_word(&c.dest, &env)?;
-        let dest = if dest_raw.starts_with('/') {
-            dest_raw.clone()
+        let downloads = self.downloads(&op)?;
+        let dest = if op.dest.starts_with('/') {
+            op.dest.clone()
         } else {
-            let mut d = format!("{}/{}", state.workdir().trim_end_matches('/'), dest_raw);
-            if (dest_raw == "." || dest_raw.ends_with("/.")) && !d.ends_with('/') {
+            let mut d = format!("{}/{}", state.workdir().trim_end_matches('/'), op.dest);
+            if (op.dest == "." || op.dest.ends_with("/.")) && !d.ends_with('/') {
                 d.push('/');
             }
             d
         };
         let lowers = self.stage_lowers(state)?;
-        let view = Layered { lowers: &lowers };
-        let chown = match &c.chown {
+        let chown = match &op.chown {
             None => None,
-            Some(spec) => Some(resolve_chown(&self.lex.process_word(spec, &env)?, view)?),
+            Some(spec) => Some(resolve_chown(spec, Layered { lowers: &lowers })?),
         };
-        let chmod = match &c.chmod {
-            None => None,
-            Some(m) => {
-                let m = self.lex.process_word(m, &env)?;
-                Some(
-                    u32::from_str_radix(&m, 8)
-                        .ok()
-                        .filter(|v| *v <= 0o7777)
-                        .ok_or_else(|| {
-                            BuildError::Invalid(format!(
-                                "invalid --chmod {m:?}: only octal modes are supported"
-                            ))
-                        })?,
-                )
-            }
-        };
-        let exclude = c
-            .exclude
-            .iter()
-            .map(|e| self.lex.process_word(e, &env))
-            .collect::<Result<Vec<_>, _>>()?;
         let spec = CopySpec {
-            add,
-            sources,
-            inline,
+            add: op.add,
+            sources: op.sources,
+            inline: op.inline,
             dest,
             chown,
-            chmod,
-            exclude,
-            parents: c.parents,
+            chmod: op.chmod,
+            exclude: op.exclude,
+            parents: op.parents,
             downloads,
         };
         // Where the sources come from, and their part of the cache key.
-        let (from_lowers, from_key) = match &c.from {
-            None => (None, None),
-            Some(f) => {
-                let f = self.lex.process_word(f, &env)?;
-                let (lowers, key) = self.source_layers(stage_index, &f)?;
-                (Some(lowers), Some(key))
-            }
+        let from = match &op.from {
+            None => None,
+            Some(f) => Some(self.source_layers(stage_index, f)?),
         };
-        let (selected, source_digest) = match &from_lowers {
-            None => {
-                if spec.sources.is_empty() {
-                    (Vec::new(), String::new())
-                } else {
-                    let snap = self.context()?;
-                    let from = copy::From::Context(&snap);
-                    let selected = copy::select(&spec, &from)?;
-                    let digest = snap.digest_of(selected.iter().map(|s| s.path.as_str()))?;
-                    (selected, digest.to_string())
-                }
-            }
-            Some(l) => {
-                let from = copy::From::Layers(l.clone());
-                let selected = copy::select(&spec, &from)?;
-                // Content is named by the source's chain ID; paths say what is taken.
-                let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
-                (
-                    selected.clone(),
-                    format!(
-                        "{}:{}",
-                        from_key.clone().unwrap_or_default(),
-                        names.join(",")
-                    ),
-                )
-            }
-        };
-        let canonical = json!({
-            "op": if add { "add" } else { "copy" },
-            "sources": selected.iter().map(|s| &s.name).collect::<Vec<_>>(),
-            "content": source_digest,
-            "inline": spec.inline,
-            "dest": spec.dest,
-            "chown": spec.chown,
-            "chmod": spec.chmod,
-            "exclude": spec.exclude,
-            "parents": spec.parents,
-        });
-        let mut canonical = canonical;
-        if !spec.downloads.is_empty() {
-            // Content and name, and the mtime when it is not the build's (which would make
-            // every build a miss): an unchanged download is a hit, a changed one a miss.
-            let sde = self.options.source_date_epoch;
-            canonical["downloads"] = spec
-                .downloads
-                .iter()
-                .map(|(f, _)| {
-                    json!({
-                        "name": f.name,
-                        "digest": f.digest,
-                        "mtime": f.last_modified.or(sde),
-                    })
-                })
-                .collect();
-        }
-        let mut shown: Vec<String> = c.sources.clone();
-        shown.push(c.dest.clone());
-        let created_by = format!(
-            "{} {} # buildkit",
-            if add { "ADD" } else { "COPY" },
-            shown.join(" ")
-        );
-        let store = self.engine.store;
-        let context = if from_lowers.is_none() && !spec.sources.is_empty() {
+        let context = if from.is_none() && !spec.sources.is_empty() {
             Some(self.context()?)
         } else {
             None
         };
+        let (selected, canonical) =
+            self.copy_selection(&spec, from.as_ref(), context.as_deref())?;
+        let store = self.engine.store;
+        let from_lowers = from.map(|(l, _)| l);
         let (key, layers) = (state.key.clone(), state.layers.clone());
         let outcome = self
             .engine
@@ -1127,8 +960,97 @@ impl Builder<'_> {
                     dir: Some(root),
                 })
             })?;
-        self.apply(state, outcome, created_by);
+        self.apply(state, outcome, op.created_by);
         Ok(())
+    }
+
+    /// Downloads the URL sources of ADD (each revalidated with a conditional request when
+    /// it was downloaded before, unless --no-cache): (file, its mtime).
+    fn downloads(
+        &self,
+        op: &convert::CopyOp,
+    ) -> Result<Vec<(download::Downloaded, i64)>, BuildError> {
+        let build_time = chrono::DateTime::parse_from_rfc3339(&self.engine.now)
+            .map(|t| t.timestamp())
+            .unwrap_or(0);
+        let store = self.engine.store;
+        let mut downloads = Vec::new();
+        for url in &op.urls {
+            let record = match self.options.no_cache {
+                true => None,
+                false => store.download_record(url)?,
+            };
+            let previous = record.as_ref().map(|record| download::Previous {
+                record,
+                content: store.blob_path(&record.digest),
+            });
+            let file = download::download(url, store.temp_dir()?, op.checksum.as_ref(), previous)?;
+            if !file.not_modified && (file.validators.0.is_some() || file.validators.1.is_some()) {
+                let record = crate::store::DownloadRecord {
+                    etag: file.validators.0.clone(),
+                    last_modified: file.validators.1.clone(),
+                    digest: file.digest.clone(),
+                };
+                store.record_download(url, &record, &file.path)?;
+            }
+            let mtime = file.last_modified.unwrap_or(build_time);
+            downloads.push((file, mtime));
+        }
+        Ok(downloads)
+    }
+
+    /// The sources a COPY/ADD selects, and its canonical step (what its cache key hashes):
+    /// context content by digest, `--from` content by the source's chain ID and the paths
+    /// taken, downloads by name, digest and mtime.
+    fn copy_selection(
+        &self,
+        spec: &CopySpec,
+        from: Option<&(Vec<PathBuf>, String)>,
+        context: Option<&ContextSnapshot>,
+    ) -> Result<(Vec<copy::Selected>, Value), BuildError> {
+        let (selected, source_digest) = match (from, context) {
+            (Some((lowers, key)), _) => {
+                let selected = copy::select(spec, &copy::From::Layers(lowers.clone()))?;
+                // Content is named by the source's chain ID; paths say what is taken.
+                let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
+                let digest = format!("{key}:{}", names.join(","));
+                (selected, digest)
+            }
+            (None, Some(snap)) => {
+                let selected = copy::select(spec, &copy::From::Context(snap))?;
+                let digest = snap.digest_of(selected.iter().map(|s| s.path.as_str()))?;
+                (selected, digest.to_string())
+            }
+            (None, None) => (Vec::new(), String::new()),
+        };
+        let mut canonical = json!({
+            "op": if spec.add { "add" } else { "copy" },
+            "sources": selected.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            "content": source_digest,
+            "inline": spec.inline,
+            "dest": spec.dest,
+            "chown": spec.chown,
+            "chmod": spec.chmod,
+            "exclude": spec.exclude,
+            "parents": spec.parents,
+        });
+        if !spec.downloads.is_empty() {
+            // Content and name, and the mtime when it is not the build's (which would make
+            // every build a miss): an unchanged download is a hit, a changed one a miss.
+            let sde = self.options.source_date_epoch;
+            canonical["downloads"] = spec
+                .downloads
+                .iter()
+                .map(|(f, _)| {
+                    json!({
+                        "name": f.name,
+                        "digest": f.digest,
+                        "mtime": f.last_modified.or(sde),
+                    })
+                })
+                .collect();
+        }
+        Ok((selected, canonical))
     }
 }
 
@@ -1208,43 +1130,6 @@ fn shell_with_heredocs(command: &str, heredocs: &[Heredoc]) -> String {
     s
 }
 
-/// `$NAME` and `${NAME}` substitution (heredoc bodies of COPY: no quote processing).
-fn expand_vars(text: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\\' && i + 1 < chars.len() && chars[i + 1] == '$' {
-            out.push('$');
-            i += 2;
-            continue;
-        }
-        if c == '$' && i + 1 < chars.len() {
-            if chars[i + 1] == '{' {
-                if let Some(end) = chars[i + 2..].iter().position(|&c| c == '}') {
-                    let name: String = chars[i + 2..i + 2 + end].iter().collect();
-                    out.push_str(env.get(&name).map(String::as_str).unwrap_or(""));
-                    i += end + 3;
-                    continue;
-                }
-            } else if chars[i + 1] == '_' || chars[i + 1].is_ascii_alphabetic() {
-                let mut j = i + 1;
-                while j < chars.len() && (chars[j] == '_' || chars[j].is_ascii_alphanumeric()) {
-                    j += 1;
-                }
-                let name: String = chars[i + 1..j].iter().collect();
-                out.push_str(env.get(&name).map(String::as_str).unwrap_or(""));
-                i = j;
-                continue;
-            }
-        }
-        out.push(c);
-        i += 1;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1267,12 +1152,5 @@ mod tests {
             shell_with_heredocs("cat <<EOF > /x", &[h("EOF", "hi\n")]),
             "cat <<EOF > /x\nhi\nEOF"
         );
-    }
-
-    #[test]
-    fn heredoc_expansion() {
-        let mut env = BTreeMap::new();
-        env.insert("A".to_string(), "1".to_string());
-        assert_eq!(expand_vars("a=$A ${A} \\$A '$B'", &env), "a=1 1 $A ''");
     }
 }
