@@ -9,6 +9,7 @@ use super::{download, BuildError};
 use crate::dockerfile::eval::StageVars;
 use crate::dockerfile::instructions::{self, Command, CommandLine, Healthcheck, Instruction};
 use crate::dockerfile::shell::ShellLex;
+use crate::dockerfile::Heredoc;
 use crate::image::config_rules::{CommandForm, ConfigChange};
 use crate::image::digest::Digest;
 use crate::image::oci;
@@ -235,6 +236,84 @@ pub(crate) fn copy_op(
     })
 }
 
+/// RUN with its words expanded: the command (shell form with its heredoc bodies) and mounts.
+#[derive(Debug)]
+pub(crate) struct ExecOp {
+    /// Run with the config's shell when in shell form.
+    pub command: CommandForm,
+    /// `--mount`s, every value expanded.
+    pub mounts: Vec<instructions::Mount>,
+    /// `--network=host` (true) or `none` (false); `None` for the build's default.
+    pub network_host: Option<bool>,
+}
+
+/// RUN `r` → an [`ExecOp`], mount values expanded with `env`.
+pub(crate) fn exec_op(
+    r: &instructions::Run,
+    lex: &ShellLex,
+    env: &BTreeMap<String, String>,
+) -> Result<ExecOp, BuildError> {
+    if r.security == Some(instructions::Security::Insecure) {
+        return Err(BuildError::Unsupported("RUN --security=insecure".into()));
+    }
+    let mut mounts = r.mounts.clone();
+    for m in &mut mounts {
+        for v in [
+            &mut m.target,
+            &mut m.source,
+            &mut m.from,
+            &mut m.id,
+            &mut m.mode,
+            &mut m.uid,
+            &mut m.gid,
+            &mut m.size,
+            &mut m.env,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *v = lex.process_word(v, env)?;
+        }
+    }
+    let command = match &r.command {
+        CommandLine::Exec(v) => CommandForm::Exec(v.clone()),
+        CommandLine::Shell(s) => CommandForm::Shell(shell_with_heredocs(s, &r.heredocs)),
+    };
+    let network_host = match r.network {
+        Some(instructions::NetworkMode::Host) => Some(true),
+        Some(instructions::NetworkMode::None) => Some(false),
+        _ => None,
+    };
+    Ok(ExecOp {
+        command,
+        mounts,
+        network_host,
+    })
+}
+
+/// The shell command of a RUN with heredocs: a command that is only `<<EOF` runs the body;
+/// otherwise the bodies follow the command line so the shell reads them as here-documents.
+fn shell_with_heredocs(command: &str, heredocs: &[Heredoc]) -> String {
+    if heredocs.is_empty() {
+        return command.to_string();
+    }
+    let only = command
+        .trim()
+        .trim_start_matches("<<")
+        .trim_start_matches('-');
+    let only = only.trim_matches(['"', '\'']);
+    if heredocs.len() == 1 && only == heredocs[0].name {
+        return heredocs[0].content.clone();
+    }
+    let mut s = command.to_string();
+    for h in heredocs {
+        s.push('\n');
+        s.push_str(&h.content);
+        s.push_str(&h.name);
+    }
+    s
+}
+
 /// The `-c` changes of `import` (and `commit`) → typed changes. Each line is read by the
 /// Dockerfile parser and expanded as a Dockerfile's would be, with the variables of `env`
 /// (`KEY=value`, the image's `Env`) and of the ENV changes before it. Only the instructions
@@ -336,5 +415,25 @@ mod tests {
         let c = apply(&["WORKDIR /srv//app"]).unwrap();
         assert_eq!(c.working_dir.as_deref(), Some("/srv/app"));
         assert!(apply(&["WORKDIR"]).is_err());
+    }
+
+    #[test]
+    fn heredoc_commands() {
+        let h = |name: &str, content: &str| Heredoc {
+            name: name.into(),
+            expand: true,
+            chomp: false,
+            fd: 0,
+            content: content.into(),
+            span: Default::default(),
+        };
+        assert_eq!(
+            shell_with_heredocs("<<EOF", &[h("EOF", "echo a\n")]),
+            "echo a\n"
+        );
+        assert_eq!(
+            shell_with_heredocs("cat <<EOF > /x", &[h("EOF", "hi\n")]),
+            "cat <<EOF > /x\nhi\nEOF"
+        );
     }
 }

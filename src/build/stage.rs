@@ -18,12 +18,10 @@ use super::run::{self, RunSpec};
 use super::steps::{base_key, Engine, Produced};
 use super::{io_err, BuildError, BuildOptions, DockerfileSource};
 use crate::context::{ContextSnapshot, IgnoreMatcher, MetadataCache};
+use crate::dockerfile as df;
 use crate::dockerfile::eval::{platform_args, BuildArgs, MetaArgs, Platform, StageVars};
-use crate::dockerfile::instructions::{
-    self, ArgDef, Command, CommandLine, Copy, Instruction, Stages,
-};
+use crate::dockerfile::instructions::{self, ArgDef, Command, Copy, Instruction, Stages};
 use crate::dockerfile::shell::ShellLex;
-use crate::dockerfile::{self as df, Heredoc};
 use crate::image::config_rules::{self, ConfigChange, ConfigEditor};
 use crate::image::digest::Digest;
 use crate::image::layer::LayerInfo;
@@ -50,10 +48,6 @@ impl StageState {
         self.config
             .config
             .get_or_insert_with(ContainerConfig::default)
-    }
-
-    fn shell(&self) -> Vec<String> {
-        config_rules::shell(self.config.config.as_ref())
     }
 
     fn workdir(&self) -> String {
@@ -127,22 +121,7 @@ pub fn build(
         }
     }
     let step = progress.start("[internal] load build definition from Dockerfile");
-    let (file, text, dockerfile_path) = match &options.dockerfile {
-        DockerfileSource::Default => {
-            let p = options.context.join("Dockerfile");
-            let t = std::fs::read(&p).map_err(io_err(&p))?;
-            ("Dockerfile".to_string(), t, Some(p))
-        }
-        DockerfileSource::Path(p) => {
-            let t = std::fs::read(p).map_err(io_err(p))?;
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "Dockerfile".into());
-            (name, t, Some(p.clone()))
-        }
-        DockerfileSource::Text { name, text } => (name.clone(), text.clone(), None),
-    };
+    let (file, text, dockerfile_path) = read_dockerfile(&options.dockerfile, &options.context)?;
     // The text moves into the AST, and the AST is dropped once the typed stages are made: a
     // huge instruction (a 50 MB LABEL) is not kept in several copies for the whole build.
     let parsed = df::parse_owned(df::decode(text, &file)?, &file)?;
@@ -241,6 +220,29 @@ pub fn build(
     }
     progress.done(&step);
     Ok(id)
+}
+
+/// The Dockerfile's name (for messages), bytes and path (none when given as text).
+fn read_dockerfile(
+    source: &DockerfileSource,
+    context: &Path,
+) -> Result<(String, Vec<u8>, Option<PathBuf>), BuildError> {
+    Ok(match source {
+        DockerfileSource::Default => {
+            let p = context.join("Dockerfile");
+            let t = std::fs::read(&p).map_err(io_err(&p))?;
+            ("Dockerfile".to_string(), t, Some(p))
+        }
+        DockerfileSource::Path(p) => {
+            let t = std::fs::read(p).map_err(io_err(p))?;
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "Dockerfile".into());
+            (name, t, Some(p.clone()))
+        }
+        DockerfileSource::Text { name, text } => (name.clone(), text.clone(), None),
+    })
 }
 
 impl Builder<'_> {
@@ -742,9 +744,8 @@ impl Builder<'_> {
         r: &instructions::Run,
         step: &super::progress::StepHandle,
     ) -> Result<(), BuildError> {
-        let env_now = state.vars.expansion_env();
-        let mut inputs = Vec::new();
-        let needs_context = r
+        let op = convert::exec_op(r, &self.lex, &state.vars.expansion_env())?;
+        let needs_context = op
             .mounts
             .iter()
             .any(|m| m.kind == instructions::MountType::Bind && m.from.is_none());
@@ -753,24 +754,8 @@ impl Builder<'_> {
         } else {
             None
         };
-        for m in &r.mounts {
-            let mut m = m.clone();
-            for v in [
-                &mut m.target,
-                &mut m.source,
-                &mut m.from,
-                &mut m.id,
-                &mut m.mode,
-                &mut m.uid,
-                &mut m.gid,
-                &mut m.size,
-                &mut m.env,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                *v = self.lex.process_word(v, &env_now)?;
-            }
+        let mut inputs = Vec::new();
+        for m in op.mounts {
             let from = match m.from.as_deref() {
                 None => None,
                 Some(f) => Some(self.source_layers(stage_index, f)?),
@@ -787,22 +772,8 @@ impl Builder<'_> {
             &state.workdir(),
             &self.options.secrets,
         )?;
-        if r.security == Some(instructions::Security::Insecure) {
-            return Err(BuildError::Unsupported("RUN --security=insecure".into()));
-        }
-        let args = match &r.command {
-            CommandLine::Exec(v) => v.clone(),
-            CommandLine::Shell(s) => {
-                let mut v = state.shell();
-                v.push(shell_with_heredocs(s, &r.heredocs));
-                v
-            }
-        };
-        let network_host = match r.network {
-            Some(instructions::NetworkMode::Host) => true,
-            Some(instructions::NetworkMode::None) => false,
-            _ => self.options.network_host,
-        };
+        let args = config_rules::command_vec(state.config.config.as_ref(), op.command);
+        let network_host = op.network_host.unwrap_or(self.options.network_host);
         let proxies = self.args.proxies();
         let key_env = state.vars.run_env(&[]);
         let mut env = state.vars.run_env(&proxies);
@@ -1105,52 +1076,4 @@ fn resolve_chown(spec: &str, view: Layered<'_>) -> Result<(u32, u32), BuildError
         None => resolved.gid,
     };
     Ok((uid, gid))
-}
-
-/// The shell command of a RUN with heredocs: a command that is only `<<EOF` runs the body;
-/// otherwise the bodies follow the command line so the shell reads them as here-documents.
-fn shell_with_heredocs(command: &str, heredocs: &[Heredoc]) -> String {
-    if heredocs.is_empty() {
-        return command.to_string();
-    }
-    let only = command
-        .trim()
-        .trim_start_matches("<<")
-        .trim_start_matches('-');
-    let only = only.trim_matches(['"', '\'']);
-    if heredocs.len() == 1 && only == heredocs[0].name {
-        return heredocs[0].content.clone();
-    }
-    let mut s = command.to_string();
-    for h in heredocs {
-        s.push('\n');
-        s.push_str(&h.content);
-        s.push_str(&h.name);
-    }
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn heredoc_commands() {
-        let h = |name: &str, content: &str| Heredoc {
-            name: name.into(),
-            expand: true,
-            chomp: false,
-            fd: 0,
-            content: content.into(),
-            span: Default::default(),
-        };
-        assert_eq!(
-            shell_with_heredocs("<<EOF", &[h("EOF", "echo a\n")]),
-            "echo a\n"
-        );
-        assert_eq!(
-            shell_with_heredocs("cat <<EOF > /x", &[h("EOF", "hi\n")]),
-            "cat <<EOF > /x\nhi\nEOF"
-        );
-    }
 }

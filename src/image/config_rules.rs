@@ -115,14 +115,14 @@ impl ConfigEditor {
                 history
             }
             ConfigChange::Cmd(command) => {
-                let v = command_vec(config, command);
+                let v = command_vec(Some(config), command);
                 let history = format!("CMD {}", json(&v));
                 config.cmd = Some(v);
                 self.cmd_set = true;
                 history
             }
             ConfigChange::Entrypoint(command) => {
-                let v = command_vec(config, command);
+                let v = command_vec(Some(config), command);
                 let history = format!("ENTRYPOINT {}", json(&v));
                 config.entrypoint = Some(v);
                 if !self.cmd_set {
@@ -195,12 +195,13 @@ pub fn shell(config: Option<&ContainerConfig>) -> Vec<String> {
         .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
 }
 
-/// The argv of `command` in `config`: exec form as is, shell form after the config's shell.
-pub fn command_vec(config: &ContainerConfig, command: CommandForm) -> Vec<String> {
+/// The argv of `command` in `config`: exec form as is, shell form after the config's shell
+/// (CMD, ENTRYPOINT and RUN alike).
+pub fn command_vec(config: Option<&ContainerConfig>, command: CommandForm) -> Vec<String> {
     match command {
         CommandForm::Exec(v) => v,
         CommandForm::Shell(s) => {
-            let mut v = shell(Some(config));
+            let mut v = shell(config);
             v.push(s);
             v
         }
