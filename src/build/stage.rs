@@ -1,8 +1,8 @@
 //! Evaluating stages: instructions → config changes and layer steps, in order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
@@ -15,6 +15,7 @@ use super::plan::{self, resolve_ref, Plan, Source};
 use super::progress::Progress;
 use super::pull_base::BaseImage;
 use super::run::{self, RunSpec};
+use super::solver;
 use super::steps::{base_key, Engine, Produced};
 use super::{io_err, BuildError, BuildOptions, DockerfileSource};
 use crate::context::{ContextSnapshot, IgnoreMatcher, MetadataCache};
@@ -284,44 +285,24 @@ impl Builder<'_> {
                     }
                 });
             }
-            let (tx, rx) = mpsc::channel();
-            let mut started = vec![false; order.len()];
-            let mut finished: Vec<usize> = Vec::new();
-            let mut running = 0;
-            loop {
-                if first_error.is_none() {
-                    for (i, planned) in order.iter().enumerate() {
-                        if started[i] || !planned.deps.iter().all(|d| finished.contains(d)) {
-                            continue;
-                        }
-                        started[i] = true;
-                        running += 1;
-                        let tx = tx.clone();
-                        scope.spawn(move || {
-                            let result =
-                                self.build_stage(planned.index, &planned.display, &planned.base);
-                            let _ = tx.send((planned.index, result));
-                        });
+            let stages: Vec<(usize, &BTreeSet<usize>)> =
+                order.iter().map(|p| (p.index, &p.deps)).collect();
+            let built = solver::run_stages(
+                &stages,
+                |index| {
+                    let planned = order.iter().find(|p| p.index == index).ok_or_else(|| {
+                        BuildError::Invalid(format!("stage {index} is not planned"))
+                    })?;
+                    self.build_stage(planned.index, &planned.display, &planned.base)
+                },
+                |index, state| {
+                    if let Ok(mut done) = self.done.lock() {
+                        done.insert(index, state);
                     }
-                }
-                if running == 0 {
-                    break;
-                }
-                let Ok((index, result)) = rx.recv() else {
-                    break;
-                };
-                running -= 1;
-                match result {
-                    Ok(state) => {
-                        if let Ok(mut done) = self.done.lock() {
-                            done.insert(index, state);
-                        }
-                        finished.push(index);
-                    }
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
+                },
+            );
+            if let Err(e) = built {
+                first_error = Some(e);
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
