@@ -651,6 +651,28 @@ impl Builder<'_> {
         state.history(created_by, empty, &created);
     }
 
+    /// A layer step whose layer `fill` writes into a fresh staging dir (COPY/ADD, WORKDIR).
+    fn staged_step(
+        &self,
+        state: &StageState,
+        step: &super::progress::StepHandle,
+        canonical: Value,
+        fill: impl FnOnce(&Path) -> Result<(), BuildError>,
+    ) -> Result<super::steps::Outcome, BuildError> {
+        let store = self.engine.store;
+        let (key, layers) = (state.key.clone(), state.layers.clone());
+        self.engine.layer_step(step, &key, &layers, canonical, |_| {
+            let tmp = store.temp_dir()?;
+            let root = tmp.path().join("layer");
+            std::fs::create_dir(&root).map_err(io_err(&root))?;
+            fill(&root)?;
+            Ok(Produced {
+                _tmp: Some(tmp),
+                dir: Some(root),
+            })
+        })
+    }
+
     fn workdir_step(
         &self,
         state: &mut StageState,
@@ -660,7 +682,6 @@ impl Builder<'_> {
         let lowers = self.stage_lowers(state)?;
         // As docker: WORKDIR is a layer step; when the directory exists the layer is empty.
         let exists = (Layered { lowers: &lowers }).resolve(path, true).is_some();
-        let store = self.engine.store;
         // As BuildKit: the directories WORKDIR creates belong to the current USER (so a RUN as
         // that user can write there). The key names the user only when there is one, so the
         // keys of WORKDIR steps without USER stay as they were.
@@ -680,40 +701,31 @@ impl Builder<'_> {
             None => json!({ "op": "mkdir", "path": path }),
             Some((uid, gid)) => json!({ "op": "mkdir", "path": path, "owner": [uid, gid] }),
         };
-        let (key, layers) = (state.key.clone(), state.layers.clone());
-        let outcome = self
-            .engine
-            .layer_step(step, &key, &layers, canonical, |_| {
-                let tmp = store.temp_dir()?;
-                let root = tmp.path().join("layer");
-                std::fs::create_dir(&root).map_err(io_err(&root))?;
-                let view = Layered { lowers: &lowers };
-                let comps = if exists {
-                    Vec::new()
+        let outcome = self.staged_step(state, step, canonical, |root| {
+            let view = Layered { lowers: &lowers };
+            let comps = if exists {
+                Vec::new()
+            } else {
+                view.resolve_lenient(path)
+            };
+            let mut dir = root.to_path_buf();
+            for (i, c) in comps.iter().enumerate() {
+                dir = dir.join(c);
+                std::fs::create_dir(&dir).map_err(io_err(&dir))?;
+                if let Some(disk) = view.lookup(&comps[..=i]) {
+                    copy_dir_meta(&disk, &dir)?;
                 } else {
-                    view.resolve_lenient(path)
-                };
-                let mut dir = root.clone();
-                for (i, c) in comps.iter().enumerate() {
-                    dir = dir.join(c);
-                    std::fs::create_dir(&dir).map_err(io_err(&dir))?;
-                    if let Some(disk) = view.lookup(&comps[..=i]) {
-                        copy_dir_meta(&disk, &dir)?;
-                    } else {
-                        use std::os::unix::fs::PermissionsExt;
-                        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                        .map_err(io_err(&dir))?;
+                    if let Some((uid, gid)) = owner {
+                        std::os::unix::fs::lchown(&dir, Some(uid), Some(gid))
                             .map_err(io_err(&dir))?;
-                        if let Some((uid, gid)) = owner {
-                            std::os::unix::fs::lchown(&dir, Some(uid), Some(gid))
-                                .map_err(io_err(&dir))?;
-                        }
                     }
                 }
-                Ok(Produced {
-                    _tmp: Some(tmp),
-                    dir: Some(root),
-                })
-            })?;
+            }
+            Ok(())
+        })?;
         self.apply(state, outcome, format!("WORKDIR {path}"));
         Ok(())
     }
@@ -887,31 +899,22 @@ impl Builder<'_> {
             self.copy_selection(&spec, from.as_ref(), context.as_deref())?;
         let store = self.engine.store;
         let from_lowers = from.map(|(l, _)| l);
-        let (key, layers) = (state.key.clone(), state.layers.clone());
-        let outcome = self
-            .engine
-            .layer_step(step, &key, &layers, canonical, |_| {
-                let tmp = store.temp_dir()?;
-                let root = tmp.path().join("layer");
-                std::fs::create_dir(&root).map_err(io_err(&root))?;
-                let from = match (&from_lowers, &context) {
-                    (Some(l), _) => copy::From::Layers(l.clone()),
-                    (None, Some(snap)) => copy::From::Context(snap),
-                    (None, None) => copy::From::Layers(Vec::new()),
-                };
-                copy::stage(
-                    &spec,
-                    &from,
-                    &selected,
-                    Layered { lowers: &lowers },
-                    &root,
-                    Some(store.pool()),
-                )?;
-                Ok(Produced {
-                    _tmp: Some(tmp),
-                    dir: Some(root),
-                })
-            })?;
+        let outcome = self.staged_step(state, step, canonical, |root| {
+            let from = match (&from_lowers, &context) {
+                (Some(l), _) => copy::From::Layers(l.clone()),
+                (None, Some(snap)) => copy::From::Context(snap),
+                (None, None) => copy::From::Layers(Vec::new()),
+            };
+            copy::stage(
+                &spec,
+                &from,
+                &selected,
+                Layered { lowers: &lowers },
+                root,
+                Some(store.pool()),
+            )?;
+            Ok(())
+        })?;
         self.apply(state, outcome, op.created_by);
         Ok(())
     }
