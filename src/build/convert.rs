@@ -245,14 +245,25 @@ pub(crate) struct ExecOp {
     pub mounts: Vec<instructions::Mount>,
     /// `--network=host` (true) or `none` (false); `None` for the build's default.
     pub network_host: Option<bool>,
+    /// A bind mount of the build context.
+    pub reads_context: bool,
+    /// Its environment: `Env`, the visible ARGs, then the proxy args.
+    pub env: Vec<String>,
+    /// The environment its cache key names (proxy args left out, as BuildKit).
+    pub key_env: Vec<String>,
+    /// The ARGs it sees beyond `Env` (its history text names them).
+    pub visible_args: Vec<(String, String)>,
 }
 
-/// RUN `r` → an [`ExecOp`], mount values expanded with `env`.
+/// RUN `r` → an [`ExecOp`], mount values expanded with the stage's variables `vars`;
+/// `proxies` are the proxy build args (in its environment, not in its cache key).
 pub(crate) fn exec_op(
     r: &instructions::Run,
     lex: &ShellLex,
-    env: &BTreeMap<String, String>,
+    vars: &StageVars,
+    proxies: &[(String, String)],
 ) -> Result<ExecOp, BuildError> {
+    let env = &vars.expansion_env();
     if r.security == Some(instructions::Security::Insecure) {
         return Err(BuildError::Unsupported("RUN --security=insecure".into()));
     }
@@ -284,10 +295,17 @@ pub(crate) fn exec_op(
         Some(instructions::NetworkMode::None) => Some(false),
         _ => None,
     };
+    let reads_context = mounts
+        .iter()
+        .any(|m| m.kind == instructions::MountType::Bind && m.from.is_none());
     Ok(ExecOp {
         command,
         mounts,
         network_host,
+        reads_context,
+        env: vars.run_env(proxies),
+        key_env: vars.run_env(&[]),
+        visible_args: vars.visible_args(),
     })
 }
 

@@ -1,29 +1,24 @@
-//! Evaluating stages: instructions → config changes and layer steps, in order.
+//! A stage of a build: its base resolved, its instructions (and its base's ONBUILD triggers)
+//! turned into operations by the frontend (`convert`) in order: config changes applied through
+//! `config_rules`, layer operations run by the solver (`solver`). Also the build's entry point.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde_json::{json, Value};
-
 use super::convert;
-use super::copy::{self, CopySpec};
-use super::download;
-use super::layered::Layered;
-use super::mounts;
-use super::plan::{self, resolve_ref, Plan, Source};
+use super::plan::{self, Plan, Source};
 use super::progress::Progress;
 use super::pull_base::BaseImage;
-use super::run::{self, RunSpec};
 use super::solver;
-use super::steps::{base_key, Engine, Produced};
+use super::steps::{base_key, Engine};
 use super::{io_err, BuildError, BuildOptions, DockerfileSource};
-use crate::context::{ContextSnapshot, IgnoreMatcher, MetadataCache};
+use crate::context::ContextSnapshot;
 use crate::dockerfile as df;
 use crate::dockerfile::eval::{platform_args, BuildArgs, MetaArgs, Platform, StageVars};
-use crate::dockerfile::instructions::{self, ArgDef, Command, Copy, Instruction, Stages};
+use crate::dockerfile::instructions::{self, ArgDef, Command, Instruction, Stages};
 use crate::dockerfile::shell::ShellLex;
-use crate::image::config_rules::{self, ConfigChange, ConfigEditor};
+use crate::image::config_rules::{ConfigChange, ConfigEditor};
 use crate::image::digest::Digest;
 use crate::image::layer::LayerInfo;
 use crate::image::oci::{ContainerConfig, History, ImageConfig, RootFs};
@@ -31,27 +26,27 @@ use crate::store::{BuildView, ImageId, Store};
 
 /// A built stage.
 #[derive(Debug, Clone)]
-struct StageState {
-    layers: Vec<LayerInfo>,
-    config: ImageConfig,
-    vars: StageVars,
-    key: Digest,
+pub(super) struct StageState {
+    pub(super) layers: Vec<LayerInfo>,
+    pub(super) config: ImageConfig,
+    pub(super) vars: StageVars,
+    pub(super) key: Digest,
     /// Applies the stage's config changes (it knows whether CMD was set in this stage).
-    editor: ConfigEditor,
+    pub(super) editor: ConfigEditor,
     /// Time of the newest step (history entries of config-only steps use it).
-    created: String,
+    pub(super) created: String,
     /// The image the stage (or the stage it starts from) is based on; none for scratch.
-    base: Option<BaseImage>,
+    pub(super) base: Option<BaseImage>,
 }
 
 impl StageState {
-    fn cc(&mut self) -> &mut ContainerConfig {
+    pub(super) fn cc(&mut self) -> &mut ContainerConfig {
         self.config
             .config
             .get_or_insert_with(ContainerConfig::default)
     }
 
-    fn workdir(&self) -> String {
+    pub(super) fn workdir(&self) -> String {
         self.config
             .config
             .as_ref()
@@ -60,7 +55,7 @@ impl StageState {
             .unwrap_or_else(|| "/".to_string())
     }
 
-    fn user(&self) -> String {
+    pub(super) fn user(&self) -> String {
         self.config
             .config
             .as_ref()
@@ -68,7 +63,7 @@ impl StageState {
             .unwrap_or_default()
     }
 
-    fn history(&mut self, created_by: String, empty_layer: bool, created: &str) {
+    pub(super) fn history(&mut self, created_by: String, empty_layer: bool, created: &str) {
         self.config.history.push(History {
             created: Some(created.to_string()),
             created_by: Some(created_by),
@@ -80,22 +75,22 @@ impl StageState {
 }
 
 /// The build of one Dockerfile.
-struct Builder<'a> {
-    options: &'a BuildOptions,
-    engine: Engine<'a>,
+pub(super) struct Builder<'a> {
+    pub(super) options: &'a BuildOptions,
+    pub(super) engine: Engine<'a>,
     /// Images and tags as the build started (base images resolve here first); read by
     /// `run_stages`.
-    view: std::sync::OnceLock<BuildView>,
-    file: String,
-    lex: ShellLex,
-    args: BuildArgs,
-    meta: MetaArgs,
-    plan: Plan,
-    stages: &'a Stages,
-    done: Mutex<HashMap<usize, StageState>>,
-    context: Mutex<Option<Arc<ContextSnapshot>>>,
-    dockerfile_path: Option<PathBuf>,
-    sde: Option<String>,
+    pub(super) view: std::sync::OnceLock<BuildView>,
+    pub(super) file: String,
+    pub(super) lex: ShellLex,
+    pub(super) args: BuildArgs,
+    pub(super) meta: MetaArgs,
+    pub(super) plan: Plan,
+    pub(super) stages: &'a Stages,
+    pub(super) done: Mutex<HashMap<usize, StageState>>,
+    pub(super) context: Mutex<Option<Arc<ContextSnapshot>>>,
+    pub(super) dockerfile_path: Option<PathBuf>,
+    pub(super) sde: Option<String>,
 }
 
 fn rfc3339(secs: i64) -> String {
@@ -495,52 +490,6 @@ impl Builder<'_> {
         }
     }
 
-    fn image(&self, name: &str) -> Result<(Vec<LayerInfo>, ImageConfig, ImageId), BuildError> {
-        let rec = super::pull_base::resolve_or_pull(
-            self.engine.store,
-            self.view.get(),
-            name,
-            self.engine.pull,
-        )?;
-        let config = self.engine.store.image_config(&rec.id)?;
-        Ok((rec.layers, config, rec.id))
-    }
-
-    /// The build context, scanned on first use (once, whichever stage asks first).
-    fn context(&self) -> Result<Arc<ContextSnapshot>, BuildError> {
-        let mut slot = self
-            .context
-            .lock()
-            .map_err(|_| BuildError::Invalid("a stage thread panicked".into()))?;
-        if let Some(snap) = slot.as_ref() {
-            return Ok(snap.clone());
-        }
-        let step = self.engine.progress.start("[internal] load build context");
-        let (ignore, _) =
-            IgnoreMatcher::load(&self.options.context, self.dockerfile_path.as_deref())?;
-        // One index file per context root; concurrent builds need no lock (see MetadataCache).
-        let dir = self.engine.store.root().join(crate::store::CONTEXT_CACHE);
-        let mut cache = MetadataCache::open(&dir)?;
-        let snap = Arc::new(ContextSnapshot::scan(
-            &self.options.context,
-            &ignore,
-            &mut cache,
-        )?);
-        let stats = cache.stats();
-        self.engine.progress.info(
-            &step,
-            &format!(
-                "{} entries, {} hashed, {} from cache",
-                snap.entries().len(),
-                stats.misses,
-                stats.hits
-            ),
-        );
-        self.engine.progress.done(&step);
-        *slot = Some(snap.clone());
-        Ok(snap)
-    }
-
     fn expand(&self, state: &StageState, word: &str) -> Result<String, BuildError> {
         Ok(self.lex.process_word(word, &state.vars.expansion_env())?)
     }
@@ -592,7 +541,8 @@ impl Builder<'_> {
                     .engine
                     .progress
                     .start(&format!("[{display} {n}/{total}] {}", cmd.original.trim()));
-                self.run_step(stage_index, state, r, &step)
+                convert::exec_op(r, &self.lex, &state.vars, &self.args.proxies())
+                    .and_then(|op| self.run_step(stage_index, state, op, &step))
                     .inspect_err(|e| {
                         self.engine.progress.error(&step, &e.to_string());
                     })?;
@@ -604,7 +554,8 @@ impl Builder<'_> {
                     .engine
                     .progress
                     .start(&format!("[{display} {n}/{total}] {}", cmd.original.trim()));
-                self.copy_step(stage_index, state, c, add, &step)
+                convert::copy_op(c, add, &self.lex, &state.vars.expansion_env())
+                    .and_then(|op| self.copy_step(stage_index, state, op, &step))
                     .inspect_err(|e| {
                         self.engine.progress.error(&step, &e.to_string());
                     })?;
@@ -626,399 +577,6 @@ impl Builder<'_> {
         }
         Ok(())
     }
-
-    fn lowers(&self, layers: &[LayerInfo]) -> Result<Vec<PathBuf>, BuildError> {
-        Ok(self.engine.store.layer_snapshot_dirs(layers)?)
-    }
-
-    /// The snapshot dirs of the stage's layers; a base image removed meanwhile is named.
-    fn stage_lowers(&self, state: &StageState) -> Result<Vec<PathBuf>, BuildError> {
-        self.engine
-            .store
-            .layer_snapshot_dirs(&state.layers)
-            .map_err(|e| BaseImage::explain(state.base.as_ref(), e))
-    }
-
-    /// Records the outcome of a layer step in the state.
-    fn apply(&self, state: &mut StageState, outcome: super::steps::Outcome, created_by: String) {
-        state.key = outcome.key;
-        let created = self.sde.clone().unwrap_or(outcome.created);
-        state.created = created.clone();
-        let empty = outcome.layer.is_none();
-        if let Some(l) = outcome.layer {
-            state.layers.push(l);
-        }
-        state.history(created_by, empty, &created);
-    }
-
-    /// A layer step whose layer `fill` writes into a fresh staging dir (COPY/ADD, WORKDIR).
-    fn staged_step(
-        &self,
-        state: &StageState,
-        step: &super::progress::StepHandle,
-        canonical: Value,
-        fill: impl FnOnce(&Path) -> Result<(), BuildError>,
-    ) -> Result<super::steps::Outcome, BuildError> {
-        let store = self.engine.store;
-        let (key, layers) = (state.key.clone(), state.layers.clone());
-        self.engine.layer_step(step, &key, &layers, canonical, |_| {
-            let tmp = store.temp_dir()?;
-            let root = tmp.path().join("layer");
-            std::fs::create_dir(&root).map_err(io_err(&root))?;
-            fill(&root)?;
-            Ok(Produced {
-                _tmp: Some(tmp),
-                dir: Some(root),
-            })
-        })
-    }
-
-    fn workdir_step(
-        &self,
-        state: &mut StageState,
-        path: &str,
-        step: &super::progress::StepHandle,
-    ) -> Result<(), BuildError> {
-        let lowers = self.stage_lowers(state)?;
-        // As docker: WORKDIR is a layer step; when the directory exists the layer is empty.
-        let exists = (Layered { lowers: &lowers }).resolve(path, true).is_some();
-        // As BuildKit: the directories WORKDIR creates belong to the current USER (so a RUN as
-        // that user can write there). The key names the user only when there is one, so the
-        // keys of WORKDIR steps without USER stay as they were.
-        let user = state.user();
-        let owner = if user.is_empty() || exists {
-            None
-        } else {
-            let view = Layered { lowers: &lowers };
-            let spec = rbuild_runtime::resolve_user_from(
-                &view.read_to_string("/etc/passwd"),
-                &view.read_to_string("/etc/group"),
-                &user,
-            )?;
-            Some((spec.uid, spec.gid))
-        };
-        let canonical = match owner {
-            None => json!({ "op": "mkdir", "path": path }),
-            Some((uid, gid)) => json!({ "op": "mkdir", "path": path, "owner": [uid, gid] }),
-        };
-        let outcome = self.staged_step(state, step, canonical, |root| {
-            let view = Layered { lowers: &lowers };
-            let comps = if exists {
-                Vec::new()
-            } else {
-                view.resolve_lenient(path)
-            };
-            let mut dir = root.to_path_buf();
-            for (i, c) in comps.iter().enumerate() {
-                dir = dir.join(c);
-                std::fs::create_dir(&dir).map_err(io_err(&dir))?;
-                if let Some(disk) = view.lookup(&comps[..=i]) {
-                    copy_dir_meta(&disk, &dir)?;
-                } else {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-                        .map_err(io_err(&dir))?;
-                    if let Some((uid, gid)) = owner {
-                        std::os::unix::fs::lchown(&dir, Some(uid), Some(gid))
-                            .map_err(io_err(&dir))?;
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        self.apply(state, outcome, format!("WORKDIR {path}"));
-        Ok(())
-    }
-
-    fn run_step(
-        &self,
-        stage_index: usize,
-        state: &mut StageState,
-        r: &instructions::Run,
-        step: &super::progress::StepHandle,
-    ) -> Result<(), BuildError> {
-        let op = convert::exec_op(r, &self.lex, &state.vars.expansion_env())?;
-        let needs_context = op
-            .mounts
-            .iter()
-            .any(|m| m.kind == instructions::MountType::Bind && m.from.is_none());
-        let context = if needs_context {
-            Some(self.context()?)
-        } else {
-            None
-        };
-        let mut inputs = Vec::new();
-        for m in op.mounts {
-            let from = match m.from.as_deref() {
-                None => None,
-                Some(f) => Some(self.source_layers(stage_index, f)?),
-            };
-            inputs.push(mounts::MountInput {
-                mount: m,
-                from,
-                context: context.as_deref(),
-            });
-        }
-        let prepared = mounts::prepare(
-            self.engine.store,
-            &inputs,
-            &state.workdir(),
-            &self.options.secrets,
-        )?;
-        let args = config_rules::command_vec(state.config.config.as_ref(), op.command);
-        let network_host = op.network_host.unwrap_or(self.options.network_host);
-        let proxies = self.args.proxies();
-        let key_env = state.vars.run_env(&[]);
-        let mut env = state.vars.run_env(&proxies);
-        env.extend(prepared.env.iter().cloned());
-        let spec = RunSpec {
-            args: args.clone(),
-            env,
-            cwd: state.workdir(),
-            user: state.user(),
-            network_host,
-            mounts: prepared.mounts.clone(),
-        };
-        let visible = state.vars.visible_args();
-        let canonical = json!({
-            "op": "run",
-            "args": args,
-            "env": key_env,
-            "cwd": spec.cwd,
-            "user": spec.user,
-            "network": if network_host { "host" } else { "none" },
-            "mounts": prepared.key,
-        });
-        let mut created_by = String::from("RUN ");
-        if !visible.is_empty() {
-            created_by.push_str(&format!("|{} ", visible.len()));
-            for (k, v) in &visible {
-                created_by.push_str(&format!("{k}={v} "));
-            }
-        }
-        created_by.push_str(&args.join(" "));
-        created_by.push_str(" # buildkit");
-        let lowers = self.stage_lowers(state)?;
-        let store = self.engine.store;
-        let (key, layers) = (state.key.clone(), state.layers.clone());
-        let outcome = self
-            .engine
-            .layer_step(step, &key, &layers, canonical, |progress| {
-                let tmp = store.temp_dir()?;
-                let upper = tmp.path().join("upper");
-                let work = tmp.path().join("work");
-                let empty = tmp.path().join("empty");
-                for d in [&upper, &work, &empty] {
-                    std::fs::create_dir(d).map_err(io_err(d))?;
-                }
-                run::execute(&spec, &lowers, &upper, &work, &empty, progress, step)?;
-                run::prune_copy_ups(&upper, &lowers);
-                Ok(Produced {
-                    _tmp: Some(tmp),
-                    dir: Some(upper),
-                })
-            })?;
-        drop(prepared);
-        self.apply(state, outcome, created_by);
-        Ok(())
-    }
-
-    /// The snapshot dirs and cache key of `COPY --from=X` / `--mount=from=X` (X expanded).
-    /// The key names the content: the chain ID of X's layers (not X's step key, so a stage
-    /// that ran again and made the same layers keeps what copies from it cached).
-    fn source_layers(
-        &self,
-        stage_index: usize,
-        from: &str,
-    ) -> Result<(Vec<PathBuf>, String), BuildError> {
-        let layers = match resolve_ref(&self.plan.names, stage_index, from) {
-            Source::Scratch => return Err(BuildError::Invalid(format!("{from} has no files"))),
-            Source::Stage(i) => self
-                .done
-                .lock()
-                .ok()
-                .and_then(|d| d.get(&i).map(|s| s.layers.clone()))
-                .ok_or_else(|| BuildError::Invalid(format!("stage {from} was not built")))?,
-            Source::Image(name) => self.image(&name)?.0,
-        };
-        let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
-        let content = crate::image::digest::chain_ids(&diff_ids)
-            .pop()
-            .map(|chain| chain.to_string())
-            .unwrap_or_else(|| "no layers".to_string());
-        Ok((self.lowers(&layers)?, content))
-    }
-
-    fn copy_step(
-        &self,
-        stage_index: usize,
-        state: &mut StageState,
-        c: &Copy,
-        add: bool,
-        step: &super::progress::StepHandle,
-    ) -> Result<(), BuildError> {
-        let op = convert::copy_op(c, add, &self.lex, &state.vars.expansion_env())?;
-        // Downloads happen before the cache lookup: their content is part of the key.
-        let downloads = self.downloads(&op)?;
-        let dest = if op.dest.starts_with('/') {
-            op.dest.clone()
-        } else {
-            let mut d = format!("{}/{}", state.workdir().trim_end_matches('/'), op.dest);
-            if (op.dest == "." || op.dest.ends_with("/.")) && !d.ends_with('/') {
-                d.push('/');
-            }
-            d
-        };
-        let lowers = self.stage_lowers(state)?;
-        let chown = match &op.chown {
-            None => None,
-            Some(spec) => Some(resolve_chown(spec, Layered { lowers: &lowers })?),
-        };
-        let spec = CopySpec {
-            add: op.add,
-            sources: op.sources,
-            inline: op.inline,
-            dest,
-            chown,
-            chmod: op.chmod,
-            exclude: op.exclude,
-            parents: op.parents,
-            downloads,
-        };
-        // Where the sources come from, and their part of the cache key.
-        let from = match &op.from {
-            None => None,
-            Some(f) => Some(self.source_layers(stage_index, f)?),
-        };
-        let context = if from.is_none() && !spec.sources.is_empty() {
-            Some(self.context()?)
-        } else {
-            None
-        };
-        let (selected, canonical) =
-            self.copy_selection(&spec, from.as_ref(), context.as_deref())?;
-        let store = self.engine.store;
-        let from_lowers = from.map(|(l, _)| l);
-        let outcome = self.staged_step(state, step, canonical, |root| {
-            let from = match (&from_lowers, &context) {
-                (Some(l), _) => copy::From::Layers(l.clone()),
-                (None, Some(snap)) => copy::From::Context(snap),
-                (None, None) => copy::From::Layers(Vec::new()),
-            };
-            copy::stage(
-                &spec,
-                &from,
-                &selected,
-                Layered { lowers: &lowers },
-                root,
-                Some(store.pool()),
-            )?;
-            Ok(())
-        })?;
-        self.apply(state, outcome, op.created_by);
-        Ok(())
-    }
-
-    /// Downloads the URL sources of ADD (each revalidated with a conditional request when
-    /// it was downloaded before, unless --no-cache): (file, its mtime).
-    fn downloads(
-        &self,
-        op: &convert::CopyOp,
-    ) -> Result<Vec<(download::Downloaded, i64)>, BuildError> {
-        let build_time = chrono::DateTime::parse_from_rfc3339(&self.engine.now)
-            .map(|t| t.timestamp())
-            .unwrap_or(0);
-        let store = self.engine.store;
-        let mut downloads = Vec::new();
-        for url in &op.urls {
-            let record = match self.options.no_cache {
-                true => None,
-                false => store.download_record(url)?,
-            };
-            let previous = record.as_ref().map(|record| download::Previous {
-                record,
-                content: store.blob_path(&record.digest),
-            });
-            let file = download::download(url, store.temp_dir()?, op.checksum.as_ref(), previous)?;
-            if !file.not_modified && (file.validators.0.is_some() || file.validators.1.is_some()) {
-                let record = crate::store::DownloadRecord {
-                    etag: file.validators.0.clone(),
-                    last_modified: file.validators.1.clone(),
-                    digest: file.digest.clone(),
-                };
-                store.record_download(url, &record, &file.path)?;
-            }
-            let mtime = file.last_modified.unwrap_or(build_time);
-            downloads.push((file, mtime));
-        }
-        Ok(downloads)
-    }
-
-    /// The sources a COPY/ADD selects, and its canonical step (what its cache key hashes):
-    /// context content by digest, `--from` content by the source's chain ID and the paths
-    /// taken, downloads by name, digest and mtime.
-    fn copy_selection(
-        &self,
-        spec: &CopySpec,
-        from: Option<&(Vec<PathBuf>, String)>,
-        context: Option<&ContextSnapshot>,
-    ) -> Result<(Vec<copy::Selected>, Value), BuildError> {
-        let (selected, source_digest) = match (from, context) {
-            (Some((lowers, key)), _) => {
-                let selected = copy::select(spec, &copy::From::Layers(lowers.clone()))?;
-                // Content is named by the source's chain ID; paths say what is taken.
-                let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
-                let digest = format!("{key}:{}", names.join(","));
-                (selected, digest)
-            }
-            (None, Some(snap)) => {
-                let selected = copy::select(spec, &copy::From::Context(snap))?;
-                let digest = snap.digest_of(selected.iter().map(|s| s.path.as_str()))?;
-                (selected, digest.to_string())
-            }
-            (None, None) => (Vec::new(), String::new()),
-        };
-        let mut canonical = json!({
-            "op": if spec.add { "add" } else { "copy" },
-            "sources": selected.iter().map(|s| &s.name).collect::<Vec<_>>(),
-            "content": source_digest,
-            "inline": spec.inline,
-            "dest": spec.dest,
-            "chown": spec.chown,
-            "chmod": spec.chmod,
-            "exclude": spec.exclude,
-            "parents": spec.parents,
-        });
-        if !spec.downloads.is_empty() {
-            // Content and name, and the mtime when it is not the build's (which would make
-            // every build a miss): an unchanged download is a hit, a changed one a miss.
-            let sde = self.options.source_date_epoch;
-            canonical["downloads"] = spec
-                .downloads
-                .iter()
-                .map(|(f, _)| {
-                    json!({
-                        "name": f.name,
-                        "digest": f.digest,
-                        "mtime": f.last_modified.or(sde),
-                    })
-                })
-                .collect();
-        }
-        Ok((selected, canonical))
-    }
-}
-
-/// Copies mode, owner and mtime of `from` onto the directory `to`.
-fn copy_dir_meta(from: &Path, to: &Path) -> Result<(), BuildError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let md = std::fs::metadata(from).map_err(io_err(from))?;
-    std::os::unix::fs::lchown(to, Some(md.uid()), Some(md.gid())).map_err(io_err(to))?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(md.mode() & 0o7777))
-        .map_err(io_err(to))?;
-    let t = filetime::FileTime::from_last_modification_time(&md);
-    filetime::set_file_times(to, t, t).map_err(io_err(to))?;
-    Ok(())
 }
 
 /// Gives each config-only history entry of a stage the time of the next layer step (or, at
@@ -1041,23 +599,4 @@ fn date_config_steps(history: &mut [History]) {
             h.created = Some(t.clone());
         }
     }
-}
-
-/// `--chown=user[:group]` → uid, gid, looked up in the image's `/etc/passwd` and `/etc/group`.
-/// A user name gives its primary group; a numeric uid without a group gives gid = uid.
-fn resolve_chown(spec: &str, view: Layered<'_>) -> Result<(u32, u32), BuildError> {
-    let passwd = view.read_to_string("/etc/passwd");
-    let group = view.read_to_string("/etc/group");
-    let (user, grp) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let resolved = rbuild_runtime::resolve_user_from(&passwd, &group, user)?;
-    let uid = resolved.uid;
-    let gid = match grp {
-        Some(g) => rbuild_runtime::resolve_user_from(&passwd, &group, &format!("0:{g}"))?.gid,
-        None if user.parse::<u32>().is_ok() => uid,
-        None => resolved.gid,
-    };
-    Ok((uid, gid))
 }
