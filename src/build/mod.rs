@@ -9,18 +9,19 @@
 //!    `crate::dockerfile::eval`): a [`crate::image::config_rules::ConfigChange`] for ENV, LABEL,
 //!    CMD, EXPOSE, …, a `CopyOp` for COPY/ADD (heredoc bodies included), an `ExecOp` for RUN.
 //!    It also reads `import -c` changes ([`convert::config_changes`]).
-//! 3. `stage`: runs a stage's operations in order (its base's ONBUILD triggers first): config
-//!    changes go through [`crate::image::config_rules`] (the one owner of those rules), layer
-//!    operations become `steps` layer steps (RUN, COPY/ADD, WORKDIR's mkdir) with their
-//!    canonical step (what the cache key hashes) and history text.
-//! 4. `steps`: a layer step is a cache hit (the recorded layer is reused, nothing runs) or
+//! 3. `stage`: starts a stage from its base and walks its instructions (its base's ONBUILD
+//!    triggers first, parsed once when the stage starts) through the frontend; config changes
+//!    go through [`crate::image::config_rules`] (the one owner of those rules).
+//! 4. `solver`: schedules the stages (each as soon as the stages it needs are done,
+//!    independent ones in parallel threads) and runs the layer operations (exec, copy/add,
+//!    mkdir for WORKDIR): each gets its canonical step (what its cache key hashes: unchanged,
+//!    so caches stay valid) and history text, and runs as a `steps` layer step. It imports
+//!    nothing from `dockerfile`.
+//! 5. `steps`: a layer step is a cache hit (the recorded layer is reused, nothing runs) or
 //!    runs: RUN in `rbuild_runtime` on an overlay of the parent's snapshots plus a fresh upper
 //!    dir (the upper dir becomes the layer and is adopted as the new snapshot), COPY/ADD into a
-//!    staging dir written with the layer writer. It knows no Dockerfile syntax.
-//! 5. `solver`: stages run as soon as the stages they need are done; independent ones in
-//!    parallel threads (it knows stages only as indices with dependencies). The target's
-//!    config and layers are committed to the store and tagged, and optionally exported
-//!    ([`export`]).
+//!    staging dir written with the layer writer. The target's config and layers are
+//!    committed to the store and tagged, and optionally exported ([`export`]).
 //!
 //! Other parts: [`layered`] reads the merged view of snapshot dirs without mounting them
 //! (`COPY --from`, `--chown` lookups, destination checks); `mounts` turns `RUN --mount` into
