@@ -66,6 +66,8 @@ pub enum ArchiveError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Layer(#[from] LayerError),
+    #[error("invalid change: {0}")]
+    Change(#[from] crate::image::config_rules::ConfigError),
 }
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> ArchiveError {

@@ -174,31 +174,7 @@ pub(crate) fn stage(
         root: root.to_path_buf(),
         pool,
     };
-    // The destination dir and its parents: existing ones keep their metadata.
-    let mut path = root.to_path_buf();
-    for (i, c) in dir_comps.iter().enumerate() {
-        path = path.join(c);
-        fs::create_dir(&path).map_err(io_err(&path))?;
-        match existing.lookup(&dir_comps[..=i]) {
-            Some(disk) => {
-                let md = fs::metadata(&disk).map_err(io_err(&disk))?;
-                copy_meta(&path, &md, None, None)?;
-            }
-            None => {
-                let owner = if i + 1 == dir_comps.len() && dest_is_dir {
-                    spec.chown
-                } else {
-                    None
-                };
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
-                    .map_err(io_err(&path))?;
-                if let Some((u, g)) = owner {
-                    std::os::unix::fs::lchown(&path, Some(u), Some(g)).map_err(io_err(&path))?;
-                }
-            }
-        }
-    }
-    let dest_dir = path;
+    let dest_dir = make_dest_dir(&dir_comps, existing, root, dest_is_dir, spec.chown)?;
     for (name, content) in &spec.inline {
         let target = match &file_name {
             Some(f) => dest_dir.join(f),
@@ -212,37 +188,7 @@ pub(crate) fn stage(
         std::os::unix::fs::lchown(&target, Some(u), Some(g)).map_err(io_err(&target))?;
     }
     for sel in selected {
-        let base_name = sel
-            .name
-            .rsplit('/')
-            .find(|s| !s.is_empty() && *s != ".")
-            .unwrap_or(".")
-            .to_string();
-        let target = if spec.parents {
-            let mut t = dest_dir.clone();
-            let comps = components(&sel.name);
-            let n = comps.len();
-            for (i, c) in comps.iter().enumerate() {
-                t = t.join(c);
-                if i + 1 < n && !t.exists() {
-                    fs::create_dir(&t).map_err(io_err(&t))?;
-                    fs::set_permissions(&t, fs::Permissions::from_mode(0o755))
-                        .map_err(io_err(&t))?;
-                }
-            }
-            t
-        } else if sel.is_dir {
-            // A directory's contents go into the destination.
-            match &file_name {
-                Some(f) => dest_dir.join(f),
-                None => dest_dir.clone(),
-            }
-        } else {
-            match &file_name {
-                Some(f) => dest_dir.join(f),
-                None => dest_dir.join(&base_name),
-            }
-        };
+        let target = target_of(spec, sel, &dest_dir, file_name.as_deref())?;
         match from {
             From::Context(snap) => {
                 let disk = snap.root().join(&sel.path);
@@ -293,6 +239,82 @@ pub(crate) fn stage(
         )?;
     }
     copier.finish()
+}
+
+/// Creates the destination dir `dir_comps` and its parents under `root`: existing ones keep
+/// their metadata, new ones get 0755 (and the destination dir itself `--chown`'s owner).
+fn make_dest_dir(
+    dir_comps: &[String],
+    existing: Layered<'_>,
+    root: &Path,
+    dest_is_dir: bool,
+    chown: Option<(u32, u32)>,
+) -> Result<PathBuf, BuildError> {
+    let mut path = root.to_path_buf();
+    for (i, c) in dir_comps.iter().enumerate() {
+        path = path.join(c);
+        fs::create_dir(&path).map_err(io_err(&path))?;
+        match existing.lookup(&dir_comps[..=i]) {
+            Some(disk) => {
+                let md = fs::metadata(&disk).map_err(io_err(&disk))?;
+                copy_meta(&path, &md, None, None)?;
+            }
+            None => {
+                let owner = if i + 1 == dir_comps.len() && dest_is_dir {
+                    chown
+                } else {
+                    None
+                };
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                    .map_err(io_err(&path))?;
+                if let Some((u, g)) = owner {
+                    std::os::unix::fs::lchown(&path, Some(u), Some(g)).map_err(io_err(&path))?;
+                }
+            }
+        }
+    }
+    Ok(path)
+}
+
+/// Where a selected source goes: under its path with `--parents` (missing parents created),
+/// a directory's contents into the destination, a file under its name (or the name DEST
+/// gives when DEST is not a directory).
+fn target_of(
+    spec: &CopySpec,
+    sel: &Selected,
+    dest_dir: &Path,
+    file_name: Option<&str>,
+) -> Result<PathBuf, BuildError> {
+    let base_name = sel
+        .name
+        .rsplit('/')
+        .find(|s| !s.is_empty() && *s != ".")
+        .unwrap_or(".")
+        .to_string();
+    Ok(if spec.parents {
+        let mut t = dest_dir.to_path_buf();
+        let comps = components(&sel.name);
+        let n = comps.len();
+        for (i, c) in comps.iter().enumerate() {
+            t = t.join(c);
+            if i + 1 < n && !t.exists() {
+                fs::create_dir(&t).map_err(io_err(&t))?;
+                fs::set_permissions(&t, fs::Permissions::from_mode(0o755)).map_err(io_err(&t))?;
+            }
+        }
+        t
+    } else if sel.is_dir {
+        // A directory's contents go into the destination.
+        match file_name {
+            Some(f) => dest_dir.join(f),
+            None => dest_dir.to_path_buf(),
+        }
+    } else {
+        match file_name {
+            Some(f) => dest_dir.join(f),
+            None => dest_dir.join(&base_name),
+        }
+    })
 }
 
 fn remove_existing(path: &Path) {

@@ -18,7 +18,7 @@ pub struct Layered<'a> {
 }
 
 /// (Re-exported for the callers that name it here; the rules live in `image::path`.)
-pub use crate::image::path::components;
+use crate::image::path::components;
 
 impl Layered<'_> {
     /// Where the merged entry at `rel` (components, no symlinks followed) is on disk.

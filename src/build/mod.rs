@@ -1,20 +1,27 @@
 //! `rbuild build`: Dockerfile + context → image in the local store.
 //!
-//! The pipeline follows BuildKit's split:
+//! The pipeline follows BuildKit's split (frontend → operations → solver):
 //!
 //! 1. [`plan`]: the typed Dockerfile (`crate::dockerfile::instructions`) → the stages the
 //!    target needs, with their bases resolved (an unused stage is never built).
-//! 2. [`stage`]: each stage's instructions are evaluated in order (ARG/ENV scoping from
-//!    `crate::dockerfile::eval`) into steps: config-only changes, or layer steps
-//!    ([`steps::LayerStep`]: RUN, COPY/ADD, WORKDIR's mkdir) that know their cache key and
-//!    how to produce a layer, and nothing about Dockerfile syntax.
-//! 3. [`steps`]: a layer step is a cache hit (the recorded layer is reused, nothing runs) or
+//! 2. [`convert`], the Dockerfile frontend: an instruction → a typed, expanded operation
+//!    (words expanded by the shell lexer with the stage's ARG/ENV scope from
+//!    `crate::dockerfile::eval`): a [`crate::image::config_rules::ConfigChange`] for ENV, LABEL,
+//!    CMD, EXPOSE, …, a `CopyOp` for COPY/ADD (heredoc bodies included), an `ExecOp` for RUN.
+//!    It also reads `import -c` changes ([`convert::config_changes`]).
+//! 3. `stage`: starts a stage from its base and walks its instructions (its base's ONBUILD
+//!    triggers first, parsed once when the stage starts) through the frontend; config changes
+//!    go through [`crate::image::config_rules`] (the one owner of those rules).
+//! 4. `solver`: schedules the stages (each as soon as the stages it needs are done,
+//!    independent ones in parallel threads) and runs the layer operations (exec, copy/add,
+//!    mkdir for WORKDIR): each gets its canonical step (what its cache key hashes: unchanged,
+//!    so caches stay valid) and history text, and runs as a `steps` layer step. It imports
+//!    nothing from `dockerfile`.
+//! 5. `steps`: a layer step is a cache hit (the recorded layer is reused, nothing runs) or
 //!    runs: RUN in `rbuild_runtime` on an overlay of the parent's snapshots plus a fresh upper
 //!    dir (the upper dir becomes the layer and is adopted as the new snapshot), COPY/ADD into a
-//!    staging dir written with the layer writer.
-//! 4. Stages run as soon as the stages they need are done; independent ones in parallel
-//!    threads. The target's config and layers are committed to the store and tagged, and
-//!    optionally exported ([`export`]).
+//!    staging dir written with the layer writer. The target's config and layers are
+//!    committed to the store and tagged, and optionally exported ([`export`]).
 //!
 //! Other parts: [`layered`] reads the merged view of snapshot dirs without mounting them
 //! (`COPY --from`, `--chown` lookups, destination checks); `mounts` turns `RUN --mount` into
@@ -34,6 +41,7 @@
 //! println!("{id}");
 //! ```
 
+pub mod convert;
 mod copy;
 pub mod download;
 pub mod export;
@@ -43,6 +51,7 @@ pub mod plan;
 pub mod progress;
 mod pull_base;
 mod run;
+mod solver;
 mod stage;
 mod steps;
 
@@ -53,6 +62,7 @@ use crate::context::ContextError;
 use crate::dockerfile::eval::EvalError;
 use crate::dockerfile::shell::ExpandError;
 use crate::dockerfile::ParseError;
+use crate::image::config_rules::ConfigError;
 use crate::image::layer::LayerError;
 use crate::image::reference::Reference;
 use crate::store::StoreError;
@@ -127,6 +137,8 @@ pub enum BuildError {
     Parse(ParseError),
     #[error(transparent)]
     Eval(#[from] EvalError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Expand(#[from] ExpandError),
     #[error(transparent)]

@@ -99,88 +99,8 @@ pub(crate) fn prepare(
             })
         };
         match m.kind {
-            MountType::Cache => {
-                let dest = target(None)?;
-                let id =
-                    m.id.clone()
-                        .unwrap_or_else(|| dest.to_string_lossy().into_owned());
-                let dir = store
-                    .root()
-                    .join("cache-mounts")
-                    .join(crate::image::Digest::of(id.as_bytes()).hex());
-                if !dir.is_dir() {
-                    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-                    use std::os::unix::fs::PermissionsExt;
-                    let mode = parse_octal(m.mode.as_deref(), 0o755)?;
-                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
-                        .map_err(io_err(&dir))?;
-                    let (uid, gid) = (parse_id(m.uid.as_deref())?, parse_id(m.gid.as_deref())?);
-                    std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(io_err(&dir))?;
-                }
-                out.key.push(
-                    json!({"type": "cache", "target": dest, "id": id, "readonly": m.readonly}),
-                );
-                out.mounts.push(MountSpec {
-                    destination: dest,
-                    kind: MountKind::Bind { source: dir },
-                    readonly: m.readonly,
-                });
-            }
-            MountType::Bind => {
-                let dest = target(None)?;
-                let source = m.source.clone().unwrap_or_else(|| ".".into());
-                // Stage the source like a COPY (ignore rules and `from=` layers apply).
-                let tmp = store.temp_dir()?;
-                let root = tmp.path().join("bind");
-                std::fs::create_dir(&root).map_err(io_err(&root))?;
-                let spec = CopySpec {
-                    add: false,
-                    sources: vec![source.clone()],
-                    inline: Vec::new(),
-                    dest: "/".into(),
-                    chown: None,
-                    chmod: None,
-                    exclude: Vec::new(),
-                    parents: false,
-                    downloads: Vec::new(),
-                };
-                let (from, key) = match (&input.from, input.context) {
-                    (Some((lowers, key)), _) => (copy::From::Layers(lowers.clone()), key.clone()),
-                    (None, Some(snap)) => {
-                        let sel = copy::select(&spec, &copy::From::Context(snap))?;
-                        let digest = snap.digest_of(sel.iter().map(|s| s.path.as_str()))?;
-                        (copy::From::Context(snap), digest.to_string())
-                    }
-                    (None, None) => {
-                        return Err(BuildError::Invalid("bind mount without a source".into()))
-                    }
-                };
-                let selected = copy::select(&spec, &from)?;
-                let empty: Vec<PathBuf> = Vec::new();
-                // No pool: a bind mount may be writable, and pooled files must never change.
-                copy::stage(
-                    &spec,
-                    &from,
-                    &selected,
-                    Layered { lowers: &empty },
-                    &root,
-                    None,
-                )?;
-                let src = match selected.first() {
-                    Some(s) if !s.is_dir => {
-                        let name = components(&s.name).pop().unwrap_or_default();
-                        root.join(name)
-                    }
-                    _ => root.clone(),
-                };
-                out.key.push(json!({"type": "bind", "target": dest, "source": source, "content": key, "rw": !m.readonly}));
-                out.mounts.push(MountSpec {
-                    destination: dest,
-                    kind: MountKind::Bind { source: src },
-                    readonly: m.readonly,
-                });
-                out.keep.push(tmp);
-            }
+            MountType::Cache => cache_mount(store, m, target(None)?, &mut out)?,
+            MountType::Bind => bind_mount(store, input, target(None)?, &mut out)?,
             MountType::Secret => {
                 let id =
                     m.id.clone()
@@ -231,4 +151,97 @@ pub(crate) fn prepare(
         }
     }
     Ok(out)
+}
+
+/// A cache mount: a directory of the store kept between builds, named by its id.
+fn cache_mount(
+    store: &Store,
+    m: &Mount,
+    dest: PathBuf,
+    out: &mut Prepared,
+) -> Result<(), BuildError> {
+    let id =
+        m.id.clone()
+            .unwrap_or_else(|| dest.to_string_lossy().into_owned());
+    let dir = store
+        .root()
+        .join("cache-mounts")
+        .join(crate::image::Digest::of(id.as_bytes()).hex());
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        use std::os::unix::fs::PermissionsExt;
+        let mode = parse_octal(m.mode.as_deref(), 0o755)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+            .map_err(io_err(&dir))?;
+        let (uid, gid) = (parse_id(m.uid.as_deref())?, parse_id(m.gid.as_deref())?);
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(io_err(&dir))?;
+    }
+    out.key
+        .push(json!({"type": "cache", "target": dest, "id": id, "readonly": m.readonly}));
+    out.mounts.push(MountSpec {
+        destination: dest,
+        kind: MountKind::Bind { source: dir },
+        readonly: m.readonly,
+    });
+    Ok(())
+}
+
+/// A bind mount: its source staged like a COPY (ignore rules and `from=` layers apply).
+fn bind_mount(
+    store: &Store,
+    input: &MountInput<'_>,
+    dest: PathBuf,
+    out: &mut Prepared,
+) -> Result<(), BuildError> {
+    let m = &input.mount;
+    let source = m.source.clone().unwrap_or_else(|| ".".into());
+    let tmp = store.temp_dir()?;
+    let root = tmp.path().join("bind");
+    std::fs::create_dir(&root).map_err(io_err(&root))?;
+    let spec = CopySpec {
+        add: false,
+        sources: vec![source.clone()],
+        inline: Vec::new(),
+        dest: "/".into(),
+        chown: None,
+        chmod: None,
+        exclude: Vec::new(),
+        parents: false,
+        downloads: Vec::new(),
+    };
+    let (from, key) = match (&input.from, input.context) {
+        (Some((lowers, key)), _) => (copy::From::Layers(lowers.clone()), key.clone()),
+        (None, Some(snap)) => {
+            let sel = copy::select(&spec, &copy::From::Context(snap))?;
+            let digest = snap.digest_of(sel.iter().map(|s| s.path.as_str()))?;
+            (copy::From::Context(snap), digest.to_string())
+        }
+        (None, None) => return Err(BuildError::Invalid("bind mount without a source".into())),
+    };
+    let selected = copy::select(&spec, &from)?;
+    let empty: Vec<PathBuf> = Vec::new();
+    // No pool: a bind mount may be writable, and pooled files must never change.
+    copy::stage(
+        &spec,
+        &from,
+        &selected,
+        Layered { lowers: &empty },
+        &root,
+        None,
+    )?;
+    let src = match selected.first() {
+        Some(s) if !s.is_dir => {
+            let name = components(&s.name).pop().unwrap_or_default();
+            root.join(name)
+        }
+        _ => root.clone(),
+    };
+    out.key.push(json!({"type": "bind", "target": dest, "source": source, "content": key, "rw": !m.readonly}));
+    out.mounts.push(MountSpec {
+        destination: dest,
+        kind: MountKind::Bind { source: src },
+        readonly: m.readonly,
+    });
+    out.keep.push(tmp);
+    Ok(())
 }

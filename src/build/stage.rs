@@ -1,69 +1,52 @@
-//! Evaluating stages: instructions → config changes and layer steps, in order.
+//! A stage of a build: its base resolved, its instructions (and its base's ONBUILD triggers)
+//! turned into operations by the frontend (`convert`) in order: config changes applied through
+//! `config_rules`, layer operations run by the solver (`solver`). Also the build's entry point.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 
-use serde_json::{json, Value};
-
-use super::copy::{self, CopySpec};
-use super::download;
-use super::layered::{components, Layered};
-use super::mounts;
-use super::plan::{self, resolve_ref, Plan, Source};
+use super::convert;
+use super::plan::{self, Plan, Source};
 use super::progress::Progress;
 use super::pull_base::BaseImage;
-use super::run::{self, RunSpec};
-use super::steps::{base_key, Engine, Produced};
+use super::solver;
+use super::steps::{base_key, Engine};
 use super::{io_err, BuildError, BuildOptions, DockerfileSource};
-use crate::context::{ContextSnapshot, IgnoreMatcher, MetadataCache};
+use crate::context::ContextSnapshot;
+use crate::dockerfile as df;
 use crate::dockerfile::eval::{platform_args, BuildArgs, MetaArgs, Platform, StageVars};
-use crate::dockerfile::instructions::{
-    self, ArgDef, Command, CommandLine, Copy, Healthcheck, Instruction, Stages,
-};
+use crate::dockerfile::instructions::{self, ArgDef, Command, Instruction, Stages};
 use crate::dockerfile::shell::ShellLex;
-use crate::dockerfile::{self as df, Heredoc};
+use crate::image::config_rules::{ConfigChange, ConfigEditor};
 use crate::image::digest::Digest;
 use crate::image::layer::LayerInfo;
 use crate::image::oci::{ContainerConfig, History, ImageConfig, RootFs};
 use crate::store::{BuildView, ImageId, Store};
 
-/// Default SHELL.
-const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
-
 /// A built stage.
 #[derive(Debug, Clone)]
-struct StageState {
-    layers: Vec<LayerInfo>,
-    config: ImageConfig,
-    vars: StageVars,
-    key: Digest,
-    /// CMD was set in this stage (so ENTRYPOINT keeps it).
-    cmd_set: bool,
+pub(super) struct StageState {
+    pub(super) layers: Vec<LayerInfo>,
+    pub(super) config: ImageConfig,
+    pub(super) vars: StageVars,
+    pub(super) key: Digest,
+    /// Applies the stage's config changes (it knows whether CMD was set in this stage).
+    pub(super) editor: ConfigEditor,
     /// Time of the newest step (history entries of config-only steps use it).
-    created: String,
+    pub(super) created: String,
     /// The image the stage (or the stage it starts from) is based on; none for scratch.
-    base: Option<BaseImage>,
+    pub(super) base: Option<BaseImage>,
 }
 
 impl StageState {
-    fn cc(&mut self) -> &mut ContainerConfig {
+    pub(super) fn cc(&mut self) -> &mut ContainerConfig {
         self.config
             .config
             .get_or_insert_with(ContainerConfig::default)
     }
 
-    fn shell(&self) -> Vec<String> {
-        self.config
-            .config
-            .as_ref()
-            .and_then(|c| c.extra.get("Shell"))
-            .and_then(|v| serde_json::from_value::<Vec<String>>(v.clone()).ok())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
-    }
-
-    fn workdir(&self) -> String {
+    pub(super) fn workdir(&self) -> String {
         self.config
             .config
             .as_ref()
@@ -72,7 +55,7 @@ impl StageState {
             .unwrap_or_else(|| "/".to_string())
     }
 
-    fn user(&self) -> String {
+    pub(super) fn user(&self) -> String {
         self.config
             .config
             .as_ref()
@@ -80,7 +63,7 @@ impl StageState {
             .unwrap_or_default()
     }
 
-    fn history(&mut self, created_by: String, empty_layer: bool, created: &str) {
+    pub(super) fn history(&mut self, created_by: String, empty_layer: bool, created: &str) {
         self.config.history.push(History {
             created: Some(created.to_string()),
             created_by: Some(created_by),
@@ -92,22 +75,22 @@ impl StageState {
 }
 
 /// The build of one Dockerfile.
-struct Builder<'a> {
-    options: &'a BuildOptions,
-    engine: Engine<'a>,
+pub(super) struct Builder<'a> {
+    pub(super) options: &'a BuildOptions,
+    pub(super) engine: Engine<'a>,
     /// Images and tags as the build started (base images resolve here first); read by
     /// `run_stages`.
-    view: std::sync::OnceLock<BuildView>,
-    file: String,
-    lex: ShellLex,
-    args: BuildArgs,
-    meta: MetaArgs,
-    plan: Plan,
-    stages: &'a Stages,
-    done: Mutex<HashMap<usize, StageState>>,
-    context: Mutex<Option<Arc<ContextSnapshot>>>,
-    dockerfile_path: Option<PathBuf>,
-    sde: Option<String>,
+    pub(super) view: std::sync::OnceLock<BuildView>,
+    pub(super) file: String,
+    pub(super) lex: ShellLex,
+    pub(super) args: BuildArgs,
+    pub(super) meta: MetaArgs,
+    pub(super) plan: Plan,
+    pub(super) stages: &'a Stages,
+    pub(super) done: Mutex<HashMap<usize, StageState>>,
+    pub(super) context: Mutex<Option<Arc<ContextSnapshot>>>,
+    pub(super) dockerfile_path: Option<PathBuf>,
+    pub(super) sde: Option<String>,
 }
 
 fn rfc3339(secs: i64) -> String {
@@ -134,22 +117,7 @@ pub fn build(
         }
     }
     let step = progress.start("[internal] load build definition from Dockerfile");
-    let (file, text, dockerfile_path) = match &options.dockerfile {
-        DockerfileSource::Default => {
-            let p = options.context.join("Dockerfile");
-            let t = std::fs::read(&p).map_err(io_err(&p))?;
-            ("Dockerfile".to_string(), t, Some(p))
-        }
-        DockerfileSource::Path(p) => {
-            let t = std::fs::read(p).map_err(io_err(p))?;
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "Dockerfile".into());
-            (name, t, Some(p.clone()))
-        }
-        DockerfileSource::Text { name, text } => (name.clone(), text.clone(), None),
-    };
+    let (file, text, dockerfile_path) = read_dockerfile(&options.dockerfile, &options.context)?;
     // The text moves into the AST, and the AST is dropped once the typed stages are made: a
     // huge instruction (a 50 MB LABEL) is not kept in several copies for the whole build.
     let parsed = df::parse_owned(df::decode(text, &file)?, &file)?;
@@ -250,6 +218,29 @@ pub fn build(
     Ok(id)
 }
 
+/// The Dockerfile's name (for messages), bytes and path (none when given as text).
+fn read_dockerfile(
+    source: &DockerfileSource,
+    context: &Path,
+) -> Result<(String, Vec<u8>, Option<PathBuf>), BuildError> {
+    Ok(match source {
+        DockerfileSource::Default => {
+            let p = context.join("Dockerfile");
+            let t = std::fs::read(&p).map_err(io_err(&p))?;
+            ("Dockerfile".to_string(), t, Some(p))
+        }
+        DockerfileSource::Path(p) => {
+            let t = std::fs::read(p).map_err(io_err(p))?;
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "Dockerfile".into());
+            (name, t, Some(p.clone()))
+        }
+        DockerfileSource::Text { name, text } => (name.clone(), text.clone(), None),
+    })
+}
+
 impl Builder<'_> {
     /// Builds the planned stages, each as soon as the stages it needs are done, independent
     /// ones in parallel threads. The first error is returned once running stages finish.
@@ -289,44 +280,24 @@ impl Builder<'_> {
                     }
                 });
             }
-            let (tx, rx) = mpsc::channel();
-            let mut started = vec![false; order.len()];
-            let mut finished: Vec<usize> = Vec::new();
-            let mut running = 0;
-            loop {
-                if first_error.is_none() {
-                    for (i, planned) in order.iter().enumerate() {
-                        if started[i] || !planned.deps.iter().all(|d| finished.contains(d)) {
-                            continue;
-                        }
-                        started[i] = true;
-                        running += 1;
-                        let tx = tx.clone();
-                        scope.spawn(move || {
-                            let result =
-                                self.build_stage(planned.index, &planned.display, &planned.base);
-                            let _ = tx.send((planned.index, result));
-                        });
+            let stages: Vec<(usize, &BTreeSet<usize>)> =
+                order.iter().map(|p| (p.index, &p.deps)).collect();
+            let built = solver::run_stages(
+                &stages,
+                |index| {
+                    let planned = order.iter().find(|p| p.index == index).ok_or_else(|| {
+                        BuildError::Invalid(format!("stage {index} is not planned"))
+                    })?;
+                    self.build_stage(planned.index, &planned.display, &planned.base)
+                },
+                |index, state| {
+                    if let Ok(mut done) = self.done.lock() {
+                        done.insert(index, state);
                     }
-                }
-                if running == 0 {
-                    break;
-                }
-                let Ok((index, result)) = rx.recv() else {
-                    break;
-                };
-                running -= 1;
-                match result {
-                    Ok(state) => {
-                        if let Ok(mut done) = self.done.lock() {
-                            done.insert(index, state);
-                        }
-                        finished.push(index);
-                    }
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
-                }
+                },
+            );
+            if let Err(e) = built {
+                first_error = Some(e);
             }
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
@@ -402,22 +373,17 @@ impl Builder<'_> {
             .config
             .config
             .as_mut()
-            .and_then(|c| c.extra.remove("OnBuild"))
-            .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
+            .and_then(|c| {
+                // A null or malformed `OnBuild` of a base is not inherited either.
+                c.extra.remove("OnBuild");
+                c.on_build.take()
+            })
             .unwrap_or_default();
         let trigger_cmds = if triggers.is_empty() {
             Vec::new()
         } else {
-            let text = format!("FROM scratch\n{}\n", triggers.join("\n"));
-            let parsed = df::parse(&text, "ONBUILD")
-                .map_err(|e| self.at(stage.span.start_line, &stage.original, e.into()))?;
-            let st = instructions::parse_instructions(&parsed)
-                .map_err(|e| self.at(stage.span.start_line, &stage.original, e.into()))?;
-            st.stages
-                .into_iter()
-                .next()
-                .map(|s| s.instructions)
-                .unwrap_or_default()
+            instructions::parse_commands(&triggers.join("\n"), "ONBUILD")
+                .map_err(|e| self.at(stage.span.start_line, &stage.original, e.into()))?
         };
         let history_start = state.config.history.len();
         let total = 1 + layer_ops(&trigger_cmds) + layer_ops(&stage.instructions);
@@ -464,7 +430,7 @@ impl Builder<'_> {
                 },
                 vars: StageVars::new(&[format!("PATH={}", rbuild_runtime::DEFAULT_PATH)]),
                 key: base_key("scratch"),
-                cmd_set: false,
+                editor: ConfigEditor::default(),
                 created: self.sde.clone().unwrap_or_else(|| self.engine.now.clone()),
                 base: None,
             }),
@@ -482,7 +448,7 @@ impl Builder<'_> {
                     .and_then(|c| c.env.clone())
                     .unwrap_or_default();
                 s.vars = StageVars::new(&env);
-                s.cmd_set = false;
+                s.editor = ConfigEditor::default();
                 Ok(s)
             }
             Source::Image(name) => {
@@ -516,7 +482,7 @@ impl Builder<'_> {
                     config,
                     vars: StageVars::new(&env),
                     key: base_key(&id.to_string()),
-                    cmd_set: false,
+                    editor: ConfigEditor::default(),
                     created,
                     base: Some(base),
                 })
@@ -524,65 +490,8 @@ impl Builder<'_> {
         }
     }
 
-    fn image(&self, name: &str) -> Result<(Vec<LayerInfo>, ImageConfig, ImageId), BuildError> {
-        let rec = super::pull_base::resolve_or_pull(
-            self.engine.store,
-            self.view.get(),
-            name,
-            self.engine.pull,
-        )?;
-        let config = self.engine.store.image_config(&rec.id)?;
-        Ok((rec.layers, config, rec.id))
-    }
-
-    /// The build context, scanned on first use (once, whichever stage asks first).
-    fn context(&self) -> Result<Arc<ContextSnapshot>, BuildError> {
-        let mut slot = self
-            .context
-            .lock()
-            .map_err(|_| BuildError::Invalid("a stage thread panicked".into()))?;
-        if let Some(snap) = slot.as_ref() {
-            return Ok(snap.clone());
-        }
-        let step = self.engine.progress.start("[internal] load build context");
-        let (ignore, _) =
-            IgnoreMatcher::load(&self.options.context, self.dockerfile_path.as_deref())?;
-        // One index file per context root; concurrent builds need no lock (see MetadataCache).
-        let dir = self.engine.store.root().join(crate::store::CONTEXT_CACHE);
-        let mut cache = MetadataCache::open(&dir)?;
-        let snap = Arc::new(ContextSnapshot::scan(
-            &self.options.context,
-            &ignore,
-            &mut cache,
-        )?);
-        let stats = cache.stats();
-        self.engine.progress.info(
-            &step,
-            &format!(
-                "{} entries, {} hashed, {} from cache",
-                snap.entries().len(),
-                stats.misses,
-                stats.hits
-            ),
-        );
-        self.engine.progress.done(&step);
-        *slot = Some(snap.clone());
-        Ok(snap)
-    }
-
     fn expand(&self, state: &StageState, word: &str) -> Result<String, BuildError> {
         Ok(self.lex.process_word(word, &state.vars.expansion_env())?)
-    }
-
-    fn command_vec(&self, state: &StageState, command: &CommandLine) -> Vec<String> {
-        match command {
-            CommandLine::Exec(v) => v.clone(),
-            CommandLine::Shell(s) => {
-                let mut v = state.shell();
-                v.push(s.clone());
-                v
-            }
-        }
     }
 
     fn instruction(
@@ -596,19 +505,6 @@ impl Builder<'_> {
     ) -> Result<(), BuildError> {
         let created = state.created.clone();
         match &cmd.instruction {
-            Instruction::Env { vars } => {
-                let env = state.vars.expansion_env();
-                let mut parts = Vec::new();
-                for kv in vars {
-                    let key = self.lex.process_word(&kv.key, &env)?;
-                    let value = self.lex.process_word(&kv.value, &env)?;
-                    state.vars.set_env(&key, &value);
-                    parts.push(format!("{key}={value}"));
-                }
-                let e = state.vars.config_env();
-                state.cc().env = Some(e);
-                state.history(format!("ENV {}", parts.join(" ")), true, &created);
-            }
             Instruction::Arg { args } => {
                 let mut parts = Vec::new();
                 for def in args {
@@ -628,185 +524,10 @@ impl Builder<'_> {
                 }
                 state.history(format!("ARG {}", parts.join(" ")), true, &created);
             }
-            Instruction::Label { labels } => {
-                let env = state.vars.expansion_env();
-                // Written straight into the history text: no per-label copies to join.
-                let mut created_by = String::from("LABEL");
-                for kv in labels {
-                    let key = self.lex.process_word(&kv.key, &env)?;
-                    let value = self.lex.process_word(&kv.value, &env)?;
-                    created_by.reserve(key.len() + value.len() + 2);
-                    for part in [" ", &key, "=", &value] {
-                        created_by.push_str(part);
-                    }
-                    state
-                        .cc()
-                        .labels
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(key, value);
-                }
-                state.history(created_by, true, &created);
-            }
-            Instruction::Maintainer { name } => {
-                state.config.author = Some(name.clone());
-                state.history(format!("MAINTAINER {name}"), true, &created);
-            }
-            Instruction::Volume { paths } => {
-                let mut done = Vec::new();
-                for p in paths {
-                    let p = self.expand(state, p)?;
-                    if p.is_empty() {
-                        return Err(BuildError::Invalid(
-                            "VOLUME specified can not be an empty string".into(),
-                        ));
-                    }
-                    state
-                        .cc()
-                        .volumes
-                        .get_or_insert_with(BTreeMap::new)
-                        .insert(p.clone(), json!({}));
-                    done.push(p);
-                }
-                state.history(
-                    format!(
-                        "VOLUME {}",
-                        serde_json::to_string(&done).unwrap_or_default()
-                    ),
-                    true,
-                    &created,
-                );
-            }
-            Instruction::Expose { ports } => {
-                let env = state.vars.expansion_env();
-                let mut done = Vec::new();
-                for p in ports {
-                    for word in self.lex.process_words(p, &env)? {
-                        for port in expose_ports(&word)? {
-                            state
-                                .cc()
-                                .exposed_ports
-                                .get_or_insert_with(BTreeMap::new)
-                                .insert(port.clone(), json!({}));
-                            done.push(port);
-                        }
-                    }
-                }
-                state.history(format!("EXPOSE {}", done.join(" ")), true, &created);
-            }
-            Instruction::User { user, group } => {
-                let mut u = self.expand(state, user)?;
-                if let Some(g) = group {
-                    u = format!("{u}:{}", self.expand(state, g)?);
-                }
-                state.cc().user = Some(u.clone());
-                state.history(format!("USER {u}"), true, &created);
-            }
-            Instruction::Stopsignal { signal } => {
-                let s = self.expand(state, signal)?;
-                state.cc().stop_signal = Some(s.clone());
-                state.history(format!("STOPSIGNAL {s}"), true, &created);
-            }
-            Instruction::Shell { shell } => {
-                state.cc().extra.insert("Shell".into(), json!(shell));
-                state.history(
-                    format!("SHELL {}", serde_json::to_string(shell).unwrap_or_default()),
-                    true,
-                    &created,
-                );
-            }
-            Instruction::Cmd { command } => {
-                let v = self.command_vec(state, command);
-                state.cc().cmd = Some(v.clone());
-                state.cmd_set = true;
-                state.history(
-                    format!("CMD {}", serde_json::to_string(&v).unwrap_or_default()),
-                    true,
-                    &created,
-                );
-            }
-            Instruction::Entrypoint { command } => {
-                let v = self.command_vec(state, command);
-                state.cc().entrypoint = Some(v.clone());
-                if !state.cmd_set {
-                    state.cc().cmd = None;
-                }
-                state.history(
-                    format!(
-                        "ENTRYPOINT {}",
-                        serde_json::to_string(&v).unwrap_or_default()
-                    ),
-                    true,
-                    &created,
-                );
-            }
-            Instruction::Healthcheck(h) => {
-                let value = match h {
-                    Healthcheck::None => json!({ "Test": ["NONE"] }),
-                    Healthcheck::Cmd {
-                        command,
-                        interval,
-                        timeout,
-                        start_period,
-                        start_interval,
-                        retries,
-                    } => {
-                        let test: Vec<String> = match command {
-                            CommandLine::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
-                            CommandLine::Exec(v) => {
-                                let mut t = vec!["CMD".to_string()];
-                                t.extend(v.iter().cloned());
-                                t
-                            }
-                        };
-                        let mut m = serde_json::Map::new();
-                        m.insert("Test".into(), json!(test));
-                        for (k, d) in [
-                            ("Interval", interval),
-                            ("Timeout", timeout),
-                            ("StartPeriod", start_period),
-                            ("StartInterval", start_interval),
-                        ] {
-                            if let Some(d) = d {
-                                m.insert(k.into(), json!(d.as_nanos() as u64));
-                            }
-                        }
-                        if let Some(r) = retries {
-                            m.insert("Retries".into(), json!(r));
-                        }
-                        Value::Object(m)
-                    }
-                };
-                state.cc().extra.insert("Healthcheck".into(), value);
-                state.history(
-                    format!(
-                        "HEALTHCHECK {}",
-                        cmd.original.trim().get(11..).unwrap_or("").trim()
-                    ),
-                    true,
-                    &created,
-                );
-            }
-            Instruction::Onbuild { trigger } => {
-                let text = trigger.original.trim().to_string();
-                let cc = state.cc();
-                let mut list: Vec<String> = cc
-                    .extra
-                    .get("OnBuild")
-                    .and_then(|v| serde_json::from_value(v.clone()).ok())
-                    .unwrap_or_default();
-                list.push(text.clone());
-                cc.extra.insert("OnBuild".into(), json!(list));
-                state.history(format!("ONBUILD {text}"), true, &created);
-            }
             Instruction::Workdir { path } => {
-                let p = self.expand(state, path)?;
-                let p = if p.starts_with('/') {
-                    p
-                } else {
-                    format!("{}/{}", state.workdir().trim_end_matches('/'), p)
-                };
-                let clean = format!("/{}", components(&p).join("/"));
-                state.cc().working_dir = Some(clean.clone());
+                let change = ConfigChange::Workdir(self.expand(state, path)?);
+                state.editor.apply(&mut state.config, change)?;
+                let clean = state.workdir();
                 *n += 1;
                 let step = self
                     .engine
@@ -820,7 +541,8 @@ impl Builder<'_> {
                     .engine
                     .progress
                     .start(&format!("[{display} {n}/{total}] {}", cmd.original.trim()));
-                self.run_step(stage_index, state, r, &step)
+                convert::exec_op(r, &self.lex, &state.vars, &self.args.proxies())
+                    .and_then(|op| self.run_step(stage_index, state, op, &step))
                     .inspect_err(|e| {
                         self.engine.progress.error(&step, &e.to_string());
                     })?;
@@ -832,513 +554,29 @@ impl Builder<'_> {
                     .engine
                     .progress
                     .start(&format!("[{display} {n}/{total}] {}", cmd.original.trim()));
-                self.copy_step(stage_index, state, c, add, &step)
+                convert::copy_op(c, add, &self.lex, &state.vars.expansion_env())
+                    .and_then(|op| self.copy_step(stage_index, state, op, &step))
                     .inspect_err(|e| {
                         self.engine.progress.error(&step, &e.to_string());
                     })?;
             }
-        }
-        Ok(())
-    }
-
-    fn lowers(&self, layers: &[LayerInfo]) -> Result<Vec<PathBuf>, BuildError> {
-        Ok(self.engine.store.layer_snapshot_dirs(layers)?)
-    }
-
-    /// The snapshot dirs of the stage's layers; a base image removed meanwhile is named.
-    fn stage_lowers(&self, state: &StageState) -> Result<Vec<PathBuf>, BuildError> {
-        self.engine
-            .store
-            .layer_snapshot_dirs(&state.layers)
-            .map_err(|e| BaseImage::explain(state.base.as_ref(), e))
-    }
-
-    /// Records the outcome of a layer step in the state.
-    fn apply(&self, state: &mut StageState, outcome: super::steps::Outcome, created_by: String) {
-        state.key = outcome.key;
-        let created = self.sde.clone().unwrap_or(outcome.created);
-        state.created = created.clone();
-        let empty = outcome.layer.is_none();
-        if let Some(l) = outcome.layer {
-            state.layers.push(l);
-        }
-        state.history(created_by, empty, &created);
-    }
-
-    fn workdir_step(
-        &self,
-        state: &mut StageState,
-        path: &str,
-        step: &super::progress::StepHandle,
-    ) -> Result<(), BuildError> {
-        let lowers = self.stage_lowers(state)?;
-        // As docker: WORKDIR is a layer step; when the directory exists the layer is empty.
-        let exists = (Layered { lowers: &lowers }).resolve(path, true).is_some();
-        let store = self.engine.store;
-        // As BuildKit: the directories WORKDIR creates belong to the current USER (so a RUN as
-        // that user can write there). The key names the user only when there is one, so the
-        // keys of WORKDIR steps without USER stay as they were.
-        let user = state.user();
-        let owner = if user.is_empty() || exists {
-            None
-        } else {
-            let view = Layered { lowers: &lowers };
-            let spec = rbuild_runtime::resolve_user_from(
-                &view.read_to_string("/etc/passwd"),
-                &view.read_to_string("/etc/group"),
-                &user,
-            )?;
-            Some((spec.uid, spec.gid))
-        };
-        let canonical = match owner {
-            None => json!({ "op": "mkdir", "path": path }),
-            Some((uid, gid)) => json!({ "op": "mkdir", "path": path, "owner": [uid, gid] }),
-        };
-        let (key, layers) = (state.key.clone(), state.layers.clone());
-        let outcome = self
-            .engine
-            .layer_step(step, &key, &layers, canonical, |_| {
-                let tmp = store.temp_dir()?;
-                let root = tmp.path().join("layer");
-                std::fs::create_dir(&root).map_err(io_err(&root))?;
-                let view = Layered { lowers: &lowers };
-                let comps = if exists {
-                    Vec::new()
-                } else {
-                    view.resolve_lenient(path)
+            _ => {
+                let env = state.vars.expansion_env();
+                let Some(change) = convert::config_change(cmd, &self.lex, &env)? else {
+                    return Ok(());
                 };
-                let mut dir = root.clone();
-                for (i, c) in comps.iter().enumerate() {
-                    dir = dir.join(c);
-                    std::fs::create_dir(&dir).map_err(io_err(&dir))?;
-                    if let Some(disk) = view.lookup(&comps[..=i]) {
-                        copy_dir_meta(&disk, &dir)?;
-                    } else {
-                        use std::os::unix::fs::PermissionsExt;
-                        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
-                            .map_err(io_err(&dir))?;
-                        if let Some((uid, gid)) = owner {
-                            std::os::unix::fs::lchown(&dir, Some(uid), Some(gid))
-                                .map_err(io_err(&dir))?;
-                        }
+                if let ConfigChange::Env(pairs) = &change {
+                    for (k, v) in pairs {
+                        state.vars.set_env(k, v);
                     }
                 }
-                Ok(Produced {
-                    _tmp: Some(tmp),
-                    dir: Some(root),
-                })
-            })?;
-        self.apply(state, outcome, format!("WORKDIR {path}"));
+                let history = state.editor.apply(&mut state.config, change)?;
+                let history = convert::history_as_written(cmd).unwrap_or(history);
+                state.history(history, true, &created);
+            }
+        }
         Ok(())
     }
-
-    fn run_step(
-        &self,
-        stage_index: usize,
-        state: &mut StageState,
-        r: &instructions::Run,
-        step: &super::progress::StepHandle,
-    ) -> Result<(), BuildError> {
-        let env_now = state.vars.expansion_env();
-        let mut inputs = Vec::new();
-        let needs_context = r
-            .mounts
-            .iter()
-            .any(|m| m.kind == instructions::MountType::Bind && m.from.is_none());
-        let context = if needs_context {
-            Some(self.context()?)
-        } else {
-            None
-        };
-        for m in &r.mounts {
-            let mut m = m.clone();
-            for v in [
-                &mut m.target,
-                &mut m.source,
-                &mut m.from,
-                &mut m.id,
-                &mut m.mode,
-                &mut m.uid,
-                &mut m.gid,
-                &mut m.size,
-                &mut m.env,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                *v = self.lex.process_word(v, &env_now)?;
-            }
-            let from = match m.from.as_deref() {
-                None => None,
-                Some(f) => Some(self.source_layers(stage_index, f)?),
-            };
-            inputs.push(mounts::MountInput {
-                mount: m,
-                from,
-                context: context.as_deref(),
-            });
-        }
-        let prepared = mounts::prepare(
-            self.engine.store,
-            &inputs,
-            &state.workdir(),
-            &self.options.secrets,
-        )?;
-        if r.security == Some(instructions::Security::Insecure) {
-            return Err(BuildError::Unsupported("RUN --security=insecure".into()));
-        }
-        let args = match &r.command {
-            CommandLine::Exec(v) => v.clone(),
-            CommandLine::Shell(s) => {
-                let mut v = state.shell();
-                v.push(shell_with_heredocs(s, &r.heredocs));
-                v
-            }
-        };
-        let network_host = match r.network {
-            Some(instructions::NetworkMode::Host) => true,
-            Some(instructions::NetworkMode::None) => false,
-            _ => self.options.network_host,
-        };
-        let proxies = self.args.proxies();
-        let key_env = state.vars.run_env(&[]);
-        let mut env = state.vars.run_env(&proxies);
-        env.extend(prepared.env.iter().cloned());
-        let spec = RunSpec {
-            args: args.clone(),
-            env,
-            cwd: state.workdir(),
-            user: state.user(),
-            network_host,
-            mounts: prepared.mounts.clone(),
-        };
-        let visible = state.vars.visible_args();
-        let canonical = json!({
-            "op": "run",
-            "args": args,
-            "env": key_env,
-            "cwd": spec.cwd,
-            "user": spec.user,
-            "network": if network_host { "host" } else { "none" },
-            "mounts": prepared.key,
-        });
-        let mut created_by = String::from("RUN ");
-        if !visible.is_empty() {
-            created_by.push_str(&format!("|{} ", visible.len()));
-            for (k, v) in &visible {
-                created_by.push_str(&format!("{k}={v} "));
-            }
-        }
-        created_by.push_str(&args.join(" "));
-        created_by.push_str(" # buildkit");
-        let lowers = self.stage_lowers(state)?;
-        let store = self.engine.store;
-        let (key, layers) = (state.key.clone(), state.layers.clone());
-        let outcome = self
-            .engine
-            .layer_step(step, &key, &layers, canonical, |progress| {
-                let tmp = store.temp_dir()?;
-                let upper = tmp.path().join("upper");
-                let work = tmp.path().join("work");
-                let empty = tmp.path().join("empty");
-                for d in [&upper, &work, &empty] {
-                    std::fs::create_dir(d).map_err(io_err(d))?;
-                }
-                run::execute(&spec, &lowers, &upper, &work, &empty, progress, step)?;
-                run::prune_copy_ups(&upper, &lowers);
-                Ok(Produced {
-                    _tmp: Some(tmp),
-                    dir: Some(upper),
-                })
-            })?;
-        drop(prepared);
-        self.apply(state, outcome, created_by);
-        Ok(())
-    }
-
-    /// The snapshot dirs and cache key of `COPY --from=X` / `--mount=from=X` (X expanded).
-    /// The key names the content: the chain ID of X's layers (not X's step key, so a stage
-    /// that ran again and made the same layers keeps what copies from it cached).
-    fn source_layers(
-        &self,
-        stage_index: usize,
-        from: &str,
-    ) -> Result<(Vec<PathBuf>, String), BuildError> {
-        let layers = match resolve_ref(&self.plan.names, stage_index, from) {
-            Source::Scratch => return Err(BuildError::Invalid(format!("{from} has no files"))),
-            Source::Stage(i) => self
-                .done
-                .lock()
-                .ok()
-                .and_then(|d| d.get(&i).map(|s| s.layers.clone()))
-                .ok_or_else(|| BuildError::Invalid(format!("stage {from} was not built")))?,
-            Source::Image(name) => self.image(&name)?.0,
-        };
-        let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
-        let content = crate::image::digest::chain_ids(&diff_ids)
-            .pop()
-            .map(|chain| chain.to_string())
-            .unwrap_or_else(|| "no layers".to_string());
-        Ok((self.lowers(&layers)?, content))
-    }
-
-    fn copy_step(
-        &self,
-        stage_index: usize,
-        state: &mut StageState,
-        c: &Copy,
-        add: bool,
-        step: &super::progress::StepHandle,
-    ) -> Result<(), BuildError> {
-        let env = state.vars.expansion_env();
-        let mut sources = Vec::new();
-        let mut inline = Vec::new();
-        let mut urls = Vec::new();
-        for s in &c.sources {
-            if let Some(name) = s.strip_prefix("<<") {
-                let name = name.trim_start_matches('-').trim_matches(['"', '\'']);
-                let doc =
-                    c.heredocs.iter().find(|h| h.name == name).ok_or_else(|| {
-                        BuildError::Invalid(format!("heredoc {name:?} has no body"))
-                    })?;
-                let content = if doc.expand {
-                    expand_vars(&doc.content, &env)
-                } else {
-                    doc.content.clone()
-                };
-                inline.push((doc.name.clone(), content));
-                continue;
-            }
-            let s = self.lex.process_word(s, &env)?;
-            let git =
-                s.starts_with("git@") || s.split('#').next().is_some_and(|u| u.ends_with(".git"));
-            if download::is_http(&s) && !add {
-                return Err(BuildError::Invalid(format!(
-                    "COPY does not accept a URL ({s}); use ADD"
-                )));
-            }
-            if git {
-                return Err(BuildError::Unsupported(format!(
-                    "{} from a git URL ({s})",
-                    if add { "ADD" } else { "COPY" }
-                )));
-            }
-            if download::is_http(&s) {
-                urls.push(s);
-                continue;
-            }
-            sources.push(s);
-        }
-        let checksum = match &c.checksum {
-            None => None,
-            Some(sum) => {
-                if urls.len() != 1 || c.sources.len() != 1 {
-                    return Err(BuildError::Invalid(
-                        "ADD --checksum needs exactly one source, an http(s) URL".into(),
-                    ));
-                }
-                Some(download::parse_checksum(
-                    &self.lex.process_word(sum, &env)?,
-                )?)
-            }
-        };
-        if !urls.is_empty() && c.unpack == Some(true) {
-            return Err(BuildError::Unsupported("ADD --unpack with a URL".into()));
-        }
-        // Downloads happen before the cache lookup: their content is part of the key.
-        let build_time = chrono::DateTime::parse_from_rfc3339(&self.engine.now)
-            .map(|t| t.timestamp())
-            .unwrap_or(0);
-        let mut downloads = Vec::new();
-        let store = self.engine.store;
-        for url in &urls {
-            // A file downloaded before is revalidated (a conditional request) unless
-            // --no-cache.
-            let record = match self.options.no_cache {
-                true => None,
-                false => store.download_record(url)?,
-            };
-            let previous = record.as_ref().map(|record| download::Previous {
-                record,
-                content: store.blob_path(&record.digest),
-            });
-            let file = download::download(url, store.temp_dir()?, checksum.as_ref(), previous)?;
-            if !file.not_modified && (file.validators.0.is_some() || file.validators.1.is_some()) {
-                let record = crate::store::DownloadRecord {
-                    etag: file.validators.0.clone(),
-                    last_modified: file.validators.1.clone(),
-                    digest: file.digest.clone(),
-                };
-                store.record_download(url, &record, &file.path)?;
-            }
-            let mtime = file.last_modified.unwrap_or(build_time);
-            downloads.push((file, mtime));
-        }
-        let dest_raw = self.lex.process_word(&c.dest, &env)?;
-        let dest = if dest_raw.starts_with('/') {
-            dest_raw.clone()
-        } else {
-            let mut d = format!("{}/{}", state.workdir().trim_end_matches('/'), dest_raw);
-            if (dest_raw == "." || dest_raw.ends_with("/.")) && !d.ends_with('/') {
-                d.push('/');
-            }
-            d
-        };
-        let lowers = self.stage_lowers(state)?;
-        let view = Layered { lowers: &lowers };
-        let chown = match &c.chown {
-            None => None,
-            Some(spec) => Some(resolve_chown(&self.lex.process_word(spec, &env)?, view)?),
-        };
-        let chmod = match &c.chmod {
-            None => None,
-            Some(m) => {
-                let m = self.lex.process_word(m, &env)?;
-                Some(
-                    u32::from_str_radix(&m, 8)
-                        .ok()
-                        .filter(|v| *v <= 0o7777)
-                        .ok_or_else(|| {
-                            BuildError::Invalid(format!(
-                                "invalid --chmod {m:?}: only octal modes are supported"
-                            ))
-                        })?,
-                )
-            }
-        };
-        let exclude = c
-            .exclude
-            .iter()
-            .map(|e| self.lex.process_word(e, &env))
-            .collect::<Result<Vec<_>, _>>()?;
-        let spec = CopySpec {
-            add,
-            sources,
-            inline,
-            dest,
-            chown,
-            chmod,
-            exclude,
-            parents: c.parents,
-            downloads,
-        };
-        // Where the sources come from, and their part of the cache key.
-        let (from_lowers, from_key) = match &c.from {
-            None => (None, None),
-            Some(f) => {
-                let f = self.lex.process_word(f, &env)?;
-                let (lowers, key) = self.source_layers(stage_index, &f)?;
-                (Some(lowers), Some(key))
-            }
-        };
-        let (selected, source_digest) = match &from_lowers {
-            None => {
-                if spec.sources.is_empty() {
-                    (Vec::new(), String::new())
-                } else {
-                    let snap = self.context()?;
-                    let from = copy::From::Context(&snap);
-                    let selected = copy::select(&spec, &from)?;
-                    let digest = snap.digest_of(selected.iter().map(|s| s.path.as_str()))?;
-                    (selected, digest.to_string())
-                }
-            }
-            Some(l) => {
-                let from = copy::From::Layers(l.clone());
-                let selected = copy::select(&spec, &from)?;
-                // Content is named by the source's chain ID; paths say what is taken.
-                let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
-                (
-                    selected.clone(),
-                    format!(
-                        "{}:{}",
-                        from_key.clone().unwrap_or_default(),
-                        names.join(",")
-                    ),
-                )
-            }
-        };
-        let canonical = json!({
-            "op": if add { "add" } else { "copy" },
-            "sources": selected.iter().map(|s| &s.name).collect::<Vec<_>>(),
-            "content": source_digest,
-            "inline": spec.inline,
-            "dest": spec.dest,
-            "chown": spec.chown,
-            "chmod": spec.chmod,
-            "exclude": spec.exclude,
-            "parents": spec.parents,
-        });
-        let mut canonical = canonical;
-        if !spec.downloads.is_empty() {
-            // Content and name, and the mtime when it is not the build's (which would make
-            // every build a miss): an unchanged download is a hit, a changed one a miss.
-            let sde = self.options.source_date_epoch;
-            canonical["downloads"] = spec
-                .downloads
-                .iter()
-                .map(|(f, _)| {
-                    json!({
-                        "name": f.name,
-                        "digest": f.digest,
-                        "mtime": f.last_modified.or(sde),
-                    })
-                })
-                .collect();
-        }
-        let mut shown: Vec<String> = c.sources.clone();
-        shown.push(c.dest.clone());
-        let created_by = format!(
-            "{} {} # buildkit",
-            if add { "ADD" } else { "COPY" },
-            shown.join(" ")
-        );
-        let store = self.engine.store;
-        let context = if from_lowers.is_none() && !spec.sources.is_empty() {
-            Some(self.context()?)
-        } else {
-            None
-        };
-        let (key, layers) = (state.key.clone(), state.layers.clone());
-        let outcome = self
-            .engine
-            .layer_step(step, &key, &layers, canonical, |_| {
-                let tmp = store.temp_dir()?;
-                let root = tmp.path().join("layer");
-                std::fs::create_dir(&root).map_err(io_err(&root))?;
-                let from = match (&from_lowers, &context) {
-                    (Some(l), _) => copy::From::Layers(l.clone()),
-                    (None, Some(snap)) => copy::From::Context(snap),
-                    (None, None) => copy::From::Layers(Vec::new()),
-                };
-                copy::stage(
-                    &spec,
-                    &from,
-                    &selected,
-                    Layered { lowers: &lowers },
-                    &root,
-                    Some(store.pool()),
-                )?;
-                Ok(Produced {
-                    _tmp: Some(tmp),
-                    dir: Some(root),
-                })
-            })?;
-        self.apply(state, outcome, created_by);
-        Ok(())
-    }
-}
-
-/// Copies mode, owner and mtime of `from` onto the directory `to`.
-fn copy_dir_meta(from: &Path, to: &Path) -> Result<(), BuildError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let md = std::fs::metadata(from).map_err(io_err(from))?;
-    std::os::unix::fs::lchown(to, Some(md.uid()), Some(md.gid())).map_err(io_err(to))?;
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(md.mode() & 0o7777))
-        .map_err(io_err(to))?;
-    let t = filetime::FileTime::from_last_modification_time(&md);
-    filetime::set_file_times(to, t, t).map_err(io_err(to))?;
-    Ok(())
 }
 
 /// Gives each config-only history entry of a stage the time of the next layer step (or, at
@@ -1360,152 +598,5 @@ fn date_config_steps(history: &mut [History]) {
         if let Some((_, Some(t))) = next.or(prev) {
             h.created = Some(t.clone());
         }
-    }
-}
-
-/// One EXPOSE word → `port/proto` keys: `80` is `80/tcp`, a range `8000-8002/udp` gives each
-/// port (as docker); a port must be 1-65535 and the protocol tcp, udp or sctp.
-fn expose_ports(word: &str) -> Result<Vec<String>, BuildError> {
-    let bad = || BuildError::Invalid(format!("invalid EXPOSE port {word:?}"));
-    let lower = word.to_ascii_lowercase();
-    let (ports, proto) = lower.split_once('/').unwrap_or((lower.as_str(), "tcp"));
-    if !matches!(proto, "tcp" | "udp" | "sctp") {
-        return Err(bad());
-    }
-    let parse = |p: &str| p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(bad);
-    let (first, last) = match ports.split_once('-') {
-        Some((a, b)) => (parse(a)?, parse(b)?),
-        None => {
-            let p = parse(ports)?;
-            (p, p)
-        }
-    };
-    if last < first {
-        return Err(bad());
-    }
-    Ok((first..=last).map(|p| format!("{p}/{proto}")).collect())
-}
-
-/// `--chown=user[:group]` → uid, gid, looked up in the image's `/etc/passwd` and `/etc/group`.
-/// A user name gives its primary group; a numeric uid without a group gives gid = uid.
-fn resolve_chown(spec: &str, view: Layered<'_>) -> Result<(u32, u32), BuildError> {
-    let passwd = view.read_to_string("/etc/passwd");
-    let group = view.read_to_string("/etc/group");
-    let (user, grp) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let resolved = rbuild_runtime::resolve_user_from(&passwd, &group, user)?;
-    let uid = resolved.uid;
-    let gid = match grp {
-        Some(g) => rbuild_runtime::resolve_user_from(&passwd, &group, &format!("0:{g}"))?.gid,
-        None if user.parse::<u32>().is_ok() => uid,
-        None => resolved.gid,
-    };
-    Ok((uid, gid))
-}
-
-/// The shell command of a RUN with heredocs: a command that is only `<<EOF` runs the body;
-/// otherwise the bodies follow the command line so the shell reads them as here-documents.
-fn shell_with_heredocs(command: &str, heredocs: &[Heredoc]) -> String {
-    if heredocs.is_empty() {
-        return command.to_string();
-    }
-    let only = command
-        .trim()
-        .trim_start_matches("<<")
-        .trim_start_matches('-');
-    let only = only.trim_matches(['"', '\'']);
-    if heredocs.len() == 1 && only == heredocs[0].name {
-        return heredocs[0].content.clone();
-    }
-    let mut s = command.to_string();
-    for h in heredocs {
-        s.push('\n');
-        s.push_str(&h.content);
-        s.push_str(&h.name);
-    }
-    s
-}
-
-/// `$NAME` and `${NAME}` substitution (heredoc bodies of COPY: no quote processing).
-fn expand_vars(text: &str, env: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let chars: Vec<char> = text.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\\' && i + 1 < chars.len() && chars[i + 1] == '$' {
-            out.push('$');
-            i += 2;
-            continue;
-        }
-        if c == '$' && i + 1 < chars.len() {
-            if chars[i + 1] == '{' {
-                if let Some(end) = chars[i + 2..].iter().position(|&c| c == '}') {
-                    let name: String = chars[i + 2..i + 2 + end].iter().collect();
-                    out.push_str(env.get(&name).map(String::as_str).unwrap_or(""));
-                    i += end + 3;
-                    continue;
-                }
-            } else if chars[i + 1] == '_' || chars[i + 1].is_ascii_alphabetic() {
-                let mut j = i + 1;
-                while j < chars.len() && (chars[j] == '_' || chars[j].is_ascii_alphanumeric()) {
-                    j += 1;
-                }
-                let name: String = chars[i + 1..j].iter().collect();
-                out.push_str(env.get(&name).map(String::as_str).unwrap_or(""));
-                i = j;
-                continue;
-            }
-        }
-        out.push(c);
-        i += 1;
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn heredoc_commands() {
-        let h = |name: &str, content: &str| Heredoc {
-            name: name.into(),
-            expand: true,
-            chomp: false,
-            fd: 0,
-            content: content.into(),
-            span: Default::default(),
-        };
-        assert_eq!(
-            shell_with_heredocs("<<EOF", &[h("EOF", "echo a\n")]),
-            "echo a\n"
-        );
-        assert_eq!(
-            shell_with_heredocs("cat <<EOF > /x", &[h("EOF", "hi\n")]),
-            "cat <<EOF > /x\nhi\nEOF"
-        );
-    }
-
-    #[test]
-    fn expose_words() {
-        assert_eq!(expose_ports("80").unwrap(), ["80/tcp"]);
-        assert_eq!(expose_ports("53/UDP").unwrap(), ["53/udp"]);
-        assert_eq!(
-            expose_ports("8000-8002").unwrap(),
-            ["8000/tcp", "8001/tcp", "8002/tcp"]
-        );
-        for bad in ["0", "x", "80/icmp", "9-1", "70000"] {
-            assert!(expose_ports(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn heredoc_expansion() {
-        let mut env = BTreeMap::new();
-        env.insert("A".to_string(), "1".to_string());
-        assert_eq!(expand_vars("a=$A ${A} \\$A '$B'", &env), "a=1 1 $A ''");
     }
 }

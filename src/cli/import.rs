@@ -14,7 +14,7 @@ use crate::image::reference::Reference;
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Apply a Dockerfile instruction to the image config (CMD, ENTRYPOINT, ENV, EXPOSE,
-    /// LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL)
+    /// HEALTHCHECK, LABEL, ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL)
     #[arg(short, long = "change", value_name = "CHANGE")]
     pub change: Vec<String>,
     /// Commit message
@@ -34,7 +34,7 @@ pub fn run(globals: &Globals, args: ImportArgs) -> anyhow::Result<i32> {
     };
     let store = open_store(globals)?;
     let options = ImportOptions {
-        changes: args.change.clone(),
+        changes: crate::build::convert::config_changes(&args.change, &[])?,
         message: args.message.clone(),
         source: args.file.clone(),
     };

@@ -6,9 +6,6 @@
 //! - only in `.dockerignore` patterns: `**` matches any number of directories (also none),
 //!   and a trailing `**` matches everything below.
 
-/// (Re-exported for callers that name it here; the rules live in `image::path`.)
-pub(crate) use crate::image::path::clean;
-
 /// One element of a compiled pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {

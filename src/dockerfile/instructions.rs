@@ -265,6 +265,19 @@ pub fn parse_instructions(df: &Dockerfile) -> Result<Stages, ParseError> {
     Ok(Stages { meta_args, stages })
 }
 
+/// The typed instructions of a text without FROM, named `file_name` in errors: ONBUILD
+/// triggers of a base image and the `-c` changes of `import`, read as a Dockerfile's.
+pub fn parse_commands(text: &str, file_name: &str) -> Result<Vec<Command>, ParseError> {
+    let df = super::parse(&format!("FROM scratch\n{text}\n"), file_name)?;
+    let stages = parse_instructions(&df)?;
+    Ok(stages
+        .stages
+        .into_iter()
+        .next()
+        .map(|s| s.instructions)
+        .unwrap_or_default())
+}
+
 /// The JSON printed by `rbuild parse --json`: directives, the line range of all instructions,
 /// warnings, meta args and stages with spans.
 pub fn to_json(df: &Dockerfile, stages: &Stages) -> Result<String, serde_json::Error> {

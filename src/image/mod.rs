@@ -14,6 +14,7 @@
 //! tar. [`layer::LayerInfo`] carries both, under those names.
 
 pub mod compress;
+pub mod config_rules;
 pub mod digest;
 pub mod layer;
 pub mod limits;

@@ -136,45 +136,191 @@ pub struct ImageConfig {
 }
 
 /// The runtime defaults of an image (`config` in the image config).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+///
+/// rbuild's own type rather than oci-spec's: oci-spec drops Docker's `Healthcheck`, `OnBuild`,
+/// `Shell` and `ArgsEscaped`, and keeps its maps in hash maps whose order would change the
+/// bytes (and so the ID) of every image written. Here the fields are written in a fixed order:
+/// the ones below in declaration order, then the typed Docker fields and `extra` merged in
+/// key order (how they were written while they lived in `extra`, so image IDs and cache keys
+/// stay as they were).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(from = "wire::ContainerConfigWire")]
 pub struct ContainerConfig {
-    #[serde(rename = "User", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(
-        rename = "ExposedPorts",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
-    #[serde(rename = "Env", default, skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<String>>,
-    #[serde(
-        rename = "Entrypoint",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
     pub entrypoint: Option<Vec<String>>,
-    #[serde(rename = "Cmd", default, skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
-    #[serde(rename = "Volumes", default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
-    #[serde(
-        rename = "WorkingDir",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
     pub working_dir: Option<String>,
-    #[serde(rename = "Labels", default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
+    pub stop_signal: Option<String>,
+    /// `Healthcheck` (HEALTHCHECK).
+    pub healthcheck: Option<Healthcheck>,
+    /// `OnBuild`: ONBUILD triggers, as written after `ONBUILD `.
+    pub on_build: Option<Vec<String>>,
+    /// `Shell` (SHELL): what shell-form commands run with.
+    pub shell: Option<Vec<String>>,
+    /// `ArgsEscaped` (Windows images).
+    pub args_escaped: Option<bool>,
+    /// Fields rbuild does not interpret, kept as they were (also a Docker field above whose
+    /// value does not fit its type, such as `"OnBuild": null`, so it is written back as read).
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// `Healthcheck` of a container config. Durations are nanoseconds. The fields are in key
+/// order (the order the JSON map they replace was written in); a check with other fields
+/// stays untyped in [`ContainerConfig::extra`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Healthcheck {
+    #[serde(rename = "Interval", default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<i64>,
+    #[serde(rename = "Retries", default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<i64>,
     #[serde(
-        rename = "StopSignal",
+        rename = "StartInterval",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub stop_signal: Option<String>,
-    /// Fields rbuild does not interpret (`Healthcheck`, `OnBuild`, `Shell`, …), kept as they were.
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, serde_json::Value>,
+    pub start_interval: Option<i64>,
+    #[serde(
+        rename = "StartPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub start_period: Option<i64>,
+    /// `["NONE"]`, `["CMD", args…]` or `["CMD-SHELL", command]`.
+    #[serde(rename = "Test", default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<Vec<String>>,
+    #[serde(rename = "Timeout", default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+}
+
+impl Serialize for ContainerConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        macro_rules! field {
+            ($name:literal, $value:expr) => {
+                if let Some(v) = &$value {
+                    map.serialize_entry($name, v)?;
+                }
+            };
+        }
+        field!("User", self.user);
+        field!("ExposedPorts", self.exposed_ports);
+        field!("Env", self.env);
+        field!("Entrypoint", self.entrypoint);
+        field!("Cmd", self.cmd);
+        field!("Volumes", self.volumes);
+        field!("WorkingDir", self.working_dir);
+        field!("Labels", self.labels);
+        field!("StopSignal", self.stop_signal);
+        // The typed Docker fields and `extra`, merged in key order.
+        let mut rest: Vec<(&str, wire::Field<'_>)> = self
+            .extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), wire::Field::Raw(v)))
+            .collect();
+        if let Some(h) = &self.healthcheck {
+            rest.push(("Healthcheck", wire::Field::Healthcheck(h)));
+        }
+        if let Some(v) = &self.on_build {
+            rest.push(("OnBuild", wire::Field::Strings(v)));
+        }
+        if let Some(v) = &self.shell {
+            rest.push(("Shell", wire::Field::Strings(v)));
+        }
+        if let Some(v) = self.args_escaped {
+            rest.push(("ArgsEscaped", wire::Field::Bool(v)));
+        }
+        rest.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in rest {
+            map.serialize_entry(k, &v)?;
+        }
+        map.end()
+    }
+}
+
+/// The JSON shape of [`ContainerConfig`] as read, before the Docker fields are typed.
+mod wire {
+    use std::collections::BTreeMap;
+
+    use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+    use super::{ContainerConfig, Healthcheck};
+
+    #[derive(Deserialize)]
+    pub(super) struct ContainerConfigWire {
+        #[serde(rename = "User", default)]
+        user: Option<String>,
+        #[serde(rename = "ExposedPorts", default)]
+        exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
+        #[serde(rename = "Env", default)]
+        env: Option<Vec<String>>,
+        #[serde(rename = "Entrypoint", default)]
+        entrypoint: Option<Vec<String>>,
+        #[serde(rename = "Cmd", default)]
+        cmd: Option<Vec<String>>,
+        #[serde(rename = "Volumes", default)]
+        volumes: Option<BTreeMap<String, serde_json::Value>>,
+        #[serde(rename = "WorkingDir", default)]
+        working_dir: Option<String>,
+        #[serde(rename = "Labels", default)]
+        labels: Option<BTreeMap<String, String>>,
+        #[serde(rename = "StopSignal", default)]
+        stop_signal: Option<String>,
+        #[serde(flatten)]
+        extra: BTreeMap<String, serde_json::Value>,
+    }
+
+    /// A value of the merged tail of a serialized config.
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    pub(super) enum Field<'a> {
+        Raw(&'a serde_json::Value),
+        Healthcheck(&'a Healthcheck),
+        Strings(&'a Vec<String>),
+        Bool(bool),
+    }
+
+    /// Takes `key` out of `extra` as a `T` when it reads as one and writes back the same
+    /// JSON; otherwise it stays in `extra` untouched.
+    fn typed<T: DeserializeOwned + Serialize>(
+        extra: &mut BTreeMap<String, serde_json::Value>,
+        key: &str,
+    ) -> Option<T> {
+        let value = extra.get(key)?;
+        let typed: T = serde_json::from_value(value.clone()).ok()?;
+        if serde_json::to_value(&typed).ok()? != *value {
+            return None;
+        }
+        extra.remove(key);
+        Some(typed)
+    }
+
+    impl From<ContainerConfigWire> for ContainerConfig {
+        fn from(w: ContainerConfigWire) -> ContainerConfig {
+            let mut extra = w.extra;
+            ContainerConfig {
+                user: w.user,
+                exposed_ports: w.exposed_ports,
+                env: w.env,
+                entrypoint: w.entrypoint,
+                cmd: w.cmd,
+                volumes: w.volumes,
+                working_dir: w.working_dir,
+                labels: w.labels,
+                stop_signal: w.stop_signal,
+                healthcheck: typed(&mut extra, "Healthcheck"),
+                on_build: typed(&mut extra, "OnBuild"),
+                shell: typed(&mut extra, "Shell"),
+                args_escaped: typed(&mut extra, "ArgsEscaped"),
+                extra,
+            }
+        }
+    }
 }
 
 /// `rootfs` of an image config: the DiffIDs, bottom to top.
@@ -227,7 +373,53 @@ pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::timestamp;
+    use super::{timestamp, ContainerConfig, Healthcheck};
+
+    #[test]
+    fn typed_docker_fields_are_written_back_byte_for_byte() {
+        // As rbuild wrote configs while these fields lived in `extra`: the interpreted fields
+        // first, then the rest in key order (typed ones among unknown ones).
+        let text = concat!(
+            r#"{"User":"u","Env":["A=1"],"ArgsEscaped":true,"AttachStdin":false,"#,
+            r#""Healthcheck":{"Interval":5000000000,"Retries":3,"Test":["CMD-SHELL","true"]},"#,
+            r#""Hostname":"h","OnBuild":["RUN x"],"OpenStdin":false,"Shell":["/bin/bash","-c"]}"#
+        );
+        let c: ContainerConfig = serde_json::from_str(text).unwrap();
+        assert_eq!(c.on_build.as_deref(), Some(&["RUN x".to_string()][..]));
+        assert_eq!(c.shell.as_ref().unwrap()[0], "/bin/bash");
+        assert_eq!(c.args_escaped, Some(true));
+        assert_eq!(c.healthcheck.as_ref().unwrap().retries, Some(3));
+        assert_eq!(
+            c.extra.keys().collect::<Vec<_>>(),
+            ["AttachStdin", "Hostname", "OpenStdin"]
+        );
+        assert_eq!(serde_json::to_string(&c).unwrap(), text);
+    }
+
+    #[test]
+    fn docker_fields_that_do_not_fit_their_type_stay_as_read() {
+        let text = concat!(
+            r#"{"Healthcheck":{"Test":["NONE"],"Unknown":1},"OnBuild":null,"#,
+            r#""Shell":"not a list"}"#
+        );
+        let c: ContainerConfig = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            (c.healthcheck.clone(), c.on_build.clone(), c.shell.clone()),
+            (None, None, None)
+        );
+        assert_eq!(serde_json::to_string(&c).unwrap(), text);
+        let typed = ContainerConfig {
+            healthcheck: Some(Healthcheck {
+                test: Some(vec!["NONE".into()]),
+                ..Healthcheck::default()
+            }),
+            ..ContainerConfig::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&typed).unwrap(),
+            r#"{"Healthcheck":{"Test":["NONE"]}}"#
+        );
+    }
 
     #[test]
     fn timestamps_are_written_as_go_writes_them() {
