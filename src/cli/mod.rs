@@ -5,8 +5,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
+mod argv;
 mod build;
 mod builder;
 mod history;
@@ -32,7 +33,12 @@ mod tag;
 #[command(
     name = "rbuild",
     version,
-    about = "Build, run and move container images, without a daemon"
+    about = "Build, run and move container images, without a daemon",
+    override_usage = "rbuild [OPTIONS] <COMMAND>\n       \
+        rbuild [OPTIONS] [BUILD OPTIONS] CONTEXT    (the same as `rbuild build ...`)",
+    after_help = "A command line that does not start with a command is a build: \
+        `rbuild -t app:1 .` is `rbuild build -t app:1 .`. A context directory named like a \
+        command is given as a path: `rbuild ./images`."
 )]
 pub struct Cli {
     /// Store root (default: /var/lib/rbuild for root, $XDG_DATA_HOME/rbuild otherwise)
@@ -147,7 +153,8 @@ pub fn default_root() -> PathBuf {
 
 /// Runs the command line and returns the process exit status.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let args = argv::with_default_build(&Cli::command(), std::env::args_os().collect());
+    let cli = Cli::parse_from(args);
     let globals = Globals::resolve(&cli);
     if globals.log_level >= LogLevel::Debug {
         eprintln!("debug: store root {}", globals.root.display());
