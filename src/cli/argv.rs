@@ -29,6 +29,13 @@ pub fn command_index(cmd: &clap::Command, args: &[OsString]) -> usize {
     i
 }
 
+/// The command the arguments name (`None` when the first argument after the global options is
+/// missing or an option).
+pub fn command_name<'a>(cmd: &clap::Command, args: &'a [OsString]) -> Option<&'a str> {
+    let word = args.get(command_index(cmd, args))?.to_str()?;
+    (!word.starts_with('-')).then_some(word)
+}
+
 /// `args` with `build` inserted where the command goes when the command line is a build
 /// without the word `build`.
 pub fn with_default_build(cmd: &clap::Command, mut args: Vec<OsString>) -> Vec<OsString> {

@@ -44,11 +44,11 @@ pub struct BuildArgs {
     /// Write the image ID to the file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
-    /// Type of progress output: auto (tty on a terminal, else plain), tty, plain
-    #[arg(long, default_value = "auto", value_name = "TYPE")]
+    /// Type of progress output: auto (tty on a terminal, else plain), tty, plain, quiet
+    #[arg(long, default_value = "auto", value_name = "TYPE", value_parser = ["auto", "tty", "plain", "quiet"])]
     pub progress: String,
     /// Networking mode for RUN instructions: none (default) or host
-    #[arg(long, default_value = "none", value_name = "MODE")]
+    #[arg(long, default_value = "none", value_name = "MODE", value_parser = ["none", "default", "host"])]
     pub network: String,
     /// Secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR
     #[arg(long, value_name = "id=ID,src=PATH")]
@@ -254,7 +254,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
     for (spec, text) in cache_from.iter().zip(&args.cache_from) {
         // As BuildKit: a cache that cannot be imported only costs time.
         if let Err(e) = import_cache(&store, spec, &registry_options) {
-            eprintln!("WARNING: importing cache from {text}: {e}");
+            globals.warn(format_args!("importing cache from {text}: {e}"));
         }
     }
     let id = build(&store, &options, Progress::new(mode)).context("failed to solve")?;

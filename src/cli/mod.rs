@@ -21,12 +21,16 @@ mod logout;
 mod parse;
 mod pull;
 mod push;
+mod report;
 mod rmi;
 mod run;
 mod save;
 mod search;
 mod system;
 mod tag;
+
+/// The help heading of the global options, in every command's `--help`.
+const GLOBAL: &str = "Global Options";
 
 /// Global options shared by every command.
 #[derive(Debug, Parser)]
@@ -42,15 +46,16 @@ mod tag;
 )]
 pub struct Cli {
     /// Store root (default: /var/lib/rbuild for root, $XDG_DATA_HOME/rbuild otherwise)
-    #[arg(long, global = true, env = "RBUILD_ROOT", value_name = "DIR")]
+    #[arg(long, global = true, env = "RBUILD_ROOT", hide_env_values = true, value_name = "DIR", help_heading = GLOBAL)]
     pub root: Option<PathBuf>,
 
     /// Enable debug output (same as --log-level=debug)
-    #[arg(short = 'D', long, global = true)]
+    #[arg(short = 'D', long, global = true, help_heading = GLOBAL)]
     pub debug: bool,
 
-    /// Log level: error, warn, info, debug
-    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
+    /// Messages to print: errors only, also warnings (default), also notes (info), also
+    /// debugging details
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn", help_heading = GLOBAL)]
     pub log_level: LogLevel,
 
     #[command(subcommand)]
@@ -124,6 +129,20 @@ pub struct Globals {
 }
 
 impl Globals {
+    /// Prints a warning (docker's `WARNING:` prefix) unless `--log-level error`.
+    pub fn warn(&self, message: impl std::fmt::Display) {
+        if self.log_level >= LogLevel::Warn {
+            eprintln!("WARNING: {message}");
+        }
+    }
+
+    /// Prints a note (why something was done the way it was) at `--log-level info` and above.
+    pub fn info(&self, message: impl std::fmt::Display) {
+        if self.log_level >= LogLevel::Info {
+            eprintln!("info: {message}");
+        }
+    }
+
     fn resolve(cli: &Cli) -> Globals {
         let log_level = if cli.debug {
             LogLevel::Debug
@@ -153,8 +172,12 @@ pub fn default_root() -> PathBuf {
 
 /// Runs the command line and returns the process exit status.
 pub fn main() -> i32 {
-    let args = argv::with_default_build(&Cli::command(), std::env::args_os().collect());
-    let cli = Cli::parse_from(args);
+    let command = Cli::command();
+    let args = argv::with_default_build(&command, std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(err) => return report::usage_error(&err, argv::command_name(&command, &args)),
+    };
     let globals = Globals::resolve(&cli);
     if globals.log_level >= LogLevel::Debug {
         eprintln!("debug: store root {}", globals.root.display());
@@ -188,7 +211,7 @@ pub fn main() -> i32 {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            report::error(&globals, &err);
             if globals.log_level >= LogLevel::Debug {
                 // The whole chain, one cause per line, with a backtrace when RUST_BACKTRACE=1.
                 eprintln!("debug: {err:?}");
