@@ -13,6 +13,7 @@ mod builder;
 mod history;
 mod images;
 mod import;
+mod info;
 mod inspect;
 mod lint;
 mod load;
@@ -28,6 +29,7 @@ mod save;
 mod search;
 mod system;
 mod tag;
+mod version;
 
 /// The help heading of the global options, in every command's `--help`.
 const GLOBAL: &str = "Global Options";
@@ -37,6 +39,14 @@ const GLOBAL: &str = "Global Options";
 #[command(
     name = "rbuild",
     version,
+    long_version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("RBUILD_GIT_COMMIT"),
+        ", built ",
+        env!("RBUILD_BUILD_DATE"),
+        ")"
+    ),
     about = "Build, run and move container images, without a daemon",
     override_usage = "rbuild [OPTIONS] <COMMAND>\n       \
         rbuild [OPTIONS] [BUILD OPTIONS] CONTEXT    (the same as `rbuild build ...`)",
@@ -119,6 +129,10 @@ pub enum Command {
     /// Store maintenance (`system check`)
     #[command(subcommand)]
     System(system::SystemCommand),
+    /// Show the version, the git commit and the build date
+    Version(version::VersionArgs),
+    /// Show what this host gives rbuild: store, storage driver, cgroups, security features
+    Info(info::InfoArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -205,6 +219,8 @@ pub fn main() -> i32 {
         Command::Logout(args) => logout::run(&globals, args),
         Command::Search(args) => search::run(&globals, args),
         Command::System(cmd) => system::run(&globals, cmd),
+        Command::Version(args) => version::run(&globals, args),
+        Command::Info(args) => info::run(&globals, args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();
