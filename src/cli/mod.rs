@@ -10,6 +10,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod argv;
 mod build;
 mod builder;
+mod completion;
 mod history;
 mod images;
 mod import;
@@ -133,6 +134,10 @@ pub enum Command {
     Version(version::VersionArgs),
     /// Show what this host gives rbuild: store, storage driver, cgroups, security features
     Info(info::InfoArgs),
+    /// Print a shell completion script: bash, zsh, fish (`source <(rbuild completion bash)`)
+    Completion(completion::CompletionArgs),
+    /// Write the manual pages (rbuild.1, rbuild-COMMAND.1, ...) into a directory
+    Man(completion::ManArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -221,6 +226,8 @@ pub fn main() -> i32 {
         Command::System(cmd) => system::run(&globals, cmd),
         Command::Version(args) => version::run(&globals, args),
         Command::Info(args) => info::run(&globals, args),
+        Command::Completion(args) => completion::completion(&globals, args),
+        Command::Man(args) => completion::man(&globals, args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();
