@@ -129,8 +129,17 @@ impl Drop for Registry {
 
 /// A plain HTTP/1.0 GET; returns the body.
 fn http_get(port: u16, path: &str) -> String {
+    http_get_with(port, path, "")
+}
+
+/// A plain HTTP/1.0 GET with `headers` (each ending in CRLF); returns the body.
+fn http_get_with(port: u16, path: &str, headers: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").expect("send");
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{headers}\r\n"
+    )
+    .expect("send");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     out.split_once("\r\n\r\n")
@@ -1503,4 +1512,75 @@ fn push_to_a_server_that_stops_reading_fails_before_the_upload_deadline() {
     assert!(took < Duration::from_secs(10), "took {took:?}: {err}");
     let manifest = http_get(reg.port, "/v2/big/manifests/v1");
     assert!(!manifest.contains("schemaVersion"), "{manifest}");
+}
+
+/// `rbuild -t HOST/app:1 -t HOST/app:2 --push --metadata-file F CTX` (issue 14): the build is
+/// pushed under both names with push's code, and F names the digests as BuildKit does.
+#[test]
+fn build_push_and_metadata_file() {
+    let reg = Registry::plain();
+    let host = reg.host();
+    let env = TestEnv::new();
+    import_base(&env, "busybox:latest");
+    let ctx = env.path().join("ctx");
+    std::fs::create_dir_all(&ctx).expect("ctx");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo pushed > /stamp\n",
+    )
+    .expect("Dockerfile");
+    let meta = env.path().join("meta.json");
+    let (one, two) = (format!("{host}/app:1"), format!("{host}/app:2"));
+    let out = env
+        .cmd()
+        .args(["-t", &one, "-t", &two, "--push", "--progress=plain"])
+        .arg("--metadata-file")
+        .arg(&meta)
+        .arg(&ctx)
+        .output()
+        .expect("rbuild");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("pushed {one}: digest: sha256:")),
+        "{}",
+        stderr(&out)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).expect("metadata file"))
+            .expect("metadata JSON");
+    let id = env.ok(&["inspect", "--format", "{{.Id}}", &one]);
+    assert_eq!(meta["containerimage.config.digest"], id.trim(), "{meta}");
+    assert_eq!(meta["image.name"], format!("{one},{two}"), "{meta}");
+    // The registry serves that manifest, and it is the built image's.
+    let digest = meta["containerimage.digest"].as_str().expect("digest");
+    assert!(digest.starts_with("sha256:"), "{meta}");
+    for tag in ["1", "2", digest] {
+        let manifest = http_get_with(
+            reg.port,
+            &format!("/v2/app/manifests/{tag}"),
+            "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json\r\n",
+        );
+        assert!(manifest.contains(id.trim()), "{tag}: {manifest}");
+    }
+    // Pulled into an empty store, it is the same image.
+    let env2 = TestEnv::new();
+    env2.ok(&["pull", "-q", &two]);
+    assert_eq!(env2.ok(&["inspect", "--format", "{{.Id}}", &two]), id);
+
+    // Without --push, the file names the store's manifest; --push needs a name.
+    let meta2 = env.path().join("meta2.json");
+    let out = env
+        .cmd()
+        .args(["-q", "-t", "local:1", "--metadata-file"])
+        .arg(&meta2)
+        .arg(&ctx)
+        .output()
+        .expect("rbuild");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let meta2: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta2).expect("metadata file")).unwrap();
+    assert_eq!(meta2["containerimage.config.digest"], id.trim());
+    assert_eq!(meta2["image.name"], "docker.io/library/local:1");
+    let err = env.fails(&["--push", ctx.to_str().unwrap()]);
+    assert!(err.contains("--tag"), "{err}");
 }

@@ -76,6 +76,13 @@ pub struct BuildArgs {
     /// Always pull base images from their registries, even when the store has them
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub pull: Option<String>,
+    /// Push the image to its registry under each -t name after the build (as `rbuild push`)
+    #[arg(long, requires = "tag")]
+    pub push: bool,
+    /// Write the image's digests and names as JSON (BuildKit's keys: containerimage.digest,
+    /// containerimage.config.digest, image.name)
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
     /// Build context: a directory, a tar archive (plain or compressed), or "-" for a tar or a
     /// Dockerfile on stdin
     #[arg(value_name = "CONTEXT")]
@@ -266,6 +273,14 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         export_cache(&store, spec, &id, &registry_options)
             .with_context(|| format!("exporting cache to {text}"))?;
     }
+    super::build_publish::publish(
+        &store,
+        &id,
+        &options.tags,
+        args.push,
+        args.metadata_file.as_deref(),
+        args.quiet,
+    )?;
     if let Some(f) = &args.iidfile {
         std::fs::write(f, id.to_string()).with_context(|| format!("writing {}", f.display()))?;
     }

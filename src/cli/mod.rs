@@ -9,6 +9,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod argv;
 mod build;
+mod build_publish;
 mod builder;
 mod completion;
 mod history;
