@@ -9,15 +9,10 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use common::{busybox_rootfs_tar, TestEnv};
-use sha2::{Digest as _, Sha256};
+use common::{busybox_rootfs_tar, sha256_hex as sha, TestEnv};
 
 /// Where the symlink and absolute-path cases point: must never be created.
 const OUTSIDE: &str = "/tmp/rbuild-corpus-outside";
-
-fn sha(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
 
 /// One tar entry with exactly these name/link bytes (the tar crate's setters refuse `..`).
 fn entry(b: &mut tar::Builder<Vec<u8>>, name: &str, kind: tar::EntryType, link: &str, data: &[u8]) {

@@ -7,16 +7,12 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::{Command, Stdio};
 
-use common::{busybox_rootfs_tar, TestEnv};
+use common::{busybox_rootfs_tar, ok_cmd, sha256sum_hex, TestEnv};
 use serde_json::Value;
 
 fn setup() -> (TestEnv, String) {
     let env = TestEnv::new();
-    let tar = busybox_rootfs_tar().to_str().unwrap().to_string();
-    let id = env
-        .ok(&["import", "-c", "CMD [\"sh\"]", &tar, "busybox"])
-        .trim()
-        .to_string();
+    let id = env.import_base_with("busybox", &["CMD [\"sh\"]"]);
     env.ok(&["tag", "busybox", "localhost:5000/bb:v1"]);
     (env, id)
 }
@@ -73,7 +69,7 @@ fn docker_archive_save_load_save_is_identical() {
     // The layer is stored once, uncompressed, named by its DiffID.
     let layer = &files[layer_path];
     let diff: String = env.ok(&["inspect", "-f", "{{json .RootFS.Layers}}", "busybox"]);
-    let digest = format!("sha256:{}", hex_sha256(layer));
+    let digest = format!("sha256:{}", sha256sum_hex(layer));
     assert!(diff.contains(&digest), "{diff} vs {digest}");
     assert_eq!(
         files.len(),
@@ -104,20 +100,6 @@ fn docker_archive_save_load_save_is_identical() {
         std::fs::read(&b).unwrap(),
         "save → load → save differs"
     );
-}
-
-fn hex_sha256(b: &[u8]) -> String {
-    let out = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(b)?;
-            c.wait_with_output()
-        })
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap()[..64].to_string()
 }
 
 #[test]
@@ -153,16 +135,10 @@ fn streams_through_pipes_and_compressors() {
         assert_eq!(id_of(&env2, "busybox"), id, "{tool}");
         // and from stdin
         let env3 = TestEnv::new();
-        let out = env3
-            .cmd()
-            .arg("load")
-            .stdin(std::fs::File::open(&f).unwrap())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{tool}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        ok_cmd(
+            env3.cmd()
+                .arg("load")
+                .stdin(std::fs::File::open(&f).unwrap()),
         );
         assert_eq!(id_of(&env3, "busybox"), id);
     }

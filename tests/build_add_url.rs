@@ -3,89 +3,10 @@
 
 mod build_support;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
-use std::sync::{Arc, Mutex};
-use std::thread;
 
-use build_support::{cached_steps, path_str, BuildEnv};
-use sha2::{Digest as _, Sha256};
-
-/// Path → (body, Last-Modified header).
-type Routes = Arc<Mutex<HashMap<String, (Vec<u8>, Option<String>)>>>;
-
-/// Path → how many times its body was sent.
-type Served = Arc<Mutex<HashMap<String, usize>>>;
-
-/// Serves `routes` (404 for other paths) until the test ends; returns `http://ADDR`.
-fn serve(routes: Routes) -> String {
-    serve_counting(routes, Served::default())
-}
-
-/// As [`serve`], counting bodies sent in `served`. Every body has an `ETag` (from its
-/// content); a request whose `If-None-Match` names it gets `304 Not Modified`.
-fn serve_counting(routes: Routes, served: Served) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            let mut if_none_match = None;
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("if-none-match") {
-                        if_none_match = Some(value.trim().to_string());
-                    }
-                }
-                line.clear();
-            }
-            let target = request_line.split(' ').nth(1).unwrap_or("");
-            let path = target.split('?').next().unwrap_or("").to_string();
-            let found = routes.lock().unwrap().get(&path).cloned();
-            let _ = match found {
-                Some((body, modified)) => {
-                    let etag = format!("\"{}\"", &sha256(&body)[..16]);
-                    let header = modified
-                        .map(|m| format!("Last-Modified: {m}\r\n"))
-                        .unwrap_or_default();
-                    if if_none_match.as_deref() == Some(etag.as_str()) {
-                        write!(
-                            stream,
-                            "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\n{header}Connection: close\r\n\r\n"
-                        )
-                    } else {
-                        *served.lock().unwrap().entry(path).or_default() += 1;
-                        write!(
-                            stream,
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: {etag}\r\n{header}Connection: close\r\n\r\n",
-                            body.len()
-                        )
-                        .and_then(|_| stream.write_all(&body))
-                    }
-                }
-                None => stream.write_all(
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                ),
-            };
-        }
-    });
-    format!("http://{addr}")
-}
-
-fn route(routes: &Routes, path: &str, body: &[u8], modified: Option<&str>) {
-    routes.lock().unwrap().insert(
-        path.to_string(),
-        (body.to_vec(), modified.map(str::to_string)),
-    );
-}
+use build_support::http::{route, serve, serve_counting, stalling_server, Routes, Served};
+use build_support::{cached_steps, path_str, sha256_hex as sha256, BuildEnv};
 
 /// A real .tar.gz holding one file (made by the system's tar).
 fn tar_gz(b: &BuildEnv) -> Vec<u8> {
@@ -97,10 +18,6 @@ fn tar_gz(b: &BuildEnv) -> Vec<u8> {
         .expect("tar");
     assert!(status.success());
     std::fs::read(out).unwrap()
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 // Wed, 21 Oct 2015 07:28:00 GMT
@@ -320,26 +237,6 @@ fn add_url_cache_follows_the_content() {
     assert_eq!(bodies(), 4);
 }
 
-/// A server on 127.0.0.1 that accepts connections and, per connection, sends `prefix` (maybe
-/// nothing) and then nothing more while the test runs.
-fn stalling_server(prefix: &'static [u8]) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        let mut held = Vec::new();
-        for mut stream in listener.incoming().flatten() {
-            let mut line = String::new();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                line.clear();
-            }
-            let _ = stream.write_all(prefix);
-            held.push(stream);
-        }
-    });
-    format!("http://127.0.0.1:{port}")
-}
-
 /// Regression (issue 10, "hangs"): `ADD <url>` and `import <url>` waited forever on a server
 /// that never answers or stalls mid-body; they now give up after RBUILD_REGISTRY_TIMEOUT.
 #[test]
@@ -368,7 +265,7 @@ fn add_url_and_import_url_from_a_stalling_server_time_out() {
                 .stdin(std::process::Stdio::null())
                 .output()
                 .unwrap();
-            let err = String::from_utf8_lossy(&out.stderr);
+            let err = build_support::stderr(&out);
             assert!(!out.status.success(), "{args:?}: {err}");
             assert!(
                 start.elapsed().as_secs() < 20,

@@ -60,7 +60,7 @@ fn build_while_base_is_removed(b: &BuildEnv, name: &str, dockerfile: &str) -> (S
             let out = child.wait_with_output().unwrap();
             panic!(
                 "the wait step never started: {}",
-                String::from_utf8_lossy(&out.stderr)
+                build_support::stderr(&out)
             );
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -68,7 +68,7 @@ fn build_while_base_is_removed(b: &BuildEnv, name: &str, dockerfile: &str) -> (S
     b.env.ok(&["rmi", "-f", "busybox:latest"]);
     std::fs::write(sig.join("go"), "").unwrap();
     let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let err = build_support::stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     // Ready for the next scenario: no signals left, the base back.
     std::fs::remove_dir_all(&sig).unwrap();

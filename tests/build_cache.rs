@@ -2,7 +2,7 @@
 
 mod build_support;
 
-use build_support::{cached_steps, path_str, BuildEnv};
+use build_support::{cached_steps, ok_cmd, path_str, BuildEnv};
 
 const DOCKERFILE: &str = "FROM busybox
 RUN echo first-run-executed && head -c 16 /dev/urandom | od -x > /random-1
@@ -111,19 +111,14 @@ fn source_date_epoch_gives_identical_digests() {
     )
     .unwrap();
     let build = |b: &BuildEnv, c: &std::path::Path| {
-        let out = b
-            .env
-            .cmd()
-            .args(["build", "-q", path_str(c)])
-            .env("SOURCE_DATE_EPOCH", "1700000000")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        ok_cmd(
+            b.env
+                .cmd()
+                .args(["build", "-q", path_str(c)])
+                .env("SOURCE_DATE_EPOCH", "1700000000"),
+        )
+        .trim()
+        .to_string()
     };
     let id1 = build(&one, &c1);
     let id2 = build(&two, &c2);
@@ -325,7 +320,7 @@ fn copy_from_a_stage_is_keyed_by_its_content() {
             .env("SOURCE_DATE_EPOCH", "1700000000")
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        let text = build_support::stderr(&out);
         assert!(out.status.success(), "{text}");
         text
     };

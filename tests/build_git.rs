@@ -5,22 +5,18 @@ mod build_support;
 use std::path::Path;
 use std::process::Command;
 
-use build_support::{path_str, BuildEnv};
+use build_support::{ok_cmd, path_str, BuildEnv};
 
 fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(["-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("spawn git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    ok_cmd(
+        Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(["-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(dir),
+    )
+    .trim()
+    .to_string()
 }
 
 /// A bare repo `repo.git` with: commit 1 on `main` (tag v1): Dockerfile + msg "one",

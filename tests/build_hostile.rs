@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use build_support::{path_str, BuildEnv, TestEnv};
+use build_support::{path_str, rbuild_bin, BuildEnv, TestEnv};
 
 /// A context dir `name` under `env` with a Dockerfile made of `dockerfile` bytes.
 fn context(env: &TestEnv, name: &str, dockerfile: &[u8]) -> std::path::PathBuf {
@@ -23,7 +23,7 @@ fn context(env: &TestEnv, name: &str, dockerfile: &[u8]) -> std::path::PathBuf {
 fn build_measured(env: &TestEnv, args: &[&str]) -> (Option<i32>, String, u64) {
     let report = env.path().join("time.txt");
     let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M", "-o", path_str(&report), build_support_bin()])
+        .args(["-f", "%M", "-o", path_str(&report), rbuild_bin()])
         .arg("--root")
         .arg(env.root())
         .args(args)
@@ -33,15 +33,7 @@ fn build_measured(env: &TestEnv, args: &[&str]) -> (Option<i32>, String, u64) {
         .expect("run /usr/bin/time (Debian package time)");
     let rss = std::fs::read_to_string(&report).unwrap();
     let rss = rss.lines().last().unwrap().trim().parse().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        rss,
-    )
-}
-
-fn build_support_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_rbuild")
+    (out.status.code(), build_support::stderr(&out), rss)
 }
 
 /// Issue 10: a 50 MB LABEL peaked at 728 MB RSS (1.17 GB in the report) and made a 100 MB
@@ -107,7 +99,7 @@ fn long_run_lines_are_echoed_cut() {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = build_support::stderr(&out);
         assert!(
             out.status.success(),
             "{}",
@@ -170,14 +162,14 @@ fn bad_bytes_in_the_dockerfile_fail_the_build_at_their_line() {
     for (name, bytes, expected) in cases {
         let ctx = context(&env, name, bytes);
         let out = env.run(&["build", "--progress=plain", path_str(&ctx)]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = build_support::stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
         assert!(stderr.contains(expected), "{name}: {stderr}");
         let out = env.run_with_stdin(
             &["build", "--progress=plain", "-f", "-", path_str(&ctx)],
             bytes,
         );
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = build_support::stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{name} on stdin: {stderr}");
         assert!(stderr.contains(expected), "{name} on stdin: {stderr}");
     }
@@ -204,7 +196,7 @@ fn non_utf8_name_excluded_by_dockerignore_does_not_fail_copy() {
 
     std::fs::remove_file(ctx.join(".dockerignore")).unwrap();
     let out = env.run(&["build", "--progress=plain", path_str(&ctx)]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = build_support::stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains(r#"its name "caf\xE9.log" is not UTF-8"#),
@@ -222,7 +214,7 @@ fn build_without_dac(env: &TestEnv, ctx: &Path, dockerfile: &str) -> std::proces
         .args([
             "--bounding-set=-dac_override,-dac_read_search",
             "--inh-caps=-dac_override,-dac_read_search",
-            build_support_bin(),
+            rbuild_bin(),
         ])
         .arg("--root")
         .arg(env.root())
@@ -249,11 +241,7 @@ fn unreadable_file_unused_by_copy_does_not_fail_it() {
     std::fs::set_permissions(ctx.join("locked"), PermissionsExt::from_mode(0o000)).unwrap();
 
     let out = build_without_dac(&env, &ctx, "FROM scratch\nCOPY used.txt /\n");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", build_support::stderr(&out));
     for (dockerfile, named, cause) in [
         (
             "FROM scratch\nCOPY . /\n",
@@ -277,7 +265,7 @@ fn unreadable_file_unused_by_copy_does_not_fail_it() {
         ),
     ] {
         let out = build_without_dac(&env, &ctx, dockerfile);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = build_support::stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{dockerfile}: {stderr}");
         let error = stderr
             .lines()

@@ -2,7 +2,7 @@
 
 mod build_support;
 
-use build_support::{path_str, BuildEnv};
+use build_support::{ok_cmd, path_str, BuildEnv};
 use serde_json::json;
 
 #[test]
@@ -514,7 +514,7 @@ fn quiet_iidfile_and_tags() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let tty = String::from_utf8_lossy(&out.stderr);
+    let tty = build_support::stderr(&out);
     assert!(tty.contains("=> [stage-0 2/2] RUN echo quiet-run"), "{tty}");
     assert!(tty.contains("=> => writing image sha256:"), "{tty}");
     assert!(tty.contains("\x1b[J"), "{tty}");
@@ -618,29 +618,19 @@ fn context_from_tar_and_stdin_and_exporters() {
     assert!(st.success());
     // Same content, same cache keys: the same image from a tar file or from stdin.
     assert_eq!(b.build_id(&[path_str(&tgz)]), dir_id);
-    let out = b
-        .env
-        .cmd()
-        .args(["build", "-q", "-"])
-        .stdin(std::fs::File::open(&tgz).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = ok_cmd(
+        b.env
+            .cmd()
+            .args(["build", "-q", "-"])
+            .stdin(std::fs::File::open(&tgz).unwrap()),
     );
-    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), dir_id);
+    assert_eq!(out.trim(), dir_id);
     // -f - reads the Dockerfile from stdin, the context stays the directory.
     let out = b.env.run_with_stdin(
         &["build", "-q", "-t", "dash-f", "-f", "-", path_str(&ctx)],
         b"FROM busybox\nCOPY page.html /from-dash-f.html\n",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", build_support::stderr(&out));
     assert_eq!(
         b.image_file("dash-f", "/from-dash-f.html").unwrap(),
         "<p>hi</p>\n"
@@ -650,11 +640,7 @@ fn context_from_tar_and_stdin_and_exporters() {
         &["build", "-q", "-t", "stdin-df", "-"],
         b"FROM busybox\nRUN echo x > /x\n",
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", build_support::stderr(&out));
     assert_eq!(b.image_file("stdin-df", "/x").unwrap(), "x\n");
 
     // Exporters: a local rootfs, a docker archive another store loads with the same ID, and
@@ -724,11 +710,7 @@ fn run_steps_get_seccomp_own_keyring_and_pids_limit() {
     );
     std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
     let out = b.build_out(&["-t", "safe", path_str(&ctx)]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", build_support::stderr(&out));
     let f = |p: &str| b.image_file("safe", p).unwrap();
     assert_eq!(f("/seccomp"), "Seccomp:\t2\n");
     let key = f("/key");

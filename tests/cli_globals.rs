@@ -3,6 +3,7 @@
 mod common;
 
 use common::{rbuild_bin, TestEnv};
+use std::path::Path;
 use std::process::Command;
 
 #[test]
@@ -10,13 +11,23 @@ fn root_comes_from_flag_then_env() {
     let env = TestEnv::new();
     let from_env = env.path().join("env-root");
     let from_flag = env.path().join("flag-root");
-    let out = Command::new(rbuild_bin())
-        .args(["--debug", "images", "-q"])
-        .env("RBUILD_ROOT", &from_env)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    // `rbuild --debug [--root FLAG] images -q` with RBUILD_ROOT set: the debug line names
+    // the store root in use.
+    let root_used = |flag: Option<&Path>| -> String {
+        let mut cmd = Command::new(rbuild_bin());
+        cmd.arg("--debug");
+        if let Some(flag) = flag {
+            cmd.arg("--root").arg(flag);
+        }
+        let out = cmd
+            .args(["images", "-q"])
+            .env("RBUILD_ROOT", &from_env)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        common::stderr(&out)
+    };
+    let err = root_used(None);
     assert!(
         err.contains(&format!("debug: store root {}", from_env.display())),
         "{err}"
@@ -25,16 +36,7 @@ fn root_comes_from_flag_then_env() {
         from_env.join("oci-layout").exists(),
         "store created at RBUILD_ROOT"
     );
-
-    let out = Command::new(rbuild_bin())
-        .args(["--debug", "--root"])
-        .arg(&from_flag)
-        .args(["images", "-q"])
-        .env("RBUILD_ROOT", &from_env)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = root_used(Some(&from_flag));
     assert!(
         err.contains(&format!("debug: store root {}", from_flag.display())),
         "{err}"

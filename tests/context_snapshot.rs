@@ -3,19 +3,15 @@
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::Path;
 use std::time::Duration;
 
+mod common;
+
+use common::{sha256_hex, write_file as write};
 use rbuild::context::{
     ContextError, ContextSnapshot, EntryKind, IgnoreMatcher, MetadataCache, RACY_WINDOW,
 };
 use tempfile::TempDir;
-
-fn write(root: &Path, rel: &str, content: &str) {
-    let path = root.join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, content).unwrap();
-}
 
 /// A context dir and a cache dir outside it.
 struct Fixture {
@@ -42,11 +38,6 @@ impl Fixture {
 
 fn paths(snapshot: &ContextSnapshot) -> Vec<&str> {
     snapshot.entries().iter().map(|e| e.path.as_str()).collect()
-}
-
-fn sha256_hex(content: &str) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(content.as_bytes()))
 }
 
 #[test]

@@ -6,31 +6,14 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{busybox_rootfs_tar, TestEnv};
+use common::{ok_cmd as tool, sha256sum_hex, TestEnv};
 use serde_json::Value;
 
 fn setup() -> (TestEnv, String) {
     let env = TestEnv::new();
-    let tar = busybox_rootfs_tar().to_str().unwrap().to_string();
-    let id = env
-        .ok(&["import", "-c", "CMD [\"/bin/sh\"]", &tar, "busybox"])
-        .trim()
-        .to_string();
+    let id = env.import_base_with("busybox", &["CMD [\"/bin/sh\"]"]);
     env.ok(&["tag", "busybox", "localhost:5000/team/app:v1"]);
     (env, id)
-}
-
-fn tool(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (see .ci/setup)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn skopeo_inspect(target: &str) -> Value {
@@ -44,9 +27,22 @@ fn skopeo_config(target: &str) -> Value {
     .unwrap()
 }
 
+/// `rbuild save --format oci-dir -o DIR/layout NAME`; returns that layout directory.
+fn save_oci_dir(env: &TestEnv, name: &str) -> std::path::PathBuf {
+    let layout = env.path().join("layout");
+    env.ok(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        layout.to_str().unwrap(),
+        name,
+    ]);
+    layout
+}
+
 fn diff_ids(env: &TestEnv, name: &str) -> Value {
-    let v: Value = serde_json::from_str(&env.ok(&["inspect", name])).unwrap();
-    v[0]["RootFS"]["Layers"].clone()
+    env.inspect(name)["RootFS"]["Layers"].clone()
 }
 
 #[test]
@@ -89,34 +85,15 @@ fn skopeo_reads_every_format_rbuild_writes() {
             "--config",
             &format!("oci:{root}:{name}"),
         ]));
-        let digest = format!("sha256:{}", sha256_hex(cfg.as_bytes()));
+        let digest = format!("sha256:{}", sha256sum_hex(cfg.as_bytes()));
         assert_eq!(digest, id, "{name}: config digest is the image ID");
     }
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    use std::io::Write;
-    let mut c = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(b).unwrap();
-    String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()[..64].to_string()
 }
 
 #[test]
 fn umoci_unpacks_rbuild_output_and_store() {
     let (env, _) = setup();
-    let layout = env.path().join("layout");
-    env.ok(&[
-        "save",
-        "--format",
-        "oci-dir",
-        "-o",
-        layout.to_str().unwrap(),
-        "busybox",
-    ]);
+    let layout = save_oci_dir(&env, "busybox");
     for (src, bundle) in [
         (
             format!("{}:busybox:latest", layout.display()),
@@ -332,17 +309,8 @@ fn umoci_reads_parallel_gzip_layers() {
             .arg("."),
     );
     env.ok(&["import", tar.to_str().unwrap(), "big:1"]);
-    let v: Value = serde_json::from_str(&env.ok(&["inspect", "big:1"])).unwrap();
-    assert!(v[0]["Size"].as_u64().unwrap() > 10 << 20);
-    let layout = env.path().join("layout");
-    env.ok(&[
-        "save",
-        "--format",
-        "oci-dir",
-        "-o",
-        layout.to_str().unwrap(),
-        "big:1",
-    ]);
+    assert!(env.inspect("big:1")["Size"].as_u64().unwrap() > 10 << 20);
+    let layout = save_oci_dir(&env, "big:1");
     let bundle = env.path().join("bundle");
     tool(
         Command::new("umoci")

@@ -3,19 +3,11 @@
 
 mod common;
 
-use common::{testdata, TestEnv};
+use common::{stderr, stdout, testdata, TestEnv};
 
 /// Writes `source` as `Dockerfile` in the environment's directory.
 fn dockerfile(env: &TestEnv, source: &str) {
     std::fs::write(env.path().join("Dockerfile"), source).unwrap();
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stderr(out: &std::process::Output) -> String {
-    String::from_utf8(out.stderr.clone()).unwrap()
 }
 
 #[test]

@@ -160,10 +160,7 @@ fn cli_reads_stdin() {
     let out =
         common::TestEnv::new().run_with_stdin(&["parse", "-f", "-"], b"FROM a\nCMD [\"x\"]\n");
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "(from \"a\")\n(cmd \"x\")\n"
-    );
+    assert_eq!(common::stdout(&out), "(from \"a\")\n(cmd \"x\")\n");
 }
 
 #[test]
@@ -173,7 +170,7 @@ fn cli_reports_errors_with_the_given_file_name() {
     std::fs::write(&path, "FROM a\nRUN <<EOF\nno end\n").unwrap();
     let out = env.run(&["parse", "-f", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = common::stderr(&out);
     assert_eq!(
         stderr,
         format!(
@@ -190,12 +187,9 @@ fn cli_prints_warnings_on_stderr() {
     std::fs::write(&path, "FROM a\nRUN a \\\n\n  b\n").unwrap();
     let out = env.run(&["parse", "-f", path.to_str().unwrap()]);
     assert!(out.status.success());
+    assert_eq!(common::stdout(&out), "(from \"a\")\n(run \"a   b\")\n");
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "(from \"a\")\n(run \"a   b\")\n"
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
+        common::stderr(&out),
         format!(
             "{}:2:1: warning: empty continuation line found in: RUN a   b\n",
             path.display()

@@ -35,16 +35,8 @@ fn parse(dir: &Path, json: bool) -> std::process::Output {
 }
 
 fn check(path: &Path, actual: &str, failures: &mut Vec<String>) {
-    if std::env::var_os("RBUILD_BLESS").is_some() {
-        std::fs::write(path, actual).expect("write expected file");
-        return;
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_default();
-    if expected != actual {
-        failures.push(format!(
-            "{}:\n--- expected\n{expected}\n--- got\n{actual}",
-            path.display()
-        ));
+    if let Err(e) = common::golden::check(path, actual) {
+        failures.push(e);
     }
 }
 
@@ -56,8 +48,8 @@ fn golden_cases() {
     for dir in &cases {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let out = parse(dir, true);
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let stdout = common::stdout(&out);
+        let stderr = common::stderr(&out);
         if name.starts_with("err-") {
             if out.status.code() != Some(1) || !stdout.is_empty() {
                 failures.push(format!(
@@ -73,11 +65,7 @@ fn golden_cases() {
             }
             check(&dir.join("parse.json"), &stdout, &mut failures);
             let dump = parse(dir, false);
-            check(
-                &dir.join("dump"),
-                &String::from_utf8_lossy(&dump.stdout),
-                &mut failures,
-            );
+            check(&dir.join("dump"), &common::stdout(&dump), &mut failures);
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
@@ -89,7 +77,7 @@ fn golden_cases() {
 fn errors_show_file_line_col_and_caret() {
     for dir in cases().iter().filter(|d| d.ends_with_err()) {
         let out = parse(dir, true);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = common::stderr(&out);
         let mut lines = stderr.lines();
         let head = lines.next().unwrap_or_default();
         let mut parts = head.splitn(4, ':');
@@ -172,18 +160,14 @@ fn bad_encodings_and_bytes_are_located() {
         ),
     ] {
         let out = parse(&dir.join(case), false);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = common::stderr(&out);
         assert_eq!(out.status.code(), Some(1), "{case}: {stderr}");
         assert!(stderr.starts_with(head), "{case}: {stderr}");
     }
     // A UTF-8 byte order mark is skipped (BuildKit does too): directives after it still count.
     let out = parse(&dir.join("utf8-bom"), false);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("(run \"echo a   b\")"));
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(common::stdout(&out).contains("(run \"echo a   b\")"));
 }
 
 trait IsErrCase {

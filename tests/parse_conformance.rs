@@ -34,13 +34,13 @@ fn positive_cases_dump_exactly_like_buildkit() {
         let file = case.join("Dockerfile");
         let expected = std::fs::read_to_string(case.join("result")).expect("read result");
         let out = env.run(&["parse", "-f", file.to_str().unwrap()]);
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stdout = common::stdout(&out);
         if !out.status.success() || stdout != expected {
             failures.push(format!(
                 "{}: status {}\n--- got\n{stdout}--- expected\n{expected}--- stderr\n{}",
                 case.display(),
                 out.status,
-                String::from_utf8_lossy(&out.stderr)
+                common::stderr(&out)
             ));
         }
     }
@@ -76,7 +76,7 @@ fn negative_cases_fail_with_a_located_error() {
         };
         let out = env.run(&["parse", "-f", file.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1), "{} should fail", case.display());
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = common::stderr(&out);
         let prefix = format!("{}:", file.display());
         assert!(
             stderr.starts_with(&prefix),

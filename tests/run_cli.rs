@@ -9,13 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{add_host_key, busybox_rootfs_tar, keyctl_bundle, TestEnv};
+use common::{add_host_key, assert_success, busybox_rootfs_tar, keyctl_bundle, TestEnv};
 
 /// A store with the busybox rootfs imported as `bb`.
 fn env_with_base() -> TestEnv {
-    let env = TestEnv::new();
-    env.ok(&["import", busybox_rootfs_tar().to_str().unwrap(), "bb"]);
-    env
+    TestEnv::with_base("bb")
 }
 
 /// The busybox rootfs plus `/usr/bin/showargs`, a script printing `[$0][$1]...`, imported
@@ -60,15 +58,7 @@ fn run(env: &TestEnv, args: &[&str]) -> Output {
 
 /// `rbuild run --rm ARGS`: asserts exit status 0 and returns stdout.
 fn run_ok(env: &TestEnv, args: &[&str]) -> String {
-    let out = run(env, args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "rbuild run {args:?}\nstdout:\n{}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    assert_success(&format!("rbuild run {args:?}"), &run(env, args))
 }
 
 fn code(out: &Output) -> i32 {
@@ -137,7 +127,7 @@ fn isolation() {
         &["bb", "sh", "-c", "echo x > /proc/sys/kernel/hostname"],
     );
     assert_ne!(code(&out), 0);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only file system"));
+    assert!(common::stderr(&out).contains("Read-only file system"));
 
     // The default hostname is the short container ID, also in HOSTNAME.
     let out = run_ok(&env, &["bb", "sh", "-c", "hostname; echo $HOSTNAME"]);
@@ -171,7 +161,7 @@ fn exit_codes() {
     assert_eq!(code(&out), 126);
     let out = run(&env, &["bb", "no-such-program"]);
     assert_eq!(code(&out), 127);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    assert!(common::stderr(&out).contains("not found"));
     // As PID 1 the shell is immune to its own SIGKILL (as in docker); behind --init it is not.
     let out = run(&env, &["--init", "bb", "sh", "-c", "kill -9 $$"]);
     assert_eq!(code(&out), 137);
@@ -184,7 +174,7 @@ fn exit_codes() {
     // rbuild itself failing: docker's 125.
     let out = run(&env, &["no-such-image", "true"]);
     assert_eq!(code(&out), 125);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No such image"));
+    assert!(common::stderr(&out).contains("No such image"));
     let out = run(&env, &["-w", "relative", "bb", "true"]);
     assert_eq!(code(&out), 125);
     let out = run(&env, &["-u", "nosuchuser", "bb", "true"]);
@@ -265,23 +255,23 @@ fn tty_and_stdin() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = common::stdout(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("/dev/pts/"), "{text}");
     assert!(text.contains("TERM=xterm"), "{text}");
     // Without -t: no tty.
     let out = run(&env, &["bb", "tty"]);
     assert_eq!(code(&out), 1);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("not a tty"));
+    assert!(common::stdout(&out).contains("not a tty"));
 
     // -i passes stdin through; without -i the container's stdin is /dev/null.
     let with_stdin = |args: &[&str]| env.run_with_stdin(args, b"hi\n");
     let out = with_stdin(&["run", "--rm", "-i", "bb", "cat"]);
     assert_eq!(code(&out), 0);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    assert_eq!(common::stdout(&out), "hi\n");
     let out = with_stdin(&["run", "--rm", "bb", "cat"]);
     assert_eq!(code(&out), 0);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert_eq!(common::stdout(&out), "");
 }
 
 #[test]
@@ -480,7 +470,7 @@ fn entrypoint_and_cmd_combinations() {
     );
     let out = run(&env, &["--entrypoint", "", "both"]);
     assert_eq!(code(&out), 125);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no command specified"));
+    assert!(common::stderr(&out).contains("no command specified"));
     // An image with neither: the run arguments are the command; none at all is an error.
     let out = run(&env, &["bb"]);
     assert_eq!(code(&out), 125);
@@ -523,7 +513,7 @@ fn volumes_and_read_only() {
 
     let out = run(&env, &["--read-only", "bb", "touch", "/x"]);
     assert_ne!(code(&out), 0);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only"));
+    assert!(common::stderr(&out).contains("Read-only"));
     run_ok(&env, &["--read-only", "-v", &rw, "bb", "touch", "/data/ok"]);
 }
 
@@ -573,7 +563,7 @@ fn kept_containers_ps_rm_and_rmi() {
     // Names are unique.
     let out = env.run(&["run", "--name", "keep1", "bb", "true"]);
     assert_eq!(code(&out), 125);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already in use"));
+    assert!(common::stderr(&out).contains("already in use"));
 
     // rmi refuses while a container uses the image.
     let err = env.fails(&["rmi", "bb"]);
@@ -651,14 +641,14 @@ fn setup_errors_name_their_cause_once() {
     let env = env_with_base();
     let out = run(&env, &["-u", "nosuchuser", "bb", "true"]);
     assert_eq!(code(&out), 125);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr(&out);
     assert_eq!(
         err.trim_end(),
         "rbuild: error: unable to find user nosuchuser: no matching entries in passwd file"
     );
     let out = run(&env, &["-u", "0:nosuchgroup", "bb", "true"]);
     assert_eq!(code(&out), 125);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr(&out);
     assert_eq!(
         err.trim_end(),
         "rbuild: error: unable to find group nosuchgroup: no matching entries in group file"
@@ -669,7 +659,7 @@ fn setup_errors_name_their_cause_once() {
         &["--env-file", missing.to_str().unwrap(), "bb", "true"],
     );
     assert_eq!(code(&out), 125);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr(&out);
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
     assert!(err.contains(missing.to_str().unwrap()), "{err}");
 }
@@ -685,7 +675,7 @@ fn seccomp_default_unconfined_and_custom_profiles() {
     // The docker default denies new user namespaces (busybox `unshare -U`).
     let out = run(&env, &["bb", "unshare", "-U", "true"]);
     assert_ne!(code(&out), 0);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr(&out);
     assert!(err.contains("Operation not permitted"), "{err}");
     // A profile file in docker's format that denies mkdir.
     let profile = env.path().join("no-mkdir.json");
@@ -698,7 +688,7 @@ fn seccomp_default_unconfined_and_custom_profiles() {
     let opt = format!("seccomp={}", profile.display());
     let out = run(&env, &["--security-opt", &opt, "bb", "mkdir", "/tmp/d"]);
     assert_eq!(code(&out), 1);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr(&out);
     assert!(err.contains("Operation not permitted"), "{err}");
     assert_eq!(
         run_ok(&env, &["--security-opt", &opt, "bb", "echo", "still runs"]),
@@ -712,7 +702,7 @@ fn seccomp_default_unconfined_and_custom_profiles() {
     .unwrap();
     let out = run(&env, &["--security-opt", &opt, "bb", "true"]);
     assert_eq!(code(&out), 125);
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::stderr(&out);
     assert!(
         err.contains("no-mkdir.json") && err.contains("invalid type"),
         "{err}"
@@ -722,7 +712,7 @@ fn seccomp_default_unconfined_and_custom_profiles() {
         &["--security-opt", "apparmor=unconfined", "bb", "true"],
     );
     assert_eq!(code(&out), 125);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("apparmor=unconfined"));
+    assert!(common::stderr(&out).contains("apparmor=unconfined"));
 }
 
 #[test]
@@ -740,10 +730,7 @@ fn host_keys_are_out_of_reach() {
     );
     // By default keyctl is denied; /proc/keys is masked.
     let out = run(&env, &["-v", &volume, "bb", "sh", "-c", &script]);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
+    let (stdout, stderr) = (common::stdout(&out), common::stderr(&out));
     assert!(!stdout.contains(id), "{stdout}");
     assert!(stderr.contains("Operation not permitted"), "{stderr}");
     assert_eq!(stdout.lines().last(), Some("0"), "{stdout}");
@@ -761,10 +748,7 @@ fn host_keys_are_out_of_reach() {
             &script,
         ],
     );
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
+    let (stdout, stderr) = (common::stdout(&out), common::stderr(&out));
     assert!(!stdout.contains(id), "{stdout}");
     assert!(stderr.contains("Required key not available"), "{stderr}");
     assert!(stdout.contains("_ses"), "a session keyring: {stdout}");
@@ -789,7 +773,7 @@ fn fork_loop_stops_at_the_default_pids_limit() {
             "n=0; while [ $n -lt 2100 ]; do sleep 60 & n=$((n+1)); echo $n > /out/n; done",
         ],
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = common::stderr(&out);
     assert!(stderr.contains("can't fork"), "{stderr}");
     // sh itself is one of the 2048.
     let count: u32 = std::fs::read_to_string(out_dir.join("n"))

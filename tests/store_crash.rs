@@ -67,20 +67,14 @@ fn killed_at(env: &TestEnv, point: &str, args: &[&str]) -> Output {
         Some(9),
         "rbuild {args:?} was to be killed at {point}, but ended with {}\nstderr:\n{}",
         out.status,
-        String::from_utf8_lossy(&out.stderr)
+        common::stderr(&out)
     );
     out
 }
 
 /// `rbuild system check` passes.
 fn check_ok(env: &TestEnv) {
-    let out = env.run(&["system", "check"]);
-    assert!(
-        out.status.success(),
-        "system check failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    env.ok(&["system", "check"]);
 }
 
 /// The number of files the image `name` has in `/many`, counted in a container.
@@ -172,7 +166,7 @@ fn killed_rmi_after_commit_index_follows_database() {
     killed_at(&env, "rmi-committed:1", &["rmi", "bb:1"]);
     let out = env.run(&["run", "--rm", "bb:1", "true"]);
     assert_eq!(out.status.code(), Some(125), "run started a removed image");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No such image"));
+    assert!(common::stderr(&out).contains("No such image"));
     assert!(!env.ok(&["images"]).contains("bb"));
     let index = std::fs::read_to_string(env.root().join("index.json")).unwrap();
     assert!(!index.contains("bb:1"), "index.json repaired: {index}");
@@ -192,14 +186,10 @@ fn system_check_finds_and_repairs_an_incomplete_snapshot() {
     }
     let out = env.run(&["system", "check"]);
     assert_eq!(out.status.code(), Some(1));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = common::stdout(&out);
     assert!(text.contains("10 paths of its layer are missing"), "{text}");
     let out = env.run(&["system", "check", "--repair"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(out.status.success(), "{}", common::stdout(&out));
     assert_eq!(files_in_many(&env, "many:1"), MANY);
     check_ok(&env);
 }

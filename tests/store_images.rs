@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{busybox_rootfs_tar, TestEnv};
+use common::{busybox_rootfs_tar, ok_cmd, TestEnv};
 use serde_json::Value;
 
 fn import(env: &TestEnv, name: Option<&str>) -> String {
@@ -30,11 +30,6 @@ fn import(env: &TestEnv, name: Option<&str>) -> String {
         "import printed {out:?}"
     );
     id
-}
-
-fn inspect(env: &TestEnv, name: &str) -> Value {
-    let v: Value = serde_json::from_str(&env.ok(&["inspect", name])).unwrap();
-    v.as_array().unwrap()[0].clone()
 }
 
 fn blob_count(env: &TestEnv) -> usize {
@@ -68,7 +63,7 @@ fn import_lists_inspects_and_shows_history() {
     let json: Value = serde_json::from_str(env.ok(&["images", "--format", "json"]).trim()).unwrap();
     assert_eq!(json["ID"], id[7..19]);
 
-    let v = inspect(&env, "busybox");
+    let v = env.inspect("busybox");
     assert_eq!(v["Id"], id);
     assert_eq!(v["RepoTags"], serde_json::json!(["busybox:latest"]));
     assert_eq!(v["Config"]["Cmd"], serde_json::json!(["/bin/sh"]));
@@ -78,8 +73,8 @@ fn import_lists_inspects_and_shows_history() {
     assert_eq!(v["History"][0]["comment"], "base image");
     assert_eq!(v["Os"], "linux");
     // the same image by ID prefix and full ID
-    assert_eq!(inspect(&env, &id[7..15])["Id"], id);
-    assert_eq!(inspect(&env, &id)["Id"], id);
+    assert_eq!(env.inspect(&id[7..15])["Id"], id);
+    assert_eq!(env.inspect(&id)["Id"], id);
     assert_eq!(
         env.ok(&[
             "inspect",
@@ -108,7 +103,7 @@ fn import_autodetects_compression_and_reads_stdin() {
     let env = TestEnv::new();
     let tar = busybox_rootfs_tar();
     let plain = import(&env, Some("plain"));
-    let diff = inspect(&env, &plain)["RootFS"]["Layers"][0].clone();
+    let diff = env.inspect(&plain)["RootFS"]["Layers"][0].clone();
     for (tool, ext) in [
         ("gzip", "gz"),
         ("bzip2", "bz2"),
@@ -120,26 +115,20 @@ fn import_autodetects_compression_and_reads_stdin() {
         assert!(data.status.success(), "{tool} failed");
         std::fs::write(&out, &data.stdout).unwrap();
         let id = env.ok(&["import", out.to_str().unwrap(), &format!("c:{ext}")]);
-        let v = inspect(&env, id.trim());
+        let v = env.inspect(id.trim());
         assert_eq!(
             v["RootFS"]["Layers"][0], diff,
             "{tool}: same DiffID as the plain tar"
         );
     }
-    let out = env
-        .cmd()
-        .args(["import", "-", "fromstdin"])
-        .stdin(std::fs::File::open(tar).unwrap())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    ok_cmd(
+        env.cmd()
+            .args(["import", "-", "fromstdin"])
+            .stdin(std::fs::File::open(tar).unwrap()),
     );
-    assert_eq!(inspect(&env, "fromstdin")["RootFS"]["Layers"][0], diff);
+    assert_eq!(env.inspect("fromstdin")["RootFS"]["Layers"][0], diff);
     assert_eq!(
-        inspect(&env, "fromstdin")["History"][0]["comment"],
+        env.inspect("fromstdin")["History"][0]["comment"],
         "Imported from -"
     );
 
@@ -158,13 +147,13 @@ fn tag_and_rmi_follow_docker_semantics() {
     let id = import(&env, Some("busybox"));
     env.ok(&["tag", "busybox", "a:1"]);
     env.ok(&["tag", &id[7..19], "localhost:5000/b:2"]);
-    assert_eq!(inspect(&env, "a:1")["Id"], id);
+    assert_eq!(env.inspect("a:1")["Id"], id);
     let out = env.ok(&["rmi", "a:1"]);
     assert_eq!(out, "Untagged: a:1\n");
     assert!(env.fails(&["inspect", "a:1"]).contains("No such image"));
     let err = env.fails(&["rmi", &id[7..19]]);
     assert!(err.contains("must be forced"), "{err}");
-    assert_eq!(inspect(&env, "busybox")["Id"], id);
+    assert_eq!(env.inspect("busybox")["Id"], id);
     let out = env.ok(&["rmi", "-f", &id[7..19]]);
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines.contains(&"Untagged: busybox:latest"), "{out}");
@@ -187,8 +176,8 @@ fn tag_with_docker_hubs_legacy_host_names_the_short_form() {
     let env = TestEnv::new();
     let id = import(&env, Some("busybox:1"));
     env.ok(&["tag", "busybox:1", "index.docker.io/busybox:2"]);
-    assert_eq!(inspect(&env, "busybox:2")["Id"], id);
-    assert_eq!(inspect(&env, "docker.io/library/busybox:2")["Id"], id);
+    assert_eq!(env.inspect("busybox:2")["Id"], id);
+    assert_eq!(env.inspect("docker.io/library/busybox:2")["Id"], id);
     let listed = env.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     let mut names: Vec<&str> = listed.lines().collect();
     names.sort();
@@ -202,8 +191,8 @@ fn shared_layers_survive_rmi_and_dangling_images_can_be_removed() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     let y = import(&env, Some("y"));
     assert_ne!(x, y, "different created time, different config");
-    let layer = inspect(&env, "x")["RootFS"]["Layers"][0].clone();
-    assert_eq!(inspect(&env, "y")["RootFS"]["Layers"][0], layer);
+    let layer = env.inspect("x")["RootFS"]["Layers"][0].clone();
+    assert_eq!(env.inspect("y")["RootFS"]["Layers"][0], layer);
     // 2 configs + 2 manifests + 1 shared layer
     assert_eq!(blob_count(&env), 5);
     let out = env.ok(&["rmi", "x"]);
@@ -287,7 +276,7 @@ fn two_processes_share_one_root() {
             assert!(
                 out.status.success(),
                 "parallel import failed: {}",
-                String::from_utf8_lossy(&out.stderr)
+                common::stderr(&out)
             );
         }
     }
@@ -320,7 +309,7 @@ fn two_processes_share_one_root() {
     );
     let b = b.wait_with_output().unwrap();
     assert!(b.status.success());
-    assert!(String::from_utf8_lossy(&b.stdout).starts_with("Untagged: p1:r0\n"));
+    assert!(common::stdout(&b).starts_with("Untagged: p1:r0\n"));
     let index: Value =
         serde_json::from_slice(&std::fs::read(env.root().join("index.json")).unwrap()).unwrap();
     assert_eq!(

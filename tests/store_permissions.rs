@@ -10,7 +10,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{busybox_rootfs_tar, TestEnv};
+use common::{busybox_rootfs_tar, stderr, stdout, TestEnv};
 
 const NOBODY: &str = "65534";
 
@@ -30,10 +30,6 @@ fn as_nobody<S: AsRef<OsStr>>(args: &[S]) -> Output {
         .args(args)
         .output()
         .expect("run setpriv")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A test environment whose temp dir (0700 from `tempfile`) other users may enter, so that
@@ -60,8 +56,8 @@ fn assert_unreachable_for_nobody(root: &Path, target: &Path) {
         OsStr::new("%a"),
         root.as_os_str(),
     ]);
-    assert!(out.status.success(), "control: {}", text(&out.stderr));
-    assert_eq!(text(&out.stdout).trim(), "700");
+    assert!(out.status.success(), "control: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "700");
     let out = as_nobody(&[OsStr::new("stat"), target.as_os_str()]);
     assert!(
         !out.status.success(),
@@ -69,9 +65,9 @@ fn assert_unreachable_for_nobody(root: &Path, target: &Path) {
         target.display()
     );
     assert!(
-        text(&out.stderr).contains("Permission denied"),
+        stderr(&out).contains("Permission denied"),
         "{}",
-        text(&out.stderr)
+        stderr(&out)
     );
 }
 
@@ -111,11 +107,11 @@ fn setuid_copy_made_in_a_container_is_unreachable_for_other_users() {
         OsStr::new("exec \"$0\" id -u"),
         x.as_os_str(),
     ]);
-    assert!(!out.status.success(), "ran it: {}", text(&out.stdout));
+    assert!(!out.status.success(), "ran it: {}", stdout(&out));
     assert!(
-        text(&out.stderr).contains("Permission denied"),
+        stderr(&out).contains("Permission denied"),
         "{}",
-        text(&out.stderr)
+        stderr(&out)
     );
     // A non-root user inside a container still reads the image and writes its own files
     // (overlayfs reaches the store's dirs with the mounter's credentials).
@@ -170,9 +166,9 @@ fn device_node_from_an_image_layer_is_unreachable_for_other_users() {
     let out = as_nobody(&[OsStr::new("head"), OsStr::new("-c1"), node.as_os_str()]);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("Permission denied"),
+        stderr(&out).contains("Permission denied"),
         "{}",
-        text(&out.stderr)
+        stderr(&out)
     );
 }
 
@@ -233,7 +229,7 @@ fn store_of_a_non_root_user_is_private_and_usable() {
         .env_remove("RBUILD_ROOT")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.status.success(), "{}", stderr(&out));
     for p in std::iter::once(root.clone()).chain(PRIVATE_DIRS.iter().map(|d| root.join(d))) {
         let md = std::fs::metadata(&p).unwrap();
         assert_eq!(

@@ -11,7 +11,10 @@ use sha2::{Digest as _, Sha256};
 mod common;
 
 #[allow(unused_imports)]
-pub use common::{add_host_key, keyctl_bundle, testdata, TestEnv};
+pub use common::{
+    add_host_key, assert_failure, assert_success, http, keyctl_bundle, ok_cmd, rbuild_bin,
+    sha256_hex, stderr, stdout, testdata, write_file, TestEnv,
+};
 
 /// A test store with `busybox:latest` imported.
 pub struct BuildEnv {
@@ -20,10 +23,9 @@ pub struct BuildEnv {
 
 impl BuildEnv {
     pub fn new() -> BuildEnv {
-        let env = TestEnv::new();
-        let tar = common::busybox_rootfs_tar();
-        env.ok(&["import", tar.to_str().unwrap(), "busybox:latest"]);
-        BuildEnv { env }
+        BuildEnv {
+            env: TestEnv::with_base("busybox:latest"),
+        }
     }
 
     /// A store with the same `busybox:latest` as `other` (saved there, loaded here), so
@@ -43,13 +45,11 @@ impl BuildEnv {
         let dir = self.env.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         for (path, content) in files {
-            let p = dir.join(path);
             if path.ends_with('/') {
-                std::fs::create_dir_all(&p).unwrap();
-                continue;
+                std::fs::create_dir_all(dir.join(path)).unwrap();
+            } else {
+                write_file(&dir, path, content);
             }
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, content).unwrap();
         }
         dir
     }
@@ -69,22 +69,14 @@ impl BuildEnv {
     /// Runs a build that must succeed; returns its stderr (the progress output).
     pub fn build(&self, args: &[&str]) -> String {
         let out = self.build_out(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            out.status.success(),
-            "rbuild build {args:?} failed\nstderr:\n{stderr}"
-        );
-        stderr
+        assert_success(&format!("rbuild build {args:?}"), &out);
+        stderr(&out)
     }
 
     /// Runs a build that must fail; returns its stderr.
     pub fn build_fails(&self, args: &[&str]) -> String {
         let out = self.build_out(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            !out.status.success(),
-            "rbuild build {args:?} succeeded\n{stderr}"
-        );
+        let stderr = assert_failure(&format!("rbuild build {args:?}"), &out);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         stderr
     }
@@ -94,21 +86,16 @@ impl BuildEnv {
         let mut all = vec!["-q"];
         all.extend_from_slice(args);
         let out = self.build_out(&all);
-        assert!(
-            out.status.success(),
-            "rbuild build {args:?} failed\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let id = assert_success(&format!("rbuild build {all:?}"), &out)
+            .trim()
+            .to_string();
         assert!(id.starts_with("sha256:") && id.len() == 71, "{id:?}");
         id
     }
 
     /// `rbuild inspect IMAGE` as JSON (the first element).
     pub fn inspect(&self, image: &str) -> serde_json::Value {
-        let out = self.env.ok(&["inspect", image]);
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v[0].clone()
+        self.env.inspect(image)
     }
 
     /// The image's snapshot dirs, bottom to top.

@@ -1,5 +1,16 @@
-//! Shared helpers for integration tests: run the real `rbuild` binary in a temp store root.
+//! The shared test kit: run the real `rbuild` binary in a temp store root, read what it
+//! printed, assert success or failure with the command and its output in the panic message,
+//! inspect images as JSON. [`golden`] compares output with golden files (bless switch
+//! `RBUILD_BLESS=1`); [`http`] serves downloads on loopback; [`registry`] runs a real
+//! registry and a token server on loopback.
+//!
+//! Every test binary includes this module (`mod common;`, or through `build_support`), so a
+//! helper that two test files need lives here once instead of as a private copy in each.
 #![allow(dead_code)]
+
+pub mod golden;
+pub mod http;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -27,10 +38,16 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub fn new() -> TestEnv {
+        TestEnv::new_in(&std::env::temp_dir())
+    }
+
+    /// An environment in a new temp directory under `parent`: for one that lives in a
+    /// `static` (never dropped), under cargo's `CARGO_TARGET_TMPDIR` rather than in /tmp.
+    pub fn new_in(parent: &Path) -> TestEnv {
         TestEnv {
             dir: tempfile::Builder::new()
                 .prefix("rbuild-test-")
-                .tempdir()
+                .tempdir_in(parent)
                 .expect("create temp dir"),
         }
     }
@@ -83,27 +100,115 @@ impl TestEnv {
 
     /// Runs rbuild and asserts it succeeded; returns stdout as a string.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "rbuild {args:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 stdout")
+        assert_success(&format!("rbuild {args:?}"), &self.run(args))
     }
 
     /// Runs rbuild and asserts it failed; returns stderr as a string.
     pub fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "rbuild {args:?} unexpectedly succeeded\nstdout:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8(out.stderr).expect("utf-8 stderr")
+        assert_failure(&format!("rbuild {args:?}"), &self.run(args))
     }
+
+    /// A store with the busybox base (see [`busybox_rootfs_tar`]) imported as `name`.
+    pub fn with_base(name: &str) -> TestEnv {
+        let env = TestEnv::new();
+        env.import_base(name);
+        env
+    }
+
+    /// Imports the busybox base as `name`.
+    pub fn import_base(&self, name: &str) {
+        self.import_base_with(name, &[]);
+    }
+
+    /// Imports the busybox base as `name` with `changes` (each a `-c` Dockerfile
+    /// instruction); returns the image ID.
+    pub fn import_base_with(&self, name: &str, changes: &[&str]) -> String {
+        let mut args = vec!["import"];
+        for c in changes {
+            args.extend(["-c", c]);
+        }
+        args.extend([busybox_rootfs_tar().to_str().expect("utf-8"), name]);
+        self.ok(&args).trim().to_string()
+    }
+
+    /// `rbuild inspect NAME` as JSON: the one element of the array it prints.
+    pub fn inspect(&self, name: &str) -> serde_json::Value {
+        let out = self.ok(&["inspect", name]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+        v[0].clone()
+    }
+}
+
+/// What the process wrote to stdout (lossy UTF-8).
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What the process wrote to stderr (lossy UTF-8).
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts that `out`, the output of `what` (a command line, shown in the panic message),
+/// succeeded; returns its stdout.
+pub fn assert_success(what: &str, out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        stdout(out),
+        stderr(out)
+    );
+    stdout(out)
+}
+
+/// Asserts that `out`, the output of `what`, failed; returns its stderr.
+pub fn assert_failure(what: &str, out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "{what} unexpectedly succeeded\nstdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+    stderr(out)
+}
+
+/// Runs `cmd` (any program, e.g. `env.cmd()` with stdin set), asserts it succeeded and returns
+/// its stdout; the panic names the command.
+pub fn ok_cmd(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} (see .ci/setup)"));
+    assert_success(&format!("{cmd:?}"), &out)
+}
+
+/// The SHA-256 of `bytes` in hex (the `sha2` crate; see [`sha256sum_hex`] for an independent
+/// check).
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes.as_ref()))
+}
+
+/// The SHA-256 of `bytes` in hex as coreutils' `sha256sum` computes it: a digest that does
+/// not come from the Rust code under test.
+pub fn sha256sum_hex(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn sha256sum");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    std::io::Write::write_all(&mut stdin, bytes).expect("write to sha256sum");
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait for sha256sum");
+    String::from_utf8(out.stdout).expect("utf-8")[..64].to_string()
+}
+
+/// Writes `content` to `root/rel`, creating its parent directories.
+pub fn write_file(root: &Path, rel: &str, content: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("create parent dirs");
+    std::fs::write(path, content).expect("write file");
 }
 
 /// A tar of the busybox base rootfs (built once per test process by testdata/base/busybox-rootfs.sh).
