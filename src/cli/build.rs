@@ -16,7 +16,6 @@ use crate::build::source::unpack_context;
 use crate::build::{build, BuildOptions, DockerfileSource};
 use crate::image::reference::Reference;
 use crate::registry::cache::{export_cache, import_cache, CacheSpec};
-use crate::registry::RegistryOptions;
 
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -257,7 +256,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|o| Export::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
-    let registry_options = RegistryOptions::default();
+    let registry_options = globals.registry_options();
     for (spec, text) in cache_from.iter().zip(&args.cache_from) {
         // As BuildKit: a cache that cannot be imported only costs time.
         if let Err(e) = import_cache(&store, spec, &registry_options) {
@@ -274,6 +273,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("exporting cache to {text}"))?;
     }
     super::build_publish::publish(
+        globals,
         &store,
         &id,
         &options.tags,

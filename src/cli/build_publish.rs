@@ -7,13 +7,15 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::push::push_image;
+use super::Globals;
 use crate::image::reference::Reference;
-use crate::registry::{PushOptions, RegistryOptions};
+use crate::registry::PushOptions;
 use crate::store::{ImageId, Store};
 
 /// Pushes `id` under each of `names` when `push`, then writes `metadata_file` if given.
 /// Progress lines go to stderr (stdout carries the image ID under `-q`), none when `quiet`.
 pub fn publish(
+    globals: &Globals,
     store: &Store,
     id: &ImageId,
     names: &[Reference],
@@ -25,7 +27,7 @@ pub fn publish(
     let mut manifest_digest = store.resolve_image(&id.to_string())?.manifest.digest;
     if push {
         let options = PushOptions {
-            registry: RegistryOptions::default(),
+            registry: globals.registry_options(),
             chunk_size: None,
         };
         for name in names {

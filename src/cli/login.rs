@@ -40,7 +40,7 @@ pub(super) fn server_host(server: Option<&str>) -> String {
     }
 }
 
-pub fn run(_globals: &Globals, args: LoginArgs) -> anyhow::Result<i32> {
+pub fn run(globals: &Globals, args: LoginArgs) -> anyhow::Result<i32> {
     let host = server_host(args.server.as_deref());
     let stdin = std::io::stdin();
     let username = match args.username {
@@ -73,7 +73,7 @@ pub fn run(_globals: &Globals, args: LoginArgs) -> anyhow::Result<i32> {
         bail!("username and password must not be empty");
     }
     let creds = Credentials { username, password };
-    let place = registry::login(&host, &creds, &args.registry.options())
+    let place = registry::login(&host, &creds, &args.registry.options(globals))
         .with_context(|| format!("login to {host} failed"))?;
     eprintln!("Credentials saved in {place}");
     println!("Login Succeeded");

@@ -4,8 +4,11 @@
 //! the error chain and maps it to an exit status.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{CommandFactory, Parser, Subcommand};
+
+use crate::registry::{RegistryOptions, RetryNotice};
 
 mod argv;
 mod build;
@@ -160,6 +163,16 @@ impl Globals {
     pub fn info(&self, message: impl std::fmt::Display) {
         if self.log_level >= LogLevel::Info {
             eprintln!("info: {message}");
+        }
+    }
+
+    /// Registry options whose retries are shown as warnings (so `--log-level error` hides
+    /// them); every registry command starts from these.
+    pub fn registry_options(&self) -> RegistryOptions {
+        let globals = self.clone();
+        RegistryOptions {
+            on_retry: Some(RetryNotice(Arc::new(move |line: &str| globals.warn(line)))),
+            ..RegistryOptions::default()
         }
     }
 

@@ -52,7 +52,7 @@ pub fn run(globals: &Globals, args: PullArgs) -> anyhow::Result<i32> {
         let _ = writeln!(o, "{line}");
     };
     let options = PullOptions {
-        registry: args.registry.options(),
+        registry: args.registry.options(globals),
         platform: args.platform.clone(),
     };
     let result = registry::pull::pull_with_progress(&store, &reference, &options, &progress)?;

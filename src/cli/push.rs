@@ -23,10 +23,10 @@ pub struct RegistryFlags {
 }
 
 impl RegistryFlags {
-    pub fn options(&self) -> RegistryOptions {
+    pub fn options(&self, globals: &Globals) -> RegistryOptions {
         RegistryOptions {
             tls_verify: self.tls_verify,
-            ..RegistryOptions::default()
+            ..globals.registry_options()
         }
     }
 }
@@ -58,7 +58,7 @@ pub fn run(globals: &Globals, args: PushArgs) -> anyhow::Result<i32> {
         println!("The push refers to repository [{}]", reference.name());
     }
     let options = PushOptions {
-        registry: args.registry.options(),
+        registry: args.registry.options(globals),
         chunk_size: args.chunk_size,
     };
     let out = (!args.quiet).then(std::io::stdout);

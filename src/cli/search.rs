@@ -22,14 +22,14 @@ pub struct SearchArgs {
     pub registry: RegistryFlags,
 }
 
-pub fn run(_globals: &Globals, args: SearchArgs) -> anyhow::Result<i32> {
+pub fn run(globals: &Globals, args: SearchArgs) -> anyhow::Result<i32> {
     let (host, term) = match args.term.split_once('/') {
         Some((h, t)) if h.contains('.') || h.contains(':') || h == "localhost" => (h, t),
         _ => bail!(
             "search needs HOST/TERM (a private registry's /v2/_catalog); searching Docker Hub is not supported"
         ),
     };
-    let repos = registry::catalog(host, term, &args.registry.options())?;
+    let repos = registry::catalog(host, term, &args.registry.options(globals))?;
     if !args.quiet {
         println!("NAME");
     }

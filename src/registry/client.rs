@@ -20,7 +20,7 @@ use super::auth::{self, Challenge, Scope};
 use super::config;
 use super::credentials::{self, Credentials};
 use super::timeouts::{self, Timeouts};
-use super::{RegistryError, RegistryOptions};
+use super::{RegistryError, RegistryOptions, RetryNotice};
 
 /// Attempts per retried operation (quick failures; slow ones hit the time budget first).
 const ATTEMPTS: u32 = 7;
@@ -38,6 +38,7 @@ pub struct Client {
     challenge: Mutex<Challenge>,
     tokens: Mutex<HashMap<Vec<Scope>, String>>,
     timeouts: Timeouts,
+    on_retry: Option<RetryNotice>,
 }
 
 impl std::fmt::Debug for Client {
@@ -70,6 +71,7 @@ impl Client {
             challenge: Mutex::new(Challenge::None),
             tokens: Mutex::new(HashMap::new()),
             timeouts,
+            on_retry: options.on_retry.clone(),
         };
         let challenge = match client.ping() {
             Ok(c) => c,
@@ -282,8 +284,8 @@ impl Client {
                         && start.elapsed() + e.retry_after().unwrap_or(delay) <= budget =>
                 {
                     let wait = e.retry_after().unwrap_or(delay);
-                    if std::env::var_os("RBUILD_DEBUG_REGISTRY").is_some() {
-                        eprintln!("{what}: {e}; retrying in {wait:?}");
+                    if let Some(notice) = &self.on_retry {
+                        (notice.0)(&format!("{what}: {e}; retrying in {wait:?}"));
                     }
                     std::thread::sleep(wait);
                     delay = (delay * 2).min(Duration::from_secs(5));

@@ -140,6 +140,19 @@ pub struct RegistryOptions {
     pub credentials: Option<Credentials>,
     /// Transfers at once (default 3, as docker).
     pub jobs: usize,
+    /// Told of each retry of a request; none: retries are silent.
+    pub on_retry: Option<RetryNotice>,
+}
+
+/// Receives a line for each retried registry request (what failed, why, how long until the
+/// next attempt), so that the CLI can show it as a warning: the library does not print.
+#[derive(Clone)]
+pub struct RetryNotice(pub std::sync::Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for RetryNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryNotice")
+    }
 }
 
 impl RegistryOptions {
