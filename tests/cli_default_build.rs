@@ -114,4 +114,13 @@ fn help_shows_both_forms() {
         "{help}"
     );
     assert!(help.contains("./images"), "{help}");
+    let out = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .args(["build", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("`rbuild -t app:1 .` is this command"),
+        "{help}"
+    );
 }

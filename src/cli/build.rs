@@ -18,6 +18,10 @@ use crate::image::reference::Reference;
 use crate::registry::cache::{export_cache, import_cache, CacheSpec};
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "The word `build` may be left out: `rbuild -t app:1 .` is this command. \
+    A context directory named like a command is given as a path: `rbuild ./images`."
+)]
 pub struct BuildArgs {
     /// Name and optionally a tag (NAME[:TAG]); may be repeated
     #[arg(short, long = "tag", value_name = "NAME[:TAG]")]

@@ -6,7 +6,7 @@ use clap::Args;
 use super::Globals;
 use crate::image::oci::host_architecture;
 
-/// The version with the commit, for `rbuild --version` and `rbuild version`.
+/// The package version (Cargo.toml).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The git commit rbuild was built from ("unknown" outside a checkout).
 pub const GIT_COMMIT: &str = env!("RBUILD_GIT_COMMIT");
