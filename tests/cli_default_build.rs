@@ -2,7 +2,7 @@
 
 mod build_support;
 
-use build_support::BuildEnv;
+use build_support::{assert_success, BuildEnv};
 use std::process::{Command, Output, Stdio};
 
 const DOCKERFILE: &str = "FROM busybox\nRUN echo built > /out\nCOPY hello /hello\n";
@@ -22,16 +22,6 @@ fn image_id(env: &BuildEnv, image: &str) -> String {
     env.inspect(image)["Id"].as_str().unwrap().to_string()
 }
 
-fn assert_ok(out: &Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed with {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn build_without_the_word_build_makes_the_same_image() {
     let with_word = BuildEnv::new();
@@ -43,10 +33,10 @@ fn build_without_the_word_build_makes_the_same_image() {
         &with_word,
         &["build", "--progress=plain", "-t", "x:1", "app"],
     );
-    assert_ok(&out, "rbuild build -t x:1 app");
+    assert_success("rbuild build -t x:1 app", &out);
     // `cmd()` puts the global `--root DIR` first, then come the build options, as CI calls it.
     let out = rbuild(&without, &["--progress=plain", "-t", "x:1", "app"]);
-    assert_ok(&out, "rbuild -t x:1 app");
+    assert_success("rbuild -t x:1 app", &out);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("RUN echo built"), "build progress: {err}");
     let id = image_id(&with_word, "x:1");
@@ -63,7 +53,7 @@ fn build_without_the_word_build_makes_the_same_image() {
         .env("SOURCE_DATE_EPOCH", "1700000000")
         .output()
         .unwrap();
-    assert_ok(&out, "rbuild -f Dockerfile.prod -t app:2 -q .");
+    assert_success("rbuild -f Dockerfile.prod -t app:2 -q .", &out);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), id);
 }
 
@@ -77,7 +67,7 @@ fn commands_still_win_and_a_context_named_images_is_a_path() {
     assert!(list.contains("busybox"), "{list}");
     // `./images` is the context directory.
     let out = rbuild(&env, &["-t", "from-dir:1", "-q", "./images"]);
-    assert_ok(&out, "rbuild -t from-dir:1 ./images");
+    assert_success("rbuild -t from-dir:1 ./images", &out);
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert_eq!(image_id(&env, "from-dir:1"), id);
 }
