@@ -269,7 +269,7 @@ fn unreadable_file_unused_by_copy_does_not_fail_it() {
         assert_eq!(out.status.code(), Some(1), "{dockerfile}: {stderr}");
         let error = stderr
             .lines()
-            .find(|l| l.starts_with("error:"))
+            .find(|l| l.starts_with("rbuild: error:"))
             .unwrap_or_default();
         assert!(
             error.contains(named) && error.contains(cause) && error.contains("Permission denied"),

@@ -1136,3 +1136,72 @@ fn push_to_a_server_that_stops_reading_fails_before_the_upload_deadline() {
     let manifest = http_get(reg.port, "/v2/big/manifests/v1");
     assert!(!manifest.contains("schemaVersion"), "{manifest}");
 }
+
+/// `rbuild -t HOST/app:1 -t HOST/app:2 --push --metadata-file F CTX` (issue 14): the build is
+/// pushed under both names with push's code, and F names the digests as BuildKit does.
+#[test]
+fn build_push_and_metadata_file() {
+    let reg = Registry::plain();
+    let host = reg.host();
+    let env = TestEnv::with_base("busybox:latest");
+    let ctx = env.path().join("ctx");
+    common::write_file(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox\nRUN echo pushed > /stamp\n",
+    );
+    let meta = env.path().join("meta.json");
+    let (one, two) = (format!("{host}/app:1"), format!("{host}/app:2"));
+    let out = env
+        .cmd()
+        .args(["-t", &one, "-t", &two, "--push", "--progress=plain"])
+        .arg("--metadata-file")
+        .arg(&meta)
+        .arg(&ctx)
+        .output()
+        .expect("rbuild");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("pushed {one}: digest: sha256:")),
+        "{}",
+        stderr(&out)
+    );
+    let read_json = |path: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).expect("metadata file"))
+            .expect("metadata JSON")
+    };
+    let meta = read_json(&meta);
+    let id = env.ok(&["inspect", "--format", "{{.Id}}", &one]);
+    assert_eq!(meta["containerimage.config.digest"], id.trim(), "{meta}");
+    assert_eq!(meta["image.name"], format!("{one},{two}"), "{meta}");
+    // The registry has that manifest under both tags (skopeo asks it).
+    for name in [&one, &two] {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+            .arg(format!("docker://{name}"))
+            .output()
+            .expect("skopeo");
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), meta["containerimage.digest"], "{name}");
+    }
+    // Pulled into an empty store, it is the same image.
+    let env2 = TestEnv::new();
+    env2.ok(&["pull", "-q", &two]);
+    assert_eq!(env2.ok(&["inspect", "--format", "{{.Id}}", &two]), id);
+
+    // Without --push, the file names the store's manifest; --push needs a name.
+    let meta2 = env.path().join("meta2.json");
+    let out = env
+        .cmd()
+        .args(["-q", "-t", "local:1", "--metadata-file"])
+        .arg(&meta2)
+        .arg(&ctx)
+        .output()
+        .expect("rbuild");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let meta2 = read_json(&meta2);
+    assert_eq!(meta2["containerimage.config.digest"], id.trim());
+    assert_eq!(meta2["image.name"], "docker.io/library/local:1");
+    let err = env.fails(&["--push", ctx.to_str().unwrap()]);
+    assert!(err.contains("--tag"), "{err}");
+}

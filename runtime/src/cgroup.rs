@@ -49,6 +49,13 @@ pub(crate) struct Cgroup {
     v2: bool,
 }
 
+/// The host's hierarchy with the `pids` controller (the one containers' limits go to): its
+/// mount point and whether it is cgroup v2; `None` when there is none (no limits then).
+pub fn host_pids_hierarchy() -> Option<(PathBuf, bool)> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    pids_hierarchy(&mountinfo)
+}
+
 /// Where the `pids` controller is mounted: (mount point, is cgroup v2).
 fn pids_hierarchy(mountinfo: &str) -> Option<(PathBuf, bool)> {
     let mut v1 = None;
@@ -130,8 +137,7 @@ impl Cgroup {
         if resources.pids_max.is_none() {
             return Ok(Err("no resource limits requested".into()));
         }
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let Some((root, v2)) = pids_hierarchy(&mountinfo) else {
+        let Some((root, v2)) = host_pids_hierarchy() else {
             return Ok(Err(
                 "no cgroup hierarchy with the pids controller: no pids limit".into(),
             ));

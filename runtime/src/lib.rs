@@ -102,7 +102,7 @@ mod spec;
 mod user;
 
 pub use capabilities::{default_capability_mask, CapabilityError, DEFAULT_CAPABILITIES};
-pub use cgroup::CgroupError;
+pub use cgroup::{host_pids_hierarchy, CgroupError};
 pub use error::RuntimeError;
 pub use mounts::MountError;
 pub use namespaces::NamespaceError;

@@ -15,9 +15,12 @@ use crate::build::{build, BuildOptions, DockerfileSource};
 use crate::context::Source;
 use crate::image::reference::Reference;
 use crate::registry::cache::{export_cache, import_cache, CacheSpec};
-use crate::registry::RegistryOptions;
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "The word `build` may be left out: `rbuild -t app:1 .` is this command. \
+    A context directory named like a command is given as a path: `rbuild ./images`."
+)]
 pub struct BuildArgs {
     /// Name and optionally a tag (NAME[:TAG]); may be repeated
     #[arg(short, long = "tag", value_name = "NAME[:TAG]")]
@@ -43,11 +46,11 @@ pub struct BuildArgs {
     /// Write the image ID to the file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
-    /// Type of progress output: auto (tty on a terminal, else plain), tty, plain
-    #[arg(long, default_value = "auto", value_name = "TYPE")]
+    /// Type of progress output: auto (tty on a terminal, else plain), tty, plain, quiet
+    #[arg(long, default_value = "auto", value_name = "TYPE", value_parser = ["auto", "tty", "plain", "quiet"])]
     pub progress: String,
     /// Networking mode for RUN instructions: none (default) or host
-    #[arg(long, default_value = "none", value_name = "MODE")]
+    #[arg(long, default_value = "none", value_name = "MODE", value_parser = ["none", "default", "host"])]
     pub network: String,
     /// Secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR
     #[arg(long, value_name = "id=ID,src=PATH")]
@@ -75,6 +78,13 @@ pub struct BuildArgs {
     /// Always pull base images from their registries, even when the store has them
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
     pub pull: Option<String>,
+    /// Push the image to its registry under each -t name after the build (as `rbuild push`)
+    #[arg(long, requires = "tag")]
+    pub push: bool,
+    /// Write the image's digests and names as JSON (BuildKit's keys: containerimage.digest,
+    /// containerimage.config.digest, image.name)
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
     /// Build context: a directory, a tar archive (plain or compressed), or "-" for a tar or a
     /// Dockerfile on stdin
     #[arg(value_name = "CONTEXT")]
@@ -207,14 +217,11 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|o| Export::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
-    let registry_options = RegistryOptions {
-        on_retry: super::common::retry_warnings(globals),
-        ..RegistryOptions::default()
-    };
+    let registry_options = globals.registry_options();
     for (spec, text) in cache_from.iter().zip(&args.cache_from) {
         // As BuildKit: a cache that cannot be imported only costs time.
         if let Err(e) = import_cache(&store, spec, &registry_options) {
-            eprintln!("WARNING: importing cache from {text}: {e}");
+            globals.warn(format_args!("importing cache from {text}: {e}"));
         }
     }
     let id = build(&store, &options, Progress::new(mode)).context("failed to solve")?;
@@ -226,6 +233,15 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         export_cache(&store, spec, &id, &registry_options)
             .with_context(|| format!("exporting cache to {text}"))?;
     }
+    super::build_publish::publish(
+        globals,
+        &store,
+        &id,
+        &options.tags,
+        args.push,
+        args.metadata_file.as_deref(),
+        args.quiet,
+    )?;
     if let Some(f) = &args.iidfile {
         std::fs::write(f, id.to_string()).with_context(|| format!("writing {}", f.display()))?;
     }

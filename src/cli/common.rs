@@ -4,15 +4,14 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
 use super::template::{Template, Val};
-use super::{Globals, LogLevel};
-use crate::registry::{RegistryOptions, RetryLog, Retrying};
+use super::Globals;
+use crate::registry::RegistryOptions;
 use crate::store::Store;
 
 /// Opens the store named by the global flags, first removing what killed rbuild processes
@@ -241,25 +240,9 @@ impl RegistryFlags {
     pub fn options(&self, globals: &Globals) -> RegistryOptions {
         RegistryOptions {
             tls_verify: self.tls_verify,
-            on_retry: retry_warnings(globals),
-            ..RegistryOptions::default()
+            ..globals.registry_options()
         }
     }
-}
-
-/// Shows each retried registry request as a warning on stderr (unless `--log-level=error`):
-/// a slow transfer then says why it is slow.
-pub fn retry_warnings(globals: &Globals) -> Option<RetryLog> {
-    (globals.log_level >= LogLevel::Warn).then(|| {
-        RetryLog(Arc::new(|r: &Retrying<'_>| {
-            eprintln!(
-                "WARNING: {}: {}; retrying in {:.1}s",
-                r.what,
-                r.error,
-                r.wait.as_secs_f64()
-            )
-        }))
-    })
 }
 
 /// `https://host/v1/` and `host/` as docker accepts them → `host`.

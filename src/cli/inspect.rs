@@ -83,7 +83,7 @@ pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
         match inspect_value(&store, name) {
             Ok(v) => values.push(v),
             Err(e) => {
-                eprintln!("Error: {e}");
+                super::report::item_error(&e);
                 status = 1;
             }
         }

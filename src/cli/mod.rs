@@ -4,15 +4,22 @@
 //! the error chain and maps it to an exit status.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
+use crate::registry::{RegistryOptions, RetryLog, Retrying};
+
+mod argv;
 mod build;
+mod build_publish;
 mod builder;
 mod common;
+mod completion;
 mod history;
 mod images;
 mod import;
+mod info;
 mod inspect;
 mod lint;
 mod load;
@@ -21,6 +28,7 @@ mod logout;
 mod parse;
 mod pull;
 mod push;
+mod report;
 mod rmi;
 mod run;
 mod save;
@@ -28,25 +36,43 @@ mod search;
 mod system;
 mod tag;
 mod template;
+mod version;
+
+/// The help heading of the global options, in every command's `--help`.
+const GLOBAL: &str = "Global Options";
 
 /// Global options shared by every command.
 #[derive(Debug, Parser)]
 #[command(
     name = "rbuild",
     version,
-    about = "Build, run and move container images, without a daemon"
+    long_version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("RBUILD_GIT_COMMIT"),
+        ", built ",
+        env!("RBUILD_BUILD_DATE"),
+        ")"
+    ),
+    about = "Build, run and move container images, without a daemon",
+    override_usage = "rbuild [OPTIONS] <COMMAND>\n       \
+        rbuild [OPTIONS] [BUILD OPTIONS] CONTEXT    (the same as `rbuild build ...`)",
+    after_help = "A command line that does not start with a command is a build: \
+        `rbuild -t app:1 .` is `rbuild build -t app:1 .`. A context directory named like a \
+        command is given as a path: `rbuild ./images`."
 )]
 pub struct Cli {
     /// Store root (default: /var/lib/rbuild for root, $XDG_DATA_HOME/rbuild otherwise)
-    #[arg(long, global = true, env = "RBUILD_ROOT", value_name = "DIR")]
+    #[arg(long, global = true, env = "RBUILD_ROOT", hide_env_values = true, value_name = "DIR", help_heading = GLOBAL)]
     pub root: Option<PathBuf>,
 
     /// Enable debug output (same as --log-level=debug)
-    #[arg(short = 'D', long, global = true)]
+    #[arg(short = 'D', long, global = true, help_heading = GLOBAL)]
     pub debug: bool,
 
-    /// Log level: error, warn, info, debug
-    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
+    /// Messages to print: errors only, also warnings (default), also notes (info), also
+    /// debugging details
+    #[arg(long, global = true, value_name = "LEVEL", default_value = "warn", help_heading = GLOBAL)]
     pub log_level: LogLevel,
 
     #[command(subcommand)]
@@ -110,6 +136,14 @@ pub enum Command {
     /// Store maintenance (`system check`)
     #[command(subcommand)]
     System(system::SystemCommand),
+    /// Show the version, the git commit and the build date
+    Version(version::VersionArgs),
+    /// Show what this host gives rbuild: store, storage driver, cgroups, security features
+    Info(info::InfoArgs),
+    /// Print a shell completion script: bash, zsh, fish (`source <(rbuild completion bash)`)
+    Completion(completion::CompletionArgs),
+    /// Write the manual pages (rbuild.1, rbuild-COMMAND.1, ...) into a directory
+    Man(completion::ManArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -120,6 +154,37 @@ pub struct Globals {
 }
 
 impl Globals {
+    /// Prints a warning (docker's `WARNING:` prefix) unless `--log-level error`.
+    pub fn warn(&self, message: impl std::fmt::Display) {
+        if self.log_level >= LogLevel::Warn {
+            eprintln!("WARNING: {message}");
+        }
+    }
+
+    /// Prints a note (why something was done the way it was) at `--log-level info` and above.
+    pub fn info(&self, message: impl std::fmt::Display) {
+        if self.log_level >= LogLevel::Info {
+            eprintln!("info: {message}");
+        }
+    }
+
+    /// Registry options whose retries are shown as warnings (so `--log-level error` hides
+    /// them); every registry command starts from these.
+    pub fn registry_options(&self) -> RegistryOptions {
+        let globals = self.clone();
+        RegistryOptions {
+            on_retry: Some(RetryLog(Arc::new(move |r: &Retrying<'_>| {
+                globals.warn(format_args!(
+                    "{}: {}; retrying in {:.1}s",
+                    r.what,
+                    r.error,
+                    r.wait.as_secs_f64()
+                ))
+            }))),
+            ..RegistryOptions::default()
+        }
+    }
+
     fn resolve(cli: &Cli) -> Globals {
         let log_level = if cli.debug {
             LogLevel::Debug
@@ -149,7 +214,12 @@ pub fn default_root() -> PathBuf {
 
 /// Runs the command line and returns the process exit status.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let command = Cli::command();
+    let args = argv::with_default_build(&command, std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(err) => return report::usage_error(&err, argv::command_name(&command, &args)),
+    };
     let globals = Globals::resolve(&cli);
     if globals.log_level >= LogLevel::Debug {
         eprintln!("debug: store root {}", globals.root.display());
@@ -177,13 +247,17 @@ pub fn main() -> i32 {
         Command::Logout(args) => logout::run(&globals, args),
         Command::Search(args) => search::run(&globals, args),
         Command::System(cmd) => system::run(&globals, cmd),
+        Command::Version(args) => version::run(&globals, args),
+        Command::Info(args) => info::run(&globals, args),
+        Command::Completion(args) => completion::completion(&globals, args),
+        Command::Man(args) => completion::man(&globals, args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            report::error(&globals, &err);
             if globals.log_level >= LogLevel::Debug {
                 // The whole chain, one cause per line, with a backtrace when RUST_BACKTRACE=1.
                 eprintln!("debug: {err:?}");

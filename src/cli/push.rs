@@ -9,8 +9,8 @@ use clap::Args;
 use super::common::{open_store, RegistryFlags};
 use super::Globals;
 use crate::image::reference::Reference;
-use crate::registry::{self, Event, PushOptions, RegistryError};
-use crate::store::StoreError;
+use crate::registry::{self, Event, PushOptions, PushResult, RegistryError};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -38,12 +38,32 @@ pub fn run(globals: &Globals, args: PushArgs) -> anyhow::Result<i32> {
     if !args.quiet {
         println!("The push refers to repository [{}]", reference.name());
     }
-    let out = Mutex::new(std::io::stdout());
-    let quiet = args.quiet;
+    let options = PushOptions {
+        registry: args.registry.options(globals),
+        chunk_size: args.chunk_size,
+    };
+    let out = (!args.quiet).then(std::io::stdout);
+    let result = push_image(&store, &reference, &options, out)?;
+    println!(
+        "{}: digest: {} size: {}",
+        result.tag, result.digest, result.size
+    );
+    Ok(0)
+}
+
+/// Pushes the stored image `reference` names, writing a line per blob to `out` (`None`:
+/// quiet). Used by `push` and `build --push`.
+pub(super) fn push_image(
+    store: &Store,
+    reference: &Reference,
+    options: &PushOptions,
+    out: Option<impl Write + Send>,
+) -> anyhow::Result<PushResult> {
+    let out = out.map(Mutex::new);
     let progress = |e: Event| {
-        if quiet {
+        let Some(out) = &out else {
             return;
-        }
+        };
         let line = match e {
             Event::LayerExists(d) => format!("{}: Layer already exists", d.short()),
             Event::Pushed(d) => format!("{}: Pushed", d.short()),
@@ -53,20 +73,11 @@ pub fn run(globals: &Globals, args: PushArgs) -> anyhow::Result<i32> {
         let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
         let _ = writeln!(o, "{line}");
     };
-    let options = PushOptions {
-        registry: args.registry.options(globals),
-        chunk_size: args.chunk_size,
-    };
-    let result = match registry::push(&store, &reference, &options, &progress) {
+    match registry::push(store, reference, options, &progress) {
         Err(RegistryError::Store(StoreError::NoSuchImage(_))) => bail!(
             "An image does not exist locally with the tag: {}",
             reference.familiar_name()
         ),
-        other => other?,
-    };
-    println!(
-        "{}: digest: {} size: {}",
-        result.tag, result.digest, result.size
-    );
-    Ok(0)
+        other => Ok(other?),
+    }
 }

@@ -33,7 +33,7 @@ pub fn run(globals: &Globals, args: RmiArgs) -> anyhow::Result<i32> {
                 }
             }
             Err(e) => {
-                eprintln!("Error: {e}");
+                super::report::item_error(&e);
                 status = 1;
             }
         }

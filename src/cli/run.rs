@@ -11,7 +11,7 @@ use crate::container::security::SecurityOpt;
 use crate::container::{self, env, RunOptions};
 
 /// Docker's status when rbuild itself fails before the container's process starts.
-const EXIT_RUN_FAILED: i32 = 125;
+pub(super) const EXIT_RUN_FAILED: i32 = 125;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -40,7 +40,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "PROGRAM")]
     pub entrypoint: Option<String>,
     /// Network: none (default; docker's bridge is not implemented) or host
-    #[arg(long, default_value = "none", value_name = "MODE")]
+    #[arg(long, default_value = "none", value_name = "MODE", value_parser = ["none", "host"])]
     pub network: String,
     /// Container host name
     #[arg(long, value_name = "NAME")]
@@ -128,7 +128,6 @@ fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
 /// Runs the container; returns its exit status, or 125 when it could not be started.
 pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     let interactive = args.interactive;
-    let debug = globals.log_level >= super::LogLevel::Debug;
     let result = options(args).and_then(|options| {
         let store = open_store(globals)?;
         let stdio = Stdio {
@@ -140,18 +139,16 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     });
     match result {
         Ok(outcome) => {
-            if debug {
-                for note in &outcome.notes {
-                    eprintln!("debug: {note}");
-                }
+            for note in &outcome.notes {
+                globals.info(note);
             }
             for w in &outcome.warnings {
-                eprintln!("warning: {w}");
+                globals.warn(w);
             }
             Ok(outcome.status.code)
         }
         Err(err) => {
-            eprintln!("rbuild: error: {err:#}");
+            super::report::error(globals, &err);
             Ok(EXIT_RUN_FAILED)
         }
     }
@@ -294,7 +291,7 @@ pub fn rm(globals: &Globals, args: RmArgs) -> anyhow::Result<i32> {
         match container::remove(&store, name, args.force) {
             Ok(_) => println!("{name}"),
             Err(e) => {
-                eprintln!("Error: {e}");
+                super::report::item_error(&e);
                 status = 1;
             }
         }
