@@ -244,3 +244,26 @@ fn registry_retries_are_warnings_that_log_level_error_hides() {
     assert!(!quiet.contains("WARNING"), "{quiet}");
     assert!(quiet.contains("rbuild: error: "), "{quiet}");
 }
+
+/// `rbuild inspect x | head -1` panicked ("failed printing to stdout") and `save`/`images`
+/// into a pipe whose reader had exited printed `rbuild: error: Broken pipe`; now the command
+/// stops quietly with status 0. The reader end is closed before rbuild starts, so every write
+/// fails with EPIPE (no timing involved).
+#[test]
+fn bug_closed_stdout_pipe_panicked_or_printed_an_error() {
+    let env = TestEnv::with_base("bp:1");
+    for args in [
+        &["inspect", "bp:1"][..],
+        &["inspect", "--format", "{{.Id}}", "bp:1"],
+        &["images"],
+        &["history", "bp:1"],
+        &["save", "bp:1"],
+        &["ps", "-aq"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = env.cmd().args(args).stdout(writer).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", common::stderr(&out));
+        assert_eq!(common::stderr(&out), "", "{args:?}");
+    }
+}

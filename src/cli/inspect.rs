@@ -1,6 +1,7 @@
 //! `rbuild inspect IMAGE...`: docker-like JSON about images.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 
 use clap::Args;
 use serde_json::{json, Value};
@@ -95,8 +96,9 @@ pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
                 .iter()
                 .map(|v| t.execute(&Val::from_json(v, "ImageInspect")))
                 .collect::<Result<Vec<_>, _>>()?;
+            let mut out = std::io::stdout().lock();
             for line in lines {
-                println!("{line}");
+                writeln!(out, "{line}")?;
             }
         }
         None => {
@@ -104,7 +106,8 @@ pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
             let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
             let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
             serde::Serialize::serialize(&values, &mut ser)?;
-            println!("{}", String::from_utf8_lossy(&buf));
+            buf.push(b'\n');
+            std::io::stdout().lock().write_all(&buf)?;
         }
     }
     Ok(status)

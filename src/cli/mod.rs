@@ -256,6 +256,9 @@ pub fn main() -> i32 {
     crate::store::end_sessions();
     match result {
         Ok(code) => code,
+        // The reader went away (`rbuild images | head -1`): not an error of ours, nothing to
+        // say. Exit 0 as `completion` does, instead of docker's death by SIGPIPE (141).
+        Err(err) if report::is_broken_pipe(&err) => 0,
         Err(err) => {
             report::error(&globals, &err);
             if globals.log_level >= LogLevel::Debug {

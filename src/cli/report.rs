@@ -11,6 +11,7 @@ use clap::error::ErrorKind;
 
 use super::run::EXIT_RUN_FAILED;
 use super::Globals;
+use crate::archive::ArchiveError;
 use crate::store::StoreError;
 
 /// Prints clap's error (or the help or version it carries) and returns the exit status.
@@ -65,5 +66,18 @@ fn hint(globals: &Globals, err: &anyhow::Error) -> Option<String> {
             ))
         }
         _ => None,
+    })
+}
+
+/// Whether `err` comes from writing to a pipe whose reader has exited (`rbuild save x | true`).
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>().or_else(|| {
+            match cause.downcast_ref::<ArchiveError>()? {
+                ArchiveError::Write(e) | ArchiveError::Io { error: e, .. } => Some(e),
+                _ => None,
+            }
+        });
+        io.is_some_and(|e| e.kind() == IoErrorKind::BrokenPipe)
     })
 }

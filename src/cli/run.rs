@@ -1,5 +1,6 @@
 //! `rbuild run`, `rbuild ps` and `rbuild rm`.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -180,15 +181,14 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
         .filter(|c| args.all || c.is_running())
         .collect();
     if args.quiet {
+        let mut out = std::io::stdout().lock();
         for c in &containers {
-            println!(
-                "{}",
-                if args.no_trunc {
-                    &c.id[..]
-                } else {
-                    c.short_id()
-                }
-            );
+            let id = if args.no_trunc {
+                &c.id[..]
+            } else {
+                c.short_id()
+            };
+            writeln!(out, "{id}")?;
         }
         return Ok(0);
     }
