@@ -60,7 +60,7 @@ pub fn decompress<'a, R: BufRead + 'a>(
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
         Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(reader)),
-        Compression::Xz => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(reader)),
+        Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(reader)),
     })
 }
 
