@@ -181,3 +181,46 @@ impl Engine<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Pins the key of one fixed RUN step on `FROM scratch`, built the way the solver builds it
+    /// (fields in the solver's order, not sorted).
+    ///
+    /// IF THIS FAILS, every existing build cache would silently miss after the change. When the
+    /// first assertion fails, the JSON serialisation changed (a `serde_json` feature such as
+    /// `preserve_order` switched on by a dependency, or another number/escape format): undo that
+    /// change. When only the key changed, the hashed text changed: undo it, or, if new inputs
+    /// really belong in every key, bump `rbuild cache v1` to `v2` in `step_key` in the same
+    /// commit, say so in its message and re-pin the values here and in tests/cache_key.rs.
+    #[test]
+    fn step_key_of_a_fixed_canonical_step_is_pinned() {
+        let canonical = json!({
+            "op": "run",
+            "args": ["/bin/sh", "-c", "echo hi > /x"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "cwd": "/",
+            "user": "0:0",
+            "network": "none",
+            "mounts": [],
+        });
+        assert_eq!(
+            canonical.to_string(),
+            r#"{"args":["/bin/sh","-c","echo hi > /x"],"cwd":"/","env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"mounts":[],"network":"none","op":"run","user":"0:0"}"#,
+            "canonical JSON serialisation changed: read the comment above this test"
+        );
+        let parent = base_key("scratch");
+        assert_eq!(
+            parent.to_string(),
+            "sha256:2e3413d866f8528d247128a0f2fefb6074c90c263add10199f047959fb74e906"
+        );
+        assert_eq!(
+            step_key(&parent, &canonical).to_string(),
+            "sha256:ac62efc738b98ce5da95027f79facac2270d73c90f637be7c9270a6d37d2a943",
+            "step_key changed: read the comment above this test"
+        );
+    }
+}
