@@ -1,10 +1,10 @@
-//! `rbuild images` and `rbuild image prune`, and the `rbuild image …` spellings of the other
-//! image commands.
+//! `rbuild images` and `rbuild image prune` (the `rbuild image …` subcommand is
+//! `image_cmd`).
 
 use std::io::Write;
 
 use anyhow::bail;
-use clap::{Args, Subcommand};
+use clap::Args;
 use serde_json::{json, Value};
 
 use super::common::{confirm_removal, human_size, open_store, open_store_as_is, since, ListFormat};
@@ -34,31 +34,6 @@ pub struct ImagesArgs {
     pub format: Option<String>,
     /// Show images of this repository (and tag) only
     pub repository: Option<String>,
-}
-
-/// `rbuild image …`: docker's management-command spellings of the image commands.
-#[derive(Debug, Subcommand)]
-pub enum ImageCommand {
-    /// Remove unused images
-    Prune(PruneArgs),
-    /// List images
-    #[command(visible_alias = "list")]
-    Ls(ImagesArgs),
-    /// Remove one or more images
-    #[command(visible_alias = "remove")]
-    Rm(super::rmi::RmiArgs),
-    /// Show low-level information about images
-    Inspect(super::inspect::InspectArgs),
-    /// Show the history of an image
-    History(super::history::HistoryArgs),
-    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
-    Tag(super::tag::TagArgs),
-    /// Import a rootfs tarball as a one-layer image
-    Import(super::import::ImportArgs),
-    /// Save images to a tar archive
-    Save(super::save::SaveArgs),
-    /// Load images from a tar archive
-    Load(super::load::LoadArgs),
 }
 
 #[derive(Debug, Args)]
@@ -305,21 +280,8 @@ fn glob_segment(pattern: &str, s: &str) -> bool {
     p[pi..].iter().all(|&c| c == '*')
 }
 
-pub fn run_image(globals: &Globals, cmd: ImageCommand) -> anyhow::Result<i32> {
-    match cmd {
-        ImageCommand::Prune(args) => prune(globals, args),
-        ImageCommand::Ls(args) => run(globals, args),
-        ImageCommand::Rm(args) => super::rmi::run(globals, args),
-        ImageCommand::Inspect(args) => super::inspect::run(globals, args),
-        ImageCommand::History(args) => super::history::run(globals, args),
-        ImageCommand::Tag(args) => super::tag::run(globals, args),
-        ImageCommand::Import(args) => super::import::run(globals, args),
-        ImageCommand::Save(args) => super::save::run(globals, args),
-        ImageCommand::Load(args) => super::load::run(globals, args),
-    }
-}
-
-fn prune(globals: &Globals, args: PruneArgs) -> anyhow::Result<i32> {
+/// `rbuild image prune`.
+pub fn prune(globals: &Globals, args: PruneArgs) -> anyhow::Result<i32> {
     if !args.force {
         let what = if args.all {
             "all images without at least one container associated to them"

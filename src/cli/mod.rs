@@ -17,6 +17,7 @@ mod builder;
 mod common;
 mod completion;
 mod history;
+mod image_cmd;
 mod images;
 mod import;
 mod info;
@@ -99,7 +100,7 @@ pub enum Command {
     Images(images::ImagesArgs),
     /// Manage images
     #[command(subcommand)]
-    Image(images::ImageCommand),
+    Image(image_cmd::ImageCommand),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(tag::TagArgs),
     /// Manage the build cache
@@ -229,7 +230,7 @@ pub fn main() -> i32 {
         Command::Parse(args) => parse::run(&globals, args),
         Command::Import(args) => import::run(&globals, args),
         Command::Images(args) => images::run(&globals, args),
-        Command::Image(cmd) => images::run_image(&globals, cmd),
+        Command::Image(cmd) => image_cmd::run(&globals, cmd),
         Command::Tag(args) => tag::run(&globals, args),
         Command::Builder(cmd) => builder::run(&globals, cmd),
         Command::Rmi(args) => rmi::run(&globals, args),
