@@ -286,3 +286,27 @@ fn walking_into_excluded_directories() {
     // An exception with wildcards could match anywhere.
     assert!(matcher(&["docs", "!**/*.md"]).may_include_below("docs/deep"));
 }
+
+/// Where `.dockerignore` differs from `.gitignore` (why the `ignore` crate is not used; see the
+/// README, "Why not these crates"): a pattern without `/` is matched from the context root only,
+/// an exception re-includes a file below an excluded directory, and a trailing `/` is cleaned
+/// away, so it also matches a file.
+#[test]
+fn dockerignore_is_not_gitignore() {
+    let m = matcher(&["*.md"]);
+    assert!(m.is_excluded("README.md"));
+    assert!(
+        !m.is_excluded("docs/guide.md"),
+        "gitignore would exclude it"
+    );
+    let m = matcher(&["docs", "!docs/api/README.md"]);
+    assert!(m.is_excluded("docs/other.md"));
+    assert!(
+        !m.is_excluded("docs/api/README.md"),
+        "gitignore cannot re-include below an excluded directory"
+    );
+    assert!(
+        matcher(&["build/"]).is_excluded("build"),
+        "gitignore's `build/` would match only a directory"
+    );
+}
