@@ -341,10 +341,17 @@ fn create(
         .or_else(|| cc.user.clone())
         .unwrap_or_default();
     let user = if user_name.is_empty() {
-        rbuild_runtime::UserSpec::root()
+        // Docker's default user is root with the groups /etc/group lists root in; the
+        // home stays /root even in an image without /etc/passwd.
+        let groups = rbuild_runtime::resolve_user_in_layers(&lowers, "")?.additional_gids;
+        rbuild_runtime::UserSpec {
+            additional_gids: groups,
+            ..rbuild_runtime::UserSpec::root()
+        }
     } else {
         rbuild_runtime::resolve_user_in_layers(&lowers, &user_name)?
-    };
+    }
+    .with_primary_group_supplementary();
     let id = new_id()?;
     let hostname = options
         .hostname

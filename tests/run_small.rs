@@ -1,0 +1,81 @@
+//! Small docker behaviours of `rbuild run` (issue 13): supplementary groups, generated
+//! names, `-it` without a terminal, `--cidfile` and `--label`. Real binary, real kernel
+//! (needs root, as CI).
+
+mod common;
+
+use std::process::Command;
+
+use common::{assert_success, busybox_rootfs_tar, TestEnv};
+
+/// `rbuild run --rm ARGS`: asserts success, returns stdout.
+fn run_ok(env: &TestEnv, args: &[&str]) -> String {
+    let mut full = vec!["run", "--rm"];
+    full.extend_from_slice(args);
+    assert_success(&format!("rbuild run {args:?}"), &env.run(&full))
+}
+
+/// Imports the busybox rootfs with `/etc/group` replaced by `group` as `name`.
+fn import_with_group_file(env: &TestEnv, name: &str, group: &str) {
+    let dir = env.path().join("rootfs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let untar = Command::new("tar")
+        .arg("-xf")
+        .arg(busybox_rootfs_tar())
+        .arg("-C")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    std::fs::write(dir.join("etc/group"), group).unwrap();
+    let tar = env.path().join("groups.tar");
+    let pack = Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&dir)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(pack.success());
+    env.ok(&["import", tar.to_str().unwrap(), name]);
+}
+
+/// Docker puts the primary group among the supplementary groups: busybox's `id` prints
+/// `groups=0(root)` for root, `groups=1000` for an unknown `1000:1000`, and the primary
+/// group with the `/etc/group` entries that list a named user (the kernel sorts them).
+#[test]
+fn supplementary_groups_include_the_primary_group() {
+    let env = TestEnv::with_base("bb");
+    assert_eq!(
+        run_ok(&env, &["bb", "id"]),
+        "uid=0(root) gid=0(root) groups=0(root)\n"
+    );
+    assert_eq!(
+        run_ok(&env, &["-u", "1000:1000", "bb", "id"]),
+        "uid=1000(app) gid=1000(app) groups=1000(app)\n"
+    );
+    assert_eq!(
+        run_ok(&env, &["-u", "4242:4343", "bb", "id"]),
+        "uid=4242 gid=4343 groups=4343\n"
+    );
+    import_with_group_file(
+        &env,
+        "grouped",
+        "root:x:0:\nwheel:x:10:root,app\nstaff:x:50:app\napp:x:1000:\n",
+    );
+    assert_eq!(
+        run_ok(&env, &["-u", "app", "grouped", "id"]),
+        "uid=1000(app) gid=1000(app) groups=10(wheel),50(staff),1000(app)\n"
+    );
+    // The default user (root) gets the groups that list root, as docker's busybox shows.
+    assert_eq!(
+        run_ok(&env, &["grouped", "id"]),
+        "uid=0(root) gid=0(root) groups=0(root),10(wheel)\n"
+    );
+    // An explicit group replaces the listed ones (docker: no /etc/group lookup then).
+    assert_eq!(
+        run_ok(&env, &["-u", "app:staff", "grouped", "id"]),
+        "uid=1000(app) gid=50(staff) groups=50(staff)\n"
+    );
+}
