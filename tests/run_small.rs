@@ -79,3 +79,43 @@ fn supplementary_groups_include_the_primary_group() {
         "uid=1000(app) gid=50(staff) groups=50(staff)\n"
     );
 }
+
+/// A container run without `--name` gets a docker-style `adjective_surname` name, unique in
+/// the store, that `ps` shows and `rm` accepts.
+#[test]
+fn unnamed_containers_get_generated_names() {
+    let env = TestEnv::with_base("bb");
+    for _ in 0..3 {
+        env.ok(&["run", "bb", "true"]);
+    }
+    let ps = env.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    let names: Vec<&str> = ps.lines().collect();
+    assert_eq!(names.len(), 3, "{ps}");
+    for name in &names {
+        let (adjective, surname) = name.split_once('_').expect("adjective_surname");
+        assert!(
+            !adjective.is_empty()
+                && !surname.is_empty()
+                && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "{name}"
+        );
+    }
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 3, "names are unique: {ps}");
+    // The default table shows them in NAMES.
+    let table = env.ok(&["ps", "-a"]);
+    assert!(names.iter().all(|n| table.contains(n)), "{table}");
+    // rm by the generated name.
+    assert_eq!(env.ok(&["rm", names[0]]).trim(), names[0]);
+    let left = env.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(!left.lines().any(|n| n == names[0]), "{left}");
+    assert_eq!(left.lines().count(), 2);
+    // An explicit --name is kept as given.
+    env.ok(&["run", "--name", "given", "bb", "true"]);
+    assert!(env
+        .ok(&["ps", "-a", "--format", "{{.Names}}"])
+        .lines()
+        .any(|n| n == "given"));
+}

@@ -22,6 +22,7 @@
 
 pub mod command;
 pub mod env;
+pub mod names;
 pub mod security;
 
 use std::fs;
@@ -110,7 +111,8 @@ pub struct RunOptions {
     /// `-v HOST:CONTAINER[:ro]`, parsed with [`parse_volume`].
     pub mounts: Vec<MountSpec>,
     pub read_only: bool,
-    /// Default: the short container ID.
+    /// Default: a generated `adjective_surname` ([`names`]); a `--rm` container without a
+    /// name is not recorded and goes by its short ID.
     pub name: Option<String>,
     /// `--rm`: delete the container (dir and record) when it exits.
     pub remove: bool,
@@ -208,13 +210,34 @@ pub fn parse_volume(spec: &str) -> Result<MountSpec, ContainerError> {
     })
 }
 
-/// A new random container ID: 64 hex digits.
-fn new_id() -> Result<String, ContainerError> {
-    let mut bytes = [0u8; 32];
+fn random_bytes<const N: usize>() -> Result<[u8; N], ContainerError> {
+    let mut bytes = [0u8; N];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(io_err("/dev/urandom"))?;
-    Ok(hex::encode(bytes))
+    Ok(bytes)
+}
+
+/// A new random container ID: 64 hex digits.
+fn new_id() -> Result<String, ContainerError> {
+    Ok(hex::encode(random_bytes::<32>()?))
+}
+
+/// Records a new container; one run without `--name` gets a generated name not in use.
+fn add_record(
+    store: &Store,
+    record: &mut ContainerRecord,
+    named: bool,
+) -> Result<(), ContainerError> {
+    if named {
+        return Ok(store.add_container(record)?);
+    }
+    let random = || random_bytes::<8>().map(u64::from_le_bytes);
+    names::claim(random, |name| {
+        record.name = name.to_string();
+        store.add_container(record)
+    })?;
+    Ok(())
 }
 
 fn now() -> i64 {
@@ -256,9 +279,9 @@ pub fn run(
     };
     let mut record = record;
     if recorded {
-        if let Err(e) = store.add_container(&record) {
+        if let Err(e) = add_record(store, &mut record, options.name.is_some()) {
             let _ = store.trash(&dir);
-            return Err(e.into());
+            return Err(e);
         }
     }
     let container = match rbuild_runtime::spawn(&spec, stdio) {
