@@ -119,3 +119,37 @@ fn unnamed_containers_get_generated_names() {
         .lines()
         .any(|n| n == "given"));
 }
+
+/// `run -it` with a stdin that is not a terminal fails before creating anything, with
+/// docker's message and docker's status (1: its CLI returns this error as is, not as a
+/// start failure); `-t` alone and `-i` alone run.
+#[test]
+fn interactive_tty_needs_a_terminal_stdin() {
+    let env = TestEnv::with_base("bb");
+    for flags in [&["-it"][..], &["-i", "-t"], &["--interactive", "--tty"]] {
+        let mut args = vec!["run"];
+        args.extend_from_slice(flags);
+        args.extend(["bb", "true"]);
+        let out = env.run_with_stdin(&args, b"");
+        assert_eq!(out.status.code(), Some(1), "{flags:?}");
+        assert_eq!(
+            common::stderr(&out),
+            "rbuild: error: the input device is not a TTY\n",
+            "{flags:?}"
+        );
+    }
+    assert_eq!(env.ok(&["ps", "-a", "-q"]), "", "no container was created");
+    // -t alone: a pty on the output, stdin is not read (docker runs it too).
+    let out = env.run(&[
+        "run",
+        "--rm",
+        "-t",
+        "bb",
+        "sh",
+        "-c",
+        "tty >/dev/null && echo pty",
+    ]);
+    assert_eq!(assert_success("run -t", &out), "pty\r\n");
+    let out = env.run_with_stdin(&["run", "--rm", "-i", "bb", "cat"], b"in\n");
+    assert_eq!(assert_success("run -i", &out), "in\n");
+}

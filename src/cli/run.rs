@@ -1,6 +1,6 @@
 //! `rbuild run`, `rbuild ps` and `rbuild rm`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -126,10 +126,26 @@ fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
     Ok(options)
 }
 
+/// Docker's status for `-i -t` with a stdin that is not a terminal: its CLI returns that
+/// error unwrapped (status 1), not as a start failure (125).
+const EXIT_NOT_A_TTY: i32 = 1;
+
 /// Runs the container; returns its exit status, or 125 when it could not be started.
 pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     let interactive = args.interactive;
-    let result = options(args).and_then(|options| {
+    let options = match options(args) {
+        Ok(options) => options,
+        Err(err) => {
+            super::report::error(globals, &err);
+            return Ok(EXIT_RUN_FAILED);
+        }
+    };
+    // As docker: a pty fed from a pipe or file makes no sense with -i; -t alone is fine.
+    if interactive && options.tty && !std::io::stdin().is_terminal() {
+        super::report::error(globals, &anyhow::anyhow!("the input device is not a TTY"));
+        return Ok(EXIT_NOT_A_TTY);
+    }
+    let result = (|| -> anyhow::Result<_> {
         let store = open_store(globals)?;
         let stdio = Stdio {
             stdin: if interactive { Io::Inherit } else { Io::Null },
@@ -137,7 +153,7 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
             stderr: Io::Inherit,
         };
         Ok(container::run(&store, &options, stdio)?)
-    });
+    })();
     match result {
         Ok(outcome) => {
             for note in &outcome.notes {
