@@ -153,3 +153,64 @@ fn interactive_tty_needs_a_terminal_stdin() {
     let out = env.run_with_stdin(&["run", "--rm", "-i", "bb", "cat"], b"in\n");
     assert_eq!(assert_success("run -i", &out), "in\n");
 }
+
+/// `--cidfile` gets the full ID (no newline, as docker); an existing file is refused
+/// before anything is created, with docker's message, and left alone; a run that fails to
+/// create its container leaves no file behind.
+#[test]
+fn cidfile_holds_the_full_id_and_must_not_exist() {
+    let env = TestEnv::with_base("bb");
+    let cidfile = env.path().join("cid");
+    let path = cidfile.to_str().unwrap();
+    env.ok(&["run", "--cidfile", path, "bb", "true"]);
+    let id = std::fs::read_to_string(&cidfile).unwrap();
+    assert_eq!(id.len(), 64, "{id:?}");
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id:?}");
+    assert_eq!(
+        env.ok(&["ps", "-a", "-q", "--no-trunc"]).trim(),
+        id,
+        "the file names the container"
+    );
+
+    let out = env.run(&["run", "--rm", "--cidfile", path, "bb", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(
+        common::stderr(&out),
+        format!(
+            "rbuild: error: container ID file found, make sure the other container isn't running or delete {path}\n"
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&cidfile).unwrap(), id, "untouched");
+    assert_eq!(env.ok(&["ps", "-a", "-q"]).lines().count(), 1);
+
+    let missing = env.path().join("cid2");
+    let out = env.run(&[
+        "run",
+        "--cidfile",
+        missing.to_str().unwrap(),
+        "nosuch",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(!missing.exists(), "no file left by a failed run");
+}
+
+/// `-l/--label` is stored on the container over the image's own labels, and
+/// `ps --format '{{.Labels}}'` shows them (sorted `k=v` joined by commas).
+#[test]
+fn labels_are_stored_on_the_container() {
+    let env = TestEnv::new();
+    env.import_base_with("lb", &["LABEL from.image=yes keep=image"]);
+    env.ok(&[
+        "run", "-l", "a=1", "--label", "keep=run", "-l", "empty", "lb", "true",
+    ]);
+    assert_eq!(
+        env.ok(&["ps", "-a", "--format", "{{.Labels}}"]),
+        "a=1,empty=,from.image=yes,keep=run\n"
+    );
+    let json = env.ok(&["ps", "-a", "--format", "json"]);
+    assert!(
+        json.contains(r#""Labels":"a=1,empty=,from.image=yes,keep=run""#),
+        "{json}"
+    );
+}

@@ -65,6 +65,12 @@ pub struct RunArgs {
     /// Detached mode (not supported: rbuild runs containers in the foreground only)
     #[arg(short, long)]
     pub detach: bool,
+    /// Set metadata on the container (KEY=VALUE; KEY alone sets an empty value)
+    #[arg(short, long = "label", value_name = "KEY[=VALUE]")]
+    pub label: Vec<String>,
+    /// Write the container ID to the file (which must not exist)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
     /// Image to run (name, tag or ID)
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -123,6 +129,15 @@ fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
     options.name = args.name;
     options.remove = args.rm;
     options.tty = args.tty;
+    options.labels = args
+        .label
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (l.clone(), String::new()),
+        })
+        .collect();
+    options.cidfile = args.cidfile;
     Ok(options)
 }
 
@@ -254,6 +269,14 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
             ("Status", status),
             ("State", state.to_string()),
             ("Names", c.name.clone()),
+            (
+                "Labels",
+                c.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
         ];
         // A tab inside a cell would start a new column.
         rows.push(
@@ -278,7 +301,7 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
 }
 
 /// The column titles of `ps` tables, docker's spellings.
-const PS_HEADERS: [(&str, &str); 8] = [
+const PS_HEADERS: [(&str, &str); 9] = [
     ("ID", "CONTAINER ID"),
     ("Image", "IMAGE"),
     ("Command", "COMMAND"),
@@ -287,6 +310,7 @@ const PS_HEADERS: [(&str, &str); 8] = [
     ("Status", "STATUS"),
     ("State", "STATE"),
     ("Names", "NAMES"),
+    ("Labels", "LABELS"),
 ];
 
 #[derive(Debug, Args)]

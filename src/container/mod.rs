@@ -25,6 +25,7 @@ pub mod env;
 pub mod names;
 pub mod security;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -70,6 +71,8 @@ pub enum ContainerError {
     Seccomp(#[from] rbuild_runtime::SeccompError),
     #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     BadName(String),
+    #[error("container ID file found, make sure the other container isn't running or delete {}", .0.display())]
+    CidFileExists(PathBuf),
     #[error("no command specified")]
     NoCommand,
     #[error(
@@ -118,6 +121,11 @@ pub struct RunOptions {
     pub remove: bool,
     /// `-t`: a pty on the process's stdin/stdout/stderr.
     pub tty: bool,
+    /// `-l/--label KEY=VALUE`, over the image's labels.
+    pub labels: BTreeMap<String, String>,
+    /// `--cidfile`: created (it must not exist, as docker) before the container, then
+    /// given the full ID once the container exists; removed when it could not be created.
+    pub cidfile: Option<PathBuf>,
     /// The system call filter (`--security-opt seccomp=`): docker's default profile, a
     /// profile file, or `None` for `unconfined`.
     pub seccomp: Option<rbuild_runtime::SeccompProfile>,
@@ -142,6 +150,8 @@ impl RunOptions {
             name: None,
             remove: false,
             tty: false,
+            labels: BTreeMap::new(),
+            cidfile: None,
             seccomp: Some(rbuild_runtime::SeccompProfile::default_profile()),
         }
     }
@@ -250,6 +260,55 @@ fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
+/// The `--cidfile` being written: created empty before the container, removed on drop
+/// unless [`CidFile::write`] filled it (docker leaves no empty file behind a failed run).
+struct CidFile {
+    path: PathBuf,
+    file: Option<fs::File>,
+}
+
+impl CidFile {
+    fn create(path: &Path) -> Result<CidFile, ContainerError> {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|error| match error.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    ContainerError::CidFileExists(path.to_path_buf())
+                }
+                _ => ContainerError::Io {
+                    path: path.to_path_buf(),
+                    error,
+                },
+            })?;
+        Ok(CidFile {
+            path: path.to_path_buf(),
+            file: Some(file),
+        })
+    }
+
+    fn write(mut self, id: &str) -> Result<(), ContainerError> {
+        let mut file = self.file.take().expect("written once");
+        if let Err(error) = std::io::Write::write_all(&mut file, id.as_bytes()) {
+            let _ = fs::remove_file(&self.path);
+            return Err(ContainerError::Io {
+                path: self.path.clone(),
+                error,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for CidFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Runs a container in the foreground and waits for it (see the module docs). `Err` means
 /// the process never started (docker's 125); the process's own failures (126, 127, any
 /// exit code, 128+N on signal N) come back in [`RunOutcome::status`].
@@ -261,7 +320,15 @@ pub fn run(
     // The runtime wants absolute paths (a relative --root is relative to our cwd).
     let absolute = std::path::absolute(store.root()).map_err(io_err(store.root()))?;
     let store = &Store::open(&absolute)?;
+    let cidfile = options
+        .cidfile
+        .as_deref()
+        .map(CidFile::create)
+        .transpose()?;
     let (record, spec, lease) = create(store, options)?;
+    if let Some(file) = cidfile {
+        file.write(&record.id)?;
+    }
     let id = record.id.clone();
     let dir = lease.dir.clone();
     let recorded = !options.remove || options.name.is_some();
@@ -349,6 +416,8 @@ fn create(
     let config = store.image_config(&image.id)?;
     let lowers = store.layer_snapshot_dirs(&image.layers)?;
     let cc = config.config.unwrap_or_default();
+    let mut labels = cc.labels.clone().unwrap_or_default();
+    labels.extend(options.labels.clone());
     let args = command::combine(
         cc.entrypoint.as_deref(),
         cc.cmd.as_deref(),
@@ -459,6 +528,7 @@ fn create(
         finished: None,
         runner_pid: None,
         pid: None,
+        labels,
     };
     Ok((record, spec, held))
 }
