@@ -131,6 +131,15 @@ impl UserSpec {
             home: Some(PathBuf::from("/root")),
         }
     }
+
+    /// Puts the primary group first among the supplementary groups (once), as docker does
+    /// for a container's process: `id` then prints `groups=0(root)`, not no groups at all.
+    /// Builds keep [`crate::resolve_user`]'s groups as they are.
+    pub fn with_primary_group_supplementary(mut self) -> UserSpec {
+        self.additional_gids.retain(|g| *g != self.gid);
+        self.additional_gids.insert(0, self.gid);
+        self
+    }
 }
 
 /// An extra mount inside the container.

@@ -1,6 +1,6 @@
 //! `rbuild run`, `rbuild ps` and `rbuild rm`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -65,6 +65,12 @@ pub struct RunArgs {
     /// Detached mode (not supported: rbuild runs containers in the foreground only)
     #[arg(short, long)]
     pub detach: bool,
+    /// Set metadata on the container (KEY=VALUE; KEY alone sets an empty value)
+    #[arg(short, long = "label", value_name = "KEY[=VALUE]")]
+    pub label: Vec<String>,
+    /// Write the container ID to the file (which must not exist)
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
     /// Image to run (name, tag or ID)
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -123,13 +129,38 @@ fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
     options.name = args.name;
     options.remove = args.rm;
     options.tty = args.tty;
+    options.labels = args
+        .label
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (l.clone(), String::new()),
+        })
+        .collect();
+    options.cidfile = args.cidfile;
     Ok(options)
 }
+
+/// Docker's status for `-i -t` with a stdin that is not a terminal: its CLI returns that
+/// error unwrapped (status 1), not as a start failure (125).
+const EXIT_NOT_A_TTY: i32 = 1;
 
 /// Runs the container; returns its exit status, or 125 when it could not be started.
 pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     let interactive = args.interactive;
-    let result = options(args).and_then(|options| {
+    let options = match options(args) {
+        Ok(options) => options,
+        Err(err) => {
+            super::report::error(globals, &err);
+            return Ok(EXIT_RUN_FAILED);
+        }
+    };
+    // As docker: a pty fed from a pipe or file makes no sense with -i; -t alone is fine.
+    if interactive && options.tty && !std::io::stdin().is_terminal() {
+        super::report::error(globals, &anyhow::anyhow!("the input device is not a TTY"));
+        return Ok(EXIT_NOT_A_TTY);
+    }
+    let result = (|| -> anyhow::Result<_> {
         let store = open_store(globals)?;
         let stdio = Stdio {
             stdin: if interactive { Io::Inherit } else { Io::Null },
@@ -137,7 +168,7 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
             stderr: Io::Inherit,
         };
         Ok(container::run(&store, &options, stdio)?)
-    });
+    })();
     match result {
         Ok(outcome) => {
             for note in &outcome.notes {
@@ -238,6 +269,14 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
             ("Status", status),
             ("State", state.to_string()),
             ("Names", c.name.clone()),
+            (
+                "Labels",
+                c.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
         ];
         // A tab inside a cell would start a new column.
         rows.push(
@@ -262,7 +301,7 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
 }
 
 /// The column titles of `ps` tables, docker's spellings.
-const PS_HEADERS: [(&str, &str); 8] = [
+const PS_HEADERS: [(&str, &str); 9] = [
     ("ID", "CONTAINER ID"),
     ("Image", "IMAGE"),
     ("Command", "COMMAND"),
@@ -271,6 +310,7 @@ const PS_HEADERS: [(&str, &str); 8] = [
     ("Status", "STATUS"),
     ("State", "STATE"),
     ("Names", "NAMES"),
+    ("Labels", "LABELS"),
 ];
 
 #[derive(Debug, Args)]

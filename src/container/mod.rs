@@ -22,8 +22,10 @@
 
 pub mod command;
 pub mod env;
+pub mod names;
 pub mod security;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
@@ -69,6 +71,8 @@ pub enum ContainerError {
     Seccomp(#[from] rbuild_runtime::SeccompError),
     #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     BadName(String),
+    #[error("container ID file found, make sure the other container isn't running or delete {}", .0.display())]
+    CidFileExists(PathBuf),
     #[error("no command specified")]
     NoCommand,
     #[error(
@@ -110,12 +114,18 @@ pub struct RunOptions {
     /// `-v HOST:CONTAINER[:ro]`, parsed with [`parse_volume`].
     pub mounts: Vec<MountSpec>,
     pub read_only: bool,
-    /// Default: the short container ID.
+    /// Default: a generated `adjective_surname` ([`names`]); a `--rm` container without a
+    /// name is not recorded and goes by its short ID.
     pub name: Option<String>,
     /// `--rm`: delete the container (dir and record) when it exits.
     pub remove: bool,
     /// `-t`: a pty on the process's stdin/stdout/stderr.
     pub tty: bool,
+    /// `-l/--label KEY=VALUE`, over the image's labels.
+    pub labels: BTreeMap<String, String>,
+    /// `--cidfile`: created (it must not exist, as docker) before the container, then
+    /// given the full ID once the container exists; removed when it could not be created.
+    pub cidfile: Option<PathBuf>,
     /// The system call filter (`--security-opt seccomp=`): docker's default profile, a
     /// profile file, or `None` for `unconfined`.
     pub seccomp: Option<rbuild_runtime::SeccompProfile>,
@@ -140,6 +150,8 @@ impl RunOptions {
             name: None,
             remove: false,
             tty: false,
+            labels: BTreeMap::new(),
+            cidfile: None,
             seccomp: Some(rbuild_runtime::SeccompProfile::default_profile()),
         }
     }
@@ -208,13 +220,34 @@ pub fn parse_volume(spec: &str) -> Result<MountSpec, ContainerError> {
     })
 }
 
-/// A new random container ID: 64 hex digits.
-fn new_id() -> Result<String, ContainerError> {
-    let mut bytes = [0u8; 32];
+fn random_bytes<const N: usize>() -> Result<[u8; N], ContainerError> {
+    let mut bytes = [0u8; N];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .map_err(io_err("/dev/urandom"))?;
-    Ok(hex::encode(bytes))
+    Ok(bytes)
+}
+
+/// A new random container ID: 64 hex digits.
+fn new_id() -> Result<String, ContainerError> {
+    Ok(hex::encode(random_bytes::<32>()?))
+}
+
+/// Records a new container; one run without `--name` gets a generated name not in use.
+fn add_record(
+    store: &Store,
+    record: &mut ContainerRecord,
+    named: bool,
+) -> Result<(), ContainerError> {
+    if named {
+        return Ok(store.add_container(record)?);
+    }
+    let random = || random_bytes::<8>().map(u64::from_le_bytes);
+    names::claim(random, |name| {
+        record.name = name.to_string();
+        store.add_container(record)
+    })?;
+    Ok(())
 }
 
 fn now() -> i64 {
@@ -225,6 +258,55 @@ fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// The `--cidfile` being written: created empty before the container, removed on drop
+/// unless [`CidFile::write`] filled it (docker leaves no empty file behind a failed run).
+struct CidFile {
+    path: PathBuf,
+    file: Option<fs::File>,
+}
+
+impl CidFile {
+    fn create(path: &Path) -> Result<CidFile, ContainerError> {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|error| match error.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    ContainerError::CidFileExists(path.to_path_buf())
+                }
+                _ => ContainerError::Io {
+                    path: path.to_path_buf(),
+                    error,
+                },
+            })?;
+        Ok(CidFile {
+            path: path.to_path_buf(),
+            file: Some(file),
+        })
+    }
+
+    fn write(mut self, id: &str) -> Result<(), ContainerError> {
+        let mut file = self.file.take().expect("written once");
+        if let Err(error) = std::io::Write::write_all(&mut file, id.as_bytes()) {
+            let _ = fs::remove_file(&self.path);
+            return Err(ContainerError::Io {
+                path: self.path.clone(),
+                error,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for CidFile {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// Runs a container in the foreground and waits for it (see the module docs). `Err` means
@@ -238,7 +320,15 @@ pub fn run(
     // The runtime wants absolute paths (a relative --root is relative to our cwd).
     let absolute = std::path::absolute(store.root()).map_err(io_err(store.root()))?;
     let store = &Store::open(&absolute)?;
+    let cidfile = options
+        .cidfile
+        .as_deref()
+        .map(CidFile::create)
+        .transpose()?;
     let (record, spec, lease) = create(store, options)?;
+    if let Some(file) = cidfile {
+        file.write(&record.id)?;
+    }
     let id = record.id.clone();
     let dir = lease.dir.clone();
     let recorded = !options.remove || options.name.is_some();
@@ -256,9 +346,9 @@ pub fn run(
     };
     let mut record = record;
     if recorded {
-        if let Err(e) = store.add_container(&record) {
+        if let Err(e) = add_record(store, &mut record, options.name.is_some()) {
             let _ = store.trash(&dir);
-            return Err(e.into());
+            return Err(e);
         }
     }
     let container = match rbuild_runtime::spawn(&spec, stdio) {
@@ -326,6 +416,8 @@ fn create(
     let config = store.image_config(&image.id)?;
     let lowers = store.layer_snapshot_dirs(&image.layers)?;
     let cc = config.config.unwrap_or_default();
+    let mut labels = cc.labels.clone().unwrap_or_default();
+    labels.extend(options.labels.clone());
     let args = command::combine(
         cc.entrypoint.as_deref(),
         cc.cmd.as_deref(),
@@ -341,10 +433,17 @@ fn create(
         .or_else(|| cc.user.clone())
         .unwrap_or_default();
     let user = if user_name.is_empty() {
-        rbuild_runtime::UserSpec::root()
+        // Docker's default user is root with the groups /etc/group lists root in; the
+        // home stays /root even in an image without /etc/passwd.
+        let groups = rbuild_runtime::resolve_user_in_layers(&lowers, "")?.additional_gids;
+        rbuild_runtime::UserSpec {
+            additional_gids: groups,
+            ..rbuild_runtime::UserSpec::root()
+        }
     } else {
         rbuild_runtime::resolve_user_in_layers(&lowers, &user_name)?
-    };
+    }
+    .with_primary_group_supplementary();
     let id = new_id()?;
     let hostname = options
         .hostname
@@ -429,6 +528,7 @@ fn create(
         finished: None,
         runner_pid: None,
         pid: None,
+        labels,
     };
     Ok((record, spec, held))
 }

@@ -40,6 +40,9 @@ pub struct ContainerRecord {
     /// runner died) and the container's PID 1 as the host sees it.
     pub runner_pid: Option<u32>,
     pub pid: Option<i32>,
+    /// The image's labels overlaid with `run -l/--label` (docker's container labels).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Lifecycle state of a container.
