@@ -10,15 +10,22 @@ use std::process::Stdio;
 use common::registry::Registry;
 use common::{assert_success, stderr, stdout, TestEnv};
 
-/// A two-layer image `name` (the busybox base plus one COPY) in `env`.
-fn two_layer_image(env: &TestEnv, base: &str, name: &str) {
-    env.import_base(base);
+/// A test registry and a store holding `HOST/NAME-app:v1`, two layers (the busybox base plus
+/// one COPY); returns them with the image's name.
+fn registry_with_app(name: &str) -> (Registry, TestEnv, String) {
+    let reg = Registry::plain();
+    let host = reg.host();
+    let env = TestEnv::new();
+    let base = format!("{host}/{name}-base:v1");
+    let app = format!("{host}/{name}-app:v1");
+    env.import_base(&base);
     let ctx = env.path().join("ctx");
     std::fs::create_dir_all(&ctx).expect("ctx");
     std::fs::write(ctx.join("Dockerfile"), format!("FROM {base}\nCOPY a /a\n"))
         .expect("Dockerfile");
     std::fs::write(ctx.join("a"), vec![7u8; 200_000]).expect("a");
-    env.ok(&["build", "-q", "-t", name, ctx.to_str().expect("utf-8")]);
+    env.ok(&["build", "-q", "-t", &app, ctx.to_str().expect("utf-8")]);
+    (reg, env, app)
 }
 
 /// Short IDs (12 hex digits, as printed) of the layers of `name`.
@@ -58,12 +65,7 @@ fn count(text: &str, line: &str) -> usize {
 
 #[test]
 fn pull_and_push_print_a_line_per_layer_and_no_carriage_return_without_a_terminal() {
-    let reg = Registry::plain();
-    let host = reg.host();
-    let env = TestEnv::new();
-    let base = format!("{host}/base:v1");
-    let app = format!("{host}/app:v1");
-    two_layer_image(&env, &base, &app);
+    let (_reg, env, app) = registry_with_app("p");
 
     let out = env.run(&["push", &app]);
     let pushed = assert_success("push", &out);
@@ -101,12 +103,7 @@ fn pull_and_push_print_a_line_per_layer_and_no_carriage_return_without_a_termina
 
 #[test]
 fn quiet_pull_and_push_print_no_layer_lines() {
-    let reg = Registry::plain();
-    let host = reg.host();
-    let env = TestEnv::new();
-    let base = format!("{host}/qbase:v1");
-    let app = format!("{host}/qapp:v1");
-    two_layer_image(&env, &base, &app);
+    let (_reg, env, app) = registry_with_app("q");
 
     let out = env.run(&["push", "-q", &app]);
     let pushed = assert_success("push -q", &out);
@@ -134,12 +131,7 @@ fn quiet_pull_and_push_print_no_layer_lines() {
 /// and the terminal's last state shows every layer done.
 #[test]
 fn pull_on_a_terminal_ends_with_every_layer_done() {
-    let reg = Registry::plain();
-    let host = reg.host();
-    let env = TestEnv::new();
-    let base = format!("{host}/tbase:v1");
-    let app = format!("{host}/tapp:v1");
-    two_layer_image(&env, &base, &app);
+    let (_reg, env, app) = registry_with_app("t");
     env.ok(&["push", &app]);
     let layers = short_layers(&env, &app);
 
