@@ -151,6 +151,8 @@ fn pull_on_a_terminal_ends_with_every_layer_done() {
         .output()
         .expect("spawn script");
     let screen = assert_success("script rbuild pull", &out);
+    // The bar was drawn (the first update draws at once) with its verb.
+    assert!(screen.contains(": Downloading ["), "{screen:?}");
     let plain_out = std::fs::read_to_string(&stdout_file).expect("stdout file");
     assert!(
         plain_out.contains("Status: Downloaded newer image"),

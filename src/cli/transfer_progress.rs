@@ -117,11 +117,13 @@ impl Transfer {
         };
         let mut bars = bars.lock().unwrap_or_else(|p| p.into_inner());
         let bar = bars.entry(id.to_string()).or_insert_with(|| {
-            let bar = multi.add(ProgressBar::new(total));
-            bar.set_style(active_style());
-            bar.set_prefix(id.to_string());
-            bar.set_message(self.verb);
-            bar
+            // Complete before it is added: adding draws it.
+            multi.add(
+                ProgressBar::new(total)
+                    .with_style(active_style())
+                    .with_prefix(id.to_string())
+                    .with_message(self.verb),
+            )
         });
         Some(bar.clone())
     }
