@@ -20,8 +20,7 @@ pub struct PullArgs {
     /// Suppress progress output
     #[arg(short, long)]
     pub quiet: bool,
-    /// Progress output: auto (bars when stderr is a terminal, else a line per layer), tty,
-    /// plain, quiet
+    /// Progress output (auto: bars when stderr is a terminal, else a line per layer)
     #[arg(long, value_enum, default_value = "auto", value_name = "TYPE")]
     pub progress: ProgressFlag,
     #[command(flatten)]

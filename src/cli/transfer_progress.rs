@@ -13,16 +13,15 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::registry::Event;
 
-/// `--progress` of the transfer commands (the build's names).
+/// `--progress` of the transfer commands (the build's names): `auto` draws bars when stderr
+/// is a terminal, else as `plain`; `tty` bars (drawn only on a terminal); `plain` a line per
+/// finished layer; `quiet` nothing. (No doc comments on the values: clap would switch the
+/// whole `--help` to its long layout.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressFlag {
-    /// Bars when stderr is a terminal, else plain
     Auto,
-    /// Bars (drawn only on a terminal)
     Tty,
-    /// A line per finished layer
     Plain,
-    /// Nothing
     Quiet,
 }
 
