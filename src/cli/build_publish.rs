@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::push::push_image;
+use super::transfer_progress::{ProgressFlag, Transfer};
 use super::Globals;
 use crate::image::reference::Reference;
 use crate::registry::PushOptions;
@@ -31,8 +32,8 @@ pub fn publish(
             chunk_size: None,
         };
         for name in names {
-            let out = (!quiet).then(std::io::stderr);
-            let result = push_image(store, name, &options, out)
+            let transfer = Transfer::new(ProgressFlag::Plain, quiet, "Pushing", std::io::stderr());
+            let result = push_image(store, name, &options, &transfer)
                 .with_context(|| format!("pushing {}", name.familiar()))?;
             if !quiet {
                 eprintln!(

@@ -37,6 +37,7 @@ mod search;
 mod system;
 mod tag;
 mod template;
+mod transfer_progress;
 mod version;
 
 /// The help heading of the global options, in every command's `--help`.

@@ -1,15 +1,13 @@
 //! `rbuild pull NAME[:TAG|@DIGEST]`.
 
-use std::io::Write;
-use std::sync::Mutex;
-
 use clap::Args;
 
 use super::common::open_store;
 use super::common::RegistryFlags;
+use super::transfer_progress::{ProgressFlag, Transfer};
 use super::Globals;
 use crate::image::reference::Reference;
-use crate::registry::{self, Event, PullOptions};
+use crate::registry::{self, PullOptions};
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
@@ -22,6 +20,9 @@ pub struct PullArgs {
     /// Suppress progress output
     #[arg(short, long)]
     pub quiet: bool,
+    /// Progress output (auto: bars when stderr is a terminal, else a line per layer)
+    #[arg(long, value_enum, default_value = "auto", value_name = "TYPE")]
+    pub progress: ProgressFlag,
     #[command(flatten)]
     pub registry: RegistryFlags,
 }
@@ -38,19 +39,8 @@ pub fn run(globals: &Globals, args: PullArgs) -> anyhow::Result<i32> {
         };
         println!("{what}: Pulling from {}", reference.path);
     }
-    let out = Mutex::new(std::io::stdout());
-    let progress = |e: Event| {
-        if quiet {
-            return;
-        }
-        let line = match e {
-            Event::AlreadyExists(d) => format!("{}: Already exists", d.short()),
-            Event::PullComplete(d) => format!("{}: Pull complete", d.short()),
-            _ => return,
-        };
-        let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(o, "{line}");
-    };
+    let transfer = Transfer::new(args.progress, quiet, "Downloading", std::io::stdout());
+    let progress = |e| transfer.registry_event(e);
     let options = PullOptions {
         registry: args.registry.options(globals),
         platform: args.platform.clone(),

@@ -1,15 +1,13 @@
 //! `rbuild push NAME[:TAG]`.
 
-use std::io::Write;
-use std::sync::Mutex;
-
 use anyhow::bail;
 use clap::Args;
 
 use super::common::{open_store, RegistryFlags};
+use super::transfer_progress::{ProgressFlag, Transfer};
 use super::Globals;
 use crate::image::reference::Reference;
-use crate::registry::{self, Event, PushOptions, PushResult, RegistryError};
+use crate::registry::{self, PushOptions, PushResult, RegistryError};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Args)]
@@ -20,6 +18,9 @@ pub struct PushArgs {
     /// Suppress progress output
     #[arg(short, long)]
     pub quiet: bool,
+    /// Progress output (auto: bars when stderr is a terminal, else a line per layer)
+    #[arg(long, value_enum, default_value = "auto", value_name = "TYPE")]
+    pub progress: ProgressFlag,
     /// Upload blobs larger than this many bytes in chunks of that size
     #[arg(
         long,
@@ -42,8 +43,8 @@ pub fn run(globals: &Globals, args: PushArgs) -> anyhow::Result<i32> {
         registry: args.registry.options(globals),
         chunk_size: args.chunk_size,
     };
-    let out = (!args.quiet).then(std::io::stdout);
-    let result = push_image(&store, &reference, &options, out)?;
+    let transfer = Transfer::new(args.progress, args.quiet, "Pushing", std::io::stdout());
+    let result = push_image(&store, &reference, &options, &transfer)?;
     println!(
         "{}: digest: {} size: {}",
         result.tag, result.digest, result.size
@@ -51,28 +52,15 @@ pub fn run(globals: &Globals, args: PushArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Pushes the stored image `reference` names, writing a line per blob to `out` (`None`:
-/// quiet). Used by `push` and `build --push`.
+/// Pushes the stored image `reference` names, showing each blob on `transfer`. Used by
+/// `push` and `build --push`.
 pub(super) fn push_image(
     store: &Store,
     reference: &Reference,
     options: &PushOptions,
-    out: Option<impl Write + Send>,
+    transfer: &Transfer,
 ) -> anyhow::Result<PushResult> {
-    let out = out.map(Mutex::new);
-    let progress = |e: Event| {
-        let Some(out) = &out else {
-            return;
-        };
-        let line = match e {
-            Event::LayerExists(d) => format!("{}: Layer already exists", d.short()),
-            Event::Pushed(d) => format!("{}: Pushed", d.short()),
-            Event::Mounted { digest, from } => format!("{}: Mounted from {from}", digest.short()),
-            _ => return,
-        };
-        let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(o, "{line}");
-    };
+    let progress = |e| transfer.registry_event(e);
     match registry::push(store, reference, options, &progress) {
         Err(RegistryError::Store(StoreError::NoSuchImage(_))) => bail!(
             "An image does not exist locally with the tag: {}",

@@ -309,7 +309,7 @@ fn import_registry(
         .collect();
     super::pull::parallel(&needed, options.jobs(), |(desc, diff_id)| {
         client.retry("download cache layer", || {
-            fetch_layer(&client, &scopes, store, repo, desc, diff_id)
+            fetch_layer(&client, &scopes, store, repo, (desc, diff_id), &|_| {})
         })
     })?;
     Ok((entries, needed.len()))

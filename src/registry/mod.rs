@@ -189,6 +189,14 @@ pub enum Event {
     AlreadyExists(Digest),
     /// The layer was downloaded and verified.
     PullComplete(Digest),
+    /// Bytes of a blob moved so far (downloaded or uploaded) out of `total`; sent often while
+    /// a blob is in transit, so the CLI can draw a bar. `done` starts again from 0 when a
+    /// transfer is retried.
+    Bytes {
+        digest: Digest,
+        done: u64,
+        total: u64,
+    },
 }
 
 /// A sink for [`Event`]s (called from worker threads).

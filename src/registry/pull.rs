@@ -150,7 +150,7 @@ pub fn pull_with_progress(
             return Ok(info);
         }
         let info = client.retry("download layer", || {
-            fetch_layer(&client, &scopes, store, repo, desc, diff_id)
+            fetch_layer(&client, &scopes, store, repo, (desc, diff_id), progress)
         })?;
         progress(Event::PullComplete(desc.digest.clone()));
         Ok(info)
@@ -332,14 +332,15 @@ pub(super) fn decode_hash(reader: impl Read) -> io::Result<(Digest, u64)> {
 }
 
 /// Downloads one layer to a temp file, hashing it and (in a second thread) its uncompressed
-/// content as it arrives; moves it into the store only when both digests are right.
+/// content as it arrives; moves it into the store only when both digests are right. Reports
+/// the bytes received to `progress` as they arrive.
 pub(super) fn fetch_layer(
     client: &Client,
     scopes: &[Scope],
     store: &Store,
     repo: &str,
-    desc: &Descriptor,
-    diff_id: &Digest,
+    (desc, diff_id): (&Descriptor, &Digest),
+    progress: Progress<'_>,
 ) -> Result<LayerInfo, RegistryError> {
     let what = format!("layer {}", desc.digest);
     let url = client.url(&format!("/v2/{repo}/blobs/{}", desc.digest));
@@ -368,6 +369,11 @@ pub(super) fn fetch_layer(
             Err(e) => break Err(body_error(client.host(), &what, e)),
         };
         size += n as u64;
+        progress(Event::Bytes {
+            digest: desc.digest.clone(),
+            done: size,
+            total: desc.size,
+        });
         if size > desc.size {
             break Err(RegistryError::Invalid(format!(
                 "{}: {what} is larger than the {} bytes its manifest says",

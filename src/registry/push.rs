@@ -5,6 +5,10 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::Duration;
 
 use reqwest::blocking::Body;
 use reqwest::StatusCode;
@@ -118,6 +122,7 @@ pub(crate) fn upload(
         store,
         repo,
         chunk,
+        progress,
     };
     // The same blob twice in one image is pushed once.
     let mut unique: Vec<&Descriptor> = Vec::new();
@@ -138,7 +143,11 @@ pub(crate) fn upload(
         });
         Ok(outcome)
     })?;
-    let config_outcome = pusher.push_blob(config, &|_| Vec::new())?;
+    let config_outcome = Pusher {
+        progress: &|_| {},
+        ..pusher
+    }
+    .push_blob(config, &|_| Vec::new())?;
     let uploaded = outcomes
         .iter()
         .chain(std::iter::once(&config_outcome))
@@ -205,6 +214,8 @@ struct Pusher<'a> {
     store: &'a Store,
     repo: &'a str,
     chunk: u64,
+    /// Told the bytes sent while a blob uploads.
+    progress: Progress<'a>,
 }
 
 impl Pusher<'_> {
@@ -297,6 +308,38 @@ impl Pusher<'_> {
 
     /// Sends the blob to the upload session at `url`: one PUT, or PATCH chunks then a PUT.
     fn upload(&self, d: &Descriptor, mut url: String) -> Result<(), RegistryError> {
+        let path = self.store.blob_path(&d.digest);
+        let size = fs::metadata(&path)
+            .map_err(|error| RegistryError::Io {
+                what: format!("blob {}", path.display()),
+                error,
+            })?
+            .len();
+        // The request bodies count what reqwest has read; a watcher reports it (the bodies
+        // must be 'static, the progress sink is not).
+        let sent = Arc::new(AtomicU64::new(0));
+        let counted = |f: fs::File, len: u64| {
+            Body::sized(
+                Counted {
+                    inner: f.take(len),
+                    sent: Arc::clone(&sent),
+                },
+                len,
+            )
+        };
+        report_bytes(self.progress, &d.digest, size, &sent, || {
+            self.send_blob(d, &mut url, size, &counted)
+        })
+    }
+
+    /// [`Pusher::upload`]'s requests; `body` makes a counted body of a file's next `len` bytes.
+    fn send_blob(
+        &self,
+        d: &Descriptor,
+        url: &mut String,
+        size: u64,
+        body: &dyn Fn(fs::File, u64) -> Body,
+    ) -> Result<(), RegistryError> {
         let scopes = [Scope::push(self.repo)];
         let path = self.store.blob_path(&d.digest);
         let open = || {
@@ -305,13 +348,6 @@ impl Pusher<'_> {
                 error,
             })
         };
-        let size = open()?
-            .metadata()
-            .map_err(|error| RegistryError::Io {
-                what: format!("blob {}", path.display()),
-                error,
-            })?
-            .len();
         let what = format!("upload {}", d.digest);
         if size > self.chunk {
             let mut offset = 0u64;
@@ -324,10 +360,10 @@ impl Pusher<'_> {
                                 what: format!("blob {}", path.display()),
                                 error,
                             })?;
-                        Ok(Body::sized(f.take(len), len))
+                        Ok(body(f, len))
                     });
                     let req = h
-                        .patch(&url)
+                        .patch(url.as_str())
                         .timeout(self.client.timeouts().upload(len))
                         .header("Content-Type", "application/octet-stream")
                         .header("Content-Range", format!("{}-{}", offset, offset + len - 1))
@@ -337,28 +373,77 @@ impl Pusher<'_> {
                         Err(_) => req.body(Vec::new()),
                     }
                 })?;
-                url = location(&resp).unwrap_or(url);
+                if let Some(next) = location(&resp) {
+                    *url = next;
+                }
                 offset += len;
             }
-            let put = with_digest(&url, &d.digest);
+            let put = with_digest(url, &d.digest);
             self.client.send_ok(&scopes, &what, |h| {
                 h.put(&put).header("Content-Length", "0")
             })?;
         } else {
-            let put = with_digest(&url, &d.digest);
+            let put = with_digest(url, &d.digest);
             self.client.send_ok(&scopes, &what, |h| {
                 let req = h
                     .put(&put)
                     .timeout(self.client.timeouts().upload(size))
                     .header("Content-Type", "application/octet-stream");
                 match open() {
-                    Ok(f) => req.body(Body::sized(f, size)),
+                    Ok(f) => req.body(body(f, size)),
                     Err(_) => req.body(Vec::new()),
                 }
             })?;
         }
         Ok(())
     }
+}
+
+/// A reader that adds what it reads to `sent`.
+struct Counted<R> {
+    inner: R,
+    sent: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Runs `send` while a watcher thread reports `sent` to `progress` every 100 ms, and once
+/// more at the end.
+fn report_bytes<T>(
+    progress: Progress<'_>,
+    digest: &Digest,
+    total: u64,
+    sent: &AtomicU64,
+    send: impl FnOnce() -> T,
+) -> T {
+    let report = || {
+        progress(Event::Bytes {
+            digest: digest.clone(),
+            done: sent.load(Ordering::Relaxed).min(total),
+            total,
+        })
+    };
+    let (stop, stopped) = channel::<()>();
+    let report = &report;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            while let Err(RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(Duration::from_millis(100))
+            {
+                report();
+            }
+        });
+        let out = send();
+        drop(stop);
+        report();
+        out
+    })
 }
 
 fn location(resp: &reqwest::blocking::Response) -> Option<String> {
