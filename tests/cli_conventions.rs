@@ -263,7 +263,12 @@ fn bug_closed_stdout_pipe_panicked_or_printed_an_error() {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
         let out = env.cmd().args(args).stdout(writer).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", common::stderr(&out));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            common::stderr(&out)
+        );
         assert_eq!(common::stderr(&out), "", "{args:?}");
     }
 }

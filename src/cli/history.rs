@@ -40,7 +40,7 @@ pub fn run(globals: &Globals, args: HistoryArgs) -> anyhow::Result<i32> {
         let size = if h.empty_layer {
             0
         } else {
-            layers.next().map(|l| l.uncompressed_size).unwrap_or(0)
+            layers.next().map(|l| l.shown_size()).unwrap_or(0)
         };
         rows.push((h, size));
     }

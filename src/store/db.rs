@@ -158,9 +158,10 @@ pub struct ImageRecord {
 }
 
 impl ImageRecord {
-    /// Uncompressed size of all layers (what `images` shows as SIZE).
+    /// Size of all layers as docker shows it (`images` SIZE, `inspect .Size`): their file
+    /// content ([`LayerInfo::shown_size`]).
     pub fn size(&self) -> u64 {
-        self.layers.iter().map(|l| l.uncompressed_size).sum()
+        self.layers.iter().map(LayerInfo::shown_size).sum()
     }
 
     /// DiffIDs, bottom to top.

@@ -1,0 +1,77 @@
+//! Docker's behaviour where scripts depend on it (issue 14): sizes as docker reports them,
+//! `images PATTERN`, `save REPO`, `RepoDigests`, and the flags docker accepts.
+
+mod common;
+
+use common::{write_file, TestEnv};
+
+/// Builds `tag` FROM scratch from `dockerfile` with `hello.txt` (14 bytes) in the context.
+fn build_scratch(env: &TestEnv, tag: &str, dockerfile: &str) {
+    let ctx = env
+        .path()
+        .join(format!("ctx-{}", tag.replace([':', '/'], "-")));
+    write_file(&ctx, "Dockerfile", dockerfile);
+    write_file(&ctx, "hello.txt", "hello, golden\n");
+    env.ok(&["build", "-q", "-t", tag, ctx.to_str().unwrap()]);
+}
+
+/// Each line of `rbuild history --format '{{.Size}}\t{{.CreatedBy}}' IMAGE`, newest first.
+fn history_sizes(env: &TestEnv, image: &str) -> Vec<String> {
+    env.ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.Size}}\t{{.CreatedBy}}",
+        image,
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// The bug: `history` showed a layer's tar size (2.56kB for a 14-byte COPY, 1.02kB for the
+/// empty layer of a WORKDIR), `images` and `inspect .Size` their sum; docker shows the file
+/// content: 14B and 0B. Kept through save and load, and counted by import.
+#[test]
+fn bug_sizes_were_tar_sizes_not_content_sizes() {
+    let env = TestEnv::new();
+    build_scratch(
+        &env,
+        "sizes:1",
+        "FROM scratch\nCOPY hello.txt /srv/hello.txt\nWORKDIR /srv\n",
+    );
+    let lines = history_sizes(&env, "sizes:1");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("0B\tWORKDIR /srv"), "{lines:?}");
+    assert!(lines[1].starts_with("14B\tCOPY hello.txt"), "{lines:?}");
+    assert_eq!(
+        env.ok(&["images", "--format", "{{.Size}}", "sizes"]).trim(),
+        "14B"
+    );
+    assert_eq!(env.inspect("sizes:1")["Size"], 14);
+
+    // save + load into another store: the loaded layers are counted as they are checked.
+    let tar = env.path().join("sizes.tar");
+    env.ok(&["save", "-o", tar.to_str().unwrap(), "sizes:1"]);
+    let other = TestEnv::new();
+    other.ok(&["load", "-i", tar.to_str().unwrap()]);
+    assert_eq!(history_sizes(&other, "sizes:1"), lines);
+    assert_eq!(other.inspect("sizes:1")["Size"], 14);
+
+    // import: the rootfs tar's file content, not the tar's size.
+    let rootfs = env.path().join("rootfs");
+    write_file(&rootfs, "a/one", "12345");
+    write_file(&rootfs, "b", "1234567");
+    let rootfs_tar = env.path().join("rootfs.tar");
+    let status = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&rootfs_tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    env.ok(&["import", rootfs_tar.to_str().unwrap(), "imported:1"]);
+    assert_eq!(env.inspect("imported:1")["Size"], 12);
+}
