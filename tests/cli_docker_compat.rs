@@ -75,3 +75,31 @@ fn bug_sizes_were_tar_sizes_not_content_sizes() {
     env.ok(&["import", rootfs_tar.to_str().unwrap(), "imported:1"]);
     assert_eq!(env.inspect("imported:1")["Size"], 12);
 }
+
+/// `images PATTERN`: the argument is docker's `reference` filter, a pattern over the familiar
+/// name (with or without its tag); plain names still list every tag of the repository.
+#[test]
+fn images_argument_is_a_reference_pattern() {
+    let env = TestEnv::new();
+    build_scratch(&env, "repo-a:1", "FROM scratch\nCOPY hello.txt /\n");
+    env.ok(&["tag", "repo-a:1", "repo-b:2"]);
+    env.ok(&["tag", "repo-a:1", "repo-a:2"]);
+    env.ok(&["tag", "repo-a:1", "other:1"]);
+    let list = |arg: &str| {
+        let mut rows: Vec<String> = env
+            .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}", arg])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        rows.sort();
+        rows
+    };
+    assert_eq!(list("repo-*"), ["repo-a:1", "repo-a:2", "repo-b:2"]);
+    assert_eq!(list("repo-*:2"), ["repo-a:2", "repo-b:2"]);
+    assert_eq!(list("repo-[b-z]"), ["repo-b:2"]);
+    assert_eq!(list("repo-a"), ["repo-a:1", "repo-a:2"]);
+    assert_eq!(list("docker.io/library/other"), ["other:1"]);
+    assert!(list("nothing-*").is_empty());
+    let err = env.fails(&["images", "repo-["]);
+    assert!(err.contains("invalid reference pattern"), "{err}");
+}
