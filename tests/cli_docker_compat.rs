@@ -103,3 +103,42 @@ fn images_argument_is_a_reference_pattern() {
     let err = env.fails(&["images", "repo-["]);
     assert!(err.contains("invalid reference pattern"), "{err}");
 }
+
+/// Every `repository:tag` in `env`'s store, sorted.
+fn all_tags(env: &TestEnv) -> Vec<String> {
+    let mut rows: Vec<String> = env
+        .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// `save REPO` (no tag) saves every tag of the repository, as docker; `save REPO:TAG` that
+/// tag only, whatever the format.
+#[test]
+fn save_repository_without_tag_saves_all_its_tags() {
+    let env = TestEnv::new();
+    build_scratch(&env, "app:1", "FROM scratch\nCOPY hello.txt /\n");
+    build_scratch(&env, "app:2", "FROM scratch\nCOPY hello.txt /two\n");
+    env.ok(&["tag", "app:2", "app:latest"]);
+    env.ok(&["tag", "app:1", "other:1"]);
+    for format in ["docker-archive", "oci-archive"] {
+        let tar = env.path().join(format!("app-{format}.tar"));
+        let tar = tar.to_str().unwrap();
+        env.ok(&["save", "--format", format, "-o", tar, "app"]);
+        let other = TestEnv::new();
+        other.ok(&["load", "-i", tar]);
+        assert_eq!(
+            all_tags(&other),
+            ["app:1", "app:2", "app:latest"],
+            "{format}"
+        );
+
+        env.ok(&["save", "--format", format, "-o", tar, "app:2"]);
+        let other = TestEnv::new();
+        other.ok(&["load", "-i", tar]);
+        assert_eq!(all_tags(&other), ["app:2"], "{format}");
+    }
+}
