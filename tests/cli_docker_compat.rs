@@ -142,3 +142,26 @@ fn save_repository_without_tag_saves_all_its_tags() {
         assert_eq!(all_tags(&other), ["app:2"], "{format}");
     }
 }
+
+/// The bug: `inspect` made up a `RepoDigests` entry (`repo@<manifest digest>`) for every tag
+/// of an image only built, imported or loaded, which no registry holds; docker shows `[]`
+/// until a push or pull (tests/registry_e2e.rs checks the entries those record).
+#[test]
+fn bug_repo_digests_listed_for_images_never_pushed() {
+    let env = TestEnv::new();
+    build_scratch(&env, "built:1", "FROM scratch\nCOPY hello.txt /\n");
+    assert_eq!(env.inspect("built:1")["RepoDigests"], serde_json::json!([]));
+    env.import_base("imported:1");
+    assert_eq!(
+        env.inspect("imported:1")["RepoDigests"],
+        serde_json::json!([])
+    );
+    let tar = env.path().join("built.tar");
+    env.ok(&["save", "-o", tar.to_str().unwrap(), "built:1"]);
+    let other = TestEnv::new();
+    other.ok(&["load", "-i", tar.to_str().unwrap()]);
+    assert_eq!(
+        other.inspect("built:1")["RepoDigests"],
+        serde_json::json!([])
+    );
+}

@@ -1,6 +1,5 @@
 //! `rbuild inspect IMAGE...`: docker-like JSON about images.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 
 use clap::Args;
@@ -27,11 +26,6 @@ pub(super) fn inspect_value(store: &Store, name: &str) -> anyhow::Result<Value> 
     let config = store.image_config(&rec.id)?;
     let tags = store.image_tags(&rec.id)?;
     let repo_tags: Vec<String> = tags.iter().map(|t| t.familiar()).collect();
-    let repos: BTreeSet<String> = tags.iter().map(|t| t.familiar_name()).collect();
-    let repo_digests: Vec<String> = repos
-        .iter()
-        .map(|r| format!("{r}@{}", rec.manifest.digest))
-        .collect();
     let comment = config
         .history
         .last()
@@ -41,7 +35,7 @@ pub(super) fn inspect_value(store: &Store, name: &str) -> anyhow::Result<Value> 
     let mut v = json!({
         "Id": rec.id.to_string(),
         "RepoTags": repo_tags,
-        "RepoDigests": repo_digests,
+        "RepoDigests": rec.repo_digests,
         "Parent": "",
         "Comment": comment,
         "Created": config.created.clone().unwrap_or_default(),

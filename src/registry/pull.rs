@@ -99,6 +99,7 @@ pub fn pull_with_progress(
             for t in &tags {
                 store.tag(&rec.id.to_string(), t)?;
             }
+            store.add_repo_digest(&rec.id, reference, &top_digest)?;
             return Ok(PullResult {
                 id: rec.id,
                 digest: top_digest,
@@ -156,6 +157,7 @@ pub fn pull_with_progress(
         Ok(info)
     })?;
     let id = store.add_image(&config_bytes, &layers, Some(&bytes), &tags)?;
+    store.add_repo_digest(&id, reference, &top_digest)?;
     Ok(PullResult {
         id,
         digest: top_digest,

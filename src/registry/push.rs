@@ -169,6 +169,7 @@ pub(crate) fn upload(
             });
         }
     }
+    store.add_repo_digest(&config.digest, reference, &expected)?;
     Ok(uploaded)
 }
 

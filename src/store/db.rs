@@ -155,6 +155,10 @@ pub struct ImageRecord {
     pub created: Option<String>,
     /// When the image entered this store (seconds since the epoch).
     pub added: i64,
+    /// `repository@digest` of each repository the image was pulled from or pushed to
+    /// (docker's `RepoDigests`: empty for an image only built, imported or loaded), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repo_digests: Vec<String>,
 }
 
 impl ImageRecord {
