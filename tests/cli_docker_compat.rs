@@ -165,3 +165,34 @@ fn bug_repo_digests_listed_for_images_never_pushed() {
         serde_json::json!([])
     );
 }
+
+/// Docker's flags scripts pass: `history -H` / `--human=false` (bytes and RFC 3339 times),
+/// `inspect --type image` (and a clear refusal for `--type container`).
+#[test]
+fn history_human_and_inspect_type_accepted() {
+    let env = TestEnv::new();
+    let ctx = env.path().join("ctx");
+    write_file(&ctx, "Dockerfile", "FROM scratch\nCOPY hello.txt /\n");
+    write_file(&ctx, "hello.txt", "hello, golden\n");
+    let mut build = env.cmd();
+    build
+        .args(["build", "-q", "-t", "h:1", ctx.to_str().unwrap()])
+        .env("SOURCE_DATE_EPOCH", "1700000000");
+    common::ok_cmd(&mut build);
+    let fmt = "{{.CreatedSince}}|{{.Size}}";
+    assert_eq!(
+        env.ok(&["history", "--human=false", "--format", fmt, "h:1"])
+            .trim(),
+        "2023-11-14T22:13:20Z|14"
+    );
+    let human = env.ok(&["history", "-H", "--format", fmt, "h:1"]);
+    assert!(human.trim().ends_with("ago|14B"), "{human}");
+    assert_eq!(env.ok(&["history", "--format", fmt, "h:1"]), human);
+
+    let id = env.ok(&["inspect", "--type", "image", "-f", "{{.Size}}", "h:1"]);
+    assert_eq!(id.trim(), "14");
+    let err = env.fails(&["inspect", "--type", "container", "h:1"]);
+    assert!(err.contains("inspects images only"), "{err}");
+    let err = env.fails(&["inspect", "--type", "volume", "h:1"]);
+    assert!(err.contains("invalid value 'volume'"), "{err}");
+}

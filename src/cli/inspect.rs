@@ -15,9 +15,19 @@ pub struct InspectArgs {
     /// Format the output using a template ('{{.Id}}', '{{json .Config}}')
     #[arg(short, long)]
     pub format: Option<String>,
+    /// Only objects of this type (rbuild inspects images; containers are not supported)
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
+    pub kind: Option<ObjectType>,
     /// Images to inspect
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
+}
+
+/// `inspect --type`: docker's object types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ObjectType {
+    Image,
+    Container,
 }
 
 /// The docker `inspect` object of image `name`.
@@ -71,6 +81,11 @@ pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
         None | Some("json") => None,
         Some(t) => Some(parse_template(&unescape(t))?),
     };
+    if args.kind == Some(ObjectType::Container) {
+        anyhow::bail!(
+            "inspect --type container: rbuild inspects images only (`ps` lists containers)"
+        );
+    }
     let store = open_store(globals)?;
     let mut values = Vec::new();
     let mut status = 0;
