@@ -196,3 +196,41 @@ fn history_human_and_inspect_type_accepted() {
     let err = env.fails(&["inspect", "--type", "volume", "h:1"]);
     assert!(err.contains("invalid value 'volume'"), "{err}");
 }
+
+/// `image prune --filter until=…|label=…`: only images created before the time, or with the
+/// label, are pruned, as docker.
+#[test]
+fn image_prune_filters_until_and_label() {
+    let env = TestEnv::new();
+    let ctx = env.path().join("ctx-old");
+    write_file(&ctx, "Dockerfile", "FROM scratch\nCOPY hello.txt /old\n");
+    write_file(&ctx, "hello.txt", "old\n");
+    let mut build = env.cmd();
+    build
+        .args(["build", "-q", "-t", "old:1", ctx.to_str().unwrap()])
+        .env("SOURCE_DATE_EPOCH", "1700000000");
+    common::ok_cmd(&mut build);
+    build_scratch(&env, "new:1", "FROM scratch\nCOPY hello.txt /new\n");
+    build_scratch(
+        &env,
+        "lab:1",
+        "FROM scratch\nCOPY hello.txt /lab\nLABEL keep=no\n",
+    );
+    env.ok(&["image", "prune", "-a", "-f", "--filter", "until=24h"]);
+    assert_eq!(all_tags(&env), ["lab:1", "new:1"]);
+    env.ok(&["image", "prune", "-a", "-f", "--filter", "label=keep=no"]);
+    assert_eq!(all_tags(&env), ["new:1"]);
+    env.ok(&[
+        "image",
+        "prune",
+        "-a",
+        "-f",
+        "--filter",
+        "until=2020-01-01T00:00:00Z",
+    ]);
+    assert_eq!(all_tags(&env), ["new:1"]);
+    let err = env.fails(&["image", "prune", "-a", "-f", "--filter", "until=soon"]);
+    assert!(err.contains("invalid filter 'until=soon'"), "{err}");
+    let err = env.fails(&["image", "prune", "-a", "-f", "--filter", "dangling=true"]);
+    assert!(err.contains("invalid filter"), "{err}");
+}

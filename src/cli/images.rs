@@ -71,6 +71,9 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     pub force: bool,
+    /// Only images created before until=TIMESTAMP|DURATION (RFC 3339, Unix seconds or '24h'), or with label=K[=V]
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filter: Vec<String>,
 }
 
 /// One row of `images`, as the fields docker's templates name.
@@ -310,7 +313,27 @@ fn prune(globals: &Globals, args: PruneArgs) -> anyhow::Result<i32> {
         }
     }
     let store = open_store_as_is(globals)?;
-    let (events, freed) = store.prune_images(args.all)?;
+    // docker's prune filters: `until` (created before) and `label`, as `images -f label=`
+    let mut until = None;
+    let mut labels = Vec::new();
+    for f in &args.filter {
+        match f.split_once('=') {
+            Some(("until", v)) => until = Some(until_cutoff(v)?),
+            Some(("label", _)) => labels.push(f.clone()),
+            _ => bail!("invalid filter '{f}' (image prune takes until=… and label=…)"),
+        }
+    }
+    let labels = Filters::parse(&labels, &store)?;
+    let (events, freed) = store.prune_images_matching(args.all, &mut |img| {
+        if let Some(cutoff) = until {
+            if img.record.created_time().is_none_or(|c| c >= cutoff) {
+                return Ok(false);
+            }
+        }
+        labels
+            .keep_image(img, &store)
+            .map_err(|e| crate::store::StoreError::Invalid(e.to_string()))
+    })?;
     let mut out = std::io::stdout().lock();
     if !events.is_empty() {
         writeln!(out, "Deleted Images:")?;
@@ -324,6 +347,25 @@ fn prune(globals: &Globals, args: PruneArgs) -> anyhow::Result<i32> {
     }
     writeln!(out, "Total reclaimed space: {}", human_size(freed))?;
     Ok(0)
+}
+
+/// The time of `image prune --filter until=V`: an RFC 3339 time, Unix seconds, or a Go
+/// duration before now (`24h`, `90m`), as docker.
+fn until_cutoff(v: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Some(d) = crate::dockerfile::instructions::parse_go_duration(v) {
+        return Ok(chrono::Utc::now() - chrono::Duration::from_std(d)?);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Some(t) = v
+        .parse::<i64>()
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+    {
+        return Ok(t);
+    }
+    bail!("invalid filter 'until={v}': not a time (RFC 3339, Unix seconds) or a duration (24h)")
 }
 
 /// The column titles of `images` tables, docker's spellings.

@@ -454,6 +454,15 @@ impl Store {
     /// `image prune`: removes dangling (untagged) images, or with `all` every image.
     /// Returns what was removed and the bytes of blobs freed.
     pub fn prune_images(&self, all: bool) -> Result<(Vec<RemoveEvent>, u64), StoreError> {
+        self.prune_images_matching(all, &mut |_| Ok(true))
+    }
+
+    /// [`Store::prune_images`] of only the images `selected` picks (`image prune --filter`).
+    pub fn prune_images_matching(
+        &self,
+        all: bool,
+        selected: &mut dyn FnMut(&ImageSummary) -> Result<bool, StoreError>,
+    ) -> Result<(Vec<RemoveEvent>, u64), StoreError> {
         let mut events = Vec::new();
         let mut freed = 0u64;
         let used: HashSet<ImageId> = self
@@ -464,6 +473,9 @@ impl Store {
         for img in self.list_images()? {
             if (!all && !img.tags.is_empty()) || used.contains(&img.record.id) {
                 continue; // docker keeps images containers use
+            }
+            if !selected(&img)? {
+                continue;
             }
             let before = self.blob_bytes(&img.record);
             let ev = self.remove_image(&img.record.id.to_string(), true)?;
