@@ -7,12 +7,22 @@ use common::{write_file, TestEnv};
 
 /// Builds `tag` FROM scratch from `dockerfile` with `hello.txt` (14 bytes) in the context.
 fn build_scratch(env: &TestEnv, tag: &str, dockerfile: &str) {
+    build_scratch_at(env, tag, dockerfile, None);
+}
+
+/// [`build_scratch`], with SOURCE_DATE_EPOCH = `epoch` when given (the image's creation time).
+fn build_scratch_at(env: &TestEnv, tag: &str, dockerfile: &str, epoch: Option<&str>) {
     let ctx = env
         .path()
         .join(format!("ctx-{}", tag.replace([':', '/'], "-")));
     write_file(&ctx, "Dockerfile", dockerfile);
     write_file(&ctx, "hello.txt", "hello, golden\n");
-    env.ok(&["build", "-q", "-t", tag, ctx.to_str().unwrap()]);
+    let mut build = env.cmd();
+    build.args(["build", "-q", "-t", tag, ctx.to_str().unwrap()]);
+    if let Some(epoch) = epoch {
+        build.env("SOURCE_DATE_EPOCH", epoch);
+    }
+    common::ok_cmd(&mut build);
 }
 
 /// Each line of `rbuild history --format '{{.Size}}\t{{.CreatedBy}}' IMAGE`, newest first.
@@ -171,14 +181,8 @@ fn bug_repo_digests_listed_for_images_never_pushed() {
 #[test]
 fn history_human_and_inspect_type_accepted() {
     let env = TestEnv::new();
-    let ctx = env.path().join("ctx");
-    write_file(&ctx, "Dockerfile", "FROM scratch\nCOPY hello.txt /\n");
-    write_file(&ctx, "hello.txt", "hello, golden\n");
-    let mut build = env.cmd();
-    build
-        .args(["build", "-q", "-t", "h:1", ctx.to_str().unwrap()])
-        .env("SOURCE_DATE_EPOCH", "1700000000");
-    common::ok_cmd(&mut build);
+    let dockerfile = "FROM scratch\nCOPY hello.txt /\n";
+    build_scratch_at(&env, "h:1", dockerfile, Some("1700000000"));
     let fmt = "{{.CreatedSince}}|{{.Size}}";
     assert_eq!(
         env.ok(&["history", "--human=false", "--format", fmt, "h:1"])
@@ -202,14 +206,8 @@ fn history_human_and_inspect_type_accepted() {
 #[test]
 fn image_prune_filters_until_and_label() {
     let env = TestEnv::new();
-    let ctx = env.path().join("ctx-old");
-    write_file(&ctx, "Dockerfile", "FROM scratch\nCOPY hello.txt /old\n");
-    write_file(&ctx, "hello.txt", "old\n");
-    let mut build = env.cmd();
-    build
-        .args(["build", "-q", "-t", "old:1", ctx.to_str().unwrap()])
-        .env("SOURCE_DATE_EPOCH", "1700000000");
-    common::ok_cmd(&mut build);
+    let dockerfile = "FROM scratch\nCOPY hello.txt /old\n";
+    build_scratch_at(&env, "old:1", dockerfile, Some("1700000000"));
     build_scratch(&env, "new:1", "FROM scratch\nCOPY hello.txt /new\n");
     build_scratch(
         &env,
