@@ -80,6 +80,8 @@ pub fn push(
         options,
         progress,
     )?;
+    // Only an image push records a RepoDigest (`upload` also exports build cache).
+    store.add_repo_digest(&rec.id, reference, &rec.manifest.digest)?;
     Ok(PushResult {
         tag,
         digest: rec.manifest.digest.clone(),
@@ -169,7 +171,6 @@ pub(crate) fn upload(
             });
         }
     }
-    store.add_repo_digest(&config.digest, reference, &expected)?;
     Ok(uploaded)
 }
 
