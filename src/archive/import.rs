@@ -53,12 +53,11 @@ pub fn import_rootfs(
         out: HashWriter::new(gz),
         error: None,
     };
-    let entries = check_tar(&mut tee)
-        .map_err(|e| match e {
-            LayerError::Read(e) => ArchiveError::Read(e),
-            other => ArchiveError::Invalid(format!("{}: {other}", options.source)),
-        })?
-        .entries;
+    let stats = check_tar(&mut tee).map_err(|e| match e {
+        LayerError::Read(e) => ArchiveError::Read(e),
+        other => ArchiveError::Invalid(format!("{}: {other}", options.source)),
+    })?;
+    let entries = stats.entries;
     io::copy(&mut tee, &mut io::sink()).map_err(ArchiveError::Read)?;
     if let Some(e) = tee.error {
         return Err(ArchiveError::Write(e));
@@ -82,6 +81,7 @@ pub fn import_rootfs(
         diff_id: diff_id.clone(),
         size,
         uncompressed_size,
+        content_size: Some(stats.bytes),
         media_type: oci::MEDIA_LAYER_GZIP.to_string(),
         gzip_members,
     };

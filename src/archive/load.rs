@@ -344,17 +344,18 @@ fn check_layer(
     let file = BufReader::with_capacity(1 << 20, fs::File::open(&f.path).map_err(io_err(&f.path))?);
     let (kind, plain) = compress::decompress_auto(file).map_err(ArchiveError::Read)?;
     let bad = |e: String| ArchiveError::Invalid(format!("{what}: {e}"));
-    let (diff_id, uncompressed_size) = if kind == Compression::None {
+    let (diff_id, uncompressed_size, content) = if kind == Compression::None {
         let mut plain = plain;
-        check_tar(&mut plain).map_err(|e| bad(e.to_string()))?;
+        let stats = check_tar(&mut plain).map_err(|e| bad(e.to_string()))?;
         io::copy(&mut plain, &mut io::sink()).map_err(|e| bad(e.to_string()))?;
-        (f.digest.clone(), f.size)
+        (f.digest.clone(), f.size, stats.bytes)
     } else {
         let mut r = HashReader::new(plain);
-        check_tar(&mut r).map_err(|e| bad(format!("{} layer: {e}", kind.name())))?;
+        let stats = check_tar(&mut r).map_err(|e| bad(format!("{} layer: {e}", kind.name())))?;
         io::copy(&mut r, &mut io::sink())
             .map_err(|e| bad(format!("cannot decompress {}: {e}", kind.name())))?;
-        r.finish()
+        let (diff_id, size) = r.finish();
+        (diff_id, size, stats.bytes)
     };
     if &diff_id != expected_diff_id {
         return Err(ArchiveError::DigestMismatch {
@@ -380,6 +381,7 @@ fn check_layer(
         diff_id,
         size: f.size,
         uncompressed_size,
+        content_size: Some(content),
         media_type,
         gzip_members: Vec::new(),
     })

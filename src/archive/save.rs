@@ -30,12 +30,12 @@ struct Selected {
     tags: Vec<Reference>,
 }
 
-/// Resolves `names` like docker: a tag saves that tag, an ID saves the image untagged;
-/// the same image named twice is stored once with all its tags.
+/// Resolves `names` like docker: a tag saves that tag, a repository without a tag
+/// (`busybox`) every tag it has, an ID the image untagged; the same image named twice is
+/// stored once with all its tags.
 fn select(store: &Store, names: &[String]) -> Result<Vec<Selected>, ArchiveError> {
     let mut out: Vec<Selected> = Vec::new();
-    for name in names {
-        let (record, tag) = store.resolve_name(name)?;
+    let mut add = |record: ImageRecord, tag: Option<Reference>| {
         let pos = match out.iter().position(|s| s.record.id == record.id) {
             Some(p) => p,
             None => {
@@ -51,8 +51,38 @@ fn select(store: &Store, names: &[String]) -> Result<Vec<Selected>, ArchiveError
                 out[pos].tags.push(t);
             }
         }
+    };
+    for name in names {
+        let repository = repository_tags(store, name)?;
+        if repository.is_empty() {
+            let (record, tag) = store.resolve_name(name)?;
+            add(record, tag);
+        }
+        for (record, tag) in repository {
+            add(record, Some(tag));
+        }
     }
     Ok(out)
+}
+
+/// When `name` is a repository without tag or digest, each of its tags with its image
+/// (docker's `save` of a bare name); empty otherwise, or when the store has no such
+/// repository (then `name` may be an ID prefix, resolved as usual).
+fn repository_tags(
+    store: &Store,
+    name: &str,
+) -> Result<Vec<(ImageRecord, Reference)>, ArchiveError> {
+    let repo = match Reference::parse_no_default_tag(name) {
+        Ok(r) if r.tag.is_none() && r.digest.is_none() => r.name(),
+        _ => return Ok(Vec::new()),
+    };
+    let mut found = Vec::new();
+    for image in store.list_images()? {
+        for tag in image.tags.iter().filter(|t| t.name() == repo) {
+            found.push((image.record.clone(), tag.clone()));
+        }
+    }
+    Ok(found)
 }
 
 /// Where archive entries go: a tar stream or a directory.

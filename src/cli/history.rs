@@ -16,6 +16,18 @@ pub struct HistoryArgs {
     /// Only show image IDs
     #[arg(short, long)]
     pub quiet: bool,
+    /// Print sizes and dates in human readable format (-H, the default; --human=false prints
+    /// bytes and RFC 3339 times)
+    #[arg(
+        short = 'H',
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
+    pub human: bool,
     /// Format output: "json", or a template like '{{.CreatedBy}}' ("table ..." adds a header)
     #[arg(long)]
     pub format: Option<String>,
@@ -40,7 +52,7 @@ pub fn run(globals: &Globals, args: HistoryArgs) -> anyhow::Result<i32> {
         let size = if h.empty_layer {
             0
         } else {
-            layers.next().map(|l| l.uncompressed_size).unwrap_or(0)
+            layers.next().map(|l| l.shown_size()).unwrap_or(0)
         };
         rows.push((h, size));
     }
@@ -75,15 +87,24 @@ pub fn run(globals: &Globals, args: HistoryArgs) -> anyhow::Result<i32> {
             "ID".into(),
             json!(if i == 0 { id.as_str() } else { "<missing>" }),
         );
-        m.insert("CreatedSince".into(), json!(since(created)));
-        m.insert(
-            "CreatedAt".into(),
-            json!(created
-                .map(|c| c.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                .unwrap_or_default()),
-        );
+        let created_at = created
+            .map(|c| c.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        // docker's --human=false: the time instead of "2 days ago", bytes instead of "1.2kB"
+        let created_since = if args.human {
+            since(created)
+        } else {
+            created_at.clone()
+        };
+        m.insert("CreatedSince".into(), json!(created_since));
+        m.insert("CreatedAt".into(), json!(created_at));
         m.insert("CreatedBy".into(), json!(by));
-        m.insert("Size".into(), json!(human_size(*size)));
+        let size = if args.human {
+            human_size(*size)
+        } else {
+            size.to_string()
+        };
+        m.insert("Size".into(), json!(size));
         m.insert(
             "Comment".into(),
             json!(h.comment.clone().unwrap_or_default()),

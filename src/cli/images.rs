@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::common::{confirm_removal, human_size, open_store, open_store_as_is, since, ListFormat};
 use super::Globals;
+use crate::context::glob::Glob;
 use crate::image::reference::Reference;
 use crate::store::{ImageSummary, RemoveEvent, Store};
 
@@ -32,7 +33,8 @@ pub struct ImagesArgs {
     /// Format output: "json", or a template like '{{.Repository}}:{{.Tag}}' ("table ..." adds a header)
     #[arg(long)]
     pub format: Option<String>,
-    /// Show images of this repository (and tag) only
+    /// Show images of this repository (and tag) only; wildcards as in `-f reference=` ('repo-*', 'app:v1.*')
+    #[arg(value_name = "REPOSITORY[:TAG]")]
     pub repository: Option<String>,
 }
 
@@ -44,6 +46,9 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     pub force: bool,
+    /// Only images created before until=TIMESTAMP|DURATION (RFC 3339, Unix seconds or '24h'), or with label=K[=V]
+    #[arg(long = "filter", value_name = "FILTER")]
+    pub filter: Vec<String>,
 }
 
 /// One row of `images`, as the fields docker's templates name.
@@ -97,6 +102,12 @@ pub fn run(globals: &Globals, args: ImagesArgs) -> anyhow::Result<i32> {
     let store = open_store(globals)?;
     let images = store.list_images()?;
     let filters = Filters::parse(&args.filter, &store)?;
+    // As docker, the argument is a `reference` filter (a pattern); a name that is not one
+    // written in full (`docker.io/library/busybox`) also matches, as before.
+    let repository = match &args.repository {
+        Some(r) => Some((r.as_str(), reference_pattern(r)?)),
+        None => None,
+    };
     let mut rows = Vec::new();
     for img in &images {
         if !filters.keep_image(img, &store)? {
@@ -111,9 +122,9 @@ pub fn run(globals: &Globals, args: ImagesArgs) -> anyhow::Result<i32> {
             if !filters.keep_tag(t) {
                 continue;
             }
-            if let Some(repo) = &args.repository {
+            if let Some((name, pattern)) = &repository {
                 let Some(t) = t else { continue };
-                if !matches_repository(repo, t) {
+                if !matches_repository(name, t) && !matches_reference(pattern, t) {
                     continue;
                 }
             }
@@ -153,7 +164,7 @@ struct Filters {
     dangling: Option<bool>,
     before: Option<(i64, Option<chrono::DateTime<chrono::Utc>>)>,
     since: Option<(i64, Option<chrono::DateTime<chrono::Utc>>)>,
-    references: Vec<String>,
+    references: Vec<Glob>,
     labels: Vec<(String, Option<String>)>,
 }
 
@@ -187,7 +198,7 @@ impl Filters {
                         f.since = key;
                     }
                 }
-                "reference" => f.references.push(v.to_string()),
+                "reference" => f.references.push(reference_pattern(v)?),
                 "label" => f.labels.push(match v.split_once('=') {
                     Some((a, b)) => (a.to_string(), Some(b.to_string())),
                     None => (v.to_string(), None),
@@ -234,50 +245,21 @@ impl Filters {
             return true;
         }
         let Some(t) = tag else { return false };
-        let with_tag = t.familiar();
-        let name = t.familiar_name();
-        self.references
-            .iter()
-            .any(|p| glob(p, &with_tag) || glob(p, &name) || glob(p, &t.to_string()))
+        self.references.iter().any(|p| matches_reference(p, t))
     }
 }
 
-/// Shell-style glob: `*` (not across `/`), `?`, literal otherwise. Neither wildcard matches
-/// `/`, so pattern and name are matched segment by segment.
-fn glob(pattern: &str, s: &str) -> bool {
-    let p: Vec<&str> = pattern.split('/').collect();
-    let s: Vec<&str> = s.split('/').collect();
-    p.len() == s.len() && p.iter().zip(&s).all(|(p, s)| glob_segment(p, s))
+/// A `reference` filter's pattern: Go's `path.Match` syntax, as docker's.
+fn reference_pattern(pattern: &str) -> anyhow::Result<Glob> {
+    Glob::parse(pattern).map_err(|e| anyhow::anyhow!("invalid reference pattern {pattern:?}: {e}"))
 }
 
-/// One segment: greedy, going back only to the last `*` on a mismatch (time linear in the
-/// pattern times the name, where trying every split for every `*` was exponential).
-fn glob_segment(pattern: &str, s: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let s: Vec<char> = s.chars().collect();
-    let (mut pi, mut si) = (0, 0);
-    let mut star: Option<(usize, usize)> = None; // pattern index of the `*`, name index after it
-    while si < s.len() {
-        match p.get(pi) {
-            Some('*') => {
-                star = Some((pi, si));
-                pi += 1;
-            }
-            Some(&c) if c == '?' || c == s[si] => {
-                pi += 1;
-                si += 1;
-            }
-            _ => match star {
-                Some((star_pi, star_si)) => {
-                    star = Some((star_pi, star_si + 1));
-                    pi = star_pi + 1;
-                    si = star_si + 1;
-                }
-                None => return false,
-            },
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
+/// Docker's `reference` filter: the pattern matches the familiar name with its tag
+/// (`busybox:latest`), or without (`busybox`); rbuild also tries the full name.
+fn matches_reference(pattern: &Glob, t: &Reference) -> bool {
+    [t.familiar(), t.familiar_name(), t.to_string()]
+        .iter()
+        .any(|s| pattern.is_match(s))
 }
 
 /// `rbuild image prune`.
@@ -293,7 +275,27 @@ pub fn prune(globals: &Globals, args: PruneArgs) -> anyhow::Result<i32> {
         }
     }
     let store = open_store_as_is(globals)?;
-    let (events, freed) = store.prune_images(args.all)?;
+    // docker's prune filters: `until` (created before) and `label`, as `images -f label=`
+    let mut until = None;
+    let mut labels = Vec::new();
+    for f in &args.filter {
+        match f.split_once('=') {
+            Some(("until", v)) => until = Some(until_cutoff(v)?),
+            Some(("label", _)) => labels.push(f.clone()),
+            _ => bail!("invalid filter '{f}' (image prune takes until=… and label=…)"),
+        }
+    }
+    let labels = Filters::parse(&labels, &store)?;
+    let (events, freed) = store.prune_images_matching(args.all, &mut |img| {
+        if let Some(cutoff) = until {
+            if img.record.created_time().is_none_or(|c| c >= cutoff) {
+                return Ok(false);
+            }
+        }
+        labels
+            .keep_image(img, &store)
+            .map_err(|e| crate::store::StoreError::Invalid(e.to_string()))
+    })?;
     let mut out = std::io::stdout().lock();
     if !events.is_empty() {
         writeln!(out, "Deleted Images:")?;
@@ -307,6 +309,25 @@ pub fn prune(globals: &Globals, args: PruneArgs) -> anyhow::Result<i32> {
     }
     writeln!(out, "Total reclaimed space: {}", human_size(freed))?;
     Ok(0)
+}
+
+/// The time of `image prune --filter until=V`: an RFC 3339 time, Unix seconds, or a Go
+/// duration before now (`24h`, `90m`), as docker.
+fn until_cutoff(v: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    if let Some(d) = crate::dockerfile::instructions::parse_go_duration(v) {
+        return Ok(chrono::Utc::now() - chrono::Duration::from_std(d)?);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    if let Some(t) = v
+        .parse::<i64>()
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+    {
+        return Ok(t);
+    }
+    bail!("invalid filter 'until={v}': not a time (RFC 3339, Unix seconds) or a duration (24h)")
 }
 
 /// The column titles of `images` tables, docker's spellings.
@@ -329,28 +350,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_globs_like_docker() {
+    fn sizes_and_reference_patterns_like_docker() {
         assert_eq!(human_size(0), "0B");
         assert_eq!(human_size(999), "999B");
         assert_eq!(human_size(4_260_000), "4.26MB");
         assert_eq!(human_size(12_300), "12.3kB");
         assert_eq!(human_size(1_000_000_000), "1GB");
-        assert!(glob("busy*", "busybox:latest"));
-        assert!(!glob("*", "a/b"));
-        assert!(glob("*/*", "a/b"));
-        assert!(glob("b?sy*:*", "busybox:latest"));
-        assert!(glob("*box*", "busybox:latest"));
-        assert!(!glob("*box", "busybox:latest"));
-        assert!(glob("a*b*c", "aXbYbZc"));
-        assert!(!glob("a?c", "a/c"));
-        assert!(glob("", ""));
-        assert!(!glob("", "a"));
-        // Many stars against a long name that does not match: answered at once, not after
-        // trying every way to split the name (seconds here, minutes for longer names).
-        let name = "a".repeat(32);
-        let pattern = format!("{}b", "*a".repeat(10));
-        let start = std::time::Instant::now();
-        assert!(!glob(&pattern, &name));
-        assert!(start.elapsed() < std::time::Duration::from_secs(1));
+        let busybox = Reference::parse("busybox").unwrap();
+        let app = Reference::parse("localhost:5000/app:v1").unwrap();
+        let m = |p: &str, r: &Reference| matches_reference(&reference_pattern(p).unwrap(), r);
+        assert!(m("busy*", &busybox));
+        assert!(m("busybox", &busybox));
+        assert!(m("b?sy*:*", &busybox));
+        assert!(!m("*box:v*", &busybox));
+        assert!(!m("*", &app));
+        assert!(m("*/*", &app));
+        assert!(m("localhost:5000/a[op]p:v[0-9]", &app));
+        assert!(reference_pattern("[").is_err());
     }
 }

@@ -1,6 +1,5 @@
 //! `rbuild inspect IMAGE...`: docker-like JSON about images.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 
 use clap::Args;
@@ -16,9 +15,19 @@ pub struct InspectArgs {
     /// Format the output using a template ('{{.Id}}', '{{json .Config}}')
     #[arg(short, long)]
     pub format: Option<String>,
+    /// Only objects of this type (rbuild inspects images; containers are not supported)
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
+    pub kind: Option<ObjectType>,
     /// Images to inspect
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
+}
+
+/// `inspect --type`: docker's object types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ObjectType {
+    Image,
+    Container,
 }
 
 /// The docker `inspect` object of image `name`.
@@ -27,11 +36,6 @@ pub(super) fn inspect_value(store: &Store, name: &str) -> anyhow::Result<Value> 
     let config = store.image_config(&rec.id)?;
     let tags = store.image_tags(&rec.id)?;
     let repo_tags: Vec<String> = tags.iter().map(|t| t.familiar()).collect();
-    let repos: BTreeSet<String> = tags.iter().map(|t| t.familiar_name()).collect();
-    let repo_digests: Vec<String> = repos
-        .iter()
-        .map(|r| format!("{r}@{}", rec.manifest.digest))
-        .collect();
     let comment = config
         .history
         .last()
@@ -41,7 +45,7 @@ pub(super) fn inspect_value(store: &Store, name: &str) -> anyhow::Result<Value> 
     let mut v = json!({
         "Id": rec.id.to_string(),
         "RepoTags": repo_tags,
-        "RepoDigests": repo_digests,
+        "RepoDigests": rec.repo_digests,
         "Parent": "",
         "Comment": comment,
         "Created": config.created.clone().unwrap_or_default(),
@@ -77,6 +81,11 @@ pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
         None | Some("json") => None,
         Some(t) => Some(parse_template(&unescape(t))?),
     };
+    if args.kind == Some(ObjectType::Container) {
+        anyhow::bail!(
+            "inspect --type container: rbuild inspects images only (`ps` lists containers)"
+        );
+    }
     let store = open_store(globals)?;
     let mut values = Vec::new();
     let mut status = 0;

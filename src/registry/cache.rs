@@ -350,7 +350,8 @@ fn import_local(store: &Store, dir: &Path) -> Result<(Vec<Entry>, usize), Regist
         let p = dir.join("blobs/sha256").join(d.digest.hex());
         // The DiffID the record claims must be the blob's; checked before it enters the store.
         let f = fs::File::open(&p).map_err(io_err(&p))?;
-        let (actual, _) = decode_hash(BufReader::with_capacity(1 << 20, f)).map_err(io_err(&p))?;
+        let (actual, _, _) =
+            decode_hash(BufReader::with_capacity(1 << 20, f)).map_err(io_err(&p))?;
         if actual != diff_id {
             return Err(RegistryError::DigestMismatch {
                 what: format!("{} (DiffID in the cache record)", p.display()),

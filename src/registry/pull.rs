@@ -99,6 +99,7 @@ pub fn pull_with_progress(
             for t in &tags {
                 store.tag(&rec.id.to_string(), t)?;
             }
+            store.add_repo_digest(&rec.id, reference, &top_digest)?;
             return Ok(PullResult {
                 id: rec.id,
                 digest: top_digest,
@@ -156,6 +157,7 @@ pub fn pull_with_progress(
         Ok(info)
     })?;
     let id = store.add_image(&config_bytes, &layers, Some(&bytes), &tags)?;
+    store.add_repo_digest(&id, reference, &top_digest)?;
     Ok(PullResult {
         id,
         digest: top_digest,
@@ -299,7 +301,7 @@ fn local_layer(
     let what = format!("layer {}", desc.digest);
     let f = store.open_blob(&desc.digest)?;
     let size = f.metadata().map(|m| m.len()).unwrap_or(desc.size);
-    let (actual, uncompressed_size) =
+    let (actual, uncompressed_size, content_size) =
         decode_hash(io::BufReader::new(f)).map_err(|error| RegistryError::Io { what, error })?;
     check_diff_id(&desc.digest, diff_id, &actual)?;
     Ok(LayerInfo {
@@ -307,6 +309,7 @@ fn local_layer(
         diff_id: actual,
         size,
         uncompressed_size,
+        content_size,
         media_type: desc.media_type.clone(),
         gzip_members: Vec::new(),
     })
@@ -323,12 +326,15 @@ fn check_diff_id(digest: &Digest, expected: &Digest, actual: &Digest) -> Result<
     Ok(())
 }
 
-/// DiffID and size of the uncompressed content of a (possibly compressed) layer.
-pub(super) fn decode_hash(reader: impl Read) -> io::Result<(Digest, u64)> {
+/// DiffID and size of the uncompressed content of a (possibly compressed) layer, and the
+/// bytes of file content in it (`None` when the content is not a tar).
+pub(super) fn decode_hash(reader: impl Read) -> io::Result<(Digest, u64, Option<u64>)> {
     let (_, plain) = compress::decompress_auto(reader)?;
     let mut r = HashReader::new(plain);
+    let content = crate::image::layer::content_size(&mut r).ok();
     io::copy(&mut r, &mut io::sink())?;
-    Ok(r.finish())
+    let (diff_id, size) = r.finish();
+    Ok((diff_id, size, content))
 }
 
 /// Downloads one layer to a temp file, hashing it and (in a second thread) its uncompressed
@@ -409,7 +415,7 @@ pub(super) fn fetch_layer(
             desc.size
         )));
     }
-    let (actual_diff_id, uncompressed_size) = decoded.map_err(|e| {
+    let (actual_diff_id, uncompressed_size, content_size) = decoded.map_err(|e| {
         RegistryError::Invalid(format!("{what}: not a valid (compressed) tar: {e}"))
     })?;
     check_diff_id(&desc.digest, diff_id, &actual_diff_id)?;
@@ -423,6 +429,7 @@ pub(super) fn fetch_layer(
         diff_id: actual_diff_id,
         size,
         uncompressed_size,
+        content_size,
         media_type: desc.media_type.clone(),
         gzip_members: Vec::new(),
     })

@@ -84,6 +84,8 @@ pub fn push(
         options,
         progress,
     )?;
+    // Only an image push records a RepoDigest (`upload` also exports build cache).
+    store.add_repo_digest(&rec.id, reference, &rec.manifest.digest)?;
     Ok(PushResult {
         tag,
         digest: rec.manifest.digest.clone(),

@@ -155,12 +155,17 @@ pub struct ImageRecord {
     pub created: Option<String>,
     /// When the image entered this store (seconds since the epoch).
     pub added: i64,
+    /// `repository@digest` of each repository the image was pulled from or pushed to
+    /// (docker's `RepoDigests`: empty for an image only built, imported or loaded), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repo_digests: Vec<String>,
 }
 
 impl ImageRecord {
-    /// Uncompressed size of all layers (what `images` shows as SIZE).
+    /// Size of all layers as docker shows it (`images` SIZE, `inspect .Size`): their file
+    /// content ([`LayerInfo::shown_size`]).
     pub fn size(&self) -> u64 {
-        self.layers.iter().map(|l| l.uncompressed_size).sum()
+        self.layers.iter().map(LayerInfo::shown_size).sum()
     }
 
     /// DiffIDs, bottom to top.

@@ -136,6 +136,7 @@ impl Store {
             layers: layers.to_vec(),
             created: config.created.clone(),
             added: chrono::Utc::now().timestamp(),
+            repo_digests: Vec::new(),
         };
         let record_json = serde_json::to_vec(&record).map_err(|e| StoreError::BadJson {
             what: "image record".into(),
@@ -179,10 +180,12 @@ impl Store {
                     .map_err(db_err)?
                     .map(|v| v.value().to_vec());
                 let json = match existing {
-                    // Keep when the image first arrived; only the manifest may change.
+                    // Keep when the image first arrived and where it was pushed or pulled;
+                    // only the manifest may change.
                     Some(old) => match serde_json::from_slice::<ImageRecord>(&old) {
                         Ok(old) => serde_json::to_vec(&ImageRecord {
                             added: old.added,
+                            repo_digests: old.repo_digests,
                             ..record.clone()
                         })
                         .unwrap_or_else(|_| record_json.clone()),
@@ -201,6 +204,40 @@ impl Store {
             Ok(())
         })?;
         Ok(id)
+    }
+
+    /// Records that image `id` is `repository@digest` in a registry (after a push or a pull),
+    /// for `inspect`'s `RepoDigests`. Nothing happens when the image is not stored.
+    pub fn add_repo_digest(
+        &self,
+        id: &ImageId,
+        repository: &Reference,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        let entry = format!("{}@{digest}", repository.familiar_name());
+        self.with_db(|db| {
+            let tx = db.begin_write().map_err(db_err)?;
+            {
+                let mut images = tx.open_table(IMAGES).map_err(db_err)?;
+                let old = images
+                    .get(id.hex())
+                    .map_err(db_err)?
+                    .and_then(|v| serde_json::from_slice::<ImageRecord>(v.value()).ok());
+                let Some(mut rec) = old else { return Ok(()) };
+                // One digest per repository, as docker: a new push replaces the old one.
+                let prefix = format!("{}@", repository.familiar_name());
+                rec.repo_digests.retain(|d| !d.starts_with(&prefix));
+                rec.repo_digests.push(entry);
+                rec.repo_digests.sort();
+                let json = serde_json::to_vec(&rec).map_err(|e| StoreError::BadJson {
+                    what: "image record".into(),
+                    error: e,
+                })?;
+                images.insert(id.hex(), json.as_slice()).map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(())
+        })
     }
 
     /// Finds an image by reference (`busybox`, `busybox:1.36`, `name@sha256:…`), full ID
@@ -417,6 +454,15 @@ impl Store {
     /// `image prune`: removes dangling (untagged) images, or with `all` every image.
     /// Returns what was removed and the bytes of blobs freed.
     pub fn prune_images(&self, all: bool) -> Result<(Vec<RemoveEvent>, u64), StoreError> {
+        self.prune_images_matching(all, &mut |_| Ok(true))
+    }
+
+    /// [`Store::prune_images`] of only the images `selected` picks (`image prune --filter`).
+    pub fn prune_images_matching(
+        &self,
+        all: bool,
+        selected: &mut dyn FnMut(&ImageSummary) -> Result<bool, StoreError>,
+    ) -> Result<(Vec<RemoveEvent>, u64), StoreError> {
         let mut events = Vec::new();
         let mut freed = 0u64;
         let used: HashSet<ImageId> = self
@@ -427,6 +473,9 @@ impl Store {
         for img in self.list_images()? {
             if (!all && !img.tags.is_empty()) || used.contains(&img.record.id) {
                 continue; // docker keeps images containers use
+            }
+            if !selected(&img)? {
+                continue;
             }
             let before = self.blob_bytes(&img.record);
             let ev = self.remove_image(&img.record.id.to_string(), true)?;
@@ -573,6 +622,7 @@ fn unchanged(
     if old
         != (ImageRecord {
             added: old.added,
+            repo_digests: old.repo_digests.clone(),
             ..record.clone()
         })
     {

@@ -537,3 +537,16 @@ pub fn check_tar<R: Read>(reader: R) -> Result<ApplyStats, LayerError> {
     }
     Ok(stats)
 }
+
+/// Bytes of file content in an uncompressed layer tar (what [`check_tar`] counts as
+/// `bytes`, and [`super::LayerInfo::content_size`] records), reading it to its end-of-archive
+/// marker and checking nothing else: for layers a registry serves, which `apply_tar` checks
+/// when they are unpacked.
+pub fn content_size<R: Read>(reader: R) -> io::Result<u64> {
+    let mut archive = tar::Archive::new(reader);
+    let mut bytes = 0;
+    for entry in archive.entries()? {
+        bytes += io::copy(&mut entry?, &mut io::sink())?;
+    }
+    Ok(bytes)
+}

@@ -21,7 +21,9 @@ use super::digest::Digest;
 pub mod apply;
 pub mod writer;
 
-pub use apply::{apply_layer, apply_tar, check_tar, ApplyOptions, ApplyStats, WhiteoutMode};
+pub use apply::{
+    apply_layer, apply_tar, check_tar, content_size, ApplyOptions, ApplyStats, WhiteoutMode,
+};
 pub use writer::{write_layer, write_tar, Change, LayerOptions, LayerSource};
 
 /// Prefix of a whiteout entry's file name.
@@ -40,6 +42,12 @@ pub struct LayerInfo {
     pub size: u64,
     /// Size of the uncompressed tar.
     pub uncompressed_size: u64,
+    /// Bytes of file content in the layer (the sum of its regular files' sizes): what docker
+    /// reports as a layer's size (`history`, `images`, `inspect .Size`), where the tar size
+    /// also counts headers and padding (a 14-byte file is a 2 kB tar). Counted once, when the
+    /// layer is written, pulled, loaded or imported; `None` in records stored before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_size: Option<u64>,
     /// Media type of the blob.
     pub media_type: String,
     /// For gzip layers rbuild wrote: the compressed size of each gzip member, so the layer
@@ -50,6 +58,12 @@ pub struct LayerInfo {
 }
 
 impl LayerInfo {
+    /// The layer's size as docker shows it: its file content; for a layer recorded before
+    /// rbuild counted that, the uncompressed tar size (an over-estimate by the headers).
+    pub fn shown_size(&self) -> u64 {
+        self.content_size.unwrap_or(self.uncompressed_size)
+    }
+
     /// The layer's descriptor in a manifest.
     pub fn descriptor(&self) -> crate::image::oci::Descriptor {
         crate::image::oci::Descriptor {

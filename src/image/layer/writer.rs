@@ -75,7 +75,7 @@ pub fn write_layer<W: Write>(
     let compressed = HashWriter::new(out);
     let compressor = Compressor::new(options.compression, compressed).map_err(LayerError::Write)?;
     let uncompressed = HashWriter::new(compressor);
-    let uncompressed = write_tar(source, options.mtime, uncompressed)?;
+    let (uncompressed, content_size) = write_tar_counted(source, options.mtime, uncompressed)?;
     let (compressor, diff_id, uncompressed_size) = uncompressed.finish();
     let (compressed, gzip_members) = compressor
         .finish_with_members()
@@ -93,6 +93,7 @@ pub fn write_layer<W: Write>(
             diff_id,
             size,
             uncompressed_size,
+            content_size: Some(content_size),
             media_type: media_type.to_string(),
             gzip_members,
         },
@@ -105,11 +106,22 @@ pub fn write_tar<W: Write>(
     mtime: Option<u64>,
     out: W,
 ) -> Result<W, LayerError> {
+    write_tar_counted(source, mtime, out).map(|(out, _)| out)
+}
+
+/// [`write_tar`], also returning the bytes of file content written (the layer's
+/// [`LayerInfo::content_size`]).
+fn write_tar_counted<W: Write>(
+    source: &LayerSource<'_>,
+    mtime: Option<u64>,
+    out: W,
+) -> Result<(W, u64), LayerError> {
     let mut w = TreeWriter {
         builder: tar::Builder::new(out),
         mtime,
         overlay: false,
         links: HashMap::new(),
+        content: 0,
     };
     match *source {
         LayerSource::Dir(dir) => w.children(dir, Path::new(""))?,
@@ -119,7 +131,9 @@ pub fn write_tar<W: Write>(
         }
         LayerSource::Changes { root, changes } => w.changes(root, changes)?,
     }
-    w.builder.into_inner().map_err(LayerError::Write)
+    let content = w.content;
+    let out = w.builder.into_inner().map_err(LayerError::Write)?;
+    Ok((out, content))
 }
 
 struct TreeWriter<W: Write> {
@@ -128,6 +142,8 @@ struct TreeWriter<W: Write> {
     overlay: bool,
     /// (dev, ino) of multiply-linked files already written → their path in the tar.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Bytes of regular file content written so far.
+    content: u64,
 }
 
 impl<W: Write> TreeWriter<W> {
@@ -340,6 +356,7 @@ impl<W: Write> TreeWriter<W> {
                 }
             }
             .map_err(LayerError::Write)?;
+            self.content += meta.len();
         } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
             h.set_entry_type(if ft.is_char_device() {
                 tar::EntryType::Char
