@@ -88,3 +88,23 @@ fn retried_registry_request_warns_on_stderr_through_the_cli_sink() {
     assert!(!stderr.contains("retrying"), "{stderr}");
     assert_eq!(server.pings.load(Ordering::SeqCst), 4);
 }
+
+/// A FROM image pulled during a build retried silently: the build's base pull was not given
+/// the CLI's retry sink. It now warns as `pull` does.
+#[test]
+fn bug_build_base_pull_retried_silently() {
+    let server = FlakyPing::start();
+    let env = TestEnv::new();
+    let ctx = env.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let image = format!("127.0.0.1:{}/retry/base:1", server.port);
+    std::fs::write(ctx.join("Dockerfile"), format!("FROM {image}\n")).unwrap();
+
+    let stderr = env.fails(&["build", "--progress=plain", ctx.to_str().unwrap()]);
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("WARNING: ping: ") && l.contains("retrying in"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one retry, one warning:\n{stderr}");
+    assert_eq!(server.pings.load(Ordering::SeqCst), 2);
+}

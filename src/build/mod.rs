@@ -65,6 +65,7 @@ use crate::dockerfile::ParseError;
 use crate::image::config_rules::ConfigError;
 use crate::image::layer::LayerError;
 use crate::image::reference::Reference;
+use crate::registry::RegistryOptions;
 use crate::store::StoreError;
 
 pub use stage::build;
@@ -107,6 +108,8 @@ pub struct BuildOptions {
     pub secrets: BTreeMap<String, PathBuf>,
     /// `--pull`: pull every base image from its registry, even when the store has it.
     pub pull: bool,
+    /// How base images are pulled (TLS, credentials, where retries are reported).
+    pub registry: RegistryOptions,
 }
 
 impl BuildOptions {
@@ -125,6 +128,7 @@ impl BuildOptions {
             source_date_epoch: None,
             secrets: BTreeMap::new(),
             pull: false,
+            registry: RegistryOptions::default(),
         }
     }
 }

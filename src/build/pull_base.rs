@@ -4,7 +4,7 @@
 use super::BuildError;
 use crate::image::digest::Digest;
 use crate::image::reference::Reference;
-use crate::registry::{self, PullOptions};
+use crate::registry::{self, PullOptions, RegistryOptions};
 use crate::store::{BuildView, ImageId, ImageRecord, Store, StoreError};
 
 /// Resolves `name` in `view` (the store as the build started) if given, else in the store;
@@ -16,6 +16,7 @@ pub(crate) fn resolve_or_pull(
     view: Option<&BuildView>,
     name: &str,
     always_pull: bool,
+    registry: &RegistryOptions,
 ) -> Result<ImageRecord, BuildError> {
     let by_id = name.starts_with("sha256:");
     if !always_pull || by_id {
@@ -31,11 +32,13 @@ pub(crate) fn resolve_or_pull(
     let Ok(reference) = Reference::parse(name) else {
         return Err(BuildError::NoSuchBase(name.to_string()));
     };
-    let id = registry::pull(store, &reference, &PullOptions::default()).map_err(|source| {
-        BuildError::Pull {
-            name: name.to_string(),
-            source: Box::new(source),
-        }
+    let options = PullOptions {
+        registry: registry.clone(),
+        ..PullOptions::default()
+    };
+    let id = registry::pull(store, &reference, &options).map_err(|source| BuildError::Pull {
+        name: name.to_string(),
+        source: Box::new(source),
     })?;
     Ok(store.resolve_image(&id.to_string())?)
 }

@@ -95,6 +95,7 @@ impl Builder<'_> {
             self.view.get(),
             name,
             self.engine.pull,
+            &self.options.registry,
         )?;
         let config = self.engine.store.image_config(&rec.id)?;
         Ok((rec.layers, config, rec.id))

@@ -145,6 +145,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
     options.target = args.target.clone();
     options.no_cache = args.no_cache;
     options.pull = pull;
+    options.registry = globals.registry_options();
     options.network_host = match args.network.as_str() {
         "host" => true,
         "none" | "default" => false,
