@@ -199,52 +199,6 @@ fn log_level_error_silences_warnings() {
     assert!(err.contains("naming to docker.io/library/x:1"), "{err}");
 }
 
-/// A server on 127.0.0.1 that answers every request with 503 (a registry in trouble);
-/// returns its `HOST:PORT`.
-fn unavailable_registry() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = [0u8; 4096];
-            let _ = std::io::Read::read(&mut stream, &mut request);
-            let _ = std::io::Write::write_all(
-                &mut stream,
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            );
-        }
-    });
-    addr.to_string()
-}
-
-#[test]
-fn registry_retries_are_warnings_that_log_level_error_hides() {
-    let env = TestEnv::new();
-    let image = format!("{}/app:1", unavailable_registry());
-    let pull = |level: &str| {
-        let out = env
-            .cmd()
-            .args(["--log-level", level, "pull", &image])
-            .env("RBUILD_REGISTRY_TIMEOUT", "0.5")
-            .output()
-            .expect("rbuild");
-        assert!(!out.status.success());
-        String::from_utf8(out.stderr).unwrap()
-    };
-    let warned = pull("warn");
-    let retries: Vec<&str> = warned
-        .lines()
-        .filter(|l| l.starts_with("WARNING: ") && l.contains("retrying in"))
-        .collect();
-    assert!(!retries.is_empty(), "{warned}");
-    assert!(retries[0].contains("503"), "{warned}");
-    assert!(warned.contains("rbuild: error: "), "{warned}");
-    let quiet = pull("error");
-    assert!(!quiet.contains("WARNING"), "{quiet}");
-    assert!(quiet.contains("rbuild: error: "), "{quiet}");
-}
-
 /// `rbuild inspect x | head -1` panicked ("failed printing to stdout") and `save`/`images`
 /// into a pipe whose reader had exited printed `rbuild: error: Broken pipe`; now the command
 /// stops quietly with status 0. The reader end is closed before rbuild starts, so every write

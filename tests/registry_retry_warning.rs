@@ -82,10 +82,14 @@ fn retried_registry_request_warns_on_stderr_through_the_cli_sink() {
         "{stderr}"
     );
     assert_eq!(server.pings.load(Ordering::SeqCst), 2);
+    assert!(stderr.contains("rbuild: error: "), "{stderr}");
 
-    // Below warn level the CLI does not show it; the request is retried all the same.
+    // Below warn level the CLI does not show it; the request is retried all the same, and
+    // the error is still reported.
     let stderr = env.fails(&["--log-level=error", "pull", &image]);
     assert!(!stderr.contains("retrying"), "{stderr}");
+    assert!(!stderr.contains("WARNING"), "{stderr}");
+    assert!(stderr.contains("rbuild: error: "), "{stderr}");
     assert_eq!(server.pings.load(Ordering::SeqCst), 4);
 }
 
