@@ -113,7 +113,7 @@ mod tests {
         for a in 0..50u64 {
             for s in 0..50u64 {
                 let name = generate(a | (s << 32));
-                assert!(super::super::valid_name(&name), "{name}");
+                assert!(super::super::create::valid_name(&name), "{name}");
                 seen.insert(name);
             }
         }
