@@ -87,6 +87,7 @@ mod capabilities;
 mod cgroup;
 pub mod changes;
 mod channel;
+pub mod detach;
 pub mod dirfd;
 mod error;
 mod init;

@@ -16,6 +16,7 @@ mod build_publish;
 mod builder;
 mod common;
 mod completion;
+mod containers;
 mod history;
 mod image_cmd;
 mod images;
@@ -146,6 +147,28 @@ pub enum Command {
     Completion(completion::CompletionArgs),
     /// Write the manual pages (rbuild.1, rbuild-COMMAND.1, ...) into a directory
     Man(completion::ManArgs),
+    /// Create a new container (not started: `start` runs it)
+    Create(run::RunArgs),
+    /// Start one or more stopped containers
+    Start(containers::StartArgs),
+    /// Stop one or more running containers
+    Stop(containers::StopArgs),
+    /// Restart one or more containers
+    Restart(containers::StopArgs),
+    /// Kill one or more running containers
+    Kill(containers::KillArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(containers::WaitArgs),
+    /// Rename a container
+    Rename(containers::RenameArgs),
+    /// Fetch the logs of a container
+    Logs(containers::LogsArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(containers::ContainerCommand),
+    /// The monitor of a detached container (started by `run -d` and `start`)
+    #[command(name = "container-monitor", hide = true)]
+    ContainerMonitor(containers::MonitorArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -253,6 +276,16 @@ pub fn main() -> i32 {
         Command::Info(args) => info::run(&globals, args),
         Command::Completion(args) => completion::completion(&globals, args),
         Command::Man(args) => completion::man(&globals, args),
+        Command::Create(args) => containers::create(&globals, args),
+        Command::Start(args) => containers::start(&globals, args),
+        Command::Stop(args) => containers::stop(&globals, args),
+        Command::Restart(args) => containers::restart(&globals, args),
+        Command::Kill(args) => containers::kill(&globals, args),
+        Command::Wait(args) => containers::wait(&globals, args),
+        Command::Rename(args) => containers::rename(&globals, args),
+        Command::Logs(args) => containers::logs(&globals, args),
+        Command::Container(cmd) => containers::container_cmd(&globals, cmd),
+        Command::ContainerMonitor(args) => containers::monitor_main(&globals, args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

@@ -62,7 +62,7 @@ pub struct RunArgs {
     /// no-new-privileges (always on)
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
-    /// Detached mode (not supported: rbuild runs containers in the foreground only)
+    /// Run the container in the background (watched by a monitor) and print its ID
     #[arg(short, long)]
     pub detach: bool,
     /// Set metadata on the container (KEY=VALUE; KEY alone sets an empty value)
@@ -71,6 +71,8 @@ pub struct RunArgs {
     /// Write the container ID to the file (which must not exist)
     #[arg(long, value_name = "FILE")]
     pub cidfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub lifecycle: super::containers::LifecycleRunArgs,
     /// Image to run (name, tag or ID)
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -87,10 +89,7 @@ fn host_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
-    if args.detach {
-        anyhow::bail!("-d/--detach is not supported: rbuild runs containers in the foreground");
-    }
+pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
     let network = match args.network.as_str() {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
@@ -138,6 +137,8 @@ fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
         })
         .collect();
     options.cidfile = args.cidfile;
+    options.detach = args.detach;
+    args.lifecycle.apply(&mut options)?;
     Ok(options)
 }
 
@@ -159,6 +160,15 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     if interactive && options.tty && !std::io::stdin().is_terminal() {
         super::report::error(globals, &anyhow::anyhow!("the input device is not a TTY"));
         return Ok(EXIT_NOT_A_TTY);
+    }
+    if options.detach {
+        return Ok(match super::containers::run_detached(globals, &options) {
+            Ok(()) => 0,
+            Err(err) => {
+                super::report::error(globals, &err);
+                EXIT_RUN_FAILED
+            }
+        });
     }
     let result = (|| -> anyhow::Result<_> {
         let store = open_store(globals)?;
@@ -200,20 +210,35 @@ pub struct PsArgs {
     /// Format output: "json", or a template like '{{.Names}}' ("table ..." adds a header)
     #[arg(long)]
     pub format: Option<String>,
+    /// Show the latest created container (includes all states)
+    #[arg(short, long)]
+    pub latest: bool,
+    /// Show the N last created containers (includes all states)
+    #[arg(short = 'n', long = "last", value_name = "N")]
+    pub last: Option<usize>,
+    /// Filter: status=, name=, label=KEY[=VALUE], ancestor=IMAGE, exited=CODE, id=
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
 }
 
 /// `ps`: docker's columns (no PORTS: rbuild forwards none).
 pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
     let store = open_store(globals)?;
     let now = chrono::Utc::now().timestamp();
-    let containers: Vec<_> = store
-        .list_containers()?
-        .into_iter()
-        .filter(|c| args.all || c.is_running())
-        .collect();
+    let filter = super::containers::PsFilter::parse(&args.filter)?;
+    let last = if args.latest { Some(1) } else { args.last };
+    let all = args.all || last.is_some() || filter.wants_all();
+    let mut containers: Vec<_> = Vec::new();
+    for c in container::list(&store)? {
+        let (status, state) = super::containers::ps_status(&store, &c, now);
+        if (all || state == "running") && filter.matches(&store, &c, state) {
+            containers.push((c, status, state));
+        }
+    }
+    containers.truncate(last.unwrap_or(usize::MAX));
     if args.quiet {
         let mut out = std::io::stdout().lock();
-        for c in &containers {
+        for (c, _, _) in &containers {
             let id = if args.no_trunc {
                 &c.id[..]
             } else {
@@ -228,27 +253,11 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
         "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}",
     )?;
     let mut rows = Vec::new();
-    for c in &containers {
+    for (c, status, state) in &containers {
         let mut command = c.command.join(" ");
         if !args.no_trunc && command.chars().count() > 20 {
             command = command.chars().take(19).collect::<String>() + "…";
         }
-        let status = if c.is_running() {
-            format!("Up {}", human_duration(now - c.created))
-        } else {
-            match (c.status, c.exit_code, c.finished) {
-                (_, Some(code), Some(t)) => {
-                    format!("Exited ({code}) {} ago", human_duration(now - t))
-                }
-                (crate::store::ContainerStatus::Created, _, _) => "Created".to_string(),
-                _ => "Exited (unknown)".to_string(),
-            }
-        };
-        let state = match c.status {
-            _ if c.is_running() => "running",
-            crate::store::ContainerStatus::Created => "created",
-            _ => "exited",
-        };
         let id = if args.no_trunc {
             c.id.clone()
         } else {
@@ -266,7 +275,7 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
                 "RunningFor",
                 format!("{} ago", human_duration(now - c.created)),
             ),
-            ("Status", status),
+            ("Status", status.clone()),
             ("State", state.to_string()),
             ("Names", c.name.clone()),
             (

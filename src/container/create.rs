@@ -86,7 +86,7 @@ pub(super) fn create(
         image_id: image.id.clone(),
         layers: image.layers.iter().map(|l| l.digest.clone()).collect(),
         chains: image.chain_ids(),
-        recorded: !options.remove || options.name.is_some(),
+        recorded: options.recorded(),
     };
     let mut held = None;
     for _ in 0..3 {
@@ -147,6 +147,13 @@ pub(super) fn create(
         runner_pid: None,
         pid: None,
         labels,
+        started: None,
+        restart: options.restart,
+        restart_count: 0,
+        manually_stopped: false,
+        auto_remove: options.remove && options.detach,
+        stop_signal: options.stop_signal.clone().or(cc.stop_signal.clone()),
+        stop_timeout: options.stop_timeout,
     };
     Ok((record, spec, held))
 }

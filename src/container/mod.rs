@@ -29,17 +29,26 @@ pub mod security;
 pub mod spec_file;
 mod volumes;
 
-pub use lifecycle::remove;
+pub use lifecycle::{
+    find, kill, list, parse_restart, parse_signal, prune, remove, rename, restartable, settle,
+    stop, wait, DEFAULT_STOP_TIMEOUT,
+};
+
+pub mod logs;
+pub mod monitor;
+mod running;
 pub use volumes::parse_volume;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rbuild_runtime::{ExitStatus, MountSpec, NetworkMode, RuntimeError, Stdio, UserError};
+use rbuild_runtime::{
+    ContainerSpec, ExitStatus, MountSpec, NetworkMode, RuntimeError, Stdio, UserError,
+};
 
-use crate::store::{ContainerStatus, Store, StoreError};
-use create::{add_record, create, now};
+use crate::store::{ContainerRecord, HeldLease, RestartPolicy, Store, StoreError};
+use create::{add_record, create};
 
 /// What can go wrong before the container's process starts (docker's exit status 125).
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +96,21 @@ pub enum ContainerError {
         id: String,
         error: nix::errno::Errno,
     },
+    /// The monitor's message: why the container's process did not start.
+    #[error("{0}")]
+    StartFailed(String),
+    #[error("container {0} is already running")]
+    AlreadyRunning(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("invalid signal: {0}")]
+    BadSignal(String),
+    #[error(
+        "invalid restart policy {0:?}: use no, always, unless-stopped or on-failure[:max-retries]"
+    )]
+    BadRestart(String),
+    #[error("conflicting options: {0}")]
+    Conflict(&'static str),
 }
 
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
@@ -132,6 +156,15 @@ pub struct RunOptions {
     /// The system call filter (`--security-opt seccomp=`): docker's default profile, a
     /// profile file, or `None` for `unconfined`.
     pub seccomp: Option<rbuild_runtime::SeccompProfile>,
+    /// `-d` (and `create`): the container is run by a detached monitor ([`monitor`]), so it
+    /// is recorded even with `--rm` (the monitor removes it when it ends).
+    pub detach: bool,
+    /// `--restart`, applied by the monitor.
+    pub restart: RestartPolicy,
+    /// `--stop-signal` (default: the image's STOPSIGNAL, else SIGTERM).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout` in seconds (default 10).
+    pub stop_timeout: Option<u64>,
 }
 
 impl RunOptions {
@@ -156,7 +189,16 @@ impl RunOptions {
             labels: BTreeMap::new(),
             cidfile: None,
             seccomp: Some(rbuild_runtime::SeccompProfile::default_profile()),
+            detach: false,
+            restart: RestartPolicy::No,
+            stop_signal: None,
+            stop_timeout: None,
         }
+    }
+
+    /// Whether the container gets a database record: all but unnamed foreground `--rm` ones.
+    pub fn recorded(&self) -> bool {
+        !self.remove || self.name.is_some() || self.detach
     }
 }
 
@@ -224,6 +266,55 @@ impl Drop for CidFile {
     }
 }
 
+/// The store at an absolute root: the runtime wants absolute paths (a relative `--root` is
+/// relative to our cwd, which the monitor does not share).
+fn absolute(store: &Store) -> Result<Store, ContainerError> {
+    let absolute = std::path::absolute(store.root()).map_err(io_err(store.root()))?;
+    Ok(Store::open(&absolute)?)
+}
+
+/// Makes the container `options` asks for: the `--cidfile`, the container dir with its
+/// lease (held while the returned value lives), the record and `spec.json` when
+/// [`RunOptions::recorded`].
+fn prepare(
+    store: &Store,
+    options: &RunOptions,
+) -> Result<(ContainerRecord, ContainerSpec, HeldLease), ContainerError> {
+    let cidfile = options
+        .cidfile
+        .as_deref()
+        .map(CidFile::create)
+        .transpose()?;
+    let (mut record, spec, lease) = create(store, options)?;
+    if let Some(file) = cidfile {
+        file.write(&record.id)?;
+    }
+    if options.recorded() {
+        let added = spec_file::save(&lease.dir, &spec)
+            .and_then(|()| add_record(store, &mut record, options.name.is_some()));
+        if let Err(e) = added {
+            let _ = store.trash(&lease.dir);
+            return Err(e);
+        }
+    }
+    Ok((record, spec, lease))
+}
+
+/// `create` (and the first half of `run -d`): a recorded container that has not run yet
+/// (`Created`); [`monitor::launch`] runs it.
+pub fn create_container(
+    store: &Store,
+    options: &RunOptions,
+) -> Result<ContainerRecord, ContainerError> {
+    let store = &absolute(store)?;
+    let options = RunOptions {
+        detach: true,
+        ..options.clone()
+    };
+    let (record, _spec, _lease) = prepare(store, &options)?;
+    Ok(record)
+}
+
 /// Runs a container in the foreground and waits for it (see the module docs). `Err` means
 /// the process never started (docker's 125); the process's own failures (126, 127, any
 /// exit code, 128+N on signal N) come back in [`RunOutcome::status`].
@@ -232,79 +323,30 @@ pub fn run(
     options: &RunOptions,
     stdio: Stdio,
 ) -> Result<RunOutcome, ContainerError> {
-    // The runtime wants absolute paths (a relative --root is relative to our cwd).
-    let absolute = std::path::absolute(store.root()).map_err(io_err(store.root()))?;
-    let store = &Store::open(&absolute)?;
-    let cidfile = options
-        .cidfile
-        .as_deref()
-        .map(CidFile::create)
-        .transpose()?;
-    let (record, spec, lease) = create(store, options)?;
-    if let Some(file) = cidfile {
-        file.write(&record.id)?;
-    }
+    let store = &absolute(store)?;
+    let (record, spec, lease) = prepare(store, options)?;
+    let recorded = options.recorded();
     let id = record.id.clone();
-    let dir = lease.dir.clone();
-    let recorded = !options.remove || options.name.is_some();
-    let cleanup = |warnings: &mut Vec<String>| {
-        if options.remove {
-            let result = if recorded {
-                store.remove_container(&id)
-            } else {
-                store.trash(&dir).map(|_| ())
-            };
-            if let Err(e) = result {
-                warnings.push(format!("failed to remove container {id}: {e}"));
-            }
-        }
-    };
-    let mut record = record;
-    if recorded {
-        let added = spec_file::save(&dir, &spec)
-            .and_then(|()| add_record(store, &mut record, options.name.is_some()));
-        if let Err(e) = added {
-            let _ = store.trash(&dir);
-            return Err(e);
-        }
-    }
-    let container = match rbuild_runtime::spawn(&spec, stdio) {
-        Ok(c) => c,
-        Err(e) => {
-            // Without --rm the record stays ("Created"), as docker keeps a container that
-            // failed to start.
-            let mut warnings = Vec::new();
-            cleanup(&mut warnings);
-            return Err(e.into());
-        }
-    };
+    let executed = running::execute(store, recorded.then_some(id.as_str()), &spec, stdio, |_| ());
+    // Without --rm a container that failed to start stays ("Created"), as docker keeps it.
     let mut warnings = Vec::new();
-    if recorded {
-        record.status = ContainerStatus::Running;
-        record.runner_pid = Some(std::process::id());
-        record.pid = Some(container.pid());
-        if let Err(e) = store.update_container(&record) {
-            warnings.push(format!("failed to record container {}: {e}", record.id));
+    if options.remove {
+        let result = if recorded {
+            store.remove_container(&id)
+        } else {
+            store.trash(&lease.dir).map(|_| ())
+        };
+        if let Err(e) = result {
+            warnings.push(format!("failed to remove container {id}: {e}"));
         }
     }
-    crate::killpoint::reached("container-started");
-    let notes = container.notes().to_vec();
-    let status = container.wait()?;
-    if recorded && !options.remove {
-        record.status = ContainerStatus::Exited;
-        record.exit_code = Some(status.code);
-        record.finished = Some(now());
-        record.pid = None;
-        if let Err(e) = store.update_container(&record) {
-            warnings.push(format!("failed to record container {}: {e}", record.id));
-        }
-    }
-    cleanup(&mut warnings);
     drop(lease);
+    let execution = executed?;
+    warnings.extend(execution.warnings);
     Ok(RunOutcome {
-        id: record.id,
-        status,
+        id,
+        status: execution.status,
         warnings,
-        notes,
+        notes: execution.notes,
     })
 }

@@ -43,6 +43,42 @@ pub struct ContainerRecord {
     /// The image's labels overlaid with `run -l/--label` (docker's container labels).
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// When the process last started (seconds since the epoch): `ps`'s `Up …`.
+    #[serde(default)]
+    pub started: Option<i64>,
+    /// `run --restart`: what the monitor does when the process exits.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// How many times the monitor restarted the process (docker's RestartCount).
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Set by `stop`/`kill` before signalling: the monitor does not restart a container
+    /// the user stopped, and `unless-stopped` ones stay stopped on `start --all-restartable`.
+    #[serde(default)]
+    pub manually_stopped: bool,
+    /// `run -d --rm`: the monitor removes the container when it exits for good.
+    #[serde(default)]
+    pub auto_remove: bool,
+    /// `--stop-signal` or the image's STOPSIGNAL (`SIGTERM` when neither).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout` in seconds (`stop` waits this long before SIGKILL; default 10).
+    #[serde(default)]
+    pub stop_timeout: Option<u64>,
+}
+
+/// Docker's restart policies (`--restart`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "name")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    /// Restart after a non-zero exit, at most `max` times (0: no limit).
+    OnFailure {
+        max: u32,
+    },
+    Always,
+    UnlessStopped,
 }
 
 /// Lifecycle state of a container.
@@ -69,6 +105,27 @@ impl ContainerRecord {
     }
 }
 
+/// Fails with [`StoreError::Conflict`] when a container other than `id` is named `name`.
+fn check_name_free(
+    t: &redb::Table<'_, &str, &[u8]>,
+    name: &str,
+    id: &str,
+) -> Result<(), StoreError> {
+    for row in t.iter().map_err(db_err)? {
+        let (other_id, rec) = row.map_err(db_err)?;
+        let other: ContainerRecord =
+            serde_json::from_slice(rec.value()).map_err(|e| bad_json(other_id.value(), e))?;
+        if other.name == name && other.id != id {
+            return Err(StoreError::Conflict(format!(
+                "The container name \"/{name}\" is already in use by container \"{}\". \
+                 You have to remove (or rename) that container to be able to reuse that name.",
+                other.id
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn bad_json(id: &str, error: serde_json::Error) -> StoreError {
     StoreError::BadJson {
         what: format!("container record {id}"),
@@ -88,18 +145,7 @@ impl Store {
             let tx = db.begin_write().map_err(db_err)?;
             {
                 let mut t = tx.open_table(CONTAINERS).map_err(db_err)?;
-                for row in t.iter().map_err(db_err)? {
-                    let (id, rec) = row.map_err(db_err)?;
-                    let other: ContainerRecord = serde_json::from_slice(rec.value())
-                        .map_err(|e| bad_json(id.value(), e))?;
-                    if other.name == record.name {
-                        return Err(StoreError::Conflict(format!(
-                            "The container name \"/{}\" is already in use by container \"{}\". \
-                             You have to remove (or rename) that container to be able to reuse that name.",
-                            record.name, other.id
-                        )));
-                    }
-                }
+                check_name_free(&t, &record.name, &record.id)?;
                 let json = serde_json::to_vec(record).map_err(|e| bad_json(&record.id, e))?;
                 t.insert(record.id.as_str(), json.as_slice())
                     .map_err(db_err)?;
@@ -126,6 +172,45 @@ impl Store {
             tx.commit().map_err(db_err)?;
             Ok(())
         })
+    }
+
+    /// Changes the record of container `id` with `change` in one write transaction, so
+    /// concurrent writers (the monitor recording an exit, `rename`, `stop`) never undo each
+    /// other's fields. Returns the new record, `None` when it is gone (removed meanwhile).
+    pub fn modify_container(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<Option<ContainerRecord>, StoreError> {
+        self.with_db_no_index(|db| {
+            let tx = db.begin_write().map_err(db_err)?;
+            let record = {
+                let mut t = tx.open_table(CONTAINERS).map_err(db_err)?;
+                let Some(old) = t.get(id).map_err(db_err)? else {
+                    return Ok(None);
+                };
+                let mut record: ContainerRecord =
+                    serde_json::from_slice(old.value()).map_err(|e| bad_json(id, e))?;
+                drop(old);
+                change(&mut record);
+                if record.name.is_empty() {
+                    return Err(StoreError::Conflict("a container needs a name".into()));
+                }
+                check_name_free(&t, &record.name, id)?;
+                let json = serde_json::to_vec(&record).map_err(|e| bad_json(id, e))?;
+                t.insert(id, json.as_slice()).map_err(db_err)?;
+                record
+            };
+            tx.commit().map_err(db_err)?;
+            Ok(Some(record))
+        })
+    }
+
+    /// Whether container `record` is running: recorded so, and its lease locked by the
+    /// process that runs it (a runner or monitor that died, even by SIGKILL, releases the
+    /// lock; a reused PID does not take it).
+    pub fn container_running(&self, record: &ContainerRecord) -> bool {
+        record.status == ContainerStatus::Running && self.lease_locked(&record.id)
     }
 
     /// All container records, newest first.

@@ -93,6 +93,52 @@ impl Store {
         Ok(Some(HeldLease { _file: file, dir }))
     }
 
+    /// Locks the lease of the existing container `id` for a process that runs it again
+    /// (`start`, the monitor): `Ok(None)` when another process holds it (the container runs).
+    pub fn hold_lease(&self, id: &str) -> Result<Option<HeldLease>, StoreError> {
+        let dir = self.container_dir(id);
+        let path = dir.join(LEASE);
+        let file = fs::File::open(&path).map_err(io_err(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(HeldLease { _file: file, dir })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Whether a process holds the lease of container `id` (it runs).
+    pub fn lease_locked(&self, id: &str) -> bool {
+        let Ok(file) = fs::File::open(self.container_dir(id).join(LEASE)) else {
+            return false;
+        };
+        matches!(file.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
+    }
+
+    /// Blocks until no process holds the lease of container `id` (it stopped), or until
+    /// `timeout`; returns whether it is free.
+    pub fn wait_lease_free(&self, id: &str, timeout: Option<std::time::Duration>) -> bool {
+        let Ok(file) = fs::File::open(self.container_dir(id).join(LEASE)) else {
+            return true;
+        };
+        let Some(timeout) = timeout else {
+            return file.lock_shared().is_ok();
+        };
+        // flock has no timeout: poll, briefly at first (most processes stop at once).
+        let deadline = std::time::Instant::now() + timeout;
+        let mut pause = std::time::Duration::from_millis(2);
+        loop {
+            if !matches!(file.try_lock_shared(), Err(fs::TryLockError::WouldBlock)) {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// The containers with a lease that holds its image's layers: running ones (lease
     /// locked) and recorded ones. Call with the store lock held.
     pub(crate) fn leased_containers(&self) -> Vec<ContainerUse> {

@@ -1,0 +1,70 @@
+//! Running a created container's process once: the one place that starts a container,
+//! records it running and records how it ended. The foreground `run` and the detached
+//! monitor ([`super::monitor`]) both come through here, so whatever the record learns at
+//! start or exit is the same for both.
+
+use rbuild_runtime::{Container, ContainerSpec, ExitStatus, Stdio};
+
+use super::create::now;
+use super::ContainerError;
+use crate::store::{ContainerStatus, Store};
+
+/// What one run of the process left.
+#[derive(Debug)]
+pub(super) struct Execution {
+    pub status: ExitStatus,
+    /// Problems recording the state (the run itself went fine).
+    pub warnings: Vec<String>,
+    /// What the container went without ([`Container::notes`]).
+    pub notes: Vec<String>,
+}
+
+/// Starts `spec` with `stdio`, records it running (when `id` names a recorded container),
+/// calls `started` with the running container, waits for it and records its exit code and
+/// time. What `started` returns is held while the process runs and dropped after it ended
+/// (per-run resources: see [`super::monitor`]). The caller holds the container's lease.
+/// `Err` means the process never started; the record then stays as it was.
+pub(super) fn execute<R>(
+    store: &Store,
+    id: Option<&str>,
+    spec: &ContainerSpec,
+    stdio: Stdio,
+    started: impl FnOnce(&Container) -> R,
+) -> Result<Execution, ContainerError> {
+    let container = rbuild_runtime::spawn(spec, stdio)?;
+    let mut warnings = Vec::new();
+    let mut record = |change: &dyn Fn(&mut crate::store::ContainerRecord)| {
+        if let Some(id) = id {
+            if let Err(e) = store.modify_container(id, change) {
+                warnings.push(format!("failed to record container {id}: {e}"));
+            }
+        }
+    };
+    let pid = container.pid();
+    let started_at = now();
+    record(&|r| {
+        r.status = ContainerStatus::Running;
+        r.runner_pid = Some(std::process::id());
+        r.pid = Some(pid);
+        r.started = Some(started_at);
+        r.exit_code = None;
+        r.finished = None;
+    });
+    crate::killpoint::reached("container-started");
+    let notes = container.notes().to_vec();
+    let held = started(&container);
+    let status = container.wait()?;
+    drop(held);
+    let finished = now();
+    record(&|r| {
+        r.status = ContainerStatus::Exited;
+        r.exit_code = Some(status.code);
+        r.finished = Some(finished);
+        r.pid = None;
+    });
+    Ok(Execution {
+        status,
+        warnings,
+        notes,
+    })
+}
