@@ -39,6 +39,7 @@ mod tag;
 mod template;
 mod transfer_progress;
 mod version;
+mod volume;
 
 /// The help heading of the global options, in every command's `--help`.
 const GLOBAL: &str = "Global Options";
@@ -146,6 +147,9 @@ pub enum Command {
     Completion(completion::CompletionArgs),
     /// Write the manual pages (rbuild.1, rbuild-COMMAND.1, ...) into a directory
     Man(completion::ManArgs),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -253,6 +257,7 @@ pub fn main() -> i32 {
         Command::Info(args) => info::run(&globals, args),
         Command::Completion(args) => completion::completion(&globals, args),
         Command::Man(args) => completion::man(&globals, args),
+        Command::Volume(cmd) => volume::run(&globals, cmd),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

@@ -26,11 +26,12 @@ pub mod env;
 mod lifecycle;
 pub mod names;
 pub mod security;
+mod seed;
 pub mod spec_file;
-mod volumes;
+pub mod volumes;
 
 pub use lifecycle::remove;
-pub use volumes::parse_volume;
+pub use volumes::{parse_mount, parse_volume};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -87,6 +88,16 @@ pub enum ContainerError {
         id: String,
         error: nix::errno::Errno,
     },
+    #[error("create {0}: {0:?} includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path")]
+    BadVolumeName(String),
+    #[error("invalid argument {spec:?} for \"--mount\" flag: {reason}")]
+    BadMount { spec: String, reason: String },
+    #[error("invalid --volumes-from {spec:?}: {reason}")]
+    BadVolumesFrom { spec: String, reason: String },
+    #[error("volume option {0:?} is not supported: rbuild's local volume driver takes no options")]
+    VolumeOption(String),
+    #[error("Duplicate mount point: {}", .0.display())]
+    DuplicateMount(PathBuf),
 }
 
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
@@ -114,7 +125,8 @@ pub struct RunOptions {
     /// Default: the first 12 hex digits of the container ID.
     pub hostname: Option<String>,
     pub init: bool,
-    /// `-v HOST:CONTAINER[:ro]`, parsed with [`parse_volume`].
+    /// Host binds and tmpfs mounts (`-v /HOST:CONTAINER[:ro]`, `--mount`), parsed with
+    /// [`parse_volume`] or [`parse_mount`] and added with [`RunOptions::add_mount`].
     pub mounts: Vec<MountSpec>,
     pub read_only: bool,
     /// Default: a generated `adjective_surname` ([`names`]); a `--rm` container without a
@@ -132,6 +144,11 @@ pub struct RunOptions {
     /// The system call filter (`--security-opt seccomp=`): docker's default profile, a
     /// profile file, or `None` for `unconfined`.
     pub seccomp: Option<rbuild_runtime::SeccompProfile>,
+    /// Volumes (`-v NAME:/path`, `-v /path`, `--mount type=volume`), made on first use;
+    /// added with [`RunOptions::add_mount`].
+    pub volumes: Vec<volumes::VolumeRequest>,
+    /// `--volumes-from CONTAINER[:ro|rw]`, as given.
+    pub volumes_from: Vec<String>,
 }
 
 impl RunOptions {
@@ -156,6 +173,8 @@ impl RunOptions {
             labels: BTreeMap::new(),
             cidfile: None,
             seccomp: Some(rbuild_runtime::SeccompProfile::default_profile()),
+            volumes: Vec::new(),
+            volumes_from: Vec::new(),
         }
     }
 }
@@ -247,6 +266,7 @@ pub fn run(
     let id = record.id.clone();
     let dir = lease.dir.clone();
     let recorded = !options.remove || options.name.is_some();
+    let anonymous = record.anonymous_volumes.clone();
     let cleanup = |warnings: &mut Vec<String>| {
         if options.remove {
             let result = if recorded {
@@ -254,8 +274,10 @@ pub fn run(
             } else {
                 store.trash(&dir).map(|_| ())
             };
-            if let Err(e) = result {
-                warnings.push(format!("failed to remove container {id}: {e}"));
+            match result {
+                // As docker's --rm: the container's anonymous volumes go with it.
+                Ok(()) => warnings.extend(volumes::remove_anonymous_volumes(store, &anonymous)),
+                Err(e) => warnings.push(format!("failed to remove container {id}: {e}")),
             }
         }
     };
@@ -265,6 +287,7 @@ pub fn run(
             .and_then(|()| add_record(store, &mut record, options.name.is_some()));
         if let Err(e) = added {
             let _ = store.trash(&dir);
+            volumes::remove_anonymous_volumes(store, &anonymous);
             return Err(e);
         }
     }

@@ -43,6 +43,10 @@ pub struct ContainerRecord {
     /// The image's labels overlaid with `run -l/--label` (docker's container labels).
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The volumes made for this container alone (its image's VOLUMEs, `-v /path`): `rm -v`
+    /// and `--rm` remove them.
+    #[serde(default)]
+    pub anonymous_volumes: Vec<String>,
 }
 
 /// Lifecycle state of a container.
@@ -218,6 +222,7 @@ impl Store {
                     layers,
                     chains,
                     recorded: true,
+                    volumes: Vec::new(),
                 },
                 running,
             });
