@@ -418,16 +418,19 @@ fn resolve_into(
     let taken = |out: &Resolved, destination: &Path| {
         out.mounts.iter().any(|m| m.destination == destination)
     };
-    for m in &options.mounts {
-        if taken(out, &m.destination) {
-            return Err(ContainerError::DuplicateMount(m.destination.clone()));
-        }
-        out.mounts.push(m.clone());
+    // Duplicates first: nothing is made for a container that cannot be created.
+    let mut destinations: Vec<&Path> = options
+        .mounts
+        .iter()
+        .map(|m| m.destination.as_path())
+        .chain(options.volumes.iter().map(|v| v.destination.as_path()))
+        .collect();
+    destinations.sort();
+    if let Some(pair) = destinations.windows(2).find(|w| w[0] == w[1]) {
+        return Err(ContainerError::DuplicateMount(pair[0].to_path_buf()));
     }
+    out.mounts.extend(options.mounts.iter().cloned());
     for request in &options.volumes {
-        if taken(out, &request.destination) {
-            return Err(ContainerError::DuplicateMount(request.destination.clone()));
-        }
         let mut labels = request.labels.clone();
         if request.name.is_none() {
             labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
