@@ -68,6 +68,7 @@ use crate::image::reference::Reference;
 use crate::registry::RegistryOptions;
 use crate::store::StoreError;
 
+pub(crate) use mounts::parse_size;
 pub use stage::build;
 
 /// Where the Dockerfile comes from.

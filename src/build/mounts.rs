@@ -64,7 +64,9 @@ fn parse_id(v: Option<&str>) -> Result<u32, BuildError> {
     }
 }
 
-fn parse_size(s: &str) -> Result<u64, BuildError> {
+/// A tmpfs size: bytes, or a number with `k`, `m` or `g` (binary units, as docker's
+/// `RAMInBytes`); `RUN --mount=type=tmpfs,size=` and `run --mount type=tmpfs,tmpfs-size=`.
+pub(crate) fn parse_size(s: &str) -> Result<u64, BuildError> {
     let lower = s.to_ascii_lowercase();
     let (num, mult) = match lower.chars().last() {
         Some('k') => (&lower[..lower.len() - 1], 1u64 << 10),

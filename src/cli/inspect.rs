@@ -98,12 +98,23 @@ pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
             }
         }
     }
+    print_values(template.as_ref(), &values, "ImageInspect")?;
+    Ok(status)
+}
+
+/// Prints `inspect` results: through `template` (as the struct `type_name`), one line each,
+/// or as docker's indented JSON array. Every value is rendered first: a template error
+/// prints nothing.
+pub(super) fn print_values(
+    template: Option<&super::template::Template>,
+    values: &[Value],
+    type_name: &str,
+) -> anyhow::Result<()> {
     match template {
         Some(t) => {
-            // every image first: a template error prints nothing
             let lines = values
                 .iter()
-                .map(|v| t.execute(&Val::from_json(v, "ImageInspect")))
+                .map(|v| t.execute(&Val::from_json(v, type_name)))
                 .collect::<Result<Vec<_>, _>>()?;
             let mut out = std::io::stdout().lock();
             for line in lines {
@@ -119,5 +130,5 @@ pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
             std::io::stdout().lock().write_all(&buf)?;
         }
     }
-    Ok(status)
+    Ok(())
 }

@@ -40,6 +40,7 @@ mod tag;
 mod template;
 mod transfer_progress;
 mod version;
+mod volume;
 
 /// The help heading of the global options, in every command's `--help`.
 const GLOBAL: &str = "Global Options";
@@ -169,6 +170,9 @@ pub enum Command {
     /// The monitor of a detached container (started by `run -d` and `start`)
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor(containers::MonitorArgs),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -286,6 +290,7 @@ pub fn main() -> i32 {
         Command::Logs(args) => containers::logs(&globals, args),
         Command::Container(cmd) => containers::container_cmd(&globals, cmd),
         Command::ContainerMonitor(args) => containers::monitor_main(&globals, args),
+        Command::Volume(cmd) => volume::run(&globals, cmd),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

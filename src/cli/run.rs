@@ -49,8 +49,9 @@ pub struct RunArgs {
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     pub init: bool,
-    /// Bind mount a host directory (HOST-DIR:CONTAINER-DIR[:ro])
-    #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    /// Bind mount a host directory or a volume (HOST-DIR|NAME:CONTAINER-DIR[:ro], or
+    /// CONTAINER-DIR for an anonymous volume)
+    #[arg(short, long = "volume", value_name = "[SOURCE:]CONTAINER[:ro]")]
     pub volume: Vec<String>,
     /// Mount the container's root filesystem as read only
     #[arg(long)]
@@ -83,6 +84,8 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub command: Vec<String>,
+    #[command(flatten)]
+    pub volumes: super::volume::RunVolumeArgs,
 }
 
 fn host_env(name: &str) -> Option<String> {
@@ -104,12 +107,11 @@ pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
     for arg in &args.env {
         env_entries.extend(env::parse_env_arg(arg, host_env)?);
     }
-    let mounts = args
-        .volume
-        .iter()
-        .map(|v| container::parse_volume(v))
-        .collect::<Result<Vec<_>, _>>()?;
     let mut options = RunOptions::new(&args.image, args.command);
+    for v in &args.volume {
+        options.add_mount(container::parse_volume(v)?);
+    }
+    args.volumes.apply(&mut options)?;
     for value in &args.security_opt {
         match container::security::parse_security_opt(value)? {
             SecurityOpt::Seccomp(profile) => options.seccomp = profile,
@@ -123,7 +125,6 @@ pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
     options.network = network;
     options.hostname = args.hostname;
     options.init = args.init;
-    options.mounts = mounts;
     options.read_only = args.read_only;
     options.name = args.name;
     options.remove = args.rm;
@@ -330,6 +331,9 @@ pub struct RmArgs {
     /// Containers to remove (names or IDs)
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short, long)]
+    pub volumes: bool,
 }
 
 /// `rm`: prints each name as given once removed; exit status 1 when any failed.
@@ -337,8 +341,14 @@ pub fn rm(globals: &Globals, args: RmArgs) -> anyhow::Result<i32> {
     let store = open_store(globals)?;
     let mut status = 0;
     for name in &args.containers {
+        let record = store.resolve_container(name).ok().filter(|_| args.volumes);
         match container::remove(&store, name, args.force) {
-            Ok(_) => println!("{name}"),
+            Ok(_) => {
+                println!("{name}");
+                if let Some(record) = record {
+                    super::volume::remove_anonymous(globals, &store, &record);
+                }
+            }
             Err(e) => {
                 super::report::item_error(&e);
                 status = 1;

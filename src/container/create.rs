@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use rbuild_runtime::{ContainerSpec, Rootfs};
 
-use super::{command, env, io_err, names, ContainerError, RunOptions};
+use super::{command, env, io_err, names, volumes, ContainerError, RunOptions};
 use crate::store::{ContainerRecord, ContainerStatus, HeldLease, Lease, Store, StoreError};
 
 /// Resolves the image and options into a container record (status `Created`) and a runtime
@@ -80,28 +80,45 @@ pub(super) fn create(
         &options.env,
     );
 
+    let image_volumes: Vec<String> = cc
+        .volumes
+        .iter()
+        .flatten()
+        .map(|(p, _)| p.clone())
+        .collect();
+    let mounts = volumes::resolve(store, options, &image_volumes, &lowers)?;
+
     // The container dir appears with its lease, which keeps the snapshots from `rmi` and
-    // the collectors; a snapshot removed before that is unpacked again.
+    // the collectors, and the volumes from `volume rm`; a snapshot or volume removed before
+    // that is made again.
     let lease = Lease {
         image_id: image.id.clone(),
         layers: image.layers.iter().map(|l| l.digest.clone()).collect(),
         chains: image.chain_ids(),
         recorded: options.recorded(),
+        volumes: mounts.volumes.clone(),
     };
-    let mut held = None;
-    for _ in 0..3 {
-        held = store.lease_container(&id, &lease, &["upper", "work", "empty"])?;
-        if held.is_some() {
-            break;
+    let leased = (|| {
+        for _ in 0..3 {
+            if let Some(held) = store.lease_container(&id, &lease, &["upper", "work", "empty"])? {
+                return Ok(held);
+            }
+            store.layer_snapshot_dirs(&image.layers)?;
+            volumes::ensure(store, &mounts.volumes)?;
         }
-        store.layer_snapshot_dirs(&image.layers)?;
-    }
-    let held = held.ok_or_else(|| {
-        StoreError::Conflict(format!(
-            "the layers of {} keep being removed while the container starts",
+        Err(StoreError::Conflict(format!(
+            "the layers of {} or its volumes keep being removed while the container starts",
             image.id.short()
         ))
-    })?;
+        .into())
+    })();
+    let held = match leased {
+        Ok(held) => held,
+        Err(e) => {
+            volumes::remove_anonymous_volumes(store, &mounts.anonymous);
+            return Err(e);
+        }
+    };
     let dir = held.dir.clone();
     let upper = dir.join("upper");
     let work = dir.join("work");
@@ -127,7 +144,7 @@ pub(super) fn create(
     spec.network = options.network;
     spec.init = options.init;
     spec.readonly_rootfs = options.read_only;
-    spec.mounts = options.mounts.clone();
+    spec.mounts = mounts.mounts;
     spec.seccomp = options.seccomp.clone();
     // The container's cgroup is rbuild/<id>.
     spec.id = Some(id.clone());
@@ -154,6 +171,7 @@ pub(super) fn create(
         auto_remove: options.remove && options.detach,
         stop_signal: options.stop_signal.clone().or(cc.stop_signal.clone()),
         stop_timeout: options.stop_timeout,
+        anonymous_volumes: mounts.anonymous,
     };
     Ok((record, spec, held))
 }

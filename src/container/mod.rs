@@ -26,8 +26,9 @@ pub mod env;
 mod lifecycle;
 pub mod names;
 pub mod security;
+mod seed;
 pub mod spec_file;
-mod volumes;
+pub mod volumes;
 
 pub use lifecycle::{
     find, kill, list, parse_restart, parse_signal, prune, remove, rename, restartable, settle,
@@ -37,7 +38,7 @@ pub use lifecycle::{
 pub mod logs;
 pub mod monitor;
 mod running;
-pub use volumes::parse_volume;
+pub use volumes::{parse_mount, parse_volume};
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -111,6 +112,16 @@ pub enum ContainerError {
     BadRestart(String),
     #[error("conflicting options: {0}")]
     Conflict(&'static str),
+    #[error("create {0}: {0:?} includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path")]
+    BadVolumeName(String),
+    #[error("invalid argument {spec:?} for \"--mount\" flag: {reason}")]
+    BadMount { spec: String, reason: String },
+    #[error("invalid --volumes-from {spec:?}: {reason}")]
+    BadVolumesFrom { spec: String, reason: String },
+    #[error("volume option {0:?} is not supported: rbuild's local volume driver takes no options")]
+    VolumeOption(String),
+    #[error("Duplicate mount point: {}", .0.display())]
+    DuplicateMount(PathBuf),
 }
 
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
@@ -138,7 +149,8 @@ pub struct RunOptions {
     /// Default: the first 12 hex digits of the container ID.
     pub hostname: Option<String>,
     pub init: bool,
-    /// `-v HOST:CONTAINER[:ro]`, parsed with [`parse_volume`].
+    /// Host binds and tmpfs mounts (`-v /HOST:CONTAINER[:ro]`, `--mount`), parsed with
+    /// [`parse_volume`] or [`parse_mount`] and added with [`RunOptions::add_mount`].
     pub mounts: Vec<MountSpec>,
     pub read_only: bool,
     /// Default: a generated `adjective_surname` ([`names`]); a `--rm` container without a
@@ -165,6 +177,11 @@ pub struct RunOptions {
     pub stop_signal: Option<String>,
     /// `--stop-timeout` in seconds (default 10).
     pub stop_timeout: Option<u64>,
+    /// Volumes (`-v NAME:/path`, `-v /path`, `--mount type=volume`), made on first use;
+    /// added with [`RunOptions::add_mount`].
+    pub volumes: Vec<volumes::VolumeRequest>,
+    /// `--volumes-from CONTAINER[:ro|rw]`, as given.
+    pub volumes_from: Vec<String>,
 }
 
 impl RunOptions {
@@ -193,6 +210,8 @@ impl RunOptions {
             restart: RestartPolicy::No,
             stop_signal: None,
             stop_timeout: None,
+            volumes: Vec::new(),
+            volumes_from: Vec::new(),
         }
     }
 
@@ -294,6 +313,7 @@ fn prepare(
             .and_then(|()| add_record(store, &mut record, options.name.is_some()));
         if let Err(e) = added {
             let _ = store.trash(&lease.dir);
+            volumes::remove_anonymous_volumes(store, &record.anonymous_volumes);
             return Err(e);
         }
     }
@@ -336,8 +356,13 @@ pub fn run(
         } else {
             store.trash(&lease.dir).map(|_| ())
         };
-        if let Err(e) = result {
-            warnings.push(format!("failed to remove container {id}: {e}"));
+        match result {
+            // As docker's --rm: the container's anonymous volumes go with it.
+            Ok(()) => warnings.extend(volumes::remove_anonymous_volumes(
+                store,
+                &record.anonymous_volumes,
+            )),
+            Err(e) => warnings.push(format!("failed to remove container {id}: {e}")),
         }
     }
     drop(lease);

@@ -204,8 +204,12 @@ fn serve_runs(
     };
     if record.auto_remove && (result.is_ok() || first) {
         drop(lease);
-        if let Err(e) = store.remove_container(id) {
-            warn(format!("failed to remove container {id}: {e}"));
+        match store.remove_container(id) {
+            // As docker's --rm: the container's anonymous volumes go with it.
+            Ok(()) => super::volumes::remove_anonymous_volumes(store, &record.anonymous_volumes)
+                .into_iter()
+                .for_each(&mut *warn),
+            Err(e) => warn(format!("failed to remove container {id}: {e}")),
         }
     }
     result

@@ -65,6 +65,10 @@ pub struct ContainerRecord {
     /// `--stop-timeout` in seconds (`stop` waits this long before SIGKILL; default 10).
     #[serde(default)]
     pub stop_timeout: Option<u64>,
+    /// The volumes made for this container alone (its image's VOLUMEs, `-v /path`): `rm -v`
+    /// and `--rm` remove them.
+    #[serde(default)]
+    pub anonymous_volumes: Vec<String>,
 }
 
 /// Docker's restart policies (`--restart`).
@@ -303,6 +307,7 @@ impl Store {
                     layers,
                     chains,
                     recorded: true,
+                    volumes: Vec::new(),
                 },
                 running,
             });

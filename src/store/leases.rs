@@ -34,6 +34,9 @@ pub struct Lease {
     pub chains: Vec<Digest>,
     /// Whether the container has a database record (not a plain `--rm` container).
     pub recorded: bool,
+    /// The volumes the container mounts (see `volumes`): none can be removed while it exists.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 /// A container using an image, as `rmi` and the collectors see it.
@@ -55,9 +58,9 @@ pub struct HeldLease {
 
 impl Store {
     /// Creates the container dir of `id` with `lease` (locked, kept so while the returned
-    /// value lives) and the empty `subdirs`, once every snapshot of the lease exists, all
-    /// under the store lock. `Ok(None)` when a snapshot disappeared meanwhile (removed by an
-    /// `rmi`): the caller unpacks again and retries.
+    /// value lives) and the empty `subdirs`, once every snapshot and volume of the lease
+    /// exists, all under the store lock. `Ok(None)` when a snapshot or volume disappeared
+    /// meanwhile (removed by an `rmi` or `volume rm`): the caller makes it again and retries.
     pub fn lease_container(
         &self,
         id: &str,
@@ -83,7 +86,9 @@ impl Store {
         let parent = self.root.join("containers");
         fs::create_dir_all(&parent).map_err(io_err(&parent))?;
         let lock = self.lock()?;
-        if !lease.chains.iter().all(|c| self.snapshot_path(c).is_dir()) {
+        if !lease.chains.iter().all(|c| self.snapshot_path(c).is_dir())
+            || !lease.volumes.iter().all(|v| self.volume_data(v).is_dir())
+        {
             drop(lock);
             let _ = super::session::remove_tree(&staged);
             return Ok(None);

@@ -13,9 +13,10 @@
 //! <root>/containers/<id>/         a container's upper/work dirs and its `lease` (see `leases`)
 //! <root>/tmp/s-<pid>-<rand>/       one process's temp files, flock'ed while it lives (`session`)
 //! <root>/cache-mounts/<hex>/      `RUN --mount=type=cache` dirs
+//! <root>/volumes/<name>/_data     a volume's files (see `volumes`)
 //! ```
 //!
-//! The root, `snapshots/`, `containers/`, `tmp/`, `pool/` and `cache-mounts/` are 0700: they
+//! The root, `snapshots/`, `containers/`, `tmp/`, `pool/`, `cache-mounts/` and `volumes/` are 0700: they
 //! hold setuid files and device nodes as images and containers made them (see `permissions`).
 //!
 //! `skopeo inspect oci:<root>:busybox:latest` and `umoci` read the root directly: each tagged
@@ -69,6 +70,7 @@ mod permissions;
 mod pool;
 mod session;
 mod snapshots;
+mod volumes;
 
 use std::fs;
 use std::io::{self, BufWriter, Read, Write};
@@ -87,6 +89,7 @@ pub use images::{ImageSummary, RemoveEvent, GC_GRACE};
 pub use leases::{HeldLease, Lease};
 pub(crate) use pool::{Pool, PoolFile};
 pub use session::end_sessions;
+pub use volumes::{VolumeRecord, ANONYMOUS_LABEL};
 
 /// The directory under the store root that holds the build context digest cache (see
 /// `crate::context::MetadataCache`): `builder prune --all` empties it.
@@ -134,6 +137,14 @@ pub enum StoreError {
     Layer(#[from] LayerError),
     #[error(transparent)]
     Reference(#[from] ReferenceError),
+    #[error("No such volume: {0}")]
+    NoSuchVolume(String),
+    /// Docker's message for `volume rm` of a volume a container uses.
+    #[error("remove {name}: volume is in use - [{}]", containers.join(", "))]
+    VolumeInUse {
+        name: String,
+        containers: Vec<String>,
+    },
 }
 
 pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StoreError {

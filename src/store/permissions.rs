@@ -26,8 +26,14 @@ pub(super) const PRIVATE_MODE: u32 = 0o700;
 
 /// Directories under the root that hold image or container content (see the module docs);
 /// [`super::Store::open`] creates them so that they never exist with a looser mode.
-pub(super) const PRIVATE_DIRS: [&str; 5] =
-    ["snapshots", "containers", "tmp", "pool", "cache-mounts"];
+pub(super) const PRIVATE_DIRS: [&str; 6] = [
+    "snapshots",
+    "containers",
+    "tmp",
+    "pool",
+    "cache-mounts",
+    "volumes",
+];
 
 /// Makes `root` and its [`PRIVATE_DIRS`] owner-only when `root` has another mode and belongs
 /// to the calling user (a store of someone else is left as it is). The root is changed last,
