@@ -467,3 +467,35 @@ fn volume_creation_killed_before_its_commit_leaves_no_volume() {
         0
     );
 }
+
+/// An unnamed `--rm` container whose `rbuild run` is SIGKILLed leaves its dir and its
+/// anonymous volumes; the next command removes both, as the runner would have (named
+/// volumes stay).
+#[test]
+fn anonymous_volumes_of_a_killed_rm_run_go_with_its_dir() {
+    let env = TestEnv::with_base("bb");
+    let out = env
+        .cmd()
+        .args(["run", "--rm", "-v", "/anon", "-v", "named:/n", "bb", "true"])
+        .env("RBUILD_TEST_KILL_AT", "container-started:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "killed by its kill point");
+    let volumes = std::fs::read_dir(env.root().join("volumes"))
+        .unwrap()
+        .count();
+    assert_eq!(volumes, 2, "the killed run left its volumes");
+    assert_eq!(volume_names(&env), ["named"]);
+    assert_eq!(
+        std::fs::read_dir(env.root().join("containers"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(env.root().join("volumes"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
