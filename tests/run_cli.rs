@@ -19,35 +19,15 @@ fn env_with_base() -> TestEnv {
 /// The busybox rootfs plus `/usr/bin/showargs`, a script printing `[$0][$1]...`, imported
 /// with `changes` as `name`.
 fn import_showargs(env: &TestEnv, name: &str, changes: &[&str]) {
-    let tar = env.path().join("showargs.tar");
-    if !tar.exists() {
-        std::fs::copy(busybox_rootfs_tar(), &tar).unwrap();
-        let dir = env.path().join("extra");
+    let dir = env.path().join("extra");
+    let script = dir.join("usr/bin/showargs");
+    if !script.exists() {
         std::fs::create_dir_all(dir.join("usr/bin")).unwrap();
-        let script = dir.join("usr/bin/showargs");
         std::fs::write(&script, "#!/bin/sh\nprintf '[%s]' \"$0\" \"$@\"\necho\n").unwrap();
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let status = Command::new("tar")
-            .arg("--append")
-            .arg("-f")
-            .arg(&tar)
-            .arg("-C")
-            .arg(&dir)
-            .arg("./usr/bin/showargs")
-            .status()
-            .unwrap();
-        assert!(status.success());
     }
-    let mut args = vec!["import".to_string()];
-    for c in changes {
-        args.push("-c".into());
-        args.push(c.to_string());
-    }
-    args.push(tar.to_str().unwrap().into());
-    args.push(name.into());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    env.ok(&args);
+    env.import_base_plus(name, changes, &dir, &["./usr/bin/showargs"]);
 }
 
 fn run(env: &TestEnv, args: &[&str]) -> Output {

@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{assert_success, busybox_rootfs_tar, stderr, TestEnv};
+use common::{assert_success, stderr, TestEnv};
 
 fn code(out: &Output) -> i32 {
     out.status.code().expect("rbuild exited by a signal")
@@ -32,8 +32,6 @@ fn volume_names(env: &TestEnv) -> Vec<String> {
 /// The busybox rootfs plus `/seed` (dir 0750 owned by 1000:1001, holding `file` 0640 owned
 /// by 1000:1001 and a symlink), imported with `changes` as `name`.
 fn import_with_seed(env: &TestEnv, name: &str, changes: &[&str]) {
-    let tar = env.path().join("seed.tar");
-    std::fs::copy(busybox_rootfs_tar(), &tar).unwrap();
     let extra = env.path().join("extra");
     let seed = extra.join("seed");
     std::fs::create_dir_all(&seed).unwrap();
@@ -43,24 +41,7 @@ fn import_with_seed(env: &TestEnv, name: &str, changes: &[&str]) {
         std::os::unix::fs::chown(path, Some(1000), Some(1001)).unwrap();
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     }
-    let status = Command::new("tar")
-        .args(["--append", "--numeric-owner", "-f"])
-        .arg(&tar)
-        .arg("-C")
-        .arg(&extra)
-        .arg("./seed")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut args = vec!["import".to_string()];
-    for c in changes {
-        args.push("-c".into());
-        args.push(c.to_string());
-    }
-    args.push(tar.to_str().unwrap().into());
-    args.push(name.into());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    env.ok(&args);
+    env.import_base_plus(name, changes, &extra, &["./seed"]);
 }
 
 #[test]
@@ -484,5 +465,37 @@ fn volume_creation_killed_before_its_commit_leaves_no_volume() {
     assert_eq!(
         std::fs::read_dir(mountpoint(&env, "half")).unwrap().count(),
         0
+    );
+}
+
+/// An unnamed `--rm` container whose `rbuild run` is SIGKILLed leaves its dir and its
+/// anonymous volumes; the next command removes both, as the runner would have (named
+/// volumes stay).
+#[test]
+fn anonymous_volumes_of_a_killed_rm_run_go_with_its_dir() {
+    let env = TestEnv::with_base("bb");
+    let out = env
+        .cmd()
+        .args(["run", "--rm", "-v", "/anon", "-v", "named:/n", "bb", "true"])
+        .env("RBUILD_TEST_KILL_AT", "container-started:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "killed by its kill point");
+    let volumes = std::fs::read_dir(env.root().join("volumes"))
+        .unwrap()
+        .count();
+    assert_eq!(volumes, 2, "the killed run left its volumes");
+    assert_eq!(volume_names(&env), ["named"]);
+    assert_eq!(
+        std::fs::read_dir(env.root().join("containers"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(env.root().join("volumes"))
+            .unwrap()
+            .count(),
+        1
     );
 }

@@ -97,6 +97,7 @@ pub(super) fn create(
         chains: image.chain_ids(),
         recorded: options.recorded(),
         volumes: mounts.volumes.clone(),
+        own_volumes: mounts.anonymous.clone(),
     };
     let leased = (|| {
         for _ in 0..3 {

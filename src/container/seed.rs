@@ -57,15 +57,20 @@ fn copy_children(
         let md = fs::symlink_metadata(&disk).map_err(io_err(&disk))?;
         let target = to.join(&name);
         let kind = md.file_type();
+        // A container seeding the same new volume at the same time may have made it.
+        let made = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => other.map_err(io_err(&target)),
+        };
         if kind.is_dir() {
-            fs::create_dir(&target).map_err(io_err(&target))?;
+            made(fs::create_dir(&target))?;
             let mut child = dir.to_vec();
             child.push(name.to_string_lossy().into_owned());
             copy_children(view, &child, &target, dirs)?;
             dirs.push((target, md));
         } else if kind.is_symlink() {
             let link = fs::read_link(&disk).map_err(io_err(&disk))?;
-            std::os::unix::fs::symlink(&link, &target).map_err(io_err(&target))?;
+            made(std::os::unix::fs::symlink(&link, &target))?;
             set_owner_mode_time(&target, &md, true)?;
         } else if kind.is_file() {
             fs::copy(&disk, &target).map_err(io_err(&target))?;

@@ -308,6 +308,7 @@ impl Store {
                     chains,
                     recorded: true,
                     volumes: Vec::new(),
+                    own_volumes: Vec::new(),
                 },
                 running,
             });

@@ -37,6 +37,10 @@ pub struct Lease {
     /// The volumes the container mounts (see `volumes`): none can be removed while it exists.
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// Those of `volumes` made for this container alone (anonymous): removed with the dir
+    /// of a `--rm` container whose runner died, as its runner would have.
+    #[serde(default)]
+    pub own_volumes: Vec<String>,
 }
 
 /// A container using an image, as `rmi` and the collectors see it.
@@ -168,7 +172,8 @@ impl Store {
     }
 
     /// Removes the dirs of `--rm` containers whose runner died (lease unlocked, no record),
-    /// under the store lock. Returns the bytes freed.
+    /// under the store lock, then their anonymous volumes no other container uses. Returns
+    /// the bytes freed.
     pub(crate) fn clean_dead_containers(&self) -> Result<u64, StoreError> {
         let Ok(dir) = fs::read_dir(self.root.join("containers")) else {
             return Ok(0);
@@ -181,12 +186,19 @@ impl Store {
         if candidates.is_empty() {
             return Ok(0);
         }
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         let mut freed = 0;
+        let mut volumes = Vec::new();
         for path in candidates {
             if let Some(_held) = try_lock(&path.join(LEASE)) {
+                volumes.extend(read_lease(&path).into_iter().flat_map(|l| l.own_volumes));
                 freed += self.trash(&path)?;
             }
+        }
+        drop(lock);
+        if !volumes.is_empty() {
+            let removed = self.prune_volumes(|v| volumes.contains(&v.name))?;
+            freed += removed.iter().map(|(_, n)| n).sum::<u64>();
         }
         Ok(freed)
     }

@@ -140,8 +140,8 @@ impl Store {
 
     /// Every volume, by name.
     pub fn list_volumes(&self) -> Result<Vec<VolumeRecord>, StoreError> {
-        self.with_db_no_index(|db| {
-            let tx = db.begin_read().map_err(db_err)?;
+        // A read: no commit, the database file opened without writing to it.
+        self.read_db(|tx| {
             let t = match tx.open_table(VOLUMES) {
                 Ok(t) => t,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),

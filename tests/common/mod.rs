@@ -131,6 +131,35 @@ impl TestEnv {
         self.ok(&args).trim().to_string()
     }
 
+    /// Imports the busybox base plus `entries` of the dir `extra` (`./usr/bin/tool`, appended
+    /// with their owners and modes) as `name`, with `changes` (each a `-c` Dockerfile
+    /// instruction); returns the image ID.
+    pub fn import_base_plus(
+        &self,
+        name: &str,
+        changes: &[&str],
+        extra: &Path,
+        entries: &[&str],
+    ) -> String {
+        let tar = self.path().join(format!("{name}-base-plus.tar"));
+        std::fs::copy(busybox_rootfs_tar(), &tar).expect("copy the base tar");
+        let status = Command::new("tar")
+            .args(["--append", "--numeric-owner", "-f"])
+            .arg(&tar)
+            .arg("-C")
+            .arg(extra)
+            .args(entries)
+            .status()
+            .expect("run tar");
+        assert!(status.success(), "tar --append failed");
+        let mut args = vec!["import"];
+        for c in changes {
+            args.extend(["-c", c]);
+        }
+        args.extend([tar.to_str().expect("utf-8"), name]);
+        self.ok(&args).trim().to_string()
+    }
+
     /// `rbuild inspect NAME` as JSON: the one element of the array it prints.
     pub fn inspect(&self, name: &str) -> serde_json::Value {
         let out = self.ok(&["inspect", name]);
