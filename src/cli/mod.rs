@@ -14,8 +14,12 @@ mod argv;
 mod build;
 mod build_publish;
 mod builder;
+mod commit;
 mod common;
 mod completion;
+mod cp;
+mod diff;
+mod export;
 mod history;
 mod image_cmd;
 mod images;
@@ -146,6 +150,14 @@ pub enum Command {
     Completion(completion::CompletionArgs),
     /// Write the manual pages (rbuild.1, rbuild-COMMAND.1, ...) into a directory
     Man(completion::ManArgs),
+    /// Create a new image from a container's changes
+    Commit(commit::CommitArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(export::ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(diff::DiffArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -253,6 +265,10 @@ pub fn main() -> i32 {
         Command::Info(args) => info::run(&globals, args),
         Command::Completion(args) => completion::completion(&globals, args),
         Command::Man(args) => completion::man(&globals, args),
+        Command::Commit(args) => commit::run(&globals, args),
+        Command::Export(args) => export::run(&globals, args),
+        Command::Cp(args) => cp::run(&globals, args),
+        Command::Diff(args) => diff::run(&globals, args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();
