@@ -342,3 +342,90 @@ fn cp_into_and_out_of_a_running_container() {
         "go!\n"
     );
 }
+
+/// `rmi` of an image a container uses is refused without `-f` (docker's messages naming the
+/// container), by ID even with `-f` while the container runs; `image prune` (also `-a`)
+/// keeps images containers use, a committed dangling one included.
+#[test]
+fn images_in_use_by_containers_survive_rmi_and_prune() {
+    let env = TestEnv::with_base("bb");
+    // A dangling image (committed without a name) used by a stopped container.
+    env.ok(&["run", "--name", "maker", "bb", "touch", "/made"]);
+    let dangling = env.ok(&["commit", "maker"]).trim().to_string();
+    env.ok(&["run", "--name", "user", &dangling, "true"]);
+    let user_id = short_id(&env, "user");
+    let short = &dangling["sha256:".len().."sha256:".len() + 12];
+    let err = env.fails(&["rmi", short]);
+    assert!(
+        err.contains(&format!(
+            "unable to delete {short} (must be forced) - image is being used by stopped container {user_id}"
+        )),
+        "{err}"
+    );
+    env.ok(&["image", "prune", "-f"]);
+    env.ok(&["image", "prune", "-a", "-f"]);
+    let images = env.ok(&["images", "-q", "-a"]);
+    assert!(
+        images.contains(short),
+        "prune kept the used dangling image: {images}"
+    );
+    assert!(
+        env.ok(&["images"]).contains("bb "),
+        "prune -a kept bb, used by maker"
+    );
+
+    // A running container's image: by tag refused without -f; by ID refused even with -f.
+    let shared = env.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    env.ok(&["tag", "bb", "busy"]);
+    env.ok(&["rmi", "bb"]); // one of two tags: only untagged
+    let volume = format!("{}:/out", shared.display());
+    let mut child = env
+        .cmd()
+        .args([
+            "run",
+            "--name",
+            "running",
+            "-v",
+            &volume,
+            "busy",
+            "sh",
+            "-c",
+            "touch /out/ready; while [ ! -e /out/stop ]; do sleep 0.05; done",
+        ])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&shared.join("ready"));
+    let running_id = short_id(&env, "running");
+    let err = env.fails(&["rmi", "busy"]);
+    assert!(
+        err.contains(&format!(
+            "unable to remove repository reference \"busy\" (must force) - container {running_id} is using its referenced image"
+        )),
+        "{err}"
+    );
+    let busy_id = env.ok(&["images", "-q", "busy"]).trim().to_string();
+    let err = env.fails(&["rmi", "-f", &busy_id]);
+    assert!(
+        err.contains(&format!(
+            "unable to delete {busy_id} (cannot be forced) - image is being used by running container"
+        )),
+        "{err}"
+    );
+    std::fs::write(shared.join("stop"), "").unwrap();
+    assert!(child.wait().unwrap().success());
+    // Forced by its tag while a stopped container uses it: only untagged, as docker.
+    env.ok(&["rmi", "-f", "busy"]);
+    assert!(env.ok(&["images", "-q", "-a"]).contains(&busy_id));
+}
+
+/// The short ID of the container named `name`, from `ps -a`.
+fn short_id(env: &TestEnv, name: &str) -> String {
+    let ps = env.ok(&["ps", "-a"]);
+    let row = ps
+        .lines()
+        .find(|l| l.split_whitespace().last() == Some(name))
+        .unwrap_or_else(|| panic!("no container {name}: {ps}"));
+    row.split_whitespace().next().unwrap().to_string()
+}
