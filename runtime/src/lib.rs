@@ -94,6 +94,7 @@ mod init;
 mod keyring;
 mod mounts;
 mod namespaces;
+mod overlay_view;
 mod paths;
 mod process;
 mod rootfs;
@@ -107,6 +108,7 @@ pub use cgroup::{host_pids_hierarchy, CgroupError};
 pub use error::RuntimeError;
 pub use mounts::MountError;
 pub use namespaces::NamespaceError;
+pub use overlay_view::OverlayView;
 pub use paths::resolve_in_root;
 pub use process::{
     output, run, set_init_program, spawn, Container, ExitStatus, Io, Output, ProcessError, Stdio,

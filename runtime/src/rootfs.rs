@@ -241,13 +241,48 @@ fn mount_overlay_fsconfig(
     volatile: bool,
     target: &Path,
 ) -> Result<(), Errno> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    let mnt = overlay_fsmount(lowers_top_first, Some((upper, work)), rootless, volatile)?;
+    let empty = cstring("");
+    let target = path_cstring(target)?;
+    // SAFETY: move_mount(2) reads two NUL-terminated paths; descriptors are valid.
+    check_rc(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            std::os::fd::AsRawFd::as_raw_fd(&mnt),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
+fn check_rc(rc: libc::c_long) -> Result<libc::c_long, Errno> {
+    if rc < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// A detached overlay mount (fsopen/fsconfig/fsmount, one `lowerdir+` per lower): attached
+/// nowhere, gone when the returned descriptor is closed. Without `upper_work` the overlay
+/// is read-only (then at least two lowers are needed).
+pub(crate) fn overlay_fsmount(
+    lowers_top_first: &[&Path],
+    upper_work: Option<(&Path, &Path)>,
+    rootless: bool,
+    volatile: bool,
+) -> Result<std::os::fd::OwnedFd, Errno> {
     const FSOPEN_CLOEXEC: libc::c_uint = 1;
     const FSCONFIG_SET_FLAG: libc::c_uint = 0;
     const FSCONFIG_SET_STRING: libc::c_uint = 1;
     const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
     const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
-    let check = |rc: libc::c_long| if rc < 0 { Err(Errno::last()) } else { Ok(rc) };
+    const MOUNT_ATTR_RDONLY: libc::c_uint = 1;
+    let check = check_rc;
     let fstype = cstring("overlay");
     // SAFETY: fsopen(2) reads a NUL-terminated filesystem name.
     let fs = check(unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC) })?;
@@ -267,8 +302,10 @@ fn mount_overlay_fsconfig(
     for lower in lowers_top_first {
         set("lowerdir+", Some(&path_cstring(lower)?))?;
     }
-    set("upperdir", Some(&path_cstring(upper)?))?;
-    set("workdir", Some(&path_cstring(work)?))?;
+    if let Some((upper, work)) = upper_work {
+        set("upperdir", Some(&path_cstring(upper)?))?;
+        set("workdir", Some(&path_cstring(work)?))?;
+    }
     if rootless {
         set("userxattr", None)?;
     }
@@ -290,24 +327,15 @@ fn mount_overlay_fsconfig(
             0,
         )
     })?;
+    let attrs = if upper_work.is_none() {
+        MOUNT_ATTR_RDONLY
+    } else {
+        0
+    };
     // SAFETY: fsmount(2) on the configured context descriptor; integer flags only.
-    let mnt = check(unsafe { libc::syscall(libc::SYS_fsmount, fd, FSMOUNT_CLOEXEC, 0) })?;
+    let mnt = check(unsafe { libc::syscall(libc::SYS_fsmount, fd, FSMOUNT_CLOEXEC, attrs) })?;
     // SAFETY: `mnt` is the mount descriptor fsmount just returned.
-    let mnt = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(mnt as i32) };
-    let empty = cstring("");
-    let target = path_cstring(target)?;
-    // SAFETY: move_mount(2) reads two NUL-terminated paths; descriptors are valid.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            std::os::fd::AsRawFd::as_raw_fd(&mnt),
-            empty.as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    })
-    .map(drop)
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(mnt as i32) })
 }
 
 /// Mounts `/proc` and `/sys` (read-only) under `root`.

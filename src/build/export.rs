@@ -96,6 +96,7 @@ pub fn export(
                 let options = ApplyOptions {
                     whiteouts: WhiteoutMode::Apply,
                     no_chown: false,
+                    owner: None,
                 };
                 apply_layer(std::io::BufReader::new(blob), d, &options)?;
             }

@@ -274,6 +274,16 @@ pub(super) fn read_dockerfile(file: &Path) -> anyhow::Result<(String, Vec<u8>)> 
     Ok((name, bytes))
 }
 
+/// Stdout for an archive (`save`, `export`, `cp ... -`), refused when it is a terminal, as
+/// docker refuses to print a tar there.
+pub(super) fn archive_stdout() -> anyhow::Result<std::io::Stdout> {
+    let stdout = std::io::stdout();
+    if std::io::IsTerminal::is_terminal(&stdout) {
+        anyhow::bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+    }
+    Ok(stdout)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,9 +14,13 @@ mod argv;
 mod build;
 mod build_publish;
 mod builder;
+mod commit;
 mod common;
 mod completion;
 mod containers;
+mod cp;
+mod diff;
+mod export;
 mod history;
 mod image_cmd;
 mod images;
@@ -173,6 +177,14 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Create a new image from a container's changes
+    Commit(commit::CommitArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(export::ExportArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(diff::DiffArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -291,6 +303,10 @@ pub fn main() -> i32 {
         Command::Container(cmd) => containers::container_cmd(&globals, cmd),
         Command::ContainerMonitor(args) => containers::monitor_main(&globals, args),
         Command::Volume(cmd) => volume::run(&globals, cmd),
+        Command::Commit(args) => commit::run(&globals, args),
+        Command::Export(args) => export::run(&globals, args),
+        Command::Cp(args) => cp::run(&globals, args),
+        Command::Diff(args) => diff::run(&globals, args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

@@ -1,6 +1,6 @@
 //! `rbuild save [-o FILE] [--format docker-archive|oci-archive|oci-dir] IMAGE...`
 
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -55,10 +55,7 @@ pub fn run(globals: &Globals, args: SaveArgs) -> anyhow::Result<i32> {
         (Some(path), _) => save_to_file(&store, &args.images, format, path)
             .with_context(|| format!("writing {}", path.display()))?,
         (None, _) => {
-            let stdout = std::io::stdout();
-            if stdout.is_terminal() {
-                bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
-            }
+            let stdout = super::common::archive_stdout()?;
             let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
             save(&store, &args.images, format, &mut w)?;
             w.flush()?;

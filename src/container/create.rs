@@ -121,6 +121,10 @@ pub(super) fn create(
         }
     };
     let dir = held.dir.clone();
+    super::config::save(
+        &dir,
+        &super::config::container_config(&cc, options, &labels),
+    )?;
     let upper = dir.join("upper");
     let work = dir.join("work");
     let lowers = if lowers.is_empty() {

@@ -76,7 +76,15 @@ pub fn merge(hostname: &str, tty: bool, image: &[String], user: &[String]) -> Ve
     if tty {
         env.push("TERM=xterm".to_string());
     }
-    for entry in image.iter().chain(user) {
+    overlay(&mut env, image);
+    overlay(&mut env, user);
+    env
+}
+
+/// Sets each `NAME=value` of `entries` in `env`: in place of an entry with the same name,
+/// else at the end. Also the container's config `Env` (`commit`): the image's, then the user's.
+pub fn overlay(env: &mut Vec<String>, entries: &[String]) {
+    for entry in entries {
         let name = entry.split_once('=').map_or(entry.as_str(), |(n, _)| n);
         match env
             .iter_mut()
@@ -86,7 +94,6 @@ pub fn merge(hostname: &str, tty: bool, image: &[String], user: &[String]) -> Ve
             None => env.push(entry.clone()),
         }
     }
-    env
 }
 
 #[cfg(test)]

@@ -21,13 +21,19 @@
 //! ```
 
 pub mod command;
+pub mod commit;
+pub mod config;
+pub mod copy;
 mod create;
+pub mod diff;
 pub mod env;
+pub mod export;
 mod lifecycle;
 pub mod names;
 pub mod security;
 mod seed;
 pub mod spec_file;
+pub mod view;
 pub mod volumes;
 
 pub use lifecycle::{
@@ -122,6 +128,21 @@ pub enum ContainerError {
     VolumeOption(String),
     #[error("Duplicate mount point: {}", .0.display())]
     DuplicateMount(PathBuf),
+    /// A `commit -c` change the config rules refuse.
+    #[error(transparent)]
+    Config(#[from] crate::image::config_rules::ConfigError),
+    #[error(transparent)]
+    Rootfs(#[from] rbuild_runtime::RootfsError),
+    #[error(transparent)]
+    Layer(#[from] crate::image::layer::LayerError),
+    #[error("container {0} has no overlay filesystem")]
+    NotOverlay(String),
+    /// `cp`: the source does not exist (docker's wording).
+    #[error("Could not find the file {path} in container {container}")]
+    NoSuchPath { path: String, container: String },
+    /// `cp`: the destination cannot take the source, as docker refuses it.
+    #[error("{0}")]
+    BadCopy(String),
 }
 
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {

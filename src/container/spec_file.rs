@@ -19,9 +19,19 @@ pub const FILE: &str = "spec.json";
 /// Writes `spec` into the container dir `dir` (write to a temporary name, then rename, so a
 /// crash leaves the old file or the new one).
 pub fn save(dir: &Path, spec: &ContainerSpec) -> Result<(), ContainerError> {
-    let path = dir.join(FILE);
-    let tmp = dir.join(format!("{FILE}.tmp"));
-    let json = serde_json::to_vec_pretty(spec).expect("a ContainerSpec serialises");
+    save_json(dir, FILE, spec)
+}
+
+/// Writes `value` as JSON to `dir/file` (temporary name, then rename): also the container's
+/// `config.json` ([`super::config::save`]).
+pub(super) fn save_json(
+    dir: &Path,
+    file: &str,
+    value: &impl serde::Serialize,
+) -> Result<(), ContainerError> {
+    let path = dir.join(file);
+    let tmp = dir.join(format!("{file}.tmp"));
+    let json = serde_json::to_vec_pretty(value).expect("the container's files serialise");
     fs::write(&tmp, json).map_err(io_err(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_err(&path))
 }

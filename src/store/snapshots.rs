@@ -63,6 +63,7 @@ impl Store {
         let opts = ApplyOptions {
             whiteouts: WhiteoutMode::Overlay,
             no_chown: false,
+            owner: None,
         };
         layer::apply_layer(std::io::BufReader::new(blob), tmp.path(), &opts)?;
         crate::killpoint::reached("unpack-applied");

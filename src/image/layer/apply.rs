@@ -39,6 +39,8 @@ pub struct ApplyOptions {
     pub whiteouts: WhiteoutMode,
     /// Skip `chown` (for unprivileged use; owners are then the caller's).
     pub no_chown: bool,
+    /// Give every entry this owner (uid, gid) instead of the tar's (`cp` without `-a`).
+    pub owner: Option<(u32, u32)>,
 }
 
 /// Counts from applying a layer.
@@ -459,8 +461,13 @@ fn set_meta(
 ) -> Result<(), LayerError> {
     let is_symlink = h.entry_type() == tar::EntryType::Symlink;
     if !options.no_chown {
-        let uid = h.uid().ok().and_then(|u| u32::try_from(u).ok());
-        let gid = h.gid().ok().and_then(|g| u32::try_from(g).ok());
+        let (uid, gid) = match options.owner {
+            Some((uid, gid)) => (Some(uid), Some(gid)),
+            None => (
+                h.uid().ok().and_then(|u| u32::try_from(u).ok()),
+                h.gid().ok().and_then(|g| u32::try_from(g).ok()),
+            ),
+        };
         std::os::unix::fs::lchown(path, uid, gid).map_err(io_err(path))?;
     }
     if !is_symlink {

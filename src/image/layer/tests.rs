@@ -295,6 +295,7 @@ fn overlay_upper_dir_becomes_whiteouts() {
     let opts = ApplyOptions {
         whiteouts: WhiteoutMode::Overlay,
         no_chown: false,
+        owner: None,
     };
     apply_tar(&tar[..], &snap, &opts).unwrap();
     let m = fs::symlink_metadata(snap.join("gone")).unwrap();

@@ -64,6 +64,9 @@ pub enum LayerSource<'a> {
         root: &'a Path,
         changes: &'a [Change],
     },
+    /// The entry at `path` (not followed if a symlink) under the name `name`, and for a
+    /// directory everything below it (`cp`'s stream).
+    Entry { path: &'a Path, name: &'a Path },
 }
 
 /// Writes `source` as a compressed layer into `out`; returns `out` and the layer's digests.
@@ -130,6 +133,10 @@ fn write_tar_counted<W: Write>(
             w.children(dir, Path::new(""))?;
         }
         LayerSource::Changes { root, changes } => w.changes(root, changes)?,
+        LayerSource::Entry { path, name } => {
+            check_rel(name)?;
+            w.entry(path, name, true)?
+        }
     }
     let content = w.content;
     let out = w.builder.into_inner().map_err(LayerError::Write)?;
