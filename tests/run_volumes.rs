@@ -499,3 +499,30 @@ fn anonymous_volumes_of_a_killed_rm_run_go_with_its_dir() {
         1
     );
 }
+
+/// Detached containers (`run -d`, watched by the monitor) hold their volumes while they run;
+/// `rm -f -v` and `--rm` remove their anonymous volumes.
+#[test]
+fn detached_containers_hold_and_release_their_volumes() {
+    let env = TestEnv::with_base("bb");
+    let id = env.ok(&[
+        "run", "-d", "-v", "/anon", "-v", "nv:/n", "bb", "sleep", "30",
+    ]);
+    let id = id.trim();
+    assert_eq!(volume_names(&env).len(), 2);
+    let err = env.fails(&["volume", "rm", "nv"]);
+    assert!(err.contains(&format!("volume is in use - [{id}]")), "{err}");
+    env.ok(&["rm", "-f", "-v", id]);
+    assert_eq!(volume_names(&env), ["nv"]);
+    env.ok(&["run", "-d", "--rm", "-v", "/anon2", "bb", "true"]);
+    // The monitor removes the container, then its volumes, once the process has exited.
+    let start = std::time::Instant::now();
+    while volume_names(&env) != ["nv"] || !env.ok(&["ps", "-aq"]).is_empty() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "--rm -d left {:?}",
+            volume_names(&env)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
