@@ -87,6 +87,7 @@ mod capabilities;
 mod cgroup;
 pub mod changes;
 mod channel;
+pub mod chroot;
 pub mod dirfd;
 mod error;
 mod init;
@@ -128,6 +129,9 @@ pub use user::{resolve_user, resolve_user_from, resolve_user_in_layers, UserErro
 pub fn init_hook() {
     if let Some(value) = std::env::var_os(init::INIT_ENV) {
         init::monitor_main(&value);
+    }
+    if let Some(value) = std::env::var_os(chroot::CHROOT_ENV) {
+        chroot::child_main(&value);
     }
 }
 

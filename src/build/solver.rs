@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::convert::{CopyOp, ExecOp};
 use super::copy::{self, CopySpec};
 use super::download;
+use super::isolation::Isolation;
 use super::layered::Layered;
 use super::mounts;
 use super::plan::{resolve_ref, Source};
@@ -305,19 +306,30 @@ impl Builder<'_> {
         created_by.push_str(" # buildkit");
         let lowers = self.stage_lowers(state)?;
         let store = self.engine.store;
+        let engine = &self.engine;
         let (key, layers) = (state.key.clone(), state.layers.clone());
         let outcome = self
             .engine
             .layer_step(step, &key, &layers, canonical, |progress| {
                 let tmp = store.temp_dir()?;
                 let upper = tmp.path().join("upper");
-                let work = tmp.path().join("work");
-                let empty = tmp.path().join("empty");
-                for d in [&upper, &work, &empty] {
-                    std::fs::create_dir(d).map_err(io_err(d))?;
+                std::fs::create_dir(&upper).map_err(io_err(&upper))?;
+                if engine.isolation(step)? == Isolation::Chroot {
+                    super::chroot::run(&spec, &lowers, tmp.path(), &upper, progress, step)?;
+                } else {
+                    let work = tmp.path().join("work");
+                    let empty = tmp.path().join("empty");
+                    for d in [&work, &empty] {
+                        std::fs::create_dir(d).map_err(io_err(d))?;
+                    }
+                    let root = run::RunRoot::Overlay {
+                        upper: &upper,
+                        work: &work,
+                        empty: &empty,
+                    };
+                    run::execute(&spec, &lowers, root, progress, step)?;
+                    run::prune_copy_ups(&upper, &lowers);
                 }
-                run::execute(&spec, &lowers, &upper, &work, &empty, progress, step)?;
-                run::prune_copy_ups(&upper, &lowers);
                 Ok(Produced {
                     _tmp: Some(tmp),
                     dir: Some(upper),
