@@ -304,7 +304,17 @@ impl Builder<'_> {
         }
         created_by.push_str(&args.join(" "));
         created_by.push_str(" # buildkit");
-        let lowers = self.stage_lowers(state)?;
+        let lowers = match self.stage_lowers(state) {
+            // Say what is missing rather than only which chown failed.
+            Err(e) if !nix::unistd::geteuid().is_root() => {
+                return Err(BuildError::Invalid(format!(
+                    "{e}\nRUN as a non-root user: unpacking the image's layers needs root (file \
+                     owners, device nodes); run rbuild as root inside the container (the \
+                     container itself needs no privileges)"
+                )))
+            }
+            lowers => lowers?,
+        };
         let store = self.engine.store;
         let engine = &self.engine;
         let (key, layers) = (state.key.clone(), state.layers.clone());

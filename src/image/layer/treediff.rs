@@ -286,7 +286,7 @@ impl Differ<'_> {
                     nix::sys::stat::Mode::empty(),
                     0,
                 )
-                .map_err(|e| io_err(&at)(e.into()))?;
+                .map_err(|e| io_err(&at)(whiteout_error(e)))?;
             }
             rel.pop();
         }
@@ -386,4 +386,17 @@ impl Differ<'_> {
         self.made.push(rel.to_path_buf());
         Ok(())
     }
+}
+
+/// Says what to do when a whiteout cannot be created: overlayfs refuses `0:0` devices to a
+/// process without `CAP_MKNOD`, so a store on a container's own root filesystem fails.
+fn whiteout_error(e: nix::errno::Errno) -> std::io::Error {
+    if e != nix::errno::Errno::EPERM {
+        return e.into();
+    }
+    std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        "cannot create a whiteout (a 0:0 character device) here: is the store on the \
+         container's overlay root filesystem? Put --root on a volume (an emptyDir)",
+    )
 }
