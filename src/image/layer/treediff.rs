@@ -258,13 +258,7 @@ struct Differ<'a> {
 impl Differ<'_> {
     fn dir(&mut self, rel: &mut Vec<String>) -> Result<(), LayerError> {
         let here: PathBuf = rel.iter().collect();
-        let dir = self.root.join(&here);
-        let mut names: Vec<OsString> = fs::read_dir(&dir)
-            .map_err(io_err(&dir))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(io_err(&dir))?;
-        names.sort();
+        let names = sorted_names(&self.root.join(&here))?;
         let mut lower = self.view.list(rel);
         for name in names {
             let lower_path = lower.remove(&name);
@@ -342,14 +336,7 @@ impl Differ<'_> {
             // the layer writer and the snapshot reader accept too.
             xattr::set(&at, "user.overlay.opaque", b"y").map_err(io_err(&at))?;
         }
-        let dir = self.root.join(rel);
-        let mut names: Vec<OsString> = fs::read_dir(&dir)
-            .map_err(io_err(&dir))?
-            .map(|e| e.map(|e| e.file_name()))
-            .collect::<Result<_, _>>()
-            .map_err(io_err(&dir))?;
-        names.sort();
-        for name in names {
+        for name in sorted_names(&self.root.join(rel))? {
             let child = rel.join(&name);
             let parts: Vec<String> = child
                 .iter()
@@ -388,6 +375,17 @@ impl Differ<'_> {
     }
 }
 
+/// The names in `dir`, sorted (the layer's order, and the same on every run).
+fn sorted_names(dir: &Path) -> Result<Vec<OsString>, LayerError> {
+    let mut names: Vec<OsString> = fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(io_err(dir))?;
+    names.sort();
+    Ok(names)
+}
+
 /// Says what to do when a whiteout cannot be created: overlayfs refuses `0:0` devices to a
 /// process without `CAP_MKNOD`, so a store on a container's own root filesystem fails.
 fn whiteout_error(e: nix::errno::Errno) -> std::io::Error {
@@ -399,4 +397,89 @@ fn whiteout_error(e: nix::errno::Errno) -> std::io::Error {
         "cannot create a whiteout (a 0:0 character device) here: is the store on the \
          container's overlay root filesystem? Put --root on a volume (an emptyDir)",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileTypeExt;
+
+    /// One plain directory as the whole view.
+    struct OneDir(PathBuf);
+
+    impl LowerView for OneDir {
+        fn lookup(&self, rel: &[String]) -> Option<PathBuf> {
+            let p = rel.iter().fold(self.0.clone(), |p, c| p.join(c));
+            p.symlink_metadata().is_ok().then_some(p)
+        }
+
+        fn list(&self, rel: &[String]) -> BTreeMap<OsString, PathBuf> {
+            let dir = rel.iter().fold(self.0.clone(), |p, c| p.join(c));
+            fs::read_dir(dir)
+                .map(|rd| rd.flatten().map(|e| (e.file_name(), e.path())).collect())
+                .unwrap_or_default()
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in walk(dir) {
+            out.push(e.strip_prefix(dir).unwrap().display().to_string());
+        }
+        out.sort();
+        out
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            out.push(e.path());
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn same_size_rewrite_right_after_the_copy_is_a_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (lower, root, upper) = (
+            tmp.path().join("lower"),
+            tmp.path().join("root"),
+            tmp.path().join("upper"),
+        );
+        for d in [&lower, &root, &upper] {
+            fs::create_dir(d).unwrap();
+        }
+        fs::create_dir_all(lower.join("etc/keep")).unwrap();
+        fs::create_dir_all(lower.join("var/old")).unwrap();
+        fs::write(lower.join("etc/a"), "aaaa").unwrap();
+        fs::write(lower.join("etc/b"), "bbbb").unwrap();
+        fs::write(lower.join("var/old/x"), "x").unwrap();
+        fs::create_dir_all(lower.join("dev")).unwrap();
+        let view = OneDir(lower.clone());
+        let copied = materialise(&view, &root).unwrap();
+        // At once after the copy: same size, same mode, new content.
+        fs::write(root.join("etc/a"), "AAAA").unwrap();
+        fs::remove_file(root.join("etc/b")).unwrap();
+        fs::remove_dir_all(root.join("var/old")).unwrap();
+        fs::create_dir(root.join("var/old")).unwrap();
+        fs::write(root.join("dev/null"), "").unwrap();
+        diff_to_upper(&root, &view, &copied, &["dev".to_string()], &upper).unwrap();
+        assert_eq!(
+            names(&upper),
+            ["etc", "etc/a", "etc/b", "var", "var/old"],
+            "unchanged etc/keep and the excluded dev stay out"
+        );
+        assert_eq!(fs::read_to_string(upper.join("etc/a")).unwrap(), "AAAA");
+        let wh = fs::symlink_metadata(upper.join("etc/b")).unwrap();
+        assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+        let opaque = xattr::get(upper.join("var/old"), "trusted.overlay.opaque")
+            .unwrap()
+            .or(xattr::get(upper.join("var/old"), "user.overlay.opaque").unwrap());
+        assert_eq!(opaque.as_deref(), Some(&b"y"[..]));
+        // The snapshot itself was never touched.
+        assert_eq!(fs::read_to_string(lower.join("etc/a")).unwrap(), "aaaa");
+    }
 }
