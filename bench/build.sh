@@ -19,28 +19,9 @@ export RBUILD_ROOT=$work/root
 RBUILD_ROOT=$work/base-root "$RBUILD" import /var/lib/rbuild-peers/busybox-rootfs.tar \
     localhost/busybox:latest >/dev/null
 
-# The 10,000-file context.
+# The 10,000-file context and its Dockerfile.
 ctx=$work/ctx
-mkdir -p "$ctx"
-for d in $(seq 0 99); do
-    mkdir -p "$ctx/d$d"
-    for f in $(seq 0 99); do echo "file $d/$f" > "$ctx/d$d/f$f.txt"; done
-done
-# About ten instructions, several RUN and a COPY, as a typical small service's Dockerfile.
-cat > "$ctx/Dockerfile" <<'EOF'
-FROM localhost/busybox:latest
-ENV APP_HOME=/app
-WORKDIR /app
-RUN mkdir -p bin etc && echo v1 > etc/version
-RUN echo 'app:x:1000:1000::/app:/bin/sh' >> /etc/passwd
-COPY . /ctx/
-RUN find /ctx -type f | wc -l > /count
-RUN echo 'echo hello' > bin/hello && chmod +x bin/hello
-LABEL org.example.bench=build
-EXPOSE 8080
-USER app
-CMD ["sh", "/app/bin/hello"]
-EOF
+bench_context "$ctx"
 runs=$work/runs
 mkdir -p "$runs"
 {

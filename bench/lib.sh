@@ -62,3 +62,29 @@ summary() {
                 r = (c[i] in best && best[c[i]] > 0 && s[i] != "nan") ? sprintf("%.3f", s[i]/best[c[i]]) : "-";
                 printf "%-28s %-10s %10s %14s\n", c[i], t[i], s[i], r } }'
 }
+
+# bench_context DIR: the 10,000-file context (100 dirs of 100 small files) with the ~10
+# instruction Dockerfile of bench/build.sh and bench/chroot.sh.
+bench_context() {
+    local ctx=$1 d f
+    mkdir -p "$ctx"
+    for d in $(seq 0 99); do
+        mkdir -p "$ctx/d$d"
+        for f in $(seq 0 99); do echo "file $d/$f" > "$ctx/d$d/f$f.txt"; done
+    done
+    # About ten instructions, several RUN and a COPY, as a typical small service's Dockerfile.
+    cat > "$ctx/Dockerfile" <<'EOF'
+FROM localhost/busybox:latest
+ENV APP_HOME=/app
+WORKDIR /app
+RUN mkdir -p bin etc && echo v1 > etc/version
+RUN echo 'app:x:1000:1000::/app:/bin/sh' >> /etc/passwd
+COPY . /ctx/
+RUN find /ctx -type f | wc -l > /count
+RUN echo 'echo hello' > bin/hello && chmod +x bin/hello
+LABEL org.example.bench=build
+EXPOSE 8080
+USER app
+CMD ["sh", "/app/bin/hello"]
+EOF
+}

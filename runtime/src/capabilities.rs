@@ -243,6 +243,21 @@ pub(crate) fn drop_privileges(user: &UserSpec) -> Result<(), CapabilityError> {
         }
     }
     prctl("keepcaps", libc::PR_SET_KEEPCAPS, 1)?;
+    switch_user(user)?;
+    let set = if user.uid == 0 { keep } else { 0 };
+    capset(set, set, 0)?;
+    prctl("keepcaps", libc::PR_SET_KEEPCAPS, 0)?;
+    prctl(
+        "ambient capabilities",
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+    )?;
+    prctl("no_new_privs", libc::PR_SET_NO_NEW_PRIVS, 1)
+}
+
+/// Sets the supplementary groups, then the gid, then the uid of `user` (real, effective and
+/// saved). Leaving root without `keepcaps` also drops every capability.
+pub(crate) fn switch_user(user: &UserSpec) -> Result<(), CapabilityError> {
     let gids: Vec<Gid> = user
         .additional_gids
         .iter()
@@ -267,16 +282,7 @@ pub(crate) fn drop_privileges(user: &UserSpec) -> Result<(), CapabilityError> {
     let gid = Gid::from_raw(user.gid);
     nix::unistd::setresgid(gid, gid, gid).map_err(switch_err)?;
     let uid = Uid::from_raw(user.uid);
-    nix::unistd::setresuid(uid, uid, uid).map_err(switch_err)?;
-    let set = if user.uid == 0 { keep } else { 0 };
-    capset(set, set, 0)?;
-    prctl("keepcaps", libc::PR_SET_KEEPCAPS, 0)?;
-    prctl(
-        "ambient capabilities",
-        libc::PR_CAP_AMBIENT,
-        libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-    )?;
-    prctl("no_new_privs", libc::PR_SET_NO_NEW_PRIVS, 1)
+    nix::unistd::setresuid(uid, uid, uid).map_err(switch_err)
 }
 
 #[cfg(test)]

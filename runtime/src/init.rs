@@ -411,7 +411,7 @@ fn io_errno(e: &std::io::Error) -> Errno {
 }
 
 /// Everything `execve` needs, prepared while still privileged (allocation happens here).
-struct Exec {
+pub(crate) struct Exec {
     argv: Vec<CString>,
     envp: Vec<CString>,
     path_env: String,
@@ -419,7 +419,7 @@ struct Exec {
 }
 
 impl Exec {
-    fn prepare(spec: &ContainerSpec) -> Exec {
+    pub(crate) fn prepare(spec: &ContainerSpec) -> Exec {
         let process = &spec.process;
         let mut env = process.env.clone();
         let has = |env: &[String], key: &str| env.iter().any(|e| e.split('=').next() == Some(key));
@@ -454,7 +454,7 @@ impl Exec {
 
     /// Looks the program up and executes it; on failure prints docker's message and exits
     /// 127 (not found) or 126 (not executable).
-    fn exec(self) -> ! {
+    pub(crate) fn exec(self) -> ! {
         close_inherited_fds();
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
         // Ignored signals survive exec: give the process default dispositions (Rust's

@@ -75,6 +75,14 @@
 //! removed from it again. [`Container::connect_tcp`] opens connections inside the
 //! container's network namespace, for port forwarding.
 //!
+//! # Chroot isolation
+//!
+//! Where no namespace may be created (an unprivileged container under a default seccomp
+//! profile), [`chroot::spawn`] runs a process chrooted in a plain directory the caller
+//! materialised, with no mount (or, when a mount namespace is allowed, the host's `/dev`,
+//! `/proc` and `/sys` bound in); [`chroot::namespaces_allowed`] is the cheap probe that
+//! decides. See the module for what the process finds there.
+//!
 //! # Rootless
 //!
 //! Run by a non-root user, the monitor creates a user namespace mapping the caller to root;
@@ -87,6 +95,7 @@ mod capabilities;
 mod cgroup;
 pub mod changes;
 mod channel;
+pub mod chroot;
 pub mod detach;
 pub mod dirfd;
 mod error;
@@ -131,6 +140,9 @@ pub use user::{resolve_user, resolve_user_from, resolve_user_in_layers, UserErro
 pub fn init_hook() {
     if let Some(value) = std::env::var_os(init::INIT_ENV) {
         init::monitor_main(&value);
+    }
+    if let Some(value) = std::env::var_os(chroot::CHROOT_ENV) {
+        chroot::child_main(&value);
     }
 }
 

@@ -92,7 +92,7 @@ impl Stdio {
     }
 }
 
-fn to_std(io: Io) -> std::process::Stdio {
+pub(crate) fn to_std(io: Io) -> std::process::Stdio {
     match io {
         Io::Inherit => std::process::Stdio::inherit(),
         Io::Null => std::process::Stdio::null(),
@@ -159,7 +159,7 @@ pub fn set_init_program(program: Option<PathBuf>) {
 }
 
 /// The program the runtime re-executes to set up containers: by default the running binary.
-fn current_exe() -> PathBuf {
+pub(crate) fn current_exe() -> PathBuf {
     INIT_PROGRAM
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -656,7 +656,7 @@ impl Drop for Container {
 
 /// Removes the mount points the runtime created (empty files and directories only, last
 /// first), so they do not show up in the change set.
-fn remove_created(root: &Path, created: &[PathBuf]) {
+pub(crate) fn remove_created(root: &Path, created: &[PathBuf]) {
     for rel in created.iter().rev() {
         // The container may have replaced a parent with a symlink: never follow one.
         let mut parent = root.to_path_buf();

@@ -153,6 +153,17 @@ impl Layered<'_> {
     }
 }
 
+/// The chroot isolation's copy and tree diff read the snapshots through this view.
+impl crate::image::layer::treediff::LowerView for Layered<'_> {
+    fn lookup(&self, rel: &[String]) -> Option<PathBuf> {
+        Layered::lookup(self, rel)
+    }
+
+    fn list(&self, rel: &[String]) -> std::collections::BTreeMap<OsString, PathBuf> {
+        Layered::list(self, rel)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,10 +41,12 @@
 //! println!("{id}");
 //! ```
 
+mod chroot;
 pub mod convert;
 mod copy;
 pub mod download;
 pub mod export;
+pub mod isolation;
 pub mod layered;
 mod mounts;
 pub mod plan;
@@ -68,6 +70,7 @@ use crate::image::reference::Reference;
 use crate::registry::RegistryOptions;
 use crate::store::StoreError;
 
+pub use isolation::Isolation;
 pub(crate) use mounts::parse_size;
 pub use stage::build;
 
@@ -111,6 +114,8 @@ pub struct BuildOptions {
     pub pull: bool,
     /// How base images are pulled (TLS, credentials, where retries are reported).
     pub registry: RegistryOptions,
+    /// `--isolation` of RUN steps (see [`isolation`]).
+    pub isolation: Isolation,
 }
 
 impl BuildOptions {
@@ -130,6 +135,7 @@ impl BuildOptions {
             secrets: BTreeMap::new(),
             pull: false,
             registry: RegistryOptions::default(),
+            isolation: Isolation::Auto,
         }
     }
 }

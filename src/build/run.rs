@@ -27,17 +27,28 @@ pub(crate) struct RunSpec {
     pub mounts: Vec<rbuild_runtime::MountSpec>,
 }
 
-/// Runs `spec` on `lowers` with `upper`/`work` (empty dirs on the store's filesystem); on
-/// success the changes are in `upper`.
+/// Where a RUN step's root comes from.
+pub(crate) enum RunRoot<'a> {
+    /// An overlay of the lowers with `upper`/`work` (empty dirs on the store's filesystem;
+    /// `empty` stands in for no lowers); on success the changes are in `upper`.
+    Overlay {
+        upper: &'a Path,
+        work: &'a Path,
+        empty: &'a Path,
+    },
+    /// Chroot isolation in a materialised copy of the lowers, changed in place.
+    Chroot(&'a Path),
+}
+
+/// Runs `spec` on `lowers` in `root`. Returns the runtime's notes (what chroot isolation
+/// could not provide).
 pub(crate) fn execute(
     spec: &RunSpec,
     lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    empty: &Path,
+    root: RunRoot<'_>,
     progress: &Progress,
     step: &StepHandle,
-) -> Result<(), BuildError> {
+) -> Result<Vec<String>, BuildError> {
     let view = Layered { lowers };
     let user = if spec.user.is_empty() {
         rbuild_runtime::UserSpec::root()
@@ -48,15 +59,17 @@ pub(crate) fn execute(
             &spec.user,
         )?
     };
-    let lowers = if lowers.is_empty() {
-        vec![empty.to_path_buf()]
-    } else {
-        lowers.to_vec()
-    };
-    let rootfs = Rootfs::Overlay {
-        lowers,
-        upper: upper.to_path_buf(),
-        work: work.to_path_buf(),
+    let rootfs = match root {
+        RunRoot::Overlay { upper, work, empty } => Rootfs::Overlay {
+            lowers: if lowers.is_empty() {
+                vec![empty.to_path_buf()]
+            } else {
+                lowers.to_vec()
+            },
+            upper: upper.to_path_buf(),
+            work: work.to_path_buf(),
+        },
+        RunRoot::Chroot(dir) => Rootfs::Dir(dir.to_path_buf()),
     };
     let mut container = ContainerSpec::new(rootfs, spec.args.clone());
     container.process.env = spec.env.clone();
@@ -78,7 +91,12 @@ pub(crate) fn execute(
         stdout: Io::Fd(writer.into()),
         stderr: Io::Fd(writer2.into()),
     };
-    let running = rbuild_runtime::spawn(&container, stdio)?;
+    let running = match container.rootfs {
+        Rootfs::Dir(_) => Running::Chroot(rbuild_runtime::chroot::spawn(&container, stdio)?),
+        Rootfs::Overlay { .. } => {
+            Running::Namespaced(Box::new(rbuild_runtime::spawn(&container, stdio)?))
+        }
+    };
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut reader = BufReader::new(reader);
     let mut buf = Vec::new();
@@ -98,7 +116,13 @@ pub(crate) fn execute(
             }
         }
     }
-    let status = running.wait()?;
+    let (status, notes) = match running {
+        Running::Namespaced(c) => (c.wait()?, Vec::new()),
+        Running::Chroot(c) => {
+            let notes = c.notes().to_vec();
+            (c.wait()?, notes)
+        }
+    };
     if !status.success() {
         return Err(BuildError::RunFailed {
             command: super::progress::echo(&spec.args.join(" ")).into_owned(),
@@ -106,7 +130,13 @@ pub(crate) fn execute(
             tail: tail.into_iter().collect(),
         });
     }
-    Ok(())
+    Ok(notes)
+}
+
+/// A started RUN process.
+enum Running {
+    Namespaced(Box<rbuild_runtime::Container>),
+    Chroot(rbuild_runtime::chroot::Chroot),
 }
 
 /// Removes directories of `upper` that overlayfs only copied up (the runtime's mount points

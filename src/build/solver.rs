@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::convert::{CopyOp, ExecOp};
 use super::copy::{self, CopySpec};
 use super::download;
+use super::isolation::Isolation;
 use super::layered::Layered;
 use super::mounts;
 use super::plan::{resolve_ref, Source};
@@ -303,21 +304,42 @@ impl Builder<'_> {
         }
         created_by.push_str(&args.join(" "));
         created_by.push_str(" # buildkit");
-        let lowers = self.stage_lowers(state)?;
+        let lowers = match self.stage_lowers(state) {
+            // Say what is missing rather than only which chown failed.
+            Err(e) if !nix::unistd::geteuid().is_root() => {
+                return Err(BuildError::Invalid(format!(
+                    "{e}\nRUN as a non-root user: unpacking the image's layers needs root (file \
+                     owners, device nodes); run rbuild as root inside the container (the \
+                     container itself needs no privileges)"
+                )))
+            }
+            lowers => lowers?,
+        };
         let store = self.engine.store;
+        let engine = &self.engine;
         let (key, layers) = (state.key.clone(), state.layers.clone());
         let outcome = self
             .engine
             .layer_step(step, &key, &layers, canonical, |progress| {
                 let tmp = store.temp_dir()?;
                 let upper = tmp.path().join("upper");
-                let work = tmp.path().join("work");
-                let empty = tmp.path().join("empty");
-                for d in [&upper, &work, &empty] {
-                    std::fs::create_dir(d).map_err(io_err(d))?;
+                std::fs::create_dir(&upper).map_err(io_err(&upper))?;
+                if engine.isolation(step)? == Isolation::Chroot {
+                    super::chroot::run(&spec, &lowers, tmp.path(), &upper, progress, step)?;
+                } else {
+                    let work = tmp.path().join("work");
+                    let empty = tmp.path().join("empty");
+                    for d in [&work, &empty] {
+                        std::fs::create_dir(d).map_err(io_err(d))?;
+                    }
+                    let root = run::RunRoot::Overlay {
+                        upper: &upper,
+                        work: &work,
+                        empty: &empty,
+                    };
+                    run::execute(&spec, &lowers, root, progress, step)?;
+                    run::prune_copy_ups(&upper, &lowers);
                 }
-                run::execute(&spec, &lowers, &upper, &work, &empty, progress, step)?;
-                run::prune_copy_ups(&upper, &lowers);
                 Ok(Produced {
                     _tmp: Some(tmp),
                     dir: Some(upper),

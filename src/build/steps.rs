@@ -55,6 +55,11 @@ pub(crate) struct Engine<'a> {
     /// Steps that ran, recorded in the store's cache by [`Engine::finish`] in one
     /// transaction.
     pub ran: Mutex<Vec<StepRecord>>,
+    /// `--isolation` as asked, and as resolved at the first RUN (reported then, once).
+    pub isolation: (
+        super::isolation::Isolation,
+        OnceLock<super::isolation::Chosen>,
+    ),
 }
 
 impl Engine<'_> {
@@ -104,6 +109,23 @@ impl Engine<'_> {
         }
         let known = self.records.get().and_then(|r| r.get(key.hex()));
         Ok(known.and_then(|bytes| serde_json::from_slice(bytes).ok()))
+    }
+
+    /// The isolation of RUN steps; the first call resolves it and says which (and, once,
+    /// why when `auto` fell back to chroot).
+    pub fn isolation(&self, step: &StepHandle) -> Result<super::isolation::Isolation, BuildError> {
+        if let Some(chosen) = self.isolation.1.get() {
+            return Ok(chosen.isolation);
+        }
+        let chosen = super::isolation::choose(self.isolation.0)?;
+        if self.isolation.1.set(chosen.clone()).is_ok() {
+            if let Some(why) = &chosen.fallback {
+                self.progress.warn(why);
+            }
+            self.progress
+                .info(step, &format!("isolation: {}", chosen.isolation));
+        }
+        Ok(chosen.isolation)
     }
 
     /// Runs a layer step on top of `parent_layers`: a cache hit reuses the recorded layer;

@@ -85,6 +85,11 @@ pub struct BuildArgs {
     /// containerimage.config.digest, image.name)
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
+    /// How RUN steps are isolated: auto (the strongest this environment allows), namespaces
+    /// (root), rootless (user namespace), chroot (no namespace or mount: for unprivileged CI
+    /// containers; the container is the only boundary)
+    #[arg(long, env = "RBUILD_ISOLATION", default_value = "auto", value_name = "MODE", value_parser = ["auto", "namespaces", "rootless", "chroot"])]
+    pub isolation: String,
     /// Build context: a directory, a tar archive (plain or compressed), or "-" for a tar or a
     /// Dockerfile on stdin
     #[arg(value_name = "CONTEXT")]
@@ -152,6 +157,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         other => bail!("--network {other:?}: only \"none\" and \"host\" are supported"),
     };
     options.platform = args.platform.clone();
+    options.isolation = args.isolation.parse()?;
     // Secrets from the environment go through temp files that live until the build ends.
     let mut secret_files = Vec::new();
     for spec in &args.secret {

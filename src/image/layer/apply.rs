@@ -114,7 +114,11 @@ pub fn apply_tar<R: Read>(
             let dir = target.join(parent);
             match options.whiteouts {
                 WhiteoutMode::Overlay => {
-                    xattr::set(&dir, "trusted.overlay.opaque", b"y").map_err(io_err(&dir))?;
+                    // Without CAP_SYS_ADMIN (chroot isolation in an unprivileged
+                    // container): the rootless form, which rbuild's readers accept too.
+                    xattr::set(&dir, "trusted.overlay.opaque", b"y")
+                        .or_else(|_| xattr::set(&dir, "user.overlay.opaque", b"y"))
+                        .map_err(io_err(&dir))?;
                 }
                 WhiteoutMode::Apply => {
                     known.forget_below(parent);

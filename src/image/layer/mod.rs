@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use super::digest::Digest;
 
 pub mod apply;
+pub mod treediff;
 pub mod writer;
 
 pub use apply::{

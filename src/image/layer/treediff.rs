@@ -1,0 +1,485 @@
+//! A writable copy of a stack of snapshots, and the change set of that copy against the
+//! snapshots as an overlayfs upper directory: what chroot isolation uses where overlayfs
+//! cannot be mounted.
+//!
+//! [`materialise`] copies the merged view into a plain directory: each file is a reflink
+//! (`FICLONE`, shared extents) where the filesystem allows, a copy otherwise, never a hard
+//! link to the snapshot (the step could change the snapshot in place through it). Hard links
+//! among the view's own files are kept. It ends with a *barrier*: the inode change time
+//! after which anything the step does is stamped (the filesystem clock is coarse, so the
+//! barrier waits for it to tick past the copy).
+//!
+//! [`diff_to_upper`] then moves what the step changed into an empty directory in overlayfs
+//! form, the same form the namespaced mode's upper directory has (so the layer writer makes
+//! the same bytes of it): a non-directory changed when its ctime is after the barrier (any
+//! write, `chmod`, `chown`, `touch`, rename or new link stamps it, as any of them makes
+//! overlayfs copy the file up); a directory when its mode or owner differ from the
+//! snapshot's (as `prune_copy_ups` judges copy-ups), and it was replaced (opaque, as
+//! overlayfs marks a directory created over a deleted one) when it was born after the
+//! barrier. Ancestors of changes are created with the copy's metadata, as overlayfs copies
+//! them up. Deletions become `0:0` character devices.
+//!
+//! Known differences from overlayfs, both rare in builds: a changed file that has other hard
+//! links in the snapshot takes them all into the layer (overlayfs breaks the link on
+//! copy-up), and a file opened for writing but not changed is not in the layer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use super::{io_err, LayerError};
+
+/// The merged view of snapshot directories the copy is made from and compared against.
+pub trait LowerView {
+    /// Where the merged entry at `rel` (components) is on disk, if it exists.
+    fn lookup(&self, rel: &[String]) -> Option<PathBuf>;
+    /// The merged children of the directory at `rel`: name → disk path.
+    fn list(&self, rel: &[String]) -> BTreeMap<OsString, PathBuf>;
+}
+
+/// What [`materialise`] did.
+#[derive(Debug, Clone, Copy)]
+pub struct Materialised {
+    /// Changes stamped after this (seconds, nanoseconds) were made after the copy.
+    pub barrier: (i64, i64),
+    pub files: u64,
+    pub bytes: u64,
+    /// Files cloned with `FICLONE` rather than copied.
+    pub reflinked: u64,
+}
+
+impl Materialised {
+    fn after_barrier(&self, md: &fs::Metadata) -> bool {
+        (md.ctime(), md.ctime_nsec()) > self.barrier
+    }
+
+    /// Whether the directory was created after the barrier (its birth time; `false` where
+    /// the filesystem keeps none).
+    fn born_after_barrier(&self, md: &fs::Metadata) -> bool {
+        let barrier = SystemTime::UNIX_EPOCH
+            + Duration::new(self.barrier.0.max(0) as u64, self.barrier.1.max(0) as u32);
+        md.created().is_ok_and(|t| t > barrier)
+    }
+}
+
+/// Copies the merged `view` into the empty directory `root` (see the module docs).
+pub fn materialise(view: &dyn LowerView, root: &Path) -> Result<Materialised, LayerError> {
+    let mut copier = Copier {
+        view,
+        links: HashMap::new(),
+        stats: Materialised {
+            barrier: (0, 0),
+            files: 0,
+            bytes: 0,
+            reflinked: 0,
+        },
+        reflink_works: true,
+    };
+    let mut rel = Vec::new();
+    copier.copy_dir(&mut rel, root)?;
+    if let Some(top) = view.lookup(&[]) {
+        let md = fs::symlink_metadata(&top).map_err(io_err(&top))?;
+        copy_meta(&top, root, &md)?;
+    }
+    let mut stats = copier.stats;
+    stats.barrier = barrier(root.parent().unwrap_or(root))?;
+    Ok(stats)
+}
+
+/// Stamps a marker file, then waits until the filesystem clock has moved past its stamp.
+fn barrier(dir: &Path) -> Result<(i64, i64), LayerError> {
+    let marker = dir.join(".rbuild-barrier");
+    let stamp = |_: ()| -> Result<(i64, i64), LayerError> {
+        fs::write(&marker, b"").map_err(io_err(&marker))?;
+        let md = fs::symlink_metadata(&marker).map_err(io_err(&marker))?;
+        Ok((md.ctime(), md.ctime_nsec()))
+    };
+    let first = stamp(())?;
+    // Coarse clocks tick every few milliseconds.
+    for _ in 0..1000 {
+        std::thread::sleep(Duration::from_millis(1));
+        if stamp(())? > first {
+            break;
+        }
+    }
+    let _ = fs::remove_file(&marker);
+    Ok(first)
+}
+
+struct Copier<'a> {
+    view: &'a dyn LowerView,
+    /// (dev, ino) of multiply-linked snapshot files → their first copy.
+    links: HashMap<(u64, u64), PathBuf>,
+    stats: Materialised,
+    reflink_works: bool,
+}
+
+impl Copier<'_> {
+    fn copy_dir(&mut self, rel: &mut Vec<String>, dest_dir: &Path) -> Result<(), LayerError> {
+        for (name, src) in self.view.list(rel) {
+            let md = fs::symlink_metadata(&src).map_err(io_err(&src))?;
+            let dest = dest_dir.join(&name);
+            let ft = md.file_type();
+            if ft.is_dir() {
+                fs::create_dir(&dest).map_err(io_err(&dest))?;
+                rel.push(name.to_string_lossy().into_owned());
+                self.copy_dir(rel, &dest)?;
+                rel.pop();
+                copy_meta(&src, &dest, &md)?;
+            } else if ft.is_symlink() {
+                let target = fs::read_link(&src).map_err(io_err(&src))?;
+                std::os::unix::fs::symlink(&target, &dest).map_err(io_err(&dest))?;
+                std::os::unix::fs::lchown(&dest, Some(md.uid()), Some(md.gid()))
+                    .map_err(io_err(&dest))?;
+            } else if ft.is_file() {
+                if md.nlink() > 1 {
+                    if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
+                        fs::hard_link(first, &dest).map_err(io_err(&dest))?;
+                        continue;
+                    }
+                    self.links.insert((md.dev(), md.ino()), dest.clone());
+                }
+                self.copy_file(&src, &dest, &md)?;
+            } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+                let kind = nix::sys::stat::SFlag::from_bits_truncate(md.mode())
+                    & nix::sys::stat::SFlag::S_IFMT;
+                let mode = nix::sys::stat::Mode::from_bits_truncate(md.mode() & 0o7777);
+                nix::sys::stat::mknod(&dest, kind, mode, md.rdev())
+                    .map_err(|e| io_err(&dest)(e.into()))?;
+                copy_meta(&src, &dest, &md)?;
+            }
+            // Sockets cannot be copied; they are never in a layer either.
+        }
+        Ok(())
+    }
+
+    fn copy_file(&mut self, src: &Path, dest: &Path, md: &fs::Metadata) -> Result<(), LayerError> {
+        let from = fs::File::open(src).map_err(io_err(src))?;
+        let to = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .map_err(io_err(dest))?;
+        let cloned = self.reflink_works && rbuild_runtime::chroot::reflink(&from, &to).is_ok();
+        if cloned {
+            self.stats.reflinked += 1;
+        } else {
+            self.reflink_works = false;
+            // std's copy uses copy_file_range: in-kernel, no user-space buffer.
+            std::io::copy(&mut &from, &mut &to).map_err(io_err(dest))?;
+        }
+        self.stats.files += 1;
+        self.stats.bytes += md.len();
+        drop(to);
+        copy_meta(src, dest, md)
+    }
+}
+
+/// Gives `dest` the owner, mode, xattrs (but overlayfs's own) and times of `src` (`md`).
+fn copy_meta(src: &Path, dest: &Path, md: &fs::Metadata) -> Result<(), LayerError> {
+    std::os::unix::fs::lchown(dest, Some(md.uid()), Some(md.gid())).map_err(io_err(dest))?;
+    // After chown, which clears set-id bits.
+    fs::set_permissions(dest, fs::Permissions::from_mode(md.mode() & 0o7777))
+        .map_err(io_err(dest))?;
+    copy_xattrs(src, dest);
+    let times = fs::FileTimes::new()
+        .set_accessed(md.accessed().unwrap_or(SystemTime::UNIX_EPOCH))
+        .set_modified(md.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+    if let Ok(f) = fs::File::open(dest) {
+        let _ = f.set_times(times);
+    }
+    Ok(())
+}
+
+/// Copies the xattrs of `src` to `dest`, except overlayfs's own. Best effort: the copy is
+/// what the step sees; an xattr the runner may not set (`security.capability` without
+/// `CAP_SETFCAP`) is missing there, not in any layer.
+fn copy_xattrs(src: &Path, dest: &Path) {
+    let Ok(names) = xattr::list(src) else {
+        return;
+    };
+    for name in names {
+        let text = name.to_string_lossy();
+        if text.starts_with("trusted.overlay.") || text.starts_with("user.overlay.") {
+            continue;
+        }
+        if let Ok(Some(value)) = xattr::get(src, &name) {
+            let _ = xattr::set(dest, &name, &value);
+        }
+    }
+}
+
+/// Moves what changed in `root` since `materialised` (compared against `view`) into the
+/// empty directory `upper`, in overlayfs form; paths in `exclude` (relative, with `/`) and
+/// everything below them are left out. `root` is consumed: moved entries are gone from it.
+pub fn diff_to_upper(
+    root: &Path,
+    view: &dyn LowerView,
+    materialised: &Materialised,
+    exclude: &[String],
+    upper: &Path,
+) -> Result<(), LayerError> {
+    let mut differ = Differ {
+        root,
+        upper,
+        view,
+        since: materialised,
+        exclude,
+        made: Vec::new(),
+    };
+    differ.dir(&mut Vec::new())?;
+    // Times last: moving entries in changed the directories' mtimes.
+    for rel in differ.made.iter().rev() {
+        let (from, to) = (root.join(rel), upper.join(rel));
+        if let (Ok(md), Ok(f)) = (fs::symlink_metadata(&from), fs::File::open(&to)) {
+            let _ = f.set_times(
+                fs::FileTimes::new()
+                    .set_accessed(md.accessed().unwrap_or(SystemTime::UNIX_EPOCH))
+                    .set_modified(md.modified().unwrap_or(SystemTime::UNIX_EPOCH)),
+            );
+        }
+    }
+    Ok(())
+}
+
+struct Differ<'a> {
+    root: &'a Path,
+    upper: &'a Path,
+    view: &'a dyn LowerView,
+    since: &'a Materialised,
+    exclude: &'a [String],
+    /// Directories created in `upper` (relative paths), parents first.
+    made: Vec<PathBuf>,
+}
+
+impl Differ<'_> {
+    fn dir(&mut self, rel: &mut Vec<String>) -> Result<(), LayerError> {
+        let here: PathBuf = rel.iter().collect();
+        let names = sorted_names(&self.root.join(&here))?;
+        let mut lower = self.view.list(rel);
+        for name in names {
+            let lower_path = lower.remove(&name);
+            rel.push(name.to_string_lossy().into_owned());
+            if !self.excluded(rel) {
+                self.entry(rel, lower_path)?;
+            }
+            rel.pop();
+        }
+        for name in lower.into_keys() {
+            rel.push(name.to_string_lossy().into_owned());
+            if !self.excluded(rel) {
+                let path: PathBuf = rel.iter().collect();
+                self.make_parents(&path)?;
+                let at = self.upper.join(&path);
+                nix::sys::stat::mknod(
+                    &at,
+                    nix::sys::stat::SFlag::S_IFCHR,
+                    nix::sys::stat::Mode::empty(),
+                    0,
+                )
+                .map_err(|e| io_err(&at)(whiteout_error(e)))?;
+            }
+            rel.pop();
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, rel: &mut Vec<String>, lower: Option<PathBuf>) -> Result<(), LayerError> {
+        let path: PathBuf = rel.iter().collect();
+        let abs = self.root.join(&path);
+        let md = fs::symlink_metadata(&abs).map_err(io_err(&abs))?;
+        let Some(lower) = lower else {
+            return self.take(&path);
+        };
+        let lmd = fs::symlink_metadata(&lower).map_err(io_err(&lower))?;
+        match (md.is_dir(), lmd.is_dir()) {
+            (true, true) if self.since.born_after_barrier(&md) => self.opaque(&path),
+            (true, true) => {
+                let meta_changed =
+                    md.mode() != lmd.mode() || md.uid() != lmd.uid() || md.gid() != lmd.gid();
+                if meta_changed {
+                    self.make_dir(&path)?;
+                }
+                self.dir(rel)
+            }
+            (true, false) => self.opaque(&path),
+            _ if md.file_type() != lmd.file_type() || self.since.after_barrier(&md) => {
+                self.take(&path)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn excluded(&self, rel: &[String]) -> bool {
+        let path = rel.join("/");
+        self.exclude.iter().any(|e| {
+            path == *e || (path.starts_with(e.as_str()) && path.as_bytes()[e.len()] == b'/')
+        })
+    }
+
+    /// Moves the entry (a directory with everything below it) into the upper dir.
+    fn take(&mut self, rel: &Path) -> Result<(), LayerError> {
+        self.make_parents(rel)?;
+        let (from, to) = (self.root.join(rel), self.upper.join(rel));
+        fs::rename(&from, &to).map_err(io_err(&from))
+    }
+
+    /// A directory that replaces the snapshot's: opaque, with all its entries.
+    fn opaque(&mut self, rel: &Path) -> Result<(), LayerError> {
+        self.make_dir(rel)?;
+        let at = self.upper.join(rel);
+        if xattr::set(&at, "trusted.overlay.opaque", b"y").is_err() {
+            // Without CAP_SYS_ADMIN (an unprivileged container): the rootless form, which
+            // the layer writer and the snapshot reader accept too.
+            xattr::set(&at, "user.overlay.opaque", b"y").map_err(io_err(&at))?;
+        }
+        for name in sorted_names(&self.root.join(rel))? {
+            let child = rel.join(&name);
+            let parts: Vec<String> = child
+                .iter()
+                .map(|c| c.to_string_lossy().into_owned())
+                .collect();
+            if !self.excluded(&parts) {
+                self.take(&child)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn make_parents(&mut self, rel: &Path) -> Result<(), LayerError> {
+        match rel.parent() {
+            Some(p) if !p.as_os_str().is_empty() => self.make_dir(p),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creates `rel` (and missing ancestors) in the upper dir with the copy's metadata.
+    fn make_dir(&mut self, rel: &Path) -> Result<(), LayerError> {
+        let to = self.upper.join(rel);
+        if to.is_dir() {
+            return Ok(());
+        }
+        self.make_parents(rel)?;
+        let from = self.root.join(rel);
+        let md = fs::symlink_metadata(&from).map_err(io_err(&from))?;
+        fs::create_dir(&to).map_err(io_err(&to))?;
+        std::os::unix::fs::lchown(&to, Some(md.uid()), Some(md.gid())).map_err(io_err(&to))?;
+        fs::set_permissions(&to, fs::Permissions::from_mode(md.mode() & 0o7777))
+            .map_err(io_err(&to))?;
+        copy_xattrs(&from, &to);
+        self.made.push(rel.to_path_buf());
+        Ok(())
+    }
+}
+
+/// The names in `dir`, sorted (the layer's order, and the same on every run).
+fn sorted_names(dir: &Path) -> Result<Vec<OsString>, LayerError> {
+    let mut names: Vec<OsString> = fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(io_err(dir))?;
+    names.sort();
+    Ok(names)
+}
+
+/// Says what to do when a whiteout cannot be created: overlayfs refuses `0:0` devices to a
+/// process without `CAP_MKNOD`, so a store on a container's own root filesystem fails.
+fn whiteout_error(e: nix::errno::Errno) -> std::io::Error {
+    if e != nix::errno::Errno::EPERM {
+        return e.into();
+    }
+    std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        "cannot create a whiteout (a 0:0 character device) here: is the store on the \
+         container's overlay root filesystem? Put --root on a volume (an emptyDir)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileTypeExt;
+
+    /// One plain directory as the whole view.
+    struct OneDir(PathBuf);
+
+    impl LowerView for OneDir {
+        fn lookup(&self, rel: &[String]) -> Option<PathBuf> {
+            let p = rel.iter().fold(self.0.clone(), |p, c| p.join(c));
+            p.symlink_metadata().is_ok().then_some(p)
+        }
+
+        fn list(&self, rel: &[String]) -> BTreeMap<OsString, PathBuf> {
+            let dir = rel.iter().fold(self.0.clone(), |p, c| p.join(c));
+            fs::read_dir(dir)
+                .map(|rd| rd.flatten().map(|e| (e.file_name(), e.path())).collect())
+                .unwrap_or_default()
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in walk(dir) {
+            out.push(e.strip_prefix(dir).unwrap().display().to_string());
+        }
+        out.sort();
+        out
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            out.push(e.path());
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn same_size_rewrite_right_after_the_copy_is_a_change() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (lower, root, upper) = (
+            tmp.path().join("lower"),
+            tmp.path().join("root"),
+            tmp.path().join("upper"),
+        );
+        for d in [&lower, &root, &upper] {
+            fs::create_dir(d).unwrap();
+        }
+        fs::create_dir_all(lower.join("etc/keep")).unwrap();
+        fs::create_dir_all(lower.join("var/old")).unwrap();
+        fs::write(lower.join("etc/a"), "aaaa").unwrap();
+        fs::write(lower.join("etc/b"), "bbbb").unwrap();
+        fs::write(lower.join("var/old/x"), "x").unwrap();
+        fs::create_dir_all(lower.join("dev")).unwrap();
+        let view = OneDir(lower.clone());
+        let copied = materialise(&view, &root).unwrap();
+        // At once after the copy: same size, same mode, new content.
+        fs::write(root.join("etc/a"), "AAAA").unwrap();
+        fs::remove_file(root.join("etc/b")).unwrap();
+        fs::remove_dir_all(root.join("var/old")).unwrap();
+        fs::create_dir(root.join("var/old")).unwrap();
+        fs::write(root.join("dev/null"), "").unwrap();
+        diff_to_upper(&root, &view, &copied, &["dev".to_string()], &upper).unwrap();
+        assert_eq!(
+            names(&upper),
+            ["etc", "etc/a", "etc/b", "var", "var/old"],
+            "unchanged etc/keep and the excluded dev stay out"
+        );
+        assert_eq!(fs::read_to_string(upper.join("etc/a")).unwrap(), "AAAA");
+        let wh = fs::symlink_metadata(upper.join("etc/b")).unwrap();
+        assert!(wh.file_type().is_char_device() && wh.rdev() == 0);
+        let opaque = xattr::get(upper.join("var/old"), "trusted.overlay.opaque")
+            .unwrap()
+            .or(xattr::get(upper.join("var/old"), "user.overlay.opaque").unwrap());
+        assert_eq!(opaque.as_deref(), Some(&b"y"[..]));
+        // The snapshot itself was never touched.
+        assert_eq!(fs::read_to_string(lower.join("etc/a")).unwrap(), "aaaa");
+    }
+}
