@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::TestEnv;
+use common::{wait_for, TestEnv};
 
 /// A store with `bb` and a stopped container `c1` that wrote `/hello`, deleted `/bin/ls`,
 /// and replaced `/tmp` with a new directory holding `y` (an opaque directory).
@@ -158,18 +158,6 @@ fn diff_lists_added_changed_and_deleted_paths_in_order() {
     // through).
     env.ok(&["run", "--name", "quiet", "bb", "cat", "/etc/passwd"]);
     assert_eq!(env.ok(&["diff", "quiet"]), "");
-}
-
-fn wait_for(path: &std::path::Path) {
-    let start = std::time::Instant::now();
-    while !path.exists() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
 
 fn owner(path: &std::path::Path) -> (u32, u32) {
