@@ -417,3 +417,23 @@ fn short_id(env: &TestEnv, name: &str) -> String {
         .unwrap_or_else(|| panic!("no container {name}: {ps}"));
     row.split_whitespace().next().unwrap().to_string()
 }
+
+/// `rbuild export c1 | head -c 1` ended with `error: writing layer tar: Broken pipe`: a
+/// reader that stops early is not an error (as for `save`).
+#[test]
+fn bug_export_into_a_closed_pipe_printed_an_error() {
+    use std::io::Read;
+    let env = env_with_changed_container();
+    let mut child = env
+        .cmd()
+        .args(["export", "c1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(common::stderr(&out), "");
+}
