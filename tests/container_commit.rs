@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::TestEnv;
+use common::{wait_for, TestEnv};
 
 /// A store with `bb` and a stopped container `c1` that wrote `/hello`, deleted `/bin/ls`,
 /// and replaced `/tmp` with a new directory holding `y` (an opaque directory).
@@ -158,18 +158,6 @@ fn diff_lists_added_changed_and_deleted_paths_in_order() {
     // through).
     env.ok(&["run", "--name", "quiet", "bb", "cat", "/etc/passwd"]);
     assert_eq!(env.ok(&["diff", "quiet"]), "");
-}
-
-fn wait_for(path: &std::path::Path) {
-    let start = std::time::Instant::now();
-    while !path.exists() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
 
 fn owner(path: &std::path::Path) -> (u32, u32) {
@@ -428,4 +416,24 @@ fn short_id(env: &TestEnv, name: &str) -> String {
         .find(|l| l.split_whitespace().last() == Some(name))
         .unwrap_or_else(|| panic!("no container {name}: {ps}"));
     row.split_whitespace().next().unwrap().to_string()
+}
+
+/// `rbuild export c1 | head -c 1` ended with `error: writing layer tar: Broken pipe`: a
+/// reader that stops early is not an error (as for `save`).
+#[test]
+fn bug_export_into_a_closed_pipe_printed_an_error() {
+    use std::io::Read;
+    let env = env_with_changed_container();
+    let mut child = env
+        .cmd()
+        .args(["export", "c1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert_eq!(common::stderr(&out), "");
 }

@@ -7,9 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{add_host_key, assert_success, busybox_rootfs_tar, keyctl_bundle, TestEnv};
+use common::{add_host_key, assert_success, busybox_rootfs_tar, keyctl_bundle, wait_for, TestEnv};
 
 /// A store with the busybox rootfs imported as `bb`.
 fn env_with_base() -> TestEnv {
@@ -51,18 +50,6 @@ fn containers_dir(env: &TestEnv) -> PathBuf {
 
 fn entries(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
-}
-
-fn wait_for(path: &Path) {
-    let start = Instant::now();
-    while !path.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -73,9 +73,16 @@ fn hint(globals: &Globals, err: &anyhow::Error) -> Option<String> {
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         let io = cause.downcast_ref::<std::io::Error>().or_else(|| {
-            match cause.downcast_ref::<ArchiveError>()? {
-                ArchiveError::Write(e) | ArchiveError::Io { error: e, .. } => Some(e),
-                _ => None,
+            match cause.downcast_ref::<ArchiveError>() {
+                Some(ArchiveError::Write(e) | ArchiveError::Io { error: e, .. }) => Some(e),
+                Some(_) => None,
+                // `export`/`cp ... -` writing a tar into a closed pipe.
+                None => match cause.downcast_ref::<crate::container::ContainerError>()? {
+                    crate::container::ContainerError::Layer(
+                        crate::image::layer::LayerError::Write(e),
+                    ) => Some(e),
+                    _ => None,
+                },
             }
         });
         io.is_some_and(|e| e.kind() == IoErrorKind::BrokenPipe)

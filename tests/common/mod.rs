@@ -321,3 +321,17 @@ impl Drop for HostKey {
             .output();
     }
 }
+
+/// Waits (up to 20 s) for `path` to appear: the point a test's container reached, which it
+/// marks by creating a file in a shared directory.
+pub fn wait_for(path: &Path) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
