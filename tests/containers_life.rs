@@ -132,9 +132,15 @@ fn logs_keep_both_streams_with_times_and_tail() {
     let dir = env.0.root().join("containers");
     let id = env.0.ok(&["ps", "-aq", "--no-trunc"]).trim().to_string();
     let log = std::fs::read_to_string(dir.join(&id).join(format!("{id}-json.log"))).unwrap();
-    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let entries: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first = entries.iter().find(|e| e["stream"] == "stdout").unwrap();
     assert_eq!(first["log"], "one\n");
-    assert_eq!(first["stream"], "stdout");
+    assert!(entries
+        .iter()
+        .any(|e| e["stream"] == "stderr" && e["log"] == "two\n"));
     assert!(first["time"].as_str().unwrap().ends_with('Z'));
 }
 
@@ -451,4 +457,56 @@ fn run_d_start_error_exits_125_and_rm_with_d_removes() {
         .0
         .fails(&["run", "-d", "--rm", "--restart", "always", "bb", "true"])
         .contains("conflicting options"));
+}
+
+#[test]
+fn pause_freezes_every_process_until_unpause() {
+    let env = Env::new();
+    let shared = env.0.path().join("ticks");
+    std::fs::create_dir(&shared).unwrap();
+    let volume = format!("{}:/x", shared.display());
+    // A child process writes: the freezer must stop the whole tree, not just PID 1.
+    let script = "sh -c 'while :; do echo . >> /x/n; sleep 0.01; done' & wait";
+    env.run_d(&["--name", "p", "-v", &volume, "bb", "sh", "-c", script]);
+    let size = || {
+        std::fs::metadata(shared.join("n"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let grows = |from: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while size() <= from {
+            assert!(Instant::now() < deadline, "the container does not run");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    grows(0);
+    env.0.ok(&["pause", "p"]);
+    assert!(
+        env.status_of("p").ends_with(" (Paused)"),
+        "{}",
+        env.status_of("p")
+    );
+    assert_eq!(
+        env.0
+            .ok(&["ps", "-f", "status=paused", "--format", "{{.Names}}"]),
+        "p\n"
+    );
+    let frozen = size();
+    // A running loop writes every 10 ms; a frozen one not once in 300 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(size(), frozen, "a paused container wrote");
+    assert!(env.0.fails(&["pause", "p"]).contains("already paused"));
+    env.0.ok(&["unpause", "p"]);
+    grows(frozen);
+    assert!(env.status_of("p").starts_with("Up ") && !env.status_of("p").contains("Paused"));
+    assert!(env.0.fails(&["unpause", "p"]).contains("not paused"));
+    // A paused container stops (signalled, then thawed).
+    env.0.ok(&["pause", "p"]);
+    env.0.ok(&["stop", "-t", "1", "p"]);
+    assert!(
+        env.status_of("p").starts_with("Exited (137) "),
+        "{}",
+        env.status_of("p")
+    );
 }

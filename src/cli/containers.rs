@@ -226,6 +226,31 @@ pub struct KillArgs {
     pub containers: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// Containers (names or IDs)
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// `pause`.
+pub fn pause(globals: &Globals, args: PauseArgs) -> anyhow::Result<i32> {
+    let store = open_store(globals)?;
+    Ok(for_each(&args.containers, |name| {
+        container::pause(&store, name)?;
+        Ok(())
+    }))
+}
+
+/// `unpause`.
+pub fn unpause(globals: &Globals, args: PauseArgs) -> anyhow::Result<i32> {
+    let store = open_store(globals)?;
+    Ok(for_each(&args.containers, |name| {
+        container::unpause(&store, name)?;
+        Ok(())
+    }))
+}
+
 /// `kill`.
 pub fn kill(globals: &Globals, args: KillArgs) -> anyhow::Result<i32> {
     let signal = container::parse_signal(&args.signal)?;
@@ -459,7 +484,12 @@ pub(super) fn ps_status(store: &Store, c: &ContainerRecord, now: i64) -> (String
     let code = c.exit_code.unwrap_or(0);
     if store.container_running(c) {
         let since = c.started.unwrap_or(c.created);
-        (format!("Up {}", human_duration(now - since)), "running")
+        let up = format!("Up {}", human_duration(now - since));
+        if c.paused {
+            (format!("{up} (Paused)"), "paused")
+        } else {
+            (up, "running")
+        }
     } else if c.status == ContainerStatus::Created {
         ("Created".into(), "created")
     } else if store.lease_locked(&c.id) {

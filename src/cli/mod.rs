@@ -166,6 +166,10 @@ pub enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(containers::ContainerCommand),
+    /// Pause all processes within one or more containers
+    Pause(containers::PauseArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(containers::PauseArgs),
     /// The monitor of a detached container (started by `run -d` and `start`)
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor(containers::MonitorArgs),
@@ -285,6 +289,8 @@ pub fn main() -> i32 {
         Command::Rename(args) => containers::rename(&globals, args),
         Command::Logs(args) => containers::logs(&globals, args),
         Command::Container(cmd) => containers::container_cmd(&globals, cmd),
+        Command::Pause(args) => containers::pause(&globals, args),
+        Command::Unpause(args) => containers::unpause(&globals, args),
         Command::ContainerMonitor(args) => containers::monitor_main(&globals, args),
     };
     // This process's temp files (none are in use any more).

@@ -154,6 +154,7 @@ pub(super) fn create(
         auto_remove: options.remove && options.detach,
         stop_signal: options.stop_signal.clone().or(cc.stop_signal.clone()),
         stop_timeout: options.stop_timeout,
+        paused: false,
     };
     Ok((record, spec, held))
 }

@@ -30,8 +30,8 @@ pub mod spec_file;
 mod volumes;
 
 pub use lifecycle::{
-    find, kill, list, parse_restart, parse_signal, prune, remove, rename, restartable, settle,
-    stop, wait, DEFAULT_STOP_TIMEOUT,
+    find, kill, list, parse_restart, parse_signal, pause, prune, remove, rename, restartable,
+    settle, stop, unpause, wait, DEFAULT_STOP_TIMEOUT,
 };
 
 pub mod logs;
@@ -111,6 +111,12 @@ pub enum ContainerError {
     BadRestart(String),
     #[error("conflicting options: {0}")]
     Conflict(&'static str),
+    #[error(transparent)]
+    Cgroup(#[from] rbuild_runtime::CgroupError),
+    #[error("container {0} is already paused")]
+    Paused(String),
+    #[error("container {0} is not paused")]
+    NotPaused(String),
 }
 
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {

@@ -61,6 +61,7 @@ pub(super) fn execute<R>(
         r.exit_code = Some(status.code);
         r.finished = Some(finished);
         r.pid = None;
+        r.paused = false;
     });
     Ok(Execution {
         status,

@@ -65,6 +65,9 @@ pub struct ContainerRecord {
     /// `--stop-timeout` in seconds (`stop` waits this long before SIGKILL; default 10).
     #[serde(default)]
     pub stop_timeout: Option<u64>,
+    /// Frozen by `pause` (cleared by `unpause` and when the process ends).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// Docker's restart policies (`--restart`).
