@@ -510,3 +510,105 @@ fn pause_freezes_every_process_until_unpause() {
         env.status_of("p")
     );
 }
+
+/// Polls `ps` until container `name`'s STATUS ends with `suffix`.
+fn wait_for_status(env: &Env, name: &str, suffix: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = env.status_of(name);
+        if status.ends_with(suffix) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: {status:?}, never {suffix:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn health_check_goes_starting_healthy_unhealthy() {
+    let env = Env::new();
+    let shared = env.0.path().join("health");
+    std::fs::create_dir(&shared).unwrap();
+    let volume = format!("{}:/x", shared.display());
+    let check = "test -e /x/ok";
+    env.run_d(&[
+        "--name",
+        "h",
+        "-v",
+        &volume,
+        "--health-cmd",
+        check,
+        "--health-interval",
+        "50ms",
+        "--health-retries",
+        "3",
+        "bb",
+        "sleep",
+        "1000",
+    ]);
+    // Failures before the first success leave it "starting" until the retries run out;
+    // make it pass first.
+    std::fs::write(shared.join("ok"), "").unwrap();
+    wait_for_status(&env, "h", "(healthy)");
+    std::fs::remove_file(shared.join("ok")).unwrap();
+    wait_for_status(&env, "h", "(unhealthy)");
+    // The image's HEALTHCHECK, run inside the container (its root, not the host's).
+    env.0.import_base_with(
+        "hc",
+        &["HEALTHCHECK --interval=50ms --retries=1 CMD test -e /bin/busybox"],
+    );
+    env.run_d(&["--name", "img", "hc", "sleep", "1000"]);
+    wait_for_status(&env, "img", "(healthy)");
+    // --no-healthcheck turns it off.
+    env.run_d(&["--name", "off", "--no-healthcheck", "hc", "sleep", "1000"]);
+    assert!(
+        !env.status_of("off").contains("health"),
+        "{}",
+        env.status_of("off")
+    );
+}
+
+#[test]
+fn health_check_failures_in_start_period_do_not_count() {
+    let env = Env::new();
+    let shared = env.0.path().join("runs");
+    std::fs::create_dir(&shared).unwrap();
+    let volume = format!("{}:/x", shared.display());
+    // Each check leaves a trace, then fails.
+    env.run_d(&[
+        "--name",
+        "s",
+        "-v",
+        &volume,
+        "--health-cmd",
+        "echo . >> /x/runs; false",
+        "--health-interval",
+        "50ms",
+        "--health-retries",
+        "1",
+        "--health-start-period",
+        "1h",
+        "bb",
+        "sleep",
+        "1000",
+    ]);
+    let runs = || {
+        std::fs::read_to_string(shared.join("runs"))
+            .unwrap_or_default()
+            .len()
+            / 2
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runs() < 3 {
+        assert!(Instant::now() < deadline, "the check does not run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        env.status_of("s").ends_with("(health: starting)"),
+        "{}",
+        env.status_of("s")
+    );
+}

@@ -34,6 +34,7 @@ pub use lifecycle::{
     settle, stop, unpause, wait, DEFAULT_STOP_TIMEOUT,
 };
 
+pub mod health;
 pub mod logs;
 pub mod monitor;
 mod running;
@@ -171,6 +172,8 @@ pub struct RunOptions {
     pub stop_signal: Option<String>,
     /// `--stop-timeout` in seconds (default 10).
     pub stop_timeout: Option<u64>,
+    /// `--health-*` and `--no-healthcheck`, over the image's HEALTHCHECK.
+    pub health: health::HealthFlags,
 }
 
 impl RunOptions {
@@ -199,6 +202,7 @@ impl RunOptions {
             restart: RestartPolicy::No,
             stop_signal: None,
             stop_timeout: None,
+            health: health::HealthFlags::default(),
         }
     }
 
