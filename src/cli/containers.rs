@@ -258,15 +258,8 @@ pub struct KillArgs {
     pub containers: Vec<String>,
 }
 
-#[derive(Debug, Args)]
-pub struct PauseArgs {
-    /// Containers (names or IDs)
-    #[arg(required = true, value_name = "CONTAINER")]
-    pub containers: Vec<String>,
-}
-
 /// `pause`.
-pub fn pause(globals: &Globals, args: PauseArgs) -> anyhow::Result<i32> {
+pub fn pause(globals: &Globals, args: WaitArgs) -> anyhow::Result<i32> {
     let store = open_store(globals)?;
     Ok(for_each(&args.containers, |name| {
         container::pause(&store, name)?;
@@ -275,7 +268,7 @@ pub fn pause(globals: &Globals, args: PauseArgs) -> anyhow::Result<i32> {
 }
 
 /// `unpause`.
-pub fn unpause(globals: &Globals, args: PauseArgs) -> anyhow::Result<i32> {
+pub fn unpause(globals: &Globals, args: WaitArgs) -> anyhow::Result<i32> {
     let store = open_store(globals)?;
     Ok(for_each(&args.containers, |name| {
         container::unpause(&store, name)?;
@@ -293,6 +286,7 @@ pub fn kill(globals: &Globals, args: KillArgs) -> anyhow::Result<i32> {
     }))
 }
 
+/// The arguments of `pause`, `unpause` and `wait`.
 #[derive(Debug, Args)]
 pub struct WaitArgs {
     /// Containers (names or IDs)

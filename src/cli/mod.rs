@@ -167,9 +167,9 @@ pub enum Command {
     #[command(subcommand)]
     Container(containers::ContainerCommand),
     /// Pause all processes within one or more containers
-    Pause(containers::PauseArgs),
+    Pause(containers::WaitArgs),
     /// Unpause all processes within one or more containers
-    Unpause(containers::PauseArgs),
+    Unpause(containers::WaitArgs),
     /// The monitor of a detached container (started by `run -d` and `start`)
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor(containers::MonitorArgs),
