@@ -467,7 +467,7 @@ fn pause_freezes_every_process_until_unpause() {
     let volume = format!("{}:/x", shared.display());
     // A child process writes: the freezer must stop the whole tree, not just PID 1.
     let script = "sh -c 'while :; do echo . >> /x/n; sleep 0.01; done' & wait";
-    env.run_d(&["--name", "p", "-v", &volume, "bb", "sh", "-c", script]);
+    let id = env.run_d(&["--name", "p", "-v", &volume, "bb", "sh", "-c", script]);
     let size = || {
         std::fs::metadata(shared.join("n"))
             .map(|m| m.len())

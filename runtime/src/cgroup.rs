@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::spec::Resources;
 
 mod freeze;
-pub use freeze::set_frozen;
+pub use freeze::{remove_freezer_group, set_frozen};
 
 /// Errors of cgroup setup.
 #[derive(Debug, thiserror::Error)]

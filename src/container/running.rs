@@ -55,6 +55,10 @@ pub(super) fn execute<R>(
     let held = started(&container);
     let status = container.wait()?;
     drop(held);
+    if let Some(id) = id {
+        // A `pause` on a cgroup v1 host moved the processes into a freezer group of their own.
+        rbuild_runtime::remove_freezer_group(id);
+    }
     let finished = now();
     record(&|r| {
         r.status = ContainerStatus::Exited;

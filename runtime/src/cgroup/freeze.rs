@@ -6,7 +6,8 @@
 //! own hierarchy, where the container's processes are still in the root group: they are moved
 //! into `rbuild/<id>` there first (again until no new process appeared, as a process may fork
 //! meanwhile), then `freezer.state` is set. Such a group stays after `unpause` (the
-//! processes are in it) and is removed, once empty, by the next pause of any container.
+//! processes are in it) and is removed when the container ends ([`remove_freezer_group`]) or,
+//! left by a killed runner, by the next pause of any container.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -52,6 +53,15 @@ pub fn set_frozen(id: &str, frozen: bool) -> Result<(), CgroupError> {
         if !move_all(&group, &target)? {
             return Ok(());
         }
+    }
+}
+
+/// Removes container `id`'s v1 freezer group once its processes are gone (a pause left it;
+/// nothing to do on cgroup v2, where the container's one group goes with the container).
+pub fn remove_freezer_group(id: &str) {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if let Some(freezer) = v1_mount(&mountinfo, "freezer") {
+        let _ = std::fs::remove_dir(freezer.join(PARENT).join(id));
     }
 }
 
