@@ -132,9 +132,15 @@ fn logs_keep_both_streams_with_times_and_tail() {
     let dir = env.0.root().join("containers");
     let id = env.0.ok(&["ps", "-aq", "--no-trunc"]).trim().to_string();
     let log = std::fs::read_to_string(dir.join(&id).join(format!("{id}-json.log"))).unwrap();
-    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let entries: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first = entries.iter().find(|e| e["stream"] == "stdout").unwrap();
     assert_eq!(first["log"], "one\n");
-    assert_eq!(first["stream"], "stdout");
+    assert!(entries
+        .iter()
+        .any(|e| e["stream"] == "stderr" && e["log"] == "two\n"));
     assert!(first["time"].as_str().unwrap().ends_with('Z'));
 }
 
@@ -451,4 +457,161 @@ fn run_d_start_error_exits_125_and_rm_with_d_removes() {
         .0
         .fails(&["run", "-d", "--rm", "--restart", "always", "bb", "true"])
         .contains("conflicting options"));
+}
+
+#[test]
+fn pause_freezes_every_process_until_unpause() {
+    let env = Env::new();
+    let shared = env.0.path().join("ticks");
+    std::fs::create_dir(&shared).unwrap();
+    let volume = format!("{}:/x", shared.display());
+    // A child process writes: the freezer must stop the whole tree, not just PID 1.
+    let script = "sh -c 'while :; do echo . >> /x/n; sleep 0.01; done' & wait";
+    let id = env.run_d(&["--name", "p", "-v", &volume, "bb", "sh", "-c", script]);
+    let size = || {
+        std::fs::metadata(shared.join("n"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let grows = |from: u64| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while size() <= from {
+            assert!(Instant::now() < deadline, "the container does not run");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    grows(0);
+    env.0.ok(&["pause", "p"]);
+    assert!(
+        env.status_of("p").ends_with(" (Paused)"),
+        "{}",
+        env.status_of("p")
+    );
+    assert_eq!(
+        env.0
+            .ok(&["ps", "-f", "status=paused", "--format", "{{.Names}}"]),
+        "p\n"
+    );
+    let frozen = size();
+    // A running loop writes every 10 ms; a frozen one not once in 300 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(size(), frozen, "a paused container wrote");
+    assert!(env.0.fails(&["pause", "p"]).contains("already paused"));
+    env.0.ok(&["unpause", "p"]);
+    grows(frozen);
+    assert!(env.status_of("p").starts_with("Up ") && !env.status_of("p").contains("Paused"));
+    assert!(env.0.fails(&["unpause", "p"]).contains("not paused"));
+    // A paused container stops (signalled, then thawed).
+    env.0.ok(&["pause", "p"]);
+    env.0.ok(&["stop", "-t", "1", "p"]);
+    assert!(
+        env.status_of("p").starts_with("Exited (137) "),
+        "{}",
+        env.status_of("p")
+    );
+    // On a v1 freezer (this kind of host) the group made for the pause went with it.
+    let v1_group = std::path::Path::new("/sys/fs/cgroup/freezer/rbuild").join(&id);
+    assert!(!v1_group.exists(), "{} left behind", v1_group.display());
+}
+
+/// Polls `ps` until container `name`'s STATUS ends with `suffix`.
+fn wait_for_status(env: &Env, name: &str, suffix: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = env.status_of(name);
+        if status.ends_with(suffix) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: {status:?}, never {suffix:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn health_check_goes_starting_healthy_unhealthy() {
+    let env = Env::new();
+    let shared = env.0.path().join("health");
+    std::fs::create_dir(&shared).unwrap();
+    let volume = format!("{}:/x", shared.display());
+    let check = "test -e /x/ok";
+    env.run_d(&[
+        "--name",
+        "h",
+        "-v",
+        &volume,
+        "--health-cmd",
+        check,
+        "--health-interval",
+        "50ms",
+        "--health-retries",
+        "3",
+        "bb",
+        "sleep",
+        "1000",
+    ]);
+    // Failures before the first success leave it "starting" until the retries run out;
+    // make it pass first.
+    std::fs::write(shared.join("ok"), "").unwrap();
+    wait_for_status(&env, "h", "(healthy)");
+    std::fs::remove_file(shared.join("ok")).unwrap();
+    wait_for_status(&env, "h", "(unhealthy)");
+    // The image's HEALTHCHECK, run inside the container (its root, not the host's).
+    env.0.import_base_with(
+        "hc",
+        &["HEALTHCHECK --interval=50ms --retries=1 CMD test -e /bin/busybox"],
+    );
+    env.run_d(&["--name", "img", "hc", "sleep", "1000"]);
+    wait_for_status(&env, "img", "(healthy)");
+    // --no-healthcheck turns it off.
+    env.run_d(&["--name", "off", "--no-healthcheck", "hc", "sleep", "1000"]);
+    assert!(
+        !env.status_of("off").contains("health"),
+        "{}",
+        env.status_of("off")
+    );
+}
+
+#[test]
+fn health_check_failures_in_start_period_do_not_count() {
+    let env = Env::new();
+    let shared = env.0.path().join("runs");
+    std::fs::create_dir(&shared).unwrap();
+    let volume = format!("{}:/x", shared.display());
+    // Each check leaves a trace, then fails.
+    env.run_d(&[
+        "--name",
+        "s",
+        "-v",
+        &volume,
+        "--health-cmd",
+        "echo . >> /x/runs; false",
+        "--health-interval",
+        "50ms",
+        "--health-retries",
+        "1",
+        "--health-start-period",
+        "1h",
+        "bb",
+        "sleep",
+        "1000",
+    ]);
+    let runs = || {
+        std::fs::read_to_string(shared.join("runs"))
+            .unwrap_or_default()
+            .len()
+            / 2
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runs() < 3 {
+        assert!(Instant::now() < deadline, "the check does not run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        env.status_of("s").ends_with("(health: starting)"),
+        "{}",
+        env.status_of("s")
+    );
 }

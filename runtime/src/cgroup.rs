@@ -19,6 +19,9 @@ use std::time::Duration;
 
 use crate::spec::Resources;
 
+mod freeze;
+pub use freeze::{remove_freezer_group, set_frozen};
+
 /// Errors of cgroup setup.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -35,6 +38,12 @@ pub enum CgroupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no cgroup freezer on this host (no cgroup v2 with pids, no v1 freezer hierarchy)")]
+    NoFreezer,
+    #[error("the container has no cgroup ({}): it runs without one", .0.display())]
+    NoGroup(PathBuf),
+    #[error("the cgroup freezer did not finish ({})", .0.display())]
+    FreezeTimeout(PathBuf),
 }
 
 /// The directory under the hierarchy's root that holds rbuild's groups.

@@ -113,7 +113,7 @@ mod spec;
 mod user;
 
 pub use capabilities::{default_capability_mask, CapabilityError, DEFAULT_CAPABILITIES};
-pub use cgroup::{host_pids_hierarchy, CgroupError};
+pub use cgroup::{host_pids_hierarchy, remove_freezer_group, set_frozen, CgroupError};
 pub use error::RuntimeError;
 pub use mounts::MountError;
 pub use namespaces::NamespaceError;

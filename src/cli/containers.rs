@@ -13,7 +13,7 @@ use super::common::{confirm_removal, human_duration, open_store};
 use super::Globals;
 use crate::container::logs::{self, LogEntry, LogReader};
 use crate::container::{self, monitor, RunOptions};
-use crate::store::{ContainerRecord, ContainerStatus, Store};
+use crate::store::{ContainerRecord, ContainerStatus, HealthStatus, Store};
 
 /// `run`'s flags for the container's life after start (flattened into `run`'s arguments).
 #[derive(Debug, Args)]
@@ -27,6 +27,24 @@ pub struct LifecycleRunArgs {
     /// Seconds `stop` waits before killing the container (default 10)
     #[arg(long, value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
+    /// Command to run to check health (run with /bin/sh -c inside the container)
+    #[arg(long, value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between health checks (ms|s|m|h, default 30s)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub health_interval: Option<Duration>,
+    /// Consecutive failures needed to report unhealthy (default 3)
+    #[arg(long, value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Maximum time to allow one check to run (ms|s|m|h, default 30s)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub health_timeout: Option<Duration>,
+    /// Start period: failures in it do not count (ms|s|m|h, default 0s)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub health_start_period: Option<Duration>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long)]
+    pub no_healthcheck: bool,
 }
 
 impl LifecycleRunArgs {
@@ -41,6 +59,20 @@ impl LifecycleRunArgs {
         }
         options.stop_signal = self.stop_signal.clone();
         options.stop_timeout = self.stop_timeout;
+        let nanos = |d: Option<Duration>| d.map(|d| d.as_nanos() as i64);
+        options.health = container::health::HealthFlags {
+            cmd: self.health_cmd.clone(),
+            interval: nanos(self.health_interval),
+            timeout: nanos(self.health_timeout),
+            retries: self.health_retries.map(i64::from),
+            start_period: nanos(self.health_start_period),
+            disabled: self.no_healthcheck,
+        };
+        if self.no_healthcheck && self.health_cmd.is_some() {
+            anyhow::bail!(container::ContainerError::Conflict(
+                "--no-healthcheck and --health-cmd"
+            ));
+        }
         Ok(())
     }
 }
@@ -226,6 +258,24 @@ pub struct KillArgs {
     pub containers: Vec<String>,
 }
 
+/// `pause`.
+pub fn pause(globals: &Globals, args: WaitArgs) -> anyhow::Result<i32> {
+    let store = open_store(globals)?;
+    Ok(for_each(&args.containers, |name| {
+        container::pause(&store, name)?;
+        Ok(())
+    }))
+}
+
+/// `unpause`.
+pub fn unpause(globals: &Globals, args: WaitArgs) -> anyhow::Result<i32> {
+    let store = open_store(globals)?;
+    Ok(for_each(&args.containers, |name| {
+        container::unpause(&store, name)?;
+        Ok(())
+    }))
+}
+
 /// `kill`.
 pub fn kill(globals: &Globals, args: KillArgs) -> anyhow::Result<i32> {
     let signal = container::parse_signal(&args.signal)?;
@@ -236,6 +286,7 @@ pub fn kill(globals: &Globals, args: KillArgs) -> anyhow::Result<i32> {
     }))
 }
 
+/// The arguments of `pause`, `unpause` and `wait`.
 #[derive(Debug, Args)]
 pub struct WaitArgs {
     /// Containers (names or IDs)
@@ -420,9 +471,18 @@ fn parse_time(value: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> 
         return DateTime::from_timestamp_millis((secs * 1000.0) as i64)
             .context("timestamp out of range");
     }
-    let bad = || {
+    let total = parse_duration(value).map_err(|_| {
         anyhow::anyhow!("invalid time {value:?}: use RFC 3339, Unix seconds or a duration like 10m")
-    };
+    })?;
+    Ok(now - chrono::Duration::nanoseconds(total.as_nanos() as i64))
+}
+
+/// A duration in Go's syntax, as docker's flags take them: `90s`, `10m`, `1h30m`, `100ms`.
+fn parse_duration(value: &str) -> anyhow::Result<Duration> {
+    let bad = || anyhow::anyhow!("invalid duration {value:?} (for example 30s, 1m30s, 100ms)");
+    if value.is_empty() {
+        return Err(bad());
+    }
     let mut total = 0f64;
     let mut rest = value;
     while !rest.is_empty() {
@@ -446,7 +506,7 @@ fn parse_time(value: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> 
         total += number * scale;
         rest = &rest[digits + unit_len..];
     }
-    Ok(now - chrono::Duration::milliseconds((total * 1000.0) as i64))
+    Ok(Duration::from_secs_f64(total))
 }
 
 /// `ps`'s STATUS and STATE of a settled record (docker's wording: `Up 3 seconds`,
@@ -459,7 +519,19 @@ pub(super) fn ps_status(store: &Store, c: &ContainerRecord, now: i64) -> (String
     let code = c.exit_code.unwrap_or(0);
     if store.container_running(c) {
         let since = c.started.unwrap_or(c.created);
-        (format!("Up {}", human_duration(now - since)), "running")
+        let mut up = format!("Up {}", human_duration(now - since));
+        if let Some(health) = &c.health {
+            up.push_str(match health.status {
+                HealthStatus::Starting => " (health: starting)",
+                HealthStatus::Healthy => " (healthy)",
+                HealthStatus::Unhealthy => " (unhealthy)",
+            });
+        }
+        if c.paused {
+            (format!("{up} (Paused)"), "paused")
+        } else {
+            (up, "running")
+        }
     } else if c.status == ContainerStatus::Created {
         ("Created".into(), "created")
     } else if store.lease_locked(&c.id) {

@@ -171,6 +171,10 @@ pub enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(containers::ContainerCommand),
+    /// Pause all processes within one or more containers
+    Pause(containers::WaitArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(containers::WaitArgs),
     /// The monitor of a detached container (started by `run -d` and `start`)
     #[command(name = "container-monitor", hide = true)]
     ContainerMonitor(containers::MonitorArgs),
@@ -301,6 +305,8 @@ pub fn main() -> i32 {
         Command::Rename(args) => containers::rename(&globals, args),
         Command::Logs(args) => containers::logs(&globals, args),
         Command::Container(cmd) => containers::container_cmd(&globals, cmd),
+        Command::Pause(args) => containers::pause(&globals, args),
+        Command::Unpause(args) => containers::unpause(&globals, args),
         Command::ContainerMonitor(args) => containers::monitor_main(&globals, args),
         Command::Volume(cmd) => volume::run(&globals, cmd),
         Command::Commit(args) => commit::run(&globals, args),

@@ -232,7 +232,9 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
     let mut containers: Vec<_> = Vec::new();
     for c in container::list(&store)? {
         let (status, state) = super::containers::ps_status(&store, &c, now);
-        if (all || state == "running") && filter.matches(&store, &c, state) {
+        if (all || ["running", "paused", "restarting"].contains(&state))
+            && filter.matches(&store, &c, state)
+        {
             containers.push((c, status, state));
         }
     }

@@ -177,6 +177,9 @@ pub(super) fn create(
         stop_signal: options.stop_signal.clone().or(cc.stop_signal.clone()),
         stop_timeout: options.stop_timeout,
         anonymous_volumes: mounts.anonymous,
+        paused: false,
+        healthcheck: super::health::resolve(cc.healthcheck.as_ref(), &options.health),
+        health: None,
     };
     Ok((record, spec, held))
 }

@@ -98,6 +98,40 @@ fn signal_pid1(record: &ContainerRecord, signal: Signal) -> Result<(), Container
     }
 }
 
+/// Thaws a paused container after a signal was sent to it (a frozen process acts on
+/// signals, SIGKILL included, only once thawed), as docker's `stop`/`kill` do.
+fn thaw_after_signal(record: &ContainerRecord) -> Result<(), ContainerError> {
+    if record.paused {
+        rbuild_runtime::set_frozen(&record.id, false)?;
+    }
+    Ok(())
+}
+
+/// `pause`: freezes every process of the running container (cgroup freezer).
+pub fn pause(store: &Store, name: &str) -> Result<String, ContainerError> {
+    let record = find(store, name)?;
+    if !store.container_running(&record) {
+        return Err(ContainerError::NotRunning(record.name));
+    }
+    if record.paused {
+        return Err(ContainerError::Paused(record.name));
+    }
+    rbuild_runtime::set_frozen(&record.id, true)?;
+    store.modify_container(&record.id, |r| r.paused = true)?;
+    Ok(record.id)
+}
+
+/// `unpause`.
+pub fn unpause(store: &Store, name: &str) -> Result<String, ContainerError> {
+    let record = find(store, name)?;
+    if !store.container_running(&record) || !record.paused {
+        return Err(ContainerError::NotPaused(record.name));
+    }
+    rbuild_runtime::set_frozen(&record.id, false)?;
+    store.modify_container(&record.id, |r| r.paused = false)?;
+    Ok(record.id)
+}
+
 /// Marks the container stopped by the user (no restart policy brings it back), then the
 /// latest record.
 fn mark_stopped(store: &Store, id: &str) -> Result<Option<ContainerRecord>, ContainerError> {
@@ -122,6 +156,7 @@ pub fn stop(store: &Store, name: &str, timeout: Option<u64>) -> Result<String, C
         .or(record.stop_timeout)
         .unwrap_or(DEFAULT_STOP_TIMEOUT);
     signal_pid1(&record, signal)?;
+    thaw_after_signal(&record)?;
     if !store.wait_lease_free(&record.id, Some(Duration::from_secs(timeout))) {
         // The PID recorded now (a restart may have started another process meanwhile).
         let latest = store.resolve_container(&record.id)?;
@@ -140,6 +175,7 @@ pub fn kill(store: &Store, name: &str, signal: Signal) -> Result<String, Contain
     }
     let record = mark_stopped(store, &record.id)?.unwrap_or(record);
     signal_pid1(&record, signal)?;
+    thaw_after_signal(&record)?;
     Ok(record.id)
 }
 
@@ -176,7 +212,9 @@ pub fn remove(store: &Store, name: &str, force: bool) -> Result<String, Containe
             return Err(ContainerError::Running(record.name));
         }
         let latest = mark_stopped(store, &record.id)?;
-        signal_pid1(latest.as_ref().unwrap_or(&record), Signal::SIGKILL)?;
+        let latest = latest.as_ref().unwrap_or(&record);
+        signal_pid1(latest, Signal::SIGKILL)?;
+        thaw_after_signal(latest)?;
         // The overlay is mounted in the container's mount namespace: wait for it to go.
         store.wait_lease_free(&record.id, Some(Duration::from_secs(10)));
     }

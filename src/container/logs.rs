@@ -227,7 +227,7 @@ mod tests {
     fn rotation_is_followed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x-json.log");
-        let mut w = LogWriter::open(path.clone(), 1000).unwrap();
+        let mut w = LogWriter::open(path.clone(), 500).unwrap();
         w.append("stdout", b"one\n").unwrap();
         let (mut r, first) = LogReader::open(path.clone()).unwrap();
         assert_eq!(first.len(), 1);
@@ -239,6 +239,6 @@ mod tests {
         let more: Vec<String> = r.more().unwrap().into_iter().map(|e| e.log).collect();
         let want: Vec<String> = (0..10).map(|i| format!("line {i}\n")).collect();
         assert_eq!(more, want);
-        assert!(fs::metadata(&path).unwrap().len() <= 1000);
+        assert!(fs::metadata(&path).unwrap().len() <= 500);
     }
 }

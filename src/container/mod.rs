@@ -37,10 +37,11 @@ pub mod view;
 pub mod volumes;
 
 pub use lifecycle::{
-    find, kill, list, parse_restart, parse_signal, prune, remove, rename, restartable, settle,
-    stop, wait, DEFAULT_STOP_TIMEOUT,
+    find, kill, list, parse_restart, parse_signal, pause, prune, remove, rename, restartable,
+    settle, stop, unpause, wait, DEFAULT_STOP_TIMEOUT,
 };
 
+pub mod health;
 pub mod logs;
 pub mod monitor;
 mod running;
@@ -143,6 +144,12 @@ pub enum ContainerError {
     /// `cp`: the destination cannot take the source, as docker refuses it.
     #[error("{0}")]
     BadCopy(String),
+    #[error(transparent)]
+    Cgroup(#[from] rbuild_runtime::CgroupError),
+    #[error("container {0} is already paused")]
+    Paused(String),
+    #[error("container {0} is not paused")]
+    NotPaused(String),
 }
 
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
@@ -203,6 +210,8 @@ pub struct RunOptions {
     pub volumes: Vec<volumes::VolumeRequest>,
     /// `--volumes-from CONTAINER[:ro|rw]`, as given.
     pub volumes_from: Vec<String>,
+    /// `--health-*` and `--no-healthcheck`, over the image's HEALTHCHECK.
+    pub health: health::HealthFlags,
 }
 
 impl RunOptions {
@@ -233,6 +242,7 @@ impl RunOptions {
             stop_timeout: None,
             volumes: Vec::new(),
             volumes_from: Vec::new(),
+            health: health::HealthFlags::default(),
         }
     }
 

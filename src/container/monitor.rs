@@ -30,10 +30,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rbuild_runtime::{Container, Io, Stdio};
+use rbuild_runtime::{Container, ContainerSpec, Io, Stdio};
 
 use super::logs::{self, LogWriter};
-use super::{io_err, running, spec_file, ContainerError};
+use super::{health, io_err, running, spec_file, ContainerError};
 use crate::store::{ContainerRecord, RestartPolicy, Store};
 
 /// The hidden subcommand that runs a monitor: `rbuild --root ROOT container-monitor ID`.
@@ -93,12 +93,28 @@ pub fn launch(
 /// process started, dropped right after it exited (before a restart acquires it anew).
 /// Per-container resources that must not outlive the process go here (published ports'
 /// listeners and forwarders: [`Container::connect_tcp`] reaches the container's network
-/// namespace while `container` runs).
-pub(super) struct RunResources {}
+/// namespace while `container` runs). The health checks are the first such resource.
+pub(super) struct RunResources {
+    _health: Option<health::Checker>,
+}
 
 impl RunResources {
-    fn acquire(_record: &ContainerRecord, _container: &Container) -> RunResources {
-        RunResources {}
+    fn acquire(
+        store: &Store,
+        record: &ContainerRecord,
+        spec: &ContainerSpec,
+        container: &Container,
+    ) -> RunResources {
+        let health = record.healthcheck.clone().map(|check| {
+            health::Checker::start(
+                store,
+                &record.id,
+                check,
+                container.pid(),
+                spec.process.env.clone(),
+            )
+        });
+        RunResources { _health: health }
     }
 }
 
@@ -168,7 +184,7 @@ fn serve_runs(
     let result = loop {
         let (stdio, copies) = log_pipes(&log)?;
         let executed = running::execute(store, Some(id), &spec, stdio, |container| {
-            let held = RunResources::acquire(&record, container);
+            let held = RunResources::acquire(store, &record, &spec, container);
             if first {
                 ready();
                 crate::killpoint::reached("monitor-running");

@@ -55,12 +55,17 @@ pub(super) fn execute<R>(
     let held = started(&container);
     let status = container.wait()?;
     drop(held);
+    if let Some(id) = id {
+        // A `pause` on a cgroup v1 host moved the processes into a freezer group of their own.
+        rbuild_runtime::remove_freezer_group(id);
+    }
     let finished = now();
     record(&|r| {
         r.status = ContainerStatus::Exited;
         r.exit_code = Some(status.code);
         r.finished = Some(finished);
         r.pid = None;
+        r.paused = false;
     });
     Ok(Execution {
         status,

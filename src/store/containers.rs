@@ -69,6 +69,41 @@ pub struct ContainerRecord {
     /// and `--rm` remove them.
     #[serde(default)]
     pub anonymous_volumes: Vec<String>,
+    /// Frozen by `pause` (cleared by `unpause` and when the process ends).
+    #[serde(default)]
+    pub paused: bool,
+    /// The health check the monitor runs (the image's HEALTHCHECK with `--health-*` over it).
+    #[serde(default)]
+    pub healthcheck: Option<crate::image::oci::Healthcheck>,
+    /// The health check's state, while the container runs and after.
+    #[serde(default)]
+    pub health: Option<Health>,
+}
+
+/// Docker's `State.Health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: HealthStatus,
+    pub failing_streak: u32,
+    /// The last results, oldest first.
+    pub log: Vec<HealthResult>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+/// One run of the health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthResult {
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: chrono::DateTime<chrono::Utc>,
+    pub exit_code: i32,
+    pub output: String,
 }
 
 /// Docker's restart policies (`--restart`).

@@ -82,7 +82,9 @@ use crate::image::reference::ReferenceError;
 
 pub use cache::{BuildView, CacheRecord, StepRecord};
 pub use check::CheckReport;
-pub use containers::{ContainerRecord, ContainerStatus, RestartPolicy};
+pub use containers::{
+    ContainerRecord, ContainerStatus, Health, HealthResult, HealthStatus, RestartPolicy,
+};
 pub use db::ImageRecord;
 pub use downloads::DownloadRecord;
 pub use images::{ImageSummary, RemoveEvent, GC_GRACE};
