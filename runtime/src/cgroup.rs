@@ -90,6 +90,70 @@ fn pids_hierarchy(mountinfo: &str) -> Option<(PathBuf, bool)> {
     v1
 }
 
+/// The `cgroup.procs` files of the rbuild groups process `pid` is in (one per hierarchy),
+/// opened for writing, for a process that joins its container ([`crate::exec`]). Groups
+/// outside rbuild's are left alone.
+pub(crate) fn procs_files_of(pid: i32) -> Result<Vec<std::fs::File>, CgroupError> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut files = Vec::new();
+    for (mount_point, path) in rbuild_groups(&own, &mountinfo) {
+        let procs = mount_point
+            .join(path.trim_start_matches('/'))
+            .join("cgroup.procs");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&procs)
+            .map_err(|source| CgroupError::Create {
+                path: procs.clone(),
+                source,
+            })?;
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// For each line of a `/proc/<pid>/cgroup` (`hierarchy:controllers:path`) whose path is one
+/// of rbuild's groups: the hierarchy's mount point (from `mountinfo`) and the path.
+fn rbuild_groups(proc_cgroup: &str, mountinfo: &str) -> Vec<(PathBuf, String)> {
+    let mounts: Vec<(PathBuf, bool, Vec<String>)> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mut right = right.split(' ');
+            let (fstype, _source, options) = (right.next()?, right.next()?, right.next()?);
+            let mount_point = PathBuf::from(unescape(left.split(' ').nth(4)?));
+            let options = options.split(',').map(str::to_string).collect();
+            match fstype {
+                "cgroup2" => Some((mount_point, true, options)),
+                "cgroup" => Some((mount_point, false, options)),
+                _ => None,
+            }
+        })
+        .collect();
+    let prefix = format!("/{PARENT}/");
+    proc_cgroup
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (hierarchy, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            if !path.starts_with(&prefix) {
+                return None;
+            }
+            let (mount_point, _, _) = mounts.iter().find(|(_, v2, options)| {
+                if hierarchy == "0" {
+                    *v2
+                } else {
+                    !*v2 && controllers
+                        .split(',')
+                        .all(|c| options.iter().any(|o| o == c))
+                }
+            })?;
+            Some((mount_point.clone(), path.to_string()))
+        })
+        .collect()
+}
+
 /// Undoes mountinfo's octal escapes (`\040` for a space).
 fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
@@ -295,5 +359,41 @@ mod tests {
         assert_eq!(pids_hierarchy(&v2), Some((dir.clone(), true)));
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(unescape("/a\\040b"), "/a b");
+    }
+
+    #[test]
+    fn finds_the_groups_to_join() {
+        let mountinfo = "\
+30 25 0:26 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+33 25 0:29 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+35 25 0:31 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+        let own = "5:pids:/rbuild/abc\n4:memory:/rbuild/abc\n3:cpu,cpuacct:/rbuild/abc\n2:name=systemd:/\n0::/user.slice\n";
+        assert_eq!(
+            rbuild_groups(own, mountinfo),
+            vec![
+                (
+                    PathBuf::from("/sys/fs/cgroup/pids"),
+                    "/rbuild/abc".to_string()
+                ),
+                (
+                    PathBuf::from("/sys/fs/cgroup/memory"),
+                    "/rbuild/abc".to_string()
+                ),
+                (
+                    PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+                    "/rbuild/abc".to_string()
+                ),
+            ]
+        );
+        let v2 = rbuild_groups("0::/rbuild/x\n", mountinfo);
+        assert_eq!(
+            v2,
+            vec![(
+                PathBuf::from("/sys/fs/cgroup/unified"),
+                "/rbuild/x".to_string()
+            )]
+        );
     }
 }

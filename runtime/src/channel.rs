@@ -24,6 +24,9 @@ pub(crate) struct Launch {
     /// The seccomp filters to install, compiled by the runner (see `seccomp::pack`); the
     /// spec's profile itself is not sent.
     pub(crate) seccomp: Vec<Vec<u64>>,
+    /// Set for `exec`: join this running container instead of creating one.
+    #[serde(default)]
+    pub(crate) join: Option<crate::exec::Join>,
 }
 
 /// What the runner and the container's setup processes tell each other.

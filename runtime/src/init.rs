@@ -90,7 +90,11 @@ pub(crate) fn monitor_main(value: &OsStr) -> ! {
         }
     };
     drop(spec_file);
-    match monitor(&chan, &launch, &set) {
+    let result = match launch.join {
+        Some(join) => crate::exec::monitor(&chan, &launch, join, &set),
+        None => monitor(&chan, &launch, &set),
+    };
+    match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             let _ = chan.send(&Message::Error(error_chain(&e)));
@@ -156,7 +160,7 @@ fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
     move |e| RuntimeError::Setup(format!("{what}: {e}"))
 }
 
-fn chan_err(e: Errno) -> RuntimeError {
+pub(crate) fn chan_err(e: Errno) -> RuntimeError {
     RuntimeError::Setup(format!("lost the runner's socket: {e}"))
 }
 
@@ -239,7 +243,7 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
 }
 
 /// Forwards signals to `child` until it ends; returns docker's exit code and the signal.
-fn supervise(child: Pid, set: &SigSet) -> (i32, Option<i32>) {
+pub(crate) fn supervise(child: Pid, set: &SigSet) -> (i32, Option<i32>) {
     loop {
         let Ok(signal) = set.wait() else { continue };
         if signal != Signal::SIGCHLD {
@@ -313,7 +317,7 @@ fn container_main(
     chan.send(&Message::Created(created)).map_err(chan_err)?;
     nix::unistd::setsid().map_err(|e| RuntimeError::Setup(format!("setsid failed: {e}")))?;
     if spec.process.terminal {
-        attach_pty(chan, spec.process.user.uid, launch.window)?;
+        attach_pty(chan, spec.process.user.uid, launch.window, true)?;
     }
     capabilities::apply_rlimits(&spec.rlimits)?;
     let exec = Exec::prepare(spec);
@@ -353,8 +357,14 @@ fn container_main(
 }
 
 /// Opens a pty in the container's devpts, sends the master to the runner, and makes the
-/// slave the controlling terminal and stdin/stdout/stderr.
-fn attach_pty(chan: &Channel, uid: u32, window: Option<(u16, u16)>) -> Result<(), RuntimeError> {
+/// slave the controlling terminal and stdin/stdout/stderr. With `console` (the container's
+/// own process, not an `exec`) it is also bound to `/dev/console`.
+pub(crate) fn attach_pty(
+    chan: &Channel,
+    uid: u32,
+    window: Option<(u16, u16)>,
+    console: bool,
+) -> Result<(), RuntimeError> {
     use nix::fcntl::OFlag;
     let err = |what: &str, e: Errno| RuntimeError::Setup(format!("failed to {what}: {e}"));
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
@@ -369,17 +379,19 @@ fn attach_pty(chan: &Channel, uid: u32, window: Option<(u16, u16)>) -> Result<()
     )
     .map_err(|e| err("open the pty slave", e))?;
     let _ = nix::unistd::fchown(slave, Some(nix::unistd::Uid::from_raw(uid)), None);
-    // As docker: the pty is also the container's /dev/console.
-    let console = Path::new("/dev/console");
-    std::fs::File::create(console).map_err(|e| err("create /dev/console", io_errno(&e)))?;
-    nix::mount::mount(
-        Some(name.as_str()),
-        console,
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| err("bind the pty to /dev/console", e))?;
+    if console {
+        // As docker: the pty is also the container's /dev/console.
+        let console = Path::new("/dev/console");
+        std::fs::File::create(console).map_err(|e| err("create /dev/console", io_errno(&e)))?;
+        nix::mount::mount(
+            Some(name.as_str()),
+            console,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| err("bind the pty to /dev/console", e))?;
+    }
     if let Some((rows, cols)) = window {
         let ws = libc::winsize {
             ws_row: rows,
@@ -411,7 +423,7 @@ fn io_errno(e: &std::io::Error) -> Errno {
 }
 
 /// Everything `execve` needs, prepared while still privileged (allocation happens here).
-struct Exec {
+pub(crate) struct Exec {
     argv: Vec<CString>,
     envp: Vec<CString>,
     path_env: String,
@@ -419,7 +431,7 @@ struct Exec {
 }
 
 impl Exec {
-    fn prepare(spec: &ContainerSpec) -> Exec {
+    pub(crate) fn prepare(spec: &ContainerSpec) -> Exec {
         let process = &spec.process;
         let mut env = process.env.clone();
         let has = |env: &[String], key: &str| env.iter().any(|e| e.split('=').next() == Some(key));
@@ -454,7 +466,7 @@ impl Exec {
 
     /// Looks the program up and executes it; on failure prints docker's message and exits
     /// 127 (not found) or 126 (not executable).
-    fn exec(self) -> ! {
+    pub(crate) fn exec(self) -> ! {
         close_inherited_fds();
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
         // Ignored signals survive exec: give the process default dispositions (Rust's

@@ -271,6 +271,16 @@ fn spec_memfd(launch: &Launch) -> Result<File, ProcessError> {
 /// process is killed when its parent thread exits (`PR_SET_PDEATHSIG`).
 pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeError> {
     validate(spec)?;
+    launch(spec, None, stdio)
+}
+
+/// Starts the monitor for `spec`: a new container, or with `join` a process in a running one
+/// ([`crate::exec`]).
+pub(crate) fn launch(
+    spec: &ContainerSpec,
+    join: Option<crate::exec::Join>,
+    stdio: Stdio,
+) -> Result<Container, RuntimeError> {
     let (ours, theirs) = Channel::pair().map_err(ProcessError::Channel)?;
     let window = if spec.process.terminal {
         [&stdio.stdin, &stdio.stdout]
@@ -292,6 +302,7 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
         spec: shipped,
         window,
         seccomp,
+        join,
     })?;
     // Both must stay clear of 0..=2, which the child's stdio setup overwrites (a runner
     // with a closed stdin would otherwise get one of them there).
@@ -344,7 +355,9 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
     drop(theirs);
     drop(spec_file);
     let forwarding = signals::register(monitor.id() as i32);
+    // A joining process creates no mount points: nothing to remove afterwards.
     let change_root = match &spec.rootfs {
+        _ if join.is_some() => PathBuf::new(),
         Rootfs::Dir(d) => d.clone(),
         Rootfs::Overlay { upper, .. } => upper.clone(),
     };

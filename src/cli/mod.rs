@@ -16,6 +16,7 @@ mod build_publish;
 mod builder;
 mod common;
 mod completion;
+mod exec;
 mod history;
 mod image_cmd;
 mod images;
@@ -146,6 +147,8 @@ pub enum Command {
     Completion(completion::CompletionArgs),
     /// Write the manual pages (rbuild.1, rbuild-COMMAND.1, ...) into a directory
     Man(completion::ManArgs),
+    /// Run a command in a running container
+    Exec(exec::ExecArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -253,6 +256,7 @@ pub fn main() -> i32 {
         Command::Info(args) => info::run(&globals, args),
         Command::Completion(args) => completion::completion(&globals, args),
         Command::Man(args) => completion::man(&globals, args),
+        Command::Exec(args) => exec::run(&globals, args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

@@ -76,7 +76,14 @@ pub fn merge(hostname: &str, tty: bool, image: &[String], user: &[String]) -> Ve
     if tty {
         env.push("TERM=xterm".to_string());
     }
-    for entry in image.iter().chain(user) {
+    overlay(&mut env, image.iter().chain(user));
+    env
+}
+
+/// Sets each `entries` item in `env`, replacing an entry with the same name in place, else
+/// appending it (also `exec -e` over the container's environment).
+pub fn overlay<'a>(env: &mut Vec<String>, entries: impl IntoIterator<Item = &'a String>) {
+    for entry in entries {
         let name = entry.split_once('=').map_or(entry.as_str(), |(n, _)| n);
         match env
             .iter_mut()
@@ -86,7 +93,6 @@ pub fn merge(hostname: &str, tty: bool, image: &[String], user: &[String]) -> Ve
             None => env.push(entry.clone()),
         }
     }
-    env
 }
 
 #[cfg(test)]

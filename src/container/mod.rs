@@ -23,12 +23,14 @@
 pub mod command;
 mod create;
 pub mod env;
+mod exec;
 mod lifecycle;
 pub mod names;
 pub mod security;
 pub mod spec_file;
 mod volumes;
 
+pub use exec::{exec, ExecOptions};
 pub use lifecycle::remove;
 pub use volumes::parse_volume;
 
@@ -87,6 +89,9 @@ pub enum ContainerError {
         id: String,
         error: nix::errno::Errno,
     },
+    /// `exec` into a container that is not running (docker's wording).
+    #[error("container {0} is not running")]
+    NotRunning(String),
 }
 
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
