@@ -50,7 +50,13 @@ pub(crate) enum Message {
     /// the runner's debug output.
     Note(String),
     /// Setup → runner: the container's PID 1 ended.
-    Exit { code: i32, signal: Option<i32> },
+    /// `oom_killed`: the kernel's OOM killer killed a process of the container's cgroup.
+    Exit {
+        code: i32,
+        signal: Option<i32>,
+        #[serde(default)]
+        oom_killed: bool,
+    },
 }
 
 /// One end of the socket pair.

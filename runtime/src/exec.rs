@@ -143,7 +143,11 @@ pub(crate) fn monitor(
                 return Ok(0);
             }
             let (code, signal) = supervise(child, set);
-            let _ = chan.send(&Message::Exit { code, signal });
+            let _ = chan.send(&Message::Exit {
+                code,
+                signal,
+                oom_killed: false,
+            });
             let _ = kill(child, Signal::SIGKILL); // already gone; never left behind
             Ok(code)
         }

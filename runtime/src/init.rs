@@ -181,21 +181,14 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
         namespaces::become_root()?;
     }
     let state = StateDir::create(spec).map_err(io_err("failed to create the state directory"))?;
-    let cgroup = if spec.resources.pids_max.is_some() {
-        let name = spec
-            .id
-            .clone()
-            .unwrap_or_else(|| format!("run-{}", std::process::id()));
-        match Cgroup::create(&name, &spec.resources)? {
-            Ok(cgroup) => Some(cgroup),
-            Err(note) => {
-                chan.send(&Message::Note(note)).map_err(chan_err)?;
-                None
-            }
-        }
-    } else {
-        None
-    };
+    let name = spec
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("run-{}", std::process::id()));
+    let (cgroup, note) = Cgroup::create(&name, &spec.resources)?;
+    if let Some(note) = note {
+        chan.send(&Message::Note(note)).map_err(chan_err)?;
+    }
     namespaces::unshare_container(spec.network)?;
     // PID 1 learns through this pipe that it is in its cgroup (one byte, 1).
     let (moved_r, moved_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -233,10 +226,15 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
             }
             drop(moved_w);
             let (code, signal) = supervise(child, set);
+            let oom_killed = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
             // Gone before the runner hears of the exit.
             drop(cgroup);
             drop(state);
-            let _ = chan.send(&Message::Exit { code, signal });
+            let _ = chan.send(&Message::Exit {
+                code,
+                signal,
+                oom_killed,
+            });
             Ok(code)
         }
     }

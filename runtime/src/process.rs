@@ -108,6 +108,9 @@ pub struct ExitStatus {
     pub code: i32,
     /// The signal that killed PID 1, if one did.
     pub signal: Option<i32>,
+    /// The kernel's OOM killer killed a process of the container (over its memory limit):
+    /// docker's `State.OOMKilled`.
+    pub oom_killed: bool,
 }
 
 impl ExitStatus {
@@ -619,8 +622,17 @@ impl Container {
         // container's process never does, so an Exit message here is the monitor's.
         let mut reported = None;
         while let Ok(Some((message, _))) = self.chan.recv() {
-            if let Message::Exit { code, signal } = message {
-                reported = Some(ExitStatus { code, signal });
+            if let Message::Exit {
+                code,
+                signal,
+                oom_killed,
+            } = message
+            {
+                reported = Some(ExitStatus {
+                    code,
+                    signal,
+                    oom_killed,
+                });
             }
         }
         let monitor_status = self.finish_status()?;
@@ -630,10 +642,12 @@ impl Container {
                 Some(sig) => ExitStatus {
                     code: 128 + sig,
                     signal: Some(sig),
+                    oom_killed: false,
                 },
                 None => ExitStatus {
                     code: monitor_status.code().unwrap_or(125),
                     signal: None,
+                    oom_killed: false,
                 },
             }
         });

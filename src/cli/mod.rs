@@ -16,6 +16,7 @@ mod build_publish;
 mod builder;
 mod common;
 mod completion;
+mod container_cmd;
 mod exec;
 mod history;
 mod image_cmd;
@@ -23,6 +24,7 @@ mod images;
 mod import;
 mod info;
 mod inspect;
+mod limits;
 mod lint;
 mod load;
 mod login;
@@ -149,6 +151,9 @@ pub enum Command {
     Man(completion::ManArgs),
     /// Run a command in a running container
     Exec(exec::ExecArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(container_cmd::ContainerCommand),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -257,6 +262,7 @@ pub fn main() -> i32 {
         Command::Completion(args) => completion::completion(&globals, args),
         Command::Man(args) => completion::man(&globals, args),
         Command::Exec(args) => exec::run(&globals, args),
+        Command::Container(cmd) => container_cmd::run(&globals, cmd),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

@@ -71,6 +71,8 @@ pub struct RunArgs {
     /// Write the container ID to the file (which must not exist)
     #[arg(long, value_name = "FILE")]
     pub cidfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
     /// Image to run (name, tag or ID)
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -138,6 +140,8 @@ fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
         })
         .collect();
     options.cidfile = args.cidfile;
+    (options.resources, options.rlimits) =
+        container::limits::resolve(&args.limits.flags(), rbuild_runtime::default_rlimits())?;
     Ok(options)
 }
 

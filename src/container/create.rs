@@ -129,6 +129,8 @@ pub(super) fn create(
     spec.readonly_rootfs = options.read_only;
     spec.mounts = options.mounts.clone();
     spec.seccomp = options.seccomp.clone();
+    spec.resources = options.resources.clone();
+    spec.rlimits = options.rlimits.clone();
     // The container's cgroup is rbuild/<id>.
     spec.id = Some(id.clone());
     // A --rm container's upper dir is deleted right after: no need to sync it.
@@ -147,6 +149,7 @@ pub(super) fn create(
         runner_pid: None,
         pid: None,
         labels,
+        oom_killed: false,
     };
     Ok((record, spec, held))
 }

@@ -24,7 +24,9 @@ pub mod command;
 mod create;
 pub mod env;
 mod exec;
+pub mod inspect;
 mod lifecycle;
+pub mod limits;
 pub mod names;
 pub mod security;
 pub mod spec_file;
@@ -92,6 +94,13 @@ pub enum ContainerError {
     /// `exec` into a container that is not running (docker's wording).
     #[error("container {0} is not running")]
     NotRunning(String),
+    /// A resource limit flag docker would refuse too (its reason).
+    #[error("invalid {flag} {value:?}: {reason}")]
+    BadLimit {
+        flag: String,
+        value: String,
+        reason: String,
+    },
 }
 
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
@@ -137,6 +146,10 @@ pub struct RunOptions {
     /// The system call filter (`--security-opt seccomp=`): docker's default profile, a
     /// profile file, or `None` for `unconfined`.
     pub seccomp: Option<rbuild_runtime::SeccompProfile>,
+    /// Cgroup limits (`-m`, `--cpus`, `--pids-limit` ...; see [`limits::resolve`]).
+    pub resources: rbuild_runtime::Resources,
+    /// rlimits: docker's defaults with `--ulimit` entries over them.
+    pub rlimits: Vec<rbuild_runtime::Rlimit>,
 }
 
 impl RunOptions {
@@ -161,6 +174,8 @@ impl RunOptions {
             labels: BTreeMap::new(),
             cidfile: None,
             seccomp: Some(rbuild_runtime::SeccompProfile::default_profile()),
+            resources: rbuild_runtime::Resources::default(),
+            rlimits: rbuild_runtime::default_rlimits(),
         }
     }
 }
@@ -298,6 +313,7 @@ pub fn run(
     if recorded && !options.remove {
         record.status = ContainerStatus::Exited;
         record.exit_code = Some(status.code);
+        record.oom_killed = status.oom_killed;
         record.finished = Some(now());
         record.pid = None;
         if let Err(e) = store.update_container(&record) {

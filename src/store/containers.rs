@@ -43,6 +43,10 @@ pub struct ContainerRecord {
     /// The image's labels overlaid with `run -l/--label` (docker's container labels).
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// The kernel's OOM killer killed a process of the container during its last run
+    /// (docker's `State.OOMKilled`).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// Lifecycle state of a container.
