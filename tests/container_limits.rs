@@ -57,16 +57,16 @@ fn memory_limit_kills_a_process_that_exceeds_it() {
     assert_eq!(oom, "false\n");
 }
 
-#[test]
-fn pids_limit_10_stops_a_fork_bomb() {
-    let env = TestEnv::with_base("bb");
+/// `run --rm --pids-limit LIMIT` of a loop starting up to 100 background sleeps, each
+/// counted in `/out/n`; returns the output and the count reached.
+fn fork_loop(env: &TestEnv, limit: &str) -> (std::process::Output, u32) {
     let out_dir = env.path().join("out");
     let volume = format!("{}:/out", out_dir.display());
     let out = env.run(&[
         "run",
         "--rm",
         "--pids-limit",
-        "10",
+        limit,
         "-v",
         &volume,
         "bb",
@@ -74,29 +74,25 @@ fn pids_limit_10_stops_a_fork_bomb() {
         "-c",
         "n=0; while [ $n -lt 100 ]; do sleep 60 & n=$((n+1)); echo $n > /out/n; done",
     ]);
-    assert!(stderr(&out).contains("can't fork"), "{}", stderr(&out));
-    let count: u32 = std::fs::read_to_string(out_dir.join("n"))
+    let count = std::fs::read_to_string(out_dir.join("n"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
+    (out, count)
+}
+
+#[test]
+fn pids_limit_10_stops_a_fork_bomb() {
+    let env = TestEnv::with_base("bb");
+    let (out, count) = fork_loop(&env, "10");
+    assert!(stderr(&out).contains("can't fork"), "{}", stderr(&out));
     // sh itself is one of the 10.
     assert!((1..10).contains(&count), "{count} processes started");
     // -1 lifts the limit (docker's meaning): 100 processes start.
-    let out = env.run(&[
-        "run",
-        "--rm",
-        "--pids-limit",
-        "-1",
-        "-v",
-        &volume,
-        "bb",
-        "sh",
-        "-c",
-        "n=0; while [ $n -lt 100 ]; do sleep 60 & n=$((n+1)); echo $n > /out/n; done",
-    ]);
+    let (out, count) = fork_loop(&env, "-1");
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(std::fs::read_to_string(out_dir.join("n")).unwrap(), "100\n");
+    assert_eq!(count, 100);
 }
 
 #[test]

@@ -149,6 +149,65 @@ pub(crate) fn procs_files_of(pid: i32) -> Result<Vec<std::fs::File>, CgroupError
     Ok(files)
 }
 
+/// What a running container's cgroups account (see [`usage_of`]); `None` where no group of
+/// the container has the controller (no memory group without a memory limit on cgroup v1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupUsage {
+    /// Every process of the container, as the host numbers them.
+    pub processes: Vec<i32>,
+    /// Memory in use, bytes (v1 `memory.usage_in_bytes`, v2 `memory.current`).
+    pub memory: Option<u64>,
+    /// The memory limit, bytes (`None`: unlimited or no memory group).
+    pub memory_limit: Option<u64>,
+    /// CPU time used, nanoseconds (v1 `cpuacct.usage`, v2 `cpu.stat` `usage_usec`).
+    pub cpu_nanos: Option<u64>,
+}
+
+/// Reads the accounting of the rbuild groups process `pid` (a container's PID 1, as the
+/// caller sees it) is in: for `top` and `stats`.
+pub fn usage_of(pid: i32) -> CgroupUsage {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = cgroup_mounts(&mountinfo);
+    let mut usage = CgroupUsage::default();
+    let read = |path: &Path| std::fs::read_to_string(path).ok();
+    let number = |text: Option<String>| text.and_then(|t| t.trim().parse::<u64>().ok());
+    for (mount_point, path) in rbuild_groups(&own, &mountinfo) {
+        let group = mount_point.join(path.trim_start_matches('/'));
+        let v2 = mounts.iter().any(|(m, v2, _)| *m == mount_point && *v2);
+        if usage.processes.is_empty() {
+            usage.processes = read(&group.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
+        }
+        let (current, limit) = if v2 {
+            ("memory.current", "memory.max")
+        } else {
+            ("memory.usage_in_bytes", "memory.limit_in_bytes")
+        };
+        if usage.memory.is_none() {
+            usage.memory = number(read(&group.join(current)));
+            // v1 shows "no limit" as a huge page-rounded number.
+            usage.memory_limit = number(read(&group.join(limit))).filter(|l| *l < 1 << 62);
+        }
+        if usage.cpu_nanos.is_none() {
+            usage.cpu_nanos = if v2 {
+                read(&group.join("cpu.stat")).and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("usage_usec "))
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .map(|us| us * 1000)
+                })
+            } else {
+                number(read(&group.join("cpuacct.usage")))
+            };
+        }
+    }
+    usage
+}
+
 /// For each line of a `/proc/<pid>/cgroup` (`hierarchy:controllers:path`) whose path is one
 /// of rbuild's groups: the hierarchy's mount point (from `mountinfo`) and the path.
 fn rbuild_groups(proc_cgroup: &str, mountinfo: &str) -> Vec<(PathBuf, String)> {

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::capabilities;
 use crate::cgroup;
 use crate::channel::{Channel, Launch, Message};
-use crate::init::{attach_pty, chan_err, error_chain, supervise, Exec};
+use crate::init::{attach_pty, chan_err, enter_process, error_chain, supervise, Exec};
 use crate::keyring;
 use crate::process::{launch, Container, Stdio};
 use crate::seccomp;
@@ -194,15 +194,6 @@ fn joined_main(
     capabilities::apply_rlimits(&spec.rlimits)?;
     let exec = Exec::prepare(spec);
     let filters = seccomp::unpack(&launch.seccomp);
-    capabilities::drop_privileges(&spec.process.user)?;
-    nix::unistd::chdir(&spec.process.cwd).map_err(|e| {
-        RuntimeError::Setup(format!(
-            "failed to change to working directory {}: {e}",
-            spec.process.cwd.display()
-        ))
-    })?;
-    seccomp::install(&filters)?;
-    chan.send(&Message::Ready).map_err(chan_err)?;
-    let _ = nix::unistd::close(chan.raw());
+    enter_process(chan, spec, &filters)?;
     exec.exec()
 }

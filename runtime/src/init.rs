@@ -332,6 +332,22 @@ fn container_main(
         }
     }
     namespaces::unshare_cgroup()?;
+    enter_process(chan, spec, &filters)?;
+    if spec.init {
+        run_init(exec, spec.process.terminal, set)
+    } else {
+        exec.exec()
+    }
+}
+
+/// The last steps before the process (or the init) is executed, for a container's PID 1
+/// and for `exec` alike: the user and capabilities (and `no_new_privs`), the working
+/// directory, the seccomp filter, then Ready to the runner and the runner's socket closed.
+pub(crate) fn enter_process(
+    chan: &Channel,
+    spec: &ContainerSpec,
+    filters: &[seccompiler::BpfProgram],
+) -> Result<(), RuntimeError> {
     capabilities::drop_privileges(&spec.process.user)?;
     nix::unistd::chdir(&spec.process.cwd).map_err(|e| {
         RuntimeError::Setup(format!(
@@ -341,17 +357,13 @@ fn container_main(
     })?;
     // Last, after no_new_privs: from here on only calls every profile must allow (the
     // messages to the runner, close, exec; with `init`, fork and wait) are made here.
-    seccomp::install(&filters)?;
+    seccomp::install(filters)?;
     chan.send(&Message::Ready).map_err(chan_err)?;
     // Nothing in the container may hold the runner's socket (the process would also lose it
     // at exec; the init would not). This process ends in exec or _exit, so the Channel's own
     // close never runs after this one.
     let _ = nix::unistd::close(chan.raw());
-    if spec.init {
-        run_init(exec, spec.process.terminal, set)
-    } else {
-        exec.exec()
-    }
+    Ok(())
 }
 
 /// Opens a pty in the container's devpts, sends the master to the runner, and makes the

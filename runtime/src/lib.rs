@@ -108,7 +108,7 @@ mod spec;
 mod user;
 
 pub use capabilities::{default_capability_mask, CapabilityError, DEFAULT_CAPABILITIES};
-pub use cgroup::{host_pids_hierarchy, CgroupError};
+pub use cgroup::{host_pids_hierarchy, usage_of, CgroupError, CgroupUsage};
 pub use error::RuntimeError;
 pub use exec::exec;
 pub use mounts::MountError;

@@ -40,6 +40,7 @@ mod search;
 mod system;
 mod tag;
 mod template;
+mod top;
 mod transfer_progress;
 mod version;
 
@@ -154,6 +155,10 @@ pub enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(container_cmd::ContainerCommand),
+    /// Display the running processes of a container
+    Top(top::TopArgs),
+    /// Display a sample of containers' resource usage
+    Stats(top::StatsArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -263,6 +268,8 @@ pub fn main() -> i32 {
         Command::Man(args) => completion::man(&globals, args),
         Command::Exec(args) => exec::run(&globals, args),
         Command::Container(cmd) => container_cmd::run(&globals, cmd),
+        Command::Top(args) => top::top(&globals, args),
+        Command::Stats(args) => top::stats(&globals, args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rbuild_runtime::{Container, Stdio};
 
 use super::{env, spec_file, ContainerError};
-use crate::store::Store;
+use crate::store::{ContainerRecord, Store};
 
 /// Everything `rbuild exec` was asked for.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +29,22 @@ pub struct ExecOptions {
     pub detach: bool,
 }
 
+/// The record of running container `name` and its PID 1 (as the host sees it);
+/// [`ContainerError::NotRunning`] when it is not running (docker's error for `exec`, `top`,
+/// `stats`).
+pub(super) fn running_container(
+    store: &Store,
+    name: &str,
+) -> Result<(ContainerRecord, i32), ContainerError> {
+    let record = store.resolve_container(name)?;
+    match record.pid {
+        Some(pid) if record.is_running() && Path::new(&format!("/proc/{pid}")).exists() => {
+            Ok((record, pid))
+        }
+        _ => Err(ContainerError::NotRunning(record.id)),
+    }
+}
+
 /// Starts `options.args` in the running container `options.container`; [`Container::wait`]
 /// gives its docker-style exit status (immediately 0 with `detach`). Errors: no such
 /// container, [`ContainerError::NotRunning`], a user not in the container, setup failures.
@@ -43,11 +59,7 @@ pub fn exec(
     if let Some(dir) = options.workdir.as_deref().filter(|d| !d.starts_with('/')) {
         return Err(ContainerError::BadWorkdir(dir.to_string()));
     }
-    let record = store.resolve_container(&options.container)?;
-    let pid = match record.pid {
-        Some(pid) if record.is_running() && Path::new(&format!("/proc/{pid}")).exists() => pid,
-        _ => return Err(ContainerError::NotRunning(record.id)),
-    };
+    let (record, pid) = running_container(store, &options.container)?;
     let mut spec = spec_file::load(store, &record.id)?;
     if let Some(user) = &options.user {
         // Resolved in the running container's filesystem, as docker does.

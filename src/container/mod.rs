@@ -30,6 +30,7 @@ pub mod limits;
 pub mod names;
 pub mod security;
 pub mod spec_file;
+pub mod stats;
 mod volumes;
 
 pub use exec::{exec, ExecOptions};
