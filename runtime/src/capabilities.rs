@@ -138,6 +138,17 @@ pub(crate) fn apply_rlimits(limits: &[Rlimit]) -> Result<(), CapabilityError> {
             RlimitResource::Core => Resource::RLIMIT_CORE,
             RlimitResource::Stack => Resource::RLIMIT_STACK,
             RlimitResource::Memlock => Resource::RLIMIT_MEMLOCK,
+            RlimitResource::As => Resource::RLIMIT_AS,
+            RlimitResource::Cpu => Resource::RLIMIT_CPU,
+            RlimitResource::Data => Resource::RLIMIT_DATA,
+            RlimitResource::Fsize => Resource::RLIMIT_FSIZE,
+            RlimitResource::Locks => Resource::RLIMIT_LOCKS,
+            RlimitResource::Msgqueue => Resource::RLIMIT_MSGQUEUE,
+            RlimitResource::Nice => Resource::RLIMIT_NICE,
+            RlimitResource::Rss => Resource::RLIMIT_RSS,
+            RlimitResource::Rtprio => Resource::RLIMIT_RTPRIO,
+            RlimitResource::Rttime => Resource::RLIMIT_RTTIME,
+            RlimitResource::Sigpending => Resource::RLIMIT_SIGPENDING,
         };
         let err = |source| CapabilityError::Rlimit {
             resource: limit.resource,

@@ -1,17 +1,19 @@
-//! The container's cgroup: resource limits (for now the number of processes) that hold for
-//! the container's whole process tree, as docker and podman set them.
+//! The container's cgroup: resource limits that hold for the container's whole process tree
+//! (processes, memory and swap, CPU quota and weight), as docker and podman set them.
 //!
-//! Each container gets `rbuild/<name>` in the hierarchy that has the `pids` controller: the
-//! cgroup v2 tree when its `cgroup.controllers` lists `pids` (pure v2, or a hybrid layout's
-//! `unified` mount once controllers move there), else the v1 `pids` hierarchy. The monitor
-//! creates the group, sets the limits and moves PID 1 in while PID 1 mounts its rootfs;
-//! PID 1 waits for that before it creates its cgroup namespace (so inside,
-//! `/proc/self/cgroup` shows `/`) and executes anything; the monitor removes the group
-//! when PID 1 has ended (by then the PID
-//! namespace's other processes are gone too). Groups left by a killed monitor are empty and
-//! are removed when the next container starts. Without write access (rootless without a
-//! delegated hierarchy) or without a `pids` controller the container runs without limits and
-//! the runner gets a note saying why.
+//! Each container gets `rbuild/<name>` in every hierarchy holding a controller its limits
+//! need: the cgroup v2 tree when its `cgroup.controllers` lists the controller (pure v2, or a
+//! hybrid layout's `unified` mount once controllers move there), else the v1 hierarchy of
+//! that controller (`pids`, `memory`, `cpu`). The monitor creates the groups, sets the
+//! limits and moves PID 1 in while PID 1 mounts its rootfs; PID 1 waits for that before it
+//! creates its cgroup namespace (so inside, `/proc/self/cgroup` shows `/`) and executes
+//! anything; when PID 1 has ended (by then the PID namespace's other processes are gone
+//! too) the monitor reads whether the OOM killer struck ([`Cgroup::oom_killed`]) and
+//! removes the groups. Groups left by a killed monitor are empty and are removed when the
+//! next container starts. Only the default pids limit is best effort: without write access
+//! (rootless without a delegated hierarchy) or without a `pids` controller the container
+//! runs without it and the runner gets a note saying why; any limit the caller asked for
+//! that cannot be set is an error.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -31,6 +33,9 @@ pub enum CgroupError {
         #[source]
         source: std::io::Error,
     },
+    /// A limit was asked for whose controller the host does not have (or not mounted).
+    #[error("cannot set the limit: no cgroup hierarchy with the {0} controller")]
+    Unavailable(&'static str),
     #[error("failed to write {value:?} to {}", path.display())]
     Write {
         path: PathBuf,
@@ -49,54 +54,194 @@ pub enum CgroupError {
 /// The directory under the hierarchy's root that holds rbuild's groups.
 const PARENT: &str = "rbuild";
 
-/// A container's cgroup, created by the monitor, removed when dropped.
+/// A cgroup controller rbuild sets limits through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Controller {
+    Pids,
+    Memory,
+    Cpu,
+}
+
+impl Controller {
+    fn name(self) -> &'static str {
+        match self {
+            Controller::Pids => "pids",
+            Controller::Memory => "memory",
+            Controller::Cpu => "cpu",
+        }
+    }
+}
+
+/// The container's group in one hierarchy.
+#[derive(Debug)]
+struct Group {
+    /// `<mount point>/rbuild/<name>`.
+    path: PathBuf,
+    /// The parent needs the controllers in `cgroup.subtree_control` (cgroup v2 only).
+    v2: bool,
+    controllers: Vec<Controller>,
+}
+
+/// A container's cgroup (one group per hierarchy that holds one of its controllers),
+/// created by the monitor, removed when dropped.
 #[derive(Debug)]
 pub(crate) struct Cgroup {
-    path: PathBuf,
+    groups: Vec<Group>,
     resources: Resources,
-    /// The parent needs `+pids` in `cgroup.subtree_control` (cgroup v2 only).
-    v2: bool,
 }
 
 /// The host's hierarchy with the `pids` controller (the one containers' limits go to): its
 /// mount point and whether it is cgroup v2; `None` when there is none (no limits then).
 pub fn host_pids_hierarchy() -> Option<(PathBuf, bool)> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    pids_hierarchy(&mountinfo)
+    hierarchy(&mountinfo, "pids")
 }
 
-/// Where the `pids` controller is mounted: (mount point, is cgroup v2).
-fn pids_hierarchy(mountinfo: &str) -> Option<(PathBuf, bool)> {
+/// Where `controller` is mounted: (mount point, is cgroup v2). cgroup v2 wins when its
+/// `cgroup.controllers` lists the controller; else the v1 hierarchy that has it.
+fn hierarchy(mountinfo: &str, controller: &str) -> Option<(PathBuf, bool)> {
     let mut v1 = None;
-    for line in mountinfo.lines() {
-        // `id parent major:minor root mountpoint options - fstype source superoptions`
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut right = right.split(' ');
-        let (fstype, _source, super_options) = (right.next(), right.next(), right.next());
-        let Some(mount_point) = left.split(' ').nth(4) else {
-            continue;
-        };
-        let mount_point = PathBuf::from(unescape(mount_point));
-        match fstype {
-            Some("cgroup2") => {
-                let controllers = std::fs::read_to_string(mount_point.join("cgroup.controllers"))
-                    .unwrap_or_default();
-                if controllers.split_whitespace().any(|c| c == "pids") {
-                    return Some((mount_point, true));
-                }
+    for (mount_point, v2, options) in cgroup_mounts(mountinfo) {
+        if v2 {
+            let controllers =
+                std::fs::read_to_string(mount_point.join("cgroup.controllers")).unwrap_or_default();
+            if controllers.split_whitespace().any(|c| c == controller) {
+                return Some((mount_point, true));
             }
-            Some("cgroup")
-                if v1.is_none()
-                    && super_options.is_some_and(|o| o.split(',').any(|o| o == "pids")) =>
-            {
-                v1 = Some((mount_point, false));
-            }
-            _ => {}
+        } else if v1.is_none() && options.iter().any(|o| o == controller) {
+            v1 = Some((mount_point, false));
         }
     }
     v1
+}
+
+/// The cgroup mounts of a `mountinfo`: (mount point, is v2, super options).
+fn cgroup_mounts(mountinfo: &str) -> Vec<(PathBuf, bool, Vec<String>)> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            // `id parent major:minor root mountpoint options - fstype source superoptions`
+            let (left, right) = line.split_once(" - ")?;
+            let mut right = right.split(' ');
+            let (fstype, _source, options) = (right.next()?, right.next()?, right.next()?);
+            let mount_point = PathBuf::from(unescape(left.split(' ').nth(4)?));
+            let options = options.split(',').map(str::to_string).collect();
+            match fstype {
+                "cgroup2" => Some((mount_point, true, options)),
+                "cgroup" => Some((mount_point, false, options)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The `cgroup.procs` files of the rbuild groups process `pid` is in (one per hierarchy),
+/// opened for writing, for a process that joins its container ([`crate::exec`]). Groups
+/// outside rbuild's are left alone.
+pub(crate) fn procs_files_of(pid: i32) -> Result<Vec<std::fs::File>, CgroupError> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut files = Vec::new();
+    for (mount_point, path) in rbuild_groups(&own, &mountinfo) {
+        let procs = mount_point
+            .join(path.trim_start_matches('/'))
+            .join("cgroup.procs");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&procs)
+            .map_err(|source| CgroupError::Create {
+                path: procs.clone(),
+                source,
+            })?;
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// What a running container's cgroups account (see [`usage_of`]); `None` where no group of
+/// the container has the controller (no memory group without a memory limit on cgroup v1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupUsage {
+    /// Every process of the container, as the host numbers them.
+    pub processes: Vec<i32>,
+    /// Memory in use, bytes (v1 `memory.usage_in_bytes`, v2 `memory.current`).
+    pub memory: Option<u64>,
+    /// The memory limit, bytes (`None`: unlimited or no memory group).
+    pub memory_limit: Option<u64>,
+    /// CPU time used, nanoseconds (v1 `cpuacct.usage`, v2 `cpu.stat` `usage_usec`).
+    pub cpu_nanos: Option<u64>,
+}
+
+/// Reads the accounting of the rbuild groups process `pid` (a container's PID 1, as the
+/// caller sees it) is in: for `top` and `stats`.
+pub fn usage_of(pid: i32) -> CgroupUsage {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts = cgroup_mounts(&mountinfo);
+    let mut usage = CgroupUsage::default();
+    let read = |path: &Path| std::fs::read_to_string(path).ok();
+    let number = |text: Option<String>| text.and_then(|t| t.trim().parse::<u64>().ok());
+    for (mount_point, path) in rbuild_groups(&own, &mountinfo) {
+        let group = mount_point.join(path.trim_start_matches('/'));
+        let v2 = mounts.iter().any(|(m, v2, _)| *m == mount_point && *v2);
+        if usage.processes.is_empty() {
+            usage.processes = read(&group.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
+        }
+        let (current, limit) = if v2 {
+            ("memory.current", "memory.max")
+        } else {
+            ("memory.usage_in_bytes", "memory.limit_in_bytes")
+        };
+        if usage.memory.is_none() {
+            usage.memory = number(read(&group.join(current)));
+            // v1 shows "no limit" as a huge page-rounded number.
+            usage.memory_limit = number(read(&group.join(limit))).filter(|l| *l < 1 << 62);
+        }
+        if usage.cpu_nanos.is_none() {
+            usage.cpu_nanos = if v2 {
+                read(&group.join("cpu.stat")).and_then(|t| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("usage_usec "))
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .map(|us| us * 1000)
+                })
+            } else {
+                number(read(&group.join("cpuacct.usage")))
+            };
+        }
+    }
+    usage
+}
+
+/// For each line of a `/proc/<pid>/cgroup` (`hierarchy:controllers:path`) whose path is one
+/// of rbuild's groups: the hierarchy's mount point (from `mountinfo`) and the path.
+fn rbuild_groups(proc_cgroup: &str, mountinfo: &str) -> Vec<(PathBuf, String)> {
+    let mounts = cgroup_mounts(mountinfo);
+    let prefix = format!("/{PARENT}/");
+    proc_cgroup
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (hierarchy, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            if !path.starts_with(&prefix) {
+                return None;
+            }
+            let (mount_point, _, _) = mounts.iter().find(|(_, v2, options)| {
+                if hierarchy == "0" {
+                    *v2
+                } else {
+                    !*v2 && controllers
+                        .split(',')
+                        .all(|c| options.iter().any(|o| o == c))
+                }
+            })?;
+            Some((mount_point.clone(), path.to_string()))
+        })
+        .collect()
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
@@ -137,106 +282,215 @@ fn is_denied(kind: ErrorKind) -> bool {
 }
 
 impl Cgroup {
-    /// Creates `rbuild/<name>` with `resources`' limits. `Ok(Err(note))` when limits cannot
-    /// be set here (no `pids` controller, no write access): the container runs without.
+    /// Creates `rbuild/<name>` in each hierarchy that holds one of the controllers
+    /// `resources` needs, with its limits. `(None, None)` when no limit is set. The default
+    /// pids limit is best effort: without a `pids` controller or without write access the
+    /// container runs without it, and the second value says why. Any other limit that cannot
+    /// be set is an error ([`CgroupError::Unavailable`] and the like).
     pub(crate) fn create(
         name: &str,
         resources: &Resources,
-    ) -> Result<Result<Cgroup, String>, CgroupError> {
-        if resources.pids_max.is_none() {
-            return Ok(Err("no resource limits requested".into()));
-        }
-        let Some((root, v2)) = host_pids_hierarchy() else {
-            return Ok(Err(
-                "no cgroup hierarchy with the pids controller: no pids limit".into(),
-            ));
-        };
-        let parent = root.join(PARENT);
-        match std::fs::create_dir(&parent) {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) if is_denied(e.kind()) => {
-                return Ok(Err(format!(
-                    "cannot create {} ({e}): no pids limit",
-                    parent.display()
-                )))
-            }
-            Err(source) => {
-                return Err(CgroupError::Create {
-                    path: parent,
-                    source,
-                })
+    ) -> Result<(Option<Cgroup>, Option<String>), CgroupError> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut groups: Vec<Group> = Vec::new();
+        let mut note = None;
+        for controller in resources.controllers() {
+            let Some((mount_point, v2)) = hierarchy(&mountinfo, controller.name()) else {
+                if controller == Controller::Pids {
+                    note =
+                        Some("no cgroup hierarchy with the pids controller: no pids limit".into());
+                    continue;
+                }
+                return Err(CgroupError::Unavailable(controller.name()));
+            };
+            let path = mount_point.join(PARENT).join(name);
+            match groups.iter_mut().find(|g| g.path == path) {
+                Some(group) => group.controllers.push(controller),
+                None => groups.push(Group {
+                    path,
+                    v2,
+                    controllers: vec![controller],
+                }),
             }
         }
-        remove_stale(&parent);
-        let cgroup = Cgroup {
-            path: parent.join(name),
+        let mut cgroup = Cgroup {
+            groups: Vec::new(),
             resources: resources.clone(),
-            v2,
         };
-        match cgroup.make() {
-            Ok(()) => Ok(Ok(cgroup)),
-            // The parent exists (made by root) but is not ours to write to.
-            Err(CgroupError::Create { path, source } | CgroupError::Write { path, source, .. })
-                if is_denied(source.kind()) =>
-            {
-                Ok(Err(format!(
-                    "cannot set up {} ({source}): no pids limit",
-                    path.display()
-                )))
+        for group in groups {
+            let parent = group.path.parent().unwrap_or(Path::new("/")).to_path_buf();
+            let made = match std::fs::create_dir(&parent) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+                Err(source) => Err(CgroupError::Create {
+                    path: parent.clone(),
+                    source,
+                }),
             }
-            Err(e) => Err(e),
+            .and_then(|()| {
+                remove_stale(&parent);
+                cgroup.make(&group)
+            });
+            match made {
+                Ok(()) => cgroup.groups.push(group),
+                // Not ours to write to (rootless): only the default pids limit may be skipped.
+                Err(
+                    CgroupError::Create { path, source } | CgroupError::Write { path, source, .. },
+                ) if is_denied(source.kind()) && group.controllers == [Controller::Pids] => {
+                    note = Some(format!(
+                        "cannot set up {} ({source}): no pids limit",
+                        path.display()
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
         }
+        let cgroup = (!cgroup.groups.is_empty()).then_some(cgroup);
+        Ok((cgroup, note))
     }
 
     /// Creates the group (again, when a concurrent stale-group sweep removed it while still
     /// empty) and writes its limits.
-    fn make(&self) -> Result<(), CgroupError> {
-        let parent = self.path.parent().unwrap_or(Path::new("/"));
-        if self.v2 {
-            // Children of `rbuild` get the pids controller only when both levels pass it on.
+    fn make(&self, group: &Group) -> Result<(), CgroupError> {
+        let parent = group.path.parent().unwrap_or(Path::new("/"));
+        if group.v2 {
+            // Children of `rbuild` get a controller only when both levels pass it on.
+            let enable: Vec<String> = group
+                .controllers
+                .iter()
+                .map(|c| format!("+{}", c.name()))
+                .collect();
+            let enable = enable.join(" ");
             if let Some(root) = parent.parent() {
-                let _ = write(&root.join("cgroup.subtree_control"), "+pids");
+                let _ = write(&root.join("cgroup.subtree_control"), &enable);
             }
-            write(&parent.join("cgroup.subtree_control"), "+pids")?;
+            write(&parent.join("cgroup.subtree_control"), &enable)?;
         }
-        match std::fs::create_dir(&self.path) {
+        match std::fs::create_dir(&group.path) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(source) => {
                 return Err(CgroupError::Create {
-                    path: self.path.clone(),
+                    path: group.path.clone(),
                     source,
                 })
             }
         }
-        if let Some(max) = self.resources.pids_max {
-            write(&self.path.join("pids.max"), &max.to_string())?;
+        let set = |file: &str, value: String| write(&group.path.join(file), &value);
+        let r = &self.resources;
+        for controller in &group.controllers {
+            match (controller, group.v2) {
+                (Controller::Pids, _) => {
+                    if let Some(max) = r.pids_max {
+                        set("pids.max", max.to_string())?;
+                    }
+                }
+                (Controller::Memory, false) => {
+                    if let Some(memory) = r.memory {
+                        set("memory.limit_in_bytes", memory.to_string())?;
+                    }
+                    let memsw = "memory.memsw.limit_in_bytes";
+                    match (r.memory, r.memory_swap) {
+                        (_, Some(-1)) => set(memsw, "-1".into())?,
+                        (_, Some(total)) => set(memsw, total.to_string())?,
+                        // docker: as much swap as memory, where swap is accounted.
+                        (Some(memory), None) if group.path.join(memsw).exists() => {
+                            set(memsw, memory.saturating_mul(2).to_string())?
+                        }
+                        _ => {}
+                    }
+                }
+                (Controller::Memory, true) => {
+                    if let Some(memory) = r.memory {
+                        set("memory.max", memory.to_string())?;
+                    }
+                    let swap = "memory.swap.max";
+                    match (r.memory, r.memory_swap) {
+                        (_, Some(-1)) => set(swap, "max".into())?,
+                        (Some(memory), Some(total)) => {
+                            set(swap, (total as u64).saturating_sub(memory).to_string())?
+                        }
+                        (Some(memory), None) if group.path.join(swap).exists() => {
+                            set(swap, memory.to_string())?
+                        }
+                        _ => {}
+                    }
+                }
+                (Controller::Cpu, false) => {
+                    if let Some((quota, period)) = r.cpu_quota_period() {
+                        set("cpu.cfs_period_us", period.to_string())?;
+                        set("cpu.cfs_quota_us", quota.to_string())?;
+                    }
+                    if let Some(shares) = r.cpu_shares {
+                        set("cpu.shares", shares.to_string())?;
+                    }
+                }
+                (Controller::Cpu, true) => {
+                    if let Some((quota, period)) = r.cpu_quota_period() {
+                        set("cpu.max", format!("{quota} {period}"))?;
+                    }
+                    if let Some(shares) = r.cpu_shares {
+                        // The conversion runc and crun use: 2..262144 onto 1..10000.
+                        let weight = 1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142;
+                        set("cpu.weight", weight.to_string())?;
+                    }
+                }
+            }
         }
         Ok(())
     }
 
-    /// Moves process `pid` (as the caller sees it) into the group. Moving a process waits
+    /// Moves process `pid` (as the caller sees it) into the groups. Moving a process waits
     /// for an RCU grace period in the kernel (milliseconds), so the monitor does it while
     /// PID 1 sets up its mounts, and PID 1 waits for it only before it goes on to exec.
     pub(crate) fn add(&self, pid: i32) -> Result<(), CgroupError> {
-        let procs = self.path.join("cgroup.procs");
         let value = pid.to_string();
-        for _ in 0..3 {
-            match std::fs::write(&procs, &value) {
-                Ok(()) => return Ok(()),
-                // Swept away as stale between creation and now: create it again.
-                Err(e) if e.kind() == ErrorKind::NotFound => self.make()?,
-                Err(source) => {
-                    return Err(CgroupError::Write {
-                        path: procs,
-                        value,
-                        source,
-                    })
+        for group in &self.groups {
+            let procs = group.path.join("cgroup.procs");
+            let mut written = false;
+            for _ in 0..3 {
+                match std::fs::write(&procs, &value) {
+                    Ok(()) => {
+                        written = true;
+                        break;
+                    }
+                    // Swept away as stale between creation and now: create it again.
+                    Err(e) if e.kind() == ErrorKind::NotFound => self.make(group)?,
+                    Err(source) => {
+                        return Err(CgroupError::Write {
+                            path: procs,
+                            value,
+                            source,
+                        })
+                    }
                 }
             }
+            if !written {
+                write(&procs, &value)?;
+            }
         }
-        write(&procs, &value)
+        Ok(())
+    }
+
+    /// Whether the kernel's OOM killer killed a process of the group (v1
+    /// `memory.oom_control`, v2 `memory.events`: `oom_kill N`, Linux 4.13+). Read when the
+    /// container has ended, before the group goes.
+    pub(crate) fn oom_killed(&self) -> bool {
+        self.groups
+            .iter()
+            .filter(|g| g.controllers.contains(&Controller::Memory))
+            .any(|g| {
+                let file = if g.v2 {
+                    "memory.events"
+                } else {
+                    "memory.oom_control"
+                };
+                std::fs::read_to_string(g.path.join(file))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("oom_kill "))
+                    .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
+            })
     }
 }
 
@@ -244,13 +498,15 @@ impl Drop for Cgroup {
     fn drop(&mut self) {
         // The last processes may still be leaving the group for a moment after PID 1's exit
         // was reported.
-        for _ in 0..100 {
-            match std::fs::remove_dir(&self.path) {
-                Ok(()) => return,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    std::thread::sleep(Duration::from_millis(5))
+        for group in &self.groups {
+            for _ in 0..100 {
+                match std::fs::remove_dir(&group.path) {
+                    Ok(()) => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => return,
             }
         }
     }
@@ -287,10 +543,13 @@ mod tests {
 35 25 0:31 / /no/such/unified rw,relatime - cgroup2 cgroup2 rw
 ";
         assert_eq!(
-            pids_hierarchy(hybrid),
+            hierarchy(hybrid, "pids"),
             Some((PathBuf::from("/sys/fs/cgroup/pids"), false))
         );
-        assert_eq!(pids_hierarchy("1 0 0:1 / / rw - ext4 /dev/sda rw\n"), None);
+        assert_eq!(
+            hierarchy("1 0 0:1 / / rw - ext4 /dev/sda rw\n", "pids"),
+            None
+        );
         // cgroup v2 is used when it has the pids controller (a mount point with spaces).
         let dir = std::env::temp_dir().join(format!("rbuild cgroup-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -301,8 +560,44 @@ mod tests {
         .unwrap();
         let escaped = dir.display().to_string().replace(' ', "\\040");
         let v2 = format!("{hybrid}36 25 0:32 / {escaped} rw,relatime - cgroup2 cgroup2 rw\n");
-        assert_eq!(pids_hierarchy(&v2), Some((dir.clone(), true)));
+        assert_eq!(hierarchy(&v2, "pids"), Some((dir.clone(), true)));
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(unescape("/a\\040b"), "/a b");
+    }
+
+    #[test]
+    fn finds_the_groups_to_join() {
+        let mountinfo = "\
+30 25 0:26 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+33 25 0:29 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+35 25 0:31 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+        let own = "5:pids:/rbuild/abc\n4:memory:/rbuild/abc\n3:cpu,cpuacct:/rbuild/abc\n2:name=systemd:/\n0::/user.slice\n";
+        assert_eq!(
+            rbuild_groups(own, mountinfo),
+            vec![
+                (
+                    PathBuf::from("/sys/fs/cgroup/pids"),
+                    "/rbuild/abc".to_string()
+                ),
+                (
+                    PathBuf::from("/sys/fs/cgroup/memory"),
+                    "/rbuild/abc".to_string()
+                ),
+                (
+                    PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+                    "/rbuild/abc".to_string()
+                ),
+            ]
+        );
+        let v2 = rbuild_groups("0::/rbuild/x\n", mountinfo);
+        assert_eq!(
+            v2,
+            vec![(
+                PathBuf::from("/sys/fs/cgroup/unified"),
+                "/rbuild/x".to_string()
+            )]
+        );
     }
 }

@@ -24,6 +24,9 @@ pub(crate) struct Launch {
     /// The seccomp filters to install, compiled by the runner (see `seccomp::pack`); the
     /// spec's profile itself is not sent.
     pub(crate) seccomp: Vec<Vec<u64>>,
+    /// Set for `exec`: join this running container instead of creating one.
+    #[serde(default)]
+    pub(crate) join: Option<crate::exec::Join>,
 }
 
 /// What the runner and the container's setup processes tell each other.
@@ -47,7 +50,13 @@ pub(crate) enum Message {
     /// the runner's debug output.
     Note(String),
     /// Setup → runner: the container's PID 1 ended.
-    Exit { code: i32, signal: Option<i32> },
+    /// `oom_killed`: the kernel's OOM killer killed a process of the container's cgroup.
+    Exit {
+        code: i32,
+        signal: Option<i32>,
+        #[serde(default)]
+        oom_killed: bool,
+    },
 }
 
 /// One end of the socket pair.

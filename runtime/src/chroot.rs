@@ -232,10 +232,15 @@ impl Chroot {
         self.undo()?;
         use std::os::unix::process::ExitStatusExt;
         Ok(match (status.code(), status.signal()) {
-            (Some(code), _) => ExitStatus { code, signal: None },
+            (Some(code), _) => ExitStatus {
+                code,
+                signal: None,
+                oom_killed: false,
+            },
             (None, signal) => ExitStatus {
                 code: 128 + signal.unwrap_or(0),
                 signal,
+                oom_killed: false,
             },
         })
     }

@@ -90,7 +90,11 @@ pub(crate) fn monitor_main(value: &OsStr) -> ! {
         }
     };
     drop(spec_file);
-    match monitor(&chan, &launch, &set) {
+    let result = match launch.join {
+        Some(join) => crate::exec::monitor(&chan, &launch, join, &set),
+        None => monitor(&chan, &launch, &set),
+    };
+    match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             let _ = chan.send(&Message::Error(error_chain(&e)));
@@ -156,7 +160,7 @@ fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> RuntimeError + '_ {
     move |e| RuntimeError::Setup(format!("{what}: {e}"))
 }
 
-fn chan_err(e: Errno) -> RuntimeError {
+pub(crate) fn chan_err(e: Errno) -> RuntimeError {
     RuntimeError::Setup(format!("lost the runner's socket: {e}"))
 }
 
@@ -177,21 +181,14 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
         namespaces::become_root()?;
     }
     let state = StateDir::create(spec).map_err(io_err("failed to create the state directory"))?;
-    let cgroup = if spec.resources.pids_max.is_some() {
-        let name = spec
-            .id
-            .clone()
-            .unwrap_or_else(|| format!("run-{}", std::process::id()));
-        match Cgroup::create(&name, &spec.resources)? {
-            Ok(cgroup) => Some(cgroup),
-            Err(note) => {
-                chan.send(&Message::Note(note)).map_err(chan_err)?;
-                None
-            }
-        }
-    } else {
-        None
-    };
+    let name = spec
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("run-{}", std::process::id()));
+    let (cgroup, note) = Cgroup::create(&name, &spec.resources)?;
+    if let Some(note) = note {
+        chan.send(&Message::Note(note)).map_err(chan_err)?;
+    }
     namespaces::unshare_container(spec.network)?;
     // PID 1 learns through this pipe that it is in its cgroup (one byte, 1).
     let (moved_r, moved_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -229,17 +226,22 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
             }
             drop(moved_w);
             let (code, signal) = supervise(child, set);
+            let oom_killed = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
             // Gone before the runner hears of the exit.
             drop(cgroup);
             drop(state);
-            let _ = chan.send(&Message::Exit { code, signal });
+            let _ = chan.send(&Message::Exit {
+                code,
+                signal,
+                oom_killed,
+            });
             Ok(code)
         }
     }
 }
 
 /// Forwards signals to `child` until it ends; returns docker's exit code and the signal.
-fn supervise(child: Pid, set: &SigSet) -> (i32, Option<i32>) {
+pub(crate) fn supervise(child: Pid, set: &SigSet) -> (i32, Option<i32>) {
     loop {
         let Ok(signal) = set.wait() else { continue };
         if signal != Signal::SIGCHLD {
@@ -313,7 +315,7 @@ fn container_main(
     chan.send(&Message::Created(created)).map_err(chan_err)?;
     nix::unistd::setsid().map_err(|e| RuntimeError::Setup(format!("setsid failed: {e}")))?;
     if spec.process.terminal {
-        attach_pty(chan, spec.process.user.uid, launch.window)?;
+        attach_pty(chan, spec.process.user.uid, launch.window, true)?;
     }
     capabilities::apply_rlimits(&spec.rlimits)?;
     let exec = Exec::prepare(spec);
@@ -330,6 +332,22 @@ fn container_main(
         }
     }
     namespaces::unshare_cgroup()?;
+    enter_process(chan, spec, &filters)?;
+    if spec.init {
+        run_init(exec, spec.process.terminal, set)
+    } else {
+        exec.exec()
+    }
+}
+
+/// The last steps before the process (or the init) is executed, for a container's PID 1
+/// and for `exec` alike: the user and capabilities (and `no_new_privs`), the working
+/// directory, the seccomp filter, then Ready to the runner and the runner's socket closed.
+pub(crate) fn enter_process(
+    chan: &Channel,
+    spec: &ContainerSpec,
+    filters: &[seccompiler::BpfProgram],
+) -> Result<(), RuntimeError> {
     capabilities::drop_privileges(&spec.process.user)?;
     nix::unistd::chdir(&spec.process.cwd).map_err(|e| {
         RuntimeError::Setup(format!(
@@ -339,22 +357,24 @@ fn container_main(
     })?;
     // Last, after no_new_privs: from here on only calls every profile must allow (the
     // messages to the runner, close, exec; with `init`, fork and wait) are made here.
-    seccomp::install(&filters)?;
+    seccomp::install(filters)?;
     chan.send(&Message::Ready).map_err(chan_err)?;
     // Nothing in the container may hold the runner's socket (the process would also lose it
     // at exec; the init would not). This process ends in exec or _exit, so the Channel's own
     // close never runs after this one.
     let _ = nix::unistd::close(chan.raw());
-    if spec.init {
-        run_init(exec, spec.process.terminal, set)
-    } else {
-        exec.exec()
-    }
+    Ok(())
 }
 
 /// Opens a pty in the container's devpts, sends the master to the runner, and makes the
-/// slave the controlling terminal and stdin/stdout/stderr.
-fn attach_pty(chan: &Channel, uid: u32, window: Option<(u16, u16)>) -> Result<(), RuntimeError> {
+/// slave the controlling terminal and stdin/stdout/stderr. With `console` (the container's
+/// own process, not an `exec`) it is also bound to `/dev/console`.
+pub(crate) fn attach_pty(
+    chan: &Channel,
+    uid: u32,
+    window: Option<(u16, u16)>,
+    console: bool,
+) -> Result<(), RuntimeError> {
     use nix::fcntl::OFlag;
     let err = |what: &str, e: Errno| RuntimeError::Setup(format!("failed to {what}: {e}"));
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
@@ -369,17 +389,19 @@ fn attach_pty(chan: &Channel, uid: u32, window: Option<(u16, u16)>) -> Result<()
     )
     .map_err(|e| err("open the pty slave", e))?;
     let _ = nix::unistd::fchown(slave, Some(nix::unistd::Uid::from_raw(uid)), None);
-    // As docker: the pty is also the container's /dev/console.
-    let console = Path::new("/dev/console");
-    std::fs::File::create(console).map_err(|e| err("create /dev/console", io_errno(&e)))?;
-    nix::mount::mount(
-        Some(name.as_str()),
-        console,
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| err("bind the pty to /dev/console", e))?;
+    if console {
+        // As docker: the pty is also the container's /dev/console.
+        let console = Path::new("/dev/console");
+        std::fs::File::create(console).map_err(|e| err("create /dev/console", io_errno(&e)))?;
+        nix::mount::mount(
+            Some(name.as_str()),
+            console,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| err("bind the pty to /dev/console", e))?;
+    }
     if let Some((rows, cols)) = window {
         let ws = libc::winsize {
             ws_row: rows,

@@ -40,12 +40,17 @@
 //!
 //! 1. (rootless) creates a user namespace, has the runner write its id maps, becomes root;
 //! 2. creates the container's cgroup `rbuild/<id>` with its limits ([`Resources`]: podman's
-//!    2048 processes by default; skipped with a [`Container::notes`] entry where cgroups
-//!    cannot be created);
+//!    2048 processes by default, skipped with a [`Container::notes`] entry where cgroups
+//!    cannot be created; memory, swap and CPU limits when asked for, an error where they
+//!    cannot be set);
 //! 3. creates the UTS, IPC and network (unless [`NetworkMode::Host`]) namespaces and a PID
 //!    namespace for its next child;
-//! 4. forks the container's PID 1, then forwards signals to it, reports its exit status and
-//!    removes the cgroup (empty groups left by a killed monitor go at the next start).
+//! 4. forks the container's PID 1, then forwards signals to it, reports its exit status
+//!    (with [`ExitStatus::oom_killed`] from the cgroup's memory events) and removes the
+//!    cgroup (empty groups left by a killed monitor go at the next start).
+//!
+//! [`exec`] starts a process in a running container the same way: a re-executed monitor
+//! joins its namespaces and cgroups (see the `exec` module).
 //!
 //! PID 1 (which the monitor moves into the cgroup while PID 1 mounts; PID 1 waits for that
 //! before creating a cgroup namespace rooted there and executing anything) joins a
@@ -99,6 +104,7 @@ pub mod chroot;
 pub mod detach;
 pub mod dirfd;
 mod error;
+mod exec;
 mod init;
 mod keyring;
 mod mounts;
@@ -113,8 +119,11 @@ mod spec;
 mod user;
 
 pub use capabilities::{default_capability_mask, CapabilityError, DEFAULT_CAPABILITIES};
-pub use cgroup::{host_pids_hierarchy, remove_freezer_group, set_frozen, CgroupError};
+pub use cgroup::{
+    host_pids_hierarchy, remove_freezer_group, set_frozen, usage_of, CgroupError, CgroupUsage,
+};
 pub use error::RuntimeError;
+pub use exec::exec;
 pub use mounts::MountError;
 pub use namespaces::NamespaceError;
 pub use overlay_view::OverlayView;

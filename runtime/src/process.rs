@@ -108,6 +108,9 @@ pub struct ExitStatus {
     pub code: i32,
     /// The signal that killed PID 1, if one did.
     pub signal: Option<i32>,
+    /// The kernel's OOM killer killed a process of the container (over its memory limit):
+    /// docker's `State.OOMKilled`.
+    pub oom_killed: bool,
 }
 
 impl ExitStatus {
@@ -271,6 +274,16 @@ fn spec_memfd(launch: &Launch) -> Result<File, ProcessError> {
 /// process is killed when its parent thread exits (`PR_SET_PDEATHSIG`).
 pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeError> {
     validate(spec)?;
+    launch(spec, None, stdio)
+}
+
+/// Starts the monitor for `spec`: a new container, or with `join` a process in a running one
+/// ([`crate::exec`]).
+pub(crate) fn launch(
+    spec: &ContainerSpec,
+    join: Option<crate::exec::Join>,
+    stdio: Stdio,
+) -> Result<Container, RuntimeError> {
     let (ours, theirs) = Channel::pair().map_err(ProcessError::Channel)?;
     let window = if spec.process.terminal {
         [&stdio.stdin, &stdio.stdout]
@@ -292,6 +305,7 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
         spec: shipped,
         window,
         seccomp,
+        join,
     })?;
     // Both must stay clear of 0..=2, which the child's stdio setup overwrites (a runner
     // with a closed stdin would otherwise get one of them there).
@@ -344,7 +358,9 @@ pub fn spawn(spec: &ContainerSpec, stdio: Stdio) -> Result<Container, RuntimeErr
     drop(theirs);
     drop(spec_file);
     let forwarding = signals::register(monitor.id() as i32);
+    // A joining process creates no mount points: nothing to remove afterwards.
     let change_root = match &spec.rootfs {
+        _ if join.is_some() => PathBuf::new(),
         Rootfs::Dir(d) => d.clone(),
         Rootfs::Overlay { upper, .. } => upper.clone(),
     };
@@ -606,8 +622,17 @@ impl Container {
         // container's process never does, so an Exit message here is the monitor's.
         let mut reported = None;
         while let Ok(Some((message, _))) = self.chan.recv() {
-            if let Message::Exit { code, signal } = message {
-                reported = Some(ExitStatus { code, signal });
+            if let Message::Exit {
+                code,
+                signal,
+                oom_killed,
+            } = message
+            {
+                reported = Some(ExitStatus {
+                    code,
+                    signal,
+                    oom_killed,
+                });
             }
         }
         let monitor_status = self.finish_status()?;
@@ -617,10 +642,12 @@ impl Container {
                 Some(sig) => ExitStatus {
                     code: 128 + sig,
                     signal: Some(sig),
+                    oom_killed: false,
                 },
                 None => ExitStatus {
                     code: monitor_status.code().unwrap_or(125),
                     signal: None,
+                    oom_killed: false,
                 },
             }
         });

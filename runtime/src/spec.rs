@@ -197,6 +197,66 @@ pub enum RlimitResource {
     Stack,
     /// `RLIMIT_MEMLOCK`
     Memlock,
+    /// `RLIMIT_AS`
+    As,
+    /// `RLIMIT_CPU`
+    Cpu,
+    /// `RLIMIT_DATA`
+    Data,
+    /// `RLIMIT_FSIZE`
+    Fsize,
+    /// `RLIMIT_LOCKS`
+    Locks,
+    /// `RLIMIT_MSGQUEUE`
+    Msgqueue,
+    /// `RLIMIT_NICE`
+    Nice,
+    /// `RLIMIT_RSS`
+    Rss,
+    /// `RLIMIT_RTPRIO`
+    Rtprio,
+    /// `RLIMIT_RTTIME`
+    Rttime,
+    /// `RLIMIT_SIGPENDING`
+    Sigpending,
+}
+
+impl RlimitResource {
+    /// Every resource with docker's `--ulimit` name for it.
+    pub const NAMES: [(&'static str, RlimitResource); 16] = [
+        ("as", RlimitResource::As),
+        ("core", RlimitResource::Core),
+        ("cpu", RlimitResource::Cpu),
+        ("data", RlimitResource::Data),
+        ("fsize", RlimitResource::Fsize),
+        ("locks", RlimitResource::Locks),
+        ("memlock", RlimitResource::Memlock),
+        ("msgqueue", RlimitResource::Msgqueue),
+        ("nice", RlimitResource::Nice),
+        ("nofile", RlimitResource::Nofile),
+        ("nproc", RlimitResource::Nproc),
+        ("rss", RlimitResource::Rss),
+        ("rtprio", RlimitResource::Rtprio),
+        ("rttime", RlimitResource::Rttime),
+        ("sigpending", RlimitResource::Sigpending),
+        ("stack", RlimitResource::Stack),
+    ];
+
+    /// The resource docker's `--ulimit` calls `name` (`nofile`, `nproc` ...).
+    pub fn from_name(name: &str) -> Option<RlimitResource> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| *r)
+    }
+
+    /// Docker's name for the resource.
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, r)| *r == self)
+            .map_or("", |(n, _)| n)
+    }
 }
 
 /// Docker's defaults (containerd's default OCI spec): 1024 open files soft, 524288 hard.
@@ -211,12 +271,53 @@ pub fn default_rlimits() -> Vec<Rlimit> {
 /// podman's default limit on the number of processes (threads count) in one container.
 pub const DEFAULT_PIDS_MAX: u64 = 2048;
 
-/// Resource limits of the container's cgroup (`None`: unlimited). Fields map to docker's
-/// `--pids-limit`, and later `--memory` and the like.
+/// Resource limits of the container's cgroup (`None`: unlimited), docker's `HostConfig`
+/// fields: `--pids-limit`, `-m/--memory`, `--memory-swap`, `--cpus`, `--cpu-shares`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
     /// `pids.max`: how many processes and threads the container may have at once.
     pub pids_max: Option<u64>,
+    /// Memory limit in bytes (`memory.limit_in_bytes`, v2 `memory.max`).
+    #[serde(default)]
+    pub memory: Option<u64>,
+    /// Memory plus swap in bytes, `-1` for unlimited swap; `None` with `memory` set: as much
+    /// swap as memory (docker's default), where the kernel accounts swap.
+    #[serde(default)]
+    pub memory_swap: Option<i64>,
+    /// CPU time in billionths of a CPU (`--cpus 1.5` is 1_500_000_000), as a CFS quota per
+    /// 100 ms period.
+    #[serde(default)]
+    pub nano_cpus: Option<u64>,
+    /// Relative CPU weight (`cpu.shares`, v2 `cpu.weight` converted as runc does).
+    #[serde(default)]
+    pub cpu_shares: Option<u64>,
+}
+
+/// The CFS period `--cpus` sets quotas for, as docker: 100 ms.
+const CPU_PERIOD_US: u64 = 100_000;
+
+impl Resources {
+    /// The controllers these limits need, in the order groups are set up.
+    pub(crate) fn controllers(&self) -> Vec<crate::cgroup::Controller> {
+        use crate::cgroup::Controller;
+        let mut out = Vec::new();
+        if self.pids_max.is_some() {
+            out.push(Controller::Pids);
+        }
+        if self.memory.is_some() || self.memory_swap.is_some() {
+            out.push(Controller::Memory);
+        }
+        if self.nano_cpus.is_some() || self.cpu_shares.is_some() {
+            out.push(Controller::Cpu);
+        }
+        out
+    }
+
+    /// `nano_cpus` as a CFS (quota, period) in microseconds.
+    pub(crate) fn cpu_quota_period(&self) -> Option<(u64, u64)> {
+        self.nano_cpus
+            .map(|n| ((n * CPU_PERIOD_US / 1_000_000_000).max(1000), CPU_PERIOD_US))
+    }
 }
 
 impl Default for Resources {
@@ -224,6 +325,10 @@ impl Default for Resources {
     fn default() -> Resources {
         Resources {
             pids_max: Some(DEFAULT_PIDS_MAX),
+            memory: None,
+            memory_swap: None,
+            nano_cpus: None,
+            cpu_shares: None,
         }
     }
 }

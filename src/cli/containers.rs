@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
-use clap::{Args, Subcommand};
+use clap::Args;
 
 use super::common::{confirm_removal, human_duration, open_store};
 use super::Globals;
@@ -325,12 +325,6 @@ pub fn rename(globals: &Globals, args: RenameArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-#[derive(Debug, Subcommand)]
-pub enum ContainerCommand {
-    /// Remove all stopped containers
-    Prune(PruneArgs),
-}
-
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// Do not prompt for confirmation
@@ -338,26 +332,22 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
-/// `container ...`.
-pub fn container_cmd(globals: &Globals, cmd: ContainerCommand) -> anyhow::Result<i32> {
-    match cmd {
-        ContainerCommand::Prune(args) => {
-            if !args.force && !confirm_removal("all stopped containers") {
-                return Ok(0);
-            }
-            let store = open_store(globals)?;
-            let removed = container::prune(&store)?;
-            let mut out = std::io::stdout().lock();
-            if !removed.is_empty() {
-                writeln!(out, "Deleted Containers:")?;
-                for id in &removed {
-                    writeln!(out, "{id}")?;
-                }
-                writeln!(out)?;
-            }
-            Ok(0)
-        }
+/// `container prune`.
+pub fn prune(globals: &Globals, args: PruneArgs) -> anyhow::Result<i32> {
+    if !args.force && !confirm_removal("all stopped containers") {
+        return Ok(0);
     }
+    let store = open_store(globals)?;
+    let removed = container::prune(&store)?;
+    let mut out = std::io::stdout().lock();
+    if !removed.is_empty() {
+        writeln!(out, "Deleted Containers:")?;
+        for id in &removed {
+            writeln!(out, "{id}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(0)
 }
 
 #[derive(Debug, Args)]

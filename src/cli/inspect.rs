@@ -1,4 +1,5 @@
-//! `rbuild inspect IMAGE...`: docker-like JSON about images.
+//! `rbuild inspect NAME...`: docker-like JSON about images and containers
+//! ([`crate::container::inspect`]).
 
 use std::io::Write;
 
@@ -15,11 +16,11 @@ pub struct InspectArgs {
     /// Format the output using a template ('{{.Id}}', '{{json .Config}}')
     #[arg(short, long)]
     pub format: Option<String>,
-    /// Only objects of this type (rbuild inspects images; containers are not supported)
+    /// Only objects of this type (default: an image, else a container of that name)
     #[arg(long = "type", value_enum, value_name = "TYPE")]
     pub kind: Option<ObjectType>,
-    /// Images to inspect
-    #[arg(required = true, value_name = "IMAGE")]
+    /// Images or containers to inspect
+    #[arg(required = true, value_name = "NAME")]
     pub images: Vec<String>,
 }
 
@@ -74,6 +75,12 @@ pub(super) fn inspect_value(store: &Store, name: &str) -> anyhow::Result<Value> 
     Ok(v)
 }
 
+/// The docker `inspect` object of container `name`, with its template type name.
+fn container_value(store: &Store, name: &str) -> anyhow::Result<(Value, &'static str)> {
+    let value = crate::container::inspect::inspect(store, name)?;
+    Ok((value, "ContainerInspect"))
+}
+
 pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
     // `json` means the default output, as in docker; any other format is a template, checked
     // before anything is looked up or printed
@@ -81,16 +88,20 @@ pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
         None | Some("json") => None,
         Some(t) => Some(parse_template(&unescape(t))?),
     };
-    if args.kind == Some(ObjectType::Container) {
-        anyhow::bail!(
-            "inspect --type container: rbuild inspects images only (`ps` lists containers)"
-        );
-    }
     let store = open_store(globals)?;
     let mut values = Vec::new();
     let mut status = 0;
     for name in &args.images {
-        match inspect_value(&store, name) {
+        // Without --type an image wins over a container of the same name (rbuild's images
+        // came first; docker looks for a container first).
+        let found = match args.kind {
+            Some(ObjectType::Image) => inspect_value(&store, name).map(|v| (v, "ImageInspect")),
+            Some(ObjectType::Container) => container_value(&store, name),
+            None => inspect_value(&store, name)
+                .map(|v| (v, "ImageInspect"))
+                .or_else(|image_error| container_value(&store, name).map_err(|_| image_error)),
+        };
+        match found {
             Ok(v) => values.push(v),
             Err(e) => {
                 super::report::item_error(&e);
@@ -98,23 +109,23 @@ pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    print_values(template.as_ref(), &values, "ImageInspect")?;
+    print_values(template.as_ref(), &values)?;
     Ok(status)
 }
 
-/// Prints `inspect` results: through `template` (as the struct `type_name`), one line each,
-/// or as docker's indented JSON array. Every value is rendered first: a template error
-/// prints nothing.
+/// Prints `inspect` results, each with the struct name templates see it as
+/// (`ImageInspect`, `ContainerInspect`, `Volume`): through `template`, one line each, or as
+/// docker's indented JSON array. Every value is rendered first: a template error prints
+/// nothing.
 pub(super) fn print_values(
     template: Option<&super::template::Template>,
-    values: &[Value],
-    type_name: &str,
+    values: &[(Value, &str)],
 ) -> anyhow::Result<()> {
     match template {
         Some(t) => {
             let lines = values
                 .iter()
-                .map(|v| t.execute(&Val::from_json(v, type_name)))
+                .map(|(v, kind)| t.execute(&Val::from_json(v, kind)))
                 .collect::<Result<Vec<_>, _>>()?;
             let mut out = std::io::stdout().lock();
             for line in lines {
@@ -125,6 +136,7 @@ pub(super) fn print_values(
             let mut buf = Vec::new();
             let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
             let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+            let values: Vec<&Value> = values.iter().map(|(v, _)| v).collect();
             serde::Serialize::serialize(&values, &mut ser)?;
             buf.push(b'\n');
             std::io::stdout().lock().write_all(&buf)?;

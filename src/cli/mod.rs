@@ -17,9 +17,11 @@ mod builder;
 mod commit;
 mod common;
 mod completion;
+mod container_cmd;
 mod containers;
 mod cp;
 mod diff;
+mod exec;
 mod export;
 mod history;
 mod image_cmd;
@@ -27,6 +29,7 @@ mod images;
 mod import;
 mod info;
 mod inspect;
+mod limits;
 mod lint;
 mod load;
 mod login;
@@ -42,6 +45,7 @@ mod search;
 mod system;
 mod tag;
 mod template;
+mod top;
 mod transfer_progress;
 mod version;
 mod volume;
@@ -168,9 +172,6 @@ pub enum Command {
     Rename(containers::RenameArgs),
     /// Fetch the logs of a container
     Logs(containers::LogsArgs),
-    /// Manage containers
-    #[command(subcommand)]
-    Container(containers::ContainerCommand),
     /// Pause all processes within one or more containers
     Pause(containers::WaitArgs),
     /// Unpause all processes within one or more containers
@@ -189,6 +190,15 @@ pub enum Command {
     Cp(cp::CpArgs),
     /// Inspect changes to files or directories on a container's filesystem
     Diff(diff::DiffArgs),
+    /// Run a command in a running container
+    Exec(exec::ExecArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(container_cmd::ContainerCommand),
+    /// Display the running processes of a container
+    Top(top::TopArgs),
+    /// Display a sample of containers' resource usage
+    Stats(top::StatsArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -304,7 +314,6 @@ pub fn main() -> i32 {
         Command::Wait(args) => containers::wait(&globals, args),
         Command::Rename(args) => containers::rename(&globals, args),
         Command::Logs(args) => containers::logs(&globals, args),
-        Command::Container(cmd) => containers::container_cmd(&globals, cmd),
         Command::Pause(args) => containers::pause(&globals, args),
         Command::Unpause(args) => containers::unpause(&globals, args),
         Command::ContainerMonitor(args) => containers::monitor_main(&globals, args),
@@ -313,6 +322,10 @@ pub fn main() -> i32 {
         Command::Export(args) => export::run(&globals, args),
         Command::Cp(args) => cp::run(&globals, args),
         Command::Diff(args) => diff::run(&globals, args),
+        Command::Exec(args) => exec::run(&globals, args),
+        Command::Container(cmd) => container_cmd::run(&globals, cmd),
+        Command::Top(args) => top::top(&globals, args),
+        Command::Stats(args) => top::stats(&globals, args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

@@ -74,6 +74,8 @@ pub struct RunArgs {
     pub cidfile: Option<PathBuf>,
     #[command(flatten)]
     pub lifecycle: super::containers::LifecycleRunArgs,
+    #[command(flatten)]
+    pub limits: super::limits::LimitArgs,
     /// Image to run (name, tag or ID)
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -140,6 +142,8 @@ pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
     options.cidfile = args.cidfile;
     options.detach = args.detach;
     args.lifecycle.apply(&mut options)?;
+    (options.resources, options.rlimits) =
+        container::limits::resolve(&args.limits.flags(), rbuild_runtime::default_rlimits())?;
     Ok(options)
 }
 

@@ -281,7 +281,8 @@ fn inspect(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    super::inspect::print_values(template.as_ref(), &values, "Volume")?;
+    let values: Vec<_> = values.into_iter().map(|v| (v, "Volume")).collect();
+    super::inspect::print_values(template.as_ref(), &values)?;
     Ok(status)
 }
 

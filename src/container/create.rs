@@ -151,6 +151,8 @@ pub(super) fn create(
     spec.readonly_rootfs = options.read_only;
     spec.mounts = mounts.mounts;
     spec.seccomp = options.seccomp.clone();
+    spec.resources = options.resources.clone();
+    spec.rlimits = options.rlimits.clone();
     // The container's cgroup is rbuild/<id>.
     spec.id = Some(id.clone());
     // A --rm container's upper dir is deleted right after: no need to sync it.
@@ -180,6 +182,7 @@ pub(super) fn create(
         paused: false,
         healthcheck: super::health::resolve(cc.healthcheck.as_ref(), &options.health),
         health: None,
+        oom_killed: false,
     };
     Ok((record, spec, held))
 }

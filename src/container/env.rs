@@ -76,14 +76,14 @@ pub fn merge(hostname: &str, tty: bool, image: &[String], user: &[String]) -> Ve
     if tty {
         env.push("TERM=xterm".to_string());
     }
-    overlay(&mut env, image);
-    overlay(&mut env, user);
+    overlay(&mut env, image.iter().chain(user));
     env
 }
 
-/// Sets each `NAME=value` of `entries` in `env`: in place of an entry with the same name,
-/// else at the end. Also the container's config `Env` (`commit`): the image's, then the user's.
-pub fn overlay(env: &mut Vec<String>, entries: &[String]) {
+/// Sets each `entries` item in `env`, replacing an entry with the same name in place, else
+/// appending it (also `exec -e` over the container's environment, and the container's
+/// config `Env` for `commit`: the image's, then the user's).
+pub fn overlay<'a>(env: &mut Vec<String>, entries: impl IntoIterator<Item = &'a String>) {
     for entry in entries {
         let name = entry.split_once('=').map_or(entry.as_str(), |(n, _)| n);
         match env

@@ -27,15 +27,20 @@ pub mod copy;
 mod create;
 pub mod diff;
 pub mod env;
+mod exec;
 pub mod export;
+pub mod inspect;
 mod lifecycle;
+pub mod limits;
 pub mod names;
 pub mod security;
 mod seed;
 pub mod spec_file;
+pub mod stats;
 pub mod view;
 pub mod volumes;
 
+pub use exec::{exec, ExecOptions};
 pub use lifecycle::{
     find, kill, list, parse_restart, parse_signal, pause, prune, remove, rename, restartable,
     settle, stop, unpause, wait, DEFAULT_STOP_TIMEOUT,
@@ -150,6 +155,13 @@ pub enum ContainerError {
     Paused(String),
     #[error("container {0} is not paused")]
     NotPaused(String),
+    /// A resource limit flag docker would refuse too (its reason).
+    #[error("invalid {flag} {value:?}: {reason}")]
+    BadLimit {
+        flag: String,
+        value: String,
+        reason: String,
+    },
 }
 
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
@@ -212,6 +224,10 @@ pub struct RunOptions {
     pub volumes_from: Vec<String>,
     /// `--health-*` and `--no-healthcheck`, over the image's HEALTHCHECK.
     pub health: health::HealthFlags,
+    /// Cgroup limits (`-m`, `--cpus`, `--pids-limit` ...; see [`limits::resolve`]).
+    pub resources: rbuild_runtime::Resources,
+    /// rlimits: docker's defaults with `--ulimit` entries over them.
+    pub rlimits: Vec<rbuild_runtime::Rlimit>,
 }
 
 impl RunOptions {
@@ -243,6 +259,8 @@ impl RunOptions {
             volumes: Vec::new(),
             volumes_from: Vec::new(),
             health: health::HealthFlags::default(),
+            resources: rbuild_runtime::Resources::default(),
+            rlimits: rbuild_runtime::default_rlimits(),
         }
     }
 

@@ -63,6 +63,7 @@ pub(super) fn execute<R>(
     record(&|r| {
         r.status = ContainerStatus::Exited;
         r.exit_code = Some(status.code);
+        r.oom_killed = status.oom_killed;
         r.finished = Some(finished);
         r.pid = None;
         r.paused = false;

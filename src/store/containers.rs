@@ -78,6 +78,10 @@ pub struct ContainerRecord {
     /// The health check's state, while the container runs and after.
     #[serde(default)]
     pub health: Option<Health>,
+    /// The kernel's OOM killer killed a process of the container during its last run
+    /// (docker's `State.OOMKilled`).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// Docker's `State.Health`.

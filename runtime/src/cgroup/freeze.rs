@@ -12,13 +12,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{pids_hierarchy, remove_stale, unescape, write, CgroupError, PARENT};
+use super::{hierarchy, remove_stale, unescape, write, CgroupError, PARENT};
 
 /// Freezes (`true`) or thaws (`false`) every process of container `id`'s cgroup and returns
 /// once the kernel reports it done.
 pub fn set_frozen(id: &str, frozen: bool) -> Result<(), CgroupError> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let (root, v2) = pids_hierarchy(&mountinfo).ok_or(CgroupError::NoFreezer)?;
+    let (root, v2) = hierarchy(&mountinfo, "pids").ok_or(CgroupError::NoFreezer)?;
     let group = root.join(PARENT).join(id);
     if !group.is_dir() {
         return Err(CgroupError::NoGroup(group));

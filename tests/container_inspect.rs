@@ -1,0 +1,135 @@
+//! `rbuild inspect` of containers (`--type container`, `container inspect`): docker's JSON
+//! shape from the record and the recorded spec, for a running and an exited container.
+
+mod common;
+mod running_support;
+
+use common::TestEnv;
+use running_support::Running;
+use serde_json::Value;
+
+fn inspect(env: &TestEnv, args: &[&str]) -> Value {
+    let out = env.ok(args);
+    let v: Value = serde_json::from_str(&out).expect("inspect JSON");
+    v[0].clone()
+}
+
+#[test]
+fn inspect_shows_a_running_and_an_exited_container_as_docker() {
+    let env = TestEnv::with_base("bb");
+    let shared = env.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let volume = format!("{}:/data:ro", shared.display());
+    let running = Running::start(
+        &env,
+        "web",
+        &[
+            "-e",
+            "A=1",
+            "-w",
+            "/srv",
+            "-l",
+            "tier=front",
+            "-v",
+            &volume,
+            "-m",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "50",
+            "--ulimit",
+            "nofile=100:200",
+            "bb",
+            "sleep",
+            "1000",
+        ],
+    );
+    let id = running.id();
+    let v = inspect(&env, &["inspect", "--type", "container", "web"]);
+    assert_eq!(v["Id"], id.as_str());
+    assert_eq!(v["Name"], "/web");
+    assert_eq!(v["Path"], "sleep");
+    assert_eq!(v["Args"], serde_json::json!(["1000"]));
+    let state = &v["State"];
+    assert_eq!(state["Status"], "running");
+    assert_eq!(state["Running"], true);
+    assert_eq!(state["OOMKilled"], false);
+    let pid = state["Pid"].as_i64().unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert_eq!(
+        cmdline, b"sleep\x001000\x00",
+        "State.Pid is the container's PID 1"
+    );
+    assert!(v["Image"].as_str().unwrap().starts_with("sha256:"));
+    let config = &v["Config"];
+    assert_eq!(config["Image"], "bb");
+    assert_eq!(config["WorkingDir"], "/srv");
+    assert_eq!(config["Labels"]["tier"], "front");
+    assert!(config["Env"].as_array().unwrap().iter().any(|e| e == "A=1"));
+    assert_eq!(config["Cmd"], serde_json::json!(["sleep", "1000"]));
+    let host = &v["HostConfig"];
+    assert_eq!(host["Memory"], 64 << 20);
+    assert_eq!(
+        host["MemorySwap"],
+        128 << 20,
+        "docker's default: twice the memory"
+    );
+    assert_eq!(host["NanoCpus"], 500_000_000);
+    assert_eq!(host["PidsLimit"], 50);
+    assert_eq!(host["NetworkMode"], "none");
+    assert_eq!(
+        host["Ulimits"],
+        serde_json::json!([{"Name": "nofile", "Soft": 100, "Hard": 200}])
+    );
+    let mount = &v["Mounts"][0];
+    assert_eq!(mount["Type"], "bind");
+    assert_eq!(mount["Source"], shared.display().to_string());
+    assert_eq!(mount["Destination"], "/data");
+    assert_eq!(mount["RW"], false);
+    assert_eq!(v["NetworkSettings"]["Networks"], serde_json::json!({}));
+    // `container inspect`, a template, and the name without --type (no image "web").
+    let formatted = env.ok(&[
+        "container",
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.Name}} {{.HostConfig.PidsLimit}}",
+        "web",
+    ]);
+    assert_eq!(formatted, "running /web 50\n");
+    assert_eq!(env.ok(&["inspect", "-f", "{{.Name}}", &id[..12]]), "/web\n");
+    drop(running);
+
+    env.run(&["run", "--name", "done", "bb", "sh", "-c", "exit 3"]);
+    let v = inspect(&env, &["container", "inspect", "done"]);
+    let state = &v["State"];
+    assert_eq!(state["Status"], "exited");
+    assert_eq!(state["Running"], false);
+    assert_eq!(state["ExitCode"], 3);
+    assert_eq!(state["Pid"], 0);
+    assert_ne!(state["FinishedAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(v["HostConfig"]["Memory"], 0);
+    assert_eq!(v["HostConfig"]["PidsLimit"], 2048);
+}
+
+#[test]
+fn inspect_type_picks_the_kind_of_object() {
+    let env = TestEnv::with_base("bb");
+    env.ok(&["run", "--name", "c", "bb", "true"]);
+    // An image by default, a container with --type container.
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.RepoTags}}", "bb"]),
+        "[bb:latest]\n"
+    );
+    let err = env.fails(&["inspect", "--type", "container", "bb"]);
+    assert!(err.contains("No such container: bb"), "{err}");
+    let err = env.fails(&["inspect", "--type", "image", "c"]);
+    assert!(err.contains("c"), "{err}");
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.State.Status}}", "c"]),
+        "exited\n"
+    );
+    // Neither: the image lookup's error, as before.
+    let err = env.fails(&["inspect", "nothing-here"]);
+    assert!(err.contains("nothing-here"), "{err}");
+}
