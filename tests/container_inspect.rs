@@ -114,19 +114,20 @@ fn inspect_shows_a_running_and_an_exited_container_as_docker() {
 
 #[test]
 fn inspect_type_picks_the_kind_of_object() {
-    let env = TestEnv::with_base("bb");
-    env.ok(&["run", "--name", "c", "bb", "true"]);
+    let env = TestEnv::with_base("busy");
+    env.ok(&["run", "--name", "ctr", "busy", "true"]);
+    // Names that are not hex: a hex name would also match ID prefixes (as in docker).
     // An image by default, a container with --type container.
     assert_eq!(
-        env.ok(&["inspect", "-f", "{{.RepoTags}}", "bb"]),
-        "[bb:latest]\n"
+        env.ok(&["inspect", "-f", "{{.RepoTags}}", "busy"]),
+        "[busy:latest]\n"
     );
-    let err = env.fails(&["inspect", "--type", "container", "bb"]);
-    assert!(err.contains("No such container: bb"), "{err}");
-    let err = env.fails(&["inspect", "--type", "image", "c"]);
-    assert!(err.contains("c"), "{err}");
+    let err = env.fails(&["inspect", "--type", "container", "busy"]);
+    assert!(err.contains("No such container: busy"), "{err}");
+    let err = env.fails(&["inspect", "--type", "image", "ctr"]);
+    assert!(err.contains("ctr"), "{err}");
     assert_eq!(
-        env.ok(&["inspect", "-f", "{{.State.Status}}", "c"]),
+        env.ok(&["inspect", "-f", "{{.State.Status}}", "ctr"]),
         "exited\n"
     );
     // Neither: the image lookup's error, as before.
