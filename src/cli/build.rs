@@ -85,6 +85,10 @@ pub struct BuildArgs {
     /// containerimage.config.digest, image.name)
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
+    /// Do not use the cache for the steps of this stage (name or index; may be repeated);
+    /// their results are still cached
+    #[arg(long, value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
     /// Build context: a directory, a tar archive (plain or compressed), or "-" for a tar or a
     /// Dockerfile on stdin
     #[arg(value_name = "CONTEXT")]
@@ -144,6 +148,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
     }
     options.target = args.target.clone();
     options.no_cache = args.no_cache;
+    options.no_cache_filter = args.no_cache_filter.clone();
     options.pull = pull;
     options.registry = globals.registry_options();
     options.network_host = match args.network.as_str() {
