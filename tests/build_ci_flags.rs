@@ -43,3 +43,36 @@ fn no_cache_filter_reruns_only_the_named_stage() {
     assert_eq!(c.0, e.0, "index 1 is stage second only");
     assert_ne!(c.1, e.1);
 }
+
+/// `--provenance`/`--sbom` are accepted (as CI scripts pass them to BuildKit); asking for one
+/// says at info level that none is attached.
+#[test]
+fn provenance_and_sbom_flags_are_accepted() {
+    let b = BuildEnv::new();
+    let ctx = b.context("prov", &[("Dockerfile", "FROM busybox\nLABEL a=b\n")]);
+    b.build(&["--provenance=false", "--sbom=false", path_str(&ctx)]);
+    let out = b
+        .env
+        .cmd()
+        .args([
+            "--log-level",
+            "info",
+            "build",
+            "--provenance=mode=max",
+            "--sbom=true",
+        ])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--provenance=mode=max: rbuild does not produce attestations"),
+        "{err}"
+    );
+    assert!(err.contains("--sbom=true"), "{err}");
+}

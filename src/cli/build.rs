@@ -89,6 +89,13 @@ pub struct BuildArgs {
     /// their results are still cached
     #[arg(long, value_name = "STAGE")]
     pub no_cache_filter: Vec<String>,
+    /// Accepted for BuildKit compatibility (false, true, mode=min|max, …); rbuild writes no
+    /// provenance attestation
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "VALUE")]
+    pub provenance: Option<String>,
+    /// Accepted for BuildKit compatibility (false, true, …); rbuild writes no SBOM
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "VALUE")]
+    pub sbom: Option<String>,
     /// Build context: a directory, a tar archive (plain or compressed), or "-" for a tar or a
     /// Dockerfile on stdin
     #[arg(value_name = "CONTEXT")]
@@ -101,6 +108,14 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         Some("true" | "always") => true,
         Some(other) => bail!("--pull={other}: expected true or false"),
     };
+    for (flag, value) in [("provenance", &args.provenance), ("sbom", &args.sbom)] {
+        if value.as_deref().is_some_and(|v| v != "false" && v != "0") {
+            globals.info(format_args!(
+                "--{flag}={}: rbuild does not produce attestations; none is attached",
+                value.as_deref().unwrap_or_default()
+            ));
+        }
+    }
     let store = open_store(globals)?;
     let context = Source::resolve(&args.context, &store, &mut std::io::stdin().lock())?;
     let dockerfile = match (args.file.as_deref(), context.dockerfile.clone()) {
