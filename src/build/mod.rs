@@ -116,6 +116,8 @@ pub struct BuildOptions {
     pub registry: RegistryOptions,
     /// `--isolation` of RUN steps (see [`isolation`]).
     pub isolation: Isolation,
+    /// `--no-cache-filter`: stages (names or indexes) whose steps ignore cache hits.
+    pub no_cache_filter: Vec<String>,
 }
 
 impl BuildOptions {
@@ -136,7 +138,16 @@ impl BuildOptions {
             pull: false,
             registry: RegistryOptions::default(),
             isolation: Isolation::Auto,
+            no_cache_filter: Vec::new(),
         }
+    }
+
+    /// Whether `--no-cache-filter` names stage `index` (called `name`, if named): by name
+    /// (case-insensitive, as stage names are) or by index, as BuildKit matches them.
+    pub(crate) fn no_cache_filtered(&self, index: usize, name: Option<&str>) -> bool {
+        self.no_cache_filter
+            .iter()
+            .any(|f| name.is_some_and(|n| n.eq_ignore_ascii_case(f)) || f.parse() == Ok(index))
     }
 }
 

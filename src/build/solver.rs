@@ -171,16 +171,17 @@ impl Builder<'_> {
     ) -> Result<Outcome, BuildError> {
         let store = self.engine.store;
         let (key, layers) = (state.key.clone(), state.layers.clone());
-        self.engine.layer_step(step, &key, &layers, canonical, |_| {
-            let tmp = store.temp_dir()?;
-            let root = tmp.path().join("layer");
-            std::fs::create_dir(&root).map_err(io_err(&root))?;
-            fill(&root)?;
-            Ok(Produced {
-                _tmp: Some(tmp),
-                dir: Some(root),
+        self.engine
+            .layer_step(step, &key, &layers, canonical, state.uncached, |_| {
+                let tmp = store.temp_dir()?;
+                let root = tmp.path().join("layer");
+                std::fs::create_dir(&root).map_err(io_err(&root))?;
+                fill(&root)?;
+                Ok(Produced {
+                    _tmp: Some(tmp),
+                    dir: Some(root),
+                })
             })
-        })
     }
 
     pub(super) fn workdir_step(
@@ -318,33 +319,33 @@ impl Builder<'_> {
         let store = self.engine.store;
         let engine = &self.engine;
         let (key, layers) = (state.key.clone(), state.layers.clone());
-        let outcome = self
-            .engine
-            .layer_step(step, &key, &layers, canonical, |progress| {
-                let tmp = store.temp_dir()?;
-                let upper = tmp.path().join("upper");
-                std::fs::create_dir(&upper).map_err(io_err(&upper))?;
-                if engine.isolation(step)? == Isolation::Chroot {
-                    super::chroot::run(&spec, &lowers, tmp.path(), &upper, progress, step)?;
-                } else {
-                    let work = tmp.path().join("work");
-                    let empty = tmp.path().join("empty");
-                    for d in [&work, &empty] {
-                        std::fs::create_dir(d).map_err(io_err(d))?;
+        let outcome =
+            self.engine
+                .layer_step(step, &key, &layers, canonical, state.uncached, |progress| {
+                    let tmp = store.temp_dir()?;
+                    let upper = tmp.path().join("upper");
+                    std::fs::create_dir(&upper).map_err(io_err(&upper))?;
+                    if engine.isolation(step)? == Isolation::Chroot {
+                        super::chroot::run(&spec, &lowers, tmp.path(), &upper, progress, step)?;
+                    } else {
+                        let work = tmp.path().join("work");
+                        let empty = tmp.path().join("empty");
+                        for d in [&work, &empty] {
+                            std::fs::create_dir(d).map_err(io_err(d))?;
+                        }
+                        let root = run::RunRoot::Overlay {
+                            upper: &upper,
+                            work: &work,
+                            empty: &empty,
+                        };
+                        run::execute(&spec, &lowers, root, progress, step)?;
+                        run::prune_copy_ups(&upper, &lowers);
                     }
-                    let root = run::RunRoot::Overlay {
-                        upper: &upper,
-                        work: &work,
-                        empty: &empty,
-                    };
-                    run::execute(&spec, &lowers, root, progress, step)?;
-                    run::prune_copy_ups(&upper, &lowers);
-                }
-                Ok(Produced {
-                    _tmp: Some(tmp),
-                    dir: Some(upper),
-                })
-            })?;
+                    Ok(Produced {
+                        _tmp: Some(tmp),
+                        dir: Some(upper),
+                    })
+                })?;
         drop(prepared);
         self.apply(state, outcome, created_by);
         Ok(())

@@ -37,6 +37,9 @@ pub(super) struct StageState {
     pub(super) created: String,
     /// The image the stage (or the stage it starts from) is based on; none for scratch.
     pub(super) base: Option<BaseImage>,
+    /// `--no-cache-filter` names this stage: its steps ignore cache hits (not inherited by
+    /// a stage built on it, which sets its own).
+    pub(super) uncached: bool,
 }
 
 impl StageState {
@@ -369,6 +372,9 @@ impl Builder<'_> {
         let mut state = self
             .start_state(base)
             .map_err(|e| self.at(stage.span.start_line, &stage.original, e))?;
+        state.uncached = self
+            .options
+            .no_cache_filtered(index, self.plan.names[index].as_deref());
         // ONBUILD triggers of the base run first; the new image does not inherit them.
         let triggers: Vec<String> = state
             .config
@@ -434,6 +440,7 @@ impl Builder<'_> {
                 editor: ConfigEditor::default(),
                 created: self.sde.clone().unwrap_or_else(|| self.engine.now.clone()),
                 base: None,
+                uncached: false,
             }),
             Source::Stage(i) => {
                 let mut s = self
@@ -486,6 +493,7 @@ impl Builder<'_> {
                     editor: ConfigEditor::default(),
                     created,
                     base: Some(base),
+                    uncached: false,
                 })
             }
         }

@@ -137,10 +137,11 @@ impl Engine<'_> {
         parent_key: &Digest,
         parent_layers: &[LayerInfo],
         canonical: serde_json::Value,
+        no_cache: bool,
         exec: impl FnOnce(&Progress) -> Result<Produced, BuildError>,
     ) -> Result<Outcome, BuildError> {
         let key = step_key(parent_key, &canonical);
-        if !self.no_cache {
+        if !(self.no_cache || no_cache) {
             if let Some(rec) = self.cached(&key)? {
                 let usable = match &rec.layer {
                     None => true,

@@ -90,6 +90,17 @@ pub struct BuildArgs {
     /// containers; the container is the only boundary)
     #[arg(long, env = "RBUILD_ISOLATION", default_value = "auto", value_name = "MODE", value_parser = ["auto", "namespaces", "rootless", "chroot"])]
     pub isolation: String,
+    /// Do not use the cache for the steps of this stage (name or index; may be repeated);
+    /// their results are still cached
+    #[arg(long, value_name = "STAGE")]
+    pub no_cache_filter: Vec<String>,
+    /// Accepted for BuildKit compatibility (false, true, mode=min|max, …); rbuild writes no
+    /// provenance attestation
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "VALUE")]
+    pub provenance: Option<String>,
+    /// Accepted for BuildKit compatibility (false, true, …); rbuild writes no SBOM
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "VALUE")]
+    pub sbom: Option<String>,
     /// Build context: a directory, a tar archive (plain or compressed), or "-" for a tar or a
     /// Dockerfile on stdin
     #[arg(value_name = "CONTEXT")]
@@ -102,6 +113,14 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         Some("true" | "always") => true,
         Some(other) => bail!("--pull={other}: expected true or false"),
     };
+    for (flag, value) in [("provenance", &args.provenance), ("sbom", &args.sbom)] {
+        if value.as_deref().is_some_and(|v| v != "false" && v != "0") {
+            globals.info(format_args!(
+                "--{flag}={}: rbuild does not produce attestations; none is attached",
+                value.as_deref().unwrap_or_default()
+            ));
+        }
+    }
     let store = open_store(globals)?;
     let context = Source::resolve(&args.context, &store, &mut std::io::stdin().lock())?;
     let dockerfile = match (args.file.as_deref(), context.dockerfile.clone()) {
@@ -149,6 +168,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
     }
     options.target = args.target.clone();
     options.no_cache = args.no_cache;
+    options.no_cache_filter = args.no_cache_filter.clone();
     options.pull = pull;
     options.registry = globals.registry_options();
     options.network_host = match args.network.as_str() {
