@@ -93,6 +93,7 @@ mod init;
 mod keyring;
 mod mounts;
 mod namespaces;
+pub mod network;
 mod paths;
 mod process;
 mod rootfs;

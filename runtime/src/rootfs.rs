@@ -580,6 +580,22 @@ pub fn hosts_file(host_network: bool, hostname: &str, extra: &[(String, String)]
     out
 }
 
+/// The host's resolver configuration a container's is derived from: `/etc/resolv.conf`, but
+/// when that names only systemd-resolved's local stub (`127.0.0.53`) and the container has
+/// its own network, the upstream servers resolved itself uses
+/// (`/run/systemd/resolve/resolv.conf`), as docker does.
+pub fn host_resolv_conf(host_network: bool) -> String {
+    let etc = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let stub = etc.lines().any(|l| {
+        let mut words = l.split_whitespace();
+        words.next() == Some("nameserver") && words.next() == Some("127.0.0.53")
+    });
+    if host_network || !stub {
+        return etc;
+    }
+    std::fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or(etc)
+}
+
 /// The per-container `/etc/resolv.conf` from the host's: with the host network it is a copy;
 /// otherwise loopback name servers (unreachable from another network namespace) are dropped
 /// and, when none remain, Google's public servers are used, as docker does.

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::network::BridgeAttachment;
 use crate::seccomp::SeccompProfile;
 
 /// Everything the runtime needs to start one container.
@@ -39,6 +40,11 @@ pub struct ContainerSpec {
     /// Names the container's cgroup `rbuild/<id>` (a container ID; `[A-Za-z0-9_.-]`). `None`:
     /// the runtime makes one up from the monitor's pid.
     pub id: Option<String>,
+    /// With a private network namespace ([`NetworkMode::None`] or [`NetworkMode::Private`]):
+    /// connect it to a bridge on the host through a veth pair (root only; see
+    /// [`crate::network`]). `None`: loopback only.
+    #[serde(default)]
+    pub bridge: Option<BridgeAttachment>,
 }
 
 impl ContainerSpec {
@@ -67,6 +73,7 @@ impl ContainerSpec {
             seccomp: Some(SeccompProfile::default_profile()),
             resources: Resources::default(),
             id: None,
+            bridge: None,
         }
     }
 }

@@ -110,6 +110,9 @@ pub struct BuildOptions {
     pub pull: bool,
     /// How base images are pulled (TLS, credentials, where retries are reported).
     pub registry: RegistryOptions,
+    /// RUN steps without `--network` join the default network (a bridge with NAT, as
+    /// BuildKit's default; see [`crate::network`]); `false`: loopback only.
+    pub network_default: bool,
 }
 
 impl BuildOptions {
@@ -129,6 +132,7 @@ impl BuildOptions {
             secrets: BTreeMap::new(),
             pull: false,
             registry: RegistryOptions::default(),
+            network_default: false,
         }
     }
 }
@@ -136,6 +140,8 @@ impl BuildOptions {
 /// What can go wrong in a build.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     /// Shown whole (file, line, column, the line and a caret); no separate cause.
     #[error("{0}")]
     Parse(ParseError),

@@ -25,6 +25,9 @@ pub(crate) struct RunSpec {
     pub user: String,
     pub network_host: bool,
     pub mounts: Vec<rbuild_runtime::MountSpec>,
+    /// Join the default network, configured for the store at this root
+    /// ([`crate::network::attach_default`]); `None`: loopback only (or the host's).
+    pub default_network: Option<PathBuf>,
 }
 
 /// Runs `spec` on `lowers` with `upper`/`work` (empty dirs on the store's filesystem); on
@@ -71,6 +74,12 @@ pub(crate) fn execute(
     } else {
         NetworkMode::None
     };
+    // Released (the address) after the step.
+    let attached = match &spec.default_network {
+        Some(root) if !spec.network_host => Some(crate::network::attach_default(root, "build")?),
+        _ => None,
+    };
+    container.bridge = attached.as_ref().and_then(|a| a.attachment.clone());
     let (reader, writer) = std::io::pipe().map_err(io_err("pipe"))?;
     let writer2 = writer.try_clone().map_err(io_err("pipe"))?;
     let stdio = Stdio {
@@ -99,6 +108,7 @@ pub(crate) fn execute(
         }
     }
     let status = running.wait()?;
+    drop(attached);
     if !status.success() {
         return Err(BuildError::RunFailed {
             command: super::progress::echo(&spec.args.join(" ")).into_owned(),

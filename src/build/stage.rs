@@ -153,6 +153,7 @@ pub fn build(
             records: std::sync::OnceLock::new(),
             cleanups: Mutex::new(Vec::new()),
             ran: Mutex::new(Vec::new()),
+            network_hold: std::sync::OnceLock::new(),
         },
         view: std::sync::OnceLock::new(),
         file,

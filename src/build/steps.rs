@@ -55,6 +55,9 @@ pub(crate) struct Engine<'a> {
     /// Steps that ran, recorded in the store's cache by [`Engine::finish`] in one
     /// transaction.
     pub ran: Mutex<Vec<StepRecord>>,
+    /// Keeps the default network's bridge up from the first RUN step that joins it to the
+    /// end of the build (else each step would set it up and tear it down).
+    pub network_hold: OnceLock<Option<crate::network::Attached>>,
 }
 
 impl Engine<'_> {

@@ -87,6 +87,10 @@ pub enum ContainerError {
         id: String,
         error: nix::errno::Errno,
     },
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
 }
 
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
@@ -132,6 +136,9 @@ pub struct RunOptions {
     /// The system call filter (`--security-opt seccomp=`): docker's default profile, a
     /// profile file, or `None` for `unconfined`.
     pub seccomp: Option<rbuild_runtime::SeccompProfile>,
+    /// The rbuild network the container's namespace joins (with `network` `None`):
+    /// `bridge` is the default one ([`crate::network`]); `None` leaves it loopback only.
+    pub attach_network: Option<String>,
 }
 
 impl RunOptions {
@@ -156,6 +163,7 @@ impl RunOptions {
             labels: BTreeMap::new(),
             cidfile: None,
             seccomp: Some(rbuild_runtime::SeccompProfile::default_profile()),
+            attach_network: None,
         }
     }
 }
@@ -224,6 +232,19 @@ impl Drop for CidFile {
     }
 }
 
+/// The address of the container on the network `options` name, when it has one.
+fn attach_network(
+    store: &Store,
+    options: &RunOptions,
+    id: &str,
+) -> Result<Option<crate::network::Attached>, ContainerError> {
+    match options.attach_network.as_deref() {
+        None => Ok(None),
+        Some("bridge") => Ok(Some(crate::network::attach_default(store.root(), id)?)),
+        Some(other) => Err(ContainerError::NoSuchNetwork(other.to_string())),
+    }
+}
+
 /// Runs a container in the foreground and waits for it (see the module docs). `Err` means
 /// the process never started (docker's 125); the process's own failures (126, 127, any
 /// exit code, 128+N on signal N) come back in [`RunOutcome::status`].
@@ -268,6 +289,16 @@ pub fn run(
             return Err(e);
         }
     }
+    // Released (and the bridge removed when this was its last user) after the container.
+    let attached = match attach_network(store, options, &id) {
+        Ok(attached) => attached,
+        Err(e) => {
+            cleanup(&mut Vec::new());
+            return Err(e);
+        }
+    };
+    let mut spec = spec;
+    spec.bridge = attached.as_ref().and_then(|a| a.attachment.clone());
     let container = match rbuild_runtime::spawn(&spec, stdio) {
         Ok(c) => c,
         Err(e) => {
@@ -299,6 +330,7 @@ pub fn run(
             warnings.push(format!("failed to record container {}: {e}", record.id));
         }
     }
+    drop(attached);
     cleanup(&mut warnings);
     drop(lease);
     Ok(RunOutcome {
