@@ -26,6 +26,7 @@ mod lint;
 mod load;
 mod login;
 mod logout;
+mod network;
 mod parse;
 mod pull;
 mod push;
@@ -146,6 +147,9 @@ pub enum Command {
     Completion(completion::CompletionArgs),
     /// Write the manual pages (rbuild.1, rbuild-COMMAND.1, ...) into a directory
     Man(completion::ManArgs),
+    /// Manage networks (ls, inspect)
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -253,6 +257,7 @@ pub fn main() -> i32 {
         Command::Info(args) => info::run(&globals, args),
         Command::Completion(args) => completion::completion(&globals, args),
         Command::Man(args) => completion::man(&globals, args),
+        Command::Network(cmd) => network::run(&globals, cmd),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

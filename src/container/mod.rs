@@ -256,6 +256,9 @@ pub fn run(
     // The runtime wants absolute paths (a relative --root is relative to our cwd).
     let absolute = std::path::absolute(store.root()).map_err(io_err(store.root()))?;
     let store = &Store::open(&absolute)?;
+    if let Some(name) = options.attach_network.as_deref().filter(|n| *n != "bridge") {
+        return Err(ContainerError::NoSuchNetwork(name.to_string()));
+    }
     let cidfile = options
         .cidfile
         .as_deref()

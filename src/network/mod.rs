@@ -93,6 +93,7 @@ fn attach(store_root: &Path, owner: &str, with_address: bool) -> Result<Attached
         None
     };
     locked.save()?;
+    crate::killpoint::reached("network-attached");
     let attachment = address.map(|address| BridgeAttachment {
         bridge: bridge.clone(),
         host_veth: format!("rbuild{:08x}", u32::from(address)),
