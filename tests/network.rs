@@ -230,7 +230,8 @@ fn twenty_parallel_containers_get_distinct_addresses() {
     std::fs::create_dir_all(&barrier).unwrap();
     let volume = format!("{}:/b", barrier.display());
     let script = "ip -o -4 addr show eth0 | awk '{print $4}' > /b/$HOSTNAME; \
-                  while [ $(ls /b | wc -l) -lt 20 ]; do sleep 0.05; done; cat /b/$HOSTNAME";
+                  n=0; while [ $(ls /b | wc -l) -lt 20 ]; do n=$((n+1)); [ $n -lt 1200 ] || exit 9; \
+                  sleep 0.05; done; cat /b/$HOSTNAME";
     let children: Vec<Child> = (0..20)
         .map(|i| {
             let hostname = format!("c{i}");
@@ -306,4 +307,84 @@ fn killed_rbuild_leaves_nothing_after_the_next_start() {
         net.ok(&env, &["images"]);
         net.assert_nothing_left(&env);
     }
+}
+
+/// `--dns`, `--dns-search`, `--add-host` (and `host-gateway`), `--mac-address` for run, and
+/// `--add-host` for build.
+#[test]
+fn dns_add_host_and_mac_address_flags() {
+    let env = TestEnv::with_base("bb");
+    let net = Net {
+        bridge: "rbuildt4",
+        octet: 234,
+    };
+    let out = net.ok(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--dns",
+            "192.0.2.53",
+            "--dns-search",
+            "ex.test",
+            "--add-host",
+            "db:10.1.2.3",
+            "--add-host",
+            "gw:host-gateway",
+            "--mac-address",
+            "02:42:ac:11:00:09",
+            "bb",
+            "sh",
+            "-c",
+            "cat /etc/resolv.conf /etc/hosts /sys/class/net/eth0/address",
+        ],
+    );
+    assert!(
+        out.contains("search ex.test\nnameserver 192.0.2.53\n"),
+        "{out}"
+    );
+    assert!(!out.contains("nameserver 10.255.255.53"), "{out}");
+    assert!(out.contains("10.1.2.3\tdb\n"), "{out}");
+    assert!(out.contains("10.234.0.1\tgw\n"), "{out}");
+    assert!(out.ends_with("02:42:ac:11:00:09\n"), "{out}");
+    // Without an interface there is no MAC address to set, nor a gateway.
+    for args in [
+        &["--mac-address", "02:42:ac:11:00:09"][..],
+        &["--add-host", "gw:host-gateway"][..],
+    ] {
+        let mut full = vec!["run", "--rm", "--network", "none"];
+        full.extend(args);
+        full.extend(["bb", "true"]);
+        let out = net.run(&env, &full);
+        assert_eq!(out.status.code(), Some(125), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("needs the bridge network"));
+    }
+    let ctx = env.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb\nRUN cat /etc/hosts > /hosts\n",
+    )
+    .unwrap();
+    let ctx = ctx.to_str().unwrap();
+    net.ok(
+        &env,
+        &[
+            "build",
+            "-q",
+            "--add-host",
+            "db:10.1.2.3",
+            "--add-host",
+            "gw:host-gateway",
+            "-t",
+            "h",
+            ctx,
+        ],
+    );
+    let hosts = net.ok(&env, &["run", "--rm", "h", "cat", "/hosts"]);
+    assert!(
+        hosts.contains("10.1.2.3\tdb\n") && hosts.contains("10.234.0.1\tgw\n"),
+        "{hosts}"
+    );
+    net.assert_nothing_left(&env);
 }

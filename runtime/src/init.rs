@@ -120,7 +120,11 @@ impl StateDir {
         let host_resolv = rootfs::host_resolv_conf(host_network);
         std::fs::write(
             state.0.join("resolv.conf"),
-            rootfs::resolv_conf(host_network, &host_resolv),
+            rootfs::override_dns(
+                rootfs::resolv_conf(host_network, &host_resolv),
+                &spec.dns,
+                &spec.dns_search,
+            ),
         )?;
         Ok(state)
     }

@@ -623,6 +623,31 @@ pub fn resolv_conf(host_network: bool, host: &str) -> String {
     out
 }
 
+/// `resolv` with its `nameserver` lines replaced by `servers` and its `search` lines by
+/// `search`, when given (docker's `--dns` and `--dns-search`).
+pub fn override_dns(resolv: String, servers: &[String], search: &[String]) -> String {
+    if servers.is_empty() && search.is_empty() {
+        return resolv;
+    }
+    let mut out = String::new();
+    for line in resolv.lines() {
+        let key = line.split_whitespace().next();
+        let replaced = (key == Some("nameserver") && !servers.is_empty())
+            || (key == Some("search") && !search.is_empty());
+        if !replaced {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    for server in servers {
+        out.push_str(&format!("nameserver {server}\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,6 +692,16 @@ mod tests {
             "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
         );
         assert_eq!(resolv_conf(true, host), host);
+    }
+
+    #[test]
+    fn dns_flags_replace_servers_and_search() {
+        let host = "search a.example\nnameserver 10.0.0.2\noptions ndots:2\n";
+        assert_eq!(override_dns(host.into(), &[], &[]), host);
+        assert_eq!(
+            override_dns(host.into(), &["192.0.2.53".into()], &["b.test".into()]),
+            "options ndots:2\nsearch b.test\nnameserver 192.0.2.53\n"
+        );
     }
 
     #[test]

@@ -45,6 +45,13 @@ pub struct ContainerSpec {
     /// [`crate::network`]). `None`: loopback only.
     #[serde(default)]
     pub bridge: Option<BridgeAttachment>,
+    /// docker's `--dns`: name servers replacing the host's in `/etc/resolv.conf` (not with
+    /// [`NetworkMode::Host`]).
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// docker's `--dns-search`: search domains replacing the host's.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
 }
 
 impl ContainerSpec {
@@ -74,6 +81,8 @@ impl ContainerSpec {
             resources: Resources::default(),
             id: None,
             bridge: None,
+            dns: Vec::new(),
+            dns_search: Vec::new(),
         }
     }
 }

@@ -113,6 +113,9 @@ pub struct BuildOptions {
     /// RUN steps without `--network` join the default network (a bridge with NAT, as
     /// BuildKit's default; see [`crate::network`]); `false`: loopback only.
     pub network_default: bool,
+    /// `--add-host NAME:IP` entries for RUN steps' `/etc/hosts` (`host-gateway`: the bridge's
+    /// address); not part of the cache key.
+    pub add_hosts: Vec<String>,
 }
 
 impl BuildOptions {
@@ -133,6 +136,7 @@ impl BuildOptions {
             pull: false,
             registry: RegistryOptions::default(),
             network_default: false,
+            add_hosts: Vec::new(),
         }
     }
 }

@@ -28,6 +28,8 @@ pub(crate) struct RunSpec {
     /// Join the default network, configured for the store at this root
     /// ([`crate::network::attach_default`]); `None`: loopback only (or the host's).
     pub default_network: Option<PathBuf>,
+    /// `build --add-host` entries.
+    pub add_hosts: Vec<String>,
 }
 
 /// Runs `spec` on `lowers` with `upper`/`work` (empty dirs on the store's filesystem); on
@@ -80,6 +82,11 @@ pub(crate) fn execute(
         _ => None,
     };
     container.bridge = attached.as_ref().and_then(|a| a.attachment.clone());
+    let extras = crate::network::Extras {
+        add_hosts: spec.add_hosts.clone(),
+        ..Default::default()
+    };
+    extras.apply(&mut container)?;
     let (reader, writer) = std::io::pipe().map_err(io_err("pipe"))?;
     let writer2 = writer.try_clone().map_err(io_err("pipe"))?;
     let stdio = Stdio {

@@ -288,6 +288,7 @@ impl Builder<'_> {
             network_host,
             mounts: prepared.mounts.clone(),
             default_network: default_network.then(|| self.engine.store.root().to_path_buf()),
+            add_hosts: self.options.add_hosts.clone(),
         };
         let visible = op.visible_args;
         let canonical = json!({

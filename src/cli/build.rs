@@ -53,6 +53,10 @@ pub struct BuildArgs {
     /// when not root), none or host
     #[arg(long, default_value = "default", value_name = "MODE", value_parser = ["none", "default", "host"])]
     pub network: String,
+    /// Add a custom host-to-IP mapping for RUN steps (NAME:IP; IP host-gateway: the bridge's
+    /// address)
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
     /// Secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR
     #[arg(long, value_name = "id=ID,src=PATH")]
     pub secret: Vec<String>,
@@ -153,6 +157,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         other => bail!("--network {other:?}: use default, none or host"),
     };
     // Not root: loopback only, as before the default network existed (rootless later).
+    options.add_hosts = args.add_host.clone();
     options.network_default = args.network == "default" && nix::unistd::geteuid().is_root();
     options.platform = args.platform.clone();
     // Secrets from the environment go through temp files that live until the build ends.

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::common::open_store;
 use super::Globals;
-use crate::network::{config, state};
+use crate::network::{config, state, Extras};
 
 /// `rbuild network …`
 #[derive(Debug, Subcommand)]
@@ -30,6 +30,34 @@ pub struct InspectArgs {
     /// Network names
     #[arg(required = true, value_name = "NETWORK")]
     pub names: Vec<String>,
+}
+
+/// `run`'s per-container network flags (docker's).
+#[derive(Debug, Args)]
+pub struct RunNetArgs {
+    /// Set custom DNS servers
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// Add a custom host-to-IP mapping (NAME:IP; IP host-gateway: the bridge's address)
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address", value_name = "MAC")]
+    pub mac_address: Option<String>,
+}
+
+impl RunNetArgs {
+    pub fn extras(&self) -> Extras {
+        Extras {
+            dns: self.dns.clone(),
+            dns_search: self.dns_search.clone(),
+            add_hosts: self.add_host.clone(),
+            mac_address: self.mac_address.clone(),
+        }
+    }
 }
 
 /// The networks every rbuild has, with their drivers (docker's three predefined ones).

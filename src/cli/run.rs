@@ -72,6 +72,8 @@ pub struct RunArgs {
     /// Write the container ID to the file (which must not exist)
     #[arg(long, value_name = "FILE")]
     pub cidfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub net: super::network::RunNetArgs,
     /// Image to run (name, tag or ID)
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -125,6 +127,7 @@ fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
     options.user = args.user;
     options.network = network;
     options.attach_network = attach_network;
+    options.network_extras = args.net.extras();
     options.hostname = args.hostname;
     options.init = args.init;
     options.mounts = mounts;

@@ -139,6 +139,8 @@ pub struct RunOptions {
     /// The rbuild network the container's namespace joins (with `network` `None`):
     /// `bridge` is the default one ([`crate::network`]); `None` leaves it loopback only.
     pub attach_network: Option<String>,
+    /// `--dns`, `--dns-search`, `--add-host`, `--mac-address`.
+    pub network_extras: crate::network::Extras,
 }
 
 impl RunOptions {
@@ -164,6 +166,7 @@ impl RunOptions {
             cidfile: None,
             seccomp: Some(rbuild_runtime::SeccompProfile::default_profile()),
             attach_network: None,
+            network_extras: crate::network::Extras::default(),
         }
     }
 }
@@ -302,6 +305,10 @@ pub fn run(
     };
     let mut spec = spec;
     spec.bridge = attached.as_ref().and_then(|a| a.attachment.clone());
+    if let Err(e) = options.network_extras.apply(&mut spec) {
+        cleanup(&mut Vec::new());
+        return Err(e.into());
+    }
     let container = match rbuild_runtime::spawn(&spec, stdio) {
         Ok(c) => c,
         Err(e) => {

@@ -14,6 +14,7 @@
 //! removes a bridge no live lease uses ([`clean_leftovers`], run at every CLI start).
 
 pub mod config;
+mod extras;
 mod nat;
 pub mod state;
 pub mod subnet;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use rbuild_runtime::network::BridgeAttachment;
 
+pub use extras::Extras;
 use state::{BridgeRecord, Locked};
 use subnet::Subnet;
 
