@@ -72,13 +72,18 @@ fn os_code(e: &NetworkError) -> Option<i32> {
     }
 }
 
-fn link_by_name(nl: &mut Netlink, name: &str) -> Result<Option<LinkMessage>, NetworkError> {
+/// A link message naming link `name` (the kernel looks links up by name too).
+fn named(name: &str) -> LinkMessage {
     let mut message = LinkMessage::default();
     message
         .attributes
         .push(LinkAttribute::IfName(name.to_string()));
+    message
+}
+
+fn link_by_name(nl: &mut Netlink, name: &str) -> Result<Option<LinkMessage>, NetworkError> {
     match nl.request(
-        RouteNetlinkMessage::GetLink(message),
+        RouteNetlinkMessage::GetLink(named(name)),
         Kind::Change,
         &format!("look up {name}"),
     ) {
@@ -166,10 +171,7 @@ fn add_address(
 pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<(), NetworkError> {
     let mut nl = Netlink::open()?;
     if link_by_name(&mut nl, name)?.is_none() {
-        let mut message = LinkMessage::default();
-        message
-            .attributes
-            .push(LinkAttribute::IfName(name.to_string()));
+        let mut message = named(name);
         message
             .attributes
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
@@ -199,12 +201,8 @@ pub fn delete_link(name: &str) -> Result<bool, NetworkError> {
 }
 
 fn delete_link_with(nl: &mut Netlink, name: &str) -> Result<bool, NetworkError> {
-    let mut message = LinkMessage::default();
-    message
-        .attributes
-        .push(LinkAttribute::IfName(name.to_string()));
     match nl.request(
-        RouteNetlinkMessage::DelLink(message),
+        RouteNetlinkMessage::DelLink(named(name)),
         Kind::Change,
         &format!("delete {name}"),
     ) {
