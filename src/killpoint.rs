@@ -10,7 +10,8 @@
 //! the store), `unpack-applied` (a snapshot unpacked, not yet renamed into place),
 //! `step-layer-written` (a build step's layer written, its snapshot not yet moved),
 //! `save-write` (each MiB `save -o` writes), `container-started` (a container's process is
-//! running).
+//! running), `network-attached` (an address leased and the bridge up, before the container
+//! starts).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};

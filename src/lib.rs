@@ -17,5 +17,6 @@ pub mod context;
 pub mod dockerfile;
 pub mod image;
 pub(crate) mod killpoint;
+pub mod network;
 pub mod registry;
 pub mod store;

@@ -107,15 +107,23 @@ fn isolation() {
 #[test]
 fn networks() {
     let env = env_with_base();
-    let none = run_ok(&env, &["bb", "cat", "/proc/net/dev"]);
+    let none = run_ok(&env, &["--network", "none", "bb", "cat", "/proc/net/dev"]);
     let ifaces: Vec<&str> = none.lines().skip(2).collect();
     assert_eq!(ifaces.len(), 1, "{none}");
     assert!(ifaces[0].trim_start().starts_with("lo:"));
+    // The default (as root): the bridge network, loopback and eth0.
+    let bridge = run_ok(&env, &["bb", "cat", "/proc/net/dev"]);
+    let ifaces: Vec<&str> = bridge.lines().skip(2).map(str::trim_start).collect();
+    assert_eq!(ifaces.len(), 2, "{bridge}");
+    assert!(ifaces.iter().any(|l| l.starts_with("eth0:")), "{bridge}");
     let host = run_ok(&env, &["--network", "host", "bb", "cat", "/proc/net/dev"]);
     let host_dev = std::fs::read_to_string("/proc/net/dev").unwrap();
     assert_eq!(host.lines().count(), host_dev.lines().count());
-    let out = run(&env, &["--network", "bridge", "bb", "true"]);
-    assert_eq!(code(&out), 125);
+    assert_eq!(code(&run(&env, &["--network", "bridge", "bb", "true"])), 0);
+    assert_eq!(
+        code(&run(&env, &["--network", "nosuch", "bb", "true"])),
+        125
+    );
 }
 
 #[test]

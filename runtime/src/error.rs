@@ -4,6 +4,7 @@ use crate::capabilities::CapabilityError;
 use crate::cgroup::CgroupError;
 use crate::mounts::MountError;
 use crate::namespaces::NamespaceError;
+use crate::network::NetworkError;
 use crate::process::ProcessError;
 use crate::rootfs::RootfsError;
 use crate::seccomp::SeccompError;
@@ -34,4 +35,6 @@ pub enum RuntimeError {
     Seccomp(#[from] SeccompError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
 }

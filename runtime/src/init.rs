@@ -33,6 +33,7 @@ use crate::channel::{Channel, Launch, Message};
 use crate::keyring;
 use crate::mounts;
 use crate::namespaces;
+use crate::network;
 use crate::paths::resolve_in_root;
 use crate::rootfs;
 use crate::seccomp;
@@ -120,10 +121,14 @@ impl StateDir {
         let hosts = rootfs::hosts_file(host_network, &spec.hostname, &spec.extra_hosts);
         std::fs::write(state.0.join("hosts"), hosts)?;
         std::fs::write(state.0.join("hostname"), format!("{}\n", spec.hostname))?;
-        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let host_resolv = rootfs::host_resolv_conf(host_network);
         std::fs::write(
             state.0.join("resolv.conf"),
-            rootfs::resolv_conf(host_network, &host_resolv),
+            rootfs::override_dns(
+                rootfs::resolv_conf(host_network, &host_resolv),
+                &spec.dns,
+                &spec.dns_search,
+            ),
         )?;
         Ok(state)
     }
@@ -189,7 +194,16 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
     if let Some(note) = note {
         chan.send(&Message::Note(note)).map_err(chan_err)?;
     }
+    let bridge = match &spec.bridge {
+        Some(attachment) if spec.network != NetworkMode::Host => {
+            Some((network::HostSide::open()?, attachment))
+        }
+        _ => None,
+    };
     namespaces::unshare_container(spec.network)?;
+    if let Some((host, attachment)) = bridge {
+        host.attach(attachment)?;
+    }
     // PID 1 learns through this pipe that it is in its cgroup (one byte, 1).
     let (moved_r, moved_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::Setup(format!("pipe failed: {e}")))?;

@@ -109,6 +109,7 @@ mod init;
 mod keyring;
 mod mounts;
 mod namespaces;
+pub mod network;
 mod overlay_view;
 mod paths;
 mod process;

@@ -608,6 +608,22 @@ pub fn hosts_file(host_network: bool, hostname: &str, extra: &[(String, String)]
     out
 }
 
+/// The host's resolver configuration a container's is derived from: `/etc/resolv.conf`, but
+/// when that names only systemd-resolved's local stub (`127.0.0.53`) and the container has
+/// its own network, the upstream servers resolved itself uses
+/// (`/run/systemd/resolve/resolv.conf`), as docker does.
+pub fn host_resolv_conf(host_network: bool) -> String {
+    let etc = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let stub = etc.lines().any(|l| {
+        let mut words = l.split_whitespace();
+        words.next() == Some("nameserver") && words.next() == Some("127.0.0.53")
+    });
+    if host_network || !stub {
+        return etc;
+    }
+    std::fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or(etc)
+}
+
 /// The per-container `/etc/resolv.conf` from the host's: with the host network it is a copy;
 /// otherwise loopback name servers (unreachable from another network namespace) are dropped
 /// and, when none remain, Google's public servers are used, as docker does.
@@ -631,6 +647,31 @@ pub fn resolv_conf(host_network: bool, host: &str) -> String {
     }
     if servers == 0 {
         out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+/// `resolv` with its `nameserver` lines replaced by `servers` and its `search` lines by
+/// `search`, when given (docker's `--dns` and `--dns-search`).
+pub fn override_dns(resolv: String, servers: &[String], search: &[String]) -> String {
+    if servers.is_empty() && search.is_empty() {
+        return resolv;
+    }
+    let mut out = String::new();
+    for line in resolv.lines() {
+        let key = line.split_whitespace().next();
+        let replaced = (key == Some("nameserver") && !servers.is_empty())
+            || (key == Some("search") && !search.is_empty());
+        if !replaced {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    for server in servers {
+        out.push_str(&format!("nameserver {server}\n"));
     }
     out
 }
@@ -679,6 +720,16 @@ mod tests {
             "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
         );
         assert_eq!(resolv_conf(true, host), host);
+    }
+
+    #[test]
+    fn dns_flags_replace_servers_and_search() {
+        let host = "search a.example\nnameserver 10.0.0.2\noptions ndots:2\n";
+        assert_eq!(override_dns(host.into(), &[], &[]), host);
+        assert_eq!(
+            override_dns(host.into(), &["192.0.2.53".into()], &["b.test".into()]),
+            "options ndots:2\nsearch b.test\nnameserver 192.0.2.53\n"
+        );
     }
 
     #[test]

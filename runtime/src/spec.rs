@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::network::BridgeAttachment;
 use crate::seccomp::SeccompProfile;
 
 /// Everything the runtime needs to start one container.
@@ -39,6 +40,18 @@ pub struct ContainerSpec {
     /// Names the container's cgroup `rbuild/<id>` (a container ID; `[A-Za-z0-9_.-]`). `None`:
     /// the runtime makes one up from the monitor's pid.
     pub id: Option<String>,
+    /// With a private network namespace ([`NetworkMode::None`] or [`NetworkMode::Private`]):
+    /// connect it to a bridge on the host through a veth pair (root only; see
+    /// [`crate::network`]). `None`: loopback only.
+    #[serde(default)]
+    pub bridge: Option<BridgeAttachment>,
+    /// docker's `--dns`: name servers replacing the host's in `/etc/resolv.conf` (not with
+    /// [`NetworkMode::Host`]).
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// docker's `--dns-search`: search domains replacing the host's.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
 }
 
 impl ContainerSpec {
@@ -67,6 +80,9 @@ impl ContainerSpec {
             seccomp: Some(SeccompProfile::default_profile()),
             resources: Resources::default(),
             id: None,
+            bridge: None,
+            dns: Vec::new(),
+            dns_search: Vec::new(),
         }
     }
 }

@@ -118,6 +118,12 @@ pub struct BuildOptions {
     pub isolation: Isolation,
     /// `--no-cache-filter`: stages (names or indexes) whose steps ignore cache hits.
     pub no_cache_filter: Vec<String>,
+    /// RUN steps without `--network` join the default network (a bridge with NAT, as
+    /// BuildKit's default; see [`crate::network`]); `false`: loopback only.
+    pub network_default: bool,
+    /// `--add-host NAME:IP` entries for RUN steps' `/etc/hosts` (`host-gateway`: the bridge's
+    /// address); not part of the cache key.
+    pub add_hosts: Vec<String>,
 }
 
 impl BuildOptions {
@@ -139,6 +145,8 @@ impl BuildOptions {
             registry: RegistryOptions::default(),
             isolation: Isolation::Auto,
             no_cache_filter: Vec::new(),
+            network_default: false,
+            add_hosts: Vec::new(),
         }
     }
 
@@ -154,6 +162,8 @@ impl BuildOptions {
 /// What can go wrong in a build.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     /// Shown whole (file, line, column, the line and a caret); no separate cause.
     #[error("{0}")]
     Parse(ParseError),

@@ -25,6 +25,11 @@ pub(crate) struct RunSpec {
     pub user: String,
     pub network_host: bool,
     pub mounts: Vec<rbuild_runtime::MountSpec>,
+    /// Join the default network, configured for the store at this root
+    /// ([`crate::network::attach_default`]); `None`: loopback only (or the host's).
+    pub default_network: Option<PathBuf>,
+    /// `build --add-host` entries.
+    pub add_hosts: Vec<String>,
 }
 
 /// Where a RUN step's root comes from.
@@ -59,6 +64,8 @@ pub(crate) fn execute(
             &spec.user,
         )?
     };
+    // Chroot isolation has no network namespace to attach (its steps use the host's network).
+    let chroot = matches!(root, RunRoot::Chroot(_));
     let rootfs = match root {
         RunRoot::Overlay { upper, work, empty } => Rootfs::Overlay {
             lowers: if lowers.is_empty() {
@@ -84,6 +91,19 @@ pub(crate) fn execute(
     } else {
         NetworkMode::None
     };
+    // Released (the address) after the step.
+    let attached = match &spec.default_network {
+        Some(root) if !spec.network_host && !chroot => {
+            Some(crate::network::attach_default(root, "build")?)
+        }
+        _ => None,
+    };
+    container.bridge = attached.as_ref().and_then(|a| a.attachment.clone());
+    let extras = crate::network::Extras {
+        add_hosts: spec.add_hosts.clone(),
+        ..Default::default()
+    };
+    extras.apply(&mut container)?;
     let (reader, writer) = std::io::pipe().map_err(io_err("pipe"))?;
     let writer2 = writer.try_clone().map_err(io_err("pipe"))?;
     let stdio = Stdio {
@@ -123,6 +143,7 @@ pub(crate) fn execute(
             (c.wait()?, notes)
         }
     };
+    drop(attached);
     if !status.success() {
         return Err(BuildError::RunFailed {
             command: super::progress::echo(&spec.args.join(" ")).into_owned(),

@@ -275,6 +275,10 @@ impl Builder<'_> {
         )?;
         let args = config_rules::command_vec(state.config.config.as_ref(), op.command);
         let network_host = op.network_host.unwrap_or(self.options.network_host);
+        // `RUN --network=none` and `build --network none` stay on loopback; the key names
+        // both "none" (see the module docs of crate::network: default does not change keys).
+        let default_network =
+            !network_host && op.network_host.is_none() && self.options.network_default;
         let key_env = op.key_env;
         let mut env = op.env;
         env.extend(prepared.env.iter().cloned());
@@ -285,6 +289,8 @@ impl Builder<'_> {
             user: state.user(),
             network_host,
             mounts: prepared.mounts.clone(),
+            default_network: default_network.then(|| self.engine.store.root().to_path_buf()),
+            add_hosts: self.options.add_hosts.clone(),
         };
         let visible = op.visible_args;
         let canonical = json!({
@@ -328,6 +334,12 @@ impl Builder<'_> {
                     if engine.isolation(step)? == Isolation::Chroot {
                         super::chroot::run(&spec, &lowers, tmp.path(), &upper, progress, step)?;
                     } else {
+                        if spec.default_network.is_some() {
+                            let root = store.root();
+                            engine
+                                .network_hold
+                                .get_or_init(|| crate::network::hold_default(root).ok());
+                        }
                         let work = tmp.path().join("work");
                         let empty = tmp.path().join("empty");
                         for d in [&work, &empty] {

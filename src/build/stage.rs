@@ -157,6 +157,7 @@ pub fn build(
             cleanups: Mutex::new(Vec::new()),
             ran: Mutex::new(Vec::new()),
             isolation: (options.isolation, std::sync::OnceLock::new()),
+            network_hold: std::sync::OnceLock::new(),
         },
         view: std::sync::OnceLock::new(),
         file,

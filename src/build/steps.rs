@@ -60,6 +60,9 @@ pub(crate) struct Engine<'a> {
         super::isolation::Isolation,
         OnceLock<super::isolation::Chosen>,
     ),
+    /// Keeps the default network's bridge up from the first RUN step that joins it to the
+    /// end of the build (else each step would set it up and tear it down).
+    pub network_hold: OnceLock<Option<crate::network::Attached>>,
 }
 
 impl Engine<'_> {

@@ -49,9 +49,14 @@ pub struct BuildArgs {
     /// Type of progress output: auto (tty on a terminal, else plain), tty, plain, quiet
     #[arg(long, default_value = "auto", value_name = "TYPE", value_parser = ["auto", "tty", "plain", "quiet"])]
     pub progress: String,
-    /// Networking mode for RUN instructions: none (default) or host
-    #[arg(long, default_value = "none", value_name = "MODE", value_parser = ["none", "default", "host"])]
+    /// Networking mode for RUN instructions: default (rbuild's bridge with NAT; loopback only
+    /// when not root), none or host
+    #[arg(long, default_value = "default", value_name = "MODE", value_parser = ["none", "default", "host"])]
     pub network: String,
+    /// Add a custom host-to-IP mapping for RUN steps (NAME:IP; IP host-gateway: the bridge's
+    /// address)
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
     /// Secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR
     #[arg(long, value_name = "id=ID,src=PATH")]
     pub secret: Vec<String>,
@@ -174,8 +179,11 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
     options.network_host = match args.network.as_str() {
         "host" => true,
         "none" | "default" => false,
-        other => bail!("--network {other:?}: only \"none\" and \"host\" are supported"),
+        other => bail!("--network {other:?}: use default, none or host"),
     };
+    // Not root: loopback only, as before the default network existed (rootless later).
+    options.add_hosts = args.add_host.clone();
+    options.network_default = args.network == "default" && nix::unistd::geteuid().is_root();
     options.platform = args.platform.clone();
     options.isolation = args.isolation.parse()?;
     // Secrets from the environment go through temp files that live until the build ends.

@@ -21,6 +21,8 @@ pub(super) fn open_store(globals: &Globals) -> anyhow::Result<Store> {
     store
         .clean_leftovers()
         .with_context(|| format!("cleaning store {}", globals.root.display()))?;
+    // Bridges and rules a killed rbuild left; a failure shows again where a network is used.
+    let _ = crate::network::clean_leftovers();
     Ok(store)
 }
 

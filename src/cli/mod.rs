@@ -34,6 +34,7 @@ mod lint;
 mod load;
 mod login;
 mod logout;
+mod network;
 mod parse;
 mod pull;
 mod push;
@@ -199,6 +200,9 @@ pub enum Command {
     Top(top::TopArgs),
     /// Display a sample of containers' resource usage
     Stats(top::StatsArgs),
+    /// Manage networks (ls, inspect)
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -326,6 +330,7 @@ pub fn main() -> i32 {
         Command::Container(cmd) => container_cmd::run(&globals, cmd),
         Command::Top(args) => top::top(&globals, args),
         Command::Stats(args) => top::stats(&globals, args),
+        Command::Network(cmd) => network::run(&globals, cmd),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

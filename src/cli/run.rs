@@ -40,9 +40,10 @@ pub struct RunArgs {
     /// Overwrite the default ENTRYPOINT of the image ('' clears it)
     #[arg(long, value_name = "PROGRAM")]
     pub entrypoint: Option<String>,
-    /// Network: none (default; docker's bridge is not implemented) or host
-    #[arg(long, default_value = "none", value_name = "MODE", value_parser = ["none", "host"])]
-    pub network: String,
+    /// Network: bridge (default: rbuild's bridge with NAT; loopback only when not root),
+    /// none (loopback only) or host
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
     /// Container host name
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
@@ -76,6 +77,8 @@ pub struct RunArgs {
     pub lifecycle: super::containers::LifecycleRunArgs,
     #[command(flatten)]
     pub limits: super::limits::LimitArgs,
+    #[command(flatten)]
+    pub net: super::network::RunNetArgs,
     /// Image to run (name, tag or ID)
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -95,12 +98,13 @@ fn host_env(name: &str) -> Option<String> {
 }
 
 pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
-    let network = match args.network.as_str() {
-        "none" => NetworkMode::None,
-        "host" => NetworkMode::Host,
-        other => anyhow::bail!(
-            "network {other:?} is not supported: use none (default) or host (docker's bridge network is not implemented)"
-        ),
+    let (network, attach_network) = match args.network.as_deref() {
+        Some("none") => (NetworkMode::None, None),
+        Some("host") => (NetworkMode::Host, None),
+        // Not root: loopback only, as before the bridge existed (rootless networking later).
+        None if !nix::unistd::geteuid().is_root() => (NetworkMode::None, None),
+        None | Some("bridge" | "default") => (NetworkMode::None, Some("bridge".to_string())),
+        Some(other) => (NetworkMode::None, Some(other.to_string())),
     };
     let mut env_entries = Vec::new();
     for file in &args.env_file {
@@ -125,6 +129,8 @@ pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
     options.workdir = args.workdir;
     options.user = args.user;
     options.network = network;
+    options.attach_network = attach_network;
+    options.network_extras = args.net.extras();
     options.hostname = args.hostname;
     options.init = args.init;
     options.read_only = args.read_only;

@@ -183,6 +183,8 @@ pub(super) fn create(
         healthcheck: super::health::resolve(cc.healthcheck.as_ref(), &options.health),
         health: None,
         oom_killed: false,
+        network: options.attach_network.clone(),
+        network_extras: options.network_extras.clone(),
     };
     Ok((record, spec, held))
 }

@@ -162,6 +162,10 @@ pub enum ContainerError {
         value: String,
         reason: String,
     },
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
 }
 
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
@@ -228,6 +232,11 @@ pub struct RunOptions {
     pub resources: rbuild_runtime::Resources,
     /// rlimits: docker's defaults with `--ulimit` entries over them.
     pub rlimits: Vec<rbuild_runtime::Rlimit>,
+    /// The rbuild network the container's namespace joins (with `network` `None`):
+    /// `bridge` is the default one ([`crate::network`]); `None` leaves it loopback only.
+    pub attach_network: Option<String>,
+    /// `--dns`, `--dns-search`, `--add-host`, `--mac-address`.
+    pub network_extras: crate::network::Extras,
 }
 
 impl RunOptions {
@@ -261,6 +270,8 @@ impl RunOptions {
             health: health::HealthFlags::default(),
             resources: rbuild_runtime::Resources::default(),
             rlimits: rbuild_runtime::default_rlimits(),
+            attach_network: None,
+            network_extras: crate::network::Extras::default(),
         }
     }
 
@@ -348,6 +359,9 @@ fn prepare(
     store: &Store,
     options: &RunOptions,
 ) -> Result<(ContainerRecord, ContainerSpec, HeldLease), ContainerError> {
+    if let Some(name) = options.attach_network.as_deref().filter(|n| *n != "bridge") {
+        return Err(ContainerError::NoSuchNetwork(name.to_string()));
+    }
     let cidfile = options
         .cidfile
         .as_deref()
@@ -396,7 +410,14 @@ pub fn run(
     let (record, spec, lease) = prepare(store, options)?;
     let recorded = options.recorded();
     let id = record.id.clone();
-    let executed = running::execute(store, recorded.then_some(id.as_str()), &spec, stdio, |_| ());
+    let executed = running::execute(
+        store,
+        &record,
+        recorded.then_some(id.as_str()),
+        &spec,
+        stdio,
+        |_| (),
+    );
     // Without --rm a container that failed to start stays ("Created"), as docker keeps it.
     let mut warnings = Vec::new();
     if options.remove {

@@ -183,7 +183,7 @@ fn serve_runs(
     let mut delay = Duration::from_millis(100);
     let result = loop {
         let (stdio, copies) = log_pipes(&log)?;
-        let executed = running::execute(store, Some(id), &spec, stdio, |container| {
+        let executed = running::execute(store, &record, Some(id), &spec, stdio, |container| {
             let held = RunResources::acquire(store, &record, &spec, container);
             if first {
                 ready();

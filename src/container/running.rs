@@ -7,7 +7,7 @@ use rbuild_runtime::{Container, ContainerSpec, ExitStatus, Stdio};
 
 use super::create::now;
 use super::ContainerError;
-use crate::store::{ContainerStatus, Store};
+use crate::store::{ContainerRecord, ContainerStatus, Store};
 
 /// What one run of the process left.
 #[derive(Debug)]
@@ -19,19 +19,31 @@ pub(super) struct Execution {
     pub notes: Vec<String>,
 }
 
-/// Starts `spec` with `stdio`, records it running (when `id` names a recorded container),
+/// Attaches the container of `container` to its network (the address is released, and the
+/// bridge removed when this was its last user, once the process ended), starts `spec` with
+/// `stdio`, records it running (when `id` names a recorded container),
 /// calls `started` with the running container, waits for it and records its exit code and
 /// time. What `started` returns is held while the process runs and dropped after it ended
 /// (per-run resources: see [`super::monitor`]). The caller holds the container's lease.
 /// `Err` means the process never started; the record then stays as it was.
 pub(super) fn execute<R>(
     store: &Store,
+    container: &ContainerRecord,
     id: Option<&str>,
     spec: &ContainerSpec,
     stdio: Stdio,
     started: impl FnOnce(&Container) -> R,
 ) -> Result<Execution, ContainerError> {
-    let container = rbuild_runtime::spawn(spec, stdio)?;
+    // The address lease belongs to this process (the CLI's foreground run, or the monitor).
+    let attached = match container.network.as_deref() {
+        None => None,
+        Some("bridge") => Some(crate::network::attach_default(store.root(), &container.id)?),
+        Some(other) => return Err(ContainerError::NoSuchNetwork(other.to_string())),
+    };
+    let mut spec = spec.clone();
+    spec.bridge = attached.as_ref().and_then(|a| a.attachment.clone());
+    container.network_extras.apply(&mut spec)?;
+    let container = rbuild_runtime::spawn(&spec, stdio)?;
     let mut warnings = Vec::new();
     let mut record = |change: &dyn Fn(&mut crate::store::ContainerRecord)| {
         if let Some(id) = id {
@@ -55,6 +67,7 @@ pub(super) fn execute<R>(
     let held = started(&container);
     let status = container.wait()?;
     drop(held);
+    drop(attached);
     if let Some(id) = id {
         // A `pause` on a cgroup v1 host moved the processes into a freezer group of their own.
         rbuild_runtime::remove_freezer_group(id);

@@ -82,6 +82,12 @@ pub struct ContainerRecord {
     /// (docker's `State.OOMKilled`).
     #[serde(default)]
     pub oom_killed: bool,
+    /// The network the container joins at each start (`bridge`; `None`: none or host, which
+    /// the spec says) and its `--dns`/`--add-host`/`--mac-address` flags.
+    #[serde(default)]
+    pub network: Option<String>,
+    #[serde(default)]
+    pub network_extras: crate::network::Extras,
 }
 
 /// Docker's `State.Health`.

@@ -1,0 +1,202 @@
+//! rbuild's default network: a bridge on the host with NAT, and an address per container.
+//!
+//! As root, a RUN step or a `rbuild run` container on the default network (docker's
+//! `bridge`) gets a private network namespace joined to the host's bridge (`rbuild0`,
+//! 10.88.0.0/16 unless configured, see [`config`]) by a veth pair, an address from the
+//! host-wide IPAM record ([`state`]), a default route via the bridge, and NAT (masquerade,
+//! [`nat`]) for what leaves the host. The kernel work is the runtime's
+//! ([`rbuild_runtime::network`]); this module decides and keeps the books.
+//!
+//! Lifetime: the first user sets the bridge up (nftables rules first, then the bridge, so an
+//! existing bridge always has its rules); the last one to leave ([`Attached`] dropped)
+//! removes both. A container's veth goes with its network namespace. A killed rbuild leaves
+//! a stale lease (its process is gone): the next rbuild that opens the record reclaims it and
+//! removes a bridge no live lease uses ([`clean_leftovers`], run at every CLI start).
+
+pub mod config;
+mod extras;
+mod nat;
+pub mod state;
+pub mod subnet;
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use rbuild_runtime::network::BridgeAttachment;
+
+pub use extras::Extras;
+use state::{BridgeRecord, Locked};
+use subnet::Subnet;
+
+/// Errors of network setup.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error(transparent)]
+    Kernel(#[from] rbuild_runtime::network::NetworkError),
+    #[error("nftables: {0}")]
+    Nft(String),
+    #[error("{}: {error}", path.display())]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("network configuration: {0}")]
+    Config(String),
+    #[error("no free address left in {0}")]
+    Exhausted(String),
+    #[error(
+        "the bridge network needs root: rootless networking (pasta or slirp4netns) is not \
+         implemented yet; use --network none or --network host"
+    )]
+    Rootless,
+}
+
+/// A container's (or RUN step's) place on a bridge, or a hold that keeps the bridge up;
+/// released on drop (and the bridge removed when nothing else uses it).
+#[derive(Debug)]
+pub struct Attached {
+    bridge: String,
+    address: Option<Ipv4Addr>,
+    /// What the runtime needs ([`rbuild_runtime::ContainerSpec::bridge`]); `None` for a hold.
+    pub attachment: Option<BridgeAttachment>,
+}
+
+/// Gives `owner` an address on the default bridge, setting the bridge up when needed.
+pub fn attach_default(store_root: &Path, owner: &str) -> Result<Attached, NetworkError> {
+    attach(store_root, owner, true)
+}
+
+/// Keeps the default bridge up while the returned value lives (a build holds it between
+/// its RUN steps, so that they do not set it up and tear it down each time).
+pub fn hold_default(store_root: &Path) -> Result<Attached, NetworkError> {
+    attach(store_root, "hold", false)
+}
+
+fn attach(store_root: &Path, owner: &str, with_address: bool) -> Result<Attached, NetworkError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(NetworkError::Rootless);
+    }
+    let config = config::default_bridge(store_root)?;
+    let bridge = config.bridge.clone();
+    let mut locked = Locked::open(true)?.expect("created");
+    locked.state.reclaim_stale();
+    let record = match locked.state.bridges.get(&bridge) {
+        Some(r) if Path::new("/sys/class/net").join(&bridge).exists() => r.clone(),
+        _ => {
+            let record = set_up(&locked, &config)?;
+            locked.state.bridges.insert(bridge.clone(), record.clone());
+            record
+        }
+    };
+    let address = if with_address {
+        Some(locked.state.allocate(&bridge, owner)?)
+    } else {
+        locked.state.add_lease(&bridge, None, owner);
+        None
+    };
+    locked.save()?;
+    crate::killpoint::reached("network-attached");
+    let attachment = address.map(|address| BridgeAttachment {
+        bridge: bridge.clone(),
+        host_veth: format!("rbuild{:08x}", u32::from(address)),
+        address,
+        prefix_len: record.subnet.prefix_len,
+        gateway: record.gateway,
+        mac: None,
+    });
+    Ok(Attached {
+        bridge,
+        address,
+        attachment,
+    })
+}
+
+/// Creates the NAT rules and the bridge (replacing a leftover of the same name) on a subnet
+/// that no route of the host and no other rbuild bridge covers.
+fn set_up(locked: &Locked, config: &config::BridgeConfig) -> Result<BridgeRecord, NetworkError> {
+    rbuild_runtime::network::delete_link(&config.bridge)?;
+    let routed: Vec<Subnet> = rbuild_runtime::network::routed_ipv4_prefixes()?
+        .into_iter()
+        .map(|(a, len)| Subnet::new(a, len))
+        .collect();
+    let taken = |s: &Subnet| {
+        routed.iter().any(|r| r.overlaps(s))
+            || locked
+                .state
+                .bridges
+                .iter()
+                .any(|(name, b)| name != &config.bridge && b.subnet.overlaps(s))
+    };
+    let subnet = match config.subnet {
+        Some(s) if taken(&s) => {
+            return Err(NetworkError::Config(format!(
+                "subnet {s} of {} overlaps a network the host already has",
+                config.bridge
+            )))
+        }
+        Some(s) => s,
+        None => config::default_subnets()
+            .find(|s| !taken(s))
+            .ok_or_else(|| NetworkError::Exhausted("10.88.0.0/16 to 10.255.0.0/16".into()))?,
+    };
+    let gateway = subnet.first_host();
+    nat::enable_forwarding()?;
+    nat::setup(&config.bridge, &subnet)?;
+    rbuild_runtime::network::ensure_bridge(&config.bridge, gateway, subnet.prefix_len)?;
+    Ok(BridgeRecord { subnet, gateway })
+}
+
+/// Removes `bridge` and its rules (the rules last: an existing bridge always has them).
+fn tear_down(locked: &mut Locked, bridge: &str) -> Result<(), NetworkError> {
+    rbuild_runtime::network::delete_link(bridge)?;
+    locked.state.bridges.remove(bridge);
+    nat::teardown(bridge, locked.state.bridges.is_empty())
+}
+
+impl Attached {
+    /// The container's address, when it has one.
+    pub fn address(&self) -> Option<Ipv4Addr> {
+        self.address
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let Ok(Some(mut locked)) = Locked::open(false) else {
+            return;
+        };
+        locked.state.release(&self.bridge, self.address);
+        locked.state.reclaim_stale();
+        if !locked.state.in_use(&self.bridge) {
+            let _ = tear_down(&mut locked, &self.bridge);
+        }
+        let _ = locked.save();
+    }
+}
+
+/// Reclaims the leases of dead processes and removes the bridges (and rules) no live lease
+/// uses: what a killed rbuild left. Cheap when there is no record (no lock, one `stat`).
+pub fn clean_leftovers() -> Result<(), NetworkError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let Some(mut locked) = Locked::open(false)? else {
+        return Ok(());
+    };
+    let before = locked.state.leases.len();
+    locked.state.reclaim_stale();
+    let unused: Vec<String> = locked
+        .state
+        .bridges
+        .keys()
+        .filter(|b| !locked.state.in_use(b))
+        .cloned()
+        .collect();
+    for bridge in &unused {
+        tear_down(&mut locked, bridge)?;
+    }
+    if before != locked.state.leases.len() || !unused.is_empty() {
+        locked.save()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! NAT and forwarding for rbuild's bridges, through nftables (the `nft` binary, Debian's
+//! `nftables` package, fed a ruleset on stdin: one atomic transaction per change).
+//!
+//! Everything lives in the table `ip rbuild`: per bridge `B`, a chain `post-B` (masquerade
+//! what leaves the bridge's subnet for another interface) and a chain `fwd-B` (accept
+//! forwarding from the bridge and replies to it, for hosts whose forward policy is drop).
+//! The table goes when its last bridge goes.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use super::subnet::Subnet;
+use super::NetworkError;
+
+const TABLE: &str = "ip rbuild";
+
+/// Adds (or resets) the chains of `bridge`.
+pub(super) fn setup(bridge: &str, subnet: &Subnet) -> Result<(), NetworkError> {
+    let script = format!(
+        "add table {TABLE}\n\
+         add chain {TABLE} post-{bridge} {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
+         flush chain {TABLE} post-{bridge}\n\
+         add rule {TABLE} post-{bridge} ip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
+         add chain {TABLE} fwd-{bridge} {{ type filter hook forward priority filter; policy accept; }}\n\
+         flush chain {TABLE} fwd-{bridge}\n\
+         add rule {TABLE} fwd-{bridge} iifname \"{bridge}\" accept\n\
+         add rule {TABLE} fwd-{bridge} oifname \"{bridge}\" ct state established,related accept\n"
+    );
+    nft(&script)
+}
+
+/// Removes the chains of `bridge`, and the whole table when `last` (no other bridge of
+/// rbuild's is in use). Nothing there is fine.
+pub(super) fn teardown(bridge: &str, last: bool) -> Result<(), NetworkError> {
+    // `add` first: deleting what does not exist fails, adding what exists does not.
+    let script = if last {
+        format!("add table {TABLE}\ndelete table {TABLE}\n")
+    } else {
+        format!(
+            "add table {TABLE}\n\
+             add chain {TABLE} post-{bridge} {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
+             flush chain {TABLE} post-{bridge}\n\
+             delete chain {TABLE} post-{bridge}\n\
+             add chain {TABLE} fwd-{bridge} {{ type filter hook forward priority filter; policy accept; }}\n\
+             flush chain {TABLE} fwd-{bridge}\n\
+             delete chain {TABLE} fwd-{bridge}\n"
+        )
+    };
+    nft(&script)
+}
+
+fn nft(script: &str) -> Result<(), NetworkError> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| NetworkError::Nft(format!("cannot run nft (Debian package nftables): {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .map_err(|e| NetworkError::Nft(e.to_string()))?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| NetworkError::Nft(e.to_string()))?;
+    if !output.status.success() {
+        return Err(NetworkError::Nft(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Turns on IPv4 forwarding (containers' traffic leaves through the host), as docker does.
+pub(super) fn enable_forwarding() -> Result<(), NetworkError> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    if std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    std::fs::write(path, "1").map_err(|e| NetworkError::Io {
+        path: path.into(),
+        error: e,
+    })
+}

@@ -1,0 +1,184 @@
+//! The IPAM record: which rbuild bridges exist and which addresses are handed out, shared by
+//! every rbuild process on the host.
+//!
+//! Bridges, veths and nftables rules are host-wide, so their bookkeeping is too: one JSON
+//! file, `/run/rbuild/network/state.json`, read and rewritten (atomically, by rename) under
+//! an flock on `lock` next to it. Not the store's database: two stores (`--root`) share the
+//! host's network, and an address must never be handed out twice whichever store asks.
+//! `/run` is a tmpfs on most systems, so a reboot clears the record together with the
+//! kernel state it describes.
+//!
+//! Every lease names the process that holds it (pid and start time, so a recycled pid does
+//! not count): a lease whose process is gone is stale (its rbuild was killed) and is
+//! reclaimed by the next process that takes the lock.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::subnet::Subnet;
+use super::NetworkError;
+
+/// Where the record lives; `RBUILD_NETWORK_STATE` moves it (tests that must not see the
+/// host's).
+fn state_dir() -> PathBuf {
+    std::env::var_os("RBUILD_NETWORK_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/rbuild/network"))
+}
+
+/// A bridge rbuild set up: its subnet and the gateway (the bridge's address).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeRecord {
+    pub subnet: Subnet,
+    pub gateway: Ipv4Addr,
+}
+
+/// An address handed out (or, without one, a hold that keeps the bridge up).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpLease {
+    /// The bridge device.
+    pub bridge: String,
+    pub address: Option<Ipv4Addr>,
+    /// Who uses it: a container ID, `build` for a RUN step.
+    pub owner: String,
+    pub pid: u32,
+    /// The holder's start time (`/proc/<pid>/stat` field 22).
+    pub start: u64,
+}
+
+impl IpLease {
+    pub fn alive(&self) -> bool {
+        process_start(self.pid) == Some(self.start)
+    }
+}
+
+/// The record as read under the lock.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    #[serde(default)]
+    pub bridges: BTreeMap<String, BridgeRecord>,
+    #[serde(default)]
+    pub leases: Vec<IpLease>,
+}
+
+/// The record with the lock held (released on drop); [`Locked::save`] writes it back.
+pub(super) struct Locked {
+    _lock: fs::File,
+    pub state: State,
+}
+
+fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> NetworkError + '_ {
+    move |error| NetworkError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+impl Locked {
+    /// Takes the lock and reads the record; `None` when there is no record and `create` is
+    /// false (nothing to clean up).
+    pub(super) fn open(create: bool) -> Result<Option<Locked>, NetworkError> {
+        let dir = state_dir();
+        if !create && !dir.join("state.json").exists() {
+            return Ok(None);
+        }
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let lock_path = dir.join("lock");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
+        let path = dir.join("state.json");
+        let state = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        Ok(Some(Locked { _lock: lock, state }))
+    }
+
+    pub(super) fn save(&self) -> Result<(), NetworkError> {
+        let dir = state_dir();
+        let path = dir.join("state.json");
+        let tmp = dir.join("state.json.tmp");
+        let bytes = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
+        fs::write(&tmp, bytes).map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))
+    }
+}
+
+/// Reads the record without changing it (for listings).
+pub fn read() -> Result<State, NetworkError> {
+    Ok(Locked::open(false)?.map(|l| l.state).unwrap_or_default())
+}
+
+impl State {
+    /// Drops the leases of processes that are gone.
+    pub(super) fn reclaim_stale(&mut self) {
+        self.leases.retain(IpLease::alive);
+    }
+
+    pub(super) fn in_use(&self, bridge: &str) -> bool {
+        self.leases.iter().any(|l| l.bridge == bridge)
+    }
+
+    /// The lowest free address of `bridge`'s subnet (the gateway skipped), leased to
+    /// `owner` held by this process.
+    pub(super) fn allocate(&mut self, bridge: &str, owner: &str) -> Result<Ipv4Addr, NetworkError> {
+        let record = self
+            .bridges
+            .get(bridge)
+            .cloned()
+            .ok_or_else(|| NetworkError::Config(format!("bridge {bridge} is not set up")))?;
+        let taken: Vec<Ipv4Addr> = self
+            .leases
+            .iter()
+            .filter(|l| l.bridge == bridge)
+            .filter_map(|l| l.address)
+            .collect();
+        let address = record
+            .subnet
+            .hosts()
+            .find(|a| *a != record.gateway && !taken.contains(a))
+            .ok_or_else(|| NetworkError::Exhausted(record.subnet.to_string()))?;
+        self.add_lease(bridge, Some(address), owner);
+        Ok(address)
+    }
+
+    pub(super) fn add_lease(&mut self, bridge: &str, address: Option<Ipv4Addr>, owner: &str) {
+        let pid = std::process::id();
+        self.leases.push(IpLease {
+            bridge: bridge.to_string(),
+            address,
+            owner: owner.to_string(),
+            pid,
+            start: process_start(pid).unwrap_or(0),
+        });
+    }
+
+    /// Removes this process's lease of `address` (or its hold, `None`) on `bridge`.
+    pub(super) fn release(&mut self, bridge: &str, address: Option<Ipv4Addr>) {
+        let pid = std::process::id();
+        if let Some(i) = self
+            .leases
+            .iter()
+            .position(|l| l.bridge == bridge && l.address == address && l.pid == pid)
+        {
+            self.leases.remove(i);
+        }
+    }
+}
+
+/// The start time of process `pid` in clock ticks since boot, `None` when it does not exist.
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
