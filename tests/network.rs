@@ -388,3 +388,38 @@ fn dns_add_host_and_mac_address_flags() {
     );
     net.assert_nothing_left(&env);
 }
+
+/// Regression (merge of the network and the detached containers): the address lease belongs to
+/// the process that runs the container. A `-d` container's is its monitor's, so it keeps its
+/// network after the CLI exited, gets it again on `restart`, and leaves nothing when removed.
+#[test]
+fn bug_detached_container_lost_its_network_with_the_cli() {
+    let env = TestEnv::with_base("bb");
+    let outside = Outside::start(&env, "det", 5);
+    let net = Net {
+        bridge: "rbuildt5",
+        octet: 235,
+    };
+    let url = outside.url();
+    let script = format!("while true; do wget -qO- {url} && sleep 100; sleep 0.2; done");
+    let id = net.ok(&env, &["run", "-d", "bb", "sh", "-c", &script]);
+    let id = id.trim();
+    let fetched = |runs: usize| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let logs = net.ok(&env, &["logs", id]);
+            if logs.matches("hello-outside").count() >= runs {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no fetch #{runs}: {logs}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    fetched(1);
+    let route = net.ok(&env, &["exec", id, "ip", "route"]);
+    assert!(route.contains("default via 10.235.0.1 dev eth0"), "{route}");
+    net.ok(&env, &["restart", "-t", "0", id]);
+    fetched(2);
+    net.ok(&env, &["rm", "-f", id]);
+    net.assert_nothing_left(&env);
+}
