@@ -81,13 +81,19 @@ fn container_value(store: &Store, name: &str) -> anyhow::Result<(Value, &'static
     Ok((value, "ContainerInspect"))
 }
 
-pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
-    // `json` means the default output, as in docker; any other format is a template, checked
-    // before anything is looked up or printed
-    let template = match args.format.as_deref() {
+/// The `-f/--format` of an `inspect`: `json` (or none) means the default output, as in
+/// docker; any other format is a template, checked before anything is looked up or printed.
+pub(super) fn inspect_template(
+    format: Option<&str>,
+) -> anyhow::Result<Option<super::template::Template>> {
+    Ok(match format {
         None | Some("json") => None,
         Some(t) => Some(parse_template(&unescape(t))?),
-    };
+    })
+}
+
+pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
+    let template = inspect_template(args.format.as_deref())?;
     let store = open_store(globals)?;
     let mut values = Vec::new();
     let mut status = 0;

@@ -8,9 +8,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use super::common::{
-    confirm_removal, human_size, open_store, parse_template, unescape, ListFormat,
-};
+use super::common::{confirm_removal, human_size, open_store, ListFormat};
 use super::Globals;
 use crate::container::{self, volumes, RunOptions};
 use crate::store::{ContainerRecord, Store, StoreError, VolumeRecord};
@@ -265,10 +263,7 @@ fn inspect_value(store: &Store, v: &VolumeRecord) -> Value {
 }
 
 fn inspect(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
-    let template = match args.format.as_deref() {
-        None | Some("json") => None,
-        Some(t) => Some(parse_template(&unescape(t))?),
-    };
+    let template = super::inspect::inspect_template(args.format.as_deref())?;
     let store = open_store(globals)?;
     let mut values = Vec::new();
     let mut status = 0;

@@ -9,7 +9,6 @@
 //! in it was added or deleted. Everything under a replaced (opaque) directory is Added.
 //! Sorted by path, parents before their children.
 
-use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -71,12 +70,7 @@ fn walk(
     rel: &Path,
     out: &mut Vec<PathChange>,
 ) -> Result<bool, ContainerError> {
-    let mut names: Vec<OsString> = fs::read_dir(dir)
-        .map_err(io_err(dir))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()
-        .map_err(io_err(dir))?;
-    names.sort();
+    let names = crate::image::layer::treediff::sorted_names(dir)?;
     let mut added_or_deleted = false;
     for name in names {
         let path = dir.join(&name);

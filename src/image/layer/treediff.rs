@@ -376,7 +376,7 @@ impl Differ<'_> {
 }
 
 /// The names in `dir`, sorted (the layer's order, and the same on every run).
-fn sorted_names(dir: &Path) -> Result<Vec<OsString>, LayerError> {
+pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<OsString>, LayerError> {
     let mut names: Vec<OsString> = fs::read_dir(dir)
         .map_err(io_err(dir))?
         .map(|e| e.map(|e| e.file_name()))
