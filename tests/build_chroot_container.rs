@@ -127,7 +127,7 @@ fn rbuild_builds_pushes_and_reuses_the_cache_in_an_unprivileged_container() {
     let cache = format!("type=registry,ref={}/chroot/cache:1", registry.host());
     let build = |extra: &str| {
         format!(
-            "rbuild load -i /in/busybox.tar && rbuild build --progress=plain \
+            "rbuild load -i /in/busybox.tar && rbuild --log-level info build --progress=plain \
              --secret id=tok,src=/in/token -t {app} --push {extra} /ctx && \
              rbuild inspect --format '{{{{.Id}}}}' {app}"
         )

@@ -14,7 +14,8 @@ fn build(env: &BuildEnv, isolation: &str) -> (String, String) {
         .env
         .cmd()
         .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args(["build", "--progress=plain", "--isolation", isolation])
+        .args(["--log-level", "info", "build", "--progress=plain"])
+        .args(["--isolation", isolation])
         .args(["--secret", &format!("id=tok,src={}", path_str(&secret))])
         .args(["-t", "iso:1", "--iidfile", "iid"])
         .arg(testdata("chroot"))
@@ -110,7 +111,13 @@ fn rbuild_isolation_env_selects_chroot_and_bad_values_are_refused() {
         .env
         .cmd()
         .env("RBUILD_ISOLATION", "chroot")
-        .args(["build", "--progress=plain", path_str(&ctx)])
+        .args([
+            "--log-level",
+            "info",
+            "build",
+            "--progress=plain",
+            path_str(&ctx),
+        ])
         .output()
         .unwrap();
     build_support::assert_success("build", &out);

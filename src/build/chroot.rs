@@ -34,7 +34,7 @@ pub(crate) fn run(
     let view = Layered { lowers };
     let started = std::time::Instant::now();
     let copied = treediff::materialise(&view, &root)?;
-    progress.info(
+    progress.detail(
         step,
         &format!(
             "chroot: root copied in {:.3}s ({} files, {} bytes, {})",

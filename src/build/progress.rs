@@ -80,6 +80,8 @@ pub struct Progress {
     next: AtomicUsize,
     live: Mutex<Live>,
     width: usize,
+    /// Whether [`Progress::detail`] lines are shown (`--log-level info` and above).
+    details: bool,
 }
 
 impl Progress {
@@ -95,7 +97,14 @@ impl Progress {
             next: AtomicUsize::new(1),
             live: Mutex::new(Live::default()),
             width,
+            details: false,
         }
+    }
+
+    /// Shows [`Progress::detail`] lines too (the CLI's `--log-level info`).
+    pub fn with_details(mut self, details: bool) -> Progress {
+        self.details = details;
+        self
     }
 
     fn line(&self, text: &str) {
@@ -219,6 +228,13 @@ impl Progress {
     pub fn info(&self, step: &StepHandle, text: &str) {
         self.line(&format!("#{} {text}", step.id));
         self.with_live(|_| vec![format!("=> => {text}")]);
+    }
+
+    /// A detail of the step, shown only [`Progress::with_details`] (how it was run, say).
+    pub fn detail(&self, step: &StepHandle, text: &str) {
+        if self.details {
+            self.info(step, text);
+        }
     }
 
     /// The step was a cache hit.

@@ -126,7 +126,7 @@ impl Engine<'_> {
                 self.progress.warn(why);
             }
             self.progress
-                .info(step, &format!("isolation: {}", chosen.isolation));
+                .detail(step, &format!("isolation: {}", chosen.isolation));
         }
         Ok(chosen.isolation)
     }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::common::open_store;
-use super::Globals;
+use super::{Globals, LogLevel};
 use crate::build::export::{export, Export};
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::{build, BuildOptions, DockerfileSource};
@@ -259,7 +259,12 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
             globals.warn(format_args!("importing cache from {text}: {e}"));
         }
     }
-    let id = build(&store, &options, Progress::new(mode)).context("failed to solve")?;
+    let id = build(
+        &store,
+        &options,
+        Progress::new(mode).with_details(globals.log_level >= LogLevel::Info),
+    )
+    .context("failed to solve")?;
     drop(secret_files);
     for e in &exports {
         export(&store, &id, &args.tag, e).with_context(|| format!("exporting to {e:?}"))?;
