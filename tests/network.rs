@@ -256,10 +256,26 @@ fn twenty_parallel_containers_get_distinct_addresses() {
             .unwrap()
         })
         .collect();
-    let mut addresses: Vec<String> = children
+    let outputs: Vec<Output> = children
         .into_iter()
-        .map(|c| assert_success("parallel run", &c.wait_with_output().unwrap()))
-        .map(|s| s.trim().to_string())
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    // All failures at once: one container that never started makes the others time out
+    // (exit 9), and the first in order is not the one that says why.
+    let failed: Vec<String> = outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !o.status.success())
+        .map(|(i, o)| format!("c{i}: {}: {}", o.status, String::from_utf8_lossy(&o.stderr)))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "parallel runs failed:\n{}",
+        failed.join("\n")
+    );
+    let mut addresses: Vec<String> = outputs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .collect();
     for a in &addresses {
         assert!(a.starts_with("10.232.") && a.ends_with("/16"), "{a}");

@@ -519,10 +519,26 @@ fn remove_stale(parent: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) && !has_processes(&entry.path()) {
+        // A group made in the last minute may be one that another container is setting up
+        // (it has no process until its PID 1 moves in): removing it made that start fail.
+        let fresh = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < stale_after()));
+        if entry.file_type().is_ok_and(|t| t.is_dir()) && !fresh && !has_processes(&entry.path()) {
             let _ = std::fs::remove_dir(entry.path());
         }
     }
+}
+
+/// How old an empty container group must be before another start removes it as stale: a
+/// minute, or `RBUILD_CGROUP_STALE_AFTER_SECS` (tests of the clean-up set 0).
+fn stale_after() -> std::time::Duration {
+    let secs = std::env::var("RBUILD_CGROUP_STALE_AFTER_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    std::time::Duration::from_secs(secs)
 }
 
 fn has_processes(group: &Path) -> bool {

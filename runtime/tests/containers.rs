@@ -1222,10 +1222,13 @@ fn stale_cgroups_are_removed_after_the_monitor_is_killed() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(group.exists(), "left behind by the killed monitor");
-    // The next container's start removes it.
+    // The next container's start removes it (once it is old enough not to be one that is
+    // being set up: a minute, 0 here).
+    std::env::set_var("RBUILD_CGROUP_STALE_AFTER_SECS", "0");
     let (rootfs, _) = overlay("pids-stale-next");
     let spec = ContainerSpec::new(rootfs, vec!["true".into()]);
     assert!(rbuild_runtime::run(&spec, Stdio::null()).unwrap().success());
+    std::env::remove_var("RBUILD_CGROUP_STALE_AFTER_SECS");
     assert!(!group.exists(), "stale group removed");
 }
 
