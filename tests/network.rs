@@ -118,6 +118,19 @@ impl Net {
 
     /// Asserts that no link, nftables chain or lease of this network is left on the host.
     fn assert_nothing_left(&self, env: &TestEnv) {
+        // The kernel destroys a dead namespace's veth pair asynchronously (its netns is
+        // cleaned up in a workqueue): give it a few seconds before calling a link left over.
+        let ours = |links: &str| {
+            links.lines().any(|line| {
+                let name = line.split(':').nth(1).unwrap_or("").trim();
+                name == self.bridge || name.starts_with(&self.veth_prefix())
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ours(&String::from_utf8_lossy(&sh("ip -o link").stdout)) && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let links = sh("ip -o link").stdout;
         let links = String::from_utf8_lossy(&links);
         for line in links.lines() {
