@@ -134,7 +134,7 @@ pub fn stats(globals: &Globals, args: StatsArgs) -> anyhow::Result<i32> {
         store
             .list_containers()?
             .into_iter()
-            .filter(|c| c.is_running())
+            .filter(|c| store.container_running(c))
             .map(|c| c.id)
             .collect()
     } else {

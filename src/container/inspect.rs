@@ -18,7 +18,8 @@ fn rfc3339(seconds: i64) -> String {
 
 /// The `docker inspect` object of container `name` (name, ID or unique ID prefix).
 pub fn inspect(store: &Store, name: &str) -> Result<Value, ContainerError> {
-    let record = store.resolve_container(name)?;
+    // Settled: a container whose monitor died shows as exited, as in `ps`.
+    let record = super::find(store, name)?;
     let spec = spec_file::load(store, &record.id)?;
     Ok(inspect_value(&record, &spec))
 }

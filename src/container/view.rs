@@ -68,7 +68,7 @@ impl Root {
     /// The container's root for reading and writing: `/proc/PID/root` while it runs, else its
     /// overlay mounted read-write.
     pub fn open(store: &Store, record: &ContainerRecord) -> Result<Root, ContainerError> {
-        if let (true, Some(pid)) = (record.is_running(), record.pid) {
+        if let (true, Some(pid)) = (store.container_running(record), record.pid) {
             return Ok(Root::Dir(PathBuf::from(format!("/proc/{pid}/root"))));
         }
         let layers = Layers::of(store, record)?;
