@@ -200,7 +200,7 @@ pub enum Command {
     Top(top::TopArgs),
     /// Display a sample of containers' resource usage
     Stats(top::StatsArgs),
-    /// Manage networks (ls, inspect)
+    /// Manage networks (create, ls, inspect, rm, prune)
     #[command(subcommand)]
     Network(network::NetworkCommand),
 }

@@ -32,6 +32,7 @@ pub mod export;
 pub mod inspect;
 mod lifecycle;
 pub mod limits;
+mod links;
 pub mod names;
 pub mod security;
 mod seed;
@@ -360,8 +361,11 @@ fn prepare(
     options: &RunOptions,
 ) -> Result<(ContainerRecord, ContainerSpec, HeldLease), ContainerError> {
     if let Some(name) = options.attach_network.as_deref().filter(|n| *n != "bridge") {
-        return Err(ContainerError::NoSuchNetwork(name.to_string()));
+        crate::network::networks::find(name)?;
     }
+    options
+        .network_extras
+        .check(options.attach_network.as_deref())?;
     let cidfile = options
         .cidfile
         .as_deref()

@@ -35,14 +35,18 @@ pub(super) fn execute<R>(
     started: impl FnOnce(&Container) -> R,
 ) -> Result<Execution, ContainerError> {
     // The address lease belongs to this process (the CLI's foreground run, or the monitor).
-    let attached = match container.network.as_deref() {
-        None => None,
-        Some("bridge") => Some(crate::network::attach_default(store.root(), &container.id)?),
-        Some(other) => return Err(ContainerError::NoSuchNetwork(other.to_string())),
-    };
+    let attached = container
+        .network
+        .as_deref()
+        .map(|n| crate::network::join(store.root(), n, &container.id, dns_names(container)))
+        .transpose()?;
     let mut spec = spec.clone();
     spec.bridge = attached.as_ref().and_then(|a| a.attachment.clone());
     container.network_extras.apply(&mut spec)?;
+    if let Some(attached) = &attached {
+        attached.configure_dns(&mut spec);
+    }
+    super::links::apply(store, container, &mut spec)?;
     let container = rbuild_runtime::spawn(&spec, stdio)?;
     let mut warnings = Vec::new();
     let mut record = |change: &dyn Fn(&mut crate::store::ContainerRecord)| {
@@ -86,4 +90,14 @@ pub(super) fn execute<R>(
         warnings,
         notes,
     })
+}
+
+/// The names a container answers to on a user network, as docker's: its name, its
+/// `--network-alias`es and its short ID.
+fn dns_names(container: &ContainerRecord) -> Vec<String> {
+    let mut names = vec![container.name.clone()];
+    names.extend(container.network_extras.aliases.iter().cloned());
+    names.push(container.short_id().to_string());
+    names.dedup();
+    names
 }

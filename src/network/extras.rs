@@ -14,9 +14,42 @@ pub struct Extras {
     /// `NAME:IP` entries (`IP` may be `host-gateway`), for `/etc/hosts`.
     pub add_hosts: Vec<String>,
     pub mac_address: Option<String>,
+    /// `--network-alias`: more names the container answers to on a user network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `--link NAME[:ALIAS]` as given (the default bridge only; see
+    /// `crate::container::links`).
+    #[serde(default)]
+    pub links: Vec<String>,
 }
 
 impl Extras {
+    /// Refuses what does not fit the container's `network` (`None`: none or host), before
+    /// the container is made: aliases need a user network, links the default bridge (as
+    /// docker's legacy links).
+    pub fn check(&self, network: Option<&str>) -> Result<(), NetworkError> {
+        let user = network.is_some_and(|n| n != "bridge");
+        if !self.aliases.is_empty() && !user {
+            return Err(NetworkError::Config(
+                "--network-alias is only supported for containers on user-defined networks".into(),
+            ));
+        }
+        if !self.links.is_empty() && network != Some("bridge") {
+            return Err(NetworkError::Config(
+                "--link is only supported on the default bridge network".into(),
+            ));
+        }
+        for link in &self.links {
+            let (name, alias) = link.split_once(':').unwrap_or((link, link));
+            if name.is_empty() || alias.is_empty() {
+                return Err(NetworkError::Config(format!(
+                    "--link {link:?}: expected NAME[:ALIAS]"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Sets them on `spec` (after its network: `host-gateway` is the bridge's address, and
     /// a MAC address needs an interface to set it on).
     pub fn apply(&self, spec: &mut ContainerSpec) -> Result<(), NetworkError> {

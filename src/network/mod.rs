@@ -14,8 +14,10 @@
 //! removes a bridge no live lease uses ([`clean_leftovers`], run at every CLI start).
 
 pub mod config;
+mod dns;
 mod extras;
 mod nat;
+pub mod networks;
 pub mod state;
 pub mod subnet;
 
@@ -49,6 +51,10 @@ pub enum NetworkError {
          implemented yet; use --network none or --network host"
     )]
     Rootless,
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
+    #[error("error while removing network: network {network} has active endpoints ({containers})")]
+    InUse { network: String, containers: String },
 }
 
 /// A container's (or RUN step's) place on a bridge, or a hold that keeps the bridge up;
@@ -59,31 +65,95 @@ pub struct Attached {
     address: Option<Ipv4Addr>,
     /// What the runtime needs ([`rbuild_runtime::ContainerSpec::bridge`]); `None` for a hold.
     pub attachment: Option<BridgeAttachment>,
+    /// A user network's name responder, answering while this holder lives.
+    responder: Option<dns::Responder>,
 }
 
 /// Gives `owner` an address on the default bridge, setting the bridge up when needed.
 pub fn attach_default(store_root: &Path, owner: &str) -> Result<Attached, NetworkError> {
-    attach(store_root, owner, true)
+    let config = config::default_bridge(store_root)?;
+    attach(&config, false, owner, Vec::new(), true)
+}
+
+/// Gives `owner` an address on the user-defined network `network`, which answers `names`
+/// with it, setting the network's bridge up when needed; the returned value runs this
+/// holder's share of the network's name responder ([`dns`]) while it lives.
+pub fn attach_user(
+    network: &networks::NetworkRecord,
+    owner: &str,
+    names: Vec<String>,
+) -> Result<Attached, NetworkError> {
+    let config = config::BridgeConfig {
+        bridge: network.bridge(),
+        subnet: Some(network.subnet),
+    };
+    let mut attached = attach(&config, network.internal, owner, names, true)?;
+    let gateway = attached.attachment.as_ref().map(|a| a.gateway);
+    if let Some(gateway) = gateway {
+        attached.responder = Some(dns::Responder::start(config.bridge, gateway)?);
+    }
+    Ok(attached)
+}
+
+/// Joins a container to `network` as its record names it: `bridge` (the default one, where
+/// `names` only label the lease) or a user-defined network, which answers to `names`. The container's spec then needs
+/// [`Attached::configure_dns`].
+pub fn join(
+    store_root: &Path,
+    network: &str,
+    owner: &str,
+    names: Vec<String>,
+) -> Result<Attached, NetworkError> {
+    match network {
+        "bridge" => attach(
+            &config::default_bridge(store_root)?,
+            false,
+            owner,
+            names,
+            true,
+        ),
+        name => attach_user(&networks::find(name)?, owner, names),
+    }
+}
+
+/// The address of the live container `owner` on the default bridge, if it has one (what
+/// `--link` points at).
+pub fn default_bridge_address(
+    store_root: &Path,
+    owner: &str,
+) -> Result<Option<Ipv4Addr>, NetworkError> {
+    let bridge = config::default_bridge(store_root)?.bridge;
+    Ok(state::read()?
+        .leases
+        .into_iter()
+        .filter(|l| l.bridge == bridge && l.owner == owner && l.alive())
+        .find_map(|l| l.address))
 }
 
 /// Keeps the default bridge up while the returned value lives (a build holds it between
 /// its RUN steps, so that they do not set it up and tear it down each time).
 pub fn hold_default(store_root: &Path) -> Result<Attached, NetworkError> {
-    attach(store_root, "hold", false)
+    let config = config::default_bridge(store_root)?;
+    attach(&config, false, "hold", Vec::new(), false)
 }
 
-fn attach(store_root: &Path, owner: &str, with_address: bool) -> Result<Attached, NetworkError> {
+fn attach(
+    config: &config::BridgeConfig,
+    internal: bool,
+    owner: &str,
+    names: Vec<String>,
+    with_address: bool,
+) -> Result<Attached, NetworkError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(NetworkError::Rootless);
     }
-    let config = config::default_bridge(store_root)?;
     let bridge = config.bridge.clone();
     let mut locked = Locked::open(true)?.expect("created");
     locked.state.reclaim_stale();
     let record = match locked.state.bridges.get(&bridge) {
         Some(r) if Path::new("/sys/class/net").join(&bridge).exists() => r.clone(),
         _ => {
-            let record = set_up(&locked, &config)?;
+            let record = set_up(&locked, config, internal)?;
             locked.state.bridges.insert(bridge.clone(), record.clone());
             record
         }
@@ -94,6 +164,9 @@ fn attach(store_root: &Path, owner: &str, with_address: bool) -> Result<Attached
         locked.state.add_lease(&bridge, None, owner);
         None
     };
+    if let Some(lease) = locked.state.leases.last_mut() {
+        lease.names = names; // the lease just added
+    }
     locked.save()?;
     crate::killpoint::reached("network-attached");
     let attachment = address.map(|address| BridgeAttachment {
@@ -108,17 +181,23 @@ fn attach(store_root: &Path, owner: &str, with_address: bool) -> Result<Attached
         bridge,
         address,
         attachment,
+        responder: None,
     })
 }
 
 /// Creates the NAT rules and the bridge (replacing a leftover of the same name) on a subnet
-/// that no route of the host and no other rbuild bridge covers.
-fn set_up(locked: &Locked, config: &config::BridgeConfig) -> Result<BridgeRecord, NetworkError> {
+/// that no route of the host, no other rbuild bridge and no other user network covers.
+fn set_up(
+    locked: &Locked,
+    config: &config::BridgeConfig,
+    internal: bool,
+) -> Result<BridgeRecord, NetworkError> {
     rbuild_runtime::network::delete_link(&config.bridge)?;
     let routed: Vec<Subnet> = rbuild_runtime::network::routed_ipv4_prefixes()?
         .into_iter()
         .map(|(a, len)| Subnet::new(a, len))
         .collect();
+    let networks = networks::load()?;
     let taken = |s: &Subnet| {
         routed.iter().any(|r| r.overlaps(s))
             || locked
@@ -126,6 +205,9 @@ fn set_up(locked: &Locked, config: &config::BridgeConfig) -> Result<BridgeRecord
                 .bridges
                 .iter()
                 .any(|(name, b)| name != &config.bridge && b.subnet.overlaps(s))
+            || networks
+                .iter()
+                .any(|n| n.bridge() != config.bridge && n.subnet.overlaps(s))
     };
     let subnet = match config.subnet {
         Some(s) if taken(&s) => {
@@ -139,11 +221,23 @@ fn set_up(locked: &Locked, config: &config::BridgeConfig) -> Result<BridgeRecord
             .find(|s| !taken(s))
             .ok_or_else(|| NetworkError::Exhausted("10.88.0.0/16 to 10.255.0.0/16".into()))?,
     };
-    let gateway = subnet.first_host();
+    let gateway = networks
+        .iter()
+        .find(|n| n.bridge() == config.bridge)
+        .map_or_else(|| subnet.first_host(), |n| n.gateway);
     nat::enable_forwarding()?;
-    nat::setup(&config.bridge, &subnet)?;
+    nat::setup(&config.bridge, &subnet, internal)?;
     rbuild_runtime::network::ensure_bridge(&config.bridge, gateway, subnet.prefix_len)?;
     Ok(BridgeRecord { subnet, gateway })
+}
+
+/// Removes a leftover of `bridge` (set up, no longer used) and its rules: a network's,
+/// when the network is removed.
+fn forget_bridge(locked: &mut Locked, bridge: &str) -> Result<(), NetworkError> {
+    if locked.state.bridges.contains_key(bridge) {
+        tear_down(locked, bridge)?;
+    }
+    Ok(())
 }
 
 /// Removes `bridge` and its rules (the rules last: an existing bridge always has them).
@@ -157,6 +251,17 @@ impl Attached {
     /// The container's address, when it has one.
     pub fn address(&self) -> Option<Ipv4Addr> {
         self.address
+    }
+
+    /// On a user network, makes the network's responder the name server of the container's
+    /// `spec` (after `--dns`: when that named other servers, they are asked directly and
+    /// the network's names do not resolve).
+    pub fn configure_dns(&self, spec: &mut rbuild_runtime::ContainerSpec) {
+        if let (Some(_), Some(attachment)) = (&self.responder, &self.attachment) {
+            if spec.dns.is_empty() {
+                spec.dns = vec![attachment.gateway.to_string()];
+            }
+        }
     }
 }
 

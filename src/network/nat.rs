@@ -5,6 +5,11 @@
 //! what leaves the bridge's subnet for another interface) and a chain `fwd-B` (accept
 //! forwarding from the bridge and replies to it, for hosts whose forward policy is drop).
 //! The table goes when its last bridge goes.
+//!
+//! Isolation between networks, as docker's: the set `bridges` names every rbuild bridge, and
+//! `fwd-B` first drops what comes from `B` for another of them (each direction is dropped by
+//! its sender's chain). An `--internal` network has no masquerade and drops all forwarding
+//! to and from other interfaces.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -14,18 +19,30 @@ use super::NetworkError;
 
 const TABLE: &str = "ip rbuild";
 
-/// Adds (or resets) the chains of `bridge`.
-pub(super) fn setup(bridge: &str, subnet: &Subnet) -> Result<(), NetworkError> {
-    let script = format!(
+/// Adds (or resets) the chains of `bridge` (see the module docs for `internal`).
+pub(super) fn setup(bridge: &str, subnet: &Subnet, internal: bool) -> Result<(), NetworkError> {
+    let mut script = format!(
         "add table {TABLE}\n\
+         add set {TABLE} bridges {{ type ifname; }}\n\
+         add element {TABLE} bridges {{ \"{bridge}\" }}\n\
          add chain {TABLE} post-{bridge} {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
          flush chain {TABLE} post-{bridge}\n\
-         add rule {TABLE} post-{bridge} ip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
          add chain {TABLE} fwd-{bridge} {{ type filter hook forward priority filter; policy accept; }}\n\
          flush chain {TABLE} fwd-{bridge}\n\
-         add rule {TABLE} fwd-{bridge} iifname \"{bridge}\" accept\n\
-         add rule {TABLE} fwd-{bridge} oifname \"{bridge}\" ct state established,related accept\n"
+         add rule {TABLE} fwd-{bridge} iifname \"{bridge}\" oifname != \"{bridge}\" oifname @bridges drop\n"
     );
+    if internal {
+        script.push_str(&format!(
+            "add rule {TABLE} fwd-{bridge} iifname \"{bridge}\" oifname != \"{bridge}\" drop\n\
+             add rule {TABLE} fwd-{bridge} oifname \"{bridge}\" iifname != \"{bridge}\" drop\n"
+        ));
+    } else {
+        script.push_str(&format!(
+            "add rule {TABLE} post-{bridge} ip saddr {subnet} oifname != \"{bridge}\" masquerade\n\
+             add rule {TABLE} fwd-{bridge} iifname \"{bridge}\" accept\n\
+             add rule {TABLE} fwd-{bridge} oifname \"{bridge}\" ct state established,related accept\n"
+        ));
+    }
     nft(&script)
 }
 
@@ -43,7 +60,10 @@ pub(super) fn teardown(bridge: &str, last: bool) -> Result<(), NetworkError> {
              delete chain {TABLE} post-{bridge}\n\
              add chain {TABLE} fwd-{bridge} {{ type filter hook forward priority filter; policy accept; }}\n\
              flush chain {TABLE} fwd-{bridge}\n\
-             delete chain {TABLE} fwd-{bridge}\n"
+             delete chain {TABLE} fwd-{bridge}\n\
+             add set {TABLE} bridges {{ type ifname; }}\n\
+             add element {TABLE} bridges {{ \"{bridge}\" }}\n\
+             delete element {TABLE} bridges {{ \"{bridge}\" }}\n"
         )
     };
     nft(&script)

@@ -48,6 +48,10 @@ pub struct IpLease {
     pub pid: u32,
     /// The holder's start time (`/proc/<pid>/stat` field 22).
     pub start: u64,
+    /// The names the container answers to on a user network (its name, aliases, short ID),
+    /// for the name responder ([`super::dns`]); empty on the default bridge.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 impl IpLease {
@@ -160,6 +164,7 @@ impl State {
             owner: owner.to_string(),
             pid,
             start: process_start(pid).unwrap_or(0),
+            names: Vec::new(),
         });
     }
 

@@ -16,6 +16,7 @@
 //!   that ends, or a monitor that is killed, leaves no veth behind.
 
 mod netlink;
+mod shared_udp;
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -30,6 +31,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use serde::{Deserialize, Serialize};
 
 use netlink::{Kind, Netlink};
+pub use shared_udp::{bind_shared_udp, upstream_name_servers};
 
 /// Errors of network setup.
 #[derive(Debug, thiserror::Error)]
