@@ -15,7 +15,7 @@
 //! container is on it.
 //!
 //! A query for the A record of a container's name, one of its `--network-alias`es or its
-//! short ID (case-insensitive, one trailing dot allowed) gets the addresses of the live
+//! short ID (case-insensitive) gets the addresses of the live
 //! containers on this network that answer to it (authoritative); another type for such a
 //! name gets an empty answer. Any other query is forwarded, as is, to the host's name servers
 //! (those a container on the default bridge would use), and their answer relayed; SERVFAIL when
@@ -232,7 +232,7 @@ mod tests {
 
     #[test]
     fn answers_a_query_with_the_question_and_a_records() {
-        let packet = query("Web.", 1);
+        let packet = query("Web", 1);
         let q = Query::parse(&packet).unwrap();
         assert_eq!(q.name, "web");
         assert_eq!(q.qtype, TYPE_A);

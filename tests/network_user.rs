@@ -1,0 +1,434 @@
+//! User-defined networks, name resolution and `--link` (issue 12), as root on the real
+//! kernel with the busybox image: containers on a network reach each other by name, alias
+//! and short ID through the network's DNS responder, not on the default bridge; two networks
+//! cannot reach each other; `--link` gives docker's variables and hosts entry; `network rm`
+//! is refused while a container is on the network; nothing is left on the host afterwards.
+//!
+//! Traffic stays on this machine, between containers of the test. Each test has its own
+//! default bridge (`RBUILD_BRIDGE`, `RBUILD_BRIDGE_SUBNET`) and its own networks on explicit
+//! subnets (10.240-245.0.0/24), so tests running at once do not see each other's objects.
+//! They share the host's IPAM record and nftables table, as every rbuild does (a private
+//! record would let one test delete the table under another's chains).
+//! busybox `wget -T` crashes (a busybox bug), so the tests wait for a server by retrying.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{assert_success, TestEnv};
+
+/// This test's default bridge: name and the second octet of its 10.x.0.0/16 subnet.
+struct Host {
+    env: TestEnv,
+    bridge: &'static str,
+    octet: u8,
+}
+
+impl Host {
+    fn new(bridge: &'static str, octet: u8) -> Host {
+        Host {
+            env: TestEnv::with_base("bb"),
+            bridge,
+            octet,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = self.env.cmd();
+        cmd.args(args)
+            .env("RBUILD_BRIDGE", self.bridge)
+            .env("RBUILD_BRIDGE_SUBNET", format!("10.{}.0.0/16", self.octet))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        assert_success(&format!("rbuild {args:?}"), &self.run(args))
+    }
+
+    /// Creates network `name` on `subnet`; returns its ID.
+    fn network(&self, name: &str, subnet: &str) -> String {
+        // A leftover of an earlier, interrupted run of this test.
+        let _ = self.run(&["network", "rm", name]);
+        let id = self.ok(&["network", "create", "--subnet", subnet, name]);
+        id.trim().to_string()
+    }
+
+    /// Starts a detached busybox httpd named `name` serving `hello-<name>` with `flags`.
+    fn httpd(&self, name: &str, flags: &[&str]) -> String {
+        let script = format!(
+            "mkdir /www && echo hello-{name} > /www/index.html && exec httpd -f -p 80 -h /www"
+        );
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend(flags);
+        args.extend(["bb", "sh", "-c", &script]);
+        self.ok(&args).trim().to_string()
+    }
+
+    /// The address of container `id` on network `network`, from `network inspect`.
+    fn address(&self, network: &str, id: &str) -> Ipv4Addr {
+        let inspect = self.ok(&["network", "inspect", network]);
+        let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+        let cidr = v[0]["Containers"][id]["IPv4Address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id} not on {network}: {inspect}"));
+        cidr.split('/').next().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Host {
+    /// A failed test must not leave detached containers (and their networks) running.
+    fn drop(&mut self) {
+        let ids = self.run(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = self.run(&["rm", "-f", id]);
+        }
+    }
+}
+
+/// A shell loop that fetches `url` (waiting up to 10 s for the server) and prints it.
+fn fetch(url: &str) -> String {
+    format!(
+        "for i in $(seq 100); do wget -qO- {url} 2>/dev/null && exit 0; sleep 0.1; done; \
+         echo no answer from {url} >&2; exit 1"
+    )
+}
+
+fn ip_links() -> String {
+    let out = Command::new("ip").args(["-o", "link"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts that network `id` (`veth_prefix`: the host-side veth names on its subnet, `rbuild`
+/// + the address bytes in hex) left no bridge, veth, nftables chain or set element, and no lease.
+fn assert_network_left_nothing(id: &str, veth_prefix: &str) {
+    let bridge = format!("rbuild-{}", &id[..8]);
+    let ours = |links: &str| {
+        links
+            .lines()
+            .find(|line| {
+                let name = line.split(':').nth(1).unwrap_or("").trim();
+                name == bridge || name.starts_with(veth_prefix)
+            })
+            .map(str::to_string)
+    };
+    // The kernel removes a dead namespace's veth asynchronously: wait for it a little.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ours(&ip_links()).is_some() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(ours(&ip_links()), None, "left on the host");
+    let table = Command::new("nft")
+        .args(["list", "table", "ip", "rbuild"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(!table.contains(&bridge), "rules left: {table}");
+    let state = std::fs::read_to_string("/run/rbuild/network/state.json").unwrap_or_default();
+    assert!(
+        !state.contains(&bridge),
+        "lease or bridge record left: {state}"
+    );
+}
+
+#[test]
+fn containers_on_a_user_network_reach_each_other_by_name_alias_and_short_id() {
+    let host = Host::new("rbuildu1", 246);
+    host.network("rbt-names", "10.241.0.0/24");
+    let web = host.httpd("web", &["--network", "rbt-names", "--network-alias", "www"]);
+    for target in ["web", "www", &web[..12]] {
+        let got = host.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "rbt-names",
+            "bb",
+            "sh",
+            "-c",
+            &fetch(&format!("http://{target}/")),
+        ]);
+        assert_eq!(got, "hello-web\n", "{target}");
+    }
+    // The answers come from the network's responder, the container's only name server.
+    let out = host.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "rbt-names",
+        "bb",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; nslookup www; ping -c1 -W 5 WEB",
+    ]);
+    let address = host.address("rbt-names", &web);
+    assert!(out.starts_with("nameserver 10.241.0.1\n"), "{out}");
+    assert!(out.contains(&format!("Address: {address}\n")), "{out}");
+    assert!(out.contains("1 packets received"), "{out}");
+    let inspect = host.ok(&["network", "inspect", "rbt-names"]);
+    let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(v[0]["Containers"][&web]["Name"], "web", "{inspect}");
+    assert_eq!(v[0]["IPAM"]["Config"][0]["Gateway"], "10.241.0.1");
+
+    // The default bridge has no name resolution (as docker's): no responder on its gateway,
+    // no hosts entry. `--dns 127.0.0.1` keeps the lookup inside the container.
+    let plain = host.httpd("plain", &[]);
+    let out = host.run(&[
+        "run",
+        "--rm",
+        "--dns",
+        "127.0.0.1",
+        "bb",
+        "sh",
+        "-c",
+        "nslookup plain 10.246.0.1 || echo no-responder; ping -c1 -W 2 plain || echo no-name",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("no-responder") && stdout.contains("no-name"),
+        "{out:?}"
+    );
+    // ... while the address works: it is the name that is missing.
+    let plain_address = host.address("bridge", &plain);
+    let got = host.ok(&[
+        "run",
+        "--rm",
+        "bb",
+        "sh",
+        "-c",
+        &fetch(&format!("http://{plain_address}/")),
+    ]);
+    assert_eq!(got, "hello-plain\n");
+    // --network-alias needs a user network.
+    let out = host.run(&["run", "--rm", "--network-alias", "x", "bb", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    host.ok(&["rm", "-f", "web", "plain"]);
+    host.ok(&["network", "rm", "rbt-names"]);
+}
+
+#[test]
+fn two_user_networks_are_isolated_from_each_other_and_from_the_default_bridge() {
+    let host = Host::new("rbuildu2", 247);
+    host.network("rbt-iso-a", "10.242.0.0/24");
+    host.network("rbt-iso-b", "10.243.0.0/24");
+    let a = host.httpd("a", &["--network", "rbt-iso-a"]);
+    let address = host.address("rbt-iso-a", &a);
+    // From its own network: reached (this also waits for the server).
+    let url = format!("http://{address}/");
+    let got = host.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "rbt-iso-a",
+        "bb",
+        "sh",
+        "-c",
+        &fetch(&url),
+    ]);
+    assert_eq!(got, "hello-a\n");
+    // From the other network and from the default bridge: dropped (a timeout, not a refusal).
+    for network in ["rbt-iso-b", "bridge"] {
+        let out = host.run(&[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "bb",
+            "nc",
+            "-w",
+            "2",
+            &address.to_string(),
+            "80",
+        ]);
+        assert!(!out.status.success(), "{network}: {out:?}");
+    }
+    host.ok(&["rm", "-f", "a"]);
+    host.ok(&["network", "rm", "rbt-iso-a", "rbt-iso-b"]);
+}
+
+#[test]
+fn link_gives_docker_env_vars_and_hosts_entry() {
+    let host = Host::new("rbuildu3", 248);
+    host.env.import_base_with(
+        "bbdb",
+        &["EXPOSE 5432", "EXPOSE 53/udp", "ENV PGUSER=admin"],
+    );
+    let db = host.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "-e",
+        "SECRET=s3",
+        "bbdb",
+        "sleep",
+        "60",
+    ]);
+    let db = db.trim();
+    let address = host.address("bridge", db);
+    let out = host.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "client",
+        "--link",
+        "db:my-db",
+        "--link",
+        "db",
+        "bb",
+        "sh",
+        "-c",
+        "env | sort; cat /etc/hosts; ping -c1 -W 5 my-db",
+    ]);
+    for var in [
+        "MY_DB_NAME=/client/my-db".to_string(),
+        format!("MY_DB_PORT=udp://{address}:53"),
+        format!("MY_DB_PORT_5432_TCP=tcp://{address}:5432"),
+        format!("MY_DB_PORT_5432_TCP_ADDR={address}"),
+        "MY_DB_PORT_5432_TCP_PORT=5432".to_string(),
+        "MY_DB_PORT_5432_TCP_PROTO=tcp".to_string(),
+        format!("MY_DB_PORT_53_UDP=udp://{address}:53"),
+        "MY_DB_ENV_PGUSER=admin".to_string(),
+        "MY_DB_ENV_SECRET=s3".to_string(),
+        "DB_NAME=/client/db".to_string(),
+        format!("DB_PORT_5432_TCP_ADDR={address}"),
+    ] {
+        assert!(out.lines().any(|l| l == var), "{var} missing:\n{out}");
+    }
+    assert!(!out.contains("MY_DB_ENV_PATH="), "{out}");
+    assert!(
+        out.contains(&format!("{address}\tmy-db {} db\n", &db[..12])),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{address}\tdb {}\n", &db[..12])),
+        "{out}"
+    );
+    assert!(out.contains("1 packets received"), "{out}");
+    // A link to a container that does not run, or does not exist, is refused.
+    host.ok(&["stop", "-t", "0", "db"]);
+    for link in ["db", "nosuch"] {
+        let out = host.run(&["run", "--rm", "--link", link, "bb", "true"]);
+        assert_eq!(out.status.code(), Some(125), "{link}: {out:?}");
+    }
+    host.ok(&["rm", "-f", "db"]);
+}
+
+#[test]
+fn network_rm_is_refused_while_in_use_and_nothing_is_left_after() {
+    let host = Host::new("rbuildu4", 249);
+    let id = host.network("rbt-rm", "10.244.0.0/24");
+    let keep = host.network("rbt-rm-kept", "10.245.0.0/24");
+    let c = host.ok(&["run", "-d", "--network", "rbt-rm", "bb", "sleep", "60"]);
+    let c = c.trim();
+    let bridge = format!("rbuild-{}", &id[..8]);
+    assert!(
+        ip_links().contains(&bridge),
+        "the first container made the bridge"
+    );
+    let out = host.run(&["network", "rm", "rbt-rm"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("active endpoints"),
+        "{out:?}"
+    );
+    // prune keeps a network in use, removes an unused one.
+    let pruned = host.ok(&["network", "prune", "-f"]);
+    assert!(
+        pruned.contains("rbt-rm-kept") && !pruned.contains("rbt-rm\n"),
+        "{pruned}"
+    );
+    host.ok(&["rm", "-f", c]);
+    // A SIGKILLed rbuild right after taking the address and setting the bridge up: the next
+    // rbuild start cleans up.
+    let out = host
+        .cmd(&["run", "--rm", "--network", "rbt-rm", "bb", "true"])
+        .env("RBUILD_TEST_KILL_AT", "network-attached:1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "{out:?}"
+    );
+    host.ok(&["network", "rm", "rbt-rm"]);
+    let ls = host.ok(&["network", "ls"]);
+    assert!(!ls.contains("rbt-rm"), "{ls}");
+    assert_network_left_nothing(&id, "rbuild0af400");
+    assert_network_left_nothing(&keep, "rbuild0af500");
+}
+
+#[test]
+fn twenty_parallel_containers_on_a_user_network_get_distinct_addresses() {
+    let host = Host::new("rbuildu5", 250);
+    let id = host.network("rbt-par", "10.240.0.0/24");
+    // All 20 run at once, and each reaches the next one by name through the responder.
+    let barrier = host.env.path().join("barrier");
+    std::fs::create_dir_all(&barrier).unwrap();
+    let volume = format!("{}:/b", barrier.display());
+    let children: Vec<Child> = (0..20)
+        .map(|i| {
+            let name = format!("p{i}");
+            // Two barriers: all have an address before the pings, none leaves before all
+            // pinged (a container that ended has no name any more).
+            let script = format!(
+                "ip -o -4 addr show eth0 | awk '{{print $4}}' > /b/{name}; \
+                 wait_for() {{ n=0; while [ $(ls /b | grep -c \"$1\") -lt 20 ]; do n=$((n+1)); \
+                 [ $n -lt 1200 ] || exit 9; sleep 0.05; done; }}; \
+                 wait_for '^p'; ping -c1 -W 5 p{} >/dev/null || exit 8; touch /b/done-{name}; \
+                 wait_for '^done-'; cat /b/{name}",
+                (i + 1) % 20
+            );
+            host.cmd(&[
+                "run",
+                "--rm",
+                "--name",
+                &name,
+                "--network",
+                "rbt-par",
+                "-v",
+                &volume,
+                "bb",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let failed: Vec<String> = outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !o.status.success())
+        .map(|(i, o)| format!("p{i}: {}: {}", o.status, String::from_utf8_lossy(&o.stderr)))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "parallel runs failed:\n{}",
+        failed.join("\n")
+    );
+    let mut addresses: Vec<String> = outputs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .collect();
+    for a in &addresses {
+        assert!(a.starts_with("10.240.0.") && a.ends_with("/24"), "{a}");
+    }
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 20, "{addresses:?}");
+    host.ok(&["network", "rm", "rbt-par"]);
+    assert_network_left_nothing(&id, "rbuild0af000");
+}
