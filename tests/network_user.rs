@@ -432,3 +432,52 @@ fn twenty_parallel_containers_on_a_user_network_get_distinct_addresses() {
     host.ok(&["network", "rm", "rbt-par"]);
     assert_network_left_nothing(&id, "rbuild0af000");
 }
+
+/// `--network container:NAME` shares the other container's namespace: its address, its
+/// loopback services and its network's name server.
+#[test]
+fn network_container_joins_another_containers_namespace() {
+    let host = Host::new("rbuildu6", 251);
+    let id = host.network("rbt-join", "10.239.0.0/24");
+    let script =
+        "mkdir /www && echo shared > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www";
+    let target = host.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "target",
+        "--network",
+        "rbt-join",
+        "bb",
+        "sh",
+        "-c",
+        script,
+    ]);
+    let address = host.address("rbt-join", target.trim());
+    let out = host.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:target",
+        "bb",
+        "sh",
+        "-c",
+        &format!(
+            "ip -o -4 addr show eth0; cat /etc/resolv.conf; ({}); ping -c1 -W 5 target",
+            fetch("http://127.0.0.1:8080/")
+        ),
+    ]);
+    assert!(out.contains(&format!("inet {address}/24")), "{out}");
+    assert!(out.contains("nameserver 10.239.0.1\n"), "{out}");
+    assert!(out.contains("shared\n"), "{out}");
+    assert!(out.contains("1 packets received"), "{out}");
+    // Not running, or not there: refused before anything starts.
+    host.ok(&["stop", "-t", "0", "target"]);
+    for name in ["container:target", "container:nosuch"] {
+        let out = host.run(&["run", "--rm", "--network", name, "bb", "true"]);
+        assert_eq!(out.status.code(), Some(125), "{name}: {out:?}");
+    }
+    host.ok(&["rm", "-f", "target"]);
+    host.ok(&["network", "rm", "rbt-join"]);
+    assert_network_left_nothing(&id, "rbuild0aef00");
+}

@@ -200,7 +200,15 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
         }
         _ => None,
     };
-    namespaces::unshare_container(spec.network)?;
+    // A joined network namespace is not ours to make: unshare the others only.
+    let network = match spec.join_network {
+        Some(pid) => {
+            network::join_netns(pid)?;
+            NetworkMode::Host
+        }
+        None => spec.network,
+    };
+    namespaces::unshare_container(network)?;
     if let Some((host, attachment)) = bridge {
         host.attach(attachment)?;
     }

@@ -52,6 +52,11 @@ pub struct ContainerSpec {
     /// docker's `--dns-search`: search domains replacing the host's.
     #[serde(default)]
     pub dns_search: Vec<String>,
+    /// docker's `--network container:NAME`: join the network namespace of this process
+    /// (the other container's PID 1) instead of making one; [`ContainerSpec::bridge`] is
+    /// then `None`. Root only.
+    #[serde(default)]
+    pub join_network: Option<u32>,
 }
 
 impl ContainerSpec {
@@ -83,6 +88,7 @@ impl ContainerSpec {
             bridge: None,
             dns: Vec::new(),
             dns_search: Vec::new(),
+            join_network: None,
         }
     }
 }

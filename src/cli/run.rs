@@ -41,7 +41,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "PROGRAM")]
     pub entrypoint: Option<String>,
     /// Network: bridge (default: rbuild's bridge with NAT; loopback only when not root),
-    /// none (loopback only) or host
+    /// none (loopback only), host, a user-defined network's NAME, or container:NAME
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
     /// Container host name

@@ -34,6 +34,7 @@ mod lifecycle;
 pub mod limits;
 mod links;
 pub mod names;
+pub mod network_join;
 pub mod security;
 mod seed;
 pub mod spec_file;
@@ -360,8 +361,12 @@ fn prepare(
     store: &Store,
     options: &RunOptions,
 ) -> Result<(ContainerRecord, ContainerSpec, HeldLease), ContainerError> {
-    if let Some(name) = options.attach_network.as_deref().filter(|n| *n != "bridge") {
-        crate::network::networks::find(name)?;
+    match options.attach_network.as_deref() {
+        None | Some("bridge") => {}
+        Some(name) => match name.strip_prefix(network_join::PREFIX) {
+            Some(target) => drop(store.resolve_container(target)?),
+            None => drop(crate::network::networks::find(name)?),
+        },
     }
     options
         .network_extras

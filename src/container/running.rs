@@ -35,9 +35,14 @@ pub(super) fn execute<R>(
     started: impl FnOnce(&Container) -> R,
 ) -> Result<Execution, ContainerError> {
     // The address lease belongs to this process (the CLI's foreground run, or the monitor).
+    let shared = container
+        .network
+        .as_deref()
+        .and_then(|n| n.strip_prefix(super::network_join::PREFIX));
     let attached = container
         .network
         .as_deref()
+        .filter(|_| shared.is_none())
         .map(|n| crate::network::join(store.root(), n, &container.id, dns_names(container)))
         .transpose()?;
     let mut spec = spec.clone();
@@ -45,6 +50,9 @@ pub(super) fn execute<R>(
     container.network_extras.apply(&mut spec)?;
     if let Some(attached) = &attached {
         attached.configure_dns(&mut spec);
+    }
+    if let Some(target) = shared {
+        super::network_join::apply(store, target, &mut spec)?;
     }
     super::links::apply(store, container, &mut spec)?;
     let container = rbuild_runtime::spawn(&spec, stdio)?;

@@ -28,7 +28,7 @@ impl Extras {
     /// the container is made: aliases need a user network, links the default bridge (as
     /// docker's legacy links).
     pub fn check(&self, network: Option<&str>) -> Result<(), NetworkError> {
-        let user = network.is_some_and(|n| n != "bridge");
+        let user = network.is_some_and(|n| n != "bridge" && !n.starts_with("container:"));
         if !self.aliases.is_empty() && !user {
             return Err(NetworkError::Config(
                 "--network-alias is only supported for containers on user-defined networks".into(),

@@ -44,6 +44,12 @@ pub enum NetworkError {
     },
     #[error("network interface {0} does not exist")]
     NoSuchLink(String),
+    #[error("failed to join the network namespace of process {pid}")]
+    Join {
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How a container is connected to a bridge on the host (set by the runner, which chose the
@@ -69,7 +75,9 @@ const EEXIST: i32 = libc::EEXIST;
 
 fn os_code(e: &NetworkError) -> Option<i32> {
     match e {
-        NetworkError::Netlink { source, .. } => source.raw_os_error(),
+        NetworkError::Netlink { source, .. } | NetworkError::Join { source, .. } => {
+            source.raw_os_error()
+        }
         NetworkError::NoSuchLink(_) => Some(ENODEV),
     }
 }
@@ -262,6 +270,15 @@ pub fn routed_ipv4_prefixes() -> Result<Vec<(Ipv4Addr, u8)>, NetworkError> {
             _ => None,
         })
         .collect())
+}
+
+/// Moves the caller into the network namespace of process `pid` (another container's, for
+/// `--network container:NAME`).
+pub(crate) fn join_netns(pid: u32) -> Result<(), NetworkError> {
+    let err = |source| NetworkError::Join { pid, source };
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(err)?;
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| err(std::io::Error::from(e)))
 }
 
 /// Monitor side, before the container's network namespace exists: a socket in the host's.
