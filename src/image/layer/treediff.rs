@@ -69,14 +69,7 @@ impl Materialised {
 pub fn materialise(view: &dyn LowerView, root: &Path) -> Result<Materialised, LayerError> {
     let mut copier = Copier {
         view,
-        links: HashMap::new(),
-        stats: Materialised {
-            barrier: (0, 0),
-            files: 0,
-            bytes: 0,
-            reflinked: 0,
-        },
-        reflink_works: true,
+        files: FileCopier::new(),
     };
     let mut rel = Vec::new();
     copier.copy_dir(&mut rel, root)?;
@@ -84,9 +77,18 @@ pub fn materialise(view: &dyn LowerView, root: &Path) -> Result<Materialised, La
         let md = fs::symlink_metadata(&top).map_err(io_err(&top))?;
         copy_meta(&top, root, &md)?;
     }
-    let mut stats = copier.stats;
-    stats.barrier = barrier(root.parent().unwrap_or(root))?;
+    let mut stats = copier.files.stats;
+    stats.renew_barrier(root)?;
     Ok(stats)
+}
+
+impl Materialised {
+    /// Stamps a new barrier for the next step run in `root` (a copy kept from an earlier
+    /// step and brought up to date since: what that did is before the new barrier).
+    pub fn renew_barrier(&mut self, root: &Path) -> Result<(), LayerError> {
+        self.barrier = barrier(root.parent().unwrap_or(root))?;
+        Ok(())
+    }
 }
 
 /// Stamps a marker file, then waits until the filesystem clock has moved past its stamp.
@@ -109,50 +111,89 @@ fn barrier(dir: &Path) -> Result<(i64, i64), LayerError> {
     Ok(first)
 }
 
+/// Copies the view's directories, recursively; [`FileCopier`] copies everything else.
 struct Copier<'a> {
     view: &'a dyn LowerView,
-    /// (dev, ino) of multiply-linked snapshot files → their first copy.
-    links: HashMap<(u64, u64), PathBuf>,
-    stats: Materialised,
-    reflink_works: bool,
+    files: FileCopier,
 }
 
 impl Copier<'_> {
     fn copy_dir(&mut self, rel: &mut Vec<String>, dest_dir: &Path) -> Result<(), LayerError> {
         for (name, src) in self.view.list(rel) {
             let md = fs::symlink_metadata(&src).map_err(io_err(&src))?;
-            let dest = dest_dir.join(&name);
-            let ft = md.file_type();
-            if ft.is_dir() {
-                fs::create_dir(&dest).map_err(io_err(&dest))?;
-                rel.push(name.to_string_lossy().into_owned());
-                self.copy_dir(rel, &dest)?;
-                rel.pop();
-                copy_meta(&src, &dest, &md)?;
-            } else if ft.is_symlink() {
-                let target = fs::read_link(&src).map_err(io_err(&src))?;
-                std::os::unix::fs::symlink(&target, &dest).map_err(io_err(&dest))?;
-                std::os::unix::fs::lchown(&dest, Some(md.uid()), Some(md.gid()))
-                    .map_err(io_err(&dest))?;
-            } else if ft.is_file() {
-                if md.nlink() > 1 {
-                    if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
-                        fs::hard_link(first, &dest).map_err(io_err(&dest))?;
-                        continue;
-                    }
-                    self.links.insert((md.dev(), md.ino()), dest.clone());
-                }
-                self.copy_file(&src, &dest, &md)?;
-            } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
-                let kind = nix::sys::stat::SFlag::from_bits_truncate(md.mode())
-                    & nix::sys::stat::SFlag::S_IFMT;
-                let mode = nix::sys::stat::Mode::from_bits_truncate(md.mode() & 0o7777);
-                nix::sys::stat::mknod(&dest, kind, mode, md.rdev())
-                    .map_err(|e| io_err(&dest)(e.into()))?;
-                copy_meta(&src, &dest, &md)?;
-            }
-            // Sockets cannot be copied; they are never in a layer either.
+            rel.push(name.to_string_lossy().into_owned());
+            self.copy_entry(rel, &src, &md, &dest_dir.join(&name))?;
+            rel.pop();
         }
+        Ok(())
+    }
+
+    /// Copies the view's entry at `rel` (on disk at `src`) to the new path `dest`, a
+    /// directory with everything below it.
+    fn copy_entry(
+        &mut self,
+        rel: &mut Vec<String>,
+        src: &Path,
+        md: &fs::Metadata,
+        dest: &Path,
+    ) -> Result<(), LayerError> {
+        if !md.is_dir() {
+            return self.files.copy_leaf(src, md, dest);
+        }
+        fs::create_dir(dest).map_err(io_err(dest))?;
+        self.copy_dir(rel, dest)?;
+        copy_meta(src, dest, md)
+    }
+}
+
+/// Copies non-directories: files (reflinked where possible), symlinks, device nodes and
+/// FIFOs, keeping hard links among the sources it copied.
+struct FileCopier {
+    /// (dev, ino) of multiply-linked source files → their first copy.
+    links: HashMap<(u64, u64), PathBuf>,
+    stats: Materialised,
+    reflink_works: bool,
+}
+
+impl FileCopier {
+    fn new() -> FileCopier {
+        FileCopier {
+            links: HashMap::new(),
+            stats: Materialised {
+                barrier: (0, 0),
+                files: 0,
+                bytes: 0,
+                reflinked: 0,
+            },
+            reflink_works: true,
+        }
+    }
+
+    /// Copies the non-directory `src` (`md`) to the new path `dest`.
+    fn copy_leaf(&mut self, src: &Path, md: &fs::Metadata, dest: &Path) -> Result<(), LayerError> {
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            let target = fs::read_link(src).map_err(io_err(src))?;
+            std::os::unix::fs::symlink(&target, dest).map_err(io_err(dest))?;
+            std::os::unix::fs::lchown(dest, Some(md.uid()), Some(md.gid()))
+                .map_err(io_err(dest))?;
+        } else if ft.is_file() {
+            if md.nlink() > 1 {
+                if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
+                    return fs::hard_link(first, dest).map_err(io_err(dest));
+                }
+                self.links.insert((md.dev(), md.ino()), dest.to_path_buf());
+            }
+            self.copy_file(src, dest, md)?;
+        } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+            let kind = nix::sys::stat::SFlag::from_bits_truncate(md.mode())
+                & nix::sys::stat::SFlag::S_IFMT;
+            let mode = nix::sys::stat::Mode::from_bits_truncate(md.mode() & 0o7777);
+            nix::sys::stat::mknod(dest, kind, mode, md.rdev())
+                .map_err(|e| io_err(dest)(e.into()))?;
+            copy_meta(src, dest, md)?;
+        }
+        // Sockets cannot be copied; they are never in a layer either.
         Ok(())
     }
 
@@ -178,6 +219,147 @@ impl Copier<'_> {
     }
 }
 
+/// Brings `root`, a copy of some view, up to that view with `layer` (one snapshot in
+/// overlayfs form) on top, as overlayfs would show it: whiteouts delete, an opaque
+/// directory replaces, a directory merges, anything else replaces; copies are made as
+/// [`materialise`] makes them (never hard links to the snapshot). Returns the number of
+/// files copied.
+pub fn apply_layer(layer: &Path, root: &Path) -> Result<u64, LayerError> {
+    let mut files = FileCopier::new();
+    apply_dir(&mut files, layer, root)?;
+    Ok(files.stats.files)
+}
+
+fn apply_dir(files: &mut FileCopier, from: &Path, to: &Path) -> Result<(), LayerError> {
+    for name in sorted_names(from)? {
+        let (src, dest) = (from.join(&name), to.join(&name));
+        let md = fs::symlink_metadata(&src).map_err(io_err(&src))?;
+        // `to` is a real directory of the root (checked by the caller), so `dest` is too.
+        let existing = fs::symlink_metadata(&dest).ok();
+        if rbuild_runtime::changes::is_whiteout(&md) {
+            if let Some(e) = existing {
+                remove_entry(&dest, &e)?;
+            }
+        } else if md.is_dir() {
+            let merge = existing.as_ref().is_some_and(|e| e.is_dir())
+                && !rbuild_runtime::changes::is_opaque(&src).unwrap_or(false);
+            if !merge {
+                if let Some(e) = existing {
+                    remove_entry(&dest, &e)?;
+                }
+                fs::create_dir(&dest).map_err(io_err(&dest))?;
+            }
+            apply_dir(files, &src, &dest)?;
+            copy_meta(&src, &dest, &md)?;
+        } else {
+            if let Some(e) = existing {
+                remove_entry(&dest, &e)?;
+            }
+            files.copy_leaf(&src, &md, &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes `path` (`md`: its own metadata; a directory with everything below it).
+fn remove_entry(path: &Path, md: &fs::Metadata) -> Result<(), LayerError> {
+    if md.is_dir() {
+        fs::remove_dir_all(path).map_err(io_err(path))
+    } else {
+        fs::remove_file(path).map_err(io_err(path))
+    }
+}
+
+/// After a step in `root` whose change set went to the upper dir (and was applied back with
+/// [`apply_layer`]): makes `root` equal to a fresh copy of `view` (the step's lowers plus
+/// that upper dir) where the step left traces outside its change set. `paths` (relative,
+/// with `/`: the runtime's and the mounts' places, left out of the change set) are copied
+/// from the view again; directories whose ctime is after the barrier of `since` (entries
+/// made and removed, the runtime's mount points) get the view's times back. Paths below a
+/// symlink of the root are never touched (the link could lead out of the root).
+pub fn resync(
+    root: &Path,
+    view: &dyn LowerView,
+    since: &Materialised,
+    paths: &[String],
+) -> Result<(), LayerError> {
+    let mut copier = Copier {
+        view,
+        files: FileCopier::new(),
+    };
+    for path in paths {
+        let mut rel: Vec<String> = path
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(str::to_string)
+            .collect();
+        let Some(dest) = real_path(root, &rel) else {
+            continue;
+        };
+        if let Ok(md) = fs::symlink_metadata(&dest) {
+            remove_entry(&dest, &md)?;
+        }
+        if let Some(src) = view.lookup(&rel) {
+            let md = fs::symlink_metadata(&src).map_err(io_err(&src))?;
+            copier.copy_entry(&mut rel, &src, &md, &dest)?;
+        }
+    }
+    reset_dir_times(root, view, since, &mut Vec::new())
+}
+
+/// `root` joined with `rel`, when every ancestor of it is a real directory of the root.
+fn real_path(root: &Path, rel: &[String]) -> Option<PathBuf> {
+    let (last, parents) = rel.split_last()?;
+    let mut at = root.to_path_buf();
+    for c in parents {
+        if c == ".." {
+            return None;
+        }
+        at.push(c);
+        if !fs::symlink_metadata(&at).is_ok_and(|md| md.is_dir()) {
+            return None;
+        }
+    }
+    (last != "..").then(|| at.join(last))
+}
+
+fn reset_dir_times(
+    dir: &Path,
+    view: &dyn LowerView,
+    since: &Materialised,
+    rel: &mut Vec<String>,
+) -> Result<(), LayerError> {
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            rel.push(entry.file_name().to_string_lossy().into_owned());
+            reset_dir_times(&entry.path(), view, since, rel)?;
+            rel.pop();
+        }
+    }
+    let md = fs::symlink_metadata(dir).map_err(io_err(dir))?;
+    if since.after_barrier(&md) {
+        if let Some(src) = view.lookup(rel) {
+            let lmd = fs::symlink_metadata(&src).map_err(io_err(&src))?;
+            set_times(dir, &lmd);
+        }
+    }
+    Ok(())
+}
+
+/// Gives `dest` the access and modification times of `md` (best effort). By path, not
+/// through an open file: no open per copied file, and a FIFO or device is not opened.
+fn set_times(dest: &Path, md: &fs::Metadata) {
+    use nix::sys::time::TimeSpec;
+    let _ = nix::sys::stat::utimensat(
+        None,
+        dest,
+        &TimeSpec::new(md.atime(), md.atime_nsec()),
+        &TimeSpec::new(md.mtime(), md.mtime_nsec()),
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    );
+}
+
 /// Gives `dest` the owner, mode, xattrs (but overlayfs's own) and times of `src` (`md`).
 fn copy_meta(src: &Path, dest: &Path, md: &fs::Metadata) -> Result<(), LayerError> {
     std::os::unix::fs::lchown(dest, Some(md.uid()), Some(md.gid())).map_err(io_err(dest))?;
@@ -185,12 +367,7 @@ fn copy_meta(src: &Path, dest: &Path, md: &fs::Metadata) -> Result<(), LayerErro
     fs::set_permissions(dest, fs::Permissions::from_mode(md.mode() & 0o7777))
         .map_err(io_err(dest))?;
     copy_xattrs(src, dest);
-    let times = fs::FileTimes::new()
-        .set_accessed(md.accessed().unwrap_or(SystemTime::UNIX_EPOCH))
-        .set_modified(md.modified().unwrap_or(SystemTime::UNIX_EPOCH));
-    if let Ok(f) = fs::File::open(dest) {
-        let _ = f.set_times(times);
-    }
+    set_times(dest, md);
     Ok(())
 }
 
@@ -234,12 +411,8 @@ pub fn diff_to_upper(
     // Times last: moving entries in changed the directories' mtimes.
     for rel in differ.made.iter().rev() {
         let (from, to) = (root.join(rel), upper.join(rel));
-        if let (Ok(md), Ok(f)) = (fs::symlink_metadata(&from), fs::File::open(&to)) {
-            let _ = f.set_times(
-                fs::FileTimes::new()
-                    .set_accessed(md.accessed().unwrap_or(SystemTime::UNIX_EPOCH))
-                    .set_modified(md.modified().unwrap_or(SystemTime::UNIX_EPOCH)),
-            );
+        if let Ok(md) = fs::symlink_metadata(&from) {
+            set_times(&to, &md);
         }
     }
     Ok(())
