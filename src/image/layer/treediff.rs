@@ -69,15 +69,15 @@ impl Materialised {
 pub fn materialise(view: &dyn LowerView, root: &Path) -> Result<Materialised, LayerError> {
     let mut copier = Copier {
         view,
-        files: FileCopier::new(),
+        pending: Pending::default(),
     };
     let mut rel = Vec::new();
     copier.copy_dir(&mut rel, root)?;
+    let mut stats = copier.pending.finish()?;
     if let Some(top) = view.lookup(&[]) {
         let md = fs::symlink_metadata(&top).map_err(io_err(&top))?;
         copy_meta(&top, root, &md)?;
     }
-    let mut stats = copier.files.stats;
     stats.renew_barrier(root)?;
     Ok(stats)
 }
@@ -111,10 +111,10 @@ fn barrier(dir: &Path) -> Result<(i64, i64), LayerError> {
     Ok(first)
 }
 
-/// Copies the view's directories, recursively; [`FileCopier`] copies everything else.
+/// Walks the view: makes its directories, and leaves everything else to [`Pending`].
 struct Copier<'a> {
     view: &'a dyn LowerView,
-    files: FileCopier,
+    pending: Pending,
 }
 
 impl Copier<'_> {
@@ -122,101 +122,136 @@ impl Copier<'_> {
         for (name, src) in self.view.list(rel) {
             let md = fs::symlink_metadata(&src).map_err(io_err(&src))?;
             rel.push(name.to_string_lossy().into_owned());
-            self.copy_entry(rel, &src, &md, &dest_dir.join(&name))?;
+            self.copy_entry(rel, src, md, dest_dir.join(&name))?;
             rel.pop();
         }
         Ok(())
     }
 
     /// Copies the view's entry at `rel` (on disk at `src`) to the new path `dest`, a
-    /// directory with everything below it.
+    /// directory with everything below it (its files once `pending` is finished).
     fn copy_entry(
         &mut self,
         rel: &mut Vec<String>,
-        src: &Path,
-        md: &fs::Metadata,
-        dest: &Path,
+        src: PathBuf,
+        md: fs::Metadata,
+        dest: PathBuf,
     ) -> Result<(), LayerError> {
         if !md.is_dir() {
-            return self.files.copy_leaf(src, md, dest);
+            self.pending.leaf(src, md, dest);
+            return Ok(());
         }
-        fs::create_dir(dest).map_err(io_err(dest))?;
-        self.copy_dir(rel, dest)?;
-        copy_meta(src, dest, md)
-    }
-}
-
-/// Copies non-directories: files (reflinked where possible), symlinks, device nodes and
-/// FIFOs, keeping hard links among the sources it copied.
-struct FileCopier {
-    /// (dev, ino) of multiply-linked source files → their first copy.
-    links: HashMap<(u64, u64), PathBuf>,
-    stats: Materialised,
-    reflink_works: bool,
-}
-
-impl FileCopier {
-    fn new() -> FileCopier {
-        FileCopier {
-            links: HashMap::new(),
-            stats: Materialised {
-                barrier: (0, 0),
-                files: 0,
-                bytes: 0,
-                reflinked: 0,
-            },
-            reflink_works: true,
-        }
-    }
-
-    /// Copies the non-directory `src` (`md`) to the new path `dest`.
-    fn copy_leaf(&mut self, src: &Path, md: &fs::Metadata, dest: &Path) -> Result<(), LayerError> {
-        let ft = md.file_type();
-        if ft.is_symlink() {
-            let target = fs::read_link(src).map_err(io_err(src))?;
-            std::os::unix::fs::symlink(&target, dest).map_err(io_err(dest))?;
-            std::os::unix::fs::lchown(dest, Some(md.uid()), Some(md.gid()))
-                .map_err(io_err(dest))?;
-        } else if ft.is_file() {
-            if md.nlink() > 1 {
-                if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
-                    return fs::hard_link(first, dest).map_err(io_err(dest));
-                }
-                self.links.insert((md.dev(), md.ino()), dest.to_path_buf());
-            }
-            self.copy_file(src, dest, md)?;
-        } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
-            let kind = nix::sys::stat::SFlag::from_bits_truncate(md.mode())
-                & nix::sys::stat::SFlag::S_IFMT;
-            let mode = nix::sys::stat::Mode::from_bits_truncate(md.mode() & 0o7777);
-            nix::sys::stat::mknod(dest, kind, mode, md.rdev())
-                .map_err(|e| io_err(dest)(e.into()))?;
-            copy_meta(src, dest, md)?;
-        }
-        // Sockets cannot be copied; they are never in a layer either.
+        fs::create_dir(&dest).map_err(io_err(&dest))?;
+        self.copy_dir(rel, &dest)?;
+        self.pending.dirs.push((src, md, dest));
         Ok(())
     }
+}
 
-    fn copy_file(&mut self, src: &Path, dest: &Path, md: &fs::Metadata) -> Result<(), LayerError> {
+/// What a walk left to copy once its directories exist: the other entries, copied on
+/// rayon's pool by [`Pending::finish`] (creating inodes is most of a copy's time, and
+/// files are created in parallel), then the hard links among them, then the directories'
+/// metadata (children before parents; creating entries changes a directory's times).
+#[derive(Default)]
+struct Pending {
+    /// (source, its metadata, the new path) of files, symlinks, devices and FIFOs.
+    leaves: Vec<(PathBuf, fs::Metadata, PathBuf)>,
+    /// (first copy, another name of the same source file).
+    links: Vec<(PathBuf, PathBuf)>,
+    dirs: Vec<(PathBuf, fs::Metadata, PathBuf)>,
+    /// (dev, ino) of multiply-linked source files → their first copy.
+    first: HashMap<(u64, u64), PathBuf>,
+}
+
+impl Pending {
+    fn leaf(&mut self, src: PathBuf, md: fs::Metadata, dest: PathBuf) {
+        if md.is_file() && md.nlink() > 1 {
+            match self.first.entry((md.dev(), md.ino())) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    self.links.push((first.get().clone(), dest));
+                    return;
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(dest.clone());
+                }
+            }
+        }
+        self.leaves.push((src, md, dest));
+    }
+
+    /// Copies what was left; returns what it copied (the barrier unset).
+    fn finish(&mut self) -> Result<Materialised, LayerError> {
+        use rayon::prelude::*;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+        let reflink_works = AtomicBool::new(true);
+        let (files, bytes, reflinked) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+        std::mem::take(&mut self.leaves)
+            .par_iter()
+            .try_for_each(|(src, md, dest)| {
+                let cloned = copy_leaf(src, md, dest, &reflink_works)?;
+                if md.is_file() {
+                    files.fetch_add(1, Relaxed);
+                    bytes.fetch_add(md.len(), Relaxed);
+                    reflinked.fetch_add(u64::from(cloned), Relaxed);
+                }
+                Ok::<(), LayerError>(())
+            })?;
+        for (first, dest) in std::mem::take(&mut self.links) {
+            fs::hard_link(&first, &dest).map_err(io_err(&dest))?;
+        }
+        for (src, md, dest) in std::mem::take(&mut self.dirs) {
+            copy_meta(&src, &dest, &md)?;
+        }
+        self.first.clear();
+        Ok(Materialised {
+            barrier: (0, 0),
+            files: files.into_inner(),
+            bytes: bytes.into_inner(),
+            reflinked: reflinked.into_inner(),
+        })
+    }
+}
+
+/// Copies the non-directory `src` (`md`) to the new path `dest`: a file reflinked while
+/// `reflink_works` (cleared at the first failure), else copied; `true` when reflinked.
+fn copy_leaf(
+    src: &Path,
+    md: &fs::Metadata,
+    dest: &Path,
+    reflink_works: &std::sync::atomic::AtomicBool,
+) -> Result<bool, LayerError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let ft = md.file_type();
+    if ft.is_symlink() {
+        let target = fs::read_link(src).map_err(io_err(src))?;
+        std::os::unix::fs::symlink(&target, dest).map_err(io_err(dest))?;
+        std::os::unix::fs::lchown(dest, Some(md.uid()), Some(md.gid())).map_err(io_err(dest))?;
+    } else if ft.is_file() {
         let from = fs::File::open(src).map_err(io_err(src))?;
         let to = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(dest)
             .map_err(io_err(dest))?;
-        let cloned = self.reflink_works && rbuild_runtime::chroot::reflink(&from, &to).is_ok();
-        if cloned {
-            self.stats.reflinked += 1;
-        } else {
-            self.reflink_works = false;
+        let cloned =
+            reflink_works.load(Relaxed) && rbuild_runtime::chroot::reflink(&from, &to).is_ok();
+        if !cloned {
+            reflink_works.store(false, Relaxed);
             // std's copy uses copy_file_range: in-kernel, no user-space buffer.
             std::io::copy(&mut &from, &mut &to).map_err(io_err(dest))?;
         }
-        self.stats.files += 1;
-        self.stats.bytes += md.len();
         drop(to);
-        copy_meta(src, dest, md)
+        copy_meta(src, dest, md)?;
+        return Ok(cloned);
+    } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+        let kind =
+            nix::sys::stat::SFlag::from_bits_truncate(md.mode()) & nix::sys::stat::SFlag::S_IFMT;
+        let mode = nix::sys::stat::Mode::from_bits_truncate(md.mode() & 0o7777);
+        nix::sys::stat::mknod(dest, kind, mode, md.rdev()).map_err(|e| io_err(dest)(e.into()))?;
+        copy_meta(src, dest, md)?;
     }
+    // Sockets cannot be copied; they are never in a layer either.
+    Ok(false)
 }
 
 /// Brings `root`, a copy of some view, up to that view with `layer` (one snapshot in
@@ -225,12 +260,12 @@ impl FileCopier {
 /// [`materialise`] makes them (never hard links to the snapshot). Returns the number of
 /// files copied.
 pub fn apply_layer(layer: &Path, root: &Path) -> Result<u64, LayerError> {
-    let mut files = FileCopier::new();
-    apply_dir(&mut files, layer, root)?;
-    Ok(files.stats.files)
+    let mut pending = Pending::default();
+    apply_dir(&mut pending, layer, root)?;
+    Ok(pending.finish()?.files)
 }
 
-fn apply_dir(files: &mut FileCopier, from: &Path, to: &Path) -> Result<(), LayerError> {
+fn apply_dir(pending: &mut Pending, from: &Path, to: &Path) -> Result<(), LayerError> {
     for name in sorted_names(from)? {
         let (src, dest) = (from.join(&name), to.join(&name));
         let md = fs::symlink_metadata(&src).map_err(io_err(&src))?;
@@ -249,13 +284,13 @@ fn apply_dir(files: &mut FileCopier, from: &Path, to: &Path) -> Result<(), Layer
                 }
                 fs::create_dir(&dest).map_err(io_err(&dest))?;
             }
-            apply_dir(files, &src, &dest)?;
-            copy_meta(&src, &dest, &md)?;
+            apply_dir(pending, &src, &dest)?;
+            pending.dirs.push((src, md, dest));
         } else {
             if let Some(e) = existing {
                 remove_entry(&dest, &e)?;
             }
-            files.copy_leaf(&src, &md, &dest)?;
+            pending.leaf(src, md, dest);
         }
     }
     Ok(())
@@ -285,7 +320,7 @@ pub fn resync(
 ) -> Result<(), LayerError> {
     let mut copier = Copier {
         view,
-        files: FileCopier::new(),
+        pending: Pending::default(),
     };
     for path in paths {
         let mut rel: Vec<String> = path
@@ -301,7 +336,9 @@ pub fn resync(
         }
         if let Some(src) = view.lookup(&rel) {
             let md = fs::symlink_metadata(&src).map_err(io_err(&src))?;
-            copier.copy_entry(&mut rel, &src, &md, &dest)?;
+            copier.copy_entry(&mut rel, src, md, dest)?;
+            // Before the next path, which could be below this one.
+            copier.pending.finish()?;
         }
     }
     reset_dir_times(root, view, since, &mut Vec::new())
