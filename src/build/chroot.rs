@@ -200,8 +200,8 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::MetadataExt;
 
-    /// What a copy holds, by path: type and mode, owner, times (but directories' atime,
-    /// which reading them changes), content or link target, link count.
+    /// What a copy holds, by path: type and mode, owner, mtime (but symlinks'), content or
+    /// link target, link count.
     fn tree(root: &Path) -> BTreeMap<String, String> {
         fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<String, String>) {
             for e in fs::read_dir(dir).unwrap().flatten() {

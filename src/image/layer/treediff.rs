@@ -19,6 +19,10 @@
 //! barrier. Ancestors of changes are created with the copy's metadata, as overlayfs copies
 //! them up. Deletions become `0:0` character devices.
 //!
+//! [`apply_layer`] and [`resync`] keep such a copy for the next step instead of making it
+//! again: the first puts a snapshot (the step's own layer, or one added since) on top of it
+//! as overlayfs would show it, the second undoes what a step left outside its change set.
+//!
 //! Known differences from overlayfs, both rare in builds: a changed file that has other hard
 //! links in the snapshot takes them all into the layer (overlayfs breaks the link on
 //! copy-up), and a file opened for writing but not changed is not in the layer.
