@@ -325,6 +325,7 @@ impl Builder<'_> {
         let store = self.engine.store;
         let engine = &self.engine;
         let (key, layers) = (state.key.clone(), state.layers.clone());
+        let kept = &mut state.chroot_root;
         let outcome =
             self.engine
                 .layer_step(step, &key, &layers, canonical, state.uncached, |progress| {
@@ -332,7 +333,9 @@ impl Builder<'_> {
                     let upper = tmp.path().join("upper");
                     std::fs::create_dir(&upper).map_err(io_err(&upper))?;
                     if engine.isolation(step)? == Isolation::Chroot {
-                        super::chroot::run(&spec, &lowers, tmp.path(), &upper, progress, step)?;
+                        super::chroot::run(
+                            &spec, store, &layers, &lowers, kept, &upper, progress, step,
+                        )?;
                     } else {
                         if spec.default_network.is_some() {
                             let root = store.root();
@@ -360,6 +363,7 @@ impl Builder<'_> {
                 })?;
         drop(prepared);
         self.apply(state, outcome, created_by);
+        state.chroot_root.settle(&state.layers);
         Ok(())
     }
 

@@ -40,6 +40,9 @@ pub(super) struct StageState {
     /// `--no-cache-filter` names this stage: its steps ignore cache hits (not inherited by
     /// a stage built on it, which sets its own).
     pub(super) uncached: bool,
+    /// Chroot isolation's copy of the root, kept between RUN steps (never shared by a
+    /// clone).
+    pub(super) chroot_root: super::chroot::KeptSlot,
 }
 
 impl StageState {
@@ -422,6 +425,8 @@ impl Builder<'_> {
         let env = state.vars.config_env();
         state.cc().env = if env.is_empty() { None } else { Some(env) };
         date_config_steps(&mut state.config.history[history_start..]);
+        // The stage's root copy is removed while the build goes on.
+        self.engine.dispose(std::mem::take(&mut state.chroot_root));
         Ok(state)
     }
 
@@ -442,6 +447,7 @@ impl Builder<'_> {
                 created: self.sde.clone().unwrap_or_else(|| self.engine.now.clone()),
                 base: None,
                 uncached: false,
+                chroot_root: Default::default(),
             }),
             Source::Stage(i) => {
                 let mut s = self
@@ -495,6 +501,7 @@ impl Builder<'_> {
                     created,
                     base: Some(base),
                     uncached: false,
+                    chroot_root: Default::default(),
                 })
             }
         }

@@ -68,8 +68,8 @@ pub(crate) struct Engine<'a> {
 impl Engine<'_> {
     /// Removes a step's leftovers (a staging dir whose snapshot existed already can hold tens
     /// of thousands of entries) on another thread, while the build goes on.
-    fn dispose(&self, produced: Produced) {
-        let handle = std::thread::spawn(move || drop(produced));
+    pub(crate) fn dispose<T: Send + 'static>(&self, leftovers: T) {
+        let handle = std::thread::spawn(move || drop(leftovers));
         match self.cleanups.lock() {
             Ok(mut list) => list.push(handle),
             Err(_) => {

@@ -19,6 +19,10 @@
 //! barrier. Ancestors of changes are created with the copy's metadata, as overlayfs copies
 //! them up. Deletions become `0:0` character devices.
 //!
+//! [`apply_layer`] and [`resync`] keep such a copy for the next step instead of making it
+//! again: the first puts a snapshot (the step's own layer, or one added since) on top of it
+//! as overlayfs would show it, the second undoes what a step left outside its change set.
+//!
 //! Known differences from overlayfs, both rare in builds: a changed file that has other hard
 //! links in the snapshot takes them all into the layer (overlayfs breaks the link on
 //! copy-up), and a file opened for writing but not changed is not in the layer.
@@ -69,24 +73,26 @@ impl Materialised {
 pub fn materialise(view: &dyn LowerView, root: &Path) -> Result<Materialised, LayerError> {
     let mut copier = Copier {
         view,
-        links: HashMap::new(),
-        stats: Materialised {
-            barrier: (0, 0),
-            files: 0,
-            bytes: 0,
-            reflinked: 0,
-        },
-        reflink_works: true,
+        pending: Pending::default(),
     };
     let mut rel = Vec::new();
     copier.copy_dir(&mut rel, root)?;
+    let mut stats = copier.pending.finish()?;
     if let Some(top) = view.lookup(&[]) {
         let md = fs::symlink_metadata(&top).map_err(io_err(&top))?;
         copy_meta(&top, root, &md)?;
     }
-    let mut stats = copier.stats;
-    stats.barrier = barrier(root.parent().unwrap_or(root))?;
+    stats.renew_barrier(root)?;
     Ok(stats)
+}
+
+impl Materialised {
+    /// Stamps a new barrier for the next step run in `root` (a copy kept from an earlier
+    /// step and brought up to date since: what that did is before the new barrier).
+    pub fn renew_barrier(&mut self, root: &Path) -> Result<(), LayerError> {
+        self.barrier = barrier(root.parent().unwrap_or(root))?;
+        Ok(())
+    }
 }
 
 /// Stamps a marker file, then waits until the filesystem clock has moved past its stamp.
@@ -109,73 +115,290 @@ fn barrier(dir: &Path) -> Result<(i64, i64), LayerError> {
     Ok(first)
 }
 
+/// Walks the view: makes its directories, and leaves everything else to [`Pending`].
 struct Copier<'a> {
     view: &'a dyn LowerView,
-    /// (dev, ino) of multiply-linked snapshot files → their first copy.
-    links: HashMap<(u64, u64), PathBuf>,
-    stats: Materialised,
-    reflink_works: bool,
+    pending: Pending,
 }
 
 impl Copier<'_> {
     fn copy_dir(&mut self, rel: &mut Vec<String>, dest_dir: &Path) -> Result<(), LayerError> {
         for (name, src) in self.view.list(rel) {
             let md = fs::symlink_metadata(&src).map_err(io_err(&src))?;
-            let dest = dest_dir.join(&name);
-            let ft = md.file_type();
-            if ft.is_dir() {
-                fs::create_dir(&dest).map_err(io_err(&dest))?;
-                rel.push(name.to_string_lossy().into_owned());
-                self.copy_dir(rel, &dest)?;
-                rel.pop();
-                copy_meta(&src, &dest, &md)?;
-            } else if ft.is_symlink() {
-                let target = fs::read_link(&src).map_err(io_err(&src))?;
-                std::os::unix::fs::symlink(&target, &dest).map_err(io_err(&dest))?;
-                std::os::unix::fs::lchown(&dest, Some(md.uid()), Some(md.gid()))
-                    .map_err(io_err(&dest))?;
-            } else if ft.is_file() {
-                if md.nlink() > 1 {
-                    if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
-                        fs::hard_link(first, &dest).map_err(io_err(&dest))?;
-                        continue;
-                    }
-                    self.links.insert((md.dev(), md.ino()), dest.clone());
-                }
-                self.copy_file(&src, &dest, &md)?;
-            } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
-                let kind = nix::sys::stat::SFlag::from_bits_truncate(md.mode())
-                    & nix::sys::stat::SFlag::S_IFMT;
-                let mode = nix::sys::stat::Mode::from_bits_truncate(md.mode() & 0o7777);
-                nix::sys::stat::mknod(&dest, kind, mode, md.rdev())
-                    .map_err(|e| io_err(&dest)(e.into()))?;
-                copy_meta(&src, &dest, &md)?;
-            }
-            // Sockets cannot be copied; they are never in a layer either.
+            rel.push(name.to_string_lossy().into_owned());
+            self.copy_entry(rel, src, md, dest_dir.join(&name))?;
+            rel.pop();
         }
         Ok(())
     }
 
-    fn copy_file(&mut self, src: &Path, dest: &Path, md: &fs::Metadata) -> Result<(), LayerError> {
+    /// Copies the view's entry at `rel` (on disk at `src`) to the new path `dest`, a
+    /// directory with everything below it (its files once `pending` is finished).
+    fn copy_entry(
+        &mut self,
+        rel: &mut Vec<String>,
+        src: PathBuf,
+        md: fs::Metadata,
+        dest: PathBuf,
+    ) -> Result<(), LayerError> {
+        if !md.is_dir() {
+            self.pending.leaf(src, md, dest);
+            return Ok(());
+        }
+        fs::create_dir(&dest).map_err(io_err(&dest))?;
+        self.copy_dir(rel, &dest)?;
+        self.pending.dirs.push((src, md, dest));
+        Ok(())
+    }
+}
+
+/// What a walk left to copy once its directories exist: the other entries, copied on
+/// rayon's pool by [`Pending::finish`] (creating inodes is most of a copy's time, and
+/// files are created in parallel), then the hard links among them, then the directories'
+/// metadata (children before parents; creating entries changes a directory's times).
+#[derive(Default)]
+struct Pending {
+    /// (source, its metadata, the new path) of files, symlinks, devices and FIFOs.
+    leaves: Vec<(PathBuf, fs::Metadata, PathBuf)>,
+    /// (first copy, another name of the same source file).
+    links: Vec<(PathBuf, PathBuf)>,
+    dirs: Vec<(PathBuf, fs::Metadata, PathBuf)>,
+    /// (dev, ino) of multiply-linked source files → their first copy.
+    first: HashMap<(u64, u64), PathBuf>,
+}
+
+impl Pending {
+    fn leaf(&mut self, src: PathBuf, md: fs::Metadata, dest: PathBuf) {
+        if md.is_file() && md.nlink() > 1 {
+            match self.first.entry((md.dev(), md.ino())) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    self.links.push((first.get().clone(), dest));
+                    return;
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(dest.clone());
+                }
+            }
+        }
+        self.leaves.push((src, md, dest));
+    }
+
+    /// Copies what was left; returns what it copied (the barrier unset).
+    fn finish(&mut self) -> Result<Materialised, LayerError> {
+        use rayon::prelude::*;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+        let reflink_works = AtomicBool::new(true);
+        let (files, bytes, reflinked) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+        std::mem::take(&mut self.leaves)
+            .par_iter()
+            .try_for_each(|(src, md, dest)| {
+                let cloned = copy_leaf(src, md, dest, &reflink_works)?;
+                if md.is_file() {
+                    files.fetch_add(1, Relaxed);
+                    bytes.fetch_add(md.len(), Relaxed);
+                    reflinked.fetch_add(u64::from(cloned), Relaxed);
+                }
+                Ok::<(), LayerError>(())
+            })?;
+        for (first, dest) in std::mem::take(&mut self.links) {
+            fs::hard_link(&first, &dest).map_err(io_err(&dest))?;
+        }
+        for (src, md, dest) in std::mem::take(&mut self.dirs) {
+            copy_meta(&src, &dest, &md)?;
+        }
+        self.first.clear();
+        Ok(Materialised {
+            barrier: (0, 0),
+            files: files.into_inner(),
+            bytes: bytes.into_inner(),
+            reflinked: reflinked.into_inner(),
+        })
+    }
+}
+
+/// Copies the non-directory `src` (`md`) to the new path `dest`: a file reflinked while
+/// `reflink_works` (cleared at the first failure), else copied; `true` when reflinked.
+fn copy_leaf(
+    src: &Path,
+    md: &fs::Metadata,
+    dest: &Path,
+    reflink_works: &std::sync::atomic::AtomicBool,
+) -> Result<bool, LayerError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let ft = md.file_type();
+    if ft.is_symlink() {
+        let target = fs::read_link(src).map_err(io_err(src))?;
+        std::os::unix::fs::symlink(&target, dest).map_err(io_err(dest))?;
+        std::os::unix::fs::lchown(dest, Some(md.uid()), Some(md.gid())).map_err(io_err(dest))?;
+    } else if ft.is_file() {
         let from = fs::File::open(src).map_err(io_err(src))?;
         let to = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(dest)
             .map_err(io_err(dest))?;
-        let cloned = self.reflink_works && rbuild_runtime::chroot::reflink(&from, &to).is_ok();
-        if cloned {
-            self.stats.reflinked += 1;
-        } else {
-            self.reflink_works = false;
+        let cloned =
+            reflink_works.load(Relaxed) && rbuild_runtime::chroot::reflink(&from, &to).is_ok();
+        if !cloned {
+            reflink_works.store(false, Relaxed);
             // std's copy uses copy_file_range: in-kernel, no user-space buffer.
             std::io::copy(&mut &from, &mut &to).map_err(io_err(dest))?;
         }
-        self.stats.files += 1;
-        self.stats.bytes += md.len();
         drop(to);
-        copy_meta(src, dest, md)
+        copy_meta(src, dest, md)?;
+        return Ok(cloned);
+    } else if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+        let kind =
+            nix::sys::stat::SFlag::from_bits_truncate(md.mode()) & nix::sys::stat::SFlag::S_IFMT;
+        let mode = nix::sys::stat::Mode::from_bits_truncate(md.mode() & 0o7777);
+        nix::sys::stat::mknod(dest, kind, mode, md.rdev()).map_err(|e| io_err(dest)(e.into()))?;
+        copy_meta(src, dest, md)?;
     }
+    // Sockets cannot be copied; they are never in a layer either.
+    Ok(false)
+}
+
+/// Brings `root`, a copy of some view, up to that view with `layer` (one snapshot in
+/// overlayfs form) on top, as overlayfs would show it: whiteouts delete, an opaque
+/// directory replaces, a directory merges, anything else replaces; copies are made as
+/// [`materialise`] makes them (never hard links to the snapshot). Returns the number of
+/// files copied.
+pub fn apply_layer(layer: &Path, root: &Path) -> Result<u64, LayerError> {
+    let mut pending = Pending::default();
+    apply_dir(&mut pending, layer, root)?;
+    Ok(pending.finish()?.files)
+}
+
+fn apply_dir(pending: &mut Pending, from: &Path, to: &Path) -> Result<(), LayerError> {
+    for name in sorted_names(from)? {
+        let (src, dest) = (from.join(&name), to.join(&name));
+        let md = fs::symlink_metadata(&src).map_err(io_err(&src))?;
+        // `to` is a real directory of the root (checked by the caller), so `dest` is too.
+        let existing = fs::symlink_metadata(&dest).ok();
+        if rbuild_runtime::changes::is_whiteout(&md) {
+            if let Some(e) = existing {
+                remove_entry(&dest, &e)?;
+            }
+        } else if md.is_dir() {
+            let merge = existing.as_ref().is_some_and(|e| e.is_dir())
+                && !rbuild_runtime::changes::is_opaque(&src).unwrap_or(false);
+            if !merge {
+                if let Some(e) = existing {
+                    remove_entry(&dest, &e)?;
+                }
+                fs::create_dir(&dest).map_err(io_err(&dest))?;
+            }
+            apply_dir(pending, &src, &dest)?;
+            pending.dirs.push((src, md, dest));
+        } else {
+            if let Some(e) = existing {
+                remove_entry(&dest, &e)?;
+            }
+            pending.leaf(src, md, dest);
+        }
+    }
+    Ok(())
+}
+
+/// Removes `path` (`md`: its own metadata; a directory with everything below it).
+fn remove_entry(path: &Path, md: &fs::Metadata) -> Result<(), LayerError> {
+    if md.is_dir() {
+        fs::remove_dir_all(path).map_err(io_err(path))
+    } else {
+        fs::remove_file(path).map_err(io_err(path))
+    }
+}
+
+/// After a step in `root` whose change set went to the upper dir (and was applied back with
+/// [`apply_layer`]): makes `root` equal to a fresh copy of `view` (the step's lowers plus
+/// that upper dir) where the step left traces outside its change set. `paths` (relative,
+/// with `/`: the runtime's and the mounts' places, left out of the change set) are copied
+/// from the view again; directories whose ctime is after the barrier of `since` (entries
+/// made and removed, the runtime's mount points) get the view's times back. Paths below a
+/// symlink of the root are never touched (the link could lead out of the root).
+pub fn resync(
+    root: &Path,
+    view: &dyn LowerView,
+    since: &Materialised,
+    paths: &[String],
+) -> Result<(), LayerError> {
+    let mut copier = Copier {
+        view,
+        pending: Pending::default(),
+    };
+    for path in paths {
+        let mut rel: Vec<String> = path
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .map(str::to_string)
+            .collect();
+        let Some(dest) = real_path(root, &rel) else {
+            continue;
+        };
+        if let Ok(md) = fs::symlink_metadata(&dest) {
+            remove_entry(&dest, &md)?;
+        }
+        if let Some(src) = view.lookup(&rel) {
+            let md = fs::symlink_metadata(&src).map_err(io_err(&src))?;
+            copier.copy_entry(&mut rel, src, md, dest)?;
+            // Before the next path, which could be below this one.
+            copier.pending.finish()?;
+        }
+    }
+    reset_dir_times(root, view, since, &mut Vec::new())
+}
+
+/// `root` joined with `rel`, when every ancestor of it is a real directory of the root.
+fn real_path(root: &Path, rel: &[String]) -> Option<PathBuf> {
+    let (last, parents) = rel.split_last()?;
+    let mut at = root.to_path_buf();
+    for c in parents {
+        if c == ".." {
+            return None;
+        }
+        at.push(c);
+        if !fs::symlink_metadata(&at).is_ok_and(|md| md.is_dir()) {
+            return None;
+        }
+    }
+    (last != "..").then(|| at.join(last))
+}
+
+fn reset_dir_times(
+    dir: &Path,
+    view: &dyn LowerView,
+    since: &Materialised,
+    rel: &mut Vec<String>,
+) -> Result<(), LayerError> {
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            rel.push(entry.file_name().to_string_lossy().into_owned());
+            reset_dir_times(&entry.path(), view, since, rel)?;
+            rel.pop();
+        }
+    }
+    let md = fs::symlink_metadata(dir).map_err(io_err(dir))?;
+    if since.after_barrier(&md) {
+        if let Some(src) = view.lookup(rel) {
+            let lmd = fs::symlink_metadata(&src).map_err(io_err(&src))?;
+            set_times(dir, &lmd);
+        }
+    }
+    Ok(())
+}
+
+/// Gives `dest` the access and modification times of `md` (best effort). By path, not
+/// through an open file: no open per copied file, and a FIFO or device is not opened.
+fn set_times(dest: &Path, md: &fs::Metadata) {
+    use nix::sys::time::TimeSpec;
+    let _ = nix::sys::stat::utimensat(
+        None,
+        dest,
+        &TimeSpec::new(md.atime(), md.atime_nsec()),
+        &TimeSpec::new(md.mtime(), md.mtime_nsec()),
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    );
 }
 
 /// Gives `dest` the owner, mode, xattrs (but overlayfs's own) and times of `src` (`md`).
@@ -185,12 +408,7 @@ fn copy_meta(src: &Path, dest: &Path, md: &fs::Metadata) -> Result<(), LayerErro
     fs::set_permissions(dest, fs::Permissions::from_mode(md.mode() & 0o7777))
         .map_err(io_err(dest))?;
     copy_xattrs(src, dest);
-    let times = fs::FileTimes::new()
-        .set_accessed(md.accessed().unwrap_or(SystemTime::UNIX_EPOCH))
-        .set_modified(md.modified().unwrap_or(SystemTime::UNIX_EPOCH));
-    if let Ok(f) = fs::File::open(dest) {
-        let _ = f.set_times(times);
-    }
+    set_times(dest, md);
     Ok(())
 }
 
@@ -234,12 +452,8 @@ pub fn diff_to_upper(
     // Times last: moving entries in changed the directories' mtimes.
     for rel in differ.made.iter().rev() {
         let (from, to) = (root.join(rel), upper.join(rel));
-        if let (Ok(md), Ok(f)) = (fs::symlink_metadata(&from), fs::File::open(&to)) {
-            let _ = f.set_times(
-                fs::FileTimes::new()
-                    .set_accessed(md.accessed().unwrap_or(SystemTime::UNIX_EPOCH))
-                    .set_modified(md.modified().unwrap_or(SystemTime::UNIX_EPOCH)),
-            );
+        if let Ok(md) = fs::symlink_metadata(&from) {
+            set_times(&to, &md);
         }
     }
     Ok(())
