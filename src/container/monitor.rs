@@ -218,8 +218,9 @@ fn serve_runs(
             break Ok(());
         }
     };
+    // `run -d --rm`: removed while the lease is still held, so that whoever waits for the
+    // container to stop (`wait`, `stop`) finds it gone, as the foreground `run --rm` does.
     if record.auto_remove && (result.is_ok() || first) {
-        drop(lease);
         match store.remove_container(id) {
             // As docker's --rm: the container's anonymous volumes go with it.
             Ok(()) => super::volumes::remove_anonymous_volumes(store, &record.anonymous_volumes)
@@ -228,6 +229,7 @@ fn serve_runs(
             Err(e) => warn(format!("failed to remove container {id}: {e}")),
         }
     }
+    drop(lease);
     result
 }
 

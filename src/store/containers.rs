@@ -175,6 +175,15 @@ fn check_name_free(
     Ok(())
 }
 
+/// Commits a change of the containers table as a quick-repair commit: redb then saves its
+/// allocator state in the commit (two fdatasyncs) instead of in a commit of its own when the
+/// database is closed (two more, after the one of a plain commit), one fdatasync less per
+/// change for the same durability: the change is on disk when this returns either way.
+fn commit(mut tx: redb::WriteTransaction) -> Result<(), StoreError> {
+    tx.set_quick_repair(true);
+    tx.commit().map_err(db_err)
+}
+
 fn bad_json(id: &str, error: serde_json::Error) -> StoreError {
     StoreError::BadJson {
         what: format!("container record {id}"),
@@ -199,8 +208,7 @@ impl Store {
                 t.insert(record.id.as_str(), json.as_slice())
                     .map_err(db_err)?;
             }
-            tx.commit().map_err(db_err)?;
-            Ok(())
+            commit(tx)
         })
     }
 
@@ -218,19 +226,32 @@ impl Store {
                 t.insert(record.id.as_str(), json.as_slice())
                     .map_err(db_err)?;
             }
-            tx.commit().map_err(db_err)?;
-            Ok(())
+            commit(tx)
         })
     }
 
     /// Changes the record of container `id` with `change` in one write transaction, so
     /// concurrent writers (the monitor recording an exit, `rename`, `stop`) never undo each
     /// other's fields. Returns the new record, `None` when it is gone (removed meanwhile).
+    ///
+    /// A change that leaves the record as it is (the monitor clearing a `manually_stopped`
+    /// that is not set, a `settle` of a record already settled) costs one read and no
+    /// commit: opening the database for writing costs 4-6 fdatasyncs. It then takes effect
+    /// at the read, before any later writer's change, which is what the write would have
+    /// done. `change` may be called twice (on the record read, then in the transaction).
     pub fn modify_container(
         &self,
         id: &str,
-        change: impl FnOnce(&mut ContainerRecord),
+        change: impl Fn(&mut ContainerRecord),
     ) -> Result<Option<ContainerRecord>, StoreError> {
+        let Some(current) = self.container_record(id)? else {
+            return Ok(None);
+        };
+        let mut changed = current.clone();
+        change(&mut changed);
+        if changed == current {
+            return Ok(Some(current));
+        }
         self.with_db_no_index(|db| {
             let tx = db.begin_write().map_err(db_err)?;
             let record = {
@@ -250,7 +271,23 @@ impl Store {
                 t.insert(id, json.as_slice()).map_err(db_err)?;
                 record
             };
-            tx.commit().map_err(db_err)?;
+            commit(tx)?;
+            Ok(Some(record))
+        })
+    }
+
+    /// The record of container `id` (full ID), `None` when there is none: a read, no commit.
+    fn container_record(&self, id: &str) -> Result<Option<ContainerRecord>, StoreError> {
+        self.read_db(|tx| {
+            let t = match tx.open_table(CONTAINERS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(db_err(e)),
+            };
+            let Some(rec) = t.get(id).map_err(db_err)? else {
+                return Ok(None);
+            };
+            let record = serde_json::from_slice(rec.value()).map_err(|e| bad_json(id, e))?;
             Ok(Some(record))
         })
     }
@@ -263,9 +300,10 @@ impl Store {
     }
 
     /// All container records, newest first.
+    /// A read transaction (no commit, no fdatasync): every command that names a container
+    /// comes through here.
     pub fn list_containers(&self) -> Result<Vec<ContainerRecord>, StoreError> {
-        self.with_db_no_index(|db| {
-            let tx = db.begin_read().map_err(db_err)?;
+        self.read_db(|tx| {
             let t = match tx.open_table(CONTAINERS) {
                 Ok(t) => t,
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
@@ -373,8 +411,56 @@ impl Store {
                 let mut t = tx.open_table(CONTAINERS).map_err(db_err)?;
                 t.remove(id).map_err(db_err)?;
             }
-            tx.commit().map_err(db_err)?;
-            Ok(())
+            commit(tx)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> ContainerRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": id,
+            "name": "web",
+            "image": "busybox",
+            "image_id": format!("sha256:{}", "0".repeat(64)),
+            "command": ["true"],
+            "created": 1,
+            "status": ContainerStatus::Created,
+        }))
+        .unwrap()
+    }
+
+    /// Reading containers, and a change that changes nothing, leave the database file as
+    /// it was (no commit, no fdatasync); a real change is committed and read back.
+    #[test]
+    fn reads_and_unchanged_modifications_do_not_write_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let id = "a".repeat(64);
+        store.add_container(&record(&id)).unwrap();
+        let path = dir.path().join("meta.redb");
+        let before = std::fs::read(&path).unwrap();
+        assert_eq!(store.list_containers().unwrap().len(), 1);
+        assert_eq!(store.resolve_container("web").unwrap().id, id);
+        let same = store
+            .modify_container(&id, |r| r.manually_stopped = false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(same, record(&id));
+        assert!(std::fs::read(&path).unwrap() == before, "the file changed");
+        let changed = store
+            .modify_container(&id, |r| r.manually_stopped = true)
+            .unwrap()
+            .unwrap();
+        assert!(changed.manually_stopped);
+        assert!(store.resolve_container(&id).unwrap().manually_stopped);
+        assert!(std::fs::read(&path).unwrap() != before);
+        assert!(store
+            .modify_container(&"b".repeat(64), |r| r.paused = true)
+            .unwrap()
+            .is_none());
     }
 }
