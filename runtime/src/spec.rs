@@ -52,6 +52,11 @@ pub struct ContainerSpec {
     /// docker's `--dns-search`: search domains replacing the host's.
     #[serde(default)]
     pub dns_search: Vec<String>,
+    /// With a private network namespace: connect it through a user-mode network helper
+    /// (pasta or slirp4netns) that the runner starts and stops with the container; for
+    /// rootless containers. See [`crate::network::user_mode`].
+    #[serde(default)]
+    pub user_network: Option<crate::network::user_mode::UserNetwork>,
 }
 
 impl ContainerSpec {
@@ -83,6 +88,7 @@ impl ContainerSpec {
             bridge: None,
             dns: Vec::new(),
             dns_search: Vec::new(),
+            user_network: None,
         }
     }
 }

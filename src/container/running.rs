@@ -35,14 +35,20 @@ pub(super) fn execute<R>(
     started: impl FnOnce(&Container) -> R,
 ) -> Result<Execution, ContainerError> {
     // The address lease belongs to this process (the CLI's foreground run, or the monitor).
+    let rootless = crate::network::rootless::applies();
     let attached = match container.network.as_deref() {
         None => None,
+        Some("bridge") if rootless => None,
         Some("bridge") => Some(crate::network::attach_default(store.root(), &container.id)?),
         Some(other) => return Err(ContainerError::NoSuchNetwork(other.to_string())),
     };
     let mut spec = spec.clone();
     spec.bridge = attached.as_ref().and_then(|a| a.attachment.clone());
     container.network_extras.apply(&mut spec)?;
+    if rootless && container.network.as_deref() == Some("bridge") {
+        crate::network::rootless::attach(&mut spec, &[])
+            .map_err(crate::network::NetworkError::from)?;
+    }
     let container = rbuild_runtime::spawn(&spec, stdio)?;
     let mut warnings = Vec::new();
     let mut record = |change: &dyn Fn(&mut crate::store::ContainerRecord)| {

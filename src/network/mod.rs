@@ -16,6 +16,7 @@
 pub mod config;
 mod extras;
 mod nat;
+pub mod rootless;
 pub mod state;
 pub mod subnet;
 
@@ -45,10 +46,12 @@ pub enum NetworkError {
     #[error("no free address left in {0}")]
     Exhausted(String),
     #[error(
-        "the bridge network needs root: rootless networking (pasta or slirp4netns) is not \
-         implemented yet; use --network none or --network host"
+        "the bridge network needs root (rootless containers use pasta or slirp4netns instead); \
+         use --network none or --network host"
     )]
     Rootless,
+    #[error(transparent)]
+    UserMode(#[from] rootless::RootlessError),
 }
 
 /// A container's (or RUN step's) place on a bridge, or a hold that keeps the bridge up;
