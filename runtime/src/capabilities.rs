@@ -276,8 +276,10 @@ pub(crate) fn switch_user(user: &UserSpec) -> Result<(), CapabilityError> {
         .collect();
     match nix::unistd::setgroups(&gids) {
         Ok(()) => {}
-        // A user namespace with a single mapping denies setgroups; nothing to set then.
-        Err(Errno::EPERM) if gids.is_empty() => {}
+        // A user namespace with a single mapping denies setgroups; nothing to set then, nor
+        // when the only group is the primary one (root's `root` group in /etc/group), which
+        // the gid below gives anyway: rootless `rbuild run` of any image as root.
+        Err(Errno::EPERM) if user.additional_gids.iter().all(|g| *g == user.gid) => {}
         Err(source) => {
             return Err(CapabilityError::Groups {
                 gids: user.additional_gids.clone(),

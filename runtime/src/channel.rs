@@ -49,6 +49,11 @@ pub(crate) enum Message {
     /// Setup → runner: something the container goes without (no cgroup limits, say), for
     /// the runner's debug output.
     Note(String),
+    /// Setup (monitor) → runner: the container's network namespace exists; start the
+    /// spec's user-mode network helper on the monitor's pid.
+    AttachNetwork,
+    /// Runner → setup (PID 1): the user-mode network is configured; go on.
+    NetworkReady,
     /// Setup → runner: the container's PID 1 ended.
     /// `oom_killed`: the kernel's OOM killer killed a process of the container's cgroup.
     Exit {

@@ -212,6 +212,10 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
     if let Some((host, attachment)) = bridge {
         host.attach(attachment)?;
     }
+    if user_network(spec) {
+        // The runner starts the helper while PID 1 sets up; PID 1 waits for it before exec.
+        chan.send(&Message::AttachNetwork).map_err(chan_err)?;
+    }
     // PID 1 learns through this pipe that it is in its cgroup (one byte, 1).
     let (moved_r, moved_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::Setup(format!("pipe failed: {e}")))?;
@@ -260,6 +264,11 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
             Ok(code)
         }
     }
+}
+
+/// Whether the runner attaches a user-mode network helper to the container's namespace.
+fn user_network(spec: &ContainerSpec) -> bool {
+    spec.user_network.is_some() && spec.network != NetworkMode::Host
 }
 
 /// Forwards signals to `child` until it ends; returns docker's exit code and the signal.
@@ -354,6 +363,17 @@ fn container_main(
         }
     }
     namespaces::unshare_cgroup()?;
+    if user_network(spec) {
+        match chan.recv().map_err(chan_err)? {
+            Some((Message::NetworkReady, _)) => {}
+            Some((Message::Error(message), _)) => return Err(RuntimeError::Setup(message)),
+            other => {
+                return Err(RuntimeError::Setup(format!(
+                    "expected the user-mode network to be ready, got {other:?}"
+                )))
+            }
+        }
+    }
     enter_process(chan, spec, &filters)?;
     if spec.init {
         run_init(exec, spec.process.terminal, set)

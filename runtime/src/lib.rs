@@ -44,7 +44,9 @@
 //!    cannot be created; memory, swap and CPU limits when asked for, an error where they
 //!    cannot be set);
 //! 3. creates the UTS, IPC and network (unless [`NetworkMode::Host`]) namespaces and a PID
-//!    namespace for its next child;
+//!    namespace for its next child; with [`ContainerSpec::user_network`] the runner then
+//!    starts pasta or slirp4netns on that namespace and PID 1 waits for it before executing
+//!    anything ([`network::user_mode`]);
 //! 4. forks the container's PID 1, then forwards signals to it, reports its exit status
 //!    (with [`ExitStatus::oom_killed`] from the cgroup's memory events) and removes the
 //!    cgroup (empty groups left by a killed monitor go at the next start).

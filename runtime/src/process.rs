@@ -139,6 +139,8 @@ pub struct Container {
     _forwarding: Registration,
     finished: Option<ExitStatus>,
     notes: Vec<String>,
+    /// The user-mode network helper, killed and reaped once the monitor ended.
+    network_helper: Option<crate::network::user_mode::Helper>,
 }
 
 #[derive(Debug)]
@@ -374,6 +376,7 @@ pub(crate) fn launch(
         _forwarding: forwarding,
         finished: None,
         notes: Vec::new(),
+        network_helper: None,
     };
     let mut master = None;
     let mut ready = false;
@@ -386,6 +389,28 @@ pub(crate) fn launch(
                     .chan
                     .send(&Message::IdMapDone)
                     .map_err(ProcessError::Channel)?;
+            }
+            Some((Message::AttachNetwork, _)) => {
+                let Some(net) = spec.user_network.as_ref() else {
+                    continue;
+                };
+                let monitor = container.monitor.id() as i32;
+                match crate::network::user_mode::start(net, monitor) {
+                    Ok(helper) => {
+                        container.network_helper = Some(helper);
+                        container
+                            .chan
+                            .send(&Message::NetworkReady)
+                            .map_err(ProcessError::Channel)?;
+                    }
+                    Err(e) => {
+                        // PID 1 waits for the network: this makes it fail and end.
+                        let message = crate::init::error_chain(&e);
+                        let _ = container.chan.send(&Message::Error(message.clone()));
+                        let _ = container.finish();
+                        return Err(RuntimeError::Setup(message));
+                    }
+                }
             }
             Some((Message::Pid(pid), _)) => container.pid = pid,
             Some((Message::Created(paths), _)) => {
@@ -405,7 +430,7 @@ pub(crate) fn launch(
                 let _ = container.finish();
                 return Err(RuntimeError::Setup(message));
             }
-            Some((Message::Exit { .. } | Message::IdMapDone, _)) | None => {
+            Some((Message::Exit { .. } | Message::IdMapDone | Message::NetworkReady, _)) | None => {
                 let status = container.finish_status()?;
                 return Err(ProcessError::EarlyExit { status }.into());
             }
@@ -636,6 +661,7 @@ impl Container {
             }
         }
         let monitor_status = self.finish_status()?;
+        drop(self.network_helper.take());
         let status = reported.unwrap_or_else(|| {
             use std::os::unix::process::ExitStatusExt;
             match monitor_status.signal() {

@@ -57,6 +57,11 @@ pub struct ContainerSpec {
     /// then `None`. Root only.
     #[serde(default)]
     pub join_network: Option<u32>,
+    /// With a private network namespace: connect it through a user-mode network helper
+    /// (pasta or slirp4netns) that the runner starts and stops with the container; for
+    /// rootless containers. See [`crate::network::user_mode`].
+    #[serde(default)]
+    pub user_network: Option<crate::network::user_mode::UserNetwork>,
 }
 
 impl ContainerSpec {
@@ -89,6 +94,7 @@ impl ContainerSpec {
             dns: Vec::new(),
             dns_search: Vec::new(),
             join_network: None,
+            user_network: None,
         }
     }
 }

@@ -92,8 +92,10 @@ pub(crate) fn execute(
         NetworkMode::None
     };
     // Released (the address) after the step.
+    let default_network = spec.default_network.is_some() && !spec.network_host && !chroot;
+    let rootless = default_network && crate::network::rootless::applies();
     let attached = match &spec.default_network {
-        Some(root) if !spec.network_host && !chroot => {
+        Some(root) if default_network && !rootless => {
             Some(crate::network::attach_default(root, "build")?)
         }
         _ => None,
@@ -104,6 +106,10 @@ pub(crate) fn execute(
         ..Default::default()
     };
     extras.apply(&mut container)?;
+    if rootless {
+        crate::network::rootless::attach(&mut container, &[])
+            .map_err(crate::network::NetworkError::from)?;
+    }
     let (reader, writer) = std::io::pipe().map_err(io_err("pipe"))?;
     let writer2 = writer.try_clone().map_err(io_err("pipe"))?;
     let stdio = Stdio {

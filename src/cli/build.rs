@@ -181,9 +181,8 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         "none" | "default" => false,
         other => bail!("--network {other:?}: use default, none or host"),
     };
-    // Not root: loopback only, as before the default network existed (rootless later).
     options.add_hosts = args.add_host.clone();
-    options.network_default = args.network == "default" && nix::unistd::geteuid().is_root();
+    options.network_default = args.network == "default";
     options.platform = args.platform.clone();
     options.isolation = args.isolation.parse()?;
     // Secrets from the environment go through temp files that live until the build ends.

@@ -101,8 +101,6 @@ pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
     let (network, attach_network) = match args.network.as_deref() {
         Some("none") => (NetworkMode::None, None),
         Some("host") => (NetworkMode::Host, None),
-        // Not root: loopback only, as before the bridge existed (rootless networking later).
-        None if !nix::unistd::geteuid().is_root() => (NetworkMode::None, None),
         None | Some("bridge" | "default") => (NetworkMode::None, Some("bridge".to_string())),
         Some(other) => (NetworkMode::None, Some(other.to_string())),
     };

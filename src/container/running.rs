@@ -35,6 +35,10 @@ pub(super) fn execute<R>(
     started: impl FnOnce(&Container) -> R,
 ) -> Result<Execution, ContainerError> {
     // The address lease belongs to this process (the CLI's foreground run, or the monitor).
+    // Rootless, the default network is a user-mode one (pasta or slirp4netns) instead of
+    // the bridge.
+    let user_mode =
+        container.network.as_deref() == Some("bridge") && crate::network::rootless::applies();
     let shared = container
         .network
         .as_deref()
@@ -42,7 +46,7 @@ pub(super) fn execute<R>(
     let attached = container
         .network
         .as_deref()
-        .filter(|_| shared.is_none())
+        .filter(|_| shared.is_none() && !user_mode)
         .map(|n| crate::network::join(store.root(), n, &container.id, dns_names(container)))
         .transpose()?;
     let mut spec = spec.clone();
@@ -55,6 +59,10 @@ pub(super) fn execute<R>(
         super::network_join::apply(store, target, &mut spec)?;
     }
     super::links::apply(store, container, &mut spec)?;
+    if user_mode {
+        crate::network::rootless::attach(&mut spec, &[])
+            .map_err(crate::network::NetworkError::from)?;
+    }
     let container = rbuild_runtime::spawn(&spec, stdio)?;
     let mut warnings = Vec::new();
     let mut record = |change: &dyn Fn(&mut crate::store::ContainerRecord)| {

@@ -18,6 +18,7 @@ mod dns;
 mod extras;
 mod nat;
 pub mod networks;
+pub mod rootless;
 pub mod state;
 pub mod subnet;
 
@@ -47,14 +48,16 @@ pub enum NetworkError {
     #[error("no free address left in {0}")]
     Exhausted(String),
     #[error(
-        "the bridge network needs root: rootless networking (pasta or slirp4netns) is not \
-         implemented yet; use --network none or --network host"
+        "the bridge network needs root (rootless containers use pasta or slirp4netns instead); \
+         use --network none or --network host"
     )]
     Rootless,
     #[error("network {0} not found")]
     NoSuchNetwork(String),
     #[error("error while removing network: network {network} has active endpoints ({containers})")]
     InUse { network: String, containers: String },
+    #[error(transparent)]
+    UserMode(#[from] rootless::RootlessError),
 }
 
 /// A container's (or RUN step's) place on a bridge, or a hold that keeps the bridge up;

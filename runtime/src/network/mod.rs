@@ -14,9 +14,13 @@
 //!   gateway. All this happens before PID 1 is forked, so the process never sees a
 //!   namespace without its network. The host end disappears with the namespace: a container
 //!   that ends, or a monitor that is killed, leaves no veth behind.
+//!
+//! Rootless containers get a user-mode network instead (pasta or slirp4netns, started by
+//! the runner): see [`user_mode`].
 
 mod netlink;
 mod shared_udp;
+pub mod user_mode;
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -50,6 +54,8 @@ pub enum NetworkError {
         #[source]
         source: std::io::Error,
     },
+    #[error("user-mode network helper {program}: {what}")]
+    Helper { program: String, what: String },
 }
 
 /// How a container is connected to a bridge on the host (set by the runner, which chose the
@@ -79,6 +85,7 @@ fn os_code(e: &NetworkError) -> Option<i32> {
             source.raw_os_error()
         }
         NetworkError::NoSuchLink(_) => Some(ENODEV),
+        NetworkError::Helper { .. } => None,
     }
 }
 
