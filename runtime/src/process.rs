@@ -340,17 +340,7 @@ pub(crate) fn launch(
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) < 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
+            kill_with_parent()
         });
     }
     let monitor = cmd.spawn().map_err(|source| ProcessError::Spawn {
@@ -440,6 +430,25 @@ pub(crate) fn launch(
         container.tty = Some(start_tty_copy(master, stdin, stdout)?);
     }
     Ok(container)
+}
+
+/// For a child between fork and exec (async-signal-safe: one prctl): SIGKILL when the thread
+/// that forked it ends, so that a killed runner leaves neither monitor nor helper behind.
+pub(crate) fn kill_with_parent() -> std::io::Result<()> {
+    // SAFETY: prctl(2) with integer arguments.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn dup_std(fd: RawFd) -> Option<OwnedFd> {

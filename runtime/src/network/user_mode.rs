@@ -151,7 +151,8 @@ pub(crate) fn start(net: &UserNetwork, target: i32) -> Result<Helper, NetworkErr
     let ready_fd = ready_w.as_raw_fd();
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs between fork and exec and only calls async-signal-safe
-    // functions (dup2, fcntl, prctl, getppid, _exit) on integers; it does not allocate.
+    // functions (dup2, fcntl, prctl, getppid, _exit) on integers; it does not allocate
+    // (an error is built from errno without allocating).
     unsafe {
         cmd.pre_exec(move || {
             if ready_fd == 3 {
@@ -161,16 +162,7 @@ pub(crate) fn start(net: &UserNetwork, target: i32) -> Result<Helper, NetworkErr
             } else if libc::dup2(ready_fd, 3) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) < 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
+            crate::process::kill_with_parent()?;
             // The runner died before the line above: nobody would kill this helper.
             if libc::getppid() != parent {
                 libc::_exit(1);
