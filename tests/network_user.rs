@@ -71,6 +71,14 @@ impl Host {
         self.ok(&args).trim().to_string()
     }
 
+    /// Asserts that `run FLAG VALUE` fails before the container starts (125), per value.
+    fn refused(&self, flag: &str, values: &[&str]) {
+        for value in values {
+            let out = self.run(&["run", "--rm", flag, value, "bb", "true"]);
+            assert_eq!(out.status.code(), Some(125), "{flag} {value}: {out:?}");
+        }
+    }
+
     /// The address of container `id` on network `network`, from `network inspect`.
     fn address(&self, network: &str, id: &str) -> Ipv4Addr {
         let inspect = self.ok(&["network", "inspect", network]);
@@ -205,8 +213,7 @@ fn containers_on_a_user_network_reach_each_other_by_name_alias_and_short_id() {
     ]);
     assert_eq!(got, "hello-plain\n");
     // --network-alias needs a user network.
-    let out = host.run(&["run", "--rm", "--network-alias", "x", "bb", "true"]);
-    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    host.refused("--network-alias", &["x"]);
     host.ok(&["rm", "-f", "web", "plain"]);
     host.ok(&["network", "rm", "rbt-names"]);
 }
@@ -312,18 +319,23 @@ fn link_gives_docker_env_vars_and_hosts_entry() {
     assert!(out.contains("1 packets received"), "{out}");
     // A link to a container that does not run, or does not exist, is refused.
     host.ok(&["stop", "-t", "0", "db"]);
-    for link in ["db", "nosuch"] {
-        let out = host.run(&["run", "--rm", "--link", link, "bb", "true"]);
-        assert_eq!(out.status.code(), Some(125), "{link}: {out:?}");
-    }
+    host.refused("--link", &["db", "nosuch"]);
     host.ok(&["rm", "-f", "db"]);
 }
 
 #[test]
 fn network_rm_is_refused_while_in_use_and_nothing_is_left_after() {
     let host = Host::new("rbuildu4", 249);
-    let id = host.network("rbt-rm", "10.244.0.0/24");
-    let keep = host.network("rbt-rm-kept", "10.245.0.0/24");
+    // Both labelled, so that prune below can be limited to them.
+    let create = |name: &str, subnet: &str| {
+        let _ = host.run(&["network", "rm", name]);
+        let id = host.ok(&[
+            "network", "create", "--subnet", subnet, "-l", "rbt-rm", name,
+        ]);
+        id.trim().to_string()
+    };
+    let id = create("rbt-rm", "10.244.0.0/24");
+    let keep = create("rbt-rm-kept", "10.245.0.0/24");
     let c = host.ok(&["run", "-d", "--network", "rbt-rm", "bb", "sleep", "60"]);
     let c = c.trim();
     let bridge = format!("rbuild-{}", &id[..8]);
@@ -338,7 +350,8 @@ fn network_rm_is_refused_while_in_use_and_nothing_is_left_after() {
         "{out:?}"
     );
     // prune keeps a network in use, removes an unused one.
-    let pruned = host.ok(&["network", "prune", "-f"]);
+    // (Only this test's networks: other tests' networks may be unused for a moment.)
+    let pruned = host.ok(&["network", "prune", "-f", "--filter", "label=rbt-rm"]);
     assert!(
         pruned.contains("rbt-rm-kept") && !pruned.contains("rbt-rm\n"),
         "{pruned}"
@@ -404,21 +417,7 @@ fn twenty_parallel_containers_on_a_user_network_get_distinct_addresses() {
             .unwrap()
         })
         .collect();
-    let outputs: Vec<Output> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
-    let failed: Vec<String> = outputs
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| !o.status.success())
-        .map(|(i, o)| format!("p{i}: {}: {}", o.status, String::from_utf8_lossy(&o.stderr)))
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "parallel runs failed:\n{}",
-        failed.join("\n")
-    );
+    let outputs = common::wait_all_succeeded(children);
     let mut addresses: Vec<String> = outputs
         .iter()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
@@ -473,10 +472,7 @@ fn network_container_joins_another_containers_namespace() {
     assert!(out.contains("1 packets received"), "{out}");
     // Not running, or not there: refused before anything starts.
     host.ok(&["stop", "-t", "0", "target"]);
-    for name in ["container:target", "container:nosuch"] {
-        let out = host.run(&["run", "--rm", "--network", name, "bb", "true"]);
-        assert_eq!(out.status.code(), Some(125), "{name}: {out:?}");
-    }
+    host.refused("--network", &["container:target", "container:nosuch"]);
     host.ok(&["rm", "-f", "target"]);
     host.ok(&["network", "rm", "rbt-join"]);
     assert_network_left_nothing(&id, "rbuild0aef00");

@@ -83,6 +83,9 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     pub force: bool,
+    /// Only networks with this label (label=KEY or label=KEY=VALUE)
+    #[arg(long, value_name = "FILTER")]
+    pub filter: Vec<String>,
 }
 
 /// `run`'s per-container network flags (docker's).
@@ -318,7 +321,20 @@ fn prune(args: &PruneArgs) -> anyhow::Result<i32> {
     if !args.force && !confirm_removal("all custom networks not used by at least one container") {
         return Ok(0);
     }
-    let removed = networks::prune()?;
+    let mut labels = Vec::new();
+    for f in &args.filter {
+        match f.strip_prefix("label=") {
+            Some(label) => labels.push(label.split_once('=').unwrap_or((label, ""))),
+            None => anyhow::bail!("invalid filter '{f}' (network prune takes label=…)"),
+        }
+    }
+    let removed = networks::prune(|r| {
+        labels.iter().all(|(k, v)| {
+            r.labels
+                .get(*k)
+                .is_some_and(|have| v.is_empty() || have == v)
+        })
+    })?;
     if !removed.is_empty() {
         println!("Deleted Networks:");
         for name in removed {

@@ -244,13 +244,14 @@ pub fn remove(name: &str) -> Result<NetworkRecord, NetworkError> {
     Ok(record)
 }
 
-/// Removes every user-defined network no container is on; returns their names.
-pub fn prune() -> Result<Vec<String>, NetworkError> {
+/// Removes every user-defined network `wanted` selects that no container is on; returns
+/// their names.
+pub fn prune(wanted: impl Fn(&NetworkRecord) -> bool) -> Result<Vec<String>, NetworkError> {
     let mut locked = Locked::open(true)?.expect("created");
     let mut records = load()?;
     let mut removed = Vec::new();
     for record in records.clone() {
-        if users(&mut locked, &record).is_empty() {
+        if wanted(&record) && users(&mut locked, &record).is_empty() {
             super::forget_bridge(&mut locked, &record.bridge())?;
             records.retain(|r| r.id != record.id);
             removed.push(record.name);

@@ -335,3 +335,22 @@ pub fn wait_for(path: &Path) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Waits for every child (spawned with piped stdout and stderr) and asserts they all
+/// succeeded, listing every failure with its stderr (with runs that wait for each other,
+/// the first failure in order is often not the one that says why); returns the outputs.
+#[allow(dead_code)]
+pub fn wait_all_succeeded(children: Vec<std::process::Child>) -> Vec<Output> {
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait for child"))
+        .collect();
+    let failed: Vec<String> = outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !o.status.success())
+        .map(|(i, o)| format!("#{i}: {}: {}", o.status, stderr(o)))
+        .collect();
+    assert!(failed.is_empty(), "runs failed:\n{}", failed.join("\n"));
+    outputs
+}
