@@ -36,6 +36,7 @@ mod login;
 mod logout;
 mod network;
 mod parse;
+mod privileges;
 mod pull;
 mod push;
 mod report;

@@ -61,7 +61,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Security options: seccomp=PROFILE.json (docker's format), seccomp=unconfined,
-    /// no-new-privileges (always on)
+    /// no-new-privileges[=true|false] (on by default)
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
     /// Run the container in the background (watched by a monitor) and print its ID
@@ -91,6 +91,8 @@ pub struct RunArgs {
     pub command: Vec<String>,
     #[command(flatten)]
     pub volumes: super::volume::RunVolumeArgs,
+    #[command(flatten)]
+    pub privileges: super::privileges::PrivilegeArgs,
 }
 
 fn host_env(name: &str) -> Option<String> {
@@ -118,10 +120,11 @@ pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
         options.add_mount(container::parse_volume(v)?);
     }
     args.volumes.apply(&mut options)?;
+    args.privileges.apply(&mut options)?;
     for value in &args.security_opt {
         match container::security::parse_security_opt(value)? {
             SecurityOpt::Seccomp(profile) => options.seccomp = profile,
-            SecurityOpt::NoNewPrivileges => {}
+            SecurityOpt::NoNewPrivileges(on) => options.privileges.no_new_privileges = Some(on),
         }
     }
     options.entrypoint = args.entrypoint;

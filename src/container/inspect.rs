@@ -78,7 +78,11 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
                     "Propagation": "rprivate",
                 }));
             }
-            MountKind::Tmpfs { size, mode } => {
+            MountKind::Tmpfs {
+                size,
+                mode,
+                options: extra,
+            } => {
                 let mut options = Vec::new();
                 if let Some(size) = size {
                     options.push(format!("size={size}"));
@@ -86,6 +90,7 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
                 if let Some(mode) = mode {
                     options.push(format!("mode={mode:o}"));
                 }
+                options.extend(extra.iter().cloned());
                 tmpfs.insert(destination, Value::String(options.join(",")));
             }
         }
@@ -138,6 +143,8 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
             "ReadonlyRootfs": spec.readonly_rootfs,
             "Init": spec.init,
             "SecurityOpt": security_opt,
+            "Privileged": spec.privileged,
+            "ShmSize": spec.shm_size.unwrap_or(rbuild_runtime::DEFAULT_SHM_SIZE),
             "Tmpfs": tmpfs,
             "Memory": memory,
             "MemorySwap": memory_swap,

@@ -37,6 +37,7 @@ pub mod security;
 mod seed;
 pub mod spec_file;
 pub mod stats;
+pub mod tmpfs;
 pub mod view;
 pub mod volumes;
 
@@ -166,6 +167,15 @@ pub enum ContainerError {
     Network(#[from] crate::network::NetworkError),
     #[error("network {0} not found")]
     NoSuchNetwork(String),
+    #[error(transparent)]
+    Capability(#[from] rbuild_runtime::CapabilityError),
+    /// A flag value docker would refuse too (cobra's wording, the reason).
+    #[error("invalid argument {value:?} for \"{flag}\" flag: {reason}")]
+    BadOption {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
 }
 
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
@@ -237,6 +247,9 @@ pub struct RunOptions {
     pub attach_network: Option<String>,
     /// `--dns`, `--dns-search`, `--add-host`, `--mac-address`.
     pub network_extras: crate::network::Extras,
+    /// `--cap-add`, `--cap-drop`, `--privileged`, `--device`, `--shm-size`,
+    /// `--security-opt no-new-privileges`.
+    pub privileges: security::Privileges,
 }
 
 impl RunOptions {
@@ -272,6 +285,7 @@ impl RunOptions {
             rlimits: rbuild_runtime::default_rlimits(),
             attach_network: None,
             network_extras: crate::network::Extras::default(),
+            privileges: security::Privileges::default(),
         }
     }
 
