@@ -271,3 +271,46 @@ fn device_flag_makes_the_node_and_the_device_cgroup_allows_only_it() {
         stderr(&out)
     );
 }
+
+#[test]
+fn ps_size_shows_the_writable_layer_and_the_virtual_size() {
+    let env = TestEnv::with_base("bb");
+    // 1500 bytes written, one file of the image deleted (a whiteout: 0 bytes), a hard link
+    // counted once.
+    env.ok(&[
+        "run",
+        "--name",
+        "writer",
+        "bb",
+        "sh",
+        "-c",
+        "head -c 1500 /dev/zero > /data && ln /data /again && rm /bin/ls",
+    ]);
+    let image_bytes: u64 = env
+        .ok(&["inspect", "--type", "image", "--format", "{{.Size}}", "bb"])
+        .trim()
+        .parse()
+        .unwrap();
+    let out = env.ok(&["ps", "-a", "-s", "--format", "{{.Names}} {{.Size}}"]);
+    assert_eq!(
+        out,
+        format!("writer 1.5kB (virtual {})\n", megabytes(image_bytes + 1500))
+    );
+    // The default table gets a SIZE column.
+    let table = env.ok(&["ps", "-a", "-s"]);
+    let header = table.lines().next().unwrap();
+    assert!(header.trim_end().ends_with("SIZE"), "{header}");
+    assert!(table.contains("1.5kB (virtual "), "{table}");
+    // A template naming .Size measures too (as docker); otherwise nothing is measured.
+    let out = env.ok(&["ps", "-a", "--format", "{{.Size}}"]);
+    assert!(out.starts_with("1.5kB (virtual "), "{out}");
+    let out = env.ok(&["ps", "-a", "--format", "json"]);
+    assert!(out.contains(r#""Size":"0B""#), "{out}");
+}
+
+/// `n` bytes in MB with docker's 3 significant digits (for sizes of 1 to 10 MB).
+fn megabytes(n: u64) -> String {
+    assert!((1_000_000..10_000_000).contains(&n), "{n}");
+    let s = format!("{:.2}", n as f64 / 1e6);
+    format!("{}MB", s.trim_end_matches('0').trim_end_matches('.'))
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use rbuild_runtime::{Io, NetworkMode, Stdio};
 
-use super::common::{human_duration, open_store, ListFormat};
+use super::common::{human_duration, human_size, open_store, ListFormat};
 use super::Globals;
 use crate::container::security::SecurityOpt;
 use crate::container::{self, env, RunOptions};
@@ -233,6 +233,9 @@ pub struct PsArgs {
     /// Filter: status=, name=, label=KEY[=VALUE], ancestor=IMAGE, exited=CODE, id=
     #[arg(short, long = "filter", value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
+    /// Display total file sizes (the writable layer, and with the image's: virtual)
+    #[arg(short, long)]
+    pub size: bool,
 }
 
 /// `ps`: docker's columns (no PORTS: rbuild forwards none).
@@ -264,10 +267,14 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    let format = ListFormat::parse(
-        args.format.as_deref(),
-        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}",
-    )?;
+    let mut default_format =
+        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}".to_string();
+    if args.size {
+        default_format.push_str("\t{{.Size}}");
+    }
+    // As docker: sizes are measured only when shown (walking every upper dir is slow).
+    let sizes = args.size || args.format.as_deref().is_some_and(|f| f.contains(".Size"));
+    let format = ListFormat::parse(args.format.as_deref(), &default_format)?;
     let mut rows = Vec::new();
     for (c, status, state) in &containers {
         let mut command = c.command.join(" ");
@@ -282,6 +289,14 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
         let created_at = chrono::DateTime::from_timestamp(c.created, 0)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S %z UTC").to_string())
             .unwrap_or_default();
+        // docker's form: `2B (virtual 1.23MB)`; "0B" when not measured.
+        let size = match sizes.then(|| container::size::container_size(&store, c)) {
+            Some(Ok(s)) if s.root_fs > 0 => {
+                format!("{} (virtual {})", human_size(s.rw), human_size(s.root_fs))
+            }
+            Some(Ok(s)) => human_size(s.rw),
+            Some(Err(_)) | None => human_size(0),
+        };
         let cells = [
             ("ID", id),
             ("Image", c.image.clone()),
@@ -302,6 +317,7 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
                     .collect::<Vec<_>>()
                     .join(","),
             ),
+            ("Size", size),
         ];
         // A tab inside a cell would start a new column.
         rows.push(
@@ -326,7 +342,7 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
 }
 
 /// The column titles of `ps` tables, docker's spellings.
-const PS_HEADERS: [(&str, &str); 9] = [
+const PS_HEADERS: [(&str, &str); 10] = [
     ("ID", "CONTAINER ID"),
     ("Image", "IMAGE"),
     ("Command", "COMMAND"),
@@ -336,6 +352,7 @@ const PS_HEADERS: [(&str, &str); 9] = [
     ("State", "STATE"),
     ("Names", "NAMES"),
     ("Labels", "LABELS"),
+    ("Size", "SIZE"),
 ];
 
 #[derive(Debug, Args)]

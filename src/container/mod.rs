@@ -35,6 +35,7 @@ pub mod limits;
 pub mod names;
 pub mod security;
 mod seed;
+pub mod size;
 pub mod spec_file;
 pub mod stats;
 pub mod tmpfs;
