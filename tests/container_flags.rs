@@ -314,3 +314,110 @@ fn megabytes(n: u64) -> String {
     let s = format!("{:.2}", n as f64 / 1e6);
     format!("{}MB", s.trim_end_matches('0').trim_end_matches('.'))
 }
+
+/// Waits until container `name`'s STATUS shows a health result; returns the STATUS.
+fn health_result(env: &TestEnv, name: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = env.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            &format!("name={name}"),
+            "--format",
+            "{{.Status}}",
+        ]);
+        if status.contains("(healthy)") || status.contains("(unhealthy)") {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{name}: {status}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn health_check_runs_with_the_containers_capabilities_and_seccomp() {
+    let env = TestEnv::with_base("bb");
+    // Joined as `exec` joins: the container's capability set (CHOWN dropped), its seccomp
+    // filter and no_new_privs; nsenter gave the check root's full set and no filter.
+    let check = "grep -q '^CapEff:.*a80425fa' /proc/self/status \
+                 && grep -q '^Seccomp:.*2' /proc/self/status \
+                 && grep -q '^NoNewPrivs:.*1' /proc/self/status";
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "h",
+        "--cap-drop",
+        "chown",
+        "--health-cmd",
+        check,
+        "--health-interval",
+        "50ms",
+        "--health-retries",
+        "1",
+        "bb",
+        "sleep",
+        "1000",
+    ]);
+    let status = health_result(&env, "h");
+    assert!(status.contains("(healthy)"), "{status}");
+    // A check over its timeout is killed and fails.
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 100",
+        "--health-timeout",
+        "200ms",
+        "--health-interval",
+        "50ms",
+        "--health-retries",
+        "1",
+        "bb",
+        "sleep",
+        "1000",
+    ]);
+    let status = health_result(&env, "slow");
+    assert!(status.contains("(unhealthy)"), "{status}");
+    let log = env.ok(&["inspect", "--format", "{{json .State.Health.Log}}", "slow"]);
+    assert!(log.contains("exceeded timeout"), "{log}");
+    env.ok(&["rm", "-f", "h", "slow"]);
+}
+
+#[test]
+fn run_attach_connects_only_the_named_streams() {
+    let env = TestEnv::with_base("bb");
+    let script = "echo out; echo err >&2";
+    let out = env.run(&["run", "--rm", "-a", "stdout", "bb", "sh", "-c", script]);
+    assert_eq!(
+        (stdout(&out).as_str(), stderr(&out).as_str()),
+        ("out\n", "")
+    );
+    let out = env.run(&["run", "--rm", "-a", "STDERR", "bb", "sh", "-c", script]);
+    assert_eq!(
+        (stdout(&out).as_str(), stderr(&out).as_str()),
+        ("", "err\n")
+    );
+    // stdin only when named (with -i).
+    let out = env.run_with_stdin(&["run", "--rm", "-i", "-a", "stdout", "bb", "cat"], b"in\n");
+    assert_eq!(stdout(&out), "");
+    let out = env.run_with_stdin(
+        &[
+            "run", "--rm", "-i", "-a", "stdin", "-a", "stdout", "bb", "cat",
+        ],
+        b"in\n",
+    );
+    assert_eq!(stdout(&out), "in\n");
+    let out = env.run(&["run", "--rm", "-a", "stdbad", "bb", "true"]);
+    assert_eq!(code(&out), 125);
+    assert!(
+        stderr(&out).contains("valid streams are STDIN, STDOUT and STDERR"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["run", "-d", "-a", "stdout", "bb", "true"]);
+    assert_eq!(code(&out), 125);
+}

@@ -11,6 +11,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::registry::{RegistryOptions, RetryLog, Retrying};
 
 mod argv;
+mod attach_flags;
 mod build;
 mod build_publish;
 mod builder;

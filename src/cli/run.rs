@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use rbuild_runtime::{Io, NetworkMode, Stdio};
+use rbuild_runtime::NetworkMode;
 
 use super::common::{human_duration, human_size, open_store, ListFormat};
 use super::Globals;
@@ -93,6 +93,8 @@ pub struct RunArgs {
     pub volumes: super::volume::RunVolumeArgs,
     #[command(flatten)]
     pub privileges: super::privileges::PrivilegeArgs,
+    #[command(flatten)]
+    pub attach: super::attach_flags::AttachRunArgs,
 }
 
 fn host_env(name: &str) -> Option<String> {
@@ -161,8 +163,19 @@ pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
 const EXIT_NOT_A_TTY: i32 = 1;
 
 /// Runs the container; returns its exit status, or 125 when it could not be started.
-pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
+pub fn run(globals: &Globals, mut args: RunArgs) -> anyhow::Result<i32> {
     let interactive = args.interactive;
+    let attach = std::mem::take(&mut args.attach);
+    let stdio = attach
+        .check_detached(args.detach)
+        .and_then(|()| attach.stdio(interactive));
+    let stdio = match stdio {
+        Ok(stdio) => stdio,
+        Err(err) => {
+            super::report::error(globals, &err);
+            return Ok(EXIT_RUN_FAILED);
+        }
+    };
     let options = match options(args) {
         Ok(options) => options,
         Err(err) => {
@@ -186,11 +199,6 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     }
     let result = (|| -> anyhow::Result<_> {
         let store = open_store(globals)?;
-        let stdio = Stdio {
-            stdin: if interactive { Io::Inherit } else { Io::Null },
-            stdout: Io::Inherit,
-            stderr: Io::Inherit,
-        };
         Ok(container::run(&store, &options, stdio)?)
     })();
     match result {

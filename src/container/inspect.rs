@@ -113,7 +113,7 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
         .map_or((String::new(), Vec::new()), |(p, a)| {
             (p.clone(), a.to_vec())
         });
-    json!({
+    let mut out = json!({
         "Id": record.id,
         "Created": rfc3339(record.created),
         "Path": path,
@@ -169,5 +169,26 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
         "NetworkSettings": {
             "Networks": {},
         },
-    })
+    });
+    // docker's State.Health, present only for a container with a health check.
+    if let Some(health) = &record.health {
+        let log: Vec<Value> = health
+            .log
+            .iter()
+            .map(|r| {
+                json!({
+                    "Start": r.start.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                    "End": r.end.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                    "ExitCode": r.exit_code,
+                    "Output": r.output,
+                })
+            })
+            .collect();
+        out["State"]["Health"] = json!({
+            "Status": health.status,
+            "FailingStreak": health.failing_streak,
+            "Log": log,
+        });
+    }
+    out
 }
