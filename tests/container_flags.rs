@@ -12,6 +12,18 @@ fn code(out: &std::process::Output) -> i32 {
     out.status.code().expect("rbuild exited by a signal")
 }
 
+/// Asserts that `out`'s stderr contains `needle`.
+fn assert_stderr(out: &std::process::Output, needle: &str) {
+    assert!(stderr(out).contains(needle), "{needle}: {}", stderr(out));
+}
+
+/// `rbuild ARGS` must fail before the start (125) saying `needle`.
+fn refused(env: &TestEnv, args: &[&str], needle: &str) {
+    let out = env.run(args);
+    assert_eq!(code(&out), 125, "{args:?}: {}", stderr(&out));
+    assert_stderr(&out, needle);
+}
+
 /// `run --rm bb sh -c SCRIPT` with `flags` before the image; the output when it succeeded.
 fn sh(env: &TestEnv, flags: &[&str], script: &str) -> String {
     let mut args = vec!["run", "--rm"];
@@ -83,12 +95,10 @@ fn cap_add_and_cap_drop_set_the_effective_capabilities() {
             u64::from_str_radix(&all_capabilities(), 16).unwrap() & !(1 << 21)
         )
     );
-    let out = env.run(&["run", "--rm", "--cap-add", "bogus", "bb", "true"]);
-    assert_eq!(code(&out), 125);
-    assert!(
-        stderr(&out).contains("unknown capability: \"CAP_BOGUS\""),
-        "{}",
-        stderr(&out)
+    refused(
+        &env,
+        &["run", "--rm", "--cap-add", "bogus", "bb", "true"],
+        "unknown capability: \"CAP_BOGUS\"",
     );
 }
 
@@ -108,11 +118,7 @@ fn dropped_cap_chown_makes_chown_fail() {
         script,
     ]);
     assert_ne!(code(&out), 0);
-    assert!(
-        stderr(&out).contains("Operation not permitted"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr(&out, "Operation not permitted");
     // The capability is gone from an `exec` into the container too (it runs from the same
     // recorded spec).
     let _ = env.run(&["rm", "-f", "nochown"]);
@@ -174,15 +180,18 @@ fn security_opt_no_new_privileges_false_clears_the_flag() {
     assert_eq!(status_field(&env, &off, "NoNewPrivs"), "0");
     let on = ["--privileged", "--security-opt", "no-new-privileges"];
     assert_eq!(status_field(&env, &on, "NoNewPrivs"), "1");
-    let out = env.run(&[
-        "run",
-        "--rm",
-        "--security-opt",
-        "no-new-privileges=maybe",
-        "bb",
-        "true",
-    ]);
-    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    refused(
+        &env,
+        &[
+            "run",
+            "--rm",
+            "--security-opt",
+            "no-new-privileges=maybe",
+            "bb",
+            "true",
+        ],
+        "expected true or false",
+    );
 }
 
 #[test]
@@ -202,8 +211,11 @@ fn tmpfs_flag_mounts_a_tmpfs_with_docker_defaults() {
         "head -c 2097152 /dev/zero > /scratch/big; stat -c %s /scratch/big",
     );
     assert_eq!(out, "1048576\n");
-    let out = env.run(&["run", "--rm", "--tmpfs", "relative", "bb", "true"]);
-    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    refused(
+        &env,
+        &["run", "--rm", "--tmpfs", "relative", "bb", "true"],
+        "it must be absolute",
+    );
 }
 
 #[test]
@@ -213,8 +225,11 @@ fn shm_size_sets_the_size_of_dev_shm() {
     assert!(default.contains("size=65536k"), "{default}");
     let bigger = mount_options(&env, &["--shm-size", "128m"], "/dev/shm");
     assert!(bigger.contains("size=131072k"), "{bigger}");
-    let out = env.run(&["run", "--rm", "--shm-size", "lots", "bb", "true"]);
-    assert_eq!(code(&out), 125, "{}", stderr(&out));
+    refused(
+        &env,
+        &["run", "--rm", "--shm-size", "lots", "bb", "true"],
+        "invalid size",
+    );
 }
 
 #[test]
@@ -231,11 +246,7 @@ fn device_flag_makes_the_node_and_the_device_cgroup_allows_only_it() {
         "mknod /lc c 10 237 && : < /lc && echo opened",
     ]);
     assert_ne!(code(&out), 0, "{}", stdout(&out));
-    assert!(
-        stderr(&out).contains("Operation not permitted"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr(&out, "Operation not permitted");
     // --device: the node, opened for reading and writing.
     let both = ["--device", "/dev/loop-control:/dev/lc"];
     let out = sh(
@@ -258,17 +269,11 @@ fn device_flag_makes_the_node_and_the_device_cgroup_allows_only_it() {
         ": < /dev/loop-control && echo read; : > /dev/loop-control",
     ]);
     assert_eq!(stdout(&out), "read\n");
-    assert!(
-        stderr(&out).contains("Operation not permitted"),
-        "{}",
-        stderr(&out)
-    );
-    let out = env.run(&["run", "--rm", "--device", "/etc/passwd", "bb", "true"]);
-    assert_eq!(code(&out), 125);
-    assert!(
-        stderr(&out).contains("not a device node"),
-        "{}",
-        stderr(&out)
+    assert_stderr(&out, "Operation not permitted");
+    refused(
+        &env,
+        &["run", "--rm", "--device", "/etc/passwd", "bb", "true"],
+        "not a device node",
     );
 }
 
@@ -335,6 +340,17 @@ fn health_result(env: &TestEnv, name: &str) -> String {
     }
 }
 
+/// `run -d --name NAME` of a sleeping container with `flags` and a health check every 50 ms
+/// (one failure makes it unhealthy); its STATUS once the check has a result.
+fn checked(env: &TestEnv, name: &str, flags: &[&str]) -> String {
+    let mut args = vec!["run", "-d", "--name", name, "--health-interval", "50ms"];
+    args.extend_from_slice(&["--health-retries", "1"]);
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["bb", "sleep", "1000"]);
+    env.ok(&args);
+    health_result(env, name)
+}
+
 #[test]
 fn health_check_runs_with_the_containers_capabilities_and_seccomp() {
     let env = TestEnv::with_base("bb");
@@ -343,44 +359,11 @@ fn health_check_runs_with_the_containers_capabilities_and_seccomp() {
     let check = "grep -q '^CapEff:.*a80425fa' /proc/self/status \
                  && grep -q '^Seccomp:.*2' /proc/self/status \
                  && grep -q '^NoNewPrivs:.*1' /proc/self/status";
-    env.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "h",
-        "--cap-drop",
-        "chown",
-        "--health-cmd",
-        check,
-        "--health-interval",
-        "50ms",
-        "--health-retries",
-        "1",
-        "bb",
-        "sleep",
-        "1000",
-    ]);
-    let status = health_result(&env, "h");
+    let status = checked(&env, "h", &["--cap-drop", "chown", "--health-cmd", check]);
     assert!(status.contains("(healthy)"), "{status}");
     // A check over its timeout is killed and fails.
-    env.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "slow",
-        "--health-cmd",
-        "sleep 100",
-        "--health-timeout",
-        "200ms",
-        "--health-interval",
-        "50ms",
-        "--health-retries",
-        "1",
-        "bb",
-        "sleep",
-        "1000",
-    ]);
-    let status = health_result(&env, "slow");
+    let flags = ["--health-cmd", "sleep 100", "--health-timeout", "200ms"];
+    let status = checked(&env, "slow", &flags);
     assert!(status.contains("(unhealthy)"), "{status}");
     let log = env.ok(&["inspect", "--format", "{{json .State.Health.Log}}", "slow"]);
     assert!(log.contains("exceeded timeout"), "{log}");
@@ -411,13 +394,14 @@ fn run_attach_connects_only_the_named_streams() {
         b"in\n",
     );
     assert_eq!(stdout(&out), "in\n");
-    let out = env.run(&["run", "--rm", "-a", "stdbad", "bb", "true"]);
-    assert_eq!(code(&out), 125);
-    assert!(
-        stderr(&out).contains("valid streams are STDIN, STDOUT and STDERR"),
-        "{}",
-        stderr(&out)
+    refused(
+        &env,
+        &["run", "--rm", "-a", "stdbad", "bb", "true"],
+        "valid streams are STDIN, STDOUT and STDERR",
     );
-    let out = env.run(&["run", "-d", "-a", "stdout", "bb", "true"]);
-    assert_eq!(code(&out), 125);
+    refused(
+        &env,
+        &["run", "-d", "-a", "stdout", "bb", "true"],
+        "cannot specify both --attach and --detach",
+    );
 }
