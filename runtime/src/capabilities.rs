@@ -37,6 +37,8 @@ pub enum CapabilityError {
         #[source]
         source: Errno,
     },
+    #[error("unknown capability: {0:?}")]
+    Unknown(String),
     #[error("failed to set resource limit {resource:?}")]
     Rlimit {
         resource: RlimitResource,
@@ -120,6 +122,58 @@ pub(crate) fn capability_number(name: &str) -> Option<u32> {
         .iter()
         .position(|n| *n == full)
         .map(|i| i as u32)
+}
+
+/// Every capability this kernel knows (`/proc/sys/kernel/cap_last_cap`), as a mask:
+/// `--privileged`'s set, and `--cap-add ALL`'s.
+pub fn all_capabilities_mask() -> u64 {
+    let last = last_capability().min(63);
+    u64::MAX >> (63 - last)
+}
+
+/// docker's `--cap-add`/`--cap-drop` rules over its default set: names in any case, with or
+/// without `CAP_`, or `ALL`. `--cap-add ALL` keeps every capability but the dropped ones;
+/// `--cap-drop ALL` keeps only the added ones; otherwise the default set less the dropped
+/// ones plus the added ones. An unknown name is an error (docker's message).
+pub fn capability_mask(add: &[String], drop: &[String]) -> Result<u64, CapabilityError> {
+    let parse = |names: &[String]| -> Result<(bool, u64), CapabilityError> {
+        let mut all = false;
+        let mut mask = 0u64;
+        for name in names {
+            if name.eq_ignore_ascii_case("ALL") {
+                all = true;
+                continue;
+            }
+            let number = capability_number(name).ok_or_else(|| {
+                let upper = name.to_ascii_uppercase();
+                CapabilityError::Unknown(if upper.starts_with("CAP_") {
+                    upper
+                } else {
+                    format!("CAP_{upper}")
+                })
+            })?;
+            mask |= 1 << number;
+        }
+        Ok((all, mask))
+    };
+    let (add_all, added) = parse(add)?;
+    let (drop_all, dropped) = parse(drop)?;
+    let all = all_capabilities_mask();
+    Ok(if add_all {
+        all & !dropped
+    } else if drop_all {
+        added & all
+    } else {
+        ((default_capability_mask() & !dropped) | added) & all
+    })
+}
+
+/// The calling process's bounding set as a mask.
+fn bounding_set() -> u64 {
+    (0..=last_capability().min(63))
+        // SAFETY: PR_CAPBSET_READ takes a capability number and returns 1, 0 or -1.
+        .filter(|cap| unsafe { libc::prctl(libc::PR_CAPBSET_READ, *cap as libc::c_ulong, 0, 0, 0) } == 1)
+        .fold(0, |mask, cap| mask | 1 << cap)
 }
 
 fn last_capability() -> u32 {
@@ -233,12 +287,17 @@ fn prctl(
     Ok(())
 }
 
-/// Drops every capability outside docker's default set from the bounding set, switches to
-/// `user` (groups first), leaves root with exactly the default set (effective = permitted),
-/// any other user with none (docker's behaviour: only the bounding set remains), clears the
-/// ambient set and sets `no_new_privs`.
-pub(crate) fn drop_privileges(user: &UserSpec) -> Result<(), CapabilityError> {
-    let keep = default_capability_mask();
+/// Drops every capability outside `keep` (a mask) from the bounding set, switches to
+/// `user` (groups first), leaves root with exactly `keep` (effective = permitted), any other
+/// user with none (docker's behaviour: only the bounding set remains), clears the ambient
+/// set and, with `no_new_privs`, sets it.
+pub(crate) fn drop_privileges(
+    user: &UserSpec,
+    keep: u64,
+    no_new_privs: bool,
+) -> Result<(), CapabilityError> {
+    // What the runner itself lacks cannot be given (`--privileged` in a restricted host).
+    let keep = keep & bounding_set();
     for cap in 0..=last_capability() {
         if keep & (1 << cap) != 0 {
             continue;
@@ -263,7 +322,10 @@ pub(crate) fn drop_privileges(user: &UserSpec) -> Result<(), CapabilityError> {
         libc::PR_CAP_AMBIENT,
         libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
     )?;
-    prctl("no_new_privs", libc::PR_SET_NO_NEW_PRIVS, 1)
+    if no_new_privs {
+        prctl("no_new_privs", libc::PR_SET_NO_NEW_PRIVS, 1)?;
+    }
+    Ok(())
 }
 
 /// Sets the supplementary groups, then the gid, then the uid of `user` (real, effective and
@@ -306,6 +368,28 @@ mod tests {
         assert_eq!(super::capability_number("net_raw"), Some(13));
         assert_eq!(super::capability_number("CAP_BPF"), Some(39));
         assert_eq!(super::capability_number("CAP_NOPE"), None);
+    }
+
+    #[test]
+    fn cap_add_and_drop_follow_docker() {
+        use super::{all_capabilities_mask, capability_mask, default_capability_mask};
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            capability_mask(&[], &[]).unwrap(),
+            default_capability_mask()
+        );
+        let m = capability_mask(&names(&["sys_admin"]), &names(&["CAP_CHOWN"])).unwrap();
+        assert_eq!(m, (default_capability_mask() | 1 << 21) & !1);
+        assert_eq!(
+            capability_mask(&names(&["net_admin"]), &names(&["all"])).unwrap(),
+            1 << 12
+        );
+        assert_eq!(
+            capability_mask(&names(&["ALL"]), &names(&["Cap_Chown"])).unwrap(),
+            all_capabilities_mask() & !1
+        );
+        let err = capability_mask(&names(&["bogus"]), &[]).unwrap_err();
+        assert_eq!(err.to_string(), "unknown capability: \"CAP_BOGUS\"");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub(crate) enum Controller {
     Pids,
     Memory,
     Cpu,
+    /// cgroup v1 only (cgroup v2 filters devices with eBPF programs instead).
+    Devices,
 }
 
 impl Controller {
@@ -68,6 +70,7 @@ impl Controller {
             Controller::Pids => "pids",
             Controller::Memory => "memory",
             Controller::Cpu => "cpu",
+            Controller::Devices => "devices",
         }
     }
 }
@@ -293,12 +296,20 @@ impl Cgroup {
     ) -> Result<(Option<Cgroup>, Option<String>), CgroupError> {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut groups: Vec<Group> = Vec::new();
-        let mut note = None;
+        let mut notes = Vec::new();
         for controller in resources.controllers() {
             let Some((mount_point, v2)) = hierarchy(&mountinfo, controller.name()) else {
                 if controller == Controller::Pids {
-                    note =
-                        Some("no cgroup hierarchy with the pids controller: no pids limit".into());
+                    notes
+                        .push("no cgroup hierarchy with the pids controller: no pids limit".into());
+                    continue;
+                }
+                if controller == Controller::Devices {
+                    notes.push(
+                        "no cgroup v1 devices hierarchy (cgroup v2 device filters are not \
+                         supported): device access is not restricted"
+                            .into(),
+                    );
                     continue;
                 }
                 return Err(CgroupError::Unavailable(controller.name()));
@@ -336,9 +347,18 @@ impl Cgroup {
                 // Not ours to write to (rootless): only the default pids limit may be skipped.
                 Err(
                     CgroupError::Create { path, source } | CgroupError::Write { path, source, .. },
-                ) if is_denied(source.kind()) && group.controllers == [Controller::Pids] => {
-                    note = Some(format!(
-                        "cannot set up {} ({source}): no pids limit",
+                ) if is_denied(source.kind())
+                    && matches!(
+                        group.controllers[..],
+                        [Controller::Pids | Controller::Devices]
+                    ) =>
+                {
+                    let without = match group.controllers[0] {
+                        Controller::Devices => "device access is not restricted",
+                        _ => "no pids limit",
+                    };
+                    notes.push(format!(
+                        "cannot set up {} ({source}): {without}",
                         path.display()
                     ));
                 }
@@ -346,6 +366,7 @@ impl Cgroup {
             }
         }
         let cgroup = (!cgroup.groups.is_empty()).then_some(cgroup);
+        let note = (!notes.is_empty()).then(|| notes.join("; "));
         Ok((cgroup, note))
     }
 
@@ -435,6 +456,14 @@ impl Cgroup {
                         set("cpu.weight", weight.to_string())?;
                     }
                 }
+                (Controller::Devices, false) => {
+                    // A new v1 group inherits its parent's list: start from nothing.
+                    set("devices.deny", "a".into())?;
+                    for rule in r.devices.iter().flatten() {
+                        set("devices.allow", rule.line())?;
+                    }
+                }
+                (Controller::Devices, true) => {}
             }
         }
         Ok(())

@@ -329,8 +329,8 @@ fn container_main(
         namespaces::loopback_up()?;
     }
     let mut created = Vec::new();
-    rootfs::mount_proc_sys(&root, &mut created)?;
-    rootfs::mount_dev(&root, &mut created)?;
+    rootfs::mount_proc_sys(&root, spec.privileged, &mut created)?;
+    rootfs::mount_dev(&root, spec, &mut created)?;
     rootfs::bind_etc_files(&root, state, &mut created)?;
     mounts::apply(&root, &spec.mounts, &mut created)?;
     let cwd = resolve_in_root(&root, &spec.process.cwd);
@@ -339,7 +339,9 @@ fn container_main(
         source,
     })?;
     rootfs::pivot_root(&root)?;
-    rootfs::mask_paths()?;
+    if !spec.privileged {
+        rootfs::mask_paths()?;
+    }
     if spec.readonly_rootfs {
         rootfs::remount_readonly(Path::new("/"))?;
     }
@@ -390,7 +392,18 @@ pub(crate) fn enter_process(
     spec: &ContainerSpec,
     filters: &[seccompiler::BpfProgram],
 ) -> Result<(), RuntimeError> {
-    capabilities::drop_privileges(&spec.process.user)?;
+    // Without no_new_privs the kernel accepts a filter only from a process holding
+    // CAP_SYS_ADMIN: it goes in first (as runc does), and the profile must then allow the
+    // privilege changes that follow (docker's does).
+    let keep_privs = !spec.no_new_privileges && !filters.is_empty();
+    if keep_privs {
+        seccomp::install_keeping_privs(filters)?;
+    }
+    capabilities::drop_privileges(
+        &spec.process.user,
+        spec.capabilities,
+        spec.no_new_privileges,
+    )?;
     nix::unistd::chdir(&spec.process.cwd).map_err(|e| {
         RuntimeError::Setup(format!(
             "failed to change to working directory {}: {e}",
@@ -399,7 +412,9 @@ pub(crate) fn enter_process(
     })?;
     // Last, after no_new_privs: from here on only calls every profile must allow (the
     // messages to the runner, close, exec; with `init`, fork and wait) are made here.
-    seccomp::install(filters)?;
+    if !keep_privs {
+        seccomp::install(filters)?;
+    }
     chan.send(&Message::Ready).map_err(chan_err)?;
     // Nothing in the container may hold the runner's socket (the process would also lose it
     // at exec; the init would not). This process ends in exec or _exit, so the Channel's own

@@ -121,7 +121,10 @@ mod signals;
 mod spec;
 mod user;
 
-pub use capabilities::{default_capability_mask, CapabilityError, DEFAULT_CAPABILITIES};
+pub use capabilities::{
+    all_capabilities_mask, capability_mask, default_capability_mask, CapabilityError,
+    DEFAULT_CAPABILITIES,
+};
 pub use cgroup::{
     host_pids_hierarchy, remove_freezer_group, set_frozen, usage_of, CgroupError, CgroupUsage,
 };
@@ -141,8 +144,9 @@ pub use seccomp::{
 };
 pub use signals::FORWARDED_SIGNALS;
 pub use spec::{
-    default_rlimits, ContainerSpec, MountKind, MountSpec, NetworkMode, ProcessSpec, Resources,
-    Rlimit, RlimitResource, Rootfs, UserSpec, DEFAULT_PATH, DEFAULT_PIDS_MAX,
+    default_rlimits, ContainerSpec, DeviceNode, DeviceRule, MountKind, MountSpec, NetworkMode,
+    ProcessSpec, Resources, Rlimit, RlimitResource, Rootfs, UserSpec, DEFAULT_PATH,
+    DEFAULT_PIDS_MAX, DEFAULT_SHM_SIZE,
 };
 pub use user::{resolve_user, resolve_user_from, resolve_user_in_layers, UserError};
 

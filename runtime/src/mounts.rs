@@ -107,7 +107,11 @@ pub(crate) fn apply(
                     })?;
                 }
             }
-            MountKind::Tmpfs { size, mode } => {
+            MountKind::Tmpfs {
+                size,
+                mode,
+                options: extra,
+            } => {
                 let mut options = format!("mode={:o}", mode.unwrap_or(0o1777));
                 if let Some(size) = size {
                     options.push_str(&format!(",size={size}"));
@@ -115,6 +119,16 @@ pub(crate) fn apply(
                 let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
                 if m.readonly {
                     flags |= MsFlags::MS_RDONLY;
+                }
+                for option in extra {
+                    match tmpfs_flag(option) {
+                        Some((flag, true)) => flags |= flag,
+                        Some((flag, false)) => flags &= !flag,
+                        None => {
+                            options.push(',');
+                            options.push_str(option);
+                        }
+                    }
                 }
                 mount(
                     Some("tmpfs"),
@@ -128,4 +142,36 @@ pub(crate) fn apply(
         }
     }
     Ok(())
+}
+
+/// mount(8)'s flag words a tmpfs option may be: the flag and whether the word sets it
+/// (`noexec`) or clears it (`exec`); `None` for data options (`uid=0`).
+fn tmpfs_flag(option: &str) -> Option<(MsFlags, bool)> {
+    Some(match option {
+        "ro" => (MsFlags::MS_RDONLY, true),
+        "rw" => (MsFlags::MS_RDONLY, false),
+        "noexec" => (MsFlags::MS_NOEXEC, true),
+        "exec" => (MsFlags::MS_NOEXEC, false),
+        "nosuid" => (MsFlags::MS_NOSUID, true),
+        "suid" => (MsFlags::MS_NOSUID, false),
+        "nodev" => (MsFlags::MS_NODEV, true),
+        "dev" => (MsFlags::MS_NODEV, false),
+        "sync" => (MsFlags::MS_SYNCHRONOUS, true),
+        "async" => (MsFlags::MS_SYNCHRONOUS, false),
+        "noatime" => (MsFlags::MS_NOATIME, true),
+        "atime" => (MsFlags::MS_NOATIME, false),
+        "nodiratime" => (MsFlags::MS_NODIRATIME, true),
+        "diratime" => (MsFlags::MS_NODIRATIME, false),
+        "relatime" => (MsFlags::MS_RELATIME, true),
+        "norelatime" => (MsFlags::MS_RELATIME, false),
+        "strictatime" => (MsFlags::MS_STRICTATIME, true),
+        "dirsync" => (MsFlags::MS_DIRSYNC, true),
+        "mand" => (MsFlags::MS_MANDLOCK, true),
+        "nomand" => (MsFlags::MS_MANDLOCK, false),
+        // Propagation is rprivate in any case.
+        "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {
+            (MsFlags::empty(), true)
+        }
+        _ => return None,
+    })
 }

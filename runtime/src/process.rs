@@ -12,7 +12,6 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::termios::{self, SetArg, Termios};
 
-use crate::capabilities::default_capability_mask;
 use crate::channel::{Channel, Launch, Message};
 use crate::init::INIT_ENV;
 use crate::seccomp::{self, SeccompProfile};
@@ -228,7 +227,7 @@ fn compiled_seccomp(spec: &ContainerSpec) -> Result<Vec<Vec<u64>>, RuntimeError>
         return Ok(Vec::new());
     };
     // Capability conditions are evaluated against the container's set (its bounding set).
-    let caps = default_capability_mask();
+    let caps = spec.capabilities;
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((p, c, packed)) = last.as_ref() {
         if p == profile && *c == caps {

@@ -11,7 +11,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
 use crate::paths::ensure_mountpoint;
-use crate::spec::Rootfs;
+use crate::spec::{ContainerSpec, Rootfs, DEFAULT_SHM_SIZE};
 
 /// Errors of root filesystem setup.
 #[derive(Debug, thiserror::Error)]
@@ -338,8 +338,12 @@ pub(crate) fn overlay_fsmount(
     Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(mnt as i32) })
 }
 
-/// Mounts `/proc` and `/sys` (read-only) under `root`.
-pub(crate) fn mount_proc_sys(root: &Path, created: &mut Vec<PathBuf>) -> Result<(), RootfsError> {
+/// Mounts `/proc` and `/sys` (read-only unless `privileged`, as docker) under `root`.
+pub(crate) fn mount_proc_sys(
+    root: &Path,
+    privileged: bool,
+    created: &mut Vec<PathBuf>,
+) -> Result<(), RootfsError> {
     let common = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let proc_dir = ensure_mountpoint(root, Path::new("/proc"), true, created)
         .map_err(create_err(Path::new("/proc")))?;
@@ -347,11 +351,16 @@ pub(crate) fn mount_proc_sys(root: &Path, created: &mut Vec<PathBuf>) -> Result<
         .map_err(mount_err("proc", &proc_dir))?;
     let sys_dir = ensure_mountpoint(root, Path::new("/sys"), true, created)
         .map_err(create_err(Path::new("/sys")))?;
+    let sys_flags = if privileged {
+        common
+    } else {
+        common | MsFlags::MS_RDONLY
+    };
     match mount(
         Some("sysfs"),
         &sys_dir,
         Some("sysfs"),
-        common | MsFlags::MS_RDONLY,
+        sys_flags,
         None::<&str>,
     ) {
         Ok(()) => Ok(()),
@@ -365,6 +374,9 @@ pub(crate) fn mount_proc_sys(root: &Path, created: &mut Vec<PathBuf>) -> Result<
                 None::<&str>,
             )
             .map_err(mount_err("bind of /sys", &sys_dir))?;
+            if privileged {
+                return Ok(());
+            }
             remount_readonly(&sys_dir)
         }
         Err(source) => Err(RootfsError::Mount {
@@ -385,10 +397,16 @@ const DEVICES: &[(&str, u64, u64)] = &[
     ("tty", 5, 0),
 ];
 
-/// A tmpfs `/dev` with null, zero, full, random, urandom, tty, a private devpts, shm,
-/// mqueue and the usual symlinks. Devices are created with mknod, or bound from the host
-/// where mknod is not permitted (rootless).
-pub(crate) fn mount_dev(root: &Path, created: &mut Vec<PathBuf>) -> Result<(), RootfsError> {
+/// A tmpfs `/dev` with null, zero, full, random, urandom, tty, a private devpts, shm
+/// (`spec.shm_size`, 64 MiB by default), mqueue and the usual symlinks; with
+/// `spec.privileged` every host device node too (docker's `--privileged`), then
+/// `spec.devices`. Devices are created with mknod, or bound from the host where mknod is
+/// not permitted (rootless).
+pub(crate) fn mount_dev(
+    root: &Path,
+    spec: &ContainerSpec,
+    created: &mut Vec<PathBuf>,
+) -> Result<(), RootfsError> {
     let dev = ensure_mountpoint(root, Path::new("/dev"), true, created)
         .map_err(create_err(Path::new("/dev")))?;
     mount(
@@ -400,41 +418,15 @@ pub(crate) fn mount_dev(root: &Path, created: &mut Vec<PathBuf>) -> Result<(), R
     )
     .map_err(mount_err("tmpfs", &dev))?;
     for (name, major, minor) in DEVICES {
-        let path = dev.join(name);
-        let mode = Mode::from_bits_truncate(0o666);
-        match mknod(&path, SFlag::S_IFCHR, mode, makedev(*major, *minor)) {
-            Ok(()) => {
-                // mknod honours the umask; make the mode exact.
-                nix::sys::stat::fchmodat(
-                    None,
-                    &path,
-                    mode,
-                    nix::sys::stat::FchmodatFlags::FollowSymlink,
-                )
-                .map_err(|e| RootfsError::Create {
-                    path: path.clone(),
-                    source: e.into(),
-                })?;
-            }
-            Err(Errno::EPERM) => {
-                std::fs::File::create(&path).map_err(create_err(&path))?;
-                let host = Path::new("/dev").join(name);
-                mount(
-                    Some(host.as_path()),
-                    &path,
-                    None::<&str>,
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(mount_err(format!("bind of {}", host.display()), &path))?;
-            }
-            Err(source) => {
-                return Err(RootfsError::Create {
-                    path,
-                    source: source.into(),
-                })
-            }
-        }
+        let host = Path::new("/dev").join(name);
+        make_node(
+            &dev.join(name),
+            &host,
+            'c',
+            makedev(*major, *minor),
+            0o666,
+            None,
+        )?;
     }
     let pts = dev.join("pts");
     std::fs::create_dir_all(&pts).map_err(create_err(&pts))?;
@@ -459,12 +451,16 @@ pub(crate) fn mount_dev(root: &Path, created: &mut Vec<PathBuf>) -> Result<(), R
     .map_err(mount_err("devpts", &pts))?;
     let shm = dev.join("shm");
     std::fs::create_dir_all(&shm).map_err(create_err(&shm))?;
+    let shm_options = format!(
+        "mode=1777,size={}",
+        spec.shm_size.unwrap_or(DEFAULT_SHM_SIZE)
+    );
     mount(
         Some("shm"),
         &shm,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=1777,size=65536k"),
+        Some(shm_options.as_str()),
     )
     .map_err(mount_err("tmpfs", &shm))?;
     let mqueue = dev.join("mqueue");
@@ -487,6 +483,125 @@ pub(crate) fn mount_dev(root: &Path, created: &mut Vec<PathBuf>) -> Result<(), R
     ] {
         let path = dev.join(link);
         symlink(target, &path).map_err(create_err(&path))?;
+    }
+    if spec.privileged {
+        copy_host_devices(Path::new("/dev"), &dev)?;
+    }
+    for node in &spec.devices {
+        let path = crate::paths::resolve_in_root(root, &node.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(create_err(parent))?;
+        }
+        // A node given twice, or over one of the defaults: the last one wins.
+        let _ = umount2(&path, MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(&path);
+        make_node(
+            &path,
+            &node.host,
+            node.kind,
+            makedev(node.major, node.minor),
+            node.mode,
+            Some((node.uid, node.gid)),
+        )?;
+    }
+    Ok(())
+}
+
+/// Makes device node `path` (`kind` `'c'` or `'b'`) with exactly `mode` and the owner, or,
+/// where mknod is not permitted (rootless), binds `host` over an empty file there.
+fn make_node(
+    path: &Path,
+    host: &Path,
+    kind: char,
+    device: u64,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<(), RootfsError> {
+    let sflag = if kind == 'b' {
+        SFlag::S_IFBLK
+    } else {
+        SFlag::S_IFCHR
+    };
+    let mode = Mode::from_bits_truncate(mode & 0o7777);
+    let node_err = |e: Errno| RootfsError::Create {
+        path: path.to_path_buf(),
+        source: e.into(),
+    };
+    match mknod(path, sflag, mode, device) {
+        Ok(()) => {
+            // mknod honours the umask; make the mode exact.
+            nix::sys::stat::fchmodat(
+                None,
+                path,
+                mode,
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+            .map_err(node_err)?;
+            if let Some((uid, gid)) = owner {
+                // An owner the user namespace does not map keeps root's ownership.
+                let _ = nix::unistd::chown(
+                    path,
+                    Some(nix::unistd::Uid::from_raw(uid)),
+                    Some(nix::unistd::Gid::from_raw(gid)),
+                );
+            }
+            Ok(())
+        }
+        Err(Errno::EPERM) => {
+            std::fs::File::create(path).map_err(create_err(path))?;
+            mount(
+                Some(host),
+                path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(mount_err(format!("bind of {}", host.display()), path))
+        }
+        Err(source) => Err(RootfsError::Create {
+            path: path.to_path_buf(),
+            source: source.into(),
+        }),
+    }
+}
+
+/// `--privileged`: every character and block device under the host's `host` made in `dev`
+/// (subdirectories too), as runc does: not the host's ptys, shm, mqueue or console, and no
+/// node the container's `/dev` already has.
+fn copy_host_devices(host: &Path, dev: &Path) -> Result<(), RootfsError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(entries) = std::fs::read_dir(host) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if matches!(
+            name.to_str(),
+            Some("pts" | "shm" | "mqueue" | "console" | ".lxc" | ".lxd-mounts" | ".udev")
+        ) {
+            continue;
+        }
+        let target = dev.join(&name);
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target).map_err(create_err(&target))?;
+            copy_host_devices(&entry.path(), &target)?;
+        } else if (kind.is_char_device() || kind.is_block_device())
+            && target.symlink_metadata().is_err()
+        {
+            let class = if kind.is_block_device() { 'b' } else { 'c' };
+            make_node(
+                &target,
+                &entry.path(),
+                class,
+                meta.rdev(),
+                meta.mode(),
+                Some((meta.uid(), meta.gid())),
+            )?;
+        }
     }
     Ok(())
 }

@@ -437,6 +437,35 @@ pub(crate) fn install(programs: &[BpfProgram]) -> Result<(), SeccompError> {
     Ok(())
 }
 
+/// Installs the filters without setting `no_new_privs` (seccompiler's `apply_filter` always
+/// sets it), for a process that must keep the ability to gain privileges through exec
+/// (`no-new-privileges=false`). The kernel then demands CAP_SYS_ADMIN, so the caller
+/// installs them before dropping capabilities, as runc does.
+pub(crate) fn install_keeping_privs(programs: &[BpfProgram]) -> Result<(), SeccompError> {
+    for program in programs {
+        let prog = libc::sock_fprog {
+            len: program.len() as libc::c_ushort,
+            filter: program.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: seccomp(2) reads `prog`, whose `filter` points at `len` instructions;
+        // seccompiler's `sock_filter` is repr(C) with the kernel's (and libc's) layout.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if rc < 0 {
+            return Err(SeccompError::Install(
+                std::io::Error::last_os_error().to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// BPF programs in a form that travels in the launch description (code, jt, jf, k packed
 /// into one integer per instruction).
 pub(crate) fn pack(programs: &[BpfProgram]) -> Vec<Vec<u64>> {

@@ -62,6 +62,108 @@ pub struct ContainerSpec {
     /// rootless containers. See [`crate::network::user_mode`].
     #[serde(default)]
     pub user_network: Option<crate::network::user_mode::UserNetwork>,
+    /// The capabilities the process keeps, as a mask of capability numbers: its bounding
+    /// set, and its effective and permitted sets when it runs as root. Docker's default set
+    /// ([`crate::default_capability_mask`]) unless changed (`--cap-add`, `--cap-drop`,
+    /// `--privileged`: see [`crate::capability_mask`]). Also the set the seccomp profile's
+    /// capability conditions are evaluated against.
+    #[serde(default = "crate::capabilities::default_capability_mask")]
+    pub capabilities: u64,
+    /// Set `no_new_privs` before the process runs (rbuild's default; docker sets it only
+    /// with `--security-opt no-new-privileges`).
+    #[serde(default = "yes")]
+    pub no_new_privileges: bool,
+    /// docker's `--privileged` mounts: every host device node in `/dev`, a writable `/sys`,
+    /// and none of docker's masked or read-only paths. Capabilities, seccomp and the device
+    /// cgroup are the fields' own ([`ContainerSpec::capabilities`], [`ContainerSpec::seccomp`],
+    /// [`Resources::devices`]).
+    #[serde(default)]
+    pub privileged: bool,
+    /// Device nodes made in the container's `/dev` (docker's `--device`); access to them
+    /// is granted through [`Resources::devices`].
+    #[serde(default)]
+    pub devices: Vec<DeviceNode>,
+    /// Size of `/dev/shm` in bytes (docker's `--shm-size`); `None`: 64 MiB, docker's default.
+    #[serde(default)]
+    pub shm_size: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// docker's default `/dev/shm` size: 64 MiB.
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
+
+/// A device node made in the container (`--device HOST:CONTAINER`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceNode {
+    /// Absolute path inside the container.
+    pub path: PathBuf,
+    /// The host's node: bound over `path` where `mknod` is not permitted (rootless).
+    pub host: PathBuf,
+    /// `'c'` (character) or `'b'` (block).
+    pub kind: char,
+    pub major: u64,
+    pub minor: u64,
+    /// Permission bits of the node (the host node's).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One device cgroup rule, as cgroup v1's `devices.allow` reads it: `c 1:3 rwm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRule {
+    /// `'a'` (all), `'c'` or `'b'`.
+    pub kind: char,
+    /// `None`: any (`*`).
+    pub major: Option<u64>,
+    pub minor: Option<u64>,
+    /// Some of `r`, `w`, `m` (read, write, mknod).
+    pub access: String,
+}
+
+impl DeviceRule {
+    /// The rule as `devices.allow` reads it.
+    pub fn line(&self) -> String {
+        let number = |n: Option<u64>| n.map_or("*".to_string(), |n| n.to_string());
+        if self.kind == 'a' {
+            return "a".to_string();
+        }
+        format!(
+            "{} {}:{} {}",
+            self.kind,
+            number(self.major),
+            number(self.minor),
+            self.access
+        )
+    }
+
+    /// docker's (runc's) default allow list: mknod of any node, and use of null, zero,
+    /// full, random, urandom, tty, console, ptmx, the ptys and tun.
+    pub fn defaults() -> Vec<DeviceRule> {
+        let rule = |kind, major, minor, access: &str| DeviceRule {
+            kind,
+            major,
+            minor,
+            access: access.to_string(),
+        };
+        vec![
+            rule('c', None, None, "m"),
+            rule('b', None, None, "m"),
+            rule('c', Some(1), Some(3), "rwm"),
+            rule('c', Some(1), Some(5), "rwm"),
+            rule('c', Some(1), Some(7), "rwm"),
+            rule('c', Some(1), Some(8), "rwm"),
+            rule('c', Some(1), Some(9), "rwm"),
+            rule('c', Some(5), Some(0), "rwm"),
+            rule('c', Some(5), Some(1), "rwm"),
+            rule('c', Some(5), Some(2), "rwm"),
+            rule('c', Some(136), None, "rwm"),
+            rule('c', Some(10), Some(200), "rwm"),
+        ]
+    }
 }
 
 impl ContainerSpec {
@@ -95,6 +197,11 @@ impl ContainerSpec {
             dns_search: Vec::new(),
             join_network: None,
             user_network: None,
+            capabilities: crate::capabilities::default_capability_mask(),
+            no_new_privileges: true,
+            privileged: false,
+            devices: Vec::new(),
+            shm_size: None,
         }
     }
 }
@@ -184,10 +291,15 @@ pub struct MountSpec {
 pub enum MountKind {
     /// A recursive bind mount of a host file or directory (also used for volumes).
     Bind { source: PathBuf },
-    /// A fresh tmpfs; `size` in bytes, `mode` as octal permission bits (default 1777).
+    /// A fresh tmpfs; `size` in bytes, `mode` as octal permission bits (default 1777),
+    /// mounted `nosuid,nodev`. `options`: more of mount(8)'s words (`noexec`/`exec`,
+    /// `nosuid`/`suid`, `nodev`/`dev`, `ro`/`rw`, `sync`, `noatime` ...), later ones winning,
+    /// and tmpfs data options (`uid=`, `gid=`, `nr_inodes=` ...) passed on as they are.
     Tmpfs {
         size: Option<u64>,
         mode: Option<u32>,
+        #[serde(default)]
+        options: Vec<String>,
     },
 }
 
@@ -319,6 +431,12 @@ pub struct Resources {
     /// Relative CPU weight (`cpu.shares`, v2 `cpu.weight` converted as runc does).
     #[serde(default)]
     pub cpu_shares: Option<u64>,
+    /// The device cgroup: every device denied but these (cgroup v1 `devices.allow`; cgroup
+    /// v2 would need an eBPF program, which rbuild does not install: there, and where the
+    /// group cannot be written, the container runs without it and gets a note). `None`: no
+    /// device cgroup (builds, `--privileged`).
+    #[serde(default)]
+    pub devices: Option<Vec<DeviceRule>>,
 }
 
 /// The CFS period `--cpus` sets quotas for, as docker: 100 ms.
@@ -337,6 +455,9 @@ impl Resources {
         }
         if self.nano_cpus.is_some() || self.cpu_shares.is_some() {
             out.push(Controller::Cpu);
+        }
+        if self.devices.is_some() {
+            out.push(Controller::Devices);
         }
         out
     }
@@ -357,6 +478,7 @@ impl Default for Resources {
             memory_swap: None,
             nano_cpus: None,
             cpu_shares: None,
+            devices: None,
         }
     }
 }

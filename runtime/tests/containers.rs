@@ -875,6 +875,7 @@ fn bind_tmpfs_and_readonly_mounts() {
             kind: MountKind::Tmpfs {
                 size: Some(1 << 20),
                 mode: None,
+                options: Vec::new(),
             },
             readonly: false,
         },

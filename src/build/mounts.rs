@@ -145,7 +145,11 @@ pub(crate) fn prepare(
                     .push(json!({"type": "tmpfs", "target": dest, "size": size}));
                 out.mounts.push(MountSpec {
                     destination: dest,
-                    kind: MountKind::Tmpfs { size, mode: None },
+                    kind: MountKind::Tmpfs {
+                        size,
+                        mode: None,
+                        options: Vec::new(),
+                    },
                     readonly: false,
                 });
             }

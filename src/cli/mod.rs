@@ -11,6 +11,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::registry::{RegistryOptions, RetryLog, Retrying};
 
 mod argv;
+mod attach_flags;
 mod build;
 mod build_publish;
 mod builder;
@@ -36,6 +37,7 @@ mod login;
 mod logout;
 mod network;
 mod parse;
+mod privileges;
 mod pull;
 mod push;
 mod report;

@@ -4,9 +4,9 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use rbuild_runtime::{Io, NetworkMode, Stdio};
+use rbuild_runtime::NetworkMode;
 
-use super::common::{human_duration, open_store, ListFormat};
+use super::common::{human_duration, human_size, open_store, ListFormat};
 use super::Globals;
 use crate::container::security::SecurityOpt;
 use crate::container::{self, env, RunOptions};
@@ -61,7 +61,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Security options: seccomp=PROFILE.json (docker's format), seccomp=unconfined,
-    /// no-new-privileges (always on)
+    /// no-new-privileges[=true|false] (on by default)
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
     /// Run the container in the background (watched by a monitor) and print its ID
@@ -91,6 +91,10 @@ pub struct RunArgs {
     pub command: Vec<String>,
     #[command(flatten)]
     pub volumes: super::volume::RunVolumeArgs,
+    #[command(flatten)]
+    pub privileges: super::privileges::PrivilegeArgs,
+    #[command(flatten)]
+    pub attach: super::attach_flags::AttachRunArgs,
 }
 
 fn host_env(name: &str) -> Option<String> {
@@ -116,10 +120,11 @@ pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
         options.add_mount(container::parse_volume(v)?);
     }
     args.volumes.apply(&mut options)?;
+    args.privileges.apply(&mut options)?;
     for value in &args.security_opt {
         match container::security::parse_security_opt(value)? {
             SecurityOpt::Seccomp(profile) => options.seccomp = profile,
-            SecurityOpt::NoNewPrivileges => {}
+            SecurityOpt::NoNewPrivileges(on) => options.privileges.no_new_privileges = Some(on),
         }
     }
     options.entrypoint = args.entrypoint;
@@ -156,8 +161,19 @@ pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
 const EXIT_NOT_A_TTY: i32 = 1;
 
 /// Runs the container; returns its exit status, or 125 when it could not be started.
-pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
+pub fn run(globals: &Globals, mut args: RunArgs) -> anyhow::Result<i32> {
     let interactive = args.interactive;
+    let attach = std::mem::take(&mut args.attach);
+    let stdio = attach
+        .check_detached(args.detach)
+        .and_then(|()| attach.stdio(interactive));
+    let stdio = match stdio {
+        Ok(stdio) => stdio,
+        Err(err) => {
+            super::report::error(globals, &err);
+            return Ok(EXIT_RUN_FAILED);
+        }
+    };
     let options = match options(args) {
         Ok(options) => options,
         Err(err) => {
@@ -181,11 +197,6 @@ pub fn run(globals: &Globals, args: RunArgs) -> anyhow::Result<i32> {
     }
     let result = (|| -> anyhow::Result<_> {
         let store = open_store(globals)?;
-        let stdio = Stdio {
-            stdin: if interactive { Io::Inherit } else { Io::Null },
-            stdout: Io::Inherit,
-            stderr: Io::Inherit,
-        };
         Ok(container::run(&store, &options, stdio)?)
     })();
     match result {
@@ -228,6 +239,9 @@ pub struct PsArgs {
     /// Filter: status=, name=, label=KEY[=VALUE], ancestor=IMAGE, exited=CODE, id=
     #[arg(short, long = "filter", value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
+    /// Display total file sizes (the writable layer, and with the image's: virtual)
+    #[arg(short, long)]
+    pub size: bool,
 }
 
 /// `ps`: docker's columns (no PORTS: rbuild forwards none).
@@ -259,10 +273,14 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    let format = ListFormat::parse(
-        args.format.as_deref(),
-        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}",
-    )?;
+    let mut default_format =
+        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}".to_string();
+    if args.size {
+        default_format.push_str("\t{{.Size}}");
+    }
+    // As docker: sizes are measured only when shown (walking every upper dir is slow).
+    let sizes = args.size || args.format.as_deref().is_some_and(|f| f.contains(".Size"));
+    let format = ListFormat::parse(args.format.as_deref(), &default_format)?;
     let mut rows = Vec::new();
     for (c, status, state) in &containers {
         let mut command = c.command.join(" ");
@@ -277,6 +295,14 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
         let created_at = chrono::DateTime::from_timestamp(c.created, 0)
             .map(|t| t.format("%Y-%m-%d %H:%M:%S %z UTC").to_string())
             .unwrap_or_default();
+        // docker's form: `2B (virtual 1.23MB)`; "0B" when not measured.
+        let size = match sizes.then(|| container::size::container_size(&store, c)) {
+            Some(Ok(s)) if s.root_fs > 0 => {
+                format!("{} (virtual {})", human_size(s.rw), human_size(s.root_fs))
+            }
+            Some(Ok(s)) => human_size(s.rw),
+            Some(Err(_)) | None => human_size(0),
+        };
         let cells = [
             ("ID", id),
             ("Image", c.image.clone()),
@@ -297,6 +323,7 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
                     .collect::<Vec<_>>()
                     .join(","),
             ),
+            ("Size", size),
         ];
         // A tab inside a cell would start a new column.
         rows.push(
@@ -321,7 +348,7 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
 }
 
 /// The column titles of `ps` tables, docker's spellings.
-const PS_HEADERS: [(&str, &str); 9] = [
+const PS_HEADERS: [(&str, &str); 10] = [
     ("ID", "CONTAINER ID"),
     ("Image", "IMAGE"),
     ("Command", "COMMAND"),
@@ -331,6 +358,7 @@ const PS_HEADERS: [(&str, &str); 9] = [
     ("State", "STATE"),
     ("Names", "NAMES"),
     ("Labels", "LABELS"),
+    ("Size", "SIZE"),
 ];
 
 #[derive(Debug, Args)]

@@ -27,6 +27,7 @@ pub(super) fn create(
             return Err(ContainerError::BadWorkdir(dir.clone()));
         }
     }
+    let capabilities = options.privileges.capabilities()?;
     // A tag is one point lookup in the database (a read, no fsync): the cost does not grow
     // with the number of tags in the store.
     let image = store.resolve_image(&options.image)?;
@@ -152,6 +153,7 @@ pub(super) fn create(
     spec.mounts = mounts.mounts;
     spec.seccomp = options.seccomp.clone();
     spec.resources = options.resources.clone();
+    options.privileges.apply(&mut spec, capabilities);
     spec.rlimits = options.rlimits.clone();
     // The container's cgroup is rbuild/<id>.
     spec.id = Some(id.clone());

@@ -5,17 +5,17 @@
 //! fails. The state and the last 5 results are kept in the container's record
 //! ([`crate::store::Health`]); `ps` shows it.
 //!
-//! The check runs inside the container's namespaces (mount with its root and working
-//! directory, UTS, IPC, network, PID, cgroup) with the container's environment, entered with
-//! util-linux's `nsenter`: the runtime has no way to join a running container yet (that is
-//! `exec`'s work). Unlike docker's, the check process therefore has root's full capabilities
-//! and no seccomp filter; once the runtime can join a container with its restrictions, this
-//! is the one place to switch to it ([`run_check`]).
+//! The check runs as `exec` runs a process ([`rbuild_runtime::exec`] with the container's
+//! recorded spec): in the container's namespaces and cgroup, as its user, in its working
+//! directory, with its environment, capabilities, `no_new_privs` and seccomp filter, as
+//! docker runs it; no external program is needed ([`run_check`]).
 
 use std::io::Read;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use rbuild_runtime::{ContainerSpec, Io, Stdio};
 
 use crate::image::oci::Healthcheck;
 use crate::store::{Health, HealthResult, HealthStatus, Store};
@@ -79,13 +79,13 @@ pub(super) struct Checker {
 }
 
 impl Checker {
-    /// Starts checking container `id` (PID 1 `pid`, environment `env`) with `check`.
+    /// Starts checking container `id` (PID 1 `pid`, runtime spec `spec`) with `check`.
     pub(super) fn start(
         store: &Store,
         id: &str,
         check: Healthcheck,
         pid: i32,
-        env: Vec<String>,
+        spec: ContainerSpec,
     ) -> Checker {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let (store, id, flag) = (store.clone(), id.to_string(), stop.clone());
@@ -112,7 +112,7 @@ impl Checker {
                     return;
                 }
                 drop(stopped);
-                let result = run_check(&check, pid, &env, timeout);
+                let result = run_check(&check, pid, &spec, timeout);
                 let in_start_period = started.elapsed() < start_period;
                 let _ = store.modify_container(&id, |r| {
                     let health = r.health.get_or_insert_with(|| Health {
@@ -159,80 +159,79 @@ fn record(health: &mut Health, result: HealthResult, in_start_period: bool, retr
 }
 
 /// Runs the check once inside the container (see the module docs); a check that cannot be
-/// run or times out fails (exit code -1, as docker records it).
-fn run_check(check: &Healthcheck, pid: i32, env: &[String], timeout: Duration) -> HealthResult {
+/// run or times out (it is then killed) fails with exit code -1, as docker records it.
+fn run_check(
+    check: &Healthcheck,
+    pid: i32,
+    spec: &ContainerSpec,
+    timeout: Duration,
+) -> HealthResult {
     let start = chrono::Utc::now();
-    let test = check.test.clone().unwrap_or_default();
-    let argv: Vec<String> = match test.first().map(String::as_str) {
-        Some("CMD-SHELL") => vec!["/bin/sh".into(), "-c".into(), test[1..].join(" ")],
-        _ => test[1..].to_vec(),
-    };
-    let mut cmd = std::process::Command::new("nsenter");
-    cmd.arg(format!("--target={pid}"))
-        .args([
-            "--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup", "--root", "--wd",
-        ])
-        .arg("--")
-        .args(&argv)
-        .env_clear()
-        .envs(env.iter().filter_map(|e| e.split_once('=')))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
     let failed = |output: String| HealthResult {
         start,
         end: chrono::Utc::now(),
         exit_code: -1,
         output,
     };
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+    let test = check.test.clone().unwrap_or_default();
+    let mut spec = spec.clone();
+    spec.process.args = match test.first().map(String::as_str) {
+        Some("CMD-SHELL") => vec!["/bin/sh".into(), "-c".into(), test[1..].join(" ")],
+        _ => test[1..].to_vec(),
+    };
+    spec.process.terminal = false;
+    let pipes = std::io::pipe().and_then(|out| Ok((out, std::io::pipe()?)));
+    let ((out_r, out_w), (err_r, err_w)) = match pipes {
+        Ok(pipes) => pipes,
         Err(e) => return failed(format!("cannot run the health check: {e}")),
     };
-    let collect = |r: Option<Box<dyn Read + Send>>| {
+    let stdio = Stdio {
+        stdin: Io::Null,
+        stdout: Io::Fd(out_w.into()),
+        stderr: Io::Fd(err_w.into()),
+    };
+    let collect = |mut r: std::io::PipeReader| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
+            let _ = (&mut r).take(MAX_OUTPUT as u64).read_to_end(&mut buf);
+            // The rest is read and dropped, so the check never blocks on a full pipe.
+            let _ = std::io::copy(&mut r, &mut std::io::sink());
             buf
         })
     };
-    let out = collect(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let err = collect(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
+    let (out, err) = (collect(out_r), collect(err_r));
+    let container = match rbuild_runtime::exec(pid, &spec, false, stdio) {
+        Ok(c) => c,
+        Err(e) => return failed(format!("cannot run the health check: {e}")),
+    };
+    let process = container.pid();
+    let (done, finished) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = done.send(container.wait());
+    });
+    let status = match finished.recv_timeout(timeout) {
+        Ok(status) => Some(status),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(process),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            None
         }
     };
+    let _ = waiter.join();
     let mut output = out.join().unwrap_or_default();
     output.extend(err.join().unwrap_or_default());
     output.truncate(MAX_OUTPUT);
     let output = String::from_utf8_lossy(&output).into_owned();
     match status {
-        Some(s) => HealthResult {
+        Some(Ok(s)) => HealthResult {
             start,
             end: chrono::Utc::now(),
-            exit_code: s.code().unwrap_or(-1),
+            exit_code: s.code,
             output,
         },
+        Some(Err(e)) => failed(format!("cannot run the health check: {e}")),
         None => failed(format!("Health check exceeded timeout ({timeout:?})")),
     }
 }

@@ -78,7 +78,11 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
                     "Propagation": "rprivate",
                 }));
             }
-            MountKind::Tmpfs { size, mode } => {
+            MountKind::Tmpfs {
+                size,
+                mode,
+                options: extra,
+            } => {
                 let mut options = Vec::new();
                 if let Some(size) = size {
                     options.push(format!("size={size}"));
@@ -86,6 +90,7 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
                 if let Some(mode) = mode {
                     options.push(format!("mode={mode:o}"));
                 }
+                options.extend(extra.iter().cloned());
                 tmpfs.insert(destination, Value::String(options.join(",")));
             }
         }
@@ -108,7 +113,7 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
         .map_or((String::new(), Vec::new()), |(p, a)| {
             (p.clone(), a.to_vec())
         });
-    json!({
+    let mut out = json!({
         "Id": record.id,
         "Created": rfc3339(record.created),
         "Path": path,
@@ -138,6 +143,8 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
             "ReadonlyRootfs": spec.readonly_rootfs,
             "Init": spec.init,
             "SecurityOpt": security_opt,
+            "Privileged": spec.privileged,
+            "ShmSize": spec.shm_size.unwrap_or(rbuild_runtime::DEFAULT_SHM_SIZE),
             "Tmpfs": tmpfs,
             "Memory": memory,
             "MemorySwap": memory_swap,
@@ -162,5 +169,26 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
         "NetworkSettings": {
             "Networks": {},
         },
-    })
+    });
+    // docker's State.Health, present only for a container with a health check.
+    if let Some(health) = &record.health {
+        let log: Vec<Value> = health
+            .log
+            .iter()
+            .map(|r| {
+                json!({
+                    "Start": r.start.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                    "End": r.end.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                    "ExitCode": r.exit_code,
+                    "Output": r.output,
+                })
+            })
+            .collect();
+        out["State"]["Health"] = json!({
+            "Status": health.status,
+            "FailingStreak": health.failing_streak,
+            "Log": log,
+        });
+    }
+    out
 }

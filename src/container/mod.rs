@@ -37,8 +37,10 @@ pub mod names;
 pub mod network_join;
 pub mod security;
 mod seed;
+pub mod size;
 pub mod spec_file;
 pub mod stats;
+pub mod tmpfs;
 pub mod view;
 pub mod volumes;
 
@@ -168,6 +170,15 @@ pub enum ContainerError {
     Network(#[from] crate::network::NetworkError),
     #[error("network {0} not found")]
     NoSuchNetwork(String),
+    #[error(transparent)]
+    Capability(#[from] rbuild_runtime::CapabilityError),
+    /// A flag value docker would refuse too (cobra's wording, the reason).
+    #[error("invalid argument {value:?} for \"{flag}\" flag: {reason}")]
+    BadOption {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
 }
 
 fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ContainerError {
@@ -239,6 +250,9 @@ pub struct RunOptions {
     pub attach_network: Option<String>,
     /// `--dns`, `--dns-search`, `--add-host`, `--mac-address`.
     pub network_extras: crate::network::Extras,
+    /// `--cap-add`, `--cap-drop`, `--privileged`, `--device`, `--shm-size`,
+    /// `--security-opt no-new-privileges`.
+    pub privileges: security::Privileges,
 }
 
 impl RunOptions {
@@ -274,6 +288,7 @@ impl RunOptions {
             rlimits: rbuild_runtime::default_rlimits(),
             attach_network: None,
             network_extras: crate::network::Extras::default(),
+            privileges: security::Privileges::default(),
         }
     }
 

@@ -106,13 +106,7 @@ impl RunResources {
         container: &Container,
     ) -> RunResources {
         let health = record.healthcheck.clone().map(|check| {
-            health::Checker::start(
-                store,
-                &record.id,
-                check,
-                container.pid(),
-                spec.process.env.clone(),
-            )
+            health::Checker::start(store, &record.id, check, container.pid(), spec.clone())
         });
         RunResources { _health: health }
     }

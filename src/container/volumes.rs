@@ -301,6 +301,7 @@ pub fn parse_mount(spec: &str) -> Result<MountRequest, ContainerError> {
                 kind: MountKind::Tmpfs {
                     size: tmpfs_size,
                     mode: tmpfs_mode,
+                    options: Vec::new(),
                 },
                 readonly,
             }))
@@ -594,7 +595,8 @@ mod tests {
                 destination: "/t".into(),
                 kind: MountKind::Tmpfs {
                     size: Some(64 << 20),
-                    mode: Some(0o1770)
+                    mode: Some(0o1770),
+                    options: Vec::new(),
                 },
                 readonly: false
             })
