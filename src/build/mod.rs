@@ -52,6 +52,7 @@ mod mounts;
 pub mod plan;
 pub mod progress;
 mod pull_base;
+pub mod recompress;
 mod run;
 mod solver;
 mod stage;
@@ -72,6 +73,7 @@ use crate::store::StoreError;
 
 pub use isolation::Isolation;
 pub(crate) use mounts::parse_size;
+pub use recompress::LayerCompression;
 pub use stage::build;
 
 /// Where the Dockerfile comes from.
@@ -124,6 +126,9 @@ pub struct BuildOptions {
     /// `--add-host NAME:IP` entries for RUN steps' `/etc/hosts` (`host-gateway`: the bridge's
     /// address); not part of the cache key.
     pub add_hosts: Vec<String>,
+    /// `-o …,compression=…`: how the layers this build writes are compressed, and whether
+    /// the layers it reuses (base image, cache) are recompressed to match.
+    pub compression: LayerCompression,
 }
 
 impl BuildOptions {
@@ -147,6 +152,7 @@ impl BuildOptions {
             no_cache_filter: Vec::new(),
             network_default: false,
             add_hosts: Vec::new(),
+            compression: LayerCompression::default(),
         }
     }
 
