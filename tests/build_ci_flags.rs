@@ -76,3 +76,123 @@ fn provenance_and_sbom_flags_are_accepted() {
     );
     assert!(err.contains("--sbom=true"), "{err}");
 }
+
+/// A real `ssh-agent` on a socket in `dir`, holding one new ed25519 key with comment
+/// `comment`; killed when dropped.
+struct Agent {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &std::path::Path, comment: &str) -> Agent {
+        use std::process::Command;
+        std::fs::create_dir_all(dir).unwrap();
+        let socket = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent (Debian openssh-client)");
+        let agent = Agent { child, socket };
+        let start = std::time::Instant::now();
+        while std::os::unix::net::UnixStream::connect(&agent.socket).is_err() {
+            assert!(start.elapsed().as_secs() < 20, "ssh-agent did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let key = dir.join("id_ed25519");
+        build_support::ok_cmd(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+                .arg(&key),
+        );
+        build_support::ok_cmd(
+            Command::new("ssh-add")
+                .arg(&key)
+                .env("SSH_AUTH_SOCK", &agent.socket),
+        );
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `--ssh default` with `RUN --mount=type=ssh`: the step reaches the agent through
+/// `SSH_AUTH_SOCK=/run/buildkit/ssh_agent.0` (the host's `ssh-add -l` lists its key); the
+/// socket is in no layer, and another agent socket path keeps the step cached (the path is
+/// not in the key). A `required=true` mount without `--ssh` fails.
+#[test]
+fn ssh_agent_forwarded_into_run_and_absent_from_the_layer() {
+    let b = BuildEnv::new();
+    let ctx = b.context(
+        "ssh",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             RUN --mount=type=bind,source=k,target=/k --mount=type=ssh \
+             echo \"$SSH_AUTH_SOCK\" > /sock && test -S \"$SSH_AUTH_SOCK\" && \
+             $SSH_ADD -l > /keys\n",
+        )],
+    );
+    let ssh_add = build_support::host_tool_bundle(
+        std::path::Path::new("/usr/bin/ssh-add"),
+        "openssh-client",
+        &ctx.join("k"),
+        "/k",
+    )
+    .join(" ");
+    let df = std::fs::read_to_string(ctx.join("Dockerfile"))
+        .unwrap()
+        .replace("$SSH_ADD", &ssh_add);
+    std::fs::write(ctx.join("Dockerfile"), df).unwrap();
+    let agent = Agent::start(&b.env.path().join("agent1"), "rbuild-test-key");
+    let out = b
+        .env
+        .cmd()
+        .args(["build", "--progress=plain", "-t", "s", "--ssh", "default"])
+        .arg(&ctx)
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    build_support::assert_success("build --ssh default", &out);
+    assert_eq!(
+        b.image_file("s", "/sock").unwrap().trim(),
+        "/run/buildkit/ssh_agent.0"
+    );
+    let keys = b.image_file("s", "/keys").unwrap();
+    assert!(
+        keys.contains("rbuild-test-key") && keys.contains("ED25519"),
+        "{keys}"
+    );
+    assert!(b.image_path("s", "/run/buildkit").is_none());
+    assert!(b.image_path("s", "/k").is_none());
+
+    let other = Agent::start(&b.env.path().join("agent2"), "other-key");
+    let spec = format!("default={}", other.socket.display());
+    let progress = b.build(&["-t", "s2", "--ssh", &spec, path_str(&ctx)]);
+    assert!(
+        build_support::cached_steps(&progress)
+            .iter()
+            .any(|s| s.contains("RUN --mount=type=bind")),
+        "the RUN stays cached: {progress}"
+    );
+
+    let req = b.context(
+        "ssh-req",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=ssh,required=true true\n",
+        )],
+    );
+    let err = b.build_fails(&[path_str(&req)]);
+    assert!(err.contains("ssh agent default is required"), "{err}");
+    let err = b.build_fails(&["--ssh", "default=/nonexistent.sock", path_str(&req)]);
+    assert!(err.contains("no ssh-agent answers"), "{err}");
+}

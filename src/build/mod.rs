@@ -129,6 +129,8 @@ pub struct BuildOptions {
     /// `-o …,compression=…`: how the layers this build writes are compressed, and whether
     /// the layers it reuses (base image, cache) are recompressed to match.
     pub compression: LayerCompression,
+    /// `--ssh ID=SOCKET`: ssh-agent sockets for `RUN --mount=type=ssh` (see `mounts`).
+    pub ssh: BTreeMap<String, PathBuf>,
 }
 
 impl BuildOptions {
@@ -153,6 +155,7 @@ impl BuildOptions {
             network_default: false,
             add_hosts: Vec::new(),
             compression: LayerCompression::default(),
+            ssh: BTreeMap::new(),
         }
     }
 

@@ -272,6 +272,7 @@ impl Builder<'_> {
             &inputs,
             &state.workdir(),
             &self.options.secrets,
+            &self.options.ssh,
         )?;
         let args = config_rules::command_vec(state.config.config.as_ref(), op.command);
         let network_host = op.network_host.unwrap_or(self.options.network_host);

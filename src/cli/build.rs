@@ -109,6 +109,10 @@ pub struct BuildArgs {
     /// Accepted for BuildKit compatibility (false, true, …); rbuild writes no SBOM
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "VALUE")]
     pub sbom: Option<String>,
+    /// ssh-agent socket for RUN --mount=type=ssh: default (the agent of $SSH_AUTH_SOCK), or
+    /// ID=SOCKET[,SOCKET] (the first live socket is used); may be repeated
+    #[arg(long, value_name = "default|ID=SOCKET")]
+    pub ssh: Vec<String>,
     /// Build context: a directory, a tar archive (plain or compressed), or "-" for a tar or a
     /// Dockerfile on stdin
     #[arg(value_name = "CONTEXT")]
@@ -228,6 +232,10 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         };
         options.secrets.insert(id, path);
     }
+    for spec in &args.ssh {
+        let (id, socket) = ssh_agent(spec)?;
+        options.ssh.insert(id, socket);
+    }
     if let Ok(s) = std::env::var("SOURCE_DATE_EPOCH") {
         if !s.is_empty() {
             options.source_date_epoch = Some(
@@ -335,4 +343,38 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         println!("{id}");
     }
     Ok(0)
+}
+
+/// Resolves one `--ssh` value (BuildKit's syntax) to (id, agent socket): `default` or `ID`
+/// alone is `$SSH_AUTH_SOCK`; `ID=SOCKET,SOCKET…` the first socket an agent answers on.
+/// BuildKit also takes private key files (it runs an agent for them); rbuild wants a socket.
+fn ssh_agent(spec: &str) -> anyhow::Result<(String, PathBuf)> {
+    let (id, paths) = match spec.split_once('=') {
+        Some((id, paths)) => (id, paths.split(',').map(PathBuf::from).collect()),
+        None => {
+            let sock = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty());
+            let Some(sock) = sock else {
+                bail!("--ssh {spec}: SSH_AUTH_SOCK is not set (start ssh-agent, or give {spec}=SOCKET)");
+            };
+            (spec, vec![PathBuf::from(sock)])
+        }
+    };
+    if id.is_empty() {
+        bail!("--ssh {spec:?}: missing the id (default or a name)");
+    }
+    for p in &paths {
+        use std::os::unix::fs::FileTypeExt;
+        let is_socket = std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket());
+        if is_socket && std::os::unix::net::UnixStream::connect(p).is_ok() {
+            return Ok((id.to_string(), p.clone()));
+        }
+    }
+    bail!(
+        "--ssh {spec}: no ssh-agent answers on {} (rbuild takes agent sockets, not key files)",
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
