@@ -5,8 +5,9 @@
 #
 #   bench/compression.sh [SIZE_MIB]            (by hand, never from tests)
 #
-# The data is real files (the host's /usr/share, then /usr/lib, cut at SIZE_MIB, default
-# 1024): text, binaries and already-compressed files, as in a typical image. Each
+# The data is real files (a tar of the host's /usr/share, then /usr/lib, cut at SIZE_MIB,
+# default 1024, as one file): text, binaries and already-compressed files, as in a typical
+# image. Each
 # compression builds `FROM scratch` + `COPY data /data` in its own empty store (no cache
 # shared), so the build time is the COPY with its layer compression. One docker-registry per
 # compression on a free 127.0.0.1 port. Times are medians of REPS runs (default 1: each run
@@ -39,18 +40,10 @@ start_registry() {
     registry=127.0.0.1:$port
 }
 
-echo "collecting ${size} MiB of files from /usr in $work"
+echo "collecting ${size} MiB of /usr in $work"
 mkdir -p "$work/ctx/data"
-left=$((size << 20))
-while IFS= read -r -d '' f; do
-    s=$(stat -c %s "$f")
-    [ "$s" -le "$left" ] || continue
-    rel=${f#/usr/}
-    mkdir -p "$work/ctx/data/$(dirname "$rel")"
-    cp "$f" "$work/ctx/data/$rel" 2>/dev/null || continue
-    left=$((left - s))
-    [ "$left" -gt 4096 ] || break
-done < <(find /usr/share /usr/lib -type f -print0 2>/dev/null)
+# One stream of real files (a tar of /usr/share then /usr/lib), cut at SIZE_MIB.
+tar -C /usr -cf - share lib 2>/dev/null | head -c "$((size << 20))" >"$work/ctx/data/usr.tar" || true
 printf 'FROM scratch\nCOPY data /data\n' >"$work/ctx/Dockerfile"
 echo "data: $(du -sm "$work/ctx/data" | cut -f1) MiB in $(find "$work/ctx/data" -type f | wc -l) files"
 

@@ -196,3 +196,87 @@ fn ssh_agent_forwarded_into_run_and_absent_from_the_layer() {
     let err = b.build_fails(&["--ssh", "default=/nonexistent.sock", path_str(&req)]);
     assert!(err.contains("no ssh-agent answers"), "{err}");
 }
+
+/// `--build-context NAME=DIR|docker-image://REF`: `COPY --from=NAME` reads the directory,
+/// `FROM NAME` starts from it (or from the image REF, never pulling an image called NAME);
+/// an unchanged directory keeps the steps after it cached; the named context overrides a
+/// Dockerfile stage of the same name (BuildKit's rule).
+#[test]
+fn build_context_dir_and_docker_image() {
+    let b = BuildEnv::new();
+    let extra = b.context("extra", &[("hello.txt", "from the named context\n")]);
+    let ctx = b.context(
+        "bc",
+        &[
+            (
+                "Dockerfile",
+                "FROM base\nCOPY --from=extra hello.txt /hello.txt\nRUN cat /hello.txt > /copied\n",
+            ),
+            ("Dockerfile.dir", "FROM extra\nCOPY Dockerfile /df\n"),
+            (
+                "Dockerfile.stage",
+                "FROM busybox AS extra\nRUN echo stage > /hello.txt\nFROM busybox\nCOPY --from=extra /hello.txt /h\n",
+            ),
+        ],
+    );
+    let extra_spec = format!("extra={}", extra.display());
+    let args = [
+        "-t",
+        "bc",
+        "--build-context",
+        "base=docker-image://busybox:latest",
+        "--build-context",
+        &extra_spec,
+        path_str(&ctx),
+    ];
+    b.build(&args);
+    assert_eq!(
+        b.image_file("bc", "/copied").unwrap(),
+        "from the named context\n"
+    );
+    let progress = b.build(&args);
+    let cached = build_support::cached_steps(&progress);
+    assert!(
+        cached.iter().any(|s| s.contains("RUN cat")),
+        "an unchanged directory keeps later steps cached: {progress}"
+    );
+
+    let df = ctx.join("Dockerfile.dir");
+    b.build(&[
+        "-t",
+        "fromdir",
+        "-f",
+        path_str(&df),
+        "--build-context",
+        &extra_spec,
+        path_str(&ctx),
+    ]);
+    assert_eq!(
+        b.image_file("fromdir", "/hello.txt").unwrap(),
+        "from the named context\n"
+    );
+    assert!(b.image_file("fromdir", "/df").is_some());
+    assert!(
+        b.image_path("fromdir", "/bin/busybox").is_none(),
+        "the directory is the whole root"
+    );
+
+    let df = ctx.join("Dockerfile.stage");
+    b.build(&[
+        "-t",
+        "stage",
+        "-f",
+        path_str(&df),
+        "--build-context",
+        &extra_spec,
+        path_str(&ctx),
+    ]);
+    assert_eq!(
+        b.image_file("stage", "/h").unwrap(),
+        "from the named context\n",
+        "the context overrides stage extra"
+    );
+
+    let err = b.build_fails(&["--build-context", "x=oci-layout:///l", path_str(&ctx)]);
+    assert!(err.contains("not supported"), "{err}");
+}

@@ -49,6 +49,7 @@ pub mod export;
 pub mod isolation;
 pub mod layered;
 mod mounts;
+pub mod named_context;
 pub mod plan;
 pub mod progress;
 mod pull_base;
@@ -131,6 +132,9 @@ pub struct BuildOptions {
     pub compression: LayerCompression,
     /// `--ssh ID=SOCKET`: ssh-agent sockets for `RUN --mount=type=ssh` (see `mounts`).
     pub ssh: BTreeMap<String, PathBuf>,
+    /// `--build-context NAME=…`: NAME → the image reference or ID used for `FROM NAME` and
+    /// `COPY --from=NAME` (see [`named_context`]).
+    pub contexts: BTreeMap<String, String>,
 }
 
 impl BuildOptions {
@@ -156,6 +160,7 @@ impl BuildOptions {
             add_hosts: Vec::new(),
             compression: LayerCompression::default(),
             ssh: BTreeMap::new(),
+            contexts: BTreeMap::new(),
         }
     }
 

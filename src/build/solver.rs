@@ -91,6 +91,8 @@ impl Builder<'_> {
         &self,
         name: &str,
     ) -> Result<(Vec<LayerInfo>, ImageConfig, ImageId), BuildError> {
+        let name =
+            super::named_context::lookup(&self.options.contexts, name).map_or(name, String::as_str);
         let rec = super::pull_base::resolve_or_pull(
             self.engine.store,
             self.view.get(),

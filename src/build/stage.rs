@@ -139,7 +139,15 @@ pub fn build(
         })
         .collect();
     let meta = MetaArgs::evaluate(meta_defs, &args, &lex)?;
-    let plan = plan::plan(&stages, &meta, &lex, options.target.as_deref(), &file)?;
+    let overridden: Vec<&str> = options.contexts.keys().map(String::as_str).collect();
+    let plan = plan::plan(
+        &stages,
+        &meta,
+        &lex,
+        options.target.as_deref(),
+        &file,
+        &overridden,
+    )?;
     let now = match options.source_date_epoch {
         Some(s) => rfc3339(s),
         None => crate::image::oci::timestamp(chrono::Utc::now()),

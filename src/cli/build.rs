@@ -113,6 +113,10 @@ pub struct BuildArgs {
     /// ID=SOCKET[,SOCKET] (the first live socket is used); may be repeated
     #[arg(long, value_name = "default|ID=SOCKET")]
     pub ssh: Vec<String>,
+    /// Named build context for FROM NAME / COPY --from=NAME: NAME=DIR or
+    /// NAME=docker-image://REF (may be repeated)
+    #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF")]
+    pub build_context: Vec<String>,
     /// Build context: a directory, a tar archive (plain or compressed), or "-" for a tar or a
     /// Dockerfile on stdin
     #[arg(value_name = "CONTEXT")]
@@ -232,6 +236,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         };
         options.secrets.insert(id, path);
     }
+    options.contexts = crate::build::named_context::resolve(&store, &args.build_context)?;
     for spec in &args.ssh {
         let (id, socket) = ssh_agent(spec)?;
         options.ssh.insert(id, socket);
