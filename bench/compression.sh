@@ -11,7 +11,7 @@
 # compression builds `FROM scratch` + `COPY data /data` in its own empty store (no cache
 # shared), so the build time is the COPY with its layer compression. One docker-registry per
 # compression on a free 127.0.0.1 port. Times are medians of REPS runs (default 1: each run
-# moves 1 GiB several times on a shared machine).
+# moves 1 GiB several times on a shared machine). COMPRESSIONS="zstd" runs one of them.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 size=${1:-1024}
@@ -52,7 +52,7 @@ blob_size() { # ROOT NAME: the compressed size of the image's layers, from the s
     skopeo inspect --raw "oci:$1:$2" | python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))'
 }
 
-for c in gzip zstd; do
+for c in ${COMPRESSIONS:-gzip zstd}; do
     root=$work/root-$c
     build_once() { rm -rf "$root"; "$RBUILD" --root "$root" build -q -o "type=image,name=bench:$c,compression=$c" "$work/ctx"; }
     t_build=$(median_of "$reps" build_once)
@@ -62,7 +62,7 @@ for c in gzip zstd; do
     t_saved=$(median_of "$reps" "$RBUILD" --root "$root" save -o "$work/$c.docker.tar" "bench:$c")
     record "save docker-archive" "$c" "$t_saved"
     # Each push goes to a fresh registry: nothing can be skipped.
-    push_fresh() { start_registry; "$RBUILD" --root "$root" push "bench:$c" "$registry/bench:$c"; }
+    push_fresh() { start_registry; "$RBUILD" --root "$root" tag "bench:$c" "$registry/bench:$c" && "$RBUILD" --root "$root" push "$registry/bench:$c"; }
     t_push=$(median_of "$reps" push_fresh)
     record "push (fresh registry)" "$c" "$t_push"
     pull_once() { rm -rf "$work/pull-$c"; "$RBUILD" --root "$work/pull-$c" pull "$registry/bench:$c"; }
