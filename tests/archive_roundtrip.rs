@@ -353,6 +353,7 @@ fn zstd_layers_save_in_both_formats() {
     let opts = LayerOptions {
         compression: Compression::Zstd,
         mtime: Some(0),
+        ..LayerOptions::default()
     };
     let layer = store
         .write_layer(&LayerSource::Dir(&rootfs), &opts)

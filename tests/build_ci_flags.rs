@@ -76,3 +76,207 @@ fn provenance_and_sbom_flags_are_accepted() {
     );
     assert!(err.contains("--sbom=true"), "{err}");
 }
+
+/// A real `ssh-agent` on a socket in `dir`, holding one new ed25519 key with comment
+/// `comment`; killed when dropped.
+struct Agent {
+    child: std::process::Child,
+    socket: std::path::PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &std::path::Path, comment: &str) -> Agent {
+        use std::process::Command;
+        std::fs::create_dir_all(dir).unwrap();
+        let socket = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("ssh-agent (Debian openssh-client)");
+        let agent = Agent { child, socket };
+        let start = std::time::Instant::now();
+        while std::os::unix::net::UnixStream::connect(&agent.socket).is_err() {
+            assert!(start.elapsed().as_secs() < 20, "ssh-agent did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let key = dir.join("id_ed25519");
+        build_support::ok_cmd(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+                .arg(&key),
+        );
+        build_support::ok_cmd(
+            Command::new("ssh-add")
+                .arg(&key)
+                .env("SSH_AUTH_SOCK", &agent.socket),
+        );
+        agent
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `--ssh default` with `RUN --mount=type=ssh`: the step reaches the agent through
+/// `SSH_AUTH_SOCK=/run/buildkit/ssh_agent.0` (the host's `ssh-add -l` lists its key); the
+/// socket is in no layer, and another agent socket path keeps the step cached (the path is
+/// not in the key). A `required=true` mount without `--ssh` fails.
+#[test]
+fn ssh_agent_forwarded_into_run_and_absent_from_the_layer() {
+    let b = BuildEnv::new();
+    let ctx = b.context(
+        "ssh",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             RUN --mount=type=bind,source=k,target=/k --mount=type=ssh \
+             echo \"$SSH_AUTH_SOCK\" > /sock && test -S \"$SSH_AUTH_SOCK\" && \
+             $SSH_ADD -l > /keys\n",
+        )],
+    );
+    let ssh_add = build_support::host_tool_bundle(
+        std::path::Path::new("/usr/bin/ssh-add"),
+        "openssh-client",
+        &ctx.join("k"),
+        "/k",
+    )
+    .join(" ");
+    let df = std::fs::read_to_string(ctx.join("Dockerfile"))
+        .unwrap()
+        .replace("$SSH_ADD", &ssh_add);
+    std::fs::write(ctx.join("Dockerfile"), df).unwrap();
+    let agent = Agent::start(&b.env.path().join("agent1"), "rbuild-test-key");
+    let out = b
+        .env
+        .cmd()
+        .args(["build", "--progress=plain", "-t", "s", "--ssh", "default"])
+        .arg(&ctx)
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .unwrap();
+    build_support::assert_success("build --ssh default", &out);
+    assert_eq!(
+        b.image_file("s", "/sock").unwrap().trim(),
+        "/run/buildkit/ssh_agent.0"
+    );
+    let keys = b.image_file("s", "/keys").unwrap();
+    assert!(
+        keys.contains("rbuild-test-key") && keys.contains("ED25519"),
+        "{keys}"
+    );
+    assert!(b.image_path("s", "/run/buildkit").is_none());
+    assert!(b.image_path("s", "/k").is_none());
+
+    let other = Agent::start(&b.env.path().join("agent2"), "other-key");
+    let spec = format!("default={}", other.socket.display());
+    let progress = b.build(&["-t", "s2", "--ssh", &spec, path_str(&ctx)]);
+    assert!(
+        build_support::cached_steps(&progress)
+            .iter()
+            .any(|s| s.contains("RUN --mount=type=bind")),
+        "the RUN stays cached: {progress}"
+    );
+
+    let req = b.context(
+        "ssh-req",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=ssh,required=true true\n",
+        )],
+    );
+    let err = b.build_fails(&[path_str(&req)]);
+    assert!(err.contains("ssh agent default is required"), "{err}");
+    let err = b.build_fails(&["--ssh", "default=/nonexistent.sock", path_str(&req)]);
+    assert!(err.contains("no ssh-agent answers"), "{err}");
+}
+
+/// `--build-context NAME=DIR|docker-image://REF`: `COPY --from=NAME` reads the directory,
+/// `FROM NAME` starts from it (or from the image REF, never pulling an image called NAME);
+/// an unchanged directory keeps the steps after it cached; the named context overrides a
+/// Dockerfile stage of the same name (BuildKit's rule).
+#[test]
+fn build_context_dir_and_docker_image() {
+    let b = BuildEnv::new();
+    let extra = b.context("extra", &[("hello.txt", "from the named context\n")]);
+    let ctx = b.context(
+        "bc",
+        &[
+            (
+                "Dockerfile",
+                "FROM base\nCOPY --from=extra hello.txt /hello.txt\nRUN cat /hello.txt > /copied\n",
+            ),
+            ("Dockerfile.dir", "FROM extra\nCOPY Dockerfile /df\n"),
+            (
+                "Dockerfile.stage",
+                "FROM busybox AS extra\nRUN echo stage > /hello.txt\nFROM busybox\nCOPY --from=extra /hello.txt /h\n",
+            ),
+        ],
+    );
+    let extra_spec = format!("extra={}", extra.display());
+    let args = [
+        "-t",
+        "bc",
+        "--build-context",
+        "base=docker-image://busybox:latest",
+        "--build-context",
+        &extra_spec,
+        path_str(&ctx),
+    ];
+    b.build(&args);
+    assert_eq!(
+        b.image_file("bc", "/copied").unwrap(),
+        "from the named context\n"
+    );
+    let progress = b.build(&args);
+    let cached = build_support::cached_steps(&progress);
+    assert!(
+        cached.iter().any(|s| s.contains("RUN cat")),
+        "an unchanged directory keeps later steps cached: {progress}"
+    );
+
+    let df = ctx.join("Dockerfile.dir");
+    b.build(&[
+        "-t",
+        "fromdir",
+        "-f",
+        path_str(&df),
+        "--build-context",
+        &extra_spec,
+        path_str(&ctx),
+    ]);
+    assert_eq!(
+        b.image_file("fromdir", "/hello.txt").unwrap(),
+        "from the named context\n"
+    );
+    assert!(b.image_file("fromdir", "/df").is_some());
+    assert!(
+        b.image_path("fromdir", "/bin/busybox").is_none(),
+        "the directory is the whole root"
+    );
+
+    let df = ctx.join("Dockerfile.stage");
+    b.build(&[
+        "-t",
+        "stage",
+        "-f",
+        path_str(&df),
+        "--build-context",
+        &extra_spec,
+        path_str(&ctx),
+    ]);
+    assert_eq!(
+        b.image_file("stage", "/h").unwrap(),
+        "from the named context\n",
+        "the context overrides stage extra"
+    );
+
+    let err = b.build_fails(&["--build-context", "x=oci-layout:///l", path_str(&ctx)]);
+    assert!(err.contains("not supported"), "{err}");
+}

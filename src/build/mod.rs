@@ -49,9 +49,11 @@ pub mod export;
 pub mod isolation;
 pub mod layered;
 mod mounts;
+pub mod named_context;
 pub mod plan;
 pub mod progress;
 mod pull_base;
+pub mod recompress;
 mod run;
 mod solver;
 mod stage;
@@ -72,6 +74,7 @@ use crate::store::StoreError;
 
 pub use isolation::Isolation;
 pub(crate) use mounts::parse_size;
+pub use recompress::LayerCompression;
 pub use stage::build;
 
 /// Where the Dockerfile comes from.
@@ -124,6 +127,14 @@ pub struct BuildOptions {
     /// `--add-host NAME:IP` entries for RUN steps' `/etc/hosts` (`host-gateway`: the bridge's
     /// address); not part of the cache key.
     pub add_hosts: Vec<String>,
+    /// `-o …,compression=…`: how the layers this build writes are compressed, and whether
+    /// the layers it reuses (base image, cache) are recompressed to match.
+    pub compression: LayerCompression,
+    /// `--ssh ID=SOCKET`: ssh-agent sockets for `RUN --mount=type=ssh` (see `mounts`).
+    pub ssh: BTreeMap<String, PathBuf>,
+    /// `--build-context NAME=…`: NAME → the image reference or ID used for `FROM NAME` and
+    /// `COPY --from=NAME` (see [`named_context`]).
+    pub contexts: BTreeMap<String, String>,
 }
 
 impl BuildOptions {
@@ -147,6 +158,9 @@ impl BuildOptions {
             no_cache_filter: Vec::new(),
             network_default: false,
             add_hosts: Vec::new(),
+            compression: LayerCompression::default(),
+            ssh: BTreeMap::new(),
+            contexts: BTreeMap::new(),
         }
     }
 

@@ -9,6 +9,10 @@
 //!   read-only at `target` (default `/run/secrets/ID`) and/or exposed as `env=NAME`. Secrets are
 //!   never in a layer (the mount point is removed after the run), the history or the cache key.
 //! - `type=tmpfs`: a fresh tmpfs (`size` in bytes, optional `k`/`m`/`g` suffix).
+//! - `type=ssh`: the ssh-agent socket given with `--ssh ID=SOCKET` (id `default` unless set)
+//!   bind-mounted at `target` (default `/run/buildkit/ssh_agent.N`, N counting the RUN's ssh
+//!   mounts), `SSH_AUTH_SOCK` naming the first one. Like secrets, never in a layer (the mount
+//!   point is removed after the run) nor in the cache key (only id and target are).
 //!
 //! What each mount contributes to the RUN's cache key is returned alongside it.
 
@@ -86,8 +90,10 @@ pub(crate) fn prepare(
     inputs: &[MountInput<'_>],
     workdir: &str,
     secrets: &BTreeMap<String, PathBuf>,
+    ssh: &BTreeMap<String, PathBuf>,
 ) -> Result<Prepared, BuildError> {
     let mut out = Prepared::default();
+    let mut ssh_mounts = 0;
     for input in inputs {
         let m = &input.mount;
         let target = |default: Option<String>| -> Result<PathBuf, BuildError> {
@@ -153,7 +159,33 @@ pub(crate) fn prepare(
                     readonly: false,
                 });
             }
-            MountType::Ssh => return Err(BuildError::Unsupported("RUN --mount=type=ssh".into())),
+            MountType::Ssh => {
+                let id = m.id.clone().unwrap_or_else(|| "default".into());
+                let n = ssh_mounts;
+                ssh_mounts += 1;
+                let Some(socket) = ssh.get(&id) else {
+                    if m.required {
+                        return Err(BuildError::Invalid(format!(
+                            "ssh agent {id} is required but was not given (use --ssh {id}=SOCKET)"
+                        )));
+                    }
+                    continue;
+                };
+                let dest = target(Some(format!("/run/buildkit/ssh_agent.{n}")))?;
+                if n == 0 {
+                    out.env
+                        .push(format!("SSH_AUTH_SOCK={}", dest.to_string_lossy()));
+                }
+                out.key
+                    .push(json!({"type": "ssh", "id": id, "target": dest}));
+                out.mounts.push(MountSpec {
+                    destination: dest,
+                    kind: MountKind::Bind {
+                        source: socket.clone(),
+                    },
+                    readonly: false,
+                });
+            }
         }
     }
     Ok(out)

@@ -82,8 +82,18 @@ pub fn plan(
     lex: &ShellLex,
     target: Option<&str>,
     file: &str,
+    overridden: &[&str],
 ) -> Result<Plan, BuildError> {
     let names: Vec<Option<String>> = stages.stages.iter().map(|s| s.name.clone()).collect();
+    // A named context (`--build-context NAME=…`) overrides the stage called NAME, as in
+    // BuildKit: `FROM NAME` and `--from=NAME` then name an image, which the context supplies.
+    let stage_names: Vec<Option<String>> = names
+        .iter()
+        .map(|n| {
+            n.clone()
+                .filter(|n| !overridden.iter().any(|o| o.eq_ignore_ascii_case(n)))
+        })
+        .collect();
     let mut bases = Vec::new();
     let mut deps: Vec<BTreeSet<usize>> = Vec::new();
     for (i, stage) in stages.stages.iter().enumerate() {
@@ -98,7 +108,7 @@ pub fn plan(
                 BuildError::Invalid("base name should not be blank".into()),
             ));
         }
-        let base = resolve_ref(&names, i, &base_text);
+        let base = resolve_ref(&stage_names, i, &base_text);
         let mut d = BTreeSet::new();
         if let Source::Stage(s) = base {
             d.insert(s);
@@ -115,7 +125,7 @@ pub fn plan(
                 let f = lex
                     .process_word(f, meta.values())
                     .unwrap_or_else(|_| f.to_string());
-                if let Source::Stage(s) = resolve_ref(&names, i, &f) {
+                if let Source::Stage(s) = resolve_ref(&stage_names, i, &f) {
                     d.insert(s);
                 }
             }
@@ -157,7 +167,7 @@ pub fn plan(
     Ok(Plan {
         bases,
         order,
-        names,
+        names: stage_names,
     })
 }
 
@@ -174,7 +184,7 @@ mod tests {
         let args = BuildArgs::default();
         let defs: Vec<_> = Vec::new();
         let meta = MetaArgs::evaluate(defs, &args, &lex).unwrap();
-        plan(&stages, &meta, &lex, target, "Dockerfile")
+        plan(&stages, &meta, &lex, target, "Dockerfile", &[])
     }
 
     const MULTI: &str = "FROM busybox AS build\nRUN make\nFROM busybox AS broken\nRUN false\nFROM scratch\nCOPY --from=build /out /\n";

@@ -91,6 +91,8 @@ impl Builder<'_> {
         &self,
         name: &str,
     ) -> Result<(Vec<LayerInfo>, ImageConfig, ImageId), BuildError> {
+        let name =
+            super::named_context::lookup(&self.options.contexts, name).map_or(name, String::as_str);
         let rec = super::pull_base::resolve_or_pull(
             self.engine.store,
             self.view.get(),
@@ -272,6 +274,7 @@ impl Builder<'_> {
             &inputs,
             &state.workdir(),
             &self.options.secrets,
+            &self.options.ssh,
         )?;
         let args = config_rules::command_vec(state.config.config.as_ref(), op.command);
         let network_host = op.network_host.unwrap_or(self.options.network_host);

@@ -142,7 +142,15 @@ pub fn build(
         })
         .collect();
     let meta = MetaArgs::evaluate(meta_defs, &args, &lex)?;
-    let plan = plan::plan(&stages, &meta, &lex, options.target.as_deref(), &file)?;
+    let overridden: Vec<&str> = options.contexts.keys().map(String::as_str).collect();
+    let plan = plan::plan(
+        &stages,
+        &meta,
+        &lex,
+        options.target.as_deref(),
+        &file,
+        &overridden,
+    )?;
     let now = match options.source_date_epoch {
         Some(s) => rfc3339(s),
         None => crate::image::oci::timestamp(chrono::Utc::now()),
@@ -153,7 +161,11 @@ pub fn build(
             store,
             no_cache: options.no_cache,
             pull: options.pull,
-            mtime: options.source_date_epoch.map(|s| s.max(0) as u64),
+            layer_options: crate::image::layer::LayerOptions {
+                compression: options.compression.kind,
+                level: options.compression.level,
+                mtime: options.source_date_epoch.map(|s| s.max(0) as u64),
+            },
             progress,
             now,
             records: std::sync::OnceLock::new(),
@@ -214,6 +226,11 @@ pub fn build(
         kind: "layers".into(),
         diff_ids: state.layers.iter().map(|l| l.diff_id.clone()).collect(),
     };
+    if options.compression.force {
+        state.layers =
+            super::recompress::recompress_layers(store, &state.layers, &options.compression)
+                .inspect_err(|e| progress.error(&step, &e.to_string()))?;
+    }
     let id = store
         .commit_image(&config, &state.layers, &options.tags)
         .map_err(|e| BaseImage::explain(state.base.as_ref(), e))

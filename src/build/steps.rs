@@ -44,7 +44,9 @@ pub(crate) struct Engine<'a> {
     pub no_cache: bool,
     /// `--pull`: base images are pulled even when the store has them.
     pub pull: bool,
-    pub mtime: Option<u64>,
+    /// How new layers are written: `SOURCE_DATE_EPOCH` mtimes, `-o …,compression=` format
+    /// and level.
+    pub layer_options: LayerOptions,
     pub progress: Progress,
     /// RFC 3339 time used for new history entries.
     pub now: String,
@@ -164,13 +166,9 @@ impl Engine<'_> {
         // A step that changed nothing still adds a layer (an empty tar), as docker does.
         let layer = match &produced.dir {
             Some(dir) => {
-                let info = self.store.write_layer(
-                    &LayerSource::OverlayUpper(dir),
-                    &LayerOptions {
-                        mtime: self.mtime,
-                        ..LayerOptions::default()
-                    },
-                )?;
+                let info = self
+                    .store
+                    .write_layer(&LayerSource::OverlayUpper(dir), &self.layer_options)?;
                 let mut diff_ids: Vec<Digest> =
                     parent_layers.iter().map(|l| l.diff_id.clone()).collect();
                 diff_ids.push(info.diff_id.clone());

@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::common::open_store;
 use super::{Globals, LogLevel};
-use crate::build::export::{export, Export};
+use crate::build::export::{build_compression, export, Dest, Export, Output};
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::{build, BuildOptions, DockerfileSource};
 use crate::context::Source;
@@ -60,7 +60,10 @@ pub struct BuildArgs {
     /// Secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR
     #[arg(long, value_name = "id=ID,src=PATH")]
     pub secret: Vec<String>,
-    /// Also export the result: type=docker-archive|oci,dest=FILE, type=oci-dir|local,dest=DIR, or DIR
+    /// Output (BuildKit's): type=image[,name=N][,push=true], type=registry,name=N,
+    /// type=docker|oci|tar,dest=FILE|- (stdout), type=local|oci-dir,dest=DIR, or DIR; any of
+    /// them with compression=gzip|zstd|uncompressed[,compression-level=N]
+    /// [,force-compression=true]
     #[arg(short, long, value_name = "type=TYPE,dest=PATH")]
     pub output: Vec<String>,
     /// Target platform (only the host's platform is supported)
@@ -106,6 +109,14 @@ pub struct BuildArgs {
     /// Accepted for BuildKit compatibility (false, true, …); rbuild writes no SBOM
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "VALUE")]
     pub sbom: Option<String>,
+    /// ssh-agent socket for RUN --mount=type=ssh: default (the agent of $SSH_AUTH_SOCK), or
+    /// ID=SOCKET[,SOCKET] (the first live socket is used); may be repeated
+    #[arg(long, value_name = "default|ID=SOCKET")]
+    pub ssh: Vec<String>,
+    /// Named build context for FROM NAME / COPY --from=NAME: NAME=DIR or
+    /// NAME=docker-image://REF (may be repeated)
+    #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF")]
+    pub build_context: Vec<String>,
     /// Build context: a directory, a tar archive (plain or compressed), or "-" for a tar or a
     /// Dockerfile on stdin
     #[arg(value_name = "CONTEXT")]
@@ -224,6 +235,11 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         };
         options.secrets.insert(id, path);
     }
+    options.contexts = crate::build::named_context::resolve(&store, &args.build_context)?;
+    for spec in &args.ssh {
+        let (id, socket) = ssh_agent(spec)?;
+        options.ssh.insert(id, socket);
+    }
     if let Ok(s) = std::env::var("SOURCE_DATE_EPOCH") {
         if !s.is_empty() {
             options.source_date_epoch = Some(
@@ -246,11 +262,47 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|s| CacheSpec::parse(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let exports = args
+    let outputs = args
         .output
         .iter()
-        .map(|o| Export::parse(o))
+        .map(|o| Output::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
+    options.compression = build_compression(&outputs)?;
+    let to_stdout = outputs.iter().filter(|o| {
+        matches!(
+            &o.export,
+            Export::DockerArchive(Dest::Stdout)
+                | Export::OciArchive(Dest::Stdout)
+                | Export::Tar(Dest::Stdout)
+        )
+    });
+    if to_stdout.count() > usize::from(!args.quiet) {
+        bail!("only one output can be written to stdout (-o …,dest=-), and not with -q (which prints the image ID there)");
+    }
+    // `type=image|registry,name=…`: more names for the image, pushed when asked.
+    let mut names = options.tags.clone();
+    let mut push = if args.push {
+        options.tags.clone()
+    } else {
+        Vec::new()
+    };
+    for o in &outputs {
+        if let Export::Image {
+            names: more,
+            push: p,
+        } = &o.export
+        {
+            for n in more {
+                let r = Reference::parse(n).with_context(|| format!("invalid name {n:?} in -o"))?;
+                if *p && !push.contains(&r) {
+                    push.push(r.clone());
+                }
+                if !names.contains(&r) {
+                    names.push(r);
+                }
+            }
+        }
+    }
     let registry_options = globals.registry_options();
     for (spec, text) in cache_from.iter().zip(&args.cache_from) {
         // As BuildKit: a cache that cannot be imported only costs time.
@@ -265,8 +317,15 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
     )
     .context("failed to solve")?;
     drop(secret_files);
-    for e in &exports {
-        export(&store, &id, &args.tag, e).with_context(|| format!("exporting to {e:?}"))?;
+    for n in names.iter().filter(|n| !options.tags.contains(n)) {
+        store
+            .tag(&id.to_string(), n)
+            .with_context(|| format!("naming the image {}", n.familiar()))?;
+    }
+    let saved_names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    for (o, text) in outputs.iter().zip(&args.output) {
+        export(&store, &id, &saved_names, &o.export)
+            .with_context(|| format!("exporting to {text}"))?;
     }
     if let (Some(spec), Some(text)) = (&cache_to, &args.cache_to) {
         export_cache(&store, spec, &id, &registry_options)
@@ -276,8 +335,8 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         globals,
         &store,
         &id,
-        &options.tags,
-        args.push,
+        &names,
+        &push,
         args.metadata_file.as_deref(),
         args.quiet,
     )?;
@@ -288,4 +347,38 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         println!("{id}");
     }
     Ok(0)
+}
+
+/// Resolves one `--ssh` value (BuildKit's syntax) to (id, agent socket): `default` or `ID`
+/// alone is `$SSH_AUTH_SOCK`; `ID=SOCKET,SOCKET…` the first socket an agent answers on.
+/// BuildKit also takes private key files (it runs an agent for them); rbuild wants a socket.
+fn ssh_agent(spec: &str) -> anyhow::Result<(String, PathBuf)> {
+    let (id, paths) = match spec.split_once('=') {
+        Some((id, paths)) => (id, paths.split(',').map(PathBuf::from).collect()),
+        None => {
+            let sock = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty());
+            let Some(sock) = sock else {
+                bail!("--ssh {spec}: SSH_AUTH_SOCK is not set (start ssh-agent, or give {spec}=SOCKET)");
+            };
+            (spec, vec![PathBuf::from(sock)])
+        }
+    };
+    if id.is_empty() {
+        bail!("--ssh {spec:?}: missing the id (default or a name)");
+    }
+    for p in &paths {
+        use std::os::unix::fs::FileTypeExt;
+        let is_socket = std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket());
+        if is_socket && std::os::unix::net::UnixStream::connect(p).is_ok() {
+            return Ok((id.to_string(), p.clone()));
+        }
+    }
+    bail!(
+        "--ssh {spec}: no ssh-agent answers on {} (rbuild takes agent sockets, not key files)",
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }

@@ -13,25 +13,26 @@ use crate::image::reference::Reference;
 use crate::registry::PushOptions;
 use crate::store::{ImageId, Store};
 
-/// Pushes `id` under each of `names` when `push`, then writes `metadata_file` if given.
+/// Pushes `id` under each of `push` (`--push`: the `-t` names; `-o type=registry` or
+/// `push=true`: the output's names), then writes `metadata_file` (listing `names`) if given.
 /// Progress lines go to stderr (stdout carries the image ID under `-q`), none when `quiet`.
 pub fn publish(
     globals: &Globals,
     store: &Store,
     id: &ImageId,
     names: &[Reference],
-    push: bool,
+    push: &[Reference],
     metadata_file: Option<&Path>,
     quiet: bool,
 ) -> anyhow::Result<()> {
     // The manifest the registry has (as pushed), else the one in the store.
     let mut manifest_digest = store.resolve_image(&id.to_string())?.manifest.digest;
-    if push {
+    if !push.is_empty() {
         let options = PushOptions {
             registry: globals.registry_options(),
             chunk_size: None,
         };
-        for name in names {
+        for name in push {
             let transfer = Transfer::new(ProgressFlag::Plain, quiet, "Pushing", std::io::stderr());
             let result = push_image(store, name, &options, &transfer)
                 .with_context(|| format!("pushing {}", name.familiar()))?;

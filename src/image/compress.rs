@@ -73,12 +73,28 @@ pub enum Compressor<W: Write> {
 }
 
 impl<W: Write> Compressor<W> {
-    /// Starts compressing into `out`. Only `None`, `Gzip` and `Zstd` are supported for output.
+    /// Starts compressing into `out` at the default level. Only `None`, `Gzip` and `Zstd` are
+    /// supported for output.
     pub fn new(kind: Compression, out: W) -> io::Result<Compressor<W>> {
+        Compressor::with_level(kind, None, out)
+    }
+
+    /// Like [`Compressor::new`] at `level` (gzip 0–9, default [`GZIP_LEVEL`]; zstd 1–22,
+    /// default 3), as `-o …,compression-level=N` asks. zstd runs on several threads (its
+    /// `zstdmt` mode: the output is the same for any number of worker threads ≥ 1, so layer
+    /// digests do not depend on the machine).
+    pub fn with_level(kind: Compression, level: Option<i32>, out: W) -> io::Result<Compressor<W>> {
         Ok(match kind {
             Compression::None => Compressor::None(out),
-            Compression::Gzip => Compressor::Gzip(ParallelGzip::new(out)),
-            Compression::Zstd => Compressor::Zstd(zstd::stream::write::Encoder::new(out, 3)?),
+            Compression::Gzip => Compressor::Gzip(ParallelGzip::with_level(
+                out,
+                level.map_or(GZIP_LEVEL, |l| l.clamp(0, 9) as u32),
+            )),
+            Compression::Zstd => {
+                let mut e = zstd::stream::write::Encoder::new(out, level.unwrap_or(ZSTD_LEVEL))?;
+                e.multithread(gzip_threads() as u32)?;
+                Compressor::Zstd(e)
+            }
             other => {
                 return Err(io::Error::new(
                     io::ErrorKind::Unsupported,
@@ -126,6 +142,9 @@ impl<W: Write> Write for Compressor<W> {
 /// and close to the default level's ratio.
 pub const GZIP_LEVEL: u32 = 2;
 
+/// zstd level of zstd layers (zstd's own default; BuildKit's too).
+pub const ZSTD_LEVEL: i32 = 3;
+
 /// Uncompressed bytes per gzip member of [`ParallelGzip`]. Fixed, so the output does not
 /// depend on the number of CPUs.
 pub const GZIP_CHUNK: usize = 4 << 20;
@@ -151,11 +170,17 @@ pub struct ParallelGzip<W: Write> {
     pending: std::collections::VecDeque<std::thread::JoinHandle<io::Result<Vec<u8>>>>,
     threads: usize,
     members: Vec<u64>,
+    level: u32,
 }
 
 impl<W: Write> ParallelGzip<W> {
-    /// Compresses into `out`.
+    /// Compresses into `out` at [`GZIP_LEVEL`].
     pub fn new(out: W) -> ParallelGzip<W> {
+        ParallelGzip::with_level(out, GZIP_LEVEL)
+    }
+
+    /// Compresses into `out` at deflate `level` (0–9).
+    pub fn with_level(out: W, level: u32) -> ParallelGzip<W> {
         let threads = gzip_threads();
         ParallelGzip {
             out,
@@ -163,11 +188,13 @@ impl<W: Write> ParallelGzip<W> {
             pending: Default::default(),
             threads,
             members: Vec::new(),
+            level,
         }
     }
 
     fn spawn_chunk(&mut self) -> io::Result<()> {
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(GZIP_CHUNK));
+        let level = self.level;
         self.pending.push_back(std::thread::spawn(move || {
             let gzip = |level| {
                 let mut e =
@@ -175,7 +202,7 @@ impl<W: Write> ParallelGzip<W> {
                 e.write_all(&chunk)?;
                 e.finish()
             };
-            let out = gzip(flate2::Compression::new(GZIP_LEVEL))?;
+            let out = gzip(flate2::Compression::new(level))?;
             if out.len() < chunk.len() {
                 return Ok(out);
             }
@@ -363,5 +390,30 @@ mod tests {
             .read_to_end(&mut back)
             .unwrap();
         assert!(back.is_empty());
+    }
+
+    /// Multithreaded zstd (as layers are written) gives the same bytes for any number of
+    /// worker threads, so a layer's digest does not depend on the machine's cores.
+    #[test]
+    fn zstd_layers_do_not_depend_on_the_thread_count() {
+        let data: Vec<u8> = (0..(9 << 20)).map(|i: usize| (i * 7 % 251) as u8).collect();
+        let with = |threads: u32| {
+            let mut e = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL).unwrap();
+            e.multithread(threads).unwrap();
+            e.write_all(&data).unwrap();
+            e.finish().unwrap()
+        };
+        assert_eq!(with(1), with(4));
+        let mut w = Compressor::with_level(Compression::Zstd, Some(19), Vec::new()).unwrap();
+        w.write_all(&data).unwrap();
+        let z = w.finish().unwrap();
+        assert_ne!(z, with(1), "the level is used");
+        let mut back = Vec::new();
+        decompress_auto(&z[..])
+            .unwrap()
+            .1
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
     }
 }

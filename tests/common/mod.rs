@@ -265,11 +265,22 @@ pub fn busybox_rootfs_tar() -> &'static Path {
 /// dynamic loader into `dir`, so that a busybox container with `dir` mounted at `mount` can
 /// run it; returns that command line (append keyctl's arguments).
 pub fn keyctl_bundle(dir: &Path, mount: &str) -> Vec<String> {
+    host_tool_bundle(Path::new("/usr/bin/keyctl"), "keyutils", dir, mount)
+}
+
+/// Copies the host's program `tool` (from Debian package `package`), its shared libraries and
+/// the dynamic loader into `dir`, so that a busybox container with `dir` mounted at `mount`
+/// can run it; returns that command line (append the tool's arguments).
+pub fn host_tool_bundle(tool: &Path, package: &str, dir: &Path, mount: &str) -> Vec<String> {
     std::fs::create_dir_all(dir).unwrap();
-    let keyctl = Path::new("/usr/bin/keyctl");
-    assert!(keyctl.exists(), "keyctl missing: install keyutils");
-    std::fs::copy(keyctl, dir.join("keyctl")).unwrap();
-    let ldd = Command::new("ldd").arg(keyctl).output().expect("ldd");
+    assert!(
+        tool.exists(),
+        "{} missing: install {package}",
+        tool.display()
+    );
+    let tool_name = tool.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::copy(tool, dir.join(&tool_name)).unwrap();
+    let ldd = Command::new("ldd").arg(tool).output().expect("ldd");
     let mut loader = None;
     for line in String::from_utf8_lossy(&ldd.stdout).lines() {
         let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) else {
@@ -290,7 +301,7 @@ pub fn keyctl_bundle(dir: &Path, mount: &str) -> Vec<String> {
         format!("{mount}/{loader}"),
         "--library-path".into(),
         mount.into(),
-        format!("{mount}/keyctl"),
+        format!("{mount}/{tool_name}"),
     ]
 }
 

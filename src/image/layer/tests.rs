@@ -19,7 +19,11 @@ fn layer_bytes(
     compression: Compression,
     mtime: Option<u64>,
 ) -> (Vec<u8>, LayerInfo) {
-    let opts = LayerOptions { compression, mtime };
+    let opts = LayerOptions {
+        compression,
+        level: None,
+        mtime,
+    };
     write_layer(source, &opts, Vec::new()).unwrap()
 }
 

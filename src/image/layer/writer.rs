@@ -26,6 +26,8 @@ use crate::image::sparse::{may_have_holes, HoleReader};
 pub struct LayerOptions {
     /// Output compression: gzip (default), zstd or none.
     pub compression: Compression,
+    /// Compression level (`-o …,compression-level=N`); `None`: the format's default.
+    pub level: Option<i32>,
     /// When set, every entry gets this mtime (seconds since the epoch), as for
     /// `SOURCE_DATE_EPOCH`.
     pub mtime: Option<u64>,
@@ -35,7 +37,19 @@ impl Default for LayerOptions {
     fn default() -> LayerOptions {
         LayerOptions {
             compression: Compression::Gzip,
+            level: None,
             mtime: None,
+        }
+    }
+}
+
+impl LayerOptions {
+    /// The OCI media type of a layer compressed as `compression`.
+    pub fn media_type(compression: Compression) -> &'static str {
+        match compression {
+            Compression::Gzip => oci::MEDIA_LAYER_GZIP,
+            Compression::Zstd => oci::MEDIA_LAYER_ZSTD,
+            _ => oci::MEDIA_LAYER_TAR,
         }
     }
 }
@@ -76,7 +90,8 @@ pub fn write_layer<W: Write>(
     out: W,
 ) -> Result<(W, LayerInfo), LayerError> {
     let compressed = HashWriter::new(out);
-    let compressor = Compressor::new(options.compression, compressed).map_err(LayerError::Write)?;
+    let compressor = Compressor::with_level(options.compression, options.level, compressed)
+        .map_err(LayerError::Write)?;
     let uncompressed = HashWriter::new(compressor);
     let (uncompressed, content_size) = write_tar_counted(source, options.mtime, uncompressed)?;
     let (compressor, diff_id, uncompressed_size) = uncompressed.finish();
@@ -84,11 +99,7 @@ pub fn write_layer<W: Write>(
         .finish_with_members()
         .map_err(LayerError::Write)?;
     let (out, digest, size) = compressed.finish();
-    let media_type = match options.compression {
-        Compression::Gzip => oci::MEDIA_LAYER_GZIP,
-        Compression::Zstd => oci::MEDIA_LAYER_ZSTD,
-        _ => oci::MEDIA_LAYER_TAR,
-    };
+    let media_type = LayerOptions::media_type(options.compression);
     Ok((
         out,
         LayerInfo {
