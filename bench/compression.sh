@@ -61,9 +61,11 @@ for c in ${COMPRESSIONS:-gzip zstd}; do
     record "save oci-archive" "$c" "$t_save"
     t_saved=$(median_of "$reps" "$RBUILD" --root "$root" save -o "$work/$c.docker.tar" "bench:$c")
     record "save docker-archive" "$c" "$t_saved"
-    # Each push goes to a fresh registry: nothing can be skipped.
-    push_fresh() { start_registry; "$RBUILD" --root "$root" tag "bench:$c" "$registry/bench:$c" && "$RBUILD" --root "$root" push "$registry/bench:$c"; }
-    t_push=$(median_of "$reps" push_fresh)
+    # A fresh registry (started here: median_of runs in a subshell, whose variables are
+    # lost); with REPS > 1 the later pushes find the blobs there already.
+    start_registry
+    "$RBUILD" --root "$root" tag "bench:$c" "$registry/bench:$c"
+    t_push=$(median_of "$reps" "$RBUILD" --root "$root" push "$registry/bench:$c")
     record "push (fresh registry)" "$c" "$t_push"
     pull_once() { rm -rf "$work/pull-$c"; "$RBUILD" --root "$work/pull-$c" pull "$registry/bench:$c"; }
     t_pull=$(median_of "$reps" pull_once)
