@@ -138,14 +138,14 @@ impl Progress {
             out.push_str(&format!("\x1b[{}A\x1b[J", live.drawn));
         }
         for p in permanent {
-            out.push_str(&terminal::fit(p, width));
+            out.push_str(&fit_line(p, width));
             out.push('\n');
         }
         // (line, dimmed)
         let mut region: Vec<(String, bool)> = Vec::new();
         for (id, name, start, tail) in &live.running {
             let t = start.elapsed().as_secs_f64();
-            region.push((format!("=> {name}  {t:.1}s"), false));
+            region.push((format!("=> {name}{TIME}{t:.1}s"), false));
             if let Some(&(done, total)) = live.transfers.get(id) {
                 region.push((
                     format!("=> => downloading {}", bytes_of(done, total)),
@@ -161,7 +161,7 @@ impl Progress {
             region.push((format!("   … {hidden} more lines"), false));
         }
         for (line, dimmed) in &region {
-            let line = terminal::fit(line, width);
+            let line = fit_line(line, width);
             match dimmed {
                 true => out.push_str(&format!("{dim}{line}{undim}\n")),
                 false => out.push_str(&format!("{line}\n")),
@@ -189,7 +189,7 @@ impl Progress {
             if let Some(pos) = live.running.iter().position(|r| r.0 == step.id) {
                 let (_, name, start, tail) = live.running.remove(pos);
                 let t = start.elapsed().as_secs_f64();
-                lines.push(format!("=> {label}{name}  {t:.1}s"));
+                lines.push(format!("=> {label}{name}{TIME}{t:.1}s"));
                 if with_tail {
                     lines.extend(tail.into_iter().map(|l| format!("   {l}")));
                 }
@@ -300,6 +300,22 @@ impl Progress {
     }
 }
 
+/// Starts the end of a live line that is kept whole when the line is cut (a step's time:
+/// the name is cut instead, as BuildKit does). Shown as two spaces.
+const TIME: char = '\t';
+
+/// `line` cut to `width` columns, keeping what follows its last [`TIME`] whole.
+fn fit_line(line: &str, width: usize) -> String {
+    match line.rsplit_once(TIME) {
+        Some((text, time)) if terminal::width(time) + 3 <= width => {
+            let time = format!("  {time}");
+            let text = terminal::fit(text, width - terminal::width(&time));
+            format!("{text}{time}")
+        }
+        _ => terminal::fit(line, width),
+    }
+}
+
 /// `12.00 MiB / 40.00 MiB`, or `12.00 MiB` of an unknown total.
 fn bytes_of(done: u64, total: Option<u64>) -> String {
     match total {
@@ -311,6 +327,20 @@ fn bytes_of(done: u64, total: Option<u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_lines_keep_their_time_when_cut() {
+        assert_eq!(fit_line("=> RUN x\t0.1s", 40), "=> RUN x  0.1s");
+        assert_eq!(
+            fit_line("=> RUN echo 日本語日本語\t12.5s", 22),
+            "=> RUN echo 日…  12.5s"
+        );
+        assert_eq!(fit_line("=> RUN echo\t0.1s", 5), "=> R…");
+        for w in 1..40 {
+            let line = fit_line("=> [stage-0 2/3] RUN echo ｗｉｄｅ\t0.1s", w);
+            assert!(terminal::width(&line) <= w, "{w}: {line}");
+        }
+    }
 
     #[test]
     fn echo_cuts_long_text_on_a_character_boundary() {

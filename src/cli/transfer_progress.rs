@@ -175,12 +175,12 @@ const ACTIVE: &str =
     "{prefix}: {msg:<11} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}";
 /// From 60 columns: no speed or ETA (at most 54 columns besides the bar).
 const ACTIVE_MEDIUM: &str = "{prefix}: {msg:<11} [{wide_bar}] {bytes}/{total_bytes}";
-/// Narrower: the ID, the bar and the percentage.
+/// Narrower: the ID, the bar and the percentage (these fit from 24 columns).
 const ACTIVE_NARROW: &str = "{prefix} [{wide_bar}] {percent:>3}%";
 /// Of unknown size (an import from stdin), from 60 columns: bytes so far and speed.
 const COUNTING: &str = "{prefix}: {msg:<11} {bytes} {binary_bytes_per_sec}";
 /// Of unknown size, narrower.
-const COUNTING_NARROW: &str = "{prefix}: {bytes}";
+const COUNTING_NARROW: &str = "{prefix} {bytes}";
 /// A finished layer: `3f4e2a1b9c0d: Pull complete`, as the plain line.
 const DONE: &str = "{prefix}: {msg}";
 
@@ -217,6 +217,77 @@ mod tests {
             DONE,
         ] {
             assert!(ProgressStyle::with_template(t).is_ok(), "{t}");
+        }
+    }
+
+    /// A terminal of `width` columns that keeps what is written to it.
+    #[derive(Debug)]
+    struct Recorder {
+        width: u16,
+        written: std::sync::Arc<Mutex<Vec<String>>>,
+    }
+
+    impl indicatif::TermLike for Recorder {
+        fn width(&self) -> u16 {
+            self.width
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.written.lock().unwrap().push(s.to_string());
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// At 60 and 200 columns (and the widths where the layout changes), a bar in transit at
+    /// its widest (a 13-column verb, sizes near 1 GiB, a slow speed and long ETA) fits.
+    #[test]
+    fn bars_fit_the_terminal_width() {
+        for width in [24, 59, 60, 99, 100, 200] {
+            for sized in [true, false] {
+                let written = std::sync::Arc::new(Mutex::new(Vec::new()));
+                let term = Recorder {
+                    width,
+                    written: written.clone(),
+                };
+                let bar = match sized {
+                    true => ProgressBar::new(1023 << 20),
+                    false => ProgressBar::no_length(),
+                };
+                let bar = bar
+                    .with_style(active_style(width.into(), sized))
+                    .with_prefix("3f4e2a1b9c0d")
+                    .with_message("Loading layer");
+                bar.set_draw_target(ProgressDrawTarget::term_like(Box::new(term)));
+                bar.set_position(1000 << 20);
+                bar.tick();
+                let lines = written.lock().unwrap();
+                let drawn: Vec<&String> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
+                assert!(!drawn.is_empty(), "{width}");
+                for l in drawn {
+                    let w = console::measure_text_width(l);
+                    assert!(w <= width.into(), "{width} {sized}: {w}: {l:?}");
+                }
+            }
         }
     }
 }
