@@ -20,3 +20,4 @@ pub(crate) mod killpoint;
 pub mod network;
 pub mod registry;
 pub mod store;
+pub mod terminal;

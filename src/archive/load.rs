@@ -6,6 +6,7 @@ use std::fs;
 use std::io::{self, BufReader, Read};
 use std::path::{Component, Path, PathBuf};
 
+use super::progress::{no_progress, Counted, Event, Progress};
 use super::{io_err, ArchiveError};
 use crate::image::compress::{self, Compression};
 use crate::image::digest::{Digest, HashReader, HashWriter};
@@ -72,6 +73,17 @@ impl Entries {
 
 /// Loads every image in the archive read from `reader` (compression autodetected).
 pub fn load(store: &Store, reader: impl Read) -> Result<Vec<LoadedImage>, ArchiveError> {
+    load_with_progress(store, reader, &no_progress)
+}
+
+/// [`load`], reporting each layer (by the short digest of its blob, as docker names it) to
+/// `progress`: its bytes while it is checked (read, decompressed, hashed), and its end once
+/// it is in the store. The archive is staged first, as docker extracts it first.
+pub fn load_with_progress(
+    store: &Store,
+    reader: impl Read,
+    progress: Progress<'_>,
+) -> Result<Vec<LoadedImage>, ArchiveError> {
     let (_, plain) = compress::decompress_auto(reader).map_err(ArchiveError::Read)?;
     let tmp = store.temp_dir()?;
     let entries = stage(plain, tmp.path())?;
@@ -86,9 +98,9 @@ pub fn load(store: &Store, reader: impl Read) -> Result<Vec<LoadedImage>, Archiv
             }
         });
         if entries.get("manifest.json").is_some() {
-            load_docker(store, &entries)
+            load_docker(store, &entries, progress)
         } else if entries.get("index.json").is_some() {
-            load_oci(store, &entries)
+            load_oci(store, &entries, progress)
         } else {
             Err(ArchiveError::UnknownFormat(
                 "it has neither manifest.json nor index.json".into(),
@@ -340,8 +352,10 @@ fn check_layer(
     expected_diff_id: &Digest,
     what: &str,
     media_type: Option<&str>,
+    progress: Progress<'_>,
 ) -> Result<LayerInfo, ArchiveError> {
     let file = BufReader::with_capacity(1 << 20, fs::File::open(&f.path).map_err(io_err(&f.path))?);
+    let file = Counted::new(file, f.digest.short(), Some(f.size), progress);
     let (kind, plain) = compress::decompress_auto(file).map_err(ArchiveError::Read)?;
     let bad = |e: String| ArchiveError::Invalid(format!("{what}: {e}"));
     let (diff_id, uncompressed_size, content) = if kind == Compression::None {
@@ -391,16 +405,24 @@ fn check_layer(
 fn commit_layers(
     store: &Store,
     layers: Vec<(&Staged, LayerInfo)>,
+    progress: Progress<'_>,
 ) -> Result<Vec<LayerInfo>, ArchiveError> {
     let mut out = Vec::with_capacity(layers.len());
     for (f, info) in layers {
         store.put_blob_file(&f.path, &f.digest)?;
+        progress(Event::Done {
+            id: f.digest.short(),
+        });
         out.push(info);
     }
     Ok(out)
 }
 
-fn load_docker(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, ArchiveError> {
+fn load_docker(
+    store: &Store,
+    entries: &Entries,
+    progress: Progress<'_>,
+) -> Result<Vec<LoadedImage>, ArchiveError> {
     let bytes = entries.json("manifest.json", "archive")?;
     let manifest: Vec<DockerManifestEntry> =
         serde_json::from_slice(&bytes).map_err(|e| ArchiveError::BadJson {
@@ -467,14 +489,15 @@ fn load_docker(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Arc
             if let Some(d) = digest_from_path(l) {
                 verify(f, &d, &format!("layer {l}"))?;
             }
-            layers.push((f, check_layer(f, diff_id, &format!("layer {l}"), None)?));
+            let what = format!("layer {l}");
+            layers.push((f, check_layer(f, diff_id, &what, None, progress)?));
         }
         plans.push((cfg_bytes, tags, layers));
     }
     // Everything checked: now move blobs in and commit.
     let mut out = Vec::new();
     for (cfg_bytes, tags, layers) in plans {
-        let layers = commit_layers(store, layers)?;
+        let layers = commit_layers(store, layers, progress)?;
         let id = store.add_image(&cfg_bytes, &layers, None, &tags)?;
         out.push(LoadedImage { id, tags });
     }
@@ -533,7 +556,11 @@ fn parse_tag(name: &str, what: &str) -> Result<Reference, ArchiveError> {
     Ok(r)
 }
 
-fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, ArchiveError> {
+fn load_oci(
+    store: &Store,
+    entries: &Entries,
+    progress: Progress<'_>,
+) -> Result<Vec<LoadedImage>, ArchiveError> {
     let bytes = entries.json("index.json", "archive")?;
     let index: Index = serde_json::from_slice(&bytes).map_err(|e| ArchiveError::BadJson {
         what: "index.json".into(),
@@ -613,13 +640,16 @@ fn load_oci(store: &Store, entries: &Entries) -> Result<Vec<LoadedImage>, Archiv
         for (l, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
             let f = blob(entries, l, &format!("manifest {}", d.digest))?;
             let what = format!("layer {}", l.digest);
-            layers.push((f, check_layer(f, diff_id, &what, Some(&l.media_type))?));
+            layers.push((
+                f,
+                check_layer(f, diff_id, &what, Some(&l.media_type), progress)?,
+            ));
         }
         plans.push((mbytes, cfg_bytes, layers, tag));
     }
     let mut out: Vec<LoadedImage> = Vec::new();
     for (mbytes, cfg_bytes, layers, tag) in plans {
-        let layers = commit_layers(store, layers)?;
+        let layers = commit_layers(store, layers, progress)?;
         let tags: Vec<Reference> = tag.into_iter().collect();
         let id = store.add_image(&cfg_bytes, &layers, Some(&mbytes), &tags)?;
         match out.iter_mut().find(|l| l.id == id) {

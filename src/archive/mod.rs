@@ -5,6 +5,7 @@
 //! - [`import::import_rootfs`]`(store, reader, &ImportOptions, tags) -> Result<ImageId>`
 //! - [`save::save`]`(store, names, ArchiveFormat, writer)` and [`save::save_oci_dir`]
 //! - [`load::load`]`(store, reader) -> Result<Vec<LoadedImage>>`
+//! - `*_with_progress` variants report each layer's bytes and end ([`progress::Event`]).
 //!
 //! Everything streams: no layer is ever held in memory. `load` stages entries in the store's
 //! temp dir while hashing them, verifies every digest (blob names, sizes, DiffIDs against the
@@ -12,6 +13,7 @@
 
 pub mod import;
 pub mod load;
+pub mod progress;
 pub mod save;
 
 use std::io;
@@ -21,8 +23,10 @@ use crate::image::digest::Digest;
 use crate::image::layer::LayerError;
 use crate::store::StoreError;
 
-pub use load::{load, LoadedImage};
-pub use save::{save, save_oci_dir, save_to_file, ArchiveFormat};
+pub use load::{load, load_with_progress, LoadedImage};
+pub use save::{
+    save, save_oci_dir, save_oci_dir_with_progress, save_to_file, save_with_progress, ArchiveFormat,
+};
 
 /// What can go wrong importing, saving or loading.
 #[derive(Debug, thiserror::Error)]

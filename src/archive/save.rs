@@ -5,6 +5,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::progress::{no_progress, Counted, Event, Progress};
 use super::{io_err, ArchiveError};
 use crate::image::compress;
 use crate::image::digest::Digest;
@@ -89,6 +90,8 @@ fn repository_tags(
 trait Sink {
     fn dir(&mut self, path: &str) -> Result<(), ArchiveError>;
     fn file(&mut self, path: &str, size: u64, data: &mut dyn Read) -> Result<(), ArchiveError>;
+    /// Pushes what was written so far to the output (a layer is "written" once it is there).
+    fn flush(&mut self) -> Result<(), ArchiveError>;
 }
 
 struct TarSink<W: Write> {
@@ -120,6 +123,10 @@ impl<W: Write> Sink for TarSink<W> {
             )));
         }
         Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ArchiveError> {
+        self.builder.get_mut().flush().map_err(ArchiveError::Write)
     }
 }
 
@@ -159,6 +166,10 @@ impl Sink for DirSink {
             .set_permissions(mode)
             .map_err(io_err(tmp.path()))?;
         tmp.persist(&p).map_err(|e| io_err(&p)(e.error))?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), ArchiveError> {
         Ok(())
     }
 }
@@ -209,13 +220,24 @@ pub fn save(
     format: ArchiveFormat,
     out: impl Write,
 ) -> Result<(), ArchiveError> {
+    save_with_progress(store, names, format, out, &no_progress)
+}
+
+/// [`save`], reporting each layer's bytes and its end to `progress`.
+pub fn save_with_progress(
+    store: &Store,
+    names: &[String],
+    format: ArchiveFormat,
+    out: impl Write,
+    progress: Progress<'_>,
+) -> Result<(), ArchiveError> {
     let images = select(store, names)?;
     let mut sink = TarSink {
         builder: tar::Builder::new(out),
     };
     match format {
-        ArchiveFormat::DockerArchive => write_docker(store, &images, &mut sink)?,
-        ArchiveFormat::OciArchive => write_oci(store, &images, &mut sink)?,
+        ArchiveFormat::DockerArchive => write_docker(store, &images, &mut sink, progress)?,
+        ArchiveFormat::OciArchive => write_oci(store, &images, &mut sink, progress)?,
         ArchiveFormat::OciDir => {
             return Err(ArchiveError::Invalid(
                 "oci-dir output needs a directory (-o DIR)".into(),
@@ -228,6 +250,16 @@ pub fn save(
 
 /// Writes `names` as an OCI image layout into directory `dir` (created if missing).
 pub fn save_oci_dir(store: &Store, names: &[String], dir: &Path) -> Result<(), ArchiveError> {
+    save_oci_dir_with_progress(store, names, dir, &no_progress)
+}
+
+/// [`save_oci_dir`], reporting each layer's bytes and its end to `progress`.
+pub fn save_oci_dir_with_progress(
+    store: &Store,
+    names: &[String],
+    dir: &Path,
+    progress: Progress<'_>,
+) -> Result<(), ArchiveError> {
     let images = select(store, names)?;
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     for d in [dir.to_path_buf(), dir.join("blobs/sha256")] {
@@ -236,7 +268,7 @@ pub fn save_oci_dir(store: &Store, names: &[String], dir: &Path) -> Result<(), A
     let mut sink = DirSink {
         root: dir.to_path_buf(),
     };
-    write_oci(store, &images, &mut sink)
+    write_oci(store, &images, &mut sink, progress)
 }
 
 fn copy_blob(
@@ -249,7 +281,33 @@ fn copy_blob(
     sink.file(&format!("blobs/sha256/{}", digest.hex()), size, &mut f)
 }
 
-fn write_oci(store: &Store, images: &[Selected], sink: &mut dyn Sink) -> Result<(), ArchiveError> {
+/// Writes layer `id` (`size` bytes read from `data`) to `path`, reporting its bytes, and
+/// reports it done once it reached the output.
+fn write_layer(
+    sink: &mut dyn Sink,
+    path: &str,
+    id: &Digest,
+    size: u64,
+    data: &mut dyn Read,
+    progress: Progress<'_>,
+) -> Result<(), ArchiveError> {
+    let id = id.short();
+    sink.file(
+        path,
+        size,
+        &mut Counted::new(data, id, Some(size), progress),
+    )?;
+    sink.flush()?;
+    progress(Event::Done { id });
+    Ok(())
+}
+
+fn write_oci(
+    store: &Store,
+    images: &[Selected],
+    sink: &mut dyn Sink,
+    progress: Progress<'_>,
+) -> Result<(), ArchiveError> {
     sink.file(
         "oci-layout",
         30,
@@ -261,11 +319,17 @@ fn write_oci(store: &Store, images: &[Selected], sink: &mut dyn Sink) -> Result<
     for img in images {
         let r = &img.record;
         let blobs = std::iter::once((&r.manifest.digest, r.manifest.size))
-            .chain(std::iter::once((&r.id, r.config_size)))
-            .chain(r.layers.iter().map(|l| (&l.digest, l.size)));
+            .chain(std::iter::once((&r.id, r.config_size)));
         for (d, size) in blobs {
             if written.insert(d.clone()) {
                 copy_blob(store, sink, d, size)?;
+            }
+        }
+        for l in &r.layers {
+            if written.insert(l.digest.clone()) {
+                let mut f = io::BufReader::with_capacity(1 << 20, store.open_blob(&l.digest)?);
+                let path = format!("blobs/sha256/{}", l.digest.hex());
+                write_layer(sink, &path, &l.digest, l.size, &mut f, progress)?;
             }
         }
     }
@@ -291,6 +355,7 @@ fn write_docker(
     store: &Store,
     images: &[Selected],
     sink: &mut dyn Sink,
+    progress: Progress<'_>,
 ) -> Result<(), ArchiveError> {
     sink.dir("blobs")?;
     sink.dir("blobs/sha256")?;
@@ -321,7 +386,14 @@ fn write_docker(
                         .map_err(ArchiveError::Read)?
                         .1
                 };
-                sink.file(&path, l.uncompressed_size, &mut plain)?;
+                write_layer(
+                    sink,
+                    &path,
+                    &l.diff_id,
+                    l.uncompressed_size,
+                    &mut plain,
+                    progress,
+                )?;
             }
             layer_paths.push(path);
         }
@@ -362,6 +434,7 @@ pub fn save_to_file(
     names: &[String],
     format: ArchiveFormat,
     path: &Path,
+    progress: Progress<'_>,
 ) -> Result<(), ArchiveError> {
     let dir = path
         .parent()
@@ -376,7 +449,7 @@ pub fn save_to_file(
             bytes: 0,
         },
     );
-    save(store, names, format, &mut w)?;
+    save_with_progress(store, names, format, &mut w, progress)?;
     let tmp = w
         .into_inner()
         .map_err(|e| ArchiveError::Write(e.into_error()))?

@@ -8,6 +8,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::archive::progress::{Counted, Event, Progress};
 use crate::image::digest::{Digest, Hasher};
 
 /// Errors of a download.
@@ -120,12 +121,14 @@ fn percent_decode(s: &str) -> String {
 /// it against `expected` when given. With `previous`, the request is conditional
 /// (`If-None-Match`, `If-Modified-Since`) and a `304 Not Modified` answer copies the previous
 /// content instead. Fails on a connection error, another non-2xx status or a checksum
-/// mismatch.
+/// mismatch. The body's bytes are reported to `progress` as they arrive (named by `url`),
+/// and its end once it is all on disk.
 pub(crate) fn download(
     url: &str,
     dir: tempfile::TempDir,
     expected: Option<&Digest>,
     previous: Option<Previous<'_>>,
+    progress: Progress<'_>,
 ) -> Result<Downloaded, DownloadError> {
     let timeouts = crate::registry::timeouts::Timeouts::from_env()
         .map_err(|e| DownloadError::Config(e.to_string()))?;
@@ -142,7 +145,7 @@ pub(crate) fn download(
             request = request.header(reqwest::header::IF_MODIFIED_SINCE, modified);
         }
     }
-    let mut response = request.send().map_err(|source| DownloadError::Request {
+    let response = request.send().map_err(|source| DownloadError::Request {
         url: url.to_string(),
         source,
     })?;
@@ -186,6 +189,8 @@ pub(crate) fn download(
     }
     let last_modified = parse_http_date(validators.1.as_deref());
     let mut file = fs::File::create(&path).map_err(io(&path))?;
+    let total = response.content_length();
+    let mut response = Counted::new(response, url, total, progress);
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -205,6 +210,7 @@ pub(crate) fn download(
     }
     file.flush().map_err(io(&path))?;
     drop(file);
+    progress(Event::Done { id: url });
     let digest = hasher.finish();
     check(url, expected, &digest)?;
     Ok(Downloaded {

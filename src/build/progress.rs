@@ -15,13 +15,28 @@
 //! steps scroll up as one line each (`=> [stage-0 2/4] RUN echo hi  0.1s`), running steps
 //! stay at the bottom with their elapsed time and last output lines, redrawn in place. A
 //! failed step prints its output tail. Quiet mode (`-q`) prints nothing.
+//!
+//! The live display measures the terminal at each redraw (`crate::terminal`: the ioctl, not
+//! `$COLUMNS`), cuts every line to its width in columns (a wrapped line would make the next
+//! redraw move the cursor up too few lines and corrupt the screen), shows at most a screen
+//! less one line, drops control characters a step printed, and dims output tails only when
+//! colour is wanted (`NO_COLOR`). `auto` is plain on a dumb terminal (the CLI's choice).
+//!
+//! ADD downloads report their bytes ([`Progress::transfer`]): a `=> => downloading` line
+//! under the running step on a terminal; in plain mode one line when done
+//! (`#4 https://example.com/f.tgz 12.00 MiB / 12.00 MiB done`, BuildKit's form).
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
+
+use indicatif::HumanBytes;
+
+use crate::archive::progress::Event;
+use crate::terminal;
 
 /// How much to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +86,8 @@ struct Live {
     running: Vec<(usize, String, Instant, VecDeque<String>)>,
     /// Lines of the live region currently on screen.
     drawn: usize,
+    /// Bytes of each step's current download: done and total (when known).
+    transfers: HashMap<usize, (u64, Option<u64>)>,
 }
 
 /// Writes progress to stderr.
@@ -79,7 +96,6 @@ pub struct Progress {
     mode: ProgressMode,
     next: AtomicUsize,
     live: Mutex<Live>,
-    width: usize,
     /// Whether [`Progress::detail`] lines are shown (`--log-level info` and above).
     details: bool,
 }
@@ -87,16 +103,10 @@ pub struct Progress {
 impl Progress {
     /// A progress writer in `mode`.
     pub fn new(mode: ProgressMode) -> Progress {
-        let width = std::env::var("COLUMNS")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .filter(|w: &usize| *w >= 20)
-            .unwrap_or(100);
         Progress {
             mode,
             next: AtomicUsize::new(1),
             live: Mutex::new(Live::default()),
-            width,
             details: false,
         }
     }
@@ -114,45 +124,51 @@ impl Progress {
         }
     }
 
-    fn fit(&self, text: &str) -> String {
-        let one_line = text.replace(['\n', '\t'], " ");
-        if one_line.chars().count() <= self.width {
-            one_line
-        } else {
-            let mut s: String = one_line
-                .chars()
-                .take(self.width.saturating_sub(1))
-                .collect();
-            s.push('…');
-            s
-        }
-    }
-
-    /// Tty mode: prints `permanent` lines above the live region, then redraws it.
+    /// Tty mode: prints `permanent` lines above the live region, then redraws it, every
+    /// line cut to the terminal's width (100 columns when stderr is no terminal) and the
+    /// region to its height less one line (the cursor cannot move above the screen).
     fn redraw(&self, live: &mut Live, permanent: &[String]) {
-        let mut err = std::io::stderr().lock();
+        let (rows, width) = terminal::stderr_size().unwrap_or((usize::MAX, 100));
+        let (dim, undim) = match terminal::colour_wanted() {
+            true => ("\x1b[2m", "\x1b[0m"),
+            false => ("", ""),
+        };
         let mut out = String::new();
         if live.drawn > 0 {
             out.push_str(&format!("\x1b[{}A\x1b[J", live.drawn));
         }
         for p in permanent {
-            out.push_str(&self.fit(p));
+            out.push_str(&fit_line(p, width));
             out.push('\n');
         }
-        let mut drawn = 0;
-        for (_, name, start, tail) in &live.running {
+        // (line, dimmed)
+        let mut region: Vec<(String, bool)> = Vec::new();
+        for (id, name, start, tail) in &live.running {
             let t = start.elapsed().as_secs_f64();
-            out.push_str(&self.fit(&format!("=> {name}  {t:.1}s")));
-            out.push('\n');
-            drawn += 1;
-            for l in tail {
-                out.push_str("\x1b[2m");
-                out.push_str(&self.fit(&format!("   {l}")));
-                out.push_str("\x1b[0m\n");
-                drawn += 1;
+            region.push((format!("=> {name}{TIME}{t:.1}s"), false));
+            if let Some(&(done, total)) = live.transfers.get(id) {
+                region.push((
+                    format!("=> => downloading {}", bytes_of(done, total)),
+                    false,
+                ));
+            }
+            region.extend(tail.iter().map(|l| (format!("   {l}"), true)));
+        }
+        let room = rows.saturating_sub(1).max(1);
+        if region.len() > room {
+            let hidden = region.len() - (room - 1);
+            region.truncate(room - 1);
+            region.push((format!("   … {hidden} more lines"), false));
+        }
+        for (line, dimmed) in &region {
+            let line = fit_line(line, width);
+            match dimmed {
+                true => out.push_str(&format!("{dim}{line}{undim}\n")),
+                false => out.push_str(&format!("{line}\n")),
             }
         }
-        live.drawn = drawn;
+        live.drawn = region.len();
+        let mut err = std::io::stderr().lock();
         let _ = err.write_all(out.as_bytes());
         let _ = err.flush();
     }
@@ -173,7 +189,7 @@ impl Progress {
             if let Some(pos) = live.running.iter().position(|r| r.0 == step.id) {
                 let (_, name, start, tail) = live.running.remove(pos);
                 let t = start.elapsed().as_secs_f64();
-                lines.push(format!("=> {label}{name}  {t:.1}s"));
+                lines.push(format!("=> {label}{name}{TIME}{t:.1}s"));
                 if with_tail {
                     lines.extend(tail.into_iter().map(|l| format!("   {l}")));
                 }
@@ -224,6 +240,27 @@ impl Progress {
         });
     }
 
+    /// A download of the step moved bytes, or ended ([`Event::Done`]; `id` is its URL).
+    pub fn transfer(&self, step: &StepHandle, event: Event<'_>) {
+        if self.mode == ProgressMode::Quiet {
+            return;
+        }
+        let Ok(mut live) = self.live.lock() else {
+            return;
+        };
+        match event {
+            Event::Bytes { done, total, .. } => {
+                live.transfers.insert(step.id, (done, total));
+            }
+            Event::Done { id } => {
+                let (done, total) = live.transfers.remove(&step.id).unwrap_or((0, Some(0)));
+                let text = format!("{} {} done", echo(id), bytes_of(done, total));
+                drop(live);
+                self.info(step, &text);
+            }
+        }
+    }
+
     /// A message of the step (no timestamp).
     pub fn info(&self, step: &StepHandle, text: &str) {
         self.line(&format!("#{} {text}", step.id));
@@ -263,9 +300,47 @@ impl Progress {
     }
 }
 
+/// Starts the end of a live line that is kept whole when the line is cut (a step's time:
+/// the name is cut instead, as BuildKit does). Shown as two spaces.
+const TIME: char = '\t';
+
+/// `line` cut to `width` columns, keeping what follows its last [`TIME`] whole.
+fn fit_line(line: &str, width: usize) -> String {
+    match line.rsplit_once(TIME) {
+        Some((text, time)) if terminal::width(time) + 3 <= width => {
+            let time = format!("  {time}");
+            let text = terminal::fit(text, width - terminal::width(&time));
+            format!("{text}{time}")
+        }
+        _ => terminal::fit(line, width),
+    }
+}
+
+/// `12.00 MiB / 40.00 MiB`, or `12.00 MiB` of an unknown total.
+fn bytes_of(done: u64, total: Option<u64>) -> String {
+    match total {
+        Some(total) => format!("{} / {}", HumanBytes(done), HumanBytes(total)),
+        None => HumanBytes(done).to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_lines_keep_their_time_when_cut() {
+        assert_eq!(fit_line("=> RUN x\t0.1s", 40), "=> RUN x  0.1s");
+        assert_eq!(
+            fit_line("=> RUN echo 日本語日本語\t12.5s", 22),
+            "=> RUN echo 日…  12.5s"
+        );
+        assert_eq!(fit_line("=> RUN echo\t0.1s", 5), "=> R…");
+        for w in 1..40 {
+            let line = fit_line("=> [stage-0 2/3] RUN echo ｗｉｄｅ\t0.1s", w);
+            assert!(terminal::width(&line) <= w, "{w}: {line}");
+        }
+    }
 
     #[test]
     fn echo_cuts_long_text_on_a_character_boundary() {

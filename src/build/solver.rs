@@ -406,7 +406,7 @@ impl Builder<'_> {
         step: &super::progress::StepHandle,
     ) -> Result<(), BuildError> {
         // Downloads happen before the cache lookup: their content is part of the key.
-        let downloads = self.downloads(&op)?;
+        let downloads = self.downloads(&op, step)?;
         let dest = if op.dest.starts_with('/') {
             op.dest.clone()
         } else {
@@ -468,7 +468,11 @@ impl Builder<'_> {
 
     /// Downloads the URL sources of ADD (each revalidated with a conditional request when
     /// it was downloaded before, unless --no-cache): (file, its mtime).
-    fn downloads(&self, op: &CopyOp) -> Result<Vec<(download::Downloaded, i64)>, BuildError> {
+    fn downloads(
+        &self,
+        op: &CopyOp,
+        step: &super::progress::StepHandle,
+    ) -> Result<Vec<(download::Downloaded, i64)>, BuildError> {
         let build_time = chrono::DateTime::parse_from_rfc3339(&self.engine.now)
             .map(|t| t.timestamp())
             .unwrap_or(0);
@@ -483,7 +487,10 @@ impl Builder<'_> {
                 record,
                 content: store.blob_path(&record.digest),
             });
-            let file = download::download(url, store.temp_dir()?, op.checksum.as_ref(), previous)?;
+            let progress =
+                |e: crate::archive::progress::Event<'_>| self.engine.progress.transfer(step, e);
+            let dir = store.temp_dir()?;
+            let file = download::download(url, dir, op.checksum.as_ref(), previous, &progress)?;
             if !file.not_modified && (file.validators.0.is_some() || file.validators.1.is_some()) {
                 let record = crate::store::DownloadRecord {
                     etag: file.validators.0.clone(),

@@ -1,7 +1,7 @@
 //! `rbuild build`: build an image from a Dockerfile and a context directory.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -252,7 +252,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         (true, _) | (false, "quiet") => ProgressMode::Quiet,
         (false, "plain") => ProgressMode::Plain,
         (false, "tty") => ProgressMode::Tty,
-        (false, "auto") if std::io::stderr().is_terminal() => ProgressMode::Tty,
+        (false, "auto") if crate::terminal::stderr_is_live() => ProgressMode::Tty,
         (false, "auto") => ProgressMode::Plain,
         (false, other) => bail!("--progress {other:?}: use auto, tty or plain"),
     };

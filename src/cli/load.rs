@@ -7,26 +7,31 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::common::open_store;
+use super::transfer_progress::ProgressArgs;
 use super::Globals;
-use crate::archive::load;
+use crate::archive::load_with_progress;
+use crate::archive::progress::Event;
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
     /// Read from a file instead of stdin (plain, gzip, zstd, xz or bzip2)
     #[arg(short, long)]
     pub input: Option<PathBuf>,
-    /// Suppress progress output
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 pub fn run(globals: &Globals, args: LoadArgs) -> anyhow::Result<i32> {
     let store = open_store(globals)?;
+    // docker's words: `3f4e2a1b9c0d: Loading layer [===>  ]`; lines on stderr, so stdout
+    // stays the `Loaded image:` lines scripts read.
+    let transfer = args.progress.transfer("Loading layer");
+    let progress = |e: Event<'_>| transfer.archive_event(e, "Loading layer done");
     let loaded = match &args.input {
         Some(path) => {
             let f =
                 std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            load(&store, BufReader::with_capacity(1 << 20, f))
+            load_with_progress(&store, BufReader::with_capacity(1 << 20, f), &progress)
                 .with_context(|| format!("loading {}", path.display()))?
         }
         None => {
@@ -34,7 +39,7 @@ pub fn run(globals: &Globals, args: LoadArgs) -> anyhow::Result<i32> {
             if stdin.is_terminal() {
                 bail!("requested load from stdin, but stdin is empty");
             }
-            load(&store, stdin.lock()).context("loading from stdin")?
+            load_with_progress(&store, stdin.lock(), &progress).context("loading from stdin")?
         }
     };
     for img in loaded {

@@ -7,8 +7,10 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
 use super::common::open_store;
+use super::transfer_progress::ProgressArgs;
 use super::Globals;
-use crate::archive::{save, save_oci_dir, save_to_file, ArchiveFormat};
+use crate::archive::progress::Event;
+use crate::archive::{save_oci_dir_with_progress, save_to_file, save_with_progress, ArchiveFormat};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum SaveFormat {
@@ -28,17 +30,24 @@ pub struct SaveArgs {
     /// Images to save (tags are kept; IDs are saved untagged)
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 pub fn run(globals: &Globals, args: SaveArgs) -> anyhow::Result<i32> {
     let store = open_store(globals)?;
+    // On stderr only, whatever the output: stdout may be the archive.
+    let transfer = args.progress.transfer("Saving");
+    let progress = |e: Event<'_>| transfer.archive_event(e, "Saved");
     let format = match args.format {
         SaveFormat::DockerArchive => ArchiveFormat::DockerArchive,
         SaveFormat::OciArchive => ArchiveFormat::OciArchive,
         SaveFormat::OciDir => ArchiveFormat::OciDir,
     };
     match (&args.output, format) {
-        (Some(dir), ArchiveFormat::OciDir) => save_oci_dir(&store, &args.images, dir)?,
+        (Some(dir), ArchiveFormat::OciDir) => {
+            save_oci_dir_with_progress(&store, &args.images, dir, &progress)?
+        }
         (None, ArchiveFormat::OciDir) => bail!("--format oci-dir needs -o DIR"),
         (Some(path), _) if is_special_file(path) => {
             // A device or pipe (`-o /dev/null`, a fifo): write into it; renaming over it
@@ -48,16 +57,16 @@ pub fn run(globals: &Globals, args: SaveArgs) -> anyhow::Result<i32> {
                 .open(path)
                 .with_context(|| format!("opening {}", path.display()))?;
             let mut w = BufWriter::with_capacity(1 << 20, file);
-            save(&store, &args.images, format, &mut w)?;
+            save_with_progress(&store, &args.images, format, &mut w, &progress)?;
             w.flush()
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        (Some(path), _) => save_to_file(&store, &args.images, format, path)
+        (Some(path), _) => save_to_file(&store, &args.images, format, path, &progress)
             .with_context(|| format!("writing {}", path.display()))?,
         (None, _) => {
             let stdout = super::common::archive_stdout()?;
             let mut w = BufWriter::with_capacity(1 << 20, stdout.lock());
-            save(&store, &args.images, format, &mut w)?;
+            save_with_progress(&store, &args.images, format, &mut w, &progress)?;
             w.flush()?;
         }
     }

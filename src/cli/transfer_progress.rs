@@ -1,16 +1,19 @@
-//! What pull, push, save and load show while blobs move: per-layer bars (size, bytes, speed,
-//! ETA) on stderr when it is a terminal, else one docker-style line per finished layer
-//! (`3f4e2a1b9c0d: Pull complete`) and nothing animated, nothing at all under `-q`. The
-//! library only reports events (`registry::Event`, the archive's layer callback); this module
-//! owns how they look. The build's step display is `build/progress.rs`, not this.
+//! What pull, push, save, load and import show while blobs move: per-layer bars (size,
+//! bytes, speed, ETA) on stderr when it is a terminal, else one docker-style line per
+//! finished layer (`3f4e2a1b9c0d: Pull complete`) and nothing animated, nothing at all under
+//! `-q`. The library only reports events (`registry::Event`, `archive::progress::Event`);
+//! this module owns how they look. Bars are laid out for the terminal's width (measured by
+//! the ioctl, `crate::terminal`): speed and ETA are left out on narrow terminals so that no
+//! line wraps. The build's step display (and its ADD downloads) is `build/progress.rs`.
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Mutex;
 
-use clap::ValueEnum;
+use clap::{Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::archive::progress::Event as ArchiveEvent;
 use crate::registry::Event;
 
 /// `--progress` of the transfer commands (the build's names): `auto` draws bars when stderr
@@ -23,6 +26,26 @@ pub enum ProgressFlag {
     Tty,
     Plain,
     Quiet,
+}
+
+/// `-q` and `--progress` of save, load and import (pull and push have their own, with their
+/// own help texts).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ProgressArgs {
+    /// Suppress progress output
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Progress output (auto: bars when stderr is a terminal, else a line per layer)
+    #[arg(long, value_enum, default_value = "auto", value_name = "TYPE")]
+    pub progress: ProgressFlag,
+}
+
+impl ProgressArgs {
+    /// The display these flags ask for, with a layer in transit doing `verb`; plain lines go
+    /// to stderr (stdout carries the archive, or what scripts read: an ID, `Loaded image:`).
+    pub fn transfer(&self, verb: &'static str) -> Transfer {
+        Transfer::new(self.progress, self.quiet, verb, std::io::stderr())
+    }
 }
 
 enum Display {
@@ -53,7 +76,7 @@ impl Transfer {
             (true, _) | (_, ProgressFlag::Quiet) => None,
             (_, ProgressFlag::Tty) => Some(true),
             (_, ProgressFlag::Plain) => Some(false),
-            (_, ProgressFlag::Auto) => Some(std::io::stderr().is_terminal()),
+            (_, ProgressFlag::Auto) => Some(crate::terminal::stderr_is_live()),
         };
         let display = match bars {
             None => Display::Quiet,
@@ -73,7 +96,7 @@ impl Transfer {
                 digest,
                 done,
                 total,
-            } => return self.bytes(digest.short(), done, total),
+            } => return self.bytes(digest.short(), done, Some(total)),
             Event::LayerExists(d) => (d, "Layer already exists".to_string()),
             Event::Pushed(d) => (d, "Pushed".to_string()),
             Event::Mounted { digest, from } => (digest, format!("Mounted from {from}")),
@@ -83,10 +106,20 @@ impl Transfer {
         self.finished(digest.short(), &status);
     }
 
-    /// `done` of `total` bytes of layer `id` have moved (bars only).
-    pub fn bytes(&self, id: &str, done: u64, total: u64) {
+    /// Shows an archive event (save, load, import): a finished layer says `done_status`.
+    pub fn archive_event(&self, event: ArchiveEvent<'_>, done_status: &str) {
+        match event {
+            ArchiveEvent::Bytes { id, done, total } => self.bytes(id, done, total),
+            ArchiveEvent::Done { id } => self.finished(id, done_status),
+        }
+    }
+
+    /// `done` of `total` (when known) bytes of layer `id` have moved (bars only).
+    pub fn bytes(&self, id: &str, done: u64, total: Option<u64>) {
         if let Some(bar) = self.bar(id, total) {
-            bar.set_length(total);
+            if let Some(total) = total {
+                bar.set_length(total);
+            }
             bar.set_position(done);
         }
     }
@@ -101,7 +134,7 @@ impl Transfer {
                 let _ = o.flush();
             }
             Display::Bars { .. } => {
-                if let Some(bar) = self.bar(id, 0) {
+                if let Some(bar) = self.bar(id, None) {
                     bar.set_style(done_style());
                     bar.finish_with_message(status.to_string());
                 }
@@ -110,17 +143,21 @@ impl Transfer {
     }
 
     /// The bar of layer `id`, made on first use (`None` unless bars are drawn).
-    fn bar(&self, id: &str, total: u64) -> Option<ProgressBar> {
+    fn bar(&self, id: &str, total: Option<u64>) -> Option<ProgressBar> {
         let Display::Bars { multi, bars } = &self.display else {
             return None;
         };
         let mut bars = bars.lock().unwrap_or_else(|p| p.into_inner());
         let bar = bars.entry(id.to_string()).or_insert_with(|| {
+            let width = crate::terminal::stderr_size().map_or(80, |(_, cols)| cols);
+            let bar = match total {
+                Some(total) => ProgressBar::new(total),
+                None => ProgressBar::no_length(),
+            };
             // Complete before it is added: adding draws it.
             multi.add(
-                ProgressBar::new(total)
-                    .with_style(active_style())
-                    .with_prefix(id.to_string())
+                bar.with_style(active_style(width, total.is_some()))
+                    .with_prefix(crate::terminal::fit(id, ID_WIDTH))
                     .with_message(self.verb),
             )
         });
@@ -128,14 +165,35 @@ impl Transfer {
     }
 }
 
-/// A layer in transit: `3f4e2a1b9c0d: Downloading [====>   ] 12.0 MiB/40.0 MiB 8.1 MiB/s ETA 3s`.
+/// The most columns a layer's name takes (a short ID; an imported file's name is cut).
+const ID_WIDTH: usize = 12;
+
+/// A layer in transit on a terminal of 100 columns or more:
+/// `3f4e2a1b9c0d: Downloading [====>   ] 12.0 MiB/40.0 MiB 8.1 MiB/s ETA 3s` (the bar takes
+/// what the rest, at most 83 columns, leaves).
 const ACTIVE: &str =
-    "{prefix}: {msg:<11} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}";
+    "{prefix}: {msg:<11} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}";
+/// From 60 columns: no speed or ETA (at most 54 columns besides the bar).
+const ACTIVE_MEDIUM: &str = "{prefix}: {msg:<11} [{wide_bar}] {bytes}/{total_bytes}";
+/// Narrower: the ID, the bar and the percentage (these fit from 24 columns).
+const ACTIVE_NARROW: &str = "{prefix} [{wide_bar}] {percent:>3}%";
+/// Of unknown size (an import from stdin), from 60 columns: bytes so far and speed.
+const COUNTING: &str = "{prefix}: {msg:<11} {bytes} {binary_bytes_per_sec}";
+/// Of unknown size, narrower.
+const COUNTING_NARROW: &str = "{prefix} {bytes}";
 /// A finished layer: `3f4e2a1b9c0d: Pull complete`, as the plain line.
 const DONE: &str = "{prefix}: {msg}";
 
-fn active_style() -> ProgressStyle {
-    ProgressStyle::with_template(ACTIVE)
+/// The style of a layer in transit on a terminal `width` columns wide.
+fn active_style(width: usize, sized: bool) -> ProgressStyle {
+    let template = match (sized, width) {
+        (true, 100..) => ACTIVE,
+        (true, 60..) => ACTIVE_MEDIUM,
+        (true, _) => ACTIVE_NARROW,
+        (false, 60..) => COUNTING,
+        (false, _) => COUNTING_NARROW,
+    };
+    ProgressStyle::with_template(template)
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ")
 }
@@ -150,8 +208,86 @@ mod tests {
 
     #[test]
     fn templates_parse() {
-        for t in [ACTIVE, DONE] {
+        for t in [
+            ACTIVE,
+            ACTIVE_MEDIUM,
+            ACTIVE_NARROW,
+            COUNTING,
+            COUNTING_NARROW,
+            DONE,
+        ] {
             assert!(ProgressStyle::with_template(t).is_ok(), "{t}");
+        }
+    }
+
+    /// A terminal of `width` columns that keeps what is written to it.
+    #[derive(Debug)]
+    struct Recorder {
+        width: u16,
+        written: std::sync::Arc<Mutex<Vec<String>>>,
+    }
+
+    impl indicatif::TermLike for Recorder {
+        fn width(&self) -> u16 {
+            self.width
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(s)
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.written.lock().unwrap().push(s.to_string());
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// At 60 and 200 columns (and the widths where the layout changes), a bar in transit at
+    /// its widest (a 13-column verb, sizes near 1 GiB, a slow speed and long ETA) fits.
+    #[test]
+    fn bars_fit_the_terminal_width() {
+        for width in [24, 59, 60, 99, 100, 200] {
+            for sized in [true, false] {
+                let written = std::sync::Arc::new(Mutex::new(Vec::new()));
+                let term = Recorder {
+                    width,
+                    written: written.clone(),
+                };
+                let bar = match sized {
+                    true => ProgressBar::new(1023 << 20),
+                    false => ProgressBar::no_length(),
+                };
+                let bar = bar
+                    .with_style(active_style(width.into(), sized))
+                    .with_prefix("3f4e2a1b9c0d")
+                    .with_message("Loading layer");
+                bar.set_draw_target(ProgressDrawTarget::term_like(Box::new(term)));
+                bar.set_position(1000 << 20);
+                bar.tick();
+                let lines = written.lock().unwrap();
+                let drawn: Vec<&String> = lines.iter().filter(|l| !l.trim().is_empty()).collect();
+                assert!(!drawn.is_empty(), "{width}");
+                for l in drawn {
+                    let w = console::measure_text_width(l);
+                    assert!(w <= width.into(), "{width} {sized}: {w}: {l:?}");
+                }
+            }
         }
     }
 }
