@@ -36,6 +36,7 @@ mod login;
 mod logout;
 mod network;
 mod parse;
+mod port;
 mod pull;
 mod push;
 mod report;
@@ -203,6 +204,8 @@ pub enum Command {
     /// Manage networks (ls, inspect)
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// List port mappings or a specific mapping for the container
+    Port(port::PortCmdArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -331,6 +334,7 @@ pub fn main() -> i32 {
         Command::Top(args) => top::top(&globals, args),
         Command::Stats(args) => top::stats(&globals, args),
         Command::Network(cmd) => network::run(&globals, cmd),
+        Command::Port(args) => port::run(&globals, args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

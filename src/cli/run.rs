@@ -79,6 +79,8 @@ pub struct RunArgs {
     pub limits: super::limits::LimitArgs,
     #[command(flatten)]
     pub net: super::network::RunNetArgs,
+    #[command(flatten)]
+    pub ports: super::port::PortArgs,
     /// Image to run (name, tag or ID)
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -131,6 +133,7 @@ pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
     options.network = network;
     options.attach_network = attach_network;
     options.network_extras = args.net.extras();
+    args.ports.apply(&mut options, args.network.as_deref())?;
     options.hostname = args.hostname;
     options.init = args.init;
     options.read_only = args.read_only;

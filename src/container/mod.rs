@@ -237,6 +237,9 @@ pub struct RunOptions {
     pub attach_network: Option<String>,
     /// `--dns`, `--dns-search`, `--add-host`, `--mac-address`.
     pub network_extras: crate::network::Extras,
+    /// `-p`: the ports to publish; `-P` adds the image's EXPOSEd ones (`publish_all`).
+    pub ports: Vec<crate::network::ports::PortMapping>,
+    pub publish_all: bool,
 }
 
 impl RunOptions {
@@ -272,6 +275,8 @@ impl RunOptions {
             rlimits: rbuild_runtime::default_rlimits(),
             attach_network: None,
             network_extras: crate::network::Extras::default(),
+            ports: Vec::new(),
+            publish_all: false,
         }
     }
 

@@ -16,6 +16,7 @@
 pub mod config;
 mod extras;
 mod nat;
+pub mod ports;
 pub mod state;
 pub mod subnet;
 
@@ -49,6 +50,8 @@ pub enum NetworkError {
          implemented yet; use --network none or --network host"
     )]
     Rootless,
+    #[error(transparent)]
+    Port(#[from] ports::PortError),
 }
 
 /// A container's (or RUN step's) place on a bridge, or a hold that keeps the bridge up;
