@@ -103,3 +103,26 @@ pub fn run(globals: &Globals, args: PortCmdArgs) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
+
+/// `ps`'s PORTS cell: the published ports of a running (or paused) container.
+pub(super) fn ps_column(record: &crate::store::ContainerRecord, state: &str) -> String {
+    match state {
+        "running" | "paused" => ports::ps_column(&record.published_ports),
+        _ => String::new(),
+    }
+}
+
+/// `ps`'s default table: docker's columns, PORTS only when a listed container publishes
+/// ports (so that the table of a store without published ports stays as it was).
+pub(super) fn ps_default_format<'a>(
+    rows: impl IntoIterator<Item = (&'a crate::store::ContainerRecord, &'a str)>,
+) -> &'static str {
+    if rows
+        .into_iter()
+        .any(|(record, state)| !ps_column(record, state).is_empty())
+    {
+        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+    } else {
+        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}"
+    }
+}

@@ -235,7 +235,7 @@ pub struct PsArgs {
     pub filter: Vec<String>,
 }
 
-/// `ps`: docker's columns (no PORTS: rbuild forwards none).
+/// `ps`: docker's columns.
 pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
     let store = open_store(globals)?;
     let now = chrono::Utc::now().timestamp();
@@ -266,7 +266,7 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
     }
     let format = ListFormat::parse(
         args.format.as_deref(),
-        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}",
+        super::port::ps_default_format(containers.iter().map(|(c, _, state)| (c, *state))),
     )?;
     let mut rows = Vec::new();
     for (c, status, state) in &containers {
@@ -293,6 +293,7 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
             ),
             ("Status", status.clone()),
             ("State", state.to_string()),
+            ("Ports", super::port::ps_column(c, state)),
             ("Names", c.name.clone()),
             (
                 "Labels",
@@ -326,7 +327,7 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
 }
 
 /// The column titles of `ps` tables, docker's spellings.
-const PS_HEADERS: [(&str, &str); 9] = [
+const PS_HEADERS: [(&str, &str); 10] = [
     ("ID", "CONTAINER ID"),
     ("Image", "IMAGE"),
     ("Command", "COMMAND"),
@@ -336,6 +337,7 @@ const PS_HEADERS: [(&str, &str); 9] = [
     ("State", "STATE"),
     ("Names", "NAMES"),
     ("Labels", "LABELS"),
+    ("Ports", "PORTS"),
 ];
 
 #[derive(Debug, Args)]

@@ -145,6 +145,7 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
             "CpuShares": r.cpu_shares.unwrap_or(0),
             "PidsLimit": r.pids_max,
             "Ulimits": ulimits,
+            "PortBindings": crate::network::ports::docker_ports(&record.ports),
         },
         "Mounts": mounts,
         "Config": {
@@ -161,6 +162,11 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
         },
         "NetworkSettings": {
             "Networks": {},
+            "Ports": crate::network::ports::docker_ports(if running {
+                &record.published_ports
+            } else {
+                &[]
+            }),
         },
     })
 }

@@ -14,9 +14,12 @@
 //! removes a bridge no live lease uses ([`clean_leftovers`], run at every CLI start).
 
 pub mod config;
+mod dnat;
 mod extras;
 mod nat;
 pub mod ports;
+mod proxy;
+pub mod publish;
 pub mod state;
 pub mod subnet;
 
@@ -52,6 +55,8 @@ pub enum NetworkError {
     Rootless,
     #[error(transparent)]
     Port(#[from] ports::PortError),
+    #[error("port {0} is already in use")]
+    PortInUse(String),
 }
 
 /// A container's (or RUN step's) place on a bridge, or a hold that keeps the bridge up;

@@ -195,6 +195,22 @@ pub fn ps_column(ports: &[PortMapping]) -> String {
         .join(", ")
 }
 
+/// docker's `NetworkSettings.Ports` / `HostConfig.PortBindings`:
+/// `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}` (a port not chosen yet: `""`).
+pub fn docker_ports(ports: &[PortMapping]) -> serde_json::Value {
+    let mut map: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+    for p in ports {
+        let host_port = match p.host_port {
+            0 => String::new(),
+            n => n.to_string(),
+        };
+        map.entry(p.private())
+            .or_default()
+            .push(serde_json::json!({"HostIp": p.host_ip.to_string(), "HostPort": host_port}));
+    }
+    serde_json::json!(map)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
