@@ -37,6 +37,7 @@ mod login;
 mod logout;
 mod network;
 mod parse;
+mod port;
 mod privileges;
 mod pull;
 mod push;
@@ -205,6 +206,8 @@ pub enum Command {
     /// Manage networks (create, ls, inspect, rm, prune)
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// List port mappings or a specific mapping for the container
+    Port(port::PortCmdArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -333,6 +336,7 @@ pub fn main() -> i32 {
         Command::Top(args) => top::top(&globals, args),
         Command::Stats(args) => top::stats(&globals, args),
         Command::Network(cmd) => network::run(&globals, cmd),
+        Command::Port(args) => port::run(&globals, args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

@@ -79,6 +79,8 @@ pub struct RunArgs {
     pub limits: super::limits::LimitArgs,
     #[command(flatten)]
     pub net: super::network::RunNetArgs,
+    #[command(flatten)]
+    pub ports: super::port::PortArgs,
     /// Image to run (name, tag or ID)
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -134,6 +136,7 @@ pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
     options.network = network;
     options.attach_network = attach_network;
     options.network_extras = args.net.extras();
+    args.ports.apply(&mut options, args.network.as_deref())?;
     options.hostname = args.hostname;
     options.init = args.init;
     options.read_only = args.read_only;
@@ -244,7 +247,7 @@ pub struct PsArgs {
     pub size: bool,
 }
 
-/// `ps`: docker's columns (no PORTS: rbuild forwards none).
+/// `ps`: docker's columns.
 pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
     let store = open_store(globals)?;
     let now = chrono::Utc::now().timestamp();
@@ -274,7 +277,8 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let mut default_format =
-        "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}".to_string();
+        super::port::ps_default_format(containers.iter().map(|(c, _, state)| (c, *state)))
+            .to_string();
     if args.size {
         default_format.push_str("\t{{.Size}}");
     }
@@ -314,6 +318,7 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
             ),
             ("Status", status.clone()),
             ("State", state.to_string()),
+            ("Ports", super::port::ps_column(c, state)),
             ("Names", c.name.clone()),
             (
                 "Labels",
@@ -348,7 +353,7 @@ pub fn ps(globals: &Globals, args: PsArgs) -> anyhow::Result<i32> {
 }
 
 /// The column titles of `ps` tables, docker's spellings.
-const PS_HEADERS: [(&str, &str); 10] = [
+const PS_HEADERS: [(&str, &str); 11] = [
     ("ID", "CONTAINER ID"),
     ("Image", "IMAGE"),
     ("Command", "COMMAND"),
@@ -359,6 +364,7 @@ const PS_HEADERS: [(&str, &str); 10] = [
     ("Names", "NAMES"),
     ("Labels", "LABELS"),
     ("Size", "SIZE"),
+    ("Ports", "PORTS"),
 ];
 
 #[derive(Debug, Args)]

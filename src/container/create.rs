@@ -187,6 +187,13 @@ pub(super) fn create(
         oom_killed: false,
         network: options.attach_network.clone(),
         network_extras: options.network_extras.clone(),
+        ports: crate::network::ports::requested(
+            &options.ports,
+            options.publish_all,
+            cc.exposed_ports.iter().flatten().map(|(p, _)| p.as_str()),
+        )
+        .map_err(crate::network::NetworkError::from)?,
+        published_ports: Vec::new(),
     };
     Ok((record, spec, held))
 }

@@ -152,6 +152,7 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
             "CpuShares": r.cpu_shares.unwrap_or(0),
             "PidsLimit": r.pids_max,
             "Ulimits": ulimits,
+            "PortBindings": crate::network::ports::docker_ports(&record.ports),
         },
         "Mounts": mounts,
         "Config": {
@@ -168,6 +169,11 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
         },
         "NetworkSettings": {
             "Networks": {},
+            "Ports": crate::network::ports::docker_ports(if running {
+                &record.published_ports
+            } else {
+                &[]
+            }),
         },
     });
     // docker's State.Health, present only for a container with a health check.

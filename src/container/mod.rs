@@ -253,6 +253,9 @@ pub struct RunOptions {
     /// `--cap-add`, `--cap-drop`, `--privileged`, `--device`, `--shm-size`,
     /// `--security-opt no-new-privileges`.
     pub privileges: security::Privileges,
+    /// `-p`: the ports to publish; `-P` adds the image's EXPOSEd ones (`publish_all`).
+    pub ports: Vec<crate::network::ports::PortMapping>,
+    pub publish_all: bool,
 }
 
 impl RunOptions {
@@ -289,6 +292,8 @@ impl RunOptions {
             attach_network: None,
             network_extras: crate::network::Extras::default(),
             privileges: security::Privileges::default(),
+            ports: Vec::new(),
+            publish_all: false,
         }
     }
 

@@ -63,6 +63,9 @@ pub(super) fn execute<R>(
         crate::network::rootless::attach(&mut spec, &[])
             .map_err(crate::network::NetworkError::from)?;
     }
+    // Bound before the process starts: a taken port stops the start here.
+    let published =
+        crate::network::publish::publish(&container.id, &container.ports, attached.as_ref())?;
     let container = rbuild_runtime::spawn(&spec, stdio)?;
     let mut warnings = Vec::new();
     let mut record = |change: &dyn Fn(&mut crate::store::ContainerRecord)| {
@@ -81,12 +84,14 @@ pub(super) fn execute<R>(
         r.started = Some(started_at);
         r.exit_code = None;
         r.finished = None;
+        r.published_ports = published.ports.clone();
     });
     crate::killpoint::reached("container-started");
     let notes = container.notes().to_vec();
     let held = started(&container);
     let status = container.wait()?;
     drop(held);
+    drop(published);
     drop(attached);
     if let Some(id) = id {
         // A `pause` on a cgroup v1 host moved the processes into a freezer group of their own.
@@ -100,6 +105,7 @@ pub(super) fn execute<R>(
         r.finished = Some(finished);
         r.pid = None;
         r.paused = false;
+        r.published_ports.clear();
     });
     Ok(Execution {
         status,

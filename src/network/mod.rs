@@ -14,10 +14,14 @@
 //! removes a bridge no live lease uses ([`clean_leftovers`], run at every CLI start).
 
 pub mod config;
+mod dnat;
 mod dns;
 mod extras;
 mod nat;
 pub mod networks;
+pub mod ports;
+mod proxy;
+pub mod publish;
 pub mod rootless;
 pub mod state;
 pub mod subnet;
@@ -58,6 +62,10 @@ pub enum NetworkError {
     InUse { network: String, containers: String },
     #[error(transparent)]
     UserMode(#[from] rootless::RootlessError),
+    #[error(transparent)]
+    Port(#[from] ports::PortError),
+    #[error("port {0} is already in use")]
+    PortInUse(String),
 }
 
 /// A container's (or RUN step's) place on a bridge, or a hold that keeps the bridge up;

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use super::subnet::Subnet;
 use super::NetworkError;
 
-const TABLE: &str = "ip rbuild";
+pub(super) const TABLE: &str = "ip rbuild";
 
 /// Adds (or resets) the chains of `bridge` (see the module docs for `internal`).
 pub(super) fn setup(bridge: &str, subnet: &Subnet, internal: bool) -> Result<(), NetworkError> {
@@ -69,7 +69,7 @@ pub(super) fn teardown(bridge: &str, last: bool) -> Result<(), NetworkError> {
     nft(&script)
 }
 
-fn nft(script: &str) -> Result<(), NetworkError> {
+pub(super) fn nft(script: &str) -> Result<(), NetworkError> {
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())

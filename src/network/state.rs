@@ -126,7 +126,14 @@ pub fn read() -> Result<State, NetworkError> {
 impl State {
     /// Drops the leases of processes that are gone.
     pub(super) fn reclaim_stale(&mut self) {
-        self.leases.retain(IpLease::alive);
+        let (live, stale): (Vec<_>, Vec<_>) = std::mem::take(&mut self.leases)
+            .into_iter()
+            .partition(IpLease::alive);
+        self.leases = live;
+        // A killed container's published ports: its DNAT rules (its proxy died with it).
+        for lease in stale.iter().filter(|l| l.address.is_some()) {
+            let _ = super::dnat::remove(&lease.owner);
+        }
     }
 
     pub(super) fn in_use(&self, bridge: &str) -> bool {
@@ -182,8 +189,13 @@ impl State {
 }
 
 /// The start time of process `pid` in clock ticks since boot, `None` when it does not exist.
+/// A zombie counts as gone: a killed monitor whose parent (the `run -d` that started it)
+/// exited waits for init to reap it, and its lease is stale already.
 fn process_start(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if matches!(fields.next()?, "Z" | "X") {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }

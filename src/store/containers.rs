@@ -88,6 +88,13 @@ pub struct ContainerRecord {
     pub network: Option<String>,
     #[serde(default)]
     pub network_extras: crate::network::Extras,
+    /// `-p`/`-P`: the ports to publish at each start (host port 0: any free one).
+    #[serde(default)]
+    pub ports: Vec<crate::network::ports::PortMapping>,
+    /// The ports published by the current run (host ports chosen), empty when not running:
+    /// what `port`, `ps` and `inspect` show.
+    #[serde(default)]
+    pub published_ports: Vec<crate::network::ports::PortMapping>,
 }
 
 /// Docker's `State.Health`.
