@@ -280,3 +280,58 @@ fn build_context_dir_and_docker_image() {
     let err = b.build_fails(&["--build-context", "x=oci-layout:///l", path_str(&ctx)]);
     assert!(err.contains("not supported"), "{err}");
 }
+
+/// `build --ulimit` and `--shm-size` reach RUN steps (as BuildKit's), and are not part of the
+/// cache key: the same Dockerfile with other values is a cache hit, as with BuildKit.
+#[test]
+fn build_ulimit_and_shm_size_reach_run_steps() {
+    let b = BuildEnv::new();
+    let ctx = b.context(
+        "limits",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN ulimit -n > /nofile && ulimit -Hn > /nofile_hard && \
+             df -k /dev/shm | tail -n 1 | awk '{print $2}' > /shm\n",
+        )],
+    );
+    b.build(&[
+        "-t",
+        "lim",
+        "--ulimit",
+        "nofile=512:768",
+        "--shm-size",
+        "32m",
+        path_str(&ctx),
+    ]);
+    let file = |name: &str| b.image_file("lim", name).unwrap();
+    assert_eq!(file("/nofile").trim(), "512");
+    assert_eq!(file("/nofile_hard").trim(), "768");
+    assert_eq!(file("/shm").trim(), (32 * 1024).to_string());
+    // Without the flags the step would see other values; with a cache hit it keeps these.
+    b.build(&["-t", "lim2", path_str(&ctx)]);
+    assert_eq!(
+        b.image_file("lim2", "/nofile").unwrap(),
+        b.image_file("lim", "/nofile").unwrap(),
+        "cache hit"
+    );
+    let bad = b
+        .env
+        .cmd()
+        .args(["build", "--ulimit", "nofile", path_str(&ctx)])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--ulimit"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let bad = b
+        .env
+        .cmd()
+        .args(["build", "--shm-size", "lots", path_str(&ctx)])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--shm-size"));
+}

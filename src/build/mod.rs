@@ -135,6 +135,12 @@ pub struct BuildOptions {
     /// `--build-context NAME=…`: NAME → the image reference or ID used for `FROM NAME` and
     /// `COPY --from=NAME` (see [`named_context`]).
     pub contexts: BTreeMap<String, String>,
+    /// `--ulimit`: resource limits of RUN steps replacing the runtime's defaults of the same
+    /// resource; not part of the cache key (as BuildKit).
+    pub ulimits: Vec<rbuild_runtime::Rlimit>,
+    /// `--shm-size`: the size of RUN steps' `/dev/shm` (`None`: the runtime's 64 MiB); not
+    /// part of the cache key (as BuildKit).
+    pub shm_size: Option<u64>,
 }
 
 impl BuildOptions {
@@ -161,6 +167,8 @@ impl BuildOptions {
             compression: LayerCompression::default(),
             ssh: BTreeMap::new(),
             contexts: BTreeMap::new(),
+            ulimits: Vec::new(),
+            shm_size: None,
         }
     }
 

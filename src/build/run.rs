@@ -30,6 +30,10 @@ pub(crate) struct RunSpec {
     pub default_network: Option<PathBuf>,
     /// `build --add-host` entries.
     pub add_hosts: Vec<String>,
+    /// `build --ulimit`: replace the runtime's default limit of the same resource.
+    pub ulimits: Vec<rbuild_runtime::Rlimit>,
+    /// `build --shm-size`.
+    pub shm_size: Option<u64>,
 }
 
 /// Where a RUN step's root comes from.
@@ -86,6 +90,13 @@ pub(crate) fn execute(
     // The upper dir becomes a layer (written and fsynced as a blob) right after the step:
     // skip overlayfs's sync of it on unmount, which costs far more than the step itself.
     container.volatile_overlay = true;
+    for limit in &spec.ulimits {
+        container.rlimits.retain(|r| r.resource != limit.resource);
+        container.rlimits.push(*limit);
+    }
+    if spec.shm_size.is_some() {
+        container.shm_size = spec.shm_size;
+    }
     container.network = if spec.network_host {
         NetworkMode::Host
     } else {

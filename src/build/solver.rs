@@ -294,6 +294,8 @@ impl Builder<'_> {
             mounts: prepared.mounts.clone(),
             default_network: default_network.then(|| self.engine.store.root().to_path_buf()),
             add_hosts: self.options.add_hosts.clone(),
+            ulimits: self.options.ulimits.clone(),
+            shm_size: self.options.shm_size,
         };
         let visible = op.visible_args;
         let canonical = json!({

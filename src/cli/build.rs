@@ -57,6 +57,12 @@ pub struct BuildArgs {
     /// address)
     #[arg(long = "add-host", value_name = "NAME:IP")]
     pub add_host: Vec<String>,
+    /// Ulimit for RUN steps: NAME=SOFT[:HARD] (e.g. nofile=1024:2048; -1: unlimited)
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// Size of RUN steps' /dev/shm (e.g. 128m; default 64m)
+    #[arg(long = "shm-size", value_name = "SIZE")]
+    pub shm_size: Option<String>,
     /// Secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR
     #[arg(long, value_name = "id=ID,src=PATH")]
     pub secret: Vec<String>,
@@ -193,6 +199,19 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         other => bail!("--network {other:?}: use default, none or host"),
     };
     options.add_hosts = args.add_host.clone();
+    for value in &args.ulimit {
+        options
+            .ulimits
+            .push(crate::container::limits::parse_ulimit(value)?);
+    }
+    if let Some(value) = &args.shm_size {
+        let bytes = crate::container::limits::parse_bytes(value)
+            .filter(|b| *b > 0)
+            .ok_or_else(|| {
+                anyhow::anyhow!("invalid --shm-size {value:?}: expected a size such as 64m")
+            })?;
+        options.shm_size = Some(bytes);
+    }
     options.network_default = args.network == "default";
     options.platform = args.platform.clone();
     options.isolation = args.isolation.parse()?;

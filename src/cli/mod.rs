@@ -133,7 +133,7 @@ pub enum Command {
     Load(load::LoadArgs),
     /// Check a Dockerfile for common mistakes (exit status 1 when there are warnings)
     Lint(lint::LintArgs),
-    /// Run a command in a new container (foreground)
+    /// Run a command in a new container (foreground, or detached with -d)
     Run(run::RunArgs),
     /// List containers
     Ps(run::PsArgs),
