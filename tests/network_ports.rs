@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -254,21 +254,30 @@ fn publish_udp_reaches_an_echo_in_the_container() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut ready = [0u8; 5];
-    echo.stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut ready)
-        .unwrap();
+    // libtest prints its own lines ("running 1 test") before the helper's: wait for the
+    // helper's line, printed once its socket is bound (a datagram sent earlier is lost).
+    let mut lines = std::io::BufReader::new(echo.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.trim() == "ready")),
+        "the UDP echo helper did not start"
+    );
     for target in [Ipv4Addr::LOCALHOST, net.gateway()] {
         let client = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
         let message = format!("ping {target}");
-        client.send_to(message.as_bytes(), (target, port)).unwrap();
         let mut buf = [0u8; 100];
-        let (n, _) = client.recv_from(&mut buf).expect("an echo");
+        client
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        // UDP has no handshake: resend until an echo comes back (or 10 tries).
+        let mut reply = None;
+        for _ in 0..10 {
+            client.send_to(message.as_bytes(), (target, port)).unwrap();
+            if let Ok((n, _)) = client.recv_from(&mut buf) {
+                reply = Some(n);
+                break;
+            }
+        }
+        let n = reply.unwrap_or_else(|| panic!("no echo via {target}"));
         assert_eq!(&buf[..n], message.as_bytes(), "via {target}");
     }
     assert_eq!(
