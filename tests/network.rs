@@ -13,6 +13,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::bridge::Net;
 use common::{assert_success, TestEnv};
 
 /// A server in a namespace of its own: busybox httpd serving `hello-outside`.
@@ -87,30 +88,8 @@ impl Drop for Outside {
     }
 }
 
-/// This test's bridge: name and the second octet of its 10.x.0.0/16 subnet.
-struct Net {
-    bridge: &'static str,
-    octet: u8,
-}
-
+/// Checks of this file on a test's own bridge ([`Net`]: `cmd`, `run`, `ok` are shared).
 impl Net {
-    fn cmd(&self, env: &TestEnv, args: &[&str]) -> Command {
-        let mut cmd = env.cmd();
-        cmd.args(args)
-            .env("RBUILD_BRIDGE", self.bridge)
-            .env("RBUILD_BRIDGE_SUBNET", format!("10.{}.0.0/16", self.octet))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, env: &TestEnv, args: &[&str]) -> Output {
-        self.cmd(env, args).output().unwrap()
-    }
-
-    fn ok(&self, env: &TestEnv, args: &[&str]) -> String {
-        assert_success(&format!("rbuild {args:?}"), &self.run(env, args))
-    }
-
     /// Prefix of the host-side veth names on this subnet (`rbuild` + the address in hex).
     fn veth_prefix(&self) -> String {
         format!("rbuild0a{:02x}", self.octet)

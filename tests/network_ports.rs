@@ -12,9 +12,10 @@ mod common;
 
 use std::io::{BufRead, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::bridge::Net;
 use common::{assert_success, TestEnv};
 
 /// The test binary run as a UDP echo server on port `RBUILD_TEST_UDP_ECHO` (started inside a
@@ -36,30 +37,8 @@ fn udp_echo_helper() {
     }
 }
 
-/// This test's bridge: its name and the second octet of its 10.x.0.0/16 subnet.
-struct Net {
-    bridge: &'static str,
-    octet: u8,
-}
-
+/// Checks of this file on a test's own bridge ([`Net`]: `cmd`, `run`, `ok` are shared).
 impl Net {
-    fn cmd(&self, env: &TestEnv, args: &[&str]) -> Command {
-        let mut cmd = env.cmd();
-        cmd.args(args)
-            .env("RBUILD_BRIDGE", self.bridge)
-            .env("RBUILD_BRIDGE_SUBNET", format!("10.{}.0.0/16", self.octet))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, env: &TestEnv, args: &[&str]) -> Output {
-        self.cmd(env, args).output().unwrap()
-    }
-
-    fn ok(&self, env: &TestEnv, args: &[&str]) -> String {
-        assert_success(&format!("rbuild {args:?}"), &self.run(env, args))
-    }
-
     /// The bridge's own address: a local address of the host that DNAT serves.
     fn gateway(&self) -> Ipv4Addr {
         Ipv4Addr::new(10, self.octet, 0, 1)

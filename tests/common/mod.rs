@@ -8,6 +8,7 @@
 //! helper that two test files need lives here once instead of as a private copy in each.
 #![allow(dead_code)]
 
+pub mod bridge;
 pub mod golden;
 pub mod http;
 pub mod registry;
