@@ -44,8 +44,10 @@ impl Tmux {
         std::fs::write(
             &file,
             format!(
-                "unset RBUILD_ROOT NO_COLOR\n{script}\necho \"exit $?\" > {}\nsleep 600\n",
-                marker.display()
+                // Written aside and renamed: `wait_for_file` must never see the marker empty.
+                "unset RBUILD_ROOT NO_COLOR\n{script}\necho \"exit $?\" > {tmp}\nmv {tmp} {marker}\nsleep 600\n",
+                tmp = marker.with_extension("tmp").display(),
+                marker = marker.display()
             ),
         )
         .expect("script");
