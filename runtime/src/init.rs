@@ -194,11 +194,10 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
     if let Some(note) = note {
         chan.send(&Message::Note(note)).map_err(chan_err)?;
     }
-    let bridge = match &spec.bridge {
-        Some(attachment) if spec.network != NetworkMode::Host => {
-            Some((network::HostSide::open()?, attachment))
-        }
-        _ => None,
+    let bridged = spec.bridge.is_some() || !spec.extra_bridges.is_empty();
+    let bridge = match bridged && spec.network != NetworkMode::Host {
+        true => Some(network::HostSide::open()?),
+        false => None,
     };
     // A joined network namespace is not ours to make: unshare the others only.
     let network = match spec.join_network {
@@ -209,8 +208,8 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
         None => spec.network,
     };
     namespaces::unshare_container(network)?;
-    if let Some((host, attachment)) = bridge {
-        host.attach(attachment)?;
+    if let Some(host) = bridge {
+        host.attach(spec.bridge.as_ref(), &spec.extra_bridges)?;
     }
     if user_network(spec) {
         // The runner starts the helper while PID 1 sets up; PID 1 waits for it before exec.
