@@ -501,7 +501,7 @@ fn published_loopback_is_forwarded_by_the_kernel() {
     let env = TestEnv::with_base("bb");
     let net = Net {
         bridge: "rbuildnb2",
-        octet: 227,
+        octet: 218,
     };
     let (local, all) = (free_port(), free_port());
     let (local_spec, all_spec) = (format!("127.0.0.1:{local}:7000"), format!("{all}:7000"));
@@ -552,7 +552,7 @@ fn bug_udp_lone_first_datagram_was_lost() {
     let env = TestEnv::with_base("bb");
     let net = Net {
         bridge: "rbuildnb1",
-        octet: 226,
+        octet: 217,
     };
     let port = free_port();
     let spec = format!("{port}:5353/udp");
@@ -589,7 +589,7 @@ fn route_localnet_does_not_open_the_hosts_loopback_to_containers() {
     let env = TestEnv::with_base("bb");
     let net = Net {
         bridge: "rbuildnb3",
-        octet: 228,
+        octet: 219,
     };
     let spec = format!("{}:80", free_port());
     let id = net.ok(&env, &["run", "-d", "-p", &spec, "bb", "sleep", "300"]);
@@ -622,4 +622,64 @@ fn route_localnet_does_not_open_the_hosts_loopback_to_containers() {
     drop(private);
     net.ok(&env, &["rm", "-f", id]);
     net.assert_nothing_left(&env, id, &[], &[]);
+}
+
+/// UDP to a port published on 127.0.0.1 keeps reaching the container after a restart that
+/// gave it another address, from the same client socket (a resolver's, a syslog sender's):
+/// the userland proxy serves it (a new socket per start). Through DNAT, the flow's
+/// conntrack entry would still point at the old address, taken by another container.
+#[test]
+fn udp_on_loopback_follows_the_container_to_its_new_address_after_a_restart() {
+    let env = TestEnv::with_base("bb");
+    let net = Net {
+        bridge: "rbuildnb4",
+        octet: 220,
+    };
+    let port = free_port();
+    let spec = format!("127.0.0.1:{port}:5353/udp");
+    let id = net.ok(&env, &["run", "-d", "-p", &spec, "bb", "sleep", "300"]);
+    let id = id.trim();
+    let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let address = |pid: &str| {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/proc/{}/ns/net", pid.trim()))
+            .args(["ip", "-4", "-o", "addr", "show", "eth0"])
+            .output()
+            .unwrap();
+        assert_success("ip addr", &out)
+    };
+    let mut before = String::new();
+    for round in ["first start", "after the restart"] {
+        let pid = net.ok(&env, &["inspect", "-f", "{{.State.Pid}}", id]);
+        let now = address(&pid);
+        assert_ne!(now, before, "the same address {round}");
+        before = now;
+        let mut echo = helper_in(&pid, "udp_echo_helper", "RBUILD_TEST_UDP_ECHO", "5353");
+        let message = format!("datagram, {round}");
+        client
+            .send_to(message.as_bytes(), (Ipv4Addr::LOCALHOST, port))
+            .unwrap();
+        let mut buf = [0u8; 100];
+        let (n, _) = client
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("no echo {round}: {e}"));
+        assert_eq!(&buf[..n], message.as_bytes(), "{round}");
+        // The helper holds the namespace: it goes before the container stops.
+        let _ = echo.kill();
+        let _ = echo.wait();
+        if round == "first start" {
+            net.ok(&env, &["stop", "-t", "0", id]);
+            // Another container takes the address the first one had.
+            net.ok(
+                &env,
+                &["run", "-d", "--name", "taker", "bb", "sleep", "300"],
+            );
+            net.ok(&env, &["start", id]);
+        }
+    }
+    net.ok(&env, &["rm", "-f", id, "taker"]);
+    net.assert_nothing_left(&env, id, &[], &[port]);
 }

@@ -7,12 +7,13 @@
 //! - `ports-ID-pre` (prerouting): what arrives for a local address and a published port
 //!   goes to the container (from other hosts and from containers, as docker's DOCKER chain);
 //! - `ports-ID-out` (output): the same for the host's own connections to its addresses,
-//!   127.0.0.1 included (as docker with `--userland-proxy=false`): the kernel forwards them,
-//!   at about twice the userland proxy's throughput. Loopback addresses may leave through the
-//!   bridge only with its `route_localnet` on ([`enable_route_localnet`]), which this turns
-//!   on; the bridge's guard chain ([`super::nat`]) drops what a container sends to 127.0.0.0/8
-//!   through it. Where `route_localnet` cannot be set, 127.0.0.1 is left to the userland
-//!   proxy ([`super::proxy`]), which also serves flows that began before the rules went in;
+//!   TCP to 127.0.0.1 included (as docker with `--userland-proxy=false`): the kernel
+//!   forwards them, at about twice the userland proxy's throughput. Loopback addresses may
+//!   leave through the bridge only with its `route_localnet` on ([`enable_route_localnet`]),
+//!   which this turns on; the bridge's guard chain ([`super::nat`]) drops what a container
+//!   sends to 127.0.0.0/8 through it. UDP to 127.0.0.1 ([`loopback_by_kernel`]), and TCP
+//!   where `route_localnet` cannot be set, are the userland proxy's ([`super::proxy`]),
+//!   which also serves flows that began before the rules went in;
 //! - `ports-ID-post` (postrouting): a container reaching a published port of the bridge
 //!   (hairpin), or the host from a loopback address, is masqueraded, so that the answer
 //!   comes back through the host.
@@ -20,7 +21,7 @@
 use std::net::Ipv4Addr;
 
 use super::nat::{nft, TABLE};
-use super::ports::PortMapping;
+use super::ports::{PortMapping, Proto};
 use super::NetworkError;
 
 /// The chains' common prefix for `owner` (a container ID), `None` for owners that are not
@@ -56,10 +57,7 @@ pub(super) fn add(
              flush chain {TABLE} {prefix}-{suffix}\n"
         ));
     }
-    let localnet = ports
-        .iter()
-        .any(|p| p.host_ip.is_unspecified() || p.host_ip.is_loopback())
-        && enable_route_localnet(bridge);
+    let localnet = ports.iter().any(loopback_by_kernel) && enable_route_localnet(bridge);
     let mut hairpins = Vec::new();
     for p in ports {
         let proto = p.proto.as_str();
@@ -74,7 +72,8 @@ pub(super) fn add(
                 "add rule {TABLE} {prefix}-pre fib daddr type local {daddr}{to}\n"
             ));
         }
-        let out = match (localnet, p.host_ip.is_loopback()) {
+        let loopback = localnet && loopback_by_kernel(p);
+        let out = match (loopback, p.host_ip.is_loopback()) {
             (true, _) => Some(""),
             (false, false) => Some("ip daddr != 127.0.0.0/8 "),
             (false, true) => None, // the userland proxy's
@@ -92,13 +91,23 @@ pub(super) fn add(
         script.push_str(&format!(
             "add rule {TABLE} {prefix}-post iifname \"{bridge}\" oifname \"{bridge}\" {what}\n"
         ));
-        if localnet {
+        // Any of the port's mappings may be the loopback one.
+        if localnet && p.proto == Proto::Tcp {
             script.push_str(&format!(
                 "add rule {TABLE} {prefix}-post oifname \"{bridge}\" ip saddr 127.0.0.0/8 {what}\n"
             ));
         }
     }
     nft(&script)
+}
+
+/// Whether the host's connections to `p` on 127.0.0.1 are DNATed: TCP ones published on
+/// loopback or every address. UDP stays with the userland proxy: a UDP flow's conntrack
+/// entry outlives the container (30 s and more after its last datagram) and would keep
+/// sending a client's datagrams to the old container's address after a restart, where the
+/// proxy's flows end with the container.
+fn loopback_by_kernel(p: &PortMapping) -> bool {
+    p.proto == Proto::Tcp && (p.host_ip.is_unspecified() || p.host_ip.is_loopback())
 }
 
 /// Lets packets from and to 127.0.0.0/8 be routed through `bridge` (the host's connections
