@@ -76,7 +76,7 @@ pub struct BuildArgs {
     /// Output (BuildKit's): type=image[,name=N][,push=true], type=registry,name=N,
     /// type=docker|oci|tar,dest=FILE|- (stdout), type=local|oci-dir,dest=DIR, or DIR; any of
     /// them with compression=gzip|zstd|uncompressed[,compression-level=N]
-    /// [,force-compression=true]
+    /// [,force-compression=true] and annotation[-TYPE].KEY=VALUE (as --annotation)
     #[arg(short, long, value_name = "type=TYPE,dest=PATH")]
     pub output: Vec<String>,
     /// Target platform (only the host's platform is supported)
