@@ -530,29 +530,18 @@ fn docker_oci_manifest(
     if annotations.is_none() && layout.is_empty() {
         return Ok(None);
     }
-    let m = Manifest {
-        schema_version: 2,
-        media_type: Some(oci::MEDIA_MANIFEST.to_string()),
-        config: Descriptor {
-            media_type: oci::MEDIA_CONFIG.to_string(),
-            digest: r.id.clone(),
-            size: r.config_size,
+    let layers = r
+        .layers
+        .iter()
+        .map(|l| Descriptor {
+            media_type: oci::MEDIA_LAYER_TAR.to_string(),
+            digest: l.diff_id.clone(),
+            size: l.uncompressed_size,
             annotations: None,
             platform: None,
-        },
-        layers: r
-            .layers
-            .iter()
-            .map(|l| Descriptor {
-                media_type: oci::MEDIA_LAYER_TAR.to_string(),
-                digest: l.diff_id.clone(),
-                size: l.uncompressed_size,
-                annotations: None,
-                platform: None,
-            })
-            .collect(),
-        annotations,
-    };
+        })
+        .collect();
+    let m = Manifest::oci(&r.id, r.config_size, layers, annotations);
     let bytes = to_json("manifest", &m)?;
     let digest = Digest::of(&bytes);
     if written.insert(digest.clone()) {

@@ -581,27 +581,15 @@ impl Store {
     }
 }
 
-/// The OCI manifest of the config `config` (`config_size` bytes) and `layers`, as rbuild
-/// writes one.
+/// The OCI manifest of the config `config` (`config_size` bytes) and `layers`, as bytes.
 fn oci_manifest(
     config: &Digest,
     config_size: usize,
     layers: &[LayerInfo],
     annotations: Option<BTreeMap<String, String>>,
 ) -> Result<Vec<u8>, StoreError> {
-    let m = Manifest {
-        schema_version: 2,
-        media_type: Some(oci::MEDIA_MANIFEST.to_string()),
-        config: Descriptor {
-            media_type: oci::MEDIA_CONFIG.to_string(),
-            digest: config.clone(),
-            size: config_size as u64,
-            annotations: None,
-            platform: None,
-        },
-        layers: layers.iter().map(LayerInfo::descriptor).collect(),
-        annotations,
-    };
+    let layers = layers.iter().map(LayerInfo::descriptor).collect();
+    let m = Manifest::oci(config, config_size as u64, layers, annotations);
     serde_json::to_vec(&m).map_err(|e| StoreError::BadJson {
         what: "manifest".into(),
         error: e,
