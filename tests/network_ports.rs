@@ -10,31 +10,19 @@
 
 mod common;
 
-use std::io::{BufRead, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Command, Stdio};
+use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::bridge::Net;
+use common::published::{assert_udp_echo, free_port, http_get, start_udp_echo};
 use common::{assert_success, TestEnv};
 
-/// The test binary run as a UDP echo server on port `RBUILD_TEST_UDP_ECHO` (started inside a
-/// container's network namespace with `nsenter`: busybox's nc has no UDP); a no-op test
-/// otherwise.
+/// The UDP echo server of [`common::published::start_udp_echo`]; a no-op test otherwise.
 #[test]
 #[ignore = "a helper process, run by publish_udp_reaches_an_echo_in_the_container"]
 fn udp_echo_helper() {
-    let Ok(port) = std::env::var("RBUILD_TEST_UDP_ECHO") else {
-        return;
-    };
-    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port.parse().unwrap())).unwrap();
-    println!("ready");
-    std::io::stdout().flush().unwrap();
-    let mut buf = [0u8; 1500];
-    loop {
-        let (n, from) = socket.recv_from(&mut buf).unwrap();
-        socket.send_to(&buf[..n], from).unwrap();
-    }
+    common::published::serve_udp_echo();
 }
 
 /// Checks of this file on a test's own bridge ([`Net`]: `cmd`, `run`, `ok` are shared).
@@ -79,40 +67,6 @@ impl Net {
         let inspect = self.ok(env, &["network", "inspect", "bridge"]);
         let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
         assert_eq!(v[0]["Containers"], serde_json::json!({}), "{inspect}");
-    }
-}
-
-/// A port that is free now (the kernel's pick).
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `GET /` from `address`, retried until the server answers (it may still be starting);
-/// returns the body.
-fn http_get(address: SocketAddr) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
-            let mut response = String::new();
-            s.read_to_string(&mut response)?;
-            Ok(response)
-        })();
-        match attempt {
-            Ok(r) if r.starts_with("HTTP/1.") && r.contains("200") => {
-                return r.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-            }
-            other => {
-                assert!(Instant::now() < deadline, "GET {address}: {other:?}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
     }
 }
 
@@ -225,39 +179,9 @@ fn publish_udp_reaches_an_echo_in_the_container() {
     let id = id.trim();
     let pid = net.ok(&env, &["inspect", "-f", "{{.State.Pid}}", id]);
     // The echo server, in the container's network namespace.
-    let mut echo = Command::new("nsenter")
-        .arg(format!("--net=/proc/{}/ns/net", pid.trim()))
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "udp_echo_helper", "--ignored", "--nocapture"])
-        .env("RBUILD_TEST_UDP_ECHO", "5353")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // libtest prints its own lines ("running 1 test") before the helper's: wait for the
-    // helper's line, printed once its socket is bound (a datagram sent earlier is lost).
-    let mut lines = std::io::BufReader::new(echo.stdout.take().unwrap()).lines();
-    assert!(
-        lines.any(|l| l.is_ok_and(|l| l.trim() == "ready")),
-        "the UDP echo helper did not start"
-    );
+    let mut echo = start_udp_echo(&pid, "udp_echo_helper", 5353);
     for target in [Ipv4Addr::LOCALHOST, net.gateway()] {
-        let client = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
-        let message = format!("ping {target}");
-        let mut buf = [0u8; 100];
-        client
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        // UDP has no handshake: resend until an echo comes back (or 10 tries).
-        let mut reply = None;
-        for _ in 0..10 {
-            client.send_to(message.as_bytes(), (target, port)).unwrap();
-            if let Ok((n, _)) = client.recv_from(&mut buf) {
-                reply = Some(n);
-                break;
-            }
-        }
-        let n = reply.unwrap_or_else(|| panic!("no echo via {target}"));
-        assert_eq!(&buf[..n], message.as_bytes(), "via {target}");
+        assert_udp_echo((target, port).into(), &format!("ping {target}"));
     }
     assert_eq!(
         net.ok(&env, &["port", id]),

@@ -42,10 +42,6 @@ impl PortArgs {
             Some(n) if n.starts_with("container:") => anyhow::bail!(
                 "conflicting options: port publishing and the container type network mode"
             ),
-            _ if options.attach_network.is_none() => anyhow::bail!(
-                "publishing ports needs the bridge network, which needs root: rootless port \
-                 forwarding is not implemented yet"
-            ),
             _ => {}
         }
         options.ports = mappings;

@@ -5,9 +5,11 @@
 //! before the container starts until it ended; its drop removes the rules and closes the
 //! sockets. When that process is killed, the sockets close with it and the rules go with
 //! its address lease, at the next rbuild's stale-lease reclaim.
+//!
+//! Rootless, the user-mode helper forwards the ports instead ([`publish_rootless`]).
 
 use super::ports::PortMapping;
-use super::{dnat, proxy, Attached, NetworkError};
+use super::{dnat, proxy, rootless, Attached, NetworkError};
 
 /// A container's published ports while they are forwarded.
 pub struct Published {
@@ -48,6 +50,46 @@ pub fn publish(
     crate::killpoint::reached("ports-published");
     published._proxy = Some(proxy::start(bound, attachment.address)?);
     Ok(published)
+}
+
+/// Publishes `requested` for a rootless container through the user-mode helper it gets
+/// here ([`rootless::attach`]), which binds the host's sockets itself and lives as long as
+/// the container. The host ports are chosen (and a taken one reported) by binding them as
+/// the root path does, then closed again for the helper: a program that takes a port in
+/// that moment makes the helper fail the start with its own message instead.
+pub fn publish_rootless(
+    spec: &mut rbuild_runtime::ContainerSpec,
+    requested: &[PortMapping],
+) -> Result<Published, NetworkError> {
+    // The sockets close at the end of this statement; only the chosen ports are kept.
+    let ports = match requested {
+        [] => Vec::new(),
+        _ => proxy::bind(requested).map_err(privileged_port)?.mappings,
+    };
+    let forwards: Vec<rootless::PortForward> = ports.iter().map(Into::into).collect();
+    rootless::attach(spec, &forwards)?;
+    Ok(Published {
+        ports,
+        rules: None,
+        _proxy: None,
+    })
+}
+
+/// A port the user may not bind (below the kernel's `ip_unprivileged_port_start`, 1024 by
+/// default): said so, rather than a bare "Permission denied".
+fn privileged_port(error: NetworkError) -> NetworkError {
+    match error {
+        NetworkError::Io { path, error }
+            if error.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            NetworkError::Config(format!(
+                "cannot publish {}: {error}; ports below net.ipv4.ip_unprivileged_port_start \
+                 need root (docker's rootless mode has the same limit)",
+                path.display()
+            ))
+        }
+        other => other,
+    }
 }
 
 impl Drop for Published {
