@@ -351,3 +351,55 @@ fn privileged_host_port_is_a_clear_error_rootless() {
     );
     assert_eq!(rl.wait_untagged(), []);
 }
+
+/// The processes of this test that are rbuild's UDP port forwarder.
+fn forwarders(rl: &Rootless) -> Vec<u32> {
+    rl.tagged()
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(24).any(|w| w == b"container-port-forwarder"))
+        })
+        .collect()
+}
+
+/// A foreground `run -p PORT:7/udp` serves through rbuild's forwarder process while it
+/// runs; SIGKILL of that rbuild (once the echo answered) takes the forwarder and the helper
+/// with it, and the port is free again.
+#[test]
+fn udp_forwarder_is_gone_after_sigkill_of_rbuild() {
+    let Some(rl) = Rootless::new("ports-udp-sigkill") else {
+        return;
+    };
+    let port = free_port();
+    let spec = format!("{port}:7/udp");
+    let args = [
+        "run", "--rm", "--name", "fgu", "-p", &spec, "bb", "sleep", "300",
+    ];
+    let mut child = rl
+        .cmd(Some("slirp4netns"), &args)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Running: `inspect` has its pid once the container started (and the forwarder serves).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pid = loop {
+        let out = rl.run(None, &["inspect", "-f", "{{.State.Pid}}", "fgu"]);
+        let pid = common::stdout(&out);
+        if out.status.success() && pid.trim() != "0" {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "fgu did not start: {out:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(forwarders(&rl).len(), 1, "{:?}", rl.tagged());
+    let mut echo = start_udp_echo(&pid, "rootless_udp_echo_helper", 7);
+    assert_udp_echo((Ipv4Addr::LOCALHOST, port).into(), "ping foreground");
+    let _ = echo.kill();
+    let _ = echo.wait();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(rl.wait_untagged(), [], "left after SIGKILL of rbuild");
+    assert!(std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok());
+}

@@ -17,6 +17,7 @@ pub mod config;
 mod dnat;
 mod dns;
 mod extras;
+pub mod forwarder;
 mod nat;
 pub mod networks;
 pub mod ports;
@@ -66,6 +67,8 @@ pub enum NetworkError {
     Port(#[from] ports::PortError),
     #[error("port {0} is already in use")]
     PortInUse(String),
+    #[error("the port forwarder of a rootless container failed: {0}")]
+    Forwarder(String),
 }
 
 /// A container's (or RUN step's) place on a bridge, or a hold that keeps the bridge up;

@@ -21,7 +21,9 @@
 //! - **Published ports** ([`PortForward`]): pasta's `-t`/`-u` options, or slirp4netns's API
 //!   socket (`add_hostfwd`), in place before the container's process starts. The helper
 //!   binds the host's sockets itself (no userland proxy, no rules); rbuild chooses the free
-//!   host ports and finds a taken one first ([`super::publish::publish_rootless`]).
+//!   host ports and finds a taken one first ([`super::publish::publish_rootless`]), and
+//!   hands it only TCP ports: UDP goes through rbuild's forwarder ([`super::forwarder`]
+//!   says why).
 //!
 //! The runtime starts the helper once the container's namespace exists and ends it with the
 //! container, even when rbuild is killed ([`rbuild_runtime::network::user_mode`]).

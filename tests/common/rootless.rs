@@ -194,3 +194,15 @@ impl Rootless {
 pub fn is_helper(comm: &str, helper: &str) -> bool {
     comm == helper || (helper == "pasta" && comm.starts_with("passt"))
 }
+
+impl Drop for Rootless {
+    /// A failed test must not leave its containers (monitors, helpers, forwarders) running.
+    fn drop(&mut self) {
+        for (pid, _) in self.tagged() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
