@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::published::{assert_udp_echo, free_port, http_get, start_udp_echo};
+use common::published::{assert_udp_echo, free_port, http_get, start_udp_echo, HTTPD};
 use common::rootless::{is_helper, shell, Rootless, NOBODY};
 use common::{assert_failure, assert_success};
 
@@ -82,25 +82,14 @@ fn httpd_published_through(helper: &str) {
     let (local, all) = (free_port(), free_port());
     let local_spec = format!("127.0.0.1:{local}:80");
     let all_spec = format!("{all}:80");
+    let publish = ["-p", &local_spec, "-p", &all_spec];
     let args = [
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "-p",
-        &local_spec,
-        "-p",
-        &all_spec,
-        "-v",
-        &www,
-        "bb",
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ];
+        &["run", "-d", "--name", "web"][..],
+        &publish,
+        &["-v", &www, "bb"],
+        &HTTPD,
+    ]
+    .concat();
     let id = ok(&rl, helper, &args);
     let id = id.trim();
     let serves = || {
@@ -173,9 +162,10 @@ fn foreground_published_through(helper: &str) {
     let port = free_port();
     let spec = format!("127.0.0.1:{port}:80");
     let args = [
-        "run", "--rm", "--name", "fg", "-p", &spec, "-v", &www, "bb", "httpd", "-f", "-p", "80",
-        "-h", "/www",
-    ];
+        &["run", "--rm", "--name", "fg", "-p", &spec, "-v", &www, "bb"][..],
+        &HTTPD,
+    ]
+    .concat();
     let mut child = rl
         .cmd(Some(helper), &args)
         .stdout(Stdio::null())
@@ -253,9 +243,7 @@ fn publish_all_through(helper: &str) {
         rl.env.root().display()
     ));
     let www = www_volume(&rl, "hello-all\n");
-    let args = [
-        "run", "-d", "-P", "-v", &www, "exposing", "httpd", "-f", "-p", "80", "-h", "/www",
-    ];
+    let args = [&["run", "-d", "-P", "-v", &www, "exposing"][..], &HTTPD].concat();
     let id = ok(&rl, helper, &args);
     let id = id.trim();
     let listed = ok(&rl, helper, &["port", id]);

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 /// The environment variable that makes a test binary's echo test ([`serve_udp_echo`]) serve.
 pub const UDP_ECHO_ENV: &str = "RBUILD_TEST_UDP_ECHO";
 
+/// busybox httpd in the foreground on port 80, serving `/www` (mount the content there).
+pub const HTTPD: [&str; 6] = ["httpd", "-f", "-p", "80", "-h", "/www"];
+
 /// A port that is free now (the kernel's pick).
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
