@@ -194,11 +194,10 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
     if let Some(note) = note {
         chan.send(&Message::Note(note)).map_err(chan_err)?;
     }
-    let bridge = match &spec.bridge {
-        Some(attachment) if spec.network != NetworkMode::Host => {
-            Some((network::HostSide::open()?, attachment))
-        }
-        _ => None,
+    let bridged = spec.bridge.is_some() || !spec.extra_bridges.is_empty();
+    let bridge = match bridged && spec.network != NetworkMode::Host {
+        true => Some(network::HostSide::open()?),
+        false => None,
     };
     // A joined network namespace is not ours to make: unshare the others only.
     let network = match spec.join_network {
@@ -209,8 +208,8 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
         None => spec.network,
     };
     namespaces::unshare_container(network)?;
-    if let Some((host, attachment)) = bridge {
-        host.attach(attachment)?;
+    if let Some(host) = bridge {
+        host.attach(spec.bridge.as_ref(), &spec.extra_bridges)?;
     }
     if user_network(spec) {
         // The runner starts the helper while PID 1 sets up; PID 1 waits for it before exec.
@@ -534,7 +533,9 @@ impl Exec {
     /// Looks the program up and executes it; on failure prints docker's message and exits
     /// 127 (not found) or 126 (not executable).
     pub(crate) fn exec(self) -> ! {
-        close_inherited_fds();
+        // The runner's descriptors (and this process's socket to it) must not reach the
+        // container's process.
+        crate::fds::cloexec_above_stderr();
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
         // Ignored signals survive exec: give the process default dispositions (Rust's
         // runtime ignores SIGPIPE in this binary; the runner may ignore others).
@@ -608,28 +609,6 @@ impl Exec {
             "exec: {:?}: executable file not found in $PATH",
             self.arg0
         ))
-    }
-}
-
-/// Marks every descriptor above stderr close-on-exec: the runner's (and this process's
-/// socket to it) must not reach the container's process.
-fn close_inherited_fds() {
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    // SAFETY: close_range(2) with integer arguments only changes descriptor flags.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    if rc == 0 {
-        return;
-    }
-    // Before Linux 5.11: walk the descriptor table.
-    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    for fd in fds.into_iter().filter(|fd| *fd > 2) {
-        // SAFETY: F_SETFD on a descriptor number; an already closed one just fails.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
 }
 

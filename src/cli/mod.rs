@@ -203,7 +203,7 @@ pub enum Command {
     Top(top::TopArgs),
     /// Display a sample of containers' resource usage
     Stats(top::StatsArgs),
-    /// Manage networks (create, ls, inspect, rm, prune)
+    /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect)
     #[command(subcommand)]
     Network(network::NetworkCommand),
     /// List port mappings or a specific mapping for the container

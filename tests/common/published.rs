@@ -64,25 +64,32 @@ pub fn serve_udp_echo() {
     }
 }
 
-/// Runs this test binary's echo test `test` ([`serve_udp_echo`]) on `port` in the network
-/// namespace of process `pid` (a container's), returning once its socket is bound.
-pub fn start_udp_echo(pid: &str, test: &str, port: u16) -> Child {
-    let mut echo = Command::new("nsenter")
+/// Runs this test binary's helper test `test` (an ignored test that serves when `var` is
+/// set) with `var` = `value` in the network namespace of process `pid` (a container's),
+/// returning once it printed "ready".
+pub fn start_helper_in(pid: &str, test: &str, var: &str, value: &str) -> Child {
+    let mut child = Command::new("nsenter")
         .arg(format!("--net=/proc/{}/ns/net", pid.trim()))
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", test, "--ignored", "--nocapture"])
-        .env(UDP_ECHO_ENV, port.to_string())
+        .env(var, value)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     // libtest prints its own lines ("running 1 test") before the helper's: wait for the
     // helper's line, printed once its socket is bound (a datagram sent earlier is lost).
-    let mut lines = std::io::BufReader::new(echo.stdout.take().unwrap()).lines();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     assert!(
         lines.any(|l| l.is_ok_and(|l| l.trim() == "ready")),
-        "the UDP echo helper did not start"
+        "{test} did not start"
     );
-    echo
+    child
+}
+
+/// Runs this test binary's echo test `test` ([`serve_udp_echo`]) on `port` in the network
+/// namespace of process `pid` (a container's), returning once its socket is bound.
+pub fn start_udp_echo(pid: &str, test: &str, port: u16) -> Child {
+    start_helper_in(pid, test, UDP_ECHO_ENV, &port.to_string())
 }
 
 /// Sends `message` to `target` and asserts that it comes back. UDP has no handshake:
