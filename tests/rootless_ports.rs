@@ -391,3 +391,27 @@ fn udp_forwarder_is_gone_after_sigkill_of_rbuild() {
     assert_eq!(rl.wait_untagged(), [], "left after SIGKILL of rbuild");
     assert!(std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok());
 }
+
+/// Regression: rootless `inspect CONTAINER` failed with "No such image" (its error was
+/// "/run/rbuild/network/lock: Permission denied") wherever root had used the bridge, since
+/// it opened root's host-wide address record for the container's network settings.
+#[test]
+fn rootless_inspect_failed_on_roots_network_lock() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(rl) = Rootless::new_with("ports-inspect-lock", false) else {
+        return;
+    };
+    // Root's record, as the bridge leaves it (RBUILD_NETWORK_STATE: the test's own copy).
+    let state = rl.env.path().join("network-state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("state.json"), "{}").unwrap();
+    std::fs::write(state.join("lock"), "").unwrap();
+    std::fs::set_permissions(state.join("lock"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let id = ok(&rl, "pasta", &["create", "--network", "none", "bb", "true"]);
+    let out = rl
+        .cmd(None, &["inspect", "-f", "{{.State.Status}}", id.trim()])
+        .env("RBUILD_NETWORK_STATE", &state)
+        .output()
+        .unwrap();
+    assert_eq!(assert_success("rootless inspect", &out).trim(), "created");
+}
