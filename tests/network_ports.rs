@@ -10,31 +10,20 @@
 
 mod common;
 
-use std::io::{BufRead, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Command, Stdio};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::bridge::Net;
+use common::published::{assert_udp_echo, free_port, http_get, start_helper_in, start_udp_echo};
 use common::{assert_success, TestEnv};
 
-/// The test binary run as a UDP echo server on port `RBUILD_TEST_UDP_ECHO` (started inside a
-/// container's network namespace with `nsenter`: busybox's nc has no UDP); a no-op test
-/// otherwise.
+/// The UDP echo server of [`common::published::start_udp_echo`]; a no-op test otherwise.
 #[test]
 #[ignore = "a helper process, run by publish_udp_reaches_an_echo_in_the_container"]
 fn udp_echo_helper() {
-    let Ok(port) = std::env::var("RBUILD_TEST_UDP_ECHO") else {
-        return;
-    };
-    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port.parse().unwrap())).unwrap();
-    println!("ready");
-    std::io::stdout().flush().unwrap();
-    let mut buf = [0u8; 1500];
-    loop {
-        let (n, from) = socket.recv_from(&mut buf).unwrap();
-        socket.send_to(&buf[..n], from).unwrap();
-    }
+    common::published::serve_udp_echo();
 }
 
 /// Checks of this file on a test's own bridge ([`Net`]: `cmd`, `run`, `ok` are shared).
@@ -79,40 +68,6 @@ impl Net {
         let inspect = self.ok(env, &["network", "inspect", "bridge"]);
         let v: serde_json::Value = serde_json::from_str(&inspect).unwrap();
         assert_eq!(v[0]["Containers"], serde_json::json!({}), "{inspect}");
-    }
-}
-
-/// A port that is free now (the kernel's pick).
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `GET /` from `address`, retried until the server answers (it may still be starting);
-/// returns the body.
-fn http_get(address: SocketAddr) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
-            let mut response = String::new();
-            s.read_to_string(&mut response)?;
-            Ok(response)
-        })();
-        match attempt {
-            Ok(r) if r.starts_with("HTTP/1.") && r.contains("200") => {
-                return r.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-            }
-            other => {
-                assert!(Instant::now() < deadline, "GET {address}: {other:?}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
     }
 }
 
@@ -225,39 +180,9 @@ fn publish_udp_reaches_an_echo_in_the_container() {
     let id = id.trim();
     let pid = net.ok(&env, &["inspect", "-f", "{{.State.Pid}}", id]);
     // The echo server, in the container's network namespace.
-    let mut echo = Command::new("nsenter")
-        .arg(format!("--net=/proc/{}/ns/net", pid.trim()))
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", "udp_echo_helper", "--ignored", "--nocapture"])
-        .env("RBUILD_TEST_UDP_ECHO", "5353")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // libtest prints its own lines ("running 1 test") before the helper's: wait for the
-    // helper's line, printed once its socket is bound (a datagram sent earlier is lost).
-    let mut lines = std::io::BufReader::new(echo.stdout.take().unwrap()).lines();
-    assert!(
-        lines.any(|l| l.is_ok_and(|l| l.trim() == "ready")),
-        "the UDP echo helper did not start"
-    );
+    let mut echo = start_udp_echo(&pid, "udp_echo_helper", 5353);
     for target in [Ipv4Addr::LOCALHOST, net.gateway()] {
-        let client = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
-        let message = format!("ping {target}");
-        let mut buf = [0u8; 100];
-        client
-            .set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
-        // UDP has no handshake: resend until an echo comes back (or 10 tries).
-        let mut reply = None;
-        for _ in 0..10 {
-            client.send_to(message.as_bytes(), (target, port)).unwrap();
-            if let Ok((n, _)) = client.recv_from(&mut buf) {
-                reply = Some(n);
-                break;
-            }
-        }
-        let n = reply.unwrap_or_else(|| panic!("no echo via {target}"));
-        assert_eq!(&buf[..n], message.as_bytes(), "via {target}");
+        assert_udp_echo((target, port).into(), &format!("ping {target}"));
     }
     assert_eq!(
         net.ok(&env, &["port", id]),
@@ -455,7 +380,7 @@ fn publish_flags_parse_and_network_modes_as_docker() {
 
 /// The test binary run as a TCP server on port `RBUILD_TEST_TCP_PEER` that answers each
 /// connection with the port it came from (started in a container's network namespace with
-/// `nsenter`, as [`udp_echo_helper`]); a no-op test otherwise.
+/// `nsenter`: [`common::published::start_helper_in`]); a no-op test otherwise.
 #[test]
 #[ignore = "a helper process, run by published_loopback_is_forwarded_by_the_kernel"]
 fn tcp_peer_helper() {
@@ -470,25 +395,6 @@ fn tcp_peer_helper() {
         let peer = conn.peer_addr().unwrap();
         let _ = writeln!(conn, "{}", peer.port());
     }
-}
-
-/// Starts the test binary's `helper` (reading `var`) in `pid`'s network namespace, and
-/// returns once it printed "ready" (libtest's own lines come first).
-fn helper_in(pid: &str, helper: &str, var: &str, port: &str) -> std::process::Child {
-    let mut child = Command::new("nsenter")
-        .arg(format!("--net=/proc/{}/ns/net", pid.trim()))
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", helper, "--ignored", "--nocapture"])
-        .env(var, port)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    assert!(
-        lines.any(|l| l.is_ok_and(|l| l.trim() == "ready")),
-        "{helper} did not start"
-    );
-    child
 }
 
 /// The host's connections to 127.0.0.1 reach a published port through DNAT (the bridge's
@@ -521,7 +427,7 @@ fn published_loopback_is_forwarded_by_the_kernel() {
     );
     let id = id.trim();
     let pid = net.ok(&env, &["inspect", "-f", "{{.State.Pid}}", id]);
-    let mut server = helper_in(&pid, "tcp_peer_helper", "RBUILD_TEST_TCP_PEER", "7000");
+    let mut server = start_helper_in(&pid, "tcp_peer_helper", "RBUILD_TEST_TCP_PEER", "7000");
     let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", net.bridge);
     assert_eq!(std::fs::read_to_string(&localnet).unwrap().trim(), "1");
     for (ip, port) in [
@@ -559,7 +465,7 @@ fn bug_udp_lone_first_datagram_was_lost() {
     let id = net.ok(&env, &["run", "-d", "-p", &spec, "bb", "sleep", "300"]);
     let id = id.trim();
     let pid = net.ok(&env, &["inspect", "-f", "{{.State.Pid}}", id]);
-    let mut echo = helper_in(&pid, "udp_echo_helper", "RBUILD_TEST_UDP_ECHO", "5353");
+    let mut echo = start_udp_echo(&pid, "udp_echo_helper", 5353);
     for target in [Ipv4Addr::LOCALHOST, net.gateway()] {
         let client = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
         client
@@ -657,7 +563,7 @@ fn udp_on_loopback_follows_the_container_to_its_new_address_after_a_restart() {
         let now = address(&pid);
         assert_ne!(now, before, "the same address {round}");
         before = now;
-        let mut echo = helper_in(&pid, "udp_echo_helper", "RBUILD_TEST_UDP_ECHO", "5353");
+        let mut echo = start_udp_echo(&pid, "udp_echo_helper", 5353);
         let message = format!("datagram, {round}");
         client
             .send_to(message.as_bytes(), (Ipv4Addr::LOCALHOST, port))
