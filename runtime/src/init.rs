@@ -39,6 +39,7 @@ use crate::rootfs;
 use crate::seccomp;
 use crate::signals::supervised_set;
 use crate::spec::{ContainerSpec, NetworkMode, DEFAULT_PATH};
+use crate::unmount::Keeper;
 use crate::RuntimeError;
 
 /// Environment variable that marks a re-executed binary as a container's monitor; its value
@@ -190,6 +191,8 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
         .id
         .clone()
         .unwrap_or_else(|| format!("run-{}", std::process::id()));
+    // Before anything is mounted: a previous run's unmount of the same upper dir must end.
+    let mut keeper = Keeper::lock(&spec.rootfs, spec.volatile_overlay)?;
     let (cgroup, note) = Cgroup::create(&name, &spec.resources)?;
     if let Some(note) = note {
         chan.send(&Message::Note(note)).map_err(chan_err)?;
@@ -218,13 +221,18 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
     // PID 1 learns through this pipe that it is in its cgroup (one byte, 1).
     let (moved_r, moved_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::Setup(format!("pipe failed: {e}")))?;
+    // PID 1 tells through this one that it pivoted into its rootfs (see [`Keeper::hold`]).
+    let (pivoted_r, pivoted_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| RuntimeError::Setup(format!("pipe failed: {e}")))?;
     // SAFETY: this process is single-threaded (a fresh exec that started no threads), so
     // the child may allocate and run ordinary Rust code.
     match unsafe { fork() }.map_err(|e| RuntimeError::Setup(format!("fork failed: {e}")))? {
         ForkResult::Child => {
             drop(moved_w);
+            drop(pivoted_r);
             let moved = cgroup.is_some().then_some(moved_r);
-            let code = match container_main(chan, launch, &state.0, rootless, set, moved) {
+            let pivoted = keeper.is_some().then_some(pivoted_w);
+            let code = match container_main(chan, launch, &state.0, rootless, set, moved, pivoted) {
                 Ok(never) => match never {},
                 Err(e) => {
                     let _ = chan.send(&Message::Error(error_chain(&e)));
@@ -250,11 +258,18 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
                 let _ = nix::unistd::write(&moved_w, &[1]);
             }
             drop(moved_w);
+            drop(pivoted_w);
+            if let Some(keeper) = &mut keeper {
+                keeper.hold(pivoted_r, child);
+            }
             let (code, signal) = supervise(child, set);
             let oom_killed = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
             // Gone before the runner hears of the exit.
             drop(cgroup);
             drop(state);
+            if let Some(keeper) = keeper {
+                keeper.hand_off();
+            }
             let _ = chan.send(&Message::Exit {
                 code,
                 signal,
@@ -299,6 +314,7 @@ fn container_main(
     rootless: bool,
     set: &SigSet,
     moved: Option<OwnedFd>,
+    pivoted: Option<OwnedFd>,
 ) -> Result<Infallible, RuntimeError> {
     let spec = &launch.spec;
     if let Some(note) = keyring::join_new_session()
@@ -338,6 +354,11 @@ fn container_main(
         source,
     })?;
     rootfs::pivot_root(&root)?;
+    if let Some(pivoted) = pivoted {
+        // Fails only when the monitor is gone, and then so is this process (parent-death
+        // signal).
+        let _ = nix::unistd::write(&pivoted, &[1]);
+    }
     if !spec.privileged {
         rootfs::mask_paths()?;
     }

@@ -120,6 +120,7 @@ mod rootfs;
 mod seccomp;
 mod signals;
 mod spec;
+mod unmount;
 mod user;
 
 pub use capabilities::{
