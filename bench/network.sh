@@ -2,7 +2,7 @@
 # Benchmark: the default network and published ports (issue 12), by hand, as root, never
 # from tests.
 #
-#   bench/network.sh [N]     (N runs per case, default 10; the throughput cases run 5 times)
+#   bench/network.sh [N]     (N runs per case, default 10; the throughput cases: 5 rounds)
 #
 # (1) `run --rm IMAGE true` with each tool's default network: rbuild's and podman's bridge
 #     (docker's engine of ../shared/bench/peers.sh has no bridge network: its default is a
@@ -13,7 +13,9 @@
 # (3) throughput: 1 GiB from a server in a container's network namespace to a reader on the
 #     host, through the published port on 127.0.0.1 and on the bridge's address, and to a
 #     reader in another container; against the same transfer over loopback without
-#     containers. Both ends are bench/transfer.py (1 MiB per system call, see there).
+#     containers (and through podman's published port on 127.0.0.1, for comparison). Both
+#     ends are bench/transfer.py (1 MiB per system call, see there); the paths take turns
+#     in each round.
 # Traffic stays on this machine. Medians and ratios come from bench/lib.sh.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -37,7 +39,7 @@ cleanup() {
     local pid
     for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null || true; done
     "${R[@]}" rm -f web src sink >/dev/null 2>&1 || true
-    podman rm -f -t 0 rbuild-bench-web >/dev/null 2>&1 || true
+    podman rm -f -t 0 rbuild-bench-web rbuild-bench-src >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -114,7 +116,7 @@ timed_then() {
         "$teardown" >/dev/null 2>&1
         times+=("$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')")
     done
-    printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+    printf '%s\n' "${times[@]}" | median
 }
 
 echo "(2) run -d -p $port:80 httpd until the first 200 on 127.0.0.1, median of $n:"
@@ -157,31 +159,50 @@ read_from() {
     [ -z "${3:-}" ] || ns=(nsenter "--net=/proc/$3/ns/net")
     "${ns[@]}" "${transfer[@]}" read "$1" "$2" "$size"
 }
-THROUGHPUT=()
-throughput() { # CASE CMD...: median of $runs transfers (after one untimed), in MiB/s
-    local case=$1 t
-    shift
-    "$@" || { echo "bench: $case: the transfer failed" >&2; return; }
-    t=$(median_of "$runs" "$@")
-    printf '  %-34s %8.3f s  %8.0f MiB/s\n' "$case" "$t" "$(awk -v t="$t" 'BEGIN {print 1024 / t}')"
-    THROUGHPUT+=("$case|$t")
-}
 pid_of() { "${R[@]}" inspect -f '{{.State.Pid}}' "$1"; }
-
-echo "(3) 1 GiB transfers, median of $runs:"
+# One transfer per case and round, the cases interleaved (the machine's load moves: each
+# round sees all paths under about the same load); medians over the rounds, in MiB/s.
+# case_of NAME CMD...: adds a case (its command kept as one string, split again on \x1f).
+CASES=() CMDS=() TIMES=()
+case_of() { CASES+=("$1"); shift; local IFS=$'\x1f'; CMDS+=("$*"); TIMES+=(""); }
 lport=$(free_port)
 serve_in 0 "$lport"
-throughput "loopback (no container)" read_from 127.0.0.1 "$lport"
+case_of "loopback (no container)" read_from 127.0.0.1 "$lport"
 pport=$(free_port)
 "${R[@]}" run -d --name src -p "$pport:80" "$image" sleep 3600 >/dev/null
 src_pid=$(pid_of src)
 serve_in "$src_pid" 80
-throughput "published, 127.0.0.1" read_from 127.0.0.1 "$pport"
-throughput "published, $gateway" read_from "$gateway" "$pport"
+case_of "published, 127.0.0.1" read_from 127.0.0.1 "$pport"
+case_of "published, $gateway" read_from "$gateway" "$pport"
 src_ip=$(nsenter --net="/proc/$src_pid/ns/net" ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
 "${R[@]}" run -d --name sink "$image" sleep 3600 >/dev/null
-throughput "container to container" read_from "$src_ip" 80 "$(pid_of sink)"
+case_of "container to container" read_from "$src_ip" 80 "$(pid_of sink)"
+if $have_podman; then
+    # The same through podman's published port (netavark's rules), for comparison.
+    ppport=$(free_port)
+    podman run -d --name rbuild-bench-src -p "$ppport:80" "$image" sleep 3600 >/dev/null
+    serve_in "$(podman inspect -f '{{.State.Pid}}' rbuild-bench-src)" 80
+    case_of "podman published, 127.0.0.1" read_from 127.0.0.1 "$ppport"
+fi
+
+echo "(3) 1 GiB transfers, $runs rounds (after one untimed), medians:"
+for ((round = 0; round <= runs; round++)); do
+    for c in "${!CASES[@]}"; do
+        IFS=$'\x1f' read -r -a cmd <<<"${CMDS[$c]}"
+        start=$EPOCHREALTIME
+        "${cmd[@]}" || { echo "bench: ${CASES[$c]}: the transfer failed" >&2; exit 1; }
+        end=$EPOCHREALTIME
+        ((round == 0)) || TIMES[c]+="$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}') "
+    done
+done
+THROUGHPUT=()
+for c in "${!CASES[@]}"; do
+    t=$(printf '%s\n' ${TIMES[$c]} | median)
+    printf '  %-34s %8.3f s  %8.0f MiB/s\n' "${CASES[$c]}" "$t" "$(awk -v t="$t" 'BEGIN {print 1024 / t}')"
+    THROUGHPUT+=("${CASES[$c]}|$t")
+done
 "${R[@]}" rm -f src sink >/dev/null
+podman rm -f -t 0 rbuild-bench-src >/dev/null 2>&1 || true
 
 summary
 echo

@@ -3,8 +3,9 @@
 //!
 //! The sockets are bound first ([`bind`]), before the container starts: a taken port is an
 //! error then, and nothing starts; a bound socket also keeps the port from other programs
-//! while the container runs. The proxy serves what DNAT does not reach (connections to
-//! 127.0.0.1, see [`super::dnat`]); it runs on a thread of its own with a single-threaded
+//! while the container runs. The proxy serves what DNAT does not take (UDP to 127.0.0.1,
+//! TCP to it where the bridge's `route_localnet` cannot be set, flows that began before the
+//! rules: see [`super::dnat`]); it runs on a thread of its own with a single-threaded
 //! tokio runtime, and [`Proxy`]'s drop stops it and closes every socket before returning,
 //! so the ports are free again as soon as the container is gone.
 
