@@ -86,10 +86,12 @@ pub fn check(store_root: &Path, endpoint: &Endpoint) -> Result<String, NetworkEr
         }
         return Ok("bridge".to_string());
     };
-    if let Some(ip) = endpoint.ip {
-        if ip == record.gateway || !record.subnet.hosts().any(|h| h == ip) {
-            return Err(NetworkError::AddressOutside(ip));
+    match endpoint.ip {
+        Some(ip) if !record.subnet.hosts().any(|h| h == ip) => {
+            return Err(NetworkError::AddressOutside(ip))
         }
+        Some(ip) if ip == record.gateway => return Err(NetworkError::AddressInUse(ip)),
+        _ => {}
     }
     Ok(record.name)
 }
