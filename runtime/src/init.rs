@@ -533,7 +533,9 @@ impl Exec {
     /// Looks the program up and executes it; on failure prints docker's message and exits
     /// 127 (not found) or 126 (not executable).
     pub(crate) fn exec(self) -> ! {
-        close_inherited_fds();
+        // The runner's descriptors (and this process's socket to it) must not reach the
+        // container's process.
+        crate::fds::cloexec_above_stderr();
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
         // Ignored signals survive exec: give the process default dispositions (Rust's
         // runtime ignores SIGPIPE in this binary; the runner may ignore others).
@@ -607,28 +609,6 @@ impl Exec {
             "exec: {:?}: executable file not found in $PATH",
             self.arg0
         ))
-    }
-}
-
-/// Marks every descriptor above stderr close-on-exec: the runner's (and this process's
-/// socket to it) must not reach the container's process.
-fn close_inherited_fds() {
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    // SAFETY: close_range(2) with integer arguments only changes descriptor flags.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    if rc == 0 {
-        return;
-    }
-    // Before Linux 5.11: walk the descriptor table.
-    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    for fd in fds.into_iter().filter(|fd| *fd > 2) {
-        // SAFETY: F_SETFD on a descriptor number; an already closed one just fails.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
 }
 

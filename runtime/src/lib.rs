@@ -107,6 +107,7 @@ pub mod detach;
 pub mod dirfd;
 mod error;
 mod exec;
+mod fds;
 mod init;
 mod keyring;
 mod mounts;

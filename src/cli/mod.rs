@@ -208,6 +208,9 @@ pub enum Command {
     Network(network::NetworkCommand),
     /// List port mappings or a specific mapping for the container
     Port(port::PortCmdArgs),
+    /// The UDP port forwarder of a rootless container (started by its runner)
+    #[command(name = "container-port-forwarder", hide = true)]
+    PortForwarder(port::ForwarderArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -337,6 +340,7 @@ pub fn main() -> i32 {
         Command::Stats(args) => top::stats(&globals, args),
         Command::Network(cmd) => network::run(&globals, cmd),
         Command::Port(args) => port::run(&globals, args),
+        Command::PortForwarder(args) => port::forwarder_main(args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

@@ -75,15 +75,17 @@ pub(super) fn execute<R>(
         super::network_join::apply(store, target, &mut spec)?;
     }
     super::links::apply(store, container, &mut spec)?;
-    if user_mode {
-        crate::network::rootless::attach(&mut spec, &[])
-            .map_err(crate::network::NetworkError::from)?;
-    }
     // Bound before the process starts: a taken port stops the start here.
-    let published =
-        crate::network::publish::publish(&container.id, &container.ports, attached.as_ref())?;
+    let mut published = if user_mode {
+        crate::network::publish::publish_rootless(&mut spec, &container.ports)?
+    } else {
+        crate::network::publish::publish(&container.id, &container.ports, attached.as_ref())?
+    };
     let owner = container.id.clone();
     let container = rbuild_runtime::spawn(&spec, stdio)?;
+    // Rootless UDP ports are forwarded from inside the container's namespaces, which exist
+    // only now; when that fails, the container is killed (its drop) before it is recorded.
+    published.forward_into(container.pid())?;
     let mut warnings = Vec::new();
     let mut record = |change: &dyn Fn(&mut crate::store::ContainerRecord)| {
         if let Some(id) = id {

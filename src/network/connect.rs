@@ -268,7 +268,11 @@ pub fn settings(
     owner: &str,
     networks: &[(String, Vec<String>)],
 ) -> Result<Value, NetworkError> {
-    let state = super::state::read()?;
+    // A rootless container has no lease in the host-wide record, which only root may open.
+    let state = match super::rootless::applies() {
+        true => super::state::State::default(),
+        false => super::state::read()?,
+    };
     let mut out = serde_json::Map::new();
     for (network, aliases) in networks {
         // A network removed since (a stopped container's) shows without its ID.

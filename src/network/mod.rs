@@ -18,6 +18,7 @@ pub mod connect;
 mod dnat;
 mod dns;
 mod extras;
+pub mod forwarder;
 mod nat;
 pub mod networks;
 pub mod ports;
@@ -78,6 +79,8 @@ pub enum NetworkError {
     /// A `network connect`/`disconnect` docker refuses, with docker's message.
     #[error("{0}")]
     Refused(&'static str),
+    #[error("the port forwarder of a rootless container failed: {0}")]
+    Forwarder(String),
 }
 
 /// Which address a holder takes on a bridge.

@@ -11,7 +11,9 @@
 pub mod bridge;
 pub mod golden;
 pub mod http;
+pub mod published;
 pub mod registry;
+pub mod rootless;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
