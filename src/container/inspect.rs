@@ -22,11 +22,13 @@ pub fn inspect(store: &Store, name: &str) -> Result<Value, ContainerError> {
     let record = super::find(store, name)?;
     let spec = spec_file::load(store, &record.id)?;
     let mut value = inspect_value(&record, &spec);
-    // The networks it is on, with its addresses there while it runs.
+    // The networks it is on, with its addresses there while it runs: its own when that is
+    // a user network (the default bridge is not listed, as before connect existed), then
+    // those `network connect` added.
     let own = record
         .network
         .iter()
-        .filter(|n| !n.starts_with(super::network_join::PREFIX))
+        .filter(|n| *n != "bridge" && !n.starts_with(super::network_join::PREFIX))
         .map(|n| (n.clone(), record.network_extras.aliases.clone()));
     let connected = record
         .connected

@@ -86,10 +86,12 @@ pub fn check(store_root: &Path, endpoint: &Endpoint) -> Result<String, NetworkEr
         }
         return Ok("bridge".to_string());
     };
-    if let Some(ip) = endpoint.ip {
-        if ip == record.gateway || !record.subnet.hosts().any(|h| h == ip) {
-            return Err(NetworkError::AddressOutside(ip));
+    match endpoint.ip {
+        Some(ip) if !record.subnet.hosts().any(|h| h == ip) => {
+            return Err(NetworkError::AddressOutside(ip))
         }
+        Some(ip) if ip == record.gateway => return Err(NetworkError::AddressInUse(ip)),
+        _ => {}
     }
     Ok(record.name)
 }
@@ -136,8 +138,7 @@ pub struct Connecting {
 
 /// Connects the running container `owner` (PID 1 `pid`) to `endpoint`'s network: an address
 /// (the lease held by this process until [`Connecting::hand_over`]) and a veth into its
-/// namespace. Dropped before the hand-over, the lease is released (the interface stays
-/// until the next rbuild reclaims it; see the module docs).
+/// namespace. Dropped before the hand-over, both are removed.
 pub fn connect_running(
     store_root: &Path,
     endpoint: &Endpoint,
@@ -181,6 +182,15 @@ impl Connecting {
         locked.save()?;
         self.attached.handed_over = true;
         Ok(())
+    }
+}
+
+impl Drop for Connecting {
+    /// Not handed over (the record could not be changed): the interface goes with the lease.
+    fn drop(&mut self) {
+        if let (false, Some(attachment)) = (self.attached.handed_over, &self.attached.attachment) {
+            let _ = rbuild_runtime::network::delete_link(&attachment.host_veth);
+        }
     }
 }
 

@@ -231,3 +231,38 @@ fn process_start(pid: u32) -> Option<u64> {
     }
     fields.nth(18)?.parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocate_gives_a_wanted_address_only_when_free_and_in_the_subnet() {
+        let mut state = State::default();
+        let record = BridgeRecord {
+            subnet: "10.226.9.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 226, 9, 1),
+        };
+        state.bridges.insert("rbuild-t".into(), record);
+        let first = state.allocate("rbuild-t", "a", None).unwrap();
+        assert_eq!(first, Ipv4Addr::new(10, 226, 9, 2));
+        let wanted = Ipv4Addr::new(10, 226, 9, 50);
+        assert_eq!(
+            state.allocate("rbuild-t", "b", Some(wanted)).unwrap(),
+            wanted
+        );
+        for taken in [wanted, first, Ipv4Addr::new(10, 226, 9, 1)] {
+            assert!(matches!(
+                state.allocate("rbuild-t", "c", Some(taken)),
+                Err(NetworkError::AddressInUse(a)) if a == taken
+            ));
+        }
+        for outside in [Ipv4Addr::new(10, 99, 0, 5), Ipv4Addr::new(10, 226, 9, 255)] {
+            assert!(matches!(
+                state.allocate("rbuild-t", "c", Some(outside)),
+                Err(NetworkError::AddressOutside(a)) if a == outside
+            ));
+        }
+        assert_eq!(state.leases.len(), 2);
+    }
+}
