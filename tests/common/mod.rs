@@ -366,3 +366,19 @@ pub fn wait_all_succeeded(children: Vec<std::process::Child>) -> Vec<Output> {
     assert!(failed.is_empty(), "runs failed:\n{}", failed.join("\n"));
     outputs
 }
+
+/// Runs the shell command line `command` on a terminal: a pseudo-terminal made by
+/// util-linux's `script`, `TERM=xterm`, stdin from /dev/null and no `RBUILD_ROOT` (the
+/// command names its `--root`). Asserts it succeeded (`what` names it in the panic) and
+/// returns what the terminal showed, control sequences included; redirect in `command` what
+/// must not reach the terminal.
+pub fn run_on_terminal(what: &str, command: &str) -> String {
+    let out = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env("TERM", "xterm")
+        .env_remove("RBUILD_ROOT")
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn script (util-linux)");
+    assert_success(what, &out)
+}
