@@ -19,7 +19,9 @@
 #   push       `build -o type=registry,name=REG/bench:C` again (a cache hit: the push is the
 #              work) into a fresh docker-registry per run; pushed size = the registry's storage
 #   pull       `pull` from that registry into an empty store
-# Then the ratios zstd/gzip (and uncompressed/gzip) of every time and size.
+# Runs are interleaved (each round times every compression once, in turn) so that the load
+# of a shared machine falls on all of them alike. Then the ratios zstd/gzip (and
+# uncompressed/gzip) of every time and size.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 size=${1:-1024}
@@ -40,53 +42,78 @@ RUN mkdir /data && awk 'BEGIN { srand(1); n = split("the quick brown fox jumps o
     && for i in \$(seq 2 $parts); do cp /data/part-1 /data/part-\$i; done
 EOF
 
-declare -A T S # T[case|C]: median seconds; S[what|C]: bytes
+declare -A T S RUNS # T[case|C]: median seconds; S[what|C]: bytes; RUNS[case|C]: each run's seconds
 mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
-echo "compression benchmark: ${size} MiB image ($parts files of 64 MiB), $reps runs per case, in $work"
-for c in $compressions; do
-    root=$work/root-$c
-    R() { "$RBUILD" --root "$root" "$@"; }
-    fresh_store() { rm -rf "$root" && R import "$base" localhost/busybox:latest; }
-    build_c() { R build -q --network none --no-cache -o "type=image,name=bench:$c,compression=$c" "$work/ctx"; }
-    T[build|$c]=$(median_after "$reps" fresh_store build_c)
-    record "build (RUN + write layer)" "$c" "${T[build|$c]}"
-    # Sizes as the store keeps them: the layer blobs of the manifest.
-    S[layers|$c]=$(skopeo inspect --raw "oci:$root:bench:$c" |
-        python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))')
-
-    T[save|$c]=$(median_of "$reps" R save -o "$work/docker.tar" "bench:$c")
-    record "save (docker-archive)" "$c" "${T[save|$c]}"
-    S[save|$c]=$(stat -c %s "$work/docker.tar")
-    rm -f "$work/docker.tar"
-    T[save-oci|$c]=$(median_of "$reps" R save --format oci-archive -o "$work/oci.tar" "bench:$c")
-    record "save --format oci-archive" "$c" "${T[save-oci|$c]}"
-    S[save-oci|$c]=$(stat -c %s "$work/oci.tar")
-    rm -f "$work/oci.tar"
-
-    # One fresh registry per push (nothing there to skip); the first one stays for the pulls.
-    regs=()
-    for ((k = 0; k < reps; k++)); do
-        start_registry "$work/registry-$c-$k"
-        regs+=("$REGISTRY_ADDR")
+R() { local c=$1; shift; "$RBUILD" --root "$work/root-$c" "$@"; }
+# timed CASE C CMD...: runs CMD once (output discarded) and keeps its wall time.
+timed() {
+    local t
+    t=$(median_of 1 "${@:3}") || { echo "bench: $1 $2 failed" >&2; exit 1; }
+    RUNS[$1|$2]+=" $t"
+}
+# done_case CASE LABEL: the medians of CASE, printed.
+done_case() {
+    local c
+    for c in $compressions; do
+        T[$1|$c]=$(median ${RUNS[$1|$c]})
+        record "$2" "$c" "${T[$1|$c]}"
     done
-    push_no=0
-    push_c() {
-        local reg=${regs[$push_no]}
-        push_no=$((push_no + 1))
-        R build -q --network none -o "type=registry,name=$reg/bench:$c,compression=$c" "$work/ctx"
-    }
-    T[push|$c]=$(median_of "$reps" push_c)
-    record "build -o type=registry" "$c" "${T[push|$c]}"
-    S[push|$c]=$(du -sb "$work/registry-$c-0/data" | cut -f1)
-    for ((k = 1; k < reps; k++)); do rm -rf "$work/registry-$c-$k/data"; done
-    rm -rf "$root"
+}
+fresh_store() { rm -rf "$work/root-$1" && R "$1" import "$base" localhost/busybox:latest >/dev/null 2>&1; }
+build_c() { R "$1" build -q --network none --no-cache -o "type=image,name=bench:$1,compression=$1" "$work/ctx"; }
+push_c() { R "$1" build -q --network none -o "type=registry,name=$2/bench:$1,compression=$1" "$work/ctx"; }
 
-    pull_root=$work/pull-$c
-    empty_store() { rm -rf "$pull_root"; }
-    pull_c() { "$RBUILD" --root "$pull_root" pull -q "${regs[0]}/bench:$c"; }
-    T[pull|$c]=$(median_after "$reps" empty_store pull_c)
-    record "pull (empty store)" "$c" "${T[pull|$c]}"
-    rm -rf "$pull_root" "$work/registry-$c-0/data"
+echo "compression benchmark: ${size} MiB image ($parts files of 64 MiB), $reps rounds, in $work"
+for ((r = 0; r < reps; r++)); do
+    for c in $compressions; do
+        fresh_store "$c"
+        timed build "$c" build_c "$c"
+    done
+done
+done_case build "build (RUN + write layer)"
+for c in $compressions; do
+    # Sizes as the store keeps them: the layer blobs of the manifest.
+    S[layers|$c]=$(skopeo inspect --raw "oci:$work/root-$c:bench:$c" |
+        python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))')
+done
+
+for ((r = 0; r < reps; r++)); do
+    for c in $compressions; do
+        timed save "$c" R "$c" save -o "$work/docker.tar" "bench:$c"
+        S[save|$c]=$(stat -c %s "$work/docker.tar")
+        rm -f "$work/docker.tar"
+        timed save-oci "$c" R "$c" save --format oci-archive -o "$work/oci.tar" "bench:$c"
+        S[save-oci|$c]=$(stat -c %s "$work/oci.tar")
+        rm -f "$work/oci.tar"
+    done
+done
+done_case save "save (docker-archive)"
+done_case save-oci "save --format oci-archive"
+
+# Each push into a fresh registry (nothing there to skip); the first round's stay for the
+# pulls, the others are emptied at once (disk).
+declare -A REG
+for ((r = 0; r < reps; r++)); do
+    for c in $compressions; do
+        start_registry "$work/registry-$c-$r"
+        REG[$c|$r]=$REGISTRY_ADDR
+        timed push "$c" push_c "$c" "$REGISTRY_ADDR"
+        S[push|$c]=$(du -sb "$work/registry-$c-$r/data" | cut -f1)
+        ((r == 0)) || rm -rf "$work/registry-$c-$r/data"
+    done
+done
+done_case push "build -o type=registry"
+for c in $compressions; do rm -rf "$work/root-$c"; done
+
+for ((r = 0; r < reps; r++)); do
+    for c in $compressions; do
+        rm -rf "$work/pull-$c"
+        timed pull "$c" "$RBUILD" --root "$work/pull-$c" pull -q "${REG[$c|0]}/bench:$c"
+    done
+done
+done_case pull "pull (empty store)"
+for c in $compressions; do
+    rm -rf "$work/pull-$c" "$work/registry-$c-0/data"
     printf '  %-28s %-12s layers %s MiB, docker-archive %s MiB, oci-archive %s MiB, pushed %s MiB\n' \
         "sizes" "$c" "$(mib "${S[layers|$c]}")" "$(mib "${S[save|$c]}")" "$(mib "${S[save-oci|$c]}")" \
         "$(mib "${S[push|$c]}")"
@@ -97,8 +124,8 @@ ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || a =
 echo
 printf '%-28s %10s %10s %14s %12s %18s\n' CASE GZIP ZSTD UNCOMPRESSED ZSTD/GZIP UNCOMPRESSED/GZIP
 for k in build save save-oci push pull; do
-    printf '%-28s %10s %10s %14s %12s %18s\n' "$k (s)" "${T[$k|gzip]:--}" "${T[$k|zstd]:--}" \
-        "${T[$k|uncompressed]:--}" "$(ratio "${T[$k|zstd]:-}" "${T[$k|gzip]:-}")" \
+    printf '%-28s %10.2f %10.2f %14.2f %12s %18s\n' "$k (s)" "${T[$k|gzip]:-0}" "${T[$k|zstd]:-0}" \
+        "${T[$k|uncompressed]:-0}" "$(ratio "${T[$k|zstd]:-}" "${T[$k|gzip]:-}")" \
         "$(ratio "${T[$k|uncompressed]:-}" "${T[$k|gzip]:-}")"
 done
 for k in layers save save-oci push; do

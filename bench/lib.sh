@@ -43,6 +43,11 @@ stop_registries() {
 # have TOOL: true when TOOL is usable (peers may be missing on a developer machine).
 have() { command -v "$1" >/dev/null 2>&1; }
 
+# median X...: the median of the numbers X.
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+}
+
 # median_of N CMD...: runs CMD N times (output discarded) and prints the median wall time in
 # seconds (bash's clock: no `date` process in the measured time).
 median_of() {
@@ -54,7 +59,7 @@ median_of() {
         end=$EPOCHREALTIME
         times+=("$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')")
     done
-    printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+    median "${times[@]}"
 }
 
 # median_after N SETUP CMD...: like median_of, but runs SETUP (a command name, untimed)
@@ -69,7 +74,7 @@ median_after() {
         end=$EPOCHREALTIME
         times+=("$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')")
     done
-    printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+    median "${times[@]}"
 }
 
 # record CASE TOOL SECONDS: remember one median for the summary table.

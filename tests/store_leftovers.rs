@@ -8,22 +8,20 @@ mod common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use common::TestEnv;
 
 /// The paths `rbuild args` opened (open/openat, its threads and children too), by strace.
 fn opened_paths(env: &TestEnv, args: &[&str]) -> Vec<String> {
     let trace = env.path().join("trace.txt");
-    let out = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=open,openat", "-o"])
-        .arg(&trace)
-        .arg(common::rbuild_bin())
-        .arg("--root")
-        .arg(env.root())
+    let trace_arg = trace.display().to_string();
+    let out = env
+        .cmd_under(
+            "strace",
+            ["-f", "-qq", "-e", "trace=open,openat", "-o", &trace_arg],
+        )
         .args(args)
-        .env_remove("RBUILD_ROOT")
-        .stdin(Stdio::null())
         .output()
         .expect("spawn strace (Debian package strace)");
     common::assert_success(&format!("strace rbuild {args:?}"), &out);

@@ -161,9 +161,9 @@ impl Store {
                 if let Some(_lock) = try_lock(&path) {
                     // The containers first: a kill in between leaves the session and its
                     // marks for the next command.
-                    let (removed, all_gone) = self.clean_marked_containers(&path)?;
+                    let (removed, done) = self.clean_marked_containers(&path)?;
                     freed += removed;
-                    if all_gone {
+                    if done {
                         freed += remove_tree(&path).unwrap_or(0);
                     }
                 }
@@ -175,9 +175,9 @@ impl Store {
     }
 
     /// Removes the `--rm` containers the dead session `dir` marks (when their lease is free
-    /// and they have no record). Returns the bytes freed and whether none is left: a lease
-    /// still locked (a child of the dead process holding it a moment longer) keeps the
-    /// session, and so its mark, for the next command.
+    /// and they have no record). Returns the bytes freed and whether the session may go: not
+    /// while a marked lease is still locked (a child of the dead process holding it a moment
+    /// longer), so that its mark stays for the next command.
     fn clean_marked_containers(&self, dir: &Path) -> Result<(u64, bool), StoreError> {
         let ids: Vec<String> = fs::read_dir(dir)
             .map(|d| {
@@ -195,8 +195,8 @@ impl Store {
             return Ok((0, true));
         }
         let freed = self.clean_dead_containers(Some(&ids))?;
-        let all_gone = ids.iter().all(|id| !self.container_dir(id).is_dir());
-        Ok((freed, all_gone))
+        let held = ids.iter().any(|id| self.lease_locked(id));
+        Ok((freed, !held))
     }
 }
 

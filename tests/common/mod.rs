@@ -382,3 +382,23 @@ pub fn run_on_terminal(what: &str, command: &str) -> String {
         .expect("spawn script (util-linux)");
     assert_success(what, &out)
 }
+
+impl TestEnv {
+    /// `WRAPPER WRAPPER_ARGS rbuild --root ROOT` (a tool that measures or traces rbuild,
+    /// such as `/usr/bin/time` or `strace`), stdin closed, no `RBUILD_ROOT`: add rbuild's
+    /// arguments.
+    pub fn cmd_under<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        wrapper: &str,
+        wrapper_args: impl IntoIterator<Item = S>,
+    ) -> Command {
+        let mut cmd = Command::new(wrapper);
+        cmd.args(wrapper_args)
+            .arg(rbuild_bin())
+            .arg("--root")
+            .arg(self.root())
+            .env_remove("RBUILD_ROOT")
+            .stdin(Stdio::null());
+        cmd
+    }
+}
