@@ -1,77 +1,135 @@
 #!/usr/bin/env bash
-# Benchmark: gzip vs zstd layers (`build -o …,compression=`, issue 14) on a ~1 GiB compressible
-# image: writing the layer (build), save (oci-archive: blobs as stored; docker-archive:
-# layers decompressed), push to a fresh local registry and pull back, with sizes.
+# Benchmark (issue 14): gzip vs zstd layers, uncompressed as the reference, on a ~1 GiB
+# compressible image: time and size of writing, saving, pushing and pulling it.
 #
 #   bench/compression.sh [SIZE_MIB]            (by hand, never from tests)
+#       REPS=N                 runs per case (default 3), medians printed
+#       COMPRESSIONS="gzip zstd uncompressed"  the formats measured (the default)
 #
-# The data is real files (a tar of the host's /usr/share, then /usr/lib, cut at SIZE_MIB,
-# default 1024, as one file): text, binaries and already-compressed files, as in a typical
-# image. Each
-# compression builds `FROM scratch` + `COPY data /data` in its own empty store (no cache
-# shared), so the build time is the COPY with its layer compression. One docker-registry per
-# compression on a free 127.0.0.1 port. Times are medians of REPS runs (default 1: each run
-# moves 1 GiB several times on a shared machine). COMPRESSIONS="zstd" runs one of them.
+# The image is busybox plus SIZE_MIB (default 1024) of log-like text that a RUN step makes
+# with busybox awk (random words and numbers: gzip and zstd shrink it about 3.5x, as text in
+# real images), in 64 MiB files (one generated chunk written again under each name; copies
+# are 64 MiB apart, beyond gzip's and zstd's match windows, so they compress as fresh text).
+# Per compression C, each in its own store with only busybox imported:
+#   build      `build --no-cache -o type=image,compression=C`: the RUN step and the layer
+#              written in C (the uncompressed row is the step plus writing the plain tar: the
+#              difference to it is the compression's cost)
+#   save       `save` (docker-archive: layer tars always uncompressed, as docker writes them)
+#              and `save --format oci-archive` (the blobs as stored), time and archive size
+#   push       `build -o type=registry,name=REG/bench:C` again (a cache hit: the push is the
+#              work) into a fresh docker-registry per run; pushed size = the registry's storage
+#   pull       `pull` from that registry into an empty store
+# Runs are interleaved (each round times every compression once, in turn) so that the load
+# of a shared machine falls on all of them alike. Then the ratios zstd/gzip (and
+# uncompressed/gzip) of every time and size.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 size=${1:-1024}
-reps=${REPS:-1}
+reps=${REPS:-3}
+compressions=${COMPRESSIONS:-gzip zstd uncompressed}
 ensure_rbuild
+base=/var/lib/rbuild-peers/busybox-rootfs.tar
 
 work=$(mktemp -d /var/tmp/rbuild-compression-bench.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
+trap 'stop_registries; rm -rf "$work"' EXIT
+[ -f "$base" ] || { base=$work/busybox.tar; bash "$PROJECT_DIR/testdata/base/busybox-rootfs.sh" --tar "$base"; }
+
+parts=$(((size + 63) / 64))
+mkdir -p "$work/ctx"
+cat >"$work/ctx/Dockerfile" <<EOF
+FROM localhost/busybox:latest
+RUN mkdir /data && awk 'BEGIN { srand(1); n = split("the quick brown fox jumps over lazy dog image layer build cache registry push pull save load error warning info debug request response GET POST /api/v1/items user session token", w, " "); for (i = 0; i < 900000; i++) printf "2026-12-04T%02d:%02d:%02d.%03dZ %s %s id=%d %s %s %s bytes=%d\\n", i % 24, i % 60, (i * 7) % 60, i % 1000, w[int(rand() * n) + 1], w[int(rand() * n) + 1], i * 31, w[int(rand() * n) + 1], w[int(rand() * n) + 1], w[int(rand() * n) + 1], int(rand() * 100000) }' | head -c 67108864 > /data/part-1 \\
+    && for i in \$(seq 2 $parts); do cp /data/part-1 /data/part-\$i; done
+EOF
+
+declare -A T S RUNS # T[case|C]: median seconds; S[what|C]: bytes; RUNS[case|C]: each run's seconds
+mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
+R() { local c=$1; shift; "$RBUILD" --root "$work/root-$c" "$@"; }
+# timed CASE C CMD...: runs CMD once (output discarded) and keeps its wall time.
+timed() {
+    local t
+    t=$(median_of 1 "${@:3}") || { echo "bench: $1 $2 failed" >&2; exit 1; }
+    RUNS[$1|$2]+=" $t"
 }
-trap cleanup EXIT
-
-# start_registry: a fresh docker-registry on a free port; its address goes into $registry.
-start_registry() {
-    local port dir
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    dir=$work/registry-$port
-    mkdir -p "$dir"
-    printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%s\n' "$dir/data" "$port" >"$dir/config.yml"
-    /usr/bin/docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-    pids+=($!)
-    for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
-    registry=127.0.0.1:$port
+# done_case CASE LABEL: the medians of CASE, printed.
+done_case() {
+    local c
+    for c in $compressions; do
+        T[$1|$c]=$(median ${RUNS[$1|$c]})
+        record "$2" "$c" "${T[$1|$c]}"
+    done
 }
+fresh_store() { rm -rf "$work/root-$1" && R "$1" import "$base" localhost/busybox:latest >/dev/null 2>&1; }
+build_c() { R "$1" build -q --network none --no-cache -o "type=image,name=bench:$1,compression=$1" "$work/ctx"; }
+push_c() { R "$1" build -q --network none -o "type=registry,name=$2/bench:$1,compression=$1" "$work/ctx"; }
 
-echo "collecting ${size} MiB of /usr in $work"
-mkdir -p "$work/ctx/data"
-# One stream of real files (a tar of /usr/share then /usr/lib), cut at SIZE_MIB.
-tar -C /usr -cf - share lib 2>/dev/null | head -c "$((size << 20))" >"$work/ctx/data/usr.tar" || true
-printf 'FROM scratch\nCOPY data /data\n' >"$work/ctx/Dockerfile"
-echo "data: $(du -sm "$work/ctx/data" | cut -f1) MiB in $(find "$work/ctx/data" -type f | wc -l) files"
+echo "compression benchmark: ${size} MiB image ($parts files of 64 MiB), $reps rounds, in $work"
+for ((r = 0; r < reps; r++)); do
+    for c in $compressions; do
+        fresh_store "$c"
+        timed build "$c" build_c "$c"
+    done
+done
+done_case build "build (RUN + write layer)"
+for c in $compressions; do
+    # Sizes as the store keeps them: the layer blobs of the manifest.
+    S[layers|$c]=$(skopeo inspect --raw "oci:$work/root-$c:bench:$c" |
+        python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))')
+done
 
-blob_size() { # ROOT NAME: the compressed size of the image's layers, from the store
-    "$RBUILD" --root "$1" inspect -f '{{.Id}}' "$2" >/dev/null
-    skopeo inspect --raw "oci:$1:$2" | python3 -c 'import json,sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))'
-}
+for ((r = 0; r < reps; r++)); do
+    for c in $compressions; do
+        timed save "$c" R "$c" save -o "$work/docker.tar" "bench:$c"
+        S[save|$c]=$(stat -c %s "$work/docker.tar")
+        rm -f "$work/docker.tar"
+        timed save-oci "$c" R "$c" save --format oci-archive -o "$work/oci.tar" "bench:$c"
+        S[save-oci|$c]=$(stat -c %s "$work/oci.tar")
+        rm -f "$work/oci.tar"
+    done
+done
+done_case save "save (docker-archive)"
+done_case save-oci "save --format oci-archive"
 
-for c in ${COMPRESSIONS:-gzip zstd}; do
-    root=$work/root-$c
-    build_once() { rm -rf "$root"; "$RBUILD" --root "$root" build -q -o "type=image,name=bench:$c,compression=$c" "$work/ctx"; }
-    t_build=$(median_of "$reps" build_once)
-    record "build (write layer)" "$c" "$t_build"
-    t_save=$(median_of "$reps" "$RBUILD" --root "$root" save --format oci-archive -o "$work/$c.oci.tar" "bench:$c")
-    record "save oci-archive" "$c" "$t_save"
-    t_saved=$(median_of "$reps" "$RBUILD" --root "$root" save -o "$work/$c.docker.tar" "bench:$c")
-    record "save docker-archive" "$c" "$t_saved"
-    # A fresh registry (started here: median_of runs in a subshell, whose variables are
-    # lost); with REPS > 1 the later pushes find the blobs there already.
-    start_registry
-    "$RBUILD" --root "$root" tag "bench:$c" "$registry/bench:$c"
-    t_push=$(median_of "$reps" "$RBUILD" --root "$root" push "$registry/bench:$c")
-    record "push (fresh registry)" "$c" "$t_push"
-    pull_once() { rm -rf "$work/pull-$c"; "$RBUILD" --root "$work/pull-$c" pull "$registry/bench:$c"; }
-    t_pull=$(median_of "$reps" pull_once)
-    record "pull (empty store)" "$c" "$t_pull"
-    printf '  %-28s %-10s %8d MiB (layer blobs), oci-archive %d MiB\n' "size" "$c" \
-        $(( $(blob_size "$root" "bench:$c") >> 20 )) $(( $(stat -c %s "$work/$c.oci.tar") >> 20 ))
-    rm -f "$work/$c.oci.tar" "$work/$c.docker.tar"
-    rm -rf "$work/pull-$c" "$root"
+# Each push into a fresh registry (nothing there to skip); the first round's stay for the
+# pulls, the others are emptied at once (disk).
+declare -A REG
+for ((r = 0; r < reps; r++)); do
+    for c in $compressions; do
+        start_registry "$work/registry-$c-$r"
+        REG[$c|$r]=$REGISTRY_ADDR
+        timed push "$c" push_c "$c" "$REGISTRY_ADDR"
+        S[push|$c]=$(du -sb "$work/registry-$c-$r/data" | cut -f1)
+        ((r == 0)) || rm -rf "$work/registry-$c-$r/data"
+    done
+done
+done_case push "build -o type=registry"
+for c in $compressions; do rm -rf "$work/root-$c"; done
+
+for ((r = 0; r < reps; r++)); do
+    for c in $compressions; do
+        rm -rf "$work/pull-$c"
+        timed pull "$c" "$RBUILD" --root "$work/pull-$c" pull -q "${REG[$c|0]}/bench:$c"
+    done
+done
+done_case pull "pull (empty store)"
+for c in $compressions; do
+    rm -rf "$work/pull-$c" "$work/registry-$c-0/data"
+    printf '  %-28s %-12s layers %s MiB, docker-archive %s MiB, oci-archive %s MiB, pushed %s MiB\n' \
+        "sizes" "$c" "$(mib "${S[layers|$c]}")" "$(mib "${S[save|$c]}")" "$(mib "${S[save-oci|$c]}")" \
+        "$(mib "${S[push|$c]}")"
+done
+
+# ratio X Y: X / Y with 2 decimals, "-" when either is missing.
+ratio() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a == "" || b == "" || a == "nan" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+echo
+printf '%-28s %10s %10s %14s %12s %18s\n' CASE GZIP ZSTD UNCOMPRESSED ZSTD/GZIP UNCOMPRESSED/GZIP
+for k in build save save-oci push pull; do
+    printf '%-28s %10.2f %10.2f %14.2f %12s %18s\n' "$k (s)" "${T[$k|gzip]:-0}" "${T[$k|zstd]:-0}" \
+        "${T[$k|uncompressed]:-0}" "$(ratio "${T[$k|zstd]:-}" "${T[$k|gzip]:-}")" \
+        "$(ratio "${T[$k|uncompressed]:-}" "${T[$k|gzip]:-}")"
+done
+for k in layers save save-oci push; do
+    printf '%-28s %10s %10s %14s %12s %18s\n' "$k (MiB)" "$(mib "${S[$k|gzip]:-0}")" \
+        "$(mib "${S[$k|zstd]:-0}")" "$(mib "${S[$k|uncompressed]:-0}")" \
+        "$(ratio "${S[$k|zstd]:-}" "${S[$k|gzip]:-}")" "$(ratio "${S[$k|uncompressed]:-}" "${S[$k|gzip]:-}")"
 done

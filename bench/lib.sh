@@ -14,8 +14,39 @@ ensure_rbuild() {
     (cd "$PROJECT_DIR" && cargo build --release -q) || { echo "bench: cargo build failed" >&2; exit 1; }
 }
 
+# start_registry DIR: a fresh, empty docker-registry (Debian's docker-registry package) on a
+# free 127.0.0.1 port, its storage and log under DIR (made here), ready when this returns.
+# Sets REGISTRY_ADDR (host:port) and adds its pid to REGISTRY_PIDS; stop_registries ends them
+# (call it from the script's EXIT trap). Not inside $(...): the variables would be lost.
+REGISTRY_PIDS=()
+start_registry() {
+    local dir=$1 port
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    mkdir -p "$dir"
+    printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%s\n' "$dir/data" "$port" >"$dir/config.yml"
+    /usr/bin/docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
+    REGISTRY_PIDS+=($!)
+    REGISTRY_ADDR=127.0.0.1:$port
+    for _ in $(seq 100); do curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    echo "bench: docker-registry on $REGISTRY_ADDR did not start (log: $dir/log)" >&2
+    return 1
+}
+
+# stop_registries: ends the registries start_registry started.
+stop_registries() {
+    local p
+    for p in "${REGISTRY_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${REGISTRY_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    REGISTRY_PIDS=()
+}
+
 # have TOOL: true when TOOL is usable (peers may be missing on a developer machine).
 have() { command -v "$1" >/dev/null 2>&1; }
+
+# median X...: the median of the numbers X.
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+}
 
 # median_of N CMD...: runs CMD N times (output discarded) and prints the median wall time in
 # seconds (bash's clock: no `date` process in the measured time).
@@ -28,7 +59,7 @@ median_of() {
         end=$EPOCHREALTIME
         times+=("$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')")
     done
-    printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+    median "${times[@]}"
 }
 
 # median_after N SETUP CMD...: like median_of, but runs SETUP (a command name, untimed)
@@ -43,7 +74,7 @@ median_after() {
         end=$EPOCHREALTIME
         times+=("$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')")
     done
-    printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+    median "${times[@]}"
 }
 
 # record CASE TOOL SECONDS: remember one median for the summary table.

@@ -26,29 +26,15 @@ curl -fsS "http://$registry/v2/" >/dev/null || { echo "bench: no registry at htt
 ensure_rbuild
 
 work=$(mktemp -d /var/tmp/rbuild-registry-bench.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'stop_registries; rm -rf "$work"' EXIT
 
 # fresh_registries K: starts K empty docker-registry instances; their ports go into $ports.
 ports=()
 fresh_registries() {
-    local k port dir
+    local k
     for ((k = 0; k < $1; k++)); do
-        port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-        dir=$work/registry-$port
-        mkdir -p "$dir"
-        printf 'version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$dir/data" "$port" >"$dir/config.yml"
-        /usr/bin/docker-registry serve "$dir/config.yml" >"$dir/log" 2>&1 &
-        pids+=($!)
-        ports+=("$port")
-    done
-    for port in "${ports[@]}"; do
-        for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
+        start_registry "$work/registry-$k"
+        ports+=("${REGISTRY_ADDR#127.0.0.1:}")
     done
 }
 echo "generating a ${size} MiB rootfs in $work"

@@ -5,10 +5,8 @@
 
 mod build_support;
 
-use std::process::Stdio;
-
 use build_support::http::{route, serve, Routes};
-use build_support::{assert_success, path_str, stderr, stdout, BuildEnv, TestEnv};
+use build_support::{assert_success, path_str, run_on_terminal, stderr, stdout, BuildEnv, TestEnv};
 
 /// A store holding `app:v1`, two layers (the busybox base plus one COPY of 300 KB); returns
 /// it with the short IDs of its layers' DiffIDs (as docker-archive names them).
@@ -132,14 +130,7 @@ fn save_and_load_on_a_terminal_end_with_every_layer_done() {
         file = file.display(),
         out = stdout_file.display(),
     );
-    let out = std::process::Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .env("TERM", "xterm")
-        .env_remove("RBUILD_ROOT")
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn script");
-    let screen = assert_success("script rbuild save/load", &out);
+    let screen = run_on_terminal("script rbuild save/load", &command);
     assert!(screen.contains(": Saving"), "{screen:?}");
     assert!(screen.contains(": Loading layer ["), "{screen:?}");
     for l in &layers {

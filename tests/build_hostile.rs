@@ -22,13 +22,9 @@ fn context(env: &TestEnv, name: &str, dockerfile: &[u8]) -> std::path::PathBuf {
 /// time's line) and the peak RSS in KiB.
 fn build_measured(env: &TestEnv, args: &[&str]) -> (Option<i32>, String, u64) {
     let report = env.path().join("time.txt");
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "%M", "-o", path_str(&report), rbuild_bin()])
-        .arg("--root")
-        .arg(env.root())
+    let out = env
+        .cmd_under("/usr/bin/time", ["-f", "%M", "-o", path_str(&report)])
         .args(args)
-        .env_remove("RBUILD_ROOT")
-        .stdin(Stdio::null())
         .output()
         .expect("run /usr/bin/time (Debian package time)");
     let rss = std::fs::read_to_string(&report).unwrap();

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::registry::Registry;
 use common::{assert_success, stderr, stdout, TestEnv};
 
@@ -143,14 +141,7 @@ fn pull_on_a_terminal_ends_with_every_layer_done() {
         env2.root().display(),
         stdout_file.display()
     );
-    let out = std::process::Command::new("script")
-        .args(["-qec", &command, "/dev/null"])
-        .env("TERM", "xterm")
-        .env_remove("RBUILD_ROOT")
-        .stdin(Stdio::null())
-        .output()
-        .expect("spawn script");
-    let screen = assert_success("script rbuild pull", &out);
+    let screen = common::run_on_terminal("script rbuild pull", &command);
     // The bar was drawn (the first update draws at once) with its verb.
     assert!(screen.contains(": Downloading ["), "{screen:?}");
     let plain_out = std::fs::read_to_string(&stdout_file).expect("stdout file");

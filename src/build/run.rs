@@ -91,8 +91,7 @@ pub(crate) fn execute(
     // skip overlayfs's sync of it on unmount, which costs far more than the step itself.
     container.volatile_overlay = true;
     for limit in &spec.ulimits {
-        container.rlimits.retain(|r| r.resource != limit.resource);
-        container.rlimits.push(*limit);
+        crate::container::limits::override_rlimit(&mut container.rlimits, *limit);
     }
     if spec.shm_size.is_some() {
         container.shm_size = spec.shm_size;

@@ -215,12 +215,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
             .push(crate::container::limits::parse_ulimit(value)?);
     }
     if let Some(value) = &args.shm_size {
-        let bytes = crate::container::limits::parse_bytes(value)
-            .filter(|b| *b > 0)
-            .ok_or_else(|| {
-                anyhow::anyhow!("invalid --shm-size {value:?}: expected a size such as 64m")
-            })?;
-        options.shm_size = Some(bytes);
+        options.shm_size = Some(crate::container::limits::parse_shm_size(value)?);
     }
     options.network_default = args.network == "default";
     options.platform = args.platform.clone();

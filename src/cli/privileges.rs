@@ -40,14 +40,7 @@ impl PrivilegeArgs {
             privileges.devices.push(security::parse_device(value)?);
         }
         if let Some(value) = &self.shm_size {
-            let bytes = container::limits::parse_bytes(value)
-                .filter(|b| *b > 0)
-                .ok_or_else(|| container::ContainerError::BadOption {
-                    flag: "--shm-size",
-                    value: value.clone(),
-                    reason: "invalid size".into(),
-                })?;
-            privileges.shm_size = Some(bytes);
+            privileges.shm_size = Some(container::limits::parse_shm_size(value)?);
         }
         for value in &self.tmpfs {
             options.add_mount(container::volumes::MountRequest::Mount(

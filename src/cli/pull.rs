@@ -32,12 +32,11 @@ pub fn run(globals: &Globals, args: PullArgs) -> anyhow::Result<i32> {
     let store = open_store(globals)?;
     let quiet = args.quiet;
     if !quiet {
-        let what = match (&reference.digest, &reference.tag) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.clone(),
-            (None, None) => "latest".into(),
-        };
-        println!("{what}: Pulling from {}", reference.path);
+        println!(
+            "{}: Pulling from {}",
+            reference.manifest_ref(),
+            reference.path
+        );
     }
     let transfer = Transfer::new(args.progress, quiet, "Downloading", std::io::stdout());
     let progress = |e| transfer.registry_event(e);

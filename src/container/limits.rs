@@ -56,6 +56,25 @@ pub fn parse_bytes(value: &str) -> Option<u64> {
     Some((number * (1u64 << shift) as f64) as u64)
 }
 
+/// `--shm-size` of `run` and `build`: the size of `/dev/shm`, a positive size as
+/// [`parse_bytes`] reads it (docker's `RAMInBytes`; 0 or garbage is refused).
+pub fn parse_shm_size(value: &str) -> Result<u64, ContainerError> {
+    parse_bytes(value)
+        .filter(|b| *b > 0)
+        .ok_or_else(|| ContainerError::BadOption {
+            flag: "--shm-size",
+            value: value.to_string(),
+            reason: "invalid size".into(),
+        })
+}
+
+/// Docker's `--ulimit` rule, for `run` and `build`'s RUN steps alike: `limit` replaces the
+/// entry of `rlimits` for its resource (the runtime's default), or is added.
+pub fn override_rlimit(rlimits: &mut Vec<Rlimit>, limit: Rlimit) {
+    rlimits.retain(|r| r.resource != limit.resource);
+    rlimits.push(limit);
+}
+
 /// The cgroup limits of `flags` over the defaults (podman's pids limit), and the rlimits:
 /// `defaults` with each `--ulimit` replacing the entry for its resource.
 pub fn resolve(
@@ -129,9 +148,7 @@ pub fn resolve(
     }
     let mut rlimits = defaults;
     for value in &flags.ulimits {
-        let limit = parse_ulimit(value)?;
-        rlimits.retain(|r| r.resource != limit.resource);
-        rlimits.push(limit);
+        override_rlimit(&mut rlimits, parse_ulimit(value)?);
     }
     Ok((resources, rlimits))
 }
@@ -185,6 +202,12 @@ mod tests {
         assert_eq!(parse_bytes("2 GiB"), Some(2 << 30));
         assert_eq!(parse_bytes("x"), None);
         assert_eq!(parse_bytes("12q"), None);
+        assert_eq!(parse_shm_size("128m").unwrap(), 128 << 20);
+        assert!(parse_shm_size("0")
+            .unwrap_err()
+            .to_string()
+            .contains("--shm-size"));
+        assert!(parse_shm_size("lots").is_err());
     }
 
     #[test]

@@ -169,8 +169,6 @@ pub enum ContainerError {
     },
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
-    #[error("network {0} not found")]
-    NoSuchNetwork(String),
     #[error(transparent)]
     Capability(#[from] rbuild_runtime::CapabilityError),
     /// A flag value docker would refuse too (cobra's wording, the reason).

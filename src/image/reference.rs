@@ -158,6 +158,16 @@ impl Reference {
         s
     }
 
+    /// What a registry's manifest endpoint is asked for: the digest when there is one, else
+    /// the tag (`latest` when there is none).
+    pub fn manifest_ref(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t.clone(),
+            (None, None) => "latest".to_string(),
+        }
+    }
+
     /// The same reference with a different tag and no digest.
     pub fn with_tag(&self, tag: &str) -> Reference {
         Reference {

@@ -281,11 +281,7 @@ fn import_registry(
     let client = Client::new(&reference.domain, options)?;
     let repo = reference.path.as_str();
     let scopes = [Scope::pull(repo)];
-    let target = match (&reference.digest, &reference.tag) {
-        (Some(d), _) => d.to_string(),
-        (None, Some(t)) => t.clone(),
-        (None, None) => "latest".to_string(),
-    };
+    let target = reference.manifest_ref();
     let (bytes, _, _) = get_manifest(&client, &scopes, repo, &target, reference.digest.as_ref())?;
     let manifest: Manifest = serde_json::from_slice(&bytes)
         .map_err(|e| RegistryError::Invalid(format!("cache {reference}: manifest: {e}")))?;

@@ -57,11 +57,7 @@ pub fn pull_with_progress(
     let client = Client::new(&reference.domain, &options.registry)?;
     let repo = reference.path.as_str();
     let scopes = [Scope::pull(repo)];
-    let target = match (&reference.digest, &reference.tag) {
-        (Some(d), _) => d.to_string(),
-        (None, Some(t)) => t.clone(),
-        (None, None) => "latest".to_string(),
-    };
+    let target = reference.manifest_ref();
     let (mut bytes, mut media_type, top_digest) =
         get_manifest(&client, &scopes, repo, &target, reference.digest.as_ref())?;
     if is_index(&media_type, &bytes) {

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::db::{db_err, load_all, load_all_in, ImageRecord, TagList, SNAPSHOTS};
+use super::db::{db_err, load_all, load_all_in, table_rows, ImageRecord, TagList, SNAPSHOTS};
 use super::images::{resolve_in, GC_GRACE};
 use super::{Store, StoreError};
 use crate::image::digest::Digest;
@@ -72,7 +72,7 @@ impl Store {
     /// Every build cache record (key hex → record JSON) in one read transaction, for a build
     /// to look its keys up without opening the database per step.
     pub fn cache_records(&self) -> Result<HashMap<String, Vec<u8>>, StoreError> {
-        self.read_db(|tx| Ok(cache_rows(tx)?.into_iter().collect()))
+        self.read_db(|tx| Ok(table_rows(tx, CACHE)?.into_iter().collect()))
     }
 
     /// What a build reads before it starts, in one read transaction (each opening of the
@@ -81,7 +81,7 @@ impl Store {
     pub fn build_view(&self) -> Result<BuildView, StoreError> {
         self.read_db(|tx| {
             let (images, tags) = load_all_in(tx)?;
-            let cache_records = cache_rows(tx)?.into_iter().collect();
+            let cache_records = table_rows(tx, CACHE)?.into_iter().collect();
             Ok(BuildView {
                 images,
                 tags,
@@ -139,7 +139,7 @@ impl Store {
         tx: &redb::ReadTransaction,
     ) -> Result<Vec<LayerInfo>, StoreError> {
         let mut out = Vec::new();
-        for (_, value) in cache_rows(tx)? {
+        for (_, value) in table_rows(tx, CACHE)? {
             if let Ok(CacheRecord { layer: Some(l), .. }) = serde_json::from_slice(&value) {
                 out.push(l);
             }
@@ -237,7 +237,7 @@ impl Store {
     pub fn cache_list(&self) -> Result<Vec<(Digest, CacheRecord)>, StoreError> {
         self.read_db(|tx| {
             let mut out = Vec::new();
-            for (key, value) in cache_rows(tx)? {
+            for (key, value) in table_rows(tx, CACHE)? {
                 let (Ok(key), Ok(rec)) = (
                     Digest::from_hex(&key),
                     serde_json::from_slice::<CacheRecord>(&value),
@@ -276,19 +276,4 @@ impl Store {
             Ok(())
         })
     }
-}
-
-/// Every row of the build cache table (key hex, record JSON); none when the table is missing.
-fn cache_rows(tx: &redb::ReadTransaction) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-    let table = match tx.open_table(CACHE) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(db_err(e)),
-    };
-    let mut out = Vec::new();
-    for row in table.iter().map_err(db_err)? {
-        let (key, value) = row.map_err(db_err)?;
-        out.push((key.value().to_string(), value.value().to_vec()));
-    }
-    Ok(out)
 }

@@ -3,7 +3,7 @@
 //! What is checked: `index.json` matches the database; every image's manifest, config and
 //! layer blobs are present with the digest and size recorded; every snapshot dir under a
 //! final (chain ID) name holds every path of its layer's tar; container leases name blobs
-//! that exist; no leftovers of dead processes remain ([`Store::clean_leftovers`] runs first).
+//! that exist; no leftovers of dead processes remain ([`Store::clean_all_leftovers`] runs first).
 //! A store that a kill interrupted mid-`index.json` rewrite is repaired on the way (as any
 //! read would), and noted.
 
@@ -35,7 +35,7 @@ impl Store {
     /// the store once.
     pub fn check(&self) -> Result<CheckReport, StoreError> {
         let mut report = CheckReport::default();
-        let freed = self.clean_leftovers()?;
+        let freed = self.clean_all_leftovers()?;
         if freed > 0 {
             report
                 .notes

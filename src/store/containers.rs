@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::db::{db_err, ImageRecord, IMAGES};
+use super::db::{db_err, table_rows, ImageRecord, IMAGES};
 use super::leases::{ContainerUse, Lease};
 use super::{ImageId, Store, StoreError};
 
@@ -314,19 +314,12 @@ impl Store {
     /// comes through here.
     pub fn list_containers(&self) -> Result<Vec<ContainerRecord>, StoreError> {
         self.read_db(|tx| {
-            let t = match tx.open_table(CONTAINERS) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(db_err(e)),
-            };
-            let mut out = Vec::new();
-            for row in t.iter().map_err(db_err)? {
-                let (id, rec) = row.map_err(db_err)?;
-                out.push(
-                    serde_json::from_slice::<ContainerRecord>(rec.value())
-                        .map_err(|e| bad_json(id.value(), e))?,
-                );
-            }
+            let mut out = table_rows(tx, CONTAINERS)?
+                .into_iter()
+                .map(|(id, rec)| {
+                    serde_json::from_slice::<ContainerRecord>(&rec).map_err(|e| bad_json(&id, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             out.sort_by(|a, b| b.created.cmp(&a.created).then(a.id.cmp(&b.id)));
             Ok(out)
         })

@@ -29,6 +29,26 @@ pub(crate) fn db_err(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Db(Box::new(e.into()))
 }
 
+/// Every row of `table` (key, JSON bytes) in key order; none when the table does not exist
+/// (nothing was ever written to it). The one reader of whole tables, for the build cache,
+/// volume and download records.
+pub(crate) fn table_rows(
+    tx: &redb::ReadTransaction,
+    table: TableDefinition<&str, &[u8]>,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let table = match tx.open_table(table) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(db_err(e)),
+    };
+    let mut out = Vec::new();
+    for row in table.iter().map_err(db_err)? {
+        let (key, value) = row.map_err(db_err)?;
+        out.push((key.value().to_string(), value.value().to_vec()));
+    }
+    Ok(out)
+}
+
 impl Store {
     /// Takes the store's exclusive lock (an flock on `<root>/lock`, released when the file is
     /// dropped).

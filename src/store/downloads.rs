@@ -6,10 +6,10 @@
 use std::fs;
 use std::path::Path;
 
-use redb::{ReadableTable, TableDefinition};
+use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
-use super::db::db_err;
+use super::db::{db_err, table_rows};
 use super::{Store, StoreError};
 use crate::image::digest::Digest;
 
@@ -68,18 +68,10 @@ impl Store {
     /// The blobs download records keep (read in `db`, for the garbage collector).
     pub(crate) fn download_blobs(&self, db: &redb::Database) -> Result<Vec<Digest>, StoreError> {
         let tx = db.begin_read().map_err(db_err)?;
-        let table = match tx.open_table(DOWNLOADS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(db_err(e)),
-        };
-        let mut out = Vec::new();
-        for row in table.iter().map_err(db_err)? {
-            let (_, value) = row.map_err(db_err)?;
-            if let Ok(r) = serde_json::from_slice::<DownloadRecord>(value.value()) {
-                out.push(r.digest);
-            }
-        }
-        Ok(out)
+        Ok(table_rows(&tx, DOWNLOADS)?
+            .into_iter()
+            .filter_map(|(_, value)| serde_json::from_slice::<DownloadRecord>(&value).ok())
+            .map(|r| r.digest)
+            .collect())
     }
 }

@@ -498,7 +498,7 @@ impl Store {
                 .unwrap_or(false)
         };
         // Dead sessions' temp files, first (their owners are provably gone).
-        let leftovers = self.clean_leftovers()?;
+        let leftovers = self.clean_all_leftovers()?;
         self.with_db(|db| {
             let (records, _) = load_all(db)?;
             let mut live: HashSet<String> = HashSet::new();

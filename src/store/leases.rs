@@ -89,6 +89,13 @@ impl Store {
         let dir = self.container_dir(id);
         let parent = self.root.join("containers");
         fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+        if !lease.recorded {
+            // Before the dir appears: a kill from here on leaves the mark in the session.
+            let mark = session
+                .dir
+                .join(format!("{}{id}", super::session::RM_CONTAINER_MARK));
+            fs::File::create(&mark).map_err(io_err(&mark))?;
+        }
         let lock = self.lock()?;
         if !lease.chains.iter().all(|c| self.snapshot_path(c).is_dir())
             || !lease.volumes.iter().all(|v| self.volume_data(v).is_dir())
@@ -172,15 +179,18 @@ impl Store {
     }
 
     /// Removes the dirs of `--rm` containers whose runner died (lease unlocked, no record),
-    /// under the store lock, then their anonymous volumes no other container uses. Returns
-    /// the bytes freed.
-    pub(crate) fn clean_dead_containers(&self) -> Result<u64, StoreError> {
-        let Ok(dir) = fs::read_dir(self.root.join("containers")) else {
-            return Ok(0);
+    /// under the store lock, then their anonymous volumes no other container uses: those of
+    /// `ids`, or of every container (`None`: reads every lease). Returns the bytes freed.
+    pub(crate) fn clean_dead_containers(&self, ids: Option<&[String]>) -> Result<u64, StoreError> {
+        let dirs: Vec<PathBuf> = match ids {
+            Some(ids) => ids.iter().map(|id| self.container_dir(id)).collect(),
+            None => match fs::read_dir(self.root.join("containers")) {
+                Ok(dir) => dir.flatten().map(|e| e.path()).collect(),
+                Err(_) => return Ok(0),
+            },
         };
-        let candidates: Vec<PathBuf> = dir
-            .flatten()
-            .map(|e| e.path())
+        let candidates: Vec<PathBuf> = dirs
+            .into_iter()
             .filter(|p| read_lease(p).is_some_and(|l| !l.recorded))
             .collect();
         if candidates.is_empty() {

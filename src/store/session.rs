@@ -106,12 +106,44 @@ impl Store {
         }
     }
 
-    /// Removes what killed processes left behind: dead session dirs (whose lock nobody
-    /// holds), with the half-written blobs, work dirs, half-unpacked layers and half-deleted
-    /// snapshots in them; the container dirs of `--rm` containers whose runner died; and the
-    /// files of earlier versions (`tmp/work-*`, `tmp/blob-*`, `snapshots/.unpack-*`) once
-    /// older than [`super::GC_GRACE`] (their owner cannot be told). Returns the bytes freed.
+    /// Removes what killed processes left behind, cheaply enough for every command: reads
+    /// only `<root>/tmp` (the session dirs, one per living or dead process). A dead session
+    /// dir (its lock free) goes with the half-written blobs, work dirs, half-unpacked layers
+    /// and half-deleted snapshots in it; a [`RM_CONTAINER_MARK`] in it names a `--rm`
+    /// container its process ran, whose dir goes too when its lease is free. Files of
+    /// earlier versions in `tmp` (`work-*`, `blob-*`) go once older than
+    /// [`super::GC_GRACE`] (their owner cannot be told). Returns the bytes freed.
+    ///
+    /// Why the marks: the dirs of `--rm` containers whose runner died used to be found by
+    /// reading every container's lease (and legacy unpack dirs by listing every snapshot) on
+    /// every command; only a process with a session can have left one, so its session says
+    /// which. [`Store::clean_all_leftovers`] still looks everywhere (`system check`, prunes).
     pub fn clean_leftovers(&self) -> Result<u64, StoreError> {
+        self.clean_sessions()
+    }
+
+    /// [`Store::clean_leftovers`] plus a look at every container and snapshot dir: the dirs
+    /// of `--rm` containers whose runner died without a mark (rbuild versions before the
+    /// marks) and the `snapshots/.unpack-*` dirs of earlier versions once older than
+    /// [`super::GC_GRACE`]. For `system check` and the garbage collector, which read the
+    /// whole store anyway.
+    pub fn clean_all_leftovers(&self) -> Result<u64, StoreError> {
+        let mut freed = self.clean_sessions()?;
+        let snaps = self.root.join("snapshots");
+        if let Ok(dir) = fs::read_dir(&snaps) {
+            for e in dir.flatten() {
+                let legacy = e.file_name().to_string_lossy().starts_with(".unpack-");
+                if legacy && older_than_grace(&e.path()) {
+                    freed += remove_tree(&e.path()).unwrap_or(0);
+                }
+            }
+        }
+        freed += self.clean_dead_containers(None)?;
+        Ok(freed)
+    }
+
+    /// The dead session dirs and legacy files of `<root>/tmp` (see [`Store::clean_leftovers`]).
+    fn clean_sessions(&self) -> Result<u64, StoreError> {
         let mut freed = 0;
         let own = sessions()
             .lock()
@@ -127,25 +159,51 @@ impl Store {
             }
             if name.starts_with(SESSION_PREFIX) {
                 if let Some(_lock) = try_lock(&path) {
-                    freed += remove_tree(&path).unwrap_or(0);
+                    // The containers first: a kill in between leaves the session and its
+                    // marks for the next command.
+                    let (removed, done) = self.clean_marked_containers(&path)?;
+                    freed += removed;
+                    if done {
+                        freed += remove_tree(&path).unwrap_or(0);
+                    }
                 }
             } else if older_than_grace(&path) {
                 freed += remove_tree(&path).unwrap_or(0);
             }
         }
-        let snaps = self.root.join("snapshots");
-        if let Ok(dir) = fs::read_dir(&snaps) {
-            for e in dir.flatten() {
-                let legacy = e.file_name().to_string_lossy().starts_with(".unpack-");
-                if legacy && older_than_grace(&e.path()) {
-                    freed += remove_tree(&e.path()).unwrap_or(0);
-                }
-            }
-        }
-        freed += self.clean_dead_containers()?;
         Ok(freed)
     }
+
+    /// Removes the `--rm` containers the dead session `dir` marks (when their lease is free
+    /// and they have no record). Returns the bytes freed and whether the session may go: not
+    /// while a marked lease is still locked (a child of the dead process holding it a moment
+    /// longer), so that its mark stays for the next command.
+    fn clean_marked_containers(&self, dir: &Path) -> Result<(u64, bool), StoreError> {
+        let ids: Vec<String> = fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        name.strip_prefix(RM_CONTAINER_MARK).map(str::to_string)
+                    })
+                    .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .filter(|id| self.container_dir(id).is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if ids.is_empty() {
+            return Ok((0, true));
+        }
+        let freed = self.clean_dead_containers(Some(&ids))?;
+        let held = ids.iter().any(|id| self.lease_locked(id));
+        Ok((freed, !held))
+    }
 }
+
+/// A file `<session dir>/rm-container-<id>`: this process runs the `--rm` container `id`
+/// (no record; its dir is this process's to remove). Made before the container dir appears,
+/// so a killed runner's session always names what it leaves (see [`Store::clean_leftovers`]).
+pub(crate) const RM_CONTAINER_MARK: &str = "rm-container-";
 
 /// Removes this process's session dirs (at the end of a command: what is left in them is
 /// garbage by then).

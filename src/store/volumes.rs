@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::db::db_err;
+use super::db::{db_err, table_rows};
 use super::{io_err, Store, StoreError};
 
 /// Volume name → JSON [`VolumeRecord`].
@@ -142,20 +142,12 @@ impl Store {
     pub fn list_volumes(&self) -> Result<Vec<VolumeRecord>, StoreError> {
         // A read: no commit, the database file opened without writing to it.
         self.read_db(|tx| {
-            let t = match tx.open_table(VOLUMES) {
-                Ok(t) => t,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-                Err(e) => return Err(db_err(e)),
-            };
-            let mut out = Vec::new();
-            for row in t.iter().map_err(db_err)? {
-                let (name, rec) = row.map_err(db_err)?;
-                out.push(
-                    serde_json::from_slice::<VolumeRecord>(rec.value())
-                        .map_err(|e| bad_json(name.value(), e))?,
-                );
-            }
-            Ok(out)
+            table_rows(tx, VOLUMES)?
+                .into_iter()
+                .map(|(name, rec)| {
+                    serde_json::from_slice::<VolumeRecord>(&rec).map_err(|e| bad_json(&name, e))
+                })
+                .collect()
         })
     }
 

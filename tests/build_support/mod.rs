@@ -13,7 +13,7 @@ mod common;
 #[allow(unused_imports)]
 pub use common::{
     add_host_key, assert_failure, assert_success, host_tool_bundle, http, keyctl_bundle, ok_cmd,
-    rbuild_bin, sha256_hex, stderr, stdout, testdata, write_file, TestEnv,
+    rbuild_bin, run_on_terminal, sha256_hex, stderr, stdout, testdata, write_file, TestEnv,
 };
 
 /// A test store with `busybox:latest` imported.

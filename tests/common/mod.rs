@@ -368,3 +368,39 @@ pub fn wait_all_succeeded(children: Vec<std::process::Child>) -> Vec<Output> {
     assert!(failed.is_empty(), "runs failed:\n{}", failed.join("\n"));
     outputs
 }
+
+/// Runs the shell command line `command` on a terminal: a pseudo-terminal made by
+/// util-linux's `script`, `TERM=xterm`, stdin from /dev/null and no `RBUILD_ROOT` (the
+/// command names its `--root`). Asserts it succeeded (`what` names it in the panic) and
+/// returns what the terminal showed, control sequences included; redirect in `command` what
+/// must not reach the terminal.
+pub fn run_on_terminal(what: &str, command: &str) -> String {
+    let out = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env("TERM", "xterm")
+        .env_remove("RBUILD_ROOT")
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn script (util-linux)");
+    assert_success(what, &out)
+}
+
+impl TestEnv {
+    /// `WRAPPER WRAPPER_ARGS rbuild --root ROOT` (a tool that measures or traces rbuild,
+    /// such as `/usr/bin/time` or `strace`), stdin closed, no `RBUILD_ROOT`: add rbuild's
+    /// arguments.
+    pub fn cmd_under<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        wrapper: &str,
+        wrapper_args: impl IntoIterator<Item = S>,
+    ) -> Command {
+        let mut cmd = Command::new(wrapper);
+        cmd.args(wrapper_args)
+            .arg(rbuild_bin())
+            .arg("--root")
+            .arg(self.root())
+            .env_remove("RBUILD_ROOT")
+            .stdin(Stdio::null());
+        cmd
+    }
+}
