@@ -119,6 +119,7 @@ mod rootfs;
 mod seccomp;
 mod signals;
 mod spec;
+pub mod terminal;
 mod user;
 
 pub use capabilities::{

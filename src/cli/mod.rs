@@ -11,6 +11,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::registry::{RegistryOptions, RetryLog, Retrying};
 
 mod argv;
+mod attach;
 mod attach_flags;
 mod build;
 mod build_publish;
@@ -208,6 +209,8 @@ pub enum Command {
     Network(network::NetworkCommand),
     /// List port mappings or a specific mapping for the container
     Port(port::PortCmdArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(attach::AttachArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -337,6 +340,7 @@ pub fn main() -> i32 {
         Command::Stats(args) => top::stats(&globals, args),
         Command::Network(cmd) => network::run(&globals, cmd),
         Command::Port(args) => port::run(&globals, args),
+        Command::Attach(args) => attach::attach(&globals, args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

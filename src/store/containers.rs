@@ -95,6 +95,10 @@ pub struct ContainerRecord {
     /// what `port`, `ps` and `inspect` show.
     #[serde(default)]
     pub published_ports: Vec<crate::network::ports::PortMapping>,
+    /// `-i`: the process's stdin stays open for clients of the attach socket
+    /// ([`crate::container::attach`]), docker's `OpenStdin`.
+    #[serde(default)]
+    pub open_stdin: bool,
 }
 
 /// Docker's `State.Health`.
