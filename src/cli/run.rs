@@ -154,6 +154,8 @@ pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
     options.cidfile = args.cidfile;
     options.detach = args.detach;
     options.interactive = args.interactive;
+    // `create` checks it too (`run` took it out before: its client uses it).
+    super::attach::parse_keys(args.attach.detach_keys.as_deref())?;
     args.lifecycle.apply(&mut options)?;
     (options.resources, options.rlimits) =
         container::limits::resolve(&args.limits.flags(), rbuild_runtime::default_rlimits())?;
