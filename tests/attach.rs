@@ -9,54 +9,14 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{assert_success, stderr, stdout, TestEnv};
+use common::tmux::Tmux;
+use common::{assert_success, stderr, stdout};
 
-/// A store with busybox as `bb`; every container is force-removed at the end (so no
-/// monitor outlives the test).
-struct Env(TestEnv);
-
-impl Env {
-    fn new() -> Env {
-        Env(TestEnv::with_base("bb"))
-    }
-
-    /// `ps -a` STATUS of container `name`.
-    fn status_of(&self, name: &str) -> String {
-        let out = self
-            .0
-            .ok(&["ps", "-a", "--format", "{{.Names}}|{{.Status}}"]);
-        out.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}|")).map(str::to_string))
-            .unwrap_or_else(|| panic!("{name} not in ps -a: {out}"))
-    }
-
-    /// `rbuild ARGS` with its stdin, stdout and stderr piped, running.
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.0
-            .cmd()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rbuild")
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let ids = self.0.run(&["ps", "-aq"]);
-        let ids: Vec<String> = stdout(&ids).lines().map(str::to_string).collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(ids.iter().map(String::as_str));
-            let _ = self.0.run(&args);
-        }
-    }
-}
+/// A store with busybox as `bb`, containers force-removed at the end.
+type Env = common::containers::Containers;
 
 /// A container that prints `tick N` every 50 ms until `/go` exists in it, then `bye` on
 /// stdout and `bye-err` on stderr, and exits with `code`.
@@ -105,7 +65,7 @@ fn attach_streams_live_output_and_ends_with_the_exit_code() {
     let env = Env::new();
     env.0
         .ok(&["run", "-d", "--name", "c", "bb", "sh", "-c", &ticker(4)]);
-    let mut attach = env.spawn(&["attach", "c"]);
+    let mut attach = env.0.spawn(&["attach", "c"]);
     let mut out = BufReader::new(attach.stdout.take().unwrap());
     read_until(&mut out, "tick ");
     assert_eq!(env.status_of("c").split(' ').next(), Some("Up"));
@@ -136,7 +96,7 @@ fn attach_input_reaches_the_process() {
     let script = "(while :; do echo tick; sleep 0.05; done) & read a; echo got:$a; exit 0";
     env.0
         .ok(&["run", "-d", "-i", "--name", "rd", "bb", "sh", "-c", script]);
-    let mut quiet = env.spawn(&["attach", "--no-stdin", "rd"]);
+    let mut quiet = env.0.spawn(&["attach", "--no-stdin", "rd"]);
     let mut quiet_out = BufReader::new(quiet.stdout.take().unwrap());
     read_until(&mut quiet_out, "tick");
     // Had this reached the process, it would print got:lost and exit.
@@ -166,8 +126,8 @@ fn two_clients_at_once_and_one_goes_away() {
     let env = Env::new();
     env.0
         .ok(&["run", "-d", "--name", "c", "bb", "sh", "-c", &ticker(9)]);
-    let mut first = env.spawn(&["attach", "c"]);
-    let mut second = env.spawn(&["attach", "c"]);
+    let mut first = env.0.spawn(&["attach", "c"]);
+    let mut second = env.0.spawn(&["attach", "c"]);
     let mut first_out = BufReader::new(first.stdout.take().unwrap());
     let mut second_out = BufReader::new(second.stdout.take().unwrap());
     read_until(&mut first_out, "tick ");
@@ -193,7 +153,7 @@ fn signals_are_proxied_unless_disabled() {
     let script = "trap 'echo trapped; exit 3' INT; while :; do echo tick; sleep 0.05; done";
     env.0
         .ok(&["run", "-d", "--name", "c", "bb", "sh", "-c", script]);
-    let mut unproxied = env.spawn(&["attach", "--sig-proxy=false", "c"]);
+    let mut unproxied = env.0.spawn(&["attach", "--sig-proxy=false", "c"]);
     let mut out = BufReader::new(unproxied.stdout.take().unwrap());
     read_until(&mut out, "tick");
     kill(&unproxied, "INT");
@@ -201,7 +161,7 @@ fn signals_are_proxied_unless_disabled() {
     assert_eq!(status.code(), None, "ended by the signal");
     assert!(env.status_of("c").starts_with("Up"));
 
-    let mut proxied = env.spawn(&["attach", "c"]);
+    let mut proxied = env.0.spawn(&["attach", "c"]);
     let mut out = BufReader::new(proxied.stdout.take().unwrap());
     read_until(&mut out, "tick");
     kill(&proxied, "INT");
@@ -250,26 +210,7 @@ fn bad_detach_keys_are_an_error() {
         .ok(&["exec", "--detach-keys", "ctrl-a,X,ctrl-@", "c", "true"]);
 }
 
-/// A tmux server of the test's own, killed on drop.
-struct Tmux {
-    dir: tempfile::TempDir,
-}
-
 impl Tmux {
-    fn new() -> Tmux {
-        Tmux {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn tmux(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.arg("-S")
-            .arg(self.dir.path().join("sock"))
-            .stdin(Stdio::null());
-        c
-    }
-
     /// Starts `command` (sh) in a new 100×30 session `name`; when it ends the pane shows
     /// `rc=N` and stays.
     fn start(&self, name: &str, command: &str) {
@@ -295,12 +236,7 @@ impl Tmux {
     }
 
     fn screen(&self, name: &str) -> String {
-        let out = self
-            .tmux()
-            .args(["capture-pane", "-p", "-J", "-t", name])
-            .output()
-            .unwrap();
-        assert_success("tmux capture-pane", &out)
+        self.capture(name, true)
     }
 
     /// Waits (up to 20 s) until the screen of `name` has a line satisfying `want`.
@@ -320,12 +256,6 @@ impl Tmux {
     }
 }
 
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.tmux().arg("kill-server").output();
-    }
-}
-
 fn rbuild_line(env: &Env, args: &str) -> String {
     format!(
         "{} --root {} {args}",
@@ -336,8 +266,7 @@ fn rbuild_line(env: &Env, args: &str) -> String {
 
 /// `run -it` then Ctrl-P Ctrl-Q: `run` returns (status 0, nothing printed after) and the
 /// container runs on (ps: Up); `attach` gets its terminal back (sized as the client's),
-/// and the shell's exit ends `attach` with its code; `run -it --rm` is removed once its
-/// process exits.
+/// and the shell's exit ends `attach` with its code.
 #[test]
 fn detach_keys_leave_it_running_and_attach_again() {
     let env = Env::new();
@@ -367,13 +296,6 @@ fn detach_keys_leave_it_running_and_attach_again() {
     let screen = tmux.wait_line("again", |l| l.ends_with("rc=6"));
     assert!(screen.lines().any(|l| l == "30 100"), "{screen}");
     assert!(env.status_of("t").starts_with("Exited (6)"));
-
-    tmux.start("rm", &rbuild_line(&env, "run -it --rm --name gone bb sh"));
-    tmux.wait_line("rm", |l| l.ends_with("/ #"));
-    tmux.keys("rm", &["exit 2", "Enter"]);
-    tmux.wait_line("rm", |l| l.ends_with("rc=2"));
-    let names = env.0.ok(&["ps", "-a", "--format", "{{.Names}}"]);
-    assert!(!names.lines().any(|n| n == "gone"), "{names}");
 }
 
 /// `--detach-keys`: with `ctrl-x,d` Ctrl-P Ctrl-Q go to the container (ash recalls the
@@ -419,4 +341,24 @@ fn custom_detach_keys() {
     tmux.keys("attach", &["C-a"]);
     tmux.wait_line("attach", |l| l.ends_with("rc=0"));
     assert!(env.status_of("t").starts_with("Up"));
+}
+
+/// Bug: `run -it --rm` returned (the exit code arrived) while the monitor was still
+/// removing the container, and a `ps -a` right after could list it: the CLI waited for the
+/// lease through the container dir, which the removal had already moved away. Now the
+/// lease is opened before the run ends.
+#[test]
+fn bug_run_it_rm_listed_after_it_returned() {
+    let env = Env::new();
+    let tmux = Tmux::new();
+    for i in 0..5 {
+        let session = format!("rm{i}");
+        let ps = rbuild_line(&env, "ps -a --format {{.Names}}");
+        let run = rbuild_line(&env, &format!("run -it --rm --name gone{i} bb sh"));
+        tmux.start(&session, &format!("{run}; rc=$?; {ps}; (exit $rc)"));
+        tmux.wait_line(&session, |l| l.ends_with("/ #"));
+        tmux.keys(&session, &["exit 2", "Enter"]);
+        let screen = tmux.wait_line(&session, |l| l.ends_with("rc=2"));
+        assert!(!screen.contains(&format!("gone{i}\n")), "{screen}");
+    }
 }

@@ -79,18 +79,17 @@ pub(super) fn check_input_terminal(session: &Session) -> anyhow::Result<()> {
 }
 
 /// Relays between us and container `id` until its process ends (its exit code) or we
-/// detach (0, and nothing printed, as docker). With `settle` (the container was started
-/// for us: `start -a`, `run -it`) an ended container that will not be restarted is waited
-/// for until its monitor recorded it exited (or removed it, `--rm`), as a foreground run
-/// returns.
+/// detach (0, and nothing printed, as docker). An ended container that will not be
+/// restarted is waited for until its monitor let go (it recorded the exit, or removed the
+/// container: `--rm`), so that `ps` right after shows it exited, as after docker's.
 pub(super) fn relay(
     store: &Store,
     id: &str,
     attachment: Attachment,
     session: &Session,
-    settle: bool,
 ) -> anyhow::Result<i32> {
     let restart = container::find(store, id)?.restart;
+    let lease = store.open_lease(id);
     let _raw = match session.tty && session.stdin {
         true => rbuild_runtime::terminal::RawMode::enter(std::io::stdin().as_fd()),
         false => None,
@@ -115,8 +114,8 @@ pub(super) fn relay(
     let end = attachment.relay(std::io::stdout(), std::io::stderr())?;
     Ok(match end {
         AttachEnd::Exited(code) => {
-            if settle && restart == crate::store::RestartPolicy::No {
-                store.wait_lease_free(id, None);
+            if let Some(lease) = lease.filter(|_| restart == crate::store::RestartPolicy::No) {
+                let _ = lease.lock_shared();
             }
             code
         }
@@ -171,7 +170,7 @@ pub fn attach(globals: &Globals, args: AttachArgs) -> anyhow::Result<i32> {
     };
     check_input_terminal(&session)?;
     let attachment = Attachment::connect(&store, &record.id, &session.request(true, true, false))?;
-    relay(&store, &record.id, attachment, &session, false)
+    relay(&store, &record.id, attachment, &session)
 }
 
 /// The foreground `run -it` (see docs/containers.md for why it goes through the monitor):
@@ -197,7 +196,7 @@ pub(super) fn run_attached(
         Ok((store, record.id, attachment))
     })();
     match started {
-        Ok((store, id, attachment)) => relay(&store, &id, attachment, &session, true),
+        Ok((store, id, attachment)) => relay(&store, &id, attachment, &session),
         Err(err) => {
             super::report::error(globals, &err);
             Ok(super::run::EXIT_RUN_FAILED)

@@ -229,7 +229,7 @@ fn start_attached(
     };
     super::attach::check_input_terminal(&session)?;
     let attachment = launch_attached(store, &record.id, &session.request(true, true, true))?;
-    super::attach::relay(store, &record.id, attachment, &session, true)
+    super::attach::relay(store, &record.id, attachment, &session)
 }
 
 #[derive(Debug, Args)]

@@ -374,3 +374,28 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_end_cleanly() {
+        let mut wire = frame(Kind::Stdout, b"hello");
+        wire.extend(frame(Kind::Exit, &7i32.to_be_bytes()));
+        wire.extend([42, 0, 0, 0, 0, 0, 0, 0]); // an unknown kind ends the stream
+        let mut r = &wire[..];
+        assert_eq!(
+            read_frame(&mut r).unwrap(),
+            Some((Kind::Stdout, b"hello".to_vec()))
+        );
+        assert_eq!(
+            read_frame(&mut r).unwrap(),
+            Some((Kind::Exit, 7i32.to_be_bytes().to_vec()))
+        );
+        assert_eq!(read_frame(&mut r).unwrap(), None);
+        assert_eq!(read_frame(&mut &b""[..]).unwrap(), None);
+        let huge = [1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff];
+        assert!(read_frame(&mut &huge[..]).is_err());
+    }
+}

@@ -243,6 +243,39 @@ impl LogReader {
 mod tests {
     use super::*;
 
+    /// The copy hands every chunk on at once and logs whole lines (a long one cut at
+    /// MAX_LINE, a last one without newline as it is), as the line-reading copy did.
+    #[test]
+    fn copy_stream_tees_chunks_and_logs_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x-json.log");
+        let log = Arc::new(Mutex::new(LogWriter::open(path.clone(), MAX_SIZE).unwrap()));
+        let long = "x".repeat(MAX_LINE + 3);
+        let input = format!("one\n/ # {long}\nlast");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let tee = seen.clone();
+        let copy = copy_stream(
+            std::io::Cursor::new(input.clone().into_bytes()),
+            "stdout",
+            log,
+            move |b| tee.lock().unwrap().extend_from_slice(b),
+        );
+        copy.join().unwrap();
+        assert_eq!(*seen.lock().unwrap(), input.as_bytes());
+        let (_, entries) = LogReader::open(path).unwrap();
+        let logged: Vec<&str> = entries.iter().map(|e| e.log.as_str()).collect();
+        let cut = format!("/ # {long}");
+        assert_eq!(
+            logged,
+            [
+                "one\n",
+                &cut[..MAX_LINE],
+                &format!("{}\n", &cut[MAX_LINE..]),
+                "last"
+            ]
+        );
+    }
+
     #[test]
     fn rotation_is_followed() {
         let dir = tempfile::tempdir().unwrap();

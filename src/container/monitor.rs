@@ -13,9 +13,12 @@
 //! 2. runs the container from its `spec.json` and the kept upper dir through
 //!    [`super::running::execute`], the code path the foreground `run` uses, so the record is
 //!    written the same way; the process's stdout and stderr go to the json-file log
-//!    ([`super::logs`]);
+//!    ([`super::logs`]) and to the clients of the attach socket ([`super::attach`]), which
+//!    also feed the stdin of a `-i` container and size its pty (with [`ATTACHED_FLAG`],
+//!    from [`launch_attached`], the first client is awaited before the process starts);
 //! 3. tells the starter `started` (or the error) on its stdout, one line: the starter then
-//!    prints the ID and returns (the protocol is [`launch`]'s and [`serve`]'s alone);
+//!    prints the ID and returns (the protocol is [`launch`]'s and [`serve`]'s alone;
+//!    `listening` comes first for [`launch_attached`]);
 //! 4. when the process exits, applies the restart policy (docker's: a growing delay from
 //!    100 ms between restarts, none after a `stop`/`kill`), and for `run -d --rm` removes
 //!    the container.
