@@ -11,7 +11,8 @@
 //! `step-layer-written` (a build step's layer written, its snapshot not yet moved),
 //! `save-write` (each MiB `save -o` writes), `container-started` (a container's process is
 //! running), `network-attached` (an address leased and the bridge up, before the container
-//! starts).
+//! starts), `network-connected` (`network connect`: the veth made in the running container,
+//! the lease not yet handed to its runner).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};

@@ -277,8 +277,11 @@ fn build_context_dir_and_docker_image() {
         "the context overrides stage extra"
     );
 
-    let err = b.build_fails(&["--build-context", "x=oci-layout:///l", path_str(&ctx)]);
+    let err = b.build_fails(&["--build-context", "x=foo:///l", path_str(&ctx)]);
     assert!(err.contains("not supported"), "{err}");
+    // oci-layout:// is read since (tests/build_oci_layout_context.rs): a missing one is named.
+    let err = b.build_fails(&["--build-context", "x=oci-layout:///l", path_str(&ctx)]);
+    assert!(err.contains("/l: no such directory"), "{err}");
 }
 
 /// `build --ulimit` and `--shm-size` reach RUN steps (as BuildKit's), and are not part of the

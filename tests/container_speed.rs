@@ -68,3 +68,58 @@ fn bug_stop_returned_before_run_d_rm_removed_the_container() {
         );
     }
 }
+
+/// `stop` returns once the container's processes are gone, without waiting for the kernel's
+/// sync of the store's filesystem at the overlay's last unmount (300-500 ms on a busy disk,
+/// most of `stop`'s time): the unmount goes on in a child nobody waits for, held here by the
+/// test hook. It keeps the upper dir locked, and the next `start` waits for it (two overlays
+/// on one upper dir are refused or warned about by the kernel), then sees the files kept.
+#[test]
+fn stop_does_not_wait_for_the_rootfs_unmount_and_start_does() {
+    let env = TestEnv::with_base("bb");
+    let release = env.path().join("release-unmount");
+    let id = common::ok_cmd(
+        env.cmd()
+            .env("RBUILD_TEST_UNMOUNT_HOLD", &release)
+            .args(["run", "-d", "--network", "none", "bb", "sh", "-c"])
+            .arg("echo kept > /f; exec sleep 1000"),
+    );
+    let id = id.trim();
+    while env.run(&["exec", id, "test", "-f", "/f"]).status.code() != Some(0) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // `timeout`: a stop that waited for the held unmount would hang.
+    let stopped = std::process::Command::new("timeout")
+        .args(["120", common::rbuild_bin(), "--root"])
+        .arg(env.root())
+        .args(["stop", "-t", "0", id])
+        .env_remove("RBUILD_ROOT")
+        .output()
+        .unwrap();
+    common::assert_success("stop", &stopped);
+    let upper = env.root().join("containers").join(id).join("upper");
+    let free = std::process::Command::new("flock")
+        .arg("-n")
+        .arg(&upper)
+        .arg("true")
+        .status()
+        .unwrap();
+    assert!(!free.success(), "the unmount was not pending after stop");
+    let status = env.ok(&["ps", "-a", "--format", "{{.Status}}"]);
+    assert!(status.starts_with("Exited (137)"), "{status}");
+    let mut start = env
+        .cmd()
+        .args(["start", id])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        start.try_wait().unwrap().is_none(),
+        "start went on while the previous overlay was still mounted"
+    );
+    std::fs::write(&release, "").unwrap();
+    assert!(start.wait().unwrap().success());
+    assert_eq!(env.ok(&["exec", id, "cat", "/f"]).trim(), "kept");
+    env.ok(&["rm", "-f", id]);
+}

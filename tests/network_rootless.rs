@@ -6,205 +6,22 @@
 //! neither helper installed the error names both packages; published ports forward through
 //! pasta's options and slirp4netns's API socket.
 //!
-//! The store is prepared by root and handed to uid 65534 (rootless rbuild does not unpack
-//! layers yet). Where this machine refuses unprivileged user namespaces or `/dev/net/tun` to
-//! the user, each test prints the reason and passes without checking anything.
+//! How rbuild runs as uid 65534, where a test is skipped, and how the helper processes are
+//! found: [`common::rootless`].
 //!
 //! (No `wget -T`: Debian 12's busybox-static crashes on it, on the host too.)
-//!
-//! Helper processes are recognised by an environment variable (`RBUILD_TEST_TAG`) that
-//! rbuild passes on to them, so tests running at once never see each other's.
 
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::published::{free_port, http_get};
+use common::rootless::{is_helper, shell, Rootless, HELPERS, NOBODY, SETPRIV};
 use common::{assert_failure, assert_success, TestEnv};
-
-const NOBODY: u32 = 65534;
-/// util-linux's setpriv, by path: some commands run with a `PATH` that lacks it.
-const SETPRIV: &str = "/usr/bin/setpriv";
-const HELPERS: [&str; 2] = ["pasta", "slirp4netns"];
-
-fn shell(script: &str) -> Output {
-    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
-    assert_success(script, &out);
-    out
-}
-
-/// Why uid 65534 cannot run rootless containers here (with a user-mode network when `tun`),
-/// if it cannot.
-fn refusal(tun: bool) -> Option<String> {
-    for helper in HELPERS {
-        assert!(
-            Path::new("/usr/bin").join(helper).exists(),
-            "{helper} is missing: install passt and slirp4netns (.ci/setup does)"
-        );
-    }
-    let probe = |script: &str| {
-        Command::new(SETPRIV)
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .args(["sh", "-c", script])
-            .output()
-            .expect("run setpriv (util-linux)")
-    };
-    let userns = probe("unshare --user --map-root-user --net true");
-    if !userns.status.success() {
-        return Some(format!(
-            "this kernel refuses user namespaces to uid 65534: {}",
-            String::from_utf8_lossy(&userns.stderr).trim()
-        ));
-    }
-    if tun
-        && !probe("test -r /dev/net/tun -a -w /dev/net/tun")
-            .status
-            .success()
-    {
-        return Some(
-            "/dev/net/tun is not read-writable by uid 65534 (udev makes it 0666; \
-             .ci/setup does where there is no udev)"
-                .into(),
-        );
-    }
-    None
-}
-
-/// A store prepared by root (the busybox base as `bb`, its snapshot unpacked) and handed to
-/// uid 65534, with a copy of rbuild it can execute.
-struct Rootless {
-    env: TestEnv,
-    exe: PathBuf,
-    home: PathBuf,
-    tag: String,
-}
-
-impl Rootless {
-    /// `None` (the reason printed) where this machine refuses what the test needs.
-    fn new(test: &str) -> Option<Rootless> {
-        Rootless::new_with(test, true)
-    }
-
-    /// [`Rootless::new`], where `tun`: the test needs a user-mode network.
-    fn new_with(test: &str, tun: bool) -> Option<Rootless> {
-        use std::os::unix::fs::PermissionsExt;
-        if let Some(reason) = refusal(tun) {
-            eprintln!("skipped {test}: {reason}");
-            return None;
-        }
-        let env = TestEnv::new();
-        std::fs::set_permissions(env.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        env.import_base("bb");
-        env.ok(&["run", "--rm", "--network", "none", "bb", "true"]);
-        let exe = env.path().join("rbuild");
-        std::fs::copy(common::rbuild_bin(), &exe).unwrap();
-        let home = env.path().join("home");
-        std::fs::create_dir(&home).unwrap();
-        shell(&format!(
-            "chown -R {NOBODY}:{NOBODY} '{}' '{}'",
-            env.root().display(),
-            home.display()
-        ));
-        let tag = format!("{test}-{}", std::process::id());
-        Some(Rootless {
-            env,
-            exe,
-            home,
-            tag,
-        })
-    }
-
-    /// rbuild as uid 65534 on this store, with `helper` chosen (`None`: automatic).
-    fn cmd(&self, helper: Option<&str>, args: &[&str]) -> Command {
-        let mut cmd = Command::new(SETPRIV);
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(&self.exe)
-            .arg("--root")
-            .arg(self.env.root())
-            .args(args)
-            .env_remove("RBUILD_ROOT")
-            .env_remove("RBUILD_ROOTLESS_NETWORK")
-            .env("HOME", &self.home)
-            .env("RBUILD_TEST_TAG", &self.tag)
-            .current_dir(&self.home)
-            .stdin(Stdio::null());
-        if let Some(helper) = helper {
-            cmd.env("RBUILD_ROOTLESS_NETWORK", helper);
-        }
-        cmd
-    }
-
-    fn run(&self, helper: Option<&str>, args: &[&str]) -> Output {
-        self.cmd(helper, args).output().unwrap()
-    }
-
-    /// A directory of uid 65534 under the home, for a build context or a volume.
-    fn dir(&self, name: &str) -> PathBuf {
-        let dir = self.home.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::os::unix::fs::chown(&dir, Some(NOBODY), Some(NOBODY)).unwrap();
-        dir
-    }
-
-    /// Builds `dockerfile` as uid 65534 (`extra` flags before the context).
-    fn build(&self, helper: Option<&str>, dockerfile: &str, extra: &[&str]) -> Output {
-        let ctx = self.dir("ctx");
-        std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
-        let ctx = ctx.to_str().unwrap().to_string();
-        let mut args = vec!["build", "--progress=plain", "--no-cache"];
-        args.extend(extra);
-        args.push(&ctx);
-        self.run(helper, &args)
-    }
-
-    /// The processes that carry this test's tag (rbuild, container monitors, helpers), as
-    /// (pid, command name).
-    fn tagged(&self) -> Vec<(u32, String)> {
-        let needle = format!("RBUILD_TEST_TAG={}\0", self.tag);
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-                continue;
-            };
-            if environ
-                .windows(needle.len())
-                .any(|w| w == needle.as_bytes())
-            {
-                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-                found.push((pid, comm.trim().to_string()));
-            }
-        }
-        found
-    }
-
-    /// Waits up to 10 s for every tagged process to be gone; returns what is left.
-    fn wait_untagged(&self) -> Vec<(u32, String)> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = self.tagged();
-            if left.is_empty() || Instant::now() > deadline {
-                return left;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// Whether command name `comm` is `helper`'s: pasta re-executes itself as `passt.avx2`
-/// where the CPU has AVX2.
-fn is_helper(comm: &str, helper: &str) -> bool {
-    comm == helper || (helper == "pasta" && comm.starts_with("passt"))
-}
 
 /// busybox httpd serving `hello-outside` in a network namespace of its own, at
 /// 198.18.`n`.2:8080 (the host side of the veth pair is 198.18.`n`.1/30).
@@ -494,7 +311,7 @@ fn rootless_run_failed_setting_supplementary_group_root() {
     assert!(id.starts_with("uid=0(root) gid=0(root)"), "{id}");
 }
 
-// ---- published ports, through the library's API (the `-p` flag is not rbuild's yet) ----
+// ---- published ports through the library's API alone (`-p`: tests/rootless_ports.rs) ----
 
 const PORT_CHILD_ENV: &str = "RBUILD_TEST_PORT_CHILD";
 
@@ -532,37 +349,6 @@ fn published_port_child() {
         .kill(nix::sys::signal::Signal::SIGKILL as i32)
         .unwrap();
     container.wait().unwrap();
-}
-
-/// GET / on 127.0.0.1:`port`, retried until the body arrives (httpd starts a moment after
-/// the container's process does).
-fn http_get_retrying(port: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let attempt = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
-            let mut reply = String::new();
-            s.read_to_string(&mut reply)?;
-            Ok(reply)
-        });
-        match attempt {
-            Ok(reply) if reply.contains("\r\n\r\n") => {
-                return reply.split("\r\n\r\n").nth(1).unwrap_or("").to_string()
-            }
-            _ if Instant::now() > deadline => panic!("no answer on 127.0.0.1:{port}: {attempt:?}"),
-            _ => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
-/// A free TCP port on the host's loopback (bound and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn published_port_through(helper: &str) {
@@ -613,7 +399,10 @@ fn published_port_through(helper: &str) {
             break;
         }
     }
-    assert_eq!(http_get_retrying(port), "hello-published\n");
+    assert_eq!(
+        http_get((Ipv4Addr::LOCALHOST, port).into()),
+        "hello-published\n"
+    );
     drop(child.stdin.take());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}: {seen}");

@@ -223,16 +223,23 @@ pub fn usage_of(pid: i32) -> CgroupUsage {
 /// For each line of a `/proc/<pid>/cgroup` (`hierarchy:controllers:path`) whose path is one
 /// of rbuild's groups: the hierarchy's mount point (from `mountinfo`) and the path.
 fn rbuild_groups(proc_cgroup: &str, mountinfo: &str) -> Vec<(PathBuf, String)> {
-    let mounts = cgroup_mounts(mountinfo);
     let prefix = format!("/{PARENT}/");
+    groups(proc_cgroup, mountinfo)
+        .into_iter()
+        .filter(|(_, _, path)| path.starts_with(&prefix))
+        .map(|(mount_point, _, path)| (mount_point, path))
+        .collect()
+}
+
+/// Every group of a `/proc/PID/cgroup` whose hierarchy is mounted: (mount point, the
+/// line's controllers, path in the hierarchy).
+fn groups(proc_cgroup: &str, mountinfo: &str) -> Vec<(PathBuf, String, String)> {
+    let mounts = cgroup_mounts(mountinfo);
     proc_cgroup
         .lines()
         .filter_map(|line| {
             let mut parts = line.splitn(3, ':');
             let (hierarchy, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            if !path.starts_with(&prefix) {
-                return None;
-            }
             let (mount_point, _, _) = mounts.iter().find(|(_, v2, options)| {
                 if hierarchy == "0" {
                     *v2
@@ -242,9 +249,54 @@ fn rbuild_groups(proc_cgroup: &str, mountinfo: &str) -> Vec<(PathBuf, String)> {
                         .all(|c| options.iter().any(|o| o == c))
                 }
             })?;
-            Some((mount_point.clone(), path.to_string()))
+            Some((
+                mount_point.clone(),
+                controllers.to_string(),
+                path.to_string(),
+            ))
         })
         .collect()
+}
+
+/// Starts, on a thread of its own, the wait that moving a process into a cgroup costs, so
+/// that the container's move (or `exec`'s) a few milliseconds later does not wait.
+///
+/// Every move takes the kernel's `cgroup_threadgroup_rwsem` (one for all hierarchies, v1
+/// and v2) for writing, and the first writer after a quiet spell waits for an RCU grace
+/// period (5-25 ms on a loaded host, the largest part of `exec`'s own time); writers that
+/// come during that wait, or within a grace period after it, do not wait again. The thread
+/// "moves" this process into the group it already is in (its cgroup v2 group, else its
+/// `pids` group): nothing changes but the lock's state. Without write access (rootless)
+/// nothing happens.
+pub(crate) fn warm_up_moves() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    std::thread::spawn(|| {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if let Some(procs) = own_procs_file(&own, &mountinfo) {
+            let _ = std::fs::write(procs, std::process::id().to_string());
+        }
+    });
+}
+
+/// The `cgroup.procs` of the group [`warm_up_moves`] writes to.
+fn own_procs_file(proc_cgroup: &str, mountinfo: &str) -> Option<PathBuf> {
+    let groups = groups(proc_cgroup, mountinfo);
+    let (mount_point, _, path) = groups
+        .iter()
+        .find(|(_, controllers, _)| controllers.is_empty())
+        .or_else(|| {
+            groups
+                .iter()
+                .find(|(_, controllers, _)| controllers.split(',').any(|c| c == "pids"))
+        })?;
+    Some(
+        mount_point
+            .join(path.trim_start_matches('/'))
+            .join("cgroup.procs"),
+    )
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).
@@ -635,6 +687,16 @@ mod tests {
                     "/rbuild/abc".to_string()
                 ),
             ]
+        );
+        assert_eq!(
+            own_procs_file(own, mountinfo),
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/unified/user.slice/cgroup.procs"
+            ))
+        );
+        assert_eq!(
+            own_procs_file("5:pids:/a\n2:name=systemd:/\n", mountinfo),
+            Some(PathBuf::from("/sys/fs/cgroup/pids/a/cgroup.procs"))
         );
         let v2 = rbuild_groups("0::/rbuild/x\n", mountinfo);
         assert_eq!(

@@ -2,22 +2,26 @@
 //! `rbuild run -d` and `rbuild start`.
 //!
 //! The monitor must not get the starter's terminal signals (Ctrl-C in the shell that ran
-//! `rbuild run -d`) nor die with its session, so it runs in a session of its own; `setsid`
-//! between fork and exec needs `pre_exec`, hence `unsafe`, hence this crate.
+//! `rbuild run -d`) nor die with its session, so it runs in a session of its own; nor may
+//! it keep what the starter's caller left open (a pipe held open by a process that lives as
+//! long as the container makes a `$(rbuild run -d ...)` wait for the container to end).
+//! Both happen between fork and exec (`pre_exec`), hence `unsafe`, hence this crate.
 
 use std::process::Command;
 
 /// Makes `cmd` start its process in a new session (and process group), with no controlling
-/// terminal. The caller chooses the stdio (not the terminal's, or the process would keep it).
+/// terminal and no inherited descriptor but the three standard ones. The caller chooses
+/// the stdio (not the terminal's, or the process would keep it).
 pub fn new_session(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs between fork and exec and only calls setsid(2), which is
-    // async-signal-safe and does not allocate.
+    // SAFETY: the closure runs between fork and exec and only calls setsid(2) and
+    // close_range(2) (or fcntl(2)), which are async-signal-safe and do not allocate.
     unsafe {
         cmd.pre_exec(|| {
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            crate::fds::cloexec_above_stderr();
             Ok(())
         });
     }

@@ -39,6 +39,7 @@ use crate::rootfs;
 use crate::seccomp;
 use crate::signals::supervised_set;
 use crate::spec::{ContainerSpec, NetworkMode, DEFAULT_PATH};
+use crate::unmount::Keeper;
 use crate::RuntimeError;
 
 /// Environment variable that marks a re-executed binary as a container's monitor; its value
@@ -190,15 +191,16 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
         .id
         .clone()
         .unwrap_or_else(|| format!("run-{}", std::process::id()));
+    // Before anything is mounted: a previous run's unmount of the same upper dir must end.
+    let mut keeper = Keeper::lock(&spec.rootfs, spec.volatile_overlay)?;
     let (cgroup, note) = Cgroup::create(&name, &spec.resources)?;
     if let Some(note) = note {
         chan.send(&Message::Note(note)).map_err(chan_err)?;
     }
-    let bridge = match &spec.bridge {
-        Some(attachment) if spec.network != NetworkMode::Host => {
-            Some((network::HostSide::open()?, attachment))
-        }
-        _ => None,
+    let bridged = spec.bridge.is_some() || !spec.extra_bridges.is_empty();
+    let bridge = match bridged && spec.network != NetworkMode::Host {
+        true => Some(network::HostSide::open()?),
+        false => None,
     };
     // A joined network namespace is not ours to make: unshare the others only.
     let network = match spec.join_network {
@@ -209,8 +211,8 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
         None => spec.network,
     };
     namespaces::unshare_container(network)?;
-    if let Some((host, attachment)) = bridge {
-        host.attach(attachment)?;
+    if let Some(host) = bridge {
+        host.attach(spec.bridge.as_ref(), &spec.extra_bridges)?;
     }
     if user_network(spec) {
         // The runner starts the helper while PID 1 sets up; PID 1 waits for it before exec.
@@ -219,13 +221,18 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
     // PID 1 learns through this pipe that it is in its cgroup (one byte, 1).
     let (moved_r, moved_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| RuntimeError::Setup(format!("pipe failed: {e}")))?;
+    // PID 1 tells through this one that it pivoted into its rootfs (see [`Keeper::hold`]).
+    let (pivoted_r, pivoted_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| RuntimeError::Setup(format!("pipe failed: {e}")))?;
     // SAFETY: this process is single-threaded (a fresh exec that started no threads), so
     // the child may allocate and run ordinary Rust code.
     match unsafe { fork() }.map_err(|e| RuntimeError::Setup(format!("fork failed: {e}")))? {
         ForkResult::Child => {
             drop(moved_w);
+            drop(pivoted_r);
             let moved = cgroup.is_some().then_some(moved_r);
-            let code = match container_main(chan, launch, &state.0, rootless, set, moved) {
+            let pivoted = keeper.is_some().then_some(pivoted_w);
+            let code = match container_main(chan, launch, &state.0, rootless, set, moved, pivoted) {
                 Ok(never) => match never {},
                 Err(e) => {
                     let _ = chan.send(&Message::Error(error_chain(&e)));
@@ -251,11 +258,18 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
                 let _ = nix::unistd::write(&moved_w, &[1]);
             }
             drop(moved_w);
+            drop(pivoted_w);
+            if let Some(keeper) = &mut keeper {
+                keeper.hold(pivoted_r, child);
+            }
             let (code, signal) = supervise(child, set);
             let oom_killed = cgroup.as_ref().is_some_and(Cgroup::oom_killed);
             // Gone before the runner hears of the exit.
             drop(cgroup);
             drop(state);
+            if let Some(keeper) = keeper {
+                keeper.hand_off();
+            }
             let _ = chan.send(&Message::Exit {
                 code,
                 signal,
@@ -300,6 +314,7 @@ fn container_main(
     rootless: bool,
     set: &SigSet,
     moved: Option<OwnedFd>,
+    pivoted: Option<OwnedFd>,
 ) -> Result<Infallible, RuntimeError> {
     let spec = &launch.spec;
     if let Some(note) = keyring::join_new_session()
@@ -339,6 +354,11 @@ fn container_main(
         source,
     })?;
     rootfs::pivot_root(&root)?;
+    if let Some(pivoted) = pivoted {
+        // Fails only when the monitor is gone, and then so is this process (parent-death
+        // signal).
+        let _ = nix::unistd::write(&pivoted, &[1]);
+    }
     if !spec.privileged {
         rootfs::mask_paths()?;
     }
@@ -527,7 +547,9 @@ impl Exec {
     /// Looks the program up and executes it; on failure prints docker's message and exits
     /// 127 (not found) or 126 (not executable).
     pub(crate) fn exec(self) -> ! {
-        close_inherited_fds();
+        // The runner's descriptors (and this process's socket to it) must not reach the
+        // container's process.
+        crate::fds::cloexec_above_stderr();
         let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
         // Ignored signals survive exec: give the process default dispositions (Rust's
         // runtime ignores SIGPIPE in this binary; the runner may ignore others).
@@ -601,28 +623,6 @@ impl Exec {
             "exec: {:?}: executable file not found in $PATH",
             self.arg0
         ))
-    }
-}
-
-/// Marks every descriptor above stderr close-on-exec: the runner's (and this process's
-/// socket to it) must not reach the container's process.
-fn close_inherited_fds() {
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    // SAFETY: close_range(2) with integer arguments only changes descriptor flags.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
-    if rc == 0 {
-        return;
-    }
-    // Before Linux 5.11: walk the descriptor table.
-    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-        .map(|dir| {
-            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    for fd in fds.into_iter().filter(|fd| *fd > 2) {
-        // SAFETY: F_SETFD on a descriptor number; an already closed one just fails.
-        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
 }
 

@@ -107,6 +107,7 @@ pub mod detach;
 pub mod dirfd;
 mod error;
 mod exec;
+mod fds;
 mod init;
 mod keyring;
 mod mounts;
@@ -120,6 +121,7 @@ mod seccomp;
 mod signals;
 mod spec;
 pub mod terminal;
+mod unmount;
 mod user;
 
 pub use capabilities::{

@@ -288,6 +288,8 @@ pub(crate) fn launch(
     join: Option<crate::exec::Join>,
     stdio: Stdio,
 ) -> Result<Container, RuntimeError> {
+    // The monitor moves PID 1 (or the joining process) into its cgroups in a few ms.
+    crate::cgroup::warm_up_moves();
     let (ours, theirs) = Channel::pair().map_err(ProcessError::Channel)?;
     let window = if spec.process.terminal {
         [&stdio.stdin, &stdio.stdout]

@@ -86,6 +86,11 @@ pub struct ContainerSpec {
     /// Size of `/dev/shm` in bytes (docker's `--shm-size`); `None`: 64 MiB, docker's default.
     #[serde(default)]
     pub shm_size: Option<u64>,
+    /// More bridges the container's network namespace is connected to, after
+    /// [`ContainerSpec::bridge`] (docker's `network connect`): `eth1`, `eth2`, … in this
+    /// order, each with its address and no route but its subnet's.
+    #[serde(default)]
+    pub extra_bridges: Vec<BridgeAttachment>,
 }
 
 fn yes() -> bool {
@@ -203,6 +208,7 @@ impl ContainerSpec {
             privileged: false,
             devices: Vec::new(),
             shm_size: None,
+            extra_bridges: Vec::new(),
         }
     }
 }

@@ -28,14 +28,14 @@ pub struct LoadedImage {
 }
 
 /// A file of the archive, staged in the store's temp dir.
-struct Staged {
+pub(super) struct Staged {
     path: PathBuf,
     digest: Digest,
     size: u64,
 }
 
 /// The archive's entries by normalised path.
-struct Entries {
+pub(super) struct Entries {
     files: HashMap<String, Staged>,
     /// Symlinks and hard links: path → target path (normalised).
     links: HashMap<String, String>,
@@ -194,24 +194,8 @@ fn stage(reader: impl Read, dir: &Path) -> Result<Entries, ArchiveError> {
             }
             match kind {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let staged = dir.join(i.to_string());
-                    let file = fs::File::create(&staged).map_err(io_err(&staged))?;
-                    let file = Writeback::new(&file);
-                    let mut w = HashWriter::new(io::BufWriter::with_capacity(1 << 20, file));
-                    io::copy(&mut entry, &mut w).map_err(ArchiveError::Read)?;
-                    let (buf, digest, size) = w.finish();
-                    buf.into_inner()
-                        .map_err(|e| io_err(&staged)(e.into_error()))?
-                        .finish()
-                        .map_err(io_err(&staged))?;
-                    entries.files.insert(
-                        path,
-                        Staged {
-                            path: staged,
-                            digest,
-                            size,
-                        },
-                    );
+                    let staged = stage_file(&mut entry, dir.join(i.to_string()))?;
+                    entries.files.insert(path, staged);
                 }
                 tar::EntryType::Symlink => {
                     let target = entry
@@ -244,6 +228,62 @@ fn stage(reader: impl Read, dir: &Path) -> Result<Entries, ArchiveError> {
             "no tar entries in {} bytes",
             counter.len()
         )));
+    }
+    Ok(entries)
+}
+
+/// Copies `data` to the new file `staged`, hashing it.
+fn stage_file(data: &mut dyn Read, staged: PathBuf) -> Result<Staged, ArchiveError> {
+    let file = fs::File::create(&staged).map_err(io_err(&staged))?;
+    let file = Writeback::new(&file);
+    let mut w = HashWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+    io::copy(data, &mut w).map_err(ArchiveError::Read)?;
+    let (buf, digest, size) = w.finish();
+    buf.into_inner()
+        .map_err(|e| io_err(&staged)(e.into_error()))?
+        .finish()
+        .map_err(io_err(&staged))?;
+    Ok(Staged {
+        path: staged,
+        digest,
+        size,
+    })
+}
+
+/// Copies every file below directory `src` (an OCI image layout) into `dir`, hashing as it
+/// goes, as [`stage`] does for a tar: the checks and the store then take the copies (which
+/// they move), never the originals. Symlinks are recorded as links, staying inside `src`.
+pub(super) fn stage_dir(src: &Path, dir: &Path) -> Result<Entries, ArchiveError> {
+    let mut entries = Entries {
+        files: HashMap::new(),
+        links: HashMap::new(),
+    };
+    let mut pending = vec![String::new()];
+    let mut n = 0usize;
+    while let Some(rel) = pending.pop() {
+        let at = src.join(&rel);
+        for e in fs::read_dir(&at).map_err(io_err(&at))? {
+            let e = e.map_err(io_err(&at))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let kind = e.file_type().map_err(io_err(e.path()))?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_symlink() {
+                let target = fs::read_link(e.path()).map_err(io_err(e.path()))?;
+                let t = link_target(&path, &target.to_string_lossy())?;
+                entries.links.insert(path, t);
+            } else if kind.is_file() {
+                let mut f = fs::File::open(e.path()).map_err(io_err(e.path()))?;
+                n += 1;
+                let staged = stage_file(&mut f, dir.join(n.to_string()))?;
+                entries.files.insert(path, staged);
+            }
+        }
     }
     Ok(entries)
 }
@@ -522,7 +562,11 @@ fn blob<'a>(
     Ok(f)
 }
 
-fn blob_json(entries: &Entries, d: &oci::Descriptor, what: &str) -> Result<Vec<u8>, ArchiveError> {
+pub(super) fn blob_json(
+    entries: &Entries,
+    d: &oci::Descriptor,
+    what: &str,
+) -> Result<Vec<u8>, ArchiveError> {
     blob(entries, d, what)?;
     entries.json(&format!("blobs/sha256/{}", d.digest.hex()), what)
 }
@@ -561,11 +605,7 @@ fn load_oci(
     entries: &Entries,
     progress: Progress<'_>,
 ) -> Result<Vec<LoadedImage>, ArchiveError> {
-    let bytes = entries.json("index.json", "archive")?;
-    let index: Index = serde_json::from_slice(&bytes).map_err(|e| ArchiveError::BadJson {
-        what: "index.json".into(),
-        error: e,
-    })?;
+    let index = read_index(entries)?;
     at_most(
         "index.json",
         index.manifests.len(),
@@ -575,30 +615,7 @@ fn load_oci(
     let mut picked = Vec::new();
     for d in &index.manifests {
         let tag = oci_tag(d)?;
-        let d = if d.media_type == oci::MEDIA_INDEX || d.media_type == oci::MEDIA_DOCKER_LIST {
-            let inner: Index = serde_json::from_slice(&blob_json(entries, d, "index.json")?)
-                .map_err(|e| ArchiveError::BadJson {
-                    what: format!("image index {}", d.digest),
-                    error: e,
-                })?;
-            let arch = oci::host_architecture();
-            inner
-                .manifests
-                .iter()
-                .find(|m| {
-                    m.platform
-                        .as_ref()
-                        .is_some_and(|p| p.architecture == arch && p.os == "linux")
-                })
-                .or_else(|| inner.manifests.first())
-                .cloned()
-                .ok_or_else(|| {
-                    ArchiveError::Invalid(format!("image index {} is empty", d.digest))
-                })?
-        } else {
-            d.clone()
-        };
-        picked.push((d, tag));
+        picked.push((platform_manifest(entries, d)?, tag));
     }
     if picked.is_empty() {
         return Err(ArchiveError::Invalid("index.json lists no images".into()));
@@ -607,55 +624,130 @@ fn load_oci(
     // Tags per image (by config): one index entry names one, but entries may repeat an image.
     let mut tag_counts: HashMap<Digest, usize> = HashMap::new();
     for (d, tag) in picked {
-        let mbytes = blob_json(entries, &d, "index.json")?;
-        let manifest: Manifest =
-            serde_json::from_slice(&mbytes).map_err(|e| ArchiveError::BadJson {
-                what: format!("manifest {}", d.digest),
-                error: e,
-            })?;
-        let what = format!("manifest {}", d.digest);
-        at_most(&what, manifest.layers.len(), MAX_LAYERS, "layers")?;
-        let n_tags = tag_counts
-            .entry(manifest.config.digest.clone())
-            .or_default();
-        *n_tags += usize::from(tag.is_some());
-        at_most(
-            &format!("index.json: image {}", manifest.config.digest),
-            *n_tags,
-            MAX_TAGS_PER_IMAGE,
-            "tags",
-        )?;
-        let cfg_bytes = blob_json(entries, &manifest.config, &format!("manifest {}", d.digest))?;
-        let config = parse_config(&cfg_bytes, &format!("config {}", manifest.config.digest))?;
-        if config.rootfs.diff_ids.len() != manifest.layers.len() {
-            return Err(ArchiveError::Invalid(format!(
-                "config {} lists {} layers but manifest {} lists {}",
-                manifest.config.digest,
-                config.rootfs.diff_ids.len(),
-                d.digest,
-                manifest.layers.len()
-            )));
-        }
-        let mut layers = Vec::new();
-        for (l, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
-            let f = blob(entries, l, &format!("manifest {}", d.digest))?;
-            let what = format!("layer {}", l.digest);
-            layers.push((
-                f,
-                check_layer(f, diff_id, &what, Some(&l.media_type), progress)?,
-            ));
-        }
-        plans.push((mbytes, cfg_bytes, layers, tag));
+        let checked = check_image(entries, &d, progress, &mut |manifest| {
+            let n_tags = tag_counts
+                .entry(manifest.config.digest.clone())
+                .or_default();
+            *n_tags += usize::from(tag.is_some());
+            at_most(
+                &format!("index.json: image {}", manifest.config.digest),
+                *n_tags,
+                MAX_TAGS_PER_IMAGE,
+                "tags",
+            )
+        })?;
+        plans.push((checked, tag));
     }
     let mut out: Vec<LoadedImage> = Vec::new();
-    for (mbytes, cfg_bytes, layers, tag) in plans {
-        let layers = commit_layers(store, layers, progress)?;
+    for (checked, tag) in plans {
         let tags: Vec<Reference> = tag.into_iter().collect();
-        let id = store.add_image(&cfg_bytes, &layers, Some(&mbytes), &tags)?;
+        let id = store_image(store, checked, &tags, progress)?;
         match out.iter_mut().find(|l| l.id == id) {
             Some(l) => l.tags.extend(tags),
             None => out.push(LoadedImage { id, tags }),
         }
     }
     Ok(out)
+}
+
+/// The `index.json` of a staged OCI layout.
+pub(super) fn read_index(entries: &Entries) -> Result<Index, ArchiveError> {
+    let bytes = entries.json("index.json", "archive")?;
+    serde_json::from_slice(&bytes).map_err(|e| ArchiveError::BadJson {
+        what: "index.json".into(),
+        error: e,
+    })
+}
+
+/// The image manifest an `index.json` entry stands for: itself, or for an image index the
+/// manifest of the host's platform (else its first).
+pub(super) fn platform_manifest(
+    entries: &Entries,
+    d: &oci::Descriptor,
+) -> Result<oci::Descriptor, ArchiveError> {
+    if d.media_type != oci::MEDIA_INDEX && d.media_type != oci::MEDIA_DOCKER_LIST {
+        return Ok(d.clone());
+    }
+    let inner: Index =
+        serde_json::from_slice(&blob_json(entries, d, "index.json")?).map_err(|e| {
+            ArchiveError::BadJson {
+                what: format!("image index {}", d.digest),
+                error: e,
+            }
+        })?;
+    let arch = oci::host_architecture();
+    inner
+        .manifests
+        .iter()
+        .find(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| p.architecture == arch && p.os == "linux")
+        })
+        .or_else(|| inner.manifests.first())
+        .cloned()
+        .ok_or_else(|| ArchiveError::Invalid(format!("image index {} is empty", d.digest)))
+}
+
+/// An image of a staged OCI layout, checked and ready to store.
+pub(super) struct Checked<'a> {
+    manifest: Vec<u8>,
+    config: Vec<u8>,
+    layers: Vec<(&'a Staged, LayerInfo)>,
+}
+
+/// Checks the image of manifest `d`: its config, and each layer's digest, size, entries and
+/// DiffID. `on_manifest` sees the parsed manifest before anything else is read (for limits
+/// the caller counts across images). Stores nothing.
+pub(super) fn check_image<'a>(
+    entries: &'a Entries,
+    d: &oci::Descriptor,
+    progress: Progress<'_>,
+    on_manifest: &mut dyn FnMut(&Manifest) -> Result<(), ArchiveError>,
+) -> Result<Checked<'a>, ArchiveError> {
+    let mbytes = blob_json(entries, d, "index.json")?;
+    let manifest: Manifest =
+        serde_json::from_slice(&mbytes).map_err(|e| ArchiveError::BadJson {
+            what: format!("manifest {}", d.digest),
+            error: e,
+        })?;
+    let what = format!("manifest {}", d.digest);
+    at_most(&what, manifest.layers.len(), MAX_LAYERS, "layers")?;
+    on_manifest(&manifest)?;
+    let cfg_bytes = blob_json(entries, &manifest.config, &what)?;
+    let config = parse_config(&cfg_bytes, &format!("config {}", manifest.config.digest))?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(ArchiveError::Invalid(format!(
+            "config {} lists {} layers but manifest {} lists {}",
+            manifest.config.digest,
+            config.rootfs.diff_ids.len(),
+            d.digest,
+            manifest.layers.len()
+        )));
+    }
+    let mut layers = Vec::new();
+    for (l, diff_id) in manifest.layers.iter().zip(&config.rootfs.diff_ids) {
+        let f = blob(entries, l, &what)?;
+        let layer = format!("layer {}", l.digest);
+        layers.push((
+            f,
+            check_layer(f, diff_id, &layer, Some(&l.media_type), progress)?,
+        ));
+    }
+    Ok(Checked {
+        manifest: mbytes,
+        config: cfg_bytes,
+        layers,
+    })
+}
+
+/// Stores a checked image (its manifest kept byte for byte) under `tags`.
+pub(super) fn store_image(
+    store: &Store,
+    checked: Checked<'_>,
+    tags: &[Reference],
+    progress: Progress<'_>,
+) -> Result<ImageId, ArchiveError> {
+    let layers = commit_layers(store, checked.layers, progress)?;
+    Ok(store.add_image(&checked.config, &layers, Some(&checked.manifest), tags)?)
 }

@@ -5,6 +5,8 @@
 //! - [`import::import_rootfs`]`(store, reader, &ImportOptions, tags) -> Result<ImageId>`
 //! - [`save::save`]`(store, names, ArchiveFormat, writer)` and [`save::save_oci_dir`]
 //! - [`load::load`]`(store, reader) -> Result<Vec<LoadedImage>>`
+//! - [`layout::import_layout`]`(store, dir, &LayoutPick) -> Result<ImageId>` (an OCI layout
+//!   directory's image, for `build --build-context NAME=oci-layout://…`)
 //! - `*_with_progress` variants report each layer's bytes and end ([`progress::Event`]).
 //!
 //! Everything streams: no layer is ever held in memory. `load` stages entries in the store's
@@ -12,6 +14,7 @@
 //! config) and only then commits; a bad archive leaves the image list unchanged.
 
 pub mod import;
+pub mod layout;
 pub mod load;
 pub mod progress;
 pub mod save;

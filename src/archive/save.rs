@@ -9,7 +9,7 @@ use super::progress::{no_progress, Counted, Event, Progress};
 use super::{io_err, ArchiveError};
 use crate::image::compress;
 use crate::image::digest::Digest;
-use crate::image::oci::Index;
+use crate::image::oci::{self, Descriptor, Index, Manifest};
 use crate::image::reference::Reference;
 use crate::store::{ImageRecord, Store};
 
@@ -23,6 +23,38 @@ pub enum ArchiveFormat {
     OciArchive,
     /// An OCI image layout in a directory.
     OciDir,
+}
+
+/// Annotations of an OCI layout's `index.json` (`build --annotation index:…` and
+/// `manifest-descriptor:…`): they exist only in what is written, not in the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayoutAnnotations {
+    /// On `index.json` itself.
+    pub index: BTreeMap<String, String>,
+    /// On each entry of `index.json` (the descriptors of the image manifests), beside the
+    /// names `save` puts there.
+    pub manifest_descriptor: BTreeMap<String, String>,
+}
+
+impl LayoutAnnotations {
+    fn is_empty(&self) -> bool {
+        self.index.is_empty() && self.manifest_descriptor.is_empty()
+    }
+
+    /// `index` with these annotations added.
+    fn apply(&self, mut index: Index) -> Index {
+        if !self.index.is_empty() {
+            index.annotations = Some(self.index.clone());
+        }
+        if !self.manifest_descriptor.is_empty() {
+            for d in &mut index.manifests {
+                let mut a = self.manifest_descriptor.clone();
+                a.extend(d.annotations.take().unwrap_or_default());
+                d.annotations = Some(a);
+            }
+        }
+        index
+    }
 }
 
 /// One image to save and the tags to save it under.
@@ -223,6 +255,17 @@ pub fn save(
     save_with_progress(store, names, format, out, &no_progress)
 }
 
+/// [`save`] with `layout`'s annotations in the archive's `index.json`.
+pub fn save_annotated(
+    store: &Store,
+    names: &[String],
+    format: ArchiveFormat,
+    out: impl Write,
+    layout: &LayoutAnnotations,
+) -> Result<(), ArchiveError> {
+    save_archive(store, names, format, out, &no_progress, layout)
+}
+
 /// [`save`], reporting each layer's bytes and its end to `progress`.
 pub fn save_with_progress(
     store: &Store,
@@ -231,13 +274,31 @@ pub fn save_with_progress(
     out: impl Write,
     progress: Progress<'_>,
 ) -> Result<(), ArchiveError> {
+    save_archive(
+        store,
+        names,
+        format,
+        out,
+        progress,
+        &LayoutAnnotations::default(),
+    )
+}
+
+fn save_archive(
+    store: &Store,
+    names: &[String],
+    format: ArchiveFormat,
+    out: impl Write,
+    progress: Progress<'_>,
+    layout: &LayoutAnnotations,
+) -> Result<(), ArchiveError> {
     let images = select(store, names)?;
     let mut sink = TarSink {
         builder: tar::Builder::new(out),
     };
     match format {
-        ArchiveFormat::DockerArchive => write_docker(store, &images, &mut sink, progress)?,
-        ArchiveFormat::OciArchive => write_oci(store, &images, &mut sink, progress)?,
+        ArchiveFormat::DockerArchive => write_docker(store, &images, &mut sink, progress, layout)?,
+        ArchiveFormat::OciArchive => write_oci(store, &images, &mut sink, progress, layout)?,
         ArchiveFormat::OciDir => {
             return Err(ArchiveError::Invalid(
                 "oci-dir output needs a directory (-o DIR)".into(),
@@ -260,6 +321,26 @@ pub fn save_oci_dir_with_progress(
     dir: &Path,
     progress: Progress<'_>,
 ) -> Result<(), ArchiveError> {
+    save_oci_layout(store, names, dir, progress, &LayoutAnnotations::default())
+}
+
+/// [`save_oci_dir`] with `layout`'s annotations in `index.json`.
+pub fn save_oci_dir_annotated(
+    store: &Store,
+    names: &[String],
+    dir: &Path,
+    layout: &LayoutAnnotations,
+) -> Result<(), ArchiveError> {
+    save_oci_layout(store, names, dir, &no_progress, layout)
+}
+
+fn save_oci_layout(
+    store: &Store,
+    names: &[String],
+    dir: &Path,
+    progress: Progress<'_>,
+    layout: &LayoutAnnotations,
+) -> Result<(), ArchiveError> {
     let images = select(store, names)?;
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     for d in [dir.to_path_buf(), dir.join("blobs/sha256")] {
@@ -268,7 +349,7 @@ pub fn save_oci_dir_with_progress(
     let mut sink = DirSink {
         root: dir.to_path_buf(),
     };
-    write_oci(store, &images, &mut sink, progress)
+    write_oci(store, &images, &mut sink, progress, layout)
 }
 
 fn copy_blob(
@@ -302,17 +383,17 @@ fn write_layer(
     Ok(())
 }
 
+/// The `oci-layout` file of an OCI image layout.
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
 fn write_oci(
     store: &Store,
     images: &[Selected],
     sink: &mut dyn Sink,
     progress: Progress<'_>,
+    layout: &LayoutAnnotations,
 ) -> Result<(), ArchiveError> {
-    sink.file(
-        "oci-layout",
-        30,
-        &mut &br#"{"imageLayoutVersion":"1.0.0"}"#[..],
-    )?;
+    sink.file("oci-layout", OCI_LAYOUT.len() as u64, &mut &OCI_LAYOUT[..])?;
     sink.dir("blobs")?;
     sink.dir("blobs/sha256")?;
     let mut written = BTreeSet::new();
@@ -334,10 +415,7 @@ fn write_oci(
         }
     }
     let index = Index::of_tagged(images.iter().map(|i| (&i.record.manifest, &i.tags[..])));
-    let bytes = serde_json::to_vec(&index).map_err(|e| ArchiveError::BadJson {
-        what: "index.json".into(),
-        error: e,
-    })?;
+    let bytes = to_json("index.json", &layout.apply(index))?;
     sink.file("index.json", bytes.len() as u64, &mut &bytes[..])
 }
 
@@ -356,7 +434,9 @@ fn write_docker(
     images: &[Selected],
     sink: &mut dyn Sink,
     progress: Progress<'_>,
+    layout: &LayoutAnnotations,
 ) -> Result<(), ArchiveError> {
+    let mut oci_view = Vec::new();
     sink.dir("blobs")?;
     sink.dir("blobs/sha256")?;
     let mut written = BTreeSet::new();
@@ -411,11 +491,70 @@ fn write_docker(
             repo_tags: if tags.is_empty() { None } else { Some(tags) },
             layers: layer_paths,
         });
+        if let Some(d) = docker_oci_manifest(store, r, sink, layout, &mut written)? {
+            oci_view.push((d, img.tags.clone()));
+        }
+    }
+    if !oci_view.is_empty() {
+        sink.file("oci-layout", OCI_LAYOUT.len() as u64, &mut &OCI_LAYOUT[..])?;
+        let index = Index::of_tagged(oci_view.iter().map(|(d, tags)| (d, &tags[..])));
+        let bytes = to_json("index.json", &layout.apply(index))?;
+        sink.file("index.json", bytes.len() as u64, &mut &bytes[..])?;
     }
     let m = to_json("manifest.json", &manifest)?;
     sink.file("manifest.json", m.len() as u64, &mut &m[..])?;
     let r = to_json("repositories", &repositories)?;
     sink.file("repositories", r.len() as u64, &mut &r[..])
+}
+
+/// For a docker-archive of an annotated image (its manifest has annotations, or `layout`
+/// has some): an OCI manifest of the archive's own blobs (the config and the uncompressed
+/// layers, named by DiffID) with the image manifest's annotations, written beside them, so
+/// the archive is also an OCI layout that carries them, as docker ≥ 25 writes its archives.
+/// Other archives stay as they were (`load` and podman read them as docker-archives).
+fn docker_oci_manifest(
+    store: &Store,
+    r: &ImageRecord,
+    sink: &mut dyn Sink,
+    layout: &LayoutAnnotations,
+    written: &mut BTreeSet<Digest>,
+) -> Result<Option<Descriptor>, ArchiveError> {
+    let stored: Manifest =
+        serde_json::from_slice(&store.read_blob(&r.manifest.digest)?).map_err(|e| {
+            ArchiveError::BadJson {
+                what: format!("manifest {}", r.manifest.digest),
+                error: e,
+            }
+        })?;
+    let annotations = stored.annotations.filter(|a| !a.is_empty());
+    if annotations.is_none() && layout.is_empty() {
+        return Ok(None);
+    }
+    let layers = r
+        .layers
+        .iter()
+        .map(|l| Descriptor {
+            media_type: oci::MEDIA_LAYER_TAR.to_string(),
+            digest: l.diff_id.clone(),
+            size: l.uncompressed_size,
+            annotations: None,
+            platform: None,
+        })
+        .collect();
+    let m = Manifest::oci(&r.id, r.config_size, layers, annotations);
+    let bytes = to_json("manifest", &m)?;
+    let digest = Digest::of(&bytes);
+    if written.insert(digest.clone()) {
+        let path = format!("blobs/sha256/{}", digest.hex());
+        sink.file(&path, bytes.len() as u64, &mut &bytes[..])?;
+    }
+    Ok(Some(Descriptor {
+        media_type: oci::MEDIA_MANIFEST.to_string(),
+        digest,
+        size: bytes.len() as u64,
+        annotations: None,
+        platform: None,
+    }))
 }
 
 fn to_json(what: &str, v: &impl serde::Serialize) -> Result<Vec<u8>, ArchiveError> {

@@ -7,10 +7,12 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::archive::{save, save_oci_dir, ArchiveFormat};
+use crate::archive::save::{save_annotated, save_oci_dir_annotated, LayoutAnnotations};
+use crate::archive::ArchiveFormat;
 use crate::image::layer::{apply_layer, write_tar, ApplyOptions, LayerSource, WhiteoutMode};
 use crate::store::{ImageId, Store};
 
+use super::annotations::Annotations;
 use super::recompress::LayerCompression;
 use super::{io_err, BuildError};
 
@@ -40,11 +42,14 @@ pub enum Export {
     Tar(Dest),
 }
 
-/// One `-o` value: what to export, and the layer compression it asks for (if any).
+/// One `-o` value: what to export, the layer compression it asks for (if any) and its
+/// `annotation…` options (BuildKit applies those to that output; rbuild writes one image, so
+/// the build merges them with `--annotation`'s).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     pub export: Export,
     pub compression: Option<LayerCompression>,
+    pub annotations: Annotations,
 }
 
 /// Splits `text` at commas outside double quotes (BuildKit reads `-o` as one CSV record:
@@ -83,11 +88,13 @@ impl Output {
             return Ok(Output {
                 export,
                 compression: None,
+                annotations: Annotations::default(),
             });
         }
         let bad = |why: String| BuildError::Invalid(format!("-o {text:?}: {why}"));
         let (mut kind, mut dest, mut names, mut push, mut tar) = (None, None, vec![], None, true);
         let (mut compression, mut level, mut force) = (None, None, false);
+        let mut annotations = Annotations::default();
         for field in csv_fields(text) {
             let Some((key, value)) = field.split_once('=') else {
                 return Err(bad(format!("{field:?} is not key=value")));
@@ -107,6 +114,7 @@ impl Output {
                 "force-compression" => force = parse_bool(key, value)?,
                 // BuildKit options with no effect on what rbuild writes.
                 "oci-mediatypes" | "store" | "unpack" | "platform-split" => {}
+                other if annotations.add_output_option(other, value)? => {}
                 other => return Err(bad(format!("unknown option {other:?}"))),
             }
         }
@@ -159,6 +167,7 @@ impl Output {
         Ok(Output {
             export,
             compression,
+            annotations,
         })
     }
 }
@@ -178,13 +187,15 @@ pub fn build_compression(outputs: &[Output]) -> Result<LayerCompression, BuildEr
     Ok(first.unwrap_or_default())
 }
 
-/// Writes image `id` (saved under `names`, or untagged when empty) as `export` says. Not for
-/// [`Export::Image`] (tagging and pushing are the caller's).
+/// Writes image `id` (saved under `names`, or untagged when empty) as `export` says, an OCI
+/// layout's `index.json` with `layout`'s annotations. Not for [`Export::Image`] (tagging and
+/// pushing are the caller's).
 pub fn export(
     store: &Store,
     id: &ImageId,
     names: &[String],
     export: &Export,
+    layout: &LayoutAnnotations,
 ) -> Result<(), BuildError> {
     let names = if names.is_empty() {
         vec![id.to_string()]
@@ -195,12 +206,15 @@ pub fn export(
     match export {
         Export::Image { .. } => {}
         Export::DockerArchive(dest) => write_to(dest, |w| {
-            save(store, &names, ArchiveFormat::DockerArchive, w).map_err(archive_err)
+            save_annotated(store, &names, ArchiveFormat::DockerArchive, w, layout)
+                .map_err(archive_err)
         })?,
         Export::OciArchive(dest) => write_to(dest, |w| {
-            save(store, &names, ArchiveFormat::OciArchive, w).map_err(archive_err)
+            save_annotated(store, &names, ArchiveFormat::OciArchive, w, layout).map_err(archive_err)
         })?,
-        Export::OciDir(d) => save_oci_dir(store, &names, d).map_err(archive_err)?,
+        Export::OciDir(d) => {
+            save_oci_dir_annotated(store, &names, d, layout).map_err(archive_err)?
+        }
         Export::Local(d) => {
             std::fs::create_dir_all(d).map_err(io_err(d))?;
             unpack(store, id, d)?;
@@ -316,6 +330,10 @@ mod tests {
         assert!(Output::parse("type=docker").is_err());
         assert!(Output::parse("type=wasm,dest=x").is_err());
         assert!(Output::parse("type=oci,dest=x,bogus=1").is_err());
+        let a = Output::parse("type=image,name=x,annotation.k=v,annotation-index.i=w").unwrap();
+        assert_eq!(a.annotations.manifest["k"], "v");
+        assert_eq!(a.annotations.layout.index["i"], "w");
+        assert!(Output::parse("type=oci,dest=x,annotation-index-descriptor.k=v").is_err());
     }
 
     #[test]

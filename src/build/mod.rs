@@ -41,6 +41,7 @@
 //! println!("{id}");
 //! ```
 
+pub mod annotations;
 mod chroot;
 pub mod convert;
 mod copy;
@@ -141,6 +142,9 @@ pub struct BuildOptions {
     /// `--shm-size`: the size of RUN steps' `/dev/shm` (`None`: the runtime's 64 MiB); not
     /// part of the cache key (as BuildKit).
     pub shm_size: Option<u64>,
+    /// `--annotation manifest:…`: annotations of the image manifest (see [`annotations`]);
+    /// they change the manifest digest, not the image ID or any cache key.
+    pub manifest_annotations: BTreeMap<String, String>,
 }
 
 impl BuildOptions {
@@ -169,6 +173,7 @@ impl BuildOptions {
             contexts: BTreeMap::new(),
             ulimits: Vec::new(),
             shm_size: None,
+            manifest_annotations: BTreeMap::new(),
         }
     }
 

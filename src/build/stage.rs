@@ -232,7 +232,12 @@ pub fn build(
                 .inspect_err(|e| progress.error(&step, &e.to_string()))?;
     }
     let id = store
-        .commit_image(&config, &state.layers, &options.tags)
+        .commit_image_annotated(
+            &config,
+            &state.layers,
+            &options.tags,
+            &options.manifest_annotations,
+        )
         .map_err(|e| BaseImage::explain(state.base.as_ref(), e))
         .inspect_err(|e| progress.error(&step, &e.to_string()))?;
     progress.info(&step, &format!("writing image {id}"));

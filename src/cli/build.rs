@@ -9,6 +9,8 @@ use clap::Args;
 
 use super::common::open_store;
 use super::{Globals, LogLevel};
+use crate::archive::save::LayoutAnnotations;
+use crate::build::annotations::Annotations;
 use crate::build::export::{build_compression, export, Dest, Export, Output};
 use crate::build::progress::{Progress, ProgressMode};
 use crate::build::{build, BuildOptions, DockerfileSource};
@@ -40,6 +42,11 @@ pub struct BuildArgs {
     /// Set metadata for the image (KEY=VALUE)
     #[arg(long, value_name = "KEY=VALUE")]
     pub label: Vec<String>,
+    /// Add an OCI annotation: [TYPE:]KEY=VALUE, TYPE manifest (the default: the image
+    /// manifest, as stored and pushed), or index / manifest-descriptor (index.json of
+    /// -o type=oci|docker); may be repeated
+    #[arg(long, value_name = "[TYPE:]KEY=VALUE")]
+    pub annotation: Vec<String>,
     /// Suppress the build output and print the image ID on success
     #[arg(short, long)]
     pub quiet: bool,
@@ -69,7 +76,7 @@ pub struct BuildArgs {
     /// Output (BuildKit's): type=image[,name=N][,push=true], type=registry,name=N,
     /// type=docker|oci|tar,dest=FILE|- (stdout), type=local|oci-dir,dest=DIR, or DIR; any of
     /// them with compression=gzip|zstd|uncompressed[,compression-level=N]
-    /// [,force-compression=true]
+    /// [,force-compression=true] and annotation[-TYPE].KEY=VALUE (as --annotation)
     #[arg(short, long, value_name = "type=TYPE,dest=PATH")]
     pub output: Vec<String>,
     /// Target platform (only the host's platform is supported)
@@ -119,9 +126,12 @@ pub struct BuildArgs {
     /// ID=SOCKET[,SOCKET] (the first live socket is used); may be repeated
     #[arg(long, value_name = "default|ID=SOCKET")]
     pub ssh: Vec<String>,
-    /// Named build context for FROM NAME / COPY --from=NAME: NAME=DIR or
-    /// NAME=docker-image://REF (may be repeated)
-    #[arg(long = "build-context", value_name = "NAME=DIR|docker-image://REF")]
+    /// Named build context for FROM NAME / COPY --from=NAME: NAME=DIR,
+    /// NAME=docker-image://REF or NAME=oci-layout://PATH[:TAG|@DIGEST] (may be repeated)
+    #[arg(
+        long = "build-context",
+        value_name = "NAME=DIR|docker-image://REF|oci-layout://PATH"
+    )]
     pub build_context: Vec<String>,
     /// Build context: a directory, a tar archive (plain or compressed), or "-" for a tar or a
     /// Dockerfile on stdin
@@ -287,6 +297,26 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
         .map(|o| Output::parse(o))
         .collect::<Result<Vec<_>, _>>()?;
     options.compression = build_compression(&outputs)?;
+    let mut annotations = Annotations::default();
+    for a in &args.annotation {
+        annotations.add(a)?;
+    }
+    for o in &outputs {
+        annotations.merge(&o.annotations);
+    }
+    let writes_layout = outputs.iter().any(|o| {
+        matches!(
+            o.export,
+            Export::OciArchive(_) | Export::OciDir(_) | Export::DockerArchive(_)
+        )
+    });
+    if annotations.layout != LayoutAnnotations::default() && !writes_layout {
+        globals.warn(format_args!(
+            "index and manifest-descriptor annotations go into the index.json of -o \
+             type=oci|docker outputs; this build writes none"
+        ));
+    }
+    options.manifest_annotations = annotations.manifest.clone();
     let to_stdout = outputs.iter().filter(|o| {
         matches!(
             &o.export,
@@ -343,7 +373,7 @@ pub fn run(globals: &Globals, args: BuildArgs) -> anyhow::Result<i32> {
     }
     let saved_names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     for (o, text) in outputs.iter().zip(&args.output) {
-        export(&store, &id, &saved_names, &o.export)
+        export(&store, &id, &saved_names, &o.export, &annotations.layout)
             .with_context(|| format!("exporting to {text}"))?;
     }
     if let (Some(spec), Some(text)) = (&cache_to, &args.cache_to) {

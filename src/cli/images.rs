@@ -51,19 +51,77 @@ pub struct PruneArgs {
     pub filter: Vec<String>,
 }
 
+/// One line of `images`: the image under a tag (or none), and the repository digest shown
+/// for it.
+struct Line<'a> {
+    tag: Option<&'a Reference>,
+    /// A repository with no tag of this image but a digest (pulled or pushed by digest).
+    repository: Option<String>,
+    digest: Option<String>,
+}
+
+/// The lines of image `img`, as docker lists them: a line per tag, with the repository
+/// digest of that tag's repository (`repo@sha256:…`, recorded by push and pull) when digests
+/// are shown (one line per digest); a line per repository known only by digest; one line
+/// for an image with neither.
+fn lines(img: &ImageSummary, show_digests: bool) -> Vec<Line<'_>> {
+    let digests: Vec<(&str, &str)> = img
+        .record
+        .repo_digests
+        .iter()
+        .filter_map(|d| d.split_once('@'))
+        .collect();
+    let mut out = Vec::new();
+    for t in &img.tags {
+        let repo = t.familiar_name();
+        let mine: Vec<&str> = digests
+            .iter()
+            .filter(|(r, _)| *r == repo)
+            .map(|(_, d)| *d)
+            .collect();
+        if !show_digests || mine.is_empty() {
+            out.push(Line {
+                tag: Some(t),
+                repository: None,
+                digest: None,
+            });
+        }
+        for d in mine.iter().filter(|_| show_digests) {
+            out.push(Line {
+                tag: Some(t),
+                repository: None,
+                digest: Some(d.to_string()),
+            });
+        }
+    }
+    let tagged: Vec<String> = img.tags.iter().map(Reference::familiar_name).collect();
+    for (repo, d) in digests
+        .iter()
+        .filter(|(r, _)| !tagged.iter().any(|t| t == r))
+    {
+        out.push(Line {
+            tag: None,
+            repository: Some(repo.to_string()),
+            digest: show_digests.then(|| d.to_string()),
+        });
+    }
+    if out.is_empty() {
+        out.push(Line {
+            tag: None,
+            repository: None,
+            digest: None,
+        });
+    }
+    out
+}
+
 /// One row of `images`, as the fields docker's templates name.
-fn row(
-    img: &ImageSummary,
-    tag: Option<&Reference>,
-    no_trunc: bool,
-) -> serde_json::Map<String, Value> {
+fn row(img: &ImageSummary, line: &Line<'_>, no_trunc: bool) -> serde_json::Map<String, Value> {
     let r = &img.record;
-    let (repo, tagname) = match tag {
-        Some(t) => (
-            t.familiar_name(),
-            t.tag.clone().unwrap_or_else(|| "<none>".into()),
-        ),
-        None => ("<none>".to_string(), "<none>".to_string()),
+    let none = || "<none>".to_string();
+    let (repo, tagname) = match line.tag {
+        Some(t) => (t.familiar_name(), t.tag.clone().unwrap_or_else(none)),
+        None => (line.repository.clone().unwrap_or_else(none), none()),
     };
     let id = if no_trunc {
         r.id.to_string()
@@ -82,11 +140,7 @@ fn row(
     m.insert("CreatedSince".into(), json!(since(created)));
     m.insert(
         "Digest".into(),
-        json!(if tag.is_some() {
-            r.manifest.digest.to_string()
-        } else {
-            "<none>".into()
-        }),
+        json!(line.digest.clone().unwrap_or_else(none)),
     );
     m.insert("ID".into(), json!(id));
     m.insert("Repository".into(), json!(repo));
@@ -108,17 +162,19 @@ pub fn run(globals: &Globals, args: ImagesArgs) -> anyhow::Result<i32> {
         Some(r) => Some((r.as_str(), reference_pattern(r)?)),
         None => None,
     };
+    // As docker: digests are shown with --digests, or when the format names them.
+    let show_digests = args.digests
+        || args
+            .format
+            .as_deref()
+            .is_some_and(|f| f.contains(".Digest"));
     let mut rows = Vec::new();
     for img in &images {
         if !filters.keep_image(img, &store)? {
             continue;
         }
-        let tags: Vec<Option<&Reference>> = if img.tags.is_empty() {
-            vec![None]
-        } else {
-            img.tags.iter().map(Some).collect()
-        };
-        for t in tags {
+        for line in lines(img, show_digests) {
+            let t = line.tag;
             if !filters.keep_tag(t) {
                 continue;
             }
@@ -128,7 +184,7 @@ pub fn run(globals: &Globals, args: ImagesArgs) -> anyhow::Result<i32> {
                     continue;
                 }
             }
-            rows.push(row(img, t, args.no_trunc));
+            rows.push(row(img, &line, args.no_trunc));
         }
     }
     let mut out = std::io::stdout().lock();

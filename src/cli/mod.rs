@@ -204,11 +204,14 @@ pub enum Command {
     Top(top::TopArgs),
     /// Display a sample of containers' resource usage
     Stats(top::StatsArgs),
-    /// Manage networks (create, ls, inspect, rm, prune)
+    /// Manage networks (create, ls, inspect, rm, prune, connect, disconnect)
     #[command(subcommand)]
     Network(network::NetworkCommand),
     /// List port mappings or a specific mapping for the container
     Port(port::PortCmdArgs),
+    /// The UDP port forwarder of a rootless container (started by its runner)
+    #[command(name = "container-port-forwarder", hide = true)]
+    PortForwarder(port::ForwarderArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(attach::AttachArgs),
 }
@@ -340,6 +343,7 @@ pub fn main() -> i32 {
         Command::Stats(args) => top::stats(&globals, args),
         Command::Network(cmd) => network::run(&globals, cmd),
         Command::Port(args) => port::run(&globals, args),
+        Command::PortForwarder(args) => port::forwarder_main(args),
         Command::Attach(args) => attach::attach(&globals, args),
     };
     // This process's temp files (none are in use any more).

@@ -1,5 +1,6 @@
-//! `rbuild network create|ls|inspect|rm|prune`: rbuild's networks as docker shows its own
-//! (see `crate::network` and `crate::network::networks`).
+//! `rbuild network create|ls|inspect|rm|prune|connect|disconnect`: rbuild's networks as
+//! docker shows its own (see `crate::network`, `crate::network::networks` and
+//! `crate::network::connect`).
 
 use std::io::Write;
 
@@ -8,6 +9,7 @@ use serde_json::json;
 
 use super::common::{confirm_removal, open_store};
 use super::Globals;
+use crate::container::connect::{self, ConnectRequest};
 use crate::network::networks::{self, CreateRequest, NetworkRecord};
 use crate::network::state::{self, State};
 use crate::network::{config, Extras};
@@ -27,6 +29,39 @@ pub enum NetworkCommand {
     Rm(RmArgs),
     /// Remove all networks no container is on
     Prune(PruneArgs),
+    /// Connect a container to a network (a running one at once, a stopped one at its next start)
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network it was connected to
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Add network-scoped alias for the container
+    #[arg(long = "alias", value_name = "ALIAS")]
+    pub alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+    /// Network name or ID
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+    /// Container name or ID
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DisconnectArgs {
+    /// Force the container to disconnect from a network (also one removed since)
+    #[arg(short, long)]
+    pub force: bool,
+    /// Network name or ID
+    #[arg(value_name = "NETWORK")]
+    pub network: String,
+    /// Container name or ID
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
 }
 
 #[derive(Debug, Args)]
@@ -140,7 +175,32 @@ pub fn run(globals: &Globals, cmd: NetworkCommand) -> anyhow::Result<i32> {
         NetworkCommand::Create(args) => create(args),
         NetworkCommand::Rm(args) => rm(&args),
         NetworkCommand::Prune(args) => prune(&args),
+        NetworkCommand::Connect(args) => connect(globals, args),
+        NetworkCommand::Disconnect(args) => disconnect(globals, &args),
     }
+}
+
+fn connect(globals: &Globals, args: ConnectArgs) -> anyhow::Result<i32> {
+    let store = open_store(globals)?;
+    let ip = args
+        .ip
+        .map(|ip| ip.parse())
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("invalid --ip: {e}"))?;
+    let request = ConnectRequest {
+        network: args.network,
+        container: args.container,
+        aliases: args.alias,
+        ip,
+    };
+    connect::connect(&store, &request)?;
+    Ok(0)
+}
+
+fn disconnect(globals: &Globals, args: &DisconnectArgs) -> anyhow::Result<i32> {
+    let store = open_store(globals)?;
+    connect::disconnect(&store, &args.network, &args.container, args.force)?;
+    Ok(0)
 }
 
 fn create(args: CreateArgs) -> anyhow::Result<i32> {

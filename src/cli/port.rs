@@ -42,10 +42,6 @@ impl PortArgs {
             Some(n) if n.starts_with("container:") => anyhow::bail!(
                 "conflicting options: port publishing and the container type network mode"
             ),
-            _ if options.attach_network.is_none() => anyhow::bail!(
-                "publishing ports needs the bridge network, which needs root: rootless port \
-                 forwarding is not implemented yet"
-            ),
             _ => {}
         }
         options.ports = mappings;
@@ -124,5 +120,29 @@ pub(super) fn ps_default_format<'a>(
         "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
     } else {
         "{{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}"
+    }
+}
+
+/// The hidden forwarder subcommand's arguments (see `crate::network::forwarder`).
+#[derive(Debug, Args)]
+pub struct ForwarderArgs {
+    /// The process that started the forwarder (it dies with it)
+    parent: u32,
+    /// A process of the container whose namespaces it joins
+    pid: u32,
+    /// The published ports of its sockets (descriptors 3, 4, …), as JSON
+    ports: String,
+}
+
+/// The rootless UDP port forwarder: serves until its parent kills it.
+pub fn forwarder_main(args: ForwarderArgs) -> anyhow::Result<i32> {
+    use crate::network::forwarder;
+    use std::io::Write;
+    let mappings: Vec<PortMapping> = serde_json::from_str(&args.ports)?;
+    let _serving = forwarder::serve(args.parent, args.pid, mappings)?;
+    println!("{}", forwarder::ready());
+    std::io::stdout().flush()?;
+    loop {
+        std::thread::park();
     }
 }

@@ -21,7 +21,23 @@ pub fn inspect(store: &Store, name: &str) -> Result<Value, ContainerError> {
     // Settled: a container whose monitor died shows as exited, as in `ps`.
     let record = super::find(store, name)?;
     let spec = spec_file::load(store, &record.id)?;
-    Ok(inspect_value(&record, &spec))
+    let mut value = inspect_value(&record, &spec);
+    // The networks it is on, with its addresses there while it runs: its own when that is
+    // a user network (the default bridge is not listed, as before connect existed), then
+    // those `network connect` added.
+    let own = record
+        .network
+        .iter()
+        .filter(|n| *n != "bridge" && !n.starts_with(super::network_join::PREFIX))
+        .map(|n| (n.clone(), record.network_extras.aliases.clone()));
+    let connected = record
+        .connected
+        .iter()
+        .map(|e| (e.network.clone(), e.aliases.clone()));
+    let networks: Vec<_> = own.chain(connected).collect();
+    value["NetworkSettings"]["Networks"] =
+        crate::network::connect::settings(store.root(), &record.id, &networks)?;
+    Ok(value)
 }
 
 /// The object for a record and its spec (see [`inspect`]).

@@ -23,6 +23,7 @@
 pub mod command;
 pub mod commit;
 pub mod config;
+pub mod connect;
 pub mod copy;
 mod create;
 pub mod diff;

@@ -223,7 +223,7 @@ fn serve_runs(
         tell(LISTENING);
         spec.process.console_size = attach.wait_client(ATTACH_WAIT)?;
     }
-    let Some(record) = store.modify_container(id, |r| r.manually_stopped = false)? else {
+    let Some(mut record) = store.modify_container(id, |r| r.manually_stopped = false)? else {
         return Err(crate::store::StoreError::NoSuchContainer(id.to_string()).into());
     };
     let log = Arc::new(Mutex::new(LogWriter::open(
@@ -253,12 +253,14 @@ fn serve_runs(
         };
         first = false;
         execution.warnings.into_iter().for_each(&mut *warn);
-        let Some(record) = current(store, id)? else {
+        let Some(latest) = current(store, id)? else {
             break Ok(()); // removed (`rm -f`)
         };
-        if !restarts(&record, execution.status.code) {
+        if !restarts(&latest, execution.status.code) {
             break Ok(());
         }
+        // A restart joins the networks connected since (`network connect`).
+        record.connected = latest.connected;
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_secs(60));
         // A `stop` during the delay finds no process to signal: it set the flag, and waits.

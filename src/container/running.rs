@@ -47,10 +47,26 @@ pub(super) fn execute<R>(
         .network
         .as_deref()
         .filter(|_| shared.is_none() && !user_mode)
-        .map(|n| crate::network::join(store.root(), n, &container.id, dns_names(container)))
+        .map(|n| {
+            let names = dns_names(container, &container.network_extras.aliases);
+            crate::network::join(store.root(), n, &container.id, names)
+        })
         .transpose()?;
+    // Then the networks `network connect` added (eth1, …).
+    let endpoints = match attached.is_some() {
+        true => {
+            crate::network::connect::join(store.root(), &container.connected, &container.id, |e| {
+                dns_names(container, &e.aliases)
+            })?
+        }
+        false => Vec::new(),
+    };
     let mut spec = spec.clone();
     spec.bridge = attached.as_ref().and_then(|a| a.attachment.clone());
+    spec.extra_bridges = endpoints
+        .iter()
+        .filter_map(|a| a.attachment.clone())
+        .collect();
     container.network_extras.apply(&mut spec)?;
     if let Some(attached) = &attached {
         attached.configure_dns(&mut spec);
@@ -59,14 +75,17 @@ pub(super) fn execute<R>(
         super::network_join::apply(store, target, &mut spec)?;
     }
     super::links::apply(store, container, &mut spec)?;
-    if user_mode {
-        crate::network::rootless::attach(&mut spec, &[])
-            .map_err(crate::network::NetworkError::from)?;
-    }
     // Bound before the process starts: a taken port stops the start here.
-    let published =
-        crate::network::publish::publish(&container.id, &container.ports, attached.as_ref())?;
+    let mut published = if user_mode {
+        crate::network::publish::publish_rootless(&mut spec, &container.ports)?
+    } else {
+        crate::network::publish::publish(&container.id, &container.ports, attached.as_ref())?
+    };
+    let owner = container.id.clone();
     let container = rbuild_runtime::spawn(&spec, stdio)?;
+    // Rootless UDP ports are forwarded from inside the container's namespaces, which exist
+    // only now; when that fails, the container is killed (its drop) before it is recorded.
+    published.forward_into(container.pid())?;
     let mut warnings = Vec::new();
     let mut record = |change: &dyn Fn(&mut crate::store::ContainerRecord)| {
         if let Some(id) = id {
@@ -93,6 +112,9 @@ pub(super) fn execute<R>(
     drop(held);
     drop(published);
     drop(attached);
+    drop(endpoints);
+    // What `network connect` handed to this process while the container ran.
+    let left = crate::network::connect::leave(&owner);
     if let Some(id) = id {
         // A `pause` on a cgroup v1 host moved the processes into a freezer group of their own.
         rbuild_runtime::remove_freezer_group(id);
@@ -107,6 +129,9 @@ pub(super) fn execute<R>(
         r.paused = false;
         r.published_ports.clear();
     });
+    if let Err(e) = left {
+        warnings.push(format!("failed to release the container's addresses: {e}"));
+    }
     Ok(Execution {
         status,
         warnings,
@@ -115,10 +140,10 @@ pub(super) fn execute<R>(
 }
 
 /// The names a container answers to on a user network, as docker's: its name, its
-/// `--network-alias`es and its short ID.
-fn dns_names(container: &ContainerRecord) -> Vec<String> {
+/// `aliases` there (`--network-alias`, `network connect --alias`) and its short ID.
+pub(super) fn dns_names(container: &ContainerRecord, aliases: &[String]) -> Vec<String> {
     let mut names = vec![container.name.clone()];
-    names.extend(container.network_extras.aliases.iter().cloned());
+    names.extend(aliases.iter().cloned());
     names.push(container.short_id().to_string());
     names.dedup();
     names

@@ -66,6 +66,32 @@ pub struct Manifest {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
+impl Manifest {
+    /// The OCI image manifest of an image config (`config`, `config_size` bytes) and `layers`
+    /// (bottom to top): the one shape rbuild writes (in the store, and in docker-archives'
+    /// OCI view).
+    pub fn oci(
+        config: &Digest,
+        config_size: u64,
+        layers: Vec<Descriptor>,
+        annotations: Option<BTreeMap<String, String>>,
+    ) -> Manifest {
+        Manifest {
+            schema_version: 2,
+            media_type: Some(MEDIA_MANIFEST.to_string()),
+            config: Descriptor {
+                media_type: MEDIA_CONFIG.to_string(),
+                digest: config.clone(),
+                size: config_size,
+                annotations: None,
+                platform: None,
+            },
+            layers,
+            annotations,
+        }
+    }
+}
+
 /// An image index (also the `index.json` of an OCI layout).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Index {

@@ -16,7 +16,9 @@
 //!
 //! A query for the A record of a container's name, one of its `--network-alias`es or its
 //! short ID (case-insensitive) gets the addresses of the live
-//! containers on this network that answer to it (authoritative); another type for such a
+//! containers on this network that answer to it (authoritative), or, when none does, those
+//! on the other networks the asking container is connected to (`network connect`: the
+//! container asks its own network's responder only); another type for such a
 //! name gets an empty answer. Any other query is forwarded, as is, to the host's name servers
 //! (those a container on the default bridge would use), and their answer relayed; SERVFAIL when
 //! none answers in time. The container's `/etc/resolv.conf` names the gateway alone.
@@ -79,7 +81,11 @@ fn serve(socket: &UdpSocket, bridge: &str, stop: &AtomicBool) {
         let Some(query) = Query::parse(packet) else {
             continue; // not a query we understand: as a server, stay silent
         };
-        let members = members(bridge, &query.name);
+        let asker = match from.ip() {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(_) => continue,
+        };
+        let members = members(bridge, &query.name, asker);
         if !members.is_empty() {
             let addresses = if query.qtype == TYPE_A {
                 members
@@ -100,17 +106,32 @@ fn serve(socket: &UdpSocket, bridge: &str, stop: &AtomicBool) {
     }
 }
 
-/// The addresses of the live containers on `bridge` that answer to `name`.
-fn members(bridge: &str, name: &str) -> Vec<Ipv4Addr> {
+/// The addresses of the live containers on `bridge` that answer to `name`; when there are
+/// none, those on the other bridges that `asker` (an address on `bridge`) has an address on.
+fn members(bridge: &str, name: &str, asker: Ipv4Addr) -> Vec<Ipv4Addr> {
     let Ok(state) = super::state::read() else {
         return Vec::new();
     };
-    state
-        .leases
-        .iter()
-        .filter(|l| l.bridge == bridge && l.names.iter().any(|n| n.eq_ignore_ascii_case(name)))
-        .filter(|l| l.alive())
-        .filter_map(|l| l.address)
+    let live = || state.leases.iter().filter(|l| l.alive());
+    let on = |bridge: &str| -> Vec<Ipv4Addr> {
+        live()
+            .filter(|l| l.bridge == bridge && l.names.iter().any(|n| n.eq_ignore_ascii_case(name)))
+            .filter_map(|l| l.address)
+            .collect()
+    };
+    let here = on(bridge);
+    if !here.is_empty() {
+        return here;
+    }
+    let Some(owner) = live()
+        .find(|l| l.bridge == bridge && l.address == Some(asker))
+        .map(|l| &l.owner)
+    else {
+        return Vec::new();
+    };
+    live()
+        .filter(|l| &l.owner == owner && l.bridge != bridge && l.address.is_some())
+        .flat_map(|l| on(&l.bridge))
         .collect()
 }
 

@@ -14,9 +14,11 @@
 //! removes a bridge no live lease uses ([`clean_leftovers`], run at every CLI start).
 
 pub mod config;
+pub mod connect;
 mod dnat;
 mod dns;
 mod extras;
+pub mod forwarder;
 mod nat;
 pub mod networks;
 pub mod ports;
@@ -66,6 +68,30 @@ pub enum NetworkError {
     Port(#[from] ports::PortError),
     #[error("port {0} is already in use")]
     PortInUse(String),
+    #[error("Invalid address {0}: It does not belong to any of this network's subnets")]
+    AddressOutside(Ipv4Addr),
+    #[error("Address already in use: {0}")]
+    AddressInUse(Ipv4Addr),
+    #[error("endpoint with name {container} already exists in network {network}")]
+    EndpointExists { container: String, network: String },
+    #[error("container {container} is not connected to the network {network}")]
+    NotConnected { container: String, network: String },
+    /// A `network connect`/`disconnect` docker refuses, with docker's message.
+    #[error("{0}")]
+    Refused(&'static str),
+    #[error("the port forwarder of a rootless container failed: {0}")]
+    Forwarder(String),
+}
+
+/// Which address a holder takes on a bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// None: a hold that keeps the bridge up.
+    Hold,
+    /// The lowest free one.
+    Any,
+    /// This one (`network connect --ip`).
+    Exactly(Ipv4Addr),
 }
 
 /// A container's (or RUN step's) place on a bridge, or a hold that keeps the bridge up;
@@ -78,12 +104,14 @@ pub struct Attached {
     pub attachment: Option<BridgeAttachment>,
     /// A user network's name responder, answering while this holder lives.
     responder: Option<dns::Responder>,
+    /// The lease now belongs to another process ([`connect::Connecting::hand_over`]).
+    handed_over: bool,
 }
 
 /// Gives `owner` an address on the default bridge, setting the bridge up when needed.
 pub fn attach_default(store_root: &Path, owner: &str) -> Result<Attached, NetworkError> {
     let config = config::default_bridge(store_root)?;
-    attach(&config, false, owner, Vec::new(), true)
+    attach(&config, false, owner, Vec::new(), Want::Any)
 }
 
 /// Gives `owner` an address on the user-defined network `network`, which answers `names`
@@ -98,7 +126,7 @@ pub fn attach_user(
         bridge: network.bridge(),
         subnet: Some(network.subnet),
     };
-    let mut attached = attach(&config, network.internal, owner, names, true)?;
+    let mut attached = attach(&config, network.internal, owner, names, Want::Any)?;
     let gateway = attached.attachment.as_ref().map(|a| a.gateway);
     if let Some(gateway) = gateway {
         attached.responder = Some(dns::Responder::start(config.bridge, gateway)?);
@@ -121,10 +149,16 @@ pub fn join(
             false,
             owner,
             names,
-            true,
+            Want::Any,
         ),
         name => attach_user(&networks::find(name)?, owner, names),
     }
+}
+
+/// The name of the host end of the veth pair of the container with `address` (addresses
+/// are unique across rbuild's bridges, whose subnets never overlap).
+fn host_veth(address: Ipv4Addr) -> String {
+    format!("rbuild{:08x}", u32::from(address))
 }
 
 /// The address of the live container `owner` on the default bridge, if it has one (what
@@ -145,7 +179,7 @@ pub fn default_bridge_address(
 /// its RUN steps, so that they do not set it up and tear it down each time).
 pub fn hold_default(store_root: &Path) -> Result<Attached, NetworkError> {
     let config = config::default_bridge(store_root)?;
-    attach(&config, false, "hold", Vec::new(), false)
+    attach(&config, false, "hold", Vec::new(), Want::Hold)
 }
 
 fn attach(
@@ -153,7 +187,7 @@ fn attach(
     internal: bool,
     owner: &str,
     names: Vec<String>,
-    with_address: bool,
+    want: Want,
 ) -> Result<Attached, NetworkError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(NetworkError::Rootless);
@@ -169,11 +203,13 @@ fn attach(
             record
         }
     };
-    let address = if with_address {
-        Some(locked.state.allocate(&bridge, owner)?)
-    } else {
-        locked.state.add_lease(&bridge, None, owner);
-        None
+    let address = match want {
+        Want::Hold => {
+            locked.state.add_lease(&bridge, None, owner);
+            None
+        }
+        Want::Any => Some(locked.state.allocate(&bridge, owner, None)?),
+        Want::Exactly(address) => Some(locked.state.allocate(&bridge, owner, Some(address))?),
     };
     if let Some(lease) = locked.state.leases.last_mut() {
         lease.names = names; // the lease just added
@@ -182,7 +218,7 @@ fn attach(
     crate::killpoint::reached("network-attached");
     let attachment = address.map(|address| BridgeAttachment {
         bridge: bridge.clone(),
-        host_veth: format!("rbuild{:08x}", u32::from(address)),
+        host_veth: host_veth(address),
         address,
         prefix_len: record.subnet.prefix_len,
         gateway: record.gateway,
@@ -193,6 +229,7 @@ fn attach(
         address,
         attachment,
         responder: None,
+        handed_over: false,
     })
 }
 
@@ -278,6 +315,9 @@ impl Attached {
 
 impl Drop for Attached {
     fn drop(&mut self) {
+        if self.handed_over {
+            return;
+        }
         let Ok(Some(mut locked)) = Locked::open(false) else {
             return;
         };

@@ -10,6 +10,10 @@
 //! `fwd-B` first drops what comes from `B` for another of them (each direction is dropped by
 //! its sender's chain). An `--internal` network has no masquerade and drops all forwarding
 //! to and from other interfaces.
+//!
+//! A chain `guard-B` (prerouting, before conntrack) drops what arrives from `B` for
+//! 127.0.0.0/8: published ports turn the bridge's `route_localnet` on ([`super::dnat`]), which
+//! would otherwise let a container reach the host's loopback-only services.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -18,6 +22,10 @@ use super::subnet::Subnet;
 use super::NetworkError;
 
 pub(super) const TABLE: &str = "ip rbuild";
+
+/// The guard chain's hook: before conntrack, so that it sees the packets' own destination
+/// (answers to DNATed loopback connections come to the bridge's address).
+const GUARD_HOOK: &str = "type filter hook prerouting priority raw; policy accept;";
 
 /// Adds (or resets) the chains of `bridge` (see the module docs for `internal`).
 pub(super) fn setup(bridge: &str, subnet: &Subnet, internal: bool) -> Result<(), NetworkError> {
@@ -29,7 +37,10 @@ pub(super) fn setup(bridge: &str, subnet: &Subnet, internal: bool) -> Result<(),
          flush chain {TABLE} post-{bridge}\n\
          add chain {TABLE} fwd-{bridge} {{ type filter hook forward priority filter; policy accept; }}\n\
          flush chain {TABLE} fwd-{bridge}\n\
-         add rule {TABLE} fwd-{bridge} iifname \"{bridge}\" oifname != \"{bridge}\" oifname @bridges drop\n"
+         add rule {TABLE} fwd-{bridge} iifname \"{bridge}\" oifname != \"{bridge}\" oifname @bridges drop\n\
+         add chain {TABLE} guard-{bridge} {{ {GUARD_HOOK} }}\n\
+         flush chain {TABLE} guard-{bridge}\n\
+         add rule {TABLE} guard-{bridge} iifname \"{bridge}\" ip daddr 127.0.0.0/8 drop\n"
     );
     if internal {
         script.push_str(&format!(
@@ -61,6 +72,9 @@ pub(super) fn teardown(bridge: &str, last: bool) -> Result<(), NetworkError> {
              add chain {TABLE} fwd-{bridge} {{ type filter hook forward priority filter; policy accept; }}\n\
              flush chain {TABLE} fwd-{bridge}\n\
              delete chain {TABLE} fwd-{bridge}\n\
+             add chain {TABLE} guard-{bridge} {{ {GUARD_HOOK} }}\n\
+             flush chain {TABLE} guard-{bridge}\n\
+             delete chain {TABLE} guard-{bridge}\n\
              add set {TABLE} bridges {{ type ifname; }}\n\
              add element {TABLE} bridges {{ \"{bridge}\" }}\n\
              delete element {TABLE} bridges {{ \"{bridge}\" }}\n"

@@ -3,13 +3,15 @@
 //!
 //! The sockets are bound first ([`bind`]), before the container starts: a taken port is an
 //! error then, and nothing starts; a bound socket also keeps the port from other programs
-//! while the container runs. The proxy serves what DNAT does not reach (connections to
-//! 127.0.0.1, see [`super::dnat`]); it runs on a thread of its own with a single-threaded
+//! while the container runs. The proxy serves what DNAT does not take (UDP to 127.0.0.1,
+//! TCP to it where the bridge's `route_localnet` cannot be set, flows that began before the
+//! rules: see [`super::dnat`]); it runs on a thread of its own with a single-threaded
 //! tokio runtime, and [`Proxy`]'s drop stops it and closes every socket before returning,
 //! so the ports are free again as soon as the container is gone.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -242,4 +244,44 @@ async fn answer_udp(
         let _ = socket.send_to(&buf[..n], client).await;
     }
     flows.lock().expect("not poisoned").remove(&client);
+}
+
+impl Bound {
+    /// Keeps the sockets of `proto` and their mappings; closes the others.
+    pub(super) fn only(self, proto: Proto) -> Bound {
+        let (mappings, sockets) = self
+            .mappings
+            .into_iter()
+            .zip(self.sockets)
+            .filter(|(m, _)| m.proto == proto)
+            .unzip();
+        Bound { mappings, sockets }
+    }
+
+    /// The sockets as descriptors in the order of `mappings`, to pass to another process
+    /// (the rootless forwarder, [`super::forwarder`]).
+    pub(super) fn into_fds(self) -> (Vec<PortMapping>, Vec<OwnedFd>) {
+        let fds = self
+            .sockets
+            .into_iter()
+            .map(|s| match s {
+                Socket::Tcp(l) => OwnedFd::from(l),
+                Socket::Udp(u) => OwnedFd::from(u),
+            })
+            .collect();
+        (self.mappings, fds)
+    }
+
+    /// What [`Bound::into_fds`] gave, in the process that serves it.
+    pub(super) fn from_fds(mappings: Vec<PortMapping>, fds: Vec<OwnedFd>) -> Bound {
+        let sockets = mappings
+            .iter()
+            .zip(fds)
+            .map(|(m, fd)| match m.proto {
+                Proto::Tcp => Socket::Tcp(fd.into()),
+                Proto::Udp => Socket::Udp(fd.into()),
+            })
+            .collect();
+        Bound { mappings, sockets }
+    }
 }

@@ -5,9 +5,12 @@
 //! before the container starts until it ended; its drop removes the rules and closes the
 //! sockets. When that process is killed, the sockets close with it and the rules go with
 //! its address lease, at the next rbuild's stale-lease reclaim.
+//!
+//! Rootless, the user-mode helper (TCP) and rbuild's forwarder process (UDP) forward the
+//! ports instead ([`publish_rootless`]).
 
-use super::ports::PortMapping;
-use super::{dnat, proxy, Attached, NetworkError};
+use super::ports::{PortMapping, Proto};
+use super::{dnat, forwarder, proxy, rootless, Attached, NetworkError};
 
 /// A container's published ports while they are forwarded.
 pub struct Published {
@@ -16,6 +19,9 @@ pub struct Published {
     /// The container whose DNAT chains are installed.
     rules: Option<String>,
     _proxy: Option<proxy::Proxy>,
+    /// Rootless: the UDP sockets bound for the forwarder, until it takes them.
+    udp: Option<proxy::Bound>,
+    _forwarder: Option<forwarder::Forwarder>,
 }
 
 /// Publishes `requested` for container `owner` attached at `attached` (nothing to do
@@ -29,6 +35,8 @@ pub fn publish(
         ports: Vec::new(),
         rules: None,
         _proxy: None,
+        udp: None,
+        _forwarder: None,
     };
     let Some(attachment) = attached.and_then(|a| a.attachment.as_ref()) else {
         return Ok(published);
@@ -48,6 +56,68 @@ pub fn publish(
     crate::killpoint::reached("ports-published");
     published._proxy = Some(proxy::start(bound, attachment.address)?);
     Ok(published)
+}
+
+/// Publishes `requested` for a rootless container: TCP ports through the user-mode helper
+/// it gets here ([`rootless::attach`]), which binds the host's sockets itself and lives as
+/// long as the container; UDP ports through rbuild's forwarder ([`super::forwarder`]), which
+/// [`Published::forward_into`] starts once the container's namespaces exist. The host ports
+/// are chosen (and a taken one reported) by binding them as the root path does; the UDP
+/// sockets stay bound for the forwarder, the TCP ones are closed again for the helper: a
+/// program that takes such a port in that moment makes the helper fail the start with its
+/// own message instead.
+pub fn publish_rootless(
+    spec: &mut rbuild_runtime::ContainerSpec,
+    requested: &[PortMapping],
+) -> Result<Published, NetworkError> {
+    let (ports, udp) = match requested {
+        [] => (Vec::new(), None),
+        _ => {
+            let bound = proxy::bind(requested).map_err(privileged_port)?;
+            (bound.mappings.clone(), Some(bound.only(Proto::Udp)))
+        }
+    };
+    let tcp: Vec<rootless::PortForward> = ports
+        .iter()
+        .filter(|p| p.proto == Proto::Tcp)
+        .map(Into::into)
+        .collect();
+    rootless::attach(spec, &tcp)?;
+    Ok(Published {
+        ports,
+        rules: None,
+        _proxy: None,
+        udp: udp.filter(|b| !b.mappings.is_empty()),
+        _forwarder: None,
+    })
+}
+
+impl Published {
+    /// Rootless: starts forwarding the UDP ports into the namespaces of the container's
+    /// process `pid`, now that they exist (nothing to do otherwise).
+    pub fn forward_into(&mut self, pid: i32) -> Result<(), NetworkError> {
+        if let Some(udp) = self.udp.take() {
+            self._forwarder = Some(forwarder::start(udp, pid)?);
+        }
+        Ok(())
+    }
+}
+
+/// A port the user may not bind (below the kernel's `ip_unprivileged_port_start`, 1024 by
+/// default): said so, rather than a bare "Permission denied".
+fn privileged_port(error: NetworkError) -> NetworkError {
+    match error {
+        NetworkError::Io { path, error }
+            if error.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            NetworkError::Config(format!(
+                "cannot publish {}: {error}; ports below net.ipv4.ip_unprivileged_port_start \
+                 need root (docker's rootless mode has the same limit)",
+                path.display()
+            ))
+        }
+        other => other,
+    }
 }
 
 impl Drop for Published {

@@ -19,7 +19,11 @@
 //!   `--dns-forward 169.254.1.1` (podman 5's address), slirp4netns's 10.0.2.3. `--dns`
 //!   replaces it.
 //! - **Published ports** ([`PortForward`]): pasta's `-t`/`-u` options, or slirp4netns's API
-//!   socket (`add_hostfwd`), in place before the container's process starts.
+//!   socket (`add_hostfwd`), in place before the container's process starts. The helper
+//!   binds the host's sockets itself (no userland proxy, no rules); rbuild chooses the free
+//!   host ports and finds a taken one first ([`super::publish::publish_rootless`]), and
+//!   hands it only TCP ports: UDP goes through rbuild's forwarder ([`super::forwarder`]
+//!   says why).
 //!
 //! The runtime starts the helper once the container's namespace exists and ends it with the
 //! container, even when rbuild is killed ([`rbuild_runtime::network::user_mode`]).
@@ -29,6 +33,8 @@ use std::path::{Path, PathBuf};
 
 use rbuild_runtime::network::user_mode::{UserNetwork, UserNetworkKind};
 use rbuild_runtime::ContainerSpec;
+
+use super::ports::PortMapping;
 
 /// pasta's DNS forwarder address in the container (`--dns-forward`).
 pub const PASTA_DNS: &str = "169.254.1.1";
@@ -62,10 +68,22 @@ pub struct PortForward {
     pub proto: Protocol,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    Tcp,
-    Udp,
+/// The protocols a helper forwards: those of `-p`.
+pub use super::ports::Proto as Protocol;
+
+impl From<&PortMapping> for PortForward {
+    /// A mapping whose host port is chosen ([`super::publish::publish_rootless`]); docker's
+    /// `0.0.0.0` (every address) is the helpers' default.
+    fn from(p: &PortMapping) -> PortForward {
+        PortForward {
+            host_ip: Some(p.host_ip)
+                .filter(|ip| !ip.is_unspecified())
+                .map(IpAddr::V4),
+            host_port: p.host_port,
+            container_port: p.container_port,
+            proto: p.proto,
+        }
+    }
 }
 
 /// Whether rbuild's default network is the user-mode one: rbuild does not run as root.
@@ -125,7 +143,7 @@ fn slirp_hostfwd(port: &PortForward) -> String {
     serde_json::json!({
         "execute": "add_hostfwd",
         "arguments": {
-            "proto": match port.proto { Protocol::Tcp => "tcp", Protocol::Udp => "udp" },
+            "proto": port.proto.as_str(),
             "host_addr": port.host_ip.map_or_else(|| "0.0.0.0".to_string(), |ip| ip.to_string()),
             "host_port": port.host_port,
             "guest_port": port.container_port,

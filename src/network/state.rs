@@ -131,8 +131,13 @@ impl State {
             .partition(IpLease::alive);
         self.leases = live;
         // A killed container's published ports: its DNAT rules (its proxy died with it).
-        for lease in stale.iter().filter(|l| l.address.is_some()) {
-            let _ = super::dnat::remove(&lease.owner);
+        // And a veth into a namespace that lives on: `network connect` of a running
+        // container killed before it handed the lease to the container's runner.
+        for lease in &stale {
+            if let Some(address) = lease.address {
+                let _ = super::dnat::remove(&lease.owner);
+                let _ = rbuild_runtime::network::delete_link(&super::host_veth(address));
+            }
         }
     }
 
@@ -140,9 +145,14 @@ impl State {
         self.leases.iter().any(|l| l.bridge == bridge)
     }
 
-    /// The lowest free address of `bridge`'s subnet (the gateway skipped), leased to
-    /// `owner` held by this process.
-    pub(super) fn allocate(&mut self, bridge: &str, owner: &str) -> Result<Ipv4Addr, NetworkError> {
+    /// The lowest free address of `bridge`'s subnet (the gateway skipped), or `wanted` when
+    /// it is a free host address of it, leased to `owner` held by this process.
+    pub(super) fn allocate(
+        &mut self,
+        bridge: &str,
+        owner: &str,
+        wanted: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, NetworkError> {
         let record = self
             .bridges
             .get(bridge)
@@ -154,11 +164,19 @@ impl State {
             .filter(|l| l.bridge == bridge)
             .filter_map(|l| l.address)
             .collect();
-        let address = record
-            .subnet
-            .hosts()
-            .find(|a| *a != record.gateway && !taken.contains(a))
-            .ok_or_else(|| NetworkError::Exhausted(record.subnet.to_string()))?;
+        let free = |a: &Ipv4Addr| *a != record.gateway && !taken.contains(a);
+        let address = match wanted {
+            Some(a) if !record.subnet.hosts().any(|h| h == a) => {
+                return Err(NetworkError::AddressOutside(a))
+            }
+            Some(a) if !free(&a) => return Err(NetworkError::AddressInUse(a)),
+            Some(a) => a,
+            None => record
+                .subnet
+                .hosts()
+                .find(free)
+                .ok_or_else(|| NetworkError::Exhausted(record.subnet.to_string()))?,
+        };
         self.add_lease(bridge, Some(address), owner);
         Ok(address)
     }
@@ -173,6 +191,20 @@ impl State {
             start: process_start(pid).unwrap_or(0),
             names: Vec::new(),
         });
+    }
+
+    /// Gives this process's lease of `address` on `bridge` to process `pid`: it is stale
+    /// once that one is gone.
+    pub(super) fn hand_over(&mut self, bridge: &str, address: Ipv4Addr, pid: u32) {
+        let me = std::process::id();
+        if let Some(lease) = self
+            .leases
+            .iter_mut()
+            .find(|l| l.bridge == bridge && l.address == Some(address) && l.pid == me)
+        {
+            lease.pid = pid;
+            lease.start = process_start(pid).unwrap_or(0);
+        }
     }
 
     /// Removes this process's lease of `address` (or its hold, `None`) on `bridge`.
@@ -198,4 +230,39 @@ fn process_start(pid: u32) -> Option<u64> {
         return None;
     }
     fields.nth(18)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocate_gives_a_wanted_address_only_when_free_and_in_the_subnet() {
+        let mut state = State::default();
+        let record = BridgeRecord {
+            subnet: "10.226.9.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 226, 9, 1),
+        };
+        state.bridges.insert("rbuild-t".into(), record);
+        let first = state.allocate("rbuild-t", "a", None).unwrap();
+        assert_eq!(first, Ipv4Addr::new(10, 226, 9, 2));
+        let wanted = Ipv4Addr::new(10, 226, 9, 50);
+        assert_eq!(
+            state.allocate("rbuild-t", "b", Some(wanted)).unwrap(),
+            wanted
+        );
+        for taken in [wanted, first, Ipv4Addr::new(10, 226, 9, 1)] {
+            assert!(matches!(
+                state.allocate("rbuild-t", "c", Some(taken)),
+                Err(NetworkError::AddressInUse(a)) if a == taken
+            ));
+        }
+        for outside in [Ipv4Addr::new(10, 99, 0, 5), Ipv4Addr::new(10, 226, 9, 255)] {
+            assert!(matches!(
+                state.allocate("rbuild-t", "c", Some(outside)),
+                Err(NetworkError::AddressOutside(a)) if a == outside
+            ));
+        }
+        assert_eq!(state.leases.len(), 2);
+    }
 }

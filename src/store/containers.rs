@@ -95,6 +95,9 @@ pub struct ContainerRecord {
     /// what `port`, `ps` and `inspect` show.
     #[serde(default)]
     pub published_ports: Vec<crate::network::ports::PortMapping>,
+    /// The networks `network connect` added, joined after `network` at each start.
+    #[serde(default)]
+    pub connected: Vec<crate::network::connect::Endpoint>,
     /// `-i`: the process's stdin stays open for clients of the attach socket
     /// ([`crate::container::attach`]), docker's `OpenStdin`.
     #[serde(default)]

@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::sync::atomic::Ordering;
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use super::db_file::DbFile;
 use super::{io_err, ImageId, Store, StoreError};
 use crate::image::digest::{chain_ids, Digest};
 use crate::image::layer::LayerInfo;
@@ -75,7 +77,11 @@ impl Store {
         if index {
             fs::File::create(&dirty).map_err(io_err(&dirty))?;
         }
-        let db = redb::Database::create(self.root.join("meta.redb")).map_err(db_err)?;
+        let path = self.root.join("meta.redb");
+        let (file, session) = DbFile::open(&path).map_err(io_err(&path))?;
+        let db = redb::Builder::new()
+            .create_with_backend(file)
+            .map_err(db_err)?;
         // Creating the tables is a commit (two fsyncs): only when one is missing.
         if !has_tables(&db)? {
             let tx = db.begin_write().map_err(db_err)?;
@@ -89,6 +95,7 @@ impl Store {
             self.write_index(&db)?;
             fs::remove_file(&dirty).map_err(io_err(&dirty))?;
         }
+        session.closing.store(true, Ordering::Release);
         drop(db);
         drop(lock); // releases the flock
         Ok(out)

@@ -1,6 +1,6 @@
 //! Image records: commit, resolve, list, tag, remove.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
@@ -44,11 +44,29 @@ impl Store {
         layers: &[LayerInfo],
         tags: &[Reference],
     ) -> Result<ImageId, StoreError> {
+        self.commit_image_annotated(config, layers, tags, &BTreeMap::new())
+    }
+
+    /// [`Store::commit_image`] with `annotations` in the image manifest (`build
+    /// --annotation`): they change the manifest (and its digest, what a push sends), not the
+    /// config or the image ID.
+    pub fn commit_image_annotated(
+        &self,
+        config: &ImageConfig,
+        layers: &[LayerInfo],
+        tags: &[Reference],
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<ImageId, StoreError> {
         let bytes = serde_json::to_vec(config).map_err(|e| StoreError::BadJson {
             what: "image config".into(),
             error: e,
         })?;
-        self.add_image(&bytes, layers, None, tags)
+        if annotations.is_empty() {
+            return self.add_image(&bytes, layers, None, tags);
+        }
+        let digest = Digest::of(&bytes);
+        let manifest = oci_manifest(&digest, bytes.len(), layers, Some(annotations.clone()))?;
+        self.add_image(&bytes, layers, Some(&manifest), tags)
     }
 
     /// Like [`Store::commit_image`] but with the config's exact bytes (so its ID is kept) and,
@@ -95,25 +113,7 @@ impl Store {
         let id = self.put_blob(config_bytes)?;
         let manifest_bytes = match manifest_bytes {
             Some(m) => m.to_vec(),
-            None => {
-                let m = Manifest {
-                    schema_version: 2,
-                    media_type: Some(oci::MEDIA_MANIFEST.to_string()),
-                    config: Descriptor {
-                        media_type: oci::MEDIA_CONFIG.to_string(),
-                        digest: id.clone(),
-                        size: config_bytes.len() as u64,
-                        annotations: None,
-                        platform: None,
-                    },
-                    layers: layers.iter().map(LayerInfo::descriptor).collect(),
-                    annotations: None,
-                };
-                serde_json::to_vec(&m).map_err(|e| StoreError::BadJson {
-                    what: "manifest".into(),
-                    error: e,
-                })?
-            }
+            None => oci_manifest(&id, config_bytes.len(), layers, None)?,
         };
         let parsed: Manifest =
             serde_json::from_slice(&manifest_bytes).map_err(|e| StoreError::BadJson {
@@ -579,6 +579,21 @@ impl Store {
             .map(|m| m.len())
             .sum()
     }
+}
+
+/// The OCI manifest of the config `config` (`config_size` bytes) and `layers`, as bytes.
+fn oci_manifest(
+    config: &Digest,
+    config_size: usize,
+    layers: &[LayerInfo],
+    annotations: Option<BTreeMap<String, String>>,
+) -> Result<Vec<u8>, StoreError> {
+    let layers = layers.iter().map(LayerInfo::descriptor).collect();
+    let m = Manifest::oci(config, config_size as u64, layers, annotations);
+    serde_json::to_vec(&m).map_err(|e| StoreError::BadJson {
+        what: "manifest".into(),
+        error: e,
+    })
 }
 
 /// `name` as a tag, looked up by key (two reads, whatever the number of images and tags):

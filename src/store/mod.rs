@@ -63,6 +63,7 @@ mod cache;
 mod check;
 mod containers;
 pub(crate) mod db;
+mod db_file;
 mod downloads;
 mod images;
 mod leases;

@@ -12,7 +12,9 @@ pub mod bridge;
 pub mod containers;
 pub mod golden;
 pub mod http;
+pub mod published;
 pub mod registry;
+pub mod rootless;
 pub mod tmux;
 
 use std::path::{Path, PathBuf};

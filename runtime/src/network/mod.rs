@@ -13,11 +13,16 @@
 //!   the bridge and configures `eth0`: address, optional MAC, up, default route via the
 //!   gateway. All this happens before PID 1 is forked, so the process never sees a
 //!   namespace without its network. The host end disappears with the namespace: a container
-//!   that ends, or a monitor that is killed, leaves no veth behind.
+//!   that ends, or a monitor that is killed, leaves no veth behind. More bridges
+//!   ([`crate::ContainerSpec::extra_bridges`]) become `eth1`, `eth2`, … the same way;
+//! - a running container, from the CLI (`network connect`): [`connect_running`] makes
+//!   the same veth pair into the namespace of the container's PID 1, through a netlink
+//!   socket a thread of ours opened there; deleting the host end removes both ends.
 //!
 //! Rootless containers get a user-mode network instead (pasta or slirp4netns, started by
 //! the runner): see [`user_mode`].
 
+pub mod forward;
 mod netlink;
 mod shared_udp;
 pub mod user_mode;
@@ -231,7 +236,10 @@ fn delete_link_with(nl: &mut Netlink, name: &str) -> Result<bool, NetworkError> 
 
 /// The names of the links of the caller's network namespace.
 pub fn link_names() -> Result<Vec<String>, NetworkError> {
-    let mut nl = Netlink::open()?;
+    link_names_with(&mut Netlink::open()?)
+}
+
+fn link_names_with(nl: &mut Netlink) -> Result<Vec<String>, NetworkError> {
     let answers = nl.request(
         RouteNetlinkMessage::GetLink(LinkMessage::default()),
         Kind::Dump,
@@ -296,55 +304,117 @@ impl HostSide {
         Netlink::open().map(HostSide)
     }
 
-    /// Run in the new network namespace (the caller's, now): creates the veth pair with
-    /// `eth0` here and `attachment.host_veth` on the bridge, and configures `eth0`.
-    pub(crate) fn attach(mut self, attachment: &BridgeAttachment) -> Result<(), NetworkError> {
-        let host = &mut self.0;
-        let bridge = link_index(host, &attachment.bridge)?;
-        delete_link_with(host, &attachment.host_veth)?; // a leftover of the same name
-        let mut peer = LinkMessage::default();
-        peer.attributes.push(LinkAttribute::IfName("eth0".into()));
-        peer.attributes
-            .push(LinkAttribute::NetNsPid(std::process::id()));
-        if let Some(mac) = attachment.mac {
-            peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
-        }
-        let mut veth = LinkMessage::default();
-        veth.attributes
-            .push(LinkAttribute::IfName(attachment.host_veth.clone()));
-        veth.attributes.push(LinkAttribute::Controller(bridge));
-        veth.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::Kind(InfoKind::Veth),
-            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
-        ]));
-        host.request(
-            RouteNetlinkMessage::NewLink(veth),
-            Kind::Create,
-            &format!("create veth pair {}", attachment.host_veth),
-        )?;
-        let host_index = link_index(host, &attachment.host_veth)?;
-        set_up(host, host_index, &attachment.host_veth)?;
+    /// Run in the new network namespace (the caller's, now): connects it to `primary`'s
+    /// bridge as `eth0` (with the default route) and to each of `extras` as `eth1`, `eth2`, …
+    pub(crate) fn attach(
+        mut self,
+        primary: Option<&BridgeAttachment>,
+        extras: &[BridgeAttachment],
+    ) -> Result<(), NetworkError> {
         let mut inner = Netlink::open()?;
-        let eth0 = link_index(&mut inner, "eth0")?;
-        add_address(&mut inner, eth0, attachment.address, attachment.prefix_len)?;
-        set_up(&mut inner, eth0, "eth0")?;
-        let mut route = RouteMessage::default();
-        route.header.address_family = AddressFamily::Inet;
-        route.header.table = RouteHeader::RT_TABLE_MAIN;
-        route.header.protocol = RouteProtocol::Boot;
-        route.header.scope = RouteScope::Universe;
-        route.header.kind = RouteType::Unicast;
-        route
-            .attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(
-                attachment.gateway,
-            )));
-        route.attributes.push(RouteAttribute::Oif(eth0));
-        inner.request(
-            RouteNetlinkMessage::NewRoute(route),
-            Kind::Create,
-            &format!("add the default route via {}", attachment.gateway),
-        )?;
+        let namespace = std::process::id();
+        if let Some(attachment) = primary {
+            add_veth(&mut self.0, &mut inner, namespace, attachment, "eth0", true)?;
+        }
+        for (i, attachment) in extras.iter().enumerate() {
+            let name = format!("eth{}", i + 1);
+            add_veth(&mut self.0, &mut inner, namespace, attachment, &name, false)?;
+        }
         Ok(())
     }
+}
+
+/// Connects the network namespace of the running process `pid` (a container's PID 1) to
+/// `attachment`'s bridge (docker's `network connect`): a veth pair whose inner end is the
+/// first free `ethN` there, configured, with no route but its subnet's. Returns that name.
+/// The host end, [`BridgeAttachment::host_veth`], removes both ends ([`delete_link`]).
+pub fn connect_running(pid: u32, attachment: &BridgeAttachment) -> Result<String, NetworkError> {
+    let mut inner = open_in_netns(pid)?;
+    let taken = link_names_with(&mut inner)?;
+    let name = (0..)
+        .map(|i| format!("eth{i}"))
+        .find(|n| !taken.contains(n))
+        .expect("a free name");
+    let mut host = Netlink::open()?;
+    add_veth(&mut host, &mut inner, pid, attachment, &name, false)?;
+    Ok(name)
+}
+
+/// A netlink socket in the network namespace of process `pid`, opened by a thread of ours
+/// that moved there (a network namespace is per thread; the socket stays where it was made).
+fn open_in_netns(pid: u32) -> Result<Netlink, NetworkError> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                join_netns(pid)?;
+                Netlink::open()
+            })
+            .join()
+            .unwrap_or_else(|_| {
+                Err(NetworkError::Join {
+                    pid,
+                    source: std::io::Error::other("the thread panicked"),
+                })
+            })
+    })
+}
+
+/// Creates the veth pair of `attachment`: the host end on its bridge, up; the other end,
+/// `name`, in the network namespace of process `namespace` (which `inner` talks to), with
+/// the address, the optional MAC, up, and with `default_route` the route via the gateway.
+fn add_veth(
+    host: &mut Netlink,
+    inner: &mut Netlink,
+    namespace: u32,
+    attachment: &BridgeAttachment,
+    name: &str,
+    default_route: bool,
+) -> Result<(), NetworkError> {
+    let bridge = link_index(host, &attachment.bridge)?;
+    delete_link_with(host, &attachment.host_veth)?; // a leftover of the same name
+    let mut peer = LinkMessage::default();
+    peer.attributes.push(LinkAttribute::IfName(name.into()));
+    peer.attributes.push(LinkAttribute::NetNsPid(namespace));
+    if let Some(mac) = attachment.mac {
+        peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    }
+    let mut veth = LinkMessage::default();
+    veth.attributes
+        .push(LinkAttribute::IfName(attachment.host_veth.clone()));
+    veth.attributes.push(LinkAttribute::Controller(bridge));
+    veth.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Veth),
+        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+    ]));
+    host.request(
+        RouteNetlinkMessage::NewLink(veth),
+        Kind::Create,
+        &format!("create veth pair {}", attachment.host_veth),
+    )?;
+    let host_index = link_index(host, &attachment.host_veth)?;
+    set_up(host, host_index, &attachment.host_veth)?;
+    let index = link_index(inner, name)?;
+    add_address(inner, index, attachment.address, attachment.prefix_len)?;
+    set_up(inner, index, name)?;
+    if !default_route {
+        return Ok(());
+    }
+    let mut route = RouteMessage::default();
+    route.header.address_family = AddressFamily::Inet;
+    route.header.table = RouteHeader::RT_TABLE_MAIN;
+    route.header.protocol = RouteProtocol::Boot;
+    route.header.scope = RouteScope::Universe;
+    route.header.kind = RouteType::Unicast;
+    route
+        .attributes
+        .push(RouteAttribute::Gateway(RouteAddress::Inet(
+            attachment.gateway,
+        )));
+    route.attributes.push(RouteAttribute::Oif(index));
+    inner.request(
+        RouteNetlinkMessage::NewRoute(route),
+        Kind::Create,
+        &format!("add the default route via {}", attachment.gateway),
+    )?;
+    Ok(())
 }
