@@ -10,17 +10,12 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{assert_success, stdout, TestEnv};
+use common::{assert_success, stdout};
 
-/// A store with busybox as `bb`; every container is force-removed at the end (so no
-/// monitor outlives the test).
-struct Env(TestEnv);
+/// A store with busybox as `bb`, containers force-removed at the end.
+type Env = common::containers::Containers;
 
 impl Env {
-    fn new() -> Env {
-        Env(TestEnv::with_base("bb"))
-    }
-
     /// `run -d ARGS`: asserts success, returns the printed ID.
     fn run_d(&self, args: &[&str]) -> String {
         let mut full = vec!["run", "-d"];
@@ -28,16 +23,6 @@ impl Env {
         let id = self.0.ok(&full).trim().to_string();
         assert_eq!(id.len(), 64, "run -d prints the full ID: {id:?}");
         id
-    }
-
-    /// `ps -a` rows as `NAME|STATUS`.
-    fn status_of(&self, name: &str) -> String {
-        let out = self
-            .0
-            .ok(&["ps", "-a", "--format", "{{.Names}}|{{.Status}}"]);
-        out.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}|")).map(str::to_string))
-            .unwrap_or_else(|| panic!("{name} not in ps -a: {out}"))
     }
 
     /// Waits until `logs NAME` contains `text`.
@@ -50,18 +35,6 @@ impl Env {
             }
             assert!(Instant::now() < deadline, "{text:?} never logged by {name}");
             std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let ids = self.0.run(&["ps", "-aq"]);
-        let ids: Vec<String> = stdout(&ids).lines().map(str::to_string).collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(ids.iter().map(String::as_str));
-            let _ = self.0.run(&args);
         }
     }
 }

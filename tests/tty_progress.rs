@@ -6,35 +6,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::registry::Registry;
+use common::tmux::Tmux;
 use common::{assert_success, rbuild_bin, stderr, TestEnv};
 
-/// A tmux server of its own (its socket in a temp dir), killed on drop.
-struct Tmux {
-    dir: tempfile::TempDir,
-}
-
+/// Sessions that end by creating a marker file.
 impl Tmux {
-    fn new() -> Tmux {
-        Tmux {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("sock")
-    }
-
-    fn tmux(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.arg("-S").arg(self.socket()).stdin(Stdio::null());
-        c
-    }
-
     /// Runs `script` (sh) in a new `width`×40 session and returns its final screen: the
     /// script ends by creating a marker file (the test waits for it), then sleeps so the
     /// pane stays.
@@ -75,23 +56,6 @@ impl Tmux {
             true => screen,
             false => self.capture(name, false),
         }
-    }
-
-    /// The pane's rows; `-J` joins wrapped rows into one line (see [`assert_fits`]).
-    fn capture(&self, name: &str, join: bool) -> String {
-        let mut c = self.tmux();
-        c.args(["capture-pane", "-p", "-t", name]);
-        if join {
-            c.arg("-J");
-        }
-        let out = c.output().expect("tmux capture-pane");
-        assert_success("tmux capture-pane", &out)
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.tmux().arg("kill-server").output();
     }
 }
 

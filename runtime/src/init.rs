@@ -17,7 +17,7 @@
 use std::convert::Infallible;
 use std::ffi::{CString, OsStr};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -480,14 +480,7 @@ pub(crate) fn attach_pty(
         .map_err(|e| err("bind the pty to /dev/console", e))?;
     }
     if let Some((rows, cols)) = window {
-        let ws = libc::winsize {
-            ws_row: rows,
-            ws_col: cols,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads a valid winsize; `master` is an open pty master.
-        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        crate::terminal::set_size(master.as_fd(), rows, cols);
     }
     chan.send_with(&Message::Pty, Some(master.as_raw_fd()))
         .map_err(chan_err)?;

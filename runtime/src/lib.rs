@@ -120,6 +120,7 @@ mod rootfs;
 mod seccomp;
 mod signals;
 mod spec;
+pub mod terminal;
 mod unmount;
 mod user;
 

@@ -17,6 +17,7 @@ use crate::init::INIT_ENV;
 use crate::seccomp::{self, SeccompProfile};
 use crate::signals::{self, Registration};
 use crate::spec::{ContainerSpec, Rootfs};
+use crate::terminal::window_size;
 use crate::{mounts, namespaces, RuntimeError};
 
 /// Errors of starting and supervising the container from the runner.
@@ -150,6 +151,8 @@ struct TtyCopy {
     stop: Option<std::io::PipeWriter>,
     /// The caller's terminal and its mode before raw mode.
     restore: Option<(OwnedFd, Termios)>,
+    /// The pty master, for [`Container::terminal`].
+    master: Option<OwnedFd>,
 }
 
 static INIT_PROGRAM: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
@@ -297,6 +300,7 @@ pub(crate) fn launch(
                 Io::Fd(fd) => window_size(fd.as_raw_fd()),
             })
             .map(|ws| (ws.ws_row, ws.ws_col))
+            .or(spec.process.console_size)
     } else {
         None
     };
@@ -458,14 +462,6 @@ fn dup_std(fd: RawFd) -> Option<OwnedFd> {
     borrowed.try_clone_to_owned().ok()
 }
 
-fn window_size(fd: RawFd) -> Option<libc::winsize> {
-    // SAFETY: ws is a plain C struct that TIOCGWINSZ fills in.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        (libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0).then_some(ws)
-    }
-}
-
 /// Copies the size of `source` (the runner's terminal) to the pty `master` when it changed;
 /// the kernel then sends SIGWINCH to the container's foreground process group.
 fn sync_window_size(source: Option<&OwnedFd>, master: &OwnedFd, last: &mut Option<(u16, u16)>) {
@@ -474,8 +470,7 @@ fn sync_window_size(source: Option<&OwnedFd>, master: &OwnedFd, last: &mut Optio
     };
     if *last != Some((ws.ws_row, ws.ws_col)) {
         *last = Some((ws.ws_row, ws.ws_col));
-        // SAFETY: TIOCSWINSZ reads a valid winsize.
-        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        crate::terminal::set_size(master.as_fd(), ws.ws_row, ws.ws_col);
     }
 }
 
@@ -520,6 +515,7 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
     let size_master = master
         .try_clone()
         .map_err(|e| ProcessError::Terminal(io_errno(&e)))?;
+    let kept_master = master.try_clone().ok();
     let output_thread = std::thread::spawn(move || {
         let mut sink = output.map(File::from);
         let mut buf = [0u8; 8192];
@@ -586,6 +582,7 @@ fn start_tty_copy(master: OwnedFd, stdin: Io, stdout: Io) -> Result<TtyCopy, Pro
         input: input_thread,
         stop,
         restore,
+        master: kept_master,
     })
 }
 
@@ -603,6 +600,15 @@ impl Container {
     /// create cgroups, say): for the runner's debug output.
     pub fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// The container's pty master (a duplicate), when it has a terminal: what a relay of
+    /// the terminal from elsewhere resizes ([`crate::terminal::set_size`]).
+    pub fn terminal(&self) -> Option<OwnedFd> {
+        self.tty
+            .as_ref()
+            .and_then(|t| t.master.as_ref())
+            .and_then(|m| m.try_clone().ok())
     }
 
     /// Sends `signal` to the container's PID 1 (which, as in docker, ignores signals it has

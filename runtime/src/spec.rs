@@ -185,6 +185,7 @@ impl ContainerSpec {
                 cwd: PathBuf::from("/"),
                 user: UserSpec::root(),
                 terminal: false,
+                console_size: None,
             },
             hostname: "rbuild".to_string(),
             mounts: Vec::new(),
@@ -249,6 +250,10 @@ pub struct ProcessSpec {
     pub user: UserSpec,
     /// Give the process a pseudo-terminal on stdin/stdout/stderr.
     pub terminal: bool,
+    /// The pty's size (rows, columns) when the runner's stdio has no terminal to take it
+    /// from (docker's `ConsoleSize`: a detached monitor relaying a remote client's terminal).
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// Numeric credentials of the container process.

@@ -1,5 +1,6 @@
 //! `run -a/--attach stdin|stdout|stderr` (flattened into `RunArgs`): which of the foreground
-//! container's streams are connected to the terminal; the others go to /dev/null.
+//! container's streams are connected to the terminal; the others go to /dev/null. And
+//! `--detach-keys`, for the foreground `run -it` ([`super::attach`]).
 
 use clap::Args;
 use rbuild_runtime::{Io, Stdio};
@@ -9,6 +10,9 @@ pub struct AttachRunArgs {
     /// Attach to STDIN, STDOUT or STDERR (default: STDOUT and STDERR; STDIN with -i)
     #[arg(short = 'a', long = "attach", value_name = "STREAM")]
     pub attach: Vec<String>,
+    /// Override the key sequence for detaching a container (default ctrl-p,ctrl-q; with -it)
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
 }
 
 impl AttachRunArgs {
@@ -16,6 +20,17 @@ impl AttachRunArgs {
     /// `-i`), as docker; with it, only the streams named (stdin only with `-i` too, since
     /// docker closes it otherwise).
     pub fn stdio(&self, interactive: bool) -> anyhow::Result<Stdio> {
+        let [stdin, stdout, stderr] = self.streams(interactive)?;
+        let io = |on: bool| if on { Io::Inherit } else { Io::Null };
+        Ok(Stdio {
+            stdin: io(stdin),
+            stdout: io(stdout),
+            stderr: io(stderr),
+        })
+    }
+
+    /// Which of stdin, stdout and stderr are attached (see [`AttachRunArgs::stdio`]).
+    pub fn streams(&self, interactive: bool) -> anyhow::Result<[bool; 3]> {
         let mut streams = [false; 3];
         for name in &self.attach {
             let index = match name.to_ascii_lowercase().as_str() {
@@ -32,12 +47,8 @@ impl AttachRunArgs {
         if self.attach.is_empty() {
             streams = [true; 3];
         }
-        let io = |on: bool| if on { Io::Inherit } else { Io::Null };
-        Ok(Stdio {
-            stdin: io(streams[0] && interactive),
-            stdout: io(streams[1]),
-            stderr: io(streams[2]),
-        })
+        streams[0] &= interactive;
+        Ok(streams)
     }
 
     /// docker refuses `-a` with `-d`.

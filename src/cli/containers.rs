@@ -77,10 +77,21 @@ impl LifecycleRunArgs {
     }
 }
 
+/// The program a monitor runs: this binary.
+const MONITOR_EXE: &str = "/proc/self/exe";
+
 /// Starts the monitor of container `id` with this binary; returns once the process runs.
 fn launch(store: &Store, id: &str) -> Result<(), container::ContainerError> {
-    let exe = std::path::PathBuf::from("/proc/self/exe");
-    monitor::launch(store, id, &exe, &[])
+    monitor::launch(store, id, MONITOR_EXE.as_ref(), &[])
+}
+
+/// As [`launch`], with us attached before the process starts ([`monitor::launch_attached`]).
+pub(super) fn launch_attached(
+    store: &Store,
+    id: &str,
+    request: &container::attach::AttachRequest,
+) -> Result<container::attach_client::Attachment, container::ContainerError> {
+    monitor::launch_attached(store, id, MONITOR_EXE.as_ref(), &[], request)
 }
 
 /// `run -d`: creates the container, starts its monitor, prints the full ID once the process
@@ -120,13 +131,18 @@ pub fn create(globals: &Globals, args: super::run::RunArgs) -> anyhow::Result<i3
 pub struct MonitorArgs {
     /// Container ID
     pub id: String,
+    /// Wait for a client on the attach socket before starting the process
+    #[arg(long)]
+    pub attached: bool,
 }
 
 /// The hidden monitor subcommand (see [`monitor`]): stdout is the pipe to the starter,
 /// stderr the container's `monitor.log`.
 pub fn monitor_main(globals: &Globals, args: MonitorArgs) -> anyhow::Result<i32> {
     let store = open_store(globals)?;
-    monitor::serve(&store, &args.id, std::io::stdout(), |w| globals.warn(w))?;
+    monitor::serve(&store, &args.id, args.attached, std::io::stdout(), |w| {
+        globals.warn(w)
+    })?;
     Ok(0)
 }
 
@@ -135,6 +151,12 @@ pub struct StartArgs {
     /// Attach STDOUT/STDERR (print the container's output until it exits; exit with its status)
     #[arg(short, long)]
     pub attach: bool,
+    /// Attach the container's STDIN (implies --attach)
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Override the key sequence for detaching a container (default ctrl-p,ctrl-q)
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// Start every container whose restart policy wants it running (after a host reboot)
     #[arg(long, conflicts_with = "containers")]
     pub all_restartable: bool,
@@ -146,13 +168,14 @@ pub struct StartArgs {
 /// `start`: runs stopped or created containers again, from their `spec.json` and kept
 /// filesystem; prints each name as given.
 pub fn start(globals: &Globals, args: StartArgs) -> anyhow::Result<i32> {
+    let detach_keys = super::attach::parse_keys(args.detach_keys.as_deref())?;
     let store = open_store(globals)?;
-    if args.attach {
+    if args.attach || args.interactive {
         anyhow::ensure!(
             args.containers.len() == 1,
             "you cannot start and attach multiple containers at once"
         );
-        return start_attached(&store, &args.containers[0]);
+        return start_attached(&store, &args.containers[0], args.interactive, detach_keys);
     }
     let names: Vec<String> = if args.all_restartable {
         container::restartable(&store)?
@@ -184,19 +207,29 @@ pub fn start(globals: &Globals, args: StartArgs) -> anyhow::Result<i32> {
     Ok(status)
 }
 
-/// `start -a`: starts the container and prints what this run writes until it ends.
-fn start_attached(store: &Store, name: &str) -> anyhow::Result<i32> {
+/// `start -a [-i]`: starts the container with us attached (the same client as `attach`);
+/// ends with its exit code, or 0 when we detach.
+fn start_attached(
+    store: &Store,
+    name: &str,
+    interactive: bool,
+    detach_keys: Vec<u8>,
+) -> anyhow::Result<i32> {
     let record = container::find(store, name)?;
     anyhow::ensure!(
         !store.container_running(&record),
         "container {} is already running",
         record.name
     );
-    let path = logs::log_path(&store.container_dir(&record.id), &record.id);
-    let mut reader = LogReader::from_offset(path.clone(), logs::log_end(&path))?;
-    launch(store, &record.id)?;
-    follow(store, &record.id, &mut reader, &Shown::default())?;
-    Ok(container::wait(store, &record.id)?)
+    let session = super::attach::Session {
+        tty: super::attach::has_tty(store, &record.id)?,
+        stdin: interactive && record.open_stdin,
+        sig_proxy: true,
+        detach_keys,
+    };
+    super::attach::check_input_terminal(&session)?;
+    let attachment = launch_attached(store, &record.id, &session.request(true, true, true))?;
+    super::attach::relay(store, &record.id, attachment, &session)
 }
 
 #[derive(Debug, Args)]

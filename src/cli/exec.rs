@@ -29,6 +29,10 @@ pub struct ExecArgs {
     /// Working directory inside the container
     #[arg(short, long, value_name = "DIR")]
     pub workdir: Option<String>,
+    /// Override the key sequence for detaching (checked; see docs/containers.md: an exec's
+    /// terminal passes it through)
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// Container (name or ID)
     #[arg(value_name = "CONTAINER")]
     pub container: String,
@@ -49,6 +53,10 @@ const EXIT_EXEC_FAILED: i32 = 126;
 /// Runs the command; returns its exit status (docker's: its code, 128+N on signal N, 126/127
 /// when it cannot be executed or found, 1 when the container is missing or not running).
 pub fn run(globals: &Globals, args: ExecArgs) -> anyhow::Result<i32> {
+    if let Err(err) = super::attach::parse_keys(args.detach_keys.as_deref()) {
+        super::report::error(globals, &err);
+        return Ok(1);
+    }
     if args.interactive && args.tty && !args.detach && !std::io::stdin().is_terminal() {
         super::report::error(globals, &anyhow::anyhow!("the input device is not a TTY"));
         return Ok(1);

@@ -11,6 +11,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use crate::registry::{RegistryOptions, RetryLog, Retrying};
 
 mod argv;
+mod attach;
 mod attach_flags;
 mod build;
 mod build_publish;
@@ -211,6 +212,8 @@ pub enum Command {
     /// The UDP port forwarder of a rootless container (started by its runner)
     #[command(name = "container-port-forwarder", hide = true)]
     PortForwarder(port::ForwarderArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(attach::AttachArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -341,6 +344,7 @@ pub fn main() -> i32 {
         Command::Network(cmd) => network::run(&globals, cmd),
         Command::Port(args) => port::run(&globals, args),
         Command::PortForwarder(args) => port::forwarder_main(args),
+        Command::Attach(args) => attach::attach(&globals, args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

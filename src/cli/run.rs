@@ -153,6 +153,9 @@ pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
         .collect();
     options.cidfile = args.cidfile;
     options.detach = args.detach;
+    options.interactive = args.interactive;
+    // `create` checks it too (`run` took it out before: its client uses it).
+    super::attach::parse_keys(args.attach.detach_keys.as_deref())?;
     args.lifecycle.apply(&mut options)?;
     (options.resources, options.rlimits) =
         container::limits::resolve(&args.limits.flags(), rbuild_runtime::default_rlimits())?;
@@ -170,7 +173,11 @@ pub fn run(globals: &Globals, mut args: RunArgs) -> anyhow::Result<i32> {
     let stdio = attach
         .check_detached(args.detach)
         .and_then(|()| attach.stdio(interactive));
-    let stdio = match stdio {
+    let stdio = stdio.and_then(|stdio| {
+        let keys = super::attach::parse_keys(attach.detach_keys.as_deref())?;
+        Ok((stdio, keys))
+    });
+    let (stdio, detach_keys) = match stdio {
         Ok(stdio) => stdio,
         Err(err) => {
             super::report::error(globals, &err);
@@ -188,6 +195,10 @@ pub fn run(globals: &Globals, mut args: RunArgs) -> anyhow::Result<i32> {
     if interactive && options.tty && !std::io::stdin().is_terminal() {
         super::report::error(globals, &anyhow::anyhow!("the input device is not a TTY"));
         return Ok(EXIT_NOT_A_TTY);
+    }
+    if interactive && options.tty && !options.detach {
+        let streams = attach.streams(interactive)?;
+        return super::attach::run_attached(globals, &options, streams, detach_keys);
     }
     if options.detach {
         return Ok(match super::containers::run_detached(globals, &options) {

@@ -195,6 +195,7 @@ pub(super) fn create(
         .map_err(crate::network::NetworkError::from)?,
         published_ports: Vec::new(),
         connected: Vec::new(),
+        open_stdin: options.interactive,
     };
     Ok((record, spec, held))
 }

@@ -97,27 +97,47 @@ impl LogWriter {
 }
 
 /// Copies `source` (one of the container's streams) into the log, line by line, until end
-/// of file; returns the thread doing it.
+/// of file, handing every chunk read to `tee` as soon as it arrives (the attached clients
+/// see a prompt that has no newline yet); returns the thread doing it.
 pub(super) fn copy_stream(
-    source: impl Read + Send + 'static,
+    mut source: impl Read + Send + 'static,
     stream: &'static str,
     log: Arc<Mutex<LogWriter>>,
+    mut tee: impl FnMut(&[u8]) + Send + 'static,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut reader = BufReader::with_capacity(MAX_LINE, source);
-        let mut line = Vec::with_capacity(MAX_LINE);
-        loop {
-            line.clear();
-            let n = match (&mut reader)
-                .take(MAX_LINE as u64)
-                .read_until(b'\n', &mut line)
-            {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
+        let mut buf = vec![0u8; MAX_LINE];
+        let mut line: Vec<u8> = Vec::with_capacity(MAX_LINE);
+        let append = |entry: &[u8]| {
             let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
             // A full disk loses log lines, never the container.
-            let _ = log.append(stream, &line[..n]);
+            let _ = log.append(stream, entry);
+        };
+        loop {
+            let n = match source.read(&mut buf) {
+                Ok(0) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+                Ok(n) => n,
+            };
+            tee(&buf[..n]);
+            line.extend_from_slice(&buf[..n]);
+            // Complete lines, and pieces of MAX_LINE bytes of a longer one, are entries.
+            let mut start = 0;
+            while let Some(end) = line[start..]
+                .iter()
+                .take(MAX_LINE)
+                .position(|b| *b == b'\n')
+                .map(|i| start + i + 1)
+                .or_else(|| (line.len() - start >= MAX_LINE).then_some(start + MAX_LINE))
+            {
+                append(&line[start..end]);
+                start = end;
+            }
+            line.drain(..start);
+        }
+        if !line.is_empty() {
+            append(&line);
         }
     })
 }
@@ -222,6 +242,39 @@ impl LogReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The copy hands every chunk on at once and logs whole lines (a long one cut at
+    /// MAX_LINE, a last one without newline as it is), as the line-reading copy did.
+    #[test]
+    fn copy_stream_tees_chunks_and_logs_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x-json.log");
+        let log = Arc::new(Mutex::new(LogWriter::open(path.clone(), MAX_SIZE).unwrap()));
+        let long = "x".repeat(MAX_LINE + 3);
+        let input = format!("one\n/ # {long}\nlast");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let tee = seen.clone();
+        let copy = copy_stream(
+            std::io::Cursor::new(input.clone().into_bytes()),
+            "stdout",
+            log,
+            move |b| tee.lock().unwrap().extend_from_slice(b),
+        );
+        copy.join().unwrap();
+        assert_eq!(*seen.lock().unwrap(), input.as_bytes());
+        let (_, entries) = LogReader::open(path).unwrap();
+        let logged: Vec<&str> = entries.iter().map(|e| e.log.as_str()).collect();
+        let cut = format!("/ # {long}");
+        assert_eq!(
+            logged,
+            [
+                "one\n",
+                &cut[..MAX_LINE],
+                &format!("{}\n", &cut[MAX_LINE..]),
+                "last"
+            ]
+        );
+    }
 
     #[test]
     fn rotation_is_followed() {

@@ -51,6 +51,9 @@ pub use lifecycle::{
     settle, stop, unpause, wait, DEFAULT_STOP_TIMEOUT,
 };
 
+pub mod attach;
+pub mod attach_client;
+pub mod detach_keys;
 pub mod health;
 pub mod logs;
 pub mod monitor;
@@ -255,6 +258,9 @@ pub struct RunOptions {
     /// `-p`: the ports to publish; `-P` adds the image's EXPOSEd ones (`publish_all`).
     pub ports: Vec<crate::network::ports::PortMapping>,
     pub publish_all: bool,
+    /// `-i`: keep the process's stdin open (a detached container's takes input from
+    /// `attach`).
+    pub interactive: bool,
 }
 
 impl RunOptions {
@@ -293,6 +299,7 @@ impl RunOptions {
             privileges: security::Privileges::default(),
             ports: Vec::new(),
             publish_all: false,
+            interactive: false,
         }
     }
 

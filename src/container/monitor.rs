@@ -13,9 +13,12 @@
 //! 2. runs the container from its `spec.json` and the kept upper dir through
 //!    [`super::running::execute`], the code path the foreground `run` uses, so the record is
 //!    written the same way; the process's stdout and stderr go to the json-file log
-//!    ([`super::logs`]);
+//!    ([`super::logs`]) and to the clients of the attach socket ([`super::attach`]), which
+//!    also feed the stdin of a `-i` container and size its pty (with [`ATTACHED_FLAG`],
+//!    from [`launch_attached`], the first client is awaited before the process starts);
 //! 3. tells the starter `started` (or the error) on its stdout, one line: the starter then
-//!    prints the ID and returns (the protocol is [`launch`]'s and [`serve`]'s alone);
+//!    prints the ID and returns (the protocol is [`launch`]'s and [`serve`]'s alone;
+//!    `listening` comes first for [`launch_attached`]);
 //! 4. when the process exits, applies the restart policy (docker's: a growing delay from
 //!    100 ms between restarts, none after a `stop`/`kill`), and for `run -d --rm` removes
 //!    the container.
@@ -30,8 +33,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rbuild_runtime::{Container, ContainerSpec, Io, Stdio};
+use rbuild_runtime::{Container, ContainerSpec};
 
+use super::attach::{self, AttachRequest};
+use super::attach_client::Attachment;
 use super::logs::{self, LogWriter};
 use super::{health, io_err, running, spec_file, ContainerError};
 use crate::store::{ContainerRecord, RestartPolicy, Store};
@@ -43,6 +48,12 @@ pub const SUBCOMMAND: &str = "container-monitor";
 pub const MONITOR_LOG: &str = "monitor.log";
 
 const STARTED: &str = "started";
+/// With [`ATTACHED_FLAG`]: the attach socket listens, a client is awaited.
+const LISTENING: &str = "listening";
+/// The monitor subcommand's flag for [`launch_attached`].
+pub const ATTACHED_FLAG: &str = "--attached";
+/// How long a monitor started for a client waits for it to connect.
+const ATTACH_WAIT: Duration = Duration::from_secs(60);
 
 /// Starts a monitor for the created or stopped container `id` (program `exe`, normally the
 /// running `rbuild`; `args` are global options put before the subcommand) and returns once
@@ -53,39 +64,83 @@ pub fn launch(
     exe: &Path,
     args: &[OsString],
 ) -> Result<(), ContainerError> {
-    let root = std::path::absolute(store.root()).map_err(io_err(store.root()))?;
-    let dir = store.container_dir(id);
-    let log_path = dir.join(MONITOR_LOG);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(io_err(&log_path))?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args(args)
-        .arg("--root")
-        .arg(&root)
-        .arg(SUBCOMMAND)
-        .arg(id)
-        .current_dir("/")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(log);
-    rbuild_runtime::detach::new_session(&mut cmd);
-    let mut child = cmd.spawn().map_err(io_err(exe))?;
-    let stdout = child.stdout.take().expect("piped");
-    let mut line = String::new();
-    let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-    // The monitor goes on alone: not waited for (init reaps it once we exit).
-    drop(child);
-    let line = line.trim_end();
-    match line.strip_prefix("error: ") {
-        _ if line == STARTED => Ok(()),
-        Some(message) => Err(ContainerError::StartFailed(message.to_string())),
-        None => Err(ContainerError::StartFailed(format!(
-            "the container monitor ended before the container started (see {})",
-            log_path.display()
-        ))),
+    Starting::spawn(store, id, exe, args, false)?.expect(STARTED)
+}
+
+/// As [`launch`], with a client attached before the process starts (`start -a`, the
+/// foreground `run -it`): the monitor listens, the client connects and sends `request`,
+/// then the process starts, so the client sees all of its output.
+pub fn launch_attached(
+    store: &Store,
+    id: &str,
+    exe: &Path,
+    args: &[OsString],
+    request: &AttachRequest,
+) -> Result<Attachment, ContainerError> {
+    let mut starting = Starting::spawn(store, id, exe, args, true)?;
+    starting.expect(LISTENING)?;
+    let attachment = Attachment::connect(store, id, request)?;
+    starting.expect(STARTED)?;
+    Ok(attachment)
+}
+
+/// A monitor being started: its first lines tell how it went.
+struct Starting {
+    lines: std::io::BufReader<std::process::ChildStdout>,
+    log_path: std::path::PathBuf,
+}
+
+impl Starting {
+    fn spawn(
+        store: &Store,
+        id: &str,
+        exe: &Path,
+        args: &[OsString],
+        attached: bool,
+    ) -> Result<Starting, ContainerError> {
+        let root = std::path::absolute(store.root()).map_err(io_err(store.root()))?;
+        let dir = store.container_dir(id);
+        let log_path = dir.join(MONITOR_LOG);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_err(&log_path))?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(args)
+            .arg("--root")
+            .arg(&root)
+            .arg(SUBCOMMAND)
+            .arg(id)
+            .args(attached.then_some(ATTACHED_FLAG))
+            .current_dir("/")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log);
+        rbuild_runtime::detach::new_session(&mut cmd);
+        let mut child = cmd.spawn().map_err(io_err(exe))?;
+        let stdout = child.stdout.take().expect("piped");
+        // The monitor goes on alone: not waited for (init reaps it once we exit).
+        drop(child);
+        Ok(Starting {
+            lines: std::io::BufReader::new(stdout),
+            log_path,
+        })
+    }
+
+    /// Reads the monitor's next line: `Ok` when it is `want`.
+    fn expect(&mut self, want: &str) -> Result<(), ContainerError> {
+        let mut line = String::new();
+        let _ = self.lines.read_line(&mut line);
+        let line = line.trim_end();
+        match line.strip_prefix("error: ") {
+            _ if line == want => Ok(()),
+            Some(message) => Err(ContainerError::StartFailed(message.to_string())),
+            None => Err(ContainerError::StartFailed(format!(
+                "the container monitor ended before the container started (see {})",
+                self.log_path.display()
+            ))),
+        }
     }
 }
 
@@ -112,35 +167,31 @@ impl RunResources {
     }
 }
 
-/// The monitor's work (see the module docs) for container `id`: `ready` gets one line for
-/// [`launch`] (`started`, or the error), `warn` the problems that do not stop the container.
-/// Returns when the container ended for good.
+/// The monitor's work (see the module docs) for container `id`: `ready` gets the lines
+/// for [`launch`] (`started`, or the error; before them `listening` when `attached`),
+/// `warn` the problems that do not stop the container. Returns when the container ended
+/// for good.
 pub fn serve(
     store: &Store,
     id: &str,
+    attached: bool,
     mut ready: impl Write,
     mut warn: impl FnMut(String),
 ) -> Result<(), ContainerError> {
     let mut ready_sent = false;
-    let mut report = |result: Result<(), &ContainerError>| {
-        let line = match result {
-            Ok(()) => STARTED.to_string(),
-            Err(e) => format!("error: {}", error_chain(e)),
-        };
-        let _ = writeln!(ready, "{line}").and_then(|()| ready.flush());
-    };
     let result = serve_runs(
         store,
         id,
-        &mut || {
-            report(Ok(()));
-            ready_sent = true;
+        attached,
+        &mut |line: &str| {
+            ready_sent |= line == STARTED;
+            let _ = writeln!(ready, "{line}").and_then(|()| ready.flush());
         },
         &mut warn,
     );
     if let Err(e) = &result {
         if !ready_sent {
-            report(Err(e));
+            let _ = writeln!(ready, "error: {}", error_chain(e)).and_then(|()| ready.flush());
         }
     }
     result
@@ -159,13 +210,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 fn serve_runs(
     store: &Store,
     id: &str,
-    ready: &mut dyn FnMut(),
+    attached: bool,
+    tell: &mut dyn FnMut(&str),
     warn: &mut dyn FnMut(String),
 ) -> Result<(), ContainerError> {
     let Some(lease) = store.hold_lease(id)? else {
         return Err(ContainerError::AlreadyRunning(id.to_string()));
     };
-    let spec = spec_file::load(store, id)?;
+    let mut spec = spec_file::load(store, id)?;
+    let attach = attach::Server::bind(&lease.dir, spec.process.terminal)?;
+    if attached {
+        tell(LISTENING);
+        spec.process.console_size = attach.wait_client(ATTACH_WAIT)?;
+    }
     let Some(mut record) = store.modify_container(id, |r| r.manually_stopped = false)? else {
         return Err(crate::store::StoreError::NoSuchContainer(id.to_string()).into());
     };
@@ -176,11 +233,12 @@ fn serve_runs(
     let mut first = true;
     let mut delay = Duration::from_millis(100);
     let result = loop {
-        let (stdio, copies) = log_pipes(&log)?;
+        let (stdio, copies) = attach.stdio(&log, record.open_stdin)?;
         let executed = running::execute(store, &record, Some(id), &spec, stdio, |container| {
+            attach.started(container);
             let held = RunResources::acquire(store, &record, &spec, container);
             if first {
-                ready();
+                tell(STARTED);
                 crate::killpoint::reached("monitor-running");
             }
             held
@@ -188,6 +246,7 @@ fn serve_runs(
         for copy in copies {
             let _ = copy.join();
         }
+        attach.ended(executed.as_ref().ok().map(|e| e.status.code));
         let execution = match executed {
             Ok(e) => e,
             Err(e) => break Err(e),
@@ -248,23 +307,4 @@ fn restarts(record: &ContainerRecord, code: i32) -> bool {
         RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
         RestartPolicy::OnFailure { max } => code != 0 && (max == 0 || record.restart_count < max),
     }
-}
-
-type Copies = Vec<std::thread::JoinHandle<()>>;
-
-/// Pipes for the container's stdout and stderr whose other ends are copied into `log`.
-fn log_pipes(log: &Arc<Mutex<LogWriter>>) -> Result<(Stdio, Copies), ContainerError> {
-    let pipe = || std::io::pipe().map_err(io_err("pipe"));
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    let copies = vec![
-        logs::copy_stream(out_r, "stdout", log.clone()),
-        logs::copy_stream(err_r, "stderr", log.clone()),
-    ];
-    let stdio = Stdio {
-        stdin: Io::Null,
-        stdout: Io::Fd(out_w.into()),
-        stderr: Io::Fd(err_w.into()),
-    };
-    Ok((stdio, copies))
 }

@@ -98,6 +98,10 @@ pub struct ContainerRecord {
     /// The networks `network connect` added, joined after `network` at each start.
     #[serde(default)]
     pub connected: Vec<crate::network::connect::Endpoint>,
+    /// `-i`: the process's stdin stays open for clients of the attach socket
+    /// ([`crate::container::attach`]), docker's `OpenStdin`.
+    #[serde(default)]
+    pub open_stdin: bool,
 }
 
 /// Docker's `State.Health`.

@@ -130,6 +130,13 @@ impl Store {
         matches!(file.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
     }
 
+    /// The lease file of container `id`, opened now: locking it (shared) later waits for
+    /// the process that holds the lease even when the container's dir is gone by then (a
+    /// `--rm` container's monitor removes the container before it lets go).
+    pub fn open_lease(&self, id: &str) -> Option<fs::File> {
+        fs::File::open(self.container_dir(id).join(LEASE)).ok()
+    }
+
     /// Blocks until no process holds the lease of container `id` (it stopped), or until
     /// `timeout`; returns whether it is free.
     pub fn wait_lease_free(&self, id: &str, timeout: Option<std::time::Duration>) -> bool {

@@ -9,11 +9,13 @@
 #![allow(dead_code)]
 
 pub mod bridge;
+pub mod containers;
 pub mod golden;
 pub mod http;
 pub mod published;
 pub mod registry;
 pub mod rootless;
+pub mod tmux;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -84,14 +86,7 @@ impl TestEnv {
     /// Runs rbuild with `args` and `input` on its stdin (a write error such as a closed pipe is
     /// ignored: the command may not read it), and returns its output.
     pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self
-            .cmd()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn rbuild");
+        let mut child = self.spawn(args);
         let mut stdin = child.stdin.take().expect("piped stdin");
         std::thread::scope(|scope| {
             scope.spawn(move || {
@@ -99,6 +94,17 @@ impl TestEnv {
             });
             child.wait_with_output().expect("wait for rbuild")
         })
+    }
+
+    /// Starts rbuild with `args`, its stdin, stdout and stderr piped.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.cmd()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rbuild")
     }
 
     /// Runs rbuild and asserts it succeeded; returns stdout as a string.

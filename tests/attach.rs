@@ -1,0 +1,364 @@
+//! `rbuild attach`, `start -a -i`, the foreground `run -it` and `--detach-keys` (issue 13)
+//! through the real binary: the container's monitor serves its attach socket, clients come
+//! and go. Terminal cases run in a tmux server of the test's own (its socket in a temp dir).
+//!
+//! Waits are on conditions (a line read, a screen showing a text, a process ending), never
+//! on sleeps alone.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::tmux::Tmux;
+use common::{assert_success, stderr, stdout};
+
+/// A store with busybox as `bb`, containers force-removed at the end.
+type Env = common::containers::Containers;
+
+/// A container that prints `tick N` every 50 ms until `/go` exists in it, then `bye` on
+/// stdout and `bye-err` on stderr, and exits with `code`.
+fn ticker(code: i32) -> String {
+    format!(
+        "i=0; while [ ! -e /go ]; do echo tick $i; i=$((i+1)); sleep 0.05; done; \
+         echo bye; echo bye-err >&2; exit {code}"
+    )
+}
+
+/// Reads `child`'s stdout lines until one starts with `prefix`; returns the reader.
+fn read_until(out: &mut BufReader<std::process::ChildStdout>, prefix: &str) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = out.read_line(&mut line).expect("read attach output");
+        assert!(n > 0, "attach ended before printing {prefix:?}");
+        if line.starts_with(prefix) {
+            return;
+        }
+    }
+}
+
+/// The rest of a child's stdout and stderr and its exit code, once it ended.
+fn finish(
+    mut child: Child,
+    mut out: BufReader<std::process::ChildStdout>,
+) -> (String, String, i32) {
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).expect("read stdout");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    let status = child.wait().expect("wait");
+    (rest, err, status.code().unwrap_or(-1))
+}
+
+/// `attach` shows a running container's output as it is written, stdout and stderr kept
+/// apart, and ends with the container's exit code when it exits.
+#[test]
+fn attach_streams_live_output_and_ends_with_the_exit_code() {
+    let env = Env::new();
+    env.0
+        .ok(&["run", "-d", "--name", "c", "bb", "sh", "-c", &ticker(4)]);
+    let mut attach = env.0.spawn(&["attach", "c"]);
+    let mut out = BufReader::new(attach.stdout.take().unwrap());
+    read_until(&mut out, "tick ");
+    assert_eq!(env.status_of("c").split(' ').next(), Some("Up"));
+    env.0.ok(&["exec", "c", "touch", "/go"]);
+    let (rest, err, code) = finish(attach, out);
+    assert_eq!(
+        code, 4,
+        "attach ends with the container's code; stderr: {err}"
+    );
+    assert!(rest.ends_with("bye\n"), "stdout: {rest:?}");
+    assert_eq!(err, "bye-err\n", "stderr apart");
+    assert!(env.status_of("c").starts_with("Exited (4)"));
+    // A stopped container cannot be attached to (docker's message).
+    let err = env.0.fails(&["attach", "c"]);
+    assert!(
+        err.contains("You cannot attach to a stopped container"),
+        "{err}"
+    );
+}
+
+/// The input of `attach` reaches the process of a `run -d -i` container; an attached
+/// `--no-stdin` client's does not; `start -ai` feeds a created `-i` container and closes its
+/// stdin at the end of the input, as docker's `run -i`.
+#[test]
+fn attach_input_reaches_the_process() {
+    let env = Env::new();
+    // A background loop ticks (so a client can tell it is attached) while PID 1 reads.
+    let script = "(while :; do echo tick; sleep 0.05; done) & read a; echo got:$a; exit 0";
+    env.0
+        .ok(&["run", "-d", "-i", "--name", "rd", "bb", "sh", "-c", script]);
+    let mut quiet = env.0.spawn(&["attach", "--no-stdin", "rd"]);
+    let mut quiet_out = BufReader::new(quiet.stdout.take().unwrap());
+    read_until(&mut quiet_out, "tick");
+    // Had this reached the process, it would print got:lost and exit.
+    quiet.stdin.take().unwrap().write_all(b"lost\n").unwrap();
+    let out = env.0.run_with_stdin(&["attach", "rd"], b"hello\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed = stdout(&out);
+    let got: Vec<&str> = printed.lines().filter(|l| *l != "tick").collect();
+    assert_eq!(got, ["got:hello"]);
+    let (rest, _, code) = finish(quiet, quiet_out);
+    assert_eq!(code, 0);
+    assert!(rest.lines().any(|l| l == "got:hello"), "{rest}");
+
+    env.0.ok(&["create", "-i", "--name", "cat", "bb", "cat"]);
+    let out = env
+        .0
+        .run_with_stdin(&["start", "-ai", "cat"], b"one\ntwo\n");
+    assert_eq!(stdout(&out), "one\ntwo\n", "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(env.status_of("cat").starts_with("Exited (0)"));
+}
+
+/// Two clients at once both get the output; one killed mid-stream disturbs neither the
+/// container nor the other client, which ends with the exit code.
+#[test]
+fn two_clients_at_once_and_one_goes_away() {
+    let env = Env::new();
+    env.0
+        .ok(&["run", "-d", "--name", "c", "bb", "sh", "-c", &ticker(9)]);
+    let mut first = env.0.spawn(&["attach", "c"]);
+    let mut second = env.0.spawn(&["attach", "c"]);
+    let mut first_out = BufReader::new(first.stdout.take().unwrap());
+    let mut second_out = BufReader::new(second.stdout.take().unwrap());
+    read_until(&mut first_out, "tick ");
+    read_until(&mut second_out, "tick ");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    drop(first_out);
+    // The container runs on and the second client still reads it.
+    read_until(&mut second_out, "tick ");
+    read_until(&mut second_out, "tick ");
+    assert_eq!(env.status_of("c").split(' ').next(), Some("Up"));
+    env.0.ok(&["exec", "c", "touch", "/go"]);
+    let (rest, _, code) = finish(second, second_out);
+    assert_eq!(code, 9);
+    assert!(rest.ends_with("bye\n"), "{rest:?}");
+}
+
+/// With the signal proxy (default) SIGINT to `attach` reaches the process (its trap exits
+/// 3); with `--sig-proxy=false` the signal ends `attach` alone and the container runs on.
+#[test]
+fn signals_are_proxied_unless_disabled() {
+    let env = Env::new();
+    let script = "trap 'echo trapped; exit 3' INT; while :; do echo tick; sleep 0.05; done";
+    env.0
+        .ok(&["run", "-d", "--name", "c", "bb", "sh", "-c", script]);
+    let mut unproxied = env.0.spawn(&["attach", "--sig-proxy=false", "c"]);
+    let mut out = BufReader::new(unproxied.stdout.take().unwrap());
+    read_until(&mut out, "tick");
+    kill(&unproxied, "INT");
+    let status = unproxied.wait().unwrap();
+    assert_eq!(status.code(), None, "ended by the signal");
+    assert!(env.status_of("c").starts_with("Up"));
+
+    let mut proxied = env.0.spawn(&["attach", "c"]);
+    let mut out = BufReader::new(proxied.stdout.take().unwrap());
+    read_until(&mut out, "tick");
+    kill(&proxied, "INT");
+    let (rest, err, code) = finish(proxied, out);
+    assert_eq!(code, 3, "{err}");
+    assert!(rest.lines().any(|l| l == "trapped"), "{rest}");
+}
+
+fn kill(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Bad `--detach-keys` are refused before anything happens: `run` with docker's 125 (and
+/// no container made), `start`, `attach` and `exec` with 1.
+#[test]
+fn bad_detach_keys_are_an_error() {
+    let env = Env::new();
+    let out = env.0.run(&["run", "--detach-keys", "ctrl-1", "bb", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("invalid detach keys \"ctrl-1\""),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(env.0.ok(&["ps", "-aq"]), "", "nothing created");
+    env.0.ok(&["run", "-d", "--name", "c", "bb", "sleep", "60"]);
+    for args in [
+        &["attach", "--detach-keys", "ctrl-p,", "c"][..],
+        &["start", "-a", "--detach-keys", "alt-x", "c"],
+        &["exec", "--detach-keys", "ctrl-pp", "c", "true"],
+    ] {
+        let out = env.0.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&out).contains("invalid detach keys"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    // Good keys (docker's syntax) pass.
+    env.0
+        .ok(&["exec", "--detach-keys", "ctrl-a,X,ctrl-@", "c", "true"]);
+}
+
+impl Tmux {
+    /// Starts `command` (sh) in a new 100×30 session `name`; when it ends the pane shows
+    /// `rc=N` and stays.
+    fn start(&self, name: &str, command: &str) {
+        let script: PathBuf = self.dir.path().join(format!("{name}.sh"));
+        std::fs::write(&script, format!("{command}\necho rc=$?\nsleep 600\n")).unwrap();
+        let out = self
+            .tmux()
+            .args(["new-session", "-d", "-s", name, "-x", "100", "-y", "30"])
+            .arg(format!("sh {}", script.display()))
+            .output()
+            .expect("tmux");
+        assert_success("tmux new-session", &out);
+    }
+
+    fn keys(&self, name: &str, keys: &[&str]) {
+        let out = self
+            .tmux()
+            .args(["send-keys", "-t", name])
+            .args(keys)
+            .output()
+            .unwrap();
+        assert_success("tmux send-keys", &out);
+    }
+
+    fn screen(&self, name: &str) -> String {
+        self.capture(name, true)
+    }
+
+    /// Waits (up to 20 s) until the screen of `name` has a line satisfying `want`.
+    fn wait_line(&self, name: &str, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.screen(name);
+            if screen.lines().any(|l| want(l.trim_end())) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never shown on {name}:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn rbuild_line(env: &Env, args: &str) -> String {
+    format!(
+        "{} --root {} {args}",
+        common::rbuild_bin(),
+        env.0.root().display()
+    )
+}
+
+/// `run -it` then Ctrl-P Ctrl-Q: `run` returns (status 0, nothing printed after) and the
+/// container runs on (ps: Up); `attach` gets its terminal back (sized as the client's),
+/// and the shell's exit ends `attach` with its code.
+#[test]
+fn detach_keys_leave_it_running_and_attach_again() {
+    let env = Env::new();
+    let tmux = Tmux::new();
+    tmux.start("run", &rbuild_line(&env, "run -it --name t bb sh"));
+    tmux.wait_line("run", |l| l.ends_with("/ #"));
+    tmux.keys("run", &["echo mark-$((6*7))", "Enter"]);
+    tmux.wait_line("run", |l| l == "mark-42");
+    tmux.keys("run", &["C-p", "C-q"]);
+    let screen = tmux.wait_line("run", |l| l.ends_with("rc=0"));
+    let after: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| *l != "mark-42")
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(after, ["/ # rc=0"], "nothing printed on detach:\n{screen}");
+    assert!(
+        env.status_of("t").starts_with("Up"),
+        "{}",
+        env.status_of("t")
+    );
+
+    tmux.start("again", &rbuild_line(&env, "attach t"));
+    // Attached once the shell answers a command typed here.
+    tmux.keys("again", &["stty size; exit 6", "Enter"]);
+    let screen = tmux.wait_line("again", |l| l.ends_with("rc=6"));
+    assert!(screen.lines().any(|l| l == "30 100"), "{screen}");
+    assert!(env.status_of("t").starts_with("Exited (6)"));
+}
+
+/// `--detach-keys`: with `ctrl-x,d` Ctrl-P Ctrl-Q go to the container (ash recalls the
+/// previous command with Ctrl-P) and Ctrl-X d detaches; `start -ai --detach-keys` too.
+#[test]
+fn custom_detach_keys() {
+    let env = Env::new();
+    let tmux = Tmux::new();
+    env.0.ok(&["create", "-it", "--name", "t", "bb", "sh"]);
+    tmux.start(
+        "start",
+        &rbuild_line(&env, "start -ai --detach-keys ctrl-x,d t"),
+    );
+    tmux.wait_line("start", |l| l.ends_with("/ #"));
+    tmux.keys("start", &["echo one-$((1+1))", "Enter"]);
+    tmux.wait_line("start", |l| l == "one-2");
+    // Ctrl-P recalls `echo one-...`, Ctrl-Q is ignored by ash; Enter runs it again.
+    tmux.keys("start", &["C-p", "C-q", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tmux
+        .screen("start")
+        .lines()
+        .filter(|l| *l == "one-2")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "{}", tmux.screen("start"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !tmux.screen("start").contains("rc="),
+        "not detached by ctrl-p,ctrl-q"
+    );
+    tmux.keys("start", &["C-x", "d"]);
+    tmux.wait_line("start", |l| l.ends_with("rc=0"));
+    assert!(env.status_of("t").starts_with("Up"));
+    tmux.start(
+        "attach",
+        &rbuild_line(&env, "attach --detach-keys ctrl-a t"),
+    );
+    tmux.keys("attach", &["echo back", "Enter"]);
+    tmux.wait_line("attach", |l| l == "back");
+    tmux.keys("attach", &["C-a"]);
+    tmux.wait_line("attach", |l| l.ends_with("rc=0"));
+    assert!(env.status_of("t").starts_with("Up"));
+}
+
+/// Bug: `run -it --rm` returned (the exit code arrived) while the monitor was still
+/// removing the container, and a `ps -a` right after could list it: the CLI waited for the
+/// lease through the container dir, which the removal had already moved away. Now the
+/// lease is opened before the run ends.
+#[test]
+fn bug_run_it_rm_listed_after_it_returned() {
+    let env = Env::new();
+    let tmux = Tmux::new();
+    for i in 0..5 {
+        let session = format!("rm{i}");
+        let ps = rbuild_line(&env, "ps -a --format {{.Names}}");
+        let run = rbuild_line(&env, &format!("run -it --rm --name gone{i} bb sh"));
+        tmux.start(&session, &format!("{run}; rc=$?; {ps}; (exit $rc)"));
+        tmux.wait_line(&session, |l| l.ends_with("/ #"));
+        tmux.keys(&session, &["exit 2", "Enter"]);
+        let screen = tmux.wait_line(&session, |l| l.ends_with("rc=2"));
+        assert!(!screen.contains(&format!("gone{i}\n")), "{screen}");
+    }
+}
