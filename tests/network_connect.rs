@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::bridge::Net;
+use common::bridge::{fetch, Net};
 use common::TestEnv;
 
 /// A test's store and default bridge.
@@ -99,21 +99,9 @@ impl Setup {
 }
 
 impl Drop for Setup {
-    /// A failed test must not leave detached containers (and their networks) running.
     fn drop(&mut self) {
-        let ids = self.run(&["ps", "-aq"]);
-        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-            let _ = self.run(&["rm", "-f", id]);
-        }
+        self.net.remove_all(&self.env);
     }
-}
-
-/// A shell loop that fetches `url` (waiting up to 10 s for the server) and prints it.
-fn fetch(url: &str) -> String {
-    format!(
-        "for i in $(seq 100); do wget -qO- {url} 2>/dev/null && exit 0; sleep 0.1; done; \
-         echo no answer from {url} >&2; exit 1"
-    )
 }
 
 /// The host's link names.

@@ -17,39 +17,33 @@ use std::net::Ipv4Addr;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{assert_success, TestEnv};
+use common::bridge::{fetch, Net};
+use common::TestEnv;
 
-/// This test's default bridge: name and the second octet of its 10.x.0.0/16 subnet.
+/// This test's store and default bridge.
 struct Host {
     env: TestEnv,
-    bridge: &'static str,
-    octet: u8,
+    net: Net,
 }
 
 impl Host {
     fn new(bridge: &'static str, octet: u8) -> Host {
         Host {
             env: TestEnv::with_base("bb"),
-            bridge,
-            octet,
+            net: Net { bridge, octet },
         }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = self.env.cmd();
-        cmd.args(args)
-            .env("RBUILD_BRIDGE", self.bridge)
-            .env("RBUILD_BRIDGE_SUBNET", format!("10.{}.0.0/16", self.octet))
-            .stdin(Stdio::null());
-        cmd
+        self.net.cmd(&self.env, args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
+        self.net.run(&self.env, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        assert_success(&format!("rbuild {args:?}"), &self.run(args))
+        self.net.ok(&self.env, args)
     }
 
     /// Creates network `name` on `subnet`; returns its ID.
@@ -91,21 +85,9 @@ impl Host {
 }
 
 impl Drop for Host {
-    /// A failed test must not leave detached containers (and their networks) running.
     fn drop(&mut self) {
-        let ids = self.run(&["ps", "-aq"]);
-        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-            let _ = self.run(&["rm", "-f", id]);
-        }
+        self.net.remove_all(&self.env);
     }
-}
-
-/// A shell loop that fetches `url` (waiting up to 10 s for the server) and prints it.
-fn fetch(url: &str) -> String {
-    format!(
-        "for i in $(seq 100); do wget -qO- {url} 2>/dev/null && exit 0; sleep 0.1; done; \
-         echo no answer from {url} >&2; exit 1"
-    )
 }
 
 fn ip_links() -> String {

@@ -29,4 +29,22 @@ impl Net {
     pub fn ok(&self, env: &TestEnv, args: &[&str]) -> String {
         assert_success(&format!("rbuild {args:?}"), &self.run(env, args))
     }
+
+    /// Removes every container of `env`'s store: a failed test must not leave detached
+    /// containers (and their networks) running.
+    pub fn remove_all(&self, env: &TestEnv) {
+        let ids = self.run(env, &["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = self.run(env, &["rm", "-f", id]);
+        }
+    }
+}
+
+/// A shell loop, run inside a container, that fetches `url` (waiting up to 10 s for the
+/// server) and prints it. busybox `wget -T` crashes (a busybox bug), hence the retries.
+pub fn fetch(url: &str) -> String {
+    format!(
+        "for i in $(seq 100); do wget -qO- {url} 2>/dev/null && exit 0; sleep 0.1; done; \
+         echo no answer from {url} >&2; exit 1"
+    )
 }
