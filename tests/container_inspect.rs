@@ -77,7 +77,7 @@ fn inspect_shows_a_running_and_an_exited_container_as_docker() {
     );
     assert_eq!(host["NanoCpus"], 500_000_000);
     assert_eq!(host["PidsLimit"], 50);
-    assert_eq!(host["NetworkMode"], "none");
+    assert_eq!(host["NetworkMode"], "bridge");
     assert_eq!(
         host["Ulimits"],
         serde_json::json!([{"Name": "nofile", "Soft": 100, "Hard": 200}])
@@ -87,7 +87,14 @@ fn inspect_shows_a_running_and_an_exited_container_as_docker() {
     assert_eq!(mount["Source"], shared.display().to_string());
     assert_eq!(mount["Destination"], "/data");
     assert_eq!(mount["RW"], false);
-    assert_eq!(v["NetworkSettings"]["Networks"], serde_json::json!({}));
+    // docker lists the default network as `bridge`, with the address at the top too.
+    let networks = &v["NetworkSettings"]["Networks"];
+    assert_eq!(networks.as_object().unwrap().len(), 1, "{networks}");
+    assert_ne!(networks["bridge"]["IPAddress"], "", "{networks}");
+    assert_eq!(
+        v["NetworkSettings"]["IPAddress"],
+        networks["bridge"]["IPAddress"]
+    );
     // `container inspect`, a template, and the name without --type (no image "web").
     let formatted = env.ok(&[
         "container",

@@ -155,6 +155,15 @@ fn publish_serves_httpd_to_the_host_and_to_other_containers() {
             {"HostIp": "0.0.0.0", "HostPort": all.to_string()},
         ])
     );
+    // Its own network as docker lists it, with the address the host reaches it at; also at
+    // the top of NetworkSettings, where scripts read it.
+    let settings = &inspect[0]["NetworkSettings"];
+    assert_eq!(inspect[0]["HostConfig"]["NetworkMode"], "bridge");
+    let bridge = &settings["Networks"]["bridge"];
+    assert_eq!(bridge["Gateway"], net.gateway().to_string(), "{settings}");
+    assert_eq!(settings["IPAddress"], bridge["IPAddress"], "{settings}");
+    let address: Ipv4Addr = bridge["IPAddress"].as_str().unwrap().parse().unwrap();
+    assert_eq!(http_get((address, 80).into()), "hello-ports\n");
     assert_eq!(Net::port_chains(id).len(), 3, "three chains while it runs");
     // `restart` publishes the same ports again.
     net.ok(&env, &["restart", "-t", "0", "web"]);
@@ -376,6 +385,15 @@ fn publish_flags_parse_and_network_modes_as_docker() {
     assert_eq!(out.status.code(), Some(125), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("conflicting options: port publishing and the container type network mode"));
+    // inspect names the mode and lists it under Networks, with no address, as docker.
+    for mode in ["none", "host"] {
+        env.ok(&["create", "--name", mode, "--network", mode, "bb", "true"]);
+        let inspect: serde_json::Value = serde_json::from_str(&env.ok(&["inspect", mode])).unwrap();
+        assert_eq!(inspect[0]["HostConfig"]["NetworkMode"], mode);
+        let networks = &inspect[0]["NetworkSettings"]["Networks"];
+        assert_eq!(networks.as_object().unwrap().len(), 1, "{networks}");
+        assert_eq!(networks[mode]["IPAddress"], "", "{networks}");
+    }
 }
 
 /// The test binary run as a TCP server on port `RBUILD_TEST_TCP_PEER` that answers each

@@ -22,21 +22,27 @@ pub fn inspect(store: &Store, name: &str) -> Result<Value, ContainerError> {
     let record = super::find(store, name)?;
     let spec = spec_file::load(store, &record.id)?;
     let mut value = inspect_value(&record, &spec);
-    // The networks it is on, with its addresses there while it runs: its own when that is
-    // a user network (the default bridge is not listed, as before connect existed), then
-    // those `network connect` added.
-    let own = record
-        .network
-        .iter()
-        .filter(|n| *n != "bridge" && !n.starts_with(super::network_join::PREFIX))
-        .map(|n| (n.clone(), record.network_extras.aliases.clone()));
+    // The networks it is on, with its addresses there while it runs, as docker lists them:
+    // its own (`bridge`, `none`, `host` or a user network; nothing for `container:NAME`),
+    // then those `network connect` added.
+    let own = value["HostConfig"]["NetworkMode"]
+        .as_str()
+        .filter(|n| !n.starts_with(super::network_join::PREFIX))
+        .map(|n| (n.to_string(), record.network_extras.aliases.clone()));
     let connected = record
         .connected
         .iter()
         .map(|e| (e.network.clone(), e.aliases.clone()));
-    let networks: Vec<_> = own.chain(connected).collect();
-    value["NetworkSettings"]["Networks"] =
-        crate::network::connect::settings(store.root(), &record.id, &networks)?;
+    let networks: Vec<_> = own.into_iter().chain(connected).collect();
+    let settings = crate::network::connect::settings(store.root(), &record.id, &networks)?;
+    // docker repeats the default bridge's endpoint at the top of NetworkSettings, where
+    // scripts read `{{.NetworkSettings.IPAddress}}`.
+    if let Some(bridge) = settings.get("bridge") {
+        for key in ["IPAddress", "IPPrefixLen", "Gateway", "MacAddress"] {
+            value["NetworkSettings"][key] = bridge[key].clone();
+        }
+    }
+    value["NetworkSettings"]["Networks"] = settings;
     Ok(value)
 }
 
@@ -67,9 +73,12 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
     let memory_swap = r
         .memory_swap
         .unwrap_or(if memory > 0 { 2 * memory as i64 } else { 0 });
-    let network = match spec.network {
-        NetworkMode::Host => "host",
-        NetworkMode::None | NetworkMode::Private => "none",
+    // The record names a network the container joins (`bridge`, a user network,
+    // `container:NAME`); without one, the spec says host or none.
+    let network = match (&record.network, &spec.network) {
+        (Some(network), _) => network.as_str(),
+        (None, NetworkMode::Host) => "host",
+        (None, NetworkMode::None | NetworkMode::Private) => "none",
     };
     let mut binds = Vec::new();
     let mut mounts = Vec::new();
@@ -184,6 +193,10 @@ pub fn inspect_value(record: &ContainerRecord, spec: &ContainerSpec) -> Value {
             "Labels": record.labels,
         },
         "NetworkSettings": {
+            "IPAddress": "",
+            "IPPrefixLen": 0,
+            "Gateway": "",
+            "MacAddress": "",
             "Networks": {},
             "Ports": crate::network::ports::docker_ports(if running {
                 &record.published_ports
