@@ -15,31 +15,9 @@ use std::net::Ipv4Addr;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::bridge::{fetch, Net};
-use common::TestEnv;
+use common::bridge::{fetch, Host};
 
-/// A test's store and default bridge.
-struct Setup {
-    env: TestEnv,
-    net: Net,
-}
-
-impl Setup {
-    fn new(bridge: &'static str, octet: u8) -> Setup {
-        Setup {
-            env: TestEnv::with_base("bb"),
-            net: Net { bridge, octet },
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.net.run(&self.env, args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.net.ok(&self.env, args)
-    }
-
+impl Host {
     /// Runs `args`, asserts that it failed with `message` in its stderr.
     fn refused(&self, args: &[&str], message: &str) {
         let out = self.run(args);
@@ -95,12 +73,6 @@ impl Setup {
         let ip = networks[network]["IPAddress"].as_str().unwrap_or("");
         ip.parse()
             .unwrap_or_else(|_| panic!("{name} has no address on {network}: {networks}"))
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        self.net.remove_all(&self.env);
     }
 }
 
@@ -161,7 +133,7 @@ fn assert_nothing_left(bridges: &[&str], veths: &[String]) {
 
 #[test]
 fn connect_reaches_the_other_network_by_name_and_alias_until_disconnect() {
-    let s = Setup::new("rbuildc1", 221);
+    let s = Host::new("rbuildc1", 221);
     let bridge_a = s.network("rbt-cn-a", 1);
     let bridge_b = s.network("rbt-cn-b", 2);
     let bridge_c = s.network("rbt-cn-c", 3);
@@ -272,7 +244,7 @@ fn connect_reaches_the_other_network_by_name_and_alias_until_disconnect() {
 
 #[test]
 fn connect_of_a_stopped_container_takes_effect_at_start_and_docker_errors() {
-    let s = Setup::new("rbuildc2", 222);
+    let s = Host::new("rbuildc2", 222);
     let bridge_s = s.network("rbt-cn-s", 4);
     s.httpd("sweb", &["--network", "rbt-cn-s"]);
     let web_address = s.address("sweb", "rbt-cn-s");
@@ -409,7 +381,7 @@ fn connect_of_a_stopped_container_takes_effect_at_start_and_docker_errors() {
 
 #[test]
 fn a_killed_connect_and_rm_f_leave_nothing() {
-    let s = Setup::new("rbuildc3", 223);
+    let s = Host::new("rbuildc3", 223);
     let bridge_k = s.network("rbt-cn-k", 5);
     let c = s.ok(&["run", "-d", "--name", "victim", "bb", "sleep", "600"]);
     let c = c.trim().to_string();

@@ -12,7 +12,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::bridge::Net;
@@ -176,20 +176,25 @@ fn publish_serves_httpd_to_the_host_and_to_other_containers() {
     net.assert_nothing_left(&env, id, &[local, all], &[]);
 }
 
-#[test]
-fn publish_udp_reaches_an_echo_in_the_container() {
+/// A detached container on its own bridge (`bridge`, 10.`octet`.0.0/16) with container port
+/// 5353/udp published on a free host port and a UDP echo served there from the container's
+/// network namespace: the store, the bridge, the container ID, the host port, the echo.
+fn udp_echo_container(bridge: &'static str, octet: u8) -> (TestEnv, Net, String, u16, Child) {
     let env = TestEnv::with_base("bb");
-    let net = Net {
-        bridge: "rbuildp2",
-        octet: 212,
-    };
+    let net = Net { bridge, octet };
     let port = free_port();
     let spec = format!("{port}:5353/udp");
     let id = net.ok(&env, &["run", "-d", "-p", &spec, "bb", "sleep", "300"]);
-    let id = id.trim();
-    let pid = net.ok(&env, &["inspect", "-f", "{{.State.Pid}}", id]);
-    // The echo server, in the container's network namespace.
-    let mut echo = start_udp_echo(&pid, "udp_echo_helper", 5353);
+    let id = id.trim().to_string();
+    let pid = net.ok(&env, &["inspect", "-f", "{{.State.Pid}}", &id]);
+    let echo = start_udp_echo(&pid, "udp_echo_helper", 5353);
+    (env, net, id, port, echo)
+}
+
+#[test]
+fn publish_udp_reaches_an_echo_in_the_container() {
+    let (env, net, id, port, mut echo) = udp_echo_container("rbuildp2", 212);
+    let id = id.as_str();
     for target in [Ipv4Addr::LOCALHOST, net.gateway()] {
         assert_udp_echo((target, port).into(), &format!("ping {target}"));
     }
@@ -473,17 +478,8 @@ fn published_loopback_is_forwarded_by_the_kernel() {
 /// helper's "ready"; the container's kernel answered port unreachable.)
 #[test]
 fn bug_udp_lone_first_datagram_was_lost() {
-    let env = TestEnv::with_base("bb");
-    let net = Net {
-        bridge: "rbuildnb1",
-        octet: 217,
-    };
-    let port = free_port();
-    let spec = format!("{port}:5353/udp");
-    let id = net.ok(&env, &["run", "-d", "-p", &spec, "bb", "sleep", "300"]);
-    let id = id.trim();
-    let pid = net.ok(&env, &["inspect", "-f", "{{.State.Pid}}", id]);
-    let mut echo = start_udp_echo(&pid, "udp_echo_helper", 5353);
+    let (env, net, id, port, mut echo) = udp_echo_container("rbuildnb1", 217);
+    let id = id.as_str();
     for target in [Ipv4Addr::LOCALHOST, net.gateway()] {
         let client = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
         client

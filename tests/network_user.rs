@@ -14,38 +14,12 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::bridge::{fetch, Net};
-use common::TestEnv;
-
-/// This test's store and default bridge.
-struct Host {
-    env: TestEnv,
-    net: Net,
-}
+use common::bridge::{fetch, Host};
 
 impl Host {
-    fn new(bridge: &'static str, octet: u8) -> Host {
-        Host {
-            env: TestEnv::with_base("bb"),
-            net: Net { bridge, octet },
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        self.net.cmd(&self.env, args)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.net.run(&self.env, args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.net.ok(&self.env, args)
-    }
-
     /// Creates network `name` on `subnet`; returns its ID.
     fn network(&self, name: &str, subnet: &str) -> String {
         // A leftover of an earlier, interrupted run of this test.
@@ -81,12 +55,6 @@ impl Host {
             .as_str()
             .unwrap_or_else(|| panic!("{id} not on {network}: {inspect}"));
         cidr.split('/').next().unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.net.remove_all(&self.env);
     }
 }
 

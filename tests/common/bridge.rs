@@ -40,6 +40,41 @@ impl Net {
     }
 }
 
+/// A test's store (with the busybox image `bb`) and its own default bridge; every container
+/// of the store is removed when it is dropped. Test files add their own methods in their own
+/// `impl Host` block.
+pub struct Host {
+    pub env: TestEnv,
+    pub net: Net,
+}
+
+impl Host {
+    pub fn new(bridge: &'static str, octet: u8) -> Host {
+        Host {
+            env: TestEnv::with_base("bb"),
+            net: Net { bridge, octet },
+        }
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        self.net.cmd(&self.env, args)
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.net.run(&self.env, args)
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        self.net.ok(&self.env, args)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.net.remove_all(&self.env);
+    }
+}
+
 /// A shell loop, run inside a container, that fetches `url` (waiting up to 10 s for the
 /// server) and prints it. busybox `wget -T` crashes (a busybox bug), hence the retries.
 pub fn fetch(url: &str) -> String {
