@@ -43,9 +43,10 @@ stop_registries() {
 # have TOOL: true when TOOL is usable (peers may be missing on a developer machine).
 have() { command -v "$1" >/dev/null 2>&1; }
 
-# median X...: the median of the numbers X.
+# median [X...]: the median of the numbers X, or of those on stdin (one a line) when none
+# are given.
 median() {
-    printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
+    if (($#)); then printf '%s\n' "$@"; else cat; fi | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
 }
 
 # median_of N CMD...: runs CMD N times (output discarded) and prints the median wall time in
@@ -118,9 +119,4 @@ EXPOSE 8080
 USER app
 CMD ["sh", "/app/bin/hello"]
 EOF
-}
-
-# median: the median of the numbers on stdin, one a line.
-median() {
-    sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
 }
