@@ -362,3 +362,112 @@ fn bug_run_it_rm_listed_after_it_returned() {
         assert!(!screen.contains(&format!("gone{i}\n")), "{screen}");
     }
 }
+
+/// The `args` column of the processes in container `name` (an `exec` of `ps`; its own line
+/// left out).
+fn processes(env: &Env, name: &str) -> Vec<String> {
+    env.0
+        .ok(&["exec", name, "ps", "-o", "args"])
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("ps "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits (up to 20 s) until container `name` runs a process whose args are `args`, `n` of them.
+fn wait_processes(env: &Env, name: &str, args: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = processes(env, name);
+        if now.iter().filter(|l| l.as_str() == args).count() == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{args} x{n}: {now:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `exec -it CTR sh`, then Ctrl-P Ctrl-Q: `exec` returns (status 0, nothing printed) and the
+/// shell runs on in the container (docker's detach of an exec; before, the keys reached the
+/// shell and `exec` could not detach). The exec'd shell's own exit status still comes back
+/// when it ends attached, a signal's 128+N too.
+#[test]
+fn exec_it_detach_keys_leave_the_process_running() {
+    let env = Env::new();
+    env.0
+        .ok(&["run", "-d", "--name", "t", "bb", "sleep", "1000"]);
+    let tmux = Tmux::new();
+    tmux.start("exec", &rbuild_line(&env, "exec -it t sh"));
+    tmux.wait_line("exec", |l| l.ends_with("/ #"));
+    tmux.keys("exec", &["echo mark-$((6*7)); stty size", "Enter"]);
+    let screen = tmux.wait_line("exec", |l| l == "mark-42");
+    tmux.keys("exec", &["C-p", "C-q"]);
+    let screen_after = tmux.wait_line("exec", |l| l.ends_with("rc=0"));
+    let after: Vec<&str> = screen_after
+        .lines()
+        .skip_while(|l| *l != "mark-42")
+        .skip(2)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        after,
+        ["/ # rc=0"],
+        "nothing printed on detach:\n{screen_after}"
+    );
+    assert!(
+        screen.contains("30 100"),
+        "the pty has the client's size:\n{screen}"
+    );
+    // The detached shell is still there, beside PID 1.
+    wait_processes(&env, "t", "sh", 1);
+    assert!(env.status_of("t").starts_with("Up"));
+
+    // Not detached: the status as before.
+    tmux.start("code", &rbuild_line(&env, "exec -it t sh"));
+    tmux.wait_line("code", |l| l.ends_with("/ #"));
+    tmux.keys("code", &["exit 5", "Enter"]);
+    tmux.wait_line("code", |l| l.ends_with("rc=5"));
+    tmux.start("signal", &rbuild_line(&env, "exec -it t sh"));
+    tmux.wait_line("signal", |l| l.ends_with("/ #"));
+    tmux.keys("signal", &["kill -9 $$", "Enter"]);
+    tmux.wait_line("signal", |l| l.ends_with("rc=137"));
+    // Only the detached shell is left.
+    wait_processes(&env, "t", "sh", 1);
+}
+
+/// `exec -it --detach-keys ctrl-x,d`: Ctrl-P Ctrl-Q reach the shell (ash recalls the
+/// previous command with Ctrl-P), Ctrl-X d detaches and the shell runs on.
+#[test]
+fn exec_it_custom_detach_keys() {
+    let env = Env::new();
+    env.0
+        .ok(&["run", "-d", "--name", "t", "bb", "sleep", "1000"]);
+    let tmux = Tmux::new();
+    tmux.start(
+        "exec",
+        &rbuild_line(&env, "exec -it --detach-keys ctrl-x,d t sh"),
+    );
+    tmux.wait_line("exec", |l| l.ends_with("/ #"));
+    tmux.keys("exec", &["echo one-$((1+1))", "Enter"]);
+    tmux.wait_line("exec", |l| l == "one-2");
+    tmux.keys("exec", &["C-p", "C-q", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tmux
+        .screen("exec")
+        .lines()
+        .filter(|l| *l == "one-2")
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "{}", tmux.screen("exec"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !tmux.screen("exec").contains("rc="),
+        "not detached by ctrl-p,ctrl-q"
+    );
+    tmux.keys("exec", &["C-x", "d"]);
+    tmux.wait_line("exec", |l| l.ends_with("rc=0"));
+    wait_processes(&env, "t", "sh", 1);
+}
