@@ -20,6 +20,18 @@ fn on_v2(env: &TestEnv, args: &[&str]) -> std::process::Output {
         .expect("run rbuild")
 }
 
+/// `run --rm FLAGS... bb sh -c SCRIPT` on cgroup v2: asserts its stdout is `want` and,
+/// with `denied`, that its stderr says `Operation not permitted`.
+fn sh_v2(env: &TestEnv, flags: &[&str], script: &str, want: &str, denied: bool) {
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["bb", "sh", "-c", script]);
+    let out = on_v2(env, &args);
+    assert_eq!(stdout(&out), want, "{flags:?} {script}: {}", stderr(&out));
+    let says = stderr(&out).contains("Operation not permitted");
+    assert_eq!(says, denied, "{flags:?} {script}: {}", stderr(&out));
+}
+
 /// The mount point of the host's cgroup v2 tree.
 fn v2_mount() -> std::path::PathBuf {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -40,71 +52,28 @@ fn v2_mount() -> std::path::PathBuf {
 #[test]
 fn v2_device_filter_denies_unlisted_devices_and_allows_device_flag() {
     let env = TestEnv::with_base("bb");
-    let out = on_v2(
+    let null_then_made = ": < /dev/null && : > /dev/null && echo null-ok; \
+                          mknod /lc c 10 237 && echo made && : < /lc && echo opened";
+    sh_v2(&env, &[], null_then_made, "null-ok\nmade\n", true);
+    let lc = ": < /dev/lc && : > /dev/lc && echo opened";
+    sh_v2(
         &env,
-        &[
-            "run",
-            "--rm",
-            "bb",
-            "sh",
-            "-c",
-            ": < /dev/null && : > /dev/null && echo null-ok; \
-             mknod /lc c 10 237 && echo made && : < /lc && echo opened",
-        ],
+        &["--device", "/dev/loop-control:/dev/lc"],
+        lc,
+        "opened\n",
+        false,
     );
-    assert_eq!(stdout(&out), "null-ok\nmade\n", "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("Operation not permitted"),
-        "{}",
-        stderr(&out)
-    );
-    let out = on_v2(
+    let read_only = ": < /dev/lc && echo read; : > /dev/lc";
+    sh_v2(
         &env,
-        &[
-            "run",
-            "--rm",
-            "--device",
-            "/dev/loop-control:/dev/lc",
-            "bb",
-            "sh",
-            "-c",
-            ": < /dev/lc && : > /dev/lc && echo opened",
-        ],
-    );
-    assert_eq!(stdout(&out), "opened\n", "{}", stderr(&out));
-    let out = on_v2(
-        &env,
-        &[
-            "run",
-            "--rm",
-            "--device",
-            "/dev/loop-control:r",
-            "bb",
-            "sh",
-            "-c",
-            ": < /dev/loop-control && echo read; : > /dev/loop-control",
-        ],
-    );
-    assert_eq!(stdout(&out), "read\n", "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("Operation not permitted"),
-        "{}",
-        stderr(&out)
+        &["--device", "/dev/loop-control:/dev/lc:r"],
+        read_only,
+        "read\n",
+        true,
     );
     // --privileged: no device cgroup at all.
-    let out = on_v2(
-        &env,
-        &[
-            "run",
-            "--rm",
-            "--privileged",
-            "bb",
-            "sh",
-            "-c",
-            "mknod /lc c 10 237 && : < /lc && echo opened",
-        ],
-    );
-    assert_eq!(stdout(&out), "opened\n", "{}", stderr(&out));
+    let made = "mknod /lc c 10 237 && : < /lc && echo opened";
+    sh_v2(&env, &["--privileged"], made, "opened\n", false);
 }
 
 /// The container (and an `exec` into it) is in `rbuild/<id>` of the v2 tree, and in no v1

@@ -197,24 +197,37 @@ pub(crate) fn attach(group: &Path, rules: &[DeviceRule]) -> Result<(), DeviceFil
         attach_type: BPF_CGROUP_DEVICE,
         attach_flags: BPF_F_ALLOW_MULTI,
     };
-    // SAFETY: bpf(2) reads `size_of::<ProgAttachAttr>()` bytes of `attr`, a live #[repr(C)]
-    // value laid out as the kernel's union; both descriptors stay open across the call.
+    // SAFETY: `attr` is BPF_PROG_ATTACH's union (no pointers); both descriptors stay open
+    // across the call.
+    unsafe { bpf(BPF_PROG_ATTACH, &attr) }.map_err(|source| DeviceFilterError::Attach {
+        path: group.to_path_buf(),
+        source,
+    })?;
+    // The attachment holds the program; our descriptor goes.
+    Ok(())
+}
+
+/// The `bpf(2)` call `cmd` with `attr`; its non-negative result.
+///
+/// # Safety
+///
+/// `attr` must be the #[repr(C)] layout of `union bpf_attr` for `cmd`, and every pointer in
+/// it valid for what the kernel does with it during the call.
+unsafe fn bpf<T>(cmd: libc::c_int, attr: &T) -> std::io::Result<i64> {
+    // SAFETY: the kernel reads `size_of::<T>()` bytes of the live `attr`; its pointers are
+    // the caller's promise.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,
-            BPF_PROG_ATTACH,
-            &attr as *const ProgAttachAttr,
-            std::mem::size_of::<ProgAttachAttr>(),
+            cmd,
+            attr as *const T,
+            std::mem::size_of::<T>(),
         )
     };
     if rc < 0 {
-        return Err(DeviceFilterError::Attach {
-            path: group.to_path_buf(),
-            source: std::io::Error::last_os_error(),
-        });
+        return Err(std::io::Error::last_os_error());
     }
-    // The attachment holds the program; our descriptor goes.
-    Ok(())
+    Ok(rc)
 }
 
 /// Loads `prog` as a cgroup device program; its descriptor.
@@ -238,20 +251,10 @@ fn load(prog: &[Insn]) -> Result<OwnedFd, DeviceFilterError> {
             kern_version: 0,
             prog_flags: 0,
         };
-        // SAFETY: bpf(2) reads `attr` (a live #[repr(C)] value laid out as the kernel's
-        // union), the instructions and the license it points to (alive for the call), and
-        // writes at most `log_size` bytes into `log`, which is that long.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_LOAD,
-                &attr as *const ProgLoadAttr,
-                std::mem::size_of::<ProgLoadAttr>(),
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        // SAFETY: `attr` is BPF_PROG_LOAD's union; the instructions and the license it
+        // points to live across the call, and the kernel writes at most `log_size` bytes
+        // into `log`, which is that long.
+        let fd = unsafe { bpf(BPF_PROG_LOAD, &attr) }?;
         // SAFETY: a successful BPF_PROG_LOAD returns a new descriptor nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
     };
