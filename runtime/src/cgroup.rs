@@ -420,13 +420,14 @@ impl Cgroup {
                 cgroup.make(&group)
             });
             match made {
-                Ok(()) => cgroup.groups.push(group),
+                Ok(note) => {
+                    notes.extend(note);
+                    cgroup.groups.push(group)
+                }
                 // Not ours to write to (rootless): only the default pids limit and the device
                 // cgroup may be skipped.
                 Err(
-                    CgroupError::Create { path, source }
-                    | CgroupError::Write { path, source, .. }
-                    | CgroupError::DeviceFilter(DeviceFilterError::Attach { path, source }),
+                    CgroupError::Create { path, source } | CgroupError::Write { path, source, .. },
                 ) if is_denied(source.kind())
                     && matches!(
                         group.controllers[..],
@@ -451,8 +452,9 @@ impl Cgroup {
     }
 
     /// Creates the group (again, when a concurrent stale-group sweep removed it while still
-    /// empty) and writes its limits.
-    fn make(&self, group: &Group) -> Result<(), CgroupError> {
+    /// empty) and writes its limits; the note says what the group goes without (a device
+    /// filter the kernel does not let us install in a group that is ours: rootless).
+    fn make(&self, group: &Group) -> Result<Option<String>, CgroupError> {
         let parent = group.path.parent().unwrap_or(Path::new("/"));
         if group.v2 {
             // Children of `rbuild` get a controller only when both levels pass it on (the
@@ -483,6 +485,7 @@ impl Cgroup {
         }
         let set = |file: &str, value: String| write(&group.path.join(file), &value);
         let r = &self.resources;
+        let mut note = None;
         for controller in &group.controllers {
             match (controller, group.v2) {
                 (Controller::Pids, _) => {
@@ -548,11 +551,20 @@ impl Cgroup {
                     }
                 }
                 (Controller::Devices, true) => {
-                    device_filter::attach(&group.path, r.devices.as_deref().unwrap_or_default())?
+                    match device_filter::attach(
+                        &group.path,
+                        r.devices.as_deref().unwrap_or_default(),
+                    ) {
+                        Ok(()) => {}
+                        Err(e) if e.is_denied() => {
+                            note = Some(format!("{e}: device access is not restricted"))
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
         }
-        Ok(())
+        Ok(note)
     }
 
     /// Moves process `pid` (as the caller sees it) into the groups. Moving a process waits
@@ -570,7 +582,9 @@ impl Cgroup {
                         break;
                     }
                     // Swept away as stale between creation and now: create it again.
-                    Err(e) if e.kind() == ErrorKind::NotFound => self.make(group)?,
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        self.make(group)?;
+                    }
                     Err(source) => {
                         return Err(CgroupError::Write {
                             path: procs,

@@ -37,6 +37,19 @@ pub enum DeviceFilterError {
     },
 }
 
+impl DeviceFilterError {
+    /// The kernel does not let us (rootless: `bpf(2)` needs `CAP_SYS_ADMIN` for this
+    /// program type): the container then runs without the filter, as without a v1 group.
+    pub(crate) fn is_denied(&self) -> bool {
+        let source = match self {
+            DeviceFilterError::Load { source, .. } | DeviceFilterError::Attach { source, .. } => {
+                source
+            }
+        };
+        matches!(source.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+    }
+}
+
 // The kernel's numbers (include/uapi/linux/bpf.h).
 const BPF_PROG_LOAD: libc::c_int = 5;
 const BPF_PROG_ATTACH: libc::c_int = 8;
