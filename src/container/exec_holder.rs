@@ -10,7 +10,7 @@
 //! stderr in the container's `monitor.log`, `listening`/`started` on a pipe to the client).
 //! It listens on `exec-<client pid>.sock` in the container's dir and serves it as the monitor
 //! serves `attach.sock` ([`super::attach`]), without a log and without dropping a slow client
-//! (the client's terminal paces the output as it would paced the process's own), waits for
+//! (the client's terminal paces the output as it would pace the process's own), waits for
 //! the client, starts the process with [`rbuild_runtime::exec`] (joined as every `exec`),
 //! and when the process ends sends its exit status to the client (if one is still there)
 //! and exits. After a detach the output goes nowhere and the process runs until it ends
