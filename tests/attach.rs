@@ -239,6 +239,33 @@ impl Tmux {
         self.capture(name, true)
     }
 
+    /// Runs `command` (a shell attached with `--detach-keys ctrl-x,d`) in session `name`:
+    /// Ctrl-P Ctrl-Q go to the shell (ash recalls the previous command with Ctrl-P, ignores
+    /// Ctrl-Q; Enter runs it again), then Ctrl-X d detaches (`rc=0`).
+    fn detach_with_ctrl_x_d(&self, name: &str, command: &str) {
+        self.start(name, command);
+        self.wait_line(name, |l| l.ends_with("/ #"));
+        self.keys(name, &["echo one-$((1+1))", "Enter"]);
+        self.wait_line(name, |l| l == "one-2");
+        self.keys(name, &["C-p", "C-q", "Enter"]);
+        self.wait_count(name, "one-2", 2);
+        assert!(
+            !self.screen(name).contains("rc="),
+            "not detached by ctrl-p,ctrl-q"
+        );
+        self.keys(name, &["C-x", "d"]);
+        self.wait_line(name, |l| l.ends_with("rc=0"));
+    }
+
+    /// Waits (up to 20 s) until the screen of `name` shows `line` `n` times.
+    fn wait_count(&self, name: &str, line: &str, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.screen(name).lines().filter(|l| *l == line).count() < n {
+            assert!(Instant::now() < deadline, "{}", self.screen(name));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits (up to 20 s) until the screen of `name` has a line satisfying `want`.
     fn wait_line(&self, name: &str, want: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -305,32 +332,10 @@ fn custom_detach_keys() {
     let env = Env::new();
     let tmux = Tmux::new();
     env.0.ok(&["create", "-it", "--name", "t", "bb", "sh"]);
-    tmux.start(
+    tmux.detach_with_ctrl_x_d(
         "start",
         &rbuild_line(&env, "start -ai --detach-keys ctrl-x,d t"),
     );
-    tmux.wait_line("start", |l| l.ends_with("/ #"));
-    tmux.keys("start", &["echo one-$((1+1))", "Enter"]);
-    tmux.wait_line("start", |l| l == "one-2");
-    // Ctrl-P recalls `echo one-...`, Ctrl-Q is ignored by ash; Enter runs it again.
-    tmux.keys("start", &["C-p", "C-q", "Enter"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while tmux
-        .screen("start")
-        .lines()
-        .filter(|l| *l == "one-2")
-        .count()
-        < 2
-    {
-        assert!(Instant::now() < deadline, "{}", tmux.screen("start"));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        !tmux.screen("start").contains("rc="),
-        "not detached by ctrl-p,ctrl-q"
-    );
-    tmux.keys("start", &["C-x", "d"]);
-    tmux.wait_line("start", |l| l.ends_with("rc=0"));
     assert!(env.status_of("t").starts_with("Up"));
     tmux.start(
         "attach",
@@ -360,5 +365,158 @@ fn bug_run_it_rm_listed_after_it_returned() {
         tmux.keys(&session, &["exit 2", "Enter"]);
         let screen = tmux.wait_line(&session, |l| l.ends_with("rc=2"));
         assert!(!screen.contains(&format!("gone{i}\n")), "{screen}");
+    }
+}
+
+/// A store with container `t` running `sleep 1000` (detached).
+fn with_sleeper() -> Env {
+    let env = Env::new();
+    env.0
+        .ok(&["run", "-d", "--name", "t", "bb", "sleep", "1000"]);
+    env
+}
+
+/// The `args` column of the processes in container `name` (an `exec` of `ps`; its own line
+/// left out).
+fn processes(env: &Env, name: &str) -> Vec<String> {
+    env.0
+        .ok(&["exec", name, "ps", "-o", "args"])
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("ps "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits (up to 20 s) until container `name` runs a process whose args are `args`, `n` of them.
+fn wait_processes(env: &Env, name: &str, args: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = processes(env, name);
+        if now.iter().filter(|l| l.as_str() == args).count() == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{args} x{n}: {now:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `exec -it CTR sh`, then Ctrl-P Ctrl-Q: `exec` returns (status 0, nothing printed) and the
+/// shell runs on in the container (docker's detach of an exec; before, the keys reached the
+/// shell and `exec` could not detach). The exec'd shell's own exit status still comes back
+/// when it ends attached, a signal's 128+N too.
+#[test]
+fn exec_it_detach_keys_leave_the_process_running() {
+    let env = with_sleeper();
+    let tmux = Tmux::new();
+    tmux.start("exec", &rbuild_line(&env, "exec -it t sh"));
+    tmux.wait_line("exec", |l| l.ends_with("/ #"));
+    tmux.keys("exec", &["echo mark-$((6*7)); stty size", "Enter"]);
+    let screen = tmux.wait_line("exec", |l| l == "mark-42");
+    tmux.keys("exec", &["C-p", "C-q"]);
+    let screen_after = tmux.wait_line("exec", |l| l.ends_with("rc=0"));
+    let after: Vec<&str> = screen_after
+        .lines()
+        .skip_while(|l| *l != "mark-42")
+        .skip(2)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        after,
+        ["/ # rc=0"],
+        "nothing printed on detach:\n{screen_after}"
+    );
+    assert!(
+        screen.contains("30 100"),
+        "the pty has the client's size:\n{screen}"
+    );
+    // The detached shell is still there, beside PID 1.
+    wait_processes(&env, "t", "sh", 1);
+    assert!(env.status_of("t").starts_with("Up"));
+
+    // Not detached: the status as before.
+    tmux.start("code", &rbuild_line(&env, "exec -it t sh"));
+    tmux.wait_line("code", |l| l.ends_with("/ #"));
+    tmux.keys("code", &["exit 5", "Enter"]);
+    tmux.wait_line("code", |l| l.ends_with("rc=5"));
+    tmux.start("signal", &rbuild_line(&env, "exec -it t sh"));
+    tmux.wait_line("signal", |l| l.ends_with("/ #"));
+    tmux.keys("signal", &["kill -9 $$", "Enter"]);
+    tmux.wait_line("signal", |l| l.ends_with("rc=137"));
+    // Only the detached shell is left.
+    wait_processes(&env, "t", "sh", 1);
+}
+
+/// `exec -it --detach-keys ctrl-x,d`: Ctrl-P Ctrl-Q reach the shell (ash recalls the
+/// previous command with Ctrl-P), Ctrl-X d detaches and the shell runs on.
+#[test]
+fn exec_it_custom_detach_keys() {
+    let env = with_sleeper();
+    let tmux = Tmux::new();
+    tmux.detach_with_ctrl_x_d(
+        "exec",
+        &rbuild_line(&env, "exec -it --detach-keys ctrl-x,d t sh"),
+    );
+    wait_processes(&env, "t", "sh", 1);
+}
+
+/// The PID of the `rbuild ... exec -it` process of `env` whose command line contains
+/// `marker` (the client running in a tmux pane).
+fn exec_client_pid(env: &Env, marker: &str) -> i32 {
+    let root = env.0.root().display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if args.contains(&root)
+                && args.iter().any(|a| a == "exec")
+                && args.iter().any(|a| a.contains(marker))
+            {
+                return pid;
+            }
+        }
+        assert!(Instant::now() < deadline, "no exec client with {marker}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `exec -it` as before the holder: a SIGTERM to the `exec` command reaches the process
+/// (which exits with its own status here), and the statuses of a process that cannot be set
+/// up (126), is not found (127), or of a missing container (1) are docker's.
+#[test]
+fn exec_it_signals_and_failures_as_before() {
+    let env = with_sleeper();
+    let tmux = Tmux::new();
+    tmux.start(
+        "term",
+        &rbuild_line(
+            &env,
+            "exec -it t sh -c 'trap \"echo got-term; exit 3\" TERM; echo ready-term; \
+             while :; do sleep 0.05; done'",
+        ),
+    );
+    tmux.wait_line("term", |l| l == "ready-term");
+    let client = exec_client_pid(&env, "ready-term");
+    let out = Command::new("kill")
+        .args(["-TERM", &client.to_string()])
+        .output()
+        .unwrap();
+    assert_success("kill -TERM", &out);
+    let screen = tmux.wait_line("term", |l| l.ends_with("rc=3"));
+    assert!(screen.lines().any(|l| l == "got-term"), "{screen}");
+    for (name, args, rc) in [
+        ("workdir", "exec -it -w /no/such/dir t sh", "rc=126"),
+        ("missing", "exec -it t no-such-program", "rc=127"),
+        ("nosuch", "exec -it nosuch sh", "rc=1"),
+    ] {
+        tmux.start(name, &rbuild_line(&env, args));
+        tmux.wait_line(name, |l| l.ends_with(rc));
     }
 }

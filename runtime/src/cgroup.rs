@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use crate::spec::Resources;
 
+mod device_filter;
 mod freeze;
+pub use device_filter::DeviceFilterError;
 pub use freeze::{remove_freezer_group, set_frozen};
 
 /// Errors of cgroup setup.
@@ -49,6 +51,8 @@ pub enum CgroupError {
     NoGroup(PathBuf),
     #[error("the cgroup freezer did not finish ({})", .0.display())]
     FreezeTimeout(PathBuf),
+    #[error(transparent)]
+    DeviceFilter(#[from] DeviceFilterError),
 }
 
 /// The directory under the hierarchy's root that holds rbuild's groups.
@@ -60,7 +64,8 @@ pub(crate) enum Controller {
     Pids,
     Memory,
     Cpu,
-    /// cgroup v1 only (cgroup v2 filters devices with eBPF programs instead).
+    /// The device cgroup: the v1 `devices` controller, or on cgroup v2 (which has no such
+    /// controller) an eBPF program attached to the group ([`device_filter`]).
     Devices,
 }
 
@@ -116,6 +121,22 @@ fn hierarchy(mountinfo: &str, controller: &str) -> Option<(PathBuf, bool)> {
         }
     }
     v1
+}
+
+/// Where the device cgroup goes: the v1 `devices` hierarchy where one is mounted (a hybrid
+/// host, as runc chooses), else the cgroup v2 tree (an eBPF filter). The test-only
+/// `RBUILD_TEST_DEVICES_V2=1` takes cgroup v2 on a hybrid host too, where the tests run.
+fn devices_hierarchy(mountinfo: &str) -> Option<(PathBuf, bool)> {
+    let v2 = || {
+        cgroup_mounts(mountinfo)
+            .into_iter()
+            .find(|(_, v2, _)| *v2)
+            .map(|(mount_point, _, _)| (mount_point, true))
+    };
+    if std::env::var_os("RBUILD_TEST_DEVICES_V2").is_some_and(|v| v == "1") {
+        return v2();
+    }
+    hierarchy(mountinfo, Controller::Devices.name()).or_else(v2)
 }
 
 /// The cgroup mounts of a `mountinfo`: (mount point, is v2, super options).
@@ -350,7 +371,11 @@ impl Cgroup {
         let mut groups: Vec<Group> = Vec::new();
         let mut notes = Vec::new();
         for controller in resources.controllers() {
-            let Some((mount_point, v2)) = hierarchy(&mountinfo, controller.name()) else {
+            let found = match controller {
+                Controller::Devices => devices_hierarchy(&mountinfo),
+                _ => hierarchy(&mountinfo, controller.name()),
+            };
+            let Some((mount_point, v2)) = found else {
                 if controller == Controller::Pids {
                     notes
                         .push("no cgroup hierarchy with the pids controller: no pids limit".into());
@@ -358,8 +383,8 @@ impl Cgroup {
                 }
                 if controller == Controller::Devices {
                     notes.push(
-                        "no cgroup v1 devices hierarchy (cgroup v2 device filters are not \
-                         supported): device access is not restricted"
+                        "no cgroup v1 devices hierarchy and no cgroup v2: device access is not \
+                         restricted"
                             .into(),
                     );
                     continue;
@@ -395,8 +420,12 @@ impl Cgroup {
                 cgroup.make(&group)
             });
             match made {
-                Ok(()) => cgroup.groups.push(group),
-                // Not ours to write to (rootless): only the default pids limit may be skipped.
+                Ok(note) => {
+                    notes.extend(note);
+                    cgroup.groups.push(group)
+                }
+                // Not ours to write to (rootless): only the default pids limit and the device
+                // cgroup may be skipped.
                 Err(
                     CgroupError::Create { path, source } | CgroupError::Write { path, source, .. },
                 ) if is_denied(source.kind())
@@ -423,21 +452,26 @@ impl Cgroup {
     }
 
     /// Creates the group (again, when a concurrent stale-group sweep removed it while still
-    /// empty) and writes its limits.
-    fn make(&self, group: &Group) -> Result<(), CgroupError> {
+    /// empty) and writes its limits; the note says what the group goes without (a device
+    /// filter the kernel does not let us install in a group that is ours: rootless).
+    fn make(&self, group: &Group) -> Result<Option<String>, CgroupError> {
         let parent = group.path.parent().unwrap_or(Path::new("/"));
         if group.v2 {
-            // Children of `rbuild` get a controller only when both levels pass it on.
+            // Children of `rbuild` get a controller only when both levels pass it on (the
+            // device filter is no controller: a program on the group itself).
             let enable: Vec<String> = group
                 .controllers
                 .iter()
+                .filter(|c| **c != Controller::Devices)
                 .map(|c| format!("+{}", c.name()))
                 .collect();
             let enable = enable.join(" ");
-            if let Some(root) = parent.parent() {
-                let _ = write(&root.join("cgroup.subtree_control"), &enable);
+            if !enable.is_empty() {
+                if let Some(root) = parent.parent() {
+                    let _ = write(&root.join("cgroup.subtree_control"), &enable);
+                }
+                write(&parent.join("cgroup.subtree_control"), &enable)?;
             }
-            write(&parent.join("cgroup.subtree_control"), &enable)?;
         }
         match std::fs::create_dir(&group.path) {
             Ok(()) => {}
@@ -451,6 +485,7 @@ impl Cgroup {
         }
         let set = |file: &str, value: String| write(&group.path.join(file), &value);
         let r = &self.resources;
+        let mut note = None;
         for controller in &group.controllers {
             match (controller, group.v2) {
                 (Controller::Pids, _) => {
@@ -515,10 +550,21 @@ impl Cgroup {
                         set("devices.allow", rule.line())?;
                     }
                 }
-                (Controller::Devices, true) => {}
+                (Controller::Devices, true) => {
+                    match device_filter::attach(
+                        &group.path,
+                        r.devices.as_deref().unwrap_or_default(),
+                    ) {
+                        Ok(()) => {}
+                        Err(e) if e.is_denied() => {
+                            note = Some(format!("{e}: device access is not restricted"))
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
         }
-        Ok(())
+        Ok(note)
     }
 
     /// Moves process `pid` (as the caller sees it) into the groups. Moving a process waits
@@ -536,7 +582,9 @@ impl Cgroup {
                         break;
                     }
                     // Swept away as stale between creation and now: create it again.
-                    Err(e) if e.kind() == ErrorKind::NotFound => self.make(group)?,
+                    Err(e) if e.kind() == ErrorKind::NotFound => {
+                        self.make(group)?;
+                    }
                     Err(source) => {
                         return Err(CgroupError::Write {
                             path: procs,

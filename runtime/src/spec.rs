@@ -442,10 +442,10 @@ pub struct Resources {
     /// Relative CPU weight (`cpu.shares`, v2 `cpu.weight` converted as runc does).
     #[serde(default)]
     pub cpu_shares: Option<u64>,
-    /// The device cgroup: every device denied but these (cgroup v1 `devices.allow`; cgroup
-    /// v2 would need an eBPF program, which rbuild does not install: there, and where the
-    /// group cannot be written, the container runs without it and gets a note). `None`: no
-    /// device cgroup (builds, `--privileged`).
+    /// The device cgroup: every device denied but these (cgroup v1 `devices.allow`; on
+    /// cgroup v2 an eBPF program made from the same rules; where the group cannot be
+    /// written, the container runs without it and gets a note). `None`: no device cgroup
+    /// (builds, `--privileged`).
     #[serde(default)]
     pub devices: Option<Vec<DeviceRule>>,
 }

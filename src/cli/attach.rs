@@ -90,16 +90,37 @@ pub(super) fn relay(
 ) -> anyhow::Result<i32> {
     let restart = container::find(store, id)?.restart;
     let lease = store.open_lease(id);
+    let proxy_to = match session.sig_proxy && !session.tty {
+        true => container::find(store, id)?.pid,
+        false => None,
+    };
+    let end = exchange(attachment, session, proxy_to)?;
+    Ok(match end {
+        AttachEnd::Exited(code) => {
+            if let Some(lease) = lease.filter(|_| restart == crate::store::RestartPolicy::No) {
+                let _ = lease.lock_shared();
+            }
+            code
+        }
+        AttachEnd::Detached => 0,
+        AttachEnd::Lost => container::wait(store, id)?,
+    })
+}
+
+/// The client's side of a session (a container's or an `exec`'s): our terminal in raw mode
+/// when the session has one and our stdin, the input passed on (watching for the detach
+/// keys), the sizes followed, the output relayed until the process ends or we detach; our
+/// signals go to `proxy_to` meanwhile.
+pub(super) fn exchange(
+    attachment: Attachment,
+    session: &Session,
+    proxy_to: Option<i32>,
+) -> anyhow::Result<AttachEnd> {
     let _raw = match session.tty && session.stdin {
         true => rbuild_runtime::terminal::RawMode::enter(std::io::stdin().as_fd()),
         false => None,
     };
-    let _proxy = match session.sig_proxy && !session.tty {
-        true => container::find(store, id)?
-            .pid
-            .map(rbuild_runtime::terminal::SignalProxy::start),
-        false => None,
-    };
+    let _proxy = proxy_to.map(rbuild_runtime::terminal::SignalProxy::start);
     if session.stdin {
         let input = std::io::stdin()
             .as_fd()
@@ -111,17 +132,7 @@ pub(super) fn relay(
     if session.tty {
         follow_size(attachment.resizer());
     }
-    let end = attachment.relay(std::io::stdout(), std::io::stderr())?;
-    Ok(match end {
-        AttachEnd::Exited(code) => {
-            if let Some(lease) = lease.filter(|_| restart == crate::store::RestartPolicy::No) {
-                let _ = lease.lock_shared();
-            }
-            code
-        }
-        AttachEnd::Detached => 0,
-        AttachEnd::Lost => container::wait(store, id)?,
-    })
+    Ok(attachment.relay(std::io::stdout(), std::io::stderr())?)
 }
 
 /// Passes our terminal's size changes on (checked four times a second, as the runtime

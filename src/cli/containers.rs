@@ -78,7 +78,7 @@ impl LifecycleRunArgs {
 }
 
 /// The program a monitor runs: this binary.
-const MONITOR_EXE: &str = "/proc/self/exe";
+pub(super) const MONITOR_EXE: &str = "/proc/self/exe";
 
 /// Starts the monitor of container `id` with this binary; returns once the process runs.
 fn launch(store: &Store, id: &str) -> Result<(), container::ContainerError> {

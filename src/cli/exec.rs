@@ -7,6 +7,7 @@ use rbuild_runtime::{Io, Stdio};
 
 use super::common::open_store;
 use super::Globals;
+use crate::container::attach_client::AttachEnd;
 use crate::container::{self, env, ContainerError, ExecOptions};
 
 #[derive(Debug, Args)]
@@ -29,8 +30,7 @@ pub struct ExecArgs {
     /// Working directory inside the container
     #[arg(short, long, value_name = "DIR")]
     pub workdir: Option<String>,
-    /// Override the key sequence for detaching (checked; see docs/containers.md: an exec's
-    /// terminal passes it through)
+    /// Override the key sequence for detaching (default ctrl-p,ctrl-q; with -i -t)
     #[arg(long, value_name = "KEYS")]
     pub detach_keys: Option<String>,
     /// Container (name or ID)
@@ -53,10 +53,13 @@ const EXIT_EXEC_FAILED: i32 = 126;
 /// Runs the command; returns its exit status (docker's: its code, 128+N on signal N, 126/127
 /// when it cannot be executed or found, 1 when the container is missing or not running).
 pub fn run(globals: &Globals, args: ExecArgs) -> anyhow::Result<i32> {
-    if let Err(err) = super::attach::parse_keys(args.detach_keys.as_deref()) {
-        super::report::error(globals, &err);
-        return Ok(1);
-    }
+    let detach_keys = match super::attach::parse_keys(args.detach_keys.as_deref()) {
+        Ok(keys) => keys,
+        Err(err) => {
+            super::report::error(globals, &err);
+            return Ok(1);
+        }
+    };
     if args.interactive && args.tty && !args.detach && !std::io::stdin().is_terminal() {
         super::report::error(globals, &anyhow::anyhow!("the input device is not a TTY"));
         return Ok(1);
@@ -74,6 +77,9 @@ pub fn run(globals: &Globals, args: ExecArgs) -> anyhow::Result<i32> {
         tty: args.tty,
         detach: args.detach,
     };
+    if args.interactive && args.tty && !args.detach {
+        return run_held(globals, &options, detach_keys);
+    }
     let stdio = if args.detach {
         Stdio::null()
     } else {
@@ -92,13 +98,61 @@ pub fn run(globals: &Globals, args: ExecArgs) -> anyhow::Result<i32> {
     let status = started.and_then(|process| Ok(process.wait()?));
     match status {
         Ok(status) => Ok(status.code),
-        Err(err) => {
-            let code = match &err {
-                ContainerError::Runtime(_) => EXIT_EXEC_FAILED,
-                _ => 1,
-            };
-            super::report::error(globals, &err.into());
-            Ok(code)
-        }
+        Err(err) => Ok(failed(globals, err)),
     }
+}
+
+/// Reports `err`; the exit status for it.
+fn failed(globals: &Globals, err: ContainerError) -> i32 {
+    let code = match &err {
+        ContainerError::Runtime(_) | ContainerError::StartFailed(_) => EXIT_EXEC_FAILED,
+        _ => 1,
+    };
+    super::report::error(globals, &err.into());
+    code
+}
+
+/// `exec -it`: the process under a holder ([`container::exec_holder`]), we its attached
+/// client, so that the detach keys can leave it running; our signals go to it through the
+/// holder, as they go to a process we hold.
+fn run_held(globals: &Globals, options: &ExecOptions, detach_keys: Vec<u8>) -> anyhow::Result<i32> {
+    let session = super::attach::Session {
+        tty: true,
+        stdin: true,
+        sig_proxy: true,
+        detach_keys,
+    };
+    let store = open_store(globals)?;
+    let exe = super::containers::MONITOR_EXE.as_ref();
+    let request = session.request(true, true, false);
+    let (attachment, holder) =
+        match container::exec_holder::launch_attached(&store, options, exe, &[], &request) {
+            Ok(started) => started,
+            Err(err) => return Ok(failed(globals, err)),
+        };
+    match super::attach::exchange(attachment, &session, Some(holder as i32))? {
+        AttachEnd::Exited(code) => Ok(code),
+        AttachEnd::Detached => Ok(0),
+        AttachEnd::Lost => anyhow::bail!("the exec'd process's holder ended without its status"),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct HolderArgs {
+    /// Container ID
+    pub id: String,
+    /// The exec's name in the container's dir
+    pub token: String,
+}
+
+/// The hidden holder subcommand ([`container::exec_holder`]): stdout is the pipe to the
+/// client, stderr the container's `monitor.log`.
+pub fn holder_main(globals: &Globals, args: HolderArgs) -> anyhow::Result<i32> {
+    let store = open_store(globals)?;
+    Ok(container::exec_holder::serve(
+        &store,
+        &args.id,
+        &args.token,
+        std::io::stdout(),
+    )?)
 }

@@ -214,6 +214,9 @@ pub enum Command {
     PortForwarder(port::ForwarderArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(attach::AttachArgs),
+    /// The holder of an `exec -it` process (started by `exec -it`)
+    #[command(name = "exec-holder", hide = true)]
+    ExecHolder(exec::HolderArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -345,6 +348,7 @@ pub fn main() -> i32 {
         Command::Port(args) => port::run(&globals, args),
         Command::PortForwarder(args) => port::forwarder_main(args),
         Command::Attach(args) => attach::attach(&globals, args),
+        Command::ExecHolder(args) => exec::holder_main(&globals, args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

@@ -118,9 +118,10 @@ pub(super) fn open_dir(dir: &Path) -> Result<File, ContainerError> {
     File::open(dir).map_err(io_err(dir))
 }
 
-/// The socket's path through the opened container dir (short whatever the store's path).
-pub(super) fn via_dir(dir: &File) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{}/{SOCKET}", dir.as_raw_fd()))
+/// The path of socket `name` through the opened container dir (short whatever the store's
+/// path).
+pub(super) fn via_dir(dir: &File, name: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
 }
 
 /// The monitor's end: the listening socket and the clients attached (see the module docs).
@@ -131,6 +132,10 @@ pub(super) struct Server {
 
 struct Hub {
     tty: bool,
+    /// Output waits for slow clients instead of dropping them ([`Server::bind_at`]).
+    lossless: bool,
+    /// Connections still writing to their client ([`Server::flush`]).
+    writing: Arc<(Mutex<usize>, Condvar)>,
     state: Mutex<HubState>,
     arrived: Condvar,
 }
@@ -161,12 +166,26 @@ impl Server {
     /// Listens on the socket in `dir` (replacing one a killed monitor left); `tty`: the
     /// container has a terminal.
     pub(super) fn bind(dir: &Path, tty: bool) -> Result<Server, ContainerError> {
+        Server::bind_at(dir, SOCKET, tty, false)
+    }
+
+    /// As [`Server::bind`], on socket `name` in `dir`; `lossless`: a client that reads
+    /// slowly slows the process's output down instead of being dropped (as a terminal the
+    /// process wrote to directly would), while without a client output is discarded.
+    pub(super) fn bind_at(
+        dir: &Path,
+        name: &str,
+        tty: bool,
+        lossless: bool,
+    ) -> Result<Server, ContainerError> {
         let handle = open_dir(dir)?;
-        let path = dir.join(SOCKET);
+        let path = dir.join(name);
         let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(via_dir(&handle)).map_err(io_err(&path))?;
+        let listener = UnixListener::bind(via_dir(&handle, name)).map_err(io_err(&path))?;
         let hub = Arc::new(Hub {
             tty,
+            lossless,
+            writing: Arc::default(),
             state: Mutex::new(HubState::default()),
             arrived: Condvar::new(),
         });
@@ -178,6 +197,15 @@ impl Server {
             }
         });
         Ok(Server { hub, path })
+    }
+
+    /// Waits (at most `timeout`) until every client let go by [`Server::ended`] got all
+    /// that was queued for it: a server that exits right after would cut the exit status
+    /// off.
+    pub(super) fn flush(&self, timeout: Duration) {
+        let (count, done) = &*self.hub.writing;
+        let count = count.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = done.wait_timeout_while(count, timeout, |n| *n > 0);
     }
 
     /// Waits (at most `timeout`) for the first client; returns its terminal size.
@@ -200,11 +228,11 @@ impl Server {
         Ok(state.size)
     }
 
-    /// The stdio of one run of the process: its stdout and stderr copied into `log` and to
-    /// the clients, its stdin (with `open_stdin`) fed by them.
+    /// The stdio of one run of the process: its stdout and stderr copied into `log` (when
+    /// there is one) and to the clients, its stdin (with `open_stdin`) fed by them.
     pub(super) fn stdio(
         &self,
-        log: &Arc<Mutex<LogWriter>>,
+        log: Option<&Arc<Mutex<LogWriter>>>,
         open_stdin: bool,
     ) -> Result<(Stdio, Copies), ContainerError> {
         let pipe = || std::io::pipe().map_err(io_err("pipe"));
@@ -215,8 +243,8 @@ impl Server {
             move |bytes: &[u8]| hub.broadcast(kind, bytes)
         };
         let copies = vec![
-            logs::copy_stream(out_r, "stdout", log.clone(), tee(Kind::Stdout)),
-            logs::copy_stream(err_r, "stderr", log.clone(), tee(Kind::Stderr)),
+            logs::copy_stream(out_r, "stdout", log.cloned(), tee(Kind::Stdout)),
+            logs::copy_stream(err_r, "stderr", log.cloned(), tee(Kind::Stderr)),
         ];
         let stdin = if open_stdin {
             let (in_r, in_w) = pipe()?;
@@ -248,13 +276,18 @@ impl Server {
     pub(super) fn ended(&self, code: Option<i32>) {
         let mut state = self.hub.lock();
         let exit = code.map(|c| Arc::new(frame(Kind::Exit, &c.to_be_bytes())));
-        for client in state.clients.drain(..) {
-            if let Some(exit) = &exit {
-                let _ = client.queue.try_send(exit.clone());
-            }
-        }
+        let clients: Vec<Client> = state.clients.drain(..).collect();
         state.stdin = None;
         state.terminal = None;
+        drop(state);
+        for client in clients {
+            if let Some(exit) = &exit {
+                let _ = match self.hub.lossless {
+                    true => client.queue.send(exit.clone()).is_ok(),
+                    false => client.queue.try_send(exit.clone()).is_ok(),
+                };
+            }
+        }
     }
 }
 
@@ -277,13 +310,27 @@ impl Hub {
             return;
         }
         let chunk = Arc::new(frame(kind, bytes));
-        state.clients.retain(|c| {
-            let wanted = match kind {
-                Kind::Stdout => c.stdout,
-                _ => c.stderr,
-            };
-            !wanted || c.queue.try_send(chunk.clone()).is_ok()
-        });
+        let wanted = |c: &Client| match kind {
+            Kind::Stdout => c.stdout,
+            _ => c.stderr,
+        };
+        if self.lossless {
+            // Sent outside the lock: a slow client must not hold up input and resizes.
+            let queues: Vec<SyncSender<Arc<Vec<u8>>>> = state
+                .clients
+                .iter()
+                .filter(|c| wanted(c))
+                .map(|c| c.queue.clone())
+                .collect();
+            drop(state);
+            for queue in queues {
+                let _ = queue.send(chunk.clone()); // fails once the client is gone
+            }
+            return;
+        }
+        state
+            .clients
+            .retain(|c| !wanted(c) || c.queue.try_send(chunk.clone()).is_ok());
     }
 
     /// One client's connection, from its request to its end.
@@ -300,6 +347,8 @@ impl Hub {
             return;
         };
         let (queue, chunks) = sync_channel::<Arc<Vec<u8>>>(QUEUE);
+        let writing = self.writing.clone();
+        *writing.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         std::thread::spawn(move || {
             for chunk in chunks {
                 if writer.write_all(&chunk).is_err() {
@@ -308,6 +357,8 @@ impl Hub {
             }
             // Let go (or gone): the client sees the end, and our reader below too.
             let _ = writer.shutdown(std::net::Shutdown::Both);
+            *writing.0.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+            writing.1.notify_all();
         });
         let id = {
             let mut state = self.lock();

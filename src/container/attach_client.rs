@@ -60,10 +60,21 @@ impl Attachment {
         id: &str,
         request: &AttachRequest,
     ) -> Result<Attachment, ContainerError> {
+        Attachment::connect_at(store, id, super::attach::SOCKET, request)
+    }
+
+    /// As [`Attachment::connect`], to socket `name` in the container's dir (an `exec`'s
+    /// holder: [`super::exec_holder`]).
+    pub(super) fn connect_at(
+        store: &Store,
+        id: &str,
+        name: &str,
+        request: &AttachRequest,
+    ) -> Result<Attachment, ContainerError> {
         let dir = store.container_dir(id);
         let handle = open_dir(&dir)?;
-        let path = dir.join(super::attach::SOCKET);
-        let stream = UnixStream::connect(via_dir(&handle)).map_err(io_err(&path))?;
+        let path = dir.join(name);
+        let stream = UnixStream::connect(via_dir(&handle, name)).map_err(io_err(&path))?;
         let writer = stream.try_clone().map_err(io_err(&path))?;
         let hello = serde_json::to_vec(request).expect("a request serializes");
         let attachment = Attachment {

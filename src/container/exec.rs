@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use rbuild_runtime::{Container, Stdio};
+use rbuild_runtime::{Container, ContainerSpec, Stdio};
 
 use super::{env, spec_file, ContainerError};
 use crate::store::{ContainerRecord, Store};
@@ -51,6 +51,16 @@ pub fn exec(
     options: &ExecOptions,
     stdio: Stdio,
 ) -> Result<Container, ContainerError> {
+    let (_, pid, spec) = prepare(store, options)?;
+    Ok(rbuild_runtime::exec(pid, &spec, options.detach, stdio)?)
+}
+
+/// What [`exec`] starts: the container's record, its PID 1 (as the host sees it) and the
+/// process's spec, checked (all of [`exec`]'s errors but the runtime's).
+pub(super) fn prepare(
+    store: &Store,
+    options: &ExecOptions,
+) -> Result<(ContainerRecord, i32, ContainerSpec), ContainerError> {
     if options.args.is_empty() {
         return Err(ContainerError::NoCommand);
     }
@@ -71,5 +81,5 @@ pub fn exec(
     env::overlay(&mut spec.process.env, &options.env);
     spec.process.args = options.args.clone();
     spec.process.terminal = options.tty;
-    Ok(rbuild_runtime::exec(pid, &spec, options.detach, stdio)?)
+    Ok((record, pid, spec))
 }

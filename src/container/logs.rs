@@ -96,19 +96,21 @@ impl LogWriter {
     }
 }
 
-/// Copies `source` (one of the container's streams) into the log, line by line, until end
-/// of file, handing every chunk read to `tee` as soon as it arrives (the attached clients
-/// see a prompt that has no newline yet); returns the thread doing it.
+/// Copies `source` (one of the container's streams) into the log (`None`: no log, an
+/// `exec`'s streams), line by line, until end of file, handing every chunk read to `tee` as
+/// soon as it arrives (the attached clients see a prompt that has no newline yet); returns
+/// the thread doing it.
 pub(super) fn copy_stream(
     mut source: impl Read + Send + 'static,
     stream: &'static str,
-    log: Arc<Mutex<LogWriter>>,
+    log: Option<Arc<Mutex<LogWriter>>>,
     mut tee: impl FnMut(&[u8]) + Send + 'static,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut buf = vec![0u8; MAX_LINE];
         let mut line: Vec<u8> = Vec::with_capacity(MAX_LINE);
         let append = |entry: &[u8]| {
+            let Some(log) = &log else { return };
             let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
             // A full disk loses log lines, never the container.
             let _ = log.append(stream, entry);
@@ -257,7 +259,7 @@ mod tests {
         let copy = copy_stream(
             std::io::Cursor::new(input.clone().into_bytes()),
             "stdout",
-            log,
+            Some(log),
             move |b| tee.lock().unwrap().extend_from_slice(b),
         );
         copy.join().unwrap();

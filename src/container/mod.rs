@@ -54,6 +54,7 @@ pub use lifecycle::{
 pub mod attach;
 pub mod attach_client;
 pub mod detach_keys;
+pub mod exec_holder;
 pub mod health;
 pub mod logs;
 pub mod monitor;

@@ -47,13 +47,13 @@ pub const SUBCOMMAND: &str = "container-monitor";
 /// The monitor's own messages (warnings, why it gave up), in the container dir.
 pub const MONITOR_LOG: &str = "monitor.log";
 
-const STARTED: &str = "started";
+pub(super) const STARTED: &str = "started";
 /// With [`ATTACHED_FLAG`]: the attach socket listens, a client is awaited.
-const LISTENING: &str = "listening";
+pub(super) const LISTENING: &str = "listening";
 /// The monitor subcommand's flag for [`launch_attached`].
 pub const ATTACHED_FLAG: &str = "--attached";
 /// How long a monitor started for a client waits for it to connect.
-const ATTACH_WAIT: Duration = Duration::from_secs(60);
+pub(super) const ATTACH_WAIT: Duration = Duration::from_secs(60);
 
 /// Starts a monitor for the created or stopped container `id` (program `exe`, normally the
 /// running `rbuild`; `args` are global options put before the subcommand) and returns once
@@ -64,7 +64,7 @@ pub fn launch(
     exe: &Path,
     args: &[OsString],
 ) -> Result<(), ContainerError> {
-    Starting::spawn(store, id, exe, args, false)?.expect(STARTED)
+    Starting::spawn(store, id, exe, args, &[SUBCOMMAND, id])?.expect(STARTED)
 }
 
 /// As [`launch`], with a client attached before the process starts (`start -a`, the
@@ -77,17 +77,35 @@ pub fn launch_attached(
     args: &[OsString],
     request: &AttachRequest,
 ) -> Result<Attachment, ContainerError> {
-    let mut starting = Starting::spawn(store, id, exe, args, true)?;
+    let command = [SUBCOMMAND, id, ATTACHED_FLAG];
+    launch_serving(store, id, exe, args, &command, attach::SOCKET, request).map(|(a, _)| a)
+}
+
+/// Starts `command` (the hidden subcommand of a helper that outlives us: a monitor, an
+/// `exec`'s holder) and attaches to it before its process starts: it says `listening` once
+/// socket `socket` of container `id`'s dir listens, then `started` (the protocol of
+/// [`serve`]). Returns the attachment and the helper's PID.
+pub(super) fn launch_serving(
+    store: &Store,
+    id: &str,
+    exe: &Path,
+    args: &[OsString],
+    command: &[&str],
+    socket: &str,
+    request: &AttachRequest,
+) -> Result<(Attachment, u32), ContainerError> {
+    let mut starting = Starting::spawn(store, id, exe, args, command)?;
     starting.expect(LISTENING)?;
-    let attachment = Attachment::connect(store, id, request)?;
+    let attachment = Attachment::connect_at(store, id, socket, request)?;
     starting.expect(STARTED)?;
-    Ok(attachment)
+    Ok((attachment, starting.pid))
 }
 
 /// A monitor being started: its first lines tell how it went.
 struct Starting {
     lines: std::io::BufReader<std::process::ChildStdout>,
     log_path: std::path::PathBuf,
+    pid: u32,
 }
 
 impl Starting {
@@ -96,7 +114,7 @@ impl Starting {
         id: &str,
         exe: &Path,
         args: &[OsString],
-        attached: bool,
+        command: &[&str],
     ) -> Result<Starting, ContainerError> {
         let root = std::path::absolute(store.root()).map_err(io_err(store.root()))?;
         let dir = store.container_dir(id);
@@ -110,9 +128,7 @@ impl Starting {
         cmd.args(args)
             .arg("--root")
             .arg(&root)
-            .arg(SUBCOMMAND)
-            .arg(id)
-            .args(attached.then_some(ATTACHED_FLAG))
+            .args(command)
             .current_dir("/")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -120,11 +136,13 @@ impl Starting {
         rbuild_runtime::detach::new_session(&mut cmd);
         let mut child = cmd.spawn().map_err(io_err(exe))?;
         let stdout = child.stdout.take().expect("piped");
+        let pid = child.id();
         // The monitor goes on alone: not waited for (init reaps it once we exit).
         drop(child);
         Ok(Starting {
             lines: std::io::BufReader::new(stdout),
             log_path,
+            pid,
         })
     }
 
@@ -175,20 +193,25 @@ pub fn serve(
     store: &Store,
     id: &str,
     attached: bool,
-    mut ready: impl Write,
+    ready: impl Write,
     mut warn: impl FnMut(String),
 ) -> Result<(), ContainerError> {
+    telling(ready, |tell| {
+        serve_runs(store, id, attached, tell, &mut warn)
+    })
+}
+
+/// Runs `work` with `tell`, which writes the starter's lines to `ready`; an error before
+/// `started` was told goes to the starter as `error: MESSAGE` ([`Starting::expect`]).
+pub(super) fn telling<T>(
+    mut ready: impl Write,
+    work: impl FnOnce(&mut dyn FnMut(&str)) -> Result<T, ContainerError>,
+) -> Result<T, ContainerError> {
     let mut ready_sent = false;
-    let result = serve_runs(
-        store,
-        id,
-        attached,
-        &mut |line: &str| {
-            ready_sent |= line == STARTED;
-            let _ = writeln!(ready, "{line}").and_then(|()| ready.flush());
-        },
-        &mut warn,
-    );
+    let result = work(&mut |line: &str| {
+        ready_sent |= line == STARTED;
+        let _ = writeln!(ready, "{line}").and_then(|()| ready.flush());
+    });
     if let Err(e) = &result {
         if !ready_sent {
             let _ = writeln!(ready, "error: {}", error_chain(e)).and_then(|()| ready.flush());
@@ -233,7 +256,7 @@ fn serve_runs(
     let mut first = true;
     let mut delay = Duration::from_millis(100);
     let result = loop {
-        let (stdio, copies) = attach.stdio(&log, record.open_stdin)?;
+        let (stdio, copies) = attach.stdio(Some(&log), record.open_stdin)?;
         let executed = running::execute(store, &record, Some(id), &spec, stdio, |container| {
             attach.started(container);
             let held = RunResources::acquire(store, &record, &spec, container);
