@@ -138,6 +138,17 @@ fn exec_exit_status_passes_through() {
     );
     let out = env.run(&["exec", "c3", "/etc/passwd"]);
     assert_eq!(code(&out), 126);
+    // bug: the setup error came back wrapped twice ("container setup failed: container
+    // setup failed: failed to change to working directory ...").
+    let out = env.run(&["exec", "-w", "/no/such", "c3", "true"]);
+    assert_eq!(code(&out), 126);
+    assert_eq!(
+        stderr(&out).matches("container setup failed").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("/no/such"), "{}", stderr(&out));
     let out = env.run(&["exec", "-u", "nosuchuser", "c3", "true"]);
     assert_eq!(code(&out), 1);
     assert!(

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::capabilities;
 use crate::cgroup;
 use crate::channel::{Channel, Launch, Message};
-use crate::init::{attach_pty, chan_err, enter_process, error_chain, supervise, Exec};
+use crate::init::{attach_pty, chan_err, enter_process, report, supervise, Exec};
 use crate::keyring;
 use crate::process::{launch, Container, Stdio};
 use crate::seccomp;
@@ -130,7 +130,7 @@ pub(crate) fn monitor(
             let code = match joined_main(chan, launch, join, cgroups, namespaces) {
                 Ok(never) => match never {},
                 Err(e) => {
-                    let _ = chan.send(&Message::Error(error_chain(&e)));
+                    let _ = chan.send(&Message::Error(report(&e)));
                     125
                 }
             };

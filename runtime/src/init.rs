@@ -58,6 +58,16 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     out
 }
 
+/// What a container's process sends its runner of `error` (`Message::Error`): the cause
+/// chain, less the "container setup failed" that the runner adds when it wraps the message
+/// in [`RuntimeError::Setup`] again.
+pub(crate) fn report(error: &RuntimeError) -> String {
+    match error {
+        RuntimeError::Setup(message) => message.clone(),
+        other => error_chain(other),
+    }
+}
+
 /// Entry of the monitor process; never returns.
 pub(crate) fn monitor_main(value: &OsStr) -> ! {
     let set = supervised_set();
@@ -99,7 +109,7 @@ pub(crate) fn monitor_main(value: &OsStr) -> ! {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            let _ = chan.send(&Message::Error(error_chain(&e)));
+            let _ = chan.send(&Message::Error(report(&e)));
             std::process::exit(125);
         }
     }
@@ -235,7 +245,7 @@ fn monitor(chan: &Channel, launch: &Launch, set: &SigSet) -> Result<i32, Runtime
             let code = match container_main(chan, launch, &state.0, rootless, set, moved, pivoted) {
                 Ok(never) => match never {},
                 Err(e) => {
-                    let _ = chan.send(&Message::Error(error_chain(&e)));
+                    let _ = chan.send(&Message::Error(report(&e)));
                     125
                 }
             };
