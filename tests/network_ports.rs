@@ -603,3 +603,69 @@ fn udp_on_loopback_follows_the_container_to_its_new_address_after_a_restart() {
     net.ok(&env, &["rm", "-f", id, "taker"]);
     net.assert_nothing_left(&env, id, &[], &[port]);
 }
+
+/// Regression (issue 12): UDP through DNAT (to the bridge's address, a local address of the
+/// host) from one client socket kept going to the address the container had before a
+/// restart: the flow's conntrack entry outlived the container and kept its NAT. rbuild now
+/// deletes the UDP entries of a published port when it sets the port up (as docker's
+/// `conntrack -D -p udp --dport`) and when it takes it down.
+#[test]
+fn bug_udp_dnat_kept_a_stale_conntrack_entry_across_a_restart() {
+    let env = TestEnv::with_base("bb");
+    let net = Net {
+        bridge: "rbuildnd4",
+        octet: 204,
+    };
+    let port = free_port();
+    let spec = format!("{port}:5353/udp");
+    let id = net.ok(&env, &["run", "-d", "-p", &spec, "bb", "sleep", "300"]);
+    let id = id.trim();
+    let client = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let target = (net.gateway(), port);
+    let mut addresses = Vec::new();
+    for round in ["first start", "after the restart"] {
+        let pid = net.ok(&env, &["inspect", "-f", "{{.State.Pid}}", id]);
+        let address = net.ok(
+            &env,
+            &["inspect", "-f", "{{.NetworkSettings.IPAddress}}", id],
+        );
+        addresses.push(address.trim().to_string());
+        let mut echo = start_udp_echo(&pid, "udp_echo_helper", 5353);
+        // The echo may still be binding: the client keeps sending from its one socket (the
+        // same flow) until an answer comes, as a resolver would.
+        let message = format!("datagram, {round}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let answer = loop {
+            client.send_to(message.as_bytes(), target).unwrap();
+            let mut buf = [0u8; 100];
+            if let Ok((n, _)) = client.recv_from(&mut buf) {
+                break Some(buf[..n].to_vec());
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+        };
+        assert_eq!(
+            answer.as_deref(),
+            Some(message.as_bytes()),
+            "no echo {round} (addresses {addresses:?})"
+        );
+        let _ = echo.kill();
+        let _ = echo.wait();
+        if round == "first start" {
+            net.ok(&env, &["stop", "-t", "0", id]);
+            // Another container takes the address the first one had.
+            net.ok(
+                &env,
+                &["run", "-d", "--name", "taker", "bb", "sleep", "300"],
+            );
+            net.ok(&env, &["start", id]);
+        }
+    }
+    assert_ne!(addresses[0], addresses[1], "the restart kept the address");
+    net.ok(&env, &["rm", "-f", id, "taker"]);
+    net.assert_nothing_left(&env, id, &[], &[port]);
+}

@@ -22,6 +22,7 @@
 //! Rootless containers get a user-mode network instead (pasta or slirp4netns, started by
 //! the runner): see [`user_mode`].
 
+pub mod conntrack;
 pub mod forward;
 mod netlink;
 mod shared_udp;
