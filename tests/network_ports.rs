@@ -546,62 +546,14 @@ fn route_localnet_does_not_open_the_hosts_loopback_to_containers() {
 
 /// UDP to a port published on 127.0.0.1 keeps reaching the container after a restart that
 /// gave it another address, from the same client socket (a resolver's, a syslog sender's):
-/// the userland proxy serves it (a new socket per start). Through DNAT, the flow's
-/// conntrack entry would still point at the old address, taken by another container.
+/// the userland proxy serves it (a new socket per start).
 #[test]
 fn udp_on_loopback_follows_the_container_to_its_new_address_after_a_restart() {
-    let env = TestEnv::with_base("bb");
     let net = Net {
         bridge: "rbuildnb4",
         octet: 220,
     };
-    let port = free_port();
-    let spec = format!("127.0.0.1:{port}:5353/udp");
-    let id = net.ok(&env, &["run", "-d", "-p", &spec, "bb", "sleep", "300"]);
-    let id = id.trim();
-    let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let address = |pid: &str| {
-        let out = Command::new("nsenter")
-            .arg(format!("--net=/proc/{}/ns/net", pid.trim()))
-            .args(["ip", "-4", "-o", "addr", "show", "eth0"])
-            .output()
-            .unwrap();
-        assert_success("ip addr", &out)
-    };
-    let mut before = String::new();
-    for round in ["first start", "after the restart"] {
-        let pid = net.ok(&env, &["inspect", "-f", "{{.State.Pid}}", id]);
-        let now = address(&pid);
-        assert_ne!(now, before, "the same address {round}");
-        before = now;
-        let mut echo = start_udp_echo(&pid, "udp_echo_helper", 5353);
-        let message = format!("datagram, {round}");
-        client
-            .send_to(message.as_bytes(), (Ipv4Addr::LOCALHOST, port))
-            .unwrap();
-        let mut buf = [0u8; 100];
-        let (n, _) = client
-            .recv_from(&mut buf)
-            .unwrap_or_else(|e| panic!("no echo {round}: {e}"));
-        assert_eq!(&buf[..n], message.as_bytes(), "{round}");
-        // The helper holds the namespace: it goes before the container stops.
-        let _ = echo.kill();
-        let _ = echo.wait();
-        if round == "first start" {
-            net.ok(&env, &["stop", "-t", "0", id]);
-            // Another container takes the address the first one had.
-            net.ok(
-                &env,
-                &["run", "-d", "--name", "taker", "bb", "sleep", "300"],
-            );
-            net.ok(&env, &["start", id]);
-        }
-    }
-    net.ok(&env, &["rm", "-f", id, "taker"]);
-    net.assert_nothing_left(&env, id, &[], &[port]);
+    udp_follows_a_restart(&net, "127.0.0.1:", Ipv4Addr::LOCALHOST);
 }
 
 /// Regression (issue 12): UDP through DNAT (to the bridge's address, a local address of the
@@ -611,20 +563,27 @@ fn udp_on_loopback_follows_the_container_to_its_new_address_after_a_restart() {
 /// `conntrack -D -p udp --dport`) and when it takes it down.
 #[test]
 fn bug_udp_dnat_kept_a_stale_conntrack_entry_across_a_restart() {
-    let env = TestEnv::with_base("bb");
     let net = Net {
         bridge: "rbuildnd4",
         octet: 204,
     };
+    udp_follows_a_restart(&net, "", net.gateway());
+}
+
+/// Publishes container port 5353/udp on `host_ip` (`127.0.0.1:`, or empty for every
+/// address) and a free port, and sends to it at `target` from one client socket (one flow)
+/// before and after a restart that gives the container another address (another container
+/// takes the one it had): the echo in the container answers both times.
+fn udp_follows_a_restart(net: &Net, host_ip: &str, target: Ipv4Addr) {
+    let env = TestEnv::with_base("bb");
     let port = free_port();
-    let spec = format!("{port}:5353/udp");
+    let spec = format!("{host_ip}{port}:5353/udp");
     let id = net.ok(&env, &["run", "-d", "-p", &spec, "bb", "sleep", "300"]);
     let id = id.trim();
     let client = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
-    let target = (net.gateway(), port);
     let mut addresses = Vec::new();
     for round in ["first start", "after the restart"] {
         let pid = net.ok(&env, &["inspect", "-f", "{{.State.Pid}}", id]);
@@ -639,7 +598,7 @@ fn bug_udp_dnat_kept_a_stale_conntrack_entry_across_a_restart() {
         let message = format!("datagram, {round}");
         let deadline = Instant::now() + Duration::from_secs(10);
         let answer = loop {
-            client.send_to(message.as_bytes(), target).unwrap();
+            client.send_to(message.as_bytes(), (target, port)).unwrap();
             let mut buf = [0u8; 100];
             if let Ok((n, _)) = client.recv_from(&mut buf) {
                 break Some(buf[..n].to_vec());
@@ -648,13 +607,14 @@ fn bug_udp_dnat_kept_a_stale_conntrack_entry_across_a_restart() {
                 break None;
             }
         };
+        // The helper holds the namespace: it goes before the container stops.
+        let _ = echo.kill();
+        let _ = echo.wait();
         assert_eq!(
             answer.as_deref(),
             Some(message.as_bytes()),
             "no echo {round} (addresses {addresses:?})"
         );
-        let _ = echo.kill();
-        let _ = echo.wait();
         if round == "first start" {
             net.ok(&env, &["stop", "-t", "0", id]);
             // Another container takes the address the first one had.

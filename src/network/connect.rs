@@ -19,7 +19,12 @@
 //! endpoint aliases and its short ID, which every responder of that network answers with.
 //! A responder answers a container with the addresses of the containers on any network the
 //! asking container is on ([`super::dns`]), so a container reaches a connected network's
-//! members by name through its own network's responder.
+//! members by name through the responder it asks: that of its first user network
+//! ([`name_server`]), also when its own network is the default bridge, which has none.
+//!
+//! The network a container was created on can be disconnected too (docker allows it): a
+//! later start joins only the connected networks, the first of them as `eth0`, and a running
+//! container's default route moves to that one at once ([`route_via`]).
 
 use std::net::Ipv4Addr;
 use std::path::Path;
