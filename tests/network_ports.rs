@@ -546,50 +546,75 @@ fn route_localnet_does_not_open_the_hosts_loopback_to_containers() {
 
 /// UDP to a port published on 127.0.0.1 keeps reaching the container after a restart that
 /// gave it another address, from the same client socket (a resolver's, a syslog sender's):
-/// the userland proxy serves it (a new socket per start). Through DNAT, the flow's
-/// conntrack entry would still point at the old address, taken by another container.
+/// the userland proxy serves it (a new socket per start).
 #[test]
 fn udp_on_loopback_follows_the_container_to_its_new_address_after_a_restart() {
-    let env = TestEnv::with_base("bb");
     let net = Net {
         bridge: "rbuildnb4",
         octet: 220,
     };
+    udp_follows_a_restart(&net, "127.0.0.1:", Ipv4Addr::LOCALHOST);
+}
+
+/// Regression (issue 12): UDP through DNAT (to the bridge's address, a local address of the
+/// host) from one client socket kept going to the address the container had before a
+/// restart: the flow's conntrack entry outlived the container and kept its NAT. rbuild now
+/// deletes the UDP entries of a published port when it sets the port up (as docker's
+/// `conntrack -D -p udp --dport`) and when it takes it down.
+#[test]
+fn bug_udp_dnat_kept_a_stale_conntrack_entry_across_a_restart() {
+    let net = Net {
+        bridge: "rbuildnd4",
+        octet: 204,
+    };
+    udp_follows_a_restart(&net, "", net.gateway());
+}
+
+/// Publishes container port 5353/udp on `host_ip` (`127.0.0.1:`, or empty for every
+/// address) and a free port, and sends to it at `target` from one client socket (one flow)
+/// before and after a restart that gives the container another address (another container
+/// takes the one it had): the echo in the container answers both times.
+fn udp_follows_a_restart(net: &Net, host_ip: &str, target: Ipv4Addr) {
+    let env = TestEnv::with_base("bb");
     let port = free_port();
-    let spec = format!("127.0.0.1:{port}:5353/udp");
+    let spec = format!("{host_ip}{port}:5353/udp");
     let id = net.ok(&env, &["run", "-d", "-p", &spec, "bb", "sleep", "300"]);
     let id = id.trim();
-    let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let client = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
     client
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(2)))
         .unwrap();
-    let address = |pid: &str| {
-        let out = Command::new("nsenter")
-            .arg(format!("--net=/proc/{}/ns/net", pid.trim()))
-            .args(["ip", "-4", "-o", "addr", "show", "eth0"])
-            .output()
-            .unwrap();
-        assert_success("ip addr", &out)
-    };
-    let mut before = String::new();
+    let mut addresses = Vec::new();
     for round in ["first start", "after the restart"] {
         let pid = net.ok(&env, &["inspect", "-f", "{{.State.Pid}}", id]);
-        let now = address(&pid);
-        assert_ne!(now, before, "the same address {round}");
-        before = now;
+        let address = net.ok(
+            &env,
+            &["inspect", "-f", "{{.NetworkSettings.IPAddress}}", id],
+        );
+        addresses.push(address.trim().to_string());
         let mut echo = start_udp_echo(&pid, "udp_echo_helper", 5353);
+        // The echo may still be binding: the client keeps sending from its one socket (the
+        // same flow) until an answer comes, as a resolver would.
         let message = format!("datagram, {round}");
-        client
-            .send_to(message.as_bytes(), (Ipv4Addr::LOCALHOST, port))
-            .unwrap();
-        let mut buf = [0u8; 100];
-        let (n, _) = client
-            .recv_from(&mut buf)
-            .unwrap_or_else(|e| panic!("no echo {round}: {e}"));
-        assert_eq!(&buf[..n], message.as_bytes(), "{round}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let answer = loop {
+            client.send_to(message.as_bytes(), (target, port)).unwrap();
+            let mut buf = [0u8; 100];
+            if let Ok((n, _)) = client.recv_from(&mut buf) {
+                break Some(buf[..n].to_vec());
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+        };
         // The helper holds the namespace: it goes before the container stops.
         let _ = echo.kill();
         let _ = echo.wait();
+        assert_eq!(
+            answer.as_deref(),
+            Some(message.as_bytes()),
+            "no echo {round} (addresses {addresses:?})"
+        );
         if round == "first start" {
             net.ok(&env, &["stop", "-t", "0", id]);
             // Another container takes the address the first one had.
@@ -600,6 +625,7 @@ fn udp_on_loopback_follows_the_container_to_its_new_address_after_a_restart() {
             net.ok(&env, &["start", id]);
         }
     }
+    assert_ne!(addresses[0], addresses[1], "the restart kept the address");
     net.ok(&env, &["rm", "-f", id, "taker"]);
     net.assert_nothing_left(&env, id, &[], &[port]);
 }

@@ -28,17 +28,6 @@ impl Host {
         id.trim().to_string()
     }
 
-    /// Starts a detached busybox httpd named `name` serving `hello-<name>` with `flags`.
-    fn httpd(&self, name: &str, flags: &[&str]) -> String {
-        let script = format!(
-            "mkdir /www && echo hello-{name} > /www/index.html && exec httpd -f -p 80 -h /www"
-        );
-        let mut args = vec!["run", "-d", "--name", name];
-        args.extend(flags);
-        args.extend(["bb", "sh", "-c", &script]);
-        self.ok(&args).trim().to_string()
-    }
-
     /// Asserts that `run FLAG VALUE` fails before the container starts (125), per value.
     fn refused(&self, flag: &str, values: &[&str]) {
         for value in values {

@@ -132,14 +132,9 @@ impl StateDir {
         let hosts = rootfs::hosts_file(host_network, &spec.hostname, &spec.extra_hosts);
         std::fs::write(state.0.join("hosts"), hosts)?;
         std::fs::write(state.0.join("hostname"), format!("{}\n", spec.hostname))?;
-        let host_resolv = rootfs::host_resolv_conf(host_network);
         std::fs::write(
             state.0.join("resolv.conf"),
-            rootfs::override_dns(
-                rootfs::resolv_conf(host_network, &host_resolv),
-                &spec.dns,
-                &spec.dns_search,
-            ),
+            rootfs::container_resolv_conf(host_network, &spec.dns, &spec.dns_search),
         )?;
         Ok(state)
     }

@@ -140,7 +140,7 @@ pub use paths::resolve_in_root;
 pub use process::{
     output, run, set_init_program, spawn, Container, ExitStatus, Io, Output, ProcessError, Stdio,
 };
-pub use rootfs::{RootfsError, MASKED_PATHS, READONLY_PATHS};
+pub use rootfs::{container_resolv_conf, RootfsError, MASKED_PATHS, READONLY_PATHS};
 pub use seccomp::{
     Action as SeccompAction, ArchMapEntry, ArgCondition, CompareOp, Conditions, SeccompError,
     SeccompProfile, SyscallEntry,

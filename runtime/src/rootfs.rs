@@ -766,6 +766,13 @@ pub fn resolv_conf(host_network: bool, host: &str) -> String {
     out
 }
 
+/// A container's `/etc/resolv.conf`: the host's ([`host_resolv_conf`], [`resolv_conf`]) with
+/// `servers` and `search` over it when given ([`override_dns`]).
+pub fn container_resolv_conf(host_network: bool, servers: &[String], search: &[String]) -> String {
+    let host = host_resolv_conf(host_network);
+    override_dns(resolv_conf(host_network, &host), servers, search)
+}
+
 /// `resolv` with its `nameserver` lines replaced by `servers` and its `search` lines by
 /// `search`, when given (docker's `--dns` and `--dns-search`).
 pub fn override_dns(resolv: String, servers: &[String], search: &[String]) -> String {

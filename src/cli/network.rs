@@ -31,7 +31,7 @@ pub enum NetworkCommand {
     Prune(PruneArgs),
     /// Connect a container to a network (a running one at once, a stopped one at its next start)
     Connect(ConnectArgs),
-    /// Disconnect a container from a network it was connected to
+    /// Disconnect a container from a network (also the one it was created on)
     Disconnect(DisconnectArgs),
 }
 

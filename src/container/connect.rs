@@ -1,9 +1,12 @@
 //! `network connect` and `network disconnect` of a container: docker's rules about which
 //! containers can be connected, and the container's record (its
-//! [`ContainerRecord::connected`] endpoints). The network side, and how a running container
-//! gets its new interface, is [`crate::network::connect`]'s.
+//! [`ContainerRecord::connected`] endpoints, and [`ContainerRecord::left_own_network`] once
+//! its own network was disconnected). The network side, and how a running container
+//! gets its new interface, is [`crate::network::connect`]'s. Also which name server the
+//! container asks ([`configure_dns`]), which a connect or disconnect can change.
 
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 
 use rbuild_runtime::NetworkMode;
 
@@ -52,13 +55,52 @@ fn no_network() -> NetworkError {
     )
 }
 
-/// The networks the container is on: its own, then those connected since.
-fn on_networks(record: &ContainerRecord) -> impl Iterator<Item = &str> {
+/// The container's own network (`--network`, or `bridge`), unless `network disconnect`
+/// took it off that one.
+pub(super) fn own_network(record: &ContainerRecord) -> Option<&str> {
     record
         .network
         .as_deref()
+        .filter(|_| !record.left_own_network)
+}
+
+/// The networks the container is on: its own, then those connected since.
+fn on_networks(record: &ContainerRecord) -> impl Iterator<Item = &str> {
+    own_network(record)
         .into_iter()
         .chain(record.connected.iter().map(|e| e.network.as_str()))
+}
+
+/// Makes the container's name server ([`net::name_server`]) that of its `spec` at a start,
+/// unless `--dns` named servers (which are then asked directly: its networks' names do not
+/// resolve).
+pub(super) fn configure_dns(record: &ContainerRecord, spec: &mut rbuild_runtime::ContainerSpec) {
+    if let (true, Some(server)) = (spec.dns.is_empty(), net::name_server(on_networks(record))) {
+        spec.dns = vec![server.to_string()];
+    }
+}
+
+/// Points the running container's (PID 1 `pid`) `/etc/resolv.conf` at its name server
+/// after its record went from `before` to `after`, when that changed and `--dns` named no
+/// servers: docker rewrites it too when a container gains or loses its embedded DNS (the
+/// container's own changes to the file are lost then). Written in place, through the
+/// container's root (`/proc/PID/root`, symlinks resolved inside it), so the file bound over
+/// its `/etc/resolv.conf` is the one that changes.
+fn follow_name_server(
+    before: &ContainerRecord,
+    after: &ContainerRecord,
+    pid: u32,
+) -> Result<(), ContainerError> {
+    let now = net::name_server(on_networks(after));
+    if !after.network_extras.dns.is_empty() || net::name_server(on_networks(before)) == now {
+        return Ok(());
+    }
+    let servers: Vec<String> = now.iter().map(ToString::to_string).collect();
+    let content =
+        rbuild_runtime::container_resolv_conf(false, &servers, &after.network_extras.dns_search);
+    let root = PathBuf::from(format!("/proc/{pid}/root"));
+    let path = super::view::resolve(&root, Path::new("/etc/resolv.conf"), true);
+    std::fs::write(&path, content).map_err(super::io_err(path))
 }
 
 /// `network connect`: adds the network to the container's record; a running container gets
@@ -106,8 +148,11 @@ pub fn connect(store: &Store, request: &ConnectRequest) -> Result<Option<String>
     let names = super::running::dns_names(&record, &endpoint.aliases);
     let connecting = net::connect_running(store.root(), &endpoint, &record.id, names, pid)?;
     let interface = connecting.interface.clone();
-    store.modify_container(&record.id, add)?;
+    let after = store.modify_container(&record.id, add)?;
     connecting.hand_over(runner)?;
+    if let Some(after) = after {
+        follow_name_server(&record, &after, pid)?;
+    }
     Ok(Some(interface))
 }
 
@@ -131,27 +176,42 @@ pub fn disconnect(
         Err(NetworkError::NoSuchNetwork(_)) if force => network.to_string(),
         Err(e) => return Err(e.into()),
     };
-    if record.network.as_deref() == Some(name.as_str()) {
-        return Err(NetworkError::Config(format!(
-            "container {} was created on network {name}: rbuild disconnects only the networks \
-             `network connect` added (re-create the container with another --network)",
-            record.name
-        ))
-        .into());
-    }
-    if !record.connected.iter().any(|e| e.network == name) {
+    // Its own network, as docker allows: a later start does not join it, `connect` adds it
+    // back (as a connected one).
+    let own = own_network(&record) == Some(name.as_str());
+    if !own && !record.connected.iter().any(|e| e.network == name) {
         return Err(NetworkError::NotConnected {
             container: record.name,
             network: name,
         }
         .into());
     }
-    if store.container_running(&record) {
-        match net::disconnect(store.root(), &name, &record.id) {
+    if own && crate::network::rootless::applies() {
+        return Err(NetworkError::Rootless.into());
+    }
+    let running = store.container_running(&record);
+    if running {
+        match net::disconnect(store.root(), &name, &record.id, own) {
             Err(NetworkError::NoSuchNetwork(_)) if force => {}
             other => drop(other?),
         }
     }
-    store.modify_container(&record.id, |r| r.connected.retain(|e| e.network != name))?;
+    let after = store.modify_container(&record.id, |r| match own {
+        // The ports were published there: their rules went with it.
+        true => {
+            r.left_own_network = true;
+            r.published_ports.clear();
+        }
+        false => r.connected.retain(|e| e.network != name),
+    })?;
+    let pid = record.pid.and_then(|p| u32::try_from(p).ok());
+    if let (true, Some(after), Some(pid)) = (running, after, pid) {
+        // The default route went with the own network's eth0: the first connected network
+        // takes it, as it would at the next start.
+        if let (true, Some(next)) = (own, after.connected.first()) {
+            net::route_via(store.root(), &next.network, pid)?;
+        }
+        follow_name_server(&record, &after, pid)?;
+    }
     Ok(())
 }

@@ -196,6 +196,7 @@ pub(super) fn create(
         published_ports: Vec::new(),
         connected: Vec::new(),
         open_stdin: options.interactive,
+        left_own_network: false,
     };
     Ok((record, spec, held))
 }

@@ -28,6 +28,7 @@ pub fn inspect(store: &Store, name: &str) -> Result<Value, ContainerError> {
     let own = value["HostConfig"]["NetworkMode"]
         .as_str()
         .filter(|n| !n.starts_with(super::network_join::PREFIX))
+        .filter(|_| !record.left_own_network)
         .map(|n| (n.to_string(), record.network_extras.aliases.clone()));
     let connected = record
         .connected

@@ -284,6 +284,7 @@ fn serve_runs(
         }
         // A restart joins the networks connected since (`network connect`).
         record.connected = latest.connected;
+        record.left_own_network = latest.left_own_network;
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_secs(60));
         // A `stop` during the delay finds no process to signal: it set the flag, and waits.

@@ -43,23 +43,21 @@ pub(super) fn execute<R>(
         .network
         .as_deref()
         .and_then(|n| n.strip_prefix(super::network_join::PREFIX));
-    let attached = container
-        .network
-        .as_deref()
-        .filter(|_| shared.is_none() && !user_mode)
-        .map(|n| {
-            let names = dns_names(container, &container.network_extras.aliases);
-            crate::network::join(store.root(), n, &container.id, names)
-        })
-        .transpose()?;
-    // Then the networks `network connect` added (eth1, …).
-    let endpoints = match attached.is_some() {
+    // Its own network (eth0), then the networks `network connect` added (eth1, …).
+    let joins = container.network.is_some() && shared.is_none() && !user_mode;
+    let (attached, endpoints) = match joins {
         true => {
-            crate::network::connect::join(store.root(), &container.connected, &container.id, |e| {
-                dns_names(container, &e.aliases)
-            })?
+            let own = super::connect::own_network(container)
+                .map(|n| (n, dns_names(container, &container.network_extras.aliases)));
+            crate::network::connect::join(
+                store.root(),
+                own,
+                &container.connected,
+                &container.id,
+                |e| dns_names(container, &e.aliases),
+            )?
         }
-        false => Vec::new(),
+        false => (None, Vec::new()),
     };
     let mut spec = spec.clone();
     spec.bridge = attached.as_ref().and_then(|a| a.attachment.clone());
@@ -68,8 +66,8 @@ pub(super) fn execute<R>(
         .filter_map(|a| a.attachment.clone())
         .collect();
     container.network_extras.apply(&mut spec)?;
-    if let Some(attached) = &attached {
-        attached.configure_dns(&mut spec);
+    if joins {
+        super::connect::configure_dns(container, &mut spec);
     }
     if let Some(target) = shared {
         super::network_join::apply(store, target, &mut spec)?;

@@ -19,7 +19,12 @@
 //! endpoint aliases and its short ID, which every responder of that network answers with.
 //! A responder answers a container with the addresses of the containers on any network the
 //! asking container is on ([`super::dns`]), so a container reaches a connected network's
-//! members by name through its own network's responder.
+//! members by name through the responder it asks: that of its first user network
+//! ([`name_server`]), also when its own network is the default bridge, which has none.
+//!
+//! The network a container was created on can be disconnected too (docker allows it): a
+//! later start joins only the connected networks, the first of them as `eth0`, and a running
+//! container's default route moves to that one at once ([`route_via`]).
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -96,11 +101,16 @@ pub fn check(store_root: &Path, endpoint: &Endpoint) -> Result<String, NetworkEr
     Ok(record.name)
 }
 
+/// An address for `owner` on `endpoint`'s network; on a user network, with `responder`,
+/// this process also runs its share of the network's name responder while the value lives
+/// (a container's runner does; the CLI's `network connect`, which hands the lease over,
+/// does not).
 fn attach_endpoint(
     store_root: &Path,
     endpoint: &Endpoint,
     owner: &str,
     names: Vec<String>,
+    responder: bool,
 ) -> Result<Attached, NetworkError> {
     let target = target(store_root, &endpoint.network)?;
     let internal = target.user.as_ref().is_some_and(|r| r.internal);
@@ -111,22 +121,56 @@ fn attach_endpoint(
         Vec::new()
     };
     let want = endpoint.ip.map_or(Want::Any, Want::Exactly);
-    super::attach(&target.config, internal, owner, names, want)
+    let mut attached = super::attach(&target.config, internal, owner, names, want)?;
+    if responder && target.user.is_some() {
+        attached.answer_names()?;
+    }
+    Ok(attached)
 }
 
-/// Joins `owner` to its `endpoints` at a start, in order; `names(endpoint)` are the names it
-/// answers to there. The attachments go to [`rbuild_runtime::ContainerSpec::extra_bridges`];
-/// each lease is released when its value is dropped.
+/// Joins `owner` at a start: to its `own` network (with the names it answers to there;
+/// `None` when `network disconnect` took it off that one) and then to its `endpoints`, in
+/// order; `names(endpoint)` are the names it answers to there. Returns the primary
+/// attachment (its own network's, else the first endpoint's: `eth0`, with the default
+/// route, [`rbuild_runtime::ContainerSpec::bridge`]) and the others
+/// ([`rbuild_runtime::ContainerSpec::extra_bridges`]); each lease is released when its value
+/// is dropped.
 pub fn join(
     store_root: &Path,
+    own: Option<(&str, Vec<String>)>,
     endpoints: &[Endpoint],
     owner: &str,
     names: impl Fn(&Endpoint) -> Vec<String>,
-) -> Result<Vec<Attached>, NetworkError> {
-    endpoints
-        .iter()
-        .map(|e| attach_endpoint(store_root, e, owner, names(e)))
-        .collect()
+) -> Result<(Option<Attached>, Vec<Attached>), NetworkError> {
+    let mut joined = Vec::new();
+    if let Some((network, own_names)) = own {
+        joined.push(super::join(store_root, network, owner, own_names)?);
+    }
+    for endpoint in endpoints {
+        joined.push(attach_endpoint(
+            store_root,
+            endpoint,
+            owner,
+            names(endpoint),
+            true,
+        )?);
+    }
+    let mut joined = joined.into_iter();
+    Ok((joined.next(), joined.collect()))
+}
+
+/// The name server of a container on `networks` (in order: its own network unless it left
+/// it, then the connected ones): the responder of the first user network among them, on
+/// that network's gateway (docker's embedded DNS serves a container that has any user
+/// network, also one on the default bridge); `None` for the host's servers. A network
+/// removed since is skipped. Its runner answers there ([`join`] starts a responder on each
+/// user network), and so do the other members' runners.
+pub fn name_server<'a>(networks: impl IntoIterator<Item = &'a str>) -> Option<Ipv4Addr> {
+    networks
+        .into_iter()
+        .filter(|n| *n != "bridge")
+        .find_map(|n| networks::find(n).ok())
+        .map(|record| record.gateway)
 }
 
 /// A running container's new place on a network, its lease still this process's.
@@ -146,7 +190,7 @@ pub fn connect_running(
     names: Vec<String>,
     pid: u32,
 ) -> Result<Connecting, NetworkError> {
-    let attached = attach_endpoint(store_root, endpoint, owner, names)?;
+    let attached = attach_endpoint(store_root, endpoint, owner, names, false)?;
     let attachment = attached
         .attachment
         .as_ref()
@@ -215,10 +259,19 @@ fn release(
 }
 
 /// Takes the running container `owner` off `network`: its interface there, its lease
-/// (whichever process holds it) and the bridge when it was the last. `false` when it had
-/// no address there.
-pub fn disconnect(store_root: &Path, network: &str, owner: &str) -> Result<bool, NetworkError> {
+/// (whichever process holds it) and the bridge when it was the last; and, when it is the
+/// container's `own` network (where its ports are published), its DNAT rules. `false` when
+/// it had no address there.
+pub fn disconnect(
+    store_root: &Path,
+    network: &str,
+    owner: &str,
+    own: bool,
+) -> Result<bool, NetworkError> {
     let bridge = target(store_root, network)?.config.bridge;
+    if own {
+        super::dnat::remove(owner)?;
+    }
     let Some(mut locked) = Locked::open(false)? else {
         return Ok(false);
     };
@@ -235,6 +288,16 @@ pub fn disconnect(store_root: &Path, network: &str, owner: &str) -> Result<bool,
     let removed = release(&mut locked, &bridge, |l| l.owner == owner)?;
     locked.save()?;
     Ok(removed > 0)
+}
+
+/// Moves the default route of the running container (PID 1 `pid`) to `network`, which it
+/// is connected to: the one it had went with the network that was disconnected.
+pub fn route_via(store_root: &Path, network: &str, pid: u32) -> Result<(), NetworkError> {
+    let bridge = target(store_root, network)?.config.bridge;
+    let Some(up) = super::state::read()?.bridges.remove(&bridge) else {
+        return Ok(()); // not set up: the container is not on it (a connect killed midway)
+    };
+    Ok(rbuild_runtime::network::set_default_route(pid, up.gateway)?)
 }
 
 /// Releases the leases `network connect` handed to this process for container `owner`

@@ -127,16 +127,13 @@ pub fn attach_user(
         subnet: Some(network.subnet),
     };
     let mut attached = attach(&config, network.internal, owner, names, Want::Any)?;
-    let gateway = attached.attachment.as_ref().map(|a| a.gateway);
-    if let Some(gateway) = gateway {
-        attached.responder = Some(dns::Responder::start(config.bridge, gateway)?);
-    }
+    attached.answer_names()?;
     Ok(attached)
 }
 
 /// Joins a container to `network` as its record names it: `bridge` (the default one, where
-/// `names` only label the lease) or a user-defined network, which answers to `names`. The container's spec then needs
-/// [`Attached::configure_dns`].
+/// `names` only label the lease) or a user-defined network, which answers to `names`. The
+/// container's name server is [`connect::name_server`]'s.
 pub fn join(
     store_root: &Path,
     network: &str,
@@ -301,15 +298,14 @@ impl Attached {
         self.address
     }
 
-    /// On a user network, makes the network's responder the name server of the container's
-    /// `spec` (after `--dns`: when that named other servers, they are asked directly and
-    /// the network's names do not resolve).
-    pub fn configure_dns(&self, spec: &mut rbuild_runtime::ContainerSpec) {
-        if let (Some(_), Some(attachment)) = (&self.responder, &self.attachment) {
-            if spec.dns.is_empty() {
-                spec.dns = vec![attachment.gateway.to_string()];
-            }
+    /// Runs this holder's share of its user network's name responder ([`dns`]) while it
+    /// lives.
+    fn answer_names(&mut self) -> Result<(), NetworkError> {
+        if let Some(attachment) = &self.attachment {
+            let responder = dns::Responder::start(self.bridge.clone(), attachment.gateway)?;
+            self.responder = Some(responder);
         }
+        Ok(())
     }
 }
 

@@ -53,9 +53,30 @@ pub fn publish(
         attachment.address,
         &published.ports,
     )?;
+    // After the rules: a client's next datagram finds them, not a NAT to an old address.
+    forget_udp_flows(&published.ports)?;
     crate::killpoint::reached("ports-published");
     published._proxy = Some(proxy::start(bound, attachment.address)?);
     Ok(published)
+}
+
+/// Deletes the host's conntrack entries of the UDP ports in `ports` (docker's
+/// `conntrack -D -p udp --dport`): a UDP flow's entry lives as long as datagrams keep
+/// coming, and keeps the NAT it got first, so a client sending from one socket would keep
+/// reaching the address the container had before a restart, or no one after it ended.
+fn forget_udp_flows(ports: &[PortMapping]) -> Result<(), NetworkError> {
+    use rbuild_runtime::network::conntrack::{delete_flows, Flows, IPPROTO_UDP};
+    let flows: Vec<Flows> = ports
+        .iter()
+        .filter(|p| p.proto == Proto::Udp)
+        .map(|p| Flows {
+            protocol: IPPROTO_UDP,
+            address: Some(p.host_ip).filter(|a| !a.is_unspecified()),
+            port: p.host_port,
+        })
+        .collect();
+    delete_flows(&flows)?;
+    Ok(())
 }
 
 /// Publishes `requested` for a rootless container: TCP ports through the user-mode helper
@@ -124,6 +145,7 @@ impl Drop for Published {
     fn drop(&mut self) {
         if let Some(owner) = self.rules.take() {
             let _ = dnat::remove(&owner);
+            let _ = forget_udp_flows(&self.ports);
         }
     }
 }

@@ -102,6 +102,11 @@ pub struct ContainerRecord {
     /// ([`crate::container::attach`]), docker's `OpenStdin`.
     #[serde(default)]
     pub open_stdin: bool,
+    /// `network disconnect` took the container off its own network (`network`, still its
+    /// `NetworkMode`, as docker's): a start joins only the `connected` ones, the first as
+    /// `eth0` with the default route.
+    #[serde(default)]
+    pub left_own_network: bool,
 }
 
 /// Docker's `State.Health`.

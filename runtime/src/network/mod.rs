@@ -22,6 +22,7 @@
 //! Rootless containers get a user-mode network instead (pasta or slirp4netns, started by
 //! the runner): see [`user_mode`].
 
+pub mod conntrack;
 pub mod forward;
 mod netlink;
 mod shared_udp;
@@ -399,6 +400,16 @@ fn add_veth(
     if !default_route {
         return Ok(());
     }
+    add_default_route(inner, attachment.gateway, Some(index))
+}
+
+/// Adds the default route via `gateway` (through interface `index`, else the one whose
+/// subnet holds the gateway) to the namespace `inner` talks to.
+fn add_default_route(
+    inner: &mut Netlink,
+    gateway: Ipv4Addr,
+    index: Option<u32>,
+) -> Result<(), NetworkError> {
     let mut route = RouteMessage::default();
     route.header.address_family = AddressFamily::Inet;
     route.header.table = RouteHeader::RT_TABLE_MAIN;
@@ -407,14 +418,19 @@ fn add_veth(
     route.header.kind = RouteType::Unicast;
     route
         .attributes
-        .push(RouteAttribute::Gateway(RouteAddress::Inet(
-            attachment.gateway,
-        )));
-    route.attributes.push(RouteAttribute::Oif(index));
+        .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+    route.attributes.extend(index.map(RouteAttribute::Oif));
     inner.request(
         RouteNetlinkMessage::NewRoute(route),
         Kind::Create,
-        &format!("add the default route via {}", attachment.gateway),
+        &format!("add the default route via {gateway}"),
     )?;
     Ok(())
+}
+
+/// Gives the network namespace of the running process `pid` (a container's PID 1) a default
+/// route via `gateway`, on a network it is connected to: the interface that had the route
+/// was disconnected (docker moves the default gateway to a remaining network then).
+pub fn set_default_route(pid: u32, gateway: Ipv4Addr) -> Result<(), NetworkError> {
+    add_default_route(&mut open_in_netns(pid)?, gateway, None)
 }

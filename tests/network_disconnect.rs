@@ -1,0 +1,175 @@
+//! `network disconnect` of the network a container was created on, and name resolution for
+//! a default-bridge container connected to a user network (issue 12), as root on the real
+//! kernel with the busybox image, as docker behaves:
+//!
+//! - disconnecting a container's own network (`bridge`, or its `--network NAME`), running
+//!   or stopped, takes that interface away (the default route moves to the first connected
+//!   network), drops it from inspect's `Networks`, and a later start does not join it;
+//!   `network connect` adds it back;
+//! - a container on the default bridge that is connected to a user network resolves that
+//!   network's names and aliases through the network's responder (its `/etc/resolv.conf`
+//!   names it), until it is disconnected.
+//!
+//! Traffic stays between this test's containers. Each test has its own default bridge
+//! (`RBUILD_BRIDGE`, 10.201-202.0.0/16) and its own networks (10.227.N.0/24).
+
+mod common;
+
+use common::bridge::{assert_nothing_left, fetch, leases_of, links, veth, Host};
+
+impl Host {
+    /// The interfaces, addresses and routes in container `name`.
+    fn interfaces(&self, name: &str) -> String {
+        self.exec_ok(name, "ls /sys/class/net; ip -o -4 addr; ip route")
+    }
+}
+
+#[test]
+fn disconnect_of_the_own_network_running_and_stopped_and_connect_adds_it_back() {
+    let s = Host::new("rbuildnd1", 201);
+    let bridge_n = s.network_on("rbt-nd-own", "10.227.1.0/24");
+    let id = s.ok(&["run", "-d", "--name", "a", "bb", "sleep", "600"]);
+    let id = id.trim().to_string();
+    s.ok(&["network", "connect", "rbt-nd-own", "a"]);
+    let on_bridge = s.address_on("a", "bridge");
+    let on_n = s.address_on("a", "rbt-nd-own");
+
+    // Running: eth0 (the default bridge, with the default route) goes, eth1 stays and
+    // takes the default route.
+    s.ok(&["network", "disconnect", "bridge", "a"]);
+    let now = s.interfaces("a");
+    assert!(
+        !now.contains("eth0") && !now.contains(&on_bridge.to_string()),
+        "{now}"
+    );
+    assert!(now.contains(&format!("inet {on_n}/24")), "{now}");
+    assert!(now.contains("default via 10.227.1.1 dev eth1"), "{now}");
+    assert!(!links().contains(&veth(on_bridge)), "the host end went too");
+    assert!(
+        !leases_of(&id).iter().any(|(b, _)| b.contains(s.net.bridge)),
+        "{:?}",
+        leases_of(&id)
+    );
+    let networks = s.addresses("a");
+    assert!(networks.get("bridge").is_none(), "{networks}");
+    assert!(networks.get("rbt-nd-own").is_some(), "{networks}");
+    let mode = s.ok(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", "a"]);
+    assert_eq!(mode.trim(), "bridge", "the mode stays, as docker's");
+    s.refused_disconnect("bridge", "a");
+
+    // A restart does not join it: the connected network is eth0 now, with the route.
+    s.ok(&["restart", "-t", "0", "a"]);
+    let now = s.interfaces("a");
+    assert!(now.contains("eth0") && !now.contains("eth1"), "{now}");
+    assert!(now.contains("inet 10.227.1."), "{now}");
+    assert!(now.contains("default via 10.227.1.1 dev eth0"), "{now}");
+    assert!(!now.contains("inet 10.201."), "{now}");
+    assert!(s.addresses("a").get("bridge").is_none());
+
+    // `network connect` adds it back, at once.
+    s.ok(&["network", "connect", "bridge", "a"]);
+    let back = s.address_on("a", "bridge");
+    let now = s.interfaces("a");
+    assert!(
+        now.contains(&format!("inet {back}/16")) && now.contains("eth1"),
+        "{now}"
+    );
+    s.refused_connect("bridge", "a");
+
+    // Stopped, on its own user network: the start joins nothing (loopback only).
+    s.ok(&[
+        "create",
+        "--name",
+        "b",
+        "--network",
+        "rbt-nd-own",
+        "bb",
+        "sleep",
+        "600",
+    ]);
+    s.ok(&["network", "disconnect", "rbt-nd-own", "b"]);
+    assert_eq!(s.addresses("b"), serde_json::json!({}));
+    s.ok(&["start", "b"]);
+    assert_eq!(s.exec_ok("b", "ls /sys/class/net"), "lo\n");
+    s.ok(&["network", "connect", "rbt-nd-own", "b"]);
+    let b_address = s.address_on("b", "rbt-nd-own");
+    let now = s.interfaces("b");
+    assert!(now.contains(&format!("inet {b_address}/24")), "{now}");
+    // The two reach each other there again.
+    let out = s.exec_ok("a", &format!("ping -c1 -W 5 {b_address}"));
+    assert!(out.contains("1 packets received"), "{out}");
+
+    s.ok(&["rm", "-f", "a", "b"]);
+    s.ok(&["network", "rm", "rbt-nd-own"]);
+    assert_nothing_left(
+        &[&bridge_n, s.net.bridge],
+        &[veth(on_bridge), veth(on_n), veth(back), veth(b_address)],
+    );
+}
+
+impl Host {
+    /// Disconnecting `network` from `container` again is docker's error.
+    fn refused_disconnect(&self, network: &str, container: &str) {
+        let out = self.run(&["network", "disconnect", network, container]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let wanted = format!("container {container} is not connected to the network {network}");
+        assert!(!out.status.success() && stderr.contains(&wanted), "{out:?}");
+    }
+
+    /// Connecting `network` to `container` again is docker's error.
+    fn refused_connect(&self, network: &str, container: &str) {
+        let out = self.run(&["network", "connect", network, container]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let wanted = format!("endpoint with name {container} already exists in network {network}");
+        assert!(!out.status.success() && stderr.contains(&wanted), "{out:?}");
+    }
+}
+
+#[test]
+fn a_default_bridge_container_connected_to_a_user_network_resolves_its_names() {
+    let s = Host::new("rbuildnd2", 202);
+    let bridge_n = s.network_on("rbt-nd-dns", "10.227.2.0/24");
+    s.httpd(
+        "dweb",
+        &["--network", "rbt-nd-dns", "--network-alias", "dalias"],
+    );
+    let client = s.ok(&["run", "-d", "--name", "dclient", "bb", "sleep", "600"]);
+    let client = client.trim().to_string();
+    let host_servers = s.exec_ok("dclient", "cat /etc/resolv.conf");
+    assert!(!host_servers.contains("10.227.2.1"), "{host_servers}");
+
+    // Running: connected, it asks the network's responder, for names and aliases.
+    s.ok(&["network", "connect", "rbt-nd-dns", "dclient"]);
+    let resolv = s.exec_ok("dclient", "cat /etc/resolv.conf");
+    assert!(resolv.contains("nameserver 10.227.2.1\n"), "{resolv}");
+    for target in ["dweb", "dalias"] {
+        let got = s.exec_ok("dclient", &fetch(&format!("http://{target}/")));
+        assert_eq!(got, "hello-dweb\n", "{target}");
+    }
+    // Disconnected: the host's servers again, and the names are gone.
+    let address = s.address_on("dclient", "rbt-nd-dns");
+    s.ok(&["network", "disconnect", "rbt-nd-dns", "dclient"]);
+    assert_eq!(s.exec_ok("dclient", "cat /etc/resolv.conf"), host_servers);
+    let out = s.exec("dclient", "nslookup dweb || echo no-name");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no-name"),
+        "{out:?}"
+    );
+
+    // Connected while stopped: the start names the responder, and the container's own
+    // runner answers there (the only member left), for its own name too.
+    s.ok(&["stop", "-t", "0", "dclient"]);
+    s.ok(&["network", "connect", "rbt-nd-dns", "dclient"]);
+    s.ok(&["start", "dclient"]);
+    let got = s.exec_ok("dclient", &fetch("http://dalias/"));
+    assert_eq!(got, "hello-dweb\n");
+    s.ok(&["rm", "-f", "dweb"]);
+    let own = s.address_on("dclient", "rbt-nd-dns");
+    let lookup = s.exec_ok("dclient", "cat /etc/resolv.conf; nslookup dclient");
+    assert!(lookup.starts_with("nameserver 10.227.2.1\n"), "{lookup}");
+    assert!(lookup.contains(&format!("Address: {own}\n")), "{lookup}");
+
+    s.ok(&["rm", "-f", &client]);
+    s.ok(&["network", "rm", "rbt-nd-dns"]);
+    assert_nothing_left(&[&bridge_n, s.net.bridge], &[veth(address), veth(own)]);
+}
