@@ -26,3 +26,29 @@ pub fn new_session(cmd: &mut Command) {
         });
     }
 }
+
+/// As [`new_session`], and the process is not `cmd`'s child but its grandchild: the child
+/// forks it and ends at once, so the caller reaps that child right after `spawn` (`wait`
+/// returns at once) and leaves no zombie behind however long it runs itself (a container's
+/// monitor that starts a process for later does not collect one per start). The
+/// grandchild is reparented to init (or the nearest subreaper). `spawn` returns once the
+/// grandchild executed its program (or failed to: the error is the caller's as usual).
+pub fn orphan(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+    // functions that do not allocate: setsid(2), close_range(2) (or fcntl(2)), fork(2) and
+    // _exit(2). The forked grandchild is single-threaded as its parent is after fork.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            crate::fds::cloexec_above_stderr();
+            match libc::fork() {
+                -1 => Err(std::io::Error::last_os_error()),
+                0 => Ok(()), // the grandchild goes on to exec
+                _ => libc::_exit(0),
+            }
+        });
+    }
+}

@@ -37,6 +37,7 @@ mod load;
 mod login;
 mod logout;
 mod network;
+mod network_reaper;
 mod parse;
 mod port;
 mod privileges;
@@ -214,6 +215,9 @@ pub enum Command {
     PortForwarder(port::ForwarderArgs),
     /// Attach local standard input, output, and error streams to a running container
     Attach(attach::AttachArgs),
+    /// Removes unused bridges once their linger passed (started by their last user)
+    #[command(name = "network-reaper", hide = true)]
+    NetworkReaper,
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -345,6 +349,7 @@ pub fn main() -> i32 {
         Command::Port(args) => port::run(&globals, args),
         Command::PortForwarder(args) => port::forwarder_main(args),
         Command::Attach(args) => attach::attach(&globals, args),
+        Command::NetworkReaper => network_reaper::run(),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();
