@@ -282,6 +282,7 @@ fn set_up(
         .find(|n| n.bridge() == config.bridge)
         .map_or_else(|| subnet.first_host(), |n| n.gateway);
     nat::enable_forwarding()?;
+    let _table = table_lock()?;
     nat::setup(&config.bridge, &subnet, internal)?;
     rbuild_runtime::network::ensure_bridge(&config.bridge, gateway, subnet.prefix_len)?;
     Ok(BridgeRecord {
@@ -304,6 +305,7 @@ fn forget_bridge(locked: &mut Locked, bridge: &str) -> Result<(), NetworkError> 
 /// Removes `bridge` and its rules (the rules last: an existing bridge always has them), and
 /// rbuild's table with the last bridge.
 fn tear_down(locked: &mut Locked, bridge: &str) -> Result<(), NetworkError> {
+    let _table = table_lock()?;
     rbuild_runtime::network::delete_link(bridge)?;
     locked.state.bridges.remove(bridge);
     nat::teardown(
@@ -312,8 +314,30 @@ fn tear_down(locked: &mut Locked, bridge: &str) -> Result<(), NetworkError> {
     )
 }
 
+/// The lock on rbuild's nftables table, host-wide as the table is even where IPAM records
+/// are not (`RBUILD_NETWORK_STATE`, as tests have): held from a bridge's rules to its link
+/// when it is set up, and from its link to its rules when it is torn down, so that the last
+/// bridge of one record never deletes the table under another record's new bridge.
+fn table_lock() -> Result<std::fs::File, NetworkError> {
+    let dir = Path::new("/run/rbuild");
+    let path = dir.join("nftables.lock");
+    let io = |error| NetworkError::Io {
+        path: path.clone(),
+        error,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    file.lock().map_err(io)?;
+    Ok(file)
+}
+
 /// Whether a bridge of rbuild's other than `bridge` is up on the host: one of another IPAM
-/// record's (`RBUILD_NETWORK_STATE`, as tests have), whose rules share the table.
+/// record's, whose rules share the table.
 fn other_bridge_up(bridge: &str) -> bool {
     let Ok(links) = std::fs::read_dir("/sys/class/net") else {
         return false;
