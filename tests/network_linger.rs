@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::bridge::Net;
-use common::{assert_success, TestEnv};
+use common::{assert_success, killed_at, TestEnv};
 
 /// A store with the busybox image `bb`, its own bridge and its own IPAM record.
 struct Lingering {
@@ -302,15 +302,9 @@ fn linger_0_removes_the_bridge_when_the_last_container_leaves() {
 #[test]
 fn killed_rbuild_with_a_linger_leaves_nothing_after_the_next_start() {
     let l = Lingering::new("rbuildlg5", 240);
-    let out = l
-        .cmd(60_000, &["run", "--rm", "bb", "true"])
-        .env("RBUILD_TEST_KILL_AT", "network-attached:1")
-        .output()
-        .unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&out.status),
-        Some(9),
-        "{out:?}"
+    killed_at(
+        &mut l.cmd(60_000, &["run", "--rm", "bb", "true"]),
+        "network-attached:1",
     );
     assert!(l.ifindex().is_some(), "the bridge is up");
     l.ok(60_000, &["images"]);

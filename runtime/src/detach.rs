@@ -35,20 +35,15 @@ pub fn new_session(cmd: &mut Command) {
 /// grandchild executed its program (or failed to: the error is the caller's as usual).
 pub fn orphan(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-    // functions that do not allocate: setsid(2), close_range(2) (or fcntl(2)), fork(2) and
-    // _exit(2). The forked grandchild is single-threaded as its parent is after fork.
+    new_session(cmd);
+    // SAFETY: runs between fork and exec, after `new_session`'s closure, and calls only
+    // fork(2) and _exit(2), which are async-signal-safe; the forked grandchild goes on to
+    // exec as the child would have.
     unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            crate::fds::cloexec_above_stderr();
-            match libc::fork() {
-                -1 => Err(std::io::Error::last_os_error()),
-                0 => Ok(()), // the grandchild goes on to exec
-                _ => libc::_exit(0),
-            }
+        cmd.pre_exec(|| match libc::fork() {
+            -1 => Err(std::io::Error::last_os_error()),
+            0 => Ok(()),
+            _ => libc::_exit(0),
         });
     }
 }
