@@ -58,19 +58,12 @@ impl Lingering {
 
     /// The bridge's interface index, `None` when it does not exist.
     fn ifindex(&self) -> Option<u32> {
-        let path = format!("/sys/class/net/{}/ifindex", self.net.bridge);
-        let index = std::fs::read_to_string(path).ok()?;
-        Some(index.trim().parse().unwrap())
+        ifindex(self.net.bridge)
     }
 
     /// Whether rbuild's nftables table has the bridge's chains.
     fn has_rules(&self) -> bool {
-        let out = Command::new("nft")
-            .args(["list", "table", "ip", "rbuild"])
-            .output()
-            .unwrap();
-        let table = String::from_utf8_lossy(&out.stdout);
-        table.contains(&format!("chain post-{} ", self.net.bridge))
+        has_rules(self.net.bridge)
     }
 
     /// The IPAM record.
@@ -170,6 +163,22 @@ impl Drop for Lingering {
         std::fs::write(&path, record.to_string()).unwrap();
         let _ = self.cmd(0, &["images"]).output();
     }
+}
+
+/// The interface index of `bridge`, `None` when it does not exist.
+fn ifindex(bridge: &str) -> Option<u32> {
+    let index = std::fs::read_to_string(format!("/sys/class/net/{bridge}/ifindex")).ok()?;
+    Some(index.trim().parse().unwrap())
+}
+
+/// Whether rbuild's nftables table has the chains of `bridge`.
+fn has_rules(bridge: &str) -> bool {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", "rbuild"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    table.contains(&format!("chain post-{bridge} "))
 }
 
 fn run_true(l: &Lingering, linger_ms: u64) -> Output {
@@ -323,4 +332,22 @@ fn bug_last_bridge_of_one_record_deleted_the_table_under_another_records_bridge(
     run_true(&other, 0);
     other.assert_gone("the other record's bridge, its last user gone");
     lingering.assert_lingers("the first record's bridge after the other's went");
+}
+
+/// A user network's bridge lingers as the default one does, and `network rm` removes it (and
+/// its rules) at once.
+#[test]
+fn a_user_networks_bridge_lingers_and_network_rm_removes_it_at_once() {
+    let l = Lingering::new("rbuildlg8", 243);
+    let id = l.ok(
+        60_000,
+        &["network", "create", "--subnet", "10.227.7.0/24", "lgnet"],
+    );
+    let bridge = format!("rbuild-{}", &id.trim()[..8]);
+    l.ok(60_000, &["run", "--rm", "--network", "lgnet", "bb", "true"]);
+    assert!(ifindex(&bridge).is_some(), "{bridge} is gone");
+    assert!(has_rules(&bridge), "the rules of {bridge} are gone");
+    l.ok(60_000, &["network", "rm", "lgnet"]);
+    assert_eq!(ifindex(&bridge), None, "{bridge} stays");
+    assert!(!has_rules(&bridge), "the rules of {bridge} stay");
 }
