@@ -12,7 +12,8 @@
 //! `save-write` (each MiB `save -o` writes), `container-started` (a container's process is
 //! running), `network-attached` (an address leased and the bridge up, before the container
 //! starts), `network-connected` (`network connect`: the veth made in the running container,
-//! the lease not yet handed to its runner).
+//! the lease not yet handed to its runner), `network-reaper-waiting` (the network reaper is about
+//! to sleep until an idle bridge's deadline).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};

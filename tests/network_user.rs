@@ -298,15 +298,9 @@ fn network_rm_is_refused_while_in_use_and_nothing_is_left_after() {
     host.ok(&["rm", "-f", c]);
     // A SIGKILLed rbuild right after taking the address and setting the bridge up: the next
     // rbuild start cleans up.
-    let out = host
-        .cmd(&["run", "--rm", "--network", "rbt-rm", "bb", "true"])
-        .env("RBUILD_TEST_KILL_AT", "network-attached:1")
-        .output()
-        .unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&out.status),
-        Some(9),
-        "{out:?}"
+    common::killed_at(
+        &mut host.cmd(&["run", "--rm", "--network", "rbt-rm", "bb", "true"]),
+        "network-attached:1",
     );
     host.ok(&["network", "rm", "rbt-rm"]);
     let ls = host.ok(&["network", "ls"]);

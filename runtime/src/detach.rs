@@ -26,3 +26,24 @@ pub fn new_session(cmd: &mut Command) {
         });
     }
 }
+
+/// As [`new_session`], and the process is not `cmd`'s child but its grandchild: the child
+/// forks it and ends at once, so the caller reaps that child right after `spawn` (`wait`
+/// returns at once) and leaves no zombie behind however long it runs itself (a container's
+/// monitor that starts a process for later does not collect one per start). The
+/// grandchild is reparented to init (or the nearest subreaper). `spawn` returns once the
+/// grandchild executed its program (or failed to: the error is the caller's as usual).
+pub fn orphan(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    new_session(cmd);
+    // SAFETY: runs between fork and exec, after `new_session`'s closure, and calls only
+    // fork(2) and _exit(2), which are async-signal-safe; the forked grandchild goes on to
+    // exec as the child would have.
+    unsafe {
+        cmd.pre_exec(|| match libc::fork() {
+            -1 => Err(std::io::Error::last_os_error()),
+            0 => Ok(()),
+            _ => libc::_exit(0),
+        });
+    }
+}

@@ -37,6 +37,7 @@ mod load;
 mod login;
 mod logout;
 mod network;
+mod network_reaper;
 mod parse;
 mod port;
 mod privileges;
@@ -217,6 +218,9 @@ pub enum Command {
     /// The holder of an `exec -it` process (started by `exec -it`)
     #[command(name = "exec-holder", hide = true)]
     ExecHolder(exec::HolderArgs),
+    /// Removes unused bridges once their linger passed (started by their last user)
+    #[command(name = "network-reaper", hide = true)]
+    NetworkReaper,
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -349,6 +353,7 @@ pub fn main() -> i32 {
         Command::PortForwarder(args) => port::forwarder_main(args),
         Command::Attach(args) => attach::attach(&globals, args),
         Command::ExecHolder(args) => exec::holder_main(&globals, args),
+        Command::NetworkReaper => network_reaper::run(),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

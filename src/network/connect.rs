@@ -66,6 +66,7 @@ fn target(store_root: &Path, network: &str) -> Result<Target, NetworkError> {
                 config: config::BridgeConfig {
                     bridge: record.bridge(),
                     subnet: Some(record.subnet),
+                    linger: config::linger(None)?,
                 },
                 user: Some(record),
             }
@@ -253,7 +254,7 @@ fn release(
     let removed = before - locked.state.leases.len();
     locked.state.reclaim_stale();
     if removed > 0 && !locked.state.in_use(bridge) {
-        super::tear_down(locked, bridge)?;
+        super::linger::left(locked, bridge)?;
     }
     Ok(removed)
 }

@@ -8,10 +8,12 @@
 //! ([`rbuild_runtime::network`]); this module decides and keeps the books.
 //!
 //! Lifetime: the first user sets the bridge up (nftables rules first, then the bridge, so an
-//! existing bridge always has its rules); the last one to leave ([`Attached`] dropped)
-//! removes both. A container's veth goes with its network namespace. A killed rbuild leaves
-//! a stale lease (its process is gone): the next rbuild that opens the record reclaims it and
-//! removes a bridge no live lease uses ([`clean_leftovers`], run at every CLI start).
+//! existing bridge always has its rules); once the last one left ([`Attached`] dropped) both
+//! stay for the bridge's linger (10 s unless configured), for the next user to reuse, and a
+//! detached reaper removes them after ([`linger`]; linger 0: the last user removes them). A
+//! container's veth goes with its network namespace. A killed rbuild leaves a stale lease
+//! (its process is gone): the next rbuild that opens the record reclaims it and removes a
+//! bridge no live lease uses ([`clean_leftovers`], run at every CLI start).
 
 pub mod config;
 pub mod connect;
@@ -19,6 +21,7 @@ mod dnat;
 mod dns;
 mod extras;
 pub mod forwarder;
+pub mod linger;
 mod nat;
 pub mod networks;
 pub mod ports;
@@ -125,6 +128,7 @@ pub fn attach_user(
     let config = config::BridgeConfig {
         bridge: network.bridge(),
         subnet: Some(network.subnet),
+        linger: config::linger(None)?,
     };
     let mut attached = attach(&config, network.internal, owner, names, Want::Any)?;
     attached.answer_names()?;
@@ -192,8 +196,12 @@ fn attach(
     let bridge = config.bridge.clone();
     let mut locked = Locked::open(true)?.expect("created");
     locked.state.reclaim_stale();
-    let record = match locked.state.bridges.get(&bridge) {
-        Some(r) if Path::new("/sys/class/net").join(&bridge).exists() => r.clone(),
+    let up = Path::new("/sys/class/net").join(&bridge).exists();
+    let record = match locked.state.bridges.get_mut(&bridge) {
+        Some(r) if up => {
+            linger::reused(r, config.linger);
+            r.clone()
+        }
         _ => {
             let record = set_up(&locked, config, internal)?;
             locked.state.bridges.insert(bridge.clone(), record.clone());
@@ -271,9 +279,15 @@ fn set_up(
         .find(|n| n.bridge() == config.bridge)
         .map_or_else(|| subnet.first_host(), |n| n.gateway);
     nat::enable_forwarding()?;
+    let _table = table_lock()?;
     nat::setup(&config.bridge, &subnet, internal)?;
     rbuild_runtime::network::ensure_bridge(&config.bridge, gateway, subnet.prefix_len)?;
-    Ok(BridgeRecord { subnet, gateway })
+    Ok(BridgeRecord {
+        subnet,
+        gateway,
+        linger_ms: config.linger.as_millis() as u64,
+        idle_since: None,
+    })
 }
 
 /// Removes a leftover of `bridge` (set up, no longer used) and its rules: a network's,
@@ -285,11 +299,51 @@ fn forget_bridge(locked: &mut Locked, bridge: &str) -> Result<(), NetworkError> 
     Ok(())
 }
 
-/// Removes `bridge` and its rules (the rules last: an existing bridge always has them).
+/// Removes `bridge` and its rules (the rules last: an existing bridge always has them), and
+/// rbuild's table with the last bridge.
 fn tear_down(locked: &mut Locked, bridge: &str) -> Result<(), NetworkError> {
+    let _table = table_lock()?;
     rbuild_runtime::network::delete_link(bridge)?;
     locked.state.bridges.remove(bridge);
-    nat::teardown(bridge, locked.state.bridges.is_empty())
+    nat::teardown(
+        bridge,
+        locked.state.bridges.is_empty() && !other_bridge_up(bridge),
+    )
+}
+
+/// The lock on rbuild's nftables table, host-wide as the table is even where IPAM records
+/// are not (`RBUILD_NETWORK_STATE`, as tests have): held from a bridge's rules to its link
+/// when it is set up, and from its link to its rules when it is torn down, so that the last
+/// bridge of one record never deletes the table under another record's new bridge.
+fn table_lock() -> Result<std::fs::File, NetworkError> {
+    let dir = Path::new("/run/rbuild");
+    let path = dir.join("nftables.lock");
+    let io = |error| NetworkError::Io {
+        path: path.clone(),
+        error,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    file.lock().map_err(io)?;
+    Ok(file)
+}
+
+/// Whether a bridge of rbuild's other than `bridge` is up on the host: one of another IPAM
+/// record's, whose rules share the table.
+fn other_bridge_up(bridge: &str) -> bool {
+    let Ok(links) = std::fs::read_dir("/sys/class/net") else {
+        return false;
+    };
+    links.flatten().any(|link| {
+        let name = link.file_name();
+        let name = name.to_string_lossy();
+        name.starts_with("rbuild") && name != bridge && link.path().join("bridge").exists()
+    })
 }
 
 impl Attached {
@@ -320,14 +374,15 @@ impl Drop for Attached {
         locked.state.release(&self.bridge, self.address);
         locked.state.reclaim_stale();
         if !locked.state.in_use(&self.bridge) {
-            let _ = tear_down(&mut locked, &self.bridge);
+            let _ = linger::left(&mut locked, &self.bridge);
         }
         let _ = locked.save();
     }
 }
 
 /// Reclaims the leases of dead processes and removes the bridges (and rules) no live lease
-/// uses: what a killed rbuild left. Cheap when there is no record (no lock, one `stat`).
+/// uses that do not linger: what a killed rbuild (or reaper) left, see [`linger::clean`].
+/// Cheap when there is no record (no lock, one `stat`).
 pub fn clean_leftovers() -> Result<(), NetworkError> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
@@ -335,20 +390,5 @@ pub fn clean_leftovers() -> Result<(), NetworkError> {
     let Some(mut locked) = Locked::open(false)? else {
         return Ok(());
     };
-    let before = locked.state.leases.len();
-    locked.state.reclaim_stale();
-    let unused: Vec<String> = locked
-        .state
-        .bridges
-        .keys()
-        .filter(|b| !locked.state.in_use(b))
-        .cloned()
-        .collect();
-    for bridge in &unused {
-        tear_down(&mut locked, bridge)?;
-    }
-    if before != locked.state.leases.len() || !unused.is_empty() {
-        locked.save()?;
-    }
-    Ok(())
+    linger::clean_at_start(&mut locked)
 }

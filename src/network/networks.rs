@@ -11,10 +11,11 @@
 //! to, they are made again.
 //!
 //! The bridge (`rbuild-<first 8 hex digits of the ID>`) and its chains are created lazily,
-//! by the first container that joins, and removed by the last one that leaves, exactly as
-//! the default bridge ([`super::attach`]): a network nobody uses leaves nothing in the
-//! kernel, and a killed rbuild's leftovers are cleaned by the next start as for the default
-//! bridge. The subnet is chosen at `create` and kept, so `inspect` shows it before any
+//! by the first container that joins, and removed once the last one left and the linger
+//! passed ([`super::linger`]), exactly as the default bridge ([`super::attach`]): a network
+//! nobody uses leaves nothing in the kernel after that (`rm` and `prune` remove a lingering
+//! bridge at once), and a killed rbuild's leftovers are cleaned by the next start as for
+//! the default bridge. The subnet is chosen at `create` and kept, so `inspect` shows it before any
 //! container runs and a container gets the same addresses after a restart of the host.
 
 use std::collections::BTreeMap;

@@ -24,17 +24,26 @@ use super::NetworkError;
 
 /// Where the record lives; `RBUILD_NETWORK_STATE` moves it (tests that must not see the
 /// host's).
-fn state_dir() -> PathBuf {
+pub(super) fn state_dir() -> PathBuf {
     std::env::var_os("RBUILD_NETWORK_STATE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/run/rbuild/network"))
 }
 
-/// A bridge rbuild set up: its subnet and the gateway (the bridge's address).
+/// A bridge rbuild set up: its subnet and the gateway (the bridge's address), and how long
+/// it stays unused ([`super::linger`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BridgeRecord {
     pub subnet: Subnet,
     pub gateway: Ipv4Addr,
+    /// The linger of its latest user, in milliseconds (0, as in a record written before
+    /// bridges lingered: removed when the last user leaves).
+    #[serde(default)]
+    pub linger_ms: u64,
+    /// When its last user left (milliseconds since boot, `CLOCK_BOOTTIME`); `None` while
+    /// it is used, or when nobody released it (a killed rbuild's leftover).
+    #[serde(default)]
+    pub idle_since: Option<u64>,
 }
 
 /// An address handed out (or, without one, a hold that keeps the bridge up).
@@ -242,6 +251,8 @@ mod tests {
         let record = BridgeRecord {
             subnet: "10.226.9.0/24".parse().unwrap(),
             gateway: Ipv4Addr::new(10, 226, 9, 1),
+            linger_ms: 0,
+            idle_since: None,
         };
         state.bridges.insert("rbuild-t".into(), record);
         let first = state.allocate("rbuild-t", "a", None).unwrap();

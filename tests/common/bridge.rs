@@ -1,6 +1,9 @@
 //! A test's own bridge for the network tests: rbuild commands run with `RBUILD_BRIDGE` and
 //! `RBUILD_BRIDGE_SUBNET` set, so parallel tests never share a bridge or a subnet. Each test
-//! file adds the checks it needs in its own `impl Net` block.
+//! file adds the checks it needs in its own `impl Net` block. They also run with
+//! `RBUILD_NETWORK_LINGER_MS=0`: the last container to leave removes the bridge and its
+//! rules itself, so a test sees at once that nothing is left (tests/network_linger.rs tests
+//! the linger).
 
 use std::net::Ipv4Addr;
 use std::process::{Command, Output, Stdio};
@@ -20,6 +23,7 @@ impl Net {
         cmd.args(args)
             .env("RBUILD_BRIDGE", self.bridge)
             .env("RBUILD_BRIDGE_SUBNET", format!("10.{}.0.0/16", self.octet))
+            .env("RBUILD_NETWORK_LINGER_MS", "0")
             .stdin(Stdio::null());
         cmd
     }

@@ -410,3 +410,15 @@ impl TestEnv {
         cmd
     }
 }
+
+/// Runs `cmd` with the test-only kill point `point` (`NAME:N`, see src/killpoint.rs) and
+/// asserts that it died there (SIGKILL); returns its output.
+pub fn killed_at(cmd: &mut Command, point: &str) -> Output {
+    let out = cmd.env("RBUILD_TEST_KILL_AT", point).output().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "not killed at {point}: {out:?}"
+    );
+    out
+}
