@@ -102,7 +102,8 @@ impl Lingering {
     /// Waits (at most `within`) for the bridge and its rules to go.
     fn wait_gone(&self, within: Duration) {
         let deadline = Instant::now() + within;
-        while self.ifindex().is_some() || self.has_rules() {
+        // The record is saved last (after the link and the rules went): wait for all three.
+        while self.ifindex().is_some() || self.has_rules() || !self.bridge_record().is_null() {
             assert!(Instant::now() < deadline, "still there after {within:?}");
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -84,6 +84,7 @@ pub(super) fn execute<R>(
     // Rootless UDP ports are forwarded from inside the container's namespaces, which exist
     // only now; when that fails, the container is killed (its drop) before it is recorded.
     published.forward_into(container.pid())?;
+    published.installed()?;
     let mut warnings = Vec::new();
     let mut record = |change: &dyn Fn(&mut crate::store::ContainerRecord)| {
         if let Some(id) = id {

@@ -1,6 +1,9 @@
 //! Publishing a container's ports on the host, as root on the bridge: the sockets bound
 //! first ([`super::proxy::bind`]: a taken port stops everything before the container
-//! starts), then the DNAT rules ([`super::dnat`]) and the userland proxy. [`Published`]
+//! starts), then the DNAT rules ([`super::dnat`]) and the userland proxy. The rules go in on
+//! a thread of their own while the container is set up (an `nft` run takes about as long as
+//! the container's setup): [`Published::installed`] waits for them before the container is
+//! recorded as running, so the ports answer once `run -d` returns. [`Published`]
 //! lives in the process that runs the container (the foreground `run`, or the monitor) from
 //! before the container starts until it ended; its drop removes the rules and closes the
 //! sockets. When that process is killed, the sockets close with it and the rules go with
@@ -18,6 +21,8 @@ pub struct Published {
     pub ports: Vec<PortMapping>,
     /// The container whose DNAT chains are installed.
     rules: Option<String>,
+    /// The thread installing them, until [`Published::installed`] (or the drop) joins it.
+    installing: Option<std::thread::JoinHandle<Result<(), NetworkError>>>,
     _proxy: Option<proxy::Proxy>,
     /// Rootless: the UDP sockets bound for the forwarder, until it takes them.
     udp: Option<proxy::Bound>,
@@ -34,6 +39,7 @@ pub fn publish(
     let mut published = Published {
         ports: Vec::new(),
         rules: None,
+        installing: None,
         _proxy: None,
         udp: None,
         _forwarder: None,
@@ -47,15 +53,17 @@ pub fn publish(
     let bound = proxy::bind(requested)?;
     published.ports = bound.mappings.clone();
     published.rules = Some(owner.to_string());
-    dnat::add(
-        owner,
-        &attachment.bridge,
+    let (owner, bridge, address) = (
+        owner.to_string(),
+        attachment.bridge.clone(),
         attachment.address,
-        &published.ports,
-    )?;
-    // After the rules: a client's next datagram finds them, not a NAT to an old address.
-    forget_udp_flows(&published.ports)?;
-    crate::killpoint::reached("ports-published");
+    );
+    let ports = published.ports.clone();
+    published.installing = Some(std::thread::spawn(move || {
+        dnat::add(&owner, &bridge, address, &ports)?;
+        // After the rules: a client's next datagram finds them, not a NAT to an old address.
+        forget_udp_flows(&ports)
+    }));
     published._proxy = Some(proxy::start(bound, attachment.address)?);
     Ok(published)
 }
@@ -107,6 +115,7 @@ pub fn publish_rootless(
     Ok(Published {
         ports,
         rules: None,
+        installing: None,
         _proxy: None,
         udp: udp.filter(|b| !b.mappings.is_empty()),
         _forwarder: None,
@@ -114,6 +123,19 @@ pub fn publish_rootless(
 }
 
 impl Published {
+    /// Waits until the DNAT rules are in (nothing to wait for without them): the ports
+    /// answer from here on. A failure leaves the caller to drop everything, the container
+    /// included, before it is recorded.
+    pub fn installed(&mut self) -> Result<(), NetworkError> {
+        if let Some(installing) = self.installing.take() {
+            installing.join().map_err(|_| {
+                NetworkError::Nft("the thread adding the port rules panicked".into())
+            })??;
+            crate::killpoint::reached("ports-published");
+        }
+        Ok(())
+    }
+
     /// Rootless: starts forwarding the UDP ports into the namespaces of the container's
     /// process `pid`, now that they exist (nothing to do otherwise).
     pub fn forward_into(&mut self, pid: i32) -> Result<(), NetworkError> {
@@ -143,6 +165,10 @@ fn privileged_port(error: NetworkError) -> NetworkError {
 
 impl Drop for Published {
     fn drop(&mut self) {
+        // Rules still going in are removed once they are.
+        if let Some(installing) = self.installing.take() {
+            let _ = installing.join();
+        }
         if let Some(owner) = self.rules.take() {
             let _ = dnat::remove(&owner);
             let _ = forget_udp_flows(&self.ports);
