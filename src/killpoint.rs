@@ -12,7 +12,9 @@
 //! `save-write` (each MiB `save -o` writes), `container-started` (a container's process is
 //! running), `network-attached` (an address leased and the bridge up, before the container
 //! starts), `network-connected` (`network connect`: the veth made in the running container,
-//! the lease not yet handed to its runner).
+//! the lease not yet handed to its runner), `db-opened` (the metadata database open for
+//! writing, marked open, before the change) and `db-changed` (the change made, before the
+//! close).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};

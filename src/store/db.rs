@@ -103,6 +103,7 @@ impl Store {
             .create_with_backend(file)
             .map_err(db_err)?;
         session.open.store(true, Ordering::Release);
+        crate::killpoint::reached("db-opened");
         let out = (|| {
             // Creating the tables is a commit (two fsyncs): only when one is missing.
             if !has_tables(&db)? {
@@ -113,6 +114,7 @@ impl Store {
                 tx.commit().map_err(db_err)?;
             }
             let out = f(&db)?;
+            crate::killpoint::reached("db-changed");
             if index {
                 self.write_index(&db)?;
                 fs::remove_file(&dirty).map_err(io_err(&dirty))?;
