@@ -6,11 +6,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
-use common::{busybox_rootfs_tar, TestEnv};
+use common::{busybox_rootfs_tar, killed_at, TestEnv};
 
 /// Files in `/many` of the image [`many_files_image`] makes.
 const MANY: usize = 3000;
@@ -51,25 +50,6 @@ fn many_files_image(env: &TestEnv, name: &str) -> PathBuf {
     }
     env.ok(&["import", tar_path.to_str().unwrap(), name]);
     tar_path
-}
-
-/// Runs rbuild with `RBUILD_TEST_KILL_AT=point` and asserts it died of SIGKILL.
-fn killed_at(env: &TestEnv, point: &str, args: &[&str]) -> Output {
-    let out = env
-        .cmd()
-        .env("RBUILD_TEST_KILL_AT", point)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.signal(),
-        Some(9),
-        "rbuild {args:?} was to be killed at {point}, but ended with {}\nstderr:\n{}",
-        out.status,
-        common::stderr(&out)
-    );
-    out
 }
 
 /// `rbuild system check` passes.

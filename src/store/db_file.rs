@@ -1,39 +1,39 @@
 //! The database file as the store opens it for writing: redb's own file handling, with two
-//! of the four fdatasyncs of each session dropped, one at each end.
+//! of the five fdatasyncs of each session dropped.
 //!
 //! Every command that changes the store opens the database, commits once and closes it
 //! (several processes share it: a CLI, container monitors). redb (2.6, file format 2)
-//! syncs four times or more per such session: marking the file open ("recovery
-//! required"), the commit (two for a quick-repair commit, as the containers' are), at close
-//! the allocator state written into the region headers, and last the header with the mark
-//! cleared. A container's `run -d`/`stop`/`rm` cycle has four sessions. Here a session
-//! syncs only for its commits:
+//! syncs five times per such session: marking the file open ("recovery required"), the
+//! commit (two for a quick-repair commit, as the containers' are), at close the allocator
+//! state written into the region headers, and last the header with the mark cleared. A
+//! container's `run -d`/`stop`/`rm` cycle has four sessions. Here a session syncs three
+//! times, twelve a cycle:
 //!
 //! - **The mark rides on the commit's first sync.** A sync whose only write since the last
-//!   one is a header carrying the mark is put off: that header is on the disk by the
-//!   commit's first sync at the latest. Until then the disk may hold the old header (no
-//!   mark) with any part of the session's other writes, and that is a valid database:
-//!   until a commit is durable redb writes only pages the last durable commit does not use
-//!   (which its own crash recovery needs too), and every header it writes meanwhile has the
-//!   mark set. What a clean open trusts besides the header, the allocator state in the
-//!   region headers, redb writes only when it closes the file: a close before any commit
-//!   (a session that only read, or failed) first syncs the put-off mark, restoring redb's
-//!   order. A process killed (not the host) leaves all its writes in the page cache, the
-//!   mark among them: the next open repairs, as before.
-//! - **The file is left marked open after the last commit.** Once the disk holds a header
-//!   with the mark and a two-phase commit as the primary (a quick-repair commit: the
-//!   containers' commits, and the one redb's `Database::drop` makes when the last commit
-//!   was not), and nothing was written since, redb's close only rewrites allocator state
-//!   and then the header without the mark. These writes are dropped (and their syncs):
-//!   the file stays exactly as a crash right after the commit would leave it, which redb
-//!   opens by its quick repair, loading the allocator state that commit saved (no walk of
-//!   the trees, no repair callback). This store makes no two-phase commit without quick
-//!   repair (one would cost the next opener a full repair, never data).
+//!   one is a header that sets the mark (and changes nothing else) is put off: that header
+//!   is on the disk by the commit's first sync at the latest. Until then the disk may hold
+//!   the old header (no mark) with any part of the session's other writes, and that is a
+//!   valid database: until a commit is durable redb writes only pages the last durable
+//!   commit does not use (its own crash recovery needs that too), and every header it
+//!   writes meanwhile carries the mark. What a clean open trusts besides the header, the
+//!   allocator state in the region headers, redb writes only when it closes the file, and
+//!   a clean header describing a shorter file would be trusted too: so a close (also of a
+//!   session that never committed, or whose open failed) and a resize first sync the
+//!   put-off mark, restoring redb's order. A process killed (not the host) leaves all its
+//!   writes in the page cache, the mark among them: the next open repairs, as before.
+//! - **The cleared mark is not synced** (nothing is written after it in the session,
+//!   everything before it is already on disk, and the header it would persist differs from
+//!   the one on disk in that flag only). If the host crashes before the kernel writes that
+//!   header back, the disk still says "recovery required" and the next open repairs (loads
+//!   the allocator state the last quick-repair commit saved, which redb's close makes sure
+//!   of): slower once, never wrong. The next session's first write sets the flag again
+//!   before writing anything else that could be put on the disk ahead of it.
 //!
-//! Before these, only the clearing of the mark was skipped ([`Session::skipped`] counts
-//! every skip): that rule still serves the close of a session that never committed on a
-//! file that was clean. The store's lock serialises all openers, which is what redb's own
-//! `flock` of the file was for.
+//! Leaving the file marked open after every session (redb's close writes dropped) would
+//! save a fourth sync, but every later open, reads included, then loads the allocator state
+//! from its table: 5 ms more for each `ps` here, more than the sync saved.
+//! [`Session::skipped`] and [`Session::synced`] count. The store's lock serialises all
+//! openers, which is what redb's own `flock` of the file was for.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -47,10 +47,6 @@ const HEADER_LEN: usize = 320;
 const GOD_BYTE: usize = 9;
 /// The god byte's "recovery required" bit.
 const RECOVERY_REQUIRED: u8 = 2;
-/// The god byte's bit for the commit slot that is the primary.
-const PRIMARY: u8 = 1;
-/// The god byte's bit for a primary commit made in two phases (quick-repair commits are).
-const TWO_PHASE_COMMIT: u8 = 4;
 
 /// The database file; see the module docs.
 #[derive(Debug)]
@@ -98,12 +94,6 @@ struct Written {
     other: bool,
     /// A sync of a marked header was put off (see the module docs).
     mark_put_off: bool,
-    /// The last sync completed a two-phase commit (its header made a new primary, marked
-    /// open), or the file was found as one leaves it.
-    committed: bool,
-    /// Closing with the file left marked open: the rest of the session's writes are
-    /// dropped.
-    left_open: bool,
 }
 
 impl DbFile {
@@ -123,7 +113,6 @@ impl DbFile {
             file,
             session: session.clone(),
             state: Mutex::new(Written {
-                committed: marked_two_phase(&synced_header),
                 synced_header,
                 ..Written::default()
             }),
@@ -155,10 +144,7 @@ impl DbFile {
         self.file.sync_data()?;
         self.session.synced.fetch_add(1, Ordering::Relaxed);
         self.log(|| Event::Sync);
-        state.committed = false;
         if let Some(header) = state.header.take() {
-            state.committed = marked_two_phase(&header)
-                && (header[GOD_BYTE] ^ state.synced_header[GOD_BYTE]) & PRIMARY != 0;
             state.synced_header = header;
         }
         state.other = false;
@@ -166,44 +152,19 @@ impl DbFile {
         Ok(())
     }
 
-    /// Before a write or resize: whether to drop it (closing with the file left marked
-    /// open). Outside the session's transactions (its open, its close) the write first
-    /// waits for a mark that was put off to be on the disk (see the module docs).
-    fn drop_at_close(&self, state: &mut Written) -> std::io::Result<bool> {
-        let closing = self.closing();
-        // Nothing written since a commit completed (but the mark again): what follows is
-        // redb's close, unless that commit saved no allocator state (then redb commits
-        // again first, and this is its first write).
-        if closing
-            && !state.left_open
-            && state.committed
-            && !state.other
-            && state
-                .header
-                .as_deref()
-                .is_none_or(|h| sets_recovery_mark_only(&state.synced_header, h))
-        {
-            state.left_open = true;
-        }
-        if state.left_open {
-            return Ok(true);
-        }
-        if state.mark_put_off && (closing || !self.session.open.load(Ordering::Acquire)) {
+    /// Before a write or resize outside the session's transactions (its open, its close):
+    /// a mark that was put off goes to the disk first (see the module docs).
+    fn mark_first(&self, state: &mut Written) -> std::io::Result<()> {
+        if state.mark_put_off && (self.closing() || !self.session.open.load(Ordering::Acquire)) {
             self.sync(state)?;
         }
-        Ok(false)
+        Ok(())
     }
 }
 
 /// Whether `header` has the recovery-required mark.
 fn marked(header: &[u8]) -> bool {
     header.len() > GOD_BYTE && header[GOD_BYTE] & RECOVERY_REQUIRED != 0
-}
-
-/// Whether `header` is marked open with a two-phase commit as its primary: redb opens it by
-/// loading the allocator state that commit saved.
-fn marked_two_phase(header: &[u8]) -> bool {
-    marked(header) && header[GOD_BYTE] & TWO_PHASE_COMMIT != 0
 }
 
 /// Whether `new` is `old` with the recovery-required mark set (or kept) and nothing else
@@ -238,9 +199,7 @@ impl redb::StorageBackend for DbFile {
 
     fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
         let mut state = self.state.lock().expect("not poisoned");
-        if self.drop_at_close(&mut state)? {
-            return Ok(());
-        }
+        self.mark_first(&mut state)?;
         // redb opens a file whose length its header does not describe trusting the
         // allocator state of a clean header: the mark goes first.
         if state.mark_put_off {
@@ -254,18 +213,17 @@ impl redb::StorageBackend for DbFile {
     fn sync_data(&self, _eventual: bool) -> Result<(), std::io::Error> {
         let mut state = self.state.lock().expect("not poisoned");
         let header = state.header.as_deref();
-        let skip = state.left_open
-            // Only the mark set since: it rides on the next sync.
-            || (!self.closing()
+        // Only the mark set since: it rides on the next sync.
+        let skip = (!self.closing()
                 && !state.other
                 && header.is_some_and(|h| sets_recovery_mark_only(&state.synced_header, h)))
-            // The close of a session that never committed: the cleared mark.
+            // The close: the cleared mark.
             || (self.closing()
                 && !state.other
                 && header.is_some_and(|h| clears_recovery_mark_only(&state.synced_header, h)));
         if skip {
             // The disk's header without the mark: the put-off one must reach it first.
-            if !state.left_open && !self.closing() && !marked(&state.synced_header) {
+            if !self.closing() && !marked(&state.synced_header) {
                 state.mark_put_off = true;
             }
             self.skip();
@@ -277,9 +235,7 @@ impl redb::StorageBackend for DbFile {
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
         {
             let mut state = self.state.lock().expect("not poisoned");
-            if self.drop_at_close(&mut state)? {
-                return Ok(());
-            }
+            self.mark_first(&mut state)?;
             if offset == 0 && data.len() == HEADER_LEN {
                 state.header = Some(data.to_vec());
             } else {
@@ -382,39 +338,41 @@ mod tests {
         t.get("k").unwrap().map(|v| v.value().to_string())
     }
 
+    /// The session's syncs and skips, less the sync a resize adds (the mark it syncs first:
+    /// this test file's small commits grow and shrink it; the store's database, steady,
+    /// is not resized by a container's change).
     fn syncs(session: &Session) -> (usize, usize) {
+        let resized = session
+            .journal
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::SetLen(_)));
         (
-            session.synced.load(Ordering::Relaxed),
+            session.synced.load(Ordering::Relaxed) - usize::from(resized),
             session.skipped.load(Ordering::Relaxed),
         )
     }
 
-    /// A quick-repair session (a container record's change) syncs twice, for its commit:
-    /// the mark rides on the commit's first sync and the close writes nothing. The file is
-    /// left marked open, and the next opener loads the allocator state that commit saved
-    /// (no full repair). Was four syncs (redb's five, less the cleared mark).
+    /// A quick-repair session (a container record's change) syncs three times: its
+    /// commit's two (the mark rides on the first) and the allocator state at close; the
+    /// file is left clean (was four: redb's five, less the cleared mark).
     #[test]
-    fn a_quick_repair_session_syncs_for_its_commit_only() {
+    fn a_quick_repair_session_syncs_three_times() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.redb");
         session(&path, "0", Commit::Plain); // creates the file
         for value in ["1", "2", "3"] {
             let s = session(&path, value, Commit::Quick);
-            let (synced, _) = syncs(&s);
-            assert_eq!(synced, 2, "syncs of the session writing {value}");
+            assert_eq!(syncs(&s), (3, 2), "syncs and skips writing {value}");
         }
-        let header = std::fs::read(&path).unwrap();
-        assert!(marked_two_phase(&header), "left marked open");
+        assert!(!marked(&std::fs::read(&path).unwrap()), "left marked open");
         assert_eq!(value(&path, false).as_deref(), Some("3"));
-        // Left clean by redb's own close, then a session here: still two.
-        let s = session(&path, "4", Commit::Quick);
-        assert_eq!(syncs(&s).0, 2);
-        assert_eq!(value(&path, false).as_deref(), Some("4"));
     }
 
-    /// Other commits are made durable as redb makes them, and the close's own quick-repair
-    /// commit (redb's `Database::drop`, when the last commit saved no allocator state) is not
-    /// dropped: the value is there after the close, with no full repair to open.
+    /// Other commits are made durable as redb makes them, the close's own quick-repair
+    /// commit (redb's `Database::drop`, when the last commit saved no allocator state)
+    /// included: the value is there after the close, with no full repair to open.
     #[test]
     fn plain_and_non_durable_commits_are_durable_after_the_close() {
         let dir = tempfile::tempdir().unwrap();
@@ -423,36 +381,24 @@ mod tests {
         let s = session(&path, "1", Commit::Plain);
         assert_eq!(
             syncs(&s).0,
-            3,
-            "the commit, then redb's quick-repair commit"
+            4,
+            "the commit, redb's quick-repair commit, the close"
         );
         assert_eq!(value(&path, false).as_deref(), Some("1"));
-        session(&path, "1", Commit::Quick);
         let s = session(&path, "2", Commit::Later);
-        assert_eq!(syncs(&s).0, 2, "redb's quick-repair commit at close");
-        let journal = s.journal.lock().unwrap();
-        assert!(
-            matches!(journal.last(), Some(Event::Sync)),
-            "the close's commit was dropped: {:?}",
-            journal.iter().rev().take(3).collect::<Vec<_>>()
-        );
-        drop(journal);
-        assert_eq!(value(&path, false).as_deref(), Some("2"));
-        session(&path, "3", Commit::Quick);
-        let s = session(&path, "", Commit::No);
         assert_eq!(
             syncs(&s).0,
-            0,
-            "a session that only read, on a file left marked"
+            3,
+            "redb's quick-repair commit at close, the close"
         );
-        assert_eq!(value(&path, false).as_deref(), Some("3"));
+        assert_eq!(value(&path, false).as_deref(), Some("2"));
         let s = session(&path, "", Commit::No);
         assert_eq!(
             syncs(&s).0,
             2,
-            "the same on a clean file: the mark, then as redb"
+            "a session that only read: the mark, the close"
         );
-        assert_eq!(value(&path, false).as_deref(), Some("3"));
+        assert_eq!(value(&path, false).as_deref(), Some("2"));
     }
 
     /// What a host crash could leave of a session: the file as of one of its syncs plus any

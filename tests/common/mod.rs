@@ -410,3 +410,24 @@ impl TestEnv {
         cmd
     }
 }
+
+/// Runs rbuild in `env` with `RBUILD_TEST_KILL_AT=point` (see `src/killpoint.rs`) and asserts
+/// it died of SIGKILL.
+pub fn killed_at(env: &TestEnv, point: &str, args: &[&str]) -> Output {
+    use std::os::unix::process::ExitStatusExt;
+    let out = env
+        .cmd()
+        .env("RBUILD_TEST_KILL_AT", point)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "rbuild {args:?} was to be killed at {point}, but ended with {}\nstderr:\n{}",
+        out.status,
+        stderr(&out)
+    );
+    out
+}
