@@ -13,7 +13,9 @@
 //! running), `network-attached` (an address leased and the bridge up, before the container
 //! starts), `network-connected` (`network connect`: the veth made in the running container,
 //! the lease not yet handed to its runner), `network-reaper-waiting` (the network reaper is about
-//! to sleep until an idle bridge's deadline).
+//! to sleep until an idle bridge's deadline), `db-opened` (the metadata database open for
+//! writing, marked open, before the change) and `db-changed` (the change made, before the
+//! close).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};

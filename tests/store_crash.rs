@@ -6,9 +6,8 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
 use common::{busybox_rootfs_tar, TestEnv};
 
@@ -51,25 +50,6 @@ fn many_files_image(env: &TestEnv, name: &str) -> PathBuf {
     }
     env.ok(&["import", tar_path.to_str().unwrap(), name]);
     tar_path
-}
-
-/// Runs rbuild with `RBUILD_TEST_KILL_AT=point` and asserts it died of SIGKILL.
-fn killed_at(env: &TestEnv, point: &str, args: &[&str]) -> Output {
-    let out = env
-        .cmd()
-        .env("RBUILD_TEST_KILL_AT", point)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.signal(),
-        Some(9),
-        "rbuild {args:?} was to be killed at {point}, but ended with {}\nstderr:\n{}",
-        out.status,
-        common::stderr(&out)
-    );
-    out
 }
 
 /// `rbuild system check` passes.
@@ -129,7 +109,7 @@ fn killed_rmi_leaves_no_half_deleted_snapshot() {
     assert_eq!(files_in_many(&env, "many:1"), MANY);
     let before = snapshot_dirs(&env);
     assert_eq!(before.len(), 1);
-    killed_at(&env, "delete-file:500", &["rmi", "-f", "many:1"]);
+    env.killed_at("delete-file:500", &["rmi", "-f", "many:1"]);
     // The snapshot is gone from its final name at once (moved aside before deletion).
     assert!(
         snapshot_dirs(&env).is_empty(),
@@ -148,7 +128,7 @@ fn killed_rmi_leaves_no_half_deleted_snapshot() {
 fn killed_unpack_leaves_no_partial_snapshot() {
     let env = TestEnv::new();
     many_files_image(&env, "many:1");
-    killed_at(&env, "unpack-applied:1", &["run", "--rm", "many:1", "true"]);
+    env.killed_at("unpack-applied:1", &["run", "--rm", "many:1", "true"]);
     assert!(snapshot_dirs(&env).is_empty());
     assert_eq!(tmp_entries(&env).len(), 1, "the dead session's dir");
     check_ok(&env);
@@ -163,7 +143,7 @@ fn killed_rmi_after_commit_index_follows_database() {
     let env = TestEnv::new();
     env.ok(&["import", busybox_rootfs_tar().to_str().unwrap(), "bb:1"]);
     env.ok(&["run", "--rm", "bb:1", "true"]);
-    killed_at(&env, "rmi-committed:1", &["rmi", "bb:1"]);
+    env.killed_at("rmi-committed:1", &["rmi", "bb:1"]);
     let out = env.run(&["run", "--rm", "bb:1", "true"]);
     assert_eq!(out.status.code(), Some(125), "run started a removed image");
     assert!(common::stderr(&out).contains("No such image"));
@@ -360,8 +340,7 @@ fn killed_save_temp_file_is_removed_by_the_next_save() {
             .count()
     };
     let a = out_dir.join("a.tar");
-    killed_at(
-        &env,
+    env.killed_at(
         "save-write:1",
         &["save", "-o", a.to_str().unwrap(), "many:1"],
     );
@@ -386,8 +365,7 @@ fn killed_build_leaves_no_work_dirs() {
         "FROM bb:1\nRUN mkdir /d && for i in $(seq 200); do echo $i > /d/$i; done\n",
     )
     .unwrap();
-    killed_at(
-        &env,
+    env.killed_at(
         "step-layer-written:1",
         &["build", "-t", "app:1", ctx.to_str().unwrap()],
     );

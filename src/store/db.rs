@@ -102,23 +102,30 @@ impl Store {
         let db = redb::Builder::new()
             .create_with_backend(file)
             .map_err(db_err)?;
-        // Creating the tables is a commit (two fsyncs): only when one is missing.
-        if !has_tables(&db)? {
-            let tx = db.begin_write().map_err(db_err)?;
-            tx.open_table(IMAGES).map_err(db_err)?;
-            tx.open_table(TAGS).map_err(db_err)?;
-            tx.open_table(SNAPSHOTS).map_err(db_err)?;
-            tx.commit().map_err(db_err)?;
-        }
-        let out = f(&db)?;
-        if index {
-            self.write_index(&db)?;
-            fs::remove_file(&dirty).map_err(io_err(&dirty))?;
-        }
+        session.open.store(true, Ordering::Release);
+        crate::killpoint::reached("db-opened");
+        let out = (|| {
+            // Creating the tables is a commit (two fsyncs): only when one is missing.
+            if !has_tables(&db)? {
+                let tx = db.begin_write().map_err(db_err)?;
+                tx.open_table(IMAGES).map_err(db_err)?;
+                tx.open_table(TAGS).map_err(db_err)?;
+                tx.open_table(SNAPSHOTS).map_err(db_err)?;
+                tx.commit().map_err(db_err)?;
+            }
+            let out = f(&db)?;
+            crate::killpoint::reached("db-changed");
+            if index {
+                self.write_index(&db)?;
+                fs::remove_file(&dirty).map_err(io_err(&dirty))?;
+            }
+            Ok(out)
+        })();
+        // On every path, errors too: the file orders redb's close by it (see `db_file`).
         session.closing.store(true, Ordering::Release);
         drop(db);
         drop(lock); // releases the flock
-        Ok(out)
+        out
     }
 
     /// Runs `f` on one read transaction of the database, holding the store's lock: no commit,

@@ -411,6 +411,13 @@ impl TestEnv {
     }
 }
 
+impl TestEnv {
+    /// Runs rbuild `args` in this store with the kill point `point` ([`killed_at`]).
+    pub fn killed_at(&self, point: &str, args: &[&str]) -> Output {
+        killed_at(self.cmd().args(args).stdin(Stdio::null()), point)
+    }
+}
+
 /// Runs `cmd` with the test-only kill point `point` (`NAME:N`, see src/killpoint.rs) and
 /// asserts that it died there (SIGKILL); returns its output.
 pub fn killed_at(cmd: &mut Command, point: &str) -> Output {
