@@ -173,3 +173,41 @@ fn a_default_bridge_container_connected_to_a_user_network_resolves_its_names() {
     s.ok(&["network", "rm", "rbt-nd-dns"]);
     assert_nothing_left(&[&bridge_n, s.net.bridge], &[veth(address), veth(own)]);
 }
+
+/// Regression: a running container connected to a user network where no other container
+/// runs had its resolv.conf pointed at that network's gateway, where nothing answered (its
+/// runner answers only on the networks it joined when it started, and `connect` ends at
+/// once): it lost every name server. It keeps its servers then, and its next start names
+/// the network's responder (its own runner answers there).
+#[test]
+fn bug_connect_to_a_network_with_no_running_member_left_no_name_server() {
+    let s = Host::new("rbuildnd3", 203);
+    let bridge_n = s.network_on("rbt-nd-empty", "10.227.3.0/24");
+    s.ok(&["run", "-d", "--name", "lone", "bb", "sleep", "600"]);
+    let servers = s.exec_ok("lone", "cat /etc/resolv.conf");
+    s.ok(&[
+        "network",
+        "connect",
+        "--alias",
+        "lonely",
+        "rbt-nd-empty",
+        "lone",
+    ]);
+    assert_eq!(s.exec_ok("lone", "cat /etc/resolv.conf"), servers);
+
+    s.ok(&["restart", "-t", "0", "lone"]);
+    let own = s.address_on("lone", "rbt-nd-empty");
+    let lookup = s.exec_ok(
+        "lone",
+        "cat /etc/resolv.conf; nslookup lone; nslookup lonely",
+    );
+    assert!(lookup.starts_with("nameserver 10.227.3.1\n"), "{lookup}");
+    assert_eq!(
+        lookup.matches(&format!("Address: {own}\n")).count(),
+        2,
+        "{lookup}"
+    );
+    s.ok(&["rm", "-f", "lone"]);
+    s.ok(&["network", "rm", "rbt-nd-empty"]);
+    assert_nothing_left(&[&bridge_n, s.net.bridge], &[veth(own)]);
+}

@@ -150,7 +150,12 @@ pub fn connect(store: &Store, request: &ConnectRequest) -> Result<Option<String>
     let interface = connecting.interface.clone();
     let after = store.modify_container(&record.id, add)?;
     connecting.hand_over(runner)?;
-    if let Some(after) = after {
+    // Its resolv.conf names the network's responder only where one answers: its own runner
+    // answers there from its next start on.
+    if let (Some(after), true) = (
+        after,
+        net::answered_by_others(&endpoint.network, &record.id),
+    ) {
         follow_name_server(&record, &after, pid)?;
     }
     Ok(Some(interface))

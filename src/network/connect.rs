@@ -174,6 +174,21 @@ pub fn name_server<'a>(networks: impl IntoIterator<Item = &'a str>) -> Option<Ip
         .map(|record| record.gateway)
 }
 
+/// Whether another container's runner is on the user network `network` (a live lease there
+/// that `owner` does not hold): its responder answers names there. A running container that
+/// `network connect` adds to a network has no responder there of its own until its next
+/// start (its runner joined its networks when it started).
+pub fn answered_by_others(network: &str, owner: &str) -> bool {
+    let (Ok(record), Ok(state)) = (networks::find(network), super::state::read()) else {
+        return false;
+    };
+    let bridge = record.bridge();
+    state
+        .leases
+        .iter()
+        .any(|l| l.bridge == bridge && l.owner != owner && l.alive())
+}
+
 /// A running container's new place on a network, its lease still this process's.
 pub struct Connecting {
     attached: Attached,
