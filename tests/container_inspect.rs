@@ -141,3 +141,25 @@ fn inspect_type_picks_the_kind_of_object() {
     let err = env.fails(&["inspect", "nothing-here"]);
     assert!(err.contains("nothing-here"), "{err}");
 }
+
+/// Regression: a container whose name is a prefix of an image's ID (`d` for an image
+/// `sha256:d…`) was inspected as that image without `--type` (device_cgroup_v2 failed on
+/// `inspect -f {{.State.Pid}} d` whenever the base image's ID began with `d`). The name of a
+/// container wins over an ID prefix; the image is still found by its full ID.
+#[test]
+fn bug_container_named_like_an_image_id_prefix_was_inspected_as_the_image() {
+    let env = TestEnv::with_base("busy");
+    let id = env.ok(&["inspect", "-f", "{{.Id}}", "busy"]);
+    let hex = id.trim().trim_start_matches("sha256:");
+    let prefix = &hex[..1];
+    env.ok(&["run", "--name", prefix, "busy", "true"]);
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.State.Status}}", prefix]),
+        "exited\n"
+    );
+    assert_eq!(env.ok(&["inspect", "-f", "{{.Id}}", hex]), id);
+    assert_eq!(
+        env.ok(&["inspect", "--type", "image", "-f", "{{.Id}}", prefix]),
+        id
+    );
+}

@@ -98,14 +98,18 @@ pub fn run(globals: &Globals, args: InspectArgs) -> anyhow::Result<i32> {
     let mut values = Vec::new();
     let mut status = 0;
     for name in &args.images {
-        // Without --type an image wins over a container of the same name (rbuild's images
-        // came first; docker looks for a container first).
+        let image = || inspect_value(&store, name).map(|v| (v, "ImageInspect"));
+        // Without --type an image tagged `name` wins over a container of that name (rbuild's
+        // images came first; docker looks for a container first); a container wins over an
+        // image whose ID merely starts with `name` (a container named `d` is not the image
+        // `d…`). Neither: the image lookup's error.
         let found = match args.kind {
-            Some(ObjectType::Image) => inspect_value(&store, name).map(|v| (v, "ImageInspect")),
+            Some(ObjectType::Image) => image(),
             Some(ObjectType::Container) => container_value(&store, name),
-            None => inspect_value(&store, name)
-                .map(|v| (v, "ImageInspect"))
-                .or_else(|image_error| container_value(&store, name).map_err(|_| image_error)),
+            None => match store.resolve_name(name) {
+                Ok((_, Some(_tag))) => image(),
+                _ => container_value(&store, name).or_else(|_| image()),
+            },
         };
         match found {
             Ok(v) => values.push(v),
