@@ -1,6 +1,8 @@
 //! Each lint rule: a Dockerfile that triggers it (rule, line and column checked) and ones that
 //! must not (no false positives). Runs the library: `parse`, `parse_instructions`, `lint`.
 
+mod common;
+
 use rbuild::dockerfile::instructions::parse_instructions;
 use rbuild::dockerfile::lint::{lint, LintReport, RULES};
 use rbuild::dockerfile::parse;
@@ -501,8 +503,7 @@ fn onbuild_triggers_are_not_checked() {
 /// every warning points into the file with a known rule.
 #[test]
 fn buildkit_testfiles_lint_sanely() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/conformance/buildkit/frontend/dockerfile/parser/testfiles");
+    let dir = common::conformance::dockerfile_dir().join("parser/testfiles");
     let mut linted = 0;
     for entry in std::fs::read_dir(&dir).expect("conformance data") {
         let path = entry.unwrap().path().join("Dockerfile");

@@ -5,13 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::TestEnv;
 
 fn parser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/conformance/buildkit/frontend/dockerfile/parser")
+    common::conformance::dockerfile_dir().join("parser")
 }
 
 fn case_dirs(sub: &str) -> Vec<PathBuf> {

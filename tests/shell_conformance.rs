@@ -1,13 +1,15 @@
 //! BuildKit's shell lexer conformance data (`envVarTest`, `wordsTest`), run against
 //! `rbuild::dockerfile::shell`. The data format is described in the conformance README.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 
 use rbuild::dockerfile::shell::ShellLex;
 
 fn data_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/conformance/buildkit/frontend/dockerfile/shell")
+    common::conformance::dockerfile_dir()
+        .join("shell")
         .join(name)
 }
 

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod bridge;
+pub mod conformance;
 pub mod containers;
 pub mod golden;
 pub mod http;
