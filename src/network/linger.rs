@@ -27,11 +27,11 @@
 //! rbuild left: it goes at once, as before bridges lingered. Linger 0 is the old behaviour:
 //! the last user removes the bridge itself and no reaper starts.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::File;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::state::{state_dir, BridgeRecord, Locked};
+use super::state::{lock_file, state_dir, BridgeRecord, Locked};
 use super::NetworkError;
 
 /// The hidden subcommand that runs [`reap`].
@@ -46,22 +46,7 @@ fn now_ms() -> u64 {
 
 /// The reaper's lock, when no other process holds it.
 fn try_reaper_lock() -> Result<Option<File>, NetworkError> {
-    let path = state_dir().join("reaper.lock");
-    let io = |error| NetworkError::Io {
-        path: path.clone(),
-        error,
-    };
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(TryLockError::WouldBlock) => Ok(None),
-        Err(TryLockError::Error(e)) => Err(io(e)),
-    }
+    lock_file(&state_dir().join("reaper.lock"), false)
 }
 
 /// Starts a reaper unless one runs (call with the record's lock held, see the module docs).

@@ -316,21 +316,7 @@ fn tear_down(locked: &mut Locked, bridge: &str) -> Result<(), NetworkError> {
 /// when it is set up, and from its link to its rules when it is torn down, so that the last
 /// bridge of one record never deletes the table under another record's new bridge.
 fn table_lock() -> Result<std::fs::File, NetworkError> {
-    let dir = Path::new("/run/rbuild");
-    let path = dir.join("nftables.lock");
-    let io = |error| NetworkError::Io {
-        path: path.clone(),
-        error,
-    };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
-    file.lock().map_err(io)?;
-    Ok(file)
+    Ok(state::lock_file(Path::new("/run/rbuild/nftables.lock"), true)?.expect("waited for"))
 }
 
 /// Whether a bridge of rbuild's other than `bridge` is up on the host: one of another IPAM

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -99,15 +99,7 @@ impl Locked {
         if !create && !dir.join("state.json").exists() {
             return Ok(None);
         }
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let lock_path = dir.join("lock");
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        lock.lock().map_err(io(&lock_path))?;
+        let lock = lock_file(&dir.join("lock"), true)?.expect("waited for");
         let path = dir.join("state.json");
         let state = match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
@@ -124,6 +116,30 @@ impl Locked {
         let bytes = serde_json::to_vec_pretty(&self.state).unwrap_or_default();
         fs::write(&tmp, bytes).map_err(io(&tmp))?;
         fs::rename(&tmp, &path).map_err(io(&path))
+    }
+}
+
+/// Opens (creating it and its directory) the lock file at `path` and takes its flock:
+/// waiting for it with `wait`, else `None` when another process holds it. The record's
+/// lock, the reaper's ([`super::linger`]) and the nftables table's ([`super::tear_down`]).
+pub(super) fn lock_file(path: &Path, wait: bool) -> Result<Option<fs::File>, NetworkError> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io(path))?;
+    if wait {
+        file.lock().map_err(io(path))?;
+        return Ok(Some(file));
+    }
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(io(path)(e)),
     }
 }
 
