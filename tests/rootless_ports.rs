@@ -44,14 +44,23 @@ fn www_volume(rl: &Rootless, body: &str) -> String {
     format!("{}:/www:ro", www.display())
 }
 
-/// Waits (up to 10 s) until each port is free again on every address of the host.
-fn assert_ports_free(tcp: &[u16]) {
+/// Waits (up to 10 s) until each port (`tcp`, then `udp`) is free again on every address of
+/// the host. Not at once: a process that is exiting no longer shows its environment (so no
+/// test tag) a moment before the kernel closes its sockets.
+fn assert_ports_free(tcp: &[u16], udp: &[u16]) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !tcp
-        .iter()
-        .all(|p| TcpListener::bind((Ipv4Addr::UNSPECIFIED, *p)).is_ok())
-    {
-        assert!(Instant::now() < deadline, "ports {tcp:?} stay taken");
+    let free = || {
+        tcp.iter()
+            .all(|p| TcpListener::bind((Ipv4Addr::UNSPECIFIED, *p)).is_ok())
+            && udp
+                .iter()
+                .all(|p| std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, *p)).is_ok())
+    };
+    while !free() {
+        assert!(
+            Instant::now() < deadline,
+            "ports {tcp:?} {udp:?} stay taken"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -134,12 +143,12 @@ fn httpd_published_through(helper: &str) {
     ok(&rl, helper, &["stop", "-t", "0", "web"]);
     assert_eq!(helpers_of(&rl, helper), [], "no helper while stopped");
     assert_eq!(ok(&rl, helper, &["port", "web"]), "");
-    assert_ports_free(&[local, all]);
+    assert_ports_free(&[local, all], &[]);
     ok(&rl, helper, &["start", "web"]);
     serves();
     ok(&rl, helper, &["rm", "-f", id]);
     assert_eq!(rl.wait_untagged(), [], "left after rm -f");
-    assert_ports_free(&[local, all]);
+    assert_ports_free(&[local, all], &[]);
 }
 
 #[test]
@@ -179,7 +188,7 @@ fn foreground_published_through(helper: &str) {
     let status = child.wait().unwrap();
     assert!(!status.success(), "killed: {status}");
     assert_eq!(rl.wait_untagged(), [], "left after the container ended");
-    assert_ports_free(&[port]);
+    assert_ports_free(&[port], &[]);
 }
 
 #[test]
@@ -256,7 +265,7 @@ fn publish_all_through(helper: &str) {
     assert_eq!(http_get((Ipv4Addr::LOCALHOST, tcp).into()), "hello-all\n");
     ok(&rl, helper, &["rm", "-f", id]);
     assert_eq!(rl.wait_untagged(), [], "left after rm -f");
-    assert_ports_free(&[tcp]);
+    assert_ports_free(&[tcp], &[]);
 }
 
 #[test]
@@ -389,7 +398,7 @@ fn udp_forwarder_is_gone_after_sigkill_of_rbuild() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(rl.wait_untagged(), [], "left after SIGKILL of rbuild");
-    assert!(std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok());
+    assert_ports_free(&[], &[port]);
 }
 
 /// Regression: rootless `inspect CONTAINER` failed with "No such image" (its error was
