@@ -123,3 +123,66 @@ fn stop_does_not_wait_for_the_rootfs_unmount_and_start_does() {
     assert_eq!(env.ok(&["exec", id, "cat", "/f"]).trim(), "kept");
     env.ok(&["rm", "-f", id]);
 }
+
+/// How many times `trace` (strace of open/openat) opened the store's metadata database.
+fn database_opens(env: &TestEnv, trace: &std::path::Path) -> usize {
+    let db = env.root().join("meta.redb").display().to_string();
+    common::traced_paths(trace)
+        .iter()
+        .filter(|p| **p == db)
+        .count()
+}
+
+/// A `run -d` / `stop` / `rm` cycle opens the metadata database 8 times (each open reads
+/// redb's allocator state, some 2 ms here; the cycle opened it 13 times before): `run -d`
+/// reads the image and writes the new record, its monitor reads the record and records the
+/// start, then the exit, with no read before or after either; `stop` of a container without
+/// a restart policy reads once (the PID it signals cannot change), and `rm` reads once and
+/// removes the record (without `-v` it does not look the container up first).
+#[test]
+fn run_stop_rm_cycle_opens_the_database_eight_times() {
+    let env = TestEnv::with_base("bb");
+    // The store's first container also creates its table (one write more, once).
+    let first = env.ok(&["create", "--network", "none", "bb", "true"]);
+    env.ok(&["rm", first.trim()]);
+    let traces = env.path().join("traces");
+    std::fs::create_dir(&traces).unwrap();
+    let trace = |name: &str| traces.join(name);
+    let mut run = env.spawn_traced(
+        &trace("run"),
+        "trace=openat",
+        &["run", "-d", "--network", "none", "bb", "sleep", "1000"],
+    );
+    // The ID line: the CLI is done, the monitor (traced too) runs the container.
+    let mut id = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(run.stdout.take().unwrap()),
+        &mut id,
+    )
+    .unwrap();
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id:?}");
+    let started = database_opens(&env, &trace("run"));
+    for (name, args) in [("stop", &["stop", "-t", "0", id][..]), ("rm", &["rm", id])] {
+        let out = env
+            .spawn_traced(&trace(name), "trace=openat", args)
+            .wait_with_output()
+            .unwrap();
+        common::assert_success(name, &out);
+    }
+    // strace of `run -d` ends with the monitor, which recorded the exit before `stop` returned.
+    assert!(run.wait().unwrap().success());
+    let opens = [
+        ("run -d and the monitor's start", started, 4),
+        (
+            "the monitor's exit",
+            database_opens(&env, &trace("run")) - started,
+            1,
+        ),
+        ("stop", database_opens(&env, &trace("stop")), 1),
+        ("rm", database_opens(&env, &trace("rm")), 2),
+    ];
+    for (what, got, want) in opens {
+        assert_eq!(got, want, "database opens of {what}: {opens:?}");
+    }
+}

@@ -12,25 +12,6 @@ use std::process::Stdio;
 
 use common::TestEnv;
 
-/// The paths `rbuild args` opened (open/openat, its threads and children too), by strace.
-fn opened_paths(env: &TestEnv, args: &[&str]) -> Vec<String> {
-    let trace = env.path().join("trace.txt");
-    let trace_arg = trace.display().to_string();
-    let out = env
-        .cmd_under(
-            "strace",
-            ["-f", "-qq", "-e", "trace=open,openat", "-o", &trace_arg],
-        )
-        .args(args)
-        .output()
-        .expect("spawn strace (Debian package strace)");
-    common::assert_success(&format!("strace rbuild {args:?}"), &out);
-    let text = std::fs::read_to_string(&trace).expect("strace output");
-    text.lines()
-        .filter_map(|l| Some(l.split('"').nth(1)?.to_string()))
-        .collect()
-}
-
 /// `run --rm bb true` SIGKILLed once its container runs: leaves the container's dir.
 fn killed_rm_run(env: &TestEnv) -> PathBuf {
     let out = env
@@ -72,7 +53,7 @@ fn clean_leftovers_reads_no_snapshot_or_lease_when_no_process_died() {
     ]);
     env.ok(&["run", "--rm", "--network", "none", "bb", "true"]);
     assert_eq!(entries(&env.root().join("containers")).len(), 1);
-    let opened = opened_paths(&env, &["images"]);
+    let opened = env.opened_paths(&["images"]);
     let root = env.root().display().to_string();
     let store_reads: Vec<&String> = opened
         .iter()

@@ -280,24 +280,32 @@ fn groups(proc_cgroup: &str, mountinfo: &str) -> Vec<(PathBuf, String, String)> 
 }
 
 /// Starts, on a thread of its own, the wait that moving a process into a cgroup costs, so
-/// that the container's move (or `exec`'s) a few milliseconds later does not wait.
+/// that the container's move (or `exec`'s) a few milliseconds later does not wait, and
+/// keeps the moves that cheap for `keep` (a CLI that starts a container calls it first
+/// thing, with the time the start takes: the monitor's own call then finds it done).
 ///
 /// Every move takes the kernel's `cgroup_threadgroup_rwsem` (one for all hierarchies, v1
 /// and v2) for writing, and the first writer after a quiet spell waits for an RCU grace
 /// period (5-25 ms on a loaded host, the largest part of `exec`'s own time); writers that
 /// come during that wait, or within a grace period after it, do not wait again. The thread
 /// "moves" this process into the group it already is in (its cgroup v2 group, else its
-/// `pids` group): nothing changes but the lock's state. Without write access (rootless)
-/// nothing happens.
-pub(crate) fn warm_up_moves() {
+/// `pids` group), again every 2 ms until `keep` has passed: nothing changes but the lock's
+/// state. Without write access (rootless) nothing happens.
+pub fn warm_up_moves(keep: std::time::Duration) {
     if !nix::unistd::geteuid().is_root() {
         return;
     }
-    std::thread::spawn(|| {
+    std::thread::spawn(move || {
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        if let Some(procs) = own_procs_file(&own, &mountinfo) {
-            let _ = std::fs::write(procs, std::process::id().to_string());
+        let Some(procs) = own_procs_file(&own, &mountinfo) else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        while std::fs::write(&procs, std::process::id().to_string()).is_ok()
+            && started.elapsed() < keep
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
         }
     });
 }

@@ -129,7 +129,8 @@ pub use capabilities::{
     DEFAULT_CAPABILITIES,
 };
 pub use cgroup::{
-    host_pids_hierarchy, remove_freezer_group, set_frozen, usage_of, CgroupError, CgroupUsage,
+    host_pids_hierarchy, remove_freezer_group, set_frozen, usage_of, warm_up_moves, CgroupError,
+    CgroupUsage,
 };
 pub use error::RuntimeError;
 pub use exec::exec;

@@ -289,7 +289,7 @@ pub(crate) fn launch(
     stdio: Stdio,
 ) -> Result<Container, RuntimeError> {
     // The monitor moves PID 1 (or the joining process) into its cgroups in a few ms.
-    crate::cgroup::warm_up_moves();
+    crate::cgroup::warm_up_moves(std::time::Duration::ZERO);
     let (ours, theirs) = Channel::pair().map_err(ProcessError::Channel)?;
     let window = if spec.process.terminal {
         [&stdio.stdin, &stdio.stdout]

@@ -168,6 +168,7 @@ pub struct StartArgs {
 /// `start`: runs stopped or created containers again, from their `spec.json` and kept
 /// filesystem; prints each name as given.
 pub fn start(globals: &Globals, args: StartArgs) -> anyhow::Result<i32> {
+    rbuild_runtime::warm_up_moves(super::run::WARM_MOVES);
     let detach_keys = super::attach::parse_keys(args.detach_keys.as_deref())?;
     let store = open_store(globals)?;
     if args.attach || args.interactive {

@@ -166,8 +166,14 @@ pub(super) fn options(args: RunArgs) -> anyhow::Result<RunOptions> {
 /// error unwrapped (status 1), not as a start failure (125).
 const EXIT_NOT_A_TTY: i32 = 1;
 
+/// How long `run` and `start` keep the cgroup moves of the container they start cheap
+/// ([`rbuild_runtime::warm_up_moves`]): the time a start takes, with room.
+pub(super) const WARM_MOVES: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Runs the container; returns its exit status, or 125 when it could not be started.
 pub fn run(globals: &Globals, mut args: RunArgs) -> anyhow::Result<i32> {
+    // The container's cgroup moves come in some 30 ms: their wait starts now.
+    rbuild_runtime::warm_up_moves(WARM_MOVES);
     let interactive = args.interactive;
     let attach = std::mem::take(&mut args.attach);
     let stdio = attach
@@ -396,7 +402,10 @@ pub fn rm(globals: &Globals, args: RmArgs) -> anyhow::Result<i32> {
     let store = open_store(globals)?;
     let mut status = 0;
     for name in &args.containers {
-        let record = store.resolve_container(name).ok().filter(|_| args.volumes);
+        let record = args
+            .volumes
+            .then(|| store.resolve_container(name).ok())
+            .flatten();
         match container::remove(&store, name, args.force) {
             Ok(_) => {
                 println!("{name}");

@@ -167,8 +167,12 @@ pub fn stop(store: &Store, name: &str, timeout: Option<u64>) -> Result<String, C
     signal_pid1(&record, signal)?;
     thaw_after_signal(&record)?;
     if !store.wait_lease_free(&record.id, Some(Duration::from_secs(timeout))) {
-        // The PID recorded now (a restart may have started another process meanwhile).
-        let latest = store.resolve_container(&record.id)?;
+        // The PID recorded now when a restart may have started another process meanwhile
+        // (or none was recorded yet); without a restart policy the process is the same.
+        let latest = match record.restart == RestartPolicy::No && record.pid.is_some() {
+            true => record.clone(),
+            false => store.resolve_container(&record.id)?,
+        };
         signal_pid1(&latest, Signal::SIGKILL)?;
         store.wait_lease_free(&record.id, None);
     }

@@ -276,7 +276,11 @@ fn serve_runs(
         };
         first = false;
         execution.warnings.into_iter().for_each(&mut *warn);
-        let Some(latest) = current(store, id)? else {
+        let latest = match execution.record {
+            Some(latest) => Some(latest),
+            None => current(store, id)?,
+        };
+        let Some(latest) = latest else {
             break Ok(()); // removed (`rm -f`)
         };
         if !restarts(&latest, execution.status.code) {

@@ -17,6 +17,9 @@ pub(super) struct Execution {
     pub warnings: Vec<String>,
     /// What the container went without ([`Container::notes`]).
     pub notes: Vec<String>,
+    /// The record with the exit recorded; `None` without an `id`, when it is gone (`rm -f`
+    /// while it ran) or when recording failed (see `warnings`).
+    pub record: Option<ContainerRecord>,
 }
 
 /// Attaches the container of `container` to its network (the address is released, and the
@@ -86,16 +89,17 @@ pub(super) fn execute<R>(
     published.forward_into(container.pid())?;
     published.installed()?;
     let mut warnings = Vec::new();
+    // Both changes always change the record (the status): no read first.
     let mut record = |change: &dyn Fn(&mut crate::store::ContainerRecord)| {
-        if let Some(id) = id {
-            if let Err(e) = store.modify_container(id, change) {
-                warnings.push(format!("failed to record container {id}: {e}"));
-            }
-        }
+        let id = id?;
+        store.change_container(id, change).unwrap_or_else(|e| {
+            warnings.push(format!("failed to record container {id}: {e}"));
+            None
+        })
     };
     let pid = container.pid();
     let started_at = now();
-    record(&|r| {
+    let _ = record(&|r| {
         r.status = ContainerStatus::Running;
         r.runner_pid = Some(std::process::id());
         r.pid = Some(pid);
@@ -119,7 +123,7 @@ pub(super) fn execute<R>(
         rbuild_runtime::remove_freezer_group(id);
     }
     let finished = now();
-    record(&|r| {
+    let recorded = record(&|r| {
         r.status = ContainerStatus::Exited;
         r.exit_code = Some(status.code);
         r.oom_killed = status.oom_killed;
@@ -135,6 +139,7 @@ pub(super) fn execute<R>(
         status,
         warnings,
         notes,
+        record: recorded,
     })
 }
 

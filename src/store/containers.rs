@@ -271,6 +271,17 @@ impl Store {
         if changed == current {
             return Ok(Some(current));
         }
+        self.change_container(id, change)
+    }
+
+    /// As [`Store::modify_container`] without its first read: for changes that always change
+    /// the record (the runner recording a start or an exit), where that read would only add
+    /// a session (about 2 ms: opening the database reads its allocator state).
+    pub fn change_container(
+        &self,
+        id: &str,
+        change: impl Fn(&mut ContainerRecord),
+    ) -> Result<Option<ContainerRecord>, StoreError> {
         self.with_db_no_index(|db| {
             let tx = db.begin_write().map_err(db_err)?;
             let record = {

@@ -413,6 +413,38 @@ impl TestEnv {
 }
 
 impl TestEnv {
+    /// `rbuild args` under strace (its threads and children too: a monitor it starts) with
+    /// the trace of `syscalls` in `trace`: spawned with stdout piped, not waited for.
+    pub fn spawn_traced(&self, trace: &Path, syscalls: &str, args: &[&str]) -> std::process::Child {
+        let trace = trace.display().to_string();
+        self.cmd_under("strace", ["-f", "-qq", "-e", syscalls, "-o", &trace])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn strace (Debian package strace)")
+    }
+
+    /// The paths `rbuild args` opened (open/openat, its threads and children too), by strace.
+    pub fn opened_paths(&self, args: &[&str]) -> Vec<String> {
+        let trace = self.path().join("trace.txt");
+        let out = self
+            .spawn_traced(&trace, "trace=open,openat", args)
+            .wait_with_output()
+            .unwrap();
+        assert_success(&format!("strace rbuild {args:?}"), &out);
+        traced_paths(&trace)
+    }
+}
+
+/// The paths in strace's `trace` of open/openat calls, in order.
+pub fn traced_paths(trace: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(trace).expect("strace output");
+    text.lines()
+        .filter_map(|l| Some(l.split('"').nth(1)?.to_string()))
+        .collect()
+}
+
+impl TestEnv {
     /// Runs rbuild `args` in this store with the kill point `point` ([`killed_at`]).
     pub fn killed_at(&self, point: &str, args: &[&str]) -> Output {
         killed_at(self.cmd().args(args).stdin(Stdio::null()), point)
