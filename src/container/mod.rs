@@ -452,6 +452,7 @@ pub fn run(
         recorded.then_some(id.as_str()),
         &spec,
         stdio,
+        || {},
         |_| (),
     );
     // Without --rm a container that failed to start stays ("Created"), as docker keeps it.

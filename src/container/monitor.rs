@@ -257,14 +257,18 @@ fn serve_runs(
     let mut delay = Duration::from_millis(100);
     let result = loop {
         let (stdio, copies) = attach.stdio(Some(&log), record.open_stdin)?;
-        let executed = running::execute(store, &record, Some(id), &spec, stdio, |container| {
-            attach.started(container);
-            let held = RunResources::acquire(store, &record, &spec, container);
+        // `started` as soon as the start's record is certain (`ps` after `run -d` waits for it).
+        let announce = || {
             if first {
                 tell(STARTED);
+            }
+        };
+        let executed = running::execute(store, &record, Some(id), &spec, stdio, announce, |c| {
+            attach.started(c);
+            if first {
                 crate::killpoint::reached("monitor-running");
             }
-            held
+            RunResources::acquire(store, &record, &spec, c)
         });
         for copy in copies {
             let _ = copy.join();

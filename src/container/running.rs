@@ -25,9 +25,11 @@ pub(super) struct Execution {
 /// Attaches the container of `container` to its network (the address is released, and the
 /// bridge removed when this was its last user, once the process ended), starts `spec` with
 /// `stdio`, records it running (when `id` names a recorded container),
-/// calls `started` with the running container, waits for it and records its exit code and
-/// time. What `started` returns is held while the process runs and dropped after it ended
-/// (per-run resources: see [`super::monitor`]). The caller holds the container's lease.
+/// calls `announce` once the start is as good as recorded (the store's lock held for it, see
+/// [`Store::change_container_announced`]), then `started` with the running container, waits
+/// for it and records its exit code and time. What `started` returns is held while the
+/// process runs and dropped after it ended (per-run resources: see [`super::monitor`]).
+/// The caller holds the container's lease.
 /// `Err` means the process never started; the record then stays as it was.
 pub(super) fn execute<R>(
     store: &Store,
@@ -35,6 +37,7 @@ pub(super) fn execute<R>(
     id: Option<&str>,
     spec: &ContainerSpec,
     stdio: Stdio,
+    announce: impl FnOnce(),
     started: impl FnOnce(&Container) -> R,
 ) -> Result<Execution, ContainerError> {
     // The address lease belongs to this process (the CLI's foreground run, or the monitor).
@@ -90,24 +93,34 @@ pub(super) fn execute<R>(
     published.installed()?;
     let mut warnings = Vec::new();
     // Both changes always change the record (the status): no read first.
-    let mut record = |change: &dyn Fn(&mut crate::store::ContainerRecord)| {
+    let mut record = |change: &dyn Fn(&mut crate::store::ContainerRecord),
+                      locked: &mut dyn FnMut()| {
         let id = id?;
-        store.change_container(id, change).unwrap_or_else(|e| {
-            warnings.push(format!("failed to record container {id}: {e}"));
-            None
-        })
+        store
+            .change_container_announced(id, change, locked)
+            .unwrap_or_else(|e| {
+                warnings.push(format!("failed to record container {id}: {e}"));
+                None
+            })
     };
     let pid = container.pid();
     let started_at = now();
-    let _ = record(&|r| {
-        r.status = ContainerStatus::Running;
-        r.runner_pid = Some(std::process::id());
-        r.pid = Some(pid);
-        r.started = Some(started_at);
-        r.exit_code = None;
-        r.finished = None;
-        r.published_ports = published.ports.clone();
-    });
+    let mut announce = Some(announce);
+    let mut announce = || announce.take().into_iter().for_each(|f| f());
+    let _ = record(
+        &|r| {
+            r.status = ContainerStatus::Running;
+            r.runner_pid = Some(std::process::id());
+            r.pid = Some(pid);
+            r.started = Some(started_at);
+            r.exit_code = None;
+            r.finished = None;
+            r.published_ports = published.ports.clone();
+        },
+        &mut announce,
+    );
+    // Unrecorded (foreground `run` without a record), or the store's lock failed.
+    announce();
     crate::killpoint::reached("container-started");
     let notes = container.notes().to_vec();
     let held = started(&container);
@@ -123,15 +136,18 @@ pub(super) fn execute<R>(
         rbuild_runtime::remove_freezer_group(id);
     }
     let finished = now();
-    let recorded = record(&|r| {
-        r.status = ContainerStatus::Exited;
-        r.exit_code = Some(status.code);
-        r.oom_killed = status.oom_killed;
-        r.finished = Some(finished);
-        r.pid = None;
-        r.paused = false;
-        r.published_ports.clear();
-    });
+    let recorded = record(
+        &|r| {
+            r.status = ContainerStatus::Exited;
+            r.exit_code = Some(status.code);
+            r.oom_killed = status.oom_killed;
+            r.finished = Some(finished);
+            r.pid = None;
+            r.paused = false;
+            r.published_ports.clear();
+        },
+        &mut || {},
+    );
     if let Err(e) = left {
         warnings.push(format!("failed to release the container's addresses: {e}"));
     }

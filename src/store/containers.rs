@@ -282,28 +282,44 @@ impl Store {
         id: &str,
         change: impl Fn(&mut ContainerRecord),
     ) -> Result<Option<ContainerRecord>, StoreError> {
-        self.with_db_no_index(|db| {
-            let tx = db.begin_write().map_err(db_err)?;
-            let record = {
-                let mut t = tx.open_table(CONTAINERS).map_err(db_err)?;
-                let Some(old) = t.get(id).map_err(db_err)? else {
-                    return Ok(None);
+        self.change_container_announced(id, change, || {})
+    }
+
+    /// As [`Store::change_container`], with `locked` called once the store's lock is held,
+    /// before the change (see [`Store::with_db_announced`]): the monitor tells its starter
+    /// that the container started there, and whatever the starter's user runs next sees it
+    /// recorded running.
+    pub fn change_container_announced(
+        &self,
+        id: &str,
+        change: impl Fn(&mut ContainerRecord),
+        locked: impl FnOnce(),
+    ) -> Result<Option<ContainerRecord>, StoreError> {
+        self.with_db_announced(
+            |db| {
+                let tx = db.begin_write().map_err(db_err)?;
+                let record = {
+                    let mut t = tx.open_table(CONTAINERS).map_err(db_err)?;
+                    let Some(old) = t.get(id).map_err(db_err)? else {
+                        return Ok(None);
+                    };
+                    let mut record: ContainerRecord =
+                        serde_json::from_slice(old.value()).map_err(|e| bad_json(id, e))?;
+                    drop(old);
+                    change(&mut record);
+                    if record.name.is_empty() {
+                        return Err(StoreError::Conflict("a container needs a name".into()));
+                    }
+                    check_name_free(&t, &record.name, id)?;
+                    let json = serde_json::to_vec(&record).map_err(|e| bad_json(id, e))?;
+                    t.insert(id, json.as_slice()).map_err(db_err)?;
+                    record
                 };
-                let mut record: ContainerRecord =
-                    serde_json::from_slice(old.value()).map_err(|e| bad_json(id, e))?;
-                drop(old);
-                change(&mut record);
-                if record.name.is_empty() {
-                    return Err(StoreError::Conflict("a container needs a name".into()));
-                }
-                check_name_free(&t, &record.name, id)?;
-                let json = serde_json::to_vec(&record).map_err(|e| bad_json(id, e))?;
-                t.insert(id, json.as_slice()).map_err(db_err)?;
-                record
-            };
-            commit(tx)?;
-            Ok(Some(record))
-        })
+                commit(tx)?;
+                Ok(Some(record))
+            },
+            locked,
+        )
     }
 
     /// The record of container `id` (full ID), `None` when there is none: a read, no commit.

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -75,7 +76,7 @@ impl Store {
         &self,
         f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.with_db_then(f, true)
+        self.with_db_then(f, true, || {})
     }
 
     /// [`Store::with_db`] for tables `index.json` does not show (containers): no rewrite of
@@ -84,15 +85,31 @@ impl Store {
         &self,
         f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.with_db_then(f, false)
+        self.with_db_then(f, false, || {})
+    }
+
+    /// [`Store::with_db_no_index`] with `locked` called as soon as the store's lock is held,
+    /// before the database is opened: every reader of the database takes that lock first,
+    /// so a process that `locked` lets go on (a CLI waiting for a container's start) and
+    /// reads next finds the change made, without waiting here for the session's 2-5 ms
+    /// (when the commit fails, the change is not made: that process then sees the record as
+    /// it was).
+    pub(crate) fn with_db_announced<T>(
+        &self,
+        f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
+        locked: impl FnOnce(),
+    ) -> Result<T, StoreError> {
+        self.with_db_then(f, false, locked)
     }
 
     fn with_db_then<T>(
         &self,
         f: impl FnOnce(&redb::Database) -> Result<T, StoreError>,
         index: bool,
+        locked: impl FnOnce(),
     ) -> Result<T, StoreError> {
         let lock = self.lock()?;
+        locked();
         let dirty = self.root.join(INDEX_DIRTY);
         if index {
             fs::File::create(&dirty).map_err(io_err(&dirty))?;
@@ -140,19 +157,26 @@ impl Store {
             return self.with_db(|db| f(&db.begin_read().map_err(db_err)?));
         }
         let lock = self.lock()?;
-        let db = match open_read_only(&db_path) {
-            Some(db) => db,
-            None => redb::Database::open(&db_path).map_err(db_err)?,
+        let (db, closed) = match open_read_only(&db_path) {
+            Some((db, closed)) => (db, Some(closed)),
+            None => (redb::Database::open(&db_path).map_err(db_err)?, None),
+        };
+        let close = |db: redb::Database| {
+            if let Some(closed) = &closed {
+                closed.store(true, Ordering::Release);
+            }
+            drop(db);
         };
         if !has_tables(&db)? {
-            drop(db);
+            close(db);
             drop(lock);
             return self.with_db(|db| f(&db.begin_read().map_err(db_err)?));
         }
         let tx = db.begin_read().map_err(db_err)?;
-        let out = f(&tx)?;
+        let out = f(&tx);
         drop(tx);
-        drop(db);
+        close(db);
+        let out = out?;
         drop(lock); // releases the flock
         Ok(out)
     }
@@ -260,18 +284,30 @@ pub(crate) fn index_bytes(tx: &redb::ReadTransaction) -> Result<Vec<u8>, StoreEr
 /// fdatasyncs in all, a few milliseconds that every build paid several times. Under the
 /// store lock no other session changes the file meanwhile, so dropping those writes leaves
 /// the file exactly as the last session closed it.
+///
+/// Once `closed` is set (just before the database is dropped) reads fail too: saving the
+/// allocator state at close first reads the region headers it rewrites (half a MiB here,
+/// about a millisecond of every read session) only for the write to be dropped. redb takes
+/// that failure as it takes any storage error at close: it stops saving (and would repair
+/// at the next open, if anything had been written).
 #[derive(Debug)]
-struct ReadOnlyFile(fs::File);
+struct ReadOnlyFile {
+    file: fs::File,
+    closed: Arc<AtomicBool>,
+}
 
 impl redb::StorageBackend for ReadOnlyFile {
     fn len(&self) -> Result<u64, std::io::Error> {
-        Ok(self.0.metadata()?.len())
+        Ok(self.file.metadata()?.len())
     }
 
     fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, std::io::Error> {
         use std::os::unix::fs::FileExt;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(std::io::Error::other("the read session is over"));
+        }
         let mut buffer = vec![0; len];
-        self.0.read_exact_at(&mut buffer, offset)?;
+        self.file.read_exact_at(&mut buffer, offset)?;
         Ok(buffer)
     }
 
@@ -289,14 +325,20 @@ impl redb::StorageBackend for ReadOnlyFile {
 }
 
 /// Opens the database at `path` for reading only (see [`ReadOnlyFile`]); call with the store
-/// lock held. `None` when that is not possible, e.g. the file needs a repair (a process
-/// died with it open), which only a normal open does (and writes).
-fn open_read_only(path: &std::path::Path) -> Option<redb::Database> {
+/// lock held, and set the flag returned before dropping the database. `None` when that is
+/// not possible, e.g. the file needs a repair (a process died with it open), which only a
+/// normal open does (and writes).
+fn open_read_only(path: &std::path::Path) -> Option<(redb::Database, Arc<AtomicBool>)> {
     let file = fs::File::open(path).ok()?;
-    redb::Database::builder()
+    let closed = Arc::new(AtomicBool::new(false));
+    let db = redb::Database::builder()
         .set_repair_callback(|session| session.abort())
-        .create_with_backend(ReadOnlyFile(file))
-        .ok()
+        .create_with_backend(ReadOnlyFile {
+            file,
+            closed: closed.clone(),
+        })
+        .ok()?;
+    Some((db, closed))
 }
 
 /// Whether the store's own tables exist (a read, no commit).
