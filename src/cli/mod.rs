@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::registry::{RegistryOptions, RetryLog, Retrying};
 
@@ -291,9 +291,13 @@ pub fn default_root() -> PathBuf {
 
 /// Runs the command line and returns the process exit status.
 pub fn main() -> i32 {
-    let command = Cli::command();
+    let mut command = Cli::command();
     let args = argv::with_default_build(&command, std::env::args_os().collect());
-    let cli = match Cli::try_parse_from(&args) {
+    // The command tree is made once (making it is most of a command's start-up).
+    let parsed = command
+        .try_get_matches_from_mut(&args)
+        .and_then(|mut matches| Cli::from_arg_matches_mut(&mut matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => return report::usage_error(&err, argv::command_name(&command, &args)),
     };
