@@ -1,5 +1,6 @@
 //! `run`'s privilege and device flags (docker's spellings), flattened into `RunArgs`:
-//! `--cap-add`, `--cap-drop`, `--privileged`, `--device`, `--tmpfs`, `--shm-size`.
+//! `--cap-add`, `--cap-drop`, `--privileged`, `--device`, `--device-cgroup-rule`, `--tmpfs`,
+//! `--shm-size`.
 
 use clap::Args;
 
@@ -20,6 +21,9 @@ pub struct PrivilegeArgs {
     /// Add a host device to the container (HOST[:CONTAINER][:PERMISSIONS], e.g. /dev/fuse:rwm)
     #[arg(long, value_name = "DEVICE")]
     pub device: Vec<String>,
+    /// Add a rule to the cgroup allowed devices list (TYPE MAJOR:MINOR ACCESS, e.g. 'c 42:* rmw')
+    #[arg(long = "device-cgroup-rule", value_name = "RULE")]
+    pub device_cgroup_rule: Vec<String>,
     /// Mount a tmpfs directory (PATH[:OPTIONS], e.g. /run:size=64m,exec)
     #[arg(long, value_name = "PATH[:OPTIONS]")]
     pub tmpfs: Vec<String>,
@@ -38,6 +42,11 @@ impl PrivilegeArgs {
         privileges.capabilities()?;
         for value in &self.device {
             privileges.devices.push(security::parse_device(value)?);
+        }
+        for value in &self.device_cgroup_rule {
+            privileges
+                .device_rules
+                .push(security::parse_device_cgroup_rule(value)?);
         }
         if let Some(value) = &self.shm_size {
             privileges.shm_size = Some(container::limits::parse_shm_size(value)?);

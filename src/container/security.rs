@@ -1,5 +1,5 @@
 //! What a container may do: docker's `--security-opt`, `--cap-add`, `--cap-drop`,
-//! `--privileged` and `--device`, turned into the runtime spec's capabilities, seccomp
+//! `--privileged`, `--device` and `--device-cgroup-rule`, turned into the runtime spec's capabilities, seccomp
 //! filter, `no_new_privs`, device nodes and device cgroup ([`Privileges::apply`]).
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -61,6 +61,9 @@ pub struct Privileges {
     pub no_new_privileges: Option<bool>,
     /// `--device`, parsed with [`parse_device`].
     pub devices: Vec<(DeviceNode, DeviceRule)>,
+    /// `--device-cgroup-rule`, parsed with [`parse_device_cgroup_rule`]: devices the
+    /// container may use (a node it makes, or one that appears later) without a node made.
+    pub device_rules: Vec<DeviceRule>,
     /// `--shm-size` in bytes.
     pub shm_size: Option<u64>,
 }
@@ -79,7 +82,7 @@ impl Privileges {
 
     /// Sets the spec's privileges from the flags; `capabilities` is [`Self::capabilities`]
     /// (computed before anything was created). Every other container gets docker's default
-    /// device cgroup, with the `--device` nodes allowed.
+    /// device cgroup, with the `--device` nodes and the `--device-cgroup-rule` rules allowed.
     pub fn apply(&self, spec: &mut ContainerSpec, capabilities: u64) {
         spec.capabilities = capabilities;
         spec.no_new_privileges = self.no_new_privileges.unwrap_or(!self.privileged);
@@ -92,9 +95,49 @@ impl Privileges {
         } else {
             let mut rules = DeviceRule::defaults();
             rules.extend(self.devices.iter().map(|(_, rule)| rule.clone()));
+            rules.extend(self.device_rules.iter().cloned());
             spec.resources.devices = Some(rules);
         }
     }
+}
+
+/// Parses docker's `--device-cgroup-rule 'TYPE MAJOR:MINOR ACCESS'`: type `a` (every
+/// device), `c` or `b`; major and minor a number or `*`; access some of `rwm` (`c 42:* rmw`).
+pub fn parse_device_cgroup_rule(value: &str) -> Result<DeviceRule, ContainerError> {
+    let bad = |reason: &str| ContainerError::BadOption {
+        flag: "--device-cgroup-rule",
+        value: value.to_string(),
+        reason: reason.to_string(),
+    };
+    let fields: Vec<&str> = value.split_whitespace().collect();
+    let [kind, numbers, access] = fields[..] else {
+        return Err(bad("expected TYPE MAJOR:MINOR ACCESS, e.g. 'c 42:* rmw'"));
+    };
+    let kind = match kind {
+        "a" | "b" | "c" => kind.chars().next().expect("one letter"),
+        _ => return Err(bad("the type must be a (all), b (block) or c (character)")),
+    };
+    let number = |n: &str| match n {
+        "*" => Ok(None),
+        n => n
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| bad("major and minor must be numbers or *")),
+    };
+    let (major, minor) = numbers
+        .split_once(':')
+        .ok_or_else(|| bad("expected MAJOR:MINOR"))?;
+    let mut letters: Vec<char> = access.chars().collect();
+    letters.dedup();
+    if letters.is_empty() || letters.len() > 3 || !letters.iter().all(|c| "rwm".contains(*c)) {
+        return Err(bad("the access must be some of r, w and m"));
+    }
+    Ok(DeviceRule {
+        kind,
+        major: number(major)?,
+        minor: number(minor)?,
+        access: access.to_string(),
+    })
 }
 
 /// Parses docker's `--device HOST[:CONTAINER][:PERMISSIONS]` (permissions some of `rwm`,
@@ -195,6 +238,29 @@ mod tests {
                 ),
                 "{bad}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn device_cgroup_rules() {
+        for (value, line) in [
+            ("c 42:* rmw", "c 42:* rmw"),
+            ("b *:* r", "b *:* r"),
+            ("c 10:237 rw", "c 10:237 rw"),
+            ("a *:* rwm", "a"),
+        ] {
+            assert_eq!(parse_device_cgroup_rule(value).unwrap().line(), line);
+        }
+        for (bad, why) in [
+            ("c 42:*", "expected TYPE MAJOR:MINOR ACCESS"),
+            ("x 1:3 rw", "the type must be"),
+            ("c 1 rw", "expected MAJOR:MINOR"),
+            ("c one:3 rw", "numbers or *"),
+            ("c 1:3 rwx", "some of r, w and m"),
+            ("c 1:3 rwmr", "some of r, w and m"),
+        ] {
+            let err = parse_device_cgroup_rule(bad).unwrap_err().to_string();
+            assert!(err.contains(why) && err.contains(bad), "{bad}: {err}");
         }
     }
 
