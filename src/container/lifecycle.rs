@@ -167,9 +167,11 @@ pub fn stop(store: &Store, name: &str, timeout: Option<u64>) -> Result<String, C
     signal_pid1(&record, signal)?;
     thaw_after_signal(&record)?;
     if !store.wait_lease_free(&record.id, Some(Duration::from_secs(timeout))) {
-        // The PID recorded now when a restart may have started another process meanwhile
-        // (or none was recorded yet); without a restart policy the process is the same.
-        let latest = match record.restart == RestartPolicy::No && record.pid.is_some() {
+        // The PID recorded now when another process may have taken the PID's place: a
+        // restart, or a `start` while the poll above slept. With `-t 0` and no restart
+        // policy nothing can have (the record was read a moment ago, the lease was held).
+        let unchanged = timeout == 0 && record.restart == RestartPolicy::No;
+        let latest = match unchanged && record.pid.is_some() {
             true => record.clone(),
             false => store.resolve_container(&record.id)?,
         };
