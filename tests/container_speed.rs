@@ -140,9 +140,9 @@ fn database_opens(env: &TestEnv, trace: &std::path::Path) -> usize {
 /// A `run -d` / `stop` / `rm` cycle opens the metadata database 8 times (each open reads
 /// redb's allocator state, some 2 ms here; the cycle opened it 13 times before): `run -d`
 /// reads the image and writes the new record, its monitor reads the record and records the
-/// start, then the exit, with no read before or after either; `stop` of a container without
-/// a restart policy with `-t 0` reads once (the PID it signals cannot change), and `rm` reads once and
-/// removes the record (without `-v` it does not look the container up first).
+/// start, then the exit, with no read before or after either; `stop -t 0` of a container
+/// without a restart policy reads once (the PID it signals cannot change), and `rm` reads
+/// once and removes the record (without `-v` it does not look the container up first).
 #[test]
 fn run_stop_rm_cycle_opens_the_database_eight_times() {
     let env = TestEnv::with_base("bb");
