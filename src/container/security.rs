@@ -1,6 +1,7 @@
 //! What a container may do: docker's `--security-opt`, `--cap-add`, `--cap-drop`,
-//! `--privileged`, `--device` and `--device-cgroup-rule`, turned into the runtime spec's capabilities, seccomp
-//! filter, `no_new_privs`, device nodes and device cgroup ([`Privileges::apply`]).
+//! `--privileged`, `--device` and `--device-cgroup-rule`, turned into the runtime spec's
+//! capabilities, seccomp filter, `no_new_privs`, device nodes and device cgroup
+//! ([`Privileges::apply`]).
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
