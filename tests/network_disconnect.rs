@@ -8,7 +8,9 @@
 //!   `network connect` adds it back;
 //! - a container on the default bridge that is connected to a user network resolves that
 //!   network's names and aliases through the network's responder (its `/etc/resolv.conf`
-//!   names it), until it is disconnected.
+//!   names it), until it is disconnected;
+//! - a bridge keeps its MAC address as members leave, so the others keep reaching the
+//!   gateway and its responder.
 //!
 //! Traffic stays between this test's containers. Each test has its own default bridge
 //! (`RBUILD_BRIDGE`, 10.201-202.0.0/16) and its own networks (10.227.N.0/24).
