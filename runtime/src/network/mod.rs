@@ -191,6 +191,12 @@ fn add_address(
 
 /// Creates bridge `name` with `gateway/prefix_len` unless it exists, adds the address when
 /// missing and brings it up. Safe to call from several processes at once.
+///
+/// The bridge gets a MAC address of its own ([`bridge_mac`]), as docker gives its bridges:
+/// one the kernel picked follows the lowest MAC of the bridge's ports, so it changed when
+/// the container owning that port left, and the other containers, whose ARP entry for the
+/// gateway stays valid for up to half a minute, sent to the old one, which nothing receives:
+/// the gateway (its name responder, the host, the outside world) went silent for them.
 pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<(), NetworkError> {
     let mut nl = Netlink::open()?;
     if link_by_name(&mut nl, name)?.is_none() {
@@ -200,6 +206,11 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<()
             .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
                 InfoKind::Bridge,
             )]));
+        // Set at creation, the kernel marks it as given (`addr_assign_type` 3): ports that
+        // come and go no longer change it.
+        message
+            .attributes
+            .push(LinkAttribute::Address(bridge_mac(gateway).to_vec()));
         match nl.request(
             RouteNetlinkMessage::NewLink(message),
             Kind::Create,
@@ -214,6 +225,13 @@ pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix_len: u8) -> Result<()
         add_address(&mut nl, index, gateway, prefix_len)?;
     }
     set_up(&mut nl, index, name)
+}
+
+/// The MAC address of the bridge whose gateway is `gateway`: locally administered, unicast,
+/// and distinct for each of the host's bridges (their gateways differ).
+fn bridge_mac(gateway: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = gateway.octets();
+    [0x02, 0x52, a, b, c, d]
 }
 
 /// Deletes link `name` (a bridge takes its ports' links out of it, not down). `Ok(false)`
