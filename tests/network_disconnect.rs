@@ -198,11 +198,27 @@ fn own_runner_answers_on_a_network_connected_while_stopped() {
     assert_nothing_left(&[&bridge_n, s.net.bridge], &[veth(own)]);
 }
 
+/// The processes whose command line is rbuild's `network-responder` for `bridge`.
+fn responders_of(bridge: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.iter().any(|a| a == "network-responder") && args.iter().any(|a| a == bridge) {
+            found.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    found
+}
+
 /// Regression: a running container connected to a user network where no other container
 /// runs had its resolv.conf pointed at that network's gateway, where nothing answered (its
 /// runner answers only on the networks it joined when it started, and `connect` ends at
-/// once): it lost every name server. It keeps its servers then, and its next start names
-/// the network's responder (its own runner answers there).
+/// once): it lost every name server. `connect` now leaves a responder of the container's own
+/// there, which answers its names at once and ends with its address there (disconnect).
 #[test]
 fn bug_connect_to_a_network_with_no_running_member_left_no_name_server() {
     let s = Host::new("rbuildnd3", 203);
@@ -217,9 +233,11 @@ fn bug_connect_to_a_network_with_no_running_member_left_no_name_server() {
         "rbt-nd-empty",
         "lone",
     ]);
-    assert_eq!(s.exec_ok("lone", "cat /etc/resolv.conf"), servers);
-
-    s.ok(&["restart", "-t", "0", "lone"]);
+    assert_eq!(
+        responders_of(&bridge_n).len(),
+        1,
+        "one responder for the connect"
+    );
     let own = s.address_on("lone", "rbt-nd-empty");
     let lookup = s.exec_ok(
         "lone",
@@ -231,6 +249,18 @@ fn bug_connect_to_a_network_with_no_running_member_left_no_name_server() {
         2,
         "{lookup}"
     );
+
+    // Disconnected: its servers come back, its responder ends (within its poll).
+    s.ok(&["network", "disconnect", "rbt-nd-empty", "lone"]);
+    assert_eq!(s.exec_ok("lone", "cat /etc/resolv.conf"), servers);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !responders_of(&bridge_n).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the responder outlived the address"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     s.ok(&["rm", "-f", "lone"]);
     s.ok(&["network", "rm", "rbt-nd-empty"]);
     assert_nothing_left(&[&bridge_n, s.net.bridge], &[veth(own)]);

@@ -221,6 +221,9 @@ pub enum Command {
     /// Removes unused bridges once their linger passed (started by their last user)
     #[command(name = "network-reaper", hide = true)]
     NetworkReaper,
+    /// Answers names on a user network for a container `network connect` added (started by it)
+    #[command(name = "network-responder", hide = true)]
+    NetworkResponder(network_reaper::ResponderArgs),
 }
 
 /// Global settings resolved from the flags, handed to every command.
@@ -358,6 +361,7 @@ pub fn main() -> i32 {
         Command::Attach(args) => attach::attach(&globals, args),
         Command::ExecHolder(args) => exec::holder_main(&globals, args),
         Command::NetworkReaper => network_reaper::run(),
+        Command::NetworkResponder(args) => network_reaper::responder(args),
     };
     // This process's temp files (none are in use any more).
     crate::store::end_sessions();

@@ -149,13 +149,10 @@ pub fn connect(store: &Store, request: &ConnectRequest) -> Result<Option<String>
     let connecting = net::connect_running(store.root(), &endpoint, &record.id, names, pid)?;
     let interface = connecting.interface.clone();
     let after = store.modify_container(&record.id, add)?;
+    // Its lease goes to its runner, and a responder of its own answers there while it runs
+    // (its runner answers only on the networks it joined at its start).
     connecting.hand_over(runner)?;
-    // Its resolv.conf names the network's responder only where one answers: its own runner
-    // answers there from its next start on.
-    if let (Some(after), true) = (
-        after,
-        net::answered_by_others(&endpoint.network, &record.id),
-    ) {
+    if let Some(after) = after {
         follow_name_server(&record, &after, pid)?;
     }
     Ok(Some(interface))

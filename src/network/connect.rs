@@ -174,21 +174,6 @@ pub fn name_server<'a>(networks: impl IntoIterator<Item = &'a str>) -> Option<Ip
         .map(|record| record.gateway)
 }
 
-/// Whether another container's runner is on the user network `network` (a live lease there
-/// that `owner` does not hold): its responder answers names there. A running container that
-/// `network connect` adds to a network has no responder there of its own until its next
-/// start (its runner joined its networks when it started).
-pub fn answered_by_others(network: &str, owner: &str) -> bool {
-    let (Ok(record), Ok(state)) = (networks::find(network), super::state::read()) else {
-        return false;
-    };
-    let bridge = record.bridge();
-    state
-        .leases
-        .iter()
-        .any(|l| l.bridge == bridge && l.owner != owner && l.alive())
-}
-
 /// A running container's new place on a network, its lease still this process's.
 pub struct Connecting {
     attached: Attached,
@@ -236,11 +221,23 @@ impl Connecting {
     /// container's process, see [`leave`].
     pub fn hand_over(mut self, runner: u32) -> Result<(), NetworkError> {
         let mut locked = Locked::open(true)?.expect("created");
+        let address = self.address();
         locked
             .state
-            .hand_over(&self.attached.bridge, self.address(), runner);
+            .hand_over(&self.attached.bridge, address, runner);
         locked.save()?;
         self.attached.handed_over = true;
+        // Leases carry names on user networks only: those answer names.
+        let named = locked
+            .state
+            .leases
+            .iter()
+            .any(|l| l.address == Some(address) && !l.names.is_empty());
+        drop(locked);
+        if let (true, Some(attachment)) = (named, &self.attached.attachment) {
+            let (bridge, gateway) = (&self.attached.bridge, attachment.gateway);
+            super::dns::serve_detached(bridge, gateway, address, runner)?;
+        }
         Ok(())
     }
 }

@@ -12,7 +12,9 @@
 //! bound to the same address with `SO_REUSEPORT` ([`rbuild_runtime::network::bind_shared_udp`]):
 //! the kernel hands each query to one of them, and each answers the same, from the record.
 //! The responder lives as long as its holder's lease, so the network answers while any
-//! container is on it.
+//! container is on it. A running container that `network connect` adds to a user network
+//! gets a responder of its own in a small detached process ([`serve_detached`]): its runner
+//! started before it was on that network, and the `connect` command ends at once.
 //!
 //! A query for the A record of a container's name, one of its `--network-alias`es or its
 //! short ID (case-insensitive) gets the addresses of the live
@@ -231,6 +233,81 @@ impl Query {
     fn failure(&self, packet: &[u8]) -> Vec<u8> {
         self.header(packet, false, RCODE_SERVFAIL, 0)
     }
+}
+
+/// The hidden subcommand that runs [`serve_while_held`] (see [`serve_detached`]).
+pub const COMMAND: &str = "network-responder";
+
+/// How often a detached responder looks whether the lease it answers for is still held.
+const HELD_POLL: Duration = Duration::from_secs(1);
+
+/// Starts a detached process that answers for `bridge`'s network on `gateway` while the
+/// runner `runner` (a live process) holds the lease of `address` there: a running
+/// container that `network connect` put on a user network, whose runner answers only on the
+/// networks it joined when it started. Returns once it answers, so that a name asked right
+/// after `connect` finds it.
+pub(super) fn serve_detached(
+    bridge: &str,
+    gateway: Ipv4Addr,
+    address: Ipv4Addr,
+    runner: u32,
+) -> Result<(), NetworkError> {
+    let exe = "/proc/self/exe";
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg(COMMAND)
+        .args([
+            bridge.to_string(),
+            gateway.to_string(),
+            address.to_string(),
+            runner.to_string(),
+        ])
+        .current_dir("/")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    rbuild_runtime::detach::orphan(&mut cmd);
+    let io = |error| NetworkError::Io {
+        path: exe.into(),
+        error,
+    };
+    let mut child = cmd.spawn().map_err(io)?;
+    child.wait().map_err(io)?; // the child that forked the responder, not the responder
+    let mut ready = String::new();
+    if let Some(out) = child.stdout.take() {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut ready).map_err(io)?;
+    }
+    match ready.trim() {
+        "ready" => Ok(()),
+        _ => Err(NetworkError::Io {
+            path: exe.into(),
+            error: std::io::Error::other("the name responder did not start"),
+        }),
+    }
+}
+
+/// Answers for `bridge`'s network on `gateway` (calling `ready` once it does) until the
+/// lease of `address` there is no longer held by the live process `runner` (the container
+/// stopped or was disconnected).
+pub fn serve_while_held(
+    bridge: String,
+    gateway: Ipv4Addr,
+    address: Ipv4Addr,
+    runner: u32,
+    ready: impl FnOnce(),
+) -> Result<(), NetworkError> {
+    let held = || {
+        super::state::read().is_ok_and(|state| {
+            state.leases.iter().any(|l| {
+                l.bridge == bridge && l.address == Some(address) && l.pid == runner && l.alive()
+            })
+        })
+    };
+    let _responder = Responder::start(bridge.clone(), gateway)?;
+    ready();
+    while held() {
+        std::thread::sleep(HELD_POLL);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

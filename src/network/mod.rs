@@ -18,7 +18,7 @@
 pub mod config;
 pub mod connect;
 mod dnat;
-mod dns;
+pub mod dns;
 mod extras;
 pub mod forwarder;
 pub mod linger;
