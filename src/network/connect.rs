@@ -227,14 +227,8 @@ impl Connecting {
             .hand_over(&self.attached.bridge, address, runner);
         locked.save()?;
         self.attached.handed_over = true;
-        // Leases carry names on user networks only: those answer names.
-        let named = locked
-            .state
-            .leases
-            .iter()
-            .any(|l| l.address == Some(address) && !l.names.is_empty());
         drop(locked);
-        if let (true, Some(attachment)) = (named, &self.attached.attachment) {
+        if let (true, Some(attachment)) = (self.attached.named, &self.attached.attachment) {
             let (bridge, gateway) = (&self.attached.bridge, attachment.gateway);
             super::dns::serve_detached(bridge, gateway, address, runner)?;
         }

@@ -109,6 +109,8 @@ pub struct Attached {
     responder: Option<dns::Responder>,
     /// The lease now belongs to another process ([`connect::Connecting::hand_over`]).
     handed_over: bool,
+    /// The lease carries names: its network (a user network) answers them.
+    named: bool,
 }
 
 /// Gives `owner` an address on the default bridge, setting the bridge up when needed.
@@ -216,6 +218,7 @@ fn attach(
         Want::Any => Some(locked.state.allocate(&bridge, owner, None)?),
         Want::Exactly(address) => Some(locked.state.allocate(&bridge, owner, Some(address))?),
     };
+    let named = !names.is_empty();
     if let Some(lease) = locked.state.leases.last_mut() {
         lease.names = names; // the lease just added
     }
@@ -235,6 +238,7 @@ fn attach(
         attachment,
         responder: None,
         handed_over: false,
+        named,
     })
 }
 
