@@ -466,21 +466,13 @@ fn exec_client_pid(env: &Env, marker: &str) -> i32 {
     let root = env.0.root().display().to_string();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            if args.contains(&root)
+        let found = common::pids_with_args(|args| {
+            args.contains(&root)
                 && args.iter().any(|a| a == "exec")
                 && args.iter().any(|a| a.contains(marker))
-            {
-                return pid;
-            }
+        });
+        if let Some(pid) = found.first() {
+            return *pid;
         }
         assert!(Instant::now() < deadline, "no exec client with {marker}");
         std::thread::sleep(Duration::from_millis(20));

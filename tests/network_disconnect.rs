@@ -199,19 +199,10 @@ fn own_runner_answers_on_a_network_connected_while_stopped() {
 }
 
 /// The processes whose command line is rbuild's `network-responder` for `bridge`.
-fn responders_of(bridge: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.iter().any(|a| a == "network-responder") && args.iter().any(|a| a == bridge) {
-            found.push(entry.file_name().to_string_lossy().into_owned());
-        }
-    }
-    found
+fn responders_of(bridge: &str) -> Vec<i32> {
+    common::pids_with_args(|args| {
+        args.iter().any(|a| a == "network-responder") && args.iter().any(|a| a == bridge)
+    })
 }
 
 /// Regression: a running container connected to a user network where no other container

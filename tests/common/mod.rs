@@ -462,3 +462,23 @@ pub fn killed_at(cmd: &mut Command, point: &str) -> Output {
     );
     out
 }
+
+/// The PIDs of the processes whose command line (its arguments, lossily as UTF-8)
+/// `matches`.
+pub fn pids_with_args(matches: impl Fn(&[String]) -> bool) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if matches(&args) {
+            found.push(pid);
+        }
+    }
+    found
+}
