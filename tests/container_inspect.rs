@@ -56,11 +56,19 @@ fn inspect_shows_a_running_and_an_exited_container_as_docker() {
     assert_eq!(state["Running"], true);
     assert_eq!(state["OOMKilled"], false);
     let pid = state["Pid"].as_i64().unwrap();
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    assert_eq!(
-        cmdline, b"sleep\x001000\x00",
-        "State.Pid is the container's PID 1"
-    );
+    // The start is announced just before PID 1's exec (as runc's): it may still be rbuild's.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        if cmdline == b"sleep\x001000\x00" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "State.Pid is the container's PID 1: {cmdline:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert!(v["Image"].as_str().unwrap().starts_with("sha256:"));
     let config = &v["Config"];
     assert_eq!(config["Image"], "bb");

@@ -51,12 +51,23 @@ fn process_exists(argv: &[&str]) -> bool {
         .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
 }
 
+/// Waits up to 10 s for a process whose argv is exactly `argv`. A start is announced once
+/// the container's process is set up and about to exec (as `runc start`, docker's): the
+/// exec itself can come a moment after `run -d` returned.
+fn wait_for_process(argv: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !process_exists(argv) {
+        assert!(Instant::now() < deadline, "{argv:?} never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn detached_container_survives_the_cli_and_stops() {
     let env = Env::new();
     let id = env.run_d(&["--name", "web", "bb", "sleep", "31711"]);
     // The CLI has exited; the container's process runs on.
-    assert!(process_exists(&["sleep", "31711"]));
+    wait_for_process(&["sleep", "31711"]);
     assert!(
         env.status_of("web").starts_with("Up "),
         "{}",
