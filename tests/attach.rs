@@ -86,6 +86,42 @@ fn attach_streams_live_output_and_ends_with_the_exit_code() {
     );
 }
 
+/// A client that reads slowly still gets all the output and the exit code: the monitor
+/// waits for its clients before it ends (before, it ended with the container, cutting off
+/// what was still queued, the exit code included; the client of a `--rm` container then
+/// found no container left to ask for the code).
+#[test]
+fn bug_a_slow_client_lost_the_end_of_the_output_and_the_exit_code() {
+    let env = Env::new();
+    // 20 writes of 64 KiB: far more than the pipe and socket buffers hold, in fewer
+    // chunks than a client's queue holds (a client whose queue is full is let go).
+    let script = "dd if=/dev/zero bs=65536 count=20 2>/dev/null; exit 3";
+    env.0
+        .ok(&["create", "--rm", "--name", "slow", "bb", "sh", "-c", script]);
+    let mut client = env.0.spawn(&["start", "-a", "slow"]);
+    let stdout = client.stdout.take().unwrap();
+    // Nothing read until the process ended (the client is stuck writing its stdout), and
+    // a second more: time enough for a monitor that does not wait for its client to end
+    // (the test passes however long the monitor takes).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = env.0.ok(&["ps", "-a", "--format", "{{.Status}}"]);
+        if status.is_empty() || status.starts_with("Exited") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the container never ended: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (rest, err, code) = finish(client, BufReader::new(stdout));
+    assert_eq!(code, 3, "the container's exit code; stderr: {err}");
+    assert_eq!(rest.len(), 20 * 65536, "all the output");
+    assert!(rest.bytes().all(|b| b == 0));
+}
+
 /// The input of `attach` reaches the process of a `run -d -i` container; an attached
 /// `--no-stdin` client's does not; `start -ai` feeds a created `-i` container and closes its
 /// stdin at the end of the input, as docker's `run -i`.
@@ -268,10 +304,26 @@ impl Tmux {
 
     /// Waits (up to 20 s) until the screen of `name` has a line satisfying `want`.
     fn wait_line(&self, name: &str, want: impl Fn(&str) -> bool) -> String {
+        self.wait_screen(name, |screen| screen.lines().any(|l| want(l.trim_end())))
+    }
+
+    /// Waits until the shell printed its prompt again after the line `marker`: all that
+    /// the command typed with it wrote is on the screen (it comes in several writes, and
+    /// what is not relayed yet when the detach keys arrive is not shown any more).
+    fn wait_prompt_after(&self, name: &str, marker: &str) -> String {
+        self.wait_screen(name, |screen| {
+            screen
+                .lines()
+                .skip_while(|l| *l != marker)
+                .any(|l| l.trim_end().ends_with("/ #"))
+        })
+    }
+
+    fn wait_screen(&self, name: &str, want: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let screen = self.screen(name);
-            if screen.lines().any(|l| want(l.trim_end())) {
+            if want(&screen) {
                 return screen;
             }
             assert!(
@@ -301,7 +353,7 @@ fn detach_keys_leave_it_running_and_attach_again() {
     tmux.start("run", &rbuild_line(&env, "run -it --name t bb sh"));
     tmux.wait_line("run", |l| l.ends_with("/ #"));
     tmux.keys("run", &["echo mark-$((6*7))", "Enter"]);
-    tmux.wait_line("run", |l| l == "mark-42");
+    tmux.wait_prompt_after("run", "mark-42");
     tmux.keys("run", &["C-p", "C-q"]);
     let screen = tmux.wait_line("run", |l| l.ends_with("rc=0"));
     let after: Vec<&str> = screen
@@ -412,7 +464,7 @@ fn exec_it_detach_keys_leave_the_process_running() {
     tmux.start("exec", &rbuild_line(&env, "exec -it t sh"));
     tmux.wait_line("exec", |l| l.ends_with("/ #"));
     tmux.keys("exec", &["echo mark-$((6*7)); stty size", "Enter"]);
-    let screen = tmux.wait_line("exec", |l| l == "mark-42");
+    let screen = tmux.wait_prompt_after("exec", "mark-42");
     tmux.keys("exec", &["C-p", "C-q"]);
     let screen_after = tmux.wait_line("exec", |l| l.ends_with("rc=0"));
     let after: Vec<&str> = screen_after

@@ -315,6 +315,7 @@ fn cp_into_and_out_of_a_running_container() {
         .spawn()
         .unwrap();
     wait_for(&shared.join("ready"));
+    env.wait_running("live");
     let out = env.path().join("inside");
     env.ok(&["cp", "live:/inside", out.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "made-inside\n");

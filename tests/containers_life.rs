@@ -303,8 +303,10 @@ fn restart_always_until_stopped() {
     env.0.ok(&["wait", "plain"]);
     let out = env.0.ok(&["start", "--all-restartable"]);
     assert_eq!(out.lines().count(), 1, "{out}");
+    let status = env.status_of("loop");
     assert!(
-        env.status_of("loop").starts_with("Up ") || env.status_of("loop").starts_with("Restarting")
+        status.starts_with("Up ") || status.starts_with("Restarting"),
+        "{status}"
     );
     assert!(env.status_of("plain").starts_with("Exited (0)"));
 }

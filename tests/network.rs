@@ -287,9 +287,13 @@ fn killed_rbuild_leaves_nothing_after_the_next_start() {
         bridge: "rbuildt3",
         octet: 233,
     };
+    // A record of its own: another test's command would clean up what the kill left (any
+    // command does) before this one could see it left.
+    let state = env.path().join("network-state");
     for point in ["network-attached:1", "container-started:1"] {
         let out = net
             .cmd(&env, &["run", "--rm", "bb", "sleep", "30"])
+            .env("RBUILD_NETWORK_STATE", &state)
             .env("RBUILD_TEST_KILL_AT", point)
             .output()
             .unwrap();
@@ -312,7 +316,15 @@ fn killed_rbuild_leaves_nothing_after_the_next_start() {
             assert!(Instant::now() < deadline, "{point}: veth stays: {links}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        net.ok(&env, &["images"]);
+        let record = || std::fs::read_to_string(state.join("state.json")).unwrap();
+        assert!(record().contains(net.bridge), "{point}: {}", record());
+        let images = net
+            .cmd(&env, &["images"])
+            .env("RBUILD_NETWORK_STATE", &state)
+            .output()
+            .unwrap();
+        assert_success("images", &images);
+        assert!(!record().contains(net.bridge), "{point}: {}", record());
         net.assert_nothing_left(&env);
     }
 }

@@ -133,12 +133,34 @@ impl Lingering {
         pids
     }
 
-    /// Waits (at most 10 s) until no reaper holds the record's reaper lock.
+    /// Waits (at most 10 s) until no reaper of this record runs. A reaper exists once the
+    /// command that started it returned (it waits for its exec), so none listed means the
+    /// reaper ended; the test never takes the reaper's lock itself (a reaper that found it
+    /// taken would end without its work).
     fn wait_no_reaper(&self) {
-        let lock = std::fs::File::open(self.state.join("reaper.lock")).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
-        while lock.try_lock().is_err() {
+        while !self.reapers().is_empty() {
             assert!(Instant::now() < deadline, "the reaper still runs");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (at most 10 s) until a process holds the reaper's lock (seen in
+    /// `/proc/locks`, without taking it): from then on a container that leaves starts no
+    /// other reaper. A reaper that runs may not have taken it yet.
+    fn wait_reaper_locked(&self) {
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::metadata(self.state.join("reaper.lock"))
+            .unwrap()
+            .ino();
+        let held = format!(":{inode} ");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains(&held))
+        {
+            assert!(Instant::now() < deadline, "no reaper holds its lock");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -197,12 +219,19 @@ fn run_true(l: &Lingering, linger_ms: u64) -> Output {
 #[test]
 fn idle_bridge_stays_for_the_linger_and_the_reaper_removes_it() {
     let l = Lingering::new("rbuildlg1", 236);
-    let started = Instant::now();
     run_true(&l, 5000);
+    // The linger counts from the idle mark, made as the container left.
+    let since = l.bridge_record()["idle_since"]
+        .as_u64()
+        .expect("marked idle");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     assert!(
-        started.elapsed() < Duration::from_millis(4000),
-        "run took {:?}: the test cannot see the linger",
-        started.elapsed()
+        now - since < 4000,
+        "{} ms since the idle mark: the test cannot see the linger",
+        now - since
     );
     l.assert_lingers("right after the last container left");
     assert_eq!(l.reapers().len(), 1, "one reaper runs");
@@ -220,6 +249,7 @@ fn a_second_container_within_the_linger_reuses_the_bridge() {
     let first = l.ifindex().expect("the bridge lingers");
     let reapers = l.reapers();
     assert_eq!(reapers.len(), 1, "one reaper runs");
+    l.wait_reaper_locked();
 
     let trace = l.env.path().join("trace");
     let mut cmd = l.env.cmd_under(
@@ -275,7 +305,9 @@ fn a_second_container_within_the_linger_reuses_the_bridge() {
 #[test]
 fn a_killed_reaper_leaves_the_bridge_to_the_next_command() {
     let l = Lingering::new("rbuildlg3", 238);
-    let linger_ms = 300;
+    // Long enough for the reaper to reach its kill point (it cleans without waiting once
+    // the linger has passed), on a loaded machine too.
+    let linger_ms = 3000;
     let out = l
         .cmd(linger_ms, &["run", "--rm", "bb", "true"])
         .env("RBUILD_TEST_KILL_AT", "network-reaper-waiting:1")

@@ -148,12 +148,8 @@ fn outbound_through(helper: &str, n: u8, dns: &str) {
         "{}",
         waiting.printed
     );
-    let running = rl.tagged();
-    let helpers: Vec<_> = running
-        .iter()
-        .filter(|(_, c)| is_helper(c, helper))
-        .collect();
-    assert_eq!(helpers.len(), 1, "one {helper} while it runs: {running:?}");
+    let helpers = rl.helpers(helper);
+    assert_eq!(helpers.len(), 1, "one {helper} while it runs: {helpers:?}");
     std::fs::write(&waiting.go, "").unwrap();
     let status = waiting.child.wait().unwrap();
     assert!(status.success(), "{status}");

@@ -16,7 +16,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::published::{assert_udp_echo, free_port, http_get, start_udp_echo, HTTPD};
-use common::rootless::{is_helper, shell, Rootless, NOBODY};
+use common::rootless::{shell, Rootless, NOBODY};
 use common::{assert_failure, assert_success};
 
 /// The UDP echo server of [`start_udp_echo`]; a no-op test otherwise.
@@ -65,14 +65,6 @@ fn assert_ports_free(tcp: &[u16], udp: &[u16]) {
     }
 }
 
-/// The processes of `helper` among this test's.
-fn helpers_of(rl: &Rootless, helper: &str) -> Vec<(u32, String)> {
-    rl.tagged()
-        .into_iter()
-        .filter(|(_, comm)| is_helper(comm, helper))
-        .collect()
-}
-
 /// Whether a TCP connection to `address` is refused (nothing listens there).
 fn refused(address: SocketAddr) -> bool {
     TcpStream::connect_timeout(&address, Duration::from_secs(2))
@@ -112,7 +104,7 @@ fn httpd_published_through(helper: &str) {
         assert!(refused((OTHER_LOOPBACK, local).into()), "127.0.0.1 only");
     };
     serves();
-    assert_eq!(helpers_of(&rl, helper).len(), 1, "{:?}", rl.tagged());
+    assert_eq!(rl.helpers(helper).len(), 1, "{:?}", rl.tagged());
     assert_eq!(
         ok(&rl, helper, &["port", "web"]),
         format!("80/tcp -> 127.0.0.1:{local}\n80/tcp -> 0.0.0.0:{all}\n")
@@ -139,9 +131,9 @@ fn httpd_published_through(helper: &str) {
     // The ports come back with the container's next start, and only one helper runs.
     ok(&rl, helper, &["restart", "-t", "0", "web"]);
     serves();
-    assert_eq!(helpers_of(&rl, helper).len(), 1, "{:?}", rl.tagged());
+    assert_eq!(rl.helpers(helper).len(), 1, "{:?}", rl.tagged());
     ok(&rl, helper, &["stop", "-t", "0", "web"]);
-    assert_eq!(helpers_of(&rl, helper), [], "no helper while stopped");
+    assert_eq!(rl.helpers(helper), [], "no helper while stopped");
     assert_eq!(ok(&rl, helper, &["port", "web"]), "");
     assert_ports_free(&[local, all], &[]);
     ok(&rl, helper, &["start", "web"]);
@@ -184,6 +176,12 @@ fn foreground_published_through(helper: &str) {
         http_get((Ipv4Addr::LOCALHOST, port).into()),
         "hello-foreground\n"
     );
+    // A foreground run records its start once the process is set up: it may serve first.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ok(&rl, helper, &["ps", "--format", "{{.Names}}"]).trim() != "fg" {
+        assert!(std::time::Instant::now() < deadline, "fg never listed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     ok(&rl, helper, &["kill", "fg"]);
     let status = child.wait().unwrap();
     assert!(!status.success(), "killed: {status}");

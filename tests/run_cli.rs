@@ -210,7 +210,11 @@ fn init_reaps_zombies() {
             "bb",
             "sh",
             "-c",
-            "(sleep 0.2 &); sleep 1; ps -o pid,stat,args",
+            // Waits (10 s at most) until the orphan is gone, a zombie included; an init
+            // that does not reap leaves it there.
+            "(sleep 0.2 &); i=0; while [ $i -lt 200 ] && ps -o stat,args | \
+             grep -q -e '^Z' -e '[s]leep 0.2'; do sleep 0.05; i=$((i+1)); done; \
+             ps -o pid,stat,args",
         ],
     );
     let lines: Vec<&str> = out.lines().skip(1).collect();
@@ -603,6 +607,7 @@ fn rm_force_kills_a_running_container() {
         .spawn()
         .unwrap();
     wait_for(&shared.join("ready"));
+    env.wait_running("busy");
     let ps = env.ok(&["ps"]);
     assert!(ps.contains("busy") && ps.contains("Up "), "{ps}");
     let err = env.fails(&["rm", "busy"]);

@@ -14,11 +14,15 @@ use common::registry::Registry;
 use common::tmux::Tmux;
 use common::{assert_success, rbuild_bin, stderr, TestEnv};
 
+/// What a session's script prints last (see [`Tmux::screen`]).
+const SENTINEL: &str = "tty-test-end";
+
 /// Sessions that end by creating a marker file.
 impl Tmux {
     /// Runs `script` (sh) in a new `width`×40 session and returns its final screen: the
-    /// script ends by creating a marker file (the test waits for it), then sleeps so the
-    /// pane stays.
+    /// script ends by creating a marker file (the test waits for it), then prints
+    /// [`SENTINEL`] (the test waits until tmux shows it, then removes it from the screen) and
+    /// sleeps so the pane stays.
     fn screen(&self, name: &str, width: u16, script: &str) -> String {
         let marker = self.dir.path().join(format!("{name}.done"));
         let file = self.dir.path().join(format!("{name}.sh"));
@@ -26,7 +30,9 @@ impl Tmux {
             &file,
             format!(
                 // Written aside and renamed: `wait_for_file` must never see the marker empty.
-                "unset RBUILD_ROOT NO_COLOR\n{script}\necho \"exit $?\" > {tmp}\nmv {tmp} {marker}\nsleep 600\n",
+                // Then the sentinel, on the cursor's line (no newline: nothing scrolls).
+                "unset RBUILD_ROOT NO_COLOR\n{script}\necho \"exit $?\" > {tmp}\nmv {tmp} {marker}\n\
+                 printf %s {SENTINEL}\nsleep 600\n",
                 tmp = marker.with_extension("tmp").display(),
                 marker = marker.display()
             ),
@@ -50,11 +56,20 @@ impl Tmux {
         assert_success("tmux new-session", &out);
         wait_for_file(&marker);
         let status = std::fs::read_to_string(&marker).expect("marker");
-        let screen = self.capture(name, true);
+        // The terminal shows the sentinel once it took all the command wrote before it.
+        let start = Instant::now();
+        while !self.capture(name, true).contains(SENTINEL) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{name}: no sentinel"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let screen = self.capture(name, true).replace(SENTINEL, "");
         assert_eq!(status.trim(), "exit 0", "{name}: {screen}");
         match name.starts_with("build") || name == "dumb" {
             true => screen,
-            false => self.capture(name, false),
+            false => self.capture(name, false).replace(SENTINEL, ""),
         }
     }
 }

@@ -127,7 +127,8 @@ pub(super) fn via_dir(dir: &File, name: &str) -> PathBuf {
 /// The monitor's end: the listening socket and the clients attached (see the module docs).
 pub(super) struct Server {
     hub: Arc<Hub>,
-    path: PathBuf,
+    /// The socket's path while it takes clients ([`Server::close`]).
+    path: Option<PathBuf>,
 }
 
 struct Hub {
@@ -158,6 +159,10 @@ struct Client {
     stderr: bool,
     queue: SyncSender<Arc<Vec<u8>>>,
 }
+
+/// How long a server about to exit waits for its clients to take the output and the exit
+/// status ([`Server::flush`]).
+pub(super) const FLUSH_WAIT: Duration = Duration::from_secs(10);
 
 /// A copy of the container's output stream: the thread and what it reads.
 pub(super) type Copies = Vec<std::thread::JoinHandle<()>>;
@@ -196,7 +201,19 @@ impl Server {
                 std::thread::spawn(move || hub.serve(stream));
             }
         });
-        Ok(Server { hub, path })
+        Ok(Server {
+            hub,
+            path: Some(path),
+        })
+    }
+
+    /// Takes no more clients (its socket file goes); those connected stay served. The
+    /// monitor closes it while it still holds the container's lease: a monitor started
+    /// after that one (`start`) binds the same path, which this one must not remove then.
+    pub(super) fn close(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     /// Waits (at most `timeout`) until every client let go by [`Server::ended`] got all
@@ -293,7 +310,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        self.close();
     }
 }
 

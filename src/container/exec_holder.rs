@@ -26,7 +26,7 @@ use std::path::Path;
 use rbuild_runtime::ContainerSpec;
 use serde::{Deserialize, Serialize};
 
-use super::attach::{AttachRequest, Server};
+use super::attach::{AttachRequest, Server, FLUSH_WAIT};
 use super::attach_client::Attachment;
 use super::monitor::{self, ATTACH_WAIT, LISTENING, STARTED};
 use super::{io_err, ContainerError, ExecOptions};
@@ -34,9 +34,6 @@ use crate::store::Store;
 
 /// The hidden subcommand that runs a holder: `rbuild --root ROOT exec-holder ID TOKEN`.
 pub const SUBCOMMAND: &str = "exec-holder";
-
-/// How long the holder waits for its client to take the output and exit status.
-const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the client hands the holder.
 #[derive(Debug, Serialize, Deserialize)]

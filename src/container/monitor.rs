@@ -241,7 +241,7 @@ fn serve_runs(
         return Err(ContainerError::AlreadyRunning(id.to_string()));
     };
     let mut spec = spec_file::load(store, id)?;
-    let attach = attach::Server::bind(&lease.dir, spec.process.terminal)?;
+    let mut attach = attach::Server::bind(&lease.dir, spec.process.terminal)?;
     if attached {
         tell(LISTENING);
         spec.process.console_size = attach.wait_client(ATTACH_WAIT)?;
@@ -316,7 +316,12 @@ fn serve_runs(
             Err(e) => warn(format!("failed to remove container {id}: {e}")),
         }
     }
+    attach.close();
     drop(lease);
+    // The clients still get what is queued for them, the exit code last: a slow one would
+    // otherwise lose it and ask the record instead (which `--rm` removed). The container is
+    // not waited for meanwhile: `wait`, `stop` and `ps` see it exited (the lease is free).
+    attach.flush(attach::FLUSH_WAIT);
     result
 }
 

@@ -171,6 +171,24 @@ impl TestEnv {
     }
 
     /// `rbuild inspect NAME` as JSON: the one element of the array it prints.
+    /// Waits (up to 30 s) until `ps` lists the container `name` as running. A foreground
+    /// `run` records the start once its process is set up, which can be after the process
+    /// already did something a test waits for (a file it made).
+    pub fn wait_running(&self, name: &str) {
+        let start = std::time::Instant::now();
+        loop {
+            let ps = self.ok(&["ps", "--format", "{{.Names}}"]);
+            if ps.lines().any(|l| l == name) {
+                return;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "container {name} never showed up as running"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn inspect(&self, name: &str) -> serde_json::Value {
         let out = self.ok(&["inspect", name]);
         let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");

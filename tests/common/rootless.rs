@@ -195,6 +195,30 @@ pub fn is_helper(comm: &str, helper: &str) -> bool {
     comm == helper || (helper == "pasta" && comm.starts_with("passt"))
 }
 
+impl Rootless {
+    /// The tagged processes that are `helper` (see [`is_helper`]), without the short-lived
+    /// children a helper forks to do work in the container's namespace (pasta does, for its
+    /// spliced TCP sockets): those have a helper as parent.
+    pub fn helpers(&self, helper: &str) -> Vec<(u32, String)> {
+        let helpers: Vec<(u32, String)> = self
+            .tagged()
+            .into_iter()
+            .filter(|(_, comm)| is_helper(comm, helper))
+            .collect();
+        let parent = |pid: u32| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // After the command's name in parentheses: state, then the parent's PID.
+            stat.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split(' ').nth(1)?.parse::<u32>().ok())
+        };
+        helpers
+            .iter()
+            .filter(|(pid, _)| !parent(*pid).is_some_and(|p| helpers.iter().any(|(h, _)| *h == p)))
+            .cloned()
+            .collect()
+    }
+}
+
 impl Drop for Rootless {
     /// A failed test must not leave its containers (monitors, helpers, forwarders) running.
     fn drop(&mut self) {

@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::common::TestEnv;
 
@@ -33,18 +32,7 @@ impl<'a> Running<'a> {
             name: name.to_string(),
             child: Some(child),
         };
-        let start = Instant::now();
-        loop {
-            let ps = env.ok(&["ps", "--format", "{{.Names}}"]);
-            if ps.lines().any(|l| l == name) {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "container {name} never showed up as running"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        env.wait_running(name);
         running
     }
 
