@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::golden::table;
 use common::{busybox_rootfs_tar, TestEnv};
 
 #[test]
@@ -12,15 +13,19 @@ fn image_subcommands_run_the_top_level_commands() {
     let id = env.ok(&["image", "import", tar, "base:1"]);
     assert_eq!(env.ok(&["images", "-q", "--no-trunc"]), id);
     for ls in ["ls", "list"] {
-        assert_eq!(env.ok(&["image", ls]), env.ok(&["images"]), "image {ls}");
+        assert_eq!(
+            table(&env.ok(&["image", ls])),
+            table(&env.ok(&["images"])),
+            "image {ls}"
+        );
     }
     assert_eq!(
         env.ok(&["image", "inspect", "base:1"]),
         env.ok(&["inspect", "base:1"])
     );
     assert_eq!(
-        env.ok(&["image", "history", "--no-trunc", "base:1"]),
-        env.ok(&["history", "--no-trunc", "base:1"])
+        table(&env.ok(&["image", "history", "--no-trunc", "base:1"])),
+        table(&env.ok(&["history", "--no-trunc", "base:1"]))
     );
     env.ok(&["image", "tag", "base:1", "other:2"]);
     assert_eq!(env.inspect("other:2")["Id"], id.trim());

@@ -226,6 +226,7 @@ fn cache_hits_touches_and_changes() {
     assert_eq!(first, second);
 
     // Touch one file (same content, new timestamps) and rewrite another.
+    let written = std::time::Instant::now();
     fs::File::options()
         .write(true)
         .open(ctx.join("touched"))
@@ -234,6 +235,7 @@ fn cache_hits_touches_and_changes() {
         .unwrap();
     fs::write(ctx.join("changed"), "after!").unwrap();
     cache.reset_stats();
+    let within = written.elapsed() < RACY_WINDOW;
     let third = fx.scan("", &mut cache);
     assert_eq!(cache.stats().misses, 2);
     assert_eq!(cache.stats().hits, 20);
@@ -250,10 +252,12 @@ fn cache_hits_touches_and_changes() {
         EntryKind::File { digest } => assert_eq!(digest.hex(), sha256_hex("after!")),
         other => panic!("{other:?}"),
     }
-    // Recently changed files were not remembered, so they are hashed again.
+    // Recently changed files were not remembered, so they are hashed again (when the third
+    // scan started within the window of the changes, as it does unless this thread
+    // stalled).
     cache.reset_stats();
     fx.scan("", &mut cache);
-    assert_eq!(cache.stats().misses, 2);
+    assert!(cache.stats().misses == 2 || !within, "{:?}", cache.stats());
 }
 
 #[test]

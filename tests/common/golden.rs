@@ -70,6 +70,19 @@ pub fn group_steps(progress: &str) -> String {
     out + &rest
 }
 
+/// A table as two runs a moment apart print it alike: relative times ("2 seconds ago")
+/// masked, column gaps evened (the CREATED column of `images` and `history` changes at
+/// every second boundary).
+pub fn table(text: &str) -> String {
+    normalise(
+        text,
+        Mask {
+            ids: false,
+            columns: true,
+        },
+    )
+}
+
 /// Replaces what changes from run to run: step durations of `--progress=plain` (`DONE 0.1s`,
 /// `#4 0.054 output`) become `<t>`, relative times (`3 years ago`, `Less than a second ago`)
 /// become `<ago>` padded to the same width, `"LastTagTime": "..."` becomes `<time>`, and what

@@ -35,7 +35,21 @@ pub fn free_port() -> u16 {
 }
 
 impl Registry {
+    /// Starts a registry on a free port. The port is picked before the registry binds it:
+    /// when something else took it in between, it tries again on another (3 times).
     pub fn start(setup: RegistrySetup) -> Registry {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Registry::try_start(&setup) {
+                Ok(reg) => return reg,
+                Err(log) if tries < 3 && log.contains("address already in use") => continue,
+                Err(log) => panic!("{log}"),
+            }
+        }
+    }
+
+    fn try_start(setup: &RegistrySetup) -> Result<Registry, String> {
         let dir = tempfile::Builder::new()
             .prefix("rbuild-registry-")
             .tempdir()
@@ -77,18 +91,22 @@ impl Registry {
             .expect("start /usr/bin/docker-registry (is docker-registry installed?)");
         let mut reg = Registry { child, port, dir };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        loop {
+            let listens = TcpStream::connect(("127.0.0.1", port)).is_ok();
+            // Still running once the port answers: the answer was this registry's.
             if let Ok(Some(status)) = reg.child.try_wait() {
-                panic!(
+                return Err(format!(
                     "docker-registry exited with {status}: {}",
                     std::fs::read_to_string(reg.dir.path().join("registry.log"))
                         .unwrap_or_default()
-                );
+                ));
+            }
+            if listens {
+                return Ok(reg);
             }
             assert!(Instant::now() < deadline, "docker-registry did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        reg
     }
 
     pub fn plain() -> Registry {
