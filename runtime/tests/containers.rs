@@ -270,29 +270,36 @@ fn network_none_has_only_loopback_and_host_sees_host() {
     let mut lines: Vec<&str> = out.lines().collect();
     let _state = lines.pop();
     assert_eq!(lines, vec!["lo"]);
-    let host: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    let mut spec = sh("net-host", "ls /sys/class/net");
+    // The same namespace (its identity: the host's interfaces come and go meanwhile).
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let mut spec = sh("net-host", "readlink /proc/self/ns/net");
     spec.network = NetworkMode::Host;
     let out = stdout_of(&spec);
-    assert_eq!(out.lines().count(), host.len(), "{out} vs {host:?}");
+    assert_eq!(
+        out.trim(),
+        host.to_string_lossy(),
+        "the host's network namespace"
+    );
 }
 
 fn tcp_connection_into_the_network_namespace() {
-    const PORT: u16 = 48271;
+    // Free on the host: the test shows the server is not reachable there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let (rootfs, _) = overlay("connect");
     let spec = ContainerSpec::new(
         rootfs,
-        ["httpd", "-f", "-p", &PORT.to_string(), "-h", "/etc"]
+        ["httpd", "-f", "-p", &port.to_string(), "-h", "/etc"]
             .map(String::from)
             .to_vec(),
     );
     let container = rbuild_runtime::spawn(&spec, Stdio::null()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut stream = loop {
-        match container.connect_tcp(PORT) {
+        match container.connect_tcp(port) {
             Ok(stream) => break stream,
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
             Err(e) => panic!("cannot connect: {e}"),
@@ -304,9 +311,9 @@ fn tcp_connection_into_the_network_namespace() {
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     assert!(response.ends_with("rbuild-test-busybox\n"), "{response}");
     // The server listens only in the container's namespace, not on the host's loopback.
-    assert!(std::net::TcpStream::connect(("127.0.0.1", PORT)).is_err());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     assert!(
-        container.connect_tcp(PORT).is_ok(),
+        container.connect_tcp(port).is_ok(),
         "still listening inside"
     );
     container.kill(libc::SIGKILL).unwrap();
@@ -400,12 +407,18 @@ fn sigterm_to_runner_reaches_the_process() {
 }
 
 fn init_reaps_zombies() {
-    // The subshell exits at once, so its `sleep 0.2` is orphaned and reparented to PID 1,
-    // the init, which must reap it when it exits: afterwards no zombie is left.
+    // The subshell exits at once, so its `sleep` is orphaned and reparented to PID 1, the
+    // init, which must reap it when it is killed: afterwards no zombie is left (a zombie
+    // keeps its /proc entry). Each step is waited for (10 s at most), not slept through.
     let mut spec = sh(
         "zombies",
-        "echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo; (sleep 0.2 &); sleep 0.05; \
-         cat /proc/[0-9]*/stat; echo ---; sleep 0.5; cat /proc/[0-9]*/stat",
+        "echo $$; tr '\\0' ' ' < /proc/1/cmdline; echo; \
+         p=$( (sleep 1000 >/dev/null 2>&1 & echo $!) ); i=0; \
+         until grep -q '^Name:.sleep$' /proc/$p/status && grep -q '^PPid:.1$' /proc/$p/status; \
+         do i=$((i+1)); [ $i -gt 1000 ] && break; sleep 0.01; done; \
+         cat /proc/$p/stat; echo ---; kill $p; i=0; \
+         while [ -e /proc/$p ] && [ $i -lt 1000 ]; do i=$((i+1)); sleep 0.01; done; \
+         cat /proc/[0-9]*/stat",
     );
     spec.init = true;
     let out = stdout_of(&spec);
@@ -613,26 +626,57 @@ fn no_descriptors_leak_into_the_container() {
 fn runner_with_closed_stdin_and_stdout() {
     // The runtime's own descriptors must not land on 0..=2, where the monitor's stdio
     // setup would overwrite them: with 0 and 1 closed, a socket pair takes exactly those.
+    // In a process of its own, which closes them and never needs them back (the runtime's
+    // threads may still hold a descriptor there when `run` returns).
     let (rootfs, _) = overlay("closed-stdio");
-    let spec = ContainerSpec::new(rootfs, vec!["true".into()]);
-    // SAFETY: saves, closes and later restores this process's fds 0 and 1; tests run one
-    // after another and print nothing meanwhile.
-    let saved = unsafe { [libc::dup(0), libc::dup(1)] };
-    assert!(saved.iter().all(|fd| *fd > 2));
-    // SAFETY: closing fds 0 and 1, which `saved` duplicates; nothing holds them as owned.
+    let Rootfs::Overlay {
+        lowers,
+        upper,
+        work,
+    } = rootfs
+    else {
+        unreachable!("an overlay")
+    };
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("--closed-stdio-child")
+        .arg(&lowers[0])
+        .arg(&upper)
+        .arg(&work)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `--closed-stdio-child LOWER UPPER WORK`: closes fds 0 and 1, runs `true` in the overlay,
+/// exits with its code (99 when the run failed).
+fn closed_stdio_child(lower: &str, upper: &str, work: &str) {
+    let spec = ContainerSpec::new(
+        Rootfs::Overlay {
+            lowers: vec![PathBuf::from(lower)],
+            upper: PathBuf::from(upper),
+            work: PathBuf::from(work),
+        },
+        vec!["true".into()],
+    );
+    // SAFETY: closing fds 0 and 1 of this process, which owns nothing there and exits
+    // right after.
     unsafe {
         libc::close(0);
         libc::close(1);
     }
-    let result = rbuild_runtime::run(&spec, Stdio::null());
-    // SAFETY: restores fds 0 and 1 from the saved duplicates.
-    unsafe {
-        libc::dup2(saved[0], 0);
-        libc::dup2(saved[1], 1);
-        libc::close(saved[0]);
-        libc::close(saved[1]);
+    match rbuild_runtime::run(&spec, Stdio::null()) {
+        Ok(status) => std::process::exit(status.code),
+        Err(e) => {
+            eprintln!("run failed: {e}");
+            std::process::exit(99);
+        }
     }
-    assert_eq!(result.unwrap().code, 0);
 }
 
 fn umask_is_dockers() {
@@ -1260,7 +1304,9 @@ fn rootless_child(lower: &str, dir: &str) {
         vec![
             "sh".into(),
             "-c".into(),
-            "ls /sys/class/net | wc -l; tty; cat /proc/1/cmdline | tr '\\0' '\\n' | head -1".into(),
+            "readlink /proc/self/ns/net; ls /sys/class/net | grep -cx lo; tty; \
+             cat /proc/1/cmdline | tr '\\0' '\\n' | head -1"
+                .into(),
         ],
     );
     second.network = NetworkMode::Host;
@@ -1342,11 +1388,18 @@ fn rootless_as_nobody() {
     );
     assert_eq!(&lines[2..4], ["rbuild", "lo"], "{stdout}");
     assert_eq!(lines[4], "CapEff:\t00000000a80425fb", "{stdout}");
-    let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
+    // The host's network namespace (its identity: the host's interfaces come and go
+    // meanwhile), and a sysfs that shows its interfaces (bound: it cannot be mounted).
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
     // (str::lines also strips the pty's carriage returns)
-    assert_eq!(lines[5], host_links.to_string(), "host network: {stdout}");
-    assert_eq!(lines[6], "/dev/pts/0", "{stdout}");
-    assert_eq!(lines[7], "rbuild-runtime-init", "{stdout}");
+    assert_eq!(
+        lines[5],
+        host_net.to_string_lossy(),
+        "host network: {stdout}"
+    );
+    assert_eq!(lines[6], "1", "sysfs: {stdout}");
+    assert_eq!(lines[7], "/dev/pts/0", "{stdout}");
+    assert_eq!(lines[8], "rbuild-runtime-init", "{stdout}");
     // The change set: a new file owned by the caller, a whiteout for the deleted one
     // (rootless overlay uses the user.overlay.* xattrs).
     let upper = dir.join("upper");
@@ -1617,6 +1670,10 @@ fn main() {
     }
     if args.get(1).map(String::as_str) == Some("--rootless-child") {
         rootless_child(&args[2], &args[3]);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("--closed-stdio-child") {
+        closed_stdio_child(&args[2], &args[3], &args[4]);
         return;
     }
     let tests: &[(&str, fn())] = &[
