@@ -139,10 +139,10 @@ fn render(env: &TestEnv, command: &str, out: &Output, mask: Mask) -> String {
             .map_or_else(|| out.status.to_string(), |c| c.to_string()),
         common::stdout(out),
     );
-    let base_dir = std::env::temp_dir().join(format!("rbuild-test-base-{}", std::process::id()));
+    let base = common::busybox_rootfs_tar().to_str().unwrap();
     let text = text
         .replace(env.path().to_str().unwrap(), "<dir>")
-        .replace(base_dir.to_str().unwrap(), "<base>");
+        .replace(base, "<base>/busybox-rootfs.tar");
     golden::normalise(&text, mask)
 }
 

@@ -21,7 +21,9 @@
 //!    `listening` comes first for [`launch_attached`]);
 //! 4. when the process exits, applies the restart policy (docker's: a growing delay from
 //!    100 ms between restarts, none after a `stop`/`kill`), and for `run -d --rm` removes
-//!    the container.
+//!    the container;
+//! 5. lets go of the lease, then gives its attach clients up to [`attach::FLUSH_WAIT`] to
+//!    take what is still queued for them, the exit code last.
 //!
 //! Resources that must live exactly as long as the container's process (published ports'
 //! listeners, for one) belong in [`RunResources`]: acquired when the process started,

@@ -268,23 +268,39 @@ pub fn write_file(root: &Path, rel: &str, content: &str) {
     std::fs::write(path, content).expect("write file");
 }
 
-/// A tar of the busybox base rootfs (built once per test process by testdata/base/busybox-rootfs.sh).
+/// A tar of the busybox base rootfs, made by testdata/base/busybox-rootfs.sh and shared by
+/// every test process: it is named for what it is made from (the script and the busybox
+/// binary), so it is made once and never stale, and written aside then renamed, so a
+/// process never sees half of it. (One per process used to be left behind in the temp
+/// directory by every test binary run.)
 pub fn busybox_rootfs_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("rbuild-test-base-{}", std::process::id()));
+        let script = testdata("base/busybox-rootfs.sh");
+        let busybox = std::env::var_os("BUSYBOX").unwrap_or_else(|| "/bin/busybox".into());
+        let mut inputs = std::fs::read(&script).expect("read busybox-rootfs.sh");
+        inputs.extend(
+            std::fs::read(&busybox)
+                .unwrap_or_else(|e| panic!("{busybox:?}: {e} (is busybox-static installed?)")),
+        );
+        let dir = std::env::temp_dir().join("rbuild-test-base");
         std::fs::create_dir_all(&dir).expect("create base dir");
-        let tar = dir.join("busybox-rootfs.tar");
+        let tar = dir.join(format!("busybox-rootfs-{}.tar", &sha256_hex(&inputs)[..16]));
+        if tar.exists() {
+            return tar;
+        }
+        let part = dir.join(format!("busybox-rootfs.{}.part", std::process::id()));
         let status = Command::new("bash")
-            .arg(testdata("base/busybox-rootfs.sh"))
+            .arg(&script)
             .arg("--tar")
-            .arg(&tar)
+            .arg(&part)
             .status()
             .expect("run busybox-rootfs.sh");
         assert!(
             status.success(),
             "busybox-rootfs.sh failed (is busybox-static installed?)"
         );
+        std::fs::rename(&part, &tar).expect("rename the base tar into place");
         tar
     })
 }
