@@ -39,16 +39,15 @@ impl Env {
     }
 }
 
-/// Whether some process's argv is exactly `argv`.
+/// Whether some process's argv is exactly `argv` (its command line ends with a NUL: the
+/// split leaves an empty last piece).
 fn process_exists(argv: &[&str]) -> bool {
-    let want: Vec<u8> = argv
-        .iter()
-        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
-        .collect();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
+    !common::pids_with_args(|args| {
+        args.iter()
+            .map(String::as_str)
+            .eq(argv.iter().copied().chain([""]))
+    })
+    .is_empty()
 }
 
 /// Waits up to 10 s for a process whose argv is exactly `argv`. A start is announced once

@@ -170,7 +170,6 @@ impl TestEnv {
         self.ok(&args).trim().to_string()
     }
 
-    /// `rbuild inspect NAME` as JSON: the one element of the array it prints.
     /// Waits (up to 30 s) until `ps` lists the container `name` as running. A foreground
     /// `run` records the start once its process is set up, which can be after the process
     /// already did something a test waits for (a file it made).
@@ -189,6 +188,7 @@ impl TestEnv {
         }
     }
 
+    /// `rbuild inspect NAME` as JSON: the one element of the array it prints.
     pub fn inspect(&self, name: &str) -> serde_json::Value {
         let out = self.ok(&["inspect", name]);
         let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
